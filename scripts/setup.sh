@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up for the BORA stack: .venv (Python 3.11) with pinned packages,
+# the ROS 2 wheels' CMake path fix, the dev .pth, and Debian's headless EGL libraries.
+# A second run with unchanged requirements finishes in a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${BORA_PYTHON:-python3.11}
+VENV=$ROOT/.venv
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. Debian packages for headless rendering (MuJoCo EGL through Mesa).
+APT_PKGS="libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing Debian packages:$missing"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  else
+    say "WARNING: missing Debian packages:$missing"
+    say "         run: sudo apt-get install -y$missing   (needed for camera rendering)"
+  fi
+fi
+
+# 2. The virtual environment.
+if ! command -v "$PY" >/dev/null; then
+  echo "error: $PY not found; BORA needs Python 3.11 (set BORA_PYTHON to its path)" >&2; exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+stamp=$VENV/.bora-requirements.sha256
+want=$(cat requirements.in requirements.lock scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing pinned Python packages (first run: ~2-3 minutes)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r requirements.in -c requirements.lock
+  "$VENV/bin/python" scripts/fix_ros_cmake_paths.py "$VENV"
+  echo "$want" > "$stamp"
+else
+  say "Python packages up to date"
+fi
+
+# 3. Put the workspace's Python packages on the venv's path (editable, no copy).
+SP=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+: > "$SP/bora_dev.pth"
+for p in bora_policy bora_teleop bora_trainer bora_sim; do echo "$ROOT/src/$p" >> "$SP/bora_dev.pth"; done
+
+# 4. The `bora` command in the venv (the console script of bora_trainer).
+cat > "$VENV/bin/bora" <<BORA
+#!$VENV/bin/python
+import sys
+from bora_trainer.cli import main
+sys.exit(main())
+BORA
+chmod +x "$VENV/bin/bora"
+say "done: $($VENV/bin/python --version), torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)' 2>/dev/null)"

@@ -1,0 +1,63 @@
+"""The ``bora`` command: one entry point, subcommands owned by the modules that implement them.
+
+``bora <command> [<verb>] ...`` imports the owning module lazily (start-up stays fast and a
+command's heavy imports are paid only when it runs) and calls its ``main(argv) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, help). Modules expose main(argv: list[str]) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("bora_sim.cli", "simulated robot: `collect` scripted demonstrations, `render` a contact sheet"),
+    "train": ("bora_trainer.train", "`offline` (diffusion-bc, cp-bc, cp-decoupled-critic, bora, aloe, habc) "
+                                    "or `online` (bora-residual, aloe, habc) training"),
+    "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set"),
+    "report": ("bora_trainer.report", "Markdown tables (paper Tables 1-2 form) and plots from eval results"),
+    "bag": ("bora_trainer.data.bag_convert", "`convert` rosbag2 recordings into chunk transitions"),
+    "record": ("bora_trainer.nodes.recorder_node", "record the BORA topics into an MCAP rosbag2 (no ros2 CLI needed)"),
+    "dataset": ("bora_trainer.data.lerobot", "`export` / `import` LeRobotDataset v3"),
+    "up": ("bora_trainer.up", "start the node graph (--sim: with the simulated robot) under a supervisor"),
+    "demo": ("bora_trainer.demo", "the whole pipeline on the simulated robot (what `make demo` runs)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bora",
+        description="BORA: offline-to-online RL post-training of dexterous VLA policies (ROS 2 + PyTorch).",
+        epilog="Run `bora <command> --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="<command>")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        parser.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            print(f"bora {name}: not available in this version of the stack ({module_name} is missing)",
+                  file=sys.stderr)
+            return 3
+        raise
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
