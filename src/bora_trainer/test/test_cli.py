@@ -1,0 +1,25 @@
+"""The `bora` command lists its subcommands and dispatches to the owning module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bora_trainer.cli import COMMANDS, main
+
+
+def test_help_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sim", "train", "eval", "report", "bag", "record", "dataset", "up", "demo"):
+        assert name in COMMANDS and f"    {name}" in out
+
+
+def test_unknown_command_is_an_error():
+    proc = subprocess.run([sys.executable, "-m", "bora_trainer.cli", "frobnicate"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown command 'frobnicate'" in proc.stderr
+
+
+def test_train_dispatch_help(capsys):
+    assert main(["train", "--help"]) == 0
+    assert "offline" in capsys.readouterr().out
