@@ -49,7 +49,20 @@ SP=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purel
 : > "$SP/bora_dev.pth"
 for p in bora_policy bora_teleop bora_trainer bora_sim; do echo "$ROOT/src/$p" >> "$SP/bora_dev.pth"; done
 
-# 4. The `bora` command in the venv (the console script of bora_trainer).
+# 4. Dockerfile linter (no Docker engine runs here; the image is linted and its compose files parsed).
+if [ ! -x "$ROOT/.tools/node_modules/.bin/dockerfilelint" ]; then
+  if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  if command -v npm >/dev/null; then
+    say "installing dockerfilelint (npm) into .tools/"
+    npm install --no-audit --no-fund --silent --prefix "$ROOT/.tools" dockerfilelint@1.8.0 >/dev/null
+  else
+    say "WARNING: npm not found: the Dockerfile lint test will fail (install nodejs + npm)"
+  fi
+fi
+
+# 5. The `bora` command in the venv (the console script of bora_trainer).
 cat > "$VENV/bin/bora" <<BORA
 #!$VENV/bin/python
 import sys
