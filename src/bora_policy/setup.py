@@ -22,7 +22,10 @@ setup(
     zip_safe=True,
     maintainer="BORA maintainers",
     maintainer_email="bora@example.org",
-    description="Policy runtime: VLA models (VLM cognition token + consistency action expert), chunk critic, residual actor, observation sync and the policy node.",
+    description=(
+        "Policy runtime: VLA models (VLM cognition token + consistency action expert), chunk "
+        "critic, residual actor, observation sync and the policy node."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

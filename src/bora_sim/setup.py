@@ -1,7 +1,5 @@
 """ament_python package bora_sim."""
 
-import os
-from glob import glob
 
 from setuptools import find_packages, setup
 
@@ -19,7 +17,10 @@ setup(
     zip_safe=True,
     maintainer="BORA maintainers",
     maintainer_email="bora@example.org",
-    description="MuJoCo Franka + dexterous hand simulation with the five BORA tasks, scripted experts and operator, and a bridge node that stands in for the robot drivers.",
+    description=(
+        "MuJoCo Franka + dexterous hand simulation with the five BORA tasks, scripted experts and "
+        "operator, and a bridge node that stands in for the robot drivers."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

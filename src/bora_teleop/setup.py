@@ -1,7 +1,5 @@
 """ament_python package bora_teleop."""
 
-import os
-from glob import glob
 
 from setuptools import find_packages, setup
 
@@ -19,7 +17,10 @@ setup(
     zip_safe=True,
     maintainer="BORA maintainers",
     maintainer_email="bora@example.org",
-    description="Glove teleoperation and the command arbiter: retargeting, linear takeover blending, safety layer, intervention and episode events.",
+    description=(
+        "Glove teleoperation and the command arbiter: retargeting, linear takeover blending, safety "
+        "layer, intervention and episode events."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

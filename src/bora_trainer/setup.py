@@ -1,7 +1,5 @@
 """ament_python package bora_trainer."""
 
-import os
-from glob import glob
 
 from setuptools import find_packages, setup
 
@@ -19,7 +17,10 @@ setup(
     zip_safe=True,
     maintainer="BORA maintainers",
     maintainer_email="bora@example.org",
-    description="BORA algorithms (offline PPO+BC with the action-conditioned critic, online residual RLPD, ALOE, HABC), data (bags, replay, datasets), the trainer node and the bora CLI.",
+    description=(
+        "BORA algorithms (offline PPO+BC with the action-conditioned critic, online residual RLPD, "
+        "ALOE, HABC), data (bags, replay, datasets), the trainer node and the bora CLI."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

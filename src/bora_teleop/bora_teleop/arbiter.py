@@ -1,0 +1,222 @@
+"""The command arbiter of one control tick: blend -> safety (pure Python; the node is a thin wrapper).
+
+Per tick (:meth:`Arbiter.tick`):
+
+1. the takeover blender advances beta (linear ramp) and reports START / RECOVERED / END;
+2. ``A_final`` = the latest policy command, if not older than ``watchdog_timeout_s``;
+3. ``A_human`` = [operator arm target (7), retarget(glove angles)] from inputs not older than
+   ``human_timeout_s`` (with ``require_arm_target: false`` the arm part is the policy's arm
+   command, i.e. a hand-only glove takeover); after the release, while beta ramps down, the
+   operator's last command is blended out if no fresh input arrives (a released glove may stop);
+4. ``A_exec = (1 - beta) A_final + beta A_human`` (Algorithm 1 line 17); ``A_final`` is not needed
+   at beta = 1 and ``A_human`` not at beta = 0;
+5. the safety layer (:mod:`bora_teleop.safety`) clamps / rate limits it or replaces it by a hold:
+   ``stale`` (watchdog), ``no_command`` (no policy command yet), ``human_stale``,
+   ``bad_command`` (names/shape), ``nan``, ``workspace``, ``estop``, ``no_state``.
+
+Vectors are ``[arm (7), hand (n_hand)]`` in the order ``arm_joint_names + retarget.robot_joints``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bora_teleop.blend import BlendConfig, TakeoverBlender, blend
+from bora_teleop.events import EpisodeTracker, InterventionRewards
+from bora_teleop.glove import GloveSample, freshest
+from bora_teleop.retarget import RetargetMap
+from bora_teleop.safety import SafetyConfig, SafetyLayer
+
+
+@dataclass
+class ArbiterConfig:
+    """rate_hz: control rate; watchdog_timeout_s: max age of the policy command before a hold;
+    human_timeout_s: max age of glove / arm-target input during a takeover;
+    require_arm_target: the takeover needs the operator's arm target (else hand-only takeover)."""
+
+    rate_hz: float = 30.0
+    watchdog_timeout_s: float = 0.2
+    human_timeout_s: float = 0.2
+    require_arm_target: bool = True
+    blend: BlendConfig = field(default_factory=BlendConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    rewards: InterventionRewards = field(default_factory=InterventionRewards)
+
+    def __post_init__(self) -> None:
+        if self.rate_hz <= 0:
+            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+        for name in ("watchdog_timeout_s", "human_timeout_s"):
+            v = getattr(self, name)
+            if not v > 0:
+                raise ValueError(f"{name} must be > 0 s, got {v}")
+
+
+@dataclass
+class PolicyCommand:
+    position: np.ndarray | None  # None = the message was malformed (error says why)
+    t_recv: float
+    episode_id: int = 0
+    step: int = 0
+    chunk_index: int = 0
+    error: str = ""
+    seq: int = 0
+
+
+@dataclass
+class TickResult:
+    command: np.ndarray | None  # what to send (None: send nothing)
+    held: bool
+    hold_reason: str
+    error: str
+    beta: float
+    is_intervention: bool
+    a_final: np.ndarray | None
+    a_human: np.ndarray | None
+    episode_id: int
+    step: int
+    chunk_index: int
+    events: list[tuple[str, float]]  # (START|END|RECOVERED, reward)
+    clamped: bool = False
+    rate_limited: bool = False
+
+
+class Arbiter:
+    def __init__(self, cfg: ArbiterConfig, arm_joint_names: list[str], retarget: RetargetMap):
+        if len(arm_joint_names) != 7:
+            raise ValueError(f"arm_joint_names: expected 7 names, got {len(arm_joint_names)}")
+        self.cfg = cfg
+        self.retarget = retarget
+        self.arm_joint_names = list(arm_joint_names)
+        self.hand_joint_names = list(retarget.robot_joints)
+        self.joint_names = self.arm_joint_names + self.hand_joint_names
+        self.n = len(self.joint_names)
+        scfg = dataclasses.replace(cfg.safety)
+        if not scfg.hand_lower and not scfg.hand_upper:
+            scfg.hand_lower, scfg.hand_upper = retarget.lower.tolist(), retarget.upper.tolist()
+        scfg.rate_hz = cfg.rate_hz
+        self.safety = SafetyLayer(scfg, len(self.hand_joint_names))
+        self.blender = TakeoverBlender(cfg.blend)
+        self.episode = EpisodeTracker()
+        self.policy: PolicyCommand | None = None
+        self._policy_used_seq = -1
+        self._policy_seq = 0
+        self.arm_target: tuple[np.ndarray, float] | None = None
+        self.glove_topic: GloveSample | None = None
+        self.glove_sources: list[Callable[[], GloveSample | None]] = []
+        self.measured_arm: np.ndarray | None = None
+        self.measured_hand: np.ndarray | None = None
+        self._last_human: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def set_policy(
+        self,
+        position,
+        t_recv: float,
+        episode_id: int = 0,
+        step: int = 0,
+        chunk_index: int = 0,
+        error: str = "",
+    ) -> None:
+        self._policy_seq += 1
+        pos = None if position is None else np.asarray(position, dtype=np.float64).reshape(-1)
+        if pos is not None and pos.shape != (self.n,):
+            pos, error = None, f"policy command has {pos.size} positions, expected {self.n}"
+        self.policy = PolicyCommand(
+            pos, t_recv, int(episode_id), int(step), int(chunk_index), error, self._policy_seq
+        )
+
+    def set_arm_target(self, position, t_recv: float) -> None:
+        self.arm_target = (np.asarray(position, dtype=np.float64).reshape(7), t_recv)
+
+    def set_glove(self, sample: GloveSample) -> None:
+        self.glove_topic = sample
+
+    def set_measured(self, arm=None, hand=None) -> None:
+        if arm is not None:
+            self.measured_arm = np.asarray(arm, dtype=np.float64).reshape(7)
+        if hand is not None:
+            self.measured_hand = np.asarray(hand, dtype=np.float64).reshape(len(self.hand_joint_names))
+
+    def measured(self) -> np.ndarray | None:
+        if self.measured_arm is None or self.measured_hand is None:
+            return None
+        return np.concatenate([self.measured_arm, self.measured_hand])
+
+    # ------------------------------------------------------------------ helpers
+    def _fresh_policy(self, now: float) -> PolicyCommand | None:
+        p = self.policy
+        if p is None or now - p.t_recv > self.cfg.watchdog_timeout_s:
+            return None
+        return p
+
+    def human_command(self, now: float, a_final: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+        """A_human = [arm target, retarget(glove)] from fresh inputs, or (None, why)."""
+        sample = freshest(
+            [self.glove_topic] + [src() for src in self.glove_sources], now, self.cfg.human_timeout_s
+        )
+        if sample is None:
+            return None, "no fresh glove sample"
+        hand = self.retarget.apply(sample.angles)
+        if self.cfg.require_arm_target:
+            if self.arm_target is None or now - self.arm_target[1] > self.cfg.human_timeout_s:
+                return None, "no fresh operator arm target"
+            arm = self.arm_target[0]
+        elif a_final is not None:
+            arm = a_final[:7]
+        elif self.safety.last_sent is not None:
+            arm = self.safety.last_sent[:7]
+        else:
+            return None, "hand-only takeover without a policy or previous arm command"
+        return np.concatenate([arm, hand]), ""
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self, now: float) -> TickResult:
+        bs = self.blender.update(now)
+        beta = bs.beta
+        pol = self._fresh_policy(now)
+        a_final = pol.position if pol is not None else None
+        hold, error = "", ""
+        if pol is not None and pol.position is None:
+            hold, error = "bad_command", pol.error
+        a_human = None
+        if beta > 0.0:
+            a_human, why = self.human_command(now, a_final)
+            if a_human is None and not self.blender.requested and self._last_human is not None:
+                a_human = self._last_human  # released: the operator's last command is blended out
+            if a_human is None and not hold:
+                hold, error = "human_stale", why
+        self._last_human = a_human if beta > 0.0 else None
+        if beta < 1.0 and not hold and a_final is None:
+            hold = "stale" if self.policy is not None else "no_command"
+            if self.policy is not None:
+                age = now - self.policy.t_recv
+                error = f"policy command is {age:.3f} s old (> {self.cfg.watchdog_timeout_s} s)"
+        candidate = None if hold else blend(a_final, a_human, beta)
+        out = self.safety.apply(candidate, self.measured(), hold_reason=hold)
+        # Episode / step bookkeeping: follow a new policy command, else advance by one tick.
+        if pol is not None and pol.position is not None and pol.seq != self._policy_used_seq:
+            self.episode.observe_command(pol.episode_id, pol.step)
+            self._policy_used_seq = pol.seq
+        else:
+            self.episode.tick()
+        events = [(k, self.cfg.rewards.reward(k)) for k in bs.events]
+        return TickResult(
+            out.command,
+            out.held,
+            out.reason,
+            out.error or error,
+            beta,
+            bs.is_intervention,
+            a_final,
+            a_human,
+            self.episode.episode_id,
+            self.episode.step,
+            pol.chunk_index if pol is not None else 0,
+            events,
+            out.clamped,
+            out.rate_limited,
+        )

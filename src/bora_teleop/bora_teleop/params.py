@@ -1,0 +1,131 @@
+"""Teleop node parameters (names, safe defaults) and the arbiter built from them (no rclpy).
+
+Every hardware-facing value has a conservative default: arm 0.5 rad/s and hand 1.0 rad/s rate
+limits, 0.2 s policy watchdog and human-input timeout, FR3 joint limits, a small workspace box,
+UDP off (and loopback-only when on), e-stop latched until the reset service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bora_teleop.arbiter import Arbiter, ArbiterConfig
+from bora_teleop.blend import BlendConfig
+from bora_teleop.events import R_INT_DEFAULT, R_REC_DEFAULT, InterventionRewards
+from bora_teleop.retarget import RetargetMap
+from bora_teleop.safety import FR3_LOWER, FR3_UPPER, SafetyConfig
+
+PARAMS = {
+    "rate_hz": 30.0,
+    "arm_joint_names": [f"fr3_joint{i}" for i in range(1, 8)],
+    "retarget_file": "",
+    "hand_joint_names": [""],  # only without retarget_file (identity map, glove in robot joint space)
+    "hand_lower": [0.0],
+    "hand_upper": [0.0],
+    "arm_command_type": "forward",
+    "policy_command_topic": "/bora/policy_command",
+    "arm_joint_states_topic": "/franka/joint_states",
+    "hand_joint_states_topic": "/hand/joint_states",
+    "glove_topic": "/glove/joint_states",
+    "arm_target_topic": "/teleop/arm_target",
+    "takeover_topic": "/bora/takeover",
+    "recovered_topic": "/bora/recovered",
+    "estop_topic": "/bora/estop",
+    "arm_command_topic": "/arm_controller/commands",
+    "hand_command_topic": "/hand/command",
+    "executed_topic": "/bora/executed_command",
+    "intervention_topic": "/bora/intervention",
+    "episode_topic": "/bora/episode",
+    "diagnostics_topic": "/diagnostics",
+    "mark_episode_service": "/bora/mark_episode",
+    "set_takeover_service": "/bora/teleop/set_takeover",
+    "reset_estop_service": "/bora/teleop/reset_estop",
+    "mark_recovered_service": "/bora/teleop/mark_recovered",
+    "watchdog_timeout_s": 0.2,
+    "human_timeout_s": 0.2,
+    "ramp_time_s": 0.5,
+    "release_on_recovered": False,
+    "require_arm_target": True,
+    "arm_lower": list(FR3_LOWER),
+    "arm_upper": list(FR3_UPPER),
+    "arm_max_velocity": [0.5] * 7,
+    "hand_max_velocity": 1.0,
+    "workspace_check": True,
+    "workspace_min": [0.2, -0.5, 0.02],
+    "workspace_max": [0.8, 0.5, 0.8],
+    "joint_offsets": [0.0] * 7,
+    "tool_offset": [0.0, 0.0, 0.0],
+    "udp_port": 0,
+    "udp_host": "127.0.0.1",
+    "keyboard": True,  # read operator keys when stdin is a terminal
+    "intervention_penalty": R_INT_DEFAULT,
+    "recovery_bonus": R_REC_DEFAULT,
+    "task": "",
+    "object_set": "",
+}
+
+
+def resolve_path(path: str) -> Path:
+    """A config path: absolute, relative to the working directory or the repository, or in the
+    installed share/bora_policy/config."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    for base in [Path.cwd(), *Path(__file__).resolve().parents]:
+        if (base / p).is_file():
+            return base / p
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        cand = Path(get_package_share_directory("bora_policy")) / "config" / p.name
+        if cand.is_file():
+            return cand
+    except Exception:  # noqa: BLE001 - package index not available
+        pass
+    raise FileNotFoundError(
+        f"parameter retarget_file={path!r}: file not found (searched the working directory, the "
+        "repository and "
+        "share/bora_policy/config); calibrate one with `python -m bora_teleop.retarget fit --pairs PAIRS.npz "
+        "--template config/retarget_shadow.yaml --out FILE`"
+    )
+
+
+def build_arbiter(P: dict) -> Arbiter:
+    """The arbiter for a parameter dict (``PARAMS`` keys); errors name the parameter."""
+    unknown = sorted(set(P) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown teleop parameters {unknown}; known: {sorted(PARAMS)}")
+    P = {**PARAMS, **P}
+    if P["arm_command_type"] not in ("forward", "trajectory"):
+        raise ValueError(
+            f"parameter arm_command_type: expected 'forward' or 'trajectory', got {P['arm_command_type']!r}"
+        )
+    if P["retarget_file"]:
+        rmap = RetargetMap.load(resolve_path(P["retarget_file"]))
+    else:
+        names = [n for n in P["hand_joint_names"] if n]
+        if not names:
+            raise ValueError(
+                "parameter retarget_file is empty and hand_joint_names is not set: give one of them"
+            )
+        rmap = RetargetMap.identity(names, P["hand_lower"], P["hand_upper"])
+    cfg = ArbiterConfig(
+        rate_hz=float(P["rate_hz"]),
+        watchdog_timeout_s=float(P["watchdog_timeout_s"]),
+        human_timeout_s=float(P["human_timeout_s"]),
+        require_arm_target=bool(P["require_arm_target"]),
+        blend=BlendConfig(float(P["ramp_time_s"]), bool(P["release_on_recovered"])),
+        safety=SafetyConfig(
+            arm_lower=list(P["arm_lower"]),
+            arm_upper=list(P["arm_upper"]),
+            arm_max_velocity=list(P["arm_max_velocity"]),
+            hand_max_velocity=float(P["hand_max_velocity"]),
+            workspace_check=bool(P["workspace_check"]),
+            workspace_min=list(P["workspace_min"]),
+            workspace_max=list(P["workspace_max"]),
+            joint_offsets=list(P["joint_offsets"]),
+            tool_offset=list(P["tool_offset"]),
+        ),
+        rewards=InterventionRewards(float(P["intervention_penalty"]), float(P["recovery_bonus"])),
+    )
+    return Arbiter(cfg, list(P["arm_joint_names"]), rmap)

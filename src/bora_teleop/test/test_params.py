@@ -1,0 +1,53 @@
+"""The teleop sections of config/sim.yaml and config/deploy.yaml build a working arbiter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from bora_teleop.kinematics import panda_tool_position
+from bora_teleop.params import PARAMS, build_arbiter
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _section(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())["teleop"]["ros__parameters"]
+
+
+def test_sim_section_matches_the_simulated_robot():
+    P = _section("sim.yaml")
+    arb = build_arbiter(P)
+    assert arb.cfg.rate_hz == 10.0 and len(arb.hand_joint_names) == 18
+    # the sim's home pose (bora_sim.scene.ARM_HOME) puts the grasp site at ~(0.5, 0, 0.25): inside the box
+    home = np.array([0.0, 0.0, 0.0, -2.36, 0.0, 0.8, 0.0])
+    p = panda_tool_position(home, P["joint_offsets"], P["tool_offset"])
+    np.testing.assert_allclose(p, [0.5, 0.0, 0.25], atol=0.01)
+    assert arb.safety.in_workspace(home)
+    scene = pytest.importorskip("bora_sim.scene")
+    np.testing.assert_allclose(home, scene.ARM_HOME)
+
+
+def test_deploy_section_has_the_safe_defaults_and_needs_a_calibrated_hand_map():
+    P = _section("deploy.yaml")
+    assert set(P) <= set(PARAMS)
+    assert (
+        P["watchdog_timeout_s"] == 0.2 and max(P["arm_max_velocity"]) <= 0.5 and P["hand_max_velocity"] <= 1.0
+    )
+    assert P["udp_host"] == "127.0.0.1"
+    if not (ROOT / P["retarget_file"]).is_file():
+        with pytest.raises(FileNotFoundError, match="retarget_file.*calibrate one"):
+            build_arbiter(P)
+    arb = build_arbiter(P | {"retarget_file": "config/retarget_shadow.yaml"})
+    assert arb.safety.max_step[0] == pytest.approx(0.5 / P["rate_hz"])
+
+
+def test_parameter_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="unknown teleop parameters \\['rate'\\]"):
+        build_arbiter({"rate": 10.0})
+    with pytest.raises(ValueError, match="arm_command_type"):
+        build_arbiter({"arm_command_type": "velocity", "retarget_file": "config/retarget_shadow.yaml"})
+    with pytest.raises(ValueError, match="hand_joint_names is not set"):
+        build_arbiter({})

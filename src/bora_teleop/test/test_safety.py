@@ -1,0 +1,137 @@
+"""Safety layer: limits clamp, velocity limit, NaN -> hold, workspace box via Franka FK, latched e-stop."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from bora_teleop.kinematics import panda_fk, panda_tool_position
+from bora_teleop.safety import FR3_LOWER, FR3_UPPER, SafetyConfig, SafetyLayer
+
+READY = np.array([0.0, -np.pi / 4, 0.0, -3 * np.pi / 4, 0.0, np.pi / 2, np.pi / 4])
+
+
+def test_fk_matches_published_franka_poses():
+    # q = 0: flange at x = a7 = 0.088, z = 0.333 + 0.316 + 0.384 - 0.107 = 0.926 (flange axis points down)
+    T0 = panda_fk(np.zeros(7))
+    np.testing.assert_allclose(T0[:3, 3], [0.088, 0.0, 0.926], atol=1e-9)
+    np.testing.assert_allclose(T0[:3, 2], [0.0, 0.0, -1.0], atol=1e-9)
+    # Franka's "ready" pose with the Franka Hand TCP (0.1034 m past the flange): ~(0.307, 0, 0.487)
+    np.testing.assert_allclose(
+        panda_tool_position(READY, tool_offset=(0, 0, 0.1034)), [0.3069, 0.0, 0.4869], atol=5e-4
+    )
+
+
+def test_fk_matches_the_mujoco_panda_of_the_simulation():
+    """Independent check against MuJoCo's kinematics of the gymnasium-robotics Panda the sim uses
+    (its link 6 zero is rotated by 1.57 rad: joint_offsets[5] = 1.57)."""
+    mujoco = pytest.importorskip("mujoco")
+    import gymnasium_robotics
+
+    d = os.path.join(
+        os.path.dirname(gymnasium_robotics.__file__), "envs", "assets", "kitchen_franka", "franka_assets"
+    )
+    xml = (
+        f'<mujoco><include file="{d}/assets.xml"/><compiler angle="radian" meshdir="{d}/meshes" '
+        f'autolimits="true"/><worldbody><include file="{d}/chain.xml"/></worldbody></mujoco>'
+    )
+    m = mujoco.MjModel.from_xml_string(xml)
+    data = mujoco.MjData(m)
+    site = m.site("end_effector").id  # 0.210 m along link 7 = 0.103 m past the flange
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        q = rng.uniform(-1.0, 1.0, 7)
+        q[3] = rng.uniform(-2.5, -0.5)
+        data.qpos[:7] = q
+        mujoco.mj_kinematics(m, data)
+        p = panda_tool_position(q, joint_offsets=[0, 0, 0, 0, 0, 1.57, 0], tool_offset=(0, 0, 0.103))
+        np.testing.assert_allclose(p, data.site_xpos[site], atol=1e-3)
+
+
+def _layer(**kw) -> SafetyLayer:
+    cfg = SafetyConfig(hand_lower=[0.0, -0.5], hand_upper=[1.5, 0.5], rate_hz=10.0, **kw)
+    return SafetyLayer(cfg, n_hand=2)
+
+
+def _measured():
+    return np.concatenate([READY, [0.2, 0.0]])
+
+
+def test_no_command_before_the_first_measured_state():
+    s = _layer()
+    out = s.apply(_measured(), measured=None)
+    assert out.command is None and out.held and out.reason == "no_state"
+
+
+def test_limits_clamp_and_velocity_limits_the_step():
+    s = _layer(arm_max_velocity=1.0, hand_max_velocity=2.0, workspace_check=False)  # 0.1 / 0.2 rad per tick
+    meas = _measured()
+    cand = meas.copy()
+    cand[0] += 0.05  # within the step limit: passes exactly
+    cand[1] -= 1.0  # far: rate limited to -0.1
+    cand[7] = 9.0  # hand above its 1.5 limit: clamped, then rate limited from 0.2 -> 0.4
+    out = s.apply(cand, meas)
+    assert not out.held and out.clamped and out.rate_limited
+    expected = meas.copy()
+    expected[0] += 0.05
+    expected[1] -= 0.1
+    expected[7] = 0.4
+    np.testing.assert_allclose(out.command, expected, atol=1e-12)
+    # repeated: converges to the clamped target at <= max step per tick, never beyond the limit
+    for _ in range(20):
+        out = s.apply(cand, meas)
+        assert np.all(out.command >= s.lower - 1e-12) and np.all(out.command <= s.upper + 1e-12)
+    assert out.command[7] == pytest.approx(1.5)
+    assert out.command[1] == pytest.approx(max(READY[1] - 1.0, FR3_LOWER[1]))
+
+
+def test_nan_holds_last_safe_command_and_reports_error():
+    s = _layer(workspace_check=False)
+    meas = _measured()
+    ok = s.apply(meas + 0.01, meas)
+    bad = meas.copy()
+    bad[3] = np.nan
+    out = s.apply(bad, meas)
+    assert out.held and out.reason == "nan" and "joint indices [3]" in out.error
+    np.testing.assert_array_equal(out.command, ok.command)
+    bad[3] = np.inf
+    assert s.apply(bad, meas).reason == "nan"
+
+
+def test_workspace_box_holds_when_the_tool_would_leave():
+    # READY flange is at ~(0.307, 0, 0.59); a box whose top is below it rejects the pose
+    s = _layer(workspace_min=[0.2, -0.5, 0.02], workspace_max=[0.8, 0.5, 0.5])
+    out = s.apply(_measured(), _measured())
+    assert out.held and out.reason == "workspace" and "outside the workspace box" in out.error
+    # the hold target is the measured position, captured once
+    np.testing.assert_allclose(out.command, _measured())
+    s2 = _layer()  # default box [0.2..0.8, -0.5..0.5, 0.02..0.8] contains it
+    assert not s2.apply(_measured(), _measured()).held
+    assert s2.in_workspace(READY) and not s2.in_workspace(np.zeros(7))  # q=0: x = 0.088 < 0.2
+
+
+def test_estop_latches_until_reset_and_reset_refused_while_pressed():
+    s = _layer(workspace_check=False)
+    meas = _measured()
+    first = s.apply(meas, meas)
+    s.set_estop(True)
+    assert s.apply(meas + 0.05, meas).reason == "estop"
+    ok, msg = s.reset_estop()
+    assert not ok and "still active" in msg
+    s.set_estop(False)  # button released: still latched
+    out = s.apply(meas + 0.05, meas)
+    assert out.held and out.reason == "estop"
+    np.testing.assert_array_equal(out.command, first.command)
+    assert s.reset_estop()[0] is True
+    assert not s.apply(meas + 0.01, meas).held
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="hand_lower/hand_upper"):
+        SafetyLayer(SafetyConfig(hand_lower=[0.0]), n_hand=2)
+    with pytest.raises(ValueError, match="arm_max_velocity"):
+        _layer(arm_max_velocity=[1.0, 2.0])
+    with pytest.raises(ValueError, match="workspace_min"):
+        _layer(workspace_min=[1, 1, 1], workspace_max=[0, 0, 0])
+    assert len(FR3_UPPER) == 7
