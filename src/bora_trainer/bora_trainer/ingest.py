@@ -1,0 +1,462 @@
+"""The online trainer's loop without ROS: recordings -> online buffer -> RLPD updates -> checkpoints.
+
+:class:`OnlineTrainerLoop` (driven by ``nodes/trainer_node.py``, testable without rclpy):
+
+1. **Watch** ``recordings``: every rosbag2 directory in it (a bag being recorded included) is
+   converted with :func:`bora_trainer.data.bag_convert.convert` (transitions only) into
+   ``STATE/converted``; while a bag is still open (no ``metadata.yaml``) only episodes with an
+   outcome are taken, a closed bag gives its unfinished episodes too (flagged, no terminal reward).
+2. **Ingest** each converted episode not yet in the ledger: executed actions normalised with the
+   run's :class:`Normalizer`, rows appended to the on-disk :class:`ChunkReplayBuffer`
+   ``STATE/online_buffer`` and flushed as ONE shard; then the ledger ``STATE/ingested.json``
+   (shard -> episode content hash) is replaced atomically. A shard the ledger does not name (a
+   crash between the two writes) is deleted at start-up, so its episode is ingested again exactly
+   once: no ingested data is lost and no episode is ingested twice.
+3. **Update** (Algorithm 1 lines 24-27): once the online buffer holds ``n_start`` rows, RLPD
+   updates (:class:`OnlineLearner`, 1:1 offline/online batches from :class:`MixedSampler`) run until
+   ``update_step`` reaches ``utd_ratio * ingested control steps`` (one update per environment step
+   in the paper), capped by ``max_updates`` (Table 3: 15k).
+4. **Checkpoint** every ``checkpoint_every`` updates, at the end of a round and when the update
+   budget is reached: :func:`bora_trainer.checkpoint.save_checkpoint` (temporary directory, fsync,
+   rename, sha256 per file, then ``latest``); the announcement (path of ``residual.safetensors``,
+   its sha256, round, update_step) goes to the callback the node turns into ``CheckpointInfo``.
+5. **Rounds** (Algorithm 1's outer iteration; Table 4: 10 online trajectories per round): round r
+   ends when ``episodes_per_round`` episodes of it are ingested and its updates are done; a round
+   checkpoint is written and announced.
+
+Resume: the learner (weights, optimisers, ``update_step``) and the round come from ``RUN/latest``;
+the buffer from its shards. A kill at any moment therefore resumes at the last checkpoint with the
+same update count (updates after it are redone on the same data).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bora_trainer.algorithms.online import OnlineConfig
+from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
+from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
+from bora_trainer.rewards import RewardConfig
+
+log = logging.getLogger("bora_trainer.ingest")
+
+REPLAY_FIELDS = (
+    "z",
+    "proprio",
+    "vla",
+    "base",
+    "reward",
+    "done",
+    "mask",
+    "is_intervention",
+    "beta",
+    "next_z",
+    "next_proprio",
+    "next_vla",
+    "next_base",
+    "next_valid",
+    "episode",
+    "step",
+)
+
+
+@dataclass
+class TrainerConfig:
+    """Trainer node / loop settings (online phase defaults: Table 3 in ``online``; the rest ours).
+
+    recordings: directory watched for rosbag2 recordings. state_dir: where the buffer, ledger,
+    converted episodes and checkpoints (``state_dir/run``) live. offline_buffer: D_offline, a
+    ChunkReplayBuffer directory (1:1 RLPD batches). offline_run: offline run directory whose latest
+    checkpoint holds the ``critic`` (critic inheritance); empty = a fresh critic (demos, tests).
+    normalizer: normalizer.json of the deployed policy (empty: ``offline_run/normalizer.json``).
+    utd_ratio: updates per ingested control step (Algorithm 1: 1). checkpoint_every: updates between
+    checkpoints. episodes_per_round: M of Algorithm 1 (Table 4: 10). poll_interval_s: watch period.
+    """
+
+    recordings: str = "recordings"
+    state_dir: str = "runs/online"
+    offline_buffer: str = ""
+    offline_run: str = ""
+    normalizer: str = ""
+    utd_ratio: float = 1.0
+    checkpoint_every: int = 500
+    episodes_per_round: int = 10
+    keep_checkpoints: int = 3
+    poll_interval_s: float = 2.0
+    critic_hidden_dim: int = 256
+    critic_pos_dim: int = 32
+    device: str = ""
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+
+    def __post_init__(self) -> None:
+        if self.utd_ratio <= 0:
+            raise ValueError(f"TrainerConfig.utd_ratio must be > 0, got {self.utd_ratio}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"TrainerConfig.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.episodes_per_round < 1:
+            raise ValueError(f"TrainerConfig.episodes_per_round must be >= 1, got {self.episodes_per_round}")
+
+
+@dataclass
+class Announcement:
+    """What a checkpoint announcement (bora_msgs/CheckpointInfo) carries."""
+
+    path: str
+    sha256: str
+    round: int
+    update_step: int
+    kind: str = "residual"
+
+
+def find_bags(root: Path) -> list[Path]:
+    """rosbag2 directories under ``root`` (directories holding a .mcap or .db3 file), sorted."""
+    if not root.is_dir():
+        return []
+    out = set()
+    for f in list(root.rglob("*.mcap")) + list(root.rglob("*.db3")):
+        out.add(f.parent)
+    return sorted(out)
+
+
+def _load_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+class OnlineTrainerLoop:
+    """See the module docstring. ``announce`` receives an :class:`Announcement` per checkpoint."""
+
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        announce: Callable[[Announcement], None] | None = None,
+        learner_factory: Callable[[ReplaySpec], Any] | None = None,
+    ):
+        from bora_policy.models.normalizer import Normalizer
+
+        self.cfg = cfg
+        self.announce = announce or (lambda a: None)
+        self.state = Path(cfg.state_dir)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.run_dir = self.state / "run"
+        self.converted = self.state / "converted"
+        self.ledger_path = self.state / "ingested.json"
+        if not cfg.offline_buffer:
+            raise ValueError("TrainerConfig.offline_buffer is required: RLPD samples 1:1 from D_offline")
+        self.offline = ChunkReplayBuffer.open(cfg.offline_buffer)
+        spec = self.offline.spec
+        norm_path = cfg.normalizer or (
+            str(Path(cfg.offline_run) / "normalizer.json") if cfg.offline_run else ""
+        )
+        if not norm_path:
+            raise ValueError("TrainerConfig.normalizer (or offline_run with a normalizer.json) is required")
+        self.normalizer = Normalizer.load(norm_path)
+        if spec.normalizer_version != self.normalizer.version:
+            raise ValueError(
+                f"offline buffer {cfg.offline_buffer} uses normaliser {spec.normalizer_version!r}, "
+                f"the run's is {self.normalizer.version!r}"
+            )
+        self.spec = spec
+        # --- the online buffer and its ledger (crash consistency: see module docstring)
+        self.ledger: dict[str, dict] = _load_json(self.ledger_path, {})
+        buf_dir = self.state / "online_buffer"
+        if (buf_dir / "meta.json").exists():
+            known = set(self.ledger)
+            for shard in sorted(buf_dir.glob("shard_*.npz")):
+                if shard.name not in known:
+                    log.warning(
+                        "removing %s: written but not in the ledger (crash before the ledger update)", shard
+                    )
+                    shard.unlink()
+            self.online = ChunkReplayBuffer.open(buf_dir, expect=spec)
+        else:
+            self.online = ChunkReplayBuffer(spec, buf_dir)
+        self.ingested_hashes = {v["content_hash"] for v in self.ledger.values()}
+        # --- learner, resumed from the latest checkpoint
+        self.learner = (learner_factory or self._default_learner)(spec)
+        self.round = 1
+        self.round_start_episodes = 0
+        self.last_checkpoint: Announcement | None = None
+        ck = latest_checkpoint(self.run_dir) if self.run_dir.exists() else None
+        if ck is not None:
+            data = load_checkpoint(ck)
+            ts = data["trainer_state"] or {}
+            self.learner.load_state(data["modules"], ts.get("learner"))
+            extra = data["meta"].get("extra", {})
+            self.round = int(extra.get("round", 1))
+            self.round_start_episodes = int(extra.get("round_start_episodes", 0))
+            self.last_checkpoint = Announcement(
+                str(ck / "residual.safetensors"),
+                data["meta"]["files"].get("residual.safetensors", ""),
+                self.round,
+                int(data["step"]),
+            )
+            log.info("resumed at update %d (round %d) from %s", self.update_step, self.round, ck)
+        self.resumed_at = self.update_step
+        self._sampler = None
+        self._bag_sizes: dict[str, int] = {}
+
+    # ------------------------------------------------------------------------ construction
+    def _default_learner(self, spec: ReplaySpec):
+        import torch
+
+        from bora_policy.models.critic import ChunkCritic
+        from bora_trainer.algorithms.online import OnlineLearner
+
+        torch.manual_seed(self.cfg.online.seed)
+        critic = ChunkCritic(
+            spec.z_dim, spec.action_dim, spec.chunk_size, self.cfg.critic_hidden_dim, self.cfg.critic_pos_dim
+        )
+        critic_version = None
+        if self.cfg.offline_run:
+            off = load_checkpoint(self.cfg.offline_run)
+            if "critic" not in off["modules"]:
+                raise ValueError(f"{self.cfg.offline_run}: the latest checkpoint has no 'critic' module")
+            critic.load_state_dict(off["modules"]["critic"])
+            critic_version = off["meta"].get("extra", {}).get("normalizer_version", spec.normalizer_version)
+        return OnlineLearner(
+            critic,
+            spec.state_dim,
+            spec.action_dim,
+            spec.chunk_size,
+            spec.z_dim,
+            self.cfg.online,
+            normalizer_version=spec.normalizer_version,
+            critic_normalizer_version=critic_version,
+            device=self.cfg.device or None,
+        )
+
+    # ------------------------------------------------------------------------ properties
+    @property
+    def update_step(self) -> int:
+        return int(self.learner.step)
+
+    @property
+    def ingested_steps(self) -> int:
+        return int(sum(v["num_steps"] for v in self.ledger.values()))
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.ledger)
+
+    def update_budget(self) -> int:
+        return int(min(self.cfg.online.max_updates, np.floor(self.cfg.utd_ratio * self.ingested_steps)))
+
+    def status(self) -> dict:
+        return {
+            "update_step": self.update_step,
+            "buffer_size": len(self.online),
+            "episodes": self.num_episodes,
+            "ingested_steps": self.ingested_steps,
+            "round": self.round,
+            "budget": self.update_budget(),
+            "resumed_at": self.resumed_at,
+            "last_checkpoint": None if self.last_checkpoint is None else self.last_checkpoint.__dict__,
+        }
+
+    def write_status(self) -> None:
+        atomic_write_text(self.state / "status.json", json.dumps(self.status(), indent=2))
+
+    # ------------------------------------------------------------------------ 1-2: watch and ingest
+    def scan(self) -> int:
+        """Convert new recordings and ingest their new episodes; returns the number ingested."""
+        n = 0
+        for bag in find_bags(Path(self.cfg.recordings)):
+            closed = (bag / "metadata.yaml").exists()
+            size = sum(f.stat().st_size for f in bag.iterdir() if f.is_file())
+            key = f"{bag}|{closed}"
+            if self._bag_sizes.get(key) == size:
+                continue
+            try:
+                rep = convert(
+                    [bag],
+                    self.converted,
+                    ConvertConfig(rewards=self.cfg.rewards, transitions_only=True, only_complete=not closed),
+                )
+            except Exception as e:  # noqa: BLE001 - a bad recording must not stop the trainer
+                log.error("cannot convert %s: %s", bag, e)
+                self._bag_sizes[key] = size
+                continue
+            self._bag_sizes[key] = size
+            for ep in rep.episodes:
+                if ep.status == "incomplete-skipped" or ep.episode_id is None:
+                    continue
+                if ep.content_hash not in self.ingested_hashes:
+                    n += self.ingest(ep.episode_id)
+        return n
+
+    def ingest(self, converted_id: int) -> int:
+        """Append one converted episode to the online buffer (one shard) and record it in the ledger."""
+        arrays, info = read_transitions(self.converted, converted_id)
+        h = info["content_hash"]
+        if h in self.ingested_hashes:
+            return 0
+        if not info.get("has_transitions"):
+            log.warning("episode %s has no ActionChunk (not a policy rollout): not ingested", h[:12])
+            return 0
+        vers = info.get("normalizer_versions", [])
+        if vers and vers != [self.normalizer.version]:
+            log.error(
+                "episode %s was recorded with normaliser(s) %s, the run's is %s: not ingested",
+                h[:12],
+                vers,
+                self.normalizer.version,
+            )
+            return 0
+        rows = {k: arrays[k] for k in REPLAY_FIELDS}
+        rows["action"] = self.normalizer.normalize_action(arrays["action_physical"])
+        rows["episode"] = np.full(len(rows["z"]), self.num_episodes, np.int64)
+        self.online.add(rows)
+        shard = self.online.flush()
+        entry = {
+            "content_hash": h,
+            "num_steps": int(info["num_steps"]),
+            "rows": int(len(rows["z"])),
+            "outcome": info.get("outcome"),
+            "round": self.round,
+            "time": time.time(),
+        }
+        self.ledger[shard.name] = entry
+        atomic_write_text(self.ledger_path, json.dumps(self.ledger, indent=1))
+        self.ingested_hashes.add(h)
+        log.info(
+            "ingested episode %s: %d chunk transitions (buffer %d)", h[:12], entry["rows"], len(self.online)
+        )
+        return 1
+
+    # ------------------------------------------------------------------------ 3-5: update, checkpoint, rounds
+    def _sampler_for(self):
+        from bora_trainer.data.replay import MixedSampler
+
+        if self._sampler is None:
+            self._sampler = MixedSampler(
+                self.offline,
+                self.online,
+                self.cfg.online.batch_size,
+                seed=self.cfg.online.seed + self.update_step,
+                device=self.learner.device,
+            )
+        return self._sampler
+
+    def train(self, max_updates: int | None = None, should_stop: Callable[[], bool] | None = None) -> int:
+        """Run updates up to the budget (or ``max_updates`` of them); returns how many ran."""
+        if len(self.online) < self.cfg.online.n_start:
+            return 0
+        done = 0
+        budget = self.update_budget()
+        while self.update_step < budget and (max_updates is None or done < max_updates):
+            if should_stop is not None and should_stop():
+                break
+            self.learner.update(self._sampler_for().sample())
+            done += 1
+            if self.update_step % self.cfg.checkpoint_every == 0:
+                self.checkpoint()
+        if done and self.update_step >= budget:
+            self.checkpoint()
+        self.maybe_end_round()
+        return done
+
+    def maybe_end_round(self) -> None:
+        if (
+            self.num_episodes - self.round_start_episodes >= self.cfg.episodes_per_round
+            and self.update_step >= self.update_budget()
+        ):
+            ann = self.checkpoint()
+            log.info(
+                "round %d done: %d episodes, %d updates, checkpoint %s",
+                self.round,
+                self.num_episodes - self.round_start_episodes,
+                self.update_step,
+                ann.path,
+            )
+            self.round += 1
+            self.round_start_episodes = self.num_episodes
+            self.checkpoint()
+
+    def checkpoint(self) -> Announcement:
+        if (
+            self.last_checkpoint is not None
+            and self.last_checkpoint.update_step == self.update_step
+            and self.last_checkpoint.round == self.round
+        ):
+            return self.last_checkpoint
+        extra = {
+            "round": self.round,
+            "round_start_episodes": self.round_start_episodes,
+            "kind": "residual",
+            "normalizer_version": self.normalizer.version,
+            "episodes": self.num_episodes,
+            "alpha": float(self.learner.alpha()),
+            "residual_config": _asdict(self.cfg.online.residual),
+        }
+        path = save_checkpoint(
+            self.run_dir,
+            self.update_step,
+            self.learner.state_dicts(),
+            trainer_state={"learner": self.learner.trainer_state()},
+            extra=extra,
+            keep_last=self.cfg.keep_checkpoints,
+        )
+        meta = json.loads((path / "meta.json").read_text())
+        ann = Announcement(
+            str((path / "residual.safetensors").resolve()),
+            meta["files"]["residual.safetensors"],
+            self.round,
+            self.update_step,
+        )
+        self.last_checkpoint = ann
+        self.announce(ann)
+        self.write_status()
+        return ann
+
+    def step(self, should_stop: Callable[[], bool] | None = None, max_updates: int | None = None) -> dict:
+        """One watch -> ingest -> train iteration (the node calls this in its loop)."""
+        n = self.scan()
+        u = self.train(max_updates=max_updates, should_stop=should_stop)
+        self.write_status()
+        return {"ingested": n, "updates": u, **self.status()}
+
+
+def _asdict(x: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
+
+
+def build_offline_buffer(
+    converted_dir: str | Path, out: str | Path, normalizer, episodes: list[int] | None = None
+) -> ChunkReplayBuffer:
+    """D_offline from converted episodes (``bora bag convert`` output): a persisted ChunkReplayBuffer."""
+    tmeta = json.loads((Path(converted_dir) / "transitions" / "meta.json").read_text())
+    spec = ReplaySpec(
+        tmeta["z_dim"], tmeta["state_dim"], tmeta["action_dim"], tmeta["chunk_size"], normalizer.version
+    )
+    buf = ChunkReplayBuffer(spec, out)
+    ids = (
+        episodes
+        if episodes is not None
+        else sorted(
+            int(p.stem.split("_")[1]) for p in (Path(converted_dir) / "transitions").glob("episode_*.json")
+        )
+    )
+    for eid in ids:
+        arrays, info = read_transitions(converted_dir, eid)
+        if not arrays:
+            continue
+        rows = {k: arrays[k] for k in REPLAY_FIELDS}
+        rows["action"] = normalizer.normalize_action(arrays["action_physical"])
+        buf.add(rows)
+    buf.flush()
+    return buf

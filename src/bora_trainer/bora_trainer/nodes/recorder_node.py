@@ -1,0 +1,150 @@
+"""``bora record`` / ``recorder_node``: record the BORA topics into an MCAP rosbag2 without ``ros2 bag``.
+
+Raw rclpy subscriptions (``raw=True``: the CDR bytes as received) are written by rosbags into a
+rosbag2 directory (``metadata.yaml`` + ``<name>.mcap``), the same layout as
+``ros2 bag record -s mcap -o DIR $(bora record --print-topics)``. Topics and types come from the
+preset ``config/record_topics.yaml``; every preset topic gets a connection in the bag at start,
+so a topic that never published (e.g. no takeover) is still known to have been recorded.
+The message definitions of ``bora_msgs`` are stored in the bag (parsed from the ``.msg`` files).
+
+Crash safety: each message is written as its own MCAP record and flushed at once (fsync at
+least every second); a SIGKILL keeps everything up to the last complete message, which
+``bora bag convert`` reads without the missing footer and ``metadata.yaml``. SIGINT / SIGTERM
+close the bag cleanly (summary, footer, ``metadata.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bora_trainer.data import bag_schema as S
+
+
+class BagRecorder:
+    """Writes raw (serialized) messages of known topics into a crash-safe rosbag2 (no rclpy)."""
+
+    def __init__(self, path: str | Path, specs: list[S.TopicSpec], storage: str = "mcap"):
+        from bora_trainer.data.bag_io import open_writer
+
+        self.path = Path(path)
+        self.ts = S.build_typestore()
+        self.writer = open_writer(self.path, storage)
+        self.conns = {}
+        for sp in specs:
+            try:
+                self.conns[sp.topic] = self.writer.add_connection(sp.topic, sp.msgtype, typestore=self.ts)
+            except Exception as e:  # noqa: BLE001 - a type the typestore lacks: say which
+                raise S.BagSchemaError(
+                    f"cannot record {sp.topic}: unknown message type {sp.msgtype} ({e})"
+                ) from e
+        self.count = 0
+        self._last_t = 0
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def write(self, topic: str, raw: bytes, t_ns: int | None = None) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            t = time.time_ns() if t_ns is None else int(t_ns)
+            t = max(t, self._last_t)  # non-decreasing log times (un-indexed MCAP readers need order)
+            self._last_t = t
+            self.writer.write(self.conns[topic], t, raw)
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self.writer.close()
+
+
+def make_subscriptions(node, recorder: BagRecorder, specs: list[S.TopicSpec], depth: int = 200) -> list[str]:
+    """Raw subscriptions of every preset topic whose message class imports; returns the skipped ones."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    qos = QoSProfile(
+        depth=depth, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
+    )
+    skipped = []
+    for sp in specs:
+        try:
+            cls = S.import_msg_class(sp.msgtype)
+        except (ImportError, AttributeError):
+            skipped.append(sp.topic)
+            continue
+        node.create_subscription(cls, sp.topic, lambda raw, t=sp.topic: recorder.write(t, raw), qos, raw=True)
+    return skipped
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bora record", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("-o", "--output", help="bag directory to create (default: recordings/bora_<date-time>)")
+    p.add_argument("--preset", help="topic preset YAML (default: config/record_topics.yaml)")
+    p.add_argument("--groups", help="comma-separated preset groups (default: the preset's default_groups)")
+    p.add_argument("--cameras", help="comma-separated camera names for {cam} (default: the preset's)")
+    p.add_argument("--storage", default="mcap", choices=["mcap"], help="storage plugin (mcap: crash-safe)")
+    p.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many seconds (0: until SIGINT)"
+    )
+    p.add_argument(
+        "--print-topics",
+        action="store_true",
+        help="print the topic names (for `ros2 bag record -s mcap -o DIR $(bora record --print-topics)`)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args = []
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        argv, ros_args = argv[:i], argv[i:]
+    args = build_parser().parse_args(argv)
+    specs = S.load_preset(
+        args.preset,
+        args.groups.split(",") if args.groups else None,
+        args.cameras.split(",") if args.cameras else None,
+    )
+    if args.print_topics:
+        print(" ".join(sp.topic for sp in specs))
+        return 0
+    out = Path(args.output or f"recordings/bora_{time.strftime('%Y%m%d_%H%M%S')}")
+    import rclpy
+
+    rclpy.init(args=["bora_record", *ros_args])
+    node = rclpy.create_node("bora_recorder")
+    rec = BagRecorder(out, specs, args.storage)
+    skipped = make_subscriptions(node, rec, specs)
+    for t in skipped:
+        node.get_logger().warning(f"not recording {t}: its message package is not importable")
+    stop = threading.Event()
+
+    def _stop(*_):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"recording {len(specs) - len(skipped)} topics into {out} (ready)", flush=True)
+    deadline = time.monotonic() + args.duration if args.duration > 0 else None
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        rec.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print(f"recorded {rec.count} messages into {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

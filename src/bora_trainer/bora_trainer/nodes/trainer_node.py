@@ -1,0 +1,154 @@
+"""``trainer_node``: the online trainer as a ROS 2 node (thin wrapper of :mod:`bora_trainer.ingest`).
+
+Watches the recordings directory, ingests new episodes into the on-disk online buffer, runs the
+residual RLPD updates and announces every checkpoint on ``/bora/checkpoint``
+(bora_msgs/CheckpointInfo: path of ``residual.safetensors``, sha256, round, update_step, kind),
+which the policy node hot-reloads after checking the sha256. With ``live:=true`` it also
+subscribes to the BORA topics itself and records them (crash-safe MCAP) into
+``<recordings>/live_<date-time>``, the directory it watches, so live data and bags take one path.
+
+Parameters (ROS ``-p name:=value`` or the same-named CLI options): ``config_file`` (YAML with a
+``trainer`` section = :class:`bora_trainer.ingest.TrainerConfig`, e.g. config/trainer.yaml),
+``recordings``, ``state_dir``, ``live``, ``checkpoint_topic`` (/bora/checkpoint), ``max_seconds``
+(0 = run until stopped; for tests and batch jobs), ``exit_when_idle`` (stop once the update
+budget is reached and nothing new arrived for one poll).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="trainer_node", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", dest="config_file", default="", help="YAML with a 'trainer' section")
+    p.add_argument("--recordings", default="", help="directory of rosbag2 recordings to watch")
+    p.add_argument("--state-dir", dest="state_dir", default="", help="buffer, ledger and checkpoints")
+    p.add_argument("--live", action="store_true", help="also subscribe to the BORA topics and record them")
+    p.add_argument("--checkpoint-topic", default="/bora/checkpoint")
+    p.add_argument("--max-seconds", type=float, default=0.0)
+    p.add_argument("--exit-when-idle", action="store_true")
+    return p
+
+
+def _load_cfg(args):
+    from bora_trainer.config_io import load_config, read_yaml
+    from bora_trainer.ingest import TrainerConfig
+
+    over = {k: v for k, v in (("recordings", args.recordings), ("state_dir", args.state_dir)) if v}
+    if args.config_file:
+        data = read_yaml(args.config_file)
+        if "trainer" in data:  # a top-level `rewards` section (shared with `bora bag convert`) applies too
+            section = dict(data["trainer"] or {})
+            if "rewards" in data and "rewards" not in section:
+                section["rewards"] = data["rewards"]
+            data = section
+        return load_config(TrainerConfig, data, overrides=over)
+    return load_config(TrainerConfig, None, overrides=over)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        argv, ros_args = argv[:i], argv[i:]
+    args = build_parser().parse_args(argv)
+
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    rclpy.init(args=["trainer_node", *ros_args])
+    node = rclpy.create_node("bora_trainer")
+    for name, default in (
+        ("config_file", args.config_file),
+        ("recordings", args.recordings),
+        ("state_dir", args.state_dir),
+        ("live", args.live),
+        ("checkpoint_topic", args.checkpoint_topic),
+        ("max_seconds", args.max_seconds),
+        ("exit_when_idle", args.exit_when_idle),
+    ):
+        setattr(args, name, node.declare_parameter(name, default).value)
+    cfg = _load_cfg(args)
+    log = node.get_logger()
+
+    from bora_msgs.msg import CheckpointInfo
+
+    qos = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
+    pub = node.create_publisher(CheckpointInfo, args.checkpoint_topic, qos)
+
+    def announce(a) -> None:
+        msg = CheckpointInfo(
+            path=a.path, sha256=a.sha256, round=int(a.round), update_step=int(a.update_step), kind=a.kind
+        )
+        msg.header.stamp = node.get_clock().now().to_msg()
+        pub.publish(msg)
+        log.info(f"checkpoint {a.path} (round {a.round}, update {a.update_step}, sha256 {a.sha256[:12]})")
+
+    from bora_trainer.ingest import OnlineTrainerLoop
+
+    loop = OnlineTrainerLoop(cfg, announce=announce)
+    log.info(
+        f"trainer: {loop.num_episodes} episodes, buffer {len(loop.online)}, resumed at update "
+        f"{loop.update_step}, round {loop.round}"
+    )
+    print(json.dumps({"event": "started", **loop.status()}), flush=True)
+    if loop.last_checkpoint is not None:
+        announce(loop.last_checkpoint)  # a policy node that missed it while we were down
+
+    recorder = None
+    if args.live:
+        from bora_trainer.data import bag_schema as S
+        from bora_trainer.nodes.recorder_node import BagRecorder, make_subscriptions
+
+        specs = [s for s in S.load_preset(groups=["bora"]) if s.topic in S.TOPIC_TYPES]
+        out = Path(cfg.recordings) / f"live_{time.strftime('%Y%m%d_%H%M%S')}"
+        recorder = BagRecorder(out, specs)
+        make_subscriptions(node, recorder, specs)
+        log.info(f"trainer: recording live topics into {out}")
+
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    t_end = time.monotonic() + float(args.max_seconds) if float(args.max_seconds) > 0 else None
+    try:
+        while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+            info = loop.step(should_stop=stop.is_set, max_updates=200)
+            if info["updates"] == 0:
+                if (
+                    args.exit_when_idle
+                    and info["ingested"] == 0
+                    and loop.update_step >= loop.update_budget()
+                    and loop.num_episodes > 0
+                ):
+                    break
+                stop.wait(cfg.poll_interval_s)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        print(json.dumps({"event": "stopped", **loop.status()}), flush=True)
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
