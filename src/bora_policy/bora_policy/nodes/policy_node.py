@@ -1,0 +1,486 @@
+"""Policy node: observations in, one JointCommand per control tick out; inference off the control thread.
+
+Threads: the control timer (its own callback group) only reads the newest chunk and steps the
+``ChunkExecutor``; the VLA + residual + critic run on a dedicated inference thread fed with the
+latest observation every ``replan_steps`` ticks; services and checkpoint loading run in a
+reentrant group on the other executor threads (``MultiThreadedExecutor``). A verified residual is
+staged by the loader and swapped in at the start of a control tick (``HotSwapSlot.commit``), so
+one inference never mixes two checkpoints and a bad file leaves the current one in place.
+
+Publishes /bora/action_chunk (with z_t), /bora/policy_command, /bora/value, /bora/value_markers
+(MarkerArray: the chunk's values as a coloured bar timeline, the current value as text) and timing
+statistics on /diagnostics. Services: <ns>/set_mode (SetMode), <ns>/load_checkpoint (LoadCheckpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
+from bora_policy.runtime.observation import observation_arrays, stamp_seconds
+from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
+
+AUTONOMOUS, PAUSED, HOLD = 0, 1, 2
+MODE_NAMES = {AUTONOMOUS: "autonomous", PAUSED: "paused", HOLD: "hold"}
+
+
+class TickStats:
+    """Control-loop timing: periods between ticks, callback durations, missed ticks."""
+
+    def __init__(self, period: float, window: int = 600):
+        self.period = period
+        self.intervals: deque[float] = deque(maxlen=window)
+        self.durations: deque[float] = deque(maxlen=window)
+        self.latencies: deque[float] = deque(maxlen=window)
+        self.inference: deque[float] = deque(maxlen=window)
+        self.last: float | None = None
+        self.ticks = 0
+        self.missed = 0
+
+    def tick(self, t: float) -> None:
+        if self.last is not None:
+            dt = t - self.last
+            self.intervals.append(dt)
+            # a tick that came more than half a period late means (at least) one missed slot
+            self.missed += max(0, int(round(dt / self.period)) - 1)
+        self.last = t
+        self.ticks += 1
+
+    def summary(self) -> dict[str, float]:
+        iv = np.asarray(self.intervals) if self.intervals else np.zeros(1)
+        dev = np.abs(iv - self.period)
+        out = {
+            "ticks": float(self.ticks),
+            "missed_ticks": float(self.missed),
+            "period_mean_ms": float(iv.mean() * 1e3),
+            "jitter_std_ms": float(iv.std() * 1e3),
+            "jitter_p99_ms": float(np.percentile(dev, 99) * 1e3),
+            "jitter_max_ms": float(dev.max() * 1e3),
+            "tick_duration_max_ms": float(max(self.durations, default=0.0) * 1e3),
+        }
+        if self.latencies:
+            lat = np.asarray(self.latencies)
+            out.update(
+                obs_to_command_ms_mean=float(lat.mean() * 1e3),
+                obs_to_command_ms_p99=float(np.percentile(lat, 99) * 1e3),
+            )
+        if self.inference:
+            inf = np.asarray(self.inference)
+            out.update(inference_ms_mean=float(inf.mean()), inference_ms_max=float(inf.max()))
+        return out
+
+
+class PolicyNode(Node):
+    def __init__(self, **kw):
+        super().__init__("policy", **kw)
+        p = self.declare_parameter
+        self.vla_path = str(p("vla_path", "").value)
+        residual_path = str(p("residual_path", "").value)
+        critic_path = str(p("critic_path", "").value)
+        self.control_hz = float(p("control_hz", 10.0).value)
+        self.replan_steps = int(p("replan_steps", 8).value)
+        exec_cfg = ChunkExecutorConfig(
+            control_hz=self.control_hz,
+            chunk_hz=float(p("chunk_hz", 10.0).value),
+            blend_steps=int(p("blend_steps", 2).value),
+            max_delta=float(p("max_delta", 0.0).value),
+        )
+        steps = int(p("num_inference_steps", 0).value)
+        run_cfg = PolicyRunnerConfig(
+            residual_scale=float(p("residual_scale", 0.2).value),
+            num_inference_steps=steps or None,
+            deterministic=bool(p("deterministic", True).value),
+            device=str(p("device", "auto").value),
+        )
+        self.stale_s = float(p("stale_observation_s", 1.0).value)
+        self.publish_markers = bool(p("publish_markers", True).value)
+        self.marker_frame = str(p("marker_frame", "base").value)
+        torch_threads = int(p("torch_threads", 1).value)
+        initial_mode = str(p("initial_mode", "autonomous").value)
+        topics = {
+            k: str(p(f"{k}_topic", d).value)
+            for k, d in (
+                ("observation", "/bora/observation"),
+                ("action_chunk", "/bora/action_chunk"),
+                ("command", "/bora/policy_command"),
+                ("value", "/bora/value"),
+                ("markers", "/bora/value_markers"),
+                ("diagnostics", "/diagnostics"),
+                ("episode", "/bora/episode"),
+                ("checkpoint", "/bora/checkpoint"),
+                ("executed", "/bora/executed_command"),
+            )
+        }
+        services = {
+            k: str(p(f"{k}_service", d).value)
+            for k, d in (
+                ("set_mode", "/bora/policy/set_mode"),
+                ("load_checkpoint", "/bora/policy/load_checkpoint"),
+            )
+        }
+        diag_period = float(p("diagnostics_period_s", 1.0).value)
+        if self.control_hz <= 0 or self.replan_steps < 1:
+            raise ValueError(
+                f"policy: control_hz must be > 0 and replan_steps >= 1 "
+                f"(got {self.control_hz}, {self.replan_steps})"
+            )
+        if not self.vla_path:
+            raise ValueError("policy: parameter vla_path is required (a directory written by save_vla)")
+        if initial_mode not in MODE_NAMES.values():
+            raise ValueError(
+                f"policy: initial_mode must be one of {list(MODE_NAMES.values())}, got {initial_mode!r}"
+            )
+
+        import torch
+
+        torch.set_num_threads(max(1, torch_threads))
+        from diagnostic_msgs.msg import DiagnosticArray
+        from visualization_msgs.msg import MarkerArray
+
+        from bora_msgs.msg import (
+            ActionChunk,
+            CheckpointInfo,
+            EpisodeEvent,
+            ExecutedCommand,
+            JointCommand,
+            Observation,
+            ValueEstimate,
+        )
+        from bora_msgs.srv import LoadCheckpoint, SetMode
+
+        self.msgs = {"ActionChunk": ActionChunk, "JointCommand": JointCommand, "ValueEstimate": ValueEstimate}
+        t0 = time.perf_counter()
+        self.runner = PolicyRunner.from_paths(self.vla_path, residual_path, critic_path, run_cfg)
+        self.get_logger().info(
+            f"policy: loaded VLA {self.vla_path} (version {self.runner.policy_version}) in "
+            f"{time.perf_counter() - t0:.1f} s on {self.runner.device}; residual "
+            f"{self.runner.residual_slot.snapshot()[1] or 'none'}; critic "
+            f"{self.runner.critic_version or 'none'}"
+        )
+        self.executor_ = ChunkExecutor(exec_cfg)
+        self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]
+        self.stats = TickStats(1.0 / self.control_hz)
+        self.rejected = 0
+        self.last_reject = ""
+
+        self._obs_lock = threading.Lock()
+        self._latest_obs = None
+        self._result_lock = threading.Lock()
+        self._pending_result = None
+        self._requests: queue.Queue = queue.Queue(maxsize=1)
+        self._in_flight = False
+        self._ticks_since_plan = 0
+        self._episode_id, self._step = 0, 0
+        self._reset_requested = False
+        self._last_value = None
+        self._stop = threading.Event()
+
+        rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.control_group = MutuallyExclusiveCallbackGroup()
+        self.io_group = MutuallyExclusiveCallbackGroup()
+        self.srv_group = ReentrantCallbackGroup()
+        self.pub_chunk = self.create_publisher(ActionChunk, topics["action_chunk"], rel)
+        self.pub_cmd = self.create_publisher(JointCommand, topics["command"], rel)
+        self.pub_value = self.create_publisher(ValueEstimate, topics["value"], rel)
+        self.pub_markers = self.create_publisher(MarkerArray, topics["markers"], 5)
+        self.pub_diag = self.create_publisher(DiagnosticArray, topics["diagnostics"], 10)
+        self.create_subscription(
+            Observation,
+            topics["observation"],
+            self._on_observation,
+            QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE),
+            callback_group=self.io_group,
+        )
+        self._takeover = None
+        self.create_subscription(
+            ExecutedCommand, topics["executed"], self._on_executed, 10, callback_group=self.io_group
+        )
+        self.create_subscription(
+            EpisodeEvent, topics["episode"], self._on_episode, 10, callback_group=self.io_group
+        )
+        self.create_subscription(
+            CheckpointInfo, topics["checkpoint"], self._on_checkpoint, 10, callback_group=self.srv_group
+        )
+        self.create_service(SetMode, services["set_mode"], self._srv_set_mode, callback_group=self.srv_group)
+        self.create_service(
+            LoadCheckpoint, services["load_checkpoint"], self._srv_load, callback_group=self.srv_group
+        )
+        self.timer = self.create_timer(
+            1.0 / self.control_hz, self._on_tick, callback_group=self.control_group
+        )
+        self.create_timer(diag_period, self._publish_diagnostics, callback_group=self.io_group)
+        self._worker = threading.Thread(target=self._inference_loop, name="bora-inference", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ inputs
+    def _on_observation(self, msg) -> None:
+        with self._obs_lock:
+            self._latest_obs = msg
+
+    def _on_executed(self, msg) -> None:
+        self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
+
+    def _on_episode(self, ev) -> None:
+        if ev.kind == ev.START:
+            self._episode_id = int(ev.episode_id)
+            self._reset_requested = True
+
+    def _on_checkpoint(self, info) -> None:
+        if info.kind not in ("residual", ""):
+            self.get_logger().info(
+                f"policy: ignoring {info.kind} checkpoint {info.path} (only residuals hot-reload)"
+            )
+            return
+        self._load(info.path, info.sha256)
+
+    def _load(self, path: str, sha: str) -> tuple[bool, str]:
+        ok, msg = self.runner.load_residual(path, sha)
+        if ok:
+            self.get_logger().info(f"policy: residual staged ({msg}); swapping at the next tick")
+        else:
+            self.rejected += 1
+            self.last_reject = msg
+            self.get_logger().warning(
+                f"policy: residual checkpoint rejected, keeping "
+                f"{self.runner.residual_slot.snapshot()[1] or 'none'}: {msg}"
+            )
+        return ok, msg
+
+    def _srv_load(self, req, res):
+        res.success, res.message = self._load(req.path, req.sha256)
+        return res
+
+    def _srv_set_mode(self, req, res):
+        if req.mode not in MODE_NAMES:
+            res.success, res.message = (
+                False,
+                f"unknown mode {req.mode}; use 0 (AUTONOMOUS), 1 (PAUSED), 2 (HOLD)",
+            )
+            return res
+        self.mode = int(req.mode)
+        res.success, res.message = True, f"mode={MODE_NAMES[self.mode]}"
+        self.get_logger().info(f"policy: {res.message}")
+        return res
+
+    # ------------------------------------------------------------------ inference thread
+    def _inference_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                obs = self._requests.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                arr = observation_arrays(obs)
+                res = self.runner.infer(arr.color, arr.state, arr.instruction)
+                self.stats.inference.append(res.timing_ms["total"])
+                with self._result_lock:
+                    self._pending_result = (obs, arr, res)
+                self._publish_chunk(obs, arr, res)
+            except Exception as e:  # noqa: BLE001 - keep the worker alive, report and hold
+                self.get_logger().error(f"policy: inference failed: {type(e).__name__}: {e}")
+            finally:
+                self._in_flight = False
+
+    def _request_plan(self) -> None:
+        with self._obs_lock:
+            obs = self._latest_obs
+        if obs is None or self._in_flight:
+            return
+        self._in_flight = True
+        try:
+            self._requests.put_nowait(obs)
+            self._ticks_since_plan = 0
+        except queue.Full:
+            self._in_flight = False
+
+    # ------------------------------------------------------------------ control tick
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_tick(self) -> None:
+        t_start = time.perf_counter()
+        t = self._now()
+        self.stats.tick(t)
+        if self.runner.residual_slot.commit():
+            self.get_logger().info(f"policy: residual {self.runner.residual_slot.snapshot()[1]} now in use")
+        if self._reset_requested:
+            self._reset_requested = False
+            self._step = 0
+            with self._obs_lock:
+                obs = self._latest_obs
+            if obs is not None:
+                self.executor_.hold(observation_arrays(obs).state, t)
+            self._ticks_since_plan = self.replan_steps  # plan right away
+        with self._result_lock:
+            pending, self._pending_result = self._pending_result, None
+        if pending is not None:
+            obs, arr, res = pending
+            if not self.executor_.has_command:
+                self.executor_.hold(arr.state, t)
+            self.executor_.set_chunk(res.final, arr.stamp, t)
+            self._joint_names = arr.joint_names
+            self._chunk_obs_stamp = arr.stamp
+            self._latency_pending = True
+            self._last_value = res
+        self._ticks_since_plan += 1
+        if self.mode != PAUSED and (
+            self._ticks_since_plan >= self.replan_steps or not self.executor_.has_command
+        ):
+            self._request_plan()
+        if self.mode == PAUSED:
+            pass
+        elif self.mode == HOLD:
+            with self._obs_lock:
+                obs = self._latest_obs
+            if obs is not None:
+                arr = observation_arrays(obs)
+                self._publish_command(arr.state, arr.joint_names, 0)
+        else:
+            with self._obs_lock:
+                obs = self._latest_obs
+            stale = obs is None or (t - stamp_seconds(obs.header.stamp)) > self.stale_s
+            cmd = self.executor_.step(t)
+            if cmd is not None and not stale:
+                self._publish_command(
+                    cmd.position, getattr(self, "_joint_names", []), max(cmd.chunk_index, 0)
+                )
+                if getattr(self, "_latency_pending", False):
+                    self.stats.latencies.append(self._now() - self._chunk_obs_stamp)
+                    self._latency_pending = False
+                self._update_markers(max(cmd.chunk_index, 0))
+        self.stats.durations.append(time.perf_counter() - t_start)
+
+    def _publish_command(self, position, names, chunk_index: int) -> None:
+        m = self.msgs["JointCommand"]()
+        m.header.stamp = self.get_clock().now().to_msg()
+        m.episode_id, m.step, m.chunk_index = self._episode_id, self._step, int(chunk_index)
+        m.joint_names = list(names)
+        m.position = [float(x) for x in position]
+        self.pub_cmd.publish(m)
+        self._step += 1
+
+    # ------------------------------------------------------------------ outputs
+    def _publish_chunk(self, obs, arr, res) -> None:
+        r = self.runner
+        c = self.msgs["ActionChunk"]()
+        c.header.stamp = obs.header.stamp
+        c.header.frame_id = obs.header.frame_id
+        c.episode_id, c.step = int(obs.episode_id), int(obs.step)
+        c.chunk_size, c.action_dim = int(res.final.shape[0]), int(res.final.shape[1])
+        c.joint_names = list(arr.joint_names)
+        c.base = res.base.astype(np.float32).ravel().tolist()
+        c.residual = res.residual.astype(np.float32).ravel().tolist()
+        c.final = res.final.astype(np.float32).ravel().tolist()
+        c.residual_scale = float(res.residual_scale)
+        c.cognition_token = res.z.astype(np.float32).tolist()
+        c.proprio_norm = res.proprio_norm.astype(np.float32).tolist()
+        c.base_norm = res.base_norm.astype(np.float32).ravel().tolist()
+        c.policy_version, c.residual_version = r.policy_version, res.residual_version
+        c.normalizer_version = r.normalizer.version
+        self.pub_chunk.publish(c)
+        if res.q is not None:
+            v = self.msgs["ValueEstimate"]()
+            v.header = c.header
+            v.episode_id, v.step = c.episode_id, c.step
+            v.q, v.v = res.q.astype(np.float32).tolist(), res.v.astype(np.float32).tolist()
+            v.advantage = res.advantage.astype(np.float32).tolist()
+            v.critic_version = r.critic_version
+            self.pub_value.publish(v)
+
+    def _update_markers(self, index: int) -> None:
+        if not self.publish_markers or self._last_value is None:
+            return
+        from bora_policy.nodes.markers import value_markers
+
+        res = self._last_value
+        self.pub_markers.publish(
+            value_markers(
+                res.q,
+                res.v,
+                index,
+                self.marker_frame,
+                self.get_clock().now().to_msg(),
+                MODE_NAMES[self.mode],
+                takeover=self._takeover,
+            )
+        )
+
+    def _publish_diagnostics(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        s = self.stats.summary()
+        st = DiagnosticStatus(name="bora/policy: control loop", hardware_id="policy")
+        late = s["jitter_p99_ms"] > 0.25 * 1e3 / self.control_hz
+        st.level = DiagnosticStatus.WARN if late else DiagnosticStatus.OK
+        st.message = f"{MODE_NAMES[self.mode]}, {int(s['missed_ticks'])} missed ticks"
+        vals = {k: f"{v:.3f}" for k, v in s.items()}
+        vals.update(
+            mode=MODE_NAMES[self.mode],
+            residual_version=self.runner.residual_slot.snapshot()[1],
+            residual_swaps=str(self.runner.residual_slot.swaps),
+            checkpoints_rejected=str(self.rejected),
+            last_reject=self.last_reject[:200],
+            control_hz=f"{self.control_hz:g}",
+        )
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        self.pub_diag.publish(arr)
+
+    def destroy_node(self):
+        self._stop.set()
+        self._worker.join(timeout=2.0)
+        return super().destroy_node()
+
+
+def _main(args=None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    ex = MultiThreadedExecutor(num_threads=3)
+    try:
+        node = PolicyNode()
+        ex.add_node(node)
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        ex.shutdown(timeout_sec=2.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main(args=None) -> int:
+    """Console-script entry: after a clean ROS shutdown, leave without interpreter finalisation.
+
+    With torch loaded, Python's final garbage collection was seen to hang after rclpy had shut down
+    (the supervisor then needs SIGKILL); everything is flushed and closed by then, so exit directly.
+    """
+    try:
+        rc = _main(args)
+    except BaseException:  # noqa: BLE001 - e.g. a shutdown during start-up: report, then exit
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+if __name__ == "__main__":
+    main()

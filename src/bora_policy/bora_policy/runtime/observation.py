@@ -1,0 +1,57 @@
+"""``bora_msgs/Observation`` -> arrays for the policy (duck-typed on the message; no rclpy).
+
+``observation_arrays(obs)`` returns ``color [n_cam, H, W, 3] uint8`` (RGB), ``depth [n_cam, H, W]
+float32`` metres (empty when the observation carries no depth), ``state [7 + n_hand] float32``
+(arm then hand positions, docs/interfaces.md), the instruction and the stamp in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bora_policy.runtime.image_conv import depth_to_metres, to_rgb
+
+
+@dataclass
+class ObservationArrays:
+    color: np.ndarray
+    depth: np.ndarray
+    state: np.ndarray
+    instruction: str
+    stamp: float
+    episode_id: int
+    step: int
+    joint_names: list[str]
+
+
+def stamp_seconds(stamp) -> float:
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def observation_arrays(obs, with_depth: bool = False) -> ObservationArrays:
+    if len(obs.color) != len(obs.camera_names):
+        raise ValueError(
+            f"Observation: {len(obs.color)} colour images for {len(obs.camera_names)} camera_names"
+        )
+    color = np.stack([to_rgb(m) for m in obs.color]) if len(obs.color) else np.zeros((0, 0, 0, 3), np.uint8)
+    depth = (
+        np.stack([depth_to_metres(m) for m in obs.depth])
+        if with_depth and len(obs.depth)
+        else np.zeros((0,), np.float32)
+    )
+    state = np.concatenate(
+        [np.asarray(obs.arm.position, np.float32), np.asarray(obs.hand.position, np.float32)]
+    )
+    names = list(obs.arm.name) + list(obs.hand.name)
+    return ObservationArrays(
+        color,
+        depth,
+        state,
+        obs.instruction,
+        stamp_seconds(obs.header.stamp),
+        int(obs.episode_id),
+        int(obs.step),
+        names,
+    )

@@ -1,0 +1,356 @@
+"""Simulation bridge: the simulated robot behind the topics of realsense2_camera, franka_ros2 and the hand.
+
+A timer at ``control_hz`` (real time) applies the latest commands, advances the MuJoCo env one
+control step (``bora_sim.env.make_env``) and publishes, all with one stamp:
+
+* per camera ``<prefix>/<cam>/color/image_raw`` (rgb8), ``<prefix>/<cam>/aligned_depth_to_color/image_raw``
+  (32FC1 metres, or 16UC1 millimetres like the RealSense driver: ``depth_encoding``) and
+  ``<prefix>/<cam>/color/camera_info``;
+* ``/franka/joint_states`` (7 arm joints, named ``arm_joint_names``) and ``/hand/joint_states``.
+
+It consumes what the arbiter writes to the drivers: ``/arm_controller/commands``
+(std_msgs/Float64MultiArray, ``arm_command_type: forward``, or trajectory_msgs/JointTrajectory,
+``trajectory``) and ``/hand/command`` (sensor_msgs/JointState). ``direct_command_topic`` (empty by
+default) additionally accepts bora_msgs/JointCommand straight from the policy, for graphs run
+without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when the task's success
+predicate holds, FAILURE at the time limit; ``auto_reset`` starts the next one; the
+``/bora/sim/reset`` service (std_srvs/Trigger) resets on demand. When ``bora_sim.operator`` is
+present and ``operator_enabled``, the scripted operator (``ScriptedOperator``) watches each step's
+info: its takeover trigger (/bora/takeover) is published every tick, its glove angles
+(/glove/joint_states) and arm target (/teleop/arm_target) while it is in control, and a
+recovered flag (/bora/recovered) when it hands back.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from bora_policy.runtime.image_conv import numpy_to_image
+
+FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
+
+
+class BridgeNode(Node):
+    def __init__(self, **kw):
+        super().__init__("sim_bridge", **kw)
+        p = self.declare_parameter
+        self.task = str(p("task", "pick_plush_toy").value)
+        self.object_set = str(p("object_set", "standard").value)
+        self.seed = int(p("seed", 0).value)
+        self.control_hz = float(p("control_hz", 10.0).value)
+        image_size = int(p("image_size", 96).value)
+        hand = str(p("hand", "shadow").value)
+        self.render = bool(p("render", True).value)
+        time_limit = float(p("time_limit_s", 0.0).value)
+        self.auto_reset = bool(p("auto_reset", True).value)
+        self.depth_encoding = str(p("depth_encoding", "32FC1").value)
+        self.arm_command_type = str(p("arm_command_type", "forward").value)
+        arm_names = list(p("arm_joint_names", FR3_ARM_JOINTS).value)
+        hand_names = [n for n in p("hand_joint_names", [""]).value if n]
+        prefix = str(p("camera_topic_prefix", "/cameras").value).rstrip("/")
+        frame_prefix = str(p("camera_frame_prefix", "").value)
+        t = {
+            k: str(p(f"{k}_topic", d).value)
+            for k, d in (
+                ("arm_state", "/franka/joint_states"),
+                ("hand_state", "/hand/joint_states"),
+                ("arm_command", "/arm_controller/commands"),
+                ("hand_command", "/hand/command"),
+                ("direct_command", ""),
+                ("episode", "/bora/episode"),
+                ("glove", "/glove/joint_states"),
+                ("arm_target", "/teleop/arm_target"),
+                ("takeover", "/bora/takeover"),
+                ("recovered", "/bora/recovered"),
+            )
+        }
+        reset_service = str(p("reset_service", "/bora/sim/reset").value)
+        self.operator_enabled = bool(p("operator_enabled", True).value)
+        if self.depth_encoding not in ("32FC1", "16UC1"):
+            raise ValueError(
+                f"sim_bridge: depth_encoding must be 32FC1 or 16UC1, got {self.depth_encoding!r}"
+            )
+        if self.arm_command_type not in ("forward", "trajectory"):
+            raise ValueError(
+                "sim_bridge: arm_command_type must be 'forward' or 'trajectory', "
+                f"got {self.arm_command_type!r}"
+            )
+
+        from sensor_msgs.msg import CameraInfo, Image, JointState
+        from std_msgs.msg import Bool, Float64MultiArray
+        from std_srvs.srv import Trigger
+        from trajectory_msgs.msg import JointTrajectory
+
+        from bora_msgs.msg import EpisodeEvent, JointCommand
+        from bora_sim.env import make_env
+
+        self._JointState, self._CameraInfo, self._Image, self._EpisodeEvent = (
+            JointState,
+            CameraInfo,
+            Image,
+            EpisodeEvent,
+        )
+        self._Bool = Bool
+        t0 = time.perf_counter()
+        kw_env = {"time_limit_s": time_limit} if time_limit > 0 else {}
+        self.env = make_env(
+            self.task,
+            self.object_set,
+            seed=None,
+            image_size=image_size,
+            control_hz=self.control_hz,
+            render=self.render,
+            hand=hand,
+            **kw_env,
+        )
+        self.sim_arm_names = list(self.env.arm_joint_names)
+        self.sim_hand_names = list(self.env.hand_joint_names)
+        if len(arm_names) != 7:
+            raise ValueError(f"sim_bridge: arm_joint_names must name 7 joints, got {len(arm_names)}")
+        if hand_names and len(hand_names) != len(self.sim_hand_names):
+            raise ValueError(
+                f"sim_bridge: hand_joint_names must name {len(self.sim_hand_names)} joints, "
+                f"got {len(hand_names)}"
+            )
+        self.arm_names = arm_names
+        self.hand_names = hand_names or self.sim_hand_names
+        self._hand_index = {n: i for i, n in enumerate(self.hand_names)}
+        self.cam_frames = [f"{frame_prefix}{c}_color_optical_frame" for c in self.env.camera_names]
+
+        rel = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.cam_pubs = []
+        for cam in self.env.camera_names:
+            base = f"{prefix}/{cam}"
+            self.cam_pubs.append(
+                (
+                    self.create_publisher(Image, f"{base}/color/image_raw", rel),
+                    self.create_publisher(Image, f"{base}/aligned_depth_to_color/image_raw", rel),
+                    self.create_publisher(CameraInfo, f"{base}/color/camera_info", rel),
+                )
+            )
+        self.pub_arm = self.create_publisher(JointState, t["arm_state"], rel)
+        self.pub_hand = self.create_publisher(JointState, t["hand_state"], rel)
+        self.pub_episode = self.create_publisher(
+            EpisodeEvent, t["episode"], QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        self.pub_glove = self.create_publisher(JointState, t["glove"], rel)
+        self.pub_arm_target = self.create_publisher(JointState, t["arm_target"], rel)
+        self.pub_takeover = self.create_publisher(Bool, t["takeover"], rel)
+        self.pub_recovered = self.create_publisher(Bool, t["recovered"], rel)
+        cmd_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
+        if self.arm_command_type == "forward":
+            self.create_subscription(Float64MultiArray, t["arm_command"], self._on_arm_forward, cmd_qos)
+        else:
+            self.create_subscription(JointTrajectory, t["arm_command"], self._on_arm_trajectory, cmd_qos)
+        self.create_subscription(JointState, t["hand_command"], self._on_hand_command, cmd_qos)
+        if t["direct_command"]:
+            self.create_subscription(JointCommand, t["direct_command"], self._on_direct, cmd_qos)
+        self.create_service(Trigger, reset_service, self._srv_reset)
+
+        self.operator = self._make_operator() if self.operator_enabled else None
+        self.episode_id = 0
+        self.commands_received = 0
+        self.ticks = 0
+        self._reset_pending = False
+        self._reset_episode()
+        self.timer = self.create_timer(1.0 / self.control_hz, self._on_tick)
+        self.get_logger().info(
+            f"sim_bridge: task {self.task} ({self.object_set}), {len(self.env.camera_names)} cameras at "
+            f"{image_size} px, {self.control_hz:g} Hz, action_dim {self.env.action_dim}, operator "
+            f"{'on' if self.operator is not None else 'off'}; ready in {time.perf_counter() - t0:.1f} s"
+        )
+
+    # ------------------------------------------------------------------ operator (bora_sim.operator)
+    def _make_operator(self):
+        try:
+            from bora_sim.operator import GLOVE_JOINT_NAMES, ScriptedOperator
+        except ImportError:
+            self.get_logger().info("sim_bridge: bora_sim.operator not available; no glove/takeover stream")
+            return None
+        self.glove_names = list(GLOVE_JOINT_NAMES)
+        return ScriptedOperator(self.env, seed=self.seed)
+
+    def _operator_step(self, info, stamp) -> None:
+        """Publish the operator's takeover trigger every tick, and its glove + arm target while in control."""
+        op = self.operator
+        if op is None:
+            return
+        decision = op.observe(info)
+        if decision.reason == "handback" and op.segments and op.segments[-1].recovered:
+            self.pub_recovered.publish(self._Bool(data=True))
+        elif decision.reason == "handback":
+            self.pub_recovered.publish(self._Bool(data=False))
+        if decision.takeover:
+            arm, glove = op.command()
+            g = self._JointState(name=list(self.glove_names), position=[float(x) for x in glove])
+            a = self._JointState(name=list(self.arm_names), position=[float(x) for x in arm])
+            g.header.stamp = a.header.stamp = stamp
+            self.pub_glove.publish(g)
+            self.pub_arm_target.publish(a)
+        self.pub_takeover.publish(self._Bool(data=bool(decision.takeover)))
+
+    # ------------------------------------------------------------------ commands
+    def _on_arm_forward(self, msg) -> None:
+        if len(msg.data) != 7:
+            self.get_logger().warning(
+                f"sim_bridge: arm command with {len(msg.data)} values ignored (expected 7)",
+                throttle_duration_sec=5.0,
+            )
+            return
+        self._set_arm(np.asarray(msg.data, dtype=np.float64))
+
+    def _on_arm_trajectory(self, msg) -> None:
+        if not msg.points:
+            return
+        q = np.asarray(msg.points[0].positions, dtype=np.float64)
+        if msg.joint_names and list(msg.joint_names) != self.arm_names:
+            order = {n: i for i, n in enumerate(msg.joint_names)}
+            if not all(n in order for n in self.arm_names):
+                self.get_logger().warning(
+                    "sim_bridge: trajectory joint names do not match arm_joint_names",
+                    throttle_duration_sec=5.0,
+                )
+                return
+            q = q[[order[n] for n in self.arm_names]]
+        if q.shape != (7,):
+            return
+        self._set_arm(q)
+
+    def _on_hand_command(self, msg) -> None:
+        pos = np.asarray(msg.position, dtype=np.float64)
+        target = self.target.copy()
+        if msg.name:
+            for n, v in zip(msg.name, pos):
+                i = self._hand_index.get(n)
+                if i is not None:
+                    target[7 + i] = v
+        elif pos.shape[0] == len(self.hand_names):
+            target[7:] = pos
+        else:
+            return
+        self._set(target)
+
+    def _on_direct(self, msg) -> None:
+        pos = np.asarray(msg.position, dtype=np.float64)
+        if pos.shape[0] != self.env.action_dim:
+            return
+        self._set(pos)
+
+    def _set_arm(self, q: np.ndarray) -> None:
+        target = self.target.copy()
+        target[:7] = q
+        self._set(target)
+
+    def _set(self, target: np.ndarray) -> None:
+        if np.all(np.isfinite(target)):
+            self.target = target
+            self.commands_received += 1
+
+    # ------------------------------------------------------------------ episodes
+    def _event(self, kind: int, note: str = "") -> None:
+        ev = self._EpisodeEvent()
+        ev.header.stamp = self.get_clock().now().to_msg()
+        ev.episode_id, ev.kind, ev.step = self.episode_id, kind, int(getattr(self.env, "steps", 0))
+        ev.task, ev.object_set, ev.note = self.task, self.object_set, note
+        self.pub_episode.publish(ev)
+
+    def _reset_episode(self) -> None:
+        self.episode_id += 1
+        obs, info = self.env.reset(seed=self.seed + self.episode_id - 1)
+        self.obs = obs
+        self.target = self.env.last_action.astype(np.float64).copy()
+        if self.operator is not None:
+            self.operator.reset()
+        self._event(self._EpisodeEvent.START, f"seed {self.seed + self.episode_id - 1}")
+
+    def _srv_reset(self, req, res):
+        self._reset_pending = True
+        res.success, res.message = True, f"episode {self.episode_id + 1} starts at the next tick"
+        return res
+
+    # ------------------------------------------------------------------ control tick
+    def _on_tick(self) -> None:
+        if self._reset_pending:
+            self._reset_pending = False
+            self._reset_episode()
+        obs, _, terminated, truncated, info = self.env.step(self.target)
+        self.obs = obs
+        self.ticks += 1
+        stamp = self.get_clock().now().to_msg()
+        self._publish_observation(obs, stamp)
+        self._operator_step(info, stamp)
+        if (terminated or truncated) and self.operator is not None:
+            self.operator.close_open_segment(bool(terminated))
+        if terminated:
+            self._event(self._EpisodeEvent.SUCCESS, "success predicate")
+        elif truncated:
+            self._event(self._EpisodeEvent.FAILURE, "time limit")
+        if (terminated or truncated) and self.auto_reset:
+            self._reset_pending = True
+
+    def _publish_observation(self, obs, stamp) -> None:
+        intr = self.env.camera_info()
+        for i, cam in enumerate(self.env.camera_names):
+            pc, pd, pi = self.cam_pubs[i]
+            color = numpy_to_image(obs["color"][i], "rgb8", msg_cls=self._Image)
+            depth_m = obs["depth"][i]
+            if self.depth_encoding == "16UC1":
+                depth = numpy_to_image(
+                    np.clip(np.nan_to_num(depth_m) * 1000.0 + 0.5, 0, 65535).astype(np.uint16),
+                    "16UC1",
+                    msg_cls=self._Image,
+                )
+            else:
+                depth = numpy_to_image(depth_m.astype(np.float32), "32FC1", msg_cls=self._Image)
+            for m in (color, depth):
+                m.header.stamp, m.header.frame_id = stamp, self.cam_frames[i]
+            k = intr[cam]
+            info = self._CameraInfo(
+                height=int(k["height"]), width=int(k["width"]), distortion_model="plumb_bob"
+            )
+            info.header.stamp, info.header.frame_id = stamp, self.cam_frames[i]
+            info.k = [k["fx"], 0.0, k["cx"], 0.0, k["fy"], k["cy"], 0.0, 0.0, 1.0]
+            info.p = [k["fx"], 0.0, k["cx"], 0.0, 0.0, k["fy"], k["cy"], 0.0, 0.0, 0.0, 1.0, 0.0]
+            info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+            info.d = [0.0] * 5
+            pc.publish(color)
+            pd.publish(depth)
+            pi.publish(info)
+        d = self.env.data
+        arm = self._JointState(
+            name=list(self.arm_names),
+            position=obs["arm_qpos"].astype(float).tolist(),
+            velocity=d.qvel[self.env.arm_dadr].astype(float).tolist(),
+        )
+        hand = self._JointState(name=list(self.hand_names), position=obs["hand_qpos"].astype(float).tolist())
+        arm.header.stamp = hand.header.stamp = stamp
+        arm.header.frame_id = hand.header.frame_id = "base"
+        self.pub_arm.publish(arm)
+        self.pub_hand.publish(hand)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = BridgeNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.env.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

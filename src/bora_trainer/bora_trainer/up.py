@@ -1,0 +1,332 @@
+"""``bora up``: start the BORA node graph under a small supervisor (where ``ros2 launch`` is absent).
+
+The node list comes from ``bora_policy.graph`` (the table the launch files read too). Each node is
+started as its installed console script (``install/<pkg>/lib/<pkg>/<exe>``; ``python -m <module>``
+when not installed) with ``--ros-args --params-file <params> -r __node:=<name>``. Output lines are
+prefixed with the node name. On Ctrl-C / SIGTERM, at ``--duration``, or when any node exits, every
+node is stopped: SIGINT, then SIGTERM, then SIGKILL, each with a deadline. DDS stays on loopback
+(``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and a ``ROS_DOMAIN_ID`` is picked unless set.
+
+    bora up --sim                     # simulated robot + sync + policy + teleop
+    bora up --sim --vla RUN/vla --residual RUN/residual.safetensors --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+STOP_STEPS = (
+    ("SIGINT", signal.SIGINT, 5.0),
+    ("SIGTERM", signal.SIGTERM, 3.0),
+    ("SIGKILL", signal.SIGKILL, 2.0),
+)
+
+
+def repo_root() -> Path | None:
+    for base in Path(__file__).resolve().parents:
+        if (base / "config").is_dir() and (base / "src").is_dir():
+            return base
+    return None
+
+
+def default_params(mode: str) -> Path:
+    name = "sim.yaml" if mode == "sim" else "deploy.yaml"
+    root = repo_root()
+    if root is not None and (root / "config" / name).is_file():
+        return root / "config" / name
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        cand = Path(prefix) / "share" / "bora_policy" / "config" / name
+        if prefix and cand.is_file():
+            return cand
+    raise FileNotFoundError(f"bora up: cannot find config/{name} (pass --params)")
+
+
+def find_executable(package: str, executable: str) -> Path | None:
+    """``<prefix>/lib/<package>/<executable>`` on AMENT_PREFIX_PATH or in the workspace install/."""
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    root = repo_root()
+    if root is not None:
+        prefixes.append(str(root / "install" / package))
+    for prefix in prefixes:
+        cand = Path(prefix) / "lib" / package / executable
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def node_command(spec, params: Path, extra: list[str]) -> list[str]:
+    exe = find_executable(spec.package, spec.executable)
+    base = [str(exe)] if exe is not None else [sys.executable, "-m", spec.module]
+    return base + ["--ros-args", "--params-file", str(params), "-r", f"__node:={spec.name}"] + extra
+
+
+def node_available(spec) -> bool:
+    if find_executable(spec.package, spec.executable) is not None:
+        return True
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(spec.module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def ros_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    env.setdefault("MUJOCO_GL", "egl")
+    env.setdefault("PYOPENGL_PLATFORM", "egl")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Supervisor:
+    """Start processes, prefix their output, stop them all in order."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def _print(self, line: str) -> None:
+        with self._lock:
+            self.out.write(line if line.endswith("\n") else line + "\n")
+            self.out.flush()
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        width = max(len(n) for n in self.procs)
+
+        def pump() -> None:
+            for line in proc.stdout:
+                self._print(f"[{name:<{width}}] {line.rstrip()}")
+
+        th = threading.Thread(target=pump, name=f"out-{name}", daemon=True)
+        th.start()
+        self._threads.append(th)
+
+    def first_exited(self) -> tuple[str, int] | None:
+        for name, p in self.procs.items():
+            rc = p.poll()
+            if rc is not None:
+                return name, rc
+        return None
+
+    def stop_all(self) -> dict[str, int]:
+        for sig_name, sig, deadline in STOP_STEPS:
+            alive = [(n, p) for n, p in self.procs.items() if p.poll() is None]
+            if not alive:
+                break
+            self._print(f"[bora up] {sig_name} -> {', '.join(n for n, _ in alive)}")
+            for _, p in alive:
+                try:
+                    os.killpg(p.pid, sig)  # the node's own process group (start_new_session)
+                except ProcessLookupError:
+                    pass
+            end = time.monotonic() + deadline
+            while time.monotonic() < end and any(p.poll() is None for _, p in alive):
+                time.sleep(0.05)
+        for th in self._threads:
+            th.join(timeout=1.0)
+        return {n: p.returncode for n, p in self.procs.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bora up", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--sim", action="store_true", help="the simulated robot (the bridge instead of the drivers)"
+    )
+    g.add_argument(
+        "--deploy",
+        action="store_true",
+        help="the real-robot graph without its drivers (start those with their own launch files)",
+    )
+    p.add_argument(
+        "--params", type=Path, default=None, help="parameter file (default config/sim.yaml or deploy.yaml)"
+    )
+    p.add_argument(
+        "--vla",
+        default="",
+        help="VLA directory (save_vla format); default: the params file's, else a "
+        "tiny random-init demo VLA (sim only)",
+    )
+    p.add_argument("--residual", default="", help="residual actor checkpoint (safetensors) to start with")
+    p.add_argument("--critic", default="", help="chunk critic checkpoint")
+    p.add_argument(
+        "--control-hz", type=float, default=0.0, help="override the control rate of bridge and policy"
+    )
+    p.add_argument(
+        "--with",
+        dest="with_nodes",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="also start an optional node (e.g. trainer)",
+    )
+    p.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="leave a node out (e.g. teleop: the bridge then takes /bora/policy_command directly)",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NODE:NAME:=VALUE",
+        help="extra parameter for one node, e.g. policy:replan_steps:=4",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop everything after this many seconds (0: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--demo-vla-dir",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bora" / "demo_vla",
+        help="where the tiny demo VLA is written",
+    )
+    return p
+
+
+def _yaml_param(params: Path, node: str, key: str):
+    import yaml
+
+    data = yaml.safe_load(params.read_text()) or {}
+    return ((data.get(node) or {}).get("ros__parameters") or {}).get(key)
+
+
+def demo_vla(path: Path) -> Path:
+    """A tiny random-init VLA around the simulated robot's home pose (bora_sim.scene.ARM_HOME + open hand)."""
+    import numpy as np
+
+    from bora_policy.runtime.policy_runner import make_demo_vla
+    from bora_sim.hand import get_hand
+    from bora_sim.scene import ARM_HOME
+
+    home = np.concatenate([ARM_HOME, np.asarray(get_hand("shadow").posture("open"), dtype=np.float64)])
+    return make_demo_vla(path, home)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bora_policy.graph import nodes_for
+
+    mode = "deploy" if args.deploy else "sim"
+    params = (args.params or default_params(mode)).resolve()
+    if not params.is_file():
+        print(f"bora up: parameter file {params} does not exist", file=sys.stderr)
+        return 2
+    specs = [s for s in nodes_for(mode, tuple(args.with_nodes)) if s.name not in args.without]
+    missing = [s.name for s in specs if not node_available(s)]
+    if missing:
+        print(
+            f"bora up: node(s) not available in this build, left out: {', '.join(missing)}", file=sys.stderr
+        )
+        specs = [s for s in specs if s.name not in missing]
+    names = {s.name for s in specs}
+    extra: dict[str, list[str]] = {s.name: [] for s in specs}
+    for item in args.param:
+        node, sep, rest = item.partition(":")
+        if not sep or ":=" not in rest or node not in extra:
+            print(
+                f"bora up: --param {item!r} must be NODE:NAME:=VALUE with NODE in {sorted(extra)}",
+                file=sys.stderr,
+            )
+            return 2
+        extra[node] += ["-p", rest]
+    if "policy" in names:
+        vla = args.vla or _yaml_param(params, "policy", "vla_path") or ""
+        if not vla:
+            if mode != "sim":
+                print(
+                    "bora up: the deploy graph needs --vla (or policy.vla_path in the params file)",
+                    file=sys.stderr,
+                )
+                return 2
+            vla = str(demo_vla(args.demo_vla_dir))
+            print(
+                f"bora up: no VLA given, using the tiny random-init demo VLA at {vla} "
+                "(it does not solve tasks)"
+            )
+        extra["policy"] += ["-p", f"vla_path:={vla}"]
+        if args.residual:
+            extra["policy"] += ["-p", f"residual_path:={args.residual}"]
+        if args.critic:
+            extra["policy"] += ["-p", f"critic_path:={args.critic}"]
+    if mode == "sim" and "sim_bridge" in names and "teleop" not in names:
+        # No arbiter: the bridge takes the policy's commands directly (sim only).
+        extra["sim_bridge"] += ["-p", "direct_command_topic:=/bora/policy_command"]
+    if args.control_hz > 0:
+        for n in ("sim_bridge", "policy"):
+            if n in extra:
+                extra[n] += ["-p", f"control_hz:={args.control_hz}"]
+
+    env = ros_env()
+    sup = Supervisor()
+    stop = threading.Event()
+    reason = {"why": ""}
+
+    def on_signal(signum, _frame) -> None:
+        reason["why"] = signal.Signals(signum).name
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    rc = 0
+    try:
+        print(
+            f"bora up: {mode} graph, params {params}, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
+            f"ROS_AUTOMATIC_DISCOVERY_RANGE={env['ROS_AUTOMATIC_DISCOVERY_RANGE']}",
+            flush=True,
+        )
+        for s in specs:
+            sup.start(s.name, node_command(s, params, extra[s.name]), env)
+        print(f"bora up: started {', '.join(sup.procs)}", flush=True)
+        t_end = time.monotonic() + args.duration if args.duration > 0 else None
+        while not stop.is_set():
+            ex = sup.first_exited()
+            if ex is not None:
+                reason["why"] = f"node {ex[0]} exited with code {ex[1]}"
+                rc = 1
+                break
+            if t_end is not None and time.monotonic() >= t_end:
+                reason["why"] = f"duration {args.duration:g} s reached"
+                break
+            stop.wait(0.2)
+    finally:
+        print(f"bora up: stopping ({reason['why'] or 'exit'})", flush=True)
+        codes = sup.stop_all()
+        for s, h in old.items():
+            signal.signal(s, h)
+    print(f"bora up: stopped; exit codes {codes}", flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
