@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from bora_sim.tasks.base import Task, TaskStatus
+from bora_sim.tasks.open_box import OpenBox
+from bora_sim.tasks.pick_and_place import PickAndPlace
 from bora_sim.tasks.pick_plush_toy import PickPlushToy
+from bora_sim.tasks.press_button import PressButton
+from bora_sim.tasks.pull_tissue import PullTissue
 
 TASKS: dict[str, type[Task]] = {
     "pick_plush_toy": PickPlushToy,
+    "pick_and_place": PickAndPlace,
+    "open_box": OpenBox,
+    "pull_tissue": PullTissue,
+    "press_button": PressButton,
 }
 
 

@@ -1,0 +1,161 @@
+"""Simulation benchmark: control steps per second with three RGB-D views, and expert success rates.
+
+Writes ``bench/results/sim.json`` and ``bench/results/sim.md``.
+
+    .venv/bin/python bench/bench_sim.py --seeds 50           # full figure (about 5-10 min on 2 cores)
+    .venv/bin/python bench/bench_sim.py --seeds 5 --steps 60  # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def bench_speed(task: str, image_size: int, steps: int, control_hz: float) -> dict:
+    from bora_sim.env import make_env
+    from bora_sim.experts import ScriptedExpert
+
+    env = make_env(task, "standard", image_size=image_size, control_hz=control_hz, render=True)
+    obs, _ = env.reset(seed=0)
+    hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])
+    env.step(hold)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(hold)
+    env_only = steps / (time.perf_counter() - t0)
+    env.reset(seed=0)
+    ex = ScriptedExpert(env, seed=0)
+    t0 = time.perf_counter()
+    n = 0
+    while n < steps:
+        _, _, term, trunc, _ = env.step(ex.act())
+        n += 1
+        if term or trunc:
+            env.reset(seed=n)
+            ex.reset()
+    with_expert = steps / (time.perf_counter() - t0)
+    env.close()
+    return {
+        "task": task,
+        "image_size": image_size,
+        "control_hz": control_hz,
+        "cameras": 3,
+        "steps_per_s_env": env_only,
+        "steps_per_s_env_and_expert": with_expert,
+    }
+
+
+def bench_experts(tasks, sets, seeds: int, progress: bool = True) -> dict:
+    from bora_sim.env import make_env
+    from bora_sim.experts import ScriptedExpert
+
+    out = {}
+    for task in tasks:
+        for oset in sets:
+            env = make_env(task, oset, render=False)
+            ok, failures, t0 = 0, [], time.perf_counter()
+            for seed in range(seeds):
+                env.reset(seed=seed)
+                ex = ScriptedExpert(env, seed=seed)
+                term = trunc = False
+                while not (term or trunc):
+                    _, _, term, trunc, info = env.step(ex.act())
+                ok += bool(info["success"])
+                if not info["success"]:
+                    failures.append(seed)
+            rate = ok / seeds
+            out[f"{task}/{oset}"] = {
+                "task": task,
+                "object_set": oset,
+                "episodes": seeds,
+                "successes": ok,
+                "success_rate": rate,
+                "failed_seeds": failures,
+                "wall_s": time.perf_counter() - t0,
+            }
+            if progress:
+                print(f"{task:16s} {oset:9s} {ok}/{seeds} = {rate:.0%}", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=50, help="episodes per task and object set")
+    p.add_argument("--steps", type=int, default=200, help="control steps timed per speed measurement")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--skip-experts", action="store_true")
+    args = p.parse_args(argv)
+    import torch  # noqa: F401  (not used; keeps thread settings consistent with the other benches)
+
+    torch.set_num_threads(1)
+    from bora_sim.tasks import TASKS
+
+    tasks = list(TASKS)
+    speed = [bench_speed(t, args.image_size, args.steps, 10.0) for t in ("pick_plush_toy", "open_box")]
+    for s in speed:
+        print(
+            f"speed {s['task']}: {s['steps_per_s_env']:.1f} steps/s env, "
+            f"{s['steps_per_s_env_and_expert']:.1f} with expert IK",
+            flush=True,
+        )
+    load = os.getloadavg()
+    out = Path(args.out)
+    if args.skip_experts:  # keep the expert figures of an earlier full run
+        old = json.loads((out / "sim.json").read_text()) if (out / "sim.json").exists() else {}
+        experts, args.seeds = old.get("experts", {}), old.get("seeds", args.seeds)
+    else:
+        experts = bench_experts(tasks, ("standard", "unseen"), args.seeds)
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_during_speed": load,
+        },
+        "speed": speed,
+        "experts": experts,
+        "seeds": args.seeds,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sim.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        "# bora_sim benchmark",
+        "",
+        f"Control steps per second, three RGB-D views at {args.image_size} px, 10 Hz control "
+        "(50 physics steps of 2 ms per control step), EGL on CPU, this machine "
+        f"({os.cpu_count()} cores, load average {load[0]:.1f} while timing: the cores were shared):",
+        "",
+        "| task | env steps/s | env + expert IK steps/s |",
+        "| --- | --- | --- |",
+    ]
+    for s in speed:
+        lines.append(f"| {s['task']} | {s['steps_per_s_env']:.1f} | {s['steps_per_s_env_and_expert']:.1f} |")
+    if experts:
+        lines += [
+            "",
+            f"Scripted expert success rate ({args.seeds} seeds per cell, clean knobs, no rendering):",
+            "",
+            "| task | standard | unseen |",
+            "| --- | --- | --- |",
+        ]
+        for t in tasks:
+            cells = [
+                f"{experts[f'{t}/{s}']['successes']}/{args.seeds} ({experts[f'{t}/{s}']['success_rate']:.0%})"
+                for s in ("standard", "unseen")
+            ]
+            lines.append(f"| {t} | {cells[0]} | {cells[1]} |")
+    (out / "sim.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""Scripted operator: the stand-in for the human in the loop.
+
+It watches a running policy through the env ``info`` (task progress and task-specific signals),
+detects failure-prone states, takes over through the task's scripted expert for a recovery
+segment, and reports each intervention ``{"start", "end", "recovered", "reason"}``, within a
+budget of interventions per episode. During a takeover the blend weight ``beta`` ramps linearly
+from 0 to 1 (``A_exec = (1 - beta) A_policy + beta A_human``, a hard switch is ``ramp_steps=0``).
+
+Its hand commands come out as a data glove would give them: human hand joint angles
+(``GLOVE_JOINT_NAMES``, radians), which ``RetargetMap.retarget`` maps to the robot hand's joint
+targets. The map is plain data (matrix + offset + names, ``to_dict``) so the teleop package can
+load and reuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bora_sim.experts import ExpertKnobs, ScriptedExpert
+
+GLOVE_JOINT_NAMES = (
+    "thumb_cmc_abd",
+    "thumb_cmc_flex",
+    "thumb_mcp_abd",
+    "thumb_mcp",
+    "thumb_ip",
+    "index_abd",
+    "index_mcp",
+    "index_pip",
+    "index_dip",
+    "middle_abd",
+    "middle_mcp",
+    "middle_pip",
+    "middle_dip",
+    "ring_abd",
+    "ring_mcp",
+    "ring_pip",
+    "ring_dip",
+    "little_abd",
+    "little_mcp",
+    "little_pip",
+    "little_dip",
+    "palm_arch",
+)
+
+
+@dataclass(frozen=True)
+class RetargetMap:
+    """Linear glove -> robot-hand retargeting: ``robot = matrix @ human + offset`` (radians)."""
+
+    human_joint_names: tuple[str, ...]
+    robot_joint_names: tuple[str, ...]
+    matrix: np.ndarray  # [n_robot, n_human]
+    offset: np.ndarray  # [n_robot]
+
+    def retarget(self, human: np.ndarray) -> np.ndarray:
+        human = np.asarray(human, float)
+        if human.shape[-1] != len(self.human_joint_names):
+            raise ValueError(
+                f"glove vector has {human.shape[-1]} angles, expected {len(self.human_joint_names)}"
+            )
+        return human @ self.matrix.T + self.offset
+
+    def from_robot(self, robot: np.ndarray) -> np.ndarray:
+        """Least-norm human angles that retarget exactly to ``robot`` (the operator's glove output)."""
+        return (np.asarray(robot, float) - self.offset) @ np.linalg.pinv(self.matrix).T
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "human_joint_names": list(self.human_joint_names),
+            "robot_joint_names": list(self.robot_joint_names),
+            "matrix": self.matrix.tolist(),
+            "offset": self.offset.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RetargetMap:
+        m = np.asarray(d["matrix"], float)
+        h, r = tuple(d["human_joint_names"]), tuple(d["robot_joint_names"])
+        if m.shape != (len(r), len(h)):
+            raise ValueError(f"retarget matrix shape {m.shape}, expected ({len(r)}, {len(h)})")
+        return cls(h, r, m, np.asarray(d["offset"], float))
+
+
+def shadow_retarget_map(robot_joint_names: tuple[str, ...]) -> RetargetMap:
+    """Glove -> Shadow hand: abduction and MCP one-to-one, J1 = mean(PIP, DIP) (J1/J0 are coupled)."""
+    H = {n: i for i, n in enumerate(GLOVE_JOINT_NAMES)}
+    short = [n.split(":")[-1] for n in robot_joint_names]
+    A = np.zeros((len(short), len(GLOVE_JOINT_NAMES)))
+    fingers = {"FF": "index", "MF": "middle", "RF": "ring", "LF": "little"}
+    for r, j in enumerate(short):
+        f, k = j[:2], j[2:]
+        if f in fingers:
+            g = fingers[f]
+            if k == "J3":
+                A[r, H[f"{g}_abd"]] = 1.0
+            elif k == "J2":
+                A[r, H[f"{g}_mcp"]] = 1.0
+            elif k == "J1":
+                A[r, H[f"{g}_pip"]] = 0.5
+                A[r, H[f"{g}_dip"]] = 0.5
+            elif k == "J4":
+                A[r, H["palm_arch"]] = 1.0
+        elif f == "TH":
+            row = {
+                "J4": {"thumb_cmc_abd": 1.0},
+                "J3": {"thumb_cmc_flex": 1.0},
+                "J2": {"thumb_mcp_abd": 1.0},
+                "J1": {"thumb_mcp": 1.0},
+                "J0": {"thumb_ip": -1.0},
+            }[k]
+            for name, c in row.items():
+                A[r, H[name]] = c
+        else:
+            raise KeyError(f"no glove mapping for robot joint {j!r}")
+    return RetargetMap(GLOVE_JOINT_NAMES, tuple(robot_joint_names), A, np.zeros(len(short)))
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Scripted operator behaviour."""
+
+    budget: int = 3
+    """Maximum interventions per episode."""
+    grace_s: float = 2.0
+    """No takeover in the first seconds of an episode."""
+    patience_s: float = 2.5
+    """Take over when task progress has not improved for this long."""
+    recovery_s: float = 4.0
+    """Longest recovery segment; it also ends on success."""
+    ramp_steps: int = 2
+    """Control steps of the linear beta ramp at takeover (0 = hard switch)."""
+    glove_noise: float = 0.02
+    """Std of the glove's joint-angle noise (rad)."""
+    recovered_gain: float = 0.2
+    """Progress gain over the segment that counts as recovered (or success)."""
+
+
+@dataclass
+class TakeoverDecision:
+    takeover: bool
+    reason: str = ""
+    beta: float = 0.0
+
+
+@dataclass
+class _Segment:
+    start: int
+    reason: str
+    progress0: float
+    end: int | None = None
+    recovered: bool = False
+
+
+class ScriptedOperator:
+    """Watches ``env`` (through its info dict), decides takeovers, and drives the expert when in control."""
+
+    def __init__(
+        self,
+        env,
+        cfg: OperatorConfig | None = None,
+        knobs: ExpertKnobs | None = None,
+        seed: int | None = None,
+    ):
+        self.env = env.unwrapped
+        self.cfg = cfg or OperatorConfig()
+        self.rng = np.random.default_rng(seed)
+        self.expert = ScriptedExpert(self.env, knobs=knobs or ExpertKnobs(), seed=seed)
+        self.retarget_map = shadow_retarget_map(self.env.hand_joint_names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.segments: list[_Segment] = []
+        self.active: _Segment | None = None
+        self.best_progress = 0.0
+        self.best_step = 0
+        self.prev: dict[str, Any] = {}
+        self.peak: dict[str, float] = {}
+
+    # --- detection -----------------------------------------------------------------------------
+    def _failure_prone(self, info: dict[str, Any]) -> str:
+        task, step, hz = self.env.task_name, int(info["step"]), self.env.control_hz
+        reason = ""
+        if task in ("pick_plush_toy", "pick_and_place"):
+            h = info.get("object_height", 0.0)
+            if (
+                self.peak.get("height", 0.0) > 0.03
+                and h < self.peak["height"] - 0.02
+                and info.get("hand_contacts", 0) == 0
+            ):
+                reason = "object slipping"
+            self.peak["height"] = max(self.peak.get("height", 0.0), h)
+        elif task == "press_button":
+            if info.get("housing_contacts", 0) > 0:
+                reason = "finger off the button"
+        elif task == "open_box":
+            a = info.get("lid_angle", 0.0)
+            if self.peak.get("lid", 0.0) > 0.3 and a < self.peak["lid"] - 0.15:
+                reason = "lid contact missed"
+            self.peak["lid"] = max(self.peak.get("lid", 0.0), a)
+        elif task == "pull_tissue":
+            if (
+                info.get("extraction", 0.0) > 0.01
+                and not info.get("pinched", False)
+                and info.get("extraction", 0.0) <= self.prev.get("extraction", 0.0)
+            ):
+                reason = "tissue slipping"
+        if not reason and (step - self.best_step) / hz >= self.cfg.patience_s:
+            reason = "no progress"
+        self.prev = dict(info)
+        return reason
+
+    def observe(self, info: dict[str, Any]) -> TakeoverDecision:
+        """Update with the latest step's info; return whether the operator is (now) in control."""
+        step, hz = int(info["step"]), self.env.control_hz
+        prog = float(info.get("task_progress", 0.0))
+        if prog > self.best_progress + 0.02:
+            self.best_progress, self.best_step = prog, step
+        if self.active is not None:
+            seg = self.active
+            over = (step - seg.start) / hz >= self.cfg.recovery_s or info.get("success", False)
+            if over:
+                seg.end = step
+                seg.recovered = bool(
+                    info.get("success", False) or prog >= seg.progress0 + self.cfg.recovered_gain
+                )
+                self.active = None
+                self.best_step = step  # give the policy time after handing back
+                return TakeoverDecision(False, "handback", 0.0)
+            k = step - seg.start + 1
+            beta = 1.0 if self.cfg.ramp_steps <= 0 else min(1.0, k / self.cfg.ramp_steps)
+            return TakeoverDecision(True, seg.reason, beta)
+        if step / hz < self.cfg.grace_s or len(self.segments) >= self.cfg.budget:
+            self._failure_prone(info)
+            return TakeoverDecision(False)
+        reason = self._failure_prone(info)
+        if reason:
+            seg = _Segment(start=step, reason=reason, progress0=prog)
+            self.segments.append(seg)
+            self.active = seg
+            self.expert.reset()  # re-plan from the current state
+            beta = 1.0 if self.cfg.ramp_steps <= 0 else 1.0 / self.cfg.ramp_steps
+            return TakeoverDecision(True, reason, beta)
+        return TakeoverDecision(False)
+
+    # --- acting ---------------------------------------------------------------------------------
+    def command(self) -> tuple[np.ndarray, np.ndarray]:
+        """The operator's command: (arm joint targets [7], glove angles [n_glove])."""
+        a = self.expert.act().astype(np.float64)
+        glove = self.retarget_map.from_robot(a[7:])
+        glove = glove + self.rng.normal(0, self.cfg.glove_noise, glove.shape)
+        return a[:7], glove
+
+    def human_action(self) -> np.ndarray:
+        """Operator command in the robot's action space, through the glove retargeting path."""
+        arm, glove = self.command()
+        return np.concatenate([arm, self.retarget_map.retarget(glove)]).astype(np.float32)
+
+    def interventions(self) -> list[dict[str, Any]]:
+        out = []
+        for s in self.segments:
+            end = s.end if s.end is not None else int(self.env.steps)
+            out.append(
+                {"start": int(s.start), "end": int(end), "recovered": bool(s.recovered), "reason": s.reason}
+            )
+        return out
+
+    def close_open_segment(self, success: bool) -> None:
+        if self.active is not None:
+            self.active.end = int(self.env.steps)
+            self.active.recovered = bool(success)
+            self.active = None
+
+
+__all__ = [
+    "GLOVE_JOINT_NAMES",
+    "OperatorConfig",
+    "RetargetMap",
+    "ScriptedOperator",
+    "TakeoverDecision",
+    "shadow_retarget_map",
+    "field",
+]

@@ -1,0 +1,121 @@
+"""Scripted operator (takeover detection, glove retargeting) and the collect / render CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bora_sim.cli import main
+from bora_sim.env import make_env
+from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, RetargetMap, ScriptedOperator
+
+
+def test_retarget_map_round_trip_and_data():
+    env = make_env("pick_plush_toy", render=False)
+    op = ScriptedOperator(env, seed=0)
+    rm = op.retarget_map
+    robot = env.hand.posture("power")
+    human = rm.from_robot(robot)
+    assert human.shape == (len(GLOVE_JOINT_NAMES),)
+    assert np.allclose(rm.retarget(human), robot, atol=1e-9)
+    # J1 of the index = mean of PIP and DIP of the human index (coupled joints)
+    h = np.zeros(len(GLOVE_JOINT_NAMES))
+    h[GLOVE_JOINT_NAMES.index("index_pip")], h[GLOVE_JOINT_NAMES.index("index_dip")] = 1.2, 0.4
+    ff1 = [i for i, n in enumerate(env.hand_joint_names) if n.endswith("FFJ1")][0]
+    assert rm.retarget(h)[ff1] == pytest.approx(0.8)
+    rm2 = RetargetMap.from_dict(json.loads(json.dumps(rm.to_dict())))
+    assert np.allclose(rm2.matrix, rm.matrix)
+
+
+def test_operator_takes_over_a_stalled_policy_and_recovers():
+    env = make_env("press_button", render=False)
+    obs, info = env.reset(seed=2)
+    op = ScriptedOperator(env, OperatorConfig(budget=2, grace_s=1.0, patience_s=1.5, recovery_s=4.0), seed=0)
+    still = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])  # a "policy" that does nothing
+    flags = []
+    term = trunc = False
+    while not (term or trunc):
+        dec = op.observe(info)
+        a = (1 - dec.beta) * still + dec.beta * op.human_action() if dec.takeover else still
+        flags.append(dec.takeover)
+        obs, r, term, trunc, info = env.step(a)
+    op.close_open_segment(info["success"])
+    ivs = op.interventions()
+    assert not any(flags[:10])  # grace period
+    assert len(ivs) >= 1 and ivs[0]["reason"] == "no progress"
+    assert ivs[0]["start"] == 15  # no progress for patience_s = 1.5 s at 10 Hz (after the 1 s grace)
+    assert info["success"] and ivs[-1]["recovered"]
+
+
+def test_collect_cli_writes_episodes(tmp_path):
+    from bora_trainer.data.episodes import read_episode, read_meta
+
+    out = tmp_path / "ds"
+    assert (
+        main(
+            [
+                "collect",
+                "--task",
+                "press_button",
+                "--episodes",
+                "1",
+                "--out",
+                str(out),
+                "--image-size",
+                "32",
+                "--noise",
+                "0.3",
+                "--seed",
+                "4",
+            ]
+        )
+        == 0
+    )
+    meta = read_meta(out)
+    assert meta.image_size == [32, 32] and meta.camera_names == ["left", "front", "right"]
+    arrays, info = read_episode(out, 0)
+    T = info["num_steps"]
+    assert arrays["color"].shape == (T, 3, 32, 32, 3) and arrays["depth"].dtype == np.float32
+    assert arrays["action"].shape == (T, meta.action_dim) == (T, 7 + len(meta.hand_joint_names))
+    assert info["source"] == "expert" and info["quality"]["noise"] == 0.3
+    assert info["success"] == bool(arrays["done"][-1])
+    assert arrays["reward"][-1] == pytest.approx(1.0 - 0.01 if info["success"] else -0.01)
+
+
+def test_collect_operator_mode_marks_interventions(tmp_path):
+    from bora_trainer.data.episodes import read_episode
+
+    out = tmp_path / "ds"
+    assert (
+        main(
+            [
+                "collect",
+                "--task",
+                "pick_plush_toy",
+                "--episodes",
+                "1",
+                "--out",
+                str(out),
+                "--image-size",
+                "24",
+                "--mode",
+                "operator",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    arrays, info = read_episode(out, 0, load_images=False)
+    assert info["source"] == "operator"
+    steps = arrays["is_intervention"].nonzero()[0]
+    if info["interventions"]:
+        assert len(steps) > 0 and np.all(arrays["beta"][steps] > 0)
+        assert np.all(arrays["beta"][~arrays["is_intervention"]] == 0)
+    assert "policy_action" in arrays
+
+
+def test_render_cli_writes_png(tmp_path):
+    out = tmp_path / "sheet.png"
+    assert main(["render", "--task", "open_box", "--out", str(out), "--size", "48", "--steps", "3"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
