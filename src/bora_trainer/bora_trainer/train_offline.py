@@ -1,0 +1,529 @@
+"""``bora train offline``: the offline phase (BORA and the Table 1 baselines) on an episode dataset.
+
+    bora train offline --algo bora --data DATASET --config config/offline_demo.yaml --out runs/demo
+    torchrun --nproc_per_node 8 -m bora_trainer.train_offline --algo bora --data D --config \
+        config/offline_8xh100.yaml --out RUN
+
+Data parallel under torchrun (``torch.distributed``: nccl on CUDA, gloo on CPU): each process reads
+``batch_size`` samples per update through a ``DistributedSampler`` (so the global batch is
+``world_size * batch_size``), gradients are averaged by DDP (or FSDP2 with ``fsdp: true``), and only rank
+0 writes checkpoints, TensorBoard logs and the progress bar. Pooled batch statistics (advantage
+normalisation, the gate) are all-reduced so every rank takes the same decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from bora_trainer.algorithms.offline import ALGORITHMS, OfflineAlgorithm, OfflineConfig, get_algorithm
+from bora_trainer.checkpoint import RunLogger, load_checkpoint, save_checkpoint, write_run_files
+from bora_trainer.config_io import load_config, to_dict
+from bora_trainer.data.chunks import ChunkDataset
+
+
+# ---------------------------------------------------------------------------------------------- distributed
+@dataclasses.dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str = "auto") -> DistInfo:
+    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1)."""
+    want_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local_rank, device)
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+# ---------------------------------------------------------------------------------------------- building
+def build_learner(
+    cfg: OfflineConfig, state_dim: int, action_dim: int, device: torch.device, n_cameras: int = 1
+) -> OfflineAlgorithm:
+    """VLM + action expert (+ critic) for ``cfg.algo``, on ``device``."""
+    from bora_policy.models.action_expert import build_expert
+    from bora_policy.models.vlm import build_vlm
+
+    algo_cls = get_algorithm(cfg.algo)
+    mc = cfg.model
+    vlm = build_vlm(
+        mc.vlm,
+        state_dim=state_dim if mc.use_proprio else None,
+        device=device,
+        bf16=mc.bf16,
+        gradient_checkpointing=mc.gradient_checkpointing,
+        load_weights=mc.vlm_load_weights,
+    )
+    expert_kw = dict(
+        action_dim=action_dim, z_dim=vlm.z_dim, state_dim=state_dim if mc.use_proprio else 0, chunk_size=cfg.k
+    )
+    if algo_cls.expert_kind == "consistency":
+        expert_kw["ct_total_steps"] = cfg.total_updates
+    expert_kw.update(mc.expert)
+    expert = build_expert(algo_cls.expert_kind, **expert_kw)
+    critic = None
+    if algo_cls.uses_critic:
+        critic = build_critic(
+            cfg, algo_cls, z_dim=vlm.z_dim, state_dim=state_dim, action_dim=action_dim, n_cameras=n_cameras
+        )
+    return algo_cls(cfg, vlm, expert.to(device), critic.to(device) if critic is not None else None).to(device)
+
+
+def build_critic(
+    cfg: OfflineConfig, algo_cls, z_dim: int, state_dim: int, action_dim: int, n_cameras: int = 1
+) -> nn.Module:
+    """``ChunkCritic`` on z_t, or ``DecoupledChunkCritic`` (own pixel encoder) when the algorithm asks for it;
+    ``cfg.model.critic`` holds extra constructor arguments (hidden_dim, num_q, ...)."""
+    from bora_policy.models.critic import ChunkCritic, DecoupledChunkCritic
+
+    kw = dict(cfg.model.critic)
+    if getattr(algo_cls, "critic_kind", "chunk") == "decoupled":
+        kw.setdefault("state_dim", state_dim if cfg.model.use_proprio else 0)
+        return DecoupledChunkCritic(n_cameras=n_cameras, action_dim=action_dim, chunk_size=cfg.k, **kw)
+    return ChunkCritic(z_dim=z_dim, action_dim=action_dim, chunk_size=cfg.k, **kw)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+class OfflineTrainer:
+    """Owns data, learner, optimisers, checkpoints and the update loop (see module docstring)."""
+
+    def __init__(
+        self,
+        cfg: OfflineConfig,
+        data_dir: str | Path,
+        run_dir: str | Path,
+        resume: bool = False,
+        dist_info: DistInfo | None = None,
+        progress: bool = True,
+    ):
+        from bora_policy.models.normalizer import Normalizer
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.di = di = dist_info or setup_distributed(cfg.device)
+        self.progress = progress and di.is_main
+        _seed_all(cfg.seed)
+        self.dataset = ChunkDataset(data_dir, cfg.data)
+        meta = self.dataset.meta
+        if cfg.data.camera_names is None:
+            cfg.data.camera_names = list(meta.camera_names)
+        self.ckpt = None
+        if resume:
+            try:
+                self.ckpt = load_checkpoint(self.run_dir)
+            except Exception as e:  # noqa: BLE001 - re-raised with context
+                raise RuntimeError(f"--resume: cannot load a checkpoint from {self.run_dir}: {e}") from e
+            self.normalizer = Normalizer.load(self.run_dir / "normalizer.json")
+        else:
+            states, actions = self.dataset.state_action_arrays()
+            self.normalizer = Normalizer.fit(states, actions)
+        if self.normalizer.action_dim != meta.action_dim or self.normalizer.state_dim != meta.state_dim:
+            raise ValueError(
+                f"normalizer dims ({self.normalizer.state_dim}, {self.normalizer.action_dim}) do not "
+                f"match the dataset ({meta.state_dim}, {meta.action_dim})"
+            )
+        self.learner = build_learner(
+            cfg, meta.state_dim, meta.action_dim, di.device, n_cameras=len(meta.camera_names)
+        )
+        if di.world > 1:
+            self.learner.reduce = _all_reduce_sum
+        # same initialisation on every rank (seeded above); from here on each rank draws its own noise
+        # (consistency / diffusion training noise), otherwise all ranks would reuse one noise pattern
+        torch.manual_seed(cfg.seed + 1_000_003 * (di.rank + 1))
+        self.step = 0
+        if self.ckpt is not None:
+            self._load_modules(self.ckpt["modules"])
+        self.model = self._wrap(self.learner)
+        self.actor_opt = torch.optim.AdamW(self.learner.actor_param_groups(), weight_decay=cfg.weight_decay)
+        cgroups = self.learner.critic_param_groups()
+        self.critic_opt = torch.optim.AdamW(cgroups, weight_decay=cfg.weight_decay) if cgroups else None
+        self.epoch = 0
+        if self.ckpt is not None:
+            self._load_trainer_state(self.ckpt["trainer_state"] or {})
+        self.sampler = (
+            DistributedSampler(
+                self.dataset,
+                num_replicas=di.world,
+                rank=di.rank,
+                shuffle=cfg.shuffle,
+                seed=cfg.seed,
+                drop_last=True,
+            )
+            if di.world > 1
+            else None
+        )
+        if len(self.dataset) < cfg.batch_size * di.world:
+            raise ValueError(
+                f"dataset {data_dir} has {len(self.dataset)} chunk samples, fewer than one global "
+                f"batch ({di.world} x batch_size {cfg.batch_size})"
+            )
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=cfg.batch_size,
+            sampler=self.sampler,
+            shuffle=cfg.shuffle if self.sampler is None else False,
+            drop_last=True,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        self.logger = RunLogger(self.run_dir, enabled=di.is_main)
+        self._it = None
+        if di.is_main:
+            cfg_dict = to_dict(cfg)
+            write_run_files(self.run_dir, config=cfg_dict, normalizer=self.normalizer.to_dict())
+
+    # -- wrapping
+    def _wrap(self, learner: OfflineAlgorithm) -> nn.Module:
+        di, cfg = self.di, self.cfg
+        if di.world == 1:
+            return learner
+        if cfg.fsdp:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            mp = (
+                MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+                if (di.device.type == "cuda" and cfg.model.bf16)
+                else MixedPrecisionPolicy()
+            )
+            for mod in learner.vlm.modules():  # shard every transformer block, then the rest at the root
+                if type(mod).__name__.endswith(("DecoderLayer", "EncoderLayer")):
+                    fully_shard(mod, mp_policy=mp)
+            fully_shard(learner, mp_policy=mp)
+            return learner
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(
+            learner,
+            device_ids=[di.local_rank] if di.device.type == "cuda" else None,
+            find_unused_parameters=cfg.find_unused_parameters,
+        )
+
+    # -- state
+    def _load_modules(self, modules: dict[str, dict]) -> None:
+        for name, mod in self.learner.modules_to_save().items():
+            if name not in modules:
+                raise RuntimeError(f"checkpoint has no {name!r} weights (has {sorted(modules)})")
+            mod.load_state_dict(modules[name])
+
+    def _module_states(self) -> dict[str, dict]:
+        if self.cfg.fsdp and self.di.world > 1:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return {
+                n: get_model_state_dict(m, options=opts) for n, m in self.learner.modules_to_save().items()
+            }
+        return {n: m.state_dict() for n, m in self.learner.modules_to_save().items()}
+
+    def _optim_states(self) -> dict:
+        out = {}
+        for name, opt in (("actor_opt", self.actor_opt), ("critic_opt", self.critic_opt)):
+            if opt is None:
+                continue
+            if self.cfg.fsdp and self.di.world > 1:
+                from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+                out[name] = get_optimizer_state_dict(
+                    self.learner, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+                )
+            else:
+                out[name] = opt.state_dict()
+        return out
+
+    def _load_trainer_state(self, state: dict) -> None:
+        self.step = int(state.get("step", self.ckpt["step"]))
+        self.epoch = int(state.get("epoch", 0)) + 1  # data order continues with a fresh epoch
+        for name, opt in (("actor_opt", self.actor_opt), ("critic_opt", self.critic_opt)):
+            if opt is not None and name in state:
+                if self.cfg.fsdp and self.di.world > 1:
+                    from torch.distributed.checkpoint.state_dict import (
+                        StateDictOptions,
+                        set_optimizer_state_dict,
+                    )
+
+                    set_optimizer_state_dict(
+                        self.learner,
+                        opt,
+                        state[name],
+                        options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True),
+                    )
+                else:
+                    opt.load_state_dict(state[name])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])  # rank 0's stream: exact for a single process
+        if self.di.world > 1:  # other ranks: a fresh per-rank stream (see __init__)
+            torch.manual_seed(self.cfg.seed + 1_000_003 * (self.di.rank + 1) + self.step)
+
+    def save(self) -> Path | None:
+        modules = self._module_states()  # collective under FSDP: every rank calls it
+        optim = self._optim_states()
+        path = None
+        if self.di.is_main:
+            trainer_state = {
+                "step": self.step,
+                "epoch": self.epoch,
+                "torch_rng": torch.get_rng_state(),
+                **optim,
+            }
+            path = save_checkpoint(
+                self.run_dir,
+                self.step,
+                modules,
+                trainer_state,
+                extra={
+                    "algo": self.cfg.algo,
+                    "normalizer_version": self.normalizer.version,
+                    "world_size": self.di.world,
+                },
+                keep_last=self.cfg.keep_last,
+            )
+        if self.di.world > 1:
+            dist.barrier()
+        return path
+
+    # -- data
+    def _batches(self):
+        while True:
+            if self.sampler is not None:
+                self.sampler.set_epoch(self.epoch)
+            elif self.cfg.shuffle:
+                self.loader.generator.manual_seed(self.cfg.seed + self.epoch)
+            yield from self.loader
+            self.epoch += 1
+
+    def prepare(self, batch: dict) -> dict:
+        dev = self.di.device
+        n = self.normalizer
+        out = {
+            k: (v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
+        }
+        out["state_n"] = n.normalize_state(out["state"].float())
+        out["next_state_n"] = n.normalize_state(out["next_state"].float())
+        out["actions_n"] = n.normalize_action(out["actions"].float())
+        out["mask"] = out["mask"].float()
+        out["dones"] = out["dones"].float()
+        return out
+
+    def _lr_scale(self) -> float:
+        w = self.cfg.warmup_updates
+        return min(1.0, (self.step + 1) / w) if w > 0 else 1.0
+
+    # -- one update
+    def train_step(self, batch: dict) -> dict[str, float]:
+        """One update on a prepared batch. Returns the metrics (identical on every rank for pooled values)."""
+        self.learner.train()
+        for opt in (self.actor_opt, self.critic_opt):
+            if opt is None:
+                continue
+            for g in opt.param_groups:
+                g.setdefault("base_lr", g["lr"])
+                g["lr"] = g["base_lr"] * self._lr_scale()
+        out = self.model(batch, self.step)
+        actor_loss, critic_loss, actor_open = out["actor_loss"], out["critic_loss"], out["actor_open"]
+        # closed gate: keep the graph (every rank runs the same collectives), zero actor gradient
+        loss = actor_loss if actor_open else actor_loss * 0.0
+        if critic_loss is not None:
+            loss = loss + critic_loss
+        self.actor_opt.zero_grad(set_to_none=True)
+        if self.critic_opt is not None:
+            self.critic_opt.zero_grad(set_to_none=True)
+        if loss.requires_grad:  # an algorithm may return constant losses in a phase (e.g. actor-only)
+            loss.backward()
+        metrics = dict(out["metrics"])
+        if self.critic_opt is not None:
+            metrics["grad/critic_norm"] = self._clip(self.critic_opt)
+            self.critic_opt.step()
+        if actor_open:
+            metrics["grad/actor_norm"] = self._clip(self.actor_opt)
+            self.actor_opt.step()
+        self.learner.after_step(self.step)
+        metrics["loss/actor"] = float(actor_loss.detach())
+        if critic_loss is not None:
+            metrics["loss/critic"] = float(critic_loss.detach())
+        self.step += 1
+        return metrics
+
+    def _clip(self, opt) -> float:
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if not params:
+            return 0.0
+        if self.cfg.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if hasattr(norm, "full_tensor"):
+            norm = norm.full_tensor()
+        return float(norm)
+
+    # -- loop
+    def train(self, updates: int | None = None) -> dict[str, float]:
+        """Run until ``cfg.total_updates`` (or ``updates`` more). Returns the last logged means."""
+        cfg = self.cfg
+        end = cfg.total_updates if updates is None else min(cfg.total_updates, self.step + updates)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=end, initial=self.step, desc=f"offline {cfg.algo}", dynamic_ncols=True)
+        acc: dict[str, list[float]] = {}
+        last: dict[str, float] = {}
+        if self._it is None:  # one data stream across train() calls (no restart of a partial epoch)
+            self._it = self._batches()
+        it = self._it
+        t0 = time.perf_counter()
+        while self.step < end:
+            batch = self.prepare(next(it))
+            m = self.train_step(batch)
+            for k, v in m.items():
+                acc.setdefault(k, []).append(v)
+            if self.step % cfg.log_every == 0 or self.step == end:
+                last = {k: float(np.mean(v)) for k, v in acc.items()}
+                last["time/update_s"] = (time.perf_counter() - t0) / max(1, len(acc.get("loss/actor", [1])))
+                last["gate/open_frac"] = last.pop("gate/open", 1.0)
+                self.logger.scalars(self.step, last)
+                if bar is not None:
+                    bar.set_postfix(
+                        {
+                            k.split("/")[-1]: f"{last[k]:.4g}"
+                            for k in ("loss/actor", "loss/critic", "gate/open_frac")
+                            if k in last
+                        }
+                    )
+                acc, t0 = {}, time.perf_counter()
+            if bar is not None:
+                bar.update(1)
+            if self.step % cfg.ckpt_every == 0 or self.step == end:
+                self.save()
+        if bar is not None:
+            bar.close()
+        self.logger.close()
+        return last
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+# Modules that register further objectives with ``register_algorithm`` (issue 6: ALOE, HABC). A missing
+# module is skipped; one that fails to import is reported on stderr and its --algo names are unavailable.
+PLUGIN_MODULES = ("bora_trainer.algorithms.aloe", "bora_trainer.algorithms.habc")
+
+
+def load_plugins() -> None:
+    import importlib
+    import warnings
+
+    for name in PLUGIN_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                warnings.warn(f"offline algorithm plugin {name} failed to import: {e}", stacklevel=2)
+        except ImportError as e:
+            warnings.warn(f"offline algorithm plugin {name} failed to import: {e}", stacklevel=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    load_plugins()
+    p = argparse.ArgumentParser(
+        prog="bora train offline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--algo",
+        choices=sorted(ALGORITHMS),
+        default=None,
+        help="offline algorithm (default: the config's `algo`, else bora)",
+    )
+    p.add_argument("--data", required=True, help="episode dataset directory (docs/interfaces.md)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML file with OfflineConfig fields (default: Table 3; with --resume: RUN/config.yaml)",
+    )
+    p.add_argument(
+        "--out", required=True, help="run directory (checkpoints, tb, config.yaml, normalizer.json)"
+    )
+    p.add_argument(
+        "--updates",
+        type=int,
+        default=None,
+        help="total number of updates (overrides total_updates; PPO start scales with it "
+        "unless ppo_start_step is set)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from RUN/latest (weights, optimisers, step)"
+    )
+    p.add_argument("--fsdp", action="store_true", help="FSDP2 sharding instead of DDP (multi-process)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {}
+    if args.algo:
+        overrides["algo"] = args.algo
+    if args.updates is not None:
+        overrides["total_updates"] = args.updates
+    if args.fsdp:
+        overrides["fsdp"] = True
+    source = args.config
+    if source is None and args.resume and (Path(args.out) / "config.yaml").exists():
+        source = Path(args.out) / "config.yaml"  # resume with the run's own resolved config
+    cfg = load_config(OfflineConfig, source, overrides=overrides)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("BORA_NUM_THREADS", "64")))))
+    di = setup_distributed(cfg.device)
+    try:
+        trainer = OfflineTrainer(
+            cfg, args.data, args.out, resume=args.resume, dist_info=di, progress=not args.no_progress
+        )
+        last = trainer.train()
+        if di.is_main:
+            summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith("loss/"))
+            print(f"offline {cfg.algo}: {trainer.step} updates -> {args.out} ({summary})", file=sys.stderr)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
