@@ -137,7 +137,7 @@ def graph(tmp_path_factory):
     import json
 
     z_dim = 96  # paligemma-tiny hidden size
-    assert json.loads((vla_dir / "vla_config.json").read_text())["chunk_size"] == CHUNK
+    assert json.loads((vla_dir / "config.json").read_text())["chunk_size"] == CHUNK
     files = _residual_files(tmp, z_dim)
     with_teleop = "teleop" in (yaml.safe_load((ROOT / "config" / "sim.yaml").read_text()) or {})
     cmd = [

@@ -146,19 +146,30 @@ def test_load_builds_a_new_module_and_slot_swaps_atomically(actor_files):
 
 
 def test_policy_runner_composes_residual_and_keeps_old_on_bad_file(tmp_path):
-    from bora_policy.runtime.policy_runner import PolicyRunner, build_vla, load_vla, save_vla
+    from bora_policy.models.vla import VLAConfig, VLAPolicy
+    from bora_policy.runtime.policy_runner import PolicyRunner, load_policy
 
     torch.manual_seed(0)
     S, A, k = 9, 9, 4
-    vla = build_vla("paligemma-tiny", S, A, k, expert_cfg=dict(hidden_dim=32, num_blocks=1, cond_dim=16))
+    cfg = VLAConfig(
+        action_dim=A,
+        state_dim=S,
+        chunk_size=k,
+        n_cameras=2,
+        expert_hidden_dim=32,
+        expert_num_blocks=1,
+        expert_cond_dim=16,
+    )
     rng = np.random.default_rng(0)
     norm = Normalizer(
         rng.normal(size=S), rng.uniform(0.5, 1.5, S), rng.normal(size=A), rng.uniform(0.1, 0.3, A)
     )
-    save_vla(vla, norm, tmp_path / "vla")
-    vla2, norm2, version = load_vla(tmp_path / "vla")
-    assert norm2.version == norm.version and len(version) == 16
-    runner = PolicyRunner(vla2, norm2)
+    vla = VLAPolicy(cfg, norm)
+    vla.save(tmp_path / "vla")
+    vla2, version = load_policy(tmp_path / "vla")
+    assert vla2.normalizer.version == norm.version and len(version) == 16
+    assert version == sha256_file(tmp_path / "vla" / "model.safetensors")[:16]
+    runner = PolicyRunner(vla2, policy_version=version)
     color = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     state = rng.normal(size=S)
     r0 = runner.infer(color, state, "pick")

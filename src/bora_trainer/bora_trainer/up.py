@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vla",
         default="",
-        help="VLA directory (save_vla format); default: the params file's, else a "
+        help="VLAPolicy directory or run directory with policy/; default: the params file's, else a "
         "tiny random-init demo VLA (sim only)",
     )
     p.add_argument("--residual", default="", help="residual actor checkpoint (safetensors) to start with")

@@ -15,15 +15,26 @@ position embedding). It returns k-vectors too so the same losses (Eq. 1, 3, 4) a
 ``head="broadcast"`` (default) the scalar chunk value is repeated over the k steps; with
 ``head="vector"`` a linear layer maps the chunk feature to k outputs.
 Both critics expose ``input_kind`` ("z" or "images") so a trainer knows what to feed as ``x``.
+
+Persistence: ``critic.save(dir)`` writes ``critic_config.json`` (``{"format": "bora-critic/1", "class":
+"ChunkCritic" | "DecoupledChunkCritic", "kwargs": {constructor arguments}}``) and ``critic.safetensors``
+(the full state dict, target networks included); ``ChunkCritic.load(dir)`` /
+``DecoupledChunkCritic.load(dir)`` rebuild it, and ``load_critic(path)`` dispatches on the stored class.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
+
+CRITIC_FORMAT = "bora-critic/1"
+CRITIC_CONFIG = "critic_config.json"
+CRITIC_WEIGHTS = "critic.safetensors"
 
 
 @torch.no_grad()
@@ -85,6 +96,15 @@ class ChunkCritic(nn.Module):
         super().__init__()
         if num_q < 1:
             raise ValueError(f"ChunkCritic.num_q must be >= 1, got {num_q}")
+        self.init_kwargs = dict(
+            z_dim=z_dim,
+            action_dim=action_dim,
+            chunk_size=chunk_size,
+            hidden_dim=hidden_dim,
+            pos_dim=pos_dim,
+            num_layers=num_layers,
+            num_q=num_q,
+        )
         self.z_dim, self.action_dim, self.chunk_size = z_dim, action_dim, chunk_size
         self.q_heads = nn.ModuleList(
             _StepHead(z_dim, action_dim, chunk_size, hidden_dim, pos_dim, num_layers) for _ in range(num_q)
@@ -139,6 +159,14 @@ class ChunkCritic(nn.Module):
 
     def v_parameters(self) -> Iterator[nn.Parameter]:
         return self.v_head.parameters()
+
+    def save(self, directory: str | Path) -> Path:
+        """``critic_config.json`` + ``critic.safetensors`` (see the module docstring)."""
+        return _save_critic(self, directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> ChunkCritic:
+        return _load_critic(directory, device, expect=cls)
 
 
 class PixelEncoder(nn.Module):
@@ -210,6 +238,15 @@ class DecoupledChunkCritic(nn.Module):
         super().__init__()
         if head not in ("broadcast", "vector"):
             raise ValueError(f"DecoupledChunkCritic.head must be 'broadcast' or 'vector', got {head!r}")
+        self.init_kwargs = dict(
+            n_cameras=n_cameras,
+            action_dim=action_dim,
+            chunk_size=chunk_size,
+            hidden_dim=hidden_dim,
+            num_q=num_q,
+            head=head,
+            state_dim=state_dim,
+        )
         self.action_dim, self.chunk_size, self.head, self.state_dim = action_dim, chunk_size, head, state_dim
         self.q_net = _DecoupledNets(n_cameras, action_dim, chunk_size, hidden_dim, num_q, head, state_dim)
         self.v_net = _DecoupledNets(n_cameras, action_dim, chunk_size, hidden_dim, 0, head, state_dim)
@@ -265,3 +302,82 @@ class DecoupledChunkCritic(nn.Module):
 
     def v_parameters(self):
         return self.v_net.parameters()
+
+    def save(self, directory: str | Path) -> Path:
+        """``critic_config.json`` + ``critic.safetensors`` (see the module docstring)."""
+        return _save_critic(self, directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> DecoupledChunkCritic:
+        return _load_critic(directory, device, expect=cls)
+
+
+# ---------------------------------------------------------------------------------------------- persistence
+CRITIC_CLASSES: dict[str, type[nn.Module]] = {
+    "ChunkCritic": ChunkCritic,
+    "DecoupledChunkCritic": DecoupledChunkCritic,
+}
+
+
+def _save_critic(critic: nn.Module, directory: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    name = type(critic).__name__
+    if name not in CRITIC_CLASSES:
+        raise TypeError(f"save: unsupported critic class {name} (expected one of {sorted(CRITIC_CLASSES)})")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = {"format": CRITIC_FORMAT, "class": name, "kwargs": dict(critic.init_kwargs)}
+    sd = {k: v.detach().contiguous().cpu().clone() for k, v in critic.state_dict().items()}
+    save_file(sd, str(d / CRITIC_WEIGHTS), metadata={"format": CRITIC_FORMAT, "class": name})
+    (d / CRITIC_CONFIG).write_text(json.dumps(cfg, indent=1))
+    return d
+
+
+def _load_critic(directory: str | Path, device=None, expect: type | None = None) -> nn.Module:
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    for f in (CRITIC_CONFIG, CRITIC_WEIGHTS):
+        if not (d / f).is_file():
+            raise FileNotFoundError(f"critic load: {d / f} is missing (expected a directory written by save)")
+    cfg = json.loads((d / CRITIC_CONFIG).read_text())
+    if cfg.get("format") != CRITIC_FORMAT:
+        raise ValueError(
+            f"critic load: {d / CRITIC_CONFIG} has format {cfg.get('format')!r}, expected {CRITIC_FORMAT!r}"
+        )
+    name = cfg.get("class")
+    if name not in CRITIC_CLASSES:
+        raise ValueError(
+            f"critic load: {d / CRITIC_CONFIG}: unknown class {name!r}, "
+            f"expected one of {sorted(CRITIC_CLASSES)}"
+        )
+    cls = CRITIC_CLASSES[name]
+    if expect is not None and cls is not expect:
+        raise ValueError(f"critic load: {d} holds a {name}, not a {expect.__name__} (use load_critic)")
+    critic = cls(**cfg["kwargs"])
+    sd = load_file(str(d / CRITIC_WEIGHTS), device="cpu")
+    own = critic.state_dict()
+    bad = [
+        f"{k}: file {tuple(sd[k].shape)} vs config {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if bad or missing or unexpected:
+        raise ValueError(
+            f"critic load: {d / CRITIC_WEIGHTS} does not match {d / CRITIC_CONFIG} "
+            f"(shape {bad[:5]}, missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    critic.load_state_dict(sd, strict=True)
+    if device is not None:
+        critic = critic.to(device)
+    return critic
+
+
+def load_critic(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
+    """A critic saved with ``save`` (its class read from ``critic_config.json``), or from ``RUN/critic/``."""
+    p = Path(path)
+    if not (p / CRITIC_CONFIG).is_file() and (p / "critic" / CRITIC_CONFIG).is_file():
+        p = p / "critic"
+    return _load_critic(p, device)

@@ -69,10 +69,12 @@ class Normalizer:
         return int(self.action_mean.shape[0])
 
     @classmethod
-    def fit(cls, states: Any, actions: Any, eps: float = 1e-6, min_std: float = 1e-4) -> Normalizer:
+    def fit(cls, states: Any, actions: Any, eps: float = 1e-6, min_std: float = 1e-2) -> Normalizer:
         """Fit from ``states [N, state_dim]`` and ``actions [N, action_dim]`` (any leading dims).
 
-        ``min_std`` floors the std of (nearly) constant dimensions so they are not blown up.
+        ``min_std`` floors the std of (nearly) constant dimensions so they are not blown up: a joint
+        the demonstrations never move would otherwise turn a 0.05 rad human correction into a
+        normalised value of hundreds. The default 1e-2 (rad) keeps such values within a few units.
         """
         s = np.asarray(states, dtype=np.float64)
         a = np.asarray(actions, dtype=np.float64)

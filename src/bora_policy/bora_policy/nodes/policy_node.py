@@ -89,6 +89,9 @@ class PolicyNode(Node):
         self.vla_path = str(p("vla_path", "").value)
         residual_path = str(p("residual_path", "").value)
         critic_path = str(p("critic_path", "").value)
+        # earlier rounds' residuals folded into the base (Algorithm 1 lines 8-12), PATH or PATH@LAMBDA;
+        # [""] = none (an empty list would not tell rclpy the parameter's type)
+        frozen_paths = [str(x) for x in (p("frozen_residual_paths", [""]).value or []) if str(x).strip()]
         self.control_hz = float(p("control_hz", 10.0).value)
         self.replan_steps = int(p("replan_steps", 8).value)
         exec_cfg = ChunkExecutorConfig(
@@ -137,7 +140,9 @@ class PolicyNode(Node):
                 f"(got {self.control_hz}, {self.replan_steps})"
             )
         if not self.vla_path:
-            raise ValueError("policy: parameter vla_path is required (a directory written by save_vla)")
+            raise ValueError(
+                "policy: parameter vla_path is required (a VLAPolicy directory or a run with policy/)"
+            )
         if initial_mode not in MODE_NAMES.values():
             raise ValueError(
                 f"policy: initial_mode must be one of {list(MODE_NAMES.values())}, got {initial_mode!r}"
@@ -162,12 +167,14 @@ class PolicyNode(Node):
 
         self.msgs = {"ActionChunk": ActionChunk, "JointCommand": JointCommand, "ValueEstimate": ValueEstimate}
         t0 = time.perf_counter()
-        self.runner = PolicyRunner.from_paths(self.vla_path, residual_path, critic_path, run_cfg)
+        self.runner = PolicyRunner.from_paths(
+            self.vla_path, residual_path, critic_path, run_cfg, frozen_residual_paths=frozen_paths
+        )
         self.get_logger().info(
             f"policy: loaded VLA {self.vla_path} (version {self.runner.policy_version}) in "
             f"{time.perf_counter() - t0:.1f} s on {self.runner.device}; residual "
             f"{self.runner.residual_slot.snapshot()[1] or 'none'}; critic "
-            f"{self.runner.critic_version or 'none'}"
+            f"{self.runner.critic_version or 'none'}; frozen residuals {len(self.runner.frozen)}"
         )
         self.executor_ = ChunkExecutor(exec_cfg)
         self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]

@@ -1,44 +1,60 @@
-"""``PolicyRunner``: frozen VLA + residual composition + chunk critic behind one ``infer`` call.
+"""``PolicyRunner``: frozen ``VLAPolicy`` + residual composition + chunk critic behind one ``infer`` call.
 
-Usable without ROS (the policy node calls it on its inference thread; benchmarks call it directly):
+Usable without ROS (the policy node calls it on its inference thread; ``bora eval`` and benchmarks call
+it directly):
 
-    runner = PolicyRunner.from_paths(vla_path, residual_path="", critic_path="")
+    runner = PolicyRunner.from_paths(vla_path, residual_path="", critic_path="", frozen_residual_paths=())
     res = runner.infer(color [n_cam, H, W, 3] uint8, state [state_dim], instruction)
+
+``vla_path`` is a ``VLAPolicy`` directory (``VLAPolicy.save``) or a run directory holding ``policy/``
+(``bora_policy.models.export``); ``critic_path`` likewise a critic directory or a run with ``critic/``.
 
 One inference (paper Sec. 3.2, Algorithm 1 lines 6-15):
   1. s^norm = (s - mu_s) / (sigma_s + eps)                         (line 6)
-  2. z_t = VLM(images, instruction, s^norm); A_VLA^norm = expert(z_t, s^norm)
-  3. A_base^norm = A_VLA^norm (+ folded frozen residuals, lines 8-12)
+  2. z_t = VLM(images, instruction, s^norm); A_VLA^norm = expert(z_t, s^norm)   (``VLAPolicy.act``)
+  3. A_base^norm = A_VLA^norm + folded frozen residuals, in round order (lines 8-12):
+     first the ``frozen_residual_paths`` given at start-up, then the frozen rounds stored in a
+     multi-round residual checkpoint (``bora train online``: ``residual_1 .. residual_R``)
   4. A_final^norm = A_base^norm + alpha * pi_res(s^norm, A_base^norm, z_t)   (line 15)
   5. physical = norm * (sigma_a + eps) + mu_a
   6. critic: q_i = q(z_t, A_final^norm, i), v_i = v(z_t, i), advantage_i = q_i - v_i
      (the one-step action advantage; the action-level GAE of Eq. 2 needs rewards the runtime
-     does not have, so the runtime publishes this estimate).
+     does not have, so the runtime publishes this estimate). A ``DecoupledChunkCritic`` gets the
+     raw images (and the normalised state when it was built with one) instead of z_t.
 
-The residual actor sits in a ``HotSwapSlot``; ``infer`` takes one snapshot per call, so a hot
+Residual checkpoints (``load_residual``): a single ``ResidualChunkActor`` state dict (a ``.safetensors``
+file, or a directory with ``residual.safetensors``; alpha from its metadata ``alpha``, else
+``residual_scale``), or a multi-round checkpoint directory / online run directory (``meta.json`` with
+``extra.kind == "residual"``; the last residual is current with its stored lambda as alpha, the others
+are folded). The composition sits in a ``HotSwapSlot``; ``infer`` takes one snapshot per call, so a hot
 reload never changes the residual in the middle of an inference.
 
-VLA directory format (``save_vla`` / ``load_vla``): ``vla_config.json`` (``{"vlm": <named config or
-local checkpoint dir>, "state_dim", "action_dim", "chunk_size", "expert": "consistency"|"diffusion",
-"expert_cfg": {...}}``), ``vla.safetensors`` (the VLM backbone + expert state dict, keys
-``vlm.*``/``expert.*``), ``normalizer.json``. Real PaliGemma weights load from the local directory
-named by ``vlm``; nothing is downloaded.
+Frozen residual paths: ``PATH`` or ``PATH@LAMBDA``; a multi-round checkpoint folds ALL its residuals
+(the last with ``LAMBDA`` when given), a single file needs ``@LAMBDA`` or a ``lambda``/``alpha`` metadata
+entry.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from bora_policy.models.export import resolve_critic_dir, resolve_policy_dir
 from bora_policy.models.normalizer import Normalizer
-from bora_policy.models.residual import ResidualChunkActor, ResidualConfig, ResidualPolicy
+from bora_policy.models.residual import (
+    FrozenResidual,
+    ResidualChunkActor,
+    ResidualConfig,
+    ResidualPolicy,
+)
+from bora_policy.models.vla import VLAConfig, VLAPolicy
 from bora_policy.runtime.checkpoint_loader import (
     CheckpointRejected,
     HotSwapSlot,
@@ -48,10 +64,6 @@ from bora_policy.runtime.checkpoint_loader import (
     verify_checkpoint,
 )
 
-VLA_CONFIG = "vla_config.json"
-VLA_WEIGHTS = "vla.safetensors"
-NORMALIZER = "normalizer.json"
-
 
 def pick_device(prefer: str = "auto") -> torch.device:
     if prefer == "auto":
@@ -59,132 +71,49 @@ def pick_device(prefer: str = "auto") -> torch.device:
     return torch.device(prefer)
 
 
-class VLA(nn.Module):
-    """VLM backbone (cognition token) + action expert, as the runtime uses them."""
-
-    def __init__(self, vlm: nn.Module, expert: nn.Module, config: dict[str, Any]):
-        super().__init__()
-        self.vlm, self.expert, self.config = vlm, expert, dict(config)
-
-    @property
-    def chunk_size(self) -> int:
-        return int(self.config["chunk_size"])
-
-    @property
-    def action_dim(self) -> int:
-        return int(self.config["action_dim"])
-
-    @property
-    def state_dim(self) -> int:
-        return int(self.config["state_dim"])
-
-    @property
-    def z_dim(self) -> int:
-        return int(self.vlm.z_dim)
-
-    @torch.no_grad()
-    def act_norm(
-        self,
-        images: torch.Tensor,
-        instructions: list[str],
-        prop_norm: torch.Tensor,
-        num_steps: int | None = None,
-        deterministic: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(z [B, Z], A_VLA^norm [B, k, A])``."""
-        vlm_prop = prop_norm if getattr(self.vlm, "proprio_proj", None) is not None else None
-        z = self.vlm.encode(images, instructions, vlm_prop)
-        ex_prop = prop_norm if self.expert.cfg.state_dim else None
-        chunk = (
-            self.expert.mean_chunk(z, ex_prop, num_steps)
-            if deterministic
-            else self.expert.sample(z, ex_prop, num_steps)
-        )
-        return z, chunk.float()
-
-
-def build_vla(
-    vlm: str = "paligemma-tiny",
-    state_dim: int = 31,
-    action_dim: int = 31,
-    chunk_size: int = 32,
-    expert: str = "consistency",
-    expert_cfg: dict | None = None,
-    device: str | torch.device = "cpu",
-    vlm_proprio: bool = True,
-) -> VLA:
-    """A VLA from a named VLM config (random init) or a local checkpoint directory."""
-    from bora_policy.models.action_expert import build_expert
-    from bora_policy.models.vlm import build_vlm
-
-    backbone = build_vlm(vlm, state_dim=state_dim if vlm_proprio else None, device=device)
-    ecfg = dict(expert_cfg or {})
-    ecfg.update(
-        action_dim=action_dim,
-        chunk_size=chunk_size,
-        z_dim=backbone.z_dim,
-        state_dim=ecfg.get("state_dim", state_dim),
-    )
-    ex = build_expert(expert, **ecfg).to(device)
-    config = {
-        "vlm": vlm,
-        "state_dim": state_dim,
-        "action_dim": action_dim,
-        "chunk_size": chunk_size,
-        "expert": expert,
-        "expert_cfg": {k: v for k, v in ecfg.items() if k != "sample_sigmas"},
-        "vlm_proprio": vlm_proprio,
-    }
-    return VLA(backbone, ex, config).eval()
-
-
-def save_vla(vla: VLA, normalizer: Normalizer, path: str | Path) -> Path:
-    from safetensors.torch import save_file
-
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    (p / VLA_CONFIG).write_text(json.dumps(vla.config, indent=1))
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in vla.state_dict().items()}
-    save_file(state, str(p / VLA_WEIGHTS), metadata={"format": "bora-vla/1"})
-    normalizer.save(p / NORMALIZER)
-    return p
-
-
-def load_vla(path: str | Path, device: str | torch.device = "cpu") -> tuple[VLA, Normalizer, str]:
-    """``(vla, normalizer, version)``; version = sha256 prefix of the weights file."""
-    from safetensors.torch import load_file
-
-    p = Path(path)
-    for name in (VLA_CONFIG, VLA_WEIGHTS, NORMALIZER):
-        if not (p / name).is_file():
-            raise FileNotFoundError(
-                f"vla_path {p}: missing {name} (expected a directory written by save_vla)"
-            )
-    cfg = json.loads((p / VLA_CONFIG).read_text())
-    vla = build_vla(
-        cfg["vlm"],
-        cfg["state_dim"],
-        cfg["action_dim"],
-        cfg["chunk_size"],
-        cfg.get("expert", "consistency"),
-        cfg.get("expert_cfg"),
-        device=device,
-        vlm_proprio=cfg.get("vlm_proprio", True),
-    )
-    vla.load_state_dict(load_file(str(p / VLA_WEIGHTS), device=str(device)), strict=True)
-    vla.eval().requires_grad_(False)
-    return vla, Normalizer.load(p / NORMALIZER), sha256_file(p / VLA_WEIGHTS)[:16]
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[VLAPolicy, str]:
+    """``(policy, version)`` from a VLAPolicy directory or a run directory; version = sha256[:16] of the
+    weights file."""
+    d = resolve_policy_dir(path)
+    policy = VLAPolicy.load(d, device=device).eval().requires_grad_(False)
+    return policy, sha256_file(d / "model.safetensors")[:16]
 
 
 def load_critic(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, str]:
-    """A ``bora_policy.models.critic.ChunkCritic`` saved by its own ``save``; (critic, version)."""
-    from bora_policy.models import critic as critic_mod  # lands with the models package
+    """``(critic, version)`` from a critic directory or a run directory holding ``critic/``."""
+    from bora_policy.models.critic import CRITIC_WEIGHTS
+    from bora_policy.models.critic import load_critic as _load
 
-    loader = getattr(critic_mod, "load_critic", None) or critic_mod.ChunkCritic.load
-    crit = loader(path, device=device) if loader is not None else None
-    f = Path(path)
-    version = sha256_file(f)[:16] if f.is_file() else sha256_file(next(f.glob("*.safetensors")))[:16]
-    return crit.eval(), version
+    d = resolve_critic_dir(path)
+    crit = _load(d, device=device).eval().requires_grad_(False)
+    return crit, sha256_file(d / CRITIC_WEIGHTS)[:16]
+
+
+def _split_lambda(spec: str) -> tuple[str, float | None]:
+    """``PATH@LAMBDA`` -> (PATH, LAMBDA); ``PATH`` -> (PATH, None)."""
+    path, sep, lam = str(spec).rpartition("@")
+    if not sep or not path:
+        return str(spec), None
+    try:
+        return path, float(lam)
+    except ValueError:
+        return str(spec), None
+
+
+def _stack_checkpoint_dir(path: Path) -> Path | None:
+    """The checkpoint directory of a multi-round residual checkpoint (or online run), else None."""
+    if path.is_dir() and (path / "latest").is_file():
+        path = path / "checkpoints" / (path / "latest").read_text().strip()
+    meta = path / "meta.json"
+    if not (path.is_dir() and meta.is_file()):
+        return None
+    try:
+        extra = json.loads(meta.read_text()).get("extra", {})
+    except (OSError, ValueError) as e:
+        raise CheckpointRejected(f"{meta}: unreadable meta.json ({e})") from e
+    if extra.get("kind") == "residual" and extra.get("residuals"):
+        return path
+    return None
 
 
 @dataclass
@@ -209,8 +138,8 @@ class ChunkResult:
 class PolicyRunnerConfig:
     """Inference options. residual_scale: alpha of Algorithm 1 line 15 used at deployment
     (the trainer's schedule value at checkpoint time when its metadata carries ``alpha``).
-    num_inference_steps: expert sampling steps (consistency: 1-3). deterministic: use the expert's
-    mean chunk (zero injected noise) instead of a sample."""
+    num_inference_steps: expert sampling steps (consistency: 1-3; None: the policy's config).
+    deterministic: use the expert's mean chunk (zero injected noise) instead of a sample."""
 
     residual_scale: float = 0.2
     num_inference_steps: int | None = None
@@ -223,26 +152,33 @@ class PolicyRunner:
 
     def __init__(
         self,
-        vla: VLA,
-        normalizer: Normalizer,
+        policy: VLAPolicy,
         cfg: PolicyRunnerConfig | None = None,
         critic: nn.Module | None = None,
         policy_version: str = "",
         critic_version: str = "",
+        frozen: Sequence[FrozenResidual] = (),
     ):
+        if not isinstance(policy, VLAPolicy):
+            raise TypeError(f"PolicyRunner: policy must be a VLAPolicy, got {type(policy).__name__}")
         self.cfg = cfg or PolicyRunnerConfig()
         self.device = pick_device(self.cfg.device)
-        self.vla = vla.to(self.device).eval()
-        self.normalizer = normalizer
-        if normalizer.state_dim != vla.state_dim or normalizer.action_dim != vla.action_dim:
-            raise ValueError(
-                f"PolicyRunner: normalizer dims (state {normalizer.state_dim}, action "
-                f"{normalizer.action_dim}) differ from the VLA's ({vla.state_dim}, {vla.action_dim})"
-            )
+        self.policy = policy.to(self.device).eval().requires_grad_(False)
+        self.normalizer: Normalizer = policy.normalizer
+        pc: VLAConfig = policy.cfg
+        self.state_dim, self.action_dim, self.chunk_size = pc.state_dim, pc.action_dim, pc.chunk_size
+        self.z_dim = int(policy.z_dim)
         self.critic = critic.to(self.device).eval() if critic is not None else None
+        if self.critic is not None:
+            self._check_critic(self.critic)
         self.policy_version, self.critic_version = policy_version, critic_version
-        self.residual_policy = ResidualPolicy.from_normalizer(normalizer).to(self.device)
-        self.residual_slot: HotSwapSlot[ResidualChunkActor] = HotSwapSlot(None, "")
+        for f in frozen:
+            self._check_actor_dims(f.actor, "frozen residual")
+        self.frozen = [FrozenResidual(f.actor.to(self.device), float(f.lam)) for f in frozen]
+        # the composition with no current residual: the VLA + the start-up frozen rounds
+        self.base_policy = ResidualPolicy.from_normalizer(self.normalizer, self.frozen).to(self.device)
+        # (ResidualPolicy with the current residual, alpha from the checkpoint or None)
+        self.residual_slot: HotSwapSlot[tuple[ResidualPolicy, float | None]] = HotSwapSlot(None, "")
         self._template: ResidualChunkActor | None = None
 
     # ------------------------------------------------------------------ construction
@@ -253,12 +189,16 @@ class PolicyRunner:
         residual_path: str = "",
         critic_path: str = "",
         cfg: PolicyRunnerConfig | None = None,
+        frozen_residual_paths: Sequence[str] = (),
     ) -> PolicyRunner:
         cfg = cfg or PolicyRunnerConfig()
         dev = pick_device(cfg.device)
-        vla, norm, version = load_vla(vla_path, device=dev)
+        policy, version = load_policy(vla_path, device=dev)
         critic, cver = load_critic(critic_path, dev) if critic_path else (None, "")
-        runner = cls(vla, norm, cfg, critic=critic, policy_version=version, critic_version=cver)
+        runner = cls(policy, cfg, critic=critic, policy_version=version, critic_version=cver)
+        paths = [p for p in frozen_residual_paths if str(p).strip()]
+        if paths:
+            runner.set_frozen(runner.load_frozen_residuals(paths))
         if residual_path:
             ok, msg = runner.load_residual(residual_path)
             if not ok:
@@ -266,24 +206,97 @@ class PolicyRunner:
             runner.residual_slot.commit()
         return runner
 
+    def _check_critic(self, critic: nn.Module) -> None:
+        kind = getattr(critic, "input_kind", "z")
+        want = {"action_dim": self.action_dim, "chunk_size": self.chunk_size}
+        if kind == "z":
+            want["z_dim"] = self.z_dim
+        elif kind == "images" and getattr(critic, "state_dim", 0) not in (0, self.state_dim):
+            want["state_dim"] = self.state_dim
+        bad = {k: (getattr(critic, k, None), v) for k, v in want.items() if getattr(critic, k, None) != v}
+        if bad:
+            raise ValueError(
+                "PolicyRunner: the critic does not fit the policy: "
+                + ", ".join(f"{k} {got} (policy {exp})" for k, (got, exp) in bad.items())
+            )
+
+    def _check_actor_dims(self, actor: ResidualChunkActor, what: str) -> None:
+        want = {
+            "state_dim": self.state_dim,
+            "action_dim": self.action_dim,
+            "chunk_size": self.chunk_size,
+            "z_dim": self.z_dim,
+        }
+        got = actor.dims()
+        if got != want:
+            raise CheckpointRejected(f"{what}: dims {got} do not fit the VLA {want}")
+
+    def set_frozen(self, frozen: Sequence[FrozenResidual]) -> None:
+        """Set the start-up frozen rounds (Algorithm 1 lines 8-12); call before any ``load_residual``."""
+        if self.residual_slot.snapshot()[0] is not None or self.residual_slot.pending:
+            raise RuntimeError("PolicyRunner.set_frozen: call it before a residual is loaded")
+        for f in frozen:
+            self._check_actor_dims(f.actor, "frozen residual")
+        self.frozen = [FrozenResidual(f.actor.to(self.device), float(f.lam)) for f in frozen]
+        self.base_policy = ResidualPolicy.from_normalizer(self.normalizer, self.frozen).to(self.device)
+
+    def _compose_policy(
+        self, current: ResidualChunkActor | None, extra_frozen: Sequence[FrozenResidual] = ()
+    ) -> ResidualPolicy:
+        """Start-up frozen rounds, then a checkpoint's own frozen rounds, then ``current``."""
+        frozen = list(self.frozen) + list(extra_frozen)
+        return ResidualPolicy.from_normalizer(self.normalizer, frozen, current).to(self.device)
+
     def residual_template(self, state: dict[str, torch.Tensor] | None = None) -> ResidualChunkActor:
-        """The residual architecture in use (fixed by the first checkpoint's shapes)."""
+        """The single-file residual architecture in use (fixed by the first checkpoint's shapes)."""
         if self._template is None:
             if state is None:
                 raise CheckpointRejected("no residual architecture known yet (load a first checkpoint)")
-            dims = infer_residual_dims(state)
-            v = self.vla
-            want_in = v.state_dim + v.chunk_size * v.action_dim + v.z_dim
-            if dims["in_dim"] != want_in or dims["out_dim"] != v.chunk_size * v.action_dim:
-                raise CheckpointRejected(
-                    f"residual checkpoint: input/output sizes {dims['in_dim']}/{dims['out_dim']} "
-                    "do not fit the VLA "
-                    f"(state {v.state_dim} + k*A {v.chunk_size * v.action_dim} + z {v.z_dim} = {want_in} in, "
-                    f"{v.chunk_size * v.action_dim} out)"
-                )
-            rc = ResidualConfig(hidden_dims=dims["hidden_dims"], layer_norm=dims["layer_norm"])
-            self._template = ResidualChunkActor(v.state_dim, v.action_dim, v.chunk_size, v.z_dim, rc)
+            self._template = self._actor_from_state(state)
         return self._template
+
+    def _actor_from_state(self, state: dict[str, torch.Tensor]) -> ResidualChunkActor:
+        dims = infer_residual_dims(state)
+        S, A, k, Z = self.state_dim, self.action_dim, self.chunk_size, self.z_dim
+        want_in = S + k * A + Z
+        if dims["in_dim"] != want_in or dims["out_dim"] != k * A:
+            raise CheckpointRejected(
+                f"residual checkpoint: input/output sizes {dims['in_dim']}/{dims['out_dim']} "
+                "do not fit the VLA "
+                f"(state {S} + k*A {k * A} + z {Z} = {want_in} in, {k * A} out)"
+            )
+        rc = ResidualConfig(hidden_dims=dims["hidden_dims"], layer_norm=dims["layer_norm"])
+        return ResidualChunkActor(S, A, k, Z, rc)
+
+    def _load_stack(self, ck_dir: Path, sha256: str = "") -> tuple[list[FrozenResidual], str]:
+        """All residuals of a multi-round checkpoint, verified; version = sha256[:16] of the last file."""
+        meta = json.loads((ck_dir / "meta.json").read_text())
+        extra = meta["extra"]
+        if extra.get("normalizer_version") not in (None, "", self.normalizer.version):
+            raise CheckpointRejected(
+                f"{ck_dir}: residuals trained with normaliser {extra['normalizer_version']}, the policy's "
+                f"is {self.normalizer.version}"
+            )
+        try:
+            rc_fields = dict(extra["residual_config"])
+            dims = dict(extra["dims"])
+            self._check_actor_dims(ResidualChunkActor(cfg=ResidualConfig(**rc_fields), **dims), str(ck_dir))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointRejected(f"{ck_dir}/meta.json: bad residual description ({e})") from e
+        out, version = [], ""
+        entries = extra["residuals"]
+        for i, r in enumerate(entries):
+            f = ck_dir / f"{r['name']}.safetensors"
+            want = sha256 if (sha256 and i == len(entries) - 1) else ""
+            # each round's widths come from its own tensors (rounds may differ); max_residual etc. from meta
+            arch = infer_residual_dims(verify_checkpoint(f, want).state)
+            rc = ResidualConfig(
+                **{**rc_fields, "hidden_dims": arch["hidden_dims"], "layer_norm": arch["layer_norm"]}
+            )
+            module, ck = load_module_checked(ResidualChunkActor(cfg=rc, **dims), f, want)
+            out.append(FrozenResidual(module.to(self.device), float(r["lambda"])))
+            version = ck.version
+        return out, version
 
     def load_residual(self, path: str, sha256: str = "") -> tuple[bool, str]:
         """Verify and STAGE a residual checkpoint (``residual_slot.commit()`` makes it current).
@@ -291,48 +304,99 @@ class PolicyRunner:
         Never raises for a bad file: returns ``(False, reason)`` and the current residual stays.
         """
         try:
+            p = Path(path)
+            stack_dir = _stack_checkpoint_dir(p)
+            if stack_dir is not None:
+                stack, version = self._load_stack(stack_dir, sha256)
+                current = stack[-1]
+                rp = self._compose_policy(current.actor, stack[:-1])
+                self.residual_slot.stage((rp, current.lam), version)
+                return True, f"verified {stack_dir.name} ({len(stack)} residual(s)) sha256 {version}"
             if self._template is None:
-                self.residual_template(verify_checkpoint(path, sha256).state)
-            module, ck = load_module_checked(self.residual_template(), path, sha256)
-        except (CheckpointRejected, FileNotFoundError, RuntimeError) as e:
+                self.residual_template(verify_checkpoint(p, sha256).state)
+            module, ck = load_module_checked(self.residual_template(), p, sha256)
+        except (CheckpointRejected, FileNotFoundError, RuntimeError, OSError, ValueError) as e:
             return False, str(e)
         alpha = ck.metadata.get("alpha")
-        self.residual_slot.stage((module.to(self.device), float(alpha) if alpha else None), ck.version)
+        rp = self._compose_policy(module.to(self.device))
+        self.residual_slot.stage((rp, float(alpha) if alpha else None), ck.version)
         return True, f"verified {ck.path.name} sha256 {ck.version}"
 
+    def load_frozen_residuals(self, specs: Sequence[str]) -> list[FrozenResidual]:
+        """Earlier rounds' residuals from ``PATH`` / ``PATH@LAMBDA`` specs, in round order (raises)."""
+        out: list[FrozenResidual] = []
+        for spec in specs:
+            path, lam = _split_lambda(spec)
+            p = Path(path)
+            if not p.exists():
+                raise FileNotFoundError(f"frozen residual {p} does not exist")
+            stack_dir = _stack_checkpoint_dir(p)
+            if stack_dir is not None:
+                stack, _ = self._load_stack(stack_dir)
+                if lam is not None:
+                    stack[-1] = FrozenResidual(stack[-1].actor, lam)
+                out.extend(stack)
+                continue
+            ck = verify_checkpoint(p)
+            module, ck = load_module_checked(self._actor_from_state(ck.state), p)
+            if lam is None:
+                stored = ck.metadata.get("lambda") or ck.metadata.get("alpha")
+                if not stored:
+                    raise CheckpointRejected(
+                        f"frozen residual {p}: no blend weight (give it as {p}@LAMBDA, "
+                        "or store 'lambda' in the safetensors metadata)"
+                    )
+                lam = float(stored)
+            out.append(FrozenResidual(module.to(self.device), float(lam)))
+        return out
+
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
-    def infer(self, color: np.ndarray, state: np.ndarray, instruction: str) -> ChunkResult:
-        t0 = time.perf_counter()
+    def _check_inputs(self, color: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         color = np.asarray(color)
         if color.ndim != 4 or color.shape[-1] != 3 or color.dtype != np.uint8:
             raise ValueError(
                 f"PolicyRunner.infer: color must be [n_cam, H, W, 3] uint8, got {color.shape} {color.dtype}"
             )
         s = np.asarray(state, dtype=np.float32).reshape(-1)
-        if s.shape[0] != self.vla.state_dim:
+        if s.shape[0] != self.state_dim:
             raise ValueError(
-                f"PolicyRunner.infer: state has {s.shape[0]} dims, expected state_dim={self.vla.state_dim}"
+                f"PolicyRunner.infer: state has {s.shape[0]} dims, expected state_dim={self.state_dim}"
             )
-        dev = self.device
-        images = torch.from_numpy(np.ascontiguousarray(color)).to(dev).permute(0, 3, 1, 2).unsqueeze(0)
-        prop = torch.from_numpy(self.normalizer.normalize_state(s)).to(dev).unsqueeze(0)
-        z, a_vla = self.vla.act_norm(
-            images, [instruction], prop, self.cfg.num_inference_steps, self.cfg.deterministic
+        return color, s
+
+    def _critic_args(self, z: torch.Tensor, color: np.ndarray, prop: torch.Tensor) -> tuple[tuple, dict]:
+        if getattr(self.critic, "input_kind", "z") == "images":
+            images = torch.from_numpy(np.ascontiguousarray(color)).to(self.device).permute(0, 3, 1, 2)[None]
+            kw = {"proprio": prop} if getattr(self.critic, "state_dim", 0) else {}
+            return (images,), kw
+        return (z.float(),), {}
+
+    @torch.no_grad()
+    def infer(
+        self, color: np.ndarray, state: np.ndarray, instruction: str, generator: torch.Generator | None = None
+    ) -> ChunkResult:
+        """One chunk (module docstring); ``generator`` seeds the expert's noise when not deterministic."""
+        t0 = time.perf_counter()
+        color, s = self._check_inputs(color, state)
+        obs = {"color": color[None], "instruction": str(instruction), "state": s[None]}
+        z, a_vla, _ = self.policy.act(
+            obs, self.cfg.num_inference_steps, generator=generator, deterministic=self.cfg.deterministic
         )
+        z, a_vla = z.float(), a_vla.float()
+        prop = self.normalizer.normalize_state(torch.from_numpy(s).to(self.device))[None].float()
         t1 = time.perf_counter()
-        (current, version) = self.residual_slot.snapshot()
-        actor, alpha_ck = current if current is not None else (None, None)
-        alpha = float(alpha_ck) if alpha_ck is not None else self.cfg.residual_scale
-        self.residual_policy.current = actor
-        out = self.residual_policy.compose(z, prop, a_vla, alpha if actor is not None else 0.0)
-        std = self.residual_policy.action_std
-        res_phys = out.residual * std
+        current, version = self.residual_slot.snapshot()
+        rp, alpha_ck = current if current is not None else (self.base_policy, None)
+        has_res = rp.current is not None
+        alpha = (float(alpha_ck) if alpha_ck is not None else self.cfg.residual_scale) if has_res else 0.0
+        out = rp.compose(z, prop, a_vla, alpha)
+        res_phys = out.residual * rp.action_std
         q = v = adv = None
         t2 = time.perf_counter()
         if self.critic is not None:
-            q = self.critic.q(z, out.final_norm).float()[0].cpu().numpy()
-            v = self.critic.v(z).float()[0].cpu().numpy()
+            args, kw = self._critic_args(z, color, prop)
+            q = self.critic.q(*args, out.final_norm, **kw).float()[0].cpu().numpy()
+            v = self.critic.v(*args, **kw).float()[0].cpu().numpy()
             adv = q - v
         t3 = time.perf_counter()
 
@@ -340,10 +404,10 @@ class PolicyRunner:
             return x[0].detach().float().cpu().numpy()
 
         return ChunkResult(
-            base=np0(self.residual_policy.to_physical(out.base_norm)),
+            base=np0(rp.to_physical(out.base_norm)),
             residual=np0(res_phys),
             final=np0(out.final_physical),
-            residual_scale=float(out.alpha) if actor is not None else 0.0,
+            residual_scale=float(out.alpha) if has_res else 0.0,
             z=np0(z),
             proprio_norm=np0(prop),
             base_norm=np0(out.base_norm),
@@ -359,6 +423,17 @@ class PolicyRunner:
             },
         )
 
+    @torch.no_grad()
+    def value(self, color: np.ndarray, state: np.ndarray, instruction: str) -> np.ndarray:
+        """The critic's ``[v(z_t, i)]_i`` (k values) at this observation; needs a critic."""
+        if self.critic is None:
+            raise RuntimeError("PolicyRunner.value: no critic loaded (critic_path)")
+        color, s = self._check_inputs(color, state)
+        obs = {"color": color[None], "instruction": str(instruction), "state": s[None]}
+        z, prop = self.policy.encode_with_state(obs)
+        args, kw = self._critic_args(z, color, prop.float())
+        return self.critic.v(*args, **kw).float()[0].cpu().numpy()
+
 
 def make_demo_vla(
     path: str | Path,
@@ -367,22 +442,38 @@ def make_demo_vla(
     chunk_size: int = 16,
     action_std: float = 0.05,
     seed: int = 0,
+    n_cameras: int = 3,
 ) -> Path:
-    """A tiny random-init VLA (``paligemma-tiny``) whose normaliser centres actions on ``home_action``
-    with a small std, so its (untrained) chunks stay near the home pose. For demos and tests only:
-    it does not solve any task. Re-used when ``path`` already holds one with the same shapes."""
+    """A tiny random-init ``VLAPolicy`` (``paligemma-tiny``) saved with ``VLAPolicy.save``, whose normaliser
+    centres actions on ``home_action`` with a small std, so its (untrained) chunks stay near the home pose.
+    For demos and tests only: it does not solve any task. Re-used when ``path`` already holds one with the
+    same shapes."""
     home = np.asarray(home_action, dtype=np.float64).reshape(-1)
     A = int(home.shape[0])
     S = int(state_dim or A)
     p = Path(path)
-    if (p / VLA_CONFIG).is_file() and (p / VLA_WEIGHTS).is_file() and (p / NORMALIZER).is_file():
-        cfg = json.loads((p / VLA_CONFIG).read_text())
-        if (cfg.get("action_dim"), cfg.get("state_dim"), cfg.get("chunk_size")) == (A, S, chunk_size):
+    cfg = VLAConfig(
+        vlm="paligemma-tiny",
+        action_dim=A,
+        state_dim=S,
+        chunk_size=chunk_size,
+        n_cameras=n_cameras,
+        expert_hidden_dim=128,
+        expert_num_blocks=2,
+        expert_cond_dim=64,
+    )
+    if (
+        (p / "config.json").is_file()
+        and (p / "model.safetensors").is_file()
+        and (p / "normalizer.json").is_file()
+    ):
+        try:
+            old = VLAConfig.from_dict(json.loads((p / "config.json").read_text()))
+        except (ValueError, TypeError):
+            old = None
+        if old == cfg:
             return p
     torch.manual_seed(seed)
-    vla = build_vla(
-        "paligemma-tiny", S, A, chunk_size, expert_cfg=dict(hidden_dim=128, num_blocks=2, cond_dim=64)
-    )
     state_mean = home if S == A else np.zeros(S)
     norm = Normalizer(state_mean, np.full(S, 0.5), home, np.full(A, action_std))
-    return save_vla(vla, norm, p)
+    return VLAPolicy(cfg, norm).save(p)

@@ -1,0 +1,440 @@
+"""``bora eval``: success rate of a run on a simulated task and object set (paper Tables 1-2, Fig. 11).
+
+    bora eval --run runs/bora --task press_button --objects standard --trials 20 --out eval/bora_press.json
+
+Rolls the policy out in-process (no ROS) with the SAME ``PolicyRunner`` (VLA + folded residuals +
+current residual + critic) and the SAME ``ChunkExecutor`` as the policy node: at the episode start the
+executor holds the measured state; every ``replan_steps`` control steps the runner plans a chunk from
+the current observation, which the executor starts (cross-fading over ``blend_steps``); each control
+step the environment is stepped with the executor's command. Simulated time is ``step / control_hz`` and
+inference takes no simulated time. Episode ``i`` uses seed ``seed0 + i`` (environment reset and torch),
+so the same seeds give the same result.
+
+Recorded per episode: ``seed``, ``success``, ``steps``, ``object`` and, when the run has a critic, the
+critic's value ``v(z_t, 0)`` at every control step (``values``; Fig. 11 value profile). The output JSON is
+what ``bora report`` reads: ``{"method", "run", "task", "object_set", "trials", "successes", "episodes"}``
+plus provenance (versions, settings).
+
+Runs: an offline run (``RUN/config.yaml`` with ``algo``; ``RUN/policy/``, ``RUN/critic/``), an online run
+(``RUN/config.yaml`` with ``online_run`` and ``offline_run``; the latest multi-round residual checkpoint
+is current and its critic gives the values), or a bare ``VLAPolicy`` directory (give ``--method``).
+Method names follow the paper's tables: see ``METHOD_NAMES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# offline `algo` (RUN/config.yaml) -> the column name of the paper's tables (bora_trainer.report.METHOD_ORDER)
+METHOD_NAMES = {
+    "diffusion-bc": "VITRA (Diffusion)",
+    "cp-bc": "CP Base",
+    "cp-decoupled-critic": "CP + Decoupled Critic",
+    "bora": "BORA-Offline",
+    "aloe": "ALOE",
+    "habc": "HABC",
+}
+# online objective (RUN/config.yaml online_run.online.algo) -> column name
+ONLINE_METHOD_NAMES = {"bora-residual": "BORA-Full", "aloe": "ALOE", "habc": "HABC"}
+
+
+class EvalError(Exception):
+    """A bad argument or run directory; the message says what and what was expected."""
+
+
+@dataclass
+class RunInfo:
+    """What ``bora eval`` needs from a run directory."""
+
+    path: Path
+    policy_dir: Path
+    critic_dir: Path | None = None
+    residual: str = ""  # current residual (an online run's latest multi-round checkpoint)
+    online_critic: Path | None = None  # the online checkpoint's critic.safetensors
+    algo: str | None = None
+    phase: str = "offline"  # "offline" | "online" | "policy" (a bare VLAPolicy directory)
+    task: str | None = None
+    object_set: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str | None:
+        if self.algo is None:
+            return None
+        table = ONLINE_METHOD_NAMES if self.phase == "online" else METHOD_NAMES
+        return table.get(self.algo, self.algo)
+
+
+def describe_run(run: str | Path) -> RunInfo:
+    """Read ``RUN/config.yaml`` and find the policy, critic and (online) residual of ``run``."""
+    import yaml
+
+    from bora_policy.models.export import find_critic_dir, is_policy_dir, resolve_policy_dir
+
+    p = Path(run)
+    if not p.exists():
+        raise EvalError(f"--run {p}: not found")
+    if not p.is_dir():
+        raise EvalError(f"--run {p}: not a directory (expected a run directory or a VLAPolicy directory)")
+    cfg: dict[str, Any] = {}
+    if (p / "config.yaml").is_file():
+        try:
+            cfg = yaml.safe_load((p / "config.yaml").read_text()) or {}
+        except yaml.YAMLError as e:
+            raise EvalError(f"--run {p}: config.yaml is not valid YAML ({e})") from e
+        if not isinstance(cfg, dict):
+            raise EvalError(f"--run {p}: config.yaml must be a mapping")
+    try:
+        policy_dir = resolve_policy_dir(p)
+    except FileNotFoundError as e:
+        raise EvalError(f"--run: {e}") from e
+    info = RunInfo(p, policy_dir, critic_dir=find_critic_dir(p), config=cfg)
+    if "online_run" in cfg:
+        online = cfg.get("online_run") or {}
+        info.phase = "online"
+        info.algo = str(((online.get("online") or {}).get("algo")) or "bora-residual")
+        info.task = online.get("task")
+        info.object_set = online.get("object_set")
+        if (p / "latest").is_file():
+            info.residual = str(p)
+            ck = p / "checkpoints" / (p / "latest").read_text().strip()
+            if (ck / "critic.safetensors").is_file():
+                info.online_critic = ck / "critic.safetensors"
+    elif is_policy_dir(p) and not cfg:
+        info.phase = "policy"
+    else:
+        info.algo = cfg.get("algo")
+        info.task = cfg.get("task")
+    return info
+
+
+def _load_online_critic(runner, offline_critic_dir: Path | None, weights: Path) -> None:
+    """The online round's critic: the offline critic's architecture with the online checkpoint's weights."""
+    from safetensors.torch import load_file
+
+    from bora_policy.models.critic import load_critic
+    from bora_policy.runtime.checkpoint_loader import sha256_file
+
+    if offline_critic_dir is None:
+        raise EvalError(
+            f"{weights}: online critic weights, but the offline run has no critic/ to build it from"
+        )
+    critic = load_critic(offline_critic_dir)
+    try:
+        critic.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError as e:
+        raise EvalError(f"{weights}: does not fit the offline critic {offline_critic_dir} ({e})") from e
+    runner._check_critic(critic)
+    runner.critic = critic.to(runner.device).eval().requires_grad_(False)
+    runner.critic_version = sha256_file(weights)[:16]
+
+
+def wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    from bora_trainer.report import wilson_interval
+
+    return wilson_interval(successes, trials, z)
+
+
+def rollout_episode(
+    env,
+    runner,
+    seed: int,
+    replan_steps: int,
+    exec_cfg,
+    max_steps: int | None = None,
+    record_values: bool = True,
+    generator=None,
+) -> dict[str, Any]:
+    """One episode with the policy node's chunk execution (module docstring); returns the episode record."""
+    import numpy as np
+    import torch
+
+    from bora_policy.runtime.chunk_executor import ChunkExecutor
+
+    torch.manual_seed(seed)
+    if generator is not None:
+        generator.manual_seed(seed)
+    obs, info = env.reset(seed=seed)
+    executor = ChunkExecutor(exec_cfg)
+    dt = 1.0 / exec_cfg.control_hz
+
+    def state_of(o):
+        return np.concatenate([o["arm_qpos"], o["hand_qpos"]]).astype(np.float32)
+
+    executor.hold(state_of(obs), 0.0)  # the node holds the measured state at an episode START
+    since_plan = replan_steps  # plan right away
+    values: list[float] = []
+    plans = 0
+    step = 0
+    terminated = truncated = False
+    limit = max_steps if max_steps else None
+    while not (terminated or truncated):
+        t = step * dt
+        state = state_of(obs)
+        planned_v = None
+        if since_plan >= replan_steps or not executor.has_command:
+            res = runner.infer(obs["color"], state, obs["instruction"], generator=generator)
+            executor.set_chunk(res.final, t, t)
+            since_plan, plans = 0, plans + 1
+            planned_v = None if res.v is None else float(res.v[0])
+        if record_values and runner.critic is not None:
+            v0 = (
+                planned_v
+                if planned_v is not None
+                else float(runner.value(obs["color"], state, obs["instruction"])[0])
+            )
+            values.append(v0)
+        cmd = executor.step(t)
+        obs, _, terminated, truncated, info = env.step(cmd.position.astype(np.float32))
+        since_plan += 1
+        step += 1
+        if limit is not None and step >= limit:
+            break
+    return {
+        "seed": int(seed),
+        "success": bool(info["success"]),
+        "steps": int(step),
+        "values": values,
+        "object": info.get("object"),
+        "plans": plans,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bora eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--run", required=True, help="run directory (offline or online) or a VLAPolicy directory")
+    p.add_argument(
+        "--objects",
+        default=None,
+        help="object set: standard, unseen or an object-set YAML file (default: "
+        "the online run's, else standard)",
+    )
+    p.add_argument(
+        "--trials", type=int, default=20, help="episodes (seeds seed0 .. seed0+trials-1; default 20)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="result JSON file (the input of `bora report`)")
+    p.add_argument(
+        "--task", default=None, help="bora_sim task (default: the run's config; required otherwise)"
+    )
+    p.add_argument("--method", default=None, help="method name in the tables (default: from the run's algo)")
+    p.add_argument(
+        "--residual",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="residual checkpoints in round order: the last is the current residual, earlier ones are folded "
+        "into the base (PATH@LAMBDA sets a folded one's blend weight); default: an online run's latest",
+    )
+    p.add_argument("--critic", default=None, help="critic directory (default: the run's critic/, if any)")
+    p.add_argument("--no-values", action="store_true", help="do not record the per-step critic value")
+    p.add_argument("--seed0", type=int, default=0, help="seed of the first episode (default 0)")
+    p.add_argument("--replan-steps", type=int, default=8, help="control steps between replans (default 8)")
+    p.add_argument(
+        "--blend-steps", type=int, default=2, help="cross-fade ticks at a chunk switch (default 2)"
+    )
+    p.add_argument("--image-size", type=int, default=None, help="camera image side (default: the policy's)")
+    p.add_argument("--control-hz", type=float, default=10.0, help="control rate (default 10)")
+    p.add_argument(
+        "--chunk-hz", type=float, default=None, help="rate of the chunk rows (default: control-hz)"
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="cap on control steps (default: the task's limit)"
+    )
+    p.add_argument("--residual-scale", type=float, default=0.2, help="alpha when a residual stores none")
+    p.add_argument(
+        "--num-inference-steps", type=int, default=None, help="expert steps (default: the policy's)"
+    )
+    p.add_argument(
+        "--stochastic", action="store_true", help="sample chunks (seeded) instead of the mean chunk"
+    )
+    p.add_argument("--hand", default="shadow", help="simulated hand (default shadow)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the evaluation described by parsed ``args``; returns the result dict (also written to --out)."""
+    import torch
+
+    from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
+    from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
+    from bora_sim.env import make_env
+    from bora_sim.objects import ObjectSetError
+    from bora_sim.tasks import TASKS
+
+    if args.trials < 1:
+        raise EvalError(f"--trials must be >= 1, got {args.trials}")
+    if args.replan_steps < 1:
+        raise EvalError(f"--replan-steps must be >= 1, got {args.replan_steps}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise EvalError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    info = describe_run(args.run)
+    task = args.task or info.task
+    if not task:
+        raise EvalError(
+            f"--task is required: {info.path} does not name a task (choose from {', '.join(sorted(TASKS))})"
+        )
+    if task not in TASKS:
+        raise EvalError(f"--task {task!r}: unknown task; choose from {', '.join(sorted(TASKS))}")
+    method = args.method or info.method
+    if not method:
+        raise EvalError(
+            f"--method is required: {info.path} has no config.yaml naming its algorithm "
+            f"(e.g. --method 'CP Base')"
+        )
+    objects = args.objects or info.object_set or "standard"
+    t_start = time.time()
+    residuals = list(args.residual) if args.residual else ([info.residual] if info.residual else [])
+    critic_dir = args.critic if args.critic is not None else (str(info.critic_dir) if info.critic_dir else "")
+    run_cfg = PolicyRunnerConfig(
+        residual_scale=args.residual_scale,
+        num_inference_steps=args.num_inference_steps,
+        deterministic=not args.stochastic,
+        device=args.device,
+    )
+    try:
+        runner = PolicyRunner.from_paths(
+            str(info.policy_dir),
+            residual_path=residuals[-1] if residuals else "",
+            critic_path=critic_dir if not args.no_values else "",
+            cfg=run_cfg,
+            frozen_residual_paths=residuals[:-1],
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise EvalError(f"cannot load the policy of {info.path}: {e}") from e
+    if info.online_critic is not None and args.critic is None and not args.no_values:
+        _load_online_critic(runner, info.critic_dir, info.online_critic)
+    pc = runner.policy.cfg
+    image_size = args.image_size or pc.image_size
+    try:
+        env = make_env(
+            task, object_set=objects, image_size=image_size, control_hz=args.control_hz, hand=args.hand
+        )
+    except ObjectSetError as e:
+        raise EvalError(f"--objects {objects}: {e}") from e
+    except ValueError as e:
+        raise EvalError(str(e)) from e
+    try:
+        n_cam = len(env.camera_names)
+        if pc.n_cameras != n_cam or pc.action_dim != env.action_dim or pc.state_dim != env.action_dim:
+            raise EvalError(
+                f"the policy (n_cameras {pc.n_cameras}, state_dim {pc.state_dim}, "
+                f"action_dim {pc.action_dim}) does not fit task {task} with the {args.hand} hand "
+                f"({n_cam} cameras, state/action dim {env.action_dim})"
+            )
+        exec_cfg = ChunkExecutorConfig(
+            control_hz=args.control_hz,
+            chunk_hz=args.chunk_hz or args.control_hz,
+            blend_steps=args.blend_steps,
+        )
+        gen = torch.Generator(device=runner.device) if args.stochastic else None
+        episodes = []
+        bar = None
+        if not args.no_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=args.trials, desc=f"eval {method} {task}/{env.object_set.name}", unit="ep")
+        for i in range(args.trials):
+            ep = rollout_episode(
+                env,
+                runner,
+                args.seed0 + i,
+                args.replan_steps,
+                exec_cfg,
+                args.max_steps,
+                record_values=not args.no_values,
+                generator=gen,
+            )
+            episodes.append(ep)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(success=f"{sum(e['success'] for e in episodes)}/{len(episodes)}")
+        if bar is not None:
+            bar.close()
+        object_set = env.object_set.name
+    finally:
+        env.close()
+    successes = sum(e["success"] for e in episodes)
+    result = {
+        "method": method,
+        "run": str(args.run),
+        "task": task,
+        "object_set": object_set,
+        "trials": len(episodes),
+        "successes": int(successes),
+        "episodes": episodes,
+        "phase": info.phase,
+        "algo": info.algo,
+        "objects": str(objects),
+        "policy_version": runner.policy_version,
+        "critic_version": runner.critic_version,
+        "residual_version": runner.residual_slot.snapshot()[1],
+        "folded_residuals": _folded(runner),
+        "settings": {
+            "seed0": args.seed0,
+            "replan_steps": args.replan_steps,
+            "blend_steps": args.blend_steps,
+            "control_hz": args.control_hz,
+            "chunk_hz": exec_cfg.chunk_hz,
+            "image_size": image_size,
+            "max_steps": args.max_steps,
+            "deterministic": not args.stochastic,
+            "residual_scale": args.residual_scale,
+            "hand": args.hand,
+        },
+        "seconds": round(time.time() - t_start, 3),
+    }
+    _atomic_write_json(args.out, result)
+    return result
+
+
+def _folded(runner) -> int:
+    """Frozen residuals folded into the base (start-up ones + a multi-round checkpoint's earlier rounds)."""
+    cur = runner.residual_slot.snapshot()[0]
+    return len(cur[0].frozen) if cur is not None else len(runner.frozen)
+
+
+def summary_line(res: dict[str, Any], out: Path) -> str:
+    n, s = res["trials"], res["successes"]
+    lo, hi = wilson(s, n)
+    steps = sum(e["steps"] for e in res["episodes"]) / max(1, n)
+    return (
+        f"bora eval: {res['method']} on {res['task']}/{res['object_set']}: {s}/{n} successes "
+        f"({100 * s / n:.0f}%, Wilson 95% {100 * lo:.0f}-{100 * hi:.0f}%), mean {steps:.1f} steps, "
+        f"{res['seconds']:.1f} s -> {out}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        res = evaluate(args)
+    except EvalError as e:
+        print(f"bora eval: {e}", file=sys.stderr)
+        return 2
+    print(summary_line(res, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""``bora eval``: a tiny exported run evaluated on a real simulated task, read by ``bora report``;
+determinism over seeds, object-set YAML files, method names and the error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bora_trainer import evaluate, report
+
+torch.set_num_threads(1)
+TASK = "press_button"
+COMMON = ["--trials", "2", "--max-steps", "10", "--replan-steps", "4", "--image-size", "48", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from bora_policy.models.critic import ChunkCritic
+    from bora_policy.models.export import export_policy
+    from bora_policy.models.normalizer import Normalizer
+    from bora_policy.models.vla import VLAConfig, VLAPolicy
+    from bora_sim.hand import get_hand
+    from bora_sim.scene import ARM_HOME
+    from bora_trainer.checkpoint import write_run_files
+
+    torch.manual_seed(0)
+    home = np.concatenate([ARM_HOME, np.asarray(get_hand("shadow").posture("open"), dtype=np.float64)])
+    D = home.shape[0]
+    cfg = VLAConfig(
+        action_dim=D,
+        state_dim=D,
+        chunk_size=8,
+        expert_hidden_dim=32,
+        expert_num_blocks=1,
+        expert_cond_dim=16,
+    )
+    norm = Normalizer(home, np.full(D, 0.5), home, np.full(D, 0.05))
+    policy = VLAPolicy(cfg, norm)
+    critic = ChunkCritic(policy.z_dim, D, 8, hidden_dim=16, pos_dim=4)
+    run = tmp_path_factory.mktemp("eval") / "run"
+    write_run_files(run, config={"algo": "cp-bc", "k": 8}, normalizer=norm.to_dict())
+    export_policy(run, policy, critic)
+    return run, policy, critic
+
+
+def _eval(run, out, *extra):
+    return evaluate.main(
+        ["--run", str(run), "--task", TASK, "--out", str(out), "--no-progress", *COMMON, *extra]
+    )
+
+
+def test_eval_json_report_and_determinism(tiny_run, tmp_path, capsys):
+    run, policy, critic = tiny_run
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert _eval(run, a, "--objects", "standard") == 0
+    line = capsys.readouterr().out
+    assert "bora eval: CP Base on press_button/standard" in line and str(a) in line
+    assert _eval(run, b, "--objects", "standard") == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ra["method"] == "CP Base" and ra["task"] == TASK and ra["object_set"] == "standard"
+    assert ra["trials"] == 2 and ra["successes"] == sum(e["success"] for e in ra["episodes"])
+    assert [e["seed"] for e in ra["episodes"]] == [0, 1]
+    for e in ra["episodes"]:
+        assert e["steps"] == 10 or e["success"]  # capped by --max-steps unless the task succeeded
+        assert len(e["values"]) == e["steps"] and all(np.isfinite(e["values"]))
+        assert e["plans"] == -(-e["steps"] // 4)  # a replan every 4 control steps
+    # same seeds -> the same episodes (success, steps, values)
+    assert ra["episodes"] == rb["episodes"]
+    # values[0] is v(z_0, 0) of the first observation, computed here without the evaluator
+    from bora_sim.env import make_env
+
+    env = make_env(TASK, "standard", image_size=48)
+    obs, _ = env.reset(seed=0)
+    env.close()
+    state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])[None]
+    with torch.no_grad():
+        z = policy.encode({"color": obs["color"][None], "instruction": obs["instruction"], "state": state})
+        v0 = float(critic.v(z)[0, 0])
+    assert ra["episodes"][0]["values"][0] == pytest.approx(v0, abs=1e-5)
+    # bora report turns it into a table
+    assert report.main([str(a), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "CP Base" in md and "Press the button" in md and f"{ra['successes']}/2" in md
+    assert (tmp_path / "report" / "value_profile.png").is_file()
+
+
+def test_object_set_yaml_file_and_bad_yaml(tiny_run, tmp_path, capsys):
+    from bora_sim.objects import shipped_set_path
+
+    run = tiny_run[0]
+    data = yaml.safe_load(shipped_set_path(TASK, "standard").read_text())
+    data["name"] = "my_buttons"
+    data["objects"] = data["objects"][:1]
+    f = tmp_path / "my_buttons.yaml"
+    f.write_text(yaml.safe_dump(data))
+    out = tmp_path / "y.json"
+    assert _eval(run, out, "--objects", str(f), "--trials", "1", "--max-steps", "3", "--no-values") == 0
+    res = json.loads(out.read_text())
+    assert res["object_set"] == "my_buttons" and res["trials"] == 1
+    assert res["episodes"][0]["object"] == data["objects"][0]["name"] and res["episodes"][0]["values"] == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nobjects: []\n")
+    assert _eval(run, tmp_path / "z.json", "--objects", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert "--objects" in err and "non-empty list" in err and not (tmp_path / "z.json").exists()
+
+
+def test_errors_and_method_names(tiny_run, tmp_path, capsys):
+    run = tiny_run[0]
+    assert (
+        evaluate.main(["--run", str(tmp_path / "nope"), "--out", str(tmp_path / "o.json"), "--task", TASK])
+        == 2
+    )
+    assert "not found" in capsys.readouterr().err
+    assert evaluate.main(["--run", str(run), "--out", str(tmp_path / "o.json")]) == 2  # no task anywhere
+    assert "--task is required" in capsys.readouterr().err
+    assert evaluate.main(["--run", str(run), "--out", str(tmp_path / "o.json"), "--task", "fly"]) == 2
+    assert "unknown task" in capsys.readouterr().err
+    # a bare policy directory has no algorithm: --method is required
+    assert (
+        evaluate.main(["--run", str(run / "policy"), "--out", str(tmp_path / "o.json"), "--task", TASK]) == 2
+    )
+    assert "--method is required" in capsys.readouterr().err
+    # run directory without an exported policy
+    (tmp_path / "r2" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "r2" / "config.yaml").write_text("algo: bora\n")
+    assert (
+        evaluate.main(["--run", str(tmp_path / "r2"), "--out", str(tmp_path / "o.json"), "--task", TASK]) == 2
+    )
+    assert "no exported policy/" in capsys.readouterr().err
+    # method names from the run's algorithm (offline) and the online objective
+    for algo, name in [
+        ("diffusion-bc", "VITRA (Diffusion)"),
+        ("cp-bc", "CP Base"),
+        ("cp-decoupled-critic", "CP + Decoupled Critic"),
+        ("bora", "BORA-Offline"),
+        ("aloe", "ALOE"),
+        ("habc", "HABC"),
+    ]:
+        d = tmp_path / f"off_{algo}"
+        d.mkdir()
+        (d / "config.yaml").write_text(f"algo: {algo}\n")
+        (d / "policy").symlink_to(run / "policy")
+        assert evaluate.describe_run(d).method == name
+    on = tmp_path / "online"
+    on.mkdir()
+    (on / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "online_run": {"task": TASK, "object_set": "unseen", "online": {"algo": "bora-residual"}},
+                "offline_run": str(run),
+            }
+        )
+    )
+    info = evaluate.describe_run(on)
+    assert (info.method, info.task, info.object_set, info.phase) == ("BORA-Full", TASK, "unseen", "online")
+    assert info.policy_dir == Path(run) / "policy" and info.critic_dir == Path(run) / "critic"
+
+
+def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path):
+    """An online run (as `bora train online` writes it): BORA-Full, residual_1 folded, residual_2 current
+    with its lambda, values from the checkpoint's critic."""
+    from bora_policy.models.residual import (
+        FrozenResidual,
+        ResidualChunkActor,
+        ResidualConfig,
+        residual_checkpoint_extra,
+    )
+    from bora_policy.runtime.checkpoint_loader import sha256_file
+    from bora_trainer.checkpoint import save_checkpoint, write_run_files
+
+    run, policy, critic = tiny_run
+    D, k, Z = policy.cfg.action_dim, policy.cfg.chunk_size, policy.z_dim
+    torch.manual_seed(5)
+    acts = [
+        ResidualChunkActor(D, D, k, Z, ResidualConfig(hidden_dims=[16], init_scale=0.3)) for _ in range(2)
+    ]
+    stack = [FrozenResidual(acts[0], 0.4), FrozenResidual(acts[1], 0.5)]
+    online_critic = type(critic)(**critic.init_kwargs)
+    on = tmp_path / "online"
+    write_run_files(
+        on,
+        config={
+            "online_run": {"task": TASK, "object_set": "standard", "online": {"algo": "bora-residual"}},
+            "offline_run": str(run),
+        },
+    )
+    ck = save_checkpoint(
+        on,
+        7,
+        {
+            "residual_1": acts[0].state_dict(),
+            "residual_2": acts[1].state_dict(),
+            "critic": online_critic.state_dict(),
+        },
+        extra={**residual_checkpoint_extra(stack, policy.normalizer.version), "round": 2},
+    )
+    out = tmp_path / "on.json"
+    assert (
+        evaluate.main(
+            [
+                "--run",
+                str(on),
+                "--out",
+                str(out),
+                "--no-progress",
+                *COMMON[:2],
+                "--max-steps",
+                "3",
+                "--image-size",
+                "48",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    res = json.loads(out.read_text())
+    assert res["method"] == "BORA-Full" and res["task"] == TASK and res["phase"] == "online"
+    assert res["residual_version"] == sha256_file(ck / "residual_2.safetensors")[:16]
+    assert res["critic_version"] == sha256_file(ck / "critic.safetensors")[:16]
+    assert res["folded_residuals"] == 1
+    from bora_sim.env import make_env
+
+    env = make_env(TASK, "standard", image_size=48)
+    obs, _ = env.reset(seed=0)
+    env.close()
+    state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])[None]
+    with torch.no_grad():
+        z = policy.encode({"color": obs["color"][None], "instruction": obs["instruction"], "state": state})
+        v_online, v_offline = float(online_critic.v(z)[0, 0]), float(critic.v(z)[0, 0])
+    assert res["episodes"][0]["values"][0] == pytest.approx(v_online, abs=1e-5)
+    assert abs(v_online - v_offline) > 1e-4
