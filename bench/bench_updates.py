@@ -96,7 +96,8 @@ def bench_device(device: str, args, z_dim: int) -> dict:
     spec = ReplaySpec(z_dim, S, A, k, "bench")
     off, on = make_buffers(spec, 4096, 1024)
     torch.manual_seed(0)
-    critic = ChunkCritic(z_dim=z_dim, action_dim=A, chunk_size=k, hidden_dim=args.critic_hidden)  # default (offline) critic size
+    # default (offline) critic size
+    critic = ChunkCritic(z_dim=z_dim, action_dim=A, chunk_size=k, hidden_dim=args.critic_hidden)
     learner = OnlineLearner(
         critic, S, A, k, z_dim, OnlineConfig(batch_size=args.batch), normalizer_version="bench", device=device
     )

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")  # installed by make setup
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-
 from msg_fill import assert_equal, fill  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TYPES = ["Observation", "ActionChunk", "JointCommand", "ExecutedCommand", "ValueEstimate",
@@ -27,8 +26,9 @@ TYPES = ["Observation", "ActionChunk", "JointCommand", "ExecutedCommand", "Value
 
 
 def realistic_observation():
-    from bora_msgs.msg import Observation
     from sensor_msgs.msg import CameraInfo, Image, JointState
+
+    from bora_msgs.msg import Observation
 
     rng = np.random.default_rng(1)
     obs = Observation()
@@ -137,5 +137,6 @@ def test_services_between_processes(peer):
     assert res.success is True and res.message == "/tmp/ckpt.safetensors|" + "ab" * 32
     res = _call(peer, SetMode, "/rt/set_mode", SetMode.Request(mode=SetMode.Request.HOLD))
     assert res.success is True and res.message == "mode=2"
-    res = _call(peer, MarkEpisode, "/rt/mark_episode", MarkEpisode.Request(kind=MarkEpisode.Request.FAILURE, note="slip"))
+    req = MarkEpisode.Request(kind=MarkEpisode.Request.FAILURE, note="slip")
+    res = _call(peer, MarkEpisode, "/rt/mark_episode", req)
     assert res.success is True and res.episode_id == 2004

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from bora_teleop.arbiter import Arbiter, ArbiterConfig
 from bora_teleop.blend import BlendConfig
 from bora_teleop.events import InterventionRewards

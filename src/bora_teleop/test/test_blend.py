@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from bora_teleop.blend import END, RECOVERED, START, BlendConfig, TakeoverBlender, blend
 
 

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from bora_teleop.glove import (
     HEADER,
     PacketError,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from bora_teleop.kinematics import panda_tool_position
 from bora_teleop.params import PARAMS, build_arbiter
 

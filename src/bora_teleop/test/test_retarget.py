@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from bora_teleop.retarget import RetargetMap, fit_retarget, main
 
 ROOT = Path(__file__).resolve().parents[3]

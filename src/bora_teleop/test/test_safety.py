@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+
 from bora_teleop.kinematics import panda_fk, panda_tool_position
 from bora_teleop.safety import FR3_LOWER, FR3_UPPER, SafetyConfig, SafetyLayer
 

@@ -12,8 +12,9 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")
 
-from bora_teleop.safety import FR3_LOWER, FR3_UPPER  # noqa: E402
 from teleop_rig import ARM, HAND, READY, Rig, retarget, stamp, start_node, stop_node  # noqa: E402
+
+from bora_teleop.safety import FR3_LOWER, FR3_UPPER  # noqa: E402
 
 RAMP = 1.0
 

@@ -12,8 +12,9 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")
 
-from bora_teleop.glove import encode_packet  # noqa: E402
 from teleop_rig import ARM, HAND, READY, Rig, retarget, start_node, stop_node  # noqa: E402
+
+from bora_teleop.glove import encode_packet  # noqa: E402
 
 
 def _free_udp_port() -> int:

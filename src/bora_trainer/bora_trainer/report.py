@@ -167,7 +167,7 @@ def plot_value_profile(cells: dict[tuple[str, str, str], Cell], path: Path, meth
 
     candidates = [(k, c) for k, c in cells.items() if method is None or k[2] == method]
     success = failure = None
-    for (object_set, task, m), c in candidates:
+    for (_object_set, task, m), c in candidates:
         for ep in c.episodes:
             if not ep.get("values"):
                 continue

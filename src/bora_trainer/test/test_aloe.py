@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from bora_trainer.algorithms.aloe import (
     AloeBatch,
     AloeConfig,

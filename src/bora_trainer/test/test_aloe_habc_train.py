@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-import bora_trainer.algorithms.habc  # noqa: F401  (registers --algo habc)
 import numpy as np
 import pytest
 import torch
+
+import bora_trainer.algorithms.habc  # noqa: F401  (registers --algo habc)
 from bora_trainer.algorithms.aloe import per_sample_weighted_bc
 from bora_trainer.algorithms.aloe_train import phase_for_step
 from bora_trainer.algorithms.habc_labels import KIND_DEMO, KIND_INTERVENTION, KIND_POLICY, LABEL_NONE
