@@ -115,6 +115,55 @@ def build_critic(
     return ChunkCritic(z_dim=z_dim, action_dim=action_dim, chunk_size=cfg.k, **kw)
 
 
+_EXPERT_ARCH_FIELDS = {
+    "hidden_dim": "expert_hidden_dim",
+    "num_blocks": "expert_num_blocks",
+    "cond_dim": "expert_cond_dim",
+}
+
+
+def policy_config(
+    cfg: OfflineConfig, algo_cls, state_dim: int, action_dim: int, n_cameras: int, image_size: int
+):
+    """The ``VLAConfig`` that rebuilds exactly the VLM and action expert of :func:`build_learner`.
+
+    ``num_inference_steps`` is ``model.expert_sample_steps`` (what the trainer samples with), or the
+    expert's own default when that is 0. Every other ``model.expert`` entry goes to ``expert_kwargs``.
+    """
+    from bora_policy.models.action_expert import ConsistencyConfig, DiffusionConfig
+    from bora_policy.models.vla import VLAConfig
+
+    mc = cfg.model
+    kind = algo_cls.expert_kind
+    ecls = ConsistencyConfig if kind == "consistency" else DiffusionConfig
+    extra = dict(mc.expert)
+    arch = {dst: extra.pop(src, getattr(ecls, src)) for src, dst in _EXPERT_ARCH_FIELDS.items()}
+    own_steps = extra.pop("num_inference_steps", ecls.num_inference_steps)
+    if kind == "consistency":
+        extra.setdefault("ct_total_steps", cfg.total_updates)  # as build_learner (training-only field)
+    vlm = mc.vlm
+    if Path(vlm).exists():  # a local checkpoint directory: absolute, so the export works from anywhere
+        vlm = str(Path(vlm).resolve())
+    return VLAConfig(
+        vlm=vlm,
+        expert=kind,
+        action_dim=action_dim,
+        state_dim=state_dim,
+        chunk_size=cfg.k,
+        num_inference_steps=int(mc.expert_sample_steps or own_steps),
+        n_cameras=n_cameras,
+        image_size=int(image_size),
+        proprio_token=mc.use_proprio,
+        expert_proprio=mc.use_proprio,
+        expert_kwargs=extra,
+        padding_side="right",
+        bf16=mc.bf16,
+        gradient_checkpointing=False,  # inference only
+        vlm_dtype="float32",
+        **arch,
+    )
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -145,6 +194,9 @@ class OfflineTrainer:
         meta = self.dataset.meta
         if cfg.data.camera_names is None:
             cfg.data.camera_names = list(meta.camera_names)
+        if cfg.task is None and len(meta.tasks) == 1:  # recorded for `bora eval --run RUN`
+            cfg.task = meta.tasks[0]
+        cfg.data_dir = str(Path(data_dir).resolve())  # recorded for `bora train online --offline-run RUN`
         self.ckpt = None
         if resume:
             try:
@@ -163,6 +215,8 @@ class OfflineTrainer:
         self.learner = build_learner(
             cfg, meta.state_dim, meta.action_dim, di.device, n_cameras=len(meta.camera_names)
         )
+        if hasattr(self.learner, "attach_dataset"):  # plugin objectives that label the episodes (HABC)
+            self.learner.attach_dataset(self.dataset)
         if di.world > 1:
             self.learner.reduce = _all_reduce_sum
         # same initialisation on every rank (seeded above); from here on each rank draws its own noise
@@ -320,6 +374,46 @@ class OfflineTrainer:
             dist.barrier()
         return path
 
+    # -- deployable export (docs/interfaces.md "Checkpoints and the run layout")
+    def policy_config(self):
+        """The ``VLAConfig`` of this run's VLM + action expert (see :func:`policy_config`)."""
+        meta = self.dataset.meta
+        return policy_config(
+            self.cfg,
+            get_algorithm(self.cfg.algo),
+            meta.state_dim,
+            meta.action_dim,
+            len(meta.camera_names),
+            meta.image_size[0],
+        )
+
+    def export(self) -> Path | None:
+        """Write ``RUN/policy/`` (VLM + expert + normaliser) and ``RUN/critic/`` on rank 0.
+
+        The critic is exported when it is a ``ChunkCritic`` (bora) or a ``DecoupledChunkCritic``
+        (cp-decoupled-critic); BC baselines have none, and ALOE's Q ensemble / HABC's heads are not chunk
+        critics, so their runs have no ``critic/``. Collective under FSDP: every rank calls it.
+        """
+        from bora_policy.models.critic import ChunkCritic, DecoupledChunkCritic
+        from bora_policy.models.export import export_policy, policy_from_modules
+
+        states = self._module_states()  # unwrapped (FSDP: gathered full state dicts on CPU)
+        out = None
+        if self.di.is_main:
+            policy = policy_from_modules(
+                self.policy_config(), self.normalizer, states["vlm"], states["expert"], device="cpu"
+            )
+            critic = getattr(self.learner, "critic", None)
+            exported_critic = None
+            if isinstance(critic, (ChunkCritic, DecoupledChunkCritic)):
+                cls = ChunkCritic if isinstance(critic, ChunkCritic) else DecoupledChunkCritic  # not FSDP's
+                exported_critic = cls(**critic.init_kwargs)
+                exported_critic.load_state_dict({k: v.cpu() for k, v in states["critic"].items()})
+            out = export_policy(self.run_dir, policy, exported_critic)
+        if self.di.world > 1:
+            dist.barrier()
+        return out
+
     # -- data
     def _batches(self):
         while True:
@@ -435,6 +529,7 @@ class OfflineTrainer:
                 self.save()
         if bar is not None:
             bar.close()
+        self.export()
         self.logger.close()
         return last
 
@@ -472,7 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="offline algorithm (default: the config's `algo`, else bora)",
     )
-    p.add_argument("--data", required=True, help="episode dataset directory (docs/interfaces.md)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="episode dataset directory (docs/interfaces.md; with --resume: default the run's data_dir)",
+    )
     p.add_argument(
         "--config",
         default=None,
@@ -509,11 +608,14 @@ def main(argv: list[str] | None = None) -> int:
     if source is None and args.resume and (Path(args.out) / "config.yaml").exists():
         source = Path(args.out) / "config.yaml"  # resume with the run's own resolved config
     cfg = load_config(OfflineConfig, source, overrides=overrides)
+    data = args.data or cfg.data_dir
+    if not data:
+        raise SystemExit("bora train offline: --data is required (the config names no data_dir)")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("BORA_NUM_THREADS", "64")))))
     di = setup_distributed(cfg.device)
     try:
         trainer = OfflineTrainer(
-            cfg, args.data, args.out, resume=args.resume, dist_info=di, progress=not args.no_progress
+            cfg, data, args.out, resume=args.resume, dist_info=di, progress=not args.no_progress
         )
         last = trainer.train()
         if di.is_main:

@@ -103,6 +103,11 @@ class OfflineConfig:
     find_unused_parameters: bool = True  # DDP: Stage-1 leaves the PPO head unused
     model: ModelConfig = field(default_factory=ModelConfig)
     data: ChunkDatasetConfig = field(default_factory=ChunkDatasetConfig)
+    # extra hyper-parameters of a plugin objective (``AloeConfig`` / ``HabcConfig`` fields for aloe / habc)
+    algo_options: dict[str, Any] = field(default_factory=dict)
+    # --- recorded in RUN/config.yaml for the later stages (``bora eval --run``, ``bora train online``)
+    task: str | None = None  # bora_sim task; None: the dataset's ``tasks`` entry when it names exactly one
+    data_dir: str | None = None  # the training dataset (absolute; set by the trainer from ``--data``)
 
     def __post_init__(self) -> None:
         if self.k != self.data.k:
@@ -154,6 +159,11 @@ def register_algorithm(name: str):
 
 
 def get_algorithm(name: str) -> type[OfflineAlgorithm]:
+    """The registered class of ``--algo name``; plugin modules (ALOE, HABC) are imported on a miss."""
+    if name not in ALGORITHMS:
+        from bora_trainer.train_offline import load_plugins  # lazy: train_offline imports this module
+
+        load_plugins()
     if name not in ALGORITHMS:
         raise KeyError(f"unknown offline algorithm {name!r}; available: {sorted(ALGORITHMS)}")
     return ALGORITHMS[name]
