@@ -4,6 +4,8 @@ An expert plans a few waypoints of the grasp-site pose (privileged object state)
 posture blended from the hand's named synergies (``open``, ``power``, ``point``...). Every control
 step it interpolates the current segment (minimum-jerk), solves the arm IK (mink, arm-only model)
 and outputs the joint targets ``[7 arm, n_hand hand]`` -- the same action space as the policy.
+Loose objects are checked before the descent: one that moved more than ``REPLAN_TOL`` since the plan
+(it toppled, rolled or was bumped) gets a fresh plan from the current state.
 
 ``ExpertKnobs`` make demonstrations mixed-quality and multimodal, like real teleoperation:
 ``noise`` (Gaussian jitter of waypoints and joint targets), ``hesitation`` (pauses and small
@@ -58,6 +60,8 @@ class Waypoint:
     target_fn: Callable | None = field(default=None, repr=False)
     """Optional ``fn(env) -> pos``: re-targets the segment from the state when it starts (closed loop)."""
     """Optional ``fn(env) -> bool``: the segment may end early once it returns True."""
+    replan_fn: Callable | None = field(default=None, repr=False)
+    """Optional ``fn(env) -> bool``: when the segment starts, re-plan from the state if it returns True."""
 
 
 def _minjerk(s: float) -> float:
@@ -117,6 +121,7 @@ class ScriptedExpert:
         self.plan = self.planner(env, self)
         self.plan = self._apply_knobs(self.plan)
         self.idx, self.t, self.pause = 0, 0.0, 0
+        self.replans = 0
 
     @property
     def done(self) -> bool:
@@ -126,15 +131,15 @@ class ScriptedExpert:
     def phase(self) -> str:
         return self.plan[self.idx].label if not self.done else "done"
 
+    def _noisy(self, wp: Waypoint) -> Waypoint:
+        if self.knobs.noise > 0:
+            wp.pos = wp.pos + self.rng.normal(0, 0.004 * self.knobs.noise, 3)
+        if self.sub:
+            wp.duration *= 1.5
+        return wp
+
     def _apply_knobs(self, plan: list[Waypoint]) -> list[Waypoint]:
-        k = self.knobs
-        out = []
-        for wp in plan:
-            if k.noise > 0:
-                wp.pos = wp.pos + self.rng.normal(0, 0.004 * k.noise, 3)
-            if self.sub:
-                wp.duration *= 1.5
-            out.append(wp)
+        out = [self._noisy(wp) for wp in plan]
         if self.sub and len(out) > 1:
             # detour: wander sideways above the start before the first real segment
             first = out[0]
@@ -153,6 +158,13 @@ class ScriptedExpert:
             pos, quat, hand = wp.pos, wp.quat, wp.hand
         else:
             wp = self.plan[self.idx]
+            if self.t == 0.0 and wp.replan_fn is not None and self.replans < MAX_REPLANS and wp.replan_fn(env):
+                # the object moved since the plan was made (it rolled, or was bumped): plan again from
+                # the current command; the knobs' noise applies, their detour does not
+                self.replans += 1
+                self.plan = [self._noisy(w) for w in self.planner(env, self)]
+                self.idx = 0
+                wp = self.plan[0]
             if self.t == 0.0 and wp.target_fn is not None:
                 wp.pos = np.asarray(wp.target_fn(env), float)
             if self.pause > 0:
@@ -204,30 +216,51 @@ def _top_grasp(
     lift: float = 0.15,
     finger_offset: float = 0.0,
     hold_s: float = 1.5,
+    moved: Callable | None = None,
 ) -> list[Waypoint]:
-    """Approach above, descend until the palm is ~1 cm above the top, power-grasp, lift, hold."""
+    """Approach above, descend until the palm is ~1 cm above the top, power-grasp, lift, hold.
+
+    ``moved(env) -> bool`` (loose objects): checked before descending; True re-plans the grasp.
+    """
     hand = env.hand
+    flat = top_z < FLAT_TOP_Z  # a short object on the table
     q = palm_down(yaw)
+    if flat:  # palm heel down: it blocks the object from being squeezed out backwards under the palm
+        q = quat_mul(q, axis_quat([0.0, 1.0, 0.0], FLAT_HEEL_PITCH))
     fwd = np.array([np.cos(yaw), np.sin(yaw), 0.0])
     off = finger_offset
     if expert.sub:
         off += expert.rng.choice([-1, 1]) * 0.012
     c = center + off * fwd
-    z_grasp = top_z + GRASP_Z_ABOVE_TOP
+    z_grasp = max(top_z + GRASP_Z_ABOVE_TOP, FLAT_MIN_Z if flat else GRASP_MIN_Z)
     above = np.array([c[0], c[1], max(z_grasp + 0.12, 0.16)])
     at = np.array([c[0], c[1], z_grasp])
     pre = hand.posture("open")
     power = hand.posture("power")
     return [
         Waypoint(above, q, pre, 1.2, label="approach"),
-        Waypoint(at, q, pre, 1.0, converge=True, tol=0.008, label="descend"),
+        Waypoint(at, q, pre, 1.0, converge=True, tol=0.008, label="descend", replan_fn=moved),
         Waypoint(at, q, power, 0.8, label="close"),
         Waypoint(at + np.array([0, 0, lift]), q, power, 1.5, label="lift"),
         Waypoint(at + np.array([0, 0, lift]), q, power, hold_s, label="hold"),
     ]
 
 
+MAX_REPLANS = 2
+REPLAN_TOL = 0.01  # m: a loose object that moved this much before the descent gets a fresh grasp plan
 GRASP_Z_ABOVE_TOP = -0.018  # grasp site sits 2.9 cm in front of the palm face: palm ~1 cm above the top
+GRASP_MIN_Z = 0.038
+"""Lowest grasp-site height (m): below it the curling fingertips strike the table, which lifts the hand
+and flicks a short object out backwards (every failure of the 4.8 cm parcel at 0.030)."""
+FLAT_TOP_Z = 0.045
+"""Objects lower than this (m) are grasped with the palm heel tilted down by ``FLAT_HEEL_PITCH`` and the
+grasp site at least ``FLAT_MIN_Z`` high: level, the closing fingers squeeze a flat box out under the palm."""
+FLAT_HEEL_PITCH = 0.2
+FLAT_MIN_Z = 0.045
+BASKET_FLOOR = 0.008  # top of the basket floor (tasks/pick_and_place.py)
+DROP_CLEARANCE = 0.01
+"""The package is lowered until its lowest corner is this far above the basket floor, then released:
+dropped from higher, the opening fingers flicked it against a wall."""
 
 
 def plan_pick_plush_toy(env, expert) -> list[Waypoint]:
@@ -238,7 +271,13 @@ def plan_pick_plush_toy(env, expert) -> list[Waypoint]:
     # wrap the fingers across the shorter horizontal dimension
     g_yaw = grasp_yaw(yaw, hx, hy)
     top = p[2] + hz
-    return _top_grasp(env, expert, p, g_yaw, top, finger_offset=GRASP_FINGER_OFFSET)
+    return _top_grasp(env, expert, p, g_yaw, top, finger_offset=GRASP_FINGER_OFFSET, moved=_moved_from(p))
+
+
+def _moved_from(p0: np.ndarray, tol: float = REPLAN_TOL) -> Callable:
+    """``fn(env) -> bool``: the task's object is more than ``tol`` (m) from where it was planned."""
+    p0 = np.asarray(p0, float).copy()
+    return lambda env: bool(np.linalg.norm(env.task.object_pos(env.data) - p0) > tol)
 
 
 GRASP_FINGER_OFFSET = -0.045  # grasp site behind the object centre: the object sits under the finger bases
@@ -250,18 +289,22 @@ def plan_pick_and_place(env, expert) -> list[Waypoint]:
     hx, hy, hz = task.obj.half_extents()
     yaw = task.object_yaw(d)
     g_yaw = grasp_yaw(yaw, hx, hy)
-    plan = _top_grasp(env, expert, p, g_yaw, p[2] + hz, finger_offset=GRASP_FINGER_OFFSET, hold_s=0.0)[:-1]
+    plan = _top_grasp(
+        env, expert, p, g_yaw, p[2] + hz, finger_offset=GRASP_FINGER_OFFSET, hold_s=0.0, moved=_moved_from(p)
+    )[:-1]
     bpos, _ = task.basket_pose(d)
     q = plan[-1].quat
     power, open_ = env.hand.posture("power"), env.hand.posture("open")
     jitter = expert.rng.uniform(-0.03, 0.03, 2) if expert.sub else np.zeros(2)
-    drop_z = 0.01 + 2 * hz + GRASP_Z_ABOVE_TOP + 0.015
 
     def over_basket(z):  # closed loop: put the object (wherever it sits in the hand) over the basket
         def fn(env):
             site, _ = env.grasp_site_pose()
             obj = env.task.object_pos(env.data)
             xy = bpos[:2] + jitter + (site[:2] - obj[:2])
+            if z is None:  # lower until the object's lowest corner is DROP_CLEARANCE above the floor
+                bottom = env.task.corners_in_basket(env.data)[:, 2].min()
+                return np.array([xy[0], xy[1], site[2] - bottom + BASKET_FLOOR + DROP_CLEARANCE])
             return np.array([xy[0], xy[1], z])
 
         return fn
@@ -273,7 +316,7 @@ def plan_pick_and_place(env, expert) -> list[Waypoint]:
     return plan + [
         Waypoint(above, q, power, 1.5, label="transport", target_fn=over_basket(0.19)),
         Waypoint(above, q, power, 1.0, converge=True, tol=0.015, label="lower",
-                 target_fn=over_basket(drop_z)),
+                 target_fn=over_basket(None)),
         Waypoint(above, q, open_, 0.6, label="release", target_fn=here()),
         Waypoint(above, q, open_, 1.0, label="retreat", target_fn=here(0.12)),
         Waypoint(above, q, open_, 1.0, label="hold", target_fn=here()),
@@ -381,30 +424,57 @@ def _tip_offset(env, posture: str, finger: str = "ff") -> np.ndarray:
 _TIP_CACHE: dict = {}
 
 
+def _capsule_ends(env, posture: str, geom: str) -> tuple[np.ndarray, float]:
+    """End-sphere centres [2, 3] of a hand capsule geom in the grasp-site frame, and its radius."""
+    key = (id(env.model), posture, geom)
+    if key not in _TIP_CACHE:
+        m = env.model
+        d = mujoco.MjData(m)
+        d.qpos[env.arm_qadr] = env.data.qpos[env.arm_qadr]
+        d.qpos[env.hand_qadr] = env.hand.posture(posture)
+        mujoco.mj_kinematics(m, d)
+        R = d.site_xmat[env.grasp_site_id].reshape(3, 3)
+        g = m.geom(geom).id
+        r, half = m.geom_size[g][0], m.geom_size[g][1]
+        axis = d.geom_xmat[g].reshape(3, 3)[:, 2]
+        ends = np.stack([d.geom_xpos[g] + s * half * axis for s in (-1.0, 1.0)])
+        _TIP_CACHE[key] = ((ends - d.site_xpos[env.grasp_site_id]) @ R, float(r))
+    return _TIP_CACHE[key]
+
+
 def plan_press_button(env, expert) -> list[Waypoint]:
+    """Press with the index fingertip, the hand pitched fingers-down by ``PRESS_PITCH``.
+
+    With a level hand the straight index lies flat on the cap and its proximal phalanx lands on the
+    housing before the cap is down (a 14 mm cap over 15 mm of travel): only the fingertip may touch.
+    """
     task, d = env.task, env.data
     top = task.cap_top(d)
     yaw = 0.0
-    q = palm_down(yaw)
+    q = quat_mul(palm_down(yaw), axis_quat([0.0, 1.0, 0.0], -PRESS_PITCH))
     R = np.zeros(9)
     mujoco.mju_quat2Mat(R, q)
-    off = R.reshape(3, 3) @ _tip_offset(env, "point")
+    R = R.reshape(3, 3)
+    ends, r = _capsule_ends(env, "point", "hand/robot0:C_ffdistal")
+    w = ends @ R.T
+    tip = w[np.argmin(w[:, 2])] - np.array([0.0, 0.0, r])  # lowest point of the fingertip (world offset)
     if expert.sub:
         top = top + np.r_[expert.rng.uniform(-0.006, 0.006, 2), 0]
-    point = env.hand.posture("point")
-    above = top - off + np.array([0, 0, 0.06])
-    touch = top - off + np.array([0, 0, 0.004])
-    press = top - off + np.array([0, 0, -PRESS_PAST])
+    hand = env.hand.posture("point")
+    above = top - tip + np.array([0, 0, 0.06])
+    touch = top - tip + np.array([0, 0, 0.004])
+    press = top - tip + np.array([0, 0, -PRESS_PAST])
     return [
-        Waypoint(above, q, point, 1.2, label="approach"),
-        Waypoint(touch, q, point, 0.8, converge=True, tol=0.006, label="descend"),
-        Waypoint(press, q, point, 0.8, label="press"),
-        Waypoint(press, q, point, 1.0, label="hold"),
-        Waypoint(above, q, point, 1.0, label="retreat"),
+        Waypoint(above, q, hand, 1.2, label="approach"),
+        Waypoint(touch, q, hand, 0.8, converge=True, tol=0.006, label="descend"),
+        Waypoint(press, q, hand, 0.8, label="press"),
+        Waypoint(press, q, hand, 1.0, label="hold"),
+        Waypoint(above, q, hand, 1.0, label="retreat"),
     ]
 
 
-PRESS_PAST = 0.02
+PRESS_PAST = 0.03  # command the tip this far below the cap top: the finger and contacts absorb part of it
+PRESS_PITCH = 0.8  # rad, fingers down
 
 PLANNERS: dict[str, Callable] = {
     "pick_plush_toy": plan_pick_plush_toy,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bora_sim.env import make_env
-from bora_sim.objects import ObjectSetError, load_object_set, resolve_object_set
+from bora_sim.objects import ObjectSet, ObjectSetError, load_object_set, resolve_object_set
 from bora_sim.tasks import TASKS
 
 
@@ -103,3 +103,19 @@ def test_bad_object_entries_name_the_field(tmp_path):
         load_object_set({"objects": [{"name": "x", "colour": [1, 0, 0, 1]}]})
     with pytest.raises(ObjectSetError, match="not found"):
         resolve_object_set("open_box", tmp_path / "missing.yaml")
+
+
+
+def test_unseen_pig_stands_still():
+    """The unseen pig is an ellipsoid standing on its z axis: it must be wider than tall in both horizontal
+    directions (bottom radius of curvature h^2 / hz > hz), else it rolls away on its own before the grasp."""
+    (pig,) = [o for o in resolve_object_set("pick_plush_toy", "unseen").objects if o.name == "pink_pig"]
+    hx, hy, hz = pig.half_extents()
+    assert hx**2 / hz > hz and hy**2 / hz > hz
+    env = make_env("pick_plush_toy", ObjectSet(name="unseen", objects=(pig,)), render=False)
+    obs, _ = env.reset(seed=3)
+    p0 = env.task.object_pos(env.data)
+    hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])
+    for _ in range(10):  # 1 s
+        env.step(hold)
+    assert np.linalg.norm(env.task.object_pos(env.data)[:2] - p0[:2]) < 0.005

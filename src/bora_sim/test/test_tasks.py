@@ -105,3 +105,62 @@ def test_expert_solves_a_standard_episode(task):
         if info["success"]:
             assert r == pytest.approx(env.reward_cfg.success_reward + env.reward_cfg.time_penalty)
     assert successes >= 1
+
+
+def _run_expert(env, seed):
+    env.reset(seed=seed)
+    ex = ScriptedExpert(env, seed=seed)
+    term = trunc = False
+    while not (term or trunc):
+        _, _, term, trunc, info = env.step(ex.act())
+    return info
+
+
+def test_expert_presses_every_unseen_button():
+    """Smaller and square caps on 200-250 N/m springs: the pitched fingertip press gets them all the way down."""
+    env = make_env("press_button", "unseen", render=False)
+    seen = {}
+    for seed in range(6):
+        info = _run_expert(env, seed)
+        seen.setdefault(info["object"], []).append(info["success"])
+    assert set(seen) == {o.name for o in env.object_set.objects}
+    assert all(all(v) for v in seen.values()), seen
+
+
+def test_button_cap_is_hard():
+    """A fingertip pressing the cap with the hold force of a full press barely sinks into it (< 2 mm)."""
+    env = make_env("press_button", "unseen", render=False)
+    _run_expert(env, 1)  # small button; the episode ends on success with the finger on the cap
+    t, m, d = env.task, env.model, env.data
+    assert t.depression(d) >= t.press_depth
+    cap = set(t.geoms)
+    pen = [-d.contact[i].dist for i in range(d.ncon) if {int(d.contact[i].geom1), int(d.contact[i].geom2)} & cap]
+    assert pen and max(pen) < 0.002
+    # only the fingertip touches (the cap is pressed flush with the housing): the finger clears the rim
+    touching = {m.geom(g).name for g, _ in t.hand_contacts(d, t.geoms + t.housing)}
+    assert touching == {"hand/robot0:C_ffdistal"}
+
+
+@pytest.mark.parametrize("seed", [11, 21])
+def test_expert_places_the_short_parcel(seed):
+    """Seeds where the 4.8 cm parcel used to be flicked out backwards (fingertips striking the table)."""
+    env = make_env("pick_and_place", "standard", render=False)
+    info = _run_expert(env, seed)
+    assert info["object"] == "brown_parcel" and info["success"]
+
+
+def test_expert_replans_when_the_toy_moved():
+    """The standard bear topples onto its back after the reset: the expert notices before descending
+    (object > 1 cm from the planned spot), plans the grasp again from the new pose and lifts it."""
+    env = make_env("pick_plush_toy", "standard", render=False)
+    for seed in range(10):
+        env.reset(seed=seed)
+        if env.obj.name == "brown_bear":
+            break
+    ex = ScriptedExpert(env, seed=seed)
+    planned = ex.plan[1].pos.copy()  # descend target of the first plan
+    term = trunc = False
+    while not (term or trunc):
+        _, _, term, trunc, info = env.step(ex.act())
+    assert ex.replans == 1 and info["success"]
+    assert np.linalg.norm(ex.plan[1].pos[:2] - planned[:2]) > 0.01

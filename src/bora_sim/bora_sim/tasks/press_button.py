@@ -15,6 +15,8 @@ from bora_sim.tasks.base import Task, add_object_geom, yaw_to_quat
 
 HOUSING_R, HOUSING_H = 0.04, 0.10
 TRAVEL = 0.015
+CAP_SOLREF = (0.004, 1.0)  # stiff contact of the hard cap (time constant 2 timesteps)
+CAP_SOLIMP = (0.95, 0.99, 0.001, 0.5, 2.0)
 
 
 class PressButton(Task):
@@ -47,7 +49,19 @@ class PressButton(Task):
             springref=0.01,
             damping=1.0,
         )
-        add_object_geom(spec, cap, self.obj, "button_cap_geom", contype=0, conaffinity=2)
+        # hard plastic cap: stiff contact (MuJoCo's default solref lets a light fingertip sink ~1 cm
+        # into a 10 g cap under a firm press, right through to the housing)
+        add_object_geom(
+            spec,
+            cap,
+            self.obj,
+            "button_cap_geom",
+            contype=0,
+            conaffinity=2,
+            solref=list(CAP_SOLREF),
+            solimp=list(CAP_SOLIMP),
+            priority=1,  # the cap's contact parameters win over the (soft) fingertip's
+        )
 
     def bind(self, model):
         super().bind(model)
