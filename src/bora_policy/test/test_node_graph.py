@@ -252,7 +252,11 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
     )
     assert not res.success and "shape" in res.message
     # 5. The trainer's topic path: a corrupted file announced on /bora/checkpoint is rejected too.
-    pub = probe.node.create_publisher(CheckpointInfo, "/bora/checkpoint", 10)
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    # announcements are latched (transient-local), as the trainer node publishes them
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = probe.node.create_publisher(CheckpointInfo, "/bora/checkpoint", latched)
     t_pub = time.monotonic()
     info = CheckpointInfo(
         path=str(files["corrupt"]), sha256=_sha(files["b"]), kind="residual", round=1, update_step=7
@@ -282,9 +286,11 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
     stamps = np.asarray([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in cmds])
     iv = np.diff(stamps)
     assert len(iv) > 30
-    assert iv.max() < 1.5 / RATE, (
-        f"a control tick was missed during the reloads (max gap {iv.max() * 1e3:.0f} ms)"
-    )
+    # A missed tick leaves a slot empty: fewer commands than periods elapsed, and a gap of ~2 periods.
+    # A late tick (CPU contention) is followed by a short interval and keeps the count.
+    periods = round((stamps[-1] - stamps[0]) * RATE)
+    assert len(iv) >= periods, f"{periods - len(iv)} control tick(s) missed during the reloads"
+    assert iv.max() < 1.9 / RATE, f"a control slot was skipped during the reloads (max gap {iv.max() * 1e3:.0f} ms)"
     chunk = probe.wait_for("chunk", lambda m: m.residual_version == _sha(b)[:16], timeout=1)
     k, A = chunk.chunk_size, chunk.action_dim
     final = np.asarray(chunk.final).reshape(k, A)

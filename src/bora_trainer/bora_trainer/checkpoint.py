@@ -125,12 +125,15 @@ def save_checkpoint(
     trainer_state: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     keep_last: int | None = 3,
+    metadata: dict[str, dict[str, str]] | None = None,
 ) -> Path:
     """Atomically write ``RUN/checkpoints/step_XXXXXXX`` and point ``RUN/latest`` to it.
 
     ``modules`` maps a file stem to a state dict (``{"vlm": vlm.state_dict(), ...}``); ``trainer_state``
     holds optimiser states etc. (anything ``torch.load(weights_only=True)`` accepts). ``keep_last``
-    removes older complete checkpoints (None keeps all)."""
+    removes older complete checkpoints (None keeps all). ``metadata`` maps a module name to extra
+    safetensors header entries (strings), e.g. ``{"residual": {"alpha": "0.35"}}`` (the deployed blend
+    weight the policy node reads on a hot reload); ``step`` is always stored."""
     run_dir = Path(run_dir)
     ckpt_root = run_dir / CKPT_DIR
     ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -142,7 +145,8 @@ def save_checkpoint(
             if not name.replace("_", "").replace("-", "").isalnum():
                 raise CheckpointError(f"module name {name!r} must be alphanumeric (file stem)")
             path = tmp / f"{name}.safetensors"
-            save_file(_plain_state(state), str(path), metadata={"step": str(step)})
+            header = {**{str(k): str(v) for k, v in ((metadata or {}).get(name) or {}).items()}, "step": str(step)}
+            save_file(_plain_state(state), str(path), metadata=header)
             files[path.name] = sha256_file(path)
         if trainer_state is not None:
             path = tmp / TRAINER_STATE

@@ -408,6 +408,8 @@ class OnlineTrainerLoop:
             trainer_state={"learner": self.learner.trainer_state()},
             extra=extra,
             keep_last=self.cfg.keep_checkpoints,
+            # the policy node applies the trained blend weight alpha_t (Algorithm 1 line 15) on hot reload
+            metadata={"residual": {"alpha": repr(extra["alpha"])}},
         )
         meta = json.loads((path / "meta.json").read_text())
         ann = Announcement(

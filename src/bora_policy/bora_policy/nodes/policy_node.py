@@ -26,7 +26,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
 from bora_policy.runtime.observation import observation_arrays, stamp_seconds
@@ -218,7 +218,12 @@ class PolicyNode(Node):
             EpisodeEvent, topics["episode"], self._on_episode, 10, callback_group=self.io_group
         )
         self.create_subscription(
-            CheckpointInfo, topics["checkpoint"], self._on_checkpoint, 10, callback_group=self.srv_group
+            CheckpointInfo,
+            topics["checkpoint"],
+            self._on_checkpoint,
+            # latched like the trainer's announcement: a policy (re)started later still gets the newest
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+            callback_group=self.srv_group
         )
         self.create_service(SetMode, services["set_mode"], self._srv_set_mode, callback_group=self.srv_group)
         self.create_service(
