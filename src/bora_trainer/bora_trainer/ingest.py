@@ -20,17 +20,45 @@
    budget is reached: :func:`bora_trainer.checkpoint.save_checkpoint` (temporary directory, fsync,
    rename, sha256 per file, then ``latest``); the announcement (path of ``residual.safetensors``,
    its sha256, round, update_step) goes to the callback the node turns into ``CheckpointInfo``.
-5. **Rounds** (Algorithm 1's outer iteration; Table 4: 10 online trajectories per round): round r
-   ends when ``episodes_per_round`` episodes of it are ingested and its updates are done; a round
-   checkpoint is written and announced.
+5. **Rounds** (Algorithm 1's outer iteration, lines 8-12; Table 4: 10 online trajectories per round):
+   round r ends when ``episodes_per_round`` episodes of it are ingested and its update budget
+   (``utd_ratio`` x control steps ingested in round r, capped by ``online.max_updates`` per round) is
+   done. Then (a) round r's final stack is archived in ``STATE/rounds/round_RR`` (kept, never pruned)
+   and announced with round r; (b) its residual is frozen with lambda_r = its final alpha_t and folded
+   into the base, ``B_{r+1} = B_r + lambda_r pi_r(s, B_r, z)``; (c) a fresh residual (seed
+   ``online.seed + r``) and a fresh :class:`OnlineLearner` start, inheriting round r's critic (the
+   offline critic stays the regulariser's anchor), as ``bora train online`` does; (d) the buffers'
+   base chunks are recomputed (rule below); (e) the round r+1 checkpoint (frozen + fresh residual) is
+   written at the same ``update_step`` and announced. ``update_step`` counts all rounds' updates.
 
-Resume: the learner (weights, optimisers, ``update_step``) and the round come from ``RUN/latest``;
-the buffer from its shards. A kill at any moment therefore resumes at the last checkpoint with the
-same update count (updates after it are redone on the same data).
+Checkpoints hold ``residual`` (the current actor, for resume and the single-file form), ``residual_1
+.. residual_R`` (R = round, the last = current) and ``meta.json`` ``extra`` =
+:func:`bora_policy.models.residual.residual_checkpoint_extra` (lambdas: frozen ones' final alpha, the
+current one's alpha_t) plus the loop's state. Announced path: round 1 (no frozen residual) the file
+``residual.safetensors`` (alpha in its safetensors metadata), from round 2 on the checkpoint DIRECTORY
+(the multi-round form ``PolicyRunner.load_residual`` folds), with the sha256 of ``residual_R.safetensors``.
+
+Rebase rule (which base chunks may be recomputed): an ActionChunk carries ``base_norm``, the base the
+policy actually used (its ``vla`` and ``base`` fields both hold it), not the pure VLA chunk. A row
+recorded while round r' was deployed therefore stores ``B_{r'}``; in round r its base is recomputed as
+``B_r = fold(frozen residuals r' .. r-1, starting from the stored chunk)``, never re-folding the
+residuals it already contains. D_offline rows count as r' = 1 (recorded without residuals: their chunk is
+the pure A_VLA, so all frozen residuals are folded, as ``ChunkReplayBuffer.rebase`` does in
+``bora train online``); online rows take r' = the round in which they were ingested (ledger ``round``).
+Rows of round r are never changed in round r. The buffers on disk keep the recorded chunks; the
+recomputation is redone in memory at every round start and on resume. Known limit: an episode recorded
+before the policy loaded round r's checkpoint but ingested in round r is treated as a round-r row.
+
+Resume: the learner (weights, optimisers, ``update_step``), the round and the frozen residuals with
+their lambdas come from ``RUN/latest``; the buffer from its shards (then rebased as above). A kill at
+any moment therefore resumes at the last checkpoint with the same update count (updates after it are
+redone on the same data; a kill inside a round change redoes the change).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import time
@@ -41,6 +69,12 @@ from typing import Any
 
 import numpy as np
 
+from bora_policy.models.residual import (
+    FrozenResidual,
+    ResidualChunkActor,
+    ResidualPolicy,
+    residual_checkpoint_extra,
+)
 from bora_trainer.algorithms.online import OnlineConfig
 from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
@@ -79,7 +113,9 @@ class TrainerConfig:
     checkpoint holds the ``critic`` (critic inheritance); empty = a fresh critic (demos, tests).
     normalizer: normalizer.json of the deployed policy (empty: ``offline_run/normalizer.json``).
     utd_ratio: updates per ingested control step (Algorithm 1: 1). checkpoint_every: updates between
-    checkpoints. episodes_per_round: M of Algorithm 1 (Table 4: 10). poll_interval_s: watch period.
+    checkpoints. episodes_per_round: M of Algorithm 1 (Table 4: 10); a round ends once M episodes of it
+    are ingested and its updates (``utd_ratio`` x its control steps, at most ``online.max_updates``
+    per round) are done. poll_interval_s: watch period.
     """
 
     recordings: str = "recordings"
@@ -184,29 +220,34 @@ class OnlineTrainerLoop:
         else:
             self.online = ChunkReplayBuffer(spec, buf_dir)
         self.ingested_hashes = {v["content_hash"] for v in self.ledger.values()}
-        # --- learner, resumed from the latest checkpoint
-        self.learner = (learner_factory or self._default_learner)(spec)
+        # --- round state and learner, resumed from the latest checkpoint
         self.round = 1
         self.round_start_episodes = 0
+        self.round_start_updates = 0  # update_step at the start of the round (learner.step counts from 0)
+        self.round_start_steps = 0  # ingested control steps at the start of the round
+        self.frozen: list[FrozenResidual] = []  # residuals of rounds < self.round, lambda = final alpha
         self.last_checkpoint: Announcement | None = None
+        self._factory = learner_factory or self._default_learner
         ck = latest_checkpoint(self.run_dir) if self.run_dir.exists() else None
-        if ck is not None:
-            data = load_checkpoint(ck)
-            ts = data["trainer_state"] or {}
-            self.learner.load_state(data["modules"], ts.get("learner"))
+        data = load_checkpoint(ck) if ck is not None else None
+        if data is not None:
             extra = data["meta"].get("extra", {})
             self.round = int(extra.get("round", 1))
             self.round_start_episodes = int(extra.get("round_start_episodes", 0))
-            self.last_checkpoint = Announcement(
-                str(ck / "residual.safetensors"),
-                data["meta"]["files"].get("residual.safetensors", ""),
-                self.round,
-                int(data["step"]),
-            )
+            self.round_start_updates = int(extra.get("round_start_updates", 0))
+            self.round_start_steps = int(extra.get("round_start_steps", 0))
+        self.learner = self._factory(spec)
+        if data is not None:
+            ts = data["trainer_state"] or {}
+            self.learner.load_state(data["modules"], ts.get("learner"))
+            self.frozen = self._frozen_from_checkpoint(data)
+            n = len(self.frozen) + 1
+            self.last_checkpoint = self._announcement(ck, data["meta"], n, self.round, int(data["step"]))
             log.info("resumed at update %d (round %d) from %s", self.update_step, self.round, ck)
         self.resumed_at = self.update_step
         self._sampler = None
         self._bag_sizes: dict[str, int] = {}
+        self.rebase_buffers()
 
     # ------------------------------------------------------------------------ construction
     def _default_learner(self, spec: ReplaySpec):
@@ -215,7 +256,9 @@ class OnlineTrainerLoop:
         from bora_policy.models.critic import ChunkCritic
         from bora_trainer.algorithms.online import OnlineLearner
 
-        torch.manual_seed(self.cfg.online.seed)
+        # round r's fresh residual: seed online.seed + r - 1 (round 1: online.seed, as before rounds)
+        online = dataclasses.replace(self.cfg.online, seed=self.cfg.online.seed + self.round - 1)
+        torch.manual_seed(online.seed)
         critic = ChunkCritic(
             spec.z_dim, spec.action_dim, spec.chunk_size, self.cfg.critic_hidden_dim, self.cfg.critic_pos_dim
         )
@@ -232,7 +275,7 @@ class OnlineTrainerLoop:
             spec.action_dim,
             spec.chunk_size,
             spec.z_dim,
-            self.cfg.online,
+            online,
             normalizer_version=spec.normalizer_version,
             critic_normalizer_version=critic_version,
             device=self.cfg.device or None,
@@ -241,7 +284,8 @@ class OnlineTrainerLoop:
     # ------------------------------------------------------------------------ properties
     @property
     def update_step(self) -> int:
-        return int(self.learner.step)
+        """Updates of all rounds (the learner's own ``step`` restarts at 0 with each round's residual)."""
+        return int(self.round_start_updates + self.learner.step)
 
     @property
     def ingested_steps(self) -> int:
@@ -252,7 +296,10 @@ class OnlineTrainerLoop:
         return len(self.ledger)
 
     def update_budget(self) -> int:
-        return int(min(self.cfg.online.max_updates, np.floor(self.cfg.utd_ratio * self.ingested_steps)))
+        """update_step to reach: this round's ``utd_ratio`` x its ingested control steps, at most
+        ``online.max_updates`` per round (Table 3: 15k), on top of the earlier rounds' updates."""
+        own = np.floor(self.cfg.utd_ratio * (self.ingested_steps - self.round_start_steps))
+        return int(self.round_start_updates + min(self.cfg.online.max_updates, max(own, 0)))
 
     def status(self) -> dict:
         return {
@@ -261,6 +308,8 @@ class OnlineTrainerLoop:
             "episodes": self.num_episodes,
             "ingested_steps": self.ingested_steps,
             "round": self.round,
+            "frozen_lambdas": [float(f.lam) for f in self.frozen],
+            "round_start_updates": self.round_start_updates,
             "budget": self.update_budget(),
             "resumed_at": self.resumed_at,
             "last_checkpoint": None if self.last_checkpoint is None else self.last_checkpoint.__dict__,
@@ -368,22 +417,175 @@ class OnlineTrainerLoop:
         self.maybe_end_round()
         return done
 
-    def maybe_end_round(self) -> None:
-        if (
+    def maybe_end_round(self) -> bool:
+        """End the round when its episodes and updates are done (module docstring, item 5)."""
+        if not (
             self.num_episodes - self.round_start_episodes >= self.cfg.episodes_per_round
             and self.update_step >= self.update_budget()
         ):
-            ann = self.checkpoint()
-            log.info(
-                "round %d done: %d episodes, %d updates, checkpoint %s",
-                self.round,
-                self.num_episodes - self.round_start_episodes,
-                self.update_step,
-                ann.path,
+            return False
+        self.checkpoint()  # RUN/latest = round r's final state (resume redoes the steps below)
+        final = self._save_round_final()
+        log.info(
+            "round %d done: %d episodes, %d updates, alpha %.4f, checkpoint %s",
+            self.round,
+            self.num_episodes - self.round_start_episodes,
+            self.update_step,
+            self.learner.alpha(),
+            final.path,
+        )
+        self._start_next_round()
+        self.checkpoint()
+        return True
+
+    # ------------------------------------------------------------------------ rounds: freeze, fold, rebase
+    def _start_next_round(self) -> None:
+        """Algorithm 1 lines 8-12: freeze pi_r with lambda_r = its final alpha_t, fresh pi_{r+1}."""
+        old = self.learner
+        actor = copy.deepcopy(old.actor).eval().requires_grad_(False)
+        self.frozen = self.frozen + [FrozenResidual(actor, float(old.alpha()))]
+        self.round_start_updates = self.update_step
+        self.round_start_episodes = self.num_episodes
+        self.round_start_steps = self.ingested_steps
+        self.round += 1
+        new = self._factory(self.spec)  # fresh residual and optimisers, anchor = the offline critic
+        old_mods = old.modules()
+        for name, m in new.modules().items():  # critic inheritance from round r (bora train online)
+            if name != "residual" and name in old_mods:
+                m.load_state_dict(old_mods[name].state_dict())
+        self.learner = new
+        self._sampler = None
+        self.rebase_buffers()
+
+    def _frozen_from_checkpoint(self, data: dict) -> list[FrozenResidual]:
+        """Residuals 1 .. R-1 of a checkpoint with their lambdas (empty for round 1 / old checkpoints)."""
+        entries = data["meta"].get("extra", {}).get("residuals") or []
+        out = []
+        for e in entries[:-1]:
+            if e["name"] not in data["modules"]:
+                raise ValueError(f"{data['path']}: frozen residual {e['name']} in meta.json has no file")
+            actor = self._new_actor()
+            actor.load_state_dict(data["modules"][e["name"]])
+            actor = actor.to(self.learner.device).eval().requires_grad_(False)
+            out.append(FrozenResidual(actor, float(e["lambda"])))
+        if len(out) != self.round - 1:
+            raise ValueError(
+                f"{data['path']}: round {self.round} needs {self.round - 1} frozen residual(s), "
+                f"meta.json lists {len(out)}"
             )
-            self.round += 1
-            self.round_start_episodes = self.num_episodes
-            self.checkpoint()
+        return out
+
+    def _new_actor(self) -> ResidualChunkActor:
+        sp = self.spec
+        return ResidualChunkActor(
+            sp.state_dim, sp.action_dim, sp.chunk_size, sp.z_dim, copy.deepcopy(self.learner.actor.cfg)
+        )
+
+    def _row_rounds(self) -> np.ndarray:
+        """Round in which each online-buffer row was recorded (ledger ``round`` of its shard), [N]."""
+        rounds = [
+            np.full(int(self.ledger[name]["rows"]), int(self.ledger[name].get("round", 1)), np.int64)
+            for name in sorted(self.ledger)
+        ]
+        out = np.concatenate(rounds) if rounds else np.zeros(0, np.int64)
+        if len(out) != len(self.online):
+            raise ValueError(
+                f"ingested ledger lists {len(out)} rows, the online buffer holds {len(self.online)}: "
+                "cannot tell which rows' base chunks may be recomputed"
+            )
+        return out
+
+    def rebase_buffers(self, batch: int = 4096) -> int:
+        """Recompute base chunks for the current round (the rebase rule in the module docstring).
+
+        Returns the number of rows changed. Offline rows: all frozen residuals folded onto their stored
+        (pure VLA) chunk; online rows recorded in round r' < current: residuals r' .. current-1 folded
+        onto their stored B_{r'}; rows of the current round: unchanged.
+        """
+        if not self.frozen:
+            return 0
+        from bora_trainer.train_online import rebase_fn
+
+        dev = self.learner.device
+        full = ResidualPolicy.from_normalizer(self.normalizer, self.frozen).to(dev)
+        self.offline.rebase(rebase_fn(full, dev), batch)
+        n = len(self.offline)
+        rounds = self._row_rounds()
+        for r_rec in range(1, self.round):
+            idx = np.flatnonzero(rounds == r_rec)
+            if not idx.size:
+                continue
+            pol = ResidualPolicy.from_normalizer(self.normalizer, self.frozen[r_rec - 1 :]).to(dev)
+            fn = rebase_fn(pol, dev)
+            # contiguous runs of rows (shards are whole episodes): write through the buffer's views
+            cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+            for run in np.split(idx, cuts):
+                for s0 in range(int(run[0]), int(run[-1]) + 1, batch):
+                    d = self.online.arrays(slice(s0, min(int(run[-1]) + 1, s0 + batch)))
+                    d["base"][:] = fn(d["proprio"], d["vla"], d["z"])
+                    d["next_base"][:] = fn(d["next_proprio"], d["next_vla"], d["next_z"])
+            n += idx.size
+        log.info(
+            "round %d: base chunks recomputed for %d rows (lambdas %s)",
+            self.round,
+            n,
+            [round(f.lam, 4) for f in self.frozen],
+        )
+        return n
+
+    # ------------------------------------------------------------------------ checkpoints
+    def _stack(self) -> list[FrozenResidual]:
+        """frozen residuals + the current one with its alpha_t (the deployed stack)."""
+        return self.frozen + [FrozenResidual(self.learner.actor, float(self.learner.alpha()))]
+
+    def _stack_modules(self) -> tuple[dict, dict]:
+        mods, meta = {}, {}
+        for i, f in enumerate(self._stack()):
+            mods[f"residual_{i + 1}"] = f.actor.state_dict()
+            meta[f"residual_{i + 1}"] = {"lambda": repr(float(f.lam))}
+        return mods, meta
+
+    def _extra(self) -> dict:
+        extra = residual_checkpoint_extra(self._stack(), self.normalizer.version)
+        extra.update(
+            {
+                "round": self.round,
+                "round_start_episodes": self.round_start_episodes,
+                "round_start_updates": self.round_start_updates,
+                "round_start_steps": self.round_start_steps,
+                "episodes": self.num_episodes,
+                "alpha": float(self.learner.alpha()),
+            }
+        )
+        return extra
+
+    @staticmethod
+    def _announcement(path: Path, meta: dict, n_residuals: int, rnd: int, step: int) -> Announcement:
+        """Round 1: ``residual.safetensors`` (single-file form); later: the checkpoint directory."""
+        if n_residuals <= 1:
+            f = "residual.safetensors"
+            return Announcement(str((path / f).resolve()), meta["files"].get(f, ""), rnd, step)
+        last = f"residual_{n_residuals}.safetensors"
+        return Announcement(str(path.resolve()), meta["files"][last], rnd, step)
+
+    def _save_round_final(self) -> Announcement:
+        """Archive round r's final stack (+ critic) in ``STATE/rounds/round_RR`` and announce it."""
+        mods, meta = self._stack_modules()
+        mods["residual"] = self.learner.actor.state_dict()
+        meta["residual"] = {"alpha": repr(float(self.learner.alpha()))}
+        mods["critic"] = self.learner.critic.state_dict()
+        path = save_checkpoint(
+            self.state / "rounds" / f"round_{self.round:02d}",
+            self.update_step,
+            mods,
+            extra=self._extra(),
+            keep_last=None,
+            metadata=meta,
+        )
+        m = json.loads((path / "meta.json").read_text())
+        ann = self._announcement(path, m, len(self.frozen) + 1, self.round, self.update_step)
+        self.announce(ann)
+        return ann
 
     def checkpoint(self) -> Announcement:
         if (
@@ -392,32 +594,20 @@ class OnlineTrainerLoop:
             and self.last_checkpoint.round == self.round
         ):
             return self.last_checkpoint
-        extra = {
-            "round": self.round,
-            "round_start_episodes": self.round_start_episodes,
-            "kind": "residual",
-            "normalizer_version": self.normalizer.version,
-            "episodes": self.num_episodes,
-            "alpha": float(self.learner.alpha()),
-            "residual_config": _asdict(self.cfg.online.residual),
-        }
+        mods, meta = self._stack_modules()
+        # the policy node applies the trained blend weight alpha_t (Algorithm 1 line 15) on hot reload
+        meta["residual"] = {"alpha": repr(float(self.learner.alpha()))}
         path = save_checkpoint(
             self.run_dir,
             self.update_step,
-            self.learner.state_dicts(),
+            {**self.learner.state_dicts(), **mods},
             trainer_state={"learner": self.learner.trainer_state()},
-            extra=extra,
+            extra=self._extra(),
             keep_last=self.cfg.keep_checkpoints,
-            # the policy node applies the trained blend weight alpha_t (Algorithm 1 line 15) on hot reload
-            metadata={"residual": {"alpha": repr(extra["alpha"])}},
+            metadata=meta,
         )
-        meta = json.loads((path / "meta.json").read_text())
-        ann = Announcement(
-            str((path / "residual.safetensors").resolve()),
-            meta["files"]["residual.safetensors"],
-            self.round,
-            self.update_step,
-        )
+        m = json.loads((path / "meta.json").read_text())
+        ann = self._announcement(path, m, len(self.frozen) + 1, self.round, self.update_step)
         self.last_checkpoint = ann
         self.announce(ann)
         self.write_status()

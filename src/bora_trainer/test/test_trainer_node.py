@@ -102,7 +102,8 @@ def test_loop_ingests_once_trains_and_checkpoints(tmp_path):
     ck = latest_checkpoint(tmp_path / "state" / "run")
     data = load_checkpoint(ck)
     assert data["step"] == 24 and data["meta"]["extra"]["round"] == 2
-    assert announced[-1].sha256 == sha256_file(announced[-1].path)
+    # from round 2 on the announcement is the multi-round checkpoint directory; sha256 = its newest residual
+    assert announced[-1].sha256 == sha256_file(Path(announced[-1].path) / "residual_2.safetensors")
     # a second loop on the same state resumes: same buffer, same update count, nothing re-ingested
     loop2 = make_loop(tmp_path, utd_ratio=0.5, checkpoint_every=10, episodes_per_round=3)
     assert (loop2.update_step, len(loop2.online), loop2.round) == (24, 12, 2)

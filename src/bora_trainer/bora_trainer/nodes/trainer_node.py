@@ -2,9 +2,11 @@
 
 Watches the recordings directory, ingests new episodes into the on-disk online buffer, runs the
 residual RLPD updates and announces every checkpoint on ``/bora/checkpoint``
-(bora_msgs/CheckpointInfo: path of ``residual.safetensors``, sha256, round, update_step, kind),
-which the policy node hot-reloads after checking the sha256. With ``live:=true`` it also
-subscribes to the BORA topics itself and records them (crash-safe MCAP) into
+(bora_msgs/CheckpointInfo: path, sha256, round, update_step, kind; the path is ``residual.safetensors``
+in round 1 and the multi-round checkpoint directory from round 2 on, with the sha256 of its last
+``residual_R.safetensors``), which the policy node hot-reloads after checking the sha256. Rounds
+(Algorithm 1: freeze, fold, fresh residual) are managed by :class:`bora_trainer.ingest.OnlineTrainerLoop`.
+With ``live:=true`` it also subscribes to the BORA topics itself and records them (crash-safe MCAP) into
 ``<recordings>/live_<date-time>``, the directory it watches, so live data and bags take one path.
 
 Parameters (ROS ``-p name:=value`` or the same-named CLI options): ``config_file`` (YAML with a
