@@ -1,0 +1,178 @@
+"""``bora demo``: config loading, stage planning, resume markers, claim checks; and (slow) the whole
+pipeline end to end with ``--quick``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bora_trainer import demo
+from bora_trainer.config_io import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_demo_and_full_protocol_configs_load():
+    cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml")
+    assert cfg.tasks == ["press_button"]
+    assert cfg.image_size == 64
+    assert cfg.offline.algos == ["diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora"]
+    assert cfg.online.rounds == 2 and cfg.online.episodes_per_round == 10
+    assert demo.episodes_for(cfg, "press_button") == 30  # Table 4: 60 x scale 0.5
+    full = demo.load_demo_config(ROOT / "config" / "full_protocol.yaml")
+    assert sorted(full.tasks) == sorted(demo.TASKS)
+    assert full.eval.trials >= 50
+    assert set(full.offline.algos) == set(demo.OFFLINE_ALGOS)
+    # Table 4 sizes at scale 1
+    assert [demo.episodes_for(full, t) for t in demo.TASKS] == [60, 100, 100, 60, 60]
+
+
+def test_quick_and_task_overrides():
+    cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml", quick=True, tasks=["pull_tissue"])
+    assert cfg.tasks == ["pull_tissue"]
+    assert cfg.collect.episodes == 4 and demo.episodes_for(cfg, "pull_tissue") == 4
+    assert cfg.offline.updates == demo.QUICK_OVERRIDES["offline"]["updates"]
+    assert cfg.eval.trials == 1
+    # quick keeps the demo's quality groups and offline overrides it does not name (deep merge)
+    assert [g.name for g in cfg.collect.quality] == ["clean", "noisy", "hesitant", "suboptimal"]
+    assert cfg.offline.overrides["k"] == 8 and cfg.offline.overrides["batch_size"] == 4
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"tasks": ["fold_laundry"]}, "tasks"),
+        ({"offline": {"algos": ["cp-bc"]}}, "from_algo"),
+        ({"offline": {"algos": ["ppo"]}}, "algos"),
+        ({"eval": {"trials": 0}}, "trials"),
+        ({"collect": {"quality": [{"name": "x", "fraction": 0.0}]}}, "quality"),
+        ({"image_size": "big"}, "image_size"),
+        ({"onlne": {}}, "onlne"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, data, match):
+    p = tmp_path / "d.yaml"
+    p.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=match):
+        demo.load_demo_config(p)
+
+
+def test_split_groups_largest_remainder():
+    g = [demo.QualityGroup(name=n, fraction=f) for n, f in (("a", 0.4), ("b", 0.3), ("c", 0.2), ("d", 0.1))]
+    assert [(x.name, n) for x, n in demo.split_groups(30, g)] == [("a", 12), ("b", 9), ("c", 6), ("d", 3)]
+    # 4 episodes: raw 1.6 1.2 0.8 0.4 -> floors 1 1 0 0, the two largest remainders (0.8, 0.6) get one more
+    assert [(x.name, n) for x, n in demo.split_groups(4, g)] == [("a", 2), ("b", 1), ("c", 1)]
+    assert sum(n for _, n in demo.split_groups(7, g)) == 7
+
+
+def test_plan_jobs_and_wiring(tmp_path):
+    cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml")
+    pl = demo.plan(cfg, tmp_path)
+    st = pl.stages
+    assert [len(st[s]) for s in demo.STAGES] == [4, 4, 1, 10, 1]  # 4 quality groups, 4 rows, (4+1) x 2 sets
+    # quality groups append to one dataset in sequence, with disjoint seeds
+    assert st["collect"][0].needs == [] and st["collect"][1].needs == [st["collect"][0].name]
+    seeds = [int(j.argv[j.argv.index("--seed") + 1]) for j in st["collect"]]
+    assert len(set(seeds)) == 4
+    assert sum(int(j.argv[j.argv.index("--episodes") + 1]) for j in st["collect"]) == 30
+    assert "--mixed" in st["collect"][1].argv and "--mixed" not in st["collect"][0].argv
+    online = st["online"][0].argv
+    assert online[:2] == ["train", "online"] and online[online.index("--env") + 1] == "sim"
+    assert online[online.index("--offline-run") + 1] == str(tmp_path / "runs" / "press_button" / "bora")
+    outs = [j.argv[j.argv.index("--out") + 1] for j in st["eval"]]
+    assert len(set(outs)) == len(outs)
+    assert all(o.startswith(str(tmp_path / "eval")) for o in outs)
+    # the critic value is recorded only for the configured runs on the first object set
+    with_values = [j.name for j in st["eval"] if "--no-values" not in j.argv]
+    assert with_values == ["eval-press_button-bora-standard"]
+    assert st["report"][0].argv[:2] == ["report", str(tmp_path / "eval")]
+
+
+def test_plan_cli_prints_commands(capsys):
+    assert demo.main(["--quick", "--plan", "--out", "/nonexistent/demo"]) == 0
+    out = capsys.readouterr().out
+    assert "bora train offline --algo bora " in out and "bora report " in out
+
+
+def test_run_stage_skips_done_jobs_and_reports_failures(tmp_path):
+    """Real `bora` subprocesses: a job with a done marker is not rerun; a failing one names its log."""
+    (tmp_path / "stages").mkdir()
+    bad = ["eval", "--run", str(tmp_path / "missing_run"), "--task", "press_button", "--out", str(tmp_path / "x.json")]
+    done = demo.Job("already-done", bad)
+    demo._marker(tmp_path, "already-done").write_text("{}")
+    res = demo.run_stage("eval", [done], tmp_path, parallel=1, index=4, progress=False)
+    assert res["skipped"] == 1 and res["failed"] == [] and res["job_seconds"] == {}
+    res = demo.run_stage("eval", [demo.Job("fails", bad)], tmp_path, parallel=1, index=4, progress=False)
+    assert [f["job"] for f in res["failed"]] == ["fails"] and res["failed"][0]["rc"] == 2
+    log = Path(res["failed"][0]["log"]).read_text()
+    assert "missing_run" in log and "not found" in log
+    assert not demo._marker(tmp_path, "fails").exists()
+    # a job whose dependency never completes is reported, not waited on forever
+    res = demo.run_stage("eval", [demo.Job("orphan", bad, needs=["never"])], tmp_path, 1, 4, progress=False)
+    assert res["failed"][0]["error"] == "unsatisfiable dependencies"
+
+
+def _result(d: Path, method: str, oset: str, s: int, n: int, task: str = "press_button") -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    r = {"method": method, "task": task, "object_set": oset, "trials": n, "successes": s, "episodes": []}
+    (d / f"{task}__{method}__{oset}.json").write_text(json.dumps(r))
+
+
+def test_success_table_and_claims(tmp_path):
+    ev = tmp_path / "eval"
+    _result(ev, "CP Base", "standard", 5, 10)
+    _result(ev, "CP Base", "standard", 1, 10, task="open_box")  # summed over tasks: 6/20
+    _result(ev, "BORA-Offline", "standard", 7, 20)
+    _result(ev, "CP + Decoupled Critic", "standard", 6, 20)
+    _result(ev, "BORA-Full", "standard", 7, 20)
+    (ev / "notes.json").write_text("[1, 2]")  # not an eval result: ignored
+    table = demo.success_table(ev)
+    assert table["CP Base"]["standard"] == {"successes": 6, "trials": 20}
+    claims = {c["claim"]: c for c in demo.check_claims(table)}
+    assert claims["BORA-Offline > CP Base"]["held"] is True  # 35% > 30%
+    assert claims["CP Base > CP + Decoupled Critic"]["held"] is False  # 30% = 30%: not strictly greater
+    assert claims["BORA-Full > BORA-Offline"]["held"] is False  # 35% = 35%
+    cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml")
+    s = demo.write_summary(tmp_path, cfg, {"eval": {"status": "done", "seconds": 3.0, "jobs": 5}}, 10.0, True)
+    md = (tmp_path / "summary.md").read_text()
+    assert "| CP Base | 6/20 (30%) |" in md and "NOT HELD" in md
+    assert s["claims"] and json.loads((tmp_path / "summary.json").read_text())["ok"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # 4-5 min on a shared 2-core CPU, above the suite's 300 s default
+def test_quick_demo_end_to_end(tmp_path):
+    """`bora demo --quick` runs every stage with the real commands and reports every method it trained."""
+    out = tmp_path / "demo"
+    assert demo.main(["--quick", "--out", str(out), "--no-progress"]) == 0
+    report = (out / "report" / "report.md").read_text()
+    header = [ln for ln in report.splitlines() if ln.startswith("| Task |")]
+    assert header, report
+    for method in ("VITRA (Diffusion)", "CP Base", "CP + Decoupled Critic", "BORA-Offline", "BORA-Full"):
+        assert all(method in h for h in header), (method, header)
+    assert (out / "report" / "success_bars.png").stat().st_size > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] and all(summary["stages"][s]["status"] == "done" for s in demo.STAGES)
+    for algo in ("diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora"):
+        assert (out / "runs" / "press_button" / algo / "policy" / "model.safetensors").is_file()
+    # a rerun with --resume reuses every job except the report
+    assert demo.main(["--quick", "--out", str(out), "--resume", "--no-progress"]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["stages"]["offline"]["skipped"] == 4 and again["stages"]["eval"]["skipped"] == 10
+    # the demo's export fallback (a run without policy/) rebuilds exactly what the trainer exported
+    import shutil
+
+    from safetensors.torch import load_file
+
+    run = out / "runs" / "press_button" / "bora"
+    copy = tmp_path / "bora_copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "policy")
+    shutil.rmtree(copy / "critic")
+    assert demo.ensure_exported(copy, out / "data" / "press_button") is True
+    assert demo.ensure_exported(copy, out / "data" / "press_button") is False  # already there
+    for sub, name in (("policy", "model.safetensors"), ("critic", "critic.safetensors")):
+        a, b = load_file(str(run / sub / name)), load_file(str(copy / sub / name))
+        assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
