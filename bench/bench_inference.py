@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -29,35 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = [("consistency", 1), ("consistency", 2), ("consistency", 3), ("diffusion", 10), ("diffusion", 100)]
 
 
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-    try:
-        info["load_avg_1m"] = os.getloadavg()[0]
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def _sync(dev: torch.device) -> None:

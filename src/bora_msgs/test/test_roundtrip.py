@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")  # installed by make setup
+import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 from msg_fill import assert_equal, fill  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 

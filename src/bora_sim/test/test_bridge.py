@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")
+import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 
 ROOT = Path(__file__).resolve().parents[3]
 EXE = ROOT / "install" / "bora_sim" / "lib" / "bora_sim" / "sim_bridge"
