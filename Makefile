@@ -10,7 +10,7 @@ ENV := source $(ROOT)/scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 PYTEST_ARGS ?=
 
-.PHONY: help setup build test lint test-unit demo bench clean
+.PHONY: help setup build test test-slow lint demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ lint: setup  ## ruff over every package, bench and scripts
 
 test: build lint  ## set up, build, lint and run every package's tests
 	@$(ENV) && $(PY) -m pytest src $(PYTEST_ARGS)
+
+test-slow: build  ## the long and timing-sensitive checks (learning runs, hot reload without a missed tick)
+	@$(ENV) && $(PY) -m pytest src -m slow --timeout=1800 $(PYTEST_ARGS)
 
 demo: build  ## the whole BORA pipeline on the simulated robot (see README)
 	@$(ENV) && bora demo $(DEMO_ARGS)
