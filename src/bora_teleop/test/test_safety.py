@@ -27,8 +27,8 @@ def test_fk_matches_published_franka_poses():
 def test_fk_matches_the_mujoco_panda_of_the_simulation():
     """Independent check against MuJoCo's kinematics of the gymnasium-robotics Panda the sim uses
     (its link 6 zero is rotated by 1.57 rad: joint_offsets[5] = 1.57)."""
-    mujoco = pytest.importorskip("mujoco")
     import gymnasium_robotics
+    import mujoco
 
     d = os.path.join(
         os.path.dirname(gymnasium_robotics.__file__), "envs", "assets", "kitchen_franka", "franka_assets"

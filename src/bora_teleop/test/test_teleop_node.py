@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")
-
+import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 from teleop_rig import ARM, HAND, READY, Rig, retarget, stamp, start_node, stop_node  # noqa: E402
 
 from bora_teleop.safety import FR3_LOWER, FR3_UPPER  # noqa: E402

@@ -11,8 +11,7 @@ import sys
 import time
 
 import pytest
-
-rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")
+import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from bora_trainer.data import bag_schema as S  # noqa: E402

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 import yaml
-
-rclpy = pytest.importorskip("rclpy", reason="rclpy comes with make setup")
 
 ROOT = Path(__file__).resolve().parents[3]
 RATE = 10.0
