@@ -216,7 +216,6 @@ def test_commands_flow_and_robot_follows(graph):
     assert np.abs(hq[-1] - c_last).mean() < 0.15
 
 
-@pytest.mark.slow  # timing: the policy node loses control slots on a loaded 2-core CPU (README, Testing)
 def test_command_rate_within_10_percent(graph):
     probe = graph["probe"]
     t0 = time.monotonic()
@@ -233,7 +232,6 @@ def test_command_rate_within_10_percent(graph):
     )
 
 
-@pytest.mark.slow  # timing: on a 2-core CPU a reload under load can still cost a control slot (see README)
 def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
     from bora_msgs.msg import CheckpointInfo
     from bora_msgs.srv import LoadCheckpoint
@@ -305,7 +303,9 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
     # A late tick (CPU contention) is followed by a short interval and keeps the count.
     periods = round((stamps[-1] - stamps[0]) * RATE)
     assert len(iv) >= periods, f"{periods - len(iv)} control tick(s) missed during the reloads"
-    assert iv.max() < 1.9 / RATE, f"a control slot was skipped during the reloads (max gap {iv.max() * 1e3:.0f} ms)"
+    # Slots are on the grid t0 + n / RATE and a slot is served less than one period late, so two
+    # consecutive commands are less than 2 periods apart; a gap of 2 periods or more is an empty slot.
+    assert iv.max() < 2.0 / RATE, f"a control slot was skipped during the reloads (max gap {iv.max() * 1e3:.0f} ms)"
     chunk = probe.wait_for("chunk", lambda m: m.residual_version == _sha(b)[:16], timeout=1)
     k, A = chunk.chunk_size, chunk.action_dim
     final = np.asarray(chunk.final).reshape(k, A)

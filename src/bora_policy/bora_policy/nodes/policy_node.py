@@ -1,7 +1,8 @@
 """Policy node: observations in, one JointCommand per control tick out; inference off the control thread.
 
-Threads: the control timer (its own callback group) only reads the newest chunk and steps the
-``ChunkExecutor``; the VLA + residual + critic run on a dedicated inference thread fed with the
+Threads: the control loop (``ControlLoop``: its own thread, absolute deadlines, so a busy executor
+cannot delay or drop a control slot) only reads the newest chunk and steps the ``ChunkExecutor``;
+the VLA + residual + critic run on a dedicated inference thread fed with the
 latest observation every ``replan_steps`` ticks; services and checkpoint loading run in a
 reentrant group on the other executor threads (``MultiThreadedExecutor``). A verified residual is
 staged by the loader and swapped in at the start of a control tick (``HotSwapSlot.commit``), so
@@ -29,6 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
+from bora_policy.runtime.control_loop import ControlLoop
 from bora_policy.runtime.observation import observation_arrays, stamp_seconds
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
 
@@ -195,7 +197,6 @@ class PolicyNode(Node):
         self._stop = threading.Event()
 
         rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.control_group = MutuallyExclusiveCallbackGroup()
         self.io_group = MutuallyExclusiveCallbackGroup()
         self.srv_group = ReentrantCallbackGroup()
         self.pub_chunk = self.create_publisher(ActionChunk, topics["action_chunk"], rel)
@@ -229,12 +230,15 @@ class PolicyNode(Node):
         self.create_service(
             LoadCheckpoint, services["load_checkpoint"], self._srv_load, callback_group=self.srv_group
         )
-        self.timer = self.create_timer(
-            1.0 / self.control_hz, self._on_tick, callback_group=self.control_group
-        )
         self.create_timer(diag_period, self._publish_diagnostics, callback_group=self.io_group)
         self._worker = threading.Thread(target=self._inference_loop, name="bora-inference", daemon=True)
         self._worker.start()
+        self.control_loop = ControlLoop(
+            1.0 / self.control_hz,
+            self._on_tick,
+            name="bora-control",
+            on_error=lambda e: self.get_logger().error(f"policy: control tick failed: {type(e).__name__}: {e}"),
+        ).start()
 
     # ------------------------------------------------------------------ inputs
     def _on_observation(self, msg) -> None:
@@ -453,6 +457,7 @@ class PolicyNode(Node):
         self.pub_diag.publish(arr)
 
     def destroy_node(self):
+        self.control_loop.stop()
         self._stop.set()
         self._worker.join(timeout=2.0)
         return super().destroy_node()
@@ -460,6 +465,9 @@ class PolicyNode(Node):
 
 def _main(args=None) -> int:
     rclpy.init(args=args if args is not None else sys.argv)
+    # a thread waiting for the GIL gets it after at most this long (default 5 ms): the control loop's
+    # wake-up latency while the inference and executor threads run Python code
+    sys.setswitchinterval(0.001)
     node = None
     ex = MultiThreadedExecutor(num_threads=3)
     try:

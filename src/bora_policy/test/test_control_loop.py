@@ -1,0 +1,96 @@
+"""ControlLoop: deadlines on the grid t0 + n * period, late slots served, older ones skipped and counted.
+
+Deterministic: a fake clock that advances only when the loop sleeps or a tick "takes" time; plus one
+real-thread run that checks start/stop and error reporting (no timing asserted).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bora_policy.runtime.control_loop import ControlLoop
+
+
+class FakeTime:
+    def __init__(self):
+        self.t = 100.0
+
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, dt: float) -> None:
+        self.t += dt
+
+
+def run_fake(durations: list[float], period: float = 0.1):
+    """Run ticks whose i-th call takes durations[i] seconds; return the fake times each tick started."""
+    ft = FakeTime()
+    starts: list[float] = []
+    loop: ControlLoop
+
+    def tick():
+        starts.append(ft.t)
+        ft.t += durations[len(starts) - 1]
+        if len(starts) == len(durations):
+            loop._stop.set()
+
+    loop = ControlLoop(period, tick, clock=ft.clock, sleep=ft.sleep)
+    loop._run()  # synchronously, on this thread
+    return [round(s - 100.0, 9) for s in starts], loop
+
+
+def test_on_time_ticks_stay_on_the_grid():
+    starts, loop = run_fake([0.01] * 5)
+    assert starts == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert loop.missed == 0 and loop.ticks == 5
+
+
+def test_a_tick_late_by_less_than_a_period_is_served_at_once_and_the_grid_kept():
+    # tick 0 overruns to 0.15: slot 0.1 is served at 0.15 (late, not skipped); then back on the grid
+    starts, loop = run_fake([0.15, 0.01, 0.01, 0.01])
+    assert starts == pytest.approx([0.0, 0.15, 0.2, 0.3])
+    assert loop.missed == 0
+
+
+def test_slots_older_than_a_period_are_skipped_not_replayed():
+    # tick 0 blocks until 0.35: slots 0.1 and 0.2 are skipped (counted), slot 0.3 is served at once
+    starts, loop = run_fake([0.35, 0.01, 0.01])
+    assert starts == pytest.approx([0.0, 0.35, 0.4])
+    assert loop.missed == 2
+
+
+def test_next_deadline_closed_form():
+    loop = ControlLoop(0.1, lambda: None)
+    assert loop.next_deadline(1.0, 1.05) == (pytest.approx(1.1), 0)
+    assert loop.next_deadline(1.0, 1.19) == (pytest.approx(1.1), 0)
+    nxt, skipped = loop.next_deadline(1.0, 1.5)
+    assert skipped == 4 and nxt == pytest.approx(1.5)
+
+
+def test_bad_period_is_a_clear_error():
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="period"):
+            ControlLoop(bad, lambda: None)
+
+
+def test_real_thread_reports_errors_keeps_running_and_stops():
+    seen: list[str] = []
+    n = {"ticks": 0}
+    third = threading.Event()
+
+    def tick():
+        n["ticks"] += 1
+        if n["ticks"] == 2:
+            raise RuntimeError("boom")
+        if n["ticks"] >= 3:
+            third.set()
+
+    loop = ControlLoop(0.01, tick, on_error=lambda e: seen.append(str(e))).start()
+    assert third.wait(5.0), "the loop stopped after the failing tick"
+    loop.stop()
+    assert not loop.running and seen == ["boom"] and loop.errors == 1
+    after = n["ticks"]
+    threading.Event().wait(0.05)
+    assert n["ticks"] == after  # no tick after stop()
