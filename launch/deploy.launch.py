@@ -1,89 +1,153 @@
-"""Real-robot BORA graph: realsense2_camera x3, franka_ros2 bring-up, the hand driver, then sync, policy,
-teleop (the only writer to the drivers), optionally the trainer and RViz.
+"""Real-robot BORA graph: realsense2_camera x3 + camera extrinsics, franka_ros2 bring-up + the arm controller,
+the hand driver (if configured), then sync, policy, teleop (the only writer to the drivers), optionally the
+trainer and RViz.
 
-`ros2 launch bora_policy deploy.launch.py vla_path:=DIR robot_ip:=172.16.0.2 [trainer:=true] [rviz:=true]`.
-Our nodes come from bora_policy.graph (the table `bora up` reads too); parameters from config/deploy.yaml.
-Camera serial numbers are launch arguments; topics follow docs/interfaces.md (/cameras/<cam>/...).
+`ros2 launch bora_policy deploy.launch.py vla_path:=DIR [robot_ip:=172.16.0.2] [trainer:=true] [rviz:=true]`.
+Everything comes from parameter files in config/ (installed to share/bora_policy/config):
+  params_file             deploy.yaml: our nodes (bora_policy.graph.NODES, the table `bora up` reads too)
+  cameras_file            cameras.yaml: realsense2_camera parameters per camera + extrinsics (static TF)
+  franka_file             franka.yaml: franka.launch.py arguments + the arm controller choice
+  franka_controllers_file franka_controllers.yaml: ros2_control controllers (completed from franka.yaml)
+  hand_driver_file        hand_driver.yaml: the hand driver node (none by default)
+The files are read and checked when the launch starts (bora_policy.graph: clear errors for an empty camera
+serial, a malformed profile, a controller that does not match the teleop's arm_command_type/topic, ...).
+drivers:=false starts only our nodes (e.g. against drivers started by hand). Topics: docs/interfaces.md.
 """
 
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+import os
+import tempfile
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from bora_policy.graph import CAMERAS, DRIVERS, NODES
+from bora_policy.graph import (
+    DRIVERS,
+    NODES,
+    arm_controller,
+    camera_drivers,
+    franka_controllers,
+    franka_launch_arguments,
+    hand_driver,
+)
 from launch import LaunchDescription
 
+CONFIG_FILES = {
+    "params_file": ("deploy.yaml", "parameters of our nodes (one section per node)"),
+    "cameras_file": ("cameras.yaml", "realsense2_camera parameters and extrinsics per camera"),
+    "franka_file": ("franka.yaml", "franka_ros2 bring-up arguments and the arm controller choice"),
+    "franka_controllers_file": ("franka_controllers.yaml", "ros2_control controllers of the arm"),
+    "hand_driver_file": ("hand_driver.yaml", "the hand driver node (none by default)"),
+}
 
-def generate_launch_description():
-    params = LaunchConfiguration("params_file")
-    actions = [
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=PathJoinSubstitution([FindPackageShare("bora_policy"), "config", "deploy.yaml"]),
-            description="parameter file (one section per node)",
-        ),
-        DeclareLaunchArgument("vla_path", description="VLA directory (save_vla format)"),
-        DeclareLaunchArgument(
-            "residual_path", default_value="", description="residual actor checkpoint to start with"
-        ),
-        DeclareLaunchArgument("robot_ip", default_value="172.16.0.2", description="Franka controller IP"),
-        DeclareLaunchArgument("trainer", default_value="false", description="also start the online trainer"),
-        DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/bora.rviz"),
-        DeclareLaunchArgument(
-            "drivers", default_value="true", description="start the camera, arm and hand drivers"
-        ),
-    ]
+
+def _load(context, arg: str) -> tuple[dict, str]:
+    path = LaunchConfiguration(arg).perform(context)
+    with open(path) as f:
+        return yaml.safe_load(f) or {}, path
+
+
+def _drivers(context):
+    """The driver actions, built from the config files when the launch starts (OpaqueFunction)."""
+    actions = []
+    cams, _ = _load(context, "cameras_file")
     cam_pkg, cam_exe = DRIVERS["camera"]
-    for cam in CAMERAS:
-        actions.append(
-            DeclareLaunchArgument(
-                f"{cam}_serial", default_value="", description=f"serial of the {cam} camera"
-            )
-        )
+    tf_pkg, tf_exe = DRIVERS["static_tf"]
+    for cam in camera_drivers(cams, require_serial=True):
+        # a serial number is a string parameter even when it is all digits (launch_ros would infer an int)
+        params = {**cam.parameters, "serial_no": ParameterValue(cam.parameters["serial_no"], value_type=str)}
         actions.append(
             Node(
                 package=cam_pkg,
                 executable=cam_exe,
-                name="camera",
-                namespace=f"cameras/{cam}",
+                name=cam.name,
+                namespace=cam.namespace,
+                parameters=[params],
                 output="screen",
-                parameters=[
-                    {
-                        "serial_no": LaunchConfiguration(f"{cam}_serial"),
-                        "camera_name": cam,
-                        "align_depth.enable": True,
-                        "enable_sync": True,
-                        "rgb_camera.color_profile": "640,480,30",
-                        "depth_module.depth_profile": "640,480,30",
-                    }
-                ],
-                condition=IfCondition(LaunchConfiguration("drivers")),
+                emulate_tty=True,
             )
         )
+        actions.append(
+            Node(package=tf_pkg, executable=tf_exe, name=f"{cam.name}_extrinsics", arguments=list(cam.tf_arguments))
+        )
+        if not cam.calibrated:
+            actions.append(
+                LogInfo(msg=f"WARNING: config/cameras.yaml {cam.name}.extrinsics is not calibrated (placeholder pose)")
+            )
+
+    franka, franka_path = _load(context, "franka_file")
+    ctrl = arm_controller(franka)
+    deploy, _ = _load(context, "params_file")
+    teleop = (deploy.get("teleop") or {}).get("ros__parameters", {})
+    if (teleop.get("arm_command_type"), teleop.get("arm_command_topic")) != (ctrl["arm_command_type"], ctrl["topic"]):
+        raise RuntimeError(
+            f"teleop arm_command_type/arm_command_topic = {teleop.get('arm_command_type')!r}/"
+            f"{teleop.get('arm_command_topic')!r} do not match the arm controller of {franka_path} "
+            f"({ctrl['arm_command_type']!r}/{ctrl['topic']!r})"
+        )
+    base, _ = _load(context, "franka_controllers_file")
+    tmp = tempfile.NamedTemporaryFile("w", prefix="bora_franka_controllers_", suffix=".yaml", delete=False)
+    with tmp:
+        yaml.safe_dump(franka_controllers(franka, base), tmp, sort_keys=False)
+    args = franka_launch_arguments(
+        franka, robot_ip=LaunchConfiguration("robot_ip").perform(context), controllers_yaml=tmp.name
+    )
     franka_pkg, franka_launch = DRIVERS["franka"]
     actions.append(
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(
-                PathJoinSubstitution([FindPackageShare(franka_pkg), "launch", franka_launch])
+                os.path.join(get_package_share_directory(franka_pkg), "launch", franka_launch)
             ),
-            launch_arguments={"robot_ip": LaunchConfiguration("robot_ip"), "load_gripper": "false"}.items(),
-            condition=IfCondition(LaunchConfiguration("drivers")),
+            launch_arguments=args.items(),
         )
     )
-    hand_pkg, hand_exe = DRIVERS["hand"]
+    sp_pkg, sp_exe = DRIVERS["spawner"]
     actions.append(
-        Node(
-            package=hand_pkg,
-            executable=hand_exe,
-            name="hand_driver",
-            parameters=[params],
-            output="screen",
-            condition=IfCondition(LaunchConfiguration("drivers")),
-        )
+        Node(package=sp_pkg, executable=sp_exe, namespace=args.get("namespace", ""), arguments=[ctrl["name"]])
     )
+
+    hand_cfg, hand_path = _load(context, "hand_driver_file")
+    hand = hand_driver(hand_cfg, where=hand_path)
+    if hand is None:
+        actions.append(LogInfo(msg=f"no hand driver configured in {hand_path}: start yours (see that file)"))
+    else:
+        actions.append(
+            Node(
+                package=hand["package"],
+                executable=hand["executable"],
+                name=hand["name"],
+                parameters=[hand["parameters"]],
+                remappings=hand["remappings"],
+                output="screen",
+            )
+        )
+    return actions
+
+
+def generate_launch_description():
+    share = FindPackageShare("bora_policy")
+    actions = [
+        DeclareLaunchArgument(arg, default_value=PathJoinSubstitution([share, "config", name]), description=desc)
+        for arg, (name, desc) in CONFIG_FILES.items()
+    ]
+    actions += [
+        DeclareLaunchArgument("vla_path", description="VLA directory (save_vla format)"),
+        DeclareLaunchArgument("residual_path", default_value="", description="residual actor checkpoint to start with"),
+        DeclareLaunchArgument(
+            "robot_ip", default_value="", description="Franka FCI address (default: franka_file bringup.arguments)"
+        ),
+        DeclareLaunchArgument("trainer", default_value="false", description="also start the online trainer"),
+        DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/bora.rviz"),
+        DeclareLaunchArgument("drivers", default_value="true", description="start the camera, arm and hand drivers"),
+        OpaqueFunction(function=_drivers, condition=IfCondition(LaunchConfiguration("drivers"))),
+    ]
+    params = LaunchConfiguration("params_file")
     for spec in NODES:
         if not spec.deploy:
             continue
@@ -112,7 +176,7 @@ def generate_launch_description():
             executable="rviz2",
             name="rviz",
             output="screen",
-            arguments=["-d", PathJoinSubstitution([FindPackageShare("bora_policy"), "rviz", "bora.rviz"])],
+            arguments=["-d", PathJoinSubstitution([share, "rviz", "bora.rviz"])],
             condition=IfCondition(LaunchConfiguration("rviz")),
         )
     )

@@ -3,6 +3,12 @@
 Every hardware-facing value has a conservative default: arm 0.5 rad/s and hand 1.0 rad/s rate
 limits, 0.2 s policy watchdog and human-input timeout, FR3 joint limits, a small workspace box,
 UDP off (and loopback-only when on), e-stop latched until the reset service.
+
+Joint limits: the YAML ``arm_lower``/``arm_upper``/``arm_max_velocity`` (and the retarget map's hand
+limits), tightened by the robot description when ``robot_description_file`` or
+``robot_description_topic`` is set (the stricter of both, :mod:`bora_teleop.urdf_limits`).
+Hand driver: ``hand_driver_file`` (:mod:`bora_teleop.hand_adapter`) sets the driver's message type,
+joint names and order; empty = sensor_msgs/JointState with the retarget map's joint names.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from pathlib import Path
 from bora_teleop.arbiter import Arbiter, ArbiterConfig
 from bora_teleop.blend import BlendConfig
 from bora_teleop.events import R_INT_DEFAULT, R_REC_DEFAULT, InterventionRewards
+from bora_teleop.hand_adapter import HandAdapter
 from bora_teleop.retarget import RetargetMap
 from bora_teleop.safety import FR3_LOWER, FR3_UPPER, SafetyConfig
+from bora_teleop.urdf_limits import load_robot_description, parse_urdf, tighten, urdf_joint_limits
 
 PARAMS = {
     "rate_hz": 30.0,
@@ -23,6 +31,10 @@ PARAMS = {
     "hand_lower": [0.0],
     "hand_upper": [0.0],
     "arm_command_type": "forward",
+    "hand_driver_file": "",  # config/hand_*.yaml: driver message type + joint order; "" = JointState, our names
+    "robot_description_file": "",  # URDF file: joint limits tightened to it (the stricter of both)
+    "robot_description_topic": "",  # e.g. /robot_description (latched String of robot_state_publisher)
+    "robot_description_timeout_s": 10.0,  # wait this long for the topic at start, then refuse to start
     "policy_command_topic": "/bora/policy_command",
     "arm_joint_states_topic": "/franka/joint_states",
     "hand_joint_states_topic": "/hand/joint_states",
@@ -65,7 +77,7 @@ PARAMS = {
 }
 
 
-def resolve_path(path: str) -> Path:
+def resolve_path(path: str, param: str = "retarget_file") -> Path:
     """A config path: absolute, relative to the working directory or the repository, or in the
     installed share/bora_policy/config."""
     p = Path(path).expanduser()
@@ -82,16 +94,42 @@ def resolve_path(path: str) -> Path:
             return cand
     except Exception:  # noqa: BLE001 - package index not available
         pass
+    hint = (
+        "; calibrate one with `python -m bora_teleop.retarget fit --pairs PAIRS.npz "
+        "--template config/retarget_hand.yaml --out FILE`"
+        if param == "retarget_file"
+        else ""
+    )
     raise FileNotFoundError(
-        f"parameter retarget_file={path!r}: file not found (searched the working directory, the "
-        "repository and "
-        "share/bora_policy/config); calibrate one with `python -m bora_teleop.retarget fit --pairs PAIRS.npz "
-        "--template config/retarget_shadow.yaml --out FILE`"
+        f"parameter {param}={path!r}: file not found (searched the working directory, the "
+        f"repository and share/bora_policy/config){hint}"
     )
 
 
-def build_arbiter(P: dict) -> Arbiter:
-    """The arbiter for a parameter dict (``PARAMS`` keys); errors name the parameter."""
+def load_retarget(P: dict) -> RetargetMap:
+    """The retarget map of a parameter dict: ``retarget_file`` or the identity over ``hand_joint_names``."""
+    if P["retarget_file"]:
+        return RetargetMap.load(resolve_path(P["retarget_file"]))
+    names = [n for n in P["hand_joint_names"] if n]
+    if not names:
+        raise ValueError("parameter retarget_file is empty and hand_joint_names is not set: give one of them")
+    return RetargetMap.identity(names, P["hand_lower"], P["hand_upper"])
+
+
+def build_hand_adapter(P: dict, rmap: RetargetMap) -> HandAdapter:
+    """The hand-driver adapter (``hand_driver_file``), checked against the retarget map's joints."""
+    P = {**PARAMS, **P}
+    if not P["hand_driver_file"]:
+        return HandAdapter.identity(list(rmap.robot_joints))
+    return HandAdapter.load(resolve_path(P["hand_driver_file"], "hand_driver_file"), list(rmap.robot_joints))
+
+
+def build_arbiter(P: dict, robot_description: str | None = None) -> Arbiter:
+    """The arbiter for a parameter dict (``PARAMS`` keys); errors name the parameter.
+
+    ``robot_description``: URDF text (e.g. received on ``robot_description_topic``); without it,
+    ``robot_description_file`` is read when set. The URDF's limits tighten the YAML ones.
+    """
     unknown = sorted(set(P) - set(PARAMS))
     if unknown:
         raise ValueError(f"unknown teleop parameters {unknown}; known: {sorted(PARAMS)}")
@@ -100,15 +138,32 @@ def build_arbiter(P: dict) -> Arbiter:
         raise ValueError(
             f"parameter arm_command_type: expected 'forward' or 'trajectory', got {P['arm_command_type']!r}"
         )
-    if P["retarget_file"]:
-        rmap = RetargetMap.load(resolve_path(P["retarget_file"]))
-    else:
-        names = [n for n in P["hand_joint_names"] if n]
-        if not names:
-            raise ValueError(
-                "parameter retarget_file is empty and hand_joint_names is not set: give one of them"
-            )
-        rmap = RetargetMap.identity(names, P["hand_lower"], P["hand_upper"])
+    rmap = load_retarget(P)
+    arm_lower, arm_upper, arm_vel = list(P["arm_lower"]), list(P["arm_upper"]), P["arm_max_velocity"]
+    hand_lower: list[float] = []
+    hand_upper: list[float] = []
+    hand_vel = P["hand_max_velocity"]
+    where = "robot_description_topic"
+    if robot_description is None and P["robot_description_file"]:
+        robot_description = load_robot_description(P["robot_description_file"])
+        where = f"robot_description_file {P['robot_description_file']}"
+    if robot_description is not None:
+        arm_names = list(P["arm_joint_names"])
+        lims = urdf_joint_limits(robot_description, arm_names, where=where)
+        arm_lower, arm_upper, arm_vel = tighten(arm_lower, arm_upper, arm_vel, [lims[n] for n in arm_names])
+        # hand joints that the description also holds (a combined arm + hand URDF) are tightened too
+        in_urdf = {j.get("name") for j in parse_urdf(robot_description, where).findall("joint")}
+        present = [n for n in rmap.robot_joints if n in in_urdf]
+        if present:
+            hl = urdf_joint_limits(robot_description, present, where=where)
+            hand_lower, hand_upper = rmap.lower.tolist(), rmap.upper.tolist()
+            vel = list(hand_vel) if isinstance(hand_vel, (list, tuple)) else [float(hand_vel)] * rmap.n_robot
+            for i, n in enumerate(rmap.robot_joints):
+                if n in hl:
+                    (hand_lower[i],), (hand_upper[i],), (vel[i],) = tighten(
+                        [hand_lower[i]], [hand_upper[i]], [vel[i]], [hl[n]]
+                    )
+            hand_vel = vel
     cfg = ArbiterConfig(
         rate_hz=float(P["rate_hz"]),
         watchdog_timeout_s=float(P["watchdog_timeout_s"]),
@@ -116,10 +171,12 @@ def build_arbiter(P: dict) -> Arbiter:
         require_arm_target=bool(P["require_arm_target"]),
         blend=BlendConfig(float(P["ramp_time_s"]), bool(P["release_on_recovered"])),
         safety=SafetyConfig(
-            arm_lower=list(P["arm_lower"]),
-            arm_upper=list(P["arm_upper"]),
-            arm_max_velocity=list(P["arm_max_velocity"]),
-            hand_max_velocity=float(P["hand_max_velocity"]),
+            arm_lower=arm_lower,
+            arm_upper=arm_upper,
+            hand_lower=hand_lower,
+            hand_upper=hand_upper,
+            arm_max_velocity=list(arm_vel) if isinstance(arm_vel, (list, tuple)) else float(arm_vel),
+            hand_max_velocity=list(hand_vel) if isinstance(hand_vel, (list, tuple)) else float(hand_vel),
             workspace_check=bool(P["workspace_check"]),
             workspace_min=list(P["workspace_min"]),
             workspace_max=list(P["workspace_max"]),

@@ -31,18 +31,18 @@ def test_sim_section_matches_the_simulated_robot():
     np.testing.assert_allclose(home, scene.ARM_HOME)
 
 
-def test_deploy_section_has_the_safe_defaults_and_needs_a_calibrated_hand_map():
+def test_deploy_section_has_the_safe_defaults_and_the_dexhand_template():
     P = _section("deploy.yaml")
     assert set(P) <= set(PARAMS)
     assert (
         P["watchdog_timeout_s"] == 0.2 and max(P["arm_max_velocity"]) <= 0.5 and P["hand_max_velocity"] <= 1.0
     )
     assert P["udp_host"] == "127.0.0.1"
-    if not (ROOT / P["retarget_file"]).is_file():
-        with pytest.raises(FileNotFoundError, match="retarget_file.*calibrate one"):
-            build_arbiter(P)
-    arb = build_arbiter(P | {"retarget_file": "config/retarget_shadow.yaml"})
-    assert arb.safety.max_step[0] == pytest.approx(0.5 / P["rate_hz"])
+    with pytest.raises(FileNotFoundError, match="retarget_file='config/missing.yaml'.*calibrate one"):
+        build_arbiter(P | {"retarget_file": "config/missing.yaml"})
+    arb = build_arbiter(P)  # the shipped DexHand021 template (robot_description_topic is read by the node only)
+    assert len(arb.hand_joint_names) == 12 and arb.safety.max_step[0] == pytest.approx(0.5 / P["rate_hz"])
+    assert np.all(arb.safety.upper[7:] <= 1.2) and np.all(arb.safety.lower[7:] >= 0.0)
 
 
 def test_parameter_errors_name_the_parameter():

@@ -15,6 +15,11 @@ Services: /bora/mark_episode (MarkEpisode), /bora/teleop/set_takeover (SetBool),
 /bora/teleop/reset_estop (Trigger), /bora/teleop/mark_recovered (Trigger).
 Keys (stdin a TTY only): see bora_teleop/events.py. Every name and limit is a parameter; the
 defaults are the safe ones (slow velocity limits, 0.2 s watchdog, loopback UDP).
+Hand driver: ``hand_driver_file`` (bora_teleop/hand_adapter.py) sets the hand command's message type
+(sensor_msgs/JointState or std_msgs/Float64MultiArray) and the driver's joint names and order; hand
+joint states are mapped back through it. Joint limits: ``robot_description_file`` (URDF) or
+``robot_description_topic`` (latched std_msgs/String, waited for ``robot_description_timeout_s`` at
+start; the node refuses to start without it) tighten the YAML limits (bora_teleop/urdf_limits.py).
 
 Run: ``teleop_node --ros-args --params-file config/sim.yaml`` (node name ``teleop``).
 """
@@ -33,7 +38,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -50,7 +55,7 @@ from bora_teleop.events import (
     KEYMAP,
 )
 from bora_teleop.glove import UdpGloveReceiver, reorder, sample_from_joint_state
-from bora_teleop.params import PARAMS, build_arbiter
+from bora_teleop.params import PARAMS, build_arbiter, build_hand_adapter
 
 
 class TeleopNode(Node):
@@ -61,8 +66,9 @@ class TeleopNode(Node):
         P = {k: self.get_parameter(k).value for k in PARAMS}
         self.P = P
         self.rate = float(P["rate_hz"])
-        self.arb = build_arbiter(P)
+        self.arb = build_arbiter(P, self._robot_description(P))
         rmap = self.arb.retarget
+        self.hand_adapter = build_hand_adapter(P, rmap)
         self._last_takeover_msg: bool | None = None
         self._last_reason = ""
         self._warned: dict[str, float] = {}
@@ -78,7 +84,8 @@ class TeleopNode(Node):
             self.pub_arm = self.create_publisher(Float64MultiArray, P["arm_command_topic"], rel)
         else:
             self.pub_arm = self.create_publisher(JointTrajectory, P["arm_command_topic"], rel)
-        self.pub_hand = self.create_publisher(JointState, P["hand_command_topic"], rel)
+        hand_type = JointState if self.hand_adapter.message_type.endswith("JointState") else Float64MultiArray
+        self.pub_hand = self.create_publisher(hand_type, P["hand_command_topic"], rel)
         self.pub_exec = self.create_publisher(ExecutedCommand, P["executed_topic"], rel)
         self.pub_int = self.create_publisher(InterventionEvent, P["intervention_topic"], events_qos)
         self.pub_ep = self.create_publisher(EpisodeEvent, P["episode_topic"], events_qos)
@@ -129,6 +136,29 @@ class TeleopNode(Node):
         )
 
     # ------------------------------------------------------------------ helpers
+    def _robot_description(self, P: dict) -> str | None:
+        """The URDF text of ``robot_description_topic`` (latched), waited for at start; None if unset."""
+        topic = P["robot_description_topic"]
+        if not topic:
+            return None
+        got: list[str] = []
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        sub = self.create_subscription(String, topic, lambda m: got.append(m.data), latched)
+        timeout = float(P["robot_description_timeout_s"])
+        deadline = self.get_clock().now().nanoseconds * 1e-9 + timeout
+        while not got and self.get_clock().now().nanoseconds * 1e-9 < deadline:
+            rclpy.spin_once(self, timeout_sec=0.05)
+        self.destroy_subscription(sub)
+        if not got:
+            raise ValueError(
+                f"parameter robot_description_topic={topic!r}: no robot description received in {timeout:g} s "
+                "(is robot_state_publisher running?); refusing to start without the joint limits"
+            )
+        self.get_logger().info(f"joint limits tightened to the robot description on {topic}")
+        return got[-1]
+
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
@@ -179,6 +209,14 @@ class TeleopNode(Node):
             self.arb.set_measured(arm=q)
 
     def _on_hand_state(self, msg: JointState) -> None:
+        if not self.hand_adapter.is_identity:
+            try:
+                q = self.hand_adapter.state_to_internal(list(msg.name), msg.position)
+            except ValueError as e:
+                self._throttled("error", "hand joint states", f"hand joint states: {e}", 5.0)
+                return
+            self.arb.set_measured(hand=q)
+            return
         q = self._joint_state(msg, self.arb.hand_joint_names, "hand joint states")
         if q is not None and q.size == len(self.arb.hand_joint_names):
             self.arb.set_measured(hand=q)
@@ -324,9 +362,13 @@ class TeleopNode(Node):
                 )
             ]
             self.pub_arm.publish(traj)
-        hm = JointState(name=self.arb.hand_joint_names, position=hand.tolist())
-        hm.header.stamp = stamp.to_msg()
-        self.pub_hand.publish(hm)
+        names, values = self.hand_adapter.command(hand)
+        if self.hand_adapter.message_type.endswith("JointState"):
+            hm = JointState(name=names, position=values.tolist())
+            hm.header.stamp = stamp.to_msg()
+            self.pub_hand.publish(hm)
+        else:
+            self.pub_hand.publish(Float64MultiArray(data=values.tolist()))
         cmd = JointCommand(
             episode_id=r.episode_id,
             step=r.step,
