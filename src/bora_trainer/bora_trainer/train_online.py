@@ -158,8 +158,10 @@ def offline_buffer(
     batch: int = 32,
     progress: bool = True,
     action_clip: float = 0.0,
+    path: str | Path | None = None,
 ) -> ChunkReplayBuffer:
-    """Chunk transitions of the offline dataset with z_t and A_VLA from the frozen VLA (computed once)."""
+    """Chunk transitions of the offline dataset with z_t and A_VLA from the frozen VLA (computed once);
+    persisted as a ChunkReplayBuffer directory when ``path`` is given (the trainer node's D_offline)."""
     from bora_trainer.data.episodes import episode_ids, read_episode
 
     ids = episode_ids(data)
@@ -167,7 +169,7 @@ def offline_buffer(
         raise FileNotFoundError(f"--offline-data {data}: no episodes")
     if max_episodes:
         ids = ids[:max_episodes]
-    buf = ChunkReplayBuffer(spec)
+    buf = ChunkReplayBuffer(spec, path)
     n = vla.normalizer
     it = ids
     if progress:
@@ -203,6 +205,8 @@ def offline_buffer(
                 episode=eid,
             )
         )
+    if path is not None:
+        buf.flush()
     return buf
 
 
@@ -522,8 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--env",
         default="sim",
-        choices=["sim"],
-        help="where episodes come from (recorded bags: the trainer node)",
+        choices=["sim", "ros"],
+        help="sim: episodes rolled out in this process (bora_sim env + scripted operator); ros: through the "
+        "ROS 2 graph (bora up --sim --with trainer: bridge, sync, policy, teleop, trainer node on recorded "
+        "bags; bora_trainer/online_ros.py)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="--env ros: give up after this many seconds"
     )
     p.add_argument("--task", default=None, help="bora_sim task (overrides the config)")
     p.add_argument("--rounds", type=int, default=None, help="adaptation rounds (Algorithm 1 multi-round)")
@@ -560,6 +569,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.rounds < 1 or cfg.episodes_per_round < 1:
         print("bora train online: --rounds and --episodes-per-round must be >= 1", file=sys.stderr)
         return 2
+    if args.env == "ros":
+        from bora_trainer.online_ros import train_through_ros
+
+        summary = train_through_ros(
+            cfg, args.offline_run, args.offline_data, args.out, progress=not args.no_progress, timeout_s=args.timeout
+        )
+        print(json.dumps(summary, indent=2))
+        return 0
     summary = train(cfg, args.offline_run, args.offline_data, args.out, progress=not args.no_progress)
     print(
         json.dumps(

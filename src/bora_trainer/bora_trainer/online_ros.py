@@ -1,0 +1,246 @@
+"""``bora train online --env ros``: the online phase through the ROS 2 graph on the simulated robot.
+
+The same protocol as ``--env sim`` (Algorithm 1, multi-round), but every piece is the deployed one:
+
+    bora up --sim --with trainer   (sim_bridge + sync + policy + teleop + trainer_node, real DDS)
+
+* ``sim_bridge`` runs the task with the scripted operator (glove stream + takeover trigger), resets
+  episodes itself (``auto_reset``); ``sync`` assembles observations; ``policy`` runs the frozen
+  offline VLA (+ the residual it hot-reloads); ``teleop`` blends the operator's takeovers
+  (A_exec = (1 - beta) A_final + beta A_human) and is the only writer to the simulated drivers;
+* ``trainer_node`` (``live:=true``) records the BORA topics into a crash-safe MCAP rosbag2 in
+  ``OUT/recordings``, converts and ingests each finished episode, runs the RLPD updates against
+  D_offline (``OUT/offline_buffer``: z_t and A_VLA of the offline dataset, computed once here with
+  the frozen VLA) and announces checkpoints on ``/bora/checkpoint``, which the policy hot-reloads;
+  rounds end, freeze and fold as in :class:`bora_trainer.ingest.OnlineTrainerLoop`.
+
+This process only prepares the files, starts ``bora up``, prints progress from the trainer's
+``status.json`` and stops the graph once round ``rounds`` is archived (``OUT/trainer/rounds/round_RR``).
+``OUT`` is then an online run directory that ``bora eval --run OUT`` evaluates (its ``latest``
+checkpoint is the final round's stack: frozen residuals + the last residual + the online critic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bora_trainer.config_io import to_dict
+from bora_trainer.train_online import FrozenVLA, OnlineRunConfig, offline_buffer
+
+
+class OnlineRosError(RuntimeError):
+    """The graph stopped or stalled before the requested rounds were done."""
+
+
+def _params_file(cfg: OnlineRunConfig, offline_run: Path, image_size: int, k: int, base: Path, out: Path) -> Path:
+    """config/sim.yaml with the task, the offline VLA and critic, and the chunk execution of ``cfg``."""
+    from bora_sim.tasks import TASKS
+
+    params = yaml.safe_load(base.read_text()) or {}
+
+    def section(node: str) -> dict:
+        return params.setdefault(node, {}).setdefault("ros__parameters", {})
+
+    section("sim_bridge").update(
+        task=cfg.task,
+        object_set=cfg.object_set,
+        seed=int(cfg.seed) + 10_000,  # episodes unlike the offline demonstrations and the evaluation seeds
+        image_size=int(image_size),
+        control_hz=float(cfg.control_hz),
+        auto_reset=True,
+        operator_enabled=True,
+    )
+    section("sync")["instruction"] = TASKS[cfg.task].instruction
+    critic = offline_run / "critic"
+    section("policy").update(
+        vla_path=str(offline_run),
+        critic_path=str(critic) if critic.is_dir() else "",
+        control_hz=float(cfg.control_hz),
+        chunk_hz=float(cfg.control_hz),
+        replan_steps=int(cfg.exec_horizon or k),
+        deterministic=bool(cfg.deterministic_base),
+        residual_scale=0.0,  # no residual before the trainer's first checkpoint (which carries its alpha)
+    )
+    path = out / "graph_params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def _trainer_file(cfg: OnlineRunConfig, offline_run: Path, out: Path) -> Path:
+    trainer = {
+        "recordings": str(out / "recordings"),
+        "state_dir": str(out / "trainer"),
+        "offline_buffer": str(out / "offline_buffer"),
+        "offline_run": str(offline_run),
+        "normalizer": str(offline_run / "normalizer.json"),
+        "utd_ratio": float(cfg.updates_per_env_step),
+        "checkpoint_every": max(1, int(cfg.online.max_updates) // 4),
+        "episodes_per_round": int(cfg.episodes_per_round),
+        "poll_interval_s": 1.0,
+        "device": "" if cfg.device == "auto" else cfg.device,
+        "rewards": to_dict(cfg.reward),
+        "online": to_dict(cfg.online),
+    }
+    path = out / "trainer.yaml"
+    path.write_text(yaml.safe_dump({"trainer": trainer}, sort_keys=False))
+    return path
+
+
+def _read_status(state: Path) -> dict[str, Any]:
+    try:
+        return json.loads((state / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _finish_run_dir(cfg: OnlineRunConfig, offline_run: Path, offline_data: Path, out: Path) -> Path:
+    """Make OUT an online run directory: config.yaml, normalizer.json, latest -> the final round's stack."""
+    from bora_policy.models.normalizer import Normalizer
+    from bora_trainer.checkpoint import write_run_files
+
+    final = out / "trainer" / "rounds" / f"round_{cfg.rounds:02d}"
+    name = (final / "latest").read_text().strip()
+    dst = out / "checkpoints" / f"round_{cfg.rounds:02d}_{name}"
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(final / "checkpoints" / name, dst)
+    write_run_files(
+        out,
+        config={
+            "online_run": to_dict(cfg),
+            "offline_run": str(offline_run),
+            "offline_data": str(offline_data),
+            "through_ros": True,
+        },
+        normalizer=Normalizer.load(offline_run / "normalizer.json").to_dict(),
+    )
+    (out / "latest").write_text(dst.name + "\n")
+    return dst
+
+
+def train_through_ros(
+    cfg: OnlineRunConfig,
+    offline_run: str | Path,
+    offline_data: str | Path,
+    out: str | Path,
+    progress: bool = True,
+    timeout_s: float = 1800.0,
+    sim_params: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run ``cfg.rounds`` rounds of ``cfg.episodes_per_round`` episodes through ``bora up --sim --with
+    trainer``; returns a summary (episodes, updates, rounds, wall time, the final checkpoint)."""
+    import torch
+
+    from bora_trainer.data.episodes import DatasetMeta
+    from bora_trainer.data.replay import ReplaySpec
+    from bora_trainer.up import default_params, ros_env
+
+    offline_run, offline_data, out = Path(offline_run).resolve(), Path(offline_data).resolve(), Path(out).resolve()
+    if (out / "trainer").exists() or (out / "offline_buffer").exists():
+        raise FileExistsError(f"--out {out}: holds a previous online run (trainer/, offline_buffer/); use a new one")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    say = print if progress else (lambda *a, **k: None)
+
+    # D_offline for the trainer node: the frozen VLA's z_t and A_VLA of the offline dataset
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    vla = FrozenVLA(offline_run, device, cfg.deterministic_base)
+    k = vla.k
+    spec = ReplaySpec(vla.z_dim, vla.normalizer.state_dim, vla.normalizer.action_dim, k, vla.normalizer.version)
+    H = cfg.exec_horizon or k
+    off = offline_buffer(
+        vla,
+        offline_data,
+        spec,
+        cfg.offline_stride or H,
+        cfg.reward,
+        cfg.max_offline_episodes,
+        progress=progress,
+        action_clip=cfg.action_clip,
+        path=out / "offline_buffer",
+    )
+    del vla
+    image_size = DatasetMeta.from_dict(json.loads((offline_data / "meta.json").read_text())).image_size[0]
+    params = _params_file(cfg, offline_run, image_size, k, Path(sim_params or default_params("sim")), out)
+    trainer_cfg = _trainer_file(cfg, offline_run, out)
+    (out / "recordings").mkdir(exist_ok=True)
+    say(f"online (ROS graph): D_offline {len(off)} chunk transitions; starting bora up --sim --with trainer")
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "bora_trainer.up",
+        "--sim",
+        "--params",
+        str(params),
+        "--with",
+        "trainer",
+        "--param",
+        f"trainer:config_file:={trainer_cfg}",
+        "--param",
+        "trainer:live:=true",
+    ]
+    env = {**os.environ, **ros_env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log_path = out / "graph.log"
+    state = out / "trainer"
+    final = state / "rounds" / f"round_{cfg.rounds:02d}"
+    last_line, rc = "", None
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            t_end = time.monotonic() + timeout_s
+            while True:
+                rc = proc.poll()
+                if rc is not None:
+                    break
+                if (final / "latest").is_file():
+                    break
+                if time.monotonic() > t_end:
+                    raise OnlineRosError(f"online (ROS graph): not done after {timeout_s:.0f} s (log: {log_path})")
+                st = _read_status(state)
+                line = (
+                    f"online (ROS graph): round {st.get('round', 1)}/{cfg.rounds}, episodes ingested "
+                    f"{st.get('episodes', 0)}/{cfg.rounds * cfg.episodes_per_round}, updates {st.get('update_step', 0)}"
+                )
+                if line != last_line:
+                    say(f"[{time.time() - t0:6.0f} s] {line}", flush=True)
+                    last_line = line
+                time.sleep(2.0)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+    if not (final / "latest").is_file():
+        tail = log_path.read_text()[-3000:]
+        raise OnlineRosError(
+            f"online (ROS graph): bora up exited (code {rc}) before round {cfg.rounds} finished; log tail:\n{tail}"
+        )
+    ck = _finish_run_dir(cfg, offline_run, offline_data, out)
+    st = _read_status(state)
+    summary = {
+        "through_ros": True,
+        "rounds": cfg.rounds,
+        "episodes": st.get("episodes"),
+        "updates": st.get("update_step"),
+        "offline_transitions": len(off),
+        "checkpoint": str(ck),
+        "wall_s": round(time.time() - t0, 1),
+        "log": str(log_path),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    say(f"online (ROS graph): done in {summary['wall_s']:.0f} s; final stack {ck}")
+    return summary
