@@ -196,18 +196,31 @@ def graph(seconds: float) -> dict:
         "jitter_std_ms": float(iv.std() * 1e3),
         "jitter_p99_abs_ms": float(np.percentile(np.abs(iv - period), 99) * 1e3),
         "max_interval_ms": float(iv.max() * 1e3),
-        "missed_ticks_probe": int(np.sum(np.maximum(0, np.round(iv / period) - 1))),
+        # empty control slots: slots elapsed between the first and last command minus commands sent
+        # (the policy's step counter, so a message the probe itself dropped is not counted as missed)
+        "missed_ticks_probe": _missed_slots(win, st, period),
         "policy_diagnostics": {
             k: kv[k]
             for k in kv
             if k.endswith("_ms")
             or k.endswith("ms_mean")
             or "missed" in k
+            or "late" in k
             or "ms_p99" in k
             or "ms_max" in k
             or k == "ticks"
         },
     }
+
+
+def _missed_slots(msgs, stamps: np.ndarray, period: float) -> int:
+    """Control slots without a command: elapsed slots minus the policy's ticks (its step counter; it
+    restarts at 0 with a new episode, when a drop counts as one tick)."""
+    if len(msgs) < 2:
+        return 0
+    d = np.diff(np.asarray([m.step for m in msgs], dtype=np.int64))
+    ticks = int(np.where(d > 0, d, 1).sum())
+    return max(0, int(round((stamps[-1] - stamps[0]) / period)) - ticks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         " demo VLA, 96 px cameras)",
         "",
         "| control rate | measured rate | jitter std | p99 abs deviation | max interval"
-        " | missed ticks (probe) |",
+        " | empty slots (probe) |",
         "| --- | --- | --- | --- | --- | --- |",
         f"| {g['control_hz']:g} Hz | {g['rate_hz']:.2f} Hz | {g['jitter_std_ms']:.1f} ms | "
         f"{g['jitter_p99_abs_ms']:.1f} ms | "
