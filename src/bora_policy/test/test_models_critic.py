@@ -97,3 +97,78 @@ def test_decoupled_critic(head):
     with pytest.raises(ValueError, match="n_cam=3"):
         c.v(torch.rand(2, 48))
     assert c.input_kind == "images" and ChunkCritic.input_kind == "z"
+
+
+# ---------------------------------------------------------------------------- factored step head == concat form
+def _concat_forward(head, z, a):
+    """The textbook form of a step head: the MLP on the concatenated tokens [proj(z_t), a_{t+i}, pos_i] (B*k rows)."""
+    Bz = z.shape[0]
+    parts = [head.z_proj(z).unsqueeze(1).expand(Bz, head.k, -1)]
+    if head.action_dim:
+        parts.append(a)
+    parts.append(head.pos.unsqueeze(0).expand(Bz, -1, -1))
+    return head.mlp(torch.cat(parts, -1)).squeeze(-1)
+
+
+def test_factored_step_head_equals_concat_form_values_and_gradients():
+    torch.manual_seed(3)
+    c = ChunkCritic(Z, A, K, hidden_dim=64, pos_dim=8, num_layers=2, num_q=2)
+    with torch.no_grad():  # make the target nets differ from the online ones
+        for p in c.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    z, a = _za(1)
+    ref_q = torch.stack([_concat_forward(h, z, a) for h in c.q_heads])
+    ref_v = _concat_forward(c.v_head, z, None)
+    torch.testing.assert_close(c.q_all(z, a), ref_q, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c.q(z, a), ref_q.amin(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c.v(z), ref_v, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        ref_qt = torch.stack([_concat_forward(h, z, a) for h in c.q_heads_target]).amin(0)
+        ref_vt = _concat_forward(c.v_head_target, z, None)
+    torch.testing.assert_close(c.q_target(z, a), ref_qt, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c.v_target(z), ref_vt, rtol=1e-5, atol=1e-5)
+    # only some positions (the Eq. 1 bootstrap needs v(z_{t+1}, 0) alone)
+    torch.testing.assert_close(c.v_target(z, steps=[0]), ref_vt[:, :1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c.v(z, steps=[3, 0, 31]), ref_v[:, [3, 0, 31]], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"steps must be chunk positions in \[0, 32\)"):
+        c.v(z, steps=[32])
+
+    # gradients into every parameter and into the actions agree too
+    def grads(fn):
+        c.zero_grad(set_to_none=True)
+        aa = a.clone().requires_grad_(True)
+        fn(aa).backward()
+        return [p.grad.clone() for p in c.parameters() if p.grad is not None], aa.grad
+
+    w = torch.randn(B, K)
+    g_new, ga_new = grads(lambda aa: (c.q_all(z, aa).sum(0) * w).sum() + (c.v(z) * w).pow(2).sum())
+    g_ref, ga_ref = grads(
+        lambda aa: (torch.stack([_concat_forward(h, z, aa) for h in c.q_heads]).sum(0) * w).sum()
+        + (_concat_forward(c.v_head, z, None) * w).pow(2).sum()
+    )
+    assert len(g_new) == len(g_ref) == len(list(c.q_parameters())) + len(list(c.v_parameters()))
+    for gn, gr in zip(g_new, g_ref):
+        torch.testing.assert_close(gn, gr, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ga_new, ga_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_chunk_critic_state_dict_layout_is_stable(tmp_path):
+    """Checkpoint compatibility: the parameter names and shapes of ``ChunkCritic`` checkpoints."""
+    c = ChunkCritic(5, 3, 4, hidden_dim=8, pos_dim=2, num_layers=2, num_q=2)
+    head = {
+        "z_proj.0.weight": (8, 5), "z_proj.0.bias": (8,), "z_proj.1.weight": (8,), "z_proj.1.bias": (8,),
+        "mlp.0.bias": (8,), "mlp.1.weight": (8,), "mlp.1.bias": (8,), "mlp.3.weight": (8, 8), "mlp.3.bias": (8,),
+        "mlp.4.weight": (8,), "mlp.4.bias": (8,), "mlp.6.weight": (1, 8), "mlp.6.bias": (1,),
+    }
+    expected = {}
+    for prefix, act in [("q_heads.0", 3), ("q_heads.1", 3), ("v_head", 0)]:
+        for tgt in ("", "_target"):
+            pre = prefix.replace("q_heads", "q_heads" + tgt) if "q_heads" in prefix else prefix + tgt
+            expected.update({f"{pre}.{k}": s for k, s in head.items()})
+            expected[f"{pre}.pos"] = (4, 2)
+            expected[f"{pre}.mlp.0.weight"] = (8, 8 + act + 2)
+    assert {k: tuple(v.shape) for k, v in c.state_dict().items()} == expected
+    z, a = torch.randn(2, 5), torch.randn(2, 4, 3)
+    loaded = ChunkCritic.load(c.save(tmp_path / "c"))
+    torch.testing.assert_close(loaded.q_all(z, a), c.q_all(z, a))
+    torch.testing.assert_close(loaded.v_target(z, steps=[0]), c.v_target(z)[:, :1])

@@ -3,7 +3,9 @@
 ``ChunkCritic`` (BORA's action-conditioned critic) conditions on the VLM cognition token z_t:
 ``Q_phi(s_t, A_t) = [q_phi(z_t, a_{t+i}, i)]_{i<k}`` and ``V_psi(s_t) = [v_psi(z_t, i)]_{i<k}``, where ``i``
 enters through a LEARNED position embedding. Each step token is ``[proj(z_t), a_{t+i}, pos_i]`` fed to a
-shared MLP (one scalar per step). Q (phi) and V (psi) have separate parameters (decoupled objectives,
+shared MLP (one scalar per step); its first layer is evaluated in factored form (z term per chunk, position
+term per step, action term per token: the same function, see ``_StepHead``), and ``v``/``v_target`` take
+optional ``steps`` to evaluate only some positions. Q (phi) and V (psi) have separate parameters (decoupled objectives,
 Eq. 3 / Eq. 4); ``q_parameters()`` / ``v_parameters()`` give the two groups. Optional twin Q
 (``num_q=2``): ``q()`` returns the element-wise minimum, ``q_all()`` every head. Target copies
 (``q_target()``, ``v_target()``) are updated by Polyak averaging (``soft_update``, tau = 0.005, Table 3)
@@ -42,8 +44,14 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak update ``theta_target <- tau * theta_source + (1 - tau) * theta_target`` (buffers copied)."""
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"soft_update: tau must be in [0, 1], got {tau}")
-    for pt, ps in zip(target.parameters(), source.parameters(), strict=True):
-        pt.lerp_(ps.to(pt.dtype), tau)
+    pts, pss = list(target.parameters()), list(source.parameters())
+    if len(pts) != len(pss):
+        raise ValueError(f"soft_update: target has {len(pts)} parameters, source {len(pss)}")
+    same = [i for i, (a, b) in enumerate(zip(pts, pss)) if a.dtype == b.dtype and a.device == b.device]
+    if same:  # one multi-tensor lerp (same values as a per-tensor lerp_, fewer dispatches)
+        torch._foreach_lerp_([pts[i] for i in same], [pss[i] for i in same], tau)
+    for i in sorted(set(range(len(pts))) - set(same)):
+        pts[i].lerp_(pss[i].to(pts[i].dtype), tau)
     for bt, bs in zip(target.buffers(), source.buffers(), strict=True):
         bt.copy_(bs)
 
@@ -59,29 +67,46 @@ def _mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
 
 
 class _StepHead(nn.Module):
-    """``(z [B,Dz], a [B,k,A] | None) -> [B,k]`` with a learned position embedding per step."""
+    """``(z [B,Dz], a [B,k,A] | None) -> [B,k]`` with a learned position embedding per step.
+
+    Each step token is ``x_{t,i} = [proj(z_t), a_{t+i}, pos_i]`` and the first layer of the shared MLP is
+    linear in it, so ``W x + b = (W_z proj(z_t) + b) + W_a a_{t+i} + W_p pos_i``. :meth:`forward` evaluates
+    it in that factored form: the z term on the B chunks, the position term on the k steps, only the
+    action term (and the layers after the first non-linearity) on all B*k step tokens. This is the same
+    function with the same parameters (``mlp.0.weight`` is still ``[hidden, hidden + A + pos_dim]``), without
+    building the ``[B, k, hidden + A + pos_dim]`` concatenation (see ``_concat_forward`` in the tests).
+    """
 
     def __init__(self, z_dim: int, action_dim: int, k: int, hidden: int, pos_dim: int, layers: int):
         super().__init__()
-        self.k, self.action_dim = k, action_dim
+        self.k, self.action_dim, self.hidden = k, action_dim, hidden
         self.z_proj = nn.Sequential(nn.Linear(z_dim, hidden), nn.LayerNorm(hidden), nn.SiLU())
         self.pos = nn.Parameter(torch.randn(k, pos_dim) * 0.1)
         self.mlp = _mlp(hidden + action_dim + pos_dim, hidden, 1, layers)
 
-    def forward(self, z: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
-        B = z.shape[0]
-        h = self.z_proj(z.float()).unsqueeze(1).expand(B, self.k, -1)
-        parts = [h]
-        if self.action_dim:
-            parts.append(a.float())
-        parts.append(self.pos.unsqueeze(0).expand(B, -1, -1))
-        return self.mlp(torch.cat(parts, -1)).squeeze(-1)
+    def forward(self, z: torch.Tensor, a: torch.Tensor | None, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, k]`` (or ``[B, len(steps)]`` for the chunk positions ``steps``; ``a`` must then match them)."""
+        first = self.mlp[0]
+        H, A = self.hidden, self.action_dim
+        w = first.weight
+        pos = self.pos if steps is None else self.pos[steps]
+        B, n = z.shape[0], pos.shape[0]
+        zc = torch.addmm(first.bias, self.z_proj(z.float()), w[:, :H].t())  # [B, hidden]
+        pc = pos @ w[:, H + A :].t()  # [n, hidden]
+        pre = zc.unsqueeze(1) + pc.unsqueeze(0)  # [B, n, hidden]
+        if A:
+            pre = torch.addmm(pre.view(B * n, -1), a.float().reshape(B * n, A), w[:, H : H + A].t())
+        x = pre
+        for m in self.mlp[1:]:
+            x = m(x)
+        return x.view(B, n)
 
 
 class ChunkCritic(nn.Module):
     """Action-conditioned chunk critic on z_t (q: ``[B,k]``, v: ``[B,k]``) with target networks."""
 
     input_kind = "z"
+    v_steps = True  # v / v_target accept ``steps`` (evaluate only those chunk positions)
 
     def __init__(
         self,
@@ -124,6 +149,14 @@ class ChunkCritic(nn.Module):
                     f"ChunkCritic: actions must be [B, k, A] = {list(exp)}, got {tuple(actions.shape)}"
                 )
 
+    def _steps(self, steps, z: torch.Tensor) -> torch.Tensor | None:
+        if steps is None:
+            return None
+        vals = steps.reshape(-1).tolist() if isinstance(steps, torch.Tensor) else [int(i) for i in steps]
+        if not vals or min(vals) < 0 or max(vals) >= self.chunk_size:
+            raise ValueError(f"ChunkCritic: steps must be chunk positions in [0, {self.chunk_size}), got {steps}")
+        return torch.tensor(vals, dtype=torch.long, device=z.device)
+
     # -- online networks
     def q_all(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Every Q head: ``[num_q, B, k]``."""
@@ -134,10 +167,10 @@ class ChunkCritic(nn.Module):
         """``[q_phi(z_t, a_{t+i}, i)]_i`` -> ``[B, k]`` (minimum over the twin heads)."""
         return self.q_all(z, actions).amin(0)
 
-    def v(self, z: torch.Tensor) -> torch.Tensor:
-        """``[v_psi(z_t, i)]_i`` -> ``[B, k]``."""
+    def v(self, z: torch.Tensor, steps: torch.Tensor | list[int] | None = None) -> torch.Tensor:
+        """``[v_psi(z_t, i)]_i`` -> ``[B, k]``; only the positions ``steps`` (``[B, len(steps)]``) when given."""
         self._check(z)
-        return self.v_head(z, None)
+        return self.v_head(z, None, self._steps(steps, z))
 
     # -- targets
     @torch.no_grad()
@@ -146,9 +179,11 @@ class ChunkCritic(nn.Module):
         return torch.stack([h(z, actions) for h in self.q_heads_target], 0).amin(0)
 
     @torch.no_grad()
-    def v_target(self, z: torch.Tensor) -> torch.Tensor:
+    def v_target(self, z: torch.Tensor, steps: torch.Tensor | list[int] | None = None) -> torch.Tensor:
+        """Target ``v(z_t, i)``: ``[B, k]``, or ``[B, len(steps)]`` for the positions ``steps`` only
+        (e.g. ``steps=[0]`` for the ``v(z_{t+1}, 0)`` bootstrap of Eq. 1, k times cheaper)."""
         self._check(z)
-        return self.v_head_target(z, None)
+        return self.v_head_target(z, None, self._steps(steps, z))
 
     def soft_update_targets(self, tau: float = 0.005) -> None:
         soft_update(self.q_heads_target, self.q_heads, tau)

@@ -26,6 +26,11 @@ recorded bags. Batches come from :class:`bora_trainer.data.replay.MixedSampler` 
     ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
   - ``L_l2``: mean of ``A_res^2`` (the raw residual before alpha), weight 2e-4.
   ``lambda_q`` (default 0) optionally adds Eq. (8)'s objective term ``-E[q(z, a_hat)]``.
+
+Cost (batch B, chunk k): the step-MLP layers after the first run on B*k tokens and dominate. Per update the
+critic is evaluated 9 times (target V; twin Q + V with backward; frozen offline twin Q on the B/2 offline
+rows; twin Q at A_hat with backward to the actions and at A_base), the bootstrap ``v(z_{t+1}, 0)`` only at
+position 0. ``OnlineConfig.precision="bf16"`` runs the update under bf16 autocast also on a CPU.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class OnlineConfig:
     expectile: tau of Eq. (4), as offline (ours: 0.7).
     grad_clip: global-norm clip of each optimiser step (ours; 0 disables).
     lambda_q: weight of Eq. (8)'s ``-q(z, a_hat)`` term (ours; 0 = the brief's loss without it).
+    precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"bf16"`` (bf16 autocast on any device:
+    about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision) or ``"fp32"``.
     """
 
     algo: str = "bora-residual"
@@ -81,6 +88,7 @@ class OnlineConfig:
     residual_l2: float = 2e-4
     lambda_q: float = 0.0
     grad_clip: float = 10.0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     objective_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -94,6 +102,8 @@ class OnlineConfig:
             raise ValueError(f"OnlineConfig.gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"OnlineConfig.tau must be in (0, 1], got {self.tau}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"OnlineConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if self.critic_reg not in ("anchor_offline", "none"):
             raise ValueError(
                 f"OnlineConfig.critic_reg must be 'anchor_offline' or 'none', got {self.critic_reg!r}"
@@ -234,14 +244,17 @@ class OnlineLearner:
         self.critic_offline = copy.deepcopy(src).to(self.device).requires_grad_(False).eval()
         self.actor = actor or ResidualChunkActor(state_dim, action_dim, chunk_size, z_dim, self.cfg.residual)
         self.actor.to(self.device).train()
+        # multi-tensor AdamW (the same values as the per-parameter loop). The critic optimiser keeps every
+        # critic parameter (target copies get no gradient, so no step) for checkpoint compatibility.
         self.actor_opt = torch.optim.AdamW(
-            self.actor.parameters(), lr=self.cfg.actor_lr, weight_decay=self.cfg.weight_decay
+            self.actor.parameters(), lr=self.cfg.actor_lr, weight_decay=self.cfg.weight_decay, foreach=True
         )
         self.critic_opt = torch.optim.AdamW(
-            self.critic.parameters(), lr=self.cfg.critic_lr, weight_decay=self.cfg.weight_decay
+            self.critic.parameters(), lr=self.cfg.critic_lr, weight_decay=self.cfg.weight_decay, foreach=True
         )
         self.step = 0
-        self.use_bf16 = self.device.type == "cuda"
+        prec = self.cfg.precision
+        self.use_bf16 = prec == "bf16" or (prec == "auto" and self.device.type == "cuda")
         self.objective = get_objective(self.cfg.algo)(self, self.cfg.objective_options)
 
     # ------------------------------------------------------------------------------ schedules
@@ -258,9 +271,13 @@ class OnlineLearner:
             self.step if step is None else step, c.bc_lambda_start, c.bc_lambda_end, c.bc_decay_steps
         )
 
-    def v_target(self, z: torch.Tensor) -> torch.Tensor:
-        """v(z, i) of the target value net, [B, k]."""
-        return self.critic.v_target(z) if self.internal_target else self.critic_target.v(z)
+    def v_target(self, z: torch.Tensor, steps: list[int] | None = None) -> torch.Tensor:
+        """v(z, i) of the target value net, [B, k] (``[B, len(steps)]`` for the positions ``steps`` only;
+        a critic with ``v_steps = True`` evaluates just those positions)."""
+        if steps is not None and self.internal_target and getattr(self.critic, "v_steps", False):
+            return self.critic.v_target(z, steps=steps)
+        v = self.critic.v_target(z) if self.internal_target else self.critic_target.v(z)
+        return v if steps is None else v[:, steps]
 
     def update_targets(self) -> None:
         """Polyak update of the target nets (Table 3 tau_target = 0.005)."""
@@ -354,7 +371,7 @@ class BoraResidualObjective(OnlineObjective):
         mask = b["mask"].float()
         with torch.no_grad(), L.autocast():
             v_cur_t = L.v_target(b["z"]).float()
-            v_next_t = L.v_target(b["next_z"]).float()[:, 0] * b["next_valid"].float()
+            v_next_t = L.v_target(b["next_z"], steps=[0]).float()[:, 0] * b["next_valid"].float()
         y = shifted_bootstrap_targets(b["reward"].float(), b["done"].float(), v_cur_t, v_next_t, c.gamma)
         with L.autocast():
             # every Q head regresses to y (twin heads: q_all); V's expectile uses the minimum
