@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from bora_trainer.config_io import to_dict
-from bora_trainer.train_online import FrozenVLA, OnlineRunConfig, offline_buffer
+from bora_trainer.train_online import FrozenVLA, OnlineRunConfig, offline_buffer_for
 
 
 class OnlineRosError(RuntimeError):
@@ -157,18 +157,7 @@ def train_through_ros(
     vla = FrozenVLA(offline_run, device, cfg.deterministic_base)
     k = vla.k
     spec = ReplaySpec(vla.z_dim, vla.normalizer.state_dim, vla.normalizer.action_dim, k, vla.normalizer.version)
-    H = cfg.exec_horizon or k
-    off = offline_buffer(
-        vla,
-        offline_data,
-        spec,
-        cfg.offline_stride or H,
-        cfg.reward,
-        cfg.max_offline_episodes,
-        progress=progress,
-        action_clip=cfg.action_clip,
-        path=out / "offline_buffer",
-    )
+    off = offline_buffer_for(cfg, vla, offline_data, spec, progress=progress, path=out / "offline_buffer")
     del vla
     image_size = DatasetMeta.from_dict(json.loads((offline_data / "meta.json").read_text())).image_size[0]
     params = _params_file(cfg, offline_run, image_size, k, Path(sim_params or default_params("sim")), out)

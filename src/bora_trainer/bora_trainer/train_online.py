@@ -210,6 +210,28 @@ def offline_buffer(
     return buf
 
 
+def offline_buffer_for(
+    cfg: OnlineRunConfig,
+    vla: FrozenVLA,
+    offline_data: str | Path,
+    spec: ReplaySpec,
+    progress: bool = True,
+    path: str | Path | None = None,
+) -> ChunkReplayBuffer:
+    """D_offline of an online run: :func:`offline_buffer` with the run config's stride, rewards and clip."""
+    return offline_buffer(
+        vla,
+        offline_data,
+        spec,
+        cfg.offline_stride or cfg.exec_horizon or vla.k,
+        cfg.reward,
+        cfg.max_offline_episodes,
+        progress=progress,
+        action_clip=cfg.action_clip,
+        path=path,
+    )
+
+
 def rebase_fn(policy: ResidualPolicy, device: torch.device):
     """numpy (proprio, vla, z) -> base chunk of ``policy`` (Algorithm 1 lines 8-12), for buffer rebasing."""
 
@@ -373,16 +395,7 @@ def train(
         normalizer=norm.to_dict(),
     )
     t0 = time.time()
-    off_buf = offline_buffer(
-        vla,
-        offline_data,
-        spec,
-        cfg.offline_stride or H,
-        cfg.reward,
-        cfg.max_offline_episodes,
-        progress=progress,
-        action_clip=cfg.action_clip,
-    )
+    off_buf = offline_buffer_for(cfg, vla, offline_data, spec, progress=progress)
     on_buf = ChunkReplayBuffer(spec, out / "replay" / "online")
     env = make_env(
         cfg.task,
