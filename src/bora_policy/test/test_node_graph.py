@@ -220,16 +220,25 @@ def test_command_rate_within_10_percent(graph):
     probe = graph["probe"]
     t0 = time.monotonic()
     time.sleep(11.0)
+
+    def policy_stats(m):
+        kv = {v.key: v.value for st in m.status if st.hardware_id == "policy" for v in st.values}
+        stamp = m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
+        return (stamp, float(kv["ticks"]), float(kv["missed_ticks"])) if "ticks" in kv else None
+
+    # The policy node's own counters (/diagnostics, once a second): ticks and skipped slots of its
+    # control loop, over the window; independent of the probe's own delivery under load.
+    diags = [d for d in (policy_stats(m) for t, m in probe.rx["diag"] if t >= t0) if d is not None]
+    assert len(diags) >= 8, f"only {len(diags)} policy diagnostics in 11 s"
+    (s0, n0, miss0), (s1, n1, miss1) = diags[0], diags[-1]
+    rate = (n1 - n0) / (s1 - s0)
+    assert abs(rate - RATE) / RATE < 0.10, f"control loop at {rate:.2f} Hz, expected {RATE} Hz +- 10%"
+    assert (miss1 - miss0) <= 0.10 * (n1 - n0), f"{miss1 - miss0:.0f} control slots skipped of {n1 - n0:.0f}"
+    # ... and the commands reach another process at that rate (message count over the same time)
     cmds = [m for t, m in probe.rx["cmd"] if t >= t0]
     stamps = np.asarray([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in cmds])
-    # Count the policy's ticks by its step counter (robust to the probe itself missing a message under
-    # load); the step restarts at 0 with each new episode, when a drop counts as one tick.
-    d = np.diff(np.asarray([m.step for m in cmds], dtype=np.int64))
-    ticks = int(np.where(d > 0, d, 1).sum())
-    rate = ticks / (stamps[-1] - stamps[0])
-    assert abs(rate - RATE) / RATE < 0.10, (
-        f"command rate {rate:.2f} Hz, expected {RATE} Hz +- 10% ({len(cmds)} received of {ticks} ticks)"
-    )
+    got = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert abs(got - RATE) / RATE < 0.10, f"commands received at {got:.2f} Hz, expected {RATE} Hz +- 10%"
 
 
 def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
@@ -296,16 +305,24 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
     )
     time.sleep(1.0)
     cmds = [m for t, m in probe.rx["cmd"] if t >= t0]
-    stamps = np.asarray([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in cmds])
-    iv = np.diff(stamps)
-    assert len(iv) > 30
-    # A missed tick leaves a slot empty: fewer commands than periods elapsed, and a gap of ~2 periods.
-    # A late tick (CPU contention) is followed by a short interval and keeps the count.
-    periods = round((stamps[-1] - stamps[0]) * RATE)
-    assert len(iv) >= periods, f"{periods - len(iv)} control tick(s) missed during the reloads"
+    assert len(cmds) > 30
+    # Per episode (at an episode START the policy deliberately sends nothing until the new episode's
+    # first observation arrives): a missed tick leaves a slot empty, i.e. fewer commands than periods
+    # elapsed. A late tick (CPU contention) is followed by a short interval and keeps the count.
     # Slots are on the grid t0 + n / RATE and a slot is served less than one period late, so two
     # consecutive commands are less than 2 periods apart; a gap of 2 periods or more is an empty slot.
-    assert iv.max() < 2.0 / RATE, f"a control slot was skipped during the reloads (max gap {iv.max() * 1e3:.0f} ms)"
+    for ep in sorted({m.episode_id for m in cmds}):
+        stamps = np.asarray(
+            [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in cmds if m.episode_id == ep]
+        )
+        if len(stamps) < 2:
+            continue
+        iv = np.diff(stamps)
+        periods = round((stamps[-1] - stamps[0]) * RATE)
+        assert len(iv) >= periods, f"episode {ep}: {periods - len(iv)} control tick(s) missed during the reloads"
+        assert iv.max() < 2.0 / RATE, (
+            f"episode {ep}: a control slot was skipped during the reloads (max gap {iv.max() * 1e3:.0f} ms)"
+        )
     chunk = probe.wait_for("chunk", lambda m: m.residual_version == _sha(b)[:16], timeout=1)
     k, A = chunk.chunk_size, chunk.action_dim
     final = np.asarray(chunk.final).reshape(k, A)

@@ -203,3 +203,16 @@ def test_policy_runner_composes_residual_and_keeps_old_on_bad_file(tmp_path):
     assert runner.residual_slot.snapshot()[1] == r1.residual_version
     with pytest.raises(ValueError, match="state_dim=9"):
         runner.infer(color, np.zeros(3), "pick")
+
+
+def test_executor_reset_forgets_the_previous_episode():
+    from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
+
+    ex = ChunkExecutor(ChunkExecutorConfig(control_hz=10.0, chunk_hz=10.0, blend_steps=2))
+    ex.set_chunk(np.ones((4, 2)), t_obs=0.0, t_now=0.0)
+    assert ex.step(0.1) is not None
+    ex.reset()
+    assert not ex.has_command and ex.step(0.2) is None
+    # the next hold is taken as is: no cross-fade from the previous episode's chunk
+    ex.hold([5.0, -5.0], 0.3)
+    np.testing.assert_allclose(ex.step(0.3).position, [5.0, -5.0])

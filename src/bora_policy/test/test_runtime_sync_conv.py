@@ -132,3 +132,13 @@ def test_runtime_modules_do_not_import_rclpy():
         "assert 'rclpy' not in sys.modules, 'rclpy imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_episode_step_is_the_control_step_of_a_stamp():
+    from bora_policy.runtime.observation import episode_step
+
+    # START at t = 100 s, 10 Hz: 100.0 -> 0, 100.1 -> 1, 100.149 -> 1, 100.151 -> 2, 103 -> 30
+    assert [episode_step(t, 100.0, 10.0) for t in (100.0, 100.1, 100.149, 100.151, 103.0)] == [0, 1, 1, 2, 30]
+    # a 30 Hz camera frame stamped between two control steps maps to the nearest control step
+    assert episode_step(100.0 + 7 / 30, 100.0, 10.0) == 2
+    assert episode_step(99.9, 100.0, 10.0) == 0  # a stamp before START (clock skew) is step 0

@@ -128,7 +128,9 @@ def test_time_limit_failure_and_reset_service(bridge):
     node, rx, _ = bridge
     assert spin(node, lambda: any(m.kind == EpisodeEvent.FAILURE for _, m in rx["ep"]), 30)
     fail = next(m for _, m in rx["ep"] if m.kind == EpisodeEvent.FAILURE)
-    assert fail.step == 30 and fail.task == "pick_plush_toy"  # 3 s at 10 Hz
+    # 3 s at 10 Hz: 30 physics steps after START; the event's step is on the wall-clock time base
+    # (bora_policy.runtime.observation.episode_step), later only if the bridge's timer dropped ticks
+    assert 30 <= fail.step <= 36 and fail.task == "pick_plush_toy"
     assert spin(
         node,
         lambda: any(

@@ -31,11 +31,16 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
 from bora_policy.runtime.control_loop import ControlLoop
-from bora_policy.runtime.observation import observation_arrays, stamp_seconds
+from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
 
 AUTONOMOUS, PAUSED, HOLD = 0, 1, 2
 MODE_NAMES = {AUTONOMOUS: "autonomous", PAUSED: "paused", HOLD: "hold"}
+
+
+def arr_episode(pending) -> int:
+    """The episode id of the observation a pending (obs, arrays, result) inference was computed from."""
+    return int(pending[1].episode_id)
 
 
 class TickStats:
@@ -193,7 +198,9 @@ class PolicyNode(Node):
         self._in_flight = False
         self._ticks_since_plan = 0
         self._episode_id, self._step = 0, 0
+        self._t_start: float | None = None  # the current episode's START stamp (its step time base)
         self._reset_requested = False
+        self._awaiting_first_obs = False
         self._last_value = None
         self._stop = threading.Event()
 
@@ -252,6 +259,7 @@ class PolicyNode(Node):
     def _on_episode(self, ev) -> None:
         if ev.kind == ev.START:
             self._episode_id = int(ev.episode_id)
+            self._t_start = stamp_seconds(ev.header.stamp)
             self._reset_requested = True
 
     def _on_checkpoint(self, info) -> None:
@@ -315,6 +323,8 @@ class PolicyNode(Node):
             obs = self._latest_obs
         if obs is None or self._in_flight:
             return
+        if self._t_start is not None and int(obs.episode_id) != self._episode_id:
+            return  # an observation of the previous episode: wait for the new episode's first one
         self._in_flight = True
         try:
             self._requests.put_nowait(obs)
@@ -333,20 +343,29 @@ class PolicyNode(Node):
         if self.runner.residual_slot.commit():
             self.get_logger().info(f"policy: residual {self.runner.residual_slot.snapshot()[1]} now in use")
         if self._reset_requested:
+            # a new episode: drop the previous episode's chunk (no blending across the reset) and send
+            # nothing until its first observation arrives; then hold that state and plan from it
             self._reset_requested = False
             self._step = 0
+            self.executor_.reset()
+            self._awaiting_first_obs = True
+            self._ticks_since_plan = self.replan_steps  # plan right away
+        if self._awaiting_first_obs:
             with self._obs_lock:
                 obs = self._latest_obs
-            if obs is not None:
+            if obs is not None and (self._t_start is None or int(obs.episode_id) == self._episode_id):
                 self.executor_.hold(observation_arrays(obs).state, t)
-            self._ticks_since_plan = self.replan_steps  # plan right away
+                self._awaiting_first_obs = False
         with self._result_lock:
             pending, self._pending_result = self._pending_result, None
+        if pending is not None and self._t_start is not None and arr_episode(pending) != self._episode_id:
+            pending = None  # planned from the previous episode's last observation: discard
         if pending is not None:
             obs, arr, res = pending
             if not self.executor_.has_command:
                 self.executor_.hold(arr.state, t)
             self.executor_.set_chunk(res.final, arr.stamp, t)
+            self._awaiting_first_obs = False
             self._joint_names = arr.joint_names
             self._chunk_obs_stamp = arr.stamp
             self._latency_pending = True
@@ -382,7 +401,10 @@ class PolicyNode(Node):
     def _publish_command(self, position, names, chunk_index: int) -> None:
         m = self.msgs["JointCommand"]()
         m.header.stamp = self.get_clock().now().to_msg()
-        m.episode_id, m.step, m.chunk_index = self._episode_id, self._step, int(chunk_index)
+        # the episode's control step of this command (one time base with the observations' steps and
+        # the episode events; before any START, a count of commands)
+        step = self._step if self._t_start is None else episode_step(self._now(), self._t_start, self.control_hz)
+        m.episode_id, m.step, m.chunk_index = self._episode_id, step, int(chunk_index)
         m.joint_names = list(names)
         m.position = [float(x) for x in position]
         self.pub_cmd.publish(m)

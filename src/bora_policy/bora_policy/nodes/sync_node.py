@@ -5,7 +5,9 @@ Inputs per camera ``<prefix>/<cam>/color/image_raw``, ``<prefix>/<cam>/aligned_d
 grouped by an approximate-time policy (``slop`` seconds, ``queue_size`` per input):
 ``message_filters.ApproximateTimeSynchronizer`` where it imports (real ROS installs), otherwise the
 same algorithm in ``bora_policy.runtime.approx_sync``. The Observation's stamp is the newest camera
-frame's stamp. ``episode_id``/``step`` follow /bora/episode START events.
+frame's stamp. ``episode_id`` follows /bora/episode START events; ``step`` is the control step of the
+stamp on the episode's time base (``episode_step``: round((stamp - START stamp) * control_hz)), so it
+counts control steps whatever the camera rate; before any START it counts observations.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from bora_policy.runtime.approx_sync import make_synchronizer
+from bora_policy.runtime.observation import episode_step, stamp_seconds
 
 
 class SyncNode(Node):
@@ -33,10 +36,13 @@ class SyncNode(Node):
         self.use_depth = bool(p("use_depth", True).value)
         self.instruction = str(p("instruction", "").value)
         self.frame_id = str(p("frame_id", "base").value)
+        self.control_hz = float(p("control_hz", 10.0).value)
         out_topic = p("observation_topic", "/bora/observation").value
         episode_topic = p("episode_topic", "/bora/episode").value
         prefer_mf = bool(p("prefer_message_filters", True).value)
         reliable = bool(p("reliable_inputs", True).value)
+        if not self.control_hz > 0:
+            raise ValueError(f"sync: parameter control_hz must be > 0 (the policy's rate), got {self.control_hz}")
         if not self.camera_names:
             raise ValueError("sync: parameter camera_names must name at least one camera")
 
@@ -69,6 +75,7 @@ class SyncNode(Node):
         )
         self.create_subscription(EpisodeEvent, episode_topic, self._on_episode, 10)
         self.episode_id, self.step, self.published = 0, 0, 0
+        self.t_start: float | None = None
         self.get_logger().info(
             f"sync: {len(self.camera_names)} cameras {self.camera_names}, depth={self.use_depth}, "
             f"slop={self.slop} s, "
@@ -78,6 +85,7 @@ class SyncNode(Node):
     def _on_episode(self, ev) -> None:
         if ev.kind == ev.START:
             self.episode_id, self.step = int(ev.episode_id), 0
+            self.t_start = stamp_seconds(ev.header.stamp)
 
     def _on_set(self, *msgs) -> None:
         obs = self._Observation()
@@ -94,6 +102,8 @@ class SyncNode(Node):
             obs.camera_info.append(c[-1])
         obs.arm, obs.hand = msgs[-2], msgs[-1]
         obs.instruction = self.instruction
+        if self.t_start is not None:
+            self.step = episode_step(stamp_seconds(newest), self.t_start, self.control_hz)
         obs.episode_id, obs.step = self.episode_id, self.step
         self.pub.publish(obs)
         self.step += 1

@@ -131,6 +131,12 @@ class ChunkExecutor:
         self.action_dim: int | None = None
 
     # ------------------------------------------------------------------ inputs
+    def reset(self) -> None:
+        """Forget every source (a new episode: nothing is blended from the previous one's commands);
+        ``has_command`` is False until the next ``hold`` or ``set_chunk``."""
+        self._src, self._t_last, self._last = None, None, None
+        self._src_is_hold = False
+
     def hold(self, position, t: float | None = None) -> None:
         """Hold ``position`` (e.g. the measured joint state before the first chunk), blended in."""
         q = self._check(np.asarray(position, dtype=np.float64).reshape(-1), "hold position")

@@ -55,3 +55,15 @@ def observation_arrays(obs, with_depth: bool = False) -> ObservationArrays:
         int(obs.step),
         names,
     )
+
+
+def episode_step(t: float, t_start: float, control_hz: float) -> int:
+    """The control-step index of time ``t`` in the episode that started at ``t_start`` (its START event's
+    stamp): ``round((t - t_start) * control_hz)``, at least 0.
+
+    One time base for every node (docs/interfaces.md, "Control steps"): the sync node stamps
+    observations with it, the policy its commands, the simulation bridge its episode events, so a
+    recording's ActionChunk (the observation's step), ExecutedCommand and EpisodeEvent steps line up
+    whatever the camera rate (30 Hz on the robot) or a node's dropped callbacks.
+    """
+    return max(0, int(round((t - t_start) * control_hz)))

@@ -256,8 +256,17 @@ class BridgeNode(Node):
     # ------------------------------------------------------------------ episodes
     def _event(self, kind: int, note: str = "") -> None:
         ev = self._EpisodeEvent()
-        ev.header.stamp = self.get_clock().now().to_msg()
-        ev.episode_id, ev.kind, ev.step = self.episode_id, kind, int(getattr(self.env, "steps", 0))
+        now = self.get_clock().now()
+        ev.header.stamp = now.to_msg()
+        t = now.nanoseconds * 1e-9
+        if kind == self._EpisodeEvent.START:
+            self._t_start, step = t, 0
+        else:
+            # the episode's time base shared by every node (bora_policy.runtime.observation.episode_step):
+            # the control step of this instant, not the physics step count (which falls behind wall
+            # time when this node's timer drops a tick under load)
+            step = max(0, int(round((t - getattr(self, "_t_start", t)) * self.control_hz)))
+        ev.episode_id, ev.kind, ev.step = self.episode_id, kind, step
         ev.task, ev.object_set, ev.note = self.task, self.object_set, note
         self.pub_episode.publish(ev)
 
@@ -278,8 +287,11 @@ class BridgeNode(Node):
     # ------------------------------------------------------------------ control tick
     def _on_tick(self) -> None:
         if self._reset_pending:
+            # START is control step 0 (the reset state, not published); physics advances from the next
+            # tick, so the observation after s physics steps is stamped at control step s
             self._reset_pending = False
             self._reset_episode()
+            return
         obs, _, terminated, truncated, info = self.env.step(self.target)
         self.obs = obs
         self.ticks += 1
