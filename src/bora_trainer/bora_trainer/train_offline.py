@@ -164,6 +164,92 @@ def policy_config(
     )
 
 
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ random shift (``OfflineConfig.augment_shift``): pad ``[..., C, H, W]`` images by ``pad`` pixels
+    (edge replicate) and crop ``H x W`` back at an offset drawn uniformly in ``[0, 2 pad]`` per image
+    (every leading index: sample and camera). Keeps the dtype (uint8 in, uint8 out)."""
+    if pad <= 0:
+        return images
+    if images.dim() < 3:
+        raise ValueError(f"random_shift: expected [..., C, H, W] images, got shape {tuple(images.shape)}")
+    C, H, W = images.shape[-3:]
+    flat = images.reshape(-1, C, H, W).float()
+    padded = torch.nn.functional.pad(flat, (pad, pad, pad, pad), mode="replicate")
+    off = torch.randint(0, 2 * pad + 1, (flat.shape[0], 2), generator=generator).tolist()
+    crops = [padded[i, :, dy : dy + H, dx : dx + W] for i, (dy, dx) in enumerate(off)]
+    return torch.stack(crops).reshape(images.shape).to(images.dtype)
+
+
+def is_clean_episode(info: dict) -> bool:
+    """A successful scripted-expert demonstration with every quality knob at 0 (``OfflineConfig.episodes``)."""
+    knobs = info.get("quality") or {}
+    return (
+        info.get("source", "expert") == "expert"
+        and bool(info.get("success", False))
+        and all(float(v) == 0.0 for v in knobs.values())
+    )
+
+
+def select_episodes(data_dir: str | Path, which: str) -> list[int] | None:
+    """Episode ids for ``OfflineConfig.episodes``: None (all) or the clean ones (an error when there are none)."""
+    if which == "all":
+        return None
+    import json
+
+    from bora_trainer.data.episodes import episode_ids
+
+    root = Path(data_dir)
+    ids = [
+        e
+        for e in episode_ids(root)
+        if is_clean_episode(json.loads((root / "episodes" / f"episode_{e:06d}.json").read_text()))
+    ]
+    if not ids:
+        raise ValueError(f"OfflineConfig.episodes = 'clean': {root} has no clean expert episodes")
+    return ids
+
+
+def _run_root(path: str | Path) -> Path:
+    """The run directory of ``path`` (a run directory, or one of its checkpoint directories)."""
+    p = Path(path)
+    for cand in (p, p.parent, p.parent.parent):
+        if (cand / "normalizer.json").exists():
+            return cand
+    raise FileNotFoundError(f"init_from: {path} is not a run directory (no normalizer.json in it or above)")
+
+
+def init_modules_from(learner: OfflineAlgorithm, path: str | Path) -> list[str]:
+    """Load every module of ``learner`` whose state (parameter names and shapes) matches the same-named
+    module of the latest checkpoint under ``path`` (``OfflineConfig.init_from``). Returns the loaded names.
+
+    The VLM must match (an error names the mismatch otherwise: the runs were built from different VLM
+    configs); the action expert / critic are loaded only when they are of the same kind and shape (e.g. a
+    ``cp-bc`` warm-up initialises the consistency expert of ``bora`` but not the diffusion expert of
+    ``diffusion-bc``). A reference copy of the expert (PPO's pi_theta_old) is re-synchronised afterwards."""
+    ck = load_checkpoint(path)
+    src = ck["modules"]
+    loaded = []
+    for name, mod in learner.modules_to_save().items():
+        if name == "expert_ref" or name not in src:
+            continue
+        own = mod.state_dict()
+        same = set(own) == set(src[name]) and all(own[k].shape == src[name][k].shape for k in own)
+        if not same:
+            if name == "vlm":
+                diff = sorted(set(own) ^ set(src[name]))[:3] or [
+                    k for k in own if own[k].shape != src[name][k].shape
+                ][:3]
+                raise ValueError(f"init_from {path}: the VLM does not match this run's (differs in {diff})")
+            continue
+        mod.load_state_dict(src[name])
+        loaded.append(name)
+    if "vlm" not in loaded:
+        raise ValueError(f"init_from {path}: the checkpoint has no 'vlm' weights (has {sorted(src)})")
+    if "expert" in loaded and hasattr(learner, "refresh_reference"):
+        learner.refresh_reference()
+    return loaded
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -190,7 +276,7 @@ class OfflineTrainer:
         self.di = di = dist_info or setup_distributed(cfg.device)
         self.progress = progress and di.is_main
         _seed_all(cfg.seed)
-        self.dataset = ChunkDataset(data_dir, cfg.data)
+        self.dataset = ChunkDataset(data_dir, cfg.data, episodes=select_episodes(data_dir, cfg.episodes))
         meta = self.dataset.meta
         if cfg.data.camera_names is None:
             cfg.data.camera_names = list(meta.camera_names)
@@ -204,6 +290,8 @@ class OfflineTrainer:
             except Exception as e:  # noqa: BLE001 - re-raised with context
                 raise RuntimeError(f"--resume: cannot load a checkpoint from {self.run_dir}: {e}") from e
             self.normalizer = Normalizer.load(self.run_dir / "normalizer.json")
+        elif cfg.init_from:
+            self.normalizer = Normalizer.load(_run_root(cfg.init_from) / "normalizer.json")
         else:
             states, actions = self.dataset.state_action_arrays()
             self.normalizer = Normalizer.fit(states, actions)
@@ -223,8 +311,11 @@ class OfflineTrainer:
         # (consistency / diffusion training noise), otherwise all ranks would reuse one noise pattern
         torch.manual_seed(cfg.seed + 1_000_003 * (di.rank + 1))
         self.step = 0
+        self.initialized_from: list[str] = []
         if self.ckpt is not None:
             self._load_modules(self.ckpt["modules"])
+        elif cfg.init_from:
+            self.initialized_from = init_modules_from(self.learner, cfg.init_from)
         self.model = self._wrap(self.learner)
         self.actor_opt = torch.optim.AdamW(self.learner.actor_param_groups(), weight_decay=cfg.weight_decay)
         cgroups = self.learner.critic_param_groups()
@@ -435,6 +526,10 @@ class OfflineTrainer:
         out["actions_n"] = n.normalize_action(out["actions"].float())
         out["mask"] = out["mask"].float()
         out["dones"] = out["dones"].float()
+        if self.cfg.augment_shift > 0:
+            for key in ("images", "next_images"):
+                if key in out:
+                    out[key] = random_shift(out[key], self.cfg.augment_shift)
         return out
 
     def _lr_scale(self) -> float:
@@ -588,6 +683,19 @@ def build_parser() -> argparse.ArgumentParser:
         "unless ppo_start_step is set)",
     )
     p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="RUN",
+        help="start from the weights of another run (OfflineConfig.init_from: the VLM, and the expert / "
+        "critic where they are of the same kind), e.g. a shared cp-bc warm-up; ignored with --resume",
+    )
+    p.add_argument(
+        "--episodes",
+        choices=("all", "clean"),
+        default=None,
+        help="train on all episodes, or only the clean expert demonstrations (OfflineConfig.episodes)",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue from RUN/latest (weights, optimisers, step)"
     )
     p.add_argument("--fsdp", action="store_true", help="FSDP2 sharding instead of DDP (multi-process)")
@@ -604,6 +712,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["total_updates"] = args.updates
     if args.fsdp:
         overrides["fsdp"] = True
+    if args.episodes:
+        overrides["episodes"] = args.episodes
+    if args.init_from:
+        overrides["init_from"] = str(Path(args.init_from).resolve())
     source = args.config
     if source is None and args.resume and (Path(args.out) / "config.yaml").exists():
         source = Path(args.out) / "config.yaml"  # resume with the run's own resolved config

@@ -91,6 +91,21 @@ class OfflineConfig:
     ppo_ref_refresh: int = 100  # updates between snapshots of pi_theta_old (see module docstring)
     max_grad_norm: float = 1.0  # per optimiser; 0 disables
     warmup_updates: int = 0  # linear LR warm-up
+    # random-shift image augmentation (DrQ, Kostrikov et al. 2020): each training image (every camera of
+    # o_t and o_{t+k}) is padded by this many pixels (edge replicate) and cropped back at a random offset;
+    # 0 disables. Helps a from-scratch VLM generalise from tens of demonstrations.
+    augment_shift: int = 0
+    # --- not in Table 3: start from a pretrained run (the paper: every row fine-tunes one pretrained VLA)
+    # A run directory (or checkpoint directory) whose latest checkpoint initialises this run's modules:
+    # every module of the same name with identical parameter names and shapes is loaded (the VLM always;
+    # the action expert when it is the same kind; a critic when the source has one of the same kind);
+    # the others keep their fresh initialisation. The source run's normaliser is reused. Optimisers and
+    # the step counter start fresh. Ignored when resuming (the run's own checkpoint wins).
+    init_from: str | None = None
+    # which episodes of the dataset to train on: "all", or "clean" = successful scripted-expert
+    # demonstrations with every quality knob at 0 (episode info ``source``/``success``/``quality``), e.g. for
+    # a shared warm-up that the rows then fine-tune on all (mixed-quality) episodes
+    episodes: Literal["all", "clean"] = "all"
     # --- run mechanics
     seed: int = 0
     num_workers: int = 0
@@ -115,6 +130,10 @@ class OfflineConfig:
                 self.data.k = self.k
             else:
                 raise ValueError(f"OfflineConfig: k={self.k} but data.k={self.data.k}; set one of them")
+        if self.episodes not in ("all", "clean"):
+            raise ValueError(f"OfflineConfig.episodes must be 'all' or 'clean', got {self.episodes!r}")
+        if self.augment_shift < 0:
+            raise ValueError(f"OfflineConfig.augment_shift must be >= 0, got {self.augment_shift}")
         for name in ("total_updates", "batch_size", "k", "ppo_ref_refresh"):
             if getattr(self, name) < 1:
                 raise ValueError(f"OfflineConfig.{name} must be >= 1, got {getattr(self, name)}")
