@@ -9,13 +9,18 @@ Stages (each runs the REAL commands as subprocesses of the ``bora`` command, log
 
 1. ``collect``: ``bora sim collect`` of scripted-expert demonstrations per task, mixed quality (groups of
    episodes with the expert's noise / hesitation / suboptimal knobs), sizes = Table 4 x ``collect.scale``;
-2. ``offline``: ``bora train offline`` of every offline row (diffusion-bc, cp-bc, cp-decoupled-critic, bora,
-   optionally aloe, habc), ``offline.parallel`` trainings at a time;
-3. ``online``: ``bora train online --env sim`` (Algorithm 1: frozen BORA-Offline VLA + residual actor, RLPD,
+2. ``warmup`` (when ``offline.warmup.updates`` > 0): ONE shared imitation warm-up per task (``bora train
+   offline --algo cp-bc``, optionally on the clean demonstrations only), the common pretrained VLA every
+   offline row starts from (as in the paper, where every row fine-tunes the same pretrained VLA): the rows
+   run with ``--init-from`` that run (the VLM, and the consistency expert for the consistency rows; the
+   diffusion row gets the VLM only);
+3. ``offline``: ``bora train offline`` of every offline row (diffusion-bc, cp-bc, cp-decoupled-critic, bora,
+   optionally aloe, habc), ``offline.parallel`` trainings at a time, ``offline.updates`` updates each;
+4. ``online``: ``bora train online --env sim`` (Algorithm 1: frozen BORA-Offline VLA + residual actor, RLPD,
    the scripted operator as the human, ``rounds`` x ``episodes_per_round``), IN-PROCESS: the same learner
    code the trainer node runs, but not through the ROS graph;
-4. ``eval``: ``bora eval`` of every run on every object set (standard, unseen);
-5. ``report``: ``bora report`` into ``OUT/report/`` (report.md, success_bars.png, value_profile.png).
+5. ``eval``: ``bora eval`` of every run on every object set (standard, unseen);
+6. ``report``: ``bora report`` into ``OUT/report/`` (report.md, success_bars.png, value_profile.png).
 
 Every finished job writes a marker ``OUT/stages/<job>.done`` (and every finished stage
 ``OUT/stages/<stage>.done``), so ``--resume`` skips what is already done. ``OUT/summary.json`` and
@@ -42,7 +47,7 @@ from bora_trainer.config_io import ConfigError, from_dict, read_yaml, to_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = "config/demo.yaml"
-STAGES = ("collect", "offline", "online", "eval", "report")
+STAGES = ("collect", "warmup", "offline", "online", "eval", "report")
 OFFLINE_ALGOS = ("diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora", "aloe", "habc")
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
 # Paper Table 4: offline trajectories per task (online: 10 per task and round).
@@ -76,8 +81,25 @@ class CollectSpec:
 
 
 @dataclass
+class WarmupSpec:
+    """Stage 2: ONE ``algo`` run of ``updates`` updates per task (``threads`` torch threads: it runs alone,
+    so it may use every core) that every offline row then fine-tunes (``OfflineConfig.init_from``), on the
+    task's ``episodes`` ("all", or only the "clean" expert demonstrations: the shared pretrained VLA has
+    seen good behaviour only; the rows then see the whole mixed-quality dataset). Its config is
+    ``OUT/configs/warmup.yaml`` = the rows' offline config with ``overrides`` on top.
+    Not to be confused with ``OfflineConfig.warmup_updates`` (a learning-rate ramp inside one run)."""
+
+    updates: int = 0
+    algo: str = "cp-bc"
+    threads: int = 2
+    episodes: str = "all"  # "clean": the warm-up imitates only the clean expert demonstrations
+    overrides: dict[str, Any] = field(default_factory=dict)  # OfflineConfig fields for the warm-up only
+
+
+@dataclass
 class OfflineSpec:
-    """Stage 2. ``config``: an OfflineConfig YAML; ``overrides``: OfflineConfig fields set on top."""
+    """Stages 2-3. ``config``: an OfflineConfig YAML; ``overrides``: OfflineConfig fields set on top;
+    ``warmup``: the shared warm-up every row fine-tunes (``warmup.updates`` = 0: rows train from scratch)."""
 
     config: str = "config/offline_demo.yaml"
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -85,13 +107,18 @@ class OfflineSpec:
     updates: int = 300
     parallel: int = 2
     threads: int = 1  # torch threads per training process
+    warmup: WarmupSpec = field(default_factory=WarmupSpec)
 
 
 @dataclass
 class OnlineSpec:
-    """Stage 3 (in-process ``bora train online --env sim``). ``config``: an OnlineRunConfig YAML."""
+    """Stage 3: ``bora train online --env ENV``. ``env``: ``ros`` runs the rounds through the ROS 2 graph
+    (``bora up --sim --with trainer``: bridge + scripted operator, sync, policy, teleop, trainer node
+    recording bags; one task at a time), ``sim`` in-process. ``config``: an OnlineRunConfig YAML."""
 
     enabled: bool = True
+    env: str = "ros"
+    timeout_s: float = 1800.0  # env ros: give up on a graph that does not finish its rounds
     config: str = "config/online_tiny.yaml"
     overrides: dict[str, Any] = field(default_factory=dict)
     from_algo: str = "bora"
@@ -99,7 +126,7 @@ class OnlineSpec:
     rounds: int = 2
     episodes_per_round: int = 10
     max_updates: int = 0  # 0: the config's
-    parallel: int = 2  # tasks trained at a time
+    parallel: int = 1  # tasks trained at a time (env sim only; one graph with env ros)
     threads: int = 1
 
 
@@ -146,12 +173,24 @@ class DemoConfig:
                 f"DemoConfig.online.from_algo: {self.online.from_algo!r} is not trained offline "
                 f"(offline.algos = {self.offline.algos})"
             )
+        w = self.offline.warmup
+        if w.algo not in OFFLINE_ALGOS:
+            raise ConfigError(f"DemoConfig.offline.warmup.algo: unknown algorithm {w.algo!r}; "
+                              f"choose from {list(OFFLINE_ALGOS)}")
+        if w.episodes not in ("all", "clean"):
+            raise ConfigError(f"DemoConfig.offline.warmup.episodes must be 'all' or 'clean', got {w.episodes!r}")
+        if w.updates < 0 or w.threads < 1:
+            raise ConfigError("DemoConfig.offline.warmup.updates must be >= 0 and warmup.threads >= 1")
         fr = [q.fraction for q in self.collect.quality]
         if not self.collect.quality or any(f < 0 for f in fr) or sum(fr) <= 0:
             raise ConfigError("DemoConfig.collect.quality: needs groups with non-negative fractions summing > 0")
         for name in ("updates", "parallel", "threads"):
             if getattr(self.offline, name) < 1:
                 raise ConfigError(f"DemoConfig.offline.{name} must be >= 1")
+        if self.online.env not in ("sim", "ros"):
+            raise ConfigError(f"DemoConfig.online.env must be 'sim' or 'ros', got {self.online.env!r}")
+        if self.online.env == "ros" and self.online.parallel != 1:
+            raise ConfigError("DemoConfig.online.parallel must be 1 with env 'ros' (one simulated robot graph)")
         if self.online.rounds < 1 or self.online.episodes_per_round < 1:
             raise ConfigError("DemoConfig.online.rounds and episodes_per_round must be >= 1")
         if self.eval.trials < 1 or not self.eval.object_sets:
@@ -165,8 +204,8 @@ class DemoConfig:
 QUICK_OVERRIDES: dict[str, Any] = {
     "image_size": 48,
     "collect": {"episodes": 4, "scale": 0.0},
-    "offline": {"updates": 12, "overrides": {"k": 8, "batch_size": 4, "log_every": 4, "ckpt_every": 12,
-                                             "warmup_updates": 0}},
+    "offline": {"updates": 12, "warmup": {"updates": 8},
+                "overrides": {"k": 8, "batch_size": 4, "log_every": 4, "ckpt_every": 12, "warmup_updates": 0}},
     "online": {"rounds": 1, "episodes_per_round": 1, "max_updates": 4,
                "overrides": {"eval_episodes": 0, "online": {"n_start": 1, "batch_size": 8}}},
     "eval": {"trials": 1, "max_steps": 40},
@@ -252,24 +291,34 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                 f"collect-{task}-") else []
             stages["collect"].append(Job(f"collect-{task}-{g.name}", argv, needs=prev))
             seed += 10_000
+        warm = out / "runs" / task / "warmup"
+        if cfg.offline.warmup.updates > 0:
+            argv = ["train", "offline", "--algo", cfg.offline.warmup.algo, "--data", str(data), "--config",
+                    str(out / "configs" / "warmup.yaml"), "--out", str(warm), "--updates",
+                    str(cfg.offline.warmup.updates), "--episodes", cfg.offline.warmup.episodes, "--no-progress"]
+            stages["warmup"].append(Job(f"warmup-{task}", argv, cfg.offline.warmup.threads))
         for algo in cfg.offline.algos:
             run = out / "runs" / task / algo
             argv = ["train", "offline", "--algo", algo, "--data", str(data), "--config",
                     str(out / "configs" / "offline.yaml"), "--out", str(run), "--updates", str(cfg.offline.updates),
                     "--no-progress"]
+            if cfg.offline.warmup.updates > 0:
+                argv += ["--init-from", str(warm)]
             stages["offline"].append(Job(f"offline-{task}-{algo}", argv, cfg.offline.threads,
                                          after=("export", run, data)))
         runs = [(algo, out / "runs" / task / algo) for algo in cfg.offline.algos]
         if cfg.online.enabled:
             on = cfg.online
             run = out / "runs" / task / f"{on.algo}-online"
-            argv = ["train", "online", "--env", "sim", "--task", task, "--offline-run",
+            argv = ["train", "online", "--env", on.env, "--task", task, "--offline-run",
                     str(out / "runs" / task / on.from_algo), "--offline-data", str(data), "--out", str(run),
                     "--config", str(out / "configs" / "online.yaml"), "--algo", on.algo,
                     "--rounds", str(on.rounds), "--episodes-per-round", str(on.episodes_per_round),
                     "--no-progress"]
             if on.max_updates > 0:
                 argv += ["--max-updates", str(on.max_updates)]
+            if on.env == "ros":
+                argv += ["--timeout", f"{on.timeout_s:g}"]
             stages["online"].append(Job(f"online-{task}-{on.algo}", argv, on.threads))
             runs.append((f"{on.algo}-online", run))
         for name, run in runs:
@@ -289,7 +338,8 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
 
 
 def stage_parallel(cfg: DemoConfig, stage: str) -> int:
-    return {"offline": cfg.offline.parallel, "online": cfg.online.parallel, "eval": cfg.eval.parallel}.get(stage, 1)
+    return {"warmup": cfg.offline.parallel, "offline": cfg.offline.parallel, "online": cfg.online.parallel,
+            "eval": cfg.eval.parallel}.get(stage, 1)
 
 
 def write_stage_configs(cfg: DemoConfig, out: Path) -> None:
@@ -297,6 +347,8 @@ def write_stage_configs(cfg: DemoConfig, out: Path) -> None:
     (out / "configs").mkdir(parents=True, exist_ok=True)
     off = _merge(read_yaml(resolve_path(cfg.offline.config)), cfg.offline.overrides)
     (out / "configs" / "offline.yaml").write_text(yaml.safe_dump(off, sort_keys=False))
+    warm = _merge(off, cfg.offline.warmup.overrides)
+    (out / "configs" / "warmup.yaml").write_text(yaml.safe_dump(warm, sort_keys=False))
     on = _merge(read_yaml(resolve_path(cfg.online.config)), cfg.online.overrides)
     on["control_hz"] = cfg.control_hz
     (out / "configs" / "online.yaml").write_text(yaml.safe_dump(on, sort_keys=False))

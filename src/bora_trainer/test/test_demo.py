@@ -18,9 +18,10 @@ def test_demo_and_full_protocol_configs_load():
     cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml")
     assert cfg.tasks == ["press_button"]
     assert cfg.image_size == 64
-    assert cfg.offline.algos == ["diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora"]
+    assert cfg.offline.algos == ["diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora", "aloe", "habc"]
     assert cfg.online.rounds == 2 and cfg.online.episodes_per_round == 10
-    assert demo.episodes_for(cfg, "press_button") == 30  # Table 4: 60 x scale 0.5
+    assert demo.episodes_for(cfg, "press_button") == 56  # fixed count (Table 4: 60)
+    assert cfg.offline.warmup.updates > 0 and cfg.offline.warmup.algo == "cp-bc"
     full = demo.load_demo_config(ROOT / "config" / "full_protocol.yaml")
     assert sorted(full.tasks) == sorted(demo.TASKS)
     assert full.eval.trials >= 50
@@ -50,6 +51,9 @@ def test_quick_and_task_overrides():
         ({"collect": {"quality": [{"name": "x", "fraction": 0.0}]}}, "quality"),
         ({"image_size": "big"}, "image_size"),
         ({"onlne": {}}, "onlne"),
+        ({"offline": {"warmup": {"algo": "sft"}}}, "warmup.algo"),
+        ({"offline": {"warmup": {"updates": -1}}}, "warmup.updates"),
+        ({"offline": {"warmup": {"episodes": "best"}}}, "warmup.episodes"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, data, match):
@@ -71,15 +75,27 @@ def test_plan_jobs_and_wiring(tmp_path):
     cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml")
     pl = demo.plan(cfg, tmp_path)
     st = pl.stages
-    assert [len(st[s]) for s in demo.STAGES] == [4, 4, 1, 10, 1]  # 4 quality groups, 4 rows, (4+1) x 2 sets
+    # 4 quality groups, 1 shared warm-up, 4 rows, 1 online run, (4+1) x 2 evaluations, the report
+    assert [len(st[s]) for s in demo.STAGES] == [4, 1, 6, 1, 14, 1]  # 6 offline rows + BORA-Full, 2 object sets
+    # every row fine-tunes the shared warm-up run
+    warm = str(tmp_path / "runs" / "press_button" / "warmup")
+    w = st["warmup"][0].argv
+    assert w[w.index("--out") + 1] == warm and w[w.index("--algo") + 1] == cfg.offline.warmup.algo
+    assert w[w.index("--updates") + 1] == str(cfg.offline.warmup.updates)
+    assert w[w.index("--episodes") + 1] == cfg.offline.warmup.episodes == "clean"  # the rows see all episodes
+    assert not any("--episodes" in j.argv for j in st["offline"])
+    assert w[w.index("--config") + 1] == str(tmp_path / "configs" / "warmup.yaml")
+    assert all(j.argv[j.argv.index("--init-from") + 1] == warm for j in st["offline"])
+    assert not any("warmup" in j.argv[j.argv.index("--run") + 1] for j in st["eval"])  # not a table row
     # quality groups append to one dataset in sequence, with disjoint seeds
     assert st["collect"][0].needs == [] and st["collect"][1].needs == [st["collect"][0].name]
     seeds = [int(j.argv[j.argv.index("--seed") + 1]) for j in st["collect"]]
     assert len(set(seeds)) == 4
-    assert sum(int(j.argv[j.argv.index("--episodes") + 1]) for j in st["collect"]) == 30
+    assert sum(int(j.argv[j.argv.index("--episodes") + 1]) for j in st["collect"]) == 56
     assert "--mixed" in st["collect"][1].argv and "--mixed" not in st["collect"][0].argv
     online = st["online"][0].argv
-    assert online[:2] == ["train", "online"] and online[online.index("--env") + 1] == "sim"
+    assert online[:2] == ["train", "online"] and online[online.index("--env") + 1] == cfg.online.env == "ros"
+    assert online[online.index("--timeout") + 1] == f"{cfg.online.timeout_s:g}"
     assert online[online.index("--offline-run") + 1] == str(tmp_path / "runs" / "press_button" / "bora")
     outs = [j.argv[j.argv.index("--out") + 1] for j in st["eval"]]
     assert len(set(outs)) == len(outs)
@@ -88,6 +104,27 @@ def test_plan_jobs_and_wiring(tmp_path):
     with_values = [j.name for j in st["eval"] if "--no-values" not in j.argv]
     assert with_values == ["eval-press_button-bora-standard"]
     assert st["report"][0].argv[:2] == ["report", str(tmp_path / "eval")]
+
+
+def test_plan_without_warmup_trains_rows_from_scratch(tmp_path):
+    cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml")
+    cfg.offline.warmup.updates = 0
+    st = demo.plan(cfg, tmp_path).stages
+    assert st["warmup"] == [] and not any("--init-from" in j.argv for j in st["offline"])
+
+
+def test_stage_configs_warmup_overrides(tmp_path):
+    """OUT/configs/warmup.yaml = the rows' offline config with the warm-up's own overrides on top."""
+    from bora_trainer.config_io import read_yaml
+
+    cfg = demo.load_demo_config(ROOT / "config" / "demo.yaml")
+    cfg.offline.warmup.overrides = {"expert_lr": 0.5, "model": {"use_proprio": False}}
+    demo.write_stage_configs(cfg, tmp_path)
+    rows, warm = read_yaml(tmp_path / "configs" / "offline.yaml"), read_yaml(tmp_path / "configs" / "warmup.yaml")
+    assert rows["batch_size"] == cfg.offline.overrides["batch_size"] == warm["batch_size"]
+    assert warm["expert_lr"] == 0.5 and rows["expert_lr"] == cfg.offline.overrides["expert_lr"]
+    assert warm["model"]["use_proprio"] is False and rows["model"]["use_proprio"] is True
+    assert warm["model"]["vlm"] == rows["model"]["vlm"]  # deep merge: the rest of `model` is kept
 
 
 def test_plan_cli_prints_commands(capsys):
@@ -161,6 +198,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert demo.main(["--quick", "--out", str(out), "--resume", "--no-progress"]) == 0
     again = json.loads((out / "summary.json").read_text())
     assert again["stages"]["offline"]["skipped"] == 4 and again["stages"]["eval"]["skipped"] == 10
+    assert again["stages"]["warmup"]["skipped"] == len(summary["stages"]["warmup"].get("job_seconds", {}))
     # the demo's export fallback (a run without policy/) rebuilds exactly what the trainer exported
     import shutil
 
