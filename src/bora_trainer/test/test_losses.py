@@ -118,6 +118,22 @@ def test_ppo_clip_both_sides_of_one():
     assert loss2.item() == pytest.approx(-2.6 / 3, abs=1e-6)
 
 
+def test_ppo_dual_clip_bounds_negative_advantages():
+    # ratio 100 (a stale reference), A = -1: plain Eq. 2 gives min(-100, -1.2) = -100 with gradient -100;
+    # dual clip c = 3 bounds it at max(-100, -3) = -3 (no gradient); A = +2 and ratio 100: 2.4 either way
+    logp_old = T([[0.0, 0.0]])
+    logp_new = T([[math.log(100.0), math.log(100.0)]], requires_grad=True)
+    adv, mask = T([[-1.0, 2.0]]), torch.ones(1, 2)
+    plain = L.clipped_ppo_loss(logp_new, logp_old, adv, mask, 0.2)
+    assert plain.item() == pytest.approx(-(-100.0 + 2.4) / 2, rel=1e-6)
+    dual = L.clipped_ppo_loss(logp_new, logp_old, adv, mask, 0.2, dual_clip=3.0)
+    assert dual.item() == pytest.approx(-(-3.0 + 2.4) / 2, rel=1e-6)
+    dual.backward()
+    assert logp_new.grad[0].tolist() == pytest.approx([0.0, 0.0])
+    with pytest.raises(ValueError, match="dual_clip"):
+        L.clipped_ppo_loss(logp_new, logp_old, adv, mask, 0.2, dual_clip=0.5)
+
+
 def test_bc_loss_masked_mse():
     pred = torch.zeros(1, 4, 2)
     target = T([[[1.0, 1.0], [2.0, 0.0], [0.0, 0.0], [9.0, 9.0]]])

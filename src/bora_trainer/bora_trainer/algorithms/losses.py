@@ -152,11 +152,21 @@ def normalize_advantages(
 
 
 def clipped_ppo_loss(
-    logp_new: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, eps: float = 0.2
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    eps: float = 0.2,
+    dual_clip: float = 0.0,
 ) -> torch.Tensor:
     """Eq. (2) validity-masked clipped surrogate:
     ``L_PPO = -E[ 1/|M_t| sum_i m_{t,i} min(r_{t,i} A_{t,i}, clip(r_{t,i}, 1-eps, 1+eps) A_{t,i}) ]``
-    with ``r_{t,i} = exp(logp_new - logp_old)`` (``logp_old`` and ``adv`` are constants)."""
+    with ``r_{t,i} = exp(logp_new - logp_old)`` (``logp_old`` and ``adv`` are constants).
+
+    ``dual_clip`` = c > 1 (ours, off by default: Eq. 2 exactly): for A < 0 the surrogate is bounded
+    below by ``c * A`` (dual-clip PPO, Ye et al. 2020), so a stale reference with a huge ratio (a
+    per-step Gaussian over many action dims: r = exp(sum of per-dim log ratios)) cannot produce an
+    unbounded gradient."""
     _check_bk("logp_new", logp_new)
     _check_bk("logp_old", logp_old, logp_new)
     _check_bk("adv", adv, logp_new)
@@ -166,6 +176,10 @@ def clipped_ppo_loss(
     log_ratio = (logp_new - logp_old.detach()) * m
     ratio = torch.exp(log_ratio)
     surr = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - eps, 1.0 + eps) * adv)
+    if dual_clip:
+        if dual_clip <= 1.0:
+            raise ValueError(f"clipped_ppo_loss: dual_clip must be > 1 (or 0 = off), got {dual_clip}")
+        surr = torch.where(adv < 0, torch.maximum(surr, dual_clip * adv), surr)
     return -masked_mean(surr, mask)
 
 

@@ -85,6 +85,7 @@ class OfflineConfig:
     gae_lambda: float = 0.95  # GAE lambda (standard PPO value)
     expectile_tau: float = 0.7  # IQL expectile, tau in (0.5, 1) (Appendix A); IQL's default 0.7
     ppo_eps: float = 0.2  # PPO clip (Schulman et al.)
+    ppo_dual_clip: float = 0.0  # ours: > 1 bounds the surrogate at c * A for A < 0 (0 = off, Eq. 2 exactly)
     critic_lr: float = 1e-4  # Table 3 Phase 2 critic learning rate, reused offline
     target_tau: float = 0.005  # Polyak rate of the target value net (Table 3 Phase 2 tau_target)
     gate_source: Literal["raw", "normalized"] = "raw"  # Appendix B.1 allows either
@@ -328,7 +329,7 @@ class _PPOWithCritic(OfflineAlgorithm):
             logp = self.expert.log_prob(z, prop, batch["actions_n"])
             with torch.no_grad():
                 logp_old = self.expert_ref.log_prob(z.detach(), prop, batch["actions_n"])
-            ppo = L.clipped_ppo_loss(logp, logp_old, adv_n, mask, cfg.ppo_eps)
+            ppo = L.clipped_ppo_loss(logp, logp_old, adv_n, mask, cfg.ppo_eps, cfg.ppo_dual_clip)
             actor_loss = cfg.lambda_ppo * ppo + cfg.lambda_bc * bc
             m = mask.to(adv.dtype)
             ratio = torch.exp((logp.detach() - logp_old) * m)
