@@ -245,8 +245,14 @@ class PolicyNode(Node):
             1.0 / self.control_hz,
             self._on_tick,
             name="bora-control",
-            on_error=lambda e: self.get_logger().error(f"policy: control tick failed: {type(e).__name__}: {e}"),
+            on_error=self._on_control_error,
         ).start()
+
+    def _on_control_error(self, e: BaseException) -> None:
+        if not self.context.ok():
+            self.control_loop.stop()  # shutting down (SIGINT): the publishers are gone, stop quietly
+            return
+        self.get_logger().error(f"policy: control tick failed: {type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ inputs
     def _on_observation(self, msg) -> None:

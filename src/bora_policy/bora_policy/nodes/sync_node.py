@@ -118,6 +118,10 @@ def main(args=None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # a callback interrupted by the shutdown itself (SIGINT while a message was being taken): not an error
     finally:
         if node is not None:
             node.destroy_node()
