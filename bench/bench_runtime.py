@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -24,25 +23,10 @@ OUT = ROOT / "bench" / "results"
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
+    """bench/machine_info.py's description plus the ROS middleware."""
+    from machine_info import machine as base  # bench/ is on sys.path when run as a script
 
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_avg_1m_at_start": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "rmw": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
-    }
+    return {**base(), "rmw": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")}
 
 
 def publisher(seconds: float, hz: float) -> int:
@@ -246,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     md = [
         "# Runtime benchmark",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores "
-        f"(shared; 1-min load average at start {m['load_avg_1m_at_start']:.1f}), "
+        f"Machine: {m['cpu']}, {m['logical_cpus']} cores "
+        f"(shared; 1-min load average at start {m.get('load_avg_1m', float('nan')):.1f}), "
         f"Python {m['python']}, torch {m['torch']} (CPU), {m['rmw']}, DDS on loopback.",
         "",
         "## Simulated graph (`bora up --sim`: bridge + sync + policy [+ teleop], tiny"
