@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from bora_trainer.config_io import to_dict
-from bora_trainer.train_online import FrozenVLA, OnlineRunConfig, offline_buffer_for
+from bora_trainer.train_online import FrozenVLA, OnlineRunConfig, offline_buffer_for, write_online_run_files
 
 
 class OnlineRosError(RuntimeError):
@@ -138,7 +138,6 @@ def _wait_ready_and_restart_episode(log_path: Path, env: dict[str, str], proc, t
 def _finish_run_dir(cfg: OnlineRunConfig, offline_run: Path, offline_data: Path, out: Path) -> Path:
     """Make OUT an online run directory: config.yaml, normalizer.json, latest -> the final round's stack."""
     from bora_policy.models.normalizer import Normalizer
-    from bora_trainer.checkpoint import write_run_files
 
     final = out / "trainer" / "rounds" / f"round_{cfg.rounds:02d}"
     name = (final / "latest").read_text().strip()
@@ -146,15 +145,8 @@ def _finish_run_dir(cfg: OnlineRunConfig, offline_run: Path, offline_data: Path,
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(final / "checkpoints" / name, dst)
-    write_run_files(
-        out,
-        config={
-            "online_run": to_dict(cfg),
-            "offline_run": str(offline_run),
-            "offline_data": str(offline_data),
-            "through_ros": True,
-        },
-        normalizer=Normalizer.load(offline_run / "normalizer.json").to_dict(),
+    write_online_run_files(
+        out, cfg, offline_run, offline_data, Normalizer.load(offline_run / "normalizer.json"), through_ros=True
     )
     (out / "latest").write_text(dst.name + "\n")
     return dst

@@ -232,6 +232,23 @@ def offline_buffer_for(
     )
 
 
+def write_online_run_files(out, cfg: OnlineRunConfig, offline_run, offline_data, normalizer, **extra) -> None:
+    """``OUT/config.yaml`` (``online_run`` = the run config, the offline run and data, ``extra``) and
+    ``OUT/normalizer.json`` of an online run (what ``bora eval`` reads)."""
+    from bora_trainer.checkpoint import write_run_files
+
+    write_run_files(
+        out,
+        config={
+            "online_run": to_dict(cfg),
+            "offline_run": str(offline_run),
+            "offline_data": str(offline_data),
+            **extra,
+        },
+        normalizer=normalizer.to_dict(),
+    )
+
+
 def rebase_fn(policy: ResidualPolicy, device: torch.device):
     """numpy (proprio, vla, z) -> base chunk of ``policy`` (Algorithm 1 lines 8-12), for buffer rebasing."""
 
@@ -370,7 +387,7 @@ def train(
     progress: bool = True,
 ) -> dict:
     from bora_sim.env import make_env
-    from bora_trainer.checkpoint import RunLogger, save_checkpoint, write_run_files
+    from bora_trainer.checkpoint import RunLogger, save_checkpoint
     from bora_trainer.data.episodes import DatasetMeta, write_episode
 
     out = Path(out)
@@ -385,15 +402,7 @@ def train(
         raise ValueError(f"exec_horizon={H} must divide the chunk size k={k}")
     S, A, Z = norm.state_dim, norm.action_dim, vla.z_dim
     spec = ReplaySpec(Z, S, A, k, norm.version)
-    write_run_files(
-        out,
-        config={
-            "online_run": to_dict(cfg),
-            "offline_run": str(offline_run),
-            "offline_data": str(offline_data),
-        },
-        normalizer=norm.to_dict(),
-    )
+    write_online_run_files(out, cfg, offline_run, offline_data, norm)
     t0 = time.time()
     off_buf = offline_buffer_for(cfg, vla, offline_data, spec, progress=progress)
     on_buf = ChunkReplayBuffer(spec, out / "replay" / "online")
