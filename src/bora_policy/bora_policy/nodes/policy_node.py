@@ -200,6 +200,7 @@ class PolicyNode(Node):
         self._episode_id, self._step = 0, 0
         self._t_start: float | None = None  # the current episode's START stamp (its step time base)
         self._reset_requested = False
+        self._pending_start: tuple[int, float] | None = None
         self._awaiting_first_obs = False
         self._last_value = None
         self._stop = threading.Event()
@@ -264,9 +265,10 @@ class PolicyNode(Node):
 
     def _on_episode(self, ev) -> None:
         if ev.kind == ev.START:
-            self._episode_id = int(ev.episode_id)
-            self._t_start = stamp_seconds(ev.header.stamp)
-            self._reset_requested = True
+            # applied by the control loop at its next tick (one assignment: the tick never sees the new
+            # episode id without the reset, so no command of the old chunk carries the new id)
+            with self._obs_lock:
+                self._pending_start = (int(ev.episode_id), stamp_seconds(ev.header.stamp))
 
     def _on_checkpoint(self, info) -> None:
         if info.kind not in ("residual", ""):
@@ -348,6 +350,11 @@ class PolicyNode(Node):
         self.stats.tick(t)
         if self.runner.residual_slot.commit():
             self.get_logger().info(f"policy: residual {self.runner.residual_slot.snapshot()[1]} now in use")
+        with self._obs_lock:
+            start, self._pending_start = self._pending_start, None
+        if start is not None:
+            self._episode_id, self._t_start = start
+            self._reset_requested = True
         if self._reset_requested:
             # a new episode: drop the previous episode's chunk (no blending across the reset) and send
             # nothing until its first observation arrives; then hold that state and plan from it
