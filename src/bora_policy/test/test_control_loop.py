@@ -61,12 +61,73 @@ def test_slots_older_than_a_period_are_skipped_not_replayed():
     assert loop.missed == 2
 
 
-def test_next_deadline_closed_form():
+def test_overdue_closed_form():
     loop = ControlLoop(0.1, lambda: None)
-    assert loop.next_deadline(1.0, 1.05) == (pytest.approx(1.1), 0)
-    assert loop.next_deadline(1.0, 1.19) == (pytest.approx(1.1), 0)
-    nxt, skipped = loop.next_deadline(1.0, 1.5)
-    assert skipped == 4 and nxt == pytest.approx(1.5)
+    assert loop.overdue(1.1, 1.15) == (pytest.approx(1.1), 0)  # late by less than a period: served
+    assert loop.overdue(1.1, 1.19) == (pytest.approx(1.1), 0)
+    slot, skipped = loop.overdue(1.1, 1.55)  # slots 1.1 .. 1.4 overdue: 1.5 served, 4 skipped
+    assert skipped == 4 and slot == pytest.approx(1.5)
+
+
+def test_a_thread_woken_late_serves_the_newest_slot_once_no_burst():
+    # the thread sleeps through slots 0.1 and 0.2 (woken at 0.32): one tick at 0.32 for slot 0.3, the
+    # next on the grid at 0.4 (never two commands back to back), 2 skipped, reported as a stall
+    ft, starts, stalls = FakeTime(), [], []
+    naps = iter([0.22])  # the first sleep oversleeps by 0.22 s, the others are exact
+
+    def sleep(dt):
+        ft.t += dt + next(naps, 0.0)
+
+    def tick():
+        starts.append(round(ft.t - 100.0, 9))
+        ft.t += 0.01
+        if len(starts) == 4:
+            loop._stop.set()
+
+    loop = ControlLoop(0.1, tick, clock=ft.clock, sleep=sleep, on_stall=stalls.append)
+    loop._run()
+    assert starts == pytest.approx([0.0, 0.32, 0.4, 0.5])
+    assert loop.missed == 2 and len(stalls) == 1
+    assert stalls[0].skipped == 2 and stalls[0].late_s == pytest.approx(0.22)
+    assert stalls[0].cause == "thread not scheduled in time"
+
+
+def test_an_overrunning_tick_is_reported_as_such():
+    stalls = []
+    ft = FakeTime()
+    durations = iter([0.35, 0.01, 0.01])
+    n = []
+
+    def tick():
+        n.append(1)
+        ft.t += next(durations)
+        if len(n) == 3:
+            loop._stop.set()
+
+    loop = ControlLoop(0.1, tick, clock=ft.clock, sleep=ft.sleep, on_stall=stalls.append)
+    loop._run()
+    assert [s.skipped for s in stalls] == [2] and stalls[0].cause == "tick overran"
+
+
+def test_priority_is_validated_and_sched_fifo_applied_to_the_loop_thread_only():
+    import os
+
+    with pytest.raises(ValueError, match="priority"):
+        ControlLoop(0.1, lambda: None, priority=120)
+    seen = []
+    done = threading.Event()
+
+    def tick():
+        seen.append(os.sched_getscheduler(0))
+        done.set()
+
+    loop = ControlLoop(0.01, tick, priority=10).start()
+    assert done.wait(5.0)
+    loop.stop()
+    # where permitted the tick runs under SCHED_FIFO, else the reason is recorded; never both, never neither
+    assert loop.realtime != bool(loop.realtime_error)
+    assert (seen[0] == os.SCHED_FIFO) == loop.realtime
+    assert os.sched_getscheduler(0) != os.SCHED_FIFO  # the calling thread is left as it was
 
 
 def test_bad_period_is_a_clear_error():

@@ -319,9 +319,15 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
             continue
         iv = np.diff(stamps)
         periods = round((stamps[-1] - stamps[0]) * RATE)
-        assert len(iv) >= periods, f"episode {ep}: {periods - len(iv)} control tick(s) missed during the reloads"
+        # the policy's own account of a skipped slot (its cause, its scheduling class), for the report
+        why = [ln for ln in graph["log"].read_text().splitlines() if "skipped" in ln or "control loop at" in ln]
+        assert len(iv) >= periods, (
+            f"episode {ep}: {periods - len(iv)} control tick(s) missed during the reloads; policy log:\n"
+            + "\n".join(why[-6:])
+        )
         assert iv.max() < 2.0 / RATE, (
-            f"episode {ep}: a control slot was skipped during the reloads (max gap {iv.max() * 1e3:.0f} ms)"
+            f"episode {ep}: a control slot was skipped during the reloads (max gap {iv.max() * 1e3:.0f} ms); "
+            "policy log:\n" + "\n".join(why[-6:])
         )
     chunk = probe.wait_for("chunk", lambda m: m.residual_version == _sha(b)[:16], timeout=1)
     k, A = chunk.chunk_size, chunk.action_dim

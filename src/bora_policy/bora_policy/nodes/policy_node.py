@@ -119,6 +119,9 @@ class PolicyNode(Node):
         self.publish_markers = bool(p("publish_markers", True).value)
         self.marker_frame = str(p("marker_frame", "base").value)
         torch_threads = int(p("torch_threads", 1).value)
+        # SCHED_FIFO priority of the control-loop thread (0: normal scheduling), as ros2_control_node's
+        # thread_priority; needs CAP_SYS_NICE or an rtprio limit, else normal scheduling with a warning
+        control_priority = int(p("control_thread_priority", 50).value)
         initial_mode = str(p("initial_mode", "autonomous").value)
         topics = {
             k: str(p(f"{k}_topic", d).value)
@@ -247,7 +250,26 @@ class PolicyNode(Node):
             self._on_tick,
             name="bora-control",
             on_error=self._on_control_error,
+            on_stall=self._on_control_stall,
+            priority=control_priority,
         ).start()
+        if self.control_loop.realtime:
+            self.get_logger().info(
+                f"policy: control loop at {self.control_hz:g} Hz, SCHED_FIFO priority {control_priority}"
+            )
+        elif control_priority > 0:
+            self.get_logger().warning(
+                f"policy: control loop at {self.control_hz:g} Hz: {self.control_loop.realtime_error}. On the robot "
+                "PC grant it (e.g. `@realtime - rtprio 99` in /etc/security/limits.conf, as libfranka needs anyway); "
+                "control_thread_priority:=0 silences this"
+            )
+
+    def _on_control_stall(self, stall) -> None:
+        self.get_logger().warning(
+            f"policy: {stall.skipped} control slot(s) skipped: woke {stall.late_s * 1e3:.0f} ms late, previous tick "
+            f"{stall.previous_tick_s * 1e3:.0f} ms ({stall.cause})",
+            throttle_duration_sec=2.0,
+        )
 
     def _on_control_error(self, e: BaseException) -> None:
         if not self.context.ok():
@@ -485,6 +507,8 @@ class PolicyNode(Node):
             checkpoints_rejected=str(self.rejected),
             last_reject=self.last_reject[:200],
             control_hz=f"{self.control_hz:g}",
+            late_max_ms=f"{self.control_loop.late_max_s * 1e3:.1f}",
+            realtime="SCHED_FIFO" if self.control_loop.realtime else "normal",
         )
         st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
         arr = DiagnosticArray()

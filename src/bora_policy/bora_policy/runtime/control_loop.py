@@ -8,8 +8,15 @@ dedicated thread, so the command rate is set by the OS scheduler, not by the exe
 
 * woken late by less than ``period``: the tick runs at once (late, counted as jitter) and the next
   deadline stays on the grid, so the average rate is exact;
-* late by a whole period or more (the process was descheduled): the missed slots are skipped, never
-  replayed in a burst (an old command sent late is worse than none), and counted in ``missed``.
+* late by a whole period or more (the thread was descheduled, or the previous tick overran): the
+  overdue slots except the newest are skipped, never replayed in a burst (an old command sent late
+  is worse than none), counted in ``missed`` and reported to ``on_stall`` with the cause.
+
+Scheduling: with ``priority > 0`` the loop's thread asks the kernel for ``SCHED_FIFO`` at that
+priority, as ``ros2_control_node`` does for its update loop, so a busy CPU (camera rendering, a
+training process) cannot delay the tick; where that is not permitted (no ``CAP_SYS_NICE`` / rtprio
+limit) it runs with normal scheduling and says so in ``realtime_error``. The tick holds the CPU for
+a few milliseconds per period, and the kernel's RT throttling bounds it in any case.
 
 Library code: no rclpy. The tick function must not raise; an exception is reported through
 ``on_error`` and the loop goes on (the safety layer downstream holds on a stale command).
@@ -18,9 +25,25 @@ Library code: no rclpy. The tick function must not raise; an exception is report
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Slots skipped at one wake-up: how late the loop was, and how long the tick before it ran (a
+    tick longer than the period is an overrun of our own; otherwise the thread was not scheduled)."""
+
+    skipped: int
+    late_s: float
+    previous_tick_s: float
+
+    @property
+    def cause(self) -> str:
+        return "tick overran" if self.previous_tick_s >= self.late_s else "thread not scheduled in time"
 
 
 class ControlLoop:
@@ -32,24 +55,37 @@ class ControlLoop:
         tick: Callable[[], None],
         name: str = "control-loop",
         on_error: Callable[[BaseException], None] | None = None,
+        on_stall: Callable[[Stall], None] | None = None,
+        priority: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
     ):
         if not (period > 0 and math.isfinite(period)):
             raise ValueError(f"ControlLoop: period must be a finite number > 0 s, got {period!r}")
+        if not 0 <= int(priority) <= 99:
+            raise ValueError(
+                f"ControlLoop: priority must be 0 (normal scheduling) or 1..99 (SCHED_FIFO), got {priority!r}"
+            )
         self.period = float(period)
+        self.priority = int(priority)
         self._tick = tick
         self._on_error = on_error
+        self._on_stall = on_stall
         self._clock = clock
         self._stop = threading.Event()
         self._sleep = sleep or (lambda dt: self._stop.wait(dt))
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = threading.Event()
         self.ticks = 0
         self.missed = 0
         self.errors = 0
+        self.late_max_s = 0.0  # the latest a served slot started after its deadline
+        self.realtime = False
+        self.realtime_error = ""
 
     def start(self) -> ControlLoop:
         self._thread.start()
+        self._started.wait(1.0)  # the scheduling policy is known once start() returns
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -61,25 +97,43 @@ class ControlLoop:
     def running(self) -> bool:
         return self._thread.is_alive() and not self._stop.is_set()
 
-    def next_deadline(self, deadline: float, now: float) -> tuple[float, int]:
-        """The deadline of the next tick after the one scheduled at ``deadline``, given the time ``now``
-        its tick returned, and the number of slots skipped. Deadlines stay on the grid
-        ``deadline + n * period``: the next slot is served even if already late by less than a period;
-        slots older than that are skipped (the newest overdue slot is served at once)."""
-        nxt = deadline + self.period
-        if now < nxt + self.period:
-            return nxt, 0
-        skipped = int((now - nxt) / self.period + 1e-9)  # (the epsilon: float grid points)
-        return nxt + skipped * self.period, skipped
+    def overdue(self, deadline: float, now: float) -> tuple[float, int]:
+        """The slot to serve at time ``now`` when the next scheduled one was ``deadline``, and the number
+        of slots skipped: the newest slot whose deadline has passed if ``deadline`` is a whole period or
+        more behind (the older ones are skipped), else ``deadline`` itself (served late, or on time)."""
+        if now < deadline + self.period:
+            return deadline, 0
+        skipped = int((now - deadline) / self.period + 1e-9)  # (the epsilon: float grid points)
+        return deadline + skipped * self.period, skipped
+
+    def _set_realtime(self) -> None:
+        if self.priority <= 0:
+            return
+        try:  # pid 0: the calling thread (Linux schedules threads individually)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
+            self.realtime = True
+        except (AttributeError, OSError) as e:
+            self.realtime_error = f"SCHED_FIFO priority {self.priority} not permitted ({e}); normal scheduling"
 
     def _run(self) -> None:
+        self._set_realtime()
+        self._started.set()
         deadline = self._clock()
+        previous_tick = 0.0
         while not self._stop.is_set():
             delay = deadline - self._clock()
             if delay > 0:
                 self._sleep(delay)
                 if self._stop.is_set():
                     break
+            now = self._clock()
+            late = now - deadline
+            deadline, skipped = self.overdue(deadline, now)
+            if skipped:
+                self.missed += skipped
+                if self._on_stall is not None:
+                    self._on_stall(Stall(skipped, late, previous_tick))
+            self.late_max_s = max(self.late_max_s, now - deadline)
             try:
                 self._tick()
             except Exception as e:  # noqa: BLE001 - report and keep the loop alive
@@ -87,5 +141,5 @@ class ControlLoop:
                 if self._on_error is not None:
                     self._on_error(e)
             self.ticks += 1
-            deadline, skipped = self.next_deadline(deadline, self._clock())
-            self.missed += skipped
+            previous_tick = self._clock() - now
+            deadline += self.period
