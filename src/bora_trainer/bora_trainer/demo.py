@@ -16,9 +16,10 @@ Stages (each runs the REAL commands as subprocesses of the ``bora`` command, log
    diffusion row gets the VLM only);
 3. ``offline``: ``bora train offline`` of every offline row (diffusion-bc, cp-bc, cp-decoupled-critic, bora,
    optionally aloe, habc), ``offline.parallel`` trainings at a time, ``offline.updates`` updates each;
-4. ``online``: ``bora train online --env sim`` (Algorithm 1: frozen BORA-Offline VLA + residual actor, RLPD,
-   the scripted operator as the human, ``rounds`` x ``episodes_per_round``), IN-PROCESS: the same learner
-   code the trainer node runs, but not through the ROS graph;
+4. ``online``: ``bora train online --env ros`` (Algorithm 1: frozen BORA-Offline VLA + residual actor, RLPD,
+   the scripted operator as the human, ``rounds`` x ``episodes_per_round``) through the ROS 2 graph
+   (``bora up --sim --with trainer``: the trainer node records rosbag2, learns and hot-reloads the policy);
+   ``online.env: sim`` runs the same learner in-process instead (faster, several tasks at a time);
 5. ``eval``: ``bora eval`` of every run on every object set (standard, unseen);
 6. ``report``: ``bora report`` into ``OUT/report/`` (report.md, success_bars.png, value_profile.png).
 
