@@ -25,6 +25,8 @@ from bora_teleop.urdf_limits import load_robot_description, parse_urdf, tighten,
 
 PARAMS = {
     "rate_hz": 30.0,
+    # SCHED_FIFO priority of the arbiter's control-loop thread where permitted (0: normal scheduling)
+    "control_thread_priority": 50,
     "arm_joint_names": [f"fr3_joint{i}" for i in range(1, 8)],
     "retarget_file": "",
     "hand_joint_names": [""],  # only without retarget_file (identity map, glove in robot joint space)

@@ -47,6 +47,39 @@ def test_policy_command_passes_through_to_the_drivers(rig):
     np.testing.assert_allclose(rig.hand_cmds[-1].position, rig.policy[7:], atol=1e-9)
 
 
+def test_arbiter_ticks_at_rate_hz_on_its_control_loop(rig):
+    # rate_hz 20 (teleop_rig): the driver commands' stamps over 3 s keep the period on average (the loop
+    # is on absolute deadlines), and the node says how its loop thread is scheduled
+    rig.clear()
+    rig.run(3.0)
+    stamps = np.asarray([stamp(m.command.header.stamp) for m in rig.executed])
+    assert len(stamps) > 40
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert rate == pytest.approx(20.0, rel=0.1)
+    assert np.median(np.diff(stamps)) == pytest.approx(0.05, rel=0.2)
+    # SCHED_FIFO (control_thread_priority, default 50) where this machine permits it, else a warning
+    import os
+    import threading
+
+    permitted = []
+
+    def try_fifo():
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+            permitted.append(True)
+        except OSError:
+            permitted.append(False)
+
+    t = threading.Thread(target=try_fifo)
+    t.start()
+    t.join()
+    log = rig.log.read_text()
+    if permitted[0]:
+        assert "control loop SCHED_FIFO priority 50" in log
+    else:
+        assert "not permitted" in log and "control loop normal scheduling" in log
+
+
 def test_takeover_blends_linearly_and_reports_events(rig):
     a_final = np.r_[READY + 0.02, 0.4, 0.5]
     rig.policy = a_final

@@ -1,6 +1,8 @@
 """teleop node: the command arbiter, the ONLY writer to the robot drivers (thin rclpy wrapper).
 
-A control timer at ``rate_hz`` runs :class:`bora_teleop.arbiter.Arbiter` on the latest inputs and
+A control loop at ``rate_hz`` (``bora_policy.runtime.control_loop.ControlLoop``: its own thread on
+absolute deadlines, ``SCHED_FIFO`` at ``control_thread_priority`` where permitted; input callbacks and
+the tick share one lock) runs :class:`bora_teleop.arbiter.Arbiter` on the latest inputs and
 publishes the arm command (``arm_command_type``: ``forward`` = std_msgs/Float64MultiArray for a
 ros2_control forward position controller, ``trajectory`` = trajectory_msgs/JointTrajectory with one
 point at time_from_start = 1 / rate_hz), the hand command (sensor_msgs/JointState), ExecutedCommand,
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 
 import numpy as np
 import rclpy
@@ -44,6 +47,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
+from bora_policy.runtime.control_loop import ControlLoop
 from bora_teleop.events import (
     EP_ABORT,
     EP_FAILURE,
@@ -72,6 +76,9 @@ class TeleopNode(Node):
         self._last_takeover_msg: bool | None = None
         self._last_reason = ""
         self._warned: dict[str, float] = {}
+        # the executor's callbacks and the control-loop thread share the arbiter: one lock around both
+        self._lock = threading.RLock()
+        L = self._locked
 
         rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         events_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -91,22 +98,22 @@ class TeleopNode(Node):
         self.pub_ep = self.create_publisher(EpisodeEvent, P["episode_topic"], events_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, P["diagnostics_topic"], rel)
         # subscriptions (BEST_EFFORT readers match RELIABLE and BEST_EFFORT writers)
-        self.create_subscription(JointCommand, P["policy_command_topic"], self._on_policy, stream)
-        self.create_subscription(JointState, P["arm_joint_states_topic"], self._on_arm_state, stream)
-        self.create_subscription(JointState, P["hand_joint_states_topic"], self._on_hand_state, stream)
-        self.create_subscription(JointState, P["glove_topic"], self._on_glove, stream)
-        self.create_subscription(JointState, P["arm_target_topic"], self._on_arm_target, stream)
-        self.create_subscription(Bool, P["takeover_topic"], self._on_takeover, rel)
-        self.create_subscription(Bool, P["recovered_topic"], self._on_recovered, rel)
+        self.create_subscription(JointCommand, P["policy_command_topic"], L(self._on_policy), stream)
+        self.create_subscription(JointState, P["arm_joint_states_topic"], L(self._on_arm_state), stream)
+        self.create_subscription(JointState, P["hand_joint_states_topic"], L(self._on_hand_state), stream)
+        self.create_subscription(JointState, P["glove_topic"], L(self._on_glove), stream)
+        self.create_subscription(JointState, P["arm_target_topic"], L(self._on_arm_target), stream)
+        self.create_subscription(Bool, P["takeover_topic"], L(self._on_takeover), rel)
+        self.create_subscription(Bool, P["recovered_topic"], L(self._on_recovered), rel)
         # e-stop: a latched (transient-local) reader gets the last value of a latched publisher, and a
         # volatile best-effort reader matches every other publisher; duplicates are harmless.
-        self.create_subscription(Bool, P["estop_topic"], self._on_estop, latched)
-        self.create_subscription(Bool, P["estop_topic"], self._on_estop, stream)
-        self.create_subscription(EpisodeEvent, P["episode_topic"], self._on_episode, events_qos)
-        self.create_service(MarkEpisode, P["mark_episode_service"], self._srv_mark_episode)
-        self.create_service(SetBool, P["set_takeover_service"], self._srv_set_takeover)
-        self.create_service(Trigger, P["reset_estop_service"], self._srv_reset_estop)
-        self.create_service(Trigger, P["mark_recovered_service"], self._srv_mark_recovered)
+        self.create_subscription(Bool, P["estop_topic"], L(self._on_estop), latched)
+        self.create_subscription(Bool, P["estop_topic"], L(self._on_estop), stream)
+        self.create_subscription(EpisodeEvent, P["episode_topic"], L(self._on_episode), events_qos)
+        self.create_service(MarkEpisode, P["mark_episode_service"], L(self._srv_mark_episode))
+        self.create_service(SetBool, P["set_takeover_service"], L(self._srv_set_takeover))
+        self.create_service(Trigger, P["reset_estop_service"], L(self._srv_reset_estop))
+        self.create_service(Trigger, P["mark_recovered_service"], L(self._srv_mark_recovered))
 
         self.udp = None
         if int(P["udp_port"]) > 0:
@@ -127,15 +134,46 @@ class TeleopNode(Node):
             if KeyReader.available():
                 self.keys = KeyReader().start()
                 self.get_logger().info(KEY_HELP)
-        self.create_timer(1.0 / self.rate, self._tick)
-        self.create_timer(1.0, self._diagnostics)
+        self.create_timer(1.0, L(self._diagnostics))
+        self.control_loop = ControlLoop(
+            1.0 / self.rate,
+            L(self._tick),
+            name="bora-arbiter",
+            on_stall=L(self._on_control_stall),
+            priority=int(P["control_thread_priority"]),
+        ).start()
+        if self.control_loop.realtime_error:
+            self.get_logger().warning(
+                f"teleop arbiter: {self.control_loop.realtime_error} (control_thread_priority:=0 silences this)"
+            )
         self.get_logger().info(
             f"teleop arbiter: {self.rate:g} Hz, arm command '{P['arm_command_type']}' on "
             f"{P['arm_command_topic']}, {len(self.arb.hand_joint_names)} hand joints, "
-            f"watchdog {P['watchdog_timeout_s']} s, ramp {P['ramp_time_s']} s"
+            f"watchdog {P['watchdog_timeout_s']} s, ramp {P['ramp_time_s']} s, control loop "
+            + self._scheduling()
         )
 
     # ------------------------------------------------------------------ helpers
+    def _locked(self, fn):
+        def run(*args):
+            with self._lock:
+                return fn(*args)
+
+        return run
+
+    def _scheduling(self) -> str:
+        loop = self.control_loop
+        return f"SCHED_FIFO priority {loop.priority}" if loop.realtime else "normal scheduling"
+
+    def _on_control_stall(self, stall) -> None:
+        self._throttled(
+            "warning",
+            "stall",
+            f"{stall.skipped} control slot(s) skipped: woke {stall.late_s * 1e3:.0f} ms late, previous tick "
+            f"{stall.previous_tick_s * 1e3:.0f} ms ({stall.cause})",
+            2.0,
+        )
+
     def _robot_description(self, P: dict) -> str | None:
         """The URDF text of ``robot_description_topic`` (latched), waited for at start; None if unset."""
         topic = P["robot_description_topic"]
@@ -318,6 +356,9 @@ class TeleopNode(Node):
 
     # ------------------------------------------------------------------ control tick
     def _tick(self) -> None:
+        if not self.context.ok():
+            self.control_loop.stop()  # shutting down (SIGINT): the publishers are gone, stop quietly
+            return
         try:
             self._control_step()
         except Exception as e:  # noqa: BLE001 - never let the arbiter die; nothing is sent this tick
@@ -410,6 +451,9 @@ class TeleopNode(Node):
         self.pub_diag.publish(arr)
 
     def destroy_node(self):
+        loop = getattr(self, "control_loop", None)
+        if loop is not None:
+            loop.stop()
         keys, udp = getattr(self, "keys", None), getattr(self, "udp", None)
         if keys is not None:
             keys.stop()
