@@ -203,3 +203,51 @@ def test_kill_trainer_node_mid_update_and_resume(tmp_path):
     hashes = [v["content_hash"] for v in ledger.values()]
     assert len(hashes) == len(set(hashes)) == 6
     assert load_checkpoint(latest_checkpoint(run))["step"] == stopped["update_step"]
+
+
+def test_sigint_while_recording_live_exits_cleanly_with_every_message(tmp_path):
+    # Ctrl-C (SIGINT, as `bora up` stops its nodes) while the node records live topics: exit code 0, the
+    # recording closed (metadata.yaml written) with every episode event received before the signal.
+    # Twice, each a fresh process (a trainer node in the full graph once exited with SIGABRT at Ctrl-C).
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.rosbag2 import Reader
+
+    from bora_msgs.msg import EpisodeEvent
+
+    setup_dirs(tmp_path)
+    cfg_file = tmp_path / "trainer.yaml"
+    cfg_file.write_text(yaml.safe_dump({"trainer": trainer_cfg(tmp_path)}))
+    rclpy.init()
+    node = rclpy.create_node("trainer_sigint_probe")
+    pub = node.create_publisher(
+        EpisodeEvent, "/bora/episode", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    )
+    try:
+        for attempt in range(2):
+            before = set((tmp_path / "recordings").glob("live_*"))
+            proc, _ = _start_node(tmp_path, cfg_file, ["--live"])
+            deadline = time.monotonic() + 20
+            while pub.get_subscription_count() == 0:  # the recorder's reader is matched
+                assert time.monotonic() < deadline and proc.poll() is None, "the trainer never subscribed"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            for i in range(20):
+                ev = EpisodeEvent(episode_id=attempt * 100 + i, kind=EpisodeEvent.START, task="press_button")
+                pub.publish(ev)
+                time.sleep(0.02)
+            time.sleep(1.0)  # delivered (reliable, loopback)
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0, f"attempt {attempt}: exit code {proc.returncode}"
+            assert '"stopped"' in out
+            (bag,) = set((tmp_path / "recordings").glob("live_*")) - before
+            assert (bag / "metadata.yaml").exists(), "the live recording was not closed"
+            with Reader(bag) as r:
+                ids = [c.topic for c in r.connections]
+                n = sum(1 for conn, _, _ in r.messages() if conn.topic == "/bora/episode")
+            assert "/bora/episode" in ids and n == 20, f"attempt {attempt}: {n} of 20 episode events recorded"
+            time.sleep(1.1)  # live_<time> directories are named to the second
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

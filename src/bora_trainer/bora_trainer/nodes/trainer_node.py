@@ -123,10 +123,17 @@ def main(argv: list[str] | None = None) -> int:
 
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin_until_stopped() -> None:
+        # our own loop, not executor.spin(): Executor.shutdown() destroys the guard condition a spinning
+        # thread is waiting on (rclpy does not wait for it), which can abort the process at Ctrl-C
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    spin = threading.Thread(target=spin_until_stopped, daemon=True)
     spin.start()
 
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     t_end = time.monotonic() + float(args.max_seconds) if float(args.max_seconds) > 0 else None
@@ -143,10 +150,15 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 stop.wait(cfg.poll_interval_s)
     finally:
+        # order matters: no callback may run (and write to the recorder, or use the node) once they are
+        # closed. Stop the spin thread, then the executor (waits for its worker threads' callbacks), then
+        # close the recording (every message received so far is in it), then the node and the context.
+        stop.set()
+        spin.join(timeout=5.0)
+        executor.shutdown(timeout_sec=10.0)
         if recorder is not None:
             recorder.close()
         print(json.dumps({"event": "stopped", **loop.status()}), flush=True)
-        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
