@@ -230,6 +230,26 @@ def test_multi_round_folding_matches_algorithm_1(tmp_path):
     assert not ok and "normaliser" in msg and not run.residual_slot.pending
     with pytest.raises(RuntimeError, match="before a residual"):
         run.set_frozen([])
+    # single files: the normaliser version in the safetensors metadata, or in the meta.json of the
+    # checkpoint directory holding the file (the trainer's round-1 announcement): another one is rejected
+    sd = {k: v.contiguous() for k, v in r1.state_dict().items()}
+    other = tmp_path / "other_meta.safetensors"
+    save_file(sd, str(other), metadata={"alpha": "0.3", "normalizer_version": "f" * 16})
+    before = run.residual_slot.snapshot()[1]
+    ok, msg = run.load_residual(str(other))
+    assert not ok and "normaliser" in msg and not run.residual_slot.pending
+    assert run.residual_slot.snapshot()[1] == before
+    with pytest.raises(CheckpointRejected, match="normaliser"):
+        PolicyRunner.from_paths(str(tmp_path / "vla"), frozen_residual_paths=[f"{other}@0.5"])
+    ck_dir = tmp_path / "trainer_ck"
+    ck_dir.mkdir()
+    save_file(sd, str(ck_dir / "residual.safetensors"), metadata={"alpha": "0.3"})
+    (ck_dir / "meta.json").write_text(json.dumps({"extra": {"normalizer_version": "e" * 16}}))
+    ok, msg = run.load_residual(str(ck_dir / "residual.safetensors"))
+    assert not ok and "normaliser" in msg
+    (ck_dir / "meta.json").write_text(json.dumps({"extra": {"normalizer_version": norm.version}}))
+    ok, msg = run.load_residual(str(ck_dir / "residual.safetensors"))
+    assert ok, msg
 
 
 def test_demo_vla_is_a_vla_policy_and_is_reused(tmp_path):

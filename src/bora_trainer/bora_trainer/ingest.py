@@ -572,7 +572,10 @@ class OnlineTrainerLoop:
         """Archive round r's final stack (+ critic) in ``STATE/rounds/round_RR`` and announce it."""
         mods, meta = self._stack_modules()
         mods["residual"] = self.learner.actor.state_dict()
-        meta["residual"] = {"alpha": repr(float(self.learner.alpha()))}
+        meta["residual"] = {
+            "alpha": repr(float(self.learner.alpha())),
+            "normalizer_version": self.normalizer.version,
+        }
         mods["critic"] = self.learner.critic.state_dict()
         path = save_checkpoint(
             self.state / "rounds" / f"round_{self.round:02d}",
@@ -596,7 +599,10 @@ class OnlineTrainerLoop:
             return self.last_checkpoint
         mods, meta = self._stack_modules()
         # the policy node applies the trained blend weight alpha_t (Algorithm 1 line 15) on hot reload
-        meta["residual"] = {"alpha": repr(float(self.learner.alpha()))}
+        meta["residual"] = {
+            "alpha": repr(float(self.learner.alpha())),
+            "normalizer_version": self.normalizer.version,
+        }
         path = save_checkpoint(
             self.run_dir,
             self.update_step,

@@ -268,15 +268,31 @@ class PolicyRunner:
         rc = ResidualConfig(hidden_dims=dims["hidden_dims"], layer_norm=dims["layer_norm"])
         return ResidualChunkActor(S, A, k, Z, rc)
 
+    def _check_normalizer(self, version: str | None, where: str) -> None:
+        """A residual maps NORMALISED proprio and base chunks: it must have been trained with this VLA's
+        normaliser (a version stored with it; none stored: not checkable, accepted)."""
+        if version not in (None, "", self.normalizer.version):
+            raise CheckpointRejected(
+                f"{where}: residual trained with normaliser {version}, the policy's is {self.normalizer.version}"
+            )
+
+    def _check_single_file_normalizer(self, path: Path, metadata: dict) -> None:
+        """The version in the file's safetensors metadata, else in the meta.json of the checkpoint
+        directory the file sits in (the trainer's round-1 announcement is such a file)."""
+        version = metadata.get("normalizer_version")
+        side = path.parent / "meta.json"
+        if not version and side.is_file():
+            try:
+                version = json.loads(side.read_text()).get("extra", {}).get("normalizer_version")
+            except (OSError, ValueError, AttributeError) as e:
+                raise CheckpointRejected(f"{side}: unreadable checkpoint description ({e})") from e
+        self._check_normalizer(version, str(path))
+
     def _load_stack(self, ck_dir: Path, sha256: str = "") -> tuple[list[FrozenResidual], str]:
         """All residuals of a multi-round checkpoint, verified; version = sha256[:16] of the last file."""
         meta = json.loads((ck_dir / "meta.json").read_text())
         extra = meta["extra"]
-        if extra.get("normalizer_version") not in (None, "", self.normalizer.version):
-            raise CheckpointRejected(
-                f"{ck_dir}: residuals trained with normaliser {extra['normalizer_version']}, the policy's "
-                f"is {self.normalizer.version}"
-            )
+        self._check_normalizer(extra.get("normalizer_version"), str(ck_dir))
         try:
             rc_fields = dict(extra["residual_config"])
             dims = dict(extra["dims"])
@@ -315,6 +331,7 @@ class PolicyRunner:
             if self._template is None:
                 self.residual_template(verify_checkpoint(p, sha256).state)
             module, ck = load_module_checked(self.residual_template(), p, sha256)
+            self._check_single_file_normalizer(p, ck.metadata)
         except (CheckpointRejected, FileNotFoundError, RuntimeError, OSError, ValueError) as e:
             return False, str(e)
         alpha = ck.metadata.get("alpha")
@@ -338,6 +355,7 @@ class PolicyRunner:
                 out.extend(stack)
                 continue
             ck = verify_checkpoint(p)
+            self._check_single_file_normalizer(p, ck.metadata)
             module, ck = load_module_checked(self._actor_from_state(ck.state), p)
             if lam is None:
                 stored = ck.metadata.get("lambda") or ck.metadata.get("alpha")
