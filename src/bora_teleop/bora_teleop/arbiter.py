@@ -173,6 +173,12 @@ class Arbiter:
             return None, "hand-only takeover without a policy or previous arm command"
         return np.concatenate([arm, hand]), ""
 
+    def end_takeover(self, success: bool = False) -> list[tuple[str, float]]:
+        """End any takeover now (its episode is over; ``success``: it ended in success): the (event,
+        reward) pairs still owed to it (see ``TakeoverBlender.end_now``)."""
+        self._last_human = None
+        return [(k, self.cfg.rewards.reward(k)) for k in self.blender.end_now(success)]
+
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> TickResult:
         bs = self.blender.update(now)

@@ -18,6 +18,11 @@ request change is dated with its own time, so the ramp does not depend on the ti
   at most once per takeover, ignored outside one, and still reported when the release arrives
   in the same tick (the sim operator sends both at hand-back) (r_rec, Algorithm 1 line 22);
 * ``END``: is_intervention falls (beta back at 0 after the release).
+
+A takeover never spans two episodes: :meth:`TakeoverBlender.end_now` ends it at once (beta 0, no
+ramp) when the episode ends (a SUCCESS under the takeover counts as recovered) or a new one starts;
+the arbiter holds at a new episode until the policy's first command of it, so the cut reaches no
+driver as a jump.
 """
 
 from __future__ import annotations
@@ -97,6 +102,21 @@ class TakeoverBlender:
             return False, "recovery already reported for this takeover"
         self._recovered_pending = True
         return True, "recovery reported"
+
+    def end_now(self, success: bool = False) -> list[str]:
+        """End a takeover at once (the episode it belongs to is over): beta 0, not requested. Returns the
+        events still owed to it: ``RECOVERED`` if one was accepted but not reported yet, or if the
+        episode ended in success under the takeover (the correction completed the task), then ``END``;
+        none if no takeover had started (a request not yet seen by a tick is simply dropped)."""
+        events: list[str] = []
+        if self.is_intervention:
+            if self._recovered_pending or (success and not self._recovered_done):
+                events.append(RECOVERED)
+            events.append(END)
+        self.requested, self.beta, self.is_intervention = False, 0.0, False
+        self._recovered_pending = False
+        self._recovered_done = False
+        return events
 
     def update(self, now: float) -> BlendState:
         """Advance beta to ``now`` and report this tick's beta, is_intervention and events."""

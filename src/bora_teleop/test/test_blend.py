@@ -98,3 +98,32 @@ def test_recovered_and_release_in_the_same_tick_are_both_reported():
         assert RECOVERED in s.events
         if ramp == 0.0:
             assert s.events == [RECOVERED, END]
+
+
+def test_end_now_closes_a_takeover_at_an_episode_boundary():
+    b = TakeoverBlender(BlendConfig(ramp_time_s=0.5))
+    b.update(0.0)
+    assert b.end_now() == []  # nothing to close
+    b.request(True, 0.0)
+    assert b.update(0.2).events == [START]
+    # the episode ends in FAILURE mid-ramp: END at once, beta 0, no RECOVERED
+    assert b.end_now() == [END]
+    assert b.beta == 0.0 and not b.requested and not b.is_intervention
+    assert b.update(0.3).events == [] and b.update(0.3).beta == 0.0  # nothing more to report
+    # a takeover ending in SUCCESS: the correction completed the task -> RECOVERED, then END
+    b.request(True, 1.0)
+    assert b.update(1.1).events == [START]
+    assert b.end_now(success=True) == [RECOVERED, END]
+    # RECOVERED already reported for this takeover: not twice; an accepted, unreported one is owed
+    b.request(True, 2.0)
+    b.update(2.1)
+    assert b.mark_recovered()[0]
+    assert b.update(2.2).events == [RECOVERED]
+    assert b.end_now(success=True) == [END]
+    b.request(True, 3.0)
+    b.update(3.1)
+    b.mark_recovered()
+    assert b.end_now() == [RECOVERED, END]
+    # a request no tick has seen yet never started: dropped without events
+    b.request(True, 4.0)
+    assert b.end_now() == [] and not b.requested

@@ -202,6 +202,43 @@ def test_estop_latches_until_the_reset_service(rig):
     np.testing.assert_allclose(rig.executed[-1].command.position, rig.policy, atol=1e-9)
 
 
+def test_an_episode_outcome_ends_the_open_takeover(rig):
+    # a takeover never spans two episodes: the bridge's (or operator's) SUCCESS ends it at once, with
+    # RECOVERED (the correction completed the task) and END dated at the outcome's episode and step
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from bora_msgs.msg import EpisodeEvent
+
+    pub = rig.node.create_publisher(
+        EpisodeEvent, "/bora/episode", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    )
+    rig.policy = np.r_[READY + 0.02, 0.4, 0.5]
+    rig.arm_target, rig.glove = READY + 0.05, np.array([0.5, 0.5])
+    rig.run(0.5)
+    rig.clear()
+    rig.pub_takeover.publish(rig.Bool(data=True))
+    assert rig.run(5.0, until=lambda: any(e.kind == 0 for e in rig.interventions))
+    rig.run(0.3)
+    pub.publish(EpisodeEvent(episode_id=5, kind=EpisodeEvent.SUCCESS, step=77, task="pick_plush_toy"))
+    assert rig.run(5.0, until=lambda: any(e.kind == 1 for e in rig.interventions))
+    rig.run(0.5)
+    kinds = [e.kind for e in rig.interventions]
+    assert kinds == [0, 2, 1], kinds  # START, RECOVERED, END
+    rec, end = rig.interventions[1], rig.interventions[2]
+    assert (rec.episode_id, rec.step, end.episode_id, end.step) == (5, 77, 5, 77)
+    assert rec.reward == pytest.approx(0.3) and "SUCCESS" in end.reason
+    last = rig.executed[-3:]
+    assert all(m.beta == 0.0 and not m.is_intervention for m in last)
+    # the operator's trigger is still "true": no new takeover until it changes again
+    rig.pub_takeover.publish(rig.Bool(data=True))
+    rig.run(0.5)
+    assert [e.kind for e in rig.interventions] == [0, 2, 1]
+    rig.pub_takeover.publish(rig.Bool(data=False))
+    rig.arm_target = rig.glove = None
+    rig.run(0.3)
+    rig.node.destroy_publisher(pub)
+
+
 def test_mark_episode_service_publishes_episode_events(rig):
     from bora_msgs.srv import MarkEpisode
 

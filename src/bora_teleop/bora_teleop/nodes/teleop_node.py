@@ -149,8 +149,7 @@ class TeleopNode(Node):
         self.get_logger().info(
             f"teleop arbiter: {self.rate:g} Hz, arm command '{P['arm_command_type']}' on "
             f"{P['arm_command_topic']}, {len(self.arb.hand_joint_names)} hand joints, "
-            f"watchdog {P['watchdog_timeout_s']} s, ramp {P['ramp_time_s']} s, control loop "
-            + self._scheduling()
+            f"watchdog {P['watchdog_timeout_s']} s, ramp {P['ramp_time_s']} s, control loop " + self._scheduling()
         )
 
     # ------------------------------------------------------------------ helpers
@@ -226,17 +225,11 @@ class TeleopNode(Node):
             )
             self.arb.set_policy(pos, now, msg.episode_id, msg.step, msg.chunk_index)
         except ValueError as e:
-            self.arb.set_policy(
-                None, now, msg.episode_id, msg.step, msg.chunk_index, error=f"policy command: {e}"
-            )
+            self.arb.set_policy(None, now, msg.episode_id, msg.step, msg.chunk_index, error=f"policy command: {e}")
 
     def _joint_state(self, msg: JointState, names: list[str], what: str):
         try:
-            return (
-                reorder(list(msg.name), msg.position, names)
-                if msg.name
-                else np.asarray(msg.position, np.float64)
-            )
+            return reorder(list(msg.name), msg.position, names) if msg.name else np.asarray(msg.position, np.float64)
         except ValueError as e:
             self._throttled("error", what, f"{what}: {e}", 5.0)
             return None
@@ -294,11 +287,44 @@ class TeleopNode(Node):
             self.get_logger().error("E-STOP latched: holding position until /bora/teleop/reset_estop")
 
     def _on_episode(self, msg: EpisodeEvent) -> None:
+        # a takeover never spans two episodes: it ends with its episode's outcome, or at the next START
         if msg.kind == EpisodeEvent.START:
+            if msg.episode_id != self.arb.episode.episode_id:
+                self._end_takeover(self.arb.episode.episode_id, self.arb.episode.step, "next episode started")
             self.arb.episode.observe_start(msg.episode_id)
+        elif msg.kind in (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.ABORT):
+            self._end_takeover(
+                int(msg.episode_id),
+                int(msg.step),
+                f"episode {EPISODE_KINDS[msg.kind]}",
+                success=msg.kind == EpisodeEvent.SUCCESS,
+            )
+
+    def _end_takeover(self, episode_id: int, step: int, why: str, success: bool = False) -> None:
+        for kind, reward in self.arb.end_takeover(success):
+            self._publish_intervention(kind, reward, episode_id, step, why)
+
+    def _publish_intervention(self, kind: str, reward: float, episode_id: int, step: int, reason: str) -> None:
+        ev = InterventionEvent(
+            episode_id=int(episode_id),
+            step=int(step),
+            kind=INTERVENTION_KINDS[kind],
+            reward=float(reward),
+            reason=reason,
+        )
+        ev.header.stamp = self.get_clock().now().to_msg()
+        self.pub_int.publish(ev)
+        self.get_logger().info(f"intervention {kind} at step {step} (reward {reward:+.3f}) [{reason}]")
 
     # ------------------------------------------------------------------ services / keys
     def _publish_episode(self, kind: int, note: str) -> int:
+        if kind in EPISODE_KINDS:  # the open takeover belongs to the episode being ended / left
+            self._end_takeover(
+                self.arb.episode.episode_id,
+                self.arb.episode.step,
+                f"episode {EPISODE_KINDS[kind]}",
+                success=kind == EP_SUCCESS,
+            )
         ep, step = self.arb.episode.mark(kind)
         m = EpisodeEvent(
             episode_id=ep,
@@ -343,9 +369,7 @@ class TeleopNode(Node):
         elif action == "recovered":
             self.get_logger().info(f"recovered (key): {self.arb.blender.mark_recovered()[1]}")
         elif action in ("success", "failure", "abort", "new_episode"):
-            kind = {"success": EP_SUCCESS, "failure": EP_FAILURE, "abort": EP_ABORT, "new_episode": EP_START}[
-                action
-            ]
+            kind = {"success": EP_SUCCESS, "failure": EP_FAILURE, "abort": EP_ABORT, "new_episode": EP_START}[action]
             self._publish_episode(kind, "key")
         elif action == "estop":
             self.arb.safety.set_estop(True)
@@ -371,16 +395,7 @@ class TeleopNode(Node):
         stamp = self.get_clock().now()
         r = self.arb.tick(stamp.nanoseconds * 1e-9)
         for kind, reward in r.events:
-            ev = InterventionEvent(
-                episode_id=r.episode_id,
-                step=r.step,
-                kind=INTERVENTION_KINDS[kind],
-                reward=float(reward),
-                reason="operator",
-            )
-            ev.header.stamp = stamp.to_msg()
-            self.pub_int.publish(ev)
-            self.get_logger().info(f"intervention {kind} at step {r.step} (reward {reward:+.3f})")
+            self._publish_intervention(kind, reward, r.episode_id, r.step, "operator")
         if r.held and r.hold_reason != self._last_reason:
             level = "error" if r.hold_reason in ("nan", "bad_command", "estop") else "warning"
             self._log(level, f"HOLD ({r.hold_reason}) {r.error}".strip())
