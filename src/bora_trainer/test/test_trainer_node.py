@@ -143,6 +143,22 @@ def test_live_bag_without_outcome_waits_until_closed(tmp_path):
     assert sorted(v["outcome"] or "none" for v in loop.ledger.values()) == ["none", "success"]
 
 
+def test_episode_whose_start_was_not_recorded_is_not_ingested(tmp_path):
+    # the live recording began mid-episode (trainer started during it): the converter flags it, the
+    # trainer leaves it out of the buffer and the round's count; complete episodes are ingested
+    setup_dirs(tmp_path)
+    eps = [ScriptedEpisode(1, T_EP, "success", start_recorded=False), ScriptedEpisode(2, T_EP, "failure")]
+    write_scripted_bag(tmp_path / "recordings" / "bag_a", eps, LAY)
+    loop = make_loop(tmp_path)
+    assert loop.scan() == 1 and loop.num_episodes == 1 and len(loop.online) == 4
+    assert [v["outcome"] for v in loop.ledger.values()] == ["failure"]
+    assert loop.scan() == 0  # not retried into the buffer on the next scan
+    from bora_trainer.data.bag_convert import read_transitions
+
+    infos = [read_transitions(tmp_path / "state" / "converted", i)[1] for i in (0, 1)]
+    assert sorted(i["start_recorded"] for i in infos) == [False, True]
+
+
 def _start_node(tmp, cfg_file, extra=()):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [

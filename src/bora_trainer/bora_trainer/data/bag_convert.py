@@ -6,7 +6,9 @@ Per episode (messages grouped by ``episode_id`` over all given bags):
   keyed by ``command.step``; the episode length T is the ``step`` of its terminal EpisodeEvent
   (SUCCESS / FAILURE / ABORT; ABORT with a note starting "timeout" = timeout), or the last
   recorded step + 1 when there is none: such an episode is kept with ``outcome: null`` and
-  ``outcome_missing: true`` (flagged, never guessed: no terminal reward, no done).
+  ``outcome_missing: true`` (flagged, never guessed: no terminal reward, no done). An episode whose
+  START event is in none of the bags (the recording began mid-episode) is flagged
+  ``start_recorded: false``; the online trainer does not ingest those.
 * takeovers from ``/bora/intervention`` (START s .. END e, exclusive; RECOVERED r attaches to the
   open or most recent takeover, clamped into it); rewards and dones are recomputed with
   :func:`bora_trainer.rewards.compute_rewards` and the configured :class:`RewardConfig`.
@@ -214,7 +216,7 @@ def _outcome(events: list[Msg], warnings: list[str]) -> tuple[str | None, int | 
     terms = sorted((e for e in events if int(e.msg.kind) in (1, 2, 3)), key=lambda e: e.log_time)
     start = next((e.msg for e in sorted(events, key=lambda e: e.log_time) if int(e.msg.kind) == 0), None)
     first = terms[0].msg if terms else None
-    meta = {"task": "", "object_set": "", "note": ""}
+    meta = {"task": "", "object_set": "", "note": "", "start_recorded": start is not None}
     for m in (start, first):
         if m is not None:
             meta["task"] = meta["task"] or str(m.task)
@@ -488,6 +490,8 @@ def build_episode(src_id: int, per_topic: dict[str, list[Msg]], cfg: ConvertConf
         "success": None if outcome is None else outcome == "success",
         "outcome": outcome,
         "outcome_missing": outcome is None,
+        # False: the recording began after the episode's START (its beginning is missing)
+        "start_recorded": ev_meta["start_recorded"],
         "num_steps": T,
         "interventions": takeovers,
         "source": "policy" if chunks else "operator",
@@ -635,6 +639,7 @@ def convert(
             "num_steps": ep["info"]["num_steps"],
             "outcome": ep["info"]["outcome"],
             "outcome_missing": ep["info"]["outcome_missing"],
+            "start_recorded": ep["info"]["start_recorded"],
             "source_episode_id": src,
             "bags": [str(b) for b in bags],
             "has_transitions": trans is not None,

@@ -38,6 +38,7 @@ class ScriptedEpisode:
     takeovers: list[tuple[int, int | None, int | None]] = field(default_factory=list)
     task: str = "pick_plush_toy"
     object_set: str = "standard"
+    start_recorded: bool = True  # False: no START event (a recording that began mid-episode)
 
 
 @dataclass
@@ -152,7 +153,8 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
             )
         )
 
-    ev(0, 0, t0_ns)
+    if ep.start_recorded:
+        ev(0, 0, t0_ns)
     for t in range(ep.num_steps):
         tn = t0_ns + (t + 1) * lay.dt_ns
         state = exec_value(ep.episode_id, t - 1, np.arange(A)) if t > 0 else np.zeros(A)
