@@ -220,7 +220,7 @@ class OnlineTrainerLoop:
         else:
             self.online = ChunkReplayBuffer(spec, buf_dir)
         self.ingested_hashes = {v["content_hash"] for v in self.ledger.values()}
-        self._partial_logged: set[str] = set()  # episodes without a recorded START, reported once
+        self._skipped_logged: set[str] = set()  # episodes not ingested (no chunks, no START): reported once
         # --- round state and learner, resumed from the latest checkpoint
         self.round = 1
         self.round_start_episodes = 0
@@ -353,19 +353,18 @@ class OnlineTrainerLoop:
         h = info["content_hash"]
         if h in self.ingested_hashes:
             return 0
+        skip = ""
         if not info.get("has_transitions"):
-            log.warning("episode %s has no ActionChunk (not a policy rollout): not ingested", h[:12])
-            return 0
-        if info.get("start_recorded") is False:
+            skip = "has no ActionChunk (not a policy rollout)"
+        elif info.get("start_recorded") is False:
             # its beginning is missing (the live recording started mid-episode: e.g. the trainer was
             # started or restarted during it): its data stays in the bag, but it is not one of the round's
             # episodes and its return would be wrong
-            if h not in self._partial_logged:
-                self._partial_logged.add(h)
-                log.warning(
-                    "episode %s: its START was not recorded (the recording began mid-episode): not ingested",
-                    h[:12],
-                )
+            skip = "its START was not recorded (the recording began mid-episode)"
+        if skip:
+            if h not in self._skipped_logged:  # a live bag is converted again as it grows: say it once
+                self._skipped_logged.add(h)
+                log.warning("episode %s %s: not ingested", h[:12], skip)
             return 0
         vers = info.get("normalizer_versions", [])
         if vers and vers != [self.normalizer.version]:
