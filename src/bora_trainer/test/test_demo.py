@@ -28,6 +28,16 @@ def test_demo_and_full_protocol_configs_load():
     assert set(full.offline.algos) == set(demo.OFFLINE_ALGOS)
     # Table 4 sizes at scale 1
     assert [demo.episodes_for(full, t) for t in demo.TASKS] == [60, 100, 100, 60, 60]
+    # the five-task online comparison: the demo's recipe (same data, warm-up, BORA row, online rounds)
+    cmp = demo.load_demo_config(ROOT / "config" / "online_comparison.yaml")
+    assert sorted(cmp.tasks) == sorted(demo.TASKS) and cmp.offline.algos == ["bora"]
+    assert (cmp.collect, cmp.offline.overrides, cmp.offline.updates) == (
+        cfg.collect,
+        cfg.offline.overrides,
+        cfg.offline.updates,
+    )
+    assert cmp.offline.warmup == cfg.offline.warmup and cmp.online.enabled and cmp.online.rounds == 2
+    assert (cmp.online.max_updates, cmp.online.episodes_per_round) == (cfg.online.max_updates, 10)
 
 
 def test_quick_and_task_overrides():
