@@ -168,7 +168,13 @@ def graph(seconds: float) -> dict:
     rclpy.try_shutdown()
     win = [m for t, m in cmds if t >= t0]
     st = np.asarray([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in win])
-    iv = np.diff(st) if len(st) > 1 else np.zeros(1)
+    # intervals within an episode; at an episode START the policy deliberately sends nothing until the
+    # new episode's first chunk (reported separately as the start pauses)
+    eps = np.asarray([m.episode_id for m in win])
+    same = eps[1:] == eps[:-1]
+    iv_all = np.diff(st) if len(st) > 1 else np.zeros(0)
+    iv = iv_all[same] if same.any() else np.zeros(1)
+    pauses = iv_all[~same]
     period = 0.1
     pol = [s for d in diags for s in d.status if s.hardware_id == "policy"]
     kv = {v.key: v.value for v in pol[-1].values} if pol else {}
@@ -180,9 +186,11 @@ def graph(seconds: float) -> dict:
         "jitter_std_ms": float(iv.std() * 1e3),
         "jitter_p99_abs_ms": float(np.percentile(np.abs(iv - period), 99) * 1e3),
         "max_interval_ms": float(iv.max() * 1e3),
-        # empty control slots: slots elapsed between the first and last command minus commands sent
-        # (the policy's step counter, so a message the probe itself dropped is not counted as missed)
+        # empty control slots within episodes: slots elapsed between an episode's first and last command
+        # minus commands sent (the policy's step counter, so a message the probe dropped is not missed)
         "missed_ticks_probe": _missed_slots(win, st, period),
+        "episode_starts": int(len(pauses)),
+        "start_pause_ms_median": float(np.median(pauses) * 1e3) if len(pauses) else 0.0,
         "policy_diagnostics": {
             k: kv[k]
             for k in kv
@@ -198,13 +206,15 @@ def graph(seconds: float) -> dict:
 
 
 def _missed_slots(msgs, stamps: np.ndarray, period: float) -> int:
-    """Control slots without a command: elapsed slots minus the policy's ticks (its step counter; it
-    restarts at 0 with a new episode, when a drop counts as one tick)."""
-    if len(msgs) < 2:
-        return 0
-    d = np.diff(np.asarray([m.step for m in msgs], dtype=np.int64))
-    ticks = int(np.where(d > 0, d, 1).sum())
-    return max(0, int(round((stamps[-1] - stamps[0]) / period)) - ticks)
+    """Control slots without a command, within episodes: per episode, slots elapsed between its first
+    and last command minus the commands sent in between (a START pause is not a missed slot)."""
+    missed = 0
+    eps = np.asarray([m.episode_id for m in msgs])
+    for ep in np.unique(eps):
+        s = stamps[eps == ep]
+        if len(s) > 1:
+            missed += max(0, int(round((s[-1] - s[0]) / period)) - (len(s) - 1))
+    return missed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         f"| {g['control_hz']:g} Hz | {g['rate_hz']:.2f} Hz | {g['jitter_std_ms']:.1f} ms | "
         f"{g['jitter_p99_abs_ms']:.1f} ms | "
         f"{g['max_interval_ms']:.0f} ms | {g['missed_ticks_probe']} of {g['commands']} |",
+        "",
+        "Intervals and empty slots are within episodes: at each of the "
+        f"{g['episode_starts']} episode starts the policy sends nothing until the new episode's first "
+        f"chunk (median pause {g['start_pause_ms_median']:.0f} ms).",
         "",
         "Policy node's own diagnostics: " + ", ".join(f"{k}={v}" for k, v in g["policy_diagnostics"].items()),
         "",

@@ -3,8 +3,11 @@
 Threads: the control loop (``ControlLoop``: its own thread, absolute deadlines, so a busy executor
 cannot delay or drop a control slot) only reads the newest chunk and steps the ``ChunkExecutor``;
 the VLA + residual + critic run on a dedicated inference thread fed with the
-latest observation every ``replan_steps`` ticks; services and checkpoint loading run in a
-reentrant group on the other executor threads (``MultiThreadedExecutor``). A verified residual is
+latest observation every ``replan_steps`` ticks; subscriptions, services and checkpoint loading run
+on ONE executor thread (``SingleThreadedExecutor``: rclpy's ``MultiThreadedExecutor`` re-polls tasks
+queued to its pool in a busy loop that holds the GIL, ros2/rclpy#1452; measured here: its spin thread
+at ~50 % of a core, and the control thread kept off the GIL for 150-260 ms, 1-5 skipped slots per
+30 s even under SCHED_FIFO; with one executor thread none). A verified residual is
 staged by the loader and swapped in at the start of a control tick (``HotSwapSlot.commit``), so
 one inference never mixes two checkpoints and a bad file leaves the current one in place.
 
@@ -24,8 +27,7 @@ from collections import deque
 
 import numpy as np
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -209,8 +211,6 @@ class PolicyNode(Node):
         self._stop = threading.Event()
 
         rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.io_group = MutuallyExclusiveCallbackGroup()
-        self.srv_group = ReentrantCallbackGroup()
         self.pub_chunk = self.create_publisher(ActionChunk, topics["action_chunk"], rel)
         self.pub_cmd = self.create_publisher(JointCommand, topics["command"], rel)
         self.pub_value = self.create_publisher(ValueEstimate, topics["value"], rel)
@@ -220,29 +220,27 @@ class PolicyNode(Node):
             Observation,
             topics["observation"],
             self._on_observation,
-            QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE),
-            callback_group=self.io_group,
+            QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         )
         self._takeover = None
         self.create_subscription(
-            ExecutedCommand, topics["executed"], self._on_executed, 10, callback_group=self.io_group
+            ExecutedCommand, topics["executed"], self._on_executed, 10
         )
         self.create_subscription(
-            EpisodeEvent, topics["episode"], self._on_episode, 10, callback_group=self.io_group
+            EpisodeEvent, topics["episode"], self._on_episode, 10
         )
         self.create_subscription(
             CheckpointInfo,
             topics["checkpoint"],
             self._on_checkpoint,
             # latched like the trainer's announcement: a policy (re)started later still gets the newest
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
-            callback_group=self.srv_group
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         )
-        self.create_service(SetMode, services["set_mode"], self._srv_set_mode, callback_group=self.srv_group)
+        self.create_service(SetMode, services["set_mode"], self._srv_set_mode)
         self.create_service(
-            LoadCheckpoint, services["load_checkpoint"], self._srv_load, callback_group=self.srv_group
+            LoadCheckpoint, services["load_checkpoint"], self._srv_load
         )
-        self.create_timer(diag_period, self._publish_diagnostics, callback_group=self.io_group)
+        self.create_timer(diag_period, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._inference_loop, name="bora-inference", daemon=True)
         self._worker.start()
         self.control_loop = ControlLoop(
@@ -529,7 +527,7 @@ def _main(args=None) -> int:
     # wake-up latency while the inference and executor threads run Python code
     sys.setswitchinterval(0.001)
     node = None
-    ex = MultiThreadedExecutor(num_threads=3)
+    ex = SingleThreadedExecutor()
     try:
         node = PolicyNode()
         ex.add_node(node)

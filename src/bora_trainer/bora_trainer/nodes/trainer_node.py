@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     rclpy.init(args=["trainer_node", *ros_args])
@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         make_subscriptions(node, recorder, specs)
         log.info(f"trainer: recording live topics into {out}")
 
-    executor = MultiThreadedExecutor(num_threads=2)
+    # one executor thread (recording callbacks): rclpy's MultiThreadedExecutor busy-loops holding the GIL
+    # (ros2/rclpy#1452), which would slow the updates running on the main thread
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     stop = threading.Event()
 
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop.wait(cfg.poll_interval_s)
     finally:
         # order matters: no callback may run (and write to the recorder, or use the node) once they are
-        # closed. Stop the spin thread, then the executor (waits for its worker threads' callbacks), then
+        # closed. Stop the spin thread (its callbacks run on it), then the executor, then
         # close the recording (every message received so far is in it), then the node and the context.
         stop.set()
         spin.join(timeout=5.0)
