@@ -90,6 +90,9 @@ def test_a_thread_woken_late_serves_the_newest_slot_once_no_burst():
     assert loop.missed == 2 and len(stalls) == 1
     assert stalls[0].skipped == 2 and stalls[0].late_s == pytest.approx(0.22)
     assert stalls[0].cause == "thread not scheduled in time"
+    assert stalls[0].describe() == (
+        "2 control slot(s) skipped: woke 220 ms late, previous tick 10 ms (thread not scheduled in time)"
+    )
 
 
 def test_an_overrunning_tick_is_reported_as_such():

@@ -570,6 +570,11 @@ class OnlineTrainerLoop:
         )
         return extra
 
+    def _residual_header(self) -> dict[str, str]:
+        """Safetensors header of the current residual: its blend weight alpha_t (the policy node applies
+        it on hot reload, Algorithm 1 line 15) and the normaliser it was trained with (checked there)."""
+        return {"alpha": repr(float(self.learner.alpha())), "normalizer_version": self.normalizer.version}
+
     @staticmethod
     def _announcement(path: Path, meta: dict, n_residuals: int, rnd: int, step: int) -> Announcement:
         """Round 1: ``residual.safetensors`` (single-file form); later: the checkpoint directory."""
@@ -583,10 +588,7 @@ class OnlineTrainerLoop:
         """Archive round r's final stack (+ critic) in ``STATE/rounds/round_RR`` and announce it."""
         mods, meta = self._stack_modules()
         mods["residual"] = self.learner.actor.state_dict()
-        meta["residual"] = {
-            "alpha": repr(float(self.learner.alpha())),
-            "normalizer_version": self.normalizer.version,
-        }
+        meta["residual"] = self._residual_header()
         mods["critic"] = self.learner.critic.state_dict()
         path = save_checkpoint(
             self.state / "rounds" / f"round_{self.round:02d}",
@@ -609,11 +611,7 @@ class OnlineTrainerLoop:
         ):
             return self.last_checkpoint
         mods, meta = self._stack_modules()
-        # the policy node applies the trained blend weight alpha_t (Algorithm 1 line 15) on hot reload
-        meta["residual"] = {
-            "alpha": repr(float(self.learner.alpha())),
-            "normalizer_version": self.normalizer.version,
-        }
+        meta["residual"] = self._residual_header()
         path = save_checkpoint(
             self.run_dir,
             self.update_step,

@@ -263,11 +263,7 @@ class PolicyNode(Node):
             )
 
     def _on_control_stall(self, stall) -> None:
-        self.get_logger().warning(
-            f"policy: {stall.skipped} control slot(s) skipped: woke {stall.late_s * 1e3:.0f} ms late, previous tick "
-            f"{stall.previous_tick_s * 1e3:.0f} ms ({stall.cause})",
-            throttle_duration_sec=2.0,
-        )
+        self.get_logger().warning(f"policy: {stall.describe()}", throttle_duration_sec=2.0)
 
     def _on_control_error(self, e: BaseException) -> None:
         if not self.context.ok():

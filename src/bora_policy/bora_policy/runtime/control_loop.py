@@ -45,6 +45,12 @@ class Stall:
     def cause(self) -> str:
         return "tick overran" if self.previous_tick_s >= self.late_s else "thread not scheduled in time"
 
+    def describe(self) -> str:
+        return (
+            f"{self.skipped} control slot(s) skipped: woke {self.late_s * 1e3:.0f} ms late, previous tick "
+            f"{self.previous_tick_s * 1e3:.0f} ms ({self.cause})"
+        )
+
 
 class ControlLoop:
     """Call ``tick()`` every ``period`` seconds on a daemon thread until :meth:`stop`."""

@@ -165,13 +165,7 @@ class TeleopNode(Node):
         return f"SCHED_FIFO priority {loop.priority}" if loop.realtime else "normal scheduling"
 
     def _on_control_stall(self, stall) -> None:
-        self._throttled(
-            "warning",
-            "stall",
-            f"{stall.skipped} control slot(s) skipped: woke {stall.late_s * 1e3:.0f} ms late, previous tick "
-            f"{stall.previous_tick_s * 1e3:.0f} ms ({stall.cause})",
-            2.0,
-        )
+        self._throttled("warning", "stall", stall.describe(), 2.0)
 
     def _robot_description(self, P: dict) -> str | None:
         """The URDF text of ``robot_description_topic`` (latched), waited for at start; None if unset."""
