@@ -23,7 +23,6 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
 
 import numpy as np
 import rclpy
@@ -31,65 +30,21 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from bora_policy.runtime.checkpoint_loader import (
+    CheckpointRejected,
+    check_checkpoint_path,
+    default_checkpoint_roots,
+)
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
 from bora_policy.runtime.control_loop import ControlLoop
+from bora_policy.runtime.episode_gate import EpisodeGate
+from bora_policy.runtime.health import ERROR, WARN, HealthWindow
 from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
+from bora_policy.runtime.tick_stats import TickStats
 
 AUTONOMOUS, PAUSED, HOLD = 0, 1, 2
 MODE_NAMES = {AUTONOMOUS: "autonomous", PAUSED: "paused", HOLD: "hold"}
-
-
-def arr_episode(pending) -> int:
-    """The episode id of the observation a pending (obs, arrays, result) inference was computed from."""
-    return int(pending[1].episode_id)
-
-
-class TickStats:
-    """Control-loop timing: periods between ticks, callback durations, late ticks (an interval over 1.5
-    periods: a slot served late). Skipped slots are counted by the ``ControlLoop`` itself."""
-
-    def __init__(self, period: float, window: int = 600):
-        self.period = period
-        self.intervals: deque[float] = deque(maxlen=window)
-        self.durations: deque[float] = deque(maxlen=window)
-        self.latencies: deque[float] = deque(maxlen=window)
-        self.inference: deque[float] = deque(maxlen=window)
-        self.last: float | None = None
-        self.ticks = 0
-        self.late = 0
-
-    def tick(self, t: float) -> None:
-        if self.last is not None:
-            dt = t - self.last
-            self.intervals.append(dt)
-            self.late += int(dt > 1.5 * self.period)
-        self.last = t
-        self.ticks += 1
-
-    def summary(self, missed: int = 0) -> dict[str, float]:
-        iv = np.asarray(self.intervals) if self.intervals else np.zeros(1)
-        dev = np.abs(iv - self.period)
-        out = {
-            "ticks": float(self.ticks),
-            "missed_ticks": float(missed),
-            "late_ticks": float(self.late),
-            "period_mean_ms": float(iv.mean() * 1e3),
-            "jitter_std_ms": float(iv.std() * 1e3),
-            "jitter_p99_ms": float(np.percentile(dev, 99) * 1e3),
-            "jitter_max_ms": float(dev.max() * 1e3),
-            "tick_duration_max_ms": float(max(self.durations, default=0.0) * 1e3),
-        }
-        if self.latencies:
-            lat = np.asarray(self.latencies)
-            out.update(
-                obs_to_command_ms_mean=float(lat.mean() * 1e3),
-                obs_to_command_ms_p99=float(np.percentile(lat, 99) * 1e3),
-            )
-        if self.inference:
-            inf = np.asarray(self.inference)
-            out.update(inference_ms_mean=float(inf.mean()), inference_ms_max=float(inf.max()))
-        return out
 
 
 class PolicyNode(Node):
@@ -147,6 +102,12 @@ class PolicyNode(Node):
             )
         }
         diag_period = float(p("diagnostics_period_s", 1.0).value)
+        # /diagnostics is WARN/ERROR while a stall, a missed tick, a failed inference or tick, or a
+        # rejected checkpoint happened in the last health_window_s seconds (ours)
+        health_window = float(p("health_window_s", 10.0).value)
+        # directories a checkpoint path received over ROS may lie in ([""]: the run directory of
+        # vla_path and the directories of residual_path and critic_path; runtime/checkpoint_loader.py)
+        roots = [str(x) for x in (p("checkpoint_roots", [""]).value or []) if str(x).strip()]
         if self.control_hz <= 0 or self.replan_steps < 1:
             raise ValueError(
                 f"policy: control_hz must be > 0 and replan_steps >= 1 "
@@ -192,8 +153,12 @@ class PolicyNode(Node):
         self.executor_ = ChunkExecutor(exec_cfg)
         self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]
         self.stats = TickStats(1.0 / self.control_hz)
+        self.health = HealthWindow(health_window)
         self.rejected = 0
         self.last_reject = ""
+        roots = roots or [str(r) for r in default_checkpoint_roots(self.vla_path, residual_path, critic_path)]
+        self.checkpoint_roots = roots
+        self.get_logger().info(f"policy: checkpoints are loaded only from {self.checkpoint_roots}")
 
         self._obs_lock = threading.Lock()
         self._latest_obs = None
@@ -202,11 +167,10 @@ class PolicyNode(Node):
         self._requests: queue.Queue = queue.Queue(maxsize=1)
         self._in_flight = False
         self._ticks_since_plan = 0
-        self._episode_id, self._step = 0, 0
-        self._t_start: float | None = None  # the current episode's START stamp (its step time base)
-        self._reset_requested = False
-        self._pending_start: tuple[int, float] | None = None
+        self._step = 0  # commands sent before any episode is known (their step field)
+        self.gate = EpisodeGate(self.control_hz)  # the commanded episode (runtime/episode_gate.py)
         self._awaiting_first_obs = False
+        self.suppressed = 0  # commands not sent: their episode had ended or a newer one had begun
         self._last_value = None
         self._stop = threading.Event()
 
@@ -263,12 +227,14 @@ class PolicyNode(Node):
             )
 
     def _on_control_stall(self, stall) -> None:
+        self.health.report("stall", stall.describe(), WARN, count=stall.skipped)
         self.get_logger().warning(f"policy: {stall.describe()}", throttle_duration_sec=2.0)
 
     def _on_control_error(self, e: BaseException) -> None:
         if not self.context.ok():
             self.control_loop.stop()  # shutting down (SIGINT): the publishers are gone, stop quietly
             return
+        self.health.report("tick_error", f"control tick failed: {type(e).__name__}: {e}", ERROR)
         self.get_logger().error(f"policy: control tick failed: {type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ inputs
@@ -281,10 +247,12 @@ class PolicyNode(Node):
 
     def _on_episode(self, ev) -> None:
         if ev.kind == ev.START:
-            # applied by the control loop at its next tick (one assignment: the tick never sees the new
-            # episode id without the reset, so no command of the old chunk carries the new id)
-            with self._obs_lock:
-                self._pending_start = (int(ev.episode_id), stamp_seconds(ev.header.stamp))
+            # applied by the control loop at its next tick (the tick never sees the new episode id
+            # without the reset, so no command of the old chunk carries the new id); until then no
+            # command is sent (EpisodeGate.may_command)
+            self.gate.start(int(ev.episode_id), stamp_seconds(ev.header.stamp))
+        elif ev.kind in (ev.SUCCESS, ev.FAILURE, ev.ABORT):
+            self.gate.outcome(int(ev.episode_id))  # the episode is over: none of its commands after this
 
     def _on_checkpoint(self, info) -> None:
         if info.kind not in ("residual", ""):
@@ -295,12 +263,18 @@ class PolicyNode(Node):
         self._load(info.path, info.sha256)
 
     def _load(self, path: str, sha: str) -> tuple[bool, str]:
-        ok, msg = self.runner.load_residual(path, sha)
+        try:
+            real = check_checkpoint_path(path, self.checkpoint_roots)
+        except CheckpointRejected as e:
+            ok, msg = False, str(e)
+        else:
+            ok, msg = self.runner.load_residual(str(real), sha)
         if ok:
             self.get_logger().info(f"policy: residual staged ({msg}); swapping at the next tick")
         else:
             self.rejected += 1
             self.last_reject = msg
+            self.health.report("checkpoint_rejected", f"checkpoint rejected: {msg}", WARN)
             self.get_logger().warning(
                 f"policy: residual checkpoint rejected, keeping "
                 f"{self.runner.residual_slot.snapshot()[1] or 'none'}: {msg}"
@@ -334,10 +308,13 @@ class PolicyNode(Node):
                 arr = observation_arrays(obs)
                 res = self.runner.infer(arr.color, arr.state, arr.instruction)
                 self.stats.inference.append(res.timing_ms["total"])
+                if not self.gate.accepts(arr.episode_id):
+                    continue  # its episode ended (or a newer one began) during the inference: never used
                 with self._result_lock:
                     self._pending_result = (obs, arr, res)
                 self._publish_chunk(obs, arr, res)
             except Exception as e:  # noqa: BLE001 - keep the worker alive, report and hold
+                self.health.report("inference_error", f"inference failed: {type(e).__name__}: {e}", ERROR)
                 self.get_logger().error(f"policy: inference failed: {type(e).__name__}: {e}")
             finally:
                 self._in_flight = False
@@ -347,8 +324,8 @@ class PolicyNode(Node):
             obs = self._latest_obs
         if obs is None or self._in_flight:
             return
-        if self._t_start is not None and int(obs.episode_id) != self._episode_id:
-            return  # an observation of the previous episode: wait for the new episode's first one
+        if not self.gate.accepts(int(obs.episode_id)):
+            return  # an observation of another episode, or the episode is over: plan nothing
         self._in_flight = True
         try:
             self._requests.put_nowait(obs)
@@ -367,14 +344,17 @@ class PolicyNode(Node):
         if self.runner.residual_slot.commit():
             self.get_logger().info(f"policy: residual {self.runner.residual_slot.snapshot()[1]} now in use")
         with self._obs_lock:
-            start, self._pending_start = self._pending_start, None
+            obs = self._latest_obs
+        if obs is not None:  # an observation of a newer episode than any known: its START was missed
+            self.gate.observe(int(obs.episode_id), int(obs.step), stamp_seconds(obs.header.stamp))
+        start = self.gate.take_pending()
         if start is not None:
-            self._episode_id, self._t_start = start
-            self._reset_requested = True
-        if self._reset_requested:
             # a new episode: drop the previous episode's chunk (no blending across the reset) and send
             # nothing until its first observation arrives; then hold that state and plan from it
-            self._reset_requested = False
+            if start[2] == "observation":
+                self.get_logger().info(
+                    f"policy: episode {start[0]} adopted from the observations (its START was not received)"
+                )
             self._step = 0
             self.executor_.reset()
             self._awaiting_first_obs = True
@@ -382,12 +362,12 @@ class PolicyNode(Node):
         if self._awaiting_first_obs:
             with self._obs_lock:
                 obs = self._latest_obs
-            if obs is not None and (self._t_start is None or int(obs.episode_id) == self._episode_id):
+            if obs is not None and (not self.gate.known or int(obs.episode_id) == self.gate.episode_id):
                 self.executor_.hold(observation_arrays(obs).state, t)
                 self._awaiting_first_obs = False
         with self._result_lock:
             pending, self._pending_result = self._pending_result, None
-        if pending is not None and self._t_start is not None and arr_episode(pending) != self._episode_id:
+        if pending is not None and self.gate.known and int(pending[1].episode_id) != self.gate.episode_id:
             pending = None  # planned from the previous episode's last observation: discard
         if pending is not None:
             obs, arr, res = pending
@@ -428,12 +408,17 @@ class PolicyNode(Node):
         self.stats.durations.append(time.perf_counter() - t_start)
 
     def _publish_command(self, position, names, chunk_index: int) -> None:
+        # checked right before sending: an outcome or a newer START received during this tick stops it
+        if not self.gate.may_command():
+            self.suppressed += 1
+            return
         m = self.msgs["JointCommand"]()
         m.header.stamp = self.get_clock().now().to_msg()
         # the episode's control step of this command (one time base with the observations' steps and
-        # the episode events; before any START, a count of commands)
-        step = self._step if self._t_start is None else episode_step(self._now(), self._t_start, self.control_hz)
-        m.episode_id, m.step, m.chunk_index = self._episode_id, step, int(chunk_index)
+        # the episode events; before any episode is known, a count of commands)
+        g = self.gate
+        step = self._step if g.t_start is None else episode_step(self._now(), g.t_start, self.control_hz)
+        m.episode_id, m.step, m.chunk_index = g.episode_id, step, int(chunk_index)
         m.joint_names = list(names)
         m.position = [float(x) for x in position]
         self.pub_cmd.publish(m)
@@ -491,8 +476,15 @@ class PolicyNode(Node):
         s = self.stats.summary(missed=self.control_loop.missed)
         st = DiagnosticStatus(name="bora/policy: control loop", hardware_id="policy")
         late = s["jitter_p99_ms"] > 0.25 * 1e3 / self.control_hz
-        st.level = DiagnosticStatus.WARN if late else DiagnosticStatus.OK
-        st.message = f"{MODE_NAMES[self.mode]}, {int(s['missed_ticks'])} missed ticks"
+        level, text = self.health.status()
+        if late and level < WARN:
+            level, text = WARN, f"jitter p99 {s['jitter_p99_ms']:.0f} ms over a quarter period"
+        st.level = bytes([level])  # DiagnosticStatus.level is a byte: OK 0, WARN 1, ERROR 2
+        g = self.gate
+        st.message = (
+            f"{MODE_NAMES[self.mode]}, episode {g.episode_id}{' (ended)' if g.ended else ''}, "
+            f"{int(s['missed_ticks'])} missed ticks" + (f"; {text}" if text else "")
+        )
         vals = {k: f"{v:.3f}" for k, v in s.items()}
         vals.update(
             mode=MODE_NAMES[self.mode],
@@ -503,6 +495,13 @@ class PolicyNode(Node):
             control_hz=f"{self.control_hz:g}",
             late_max_ms=f"{self.control_loop.late_max_s * 1e3:.1f}",
             realtime="SCHED_FIFO" if self.control_loop.realtime else "normal",
+            episode_id=str(g.episode_id),
+            episode_source=g.source or "none",
+            episode_ended=str(g.ended).lower(),
+            commands_suppressed=str(self.suppressed),
+            health_window_s=f"{self.health.window_s:g}",
+            last_error=self.health.last.text if self.health.last else "",
+            faults_total=str(sum(self.health.totals.values())),
         )
         st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
         arr = DiagnosticArray()

@@ -11,6 +11,12 @@ current weights in place.
 control loop between ticks) makes it current by one reference assignment under a lock, and
 readers (the inference worker) take a ``snapshot()`` once per inference, so one inference never
 mixes two checkpoints.
+
+``check_checkpoint_path`` is the policy node's gate for paths that arrive over ROS (LoadCheckpoint,
+/bora/checkpoint): only regular files and directories inside the allowed root directories (ours: the
+run directories, see ``default_checkpoint_roots``); an empty path, a special file (``/dev/zero``), a
+symlink that leads out of the roots, or anything else outside them is refused with a one-line reason
+before a byte is read.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,100 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_SPECIAL = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _file_kind(p: Path) -> str:
+    try:
+        mode = p.stat().st_mode
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    return next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+
+
+def _inside(p: Path, root: Path) -> bool:
+    return p == root or root in p.parents
+
+
+def default_checkpoint_roots(vla_path: str = "", residual_path: str = "", critic_path: str = "") -> list[Path]:
+    """The allowed checkpoint roots when none are configured (ours): the run directory of the VLA (the
+    parent of a VLAPolicy directory that lies inside a run, i.e. beside a ``normalizer.json`` or
+    ``config.yaml``; else the VLA directory itself) and the directories holding the configured residual
+    and critic (a run directory's own ``checkpoints/`` when they lie in one)."""
+    roots: list[Path] = []
+    if vla_path:
+        v = Path(vla_path).expanduser().resolve()
+        run = v.parent if any((v.parent / n).is_file() for n in ("normalizer.json", "config.yaml")) else v
+        roots.append(run)
+    for p in (residual_path, critic_path):
+        if p:
+            q = Path(p.split("@", 1)[0]).expanduser().resolve()
+            roots.append(q if q.is_dir() else q.parent)
+    out: list[Path] = []
+    for r in roots:
+        if not any(_inside(r, o) for o in out):
+            out = [o for o in out if not _inside(o, r)] + [r]
+    return out
+
+
+def check_checkpoint_path(path: str | Path, roots: list[Path] | list[str]) -> Path:
+    """The resolved checkpoint path if it may be opened, else ``CheckpointRejected`` with the reason.
+
+    Allowed: an existing regular file, or a directory, whose real path (symlinks resolved) lies inside
+    one of ``roots``; for a directory, every entry in it (and in ``checkpoints/<latest>`` of a run
+    directory) that is a file or a symlink must resolve inside the roots to a regular file or directory.
+    """
+    raw = str(path)
+    if not raw.strip():
+        raise CheckpointRejected("checkpoint path is empty (expected a .safetensors file or a checkpoint directory)")
+    if "\x00" in raw:
+        raise CheckpointRejected("checkpoint path contains a NUL byte")
+    real_roots = [Path(r).expanduser().resolve() for r in roots if str(r).strip()]
+    if not real_roots:
+        raise CheckpointRejected("no checkpoint roots are configured (parameter checkpoint_roots): refusing every path")
+    p = Path(os.path.abspath(Path(raw).expanduser()))
+    names = ", ".join(str(r) for r in real_roots)
+    if not os.path.lexists(p):
+        raise CheckpointRejected(f"checkpoint {p} does not exist")
+    real = p.resolve()
+    if not any(_inside(real, r) for r in real_roots):
+        if any(_inside(p, r) for r in real_roots):
+            raise CheckpointRejected(f"checkpoint {p} is a symlink to {real}, outside the checkpoint roots ({names})")
+        raise CheckpointRejected(f"checkpoint {p} is outside the checkpoint roots ({names})")
+    if not real.exists():
+        raise CheckpointRejected(f"checkpoint {p} is a dangling symlink (to {real})")
+    if not (real.is_file() or real.is_dir()):
+        raise CheckpointRejected(f"checkpoint {p} is {_file_kind(real)}, not a checkpoint file or directory")
+    if real.is_dir():
+        entries = list(real.iterdir())
+        latest = real / "latest"
+        if latest.is_file():
+            try:
+                sub = real / "checkpoints" / latest.read_text().strip()
+            except OSError as e:
+                raise CheckpointRejected(f"checkpoint {p}: unreadable {latest} ({e.strerror})") from e
+            entries += list(sub.iterdir()) if sub.is_dir() else []
+    else:
+        entries = [real.parent / "meta.json"]  # read beside a single file
+    for e in entries:
+        if not os.path.lexists(e):
+            continue
+        target = e.resolve()
+        if not any(_inside(target, r) for r in real_roots):
+            raise CheckpointRejected(
+                f"checkpoint {p}: {e.name} is a symlink to {target}, outside the checkpoint roots ({names})"
+            )
+        if target.exists() and not (target.is_file() or target.is_dir()):
+            raise CheckpointRejected(f"checkpoint {p}: {e.name} is {_file_kind(target)}")
+    return real
 
 
 def resolve_checkpoint_file(path: str | Path, stem: str = "residual") -> tuple[Path, str]:
@@ -91,8 +193,10 @@ def verify_checkpoint(
     from safetensors.torch import safe_open
 
     f, meta_sha = resolve_checkpoint_file(path, stem)
-    if not f.is_file():
+    if not f.exists():
         raise CheckpointRejected(f"checkpoint {f} does not exist")
+    if not f.is_file():
+        raise CheckpointRejected(f"checkpoint {f} is {_file_kind(f)}, not a regular file")
     if f.stat().st_size == 0:
         raise CheckpointRejected(f"checkpoint {f} is empty")
     digest = sha256_file(f)
