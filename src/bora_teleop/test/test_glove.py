@@ -61,7 +61,9 @@ def test_udp_receiver_over_loopback_socket():
         deadline = time.monotonic() + 5.0
         while rx.stats["received"] < 6 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert rx.stats == {"received": 6, "accepted": 2, "malformed": 2, "out_of_order": 2, "nonfinite": 0}
+        assert rx.stats["received"] == 6 and rx.stats["accepted"] == 2
+        assert rx.stats["malformed"] == 2 and rx.stats["out_of_order"] == 2
+        assert sum(rx.stats.values()) - 6 == 6  # every received datagram is accepted or counted as a fault
         s = rx.latest()
         assert s.seq == 3 and s.stamp == pytest.approx(100.2) and s.source == "udp"
         np.testing.assert_allclose(s.angles, [0.1, 0.2, 0.3], atol=1e-7)  # JSON reordered by name
