@@ -12,7 +12,17 @@ Per tick (:meth:`Arbiter.tick`):
    at beta = 1 and ``A_human`` not at beta = 0;
 5. the safety layer (:mod:`bora_teleop.safety`) clamps / rate limits it or replaces it by a hold:
    ``stale`` (watchdog), ``no_command`` (no policy command yet), ``human_stale``,
-   ``bad_command`` (names/shape), ``nan``, ``workspace``, ``estop``, ``no_state``.
+   ``bad_command`` (names/shape), ``nan``, ``workspace``, ``estop``, ``no_state``, ``episode_start``.
+
+Episode boundaries (:meth:`Arbiter.start_episode`, at an EpisodeEvent START or MarkEpisode START):
+the previous episode's commands and its last sent pose are forgotten; until the policy's first command
+of the new episode arrives the arbiter holds the *measured* state received after the START (nothing is
+sent before one arrives), and the rate limit of that first command starts from it. Once an episode
+START has been seen, policy commands of any other episode are dropped and counted
+(``dropped_commands``); before the first START the arbiter follows the policy's episode id.
+
+Takeover requests come from a person or the sim's scripted operator (:mod:`bora_teleop.sources`);
+the owner of the takeover decides whose glove and arm target make A_human.
 
 Vectors are ``[arm (7), hand (n_hand)]`` in the order ``arm_joint_names + retarget.robot_joints``.
 """
@@ -30,6 +40,7 @@ from bora_teleop.events import EpisodeTracker, InterventionRewards
 from bora_teleop.glove import GloveSample, freshest
 from bora_teleop.retarget import RetargetMap
 from bora_teleop.safety import SafetyConfig, SafetyLayer
+from bora_teleop.sources import OPERATOR, PERSON, TakeoverSources
 
 
 @dataclass
@@ -110,6 +121,16 @@ class Arbiter:
         self.measured_arm: np.ndarray | None = None
         self.measured_hand: np.ndarray | None = None
         self._last_human: np.ndarray | None = None
+        self.sources = TakeoverSources()
+        self._owner: str | None = None  # whose inputs form A_human (kept while beta ramps down)
+        self.operator_glove: GloveSample | None = None
+        self.operator_arm_target: tuple[np.ndarray, float] | None = None
+        self.started_episode: int | None = None  # id of the last START seen (None: follow the policy)
+        self.awaiting_policy = False  # after a START, until the policy's first command of the episode
+        self._measured_seq = 0  # +1 per measured arm/hand update
+        self._measured_seq_at_start = (0, 0)
+        self._arm_seq = self._hand_seq = 0
+        self.dropped_commands = 0
 
     # ------------------------------------------------------------------ inputs
     def set_policy(
@@ -120,7 +141,15 @@ class Arbiter:
         step: int = 0,
         chunk_index: int = 0,
         error: str = "",
-    ) -> None:
+    ) -> str:
+        """Store the latest policy command. Returns "" or why it was dropped (a command of another
+        episode than the current one, once a START has been seen; the caller counts and logs it)."""
+        if self.started_episode is not None and int(episode_id) != self.episode.episode_id:
+            self.dropped_commands += 1
+            return (
+                f"policy command of episode {int(episode_id)} dropped: the current episode is "
+                f"{self.episode.episode_id}"
+            )
         self._policy_seq += 1
         pos = None if position is None else np.asarray(position, dtype=np.float64).reshape(-1)
         if pos is not None and pos.shape != (self.n,):
@@ -128,18 +157,58 @@ class Arbiter:
         self.policy = PolicyCommand(
             pos, t_recv, int(episode_id), int(step), int(chunk_index), error, self._policy_seq
         )
+        if pos is not None:
+            self.awaiting_policy = False
+        return ""
 
-    def set_arm_target(self, position, t_recv: float) -> None:
-        self.arm_target = (np.asarray(position, dtype=np.float64).reshape(7), t_recv)
+    def start_episode(self, episode_id: int) -> bool:
+        """An episode START (see the module docstring). Returns False for a START already applied."""
+        episode_id = int(episode_id)
+        if self.started_episode == episode_id:
+            return False
+        self.started_episode = episode_id
+        self.episode.observe_start(episode_id)
+        self.episode.step = 0
+        self.policy = None
+        self.awaiting_policy = True
+        self._measured_seq_at_start = (self._arm_seq, self._hand_seq)
+        self.safety.begin_episode()
+        return True
 
-    def set_glove(self, sample: GloveSample) -> None:
-        self.glove_topic = sample
+    def set_arm_target(self, position, t_recv: float, source: str = PERSON) -> None:
+        target = (np.asarray(position, dtype=np.float64).reshape(7), t_recv)
+        if source == OPERATOR:
+            self.operator_arm_target = target
+        else:
+            self.arm_target = target
+
+    def set_glove(self, sample: GloveSample, source: str = PERSON) -> None:
+        if source == OPERATOR:
+            self.operator_glove = sample
+        else:
+            self.glove_topic = sample
+
+    def request_takeover(self, source: str, on: bool, now: float) -> bool:
+        """A takeover request or release from ``source`` (:mod:`bora_teleop.sources`); returns whether
+        the effective request changed."""
+        return self.blender.request(self.sources.request(source, on), now)
+
+    def owner(self) -> str | None:
+        """Whose inputs form A_human now (the last owner while beta ramps down after a release)."""
+        return self.sources.owner() or self._owner
 
     def set_measured(self, arm=None, hand=None) -> None:
         if arm is not None:
             self.measured_arm = np.asarray(arm, dtype=np.float64).reshape(7)
+            self._arm_seq += 1
         if hand is not None:
             self.measured_hand = np.asarray(hand, dtype=np.float64).reshape(len(self.hand_joint_names))
+            self._hand_seq += 1
+
+    def measured_since_start(self) -> bool:
+        """Both arm and hand states arrived after the last START."""
+        a0, h0 = self._measured_seq_at_start
+        return self._arm_seq > a0 and self._hand_seq > h0
 
     def measured(self) -> np.ndarray | None:
         if self.measured_arm is None or self.measured_hand is None:
@@ -155,16 +224,18 @@ class Arbiter:
 
     def human_command(self, now: float, a_final: np.ndarray | None) -> tuple[np.ndarray | None, str]:
         """A_human = [arm target, retarget(glove)] from fresh inputs, or (None, why)."""
-        sample = freshest(
-            [self.glove_topic] + [src() for src in self.glove_sources], now, self.cfg.human_timeout_s
-        )
+        if self.owner() == OPERATOR:
+            gloves, arm_target, who = [self.operator_glove], self.operator_arm_target, "scripted operator's "
+        else:
+            gloves, arm_target, who = [self.glove_topic] + [src() for src in self.glove_sources], self.arm_target, ""
+        sample = freshest(gloves, now, self.cfg.human_timeout_s)
         if sample is None:
-            return None, "no fresh glove sample"
+            return None, f"no fresh {who}glove sample"
         hand = self.retarget.apply(sample.angles)
         if self.cfg.require_arm_target:
-            if self.arm_target is None or now - self.arm_target[1] > self.cfg.human_timeout_s:
-                return None, "no fresh operator arm target"
-            arm = self.arm_target[0]
+            if arm_target is None or now - arm_target[1] > self.cfg.human_timeout_s:
+                return None, f"no fresh {who}operator arm target".replace("operator's operator", "operator's")
+            arm = arm_target[0]
         elif a_final is not None:
             arm = a_final[:7]
         elif self.safety.last_sent is not None:
@@ -177,12 +248,18 @@ class Arbiter:
         """End any takeover now (its episode is over; ``success``: it ended in success): the (event,
         reward) pairs still owed to it (see ``TakeoverBlender.end_now``)."""
         self._last_human = None
+        self.sources.end_now()
+        self._owner = None
         return [(k, self.cfg.rewards.reward(k)) for k in self.blender.end_now(success)]
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> TickResult:
         bs = self.blender.update(now)
         beta = bs.beta
+        if self.sources.owner() is not None:
+            self._owner = self.sources.owner()
+        elif beta == 0.0:
+            self._owner = None
         pol = self._fresh_policy(now)
         a_final = pol.position if pol is not None else None
         hold, error = "", ""
@@ -196,13 +273,23 @@ class Arbiter:
             if a_human is None and not hold:
                 hold, error = "human_stale", why
         self._last_human = a_human if beta > 0.0 else None
+        measured = self.measured()
+        if self.awaiting_policy:
+            if not self.measured_since_start():
+                measured = None  # the previous episode's state: send nothing until the new one arrives
+            if beta < 1.0 and hold != "bad_command":
+                hold = "episode_start"
+                error = (
+                    "holding the measured state until the policy's first command of episode "
+                    f"{self.episode.episode_id}"
+                )
         if beta < 1.0 and not hold and a_final is None:
             hold = "stale" if self.policy is not None else "no_command"
             if self.policy is not None:
                 age = now - self.policy.t_recv
                 error = f"policy command is {age:.3f} s old (> {self.cfg.watchdog_timeout_s} s)"
         candidate = None if hold else blend(a_final, a_human, beta)
-        out = self.safety.apply(candidate, self.measured(), hold_reason=hold)
+        out = self.safety.apply(candidate, measured, hold_reason=hold)
         # Episode / step bookkeeping: follow a new policy command, else advance by one tick.
         if pol is not None and pol.position is not None and pol.seq != self._policy_used_seq:
             self.episode.observe_command(pol.episode_id, pol.step)

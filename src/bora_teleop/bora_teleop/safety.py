@@ -43,7 +43,17 @@ FR3_UPPER = (2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159)
 PANDA_LOWER = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
 PANDA_UPPER = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
 
-HOLD_REASONS = ("estop", "nan", "stale", "no_command", "human_stale", "bad_command", "workspace", "no_state")
+HOLD_REASONS = (
+    "estop",
+    "nan",
+    "stale",
+    "no_command",
+    "human_stale",
+    "bad_command",
+    "workspace",
+    "no_state",
+    "episode_start",
+)
 
 
 @dataclass
@@ -140,6 +150,12 @@ class SafetyLayer:
         self.last_sent: np.ndarray | None = None
         self._hold_anchor: np.ndarray | None = None
         self.counts = {r: 0 for r in HOLD_REASONS} | {"clamped": 0, "rate_limited": 0, "sent": 0}
+
+    def begin_episode(self) -> None:
+        """A new episode: forget the last sent command and the hold anchor, so the next hold captures
+        the measured state of the new episode and the next command is rate limited from it."""
+        self.last_sent = None
+        self._hold_anchor = None
 
     # ------------------------------------------------------------------ e-stop
     def set_estop(self, active: bool) -> None:
