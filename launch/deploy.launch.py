@@ -19,7 +19,7 @@ import tempfile
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction, Shutdown
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -30,6 +30,8 @@ from launch_ros.substitutions import FindPackageShare
 from bora_policy.graph import (
     DRIVERS,
     NODES,
+    RESPAWN_DELAY_S,
+    RESPAWN_MAX_RETRIES,
     arm_controller,
     camera_drivers,
     franka_controllers,
@@ -130,6 +132,17 @@ def _drivers(context):
     return actions
 
 
+def supervision(spec) -> dict:
+    """The same policy as `bora up` (bora_trainer/supervisor.py): a crashed respawn node (policy, sync,
+    trainer) is restarted while the arbiter holds the robot; the exit of a critical node (the arbiter,
+    the simulated robot) shuts the whole launch down."""
+    if spec.respawn:
+        return {"respawn": True, "respawn_delay": RESPAWN_DELAY_S, "respawn_max_retries": RESPAWN_MAX_RETRIES}
+    if spec.critical:
+        return {"on_exit": Shutdown(reason=f"safety-critical node {spec.name} exited")}
+    return {}
+
+
 def generate_launch_description():
     share = FindPackageShare("bora_policy")
     actions = [
@@ -139,6 +152,11 @@ def generate_launch_description():
     actions += [
         DeclareLaunchArgument("vla_path", description="VLA directory (save_vla format)"),
         DeclareLaunchArgument("residual_path", default_value="", description="residual actor checkpoint to start with"),
+        DeclareLaunchArgument(
+            "critic_path",
+            default_value="",
+            description="chunk critic for /bora/value ('': the critic of vla_path's run if it has one; 'none': none)",
+        ),
         DeclareLaunchArgument(
             "robot_ip", default_value="", description="Franka FCI address (default: franka_file bringup.arguments)"
         ),
@@ -157,6 +175,7 @@ def generate_launch_description():
                 {
                     "vla_path": LaunchConfiguration("vla_path"),
                     "residual_path": LaunchConfiguration("residual_path"),
+                    "critic_path": LaunchConfiguration("critic_path"),
                 }
             )
         actions.append(
@@ -168,6 +187,7 @@ def generate_launch_description():
                 output="screen",
                 emulate_tty=True,
                 condition=IfCondition(LaunchConfiguration(spec.name)) if spec.optional else None,
+                **supervision(spec),
             )
         )
     actions.append(

@@ -27,6 +27,16 @@ class NodeSpec:
     deploy: bool = True
     optional: bool = False
     description: str = ""
+    # supervision (bora up and the launch files): a critical node's exit stops the graph; a respawn node
+    # is restarted after a crash with back-off (RESPAWN_*), while the arbiter holds the robot
+    critical: bool = False
+    respawn: bool = False
+
+
+# launch_ros respawn_delay / respawn_max_retries of the respawn nodes, and `bora up`'s defaults (ours:
+# 2 s lets DDS forget the dead participant's writers; 5 restarts in a row then the graph stops)
+RESPAWN_DELAY_S = 2.0
+RESPAWN_MAX_RETRIES = 5
 
 
 NODES: tuple[NodeSpec, ...] = (
@@ -38,6 +48,7 @@ NODES: tuple[NodeSpec, ...] = (
         sim=True,
         deploy=False,
         description="simulated robot: cameras, arm and hand states, scripted operator, episodes",
+        critical=True,
     ),
     NodeSpec(
         "sync",
@@ -45,6 +56,7 @@ NODES: tuple[NodeSpec, ...] = (
         "sync_node",
         "bora_policy.nodes.sync_node",
         description="cameras + joint states -> /bora/observation",
+        respawn=True,
     ),
     NodeSpec(
         "policy",
@@ -52,6 +64,7 @@ NODES: tuple[NodeSpec, ...] = (
         "policy_node",
         "bora_policy.nodes.policy_node",
         description="VLA + residual + critic -> /bora/policy_command",
+        respawn=True,
     ),
     NodeSpec(
         "teleop",
@@ -59,6 +72,7 @@ NODES: tuple[NodeSpec, ...] = (
         "teleop_node",
         "bora_teleop.nodes.teleop_node",
         description="command arbiter: takeover blending + safety, the only writer to the drivers",
+        critical=True,
     ),
     NodeSpec(
         "trainer",
@@ -67,6 +81,7 @@ NODES: tuple[NodeSpec, ...] = (
         "bora_trainer.nodes.trainer_node",
         optional=True,
         description="online residual training from live topics; writes checkpoints for hot reload",
+        respawn=True,
     ),
 )
 

@@ -3,7 +3,10 @@
 The node list comes from ``bora_policy.graph`` (the table the launch files read too). Each node is
 started as its installed console script (``install/<pkg>/lib/<pkg>/<exe>``; ``python -m <module>``
 when not installed) with ``--ros-args --params-file <params> -r __node:=<name>``. Output lines are
-prefixed with the node name. On Ctrl-C / SIGTERM, at ``--duration``, or when any node exits, every
+prefixed with the node name. A crashed policy, sync or trainer is restarted with back-off (``--respawn-delay``,
+``--max-restarts``; ``--no-respawn``: any exit stops the graph) while the teleop arbiter holds the robot
+and still takes the operator's takeover and e-stop; when the arbiter or the robot (the sim bridge) exits,
+the graph is stopped (bora_trainer/supervisor.py). On Ctrl-C / SIGTERM, at ``--duration``, or then, every
 node is stopped: SIGINT, then SIGTERM, then SIGKILL, each with a deadline. DDS stays on loopback
 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and a ``ROS_DOMAIN_ID`` is picked unless set.
 
@@ -14,19 +17,15 @@ node is stopped: SIGINT, then SIGTERM, then SIGKILL, each with a deadline. DDS s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-STOP_STEPS = (
-    ("SIGINT", signal.SIGINT, 5.0),
-    ("SIGTERM", signal.SIGTERM, 3.0),
-    ("SIGKILL", signal.SIGKILL, 2.0),
-)
+from bora_trainer.supervisor import STOP_STEPS, RestartPolicy, Supervisor  # noqa: F401  (re-exported)
 
 
 def repo_root() -> Path | None:
@@ -89,69 +88,9 @@ def ros_env() -> dict[str, str]:
     return env
 
 
-class Supervisor:
-    """Start processes, prefix their output, stop them all in order."""
-
-    def __init__(self, out=None):
-        self.out = out or sys.stdout
-        self.procs: dict[str, subprocess.Popen] = {}
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-
-    def _print(self, line: str) -> None:
-        with self._lock:
-            self.out.write(line if line.endswith("\n") else line + "\n")
-            self.out.flush()
-
-    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        self.procs[name] = proc
-        width = max(len(n) for n in self.procs)
-
-        def pump() -> None:
-            for line in proc.stdout:
-                self._print(f"[{name:<{width}}] {line.rstrip()}")
-
-        th = threading.Thread(target=pump, name=f"out-{name}", daemon=True)
-        th.start()
-        self._threads.append(th)
-
-    def first_exited(self) -> tuple[str, int] | None:
-        for name, p in self.procs.items():
-            rc = p.poll()
-            if rc is not None:
-                return name, rc
-        return None
-
-    def stop_all(self) -> dict[str, int]:
-        for sig_name, sig, deadline in STOP_STEPS:
-            alive = [(n, p) for n, p in self.procs.items() if p.poll() is None]
-            if not alive:
-                break
-            self._print(f"[bora up] {sig_name} -> {', '.join(n for n, _ in alive)}")
-            for _, p in alive:
-                try:
-                    os.killpg(p.pid, sig)  # the node's own process group (start_new_session)
-                except ProcessLookupError:
-                    pass
-            end = time.monotonic() + deadline
-            while time.monotonic() < end and any(p.poll() is None for _, p in alive):
-                time.sleep(0.05)
-        for th in self._threads:
-            th.join(timeout=1.0)
-        return {n: p.returncode for n, p in self.procs.items()}
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from bora_policy.graph import RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES
+
     p = argparse.ArgumentParser(
         prog="bora up", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -207,6 +146,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop everything after this many seconds (0: run until Ctrl-C)",
     )
     p.add_argument(
+        "--no-respawn",
+        action="store_true",
+        help="stop the whole graph when any node exits (default: restart a crashed policy, sync or trainer)",
+    )
+    p.add_argument(
+        "--respawn-delay",
+        type=float,
+        default=RESPAWN_DELAY_S,
+        help="seconds before the first restart of a crashed node; doubles per consecutive restart "
+        "(as launch_ros respawn_delay)",
+    )
+    p.add_argument(
+        "--respawn-max-delay", type=float, default=30.0, help="cap of the doubling restart delay (s)"
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=RESPAWN_MAX_RETRIES,
+        help="consecutive restarts of one node before the graph is stopped (as launch_ros "
+        "respawn_max_retries; a node that ran 60 s starts a fresh count)",
+    )
+    p.add_argument(
         "--demo-vla-dir",
         type=Path,
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bora" / "demo_vla",
@@ -220,6 +181,38 @@ def _yaml_param(params: Path, node: str, key: str):
 
     data = yaml.safe_load(params.read_text()) or {}
     return ((data.get(node) or {}).get("ros__parameters") or {}).get(key)
+
+
+def _cli_param(extra: list[str], key: str):
+    """The value of the last ``-p KEY:=VALUE`` in a node's extra arguments (None if absent)."""
+    vals = [a.split(":=", 1)[1] for a in extra if a.startswith(f"{key}:=")]
+    return vals[-1] if vals else None
+
+
+def policy_roots_with_trainer(
+    params: Path, vla: str, residual: str, critic: str, trainer_extra: list[str]
+) -> list[str]:
+    """The policy's checkpoint roots when the trainer runs too: the configured roots (else the defaults
+    of bora_policy.runtime.checkpoint_loader.default_checkpoint_roots) plus the trainer's state_dir,
+    where it writes the checkpoints it announces on /bora/checkpoint."""
+    from types import SimpleNamespace
+
+    from bora_policy.runtime.checkpoint_loader import default_checkpoint_roots
+    from bora_trainer.nodes.trainer_node import _load_cfg
+
+    roots = [str(r) for r in (_yaml_param(params, "policy", "checkpoint_roots") or []) if str(r).strip()]
+    if not roots:
+        residual = residual or _yaml_param(params, "policy", "residual_path") or ""
+        critic = critic or _yaml_param(params, "policy", "critic_path") or ""
+        roots = [str(r) for r in default_checkpoint_roots(vla, residual, critic)]
+    targs = SimpleNamespace(
+        **{
+            k: _cli_param(trainer_extra, k) or _yaml_param(params, "trainer", k) or ""
+            for k in ("config_file", "recordings", "state_dir")
+        }
+    )
+    roots.append(str(Path(_load_cfg(targs).state_dir).expanduser().resolve()))
+    return roots
 
 
 def demo_vla(path: Path) -> Path:
@@ -280,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             extra["policy"] += ["-p", f"residual_path:={args.residual}"]
         if args.critic:
             extra["policy"] += ["-p", f"critic_path:={args.critic}"]
+        if "trainer" in names:
+            roots = policy_roots_with_trainer(params, vla, args.residual, args.critic, extra["trainer"])
+            # first, so that a user's --param policy:checkpoint_roots:=... (later on the line) wins
+            extra["policy"][:0] = ["-p", f"checkpoint_roots:={json.dumps(roots)}"]
     if mode == "sim" and "sim_bridge" in names and "teleop" not in names:
         # No arbiter: the bridge takes the policy's commands directly (sim only).
         extra["sim_bridge"] += ["-p", "direct_command_topic:=/bora/policy_command"]
@@ -288,8 +285,18 @@ def main(argv: list[str] | None = None) -> int:
             if n in extra:
                 extra[n] += ["-p", f"control_hz:={args.control_hz}"]
 
+    try:
+        restart = RestartPolicy(
+            respawn=not args.no_respawn,
+            delay_s=args.respawn_delay,
+            max_delay_s=max(args.respawn_max_delay, args.respawn_delay),
+            max_restarts=args.max_restarts,
+        )
+    except ValueError as e:
+        print(f"bora up: --respawn-delay / --max-restarts: {e}", file=sys.stderr)
+        return 2
     env = ros_env()
-    sup = Supervisor()
+    sup = Supervisor(policy=restart)
     stop = threading.Event()
     reason = {"why": ""}
 
@@ -306,13 +313,24 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         for s in specs:
-            sup.start(s.name, node_command(s, params, extra[s.name]), env)
-        print(f"bora up: started {', '.join(sup.procs)}", flush=True)
+            sup.start(s.name, node_command(s, params, extra[s.name]), env, critical=s.critical, respawn=s.respawn)
+        print(
+            f"bora up: started {', '.join(f'{n} (pid {p.pid})' for n, p in sup.procs.items())}; "
+            + (
+                f"restarting {', '.join(s.name for s in specs if s.respawn)} when they crash "
+                f"(delay {restart.delay_s:g} s doubling to {restart.max_delay_s:g} s, at most "
+                f"{restart.max_restarts} in a row)"
+                if restart.respawn
+                else "--no-respawn: any exit stops the graph"
+            ),
+            flush=True,
+        )
         t_end = time.monotonic() + args.duration if args.duration > 0 else None
         while not stop.is_set():
-            ex = sup.first_exited()
-            if ex is not None:
-                reason["why"] = f"node {ex[0]} exited with code {ex[1]}"
+            why = sup.poll()
+            if why is not None:
+                print(f"bora up: {why}", file=sys.stderr, flush=True)
+                reason["why"] = why
                 rc = 1
                 break
             if t_end is not None and time.monotonic() >= t_end:

@@ -60,7 +60,7 @@ def value_markers(
         parts.append(f"q={float(q[i]):+.3f}")
     if v is not None and len(v):
         parts.append(f"v={float(v[i]):+.3f}")
-    t.text = (" ".join(parts) or "no critic") + f"  step {i + 1}/{max(k, 1)}  [{mode}]"
+    t.text = (" ".join(parts) or "no critic loaded") + f"  step {i + 1}/{max(k, 1)}  [{mode}]"
     arr.markers.append(t)
     line = Marker(ns=NS, id=1001, type=Marker.LINE_STRIP, action=Marker.ADD)
     line.header.frame_id, line.header.stamp = frame, stamp

@@ -140,6 +140,7 @@ class PolicyNode(Node):
         from bora_msgs.srv import LoadCheckpoint, SetMode
 
         self.msgs = {"ActionChunk": ActionChunk, "JointCommand": JointCommand, "ValueEstimate": ValueEstimate}
+        critic_path, self.critic_note = self._critic_choice(critic_path)
         t0 = time.perf_counter()
         self.runner = PolicyRunner.from_paths(
             self.vla_path, residual_path, critic_path, run_cfg, frozen_residual_paths=frozen_paths
@@ -148,8 +149,13 @@ class PolicyNode(Node):
             f"policy: loaded VLA {self.vla_path} (version {self.runner.policy_version}) in "
             f"{time.perf_counter() - t0:.1f} s on {self.runner.device}; residual "
             f"{self.runner.residual_slot.snapshot()[1] or 'none'}; critic "
-            f"{self.runner.critic_version or 'none'}; frozen residuals {len(self.runner.frozen)}"
+            f"{self.runner.critic_version or 'none'} ({self.critic_note}); frozen residuals {len(self.runner.frozen)}"
         )
+        if not self.runner.critic_version:
+            self.get_logger().warning(
+                f"policy: no critic loaded ({self.critic_note}): /bora/value is not published and the value "
+                "markers say 'no critic loaded'"
+            )
         self.executor_ = ChunkExecutor(exec_cfg)
         self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]
         self.stats = TickStats(1.0 / self.control_hz)
@@ -225,6 +231,23 @@ class PolicyNode(Node):
                 "PC grant it (e.g. `@realtime - rtprio 99` in /etc/security/limits.conf, as libfranka needs anyway); "
                 "control_thread_priority:=0 silences this"
             )
+
+    def _critic_choice(self, critic_path: str) -> tuple[str, str]:
+        """critic_path "" = the critic of vla_path's run when it has one (issue 18: values appear with no
+        further setting); "none" = no critic; else that path. Returns (path or "", why)."""
+        if critic_path.strip().lower() == "none":
+            return "", "critic_path: none"
+        if critic_path:
+            return critic_path, "critic_path"
+        from bora_policy.models.export import find_critic_dir
+
+        try:
+            found = find_critic_dir(self.vla_path)
+        except (OSError, ValueError) as e:
+            return "", f"looking for the run's critic failed: {e}"
+        if found is None:
+            return "", f"critic_path is empty and {self.vla_path} has no critic/ in its run"
+        return str(found), f"the critic of the VLA's run, {found}"
 
     def _on_control_stall(self, stall) -> None:
         self.health.report("stall", stall.describe(), WARN, count=stall.skipped)
@@ -495,6 +518,7 @@ class PolicyNode(Node):
             control_hz=f"{self.control_hz:g}",
             late_max_ms=f"{self.control_loop.late_max_s * 1e3:.1f}",
             realtime="SCHED_FIFO" if self.control_loop.realtime else "normal",
+            critic_version=self.runner.critic_version or "none (no critic loaded)",
             episode_id=str(g.episode_id),
             episode_source=g.source or "none",
             episode_ended=str(g.ended).lower(),
