@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 
 import numpy as np
 import rclpy
@@ -156,6 +157,8 @@ class BridgeNode(Node):
 
         self.operator = self._make_operator() if self.operator_enabled else None
         self.episode_id = 0
+        # recording session (bora_msgs EpisodeEvent.session_id): episode ids restart at 1 in every run
+        self.session_id = str(uuid.uuid4())
         self.commands_received = 0
         self.ticks = 0
         self._reset_pending = False
@@ -267,6 +270,7 @@ class BridgeNode(Node):
             # time when this node's timer drops a tick under load)
             step = max(0, int(round((t - getattr(self, "_t_start", t)) * self.control_hz)))
         ev.episode_id, ev.kind, ev.step = self.episode_id, kind, step
+        ev.session_id = self.session_id
         ev.task, ev.object_set, ev.note = self.task, self.object_set, note
         self.pub_episode.publish(ev)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import uuid
 
 import numpy as np
 import rclpy
@@ -76,6 +77,10 @@ class TeleopNode(Node):
         self._last_takeover_msg: bool | None = None
         self._last_reason = ""
         self._warned: dict[str, float] = {}
+        # recording session (bora_msgs EpisodeEvent.session_id): this run's UUID for the episodes it
+        # numbers itself; an episode started by another node (sim bridge) keeps that node's session
+        self.session_id = str(uuid.uuid4())
+        self._episode_session = self.session_id
         # the executor's callbacks and the control-loop thread share the arbiter: one lock around both
         self._lock = threading.RLock()
         L = self._locked
@@ -218,6 +223,8 @@ class TeleopNode(Node):
                 else np.asarray(msg.position, dtype=np.float64)
             )
             self.arb.set_policy(pos, now, msg.episode_id, msg.step, msg.chunk_index)
+            if msg.session_id and msg.episode_id == self.arb.episode.episode_id:
+                self._episode_session = msg.session_id
         except ValueError as e:
             self.arb.set_policy(None, now, msg.episode_id, msg.step, msg.chunk_index, error=f"policy command: {e}")
 
@@ -286,6 +293,7 @@ class TeleopNode(Node):
             if msg.episode_id != self.arb.episode.episode_id:
                 self._end_takeover(self.arb.episode.episode_id, self.arb.episode.step, "next episode started")
             self.arb.episode.observe_start(msg.episode_id)
+            self._episode_session = msg.session_id or self._episode_session
         elif msg.kind in (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.ABORT):
             self._end_takeover(
                 int(msg.episode_id),
@@ -301,6 +309,7 @@ class TeleopNode(Node):
     def _publish_intervention(self, kind: str, reward: float, episode_id: int, step: int, reason: str) -> None:
         ev = InterventionEvent(
             episode_id=int(episode_id),
+            session_id=self._episode_session,
             step=int(step),
             kind=INTERVENTION_KINDS[kind],
             reward=float(reward),
@@ -320,8 +329,11 @@ class TeleopNode(Node):
                 success=kind == EP_SUCCESS,
             )
         ep, step = self.arb.episode.mark(kind)
+        if kind == EP_START:
+            self._episode_session = self.session_id  # an episode this node numbers
         m = EpisodeEvent(
             episode_id=ep,
+            session_id=self._episode_session,
             kind=kind,
             step=step,
             task=self.P["task"],
@@ -421,6 +433,7 @@ class TeleopNode(Node):
             self.pub_hand.publish(Float64MultiArray(data=values.tolist()))
         cmd = JointCommand(
             episode_id=r.episode_id,
+            session_id=self._episode_session,
             step=r.step,
             chunk_index=r.chunk_index,
             joint_names=self.arb.joint_names,
