@@ -175,6 +175,8 @@ class PolicyNode(Node):
         self._ticks_since_plan = 0
         self._step = 0  # commands sent before any episode is known (their step field)
         self.gate = EpisodeGate(self.control_hz)  # the commanded episode (runtime/episode_gate.py)
+        # recording session of each recent episode (its START event's session_id), passed through
+        self._episode_sessions: dict[int, str] = {}
         self._awaiting_first_obs = False
         self.suppressed = 0  # commands not sent: their episode had ended or a newer one had begun
         self._last_value = None
@@ -274,6 +276,9 @@ class PolicyNode(Node):
             # without the reset, so no command of the old chunk carries the new id); until then no
             # command is sent (EpisodeGate.may_command)
             self.gate.start(int(ev.episode_id), stamp_seconds(ev.header.stamp))
+            self._episode_sessions[int(ev.episode_id)] = str(ev.session_id)
+            while len(self._episode_sessions) > 8:
+                self._episode_sessions.pop(next(iter(self._episode_sessions)))
         elif ev.kind in (ev.SUCCESS, ev.FAILURE, ev.ABORT):
             self.gate.outcome(int(ev.episode_id))  # the episode is over: none of its commands after this
 
@@ -442,6 +447,7 @@ class PolicyNode(Node):
         g = self.gate
         step = self._step if g.t_start is None else episode_step(self._now(), g.t_start, self.control_hz)
         m.episode_id, m.step, m.chunk_index = g.episode_id, step, int(chunk_index)
+        m.session_id = self._episode_sessions.get(g.episode_id, "")
         m.joint_names = list(names)
         m.position = [float(x) for x in position]
         self.pub_cmd.publish(m)
@@ -453,7 +459,7 @@ class PolicyNode(Node):
         c = self.msgs["ActionChunk"]()
         c.header.stamp = obs.header.stamp
         c.header.frame_id = obs.header.frame_id
-        c.episode_id, c.step = int(obs.episode_id), int(obs.step)
+        c.episode_id, c.step, c.session_id = int(obs.episode_id), int(obs.step), str(obs.session_id)
         c.chunk_size, c.action_dim = int(res.final.shape[0]), int(res.final.shape[1])
         c.joint_names = list(arr.joint_names)
         c.base = res.base.astype(np.float32).ravel().tolist()
@@ -469,7 +475,7 @@ class PolicyNode(Node):
         if res.q is not None:
             v = self.msgs["ValueEstimate"]()
             v.header = c.header
-            v.episode_id, v.step = c.episode_id, c.step
+            v.episode_id, v.step, v.session_id = c.episode_id, c.step, c.session_id
             v.q, v.v = res.q.astype(np.float32).tolist(), res.v.astype(np.float32).tolist()
             v.advantage = res.advantage.astype(np.float32).tolist()
             v.critic_version = r.critic_version

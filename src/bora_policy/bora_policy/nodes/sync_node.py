@@ -75,6 +75,7 @@ class SyncNode(Node):
         )
         self.create_subscription(EpisodeEvent, episode_topic, self._on_episode, 10)
         self.episode_id, self.step, self.published = 0, 0, 0
+        self.session_id = ""  # the recording session of the episode (from its START event)
         self.t_start: float | None = None
         self.get_logger().info(
             f"sync: {len(self.camera_names)} cameras {self.camera_names}, depth={self.use_depth}, "
@@ -85,6 +86,7 @@ class SyncNode(Node):
     def _on_episode(self, ev) -> None:
         if ev.kind == ev.START:
             self.episode_id, self.step = int(ev.episode_id), 0
+            self.session_id = str(ev.session_id)
             self.t_start = stamp_seconds(ev.header.stamp)
 
     def _on_set(self, *msgs) -> None:
@@ -104,7 +106,7 @@ class SyncNode(Node):
         obs.instruction = self.instruction
         if self.t_start is not None:
             self.step = episode_step(stamp_seconds(newest), self.t_start, self.control_hz)
-        obs.episode_id, obs.step = self.episode_id, self.step
+        obs.episode_id, obs.step, obs.session_id = self.episode_id, self.step, self.session_id
         self.pub.publish(obs)
         self.step += 1
         self.published += 1
