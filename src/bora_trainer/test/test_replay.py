@@ -49,11 +49,37 @@ def test_chunk_transitions_layout():
     assert tr["episode"].tolist() == [7, 7, 7] and tr["step"].tolist() == [0, 4, 8]
 
 
-def test_truncated_chunk_without_next_drops_last_step():
-    # T = 8, timeout: chunk at 4 covers 4..7 but there is no observation at 8 to bootstrap from
+def test_time_limit_is_truncation_not_termination():
+    # T = 10, timeout: the chunk at 8 has two real steps; nothing terminated, so it bootstraps. Its next
+    # state is the episode's final observation when given, else the last replanning observation
+    acts, rew, done, starts, z, prop, vla, _, _ = _episode(T=10, terminal=False)
+    tr = chunk_transitions(acts, rew, done, starts, z, prop, vla, 4)
+    assert not tr["done"].any()  # padding is not a terminal (as in the offline chunk dataset)
+    assert tr["next_valid"].tolist() == [True, True, True]
+    assert tr["n_steps"].tolist() == [4, 4, 2]
+    assert tr["mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]]
+    np.testing.assert_array_equal(tr["next_z"][2], z[2])  # stand-in: the last replanning observation
+    fin = {"z": np.full(3, 99.0), "proprio": np.full(2, 7.0), "vla": np.ones((4, 2))}
+    tr = chunk_transitions(acts, rew, done, starts, z, prop, vla, 4, final=fin)
+    np.testing.assert_array_equal(tr["next_z"][2], fin["z"])
+    np.testing.assert_array_equal(tr["next_proprio"][2], fin["proprio"])
+    np.testing.assert_array_equal(tr["next_base"][2], fin["vla"])  # base defaults to the VLA chunk
+    np.testing.assert_array_equal(tr["next_z"][1], z[2])  # rows with a replanning step keep it
+    # T = 8, timeout: the chunk at 4 ends exactly at the limit: its last step stays valid
     acts, rew, done, starts, z, prop, vla, _, _ = _episode(T=8, terminal=False)
     tr = chunk_transitions(acts, rew, done, starts, z, prop, vla, 4)
-    assert tr["mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert tr["mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1]]
+    assert tr["next_valid"].tolist() == [True, True] and tr["n_steps"].tolist() == [4, 4]
+
+
+def test_gap_in_replanning_drops_last_step():
+    # replanning at 0 and 6 (not 4): the chunk at 0 has no observation at 4 -> no bootstrap, last step out
+    acts, rew, done, _, _, prop, vla, _, _ = _episode(T=12, terminal=True)
+    starts = np.array([0, 6])
+    z = np.zeros((2, 3), np.float32)
+    tr = chunk_transitions(acts, rew, done, starts, z, prop[:2], vla[:2], 4)
+    assert tr["next_valid"].tolist() == [False, False]  # neither step 4 nor step 10 is a replanning step
+    assert tr["mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 0]]
 
 
 def test_terminal_inside_chunk_masks_after_it():

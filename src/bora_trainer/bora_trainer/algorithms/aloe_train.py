@@ -66,9 +66,37 @@ def phase_for_step(step: int, warmup: int, critic_steps: int, actor_steps: int) 
     return "critic" if (step - warmup) % cyc < critic_steps else "actor"
 
 
-def _critic_mse(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Eq. 3: sum over heads of the batch-mean squared TD error (q [N, B], y [B])."""
-    return ((q.float() - y[None]) ** 2).mean(1).sum()
+def _critic_mse(q: torch.Tensor, y: torch.Tensor, row_w: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 3: sum over heads of the batch-mean squared TD error (q [N, B], y [B]); ``row_w`` [B] (0/1)
+    leaves rows out of the mean (the batch size stays the denominator, as with the masked losses)."""
+    se = (q.float() - y[None]) ** 2
+    if row_w is not None:
+        se = se * row_w[None].to(se.dtype)
+    return se.mean(1).sum()
+
+
+def online_td_target(
+    b: dict[str, torch.Tensor], q_next: torch.Tensor, gamma: float, done_mask: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunked TD target (Eq. 2) of replay rows, with termination separated from truncation.
+
+    The steps of a row that exist are the first ``n_steps`` (``pad_mask``); ``done`` marks only real
+    terminals, so a chunk cut by a time limit bootstraps ``gamma^L Q(s_next, a')`` from its stored next
+    state (``data/replay.py``: the final observation or its stand-in), exactly as the offline chunk
+    dataset does with its last observation. Returns ``(y [B], row weight [B])``: a row with neither a
+    terminal nor a next state (a gap in the replanning steps) gets weight 0 instead of a terminal target.
+    """
+    r = b["reward"].float()
+    k = r.shape[1]
+    if "n_steps" in b:
+        pad = torch.arange(k, device=r.device)[None] < b["n_steps"].to(r.device)[:, None]
+    else:
+        pad = torch.ones_like(r, dtype=torch.bool)
+    dones = b["done"].bool() & pad
+    nv = b["next_valid"].bool()
+    y = chunk_td_target(r, dones, q_next, gamma, pad.to(r.dtype), done_mask, next_valid=nv)
+    terminated = (L.validity_mask(dones, pad) * dones.to(r.dtype)).sum(1) > 0
+    return y, (nv | terminated).to(r.dtype)
 
 
 @register_algorithm("aloe")
@@ -235,16 +263,9 @@ class AloeResidualObjective(OnlineObjective):
             q_next = aggregate_heads(
                 self.q_target(b["next_z"], a_next, b["next_proprio"]), a.target_aggregate
             ).float()
-            y = chunk_td_target(
-                b["reward"].float(),
-                b["done"],
-                q_next,
-                a.gamma,
-                done_mask=a.done_mask,
-                next_valid=b["next_valid"],
-            )
+            y, row_w = online_td_target(b, q_next, a.gamma, a.done_mask)
         q = self.q(b["z"], b["action"], b["proprio"])
-        loss = _critic_mse(q, y)
+        loss = _critic_mse(q, y, row_w)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = L_.clip_and_step(self.opt, self.q.parameters())

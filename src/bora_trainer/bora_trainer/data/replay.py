@@ -13,8 +13,19 @@ stored normaliser; ``k`` = chunk length, ``A`` = action dim, ``S`` = state dim, 
 | ``reward`` / ``done`` / ``mask`` | [k] | per-step reward, terminal flag, validity mask m_{t,i} |
 | ``is_intervention`` / ``beta`` | [k] | takeover flag and blend weight of each executed step |
 | ``next_z`` / ``next_proprio`` / ``next_vla`` / ``next_base`` | | the same at t + k |
-| ``next_valid`` | [] | a next observation exists (false at the end of an episode) |
+| ``next_valid`` | [] | a next observation exists (see "Termination vs truncation" below) |
+| ``n_steps`` | [] | control steps of the chunk inside the episode (``k``, fewer for the last chunks) |
 | ``episode`` / ``step`` | [] | provenance |
+
+Termination vs truncation (the offline chunk dataset's semantics, :mod:`bora_trainer.data.chunks`):
+``done`` is True only at a real terminal step (success); steps past the episode end are padding with
+``done = False``, ``reward = 0`` and ``mask = 0``. A chunk that runs to the end of an episode WITHOUT a
+terminal (a time limit, or a recording that stopped) was truncated, not terminated: it bootstraps from
+the value of the state after its last executed step. That state is the episode's ``final`` observation
+when the rollout loop provides it, otherwise the last replanning observation of the episode stands in
+(as offline, where the last recorded observation stands in for ``o_T``); ``next_valid`` is then True.
+``next_valid`` is False only for rows that need no bootstrap (a terminal inside the chunk) or cannot
+get one (a gap in the replanning steps inside an episode; the chunk's last step is then masked out).
 
 ``base``/``next_base`` are derived data: a new round recomputes them from ``vla`` with
 :meth:`ChunkReplayBuffer.rebase` (Algorithm 1 lines 8-12), so the VLA is never re-run.
@@ -71,6 +82,7 @@ class ReplaySpec:
             "next_vla": ((k, A), f32),
             "next_base": ((k, A), f32),
             "next_valid": ((), b),
+            "n_steps": ((), np.int64),
             "episode": ((), np.int64),
             "step": ((), np.int64),
         }
@@ -133,6 +145,11 @@ class ChunkReplayBuffer:
     def add(self, rows: dict[str, Any]) -> None:
         """Append one transition (unbatched arrays) or a batch (leading dimension N)."""
         rows = dict(rows)
+        if "n_steps" not in rows and "mask" in rows:
+            # rows stored before the field existed: the steps up to the last valid one
+            m = np.asarray(rows["mask"], bool)
+            k = m.shape[-1]
+            rows["n_steps"] = np.where(m.any(-1), k - np.argmax(m[..., ::-1], axis=-1), 0).astype(np.int64)
         for name, default in _OPTIONAL.items():
             if name not in rows:
                 rows[name] = rows[default] if isinstance(default, str) and default in rows else default
@@ -279,6 +296,7 @@ def chunk_transitions(
     is_intervention: np.ndarray | None = None,
     beta: np.ndarray | None = None,
     episode: int = -1,
+    final: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Chunk transitions of one episode from its per-step arrays (Eq. 1 data layout).
 
@@ -286,7 +304,13 @@ def chunk_transitions(
     replanning steps, with ``z`` [n, Z], ``proprio`` [n, S], ``vla`` (and ``base``) [n, k, A] at each.
     The next observation of the chunk at t is the replanning step t + k when there is one.
     The validity mask keeps steps inside the episode up to and including the first terminal
-    (Eq. 3), and drops the last step of a chunk that would need a missing next observation.
+    (Eq. 3); padding past the episode end has ``done = False`` (as offline).
+
+    Truncation (module docstring): a chunk that reaches the episode end without a terminal bootstraps
+    from ``final`` (``z`` [Z], ``proprio`` [S], ``vla`` [k, A], optional ``base`` [k, A]: the observation
+    after the last executed step, or the best stand-in the caller has), else from the last replanning
+    observation; ``next_valid`` is True there. A chunk inside the episode whose step t + k is no
+    replanning step has no next observation: ``next_valid`` False and its last step is masked out.
     """
     from bora_trainer.algorithms.losses import validity_mask
 
@@ -308,16 +332,35 @@ def chunk_transitions(
     cl = np.minimum(idx, T - 1)
     act = np.where(inside[..., None], actions[cl], 0.0).astype(np.float32)
     rew = np.where(inside, rewards[cl], 0.0).astype(np.float32)
-    don = np.where(inside, dones[cl], True)
-    pos = {int(s): j for j, s in enumerate(starts)}
-    nxt = np.array([pos.get(int(s) + k, -1) for s in starts])
-    next_valid = nxt >= 0
+    don = np.where(inside, np.asarray(dones, bool)[cl], False)
     mask = validity_mask(torch.from_numpy(don), torch.from_numpy(inside)).numpy().astype(bool)
-    # the last step bootstraps from the next observation: without one (and not terminal) drop it
-    needs_next = ~don[:, k - 1] & ~next_valid
+    terminated = (don & mask).any(axis=1)
+    pos = {int(s): j for j, s in enumerate(starts)}
+    nxt = np.array([pos.get(int(s) + k, -1) for s in starts], dtype=np.int64)
+    # truncated: the chunk reaches the episode end and no terminal cut it -> bootstrap from the final state
+    truncated = (starts + k >= T) & ~terminated & (nxt < 0)
+    next_valid = (nxt >= 0) | truncated
+    # a gap inside the episode: no observation to bootstrap the last step from, drop it
+    needs_next = ~terminated & ~next_valid
     mask[needs_next, k - 1] = False
-    j = np.where(next_valid, nxt, 0)
-    zeros = lambda a: np.where(next_valid.reshape(-1, *([1] * (a.ndim - 1))), a[j], 0).astype(np.float32)  # noqa: E731
+    if final is None:
+        last = int(np.argmax(starts)) if n else 0
+        fin = {"z": z[last], "proprio": proprio[last], "vla": vla[last], "base": base[last]}
+    else:
+        missing = sorted({"z", "proprio", "vla"} - set(final))
+        if missing:
+            raise ReplayError(f"chunk_transitions: final is missing field(s) {missing}")
+        fin = {"base": final["vla"], **final}
+
+    def next_of(a: np.ndarray, key: str) -> np.ndarray:
+        j = np.where(nxt >= 0, nxt, 0)
+        out = np.where((nxt >= 0).reshape(-1, *([1] * (a.ndim - 1))), a[j], 0).astype(np.float32)
+        f = np.asarray(fin[key], np.float32)
+        if f.shape != a.shape[1:]:
+            raise ReplayError(f"chunk_transitions: final[{key!r}] has shape {f.shape}, expected {a.shape[1:]}")
+        out[truncated] = f
+        return out
+
     return {
         "z": z.astype(np.float32),
         "proprio": proprio.astype(np.float32),
@@ -329,11 +372,25 @@ def chunk_transitions(
         "mask": mask,
         "is_intervention": np.where(inside, is_int[cl], False),
         "beta": np.where(inside, beta[cl], 0.0).astype(np.float32),
-        "next_z": zeros(z),
-        "next_proprio": zeros(proprio),
-        "next_vla": zeros(vla),
-        "next_base": zeros(base),
+        "next_z": next_of(z, "z"),
+        "next_proprio": next_of(proprio, "proprio"),
+        "next_vla": next_of(vla, "vla"),
+        "next_base": next_of(base, "base"),
         "next_valid": next_valid,
+        "n_steps": inside.sum(axis=1).astype(np.int64),
         "episode": np.full(n, episode, np.int64),
         "step": starts,
     }
+
+
+def episode_takeovers(rows: dict[str, np.ndarray], num_steps: int) -> np.ndarray:
+    """Per-step ``is_intervention`` [num_steps] of one episode rebuilt from its chunk rows (``step``,
+    ``is_intervention`` [n, k], ``n_steps``): the rows' chunks cover the episode, padding is never a
+    takeover. Used to tell an online objective about an episode already in the buffer (resume, a new round)."""
+    out = np.zeros(int(num_steps), bool)
+    k = rows["is_intervention"].shape[1]
+    for s, flags, n in zip(rows["step"], rows["is_intervention"], rows.get("n_steps", np.full(len(rows["step"]), k))):
+        e = min(int(s) + int(n), len(out))
+        if e > s:
+            out[int(s) : e] |= np.asarray(flags[: e - int(s)], bool)
+    return out
