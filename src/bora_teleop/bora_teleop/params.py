@@ -71,6 +71,16 @@ PARAMS = {
     "tool_offset": [0.0, 0.0, 0.0],
     "udp_port": 0,
     "udp_host": "127.0.0.1",
+    # HMAC-SHA256 key file of signed glove packets (bora_teleop/glove_auth.py); required off loopback
+    "udp_key_file": "",
+    "udp_allowed_sources": [""],  # source IP addresses of the glove stream; empty = any
+    # the sim's scripted operator (bora_sim): its own topics; a person's request wins (bora_teleop/sources.py)
+    "operator_takeover_topic": "/bora/operator/takeover",
+    "operator_glove_topic": "/bora/operator/glove",
+    "operator_arm_target_topic": "/bora/operator/arm_target",
+    "operator_recovered_topic": "/bora/operator/recovered",
+    # /diagnostics is WARN / ERROR while faults (malformed inputs, holds, stalls) happened in this window
+    "diagnostics_window_s": 10.0,
     "keyboard": True,  # read operator keys when stdin is a terminal
     "intervention_penalty": R_INT_DEFAULT,
     "recovery_bonus": R_REC_DEFAULT,

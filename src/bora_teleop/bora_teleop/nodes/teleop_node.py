@@ -9,10 +9,17 @@ point at time_from_start = 1 / rate_hz), the hand command (sensor_msgs/JointStat
 InterventionEvent (r_int at START, r_rec at RECOVERED) and EpisodeEvent.
 
 Inputs: /bora/policy_command (JointCommand), /glove/joint_states (human angles, JointState) and
-optionally UDP (``udp_port`` > 0; packet format in bora_teleop/glove.py), /teleop/arm_target,
-/franka/joint_states, /hand/joint_states, /bora/takeover (Bool; a *change* of value requests or
-releases), /bora/recovered (Bool; true = the correction completed, task recovered; once per takeover),
-/bora/estop (Bool, latched: only the reset service clears it, and only while the input is false).
+optionally UDP (``udp_port`` > 0; packet format in bora_teleop/glove.py; ``udp_key_file``: HMAC-SHA256
+signed packets, required off loopback; ``udp_allowed_sources``: source IPs), /teleop/arm_target,
+/franka/joint_states, /hand/joint_states, /bora/takeover (Bool, a person's trigger; a *change* of
+value requests or releases), /bora/recovered (Bool; true = the correction completed, task recovered;
+once per takeover), /bora/estop (Bool, latched: only the reset service clears it, and only while the
+input is false). The sim's scripted operator has its own topics (``operator_*_topic``:
+/bora/operator/takeover as a level, /bora/operator/glove, /bora/operator/arm_target,
+/bora/operator/recovered); a person's request wins over it (bora_teleop/sources.py).
+Every input is validated at the edge (bora_teleop/inputs.py, bora_teleop/glove.py): a bad message or
+datagram is dropped, counted, logged (rate-limited, bora_teleop/health.py) and reported on
+/diagnostics, whose level is the worst fault of the last ``diagnostics_window_s`` seconds.
 Services: /bora/mark_episode (MarkEpisode), /bora/teleop/set_takeover (SetBool),
 /bora/teleop/reset_estop (Trigger), /bora/teleop/mark_recovered (Trigger).
 Keys (stdin a TTY only): see bora_teleop/events.py. Every name and limit is a parameter; the
@@ -28,7 +35,6 @@ Run: ``teleop_node --ros-args --params-file config/sim.yaml`` (node name ``teleo
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import uuid
@@ -49,21 +55,23 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
 from bora_policy.runtime.control_loop import ControlLoop
-from bora_teleop.events import (
-    EP_ABORT,
-    EP_FAILURE,
-    EP_START,
-    EP_SUCCESS,
-    EPISODE_KINDS,
-    INTERVENTION_KINDS,
-    KEY_HELP,
-    KEYMAP,
-)
-from bora_teleop.glove import UdpGloveReceiver, reorder, sample_from_joint_state
+from bora_teleop.events import KEY_HELP
+from bora_teleop.glove import GloveSample, UdpGloveReceiver
+from bora_teleop.glove_auth import is_loopback, load_key
+from bora_teleop.health import ERROR, OK, WARN, FaultLog, RateLimitedLog
+from bora_teleop.inputs import MAX_JOINTS, joint_values
+from bora_teleop.nodes.teleop_operator import OperatorMixin
 from bora_teleop.params import PARAMS, build_arbiter, build_hand_adapter
+from bora_teleop.sources import OPERATOR, PERSON
+
+DIAG_LEVEL = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
+HOLD_LEVEL = {"estop": ERROR, "nan": ERROR, "bad_command": ERROR}  # others: WARN
+TRANSIENT_HOLDS = ("no_command", "no_state", "episode_start")  # a fault only after TRANSIENT_HOLD_S
+TRANSIENT_HOLD_S = 1.0
+UDP_FAULT_LEVEL = {"wrong_source": ERROR, "bad_signature": ERROR, "replayed": ERROR, "internal_error": ERROR}
 
 
-class TeleopNode(Node):
+class TeleopNode(OperatorMixin, Node):
     def __init__(self):
         super().__init__("teleop")
         for k, v in PARAMS.items():
@@ -76,7 +84,9 @@ class TeleopNode(Node):
         self.hand_adapter = build_hand_adapter(P, rmap)
         self._last_takeover_msg: bool | None = None
         self._last_reason = ""
-        self._warned: dict[str, float] = {}
+        self._hold_since = 0.0
+        self.faults = FaultLog(self._now, float(P["diagnostics_window_s"]))
+        self._rl = RateLimitedLog(self._log, self._now, 1.0)
         # recording session (bora_msgs EpisodeEvent.session_id): this run's UUID for the episodes it
         # numbers itself; an episode started by another node (sim bridge) keeps that node's session
         self.session_id = str(uuid.uuid4())
@@ -110,6 +120,11 @@ class TeleopNode(Node):
         self.create_subscription(JointState, P["arm_target_topic"], L(self._on_arm_target), stream)
         self.create_subscription(Bool, P["takeover_topic"], L(self._on_takeover), rel)
         self.create_subscription(Bool, P["recovered_topic"], L(self._on_recovered), rel)
+        # the sim's scripted operator: its own topics (a person's request wins, bora_teleop/sources.py)
+        self.create_subscription(JointState, P["operator_glove_topic"], L(self._on_operator_glove), stream)
+        self.create_subscription(JointState, P["operator_arm_target_topic"], L(self._on_operator_arm_target), stream)
+        self.create_subscription(Bool, P["operator_takeover_topic"], L(self._on_operator_takeover), rel)
+        self.create_subscription(Bool, P["operator_recovered_topic"], L(self._on_operator_recovered), rel)
         # e-stop: a latched (transient-local) reader gets the last value of a latched publisher, and a
         # volatile best-effort reader matches every other publisher; duplicates are harmless.
         self.create_subscription(Bool, P["estop_topic"], L(self._on_estop), latched)
@@ -122,6 +137,7 @@ class TeleopNode(Node):
 
         self.udp = None
         if int(P["udp_port"]) > 0:
+            key = load_key(P["udp_key_file"]) if P["udp_key_file"] else None
             self.udp = UdpGloveReceiver(
                 rmap.n_human,
                 rmap.human_joints,
@@ -129,9 +145,16 @@ class TeleopNode(Node):
                 int(P["udp_port"]),
                 P["human_timeout_s"],
                 clock=self._now,
+                key=key,
+                allowed_sources=P["udp_allowed_sources"],
+                on_fault=self._on_udp_fault,
             ).start()
             self.arb.glove_sources.append(self.udp.latest)
-            self.get_logger().info(f"UDP glove receiver on {self.udp.address[0]}:{self.udp.port}")
+            auth = "HMAC-SHA256 signed packets" if key is not None else "unauthenticated (loopback only)"
+            srcs = ", ".join(sorted(self.udp.allowed_sources)) or "any source"
+            self.get_logger().info(f"UDP glove receiver on {self.udp.address[0]}:{self.udp.port}: {auth}, from {srcs}")
+            if not self.udp.allowed_sources and not is_loopback(P["udp_host"]):
+                self.get_logger().warning("udp_allowed_sources is empty: signed packets from any host are accepted")
         self.keys = None
         if P["keyboard"]:
             from bora_teleop.keyboard import KeyReader
@@ -170,7 +193,16 @@ class TeleopNode(Node):
         return f"SCHED_FIFO priority {loop.priority}" if loop.realtime else "normal scheduling"
 
     def _on_control_stall(self, stall) -> None:
-        self._throttled("warning", "stall", stall.describe(), 2.0)
+        self._fault("stall", stall.describe(), WARN)
+
+    def _fault(self, kind: str, text: str, level: int = WARN) -> None:
+        """A counted fault: recorded for /diagnostics (its level for diagnostics_window_s) and logged,
+        rate-limited per kind (suppressed lines are counted and reported, never silent)."""
+        self.faults.record(kind, text, level)
+        self._rl(kind, "error" if level >= ERROR else "warning", text)
+
+    def _on_udp_fault(self, kind: str, text: str) -> None:  # from the receiver thread
+        self._fault(f"udp_{kind}", f"udp glove: {text}", UDP_FAULT_LEVEL.get(kind, WARN))
 
     def _robot_description(self, P: dict) -> str | None:
         """The URDF text of ``robot_description_topic`` (latched), waited for at start; None if unset."""
@@ -207,182 +239,74 @@ class TeleopNode(Node):
         else:
             self.get_logger().info(text)
 
-    def _throttled(self, level: str, key: str, text: str, period: float = 1.0) -> None:
-        now = self._now()
-        if now - self._warned.get(key, -math.inf) >= period:
-            self._warned[key] = now
-            self._log(level, text)
-
     # ------------------------------------------------------------------ inputs
     def _on_policy(self, msg: JointCommand) -> None:
         now = self._now()
-        try:
-            pos = (
-                reorder(list(msg.joint_names), msg.position, self.arb.joint_names)
-                if msg.joint_names
-                else np.asarray(msg.position, dtype=np.float64)
-            )
-            self.arb.set_policy(pos, now, msg.episode_id, msg.step, msg.chunk_index)
-            if msg.session_id and msg.episode_id == self.arb.episode.episode_id:
-                self._episode_session = msg.session_id
+        try:  # NaN / inf pass here: the safety layer holds on them (reason "nan") and logs an error
+            pos, err = joint_values("policy command", msg.joint_names, msg.position, self.arb.joint_names, False), ""
         except ValueError as e:
-            self.arb.set_policy(None, now, msg.episode_id, msg.step, msg.chunk_index, error=f"policy command: {e}")
+            pos, err = None, str(e)
+        dropped = self.arb.set_policy(pos, now, msg.episode_id, msg.step, msg.chunk_index, error=err)
+        if dropped:
+            self._fault("policy_other_episode", dropped, WARN)
+        elif err:
+            self._fault("policy_malformed", err, ERROR)
 
-    def _joint_state(self, msg: JointState, names: list[str], what: str):
+    def _values(self, kind: str, what: str, msg: JointState, names: list[str]):
+        """The message's positions in ``names`` order, or None (a counted, logged fault)."""
         try:
-            return reorder(list(msg.name), msg.position, names) if msg.name else np.asarray(msg.position, np.float64)
+            return joint_values(what, msg.name, msg.position, names)
         except ValueError as e:
-            self._throttled("error", what, f"{what}: {e}", 5.0)
+            nonfinite = "non-finite" in str(e)
+            context = ""
+            if kind.endswith("glove"):
+                context = " (during a takeover)" if self.arb.blender.requested else " (outside a takeover)"
+            self._fault(f"{kind}_{'nonfinite' if nonfinite else 'malformed'}", f"{e}{context}", WARN)
             return None
 
     def _on_arm_state(self, msg: JointState) -> None:
-        q = self._joint_state(msg, self.arb.arm_joint_names, "arm joint states")
-        if q is not None and q.size == 7:
+        q = self._values("arm_state", "arm joint states", msg, self.arb.arm_joint_names)
+        if q is not None:
             self.arb.set_measured(arm=q)
 
     def _on_hand_state(self, msg: JointState) -> None:
-        if not self.hand_adapter.is_identity:
+        if self.hand_adapter.is_identity:
+            q = self._values("hand_state", "hand joint states", msg, self.arb.hand_joint_names)
+        else:
             try:
+                if len(msg.name) > MAX_JOINTS or len(msg.position) > MAX_JOINTS:
+                    raise ValueError(f"more than {MAX_JOINTS} joints")
                 q = self.hand_adapter.state_to_internal(list(msg.name), msg.position)
+                if not np.all(np.isfinite(q)):
+                    raise ValueError("field position: non-finite values")
             except ValueError as e:
-                self._throttled("error", "hand joint states", f"hand joint states: {e}", 5.0)
+                self._fault("hand_state_malformed", f"hand joint states: {e}", WARN)
                 return
+        if q is not None:
             self.arb.set_measured(hand=q)
-            return
-        q = self._joint_state(msg, self.arb.hand_joint_names, "hand joint states")
-        if q is not None and q.size == len(self.arb.hand_joint_names):
-            self.arb.set_measured(hand=q)
+
+    def _glove(self, msg: JointState, source: str) -> None:
+        kind, what = ("glove", "glove joint states") if source == PERSON else ("operator_glove", "operator glove")
+        angles = self._values(kind, what, msg, self.arb.retarget.human_joints)
+        if angles is not None:
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            self.arb.set_glove(GloveSample(angles, 0, stamp, self._now(), "topic"), source)
 
     def _on_glove(self, msg: JointState) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        try:
-            self.arb.set_glove(
-                sample_from_joint_state(
-                    list(msg.name), msg.position, self.arb.retarget.human_joints, self._now(), stamp
-                )
-            )
-        except ValueError as e:
-            self._throttled("error", "glove", f"glove joint states: {e}", 5.0)
+        self._glove(msg, PERSON)
+
+    def _on_operator_glove(self, msg: JointState) -> None:
+        self._glove(msg, OPERATOR)
 
     def _on_arm_target(self, msg: JointState) -> None:
-        q = self._joint_state(msg, self.arb.arm_joint_names, "arm target")
-        if q is not None and q.size == 7:
-            self.arb.set_arm_target(q, self._now())
+        q = self._values("arm_target", "arm target", msg, self.arb.arm_joint_names)
+        if q is not None:
+            self.arb.set_arm_target(q, self._now(), PERSON)
 
-    def _on_takeover(self, msg: Bool) -> None:
-        if msg.data != self._last_takeover_msg:  # edge semantics: a change requests / releases
-            self._last_takeover_msg = bool(msg.data)
-            self.arb.blender.request(bool(msg.data), self._now())
-
-    def _on_recovered(self, msg: Bool) -> None:
-        # every true message reports a recovery; the blender keeps at most one per takeover
-        if msg.data:
-            ok, why = self.arb.blender.mark_recovered()
-            if not ok:
-                self._throttled("warning", "recovered", f"recovered flag ignored: {why}", 5.0)
-
-    def _on_estop(self, msg: Bool) -> None:
-        was = self.arb.safety.estop_latched
-        self.arb.safety.set_estop(bool(msg.data))
-        if msg.data and not was:
-            self.get_logger().error("E-STOP latched: holding position until /bora/teleop/reset_estop")
-
-    def _on_episode(self, msg: EpisodeEvent) -> None:
-        # a takeover never spans two episodes: it ends with its episode's outcome, or at the next START
-        if msg.kind == EpisodeEvent.START:
-            if msg.episode_id != self.arb.episode.episode_id:
-                self._end_takeover(self.arb.episode.episode_id, self.arb.episode.step, "next episode started")
-            self.arb.episode.observe_start(msg.episode_id)
-            self._episode_session = msg.session_id or self._episode_session
-        elif msg.kind in (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.ABORT):
-            self._end_takeover(
-                int(msg.episode_id),
-                int(msg.step),
-                f"episode {EPISODE_KINDS[msg.kind]}",
-                success=msg.kind == EpisodeEvent.SUCCESS,
-            )
-
-    def _end_takeover(self, episode_id: int, step: int, why: str, success: bool = False) -> None:
-        for kind, reward in self.arb.end_takeover(success):
-            self._publish_intervention(kind, reward, episode_id, step, why)
-
-    def _publish_intervention(self, kind: str, reward: float, episode_id: int, step: int, reason: str) -> None:
-        ev = InterventionEvent(
-            episode_id=int(episode_id),
-            session_id=self._episode_session,
-            step=int(step),
-            kind=INTERVENTION_KINDS[kind],
-            reward=float(reward),
-            reason=reason,
-        )
-        ev.header.stamp = self.get_clock().now().to_msg()
-        self.pub_int.publish(ev)
-        self.get_logger().info(f"intervention {kind} at step {step} (reward {reward:+.3f}) [{reason}]")
-
-    # ------------------------------------------------------------------ services / keys
-    def _publish_episode(self, kind: int, note: str) -> int:
-        if kind in EPISODE_KINDS:  # the open takeover belongs to the episode being ended / left
-            self._end_takeover(
-                self.arb.episode.episode_id,
-                self.arb.episode.step,
-                f"episode {EPISODE_KINDS[kind]}",
-                success=kind == EP_SUCCESS,
-            )
-        ep, step = self.arb.episode.mark(kind)
-        if kind == EP_START:
-            self._episode_session = self.session_id  # an episode this node numbers
-        m = EpisodeEvent(
-            episode_id=ep,
-            session_id=self._episode_session,
-            kind=kind,
-            step=step,
-            task=self.P["task"],
-            object_set=self.P["object_set"],
-            note=note,
-        )
-        m.header.stamp = self.get_clock().now().to_msg()
-        self.pub_ep.publish(m)
-        self.get_logger().info(f"episode {ep}: {EPISODE_KINDS[kind]} at step {step} {note}")
-        return ep
-
-    def _srv_mark_episode(self, req, res):
-        if req.kind not in EPISODE_KINDS:
-            res.success, res.episode_id = False, self.arb.episode.episode_id
-            self.get_logger().error(f"MarkEpisode.kind={req.kind}: expected one of {EPISODE_KINDS}")
-            return res
-        res.episode_id, res.success = self._publish_episode(req.kind, req.note), True
-        return res
-
-    def _srv_set_takeover(self, req, res):
-        self.arb.blender.request(bool(req.data), self._now())
-        res.success, res.message = True, f"takeover {'requested' if req.data else 'released'}"
-        return res
-
-    def _srv_reset_estop(self, req, res):
-        res.success, res.message = self.arb.safety.reset_estop()
-        self.get_logger().warning(f"reset_estop: {res.message}")
-        return res
-
-    def _srv_mark_recovered(self, req, res):
-        res.success, res.message = self.arb.blender.mark_recovered()
-        return res
-
-    def _handle_key(self, ch: str) -> None:
-        action = KEYMAP.get(ch)
-        if action == "toggle_takeover":
-            on = self.arb.blender.toggle(self._now())
-            self.get_logger().info(f"takeover {'ON' if on else 'OFF'} (key)")
-        elif action == "recovered":
-            self.get_logger().info(f"recovered (key): {self.arb.blender.mark_recovered()[1]}")
-        elif action in ("success", "failure", "abort", "new_episode"):
-            kind = {"success": EP_SUCCESS, "failure": EP_FAILURE, "abort": EP_ABORT, "new_episode": EP_START}[action]
-            self._publish_episode(kind, "key")
-        elif action == "estop":
-            self.arb.safety.set_estop(True)
-            self.arb.safety.set_estop(False)  # the key latches; the input itself is momentary
-            self.get_logger().error("E-STOP latched (key): holding position until /bora/teleop/reset_estop")
-        elif action == "help":
-            self.get_logger().info(KEY_HELP)
+    def _on_operator_arm_target(self, msg: JointState) -> None:
+        q = self._values("operator_arm_target", "operator arm target", msg, self.arb.arm_joint_names)
+        if q is not None:
+            self.arb.set_arm_target(q, self._now(), OPERATOR)
 
     # ------------------------------------------------------------------ control tick
     def _tick(self) -> None:
@@ -392,7 +316,7 @@ class TeleopNode(Node):
         try:
             self._control_step()
         except Exception as e:  # noqa: BLE001 - never let the arbiter die; nothing is sent this tick
-            self._throttled("error", "tick_exception", f"control tick failed, nothing sent: {e!r}")
+            self._fault("tick_exception", f"control tick failed, nothing sent: {e!r}", ERROR)
 
     def _control_step(self) -> None:
         if self.keys is not None:
@@ -406,9 +330,16 @@ class TeleopNode(Node):
             level = "error" if r.hold_reason in ("nan", "bad_command", "estop") else "warning"
             self._log(level, f"HOLD ({r.hold_reason}) {r.error}".strip())
         elif r.held and r.hold_reason in ("nan", "bad_command"):
-            self._throttled("error", "hold_" + r.hold_reason, f"HOLD ({r.hold_reason}) {r.error}".strip())
+            self._rl("hold_" + r.hold_reason, "error", f"HOLD ({r.hold_reason}) {r.error}".strip())
         elif not r.held and self._last_reason:
             self.get_logger().info(f"hold ({self._last_reason}) cleared")
+        if r.held:
+            if r.hold_reason != self._last_reason:
+                self._hold_since = stamp.nanoseconds * 1e-9
+            lasting = stamp.nanoseconds * 1e-9 - self._hold_since >= TRANSIENT_HOLD_S
+            if r.hold_reason not in TRANSIENT_HOLDS or lasting:
+                text = f"HOLD ({r.hold_reason}) {r.error}".strip()
+                self.faults.record(f"hold_{r.hold_reason}", text, HOLD_LEVEL.get(r.hold_reason, WARN))
         self._last_reason = r.hold_reason if r.held else ""
         if r.command is None:
             return
@@ -451,22 +382,34 @@ class TeleopNode(Node):
         )
 
     def _diagnostics(self) -> None:
+        self._rl.flush()  # faults suppressed by the rate limit are reported now, as counts
         s = self.arb.safety
+        level, text, _ = self.faults.status()
+        hold = "estop" if s.estop_latched else self._last_reason
+        parts = [f"holding: {hold}"] if hold else []
+        if hold:
+            level = max(level, HOLD_LEVEL.get(hold, WARN))
+        if self.udp is not None and not self.udp.alive:
+            level, parts = ERROR, parts + ["UDP glove receiver thread is not running"]
+        if text != "ok":
+            parts.append(text)
         st = DiagnosticStatus(name="bora_teleop: arbiter", hardware_id="teleop")
-        if s.estop_latched or self._last_reason in ("nan", "bad_command"):
-            st.level, st.message = DiagnosticStatus.ERROR, f"holding: {self._last_reason}"
-        elif self._last_reason:
-            st.level, st.message = DiagnosticStatus.WARN, f"holding: {self._last_reason}"
-        else:
-            st.level, st.message = DiagnosticStatus.OK, "ok"
+        st.level, st.message = DIAG_LEVEL[level], "; ".join(parts) or "ok"
         vals = {
             "estop_latched": s.estop_latched,
             "beta": round(self.arb.blender.beta, 4),
             "takeover_requested": self.arb.blender.requested,
+            "takeover_owner": self.arb.owner() or "",
+            "episode_id": self.arb.episode.episode_id,
+            "dropped_commands": self.arb.dropped_commands,
             **s.counts,
+            **{f"fault_{k}": v for k, v in sorted(self.faults.counts.items())},
+            "diagnostics_window_s": self.faults.window_s,
+            "last_error": self.faults.last_error,
         }
         if self.udp is not None:
             vals.update({f"udp_{k}": v for k, v in self.udp.stats.items()})
+            vals.update({"udp_alive": self.udp.alive, "udp_last_error": self.udp.last_error})
         st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
