@@ -139,13 +139,12 @@ def test_scripted_bag_converts_to_expected_chunk_transitions(converted, storage)
                 assert tr["is_intervention"][n, i] == (t + i in e["ints"])
                 assert tr["beta"][n, i] == float(t + i in e["ints"])
             assert (tr["reward"][n, ~inside] == 0).all()
-            # validity: steps inside the episode (the terminal is its last step); the chunk's last
-            # step needs the next observation for its bootstrap unless it is terminal
+            # validity: steps inside the episode (the terminal is its last step). A chunk reaching the
+            # end without a terminal was truncated: it bootstraps from a stand-in next state (replay.py)
             next_exists = t + K < T
-            assert tr["next_valid"][n] == next_exists
+            assert tr["next_valid"][n] == (next_exists or not e["done_last"])
+            assert tr["n_steps"][n] == inside.sum()
             want_mask = inside.copy()
-            if not next_exists and inside[K - 1] and not (e["done_last"] and t + K - 1 == T - 1):
-                want_mask[K - 1] = False
             if next_exists:
                 np.testing.assert_allclose(tr["next_z"][n], (t + K) + 0.5 * np.arange(LAY.z_dim))
             np.testing.assert_array_equal(tr["mask"][n], want_mask)
