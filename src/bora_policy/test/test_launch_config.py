@@ -336,3 +336,25 @@ def test_every_driver_package_is_installed_by_the_docker_image():
     kind = _config("franka.yaml")["controller"]["kind"]
     ctype = graph.ARM_CONTROLLERS[kind][0]
     assert ctype.split("/")[0].replace("_", "-") in apt, f"docker/Dockerfile does not install {ctype}"
+
+
+@pytest.mark.parametrize("name", ["sim.launch.py", "deploy.launch.py"])
+def test_launch_files_express_the_supervision_policy_and_take_a_critic(name):
+    # The supervision of `bora up` (bora_trainer/supervisor.py): respawn nodes restart with the graph table's
+    # delay and retry limit, a critical node's exit shuts the launch down (launch_ros Node accepts these
+    # ExecuteProcess arguments: respawn, respawn_delay, respawn_max_retries (Iron+), on_exit).
+    tree = ast.parse((ROOT / "launch" / name).read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "supervision")
+    keys = {k.value for n in ast.walk(fn) if isinstance(n, ast.Dict) for k in n.keys if isinstance(k, ast.Constant)}
+    assert {"respawn", "respawn_delay", "respawn_max_retries", "on_exit"} <= keys
+    names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
+    assert {"RESPAWN_DELAY_S", "RESPAWN_MAX_RETRIES", "Shutdown"} <= names
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    ours = [
+        c for c in calls if any(k.arg is None and getattr(k.value.func, "id", "") == "supervision" for k in c.keywords)
+    ]
+    assert len(ours) == 1, f"{name}: the graph-table Node(...) must take **supervision(spec)"
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert "critic_path" in strings, f"{name} has no critic_path launch argument"
+    assert any(n.name == "policy" and n.respawn and not n.critical for n in NODES)
+    assert all(n.critical and not n.respawn for n in NODES if n.name in ("teleop", "sim_bridge"))

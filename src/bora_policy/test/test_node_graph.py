@@ -153,6 +153,8 @@ def graph(tmp_path_factory):
         "sim_bridge:operator_enabled:=false",
         "--param",
         "policy:replan_steps:=5",
+        "--param",  # the test's checkpoints lie beside the demo VLA, not in a run directory
+        f"policy:checkpoint_roots:={json.dumps([str(tmp)])}",
     ]
     if not with_teleop:
         cmd += ["--without", "teleop"]

@@ -1,0 +1,362 @@
+"""Faults in the live simulated graph (issue 20), over real DDS between processes (slow: ~2-3 min).
+
+One `bora up --sim` graph (bridge, sync, policy, teleop; the scripted operator off) and a probe node.
+In order:
+
+1. checkpoint paths: an empty path, /dev/zero, /etc/passwd, a file outside the checkpoint roots and a
+   symlink inside them that leads out are each refused with their reason; the residual in use is kept;
+2. a stall (SIGSTOP of the policy process for 1.5 s): /diagnostics is WARN with the stall's text while
+   it is within health_window_s, then OK again;
+3. episode boundaries: after an outcome (ABORT) of the current episode the policy sends no command of
+   it; after the next START none of the old one; every command carries the episode of its chunk, never 0;
+4. kill -9 of the policy: the arbiter holds within its watchdog time, a takeover (glove + arm target from
+   the probe) and an e-stop still work meanwhile, the supervisor restarts the policy, whose commands
+   carry the running episode's id (it never saw that episode's START) and are executed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy  # noqa: F401  (installed by make setup; a missing rclpy is a failure, not a skip)
+import yaml
+
+pytestmark = pytest.mark.slow  # graph start ~40 s + a policy restart ~30 s on 2 cores: make test-slow
+
+ROOT = Path(__file__).resolve().parents[3]
+WINDOW_S = 4.0  # policy health_window_s in this graph
+RESPAWN_DELAY = 1.0
+RATE = 10.0
+TELEOP = yaml.safe_load((ROOT / "config" / "sim.yaml").read_text())["teleop"]["ros__parameters"]
+WATCHDOG = float(TELEOP["watchdog_timeout_s"])
+FIGURES: dict[str, float] = {}
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _stamp(m) -> float:
+    return m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
+
+
+class Probe:
+    def __init__(self):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import JointState
+
+        from bora_msgs.msg import ActionChunk, EpisodeEvent, ExecutedCommand, JointCommand
+
+        rclpy.init()
+        self.node = rclpy.create_node("bora_faults_probe")
+        self.rx: dict[str, list] = {k: [] for k in ("cmd", "exec", "chunk", "diag", "episode", "arm")}
+        rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        for key, typ, topic in (
+            ("cmd", JointCommand, "/bora/policy_command"),
+            ("exec", ExecutedCommand, "/bora/executed_command"),
+            ("chunk", ActionChunk, "/bora/action_chunk"),
+            ("diag", DiagnosticArray, "/diagnostics"),
+            ("episode", EpisodeEvent, "/bora/episode"),
+            ("arm", JointState, "/franka/joint_states"),
+        ):
+            self.node.create_subscription(typ, topic, lambda m, k=key: self.rx[k].append((time.monotonic(), m)), rel)
+        self.ex = SingleThreadedExecutor()
+        self.ex.add_node(self.node)
+        self._stop = False
+        self.th = threading.Thread(target=self._spin, daemon=True)
+        self.th.start()
+
+    def _spin(self):
+        while not self._stop:
+            self.ex.spin_once(timeout_sec=0.05)
+
+    def call(self, srv_type, name, req, timeout=20.0):
+        cli = self.node.create_client(srv_type, name)
+        assert cli.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+        fut = cli.call_async(req)
+        end = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        assert fut.done(), f"{name} did not answer within {timeout} s"
+        return fut.result()
+
+    def wait_for(self, key, pred=lambda m: True, timeout=60.0, after=0.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for t, m in list(self.rx[key]):
+                if t >= after and pred(m):
+                    return t, m
+            time.sleep(0.02)
+        return None
+
+    def close(self):
+        self._stop = True
+        self.th.join(timeout=2)
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def policy_status(m):
+    """(level int, message, {key: value}) of the policy's status in a DiagnosticArray, or None."""
+    for st in m.status:
+        if st.hardware_id == "policy":
+            lvl = st.level[0] if isinstance(st.level, (bytes, bytearray)) else int(st.level)
+            return lvl, st.message, {v.key: v.value for v in st.values}
+    return None
+
+
+def level_is(level: int):
+    return lambda m: (s := policy_status(m)) is not None and s[0] == level
+
+
+def _pids(log: Path, name: str) -> list[int]:
+    text = log.read_text(errors="replace")
+    return [int(x) for x in re.findall(rf"\b{name} \(pid (\d+)", text)]
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    from bora_policy.models.residual import ResidualChunkActor, ResidualConfig
+    from bora_trainer.up import demo_vla
+
+    tmp = tmp_path_factory.mktemp("faults")
+    vla_dir = demo_vla(tmp / "vla")
+    roots = tmp / "roots"
+    roots.mkdir()
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    act = ResidualChunkActor(25, 25, 16, 96, ResidualConfig(hidden_dims=[32, 32], init_scale=0.1))
+    sd = {k: v.contiguous() for k, v in act.state_dict().items()}
+    save_file(sd, str(roots / "good.safetensors"))
+    save_file(sd, str(tmp / "outside.safetensors"))  # a valid checkpoint, but outside the roots
+    (roots / "escape.safetensors").symlink_to(tmp / "outside.safetensors")
+    cmd = [
+        sys.executable, "-m", "bora_trainer.cli", "up", "--sim", "--vla", str(vla_dir), "--duration", "600",
+        "--respawn-delay", str(RESPAWN_DELAY),
+        "--param", "sim_bridge:operator_enabled:=false",
+        "--param", "sim_bridge:time_limit_s:=300.0",
+        "--param", "policy:replan_steps:=5",
+        "--param", f"policy:health_window_s:={WINDOW_S}",
+        "--param", f"policy:checkpoint_roots:={json.dumps([str(roots)])}",
+    ]  # fmt: skip
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    log_path = tmp / "up.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+    probe = Probe()
+    try:
+        if probe.wait_for("cmd", timeout=150.0) is None:
+            pytest.fail("no policy command within 150 s; log:\n" + log_path.read_text()[-4000:])
+        # a fresh episode whose START every node sees (the bridge's first START is sent while the others start)
+        from std_srvs.srv import Trigger
+
+        t0 = time.monotonic()
+        assert probe.call(Trigger, "/bora/sim/reset", Trigger.Request()).success
+        got = probe.wait_for("episode", lambda m: m.kind == m.START, after=t0, timeout=10)
+        assert got is not None, "no START after /bora/sim/reset"
+        ep = got[1].episode_id
+        assert probe.wait_for("cmd", lambda m: m.episode_id == ep, after=t0, timeout=30) is not None
+        yield {"probe": probe, "proc": proc, "log": log_path, "roots": roots, "tmp": tmp}
+    finally:
+        probe.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+        log.close()
+        if FIGURES:
+            print("\nfault figures: " + json.dumps(FIGURES))
+
+
+def test_checkpoints_only_from_the_roots_with_a_reason_each(graph):
+    from bora_msgs.srv import LoadCheckpoint
+
+    probe, roots, tmp = graph["probe"], graph["roots"], graph["tmp"]
+    good = roots / "good.safetensors"
+    t0 = time.monotonic()
+    res = probe.call(LoadCheckpoint, "/bora/policy/load_checkpoint", LoadCheckpoint.Request(path=str(good)))
+    assert res.success, res.message
+    version = _sha(good)[:16]
+    assert probe.wait_for("chunk", lambda m: m.residual_version == version, after=t0, timeout=20) is not None
+    cases = {
+        "": "empty",
+        "/dev/zero": "outside the checkpoint roots",
+        "/etc/passwd": "outside the checkpoint roots",
+        str(tmp / "outside.safetensors"): "outside the checkpoint roots",
+        str(roots / "escape.safetensors"): "is a symlink to",
+        str(roots / "missing.safetensors"): "does not exist",
+    }
+    for path, reason in cases.items():
+        res = probe.call(LoadCheckpoint, "/bora/policy/load_checkpoint", LoadCheckpoint.Request(path=path))
+        assert not res.success and reason in res.message and "\n" not in res.message, (path, res.message)
+    t1 = time.monotonic()
+    time.sleep(1.5)
+    late = [m for t, m in probe.rx["chunk"] if t > t1]
+    assert late and all(m.residual_version == version for m in late), "the residual in use was not kept"
+    got = probe.wait_for(
+        "diag",
+        lambda m: (s := policy_status(m)) is not None and int(s[2].get("checkpoints_rejected", 0)) >= len(cases),
+        after=t1,
+        timeout=5,
+    )
+    assert got is not None
+    lvl, msg, kv = policy_status(got[1])
+    assert lvl == 1 and "checkpoint rejected" in msg and "does not exist" in kv["last_error"]
+
+
+def test_stall_makes_diagnostics_warn_for_the_window_then_ok(graph):
+    probe, log = graph["probe"], graph["log"]
+    ok = probe.wait_for("diag", level_is(0), after=time.monotonic(), timeout=WINDOW_S + 5)
+    assert ok is not None, "the policy's diagnostics did not return to OK"
+    base = int(float(policy_status(ok[1])[2]["missed_ticks"]))
+    pid = _pids(log, "policy")[-1]
+    os.kill(pid, signal.SIGSTOP)  # a real stall: no thread of the policy runs for 1.5 s
+    time.sleep(1.5)
+    t_cont = time.monotonic()
+    os.kill(pid, signal.SIGCONT)
+    got = probe.wait_for("diag", level_is(1), after=t_cont, timeout=3)
+    assert got is not None, "no WARN after a 1.5 s stall"
+    lvl, msg, kv = policy_status(got[1])
+    missed = int(float(kv["missed_ticks"])) - base
+    assert missed >= 12 and "skipped" in msg and "stall" in msg, (missed, msg)
+    back = probe.wait_for("diag", level_is(0), after=t_cont, timeout=WINDOW_S + 4)
+    assert back is not None, "diagnostics stayed WARN after the window"
+    assert WINDOW_S - 1.0 <= back[0] - t_cont <= WINDOW_S + 2.5, back[0] - t_cont
+    FIGURES["stall_warn_s"] = round(got[0] - t_cont, 2)
+    FIGURES["stall_ok_again_s"] = round(back[0] - t_cont, 2)
+
+
+def test_no_command_of_an_ended_episode_and_never_a_zero_id(graph):
+    from std_srvs.srv import Trigger
+
+    from bora_msgs.msg import EpisodeEvent
+
+    probe = graph["probe"]
+    ep = max(m.episode_id for _, m in probe.rx["episode"] if m.kind == m.START)
+    pub = probe.node.create_publisher(EpisodeEvent, "/bora/episode", 100)
+    time.sleep(1.0)  # discovery
+    t_abort = time.monotonic()
+    ev = EpisodeEvent(episode_id=ep, kind=EpisodeEvent.ABORT, note="test: operator abort")
+    ev.header.stamp = probe.node.get_clock().now().to_msg()
+    pub.publish(ev)
+    time.sleep(1.5)
+    after = [m for t, m in probe.rx["cmd"] if t > t_abort + 1.0 / RATE and m.episode_id == ep]
+    assert not after, f"{len(after)} command(s) of the ended episode {ep} after its ABORT"
+    assert probe.wait_for("diag", lambda m: "(ended)" in (policy_status(m) or (0, ""))[1], after=t_abort, timeout=3)
+    t_reset = time.monotonic()
+    assert probe.call(Trigger, "/bora/sim/reset", Trigger.Request()).success
+    got = probe.wait_for("episode", lambda m: m.kind == m.START and m.episode_id > ep, after=t_reset, timeout=10)
+    assert got is not None
+    new, start_stamp = got[1].episode_id, _stamp(got[1])
+    assert probe.wait_for("cmd", lambda m: m.episode_id == new, after=t_reset, timeout=20) is not None
+    time.sleep(2.0)
+    old = [m for t, m in probe.rx["cmd"] if t > t_reset and m.episode_id != new]
+    assert not old, f"commands of episodes {sorted({m.episode_id for m in old})} after START {new}"
+    # a START without an outcome (the reset service): nothing of the old episode stamped after it either
+    late = [m for _, m in probe.rx["cmd"] if m.episode_id < new and _stamp(m) > start_stamp + 0.05]
+    assert not late
+    # every command since the first reset carries its chunk's (observation's) episode, never 0
+    first = min(t for t, m in probe.rx["episode"] if m.kind == m.START)
+    cmds = [m for t, m in probe.rx["cmd"] if t > first + 0.5]
+    chunk_eps = {m.episode_id for t, m in probe.rx["chunk"] if t > first}
+    assert cmds and all(m.episode_id != 0 for m in cmds)
+    assert {m.episode_id for m in cmds} <= chunk_eps
+
+
+def test_kill9_policy_hold_takeover_estop_and_respawn(graph):
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Bool
+    from std_srvs.srv import SetBool, Trigger
+
+    probe, log = graph["probe"], graph["log"]
+    ep = max(m.episode_id for _, m in probe.rx["episode"] if m.kind == m.START)
+    ok = probe.wait_for("exec", lambda m: not m.held and not m.is_intervention, after=time.monotonic(), timeout=10)
+    assert ok is not None, "the arbiter does not execute the policy's commands before the kill"
+    pids = {n: _pids(log, n) for n in ("policy", "teleop", "sim_bridge", "sync")}
+    t_kill = time.monotonic()
+    os.kill(pids["policy"][-1], signal.SIGKILL)
+    hold = probe.wait_for("exec", lambda m: m.held, after=t_kill, timeout=5)
+    assert hold is not None, "the arbiter did not hold after the policy died"
+    reaction = hold[0] - t_kill
+    assert reaction <= WATCHDOG + 2.0 / RATE, f"hold {reaction:.3f} s after kill -9 (watchdog {WATCHDOG} s)"
+    assert hold[1].hold_reason in ("stale", "no_command"), hold[1].hold_reason
+    FIGURES["hold_after_kill9_s"] = round(reaction, 3)
+    # the operator takes over while the policy is down: glove + arm target at 10 Hz from this "person"
+    arm = probe.wait_for("arm", after=t_kill, timeout=5)[1]
+    names = list(TELEOP["arm_joint_names"])
+    q0 = dict(zip(arm.name, arm.position))
+    target = [q0[n] for n in names]
+    target[0] += 0.05
+    pub_glove = probe.node.create_publisher(JointState, "/glove/joint_states", 10)
+    pub_arm = probe.node.create_publisher(JointState, "/teleop/arm_target", 10)
+    stop = threading.Event()
+
+    def operator():
+        while not stop.is_set():
+            now = probe.node.get_clock().now().to_msg()
+            g = JointState(position=[0.0] * 22)
+            a = JointState(name=names, position=target)
+            g.header.stamp = a.header.stamp = now
+            pub_glove.publish(g)
+            pub_arm.publish(a)
+            time.sleep(1.0 / RATE)
+
+    th = threading.Thread(target=operator, daemon=True)
+    th.start()
+    try:
+        t_to = time.monotonic()
+        assert probe.call(SetBool, "/bora/teleop/set_takeover", SetBool.Request(data=True)).success
+        took = probe.wait_for(
+            "exec", lambda m: m.is_intervention and m.beta >= 0.999 and not m.held, after=t_to, timeout=5
+        )
+        assert took is not None, "no executed takeover while the policy was down"
+        np.testing.assert_allclose(np.asarray(took[1].command.position[:7]), target, atol=1e-3)
+        FIGURES["takeover_full_s"] = round(took[0] - t_to, 3)
+        # the e-stop latches and holds, and resets, while the policy is down
+        pub_estop = probe.node.create_publisher(Bool, "/bora/estop", 10)
+        time.sleep(0.5)
+        t_es = time.monotonic()
+        pub_estop.publish(Bool(data=True))
+        es = probe.wait_for("exec", lambda m: m.held and m.hold_reason == "estop", after=t_es, timeout=3)
+        assert es is not None, "the e-stop did not hold while the policy was down"
+        FIGURES["estop_hold_s"] = round(es[0] - t_es, 3)
+        pub_estop.publish(Bool(data=False))
+        time.sleep(0.3)
+        assert probe.call(Trigger, "/bora/teleop/reset_estop", Trigger.Request()).success
+        t_rel = time.monotonic()
+        assert probe.wait_for("exec", lambda m: not m.held and m.is_intervention, after=t_rel, timeout=3)
+        assert probe.call(SetBool, "/bora/teleop/set_takeover", SetBool.Request(data=False)).success
+    finally:
+        stop.set()
+        th.join(timeout=2)
+    # the supervisor restarts the policy; its commands carry the running episode (START never seen)
+    resumed = probe.wait_for("cmd", after=t_kill + 0.5, timeout=120)
+    assert resumed is not None, "the restarted policy never published; log:\n" + log.read_text()[-3000:]
+    FIGURES["policy_commands_again_s"] = round(resumed[0] - t_kill, 1)
+    assert resumed[1].episode_id == ep, (resumed[1].episode_id, ep)
+    back = probe.wait_for("exec", lambda m: not m.held and not m.is_intervention, after=resumed[0], timeout=10)
+    assert back is not None, "the arbiter did not execute the restarted policy's commands"
+    # between the kill and the restarted policy's first command, nothing autonomous was executed unheld
+    gap = [m for t, m in probe.rx["exec"] if hold[0] <= t < resumed[0] and not m.held and not m.is_intervention]
+    assert not gap, f"{len(gap)} unheld autonomous commands while the policy was down"
+    text = log.read_text(errors="replace")
+    assert "policy crashed (killed by SIGKILL)" in text and "restarted policy (pid" in text
+    assert "adopted from the observations" in text
+    after = {n: _pids(log, n) for n in pids}
+    assert after["teleop"] == pids["teleop"] and after["sim_bridge"] == pids["sim_bridge"]
+    assert after["sync"] == pids["sync"] and len(after["policy"]) == len(pids["policy"]) + 1
+    assert graph["proc"].poll() is None, "the graph stopped"
