@@ -1,6 +1,9 @@
 """``bora bag convert BAG... --out DIR``: rosbag2 recordings -> episodes -> chunk transitions.
 
-Per episode (messages grouped by ``episode_id`` over all given bags):
+Per episode (messages grouped by (``session_id``, ``episode_id``) over all given bags; episode ids
+restart at 1 in every recording session, so the session (a UUID of the teleop / sim bridge run that
+numbered the episodes) is part of the name. Bags recorded before ``session_id`` existed, and
+messages with an empty one, get the bag as their session: ``bag:<directory name>@<first log time>``):
 
 * executed steps from ``/bora/executed_command`` (``A_exec``, ``is_intervention``, ``beta``, ``held``),
   keyed by ``command.step``; the episode length T is the ``step`` of its terminal EpisodeEvent
@@ -20,12 +23,19 @@ Per episode (messages grouped by ``episode_id`` over all given bags):
   rewards, dones and validity masks (steps whose ExecutedCommand is missing are masked out).
 
 Robustness: duplicated messages (same key) are dropped (identical ones silently; differing
-ones keep the first received, with a warning), out-of-order arrival is irrelevant (everything is
-keyed by step), a truncated bag keeps every complete message (warning), missing topics raise
-:class:`MissingTopicsError` listing them.
+ones keep the first received, with a warning kept in the episode's JSON), out-of-order arrival is
+irrelevant (everything is keyed by step), a damaged bag keeps every message that can be read
+(:mod:`bag_io`: what was lost is reported by topic, count and time range), missing topics raise
+:class:`MissingTopicsError` listing them, and a required topic recorded with another type is an
+error even when it has no message (the types come from the recording's connections). A step
+without its ExecutedCommand is a gap: ``valid`` is false there in the episode file and every
+reader masks it out; inside a takeover it keeps the takeover's flags. ``is_intervention`` runs
+that touch no takeover event are reported.
 
-Output (idempotent: a sha256 over each episode's messages names it; converting the same bags
-again skips known episodes, and a changed reward config rewrites them in place under the same id):
+Output (:mod:`bag_output`: staged and renamed, so an error leaves OUT as it was; idempotent per
+episode: the same messages again are skipped, a changed reward config rewrites them in place
+under the same id, and a more complete version of an episode replaces the converted one under
+its id, the old version kept in ``OUT/replaced/`` and recorded in ``OUT/ledger.jsonl``):
 
 ```
 DIR/meta.json, DIR/episodes/episode_XXXXXX.{npz,json}     bora-episodes/1 (docs/interfaces.md)
@@ -55,14 +65,37 @@ from typing import Any
 import numpy as np
 
 from bora_trainer.data import bag_schema as S
+from bora_trainer.data.bag_episode import (
+    CONVERTER_VERSION,
+    EPISODE_KINDS,
+    ConversionError,
+    ConvertConfig,
+    Msg,
+    build_episode,
+)
 from bora_trainer.data.bag_io import BagData, BagReadError, read_bag
+from bora_trainer.data.bag_output import OutputDir, OutputError, completeness, write_json
 from bora_trainer.data.episodes import DatasetMeta, _atomic_write_bytes, write_episode
-from bora_trainer.rewards import RewardConfig, compute_dones, compute_rewards
+from bora_trainer.rewards import RewardConfig
+
+__all__ = [
+    "CONVERTER_VERSION",
+    "EPISODE_KINDS",
+    "ConversionError",
+    "ConvertConfig",
+    "ConvertReport",
+    "EpisodeResult",
+    "MissingTopicsError",
+    "Msg",
+    "OutputError",
+    "build_episode",
+    "convert",
+    "load_bags",
+    "main",
+    "read_transitions",
+]
 
 TRANSITIONS_FORMAT = "bora-bag-transitions/1"
-CONVERTER_VERSION = "1"
-EPISODE_KINDS = {0: "start", 1: "success", 2: "failure", 3: "abort"}
-INT_START, INT_END, INT_RECOVERED = 0, 1, 2
 
 
 class MissingTopicsError(ValueError):
@@ -76,38 +109,17 @@ class MissingTopicsError(ValueError):
         )
 
 
-class ConversionError(ValueError):
-    """Recorded messages are inconsistent (shapes, names) in a way that cannot be converted."""
-
-
-@dataclass
-class ConvertConfig:
-    """Conversion options. ``fps``: None = estimated from the ExecutedCommand stamps (fallback 30)."""
-
-    rewards: RewardConfig = field(default_factory=RewardConfig)
-    transitions_only: bool = False
-    fps: float | None = None
-    only_complete: bool = False  # skip episodes without an outcome (the trainer, while a bag is live)
-
-
-@dataclass
-class Msg:
-    key: tuple
-    log_time: int
-    raw: bytes
-    msg: Any
-
-
 @dataclass
 class EpisodeResult:
     source_episode_id: int
     content_hash: str
-    status: str  # "written" | "rewritten" | "skipped" | "incomplete-skipped"
+    status: str  # "written" | "rewritten" | "replaced" | "skipped" | "kept-previous" | "incomplete-skipped"
     episode_id: int | None = None
     num_steps: int = 0
     num_chunks: int = 0
     outcome: str | None = None
     warnings: list[str] = field(default_factory=list)
+    session_id: str = ""
 
 
 @dataclass
@@ -115,6 +127,7 @@ class ConvertReport:
     episodes: list[EpisodeResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # bags with lost data (see the warnings)
 
     def summary(self) -> str:
         by = defaultdict(int)
@@ -134,405 +147,91 @@ def _key(topic: str, m: Any) -> tuple:
     return (int(m.episode_id), int(m.step))
 
 
-def load_bags(
-    bags: list[str | Path], transitions_only: bool = False
-) -> tuple[dict[str, list[Msg]], list[str], list[str]]:
-    """Decode the needed topics of all bags, deduplicated. Returns (topic -> msgs, warnings, truncated)."""
-    datas: list[BagData] = []
-    for b in bags:
-        datas.append(read_bag(b))
-    present = set().union(*(d.topics for d in datas)) if datas else set()
-    need = list(S.REQUIRED_TOPICS) + ([] if transitions_only else list(S.EPISODE_TOPICS))
+def _session(topic: str, m: Any) -> str:
+    src = m.command if topic == S.T_EXECUTED else m
+    return str(getattr(src, "session_id", "") or "")
+
+
+def bag_session(d: BagData) -> str:
+    """The session standing in for messages without a session id: the bag and its first log time."""
+    first = min((t for _, t, _ in d.messages), default=0)
+    return f"bag:{d.path.name}@{first}"
+
+
+def check_types(datas: list[BagData], need: list[str]) -> None:
+    """Every connection of a needed topic has the expected type (messages or not); all needed are present."""
+    present = set()
+    for d in datas:
+        for c in d.connections.values():
+            want = S.TOPIC_TYPES.get(c.topic)
+            if c.topic in need or c.topic == S.T_OBSERVATION:
+                if c.msgtype != want:
+                    raise ConversionError(
+                        f"{d.path}: topic {c.topic} is recorded with type {c.msgtype}, expected {want}"
+                    )
+            present.add(c.topic)
     missing = [t for t in need if t not in present]
     if missing:
-        raise MissingTopicsError(missing, [str(b) for b in bags])
+        raise MissingTopicsError(missing, [str(d.path) for d in datas])
+
+
+def load_bags(
+    bags: list[str | Path], transitions_only: bool = False
+) -> tuple[dict[str, list[Msg]], list[str], list[str], dict[tuple[str, int], list[str]]]:
+    """Decode the needed topics of all bags, deduplicated per (session, key).
+
+    Returns (topic -> msgs, warnings, truncated bags, (session, episode) -> that episode's warnings).
+    """
+    datas: list[BagData] = [read_bag(b) for b in bags]
+    need = list(S.REQUIRED_TOPICS) + ([] if transitions_only else list(S.EPISODE_TOPICS))
+    check_types(datas, need)
     warnings = [w for d in datas for w in d.warnings]
     truncated = [str(d.path) for d in datas if d.truncated]
     wanted = set(need) | {S.T_OBSERVATION}
     groups: dict[str, dict[tuple, list[Msg]]] = defaultdict(lambda: defaultdict(list))
+    ep_warn: dict[tuple[str, int], list[str]] = defaultdict(list)
     for d in datas:
         ts = S.typestore_for_definitions({c.msgtype: (c.fmt, c.msgdef) for c in d.connections.values()})
+        fallback = bag_session(d)
         for cid, t_ns, raw in d.messages:
             conn = d.connections[cid]
             if conn.topic not in wanted:
                 continue
-            if conn.msgtype != S.TOPIC_TYPES[conn.topic]:
-                raise ConversionError(
-                    f"{d.path}: topic {conn.topic} has type {conn.msgtype}, "
-                    f"expected {S.TOPIC_TYPES[conn.topic]}"
-                )
             try:
                 m = ts.deserialize_cdr(raw, conn.msgtype)
             except Exception as e:  # noqa: BLE001 - one undecodable message must not sink the bag
                 warnings.append(f"{d.path}: undecodable {conn.topic} message at {t_ns} dropped ({e})")
                 continue
             k = _key(conn.topic, m)
+            sess = _session(conn.topic, m) or fallback
             # canonical bytes (re-serialised): DDS may add trailing CDR padding that a direct write lacks
-            groups[conn.topic][k].append(Msg(k, t_ns, bytes(ts.serialize_cdr(m, conn.msgtype)), m))
+            msg = Msg(k, t_ns, bytes(ts.serialize_cdr(m, conn.msgtype)), m, sess)
+            groups[conn.topic][(sess, *k)].append(msg)
     out: dict[str, list[Msg]] = {}
     for topic, by_key in groups.items():
         kept = []
-        ndup = 0
+        ndup: dict[tuple[str, int], int] = defaultdict(int)
         for k, ms in by_key.items():
             ms.sort(key=lambda x: x.log_time)
             if len(ms) > 1:
-                ndup += len(ms) - 1
+                ndup[k[:2]] += len(ms) - 1
                 if any(x.raw != ms[0].raw for x in ms[1:]):
-                    warnings.append(
-                        f"{topic}: {len(ms)} differing messages for key {k}; kept the first received"
+                    ep_warn[k[:2]].append(
+                        f"{topic}: {len(ms)} differing messages for key {k[1:]}; kept the first received"
                     )
             kept.append(ms[0])
+        for ek, n in sorted(ndup.items()):
+            ep_warn[ek].append(f"{topic}: {n} duplicated message(s) dropped")
         if ndup:
-            warnings.append(f"{topic}: {ndup} duplicated message(s) dropped")
-        kept.sort(key=lambda x: x.key)
+            warnings.append(f"{topic}: {sum(ndup.values())} duplicated message(s) dropped")
+        kept.sort(key=lambda x: (x.session, x.key))
         out[topic] = kept
     for t in need:
         out.setdefault(t, [])
-    return out, warnings, truncated
+    return out, warnings, truncated, ep_warn
 
 
-# ------------------------------------------------------------------------------------ one episode
-def _image(img: Any, what: str) -> np.ndarray:
-    h, w, enc = int(img.height), int(img.width), str(img.encoding)
-    buf = np.frombuffer(bytes(img.data), dtype=np.uint8)
-    if enc in ("rgb8", "bgr8"):
-        a = buf.reshape(h, int(img.step))[:, : w * 3].reshape(h, w, 3)
-        return a[..., ::-1].copy() if enc == "bgr8" else a.copy()
-    if enc == "32FC1":
-        return (
-            np.frombuffer(bytes(img.data), dtype="<f4" if not img.is_bigendian else ">f4")
-            .reshape(h, int(img.step) // 4)[:, :w]
-            .astype(np.float32)
-        )
-    if enc == "16UC1":
-        mm = np.frombuffer(bytes(img.data), dtype="<u2" if not img.is_bigendian else ">u2").reshape(
-            h, int(img.step) // 2
-        )[:, :w]
-        return mm.astype(np.float32) / 1000.0
-    raise ConversionError(f"{what}: image encoding {enc!r} not supported (rgb8, bgr8, 32FC1, 16UC1)")
-
-
-def _outcome(events: list[Msg], warnings: list[str]) -> tuple[str | None, int | None, dict]:
-    terms = sorted((e for e in events if int(e.msg.kind) in (1, 2, 3)), key=lambda e: e.log_time)
-    start = next((e.msg for e in sorted(events, key=lambda e: e.log_time) if int(e.msg.kind) == 0), None)
-    first = terms[0].msg if terms else None
-    meta = {"task": "", "object_set": "", "note": "", "start_recorded": start is not None}
-    for m in (start, first):
-        if m is not None:
-            meta["task"] = meta["task"] or str(m.task)
-            meta["object_set"] = meta["object_set"] or str(m.object_set)
-    if not terms:
-        return None, None, meta
-    if len({(int(e.msg.kind), int(e.msg.step)) for e in terms}) > 1:
-        warnings.append(
-            f"several terminal events {[(EPISODE_KINDS[int(e.msg.kind)], int(e.msg.step)) for e in terms]}"
-            "; the first received decides"
-        )
-    kind = EPISODE_KINDS[int(first.kind)]
-    if kind == "abort" and str(first.note).lower().startswith("timeout"):
-        kind = "timeout"
-    meta["note"] = str(first.note)
-    return kind, int(first.step), meta
-
-
-def _takeovers(events: list[Msg], T: int, warnings: list[str]) -> list[dict]:
-    order = {INT_RECOVERED: 0, INT_END: 1, INT_START: 2}
-    evs = sorted(events, key=lambda e: (int(e.msg.step), order.get(int(e.msg.kind), 3)))
-    tks: list[dict] = []
-    open_tk: dict | None = None
-    for e in evs:
-        s, kind = int(e.msg.step), int(e.msg.kind)
-        if s > T or (s == T and kind == INT_START):
-            warnings.append(
-                f"intervention event kind={kind} at step {s} is past the episode end ({T}); ignored"
-            )
-            continue
-        if kind == INT_START:
-            if open_tk is not None:
-                warnings.append(
-                    f"takeover START at step {s} while one is open since {open_tk['start']}; ignored"
-                )
-                continue
-            open_tk = {"start": s, "end": None, "rec": None}
-            tks.append(open_tk)
-        elif kind == INT_END:
-            if open_tk is None:
-                warnings.append(f"takeover END at step {s} without a START; ignored")
-                continue
-            open_tk["end"] = max(s, open_tk["start"] + 1)
-            open_tk = None
-        elif kind == INT_RECOVERED:
-            tgt = open_tk or (tks[-1] if tks else None)
-            if tgt is None:
-                warnings.append(f"RECOVERED at step {s} without a takeover; ignored")
-                continue
-            tgt["rec"] = s
-    out = []
-    for tk in tks:
-        end = T if tk["end"] is None else min(tk["end"], T)
-        rec = tk["rec"]
-        out.append(
-            {
-                "start": tk["start"],
-                "end": end,
-                "recovered": None if rec is None else int(min(max(rec, tk["start"]), end - 1)),
-            }
-        )
-    return [dict(d, recovered=(d["recovered"] if d["recovered"] is not None else False)) for d in out]
-
-
-def _episode_hash(per_topic: dict[str, list[Msg]]) -> str:
-    h = hashlib.sha256(f"bora-bag-episode/{CONVERTER_VERSION}".encode())
-    for topic in sorted(per_topic):
-        for m in sorted(per_topic[topic], key=lambda x: x.key):
-            h.update(topic.encode() + b"|" + repr(m.key).encode() + b"|")
-            h.update(hashlib.sha256(m.raw).digest())
-    return h.hexdigest()
-
-
-def build_episode(src_id: int, per_topic: dict[str, list[Msg]], cfg: ConvertConfig) -> dict[str, Any]:
-    """Arrays, info and transitions of one recorded episode (see module docstring)."""
-    warnings: list[str] = []
-    cmds = {m.key[1]: m.msg for m in per_topic.get(S.T_EXECUTED, [])}
-    if not cmds:
-        raise ConversionError(f"episode {src_id}: no ExecutedCommand")
-    outcome, t_end, ev_meta = _outcome(per_topic.get(S.T_EPISODE, []), warnings)
-    last = max(cmds)
-    if t_end is None:
-        T = last + 1
-        warnings.append(f"episode {src_id}: no outcome event (SUCCESS/FAILURE/ABORT); kept with outcome null")
-    else:
-        T = t_end
-        late = [s for s in cmds if s >= T]
-        if late:
-            warnings.append(
-                f"episode {src_id}: {len(late)} executed step(s) at or after the end step {T} dropped"
-            )
-        if T <= 0:
-            raise ConversionError(f"episode {src_id}: terminal event at step {T}: empty episode")
-    first = cmds[min(cmds)]
-    names = list(first.command.joint_names)
-    A = len(first.command.position)
-    action = np.zeros((T, A), np.float32)
-    is_int = np.zeros(T, bool)
-    beta = np.zeros(T, np.float32)
-    valid = np.zeros(T, bool)
-    held: list[int] = []
-    stamps = []
-    for s, c in cmds.items():
-        if s >= T:
-            continue
-        if len(c.command.position) != A:
-            raise ConversionError(
-                f"episode {src_id} step {s}: ExecutedCommand.command.position has "
-                f"{len(c.command.position)} values, expected action_dim={A}"
-            )
-        action[s] = np.asarray(c.command.position, np.float32)
-        is_int[s], beta[s], valid[s] = bool(c.is_intervention), float(c.beta), True
-        if c.held:
-            held.append(s)
-        stamps.append(int(c.command.header.stamp.sec) * 10**9 + int(c.command.header.stamp.nanosec))
-    missing = np.flatnonzero(~valid).tolist()
-    if missing:
-        warnings.append(f"episode {src_id}: {len(missing)} step(s) without an ExecutedCommand (masked out)")
-        idx = np.where(valid, np.arange(T), -1)
-        idx = np.maximum.accumulate(idx)
-        firstv = int(np.flatnonzero(valid)[0])
-        idx[idx < 0] = firstv
-        action = action[idx]
-    takeovers = _takeovers(per_topic.get(S.T_INTERVENTION, []), T, warnings)
-    reward, comps = compute_rewards(T, outcome, takeovers, cfg.rewards, return_components=True)
-    done = compute_dones(T, outcome)
-
-    arrays: dict[str, np.ndarray] = {
-        "action": action,
-        "is_intervention": is_int,
-        "beta": beta,
-        "reward": reward,
-        "done": done,
-    }
-    # --- chunks
-    chunks = [m.msg for m in per_topic.get(S.T_ACTION_CHUNK, []) if m.key[1] < T]
-    trans = None
-    policy_action = np.zeros((T, A), np.float32)
-    base_action = np.zeros((T, A), np.float32)
-    chunk_start = np.zeros(T, bool)
-    covered = np.zeros(T, bool)
-    if chunks:
-        k = int(chunks[0].chunk_size)
-        Z, Sd = len(chunks[0].cognition_token), len(chunks[0].proprio_norm)
-        for c in chunks:
-            for name, got, want in (
-                ("chunk_size", int(c.chunk_size), k),
-                ("action_dim", int(c.action_dim), A),
-                ("cognition_token length", len(c.cognition_token), Z),
-                ("proprio_norm length", len(c.proprio_norm), Sd),
-            ):
-                if got != want:
-                    raise ConversionError(
-                        f"episode {src_id} chunk at step {c.step}: {name} is {got}, expected {want}"
-                    )
-            for fld in ("base", "residual", "final", "base_norm"):
-                if len(getattr(c, fld)) != k * A:
-                    raise ConversionError(
-                        f"episode {src_id} chunk at step {c.step}: {fld} has "
-                        f"{len(getattr(c, fld))} values, expected chunk_size*action_dim={k * A}"
-                    )
-        starts = np.array([int(c.step) for c in chunks], np.int64)
-        rs = lambda f: np.stack([np.asarray(getattr(c, f), np.float32).reshape(k, A) for c in chunks])  # noqa: E731
-        base_norm, base_phys, residual, final = rs("base_norm"), rs("base"), rs("residual"), rs("final")
-        z = np.stack([np.asarray(c.cognition_token, np.float32) for c in chunks])
-        prop = np.stack([np.asarray(c.proprio_norm, np.float32) for c in chunks])
-        for j, s in enumerate(starts):
-            e = min(T, s + k, starts[j + 1] if j + 1 < len(starts) else T)
-            policy_action[s:e] = final[j, : e - s]
-            base_action[s:e] = base_phys[j, : e - s]
-            covered[s:e] = True
-        chunk_start[starts] = True
-        from bora_trainer.data.replay import chunk_transitions
-
-        trans = chunk_transitions(
-            action,
-            reward,
-            done,
-            starts,
-            z,
-            prop,
-            base_norm,
-            k,
-            base=base_norm,
-            is_intervention=is_int,
-            beta=beta,
-            episode=src_id,
-        )
-        stepidx = np.minimum(starts[:, None] + np.arange(k)[None], T - 1)
-        trans["mask"] &= valid[stepidx]
-        trans["action_physical"] = trans.pop("action")
-        trans.update(
-            base_physical=base_phys,
-            residual=residual,
-            final=final,
-            residual_scale=np.array([c.residual_scale for c in chunks], np.float32),
-        )
-        arrays["policy_action"] = policy_action
-        arrays["base_action"] = base_action
-        arrays["chunk_start"] = chunk_start
-        zfull = np.zeros((T, Z), np.float32)
-        zfull[starts] = z
-        arrays["z"] = zfull
-        if not covered.all():
-            warnings.append(
-                f"episode {src_id}: {int((~covered).sum())} step(s) not covered by any ActionChunk"
-            )
-    # --- observations
-    obs = {m.key[1]: m.msg for m in per_topic.get(S.T_OBSERVATION, []) if m.key[1] < T}
-    obs_meta = None
-    instruction = ""
-    if not cfg.transitions_only:
-        if not obs:
-            raise ConversionError(
-                f"episode {src_id}: no /bora/observation message (use --transitions-only "
-                "to convert without episode files)"
-            )
-        o0 = obs[min(obs)]
-        cams = list(o0.camera_names)
-        H, W = (int(o0.color[0].height), int(o0.color[0].width)) if cams else (0, 0)
-        arm_names, hand_names = list(o0.arm.name), list(o0.hand.name)
-        if len(arm_names) + len(hand_names) != A:
-            raise ConversionError(
-                f"episode {src_id}: Observation has {len(arm_names)}+{len(hand_names)} joints, "
-                f"but the ExecutedCommand action_dim is {A}"
-            )
-        state = np.zeros((T, A), np.float32)
-        color = np.zeros((T, len(cams), H, W, 3), np.uint8)
-        depth = np.zeros((T, len(cams), H, W), np.float32)
-        have = np.zeros(T, bool)
-        for s, o in obs.items():
-            if list(o.camera_names) != cams:
-                raise ConversionError(
-                    f"episode {src_id} step {s}: camera_names {list(o.camera_names)} != {cams}"
-                )
-            state[s] = np.concatenate(
-                [np.asarray(o.arm.position, np.float32), np.asarray(o.hand.position, np.float32)]
-            )
-            for i in range(len(cams)):
-                c = _image(o.color[i], f"episode {src_id} step {s} color[{i}]")
-                d = _image(o.depth[i], f"episode {src_id} step {s} depth[{i}]")
-                if c.shape[:2] != (H, W) or d.shape != (H, W):
-                    raise ConversionError(
-                        f"episode {src_id} step {s}: camera {cams[i]} image {c.shape[:2]} / depth "
-                        f"{d.shape}, expected {(H, W)}"
-                    )
-                color[s, i], depth[s, i] = c, np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
-            have[s] = True
-            instruction = instruction or str(o.instruction)
-        if not have.all():
-            warnings.append(
-                f"episode {src_id}: {int((~have).sum())} step(s) without an Observation "
-                "(filled from the previous one)"
-            )
-            idx = np.maximum.accumulate(np.where(have, np.arange(T), -1))
-            idx[idx < 0] = int(np.flatnonzero(have)[0])
-            state, color, depth = state[idx], color[idx], depth[idx]
-        arrays.update(state=state, color=color, depth=depth)
-        obs_meta = dict(
-            camera_names=cams, image_size=[H, W], arm_joint_names=arm_names, hand_joint_names=hand_names
-        )
-    fps = cfg.fps
-    if fps is None and len(stamps) > 2:
-        dt = np.median(np.diff(np.sort(np.asarray(stamps)))) / 1e9
-        fps = float(round(1.0 / dt, 3)) if dt > 0 else None
-    info = {
-        "task": ev_meta["task"],
-        "instruction": instruction,
-        "object_set": ev_meta["object_set"],
-        "seed": None,
-        "success": None if outcome is None else outcome == "success",
-        "outcome": outcome,
-        "outcome_missing": outcome is None,
-        # False: the recording began after the episode's START (its beginning is missing)
-        "start_recorded": ev_meta["start_recorded"],
-        "num_steps": T,
-        "interventions": takeovers,
-        "source": "policy" if chunks else "operator",
-        "quality": {},
-        "reward_components": {k: float(v.sum()) for k, v in comps.items()},
-        "missing_steps": missing,
-        "held_steps": held,
-        "joint_names": names,
-        "source_episode_id": src_id,
-        "warnings": warnings,
-    }
-    return {
-        "arrays": arrays,
-        "info": info,
-        "transitions": trans,
-        "obs_meta": obs_meta,
-        "fps": fps,
-        "content_hash": _episode_hash(per_topic),
-        "warnings": warnings,
-    }
-
-
-# ------------------------------------------------------------------------------------ the output dir
-def _known(out: Path) -> dict[str, dict]:
-    """content_hash -> transitions info of the episodes already in ``out``."""
-    known = {}
-    for js in sorted((out / "transitions").glob("episode_*.json")):
-        try:
-            d = json.loads(js.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        known[d["content_hash"]] = d
-    return known
-
-
-def _next_id(out: Path) -> int:
-    ids = [int(p.stem.split("_")[1]) for p in (out / "transitions").glob("episode_*.json")]
-    ids += [int(p.stem.split("_")[1]) for p in (out / "episodes").glob("episode_*.json")]
-    return max(ids) + 1 if ids else 0
-
-
+# ------------------------------------------------------------------------------------ conversion
 def _reward_hash(cfg: RewardConfig) -> str:
     return hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -544,92 +243,130 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def convert(
     bags: list[str | Path], out: str | Path, cfg: ConvertConfig | None = None, progress: bool = False
 ) -> ConvertReport:
-    """Convert ``bags`` into ``out`` (see module docstring); returns what happened per episode."""
+    """Convert ``bags`` into ``out`` (see module docstring); returns what happened per episode.
+
+    Raises :class:`OutputError` (output side) or BagReadError / MissingTopicsError /
+    ConversionError (input side); either way ``out`` is left as it was.
+    """
     cfg = cfg or ConvertConfig()
-    out = Path(out)
-    msgs, warnings, truncated = load_bags(bags, cfg.transitions_only)
+    od = OutputDir(out)  # checks the output before any bag is read
+    msgs, warnings, truncated, ep_warn = load_bags(bags, cfg.transitions_only)
     report = ConvertReport(warnings=warnings, truncated=truncated)
-    per_ep: dict[int, dict[str, list[Msg]]] = defaultdict(lambda: defaultdict(list))
+    per_ep: dict[tuple[str, int], dict[str, list[Msg]]] = defaultdict(lambda: defaultdict(list))
     for topic, ms in msgs.items():
         for m in ms:
-            per_ep[m.key[0]][topic].append(m)
-    per_ep.pop(0, None)  # episode_id 0 = no episode running
-    known = _known(out)
+            per_ep[(m.session, m.key[0])][topic].append(m)
+    for key in [k for k in per_ep if k[1] == 0]:  # episode_id 0 = no episode running
+        per_ep.pop(key)
     rhash = _reward_hash(cfg.rewards)
-    ids = sorted(per_ep)
-    it = ids
+    mode = "transitions" if cfg.transitions_only else "episodes"
+    # sessions in order of their first message, episodes by id within a session
+    first: dict[str, int] = {}
+    for (s, _), per_topic in per_ep.items():
+        t0 = min(m.log_time for ms in per_topic.values() for m in ms)
+        first[s] = min(first.get(s, t0), t0)
+    keys = sorted(per_ep, key=lambda k: (first[k[0]], k[0], k[1]))
+    it = keys
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(ids, desc="episodes", unit="ep")
-    for src in it:
-        per_topic = per_ep[src]
-        if not per_topic.get(S.T_EXECUTED):
-            report.warnings.append(f"episode {src}: events but no ExecutedCommand; skipped")
-            continue
-        ep = build_episode(src, per_topic, cfg)
-        res = EpisodeResult(
-            src,
-            ep["content_hash"],
-            "written",
-            warnings=ep["warnings"],
-            num_steps=ep["info"]["num_steps"],
-            outcome=ep["info"]["outcome"],
-        )
-        if cfg.only_complete and ep["info"]["outcome_missing"]:
-            res.status = "incomplete-skipped"
-            report.episodes.append(res)
-            continue
-        prev = known.get(ep["content_hash"])
-        mode = "transitions" if cfg.transitions_only else "episodes"
-        if prev is not None:
-            res.episode_id = int(prev["episode_id"])
-            if prev.get("reward_config_hash") == rhash and prev.get("mode") == mode:
-                res.status = "skipped"
-                report.episodes.append(res)
+        it = tqdm(keys, desc="episodes", unit="ep")
+    reasons: dict[int, str] = {}
+    try:
+        for sess, src in it:
+            per_topic = per_ep[(sess, src)]
+            if not per_topic.get(S.T_EXECUTED):
+                report.warnings.append(f"episode {src} of session {sess}: events but no ExecutedCommand; skipped")
                 continue
-            res.status = "rewritten"
-        else:
-            res.episode_id = _next_id(out)
-        eid = res.episode_id
-        trans = ep["transitions"]
-        tdir = out / "transitions"
-        tmeta_path = tdir / "meta.json"
-        if trans is not None:
-            n, k, A = trans["base"].shape
-            tmeta = {
-                "format": TRANSITIONS_FORMAT,
-                "chunk_size": int(k),
-                "action_dim": int(A),
-                "state_dim": int(trans["proprio"].shape[1]),
-                "z_dim": int(trans["z"].shape[1]),
-            }
-            if tmeta_path.exists():
-                old = json.loads(tmeta_path.read_text())
-                for key in ("chunk_size", "action_dim", "state_dim", "z_dim"):
-                    if old.get(key) != tmeta[key]:
-                        raise ConversionError(
-                            f"{tmeta_path}: {key}={old.get(key)} but episode {src} has {tmeta[key]}"
-                        )
+            ep = build_episode(src, per_topic, cfg, session=sess, warnings=ep_warn.get((sess, src)))
+            res = EpisodeResult(
+                src,
+                ep["content_hash"],
+                "written",
+                warnings=ep["warnings"],
+                num_steps=ep["info"]["num_steps"],
+                outcome=ep["info"]["outcome"],
+                session_id=sess,
+            )
+            report.episodes.append(res)
+            if cfg.only_complete and ep["info"]["outcome_missing"]:
+                res.status = "incomplete-skipped"
+                continue
+            prev = od.previous(sess, src, ep["content_hash"])
+            replaced = None
+            if prev is not None:
+                res.episode_id = int(prev["episode_id"])
+                if prev.get("content_hash") == ep["content_hash"]:
+                    if prev.get("reward_config_hash") == rhash and prev.get("mode") == mode:
+                        res.status = "skipped"
+                        res.num_chunks = int(prev.get("num_chunks", 0))
+                        continue
+                    res.status = "rewritten"
+                elif completeness(ep["info"]) > completeness(prev):
+                    res.status, replaced = "replaced", prev
+                    reasons[res.episode_id] = (
+                        f"more complete: outcome {ep['info']['outcome']}, {ep['info']['num_valid_steps']} "
+                        f"recorded steps (was {prev.get('outcome')}, "
+                        f"{prev.get('num_valid_steps', prev.get('num_steps'))})"
+                    )
+                    res.warnings.append(
+                        f"episode {src} of session {sess}: replaces converted episode {res.episode_id} "
+                        f"({str(prev.get('content_hash'))[:12]}, less complete; kept in replaced/, see ledger.jsonl)"
+                    )
+                else:
+                    res.status = "kept-previous"
+                    res.num_chunks = int(prev.get("num_chunks", 0))
+                    res.warnings.append(
+                        f"episode {src} of session {sess}: differs from converted episode {res.episode_id} "
+                        f"({str(prev.get('content_hash'))[:12]}), which is as or more complete; kept that one"
+                    )
+                    continue
             else:
-                payload = json.dumps(tmeta, indent=2).encode()
-                _atomic_write_bytes(tmeta_path, lambda f, p=payload: f.write(p))
+                res.episode_id = od.new_id()
+            _stage_episode(od, res, ep, cfg, bags, rhash, mode, per_topic, replaced)
+    except BaseException:
+        od.abort()
+        raise
+    od.commit(reasons)
+    return report
+
+
+def _stage_episode(od: OutputDir, res: EpisodeResult, ep: dict, cfg: ConvertConfig, bags, rhash: str,
+                   mode: str, per_topic: dict[str, list[Msg]], replaced: dict | None) -> None:
+    eid = res.episode_id
+    trans = ep["transitions"]
+    if trans is not None:
+        n, k, A = trans["base"].shape
+        tmeta = {
+            "format": TRANSITIONS_FORMAT,
+            "chunk_size": int(k),
+            "action_dim": int(A),
+            "state_dim": int(trans["proprio"].shape[1]),
+            "z_dim": int(trans["z"].shape[1]),
+        }
+        od.check_tmeta(tmeta)
+    meta = None
+    if not cfg.transitions_only:
+        meta = od.check_meta(
+            DatasetMeta(
+                fps=float(cfg.fps or ep["fps"] or 30.0),
+                tasks=[ep["info"]["task"]] if ep["info"]["task"] else [],
+                **ep["obs_meta"],
+            )
+        )
+    stage = od.staging()
+    tdir = stage / "transitions"
+    try:
+        if trans is not None:
+            write_json(tdir / "meta.json", od.tmeta)
             trans = dict(trans, episode=np.full(n, eid, np.int64))
             _save_npz(tdir / f"episode_{eid:06d}.npz", trans)
             res.num_chunks = int(n)
-        if not cfg.transitions_only:
-            om = ep["obs_meta"]
-            meta = DatasetMeta(
-                fps=float(cfg.fps or ep["fps"] or 30.0),
-                tasks=[ep["info"]["task"]] if ep["info"]["task"] else [],
-                **om,
-            )
-            if (out / "meta.json").exists():
-                meta.fps = json.loads((out / "meta.json").read_text()).get("fps", meta.fps)
+        if meta is not None:
             info = dict(
                 ep["info"], content_hash=ep["content_hash"], reward_config=dataclasses.asdict(cfg.rewards)
             )
-            write_episode(out, eid, ep["arrays"], info, meta)
+            write_episode(stage, eid, ep["arrays"], info, meta)
         tinfo = {
             "episode_id": eid,
             "content_hash": ep["content_hash"],
@@ -637,23 +374,27 @@ def convert(
             "mode": mode,
             "num_chunks": res.num_chunks,
             "num_steps": ep["info"]["num_steps"],
+            "num_valid_steps": ep["info"]["num_valid_steps"],
             "outcome": ep["info"]["outcome"],
             "outcome_missing": ep["info"]["outcome_missing"],
             "start_recorded": ep["info"]["start_recorded"],
-            "source_episode_id": src,
+            "session_id": res.session_id,
+            "source_episode_id": res.source_episode_id,
             "bags": [str(b) for b in bags],
             "has_transitions": trans is not None,
             "normalizer_versions": sorted(
                 {str(m.msg.normalizer_version) for m in per_topic.get(S.T_ACTION_CHUNK, [])}
             ),
             "task": ep["info"]["task"],
+            "missing_steps": ep["info"]["missing_steps"],
             "warnings": ep["warnings"],
         }
-        payload = json.dumps(tinfo, indent=2).encode()
-        _atomic_write_bytes(tdir / f"episode_{eid:06d}.json", lambda f, p=payload: f.write(p))
-        known[ep["content_hash"]] = tinfo
-        report.episodes.append(res)
-    return report
+        write_json(tdir / f"episode_{eid:06d}.json", tinfo)
+    except OSError as e:
+        raise OutputError(
+            f"{e.filename or stage}: cannot write ({e.strerror}); expected a writable directory"
+        ) from None
+    od.add(eid, tinfo, replaced)
 
 
 def read_transitions(out: str | Path, episode_id: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -678,8 +419,29 @@ def _reward_cfg(path: str | None) -> RewardConfig:
     return load_config(RewardConfig, data, section=section)
 
 
+def _info(bags: list[str]) -> int:
+    bad = 0
+    for b in bags:
+        d = read_bag(b)
+        counts: dict[int, int] = defaultdict(int)
+        for cid, _, _ in d.messages:
+            counts[cid] += 1
+        flags = [w for w, on in (("TRUNCATED", d.truncated), ("DAMAGED", bool(d.damage))) if on]
+        print(f"{b}: {len(d.messages)} messages{' (' + ', '.join(flags) + ')' if flags else ''}")
+        for cid, conn in sorted(d.connections.items(), key=lambda x: x[1].topic):
+            print(f"  {conn.topic:48s} {conn.msgtype:36s} {counts[cid]}")
+        for dmg in d.damage:
+            print(f"  damage: {dmg.describe()}")
+        for w in d.warnings:
+            print(f"  warning: {w}")
+        bad += bool(d.damage or d.truncated)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 warnings with --strict (or an internal error), 2 input error, 3 output error."""
     p = argparse.ArgumentParser(prog="bora bag", description="rosbag2 recordings of the BORA topics -> data.")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = p.add_subparsers(dest="verb", required=True, metavar="<verb>")
     c = sub.add_parser(
         "convert",
@@ -701,37 +463,45 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--strict", action="store_true", help="exit 1 on any warning (truncation, duplicates, ...)"
     )
-    i = sub.add_parser("info", help="topics, types and message counts of bags (tolerant of truncation)")
+    c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error")
+    i = sub.add_parser("info", help="topics, types, message counts and damage of bags")
     i.add_argument("bags", nargs="+")
+    i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error")
     args = p.parse_args(argv)
     try:
         if args.verb == "info":
-            for b in args.bags:
-                d = read_bag(b)
-                counts: dict[int, int] = defaultdict(int)
-                for cid, _, _ in d.messages:
-                    counts[cid] += 1
-                print(f"{b}: {len(d.messages)} messages{' (TRUNCATED)' if d.truncated else ''}")
-                for cid, conn in sorted(d.connections.items(), key=lambda x: x[1].topic):
-                    print(f"  {conn.topic:48s} {conn.msgtype:36s} {counts[cid]}")
-                for w in d.warnings:
-                    print(f"  warning: {w}")
-            return 0
+            return _info(args.bags)
         cfg = ConvertConfig(
             rewards=_reward_cfg(args.rewards), transitions_only=args.transitions_only, fps=args.fps
         )
         rep = convert(args.bags, args.out, cfg, progress=sys.stderr.isatty())
     except (MissingTopicsError, ConversionError, BagReadError) as e:
+        if args.debug:
+            raise
         print(f"bora bag {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except OutputError as e:
+        if args.debug:
+            raise
+        print(f"bora bag {args.verb}: output error: {e}", file=sys.stderr)
+        return 3
+    except Exception as e:  # noqa: BLE001 - one line, the traceback only with --debug
+        if args.debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(
+            f"bora bag {args.verb}: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     for w in rep.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for e in rep.episodes:
         for w in e.warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(
-            f"episode {e.source_episode_id} -> {e.episode_id}: {e.status}, {e.num_steps} steps, "
-            f"{e.num_chunks} chunks, outcome {e.outcome}, {e.content_hash[:12]}"
+            f"episode {e.source_episode_id} of session {e.session_id[:12]} -> {e.episode_id}: {e.status}, "
+            f"{e.num_steps} steps, {e.num_chunks} chunks, outcome {e.outcome}, {e.content_hash[:12]}"
         )
     print(f"{args.out}: {rep.summary()}")
     n_warn = len(rep.warnings) + sum(len(e.warnings) for e in rep.episodes)

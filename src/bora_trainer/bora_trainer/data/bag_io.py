@@ -1,10 +1,13 @@
 """rosbag2 directories (MCAP or sqlite3) read tolerantly and written crash-safely (no rclpy).
 
 Reading (:func:`read_bag`) does not go through ``metadata.yaml`` or the MCAP summary: it scans
-the storage files record by record, so a bag whose recorder was killed (no ``metadata.yaml``, no
-MCAP footer, a partial last record) yields every complete message before the damage, with a
-warning. Works for bags from ``ros2 bag record -s mcap`` (chunked, zstd/lz4), ``-s sqlite3`` and
-``bora record``.
+the storage files record by record (:mod:`bag_mcap`) or page by page when SQL cannot read them
+(:mod:`bag_sqlite`), so a bag whose recorder was killed (no ``metadata.yaml``, no MCAP footer, a
+partial last record) or whose file was damaged afterwards yields every message that can still be
+read. Each damaged place is a :class:`Damage` (``BagData.damage``); what was lost is counted per
+topic against ``metadata.yaml`` or the MCAP statistics when either survived (``BagData.lost``)
+and summarised in one warning. Works for bags from ``ros2 bag record -s mcap`` (chunked,
+zstd/lz4), ``-s sqlite3`` and ``bora record``.
 
 Writing (:class:`FlushingWriter`) is rosbags' ``Writer`` with an MCAP storage plugin that writes
 every schema, channel and message as its own top-level record (MCAP allows un-chunked data)
@@ -17,10 +20,9 @@ from __future__ import annotations
 
 import io
 import os
-import sqlite3
 import struct
 import time
-import zlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,28 @@ class BagConnection:
 
 
 @dataclass
+class Damage:
+    """One damaged place of a storage file: what, where (byte offsets or rowids), what is known lost."""
+
+    file: str
+    kind: str
+    offset: int
+    end: int
+    lost: dict[str, int] | None  # topic -> count, None = unknown
+    t: tuple | None  # (first, last) log time in ns around it, when known
+    note: str = ""
+
+    def describe(self) -> str:
+        where = f"bytes {self.offset}..{self.end}" if self.end > self.offset else f"at {self.offset}"
+        lost = "unknown messages" if self.lost is None else ", ".join(f"{t}: {n}" for t, n in self.lost.items())
+        tr = ""
+        if self.t and self.t[0] is not None:
+            tr = f", log time {self.t[0]}" + (f"..{self.t[1]}" if self.t[1] not in (None, self.t[0]) else "")
+        note = f"; {self.note}" if self.note else ""
+        return f"{Path(self.file).name}: {self.kind} ({where}{tr}): lost {lost}{note}"
+
+
+@dataclass
 class BagData:
     """Everything readable from one bag: connections, ``(conn_id, log_time_ns, raw_cdr)``, warnings."""
 
@@ -53,6 +77,9 @@ class BagData:
     messages: list[tuple[int, int, bytes]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     truncated: bool = False
+    damage: list[Damage] = field(default_factory=list)
+    expected_counts: dict[str, int] = field(default_factory=dict)  # from the MCAP summary statistics
+    lost: dict[str, int] = field(default_factory=dict)  # topic -> messages known to be lost
 
     @property
     def topics(self) -> dict[str, str]:
@@ -83,180 +110,135 @@ def storage_files(path: str | Path) -> list[Path]:
 
 
 def read_bag(path: str | Path) -> BagData:
-    """All complete messages of a bag directory (or one storage file), tolerant of truncation."""
+    """Every readable message of a bag directory (or one storage file); damage salvaged and reported."""
     path = Path(path)
     data = BagData(path)
     if path.is_dir() and not (path / "metadata.yaml").exists():
         data.warnings.append(
             f"{path}: no metadata.yaml (recorder killed before closing?); scanning storage files"
         )
-    for f in storage_files(path):
-        if f.suffix == ".mcap":
-            _read_mcap(f, data)
-        elif f.suffix == ".db3":
-            _read_sqlite(f, data)
-        else:
-            raise BagReadError(f"{f}: unknown storage format (expected .mcap or .db3)")
+    files = storage_files(path)
+    empty = [f for f in files if f.stat().st_size == 0]
+    if len(empty) == len(files):
+        raise BagReadError(
+            f"{path}: {'its storage file is' if len(files) == 1 else 'all its storage files are'} empty "
+            "(0 bytes): nothing was recorded; expected an MCAP or sqlite3 rosbag2 with messages"
+        )
+    for f in files:
+        if f in empty:
+            data.warnings.append(f"{f}: empty storage file (0 bytes) skipped")
+            continue
+        try:
+            if f.suffix == ".mcap":
+                _read_mcap(f, data)
+            elif f.suffix == ".db3":
+                _read_sqlite(f, data)
+            else:
+                raise BagReadError(f"{f}: unknown storage format (expected .mcap or .db3)")
+        except OSError as e:
+            raise BagReadError(f"{f}: cannot read ({e.strerror}); expected a readable storage file") from None
+    _account(data)
     return data
 
 
-class _Trunc(Exception):
-    pass
-
-
-def _take(buf: memoryview, pos: int, n: int) -> tuple[memoryview, int]:
-    if pos + n > len(buf):
-        raise _Trunc
-    return buf[pos : pos + n], pos + n
-
-
-def _u(buf: memoryview, pos: int, fmt: str) -> tuple[int, int]:
-    size = struct.calcsize(fmt)
-    b, pos = _take(buf, pos, size)
-    return struct.unpack(fmt, b)[0], pos
-
-
-def _str(buf: memoryview, pos: int) -> tuple[str, int]:
-    n, pos = _u(buf, pos, "<I")
-    b, pos = _take(buf, pos, n)
-    return bytes(b).decode("utf-8"), pos
-
-
-def _decompress(comp: str, payload: bytes, size: int) -> bytes:
-    if comp == "":
-        return payload
-    if comp == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
-    if comp == "lz4":
-        import lz4.frame
-
-        return lz4.frame.decompress(payload)
-    raise BagReadError(f"unsupported MCAP chunk compression {comp!r}")
-
-
 def _read_mcap(f: Path, data: BagData) -> None:
-    raw = f.read_bytes()
-    if len(raw) < 8 or raw[:8] != MCAP_MAGIC:
-        if len(raw) == 0:
-            data.warnings.append(f"{f}: empty storage file")
-            data.truncated = True
-            return
-        raise BagReadError(f"{f}: not an MCAP file (bad magic)")
-    schemas: dict[int, tuple[str, str, str]] = {}
-    chan_map: dict[int, int] = {}  # file-local channel id -> global connection id
+    from bora_trainer.data.bag_mcap import McapScan
+
+    try:
+        scan = McapScan(f).read()
+    except ValueError as e:
+        raise BagReadError(str(e)) from None
+    chan_map: dict[int, int] = {}
     base = max(data.connections, default=0)
+    for cid, (sid, topic, _enc) in sorted(scan.channels.items()):
+        name, fmt, text = scan.schemas.get(sid, ("", "", ""))
+        chan_map[cid] = _connection(data, base, len(chan_map), topic, name, fmt, text)
+    for cid, t_ns, raw in scan.messages:
+        data.messages.append((chan_map[cid], t_ns, raw))
+    data.truncated |= scan.truncated
+    topic_of = {cid: scan.channels[cid][1] for cid in scan.channels}
+    for d in scan.damage:
+        lost = None if d["lost"] is None else {topic_of.get(c, f"channel {c}"): n for c, n in d["lost"].items()}
+        data.damage.append(Damage(str(f), d["kind"], d["offset"], d["end"], lost, d["t"], d["note"]))
+    if scan.stats is not None:
+        data.expected_counts.update(
+            {topic_of[c]: data.expected_counts.get(topic_of[c], 0) + n for c, n in scan.stats.items() if c in topic_of}
+        )
 
-    def records(buf: memoryview, start: int, top: bool) -> None:
-        pos = start
-        while pos < len(buf):
-            rec_start = pos
-            try:
-                op, pos = _u(buf, pos, "<B")
-                n, pos = _u(buf, pos, "<Q")
-                body, pos = _take(buf, pos, n)
-            except _Trunc:
-                if top:
-                    data.truncated = True
-                    data.warnings.append(
-                        f"{f}: truncated after byte {rec_start} of {len(buf)} (partial last record dropped); "
-                        "everything before it is kept"
-                    )
-                    return
-                raise BagReadError(f"{f}: corrupt chunk (record overruns it)") from None
-            if op == 0x02 or op == 0x0F:  # footer / data end: the data section is over
-                return
-            try:
-                _record(op, body)
-            except _Trunc:
-                raise BagReadError(f"{f}: malformed record (opcode {op:#x}) at byte {rec_start}") from None
 
-    def _record(op: int, body: memoryview) -> None:
-        if op == 0x03:  # Schema
-            sid, p = _u(body, 0, "<H")
-            name, p = _str(body, p)
-            enc, p = _str(body, p)
-            n, p = _u(body, p, "<I")
-            text, p = _take(body, p, n)
-            schemas[sid] = (name, enc, bytes(text).decode("utf-8", "replace"))
-        elif op == 0x04:  # Channel
-            cid, p = _u(body, 0, "<H")
-            sid, p = _u(body, p, "<H")
-            topic, p = _str(body, p)
-            _enc, p = _str(body, p)
-            if cid in chan_map:
-                return
-            name, fmt, text = schemas.get(sid, ("", "", ""))
-            gid = next(
-                (c.id for c in data.connections.values() if c.topic == topic and c.msgtype == name), None
-            )
-            if gid is None:
-                gid = base + len(chan_map) + 1
-                while gid in data.connections:
-                    gid += 1
-                data.connections[gid] = BagConnection(gid, topic, name, fmt, text)
-            chan_map[cid] = gid
-        elif op == 0x05:  # Message
-            cid, p = _u(body, 0, "<H")
-            _seq, p = _u(body, p, "<I")
-            log_time, p = _u(body, p, "<Q")
-            _pub, p = _u(body, p, "<Q")
-            if cid not in chan_map:
-                data.warnings.append(f"{f}: message on unknown channel {cid} dropped")
-                return
-            data.messages.append((chan_map[cid], log_time, bytes(body[p:])))
-        elif op == 0x06:  # Chunk
-            _s, p = _u(body, 0, "<Q")
-            _e, p = _u(body, p, "<Q")
-            usize, p = _u(body, p, "<Q")
-            crc, p = _u(body, p, "<I")
-            comp, p = _str(body, p)
-            n, p = _u(body, p, "<Q")
-            payload, p = _take(body, p, n)
-            inner = _decompress(comp, bytes(payload), usize)
-            if crc and zlib.crc32(inner) != crc:
-                data.warnings.append(f"{f}: chunk with a bad CRC dropped")
-                return
-            records(memoryview(inner), 0, top=False)
-
-    records(memoryview(raw), 8, top=True)
+def _connection(data: BagData, base: int, i: int, topic: str, msgtype: str, fmt: str, text: str) -> int:
+    """The global connection id of (topic, type), created if new."""
+    gid = next((c.id for c in data.connections.values() if c.topic == topic and c.msgtype == msgtype), None)
+    if gid is None:
+        gid = base + i + 1
+        while gid in data.connections:
+            gid += 1
+        data.connections[gid] = BagConnection(gid, topic, msgtype, fmt, text)
+    return gid
 
 
 def _read_sqlite(f: Path, data: BagData) -> None:
+    from bora_trainer.data.bag_sqlite import read_sqlite
+
     try:
-        con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as e:
-        raise BagReadError(f"{f}: not a readable sqlite3 bag ({e})") from e
-    if not {"topics", "messages"} <= tables:
-        raise BagReadError(f"{f}: sqlite3 file without topics/messages tables (not a rosbag2 bag)")
-    defs: dict[str, tuple[str, str]] = {}
-    if "message_definitions" in tables:
-        for t, enc, text in con.execute(
-            "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"
-        ):
-            defs[t] = (enc, text)
-    local: dict[int, int] = {}
+        res = read_sqlite(f)
+    except ValueError as e:
+        raise BagReadError(str(e)) from None
     base = max(data.connections, default=0)
-    for tid, name, typ in con.execute("SELECT id, name, type FROM topics ORDER BY id"):
-        gid = next((c.id for c in data.connections.values() if c.topic == name and c.msgtype == typ), None)
-        if gid is None:
-            gid = base + len(local) + 1
-            while gid in data.connections:
-                gid += 1
-            fmt, text = defs.get(typ, ("", ""))
-            data.connections[gid] = BagConnection(gid, name, typ, fmt, text)
-        local[tid] = gid
+    local: dict[int, int] = {}
+    for tid, (name, typ, fmt, text) in sorted(res.topics.items()):
+        local[tid] = _connection(data, base, len(local), name, typ, fmt, text)
+    for tid, ts, blob in res.messages:
+        if tid in local:
+            data.messages.append((local[tid], ts, blob))
+    data.truncated |= res.truncated
+    for d in res.damage:
+        data.damage.append(Damage(str(f), d["kind"], d["offset"], d["end"], None, d["t"], d["note"]))
+
+
+def _metadata_counts(path: Path) -> dict[str, int]:
+    """topic -> message count from metadata.yaml (what the recorder wrote), {} when unreadable."""
     try:
-        for tid, ts, blob in con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
-            if tid in local:
-                data.messages.append((local[tid], int(ts), bytes(blob)))
-    except sqlite3.DatabaseError as e:
-        data.truncated = True
-        data.warnings.append(f"{f}: database damaged while reading messages ({e}); rows before it are kept")
-    finally:
-        con.close()
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return {
+            str(t["topic_metadata"]["name"]): int(t["message_count"]) for t in info.get("topics_with_message_count", [])
+        }
+    except Exception:  # noqa: BLE001 - no or damaged metadata.yaml: the storage files decide
+        return {}
+
+
+def _account(data: BagData) -> None:
+    """Per topic: messages the recording says it has (metadata.yaml or the MCAP statistics) minus
+    what was read = lost, with the time range of the gap around the damage; one warning per bag."""
+    counts: dict[str, int] = defaultdict(int)
+    times: dict[str, list[int]] = defaultdict(list)
+    for cid, t_ns, _ in data.messages:
+        counts[data.connections[cid].topic] += 1
+        times[data.connections[cid].topic].append(t_ns)
+    expected = _metadata_counts(data.path) if data.path.is_dir() else {}
+    expected = expected or data.expected_counts
+    lost = {t: n - counts.get(t, 0) for t, n in expected.items() if n > counts.get(t, 0)}
+    # add what the damage records themselves know (message indexes) when no totals are known
+    if not expected:
+        for d in data.damage:
+            for t, n in (d.lost or {}).items():
+                lost[t] = lost.get(t, 0) + n
+    data.lost = lost
+    if lost or data.damage:
+        ranges = []
+        for t, n in sorted(lost.items()):
+            known = [(d.t[0], d.t[1]) for d in data.damage if d.lost and t in d.lost and d.t]
+            tr = f" at {min(a for a, _ in known)}..{max(b for _, b in known)} ns" if known else ""
+            ranges.append(f"{t}: {n}{tr}")
+        unknown = (
+            "" if expected or all(d.lost for d in data.damage) else " (plus an unknown number in unreadable bytes)"
+        )
+        data.warnings.append(
+            f"{data.path}: damaged ({len(data.damage)} place(s)); kept {len(data.messages)} message(s), lost "
+            + (", ".join(ranges) if ranges else "0 known")
+            + unknown
+            + "; see `bora bag info`"
+        )
 
 
 # ---------------------------------------------------------------------------------------- writing

@@ -12,6 +12,11 @@ For a start step ``t`` of an episode of length ``T`` a sample holds
 - ``mask`` [k]: the validity mask of Eq. (3)-(4), steps up to and including the first terminal, times
   ``pad_mask``.
 
+Gaps (episode arrays ``valid`` / ``obs_valid``, :mod:`bora_trainer.data.episodes`): no sample starts at a
+step whose executed action or observation was not recorded; a step without a recorded action has
+``mask`` 0; when observation ``t+k`` was not recorded, ``next_valid`` is False and the chunk's last step
+is masked out (no bootstrap from a filler observation), as in :func:`bora_trainer.data.replay.chunk_transitions`.
+
 Images are kept as uint8 in memory (``cache="all"``) when the dataset fits in ``max_cache_gb``, otherwise
 episodes are read on demand with a small per-process LRU.
 """
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bora_trainer.data.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta
+from bora_trainer.data.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta, step_validity
 
 
 @dataclass
@@ -71,9 +76,13 @@ class ChunkDataset(Dataset):
             arrays, info = read_episode(self.root, eid, load_images=False)
             self._check_episode(eid, arrays)
             self._low[eid] = {key: arrays[key] for key in ("state", "action", "reward", "done")}
+            self._low[eid]["valid"], self._low[eid]["obs_valid"] = step_validity(arrays)
             self._info[eid] = info
         self.index: list[tuple[int, int]] = [
-            (eid, t) for eid in ids for t in range(0, len(self._low[eid]["action"]), cfg.stride)
+            (eid, t)
+            for eid in ids
+            for t in range(0, len(self._low[eid]["action"]), cfg.stride)
+            if self._low[eid]["valid"][t] and self._low[eid]["obs_valid"][t]
         ]
         n_cam, (H, W) = len(meta.camera_names), meta.image_size
         total_steps = sum(len(v["action"]) for v in self._low.values())
@@ -168,7 +177,10 @@ class ChunkDataset(Dataset):
         dones_t = torch.from_numpy(dones.astype(np.bool_))
         pad_t = torch.from_numpy(pad.astype(np.float32))
         before = torch.cumsum(dones_t.float(), 0) - dones_t.float()
-        mask = (before == 0).float() * pad_t
+        mask = (before == 0).float() * pad_t * torch.from_numpy(low["valid"][clamped].astype(np.float32))
+        next_valid = t + k < T and bool(low["obs_valid"][t + k])
+        if t + k < T and not next_valid and not dones.any():
+            mask[k - 1] = 0.0  # its bootstrap would need the unrecorded observation t + k
         return {
             "images": torch.from_numpy(np.ascontiguousarray(color[t].transpose(0, 3, 1, 2))),
             "state": torch.from_numpy(low["state"][t].astype(np.float32)),
@@ -180,7 +192,7 @@ class ChunkDataset(Dataset):
             "mask": mask,
             "next_images": torch.from_numpy(np.ascontiguousarray(color[t_next].transpose(0, 3, 1, 2))),
             "next_state": torch.from_numpy(low["state"][t_next].astype(np.float32)),
-            "next_valid": torch.tensor(t + k < T),
+            "next_valid": torch.tensor(next_valid),
             "episode_id": torch.tensor(eid),
             "t": torch.tensor(t),
         }

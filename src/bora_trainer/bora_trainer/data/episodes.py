@@ -22,7 +22,9 @@ FORMAT = "bora-episodes/1"
 
 # key -> (dtype, trailing shape builder from meta). None in a shape means "any".
 REQUIRED_ARRAYS = ("color", "depth", "state", "action", "is_intervention", "beta", "reward", "done")
-OPTIONAL_ARRAYS = ("policy_action", "z", "base_action", "chunk_start", "value")
+# valid [T]: the step's executed command was recorded (false = a gap: its action is a filler copy and
+# every reader masks it out); obs_valid [T]: the step's observation was recorded. Absent = all true.
+OPTIONAL_ARRAYS = ("policy_action", "z", "base_action", "chunk_start", "value", "valid", "obs_valid")
 _DTYPES = {
     "color": np.uint8,
     "depth": np.float32,
@@ -37,6 +39,8 @@ _DTYPES = {
     "base_action": np.float32,
     "chunk_start": np.bool_,
     "value": np.float32,
+    "valid": np.bool_,
+    "obs_valid": np.bool_,
 }
 
 
@@ -142,6 +146,8 @@ def validate_episode(arrays: dict[str, np.ndarray], meta: DatasetMeta) -> int:
         "reward": (T,),
         "done": (T,),
         "chunk_start": (T,),
+        "valid": (T,),
+        "obs_valid": (T,),
     }
     for key, arr in arrays.items():
         if key in expected and tuple(arr.shape) != expected[key]:
@@ -210,3 +216,11 @@ def read_episode(root: str | Path, episode_id: int, load_images: bool = True) ->
 def iter_episodes(root: str | Path, load_images: bool = True) -> Iterator[tuple[dict, dict]]:
     for eid in episode_ids(root):
         yield read_episode(root, eid, load_images=load_images)
+
+
+def step_validity(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(valid, obs_valid)`` of an episode: recorded steps / recorded observations (all true if absent)."""
+    T = len(arrays["action"])
+    valid = np.asarray(arrays.get("valid", np.ones(T, bool)), bool)
+    obs_valid = np.asarray(arrays.get("obs_valid", np.ones(T, bool)), bool)
+    return valid, obs_valid

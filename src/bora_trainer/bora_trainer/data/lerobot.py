@@ -39,7 +39,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bora_trainer.data.episodes import DatasetMeta, episode_ids, read_episode, read_meta, write_episode
+from bora_trainer.data.episodes import (
+    DatasetMeta,
+    episode_ids,
+    read_episode,
+    read_meta,
+    step_validity,
+    write_episode,
+)
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -58,6 +65,8 @@ EP_FIELDS = {  # bora-episodes array -> (LeRobot feature, dtype)
     "z": ("bora.z", "float32"),
     "chunk_start": ("bora.chunk_start", "bool"),
     "value": ("bora.value", "float32"),
+    "valid": ("bora.valid", "bool"),  # false = a gap: the step's action was not recorded (masked out)
+    "obs_valid": ("bora.obs_valid", "bool"),  # false = the step's observation was not recorded
 }
 
 
@@ -271,6 +280,7 @@ def export_episodes(src: str | Path, out: str | Path) -> Path:
     eps, present = [], None
     for eid in ids:
         arrays, info = read_episode(src, eid)
+        arrays["valid"], arrays["obs_valid"] = step_validity(arrays)  # always exported (all true: no gap)
         keys = tuple(k for k in EP_FIELDS if k in arrays)
         if present is None:
             present = keys
@@ -444,6 +454,9 @@ def import_dataset(root: str | Path, out: str | Path) -> Path:
             if n_cam
             else np.zeros((T, 0, H, W), np.float32)
         )
+        for key in ("valid", "obs_valid"):  # absent = every step recorded (bora-episodes/1)
+            if key in arrays and np.asarray(arrays[key]).all():
+                del arrays[key]
         for key, default in (
             ("reward", np.zeros(T, np.float32)),
             ("done", np.zeros(T, bool)),

@@ -39,6 +39,9 @@ class ScriptedEpisode:
     task: str = "pick_plush_toy"
     object_set: str = "standard"
     start_recorded: bool = True  # False: no START event (a recording that began mid-episode)
+    session_id: str = "00000000-0000-4000-8000-00000000000a"  # the recording session (see bora_msgs)
+    drop_steps: tuple[int, ...] = ()  # steps whose ExecutedCommand is not recorded (a gap)
+    extra_flags: tuple[int, ...] = ()  # steps with is_intervention true but no takeover event
 
 
 @dataclass
@@ -144,6 +147,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                 T["bora_msgs/msg/EpisodeEvent"](
                     header=M.header(t_ns),
                     episode_id=ep.episode_id,
+                    session_id=ep.session_id,
                     kind=kind,
                     step=step,
                     task=ep.task,
@@ -176,6 +180,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                     hand=M.joint_state(tn, hand_names(lay), state[lay.arm_joints :]),
                     instruction=f"do {ep.task}",
                     episode_id=ep.episode_id,
+                    session_id=ep.session_id,
                     step=t,
                 ),
             )
@@ -194,6 +199,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                     T["bora_msgs/msg/ActionChunk"](
                         header=M.header(tn),
                         episode_id=ep.episode_id,
+                        session_id=ep.session_id,
                         step=t,
                         chunk_size=k,
                         action_dim=A,
@@ -220,6 +226,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                         T["bora_msgs/msg/InterventionEvent"](
                             header=M.header(tn),
                             episode_id=ep.episode_id,
+                            session_id=ep.session_id,
                             step=t,
                             kind=0,
                             reward=-0.3,
@@ -235,6 +242,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                         T["bora_msgs/msg/InterventionEvent"](
                             header=M.header(tn),
                             episode_id=ep.episode_id,
+                            session_id=ep.session_id,
                             step=t,
                             kind=2,
                             reward=0.2,
@@ -250,6 +258,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                         T["bora_msgs/msg/InterventionEvent"](
                             header=M.header(tn),
                             episode_id=ep.episode_id,
+                            session_id=ep.session_id,
                             step=t,
                             kind=1,
                             reward=0.0,
@@ -260,13 +269,16 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
         cmd = T["bora_msgs/msg/JointCommand"](
             header=M.header(tn),
             episode_id=ep.episode_id,
+            session_id=ep.session_id,
             step=t,
             chunk_index=t % k,
             joint_names=names,
             position=exec_value(ep.episode_id, t, np.arange(A)),
             velocity=np.zeros(0, np.float64),
         )
-        ti = in_takeover(ep, t)
+        ti = in_takeover(ep, t) or t in ep.extra_flags
+        if t in ep.drop_steps:
+            continue
         out.append(
             (
                 S.T_EXECUTED,
@@ -283,13 +295,13 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
 
 
 def scripted_messages(
-    episodes: list[ScriptedEpisode], lay: BagLayout | None = None
+    episodes: list[ScriptedEpisode], lay: BagLayout | None = None, t0_ns: int = 1_700_000_000 * 10**9
 ) -> list[tuple[str, int, Any]]:
     """``(topic, log_time_ns, message)`` of consecutive scripted episodes (rosbags message objects)."""
     lay = lay or BagLayout()
     ts = S.build_typestore()
     msgs: list[tuple[str, int, Any]] = []
-    t0 = 1_700_000_000 * 10**9
+    t0 = t0_ns
     for ep in episodes:
         msgs += episode_messages(ep, lay, ts, t0)
         t0 += (ep.num_steps + 5) * lay.dt_ns
@@ -304,22 +316,29 @@ def write_scripted_bag(
     skip_topics: tuple[str, ...] = (),
     duplicate_every: int = 0,
     shuffle_seed: int | None = None,
+    t0_ns: int = 1_700_000_000 * 10**9,
+    legacy: bool = False,
+    flushing: bool = True,
 ) -> list[tuple[str, int, bytes]]:
     """Write the episodes into a new bag; returns the written ``(topic, log_time, raw)`` list.
 
     ``duplicate_every``: write every n-th message twice; ``shuffle_seed``: write in a shuffled
-    order (out-of-order arrival); ``skip_topics``: topics not recorded at all (no connection).
+    order (out-of-order arrival); ``skip_topics``: topics not recorded at all (no connection);
+    ``legacy``: the message definitions from before ``session_id`` existed (an old recording);
+    ``flushing=False``: rosbags' stock writer (chunked MCAP with message indexes).
     """
     lay = lay or BagLayout()
-    ts = S.build_typestore()
-    msgs = scripted_messages(episodes, lay)
+    ts = legacy_typestore() if legacy else S.build_typestore()
+    msgs = scripted_messages(episodes, lay, t0_ns)
+    if legacy:
+        msgs = [(topic, t, _to_legacy(m, ts)) for topic, t, m in msgs]
     raws = [(topic, t, bytes(ts.serialize_cdr(m, S.TOPIC_TYPES[topic]))) for topic, t, m in msgs]
     if duplicate_every:
         raws = [r for i, r in enumerate(raws) for _ in range(2 if i % duplicate_every == 0 else 1)]
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(len(raws))
         raws = [raws[i] for i in order]
-    w = open_writer(path, storage)
+    w = open_writer(path, storage, flushing=flushing)
     conns = {
         topic: w.add_connection(topic, msgtype, typestore=ts)
         for topic, msgtype in S.TOPIC_TYPES.items()
@@ -330,3 +349,28 @@ def write_scripted_bag(
             w.write(conns[topic], t, raw)
     w.close()
     return raws
+
+
+def legacy_typestore():
+    """Stock types + the ``bora_msgs`` definitions without ``session_id`` (recordings made before it)."""
+    import re
+
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    types: dict[str, Any] = {}
+    for f in sorted(S.find_msg_dir().glob("*.msg")):
+        text = re.sub(r"(?m)^string session_id\n", "", f.read_text() + "\n")
+        types.update(get_types_from_msg(text, f"{S.BORA_PKG}/msg/{f.stem}"))
+    ts.register(types)
+    return ts
+
+
+def _to_legacy(m: Any, ts: Any) -> Any:
+    """The same message without its (nested) ``session_id`` fields."""
+    name = getattr(m, "__msgtype__", "")
+    if not name.startswith(f"{S.BORA_PKG}/"):
+        return m
+    cls = ts.types[name]
+    fields = [f for f in cls.__dataclass_fields__ if f != "__msgtype__"]
+    return cls(**{f: _to_legacy(getattr(m, f), ts) for f in fields})
