@@ -132,6 +132,7 @@ class Rig:
         self.glove = None
         self.arm_target = None
         self.step = 0
+        self.episode_id = 5  # of the policy commands
         self.extra = None  # called every cycle (e.g. to send UDP glove packets)
 
     def publish_inputs(self) -> None:
@@ -143,7 +144,7 @@ class Rig:
             self.step += 1
             self.pub_policy.publish(
                 self.JointCommand(
-                    episode_id=5,
+                    episode_id=self.episode_id,
                     step=self.step,
                     joint_names=self.policy_names,
                     position=[float(x) for x in self.policy],
