@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from bora_policy.models.critic import ChunkCritic, DecoupledChunkCritic, load_critic
 from bora_policy.models.export import (
+    choose_critic,
     export_policy,
     find_critic_dir,
     policy_from_modules,
@@ -94,9 +95,16 @@ def test_export_and_resolve_run_layout(tmp_path):
     online.mkdir()
     (online / "config.yaml").write_text(f"offline_run: {run}\nonline_run: {{}}\n")
     assert resolve_policy_dir(online) == run / "policy" and resolve_critic_dir(online) == run / "critic"
+    # the policy node's critic: "" = the VLA run's own (issue 18), "none" = none, else the given path
+    assert choose_critic(str(run / "policy"))[0] == str(run / "critic")
+    assert choose_critic(str(online))[0] == str(run / "critic")
+    assert choose_critic(str(run / "policy"), "none") == ("", "critic_path: none")
+    assert choose_critic(str(run / "policy"), "/x/critic") == ("/x/critic", "critic_path")
     # re-export without a critic removes the stale one
     export_policy(run, pol)
     assert find_critic_dir(run) is None and not any(p.name.startswith(".") for p in run.iterdir())
+    path, why = choose_critic(str(run / "policy"))
+    assert path == "" and "has no critic/" in why
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_policy_dir(tmp_path / "nope")
     # policy_from_modules rebuilds the same function from separate state dicts

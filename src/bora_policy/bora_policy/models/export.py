@@ -176,3 +176,24 @@ def resolve_critic_dir(path: str | Path) -> Path:
             f"with {CRITIC_DIR}/"
         )
     return d
+
+
+def choose_critic(vla_path: str | Path, critic_path: str = "") -> tuple[str, str]:
+    """The critic the policy node loads and why (issue 18: values appear from the launch command alone).
+
+    ``critic_path`` "none": no critic; another non-empty value: that path; "": the critic of ``vla_path``'s
+    run (:func:`find_critic_dir`: ``RUN/critic`` beside ``RUN/policy``, or an online run's offline critic)
+    when it has one, else none. Returns ``(path or "", reason)``.
+    """
+    critic_path = str(critic_path or "").strip()
+    if critic_path.lower() == "none":
+        return "", "critic_path: none"
+    if critic_path:
+        return critic_path, "critic_path"
+    try:
+        found = find_critic_dir(vla_path) if vla_path and Path(vla_path).exists() else None
+    except (OSError, ValueError) as e:
+        return "", f"looking for the run's critic failed: {e}"
+    if found is None:
+        return "", f"critic_path is empty and the run of {vla_path} has no {CRITIC_DIR}/"
+    return str(found), f"the critic of the VLA's run, {found}"

@@ -140,7 +140,9 @@ class PolicyNode(Node):
         from bora_msgs.srv import LoadCheckpoint, SetMode
 
         self.msgs = {"ActionChunk": ActionChunk, "JointCommand": JointCommand, "ValueEstimate": ValueEstimate}
-        critic_path, self.critic_note = self._critic_choice(critic_path)
+        from bora_policy.models.export import choose_critic
+
+        critic_path, self.critic_note = choose_critic(self.vla_path, critic_path)
         t0 = time.perf_counter()
         self.runner = PolicyRunner.from_paths(
             self.vla_path, residual_path, critic_path, run_cfg, frozen_residual_paths=frozen_paths
@@ -233,23 +235,6 @@ class PolicyNode(Node):
                 "PC grant it (e.g. `@realtime - rtprio 99` in /etc/security/limits.conf, as libfranka needs anyway); "
                 "control_thread_priority:=0 silences this"
             )
-
-    def _critic_choice(self, critic_path: str) -> tuple[str, str]:
-        """critic_path "" = the critic of vla_path's run when it has one (issue 18: values appear with no
-        further setting); "none" = no critic; else that path. Returns (path or "", why)."""
-        if critic_path.strip().lower() == "none":
-            return "", "critic_path: none"
-        if critic_path:
-            return critic_path, "critic_path"
-        from bora_policy.models.export import find_critic_dir
-
-        try:
-            found = find_critic_dir(self.vla_path)
-        except (OSError, ValueError) as e:
-            return "", f"looking for the run's critic failed: {e}"
-        if found is None:
-            return "", f"critic_path is empty and {self.vla_path} has no critic/ in its run"
-        return str(found), f"the critic of the VLA's run, {found}"
 
     def _on_control_stall(self, stall) -> None:
         self.health.report("stall", stall.describe(), WARN, count=stall.skipped)
