@@ -414,9 +414,15 @@ def _reward_cfg(path: str | None) -> RewardConfig:
         return RewardConfig()
     from bora_trainer.config_io import load_config, read_yaml
 
-    data = read_yaml(path)
-    section = "rewards" if "rewards" in data else None
-    return load_config(RewardConfig, data, section=section)
+    try:
+        data = read_yaml(path)
+        section = "rewards" if "rewards" in data else None
+        return load_config(RewardConfig, data, section=section)
+    except Exception as e:  # noqa: BLE001 - any problem with the file is an input error of one line
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if str(path) not in msg:
+            msg = f"{path}: {msg}"
+        raise ConversionError(f"{msg} (expected a YAML file with reward constants)") from None
 
 
 def _info(bags: list[str]) -> int:

@@ -1,0 +1,131 @@
+"""Issue 16, points 4 and 7: errors of ``bora bag`` are one line naming the path and what was expected,
+exit 2 (input) or 3 (output), no traceback without ``--debug``, and the output left exactly as it was
+(0 stray files). Real rosbag2 files written with ``rosbags``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bora_trainer.data.bag_convert import main
+from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
+
+LAY = BagLayout()
+EPS = [ScriptedEpisode(1, 6, "success"), ScriptedEpisode(2, 5, "failure")]
+
+
+def _tree(root):
+    """Every path under root (files with their bytes): what 'left exactly as it was' compares."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def _run(capsys, *args):
+    rc = main(list(args))
+    cap = capsys.readouterr()
+    return rc, cap.err
+
+
+def _one_line(err: str) -> str:
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def bag(tmp_path):
+    write_scripted_bag(tmp_path / "bag", EPS, LAY)
+    return tmp_path / "bag"
+
+
+def test_output_path_is_a_file(tmp_path, bag, capsys):
+    out = tmp_path / "work" / "out"
+    out.parent.mkdir()
+    out.write_text("not a directory")
+    before = _tree(tmp_path / "work")
+    rc, err = _run(capsys, "convert", str(bag), "--out", str(out))
+    assert rc == 3
+    line = _one_line(err)
+    assert str(out) in line and "not a directory" in line and "expected an output directory" in line
+    assert _tree(tmp_path / "work") == before
+
+
+def test_unreadable_meta_json(tmp_path, bag, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "meta.json").write_text("{not json")
+    before = _tree(tmp_path)
+    rc, err = _run(capsys, "convert", str(bag), "--out", str(out))
+    assert rc == 3
+    line = _one_line(err)
+    assert str(out / "meta.json") in line and "expected a bora-episodes/1 meta.json" in line
+    assert _tree(tmp_path) == before
+
+
+def test_meta_naming_other_cameras_leaves_no_stray_file(tmp_path, bag, capsys):
+    out = tmp_path / "out"
+    assert main(["convert", str(bag), "--out", str(out)]) == 0
+    capsys.readouterr()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["camera_names"] == ["left", "front"]
+    # a new session of the same rig (staged first: it was recorded earlier) and another rig with one
+    # wrist camera: the second fails after the first was staged
+    write_scripted_bag(
+        tmp_path / "more", [ScriptedEpisode(1, 6, "success", session_id="44444444-4444-4444-8444-444444444444")], LAY
+    )
+    other = BagLayout(cameras=("wrist",))
+    write_scripted_bag(
+        tmp_path / "wrist",
+        [ScriptedEpisode(1, 6, "success", session_id="33333333-3333-4333-8333-333333333333")],
+        other,
+        t0_ns=1_800_000_000 * 10**9,
+    )
+    before = _tree(tmp_path)
+    rc, err = _run(capsys, "convert", str(tmp_path / "more"), str(tmp_path / "wrist"), "--out", str(out))
+    assert rc == 3
+    line = _one_line(err)
+    assert str(out / "meta.json") in line and "camera_names" in line and "'wrist'" in line
+    assert _tree(tmp_path) == before  # nothing staged is left, nothing replaced
+
+
+def test_output_not_writable(tmp_path, bag, capsys):
+    # a path under a regular file cannot be created (root ignores permission bits, so not chmod)
+    (tmp_path / "plain").write_text("x")
+    out = tmp_path / "plain" / "out"
+    before = _tree(tmp_path)
+    rc, err = _run(capsys, "convert", str(bag), "--out", str(out))
+    assert rc == 3
+    line = _one_line(err)
+    assert "expected a writable directory" in line and str(tmp_path / "plain") in line
+    assert _tree(tmp_path) == before
+
+
+def test_input_errors_exit_2_and_a_traceback_only_with_debug(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "empty.mcap").write_bytes(b"")
+    rc, err = _run(capsys, "convert", str(empty), "--out", str(tmp_path / "out"))
+    assert rc == 2
+    line = _one_line(err)
+    assert str(empty) in line and "empty (0 bytes)" in line and "missing topic" not in line
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    # `bag info` on it: the same one line
+    rc, err = _run(capsys, "info", str(empty))
+    assert rc == 2 and "empty (0 bytes)" in _one_line(err)
+    # --debug: the traceback (the exception propagates)
+    from bora_trainer.data.bag_io import BagReadError
+
+    with pytest.raises(BagReadError):
+        main(["--debug", "convert", str(empty), "--out", str(tmp_path / "out")])
+    with pytest.raises(BagReadError):
+        main(["convert", str(empty), "--out", str(tmp_path / "out"), "--debug"])
+    rc, err = _run(capsys, "convert", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert rc == 2 and "no such bag directory or file" in _one_line(err)
+
+
+def test_a_bad_rewards_file_is_an_input_error(tmp_path, bag, capsys):
+    rc, err = _run(capsys, "convert", str(bag), "--out", str(tmp_path / "out"), "--rewards", str(tmp_path / "r.yaml"))
+    assert rc == 2 and str(tmp_path / "r.yaml") in _one_line(err)
+    assert not (tmp_path / "out").exists()
