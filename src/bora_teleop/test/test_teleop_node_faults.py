@@ -210,7 +210,7 @@ def test_episode_start_holds_the_measured_state_and_drops_old_episode_commands(r
     # the sim resets to READY and starts episode 6; the policy still sends episode 5's pose
     rig.measured = np.r_[READY, 0.1, 0.1]
     rig.clear()
-    rig.pub_episode.publish(EpisodeEvent(episode_id=6, kind=EpisodeEvent.START, step=0))
+    rig.pub_episode.publish(EpisodeEvent(episode_id=6, kind=EpisodeEvent.START, step=0, session_id="sess-A"))
     assert rig.run(3.0, until=lambda: len(rig.executed) > 10 and rig.executed[-1].hold_reason == "episode_start")
     rig.run(0.5)
     after = [m for m in rig.executed if m.command.episode_id == 6]
@@ -218,6 +218,7 @@ def test_episode_start_holds_the_measured_state_and_drops_old_episode_commands(r
     # no command of episode 6 carries the previous pose: each is the measured reset state
     for m in after:
         np.testing.assert_allclose(m.command.position, rig.measured, atol=1e-9)
+        assert m.command.session_id == "sess-A"  # the episode keeps the session of its START
     # the policy's first command of episode 6: rate limited from the measured state (1 rad/s at 20 Hz)
     target = np.r_[READY + np.array([0, 0.5, 0, 0, 0, 0, 0]), 0.1, 0.1]
     rig.policy = target

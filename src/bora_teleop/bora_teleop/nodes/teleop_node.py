@@ -59,7 +59,7 @@ from bora_teleop.events import KEY_HELP
 from bora_teleop.glove import GloveSample, UdpGloveReceiver
 from bora_teleop.glove_auth import is_loopback, load_key
 from bora_teleop.health import ERROR, OK, WARN, FaultLog, RateLimitedLog
-from bora_teleop.inputs import MAX_JOINTS, joint_values
+from bora_teleop.inputs import MAX_JOINTS, MAX_NAME_LEN, joint_values
 from bora_teleop.nodes.teleop_operator import OperatorMixin
 from bora_teleop.params import PARAMS, build_arbiter, build_hand_adapter
 from bora_teleop.sources import OPERATOR, PERSON
@@ -247,6 +247,9 @@ class TeleopNode(OperatorMixin, Node):
         except ValueError as e:
             pos, err = None, str(e)
         dropped = self.arb.set_policy(pos, now, msg.episode_id, msg.step, msg.chunk_index, error=err)
+        if not dropped and msg.session_id and msg.episode_id == self.arb.episode.episode_id:
+            if len(msg.session_id) <= MAX_NAME_LEN:  # a recording session UUID (bora_msgs session_id)
+                self._episode_session = msg.session_id
         if dropped:
             self._fault("policy_other_episode", dropped, WARN)
         elif err:

@@ -68,6 +68,7 @@ class OperatorMixin:
     def _on_episode(self, msg) -> None:
         # a takeover never spans two episodes: it ends with its episode's outcome, or at the next START
         if msg.kind == EpisodeEvent.START:
+            self._episode_session = msg.session_id or self._episode_session
             if self.arb.started_episode != msg.episode_id:
                 self._end_takeover(self.arb.episode.episode_id, self.arb.episode.step, "next episode started")
                 self._start_episode(int(msg.episode_id), "episode event")
@@ -95,6 +96,7 @@ class OperatorMixin:
     def _publish_intervention(self, kind: str, reward: float, episode_id: int, step: int, reason: str) -> None:
         ev = InterventionEvent(
             episode_id=int(episode_id),
+            session_id=self._episode_session,
             step=int(step),
             kind=INTERVENTION_KINDS[kind],
             reward=float(reward),
@@ -114,9 +116,11 @@ class OperatorMixin:
             )
         ep, step = self.arb.episode.mark(kind)
         if kind == EP_START:
+            self._episode_session = self.session_id  # an episode this node numbers
             self._start_episode(ep, "operator")
         m = EpisodeEvent(
             episode_id=ep,
+            session_id=self._episode_session,
             kind=kind,
             step=step,
             task=self.P["task"],
