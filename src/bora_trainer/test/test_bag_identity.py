@@ -67,7 +67,9 @@ def test_two_sessions_whose_episode_ids_restart_stay_apart(tmp_path, legacy):
         assert np.flatnonzero(arrays["is_intervention"]).tolist() == ints
         np.testing.assert_allclose(arrays["reward"], _rewards(T, pen), atol=1e-6)
         ep = key[1]
-        np.testing.assert_allclose(arrays["action"], exec_value(ep, np.arange(T)[:, None], np.arange(A)[None]), atol=1e-6)
+        np.testing.assert_allclose(
+            arrays["action"], exec_value(ep, np.arange(T)[:, None], np.arange(A)[None]), atol=1e-6
+        )
         assert einfo["session_id"] == key[0]
     # session B's takeover is its own: session A's episode 1 has exactly its one takeover
     tk = read_episode(tmp_path / "out", got[(sa, 1)]["episode_id"], load_images=False)[1]["interventions"]
@@ -156,8 +158,11 @@ def _bag_with_wrong_type(path, topic, msgtype):
 
 def test_a_required_topic_with_the_wrong_type_is_an_error_even_without_messages(tmp_path):
     _bag_with_wrong_type(tmp_path / "bag", S.T_INTERVENTION, "std_msgs/msg/String")
-    with pytest.raises(ConversionError, match=r"/bora/intervention is recorded with type std_msgs/msg/String, "
-                                              r"expected bora_msgs/msg/InterventionEvent"):
+    with pytest.raises(
+        ConversionError,
+        match=r"/bora/intervention is recorded with type std_msgs/msg/String, "
+        r"expected bora_msgs/msg/InterventionEvent",
+    ):
         convert([tmp_path / "bag"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -295,7 +295,7 @@ class McapScan:
             for log_time, off in entries:
                 if off in found:
                     continue
-                r = self._plausible(inner, off, len(inner), inner=True)
+                r = self._accept(inner, off, len(inner), inner=True, cut=False)
                 if r is not None and r[0] == OP_MESSAGE:
                     found[off] = len(self.messages)
                     self.messages.append(parse_body(OP_MESSAGE, r[1]))

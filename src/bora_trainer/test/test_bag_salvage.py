@@ -1,0 +1,172 @@
+"""Issue 16, point 4 / 6: damaged bags keep every intact message, and say what was lost.
+
+Bags are written with ``rosbags`` (stock chunked MCAP, the flushing un-chunked MCAP, sqlite3) and
+then damaged at chosen bytes. Which messages are intact is decided independently of the reader:
+MCAP (uncompressed): a message is intact when its serialized bytes are still in the file, whole and
+untouched; sqlite3: when sqlite itself still returns the row by its id (a rowid lookup through the
+b-tree, which fails only for rows on unreadable pages). The reader must keep exactly those (no
+garbage either), and ``bora bag info`` must report the damage.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from bora_trainer.data import bag_schema as S
+from bora_trainer.data.bag_convert import convert, main
+from bora_trainer.data.bag_io import read_bag
+from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
+
+# 48x48 images: ~32 kB per observation, so the stock writer closes a 1 MiB chunk about every 32 steps
+BIG = BagLayout(image_hw=(48, 48))
+EPS = [
+    ScriptedEpisode(1, 30, "success", [(3, 9, 7)]),
+    ScriptedEpisode(2, 25, "failure"),
+    ScriptedEpisode(3, 20, "success"),
+]
+
+
+def _kept(bag):
+    d = read_bag(bag)
+    return d, {(d.connections[c].topic, t, raw) for c, t, raw in d.messages}
+
+
+def _mcap(bag):
+    return next(bag.glob("*.mcap"))
+
+
+def _intact_mcap(data: bytes, raws, damaged: tuple[int, int]):
+    """Messages whose bytes lie wholly outside the damaged byte range [a, b) (and before the file end)."""
+    out = set()
+    a, b = damaged
+    for topic, t, raw in raws:
+        p = data.find(raw)
+        if p < 0:  # not (wholly) in the file
+            continue
+        end = p + len(raw)
+        if end <= a or p - 31 >= b:  # its record header (31 bytes) too
+            out.add((topic, t, raw))
+    return out
+
+
+def _assert_salvaged(bag, raws, intact, capsys):
+    d, kept = _kept(bag)
+    assert kept <= {(t, ts, r) for t, ts, r in raws}, "a message that was never written"
+    assert intact <= kept, f"{len(intact - kept)} intact message(s) lost"
+    assert d.damage, "damage not reported"
+    assert main(["info", str(bag)]) == 0
+    out = capsys.readouterr().out
+    assert "DAMAGED" in out and "damage:" in out
+    return d, kept
+
+
+def test_cut_inside_a_chunk_keeps_its_complete_messages(tmp_path, capsys):
+    raws = write_scripted_bag(tmp_path / "bag", EPS, BIG, flushing=False)
+    f = _mcap(tmp_path / "bag")
+    data = f.read_bytes()
+    # the cut: in the middle of an ExecutedCommand of episode 3 (in the last chunk)
+    target = next(r for i, (t, _, r) in enumerate(raws) if t == S.T_EXECUTED and i > len(raws) * 0.9)
+    cut = data.find(target) + len(target) // 2
+    (tmp_path / "bag" / "metadata.yaml").unlink()
+    f.write_bytes(data[:cut])
+    intact = _intact_mcap(data[:cut], raws, (cut, cut))
+    assert len(intact) > 100
+    d, kept = _assert_salvaged(tmp_path / "bag", raws, intact, capsys)
+    assert d.truncated and len(kept) == len(intact)
+    assert any(x.kind == "truncated inside a chunk" for x in d.damage)
+
+
+def test_bad_record_length_inside_a_chunk(tmp_path, capsys):
+    raws = write_scripted_bag(tmp_path / "bag", EPS, BIG, flushing=False)
+    f = _mcap(tmp_path / "bag")
+    data = bytearray(f.read_bytes())
+    topic, t, raw = raws[len(raws) // 3]
+    p = data.find(raw) - 22 - 9  # the record: opcode, length, channel/seq/times, data
+    assert data[p] == 0x05
+    data[p + 1 : p + 9] = (len(raw) + 22 + 1000).to_bytes(8, "little")  # a wrong length, still inside the chunk
+    f.write_bytes(bytes(data))
+    intact = {(a, b, c) for a, b, c in raws} - {(topic, t, raw)}
+    d, kept = _assert_salvaged(tmp_path / "bag", raws, intact, capsys)
+    assert kept == intact
+    # what was lost is known exactly: the chunk's message index names its topic and time
+    assert d.lost == {topic: 1}
+    assert any(x.lost == {topic: 1} and x.t == (t, t) for x in d.damage)
+
+
+def test_bad_record_in_the_middle_of_an_unchunked_file(tmp_path, capsys):
+    raws = write_scripted_bag(tmp_path / "bag", EPS, BIG)  # the flushing writer: one record per message
+    f = _mcap(tmp_path / "bag")
+    data = bytearray(f.read_bytes())
+    topic, t, raw = raws[len(raws) // 2]
+    p = data.find(raw) - 22 - 9
+    assert data[p] == 0x05
+    data[p + 1 : p + 9] = (37).to_bytes(8, "little")  # too short: the reader lands inside the message
+    f.write_bytes(bytes(data))
+    intact = {(a, b, c) for a, b, c in raws} - {(topic, t, raw)}
+    d, kept = _assert_salvaged(tmp_path / "bag", raws, intact, capsys)
+    assert kept == intact and not d.truncated
+    assert d.lost == {topic: 1}  # metadata.yaml's count minus what was read
+    assert not any("truncated" in x.kind for x in d.damage)
+
+
+def _sqlite_pages(db):
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT pageno, pagetype FROM dbstat WHERE name='messages' ORDER BY pageno").fetchall()
+    ps = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    return rows, ps
+
+
+def _intact_sqlite(db, n):
+    """Rows sqlite still returns by id (b-tree lookups fail only for rows on unreadable pages)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    ok = set()
+    for i in range(1, n + 1):
+        try:
+            r = con.execute("SELECT topic_id, timestamp, data FROM messages WHERE id=?", (i,)).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if r is not None:
+            ok.add((int(r[1]), bytes(r[2])))
+    con.close()
+    return ok
+
+
+@pytest.mark.parametrize("which", ["leaf", "overflow"])
+def test_zeroed_sqlite_page(tmp_path, capsys, which):
+    raws = write_scripted_bag(tmp_path / "bag", EPS, BIG, storage="sqlite3")
+    db = next((tmp_path / "bag").glob("*.db3"))
+    pages, ps = _sqlite_pages(db)
+    cand = [p for p, kind in pages if kind == which]
+    page = cand[len(cand) // 2]
+    data = bytearray(db.read_bytes())
+    data[(page - 1) * ps : page * ps] = bytes(ps)
+    db.write_bytes(bytes(data))
+    intact = _intact_sqlite(db, len(raws))
+    assert 0 < len(raws) - len(intact) < len(raws) // 3
+    d, kept = _assert_salvaged(tmp_path / "bag", raws, set(), capsys)
+    assert {(t, r) for _, t, r in kept} == intact
+    assert sum(d.lost.values()) == len(raws) - len(intact)
+    # the converter goes on with what is left
+    rep = convert(
+        [tmp_path / "bag"],
+        tmp_path / "out",
+    )
+    assert rep.episodes and any("damaged" in w for w in rep.warnings)
+
+
+def test_cut_sqlite_file(tmp_path, capsys):
+    raws = write_scripted_bag(tmp_path / "bag", EPS, BIG, storage="sqlite3")
+    db = next((tmp_path / "bag").glob("*.db3"))
+    data = db.read_bytes()
+    _, ps = _sqlite_pages(db)
+    cut = (len(data) // ps - 3) * ps + ps // 2  # 3.5 pages short
+    db.write_bytes(data[:cut])
+    intact = _intact_sqlite(db, len(raws))
+    assert len(intact) < len(raws)
+    d, kept = _assert_salvaged(tmp_path / "bag", raws, set(), capsys)
+    assert {(t, r) for _, t, r in kept} >= intact
+    assert d.truncated and sum(d.lost.values()) == len(raws) - len(kept)
+    assert any(x.kind == "truncated file" for x in d.damage)
