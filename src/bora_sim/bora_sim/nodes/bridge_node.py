@@ -16,9 +16,12 @@ without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when the tas
 predicate holds, FAILURE at the time limit; ``auto_reset`` starts the next one; the
 ``/bora/sim/reset`` service (std_srvs/Trigger) resets on demand. When ``bora_sim.operator`` is
 present and ``operator_enabled``, the scripted operator (``ScriptedOperator``) watches each step's
-info: its takeover trigger (/bora/takeover) is published every tick, its glove angles
-(/glove/joint_states) and arm target (/teleop/arm_target) while it is in control, and a
-recovered flag (/bora/recovered) when it hands back.
+info: its takeover trigger (/bora/operator/takeover) is published every tick, its glove angles
+(/bora/operator/glove) and arm target (/bora/operator/arm_target) while it is in control, and a
+recovered flag (/bora/operator/recovered) when it hands back. These are its own topics, not a person's
+(/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop arbitrates the two sources and a
+person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator`` (std_srvs/SetBool) switches
+the scripted operator off (it releases its takeover) or on again at run time.
 """
 
 from __future__ import annotations
@@ -66,13 +69,15 @@ class BridgeNode(Node):
                 ("hand_command", "/hand/command"),
                 ("direct_command", ""),
                 ("episode", "/bora/episode"),
-                ("glove", "/glove/joint_states"),
-                ("arm_target", "/teleop/arm_target"),
-                ("takeover", "/bora/takeover"),
-                ("recovered", "/bora/recovered"),
+                # the scripted operator's own topics (the teleop's operator_*_topic parameters)
+                ("glove", "/bora/operator/glove"),
+                ("arm_target", "/bora/operator/arm_target"),
+                ("takeover", "/bora/operator/takeover"),
+                ("recovered", "/bora/operator/recovered"),
             )
         }
         reset_service = str(p("reset_service", "/bora/sim/reset").value)
+        set_operator_service = str(p("set_operator_service", "/bora/sim/set_operator").value)
         self.operator_enabled = bool(p("operator_enabled", True).value)
         if self.depth_encoding not in ("32FC1", "16UC1"):
             raise ValueError(
@@ -86,7 +91,7 @@ class BridgeNode(Node):
 
         from sensor_msgs.msg import CameraInfo, Image, JointState
         from std_msgs.msg import Bool, Float64MultiArray
-        from std_srvs.srv import Trigger
+        from std_srvs.srv import SetBool, Trigger
         from trajectory_msgs.msg import JointTrajectory
 
         from bora_msgs.msg import EpisodeEvent, JointCommand
@@ -154,6 +159,7 @@ class BridgeNode(Node):
         if t["direct_command"]:
             self.create_subscription(JointCommand, t["direct_command"], self._on_direct, cmd_qos)
         self.create_service(Trigger, reset_service, self._srv_reset)
+        self.create_service(SetBool, set_operator_service, self._srv_set_operator)
 
         self.operator = self._make_operator() if self.operator_enabled else None
         self.episode_id = 0
@@ -179,6 +185,21 @@ class BridgeNode(Node):
             return None
         self.glove_names = list(GLOVE_JOINT_NAMES)
         return ScriptedOperator(self.env, seed=self.seed)
+
+    def _srv_set_operator(self, req, res):
+        """Switch the scripted operator on (from a fresh state) or off (releasing its takeover) at run time."""
+        if req.data and self.operator is None:
+            self.operator = self._make_operator()
+            if self.operator is not None:
+                self.operator.reset()
+        elif not req.data and self.operator is not None:
+            self.operator = None
+            self.pub_takeover.publish(self._Bool(data=False))
+        on = self.operator is not None
+        res.success = on == bool(req.data)
+        res.message = f"scripted operator {'on' if on else 'off'}"
+        self.get_logger().info(f"sim_bridge: {res.message} (service)")
+        return res
 
     def _operator_step(self, info, stamp) -> None:
         """Publish the operator's takeover trigger every tick, and its glove + arm target while in control."""
