@@ -134,6 +134,9 @@ class OutputDir:
     # ------------------------------------------------------------------ staging
     def staging(self) -> Path:
         if self.stage is None:
+            for parent in self.out.parents:
+                if parent.exists() and not parent.is_dir():
+                    raise OutputError(f"{self.out}: {parent} is a file; expected a writable directory")
             try:
                 if self.out.is_dir():
                     self.stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out))
