@@ -696,6 +696,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on all episodes, or only the clean expert demonstrations (OfflineConfig.episodes)",
     )
     p.add_argument(
+        "--gate-scope",
+        choices=("batch", "ppo_chunk", "off"),
+        default=None,
+        help="what a closed advantage gate (Eq. 5) withholds: the whole actor step (batch, the paper's "
+        "literal gate), the PPO term of each low-advantage chunk with BC always applied (ppo_chunk), "
+        "or nothing (off); OfflineConfig.gate_scope",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue from RUN/latest (weights, optimisers, step)"
     )
     p.add_argument("--fsdp", action="store_true", help="FSDP2 sharding instead of DDP (multi-process)")
@@ -714,6 +722,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["fsdp"] = True
     if args.episodes:
         overrides["episodes"] = args.episodes
+    if args.gate_scope:
+        overrides["gate_scope"] = args.gate_scope
     if args.init_from:
         overrides["init_from"] = str(Path(args.init_from).resolve())
     source = args.config

@@ -218,6 +218,59 @@ def advantage_gate(
     return bool(score.item() > margin), score
 
 
+GATE_SCOPES = ("batch", "ppo_chunk", "off")
+
+
+def gated_ppo_bc_loss(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    adv: torch.Tensor,
+    gate_adv: torch.Tensor,
+    mask: torch.Tensor,
+    bc: torch.Tensor,
+    scope: str = "batch",
+    margin: float = 0.0,
+    lambda_ppo: float = 0.01,
+    lambda_bc: float = 1.0,
+    eps: float = 0.2,
+    dual_clip: float = 0.0,
+    reduce: Reduce = None,
+) -> tuple[torch.Tensor, bool, torch.Tensor, dict[str, float]]:
+    """Stage-2 actor loss ``lambda_ppo L_PPO + lambda_bc L_BC`` (Appendix B.2) with the advantage gate of
+    Appendix B.1 (Eq. 5, "optionally") applied at ``scope``:
+
+    * ``"batch"`` (the paper's literal gate): the whole actor update of the batch, BC included, is
+      skipped when the batch mean of ``A_bar_t`` is ``<= margin`` (returned ``actor_open`` False; the
+      trainer then steps the critic only);
+    * ``"ppo_chunk"`` (ours): a per-chunk mask on the PPO term only, ``g_t = 1[A_bar_t > margin]``:
+      ``L_PPO = -1/B sum_t g_t 1/|M_t| sum_i m_{t,i} min(r A, clip(r) A)`` (a closed chunk counts 0 in
+      the batch mean); BC is always applied and the actor is always stepped;
+    * ``"off"``: no gate (Eq. 2 on every chunk).
+
+    ``adv`` is the advantage of the surrogate (normalised), ``gate_adv`` the one the gate scores (raw or
+    normalised, ``gate_source``). Returns ``(loss, actor_open, L_PPO, stats)``; the stats always hold the
+    batch score (``gate/score``), whether the literal gate would be open (``gate/batch_open``) and the
+    share of chunks whose A_bar_t clears the margin (``gate/chunk_open_frac``), whatever the scope.
+    """
+    if scope not in GATE_SCOPES:
+        raise ValueError(f"gate scope must be one of {GATE_SCOPES}, got {scope!r}")
+    batch_open, score = advantage_gate(gate_adv, mask, margin, reduce=reduce)
+    keep = (chunk_mean_advantage(gate_adv.detach(), mask) > margin).to(mask.dtype)
+    kept = torch.stack([keep.sum(), torch.tensor(float(keep.numel()), dtype=keep.dtype, device=keep.device)])
+    if reduce is not None:
+        kept = reduce(kept)
+    ppo_mask = mask * keep[:, None] if scope == "ppo_chunk" else mask
+    ppo = clipped_ppo_loss(logp_new, logp_old, adv, ppo_mask, eps, dual_clip)
+    loss = lambda_ppo * ppo + lambda_bc * bc
+    actor_open = batch_open if scope == "batch" else True
+    stats = {
+        "gate/score": float(score),
+        "gate/batch_open": float(batch_open),
+        "gate/chunk_open_frac": float(kept[0] / kept[1].clamp_min(1.0)),
+    }
+    return loss, actor_open, ppo, stats
+
+
 PPO_START_FRACTION = 40_000 / 70_000  # Table 3: PPO from update 40k of 70k
 
 

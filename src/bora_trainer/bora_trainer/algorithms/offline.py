@@ -14,9 +14,11 @@ Algorithms (registry ``ALGORITHMS``; ``--algo`` names):
 Decoupled optimisation (Appendix B): the critic sees ``z_t.detach()`` and no pathwise ``grad_a Q`` is
 used, so critic losses never reach the actor; the VLM is trained only through the actor loss (BC, and
 PPO in Stage 2). One backward pass over ``critic_loss + actor_loss`` gives both parameter sets their
-own gradients; two AdamW optimisers step them. A closed gate skips the actor optimiser step (and the
-actor gradient is multiplied by 0, so every data-parallel rank still runs the same collective ops);
-the critic is always stepped.
+own gradients; two AdamW optimisers step them. ``gate_scope`` (``losses.gated_ppo_bc_loss``) says what a
+closed gate withholds. With ``"batch"`` (the paper's literal gate) a closed gate skips the actor optimiser
+step (and the actor gradient is multiplied by 0, so every data-parallel rank still runs the same
+collective ops); ``"ppo_chunk"`` masks the PPO term of the low-advantage chunks only; the critic is always
+stepped.
 
 PPO reference policy (the ``pi_theta_old`` of Eq. 2): demonstrations are not samples of the current
 policy, so "old" is a frozen snapshot of the action expert (the Gaussian head included), refreshed every
@@ -78,8 +80,12 @@ class OfflineConfig:
     lambda_bc: float = 1.0
     lambda_ppo: float = 0.01  # PPO guidance coefficient
     adv_clip: float = 2.0  # advantage normalisation clip
-    gate_enabled: bool = True  # OPE gate
+    gate_enabled: bool = True  # OPE gate (false = gate_scope "off")
     gate_margin: float = 0.0  # delta_OPE
+    # what a closed gate (Eq. 5, Appendix B.1 "optionally") withholds (losses.gated_ppo_bc_loss): "batch" =
+    # the paper's literal gate (the whole actor step, BC included), "ppo_chunk" = ours: the PPO term of
+    # each chunk with A_bar_t <= margin (BC always applied), "off" = no gate
+    gate_scope: Literal["batch", "ppo_chunk", "off"] = "batch"
     # --- not in Table 3 (paper text / Table 3 Phase 2 / common practice)
     gamma: float = 0.99  # Table 3 Phase 2 discount, reused offline
     gae_lambda: float = 0.95  # GAE lambda (standard PPO value)
@@ -131,6 +137,8 @@ class OfflineConfig:
                 self.data.k = self.k
             else:
                 raise ValueError(f"OfflineConfig: k={self.k} but data.k={self.data.k}; set one of them")
+        if self.gate_scope not in L.GATE_SCOPES:
+            raise ValueError(f"OfflineConfig.gate_scope must be one of {list(L.GATE_SCOPES)}, got {self.gate_scope!r}")
         if self.episodes not in ("all", "clean"):
             raise ValueError(f"OfflineConfig.episodes must be 'all' or 'clean', got {self.episodes!r}")
         if self.augment_shift < 0:
@@ -321,28 +329,27 @@ class _PPOWithCritic(OfflineAlgorithm):
         else:
             adv = L.action_level_gae(q, v, batch["dones"], cfg.gamma, cfg.gae_lambda, mask)
             adv_n = L.normalize_advantages(adv, mask, cfg.adv_clip, reduce=self.reduce)
-            if cfg.gate_enabled:
-                actor_open, score = L.advantage_gate(
-                    adv if cfg.gate_source == "raw" else adv_n, mask, cfg.gate_margin, reduce=self.reduce
-                )
-                metrics["gate/score"] = float(score)
             logp = self.expert.log_prob(z, prop, batch["actions_n"])
             with torch.no_grad():
                 logp_old = self.expert_ref.log_prob(z.detach(), prop, batch["actions_n"])
-            ppo = L.clipped_ppo_loss(logp, logp_old, adv_n, mask, cfg.ppo_eps, cfg.ppo_dual_clip)
-            actor_loss = cfg.lambda_ppo * ppo + cfg.lambda_bc * bc
-            m = mask.to(adv.dtype)
-            ratio = torch.exp((logp.detach() - logp_old) * m)
-            metrics.update(
-                {
-                    "loss/ppo": float(ppo.detach()),
-                    "adv/raw_mean": float((adv * m).sum() / m.sum().clamp_min(1)),
-                    "ppo/ratio_mean": float((ratio * m).sum() / m.sum().clamp_min(1)),
-                    "ppo/clip_frac": float(
-                        (((ratio - 1).abs() > cfg.ppo_eps).float() * m).sum() / m.sum().clamp_min(1)
-                    ),
-                }
+            actor_loss, actor_open, ppo, gate_stats = L.gated_ppo_bc_loss(
+                logp,
+                logp_old,
+                adv_n,
+                adv if cfg.gate_source == "raw" else adv_n,
+                mask,
+                bc,
+                cfg.gate_scope if cfg.gate_enabled else "off",
+                cfg.gate_margin,
+                cfg.lambda_ppo,
+                cfg.lambda_bc,
+                cfg.ppo_eps,
+                cfg.ppo_dual_clip,
+                reduce=self.reduce,
             )
+            metrics.update(gate_stats)
+            metrics["loss/ppo"] = float(ppo.detach())
+            metrics.update(ppo_diagnostics(logp.detach(), logp_old, adv, adv_n, mask, cfg.ppo_eps))
         metrics["gate/open"] = float(actor_open)
         return StepOutput(actor_loss, critic_loss, actor_open, metrics)
 
@@ -359,6 +366,38 @@ class _PPOWithCritic(OfflineAlgorithm):
         out = super().modules_to_save()
         out["expert_ref"] = self.expert_ref
         return out
+
+
+def _masked_stats(x: torch.Tensor, m: torch.Tensor) -> tuple[float, float, float, float]:
+    """(mean, std, min, max) of ``x`` over the entries with ``m`` > 0 (zeros when there are none)."""
+    sel = x[m > 0]
+    if sel.numel() == 0:
+        return 0.0, 0.0, 0.0, 0.0
+    sel = sel.float()
+    return float(sel.mean()), float(sel.std(unbiased=False)), float(sel.min()), float(sel.max())
+
+
+def ppo_diagnostics(logp, logp_old, adv, adv_n, mask, eps) -> dict[str, float]:
+    """How far the PPO ratio and the advantages spread over the valid steps of the batch (issue 14
+    diagnostics; this process's batch, not all-reduced): ratio mean/std/min/max and clip fraction, raw
+    action-level GAE advantage mean/std/min/max, normalised advantage std."""
+    m = mask.to(adv.dtype)
+    ratio = torch.exp((logp - logp_old) * m)
+    r_mean, r_std, r_min, r_max = _masked_stats(ratio, m)
+    a_mean, a_std, a_min, a_max = _masked_stats(adv, m)
+    n = m.sum().clamp_min(1)
+    return {
+        "ppo/ratio_mean": r_mean,
+        "ppo/ratio_std": r_std,
+        "ppo/ratio_min": r_min,
+        "ppo/ratio_max": r_max,
+        "ppo/clip_frac": float((((ratio - 1).abs() > eps).float() * m).sum() / n),
+        "adv/raw_mean": a_mean,
+        "adv/raw_std": a_std,
+        "adv/raw_min": a_min,
+        "adv/raw_max": a_max,
+        "adv/norm_std": _masked_stats(adv_n, m)[1],
+    }
 
 
 def _critic_objectives(q_all, v, y, mask, tau):
@@ -394,6 +433,9 @@ class Bora(_PPOWithCritic):
             "critic/q_mean": float((q.detach() * m).sum() / n),
             "critic/v_mean": float((v.detach() * m).sum() / n),
             "critic/y_mean": float((y * m).sum() / n),
+            # TD error of the pessimistic Q against its Eq. 1 target (issue 14 diagnostics)
+            "critic/td_abs": float(((q.detach() - y).abs() * m).sum() / n),
+            "critic/td_std": _masked_stats(q.detach() - y, m)[1],
         }
         return lq + lv, q, v.detach(), metrics
 
