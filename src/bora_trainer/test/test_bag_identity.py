@@ -138,11 +138,20 @@ def test_a_complete_version_replaces_an_incomplete_one_with_a_ledger_entry(tmp_p
     assert ledger[0]["replaced_hash"] == old_hash and ledger[0]["by_hash"] == r2.episodes[0].content_hash
     kept = out / "replaced" / old_hash[:12]
     assert json.loads((kept / "transitions" / "episode_000000.json").read_text())["outcome"] is None
-    # the incomplete recording again: the complete version stays, nothing is added
+    # the incomplete recording again: it is read together with the bag the episode came from (their union
+    # is the complete version): nothing changes
     snap = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r3 = convert([tmp_path / "live"], out)
+    assert r3.episodes[0].status == "skipped"
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snap
+    # and if that bag is gone, the less complete version does not replace the complete one
+    import shutil
+
+    shutil.move(tmp_path / "done", tmp_path / "moved")
     r3 = convert([tmp_path / "live"], out)
     assert r3.episodes[0].status == "kept-previous"
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snap
+    shutil.move(tmp_path / "moved", tmp_path / "done")
     # a re-run reports the chunks it has, not 0
     r4 = convert([tmp_path / "done"], out)
     assert r4.episodes[0].status == "skipped" and r4.episodes[0].num_chunks == 3
@@ -177,3 +186,40 @@ def test_intervention_flags_without_events_and_a_missing_start_are_reported(tmp_
     # the duplicate warning is kept in the episode's JSON
     _, info = read_episode(tmp_path / "out", rep.episodes[0].episode_id, load_images=False)
     assert any("duplicated message(s) dropped" in x for x in info["warnings"])
+
+
+def _write_part(path, msgs, keep):
+    ts = S.build_typestore()
+    w = open_writer(path, "mcap")
+    conns = {t: w.add_connection(t, mt, typestore=ts) for t, mt in S.TOPIC_TYPES.items()}
+    for topic, t, m in msgs:
+        step = int(m.command.step) if topic == S.T_EXECUTED else int(m.step)
+        if keep(topic, step, m):
+            w.write(conns[topic], t, bytes(ts.serialize_cdr(m, S.TOPIC_TYPES[topic])))
+    w.close()
+
+
+def test_an_episode_split_over_two_bags_is_converted_from_both_parts(tmp_path):
+    # the recorder was killed at step 6 and restarted: bag 1 has START and steps 0-5, bag 2 steps 6-9 and
+    # SUCCESS. Converted one bag at a time (as the trainer does), the episode ends up whole, under one id.
+    from bora_trainer.data.synthetic_bag import scripted_messages
+
+    msgs = scripted_messages([ScriptedEpisode(1, 10, "success", [(3, 8, 7)], session_id=SA)], LAY)
+    first = lambda topic, step, m: step < 6 and not (topic == S.T_INTERVENTION and m.kind != 0)  # noqa: E731
+    _write_part(tmp_path / "part1", msgs, first)
+    _write_part(tmp_path / "part2", msgs, lambda *a: not first(*a))
+    out = tmp_path / "out"
+    r1 = convert([tmp_path / "part1"], out)
+    assert r1.episodes[0].status == "written" and r1.episodes[0].num_steps == 6 and r1.episodes[0].outcome is None
+    r2 = convert([tmp_path / "part2"], out)
+    assert [e.status for e in r2.episodes] == ["replaced"]
+    assert any("also read from" in w for w in r2.warnings)
+    arrays, info = read_episode(out, r2.episodes[0].episode_id, load_images=False)
+    assert info["num_steps"] == 10 and info["outcome"] == "success" and info["start_recorded"] is True
+    assert info["interventions"] == [{"start": 3, "end": 8, "recovered": 7}]
+    np.testing.assert_allclose(arrays["reward"], _rewards(10, {3: -0.3, 7: 0.2, 9: 1.0}), atol=1e-6)
+    np.testing.assert_allclose(arrays["action"], exec_value(1, np.arange(10)[:, None], np.arange(A)[None]), atol=1e-6)
+    assert arrays["valid"].all()
+    tinfo = json.loads((out / "transitions" / "episode_000000.json").read_text())
+    assert tinfo["bags"] == sorted([str((tmp_path / "part1").resolve()), str((tmp_path / "part2").resolve())])
+    assert len((out / "ledger.jsonl").read_text().splitlines()) == 1

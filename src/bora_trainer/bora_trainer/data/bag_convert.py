@@ -205,7 +205,7 @@ def load_bags(
             k = _key(conn.topic, m)
             sess = _session(conn.topic, m) or fallback
             # canonical bytes (re-serialised): DDS may add trailing CDR padding that a direct write lacks
-            msg = Msg(k, t_ns, bytes(ts.serialize_cdr(m, conn.msgtype)), m, sess)
+            msg = Msg(k, t_ns, bytes(ts.serialize_cdr(m, conn.msgtype)), m, sess, str(d.path))
             groups[conn.topic][(sess, *k)].append(msg)
     out: dict[str, list[Msg]] = {}
     for topic, by_key in groups.items():
@@ -250,14 +250,24 @@ def convert(
     """
     cfg = cfg or ConvertConfig()
     od = OutputDir(out)  # checks the output before any bag is read
+    bags = [Path(b).resolve() for b in bags]
     msgs, warnings, truncated, ep_warn = load_bags(bags, cfg.transitions_only)
     report = ConvertReport(warnings=warnings, truncated=truncated)
-    per_ep: dict[tuple[str, int], dict[str, list[Msg]]] = defaultdict(lambda: defaultdict(list))
-    for topic, ms in msgs.items():
-        for m in ms:
-            per_ep[(m.session, m.key[0])][topic].append(m)
-    for key in [k for k in per_ep if k[1] == 0]:  # episode_id 0 = no episode running
-        per_ep.pop(key)
+    per_ep = _group(msgs)
+    # an episode already converted from other bags (the recorder was restarted during it, or the
+    # recording was split): read those bags again, so the new version is the union of its parts
+    extra = sorted(
+        {b for k in per_ep if k in od.known for b in od.known[k].get("bags", [])} - {str(b) for b in bags}
+    )
+    extra = [Path(b) for b in extra if Path(b).exists()]
+    if extra:
+        keys = set(per_ep)
+        msgs, _, _, ep_warn = load_bags(bags + extra, cfg.transitions_only)
+        per_ep = {k: v for k, v in _group(msgs).items() if k in keys}
+        report.warnings.append(
+            f"episode(s) {sorted(k[1] for k in keys if k in od.known)} also read from {[str(b) for b in extra]} "
+            "(converted from there before): each is converted from all its parts"
+        )
     rhash = _reward_hash(cfg.rewards)
     mode = "transitions" if cfg.transitions_only else "episodes"
     # sessions in order of their first message, episodes by id within a session
@@ -331,6 +341,16 @@ def convert(
     return report
 
 
+def _group(msgs: dict[str, list[Msg]]) -> dict[tuple[str, int], dict[str, list[Msg]]]:
+    """(session, episode) -> topic -> messages; episode id 0 (no episode running) left out."""
+    per_ep: dict[tuple[str, int], dict[str, list[Msg]]] = defaultdict(lambda: defaultdict(list))
+    for topic, ms in msgs.items():
+        for m in ms:
+            if m.key[0] != 0:
+                per_ep[(m.session, m.key[0])][topic].append(m)
+    return per_ep
+
+
 def _stage_episode(od: OutputDir, res: EpisodeResult, ep: dict, cfg: ConvertConfig, bags, rhash: str,
                    mode: str, per_topic: dict[str, list[Msg]], replaced: dict | None) -> None:
     eid = res.episode_id
@@ -380,7 +400,7 @@ def _stage_episode(od: OutputDir, res: EpisodeResult, ep: dict, cfg: ConvertConf
             "start_recorded": ep["info"]["start_recorded"],
             "session_id": res.session_id,
             "source_episode_id": res.source_episode_id,
-            "bags": [str(b) for b in bags],
+            "bags": sorted({m.bag for ms in per_topic.values() for m in ms}),
             "has_transitions": trans is not None,
             "normalizer_versions": sorted(
                 {str(m.msg.normalizer_version) for m in per_topic.get(S.T_ACTION_CHUNK, [])}

@@ -41,6 +41,7 @@ class Msg:
     raw: bytes
     msg: Any
     session: str = ""
+    bag: str = ""  # the bag it was read from (absolute path)
 
 
 # ------------------------------------------------------------------------------------ one episode
