@@ -16,7 +16,7 @@ from bora_teleop.events import (
     KEYMAP,
 )
 from bora_teleop.health import WARN
-from bora_teleop.inputs import episode_note
+from bora_teleop.inputs import MAX_NAME_LEN, MAX_NOTE_LEN, episode_note
 from bora_teleop.sources import OPERATOR, PERSON
 
 
@@ -67,6 +67,13 @@ class OperatorMixin:
     # ------------------------------------------------------------------ episodes
     def _on_episode(self, msg) -> None:
         # a takeover never spans two episodes: it ends with its episode's outcome, or at the next START
+        if len(msg.session_id) > MAX_NAME_LEN or len(msg.note) > MAX_NOTE_LEN:
+            self._fault(
+                "episode_event_too_long",
+                f"EpisodeEvent: session_id or note too long ({len(msg.session_id)}, "
+                f"{len(msg.note)} characters; at most {MAX_NAME_LEN}, {MAX_NOTE_LEN})",
+            )
+            return
         if msg.kind == EpisodeEvent.START:
             self._episode_session = msg.session_id or self._episode_session
             if self.arb.started_episode != msg.episode_id:
@@ -85,8 +92,7 @@ class OperatorMixin:
     def _start_episode(self, episode_id: int, how: str) -> None:
         if self.arb.start_episode(episode_id):
             self.get_logger().info(
-                f"episode {episode_id} START ({how}): holding the measured state until the policy's first "
-                "command of it"
+                f"episode {episode_id} START ({how}): holding the measured state until the policy's first command of it"
             )
 
     def _end_takeover(self, episode_id: int, step: int, why: str, success: bool = False) -> None:
