@@ -120,6 +120,17 @@ def test_arm_command_moves_the_arm(bridge):
     assert abs(q[0] - q0[0]) > 0.25
 
 
+def test_episode_events_carry_the_run_session(bridge):
+    # every episode event of this run carries the run's recording session (a UUID made at start-up;
+    # episode ids restart at 1 in every run, issue 16)
+    import uuid
+
+    node, rx, _ = bridge
+    assert spin(node, lambda: len(rx["ep"]) >= 1, 30)
+    sessions = {m.session_id for _, m in rx["ep"]}
+    assert len(sessions) == 1 and str(uuid.UUID(next(iter(sessions)))) == next(iter(sessions))
+
+
 def test_time_limit_failure_and_reset_service(bridge):
     from std_srvs.srv import Trigger
 
