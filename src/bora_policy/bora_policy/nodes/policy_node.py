@@ -14,6 +14,13 @@ one inference never mixes two checkpoints and a bad file leaves the current one 
 Publishes /bora/action_chunk (with z_t), /bora/policy_command, /bora/value, /bora/value_markers
 (MarkerArray: the chunk's values as a coloured bar timeline, the current value as text) and timing
 statistics on /diagnostics. Services: <ns>/set_mode (SetMode), <ns>/load_checkpoint (LoadCheckpoint).
+
+Faults (issue 20): the commanded episode comes from ``EpisodeGate`` (a START, else an observation of a
+newer episode, e.g. after a restart mid-episode; no command after the episode's outcome or once a newer
+START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or inferences or rejected checkpoints
+happened in the last ``health_window_s`` (``HealthWindow``, with the last error's text); a checkpoint path
+received over ROS must lie in ``checkpoint_roots`` (``check_checkpoint_path``), else it is refused with the
+reason and the residual in use is kept.
 """
 
 from __future__ import annotations
@@ -24,12 +31,12 @@ import sys
 import threading
 import time
 
-import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from bora_policy.nodes.policy_outputs import chunk_messages, diagnostics_message
 from bora_policy.runtime.checkpoint_loader import (
     CheckpointRejected,
     check_checkpoint_path,
@@ -360,6 +367,8 @@ class PolicyNode(Node):
             obs = self._latest_obs
         if obs is not None:  # an observation of a newer episode than any known: its START was missed
             self.gate.observe(int(obs.episode_id), int(obs.step), stamp_seconds(obs.header.stamp))
+            if obs.session_id and int(obs.episode_id) not in self._episode_sessions:
+                self._episode_sessions[int(obs.episode_id)] = str(obs.session_id)  # (no START seen)
         start = self.gate.take_pending()
         if start is not None:
             # a new episode: drop the previous episode's chunk (no blending across the reset) and send
@@ -440,31 +449,10 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------ outputs
     def _publish_chunk(self, obs, arr, res) -> None:
-        r = self.runner
-        c = self.msgs["ActionChunk"]()
-        c.header.stamp = obs.header.stamp
-        c.header.frame_id = obs.header.frame_id
-        c.episode_id, c.step, c.session_id = int(obs.episode_id), int(obs.step), str(obs.session_id)
-        c.chunk_size, c.action_dim = int(res.final.shape[0]), int(res.final.shape[1])
-        c.joint_names = list(arr.joint_names)
-        c.base = res.base.astype(np.float32).ravel().tolist()
-        c.residual = res.residual.astype(np.float32).ravel().tolist()
-        c.final = res.final.astype(np.float32).ravel().tolist()
-        c.residual_scale = float(res.residual_scale)
-        c.cognition_token = res.z.astype(np.float32).tolist()
-        c.proprio_norm = res.proprio_norm.astype(np.float32).tolist()
-        c.base_norm = res.base_norm.astype(np.float32).ravel().tolist()
-        c.policy_version, c.residual_version = r.policy_version, res.residual_version
-        c.normalizer_version = r.normalizer.version
-        self.pub_chunk.publish(c)
-        if res.q is not None:
-            v = self.msgs["ValueEstimate"]()
-            v.header = c.header
-            v.episode_id, v.step, v.session_id = c.episode_id, c.step, c.session_id
-            v.q, v.v = res.q.astype(np.float32).tolist(), res.v.astype(np.float32).tolist()
-            v.advantage = res.advantage.astype(np.float32).tolist()
-            v.critic_version = r.critic_version
-            self.pub_value.publish(v)
+        chunk, value = chunk_messages(self, obs, arr, res)
+        self.pub_chunk.publish(chunk)
+        if value is not None:
+            self.pub_value.publish(value)
 
     def _update_markers(self, index: int) -> None:
         if not self.publish_markers or self._last_value is None:
@@ -485,44 +473,7 @@ class PolicyNode(Node):
         )
 
     def _publish_diagnostics(self) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
-        s = self.stats.summary(missed=self.control_loop.missed)
-        st = DiagnosticStatus(name="bora/policy: control loop", hardware_id="policy")
-        late = s["jitter_p99_ms"] > 0.25 * 1e3 / self.control_hz
-        level, text = self.health.status()
-        if late and level < WARN:
-            level, text = WARN, f"jitter p99 {s['jitter_p99_ms']:.0f} ms over a quarter period"
-        st.level = bytes([level])  # DiagnosticStatus.level is a byte: OK 0, WARN 1, ERROR 2
-        g = self.gate
-        st.message = (
-            f"{MODE_NAMES[self.mode]}, episode {g.episode_id}{' (ended)' if g.ended else ''}, "
-            f"{int(s['missed_ticks'])} missed ticks" + (f"; {text}" if text else "")
-        )
-        vals = {k: f"{v:.3f}" for k, v in s.items()}
-        vals.update(
-            mode=MODE_NAMES[self.mode],
-            residual_version=self.runner.residual_slot.snapshot()[1],
-            residual_swaps=str(self.runner.residual_slot.swaps),
-            checkpoints_rejected=str(self.rejected),
-            last_reject=self.last_reject[:200],
-            control_hz=f"{self.control_hz:g}",
-            late_max_ms=f"{self.control_loop.late_max_s * 1e3:.1f}",
-            realtime="SCHED_FIFO" if self.control_loop.realtime else "normal",
-            critic_version=self.runner.critic_version or "none (no critic loaded)",
-            episode_id=str(g.episode_id),
-            episode_source=g.source or "none",
-            episode_ended=str(g.ended).lower(),
-            commands_suppressed=str(self.suppressed),
-            health_window_s=f"{self.health.window_s:g}",
-            last_error=self.health.last.text if self.health.last else "",
-            faults_total=str(sum(self.health.totals.values())),
-        )
-        st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [st]
-        self.pub_diag.publish(arr)
+        self.pub_diag.publish(diagnostics_message(self, MODE_NAMES[self.mode]))
 
     def destroy_node(self):
         self.control_loop.stop()

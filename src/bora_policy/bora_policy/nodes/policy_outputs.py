@@ -1,0 +1,79 @@
+"""The policy node's output messages, built from its state (split from policy_node.py to keep it short)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bora_policy.runtime.health import WARN
+
+
+def chunk_messages(node, obs, arr, res):
+    """The ActionChunk of one inference and its ValueEstimate (None without a critic)."""
+    r = node.runner
+    c = node.msgs["ActionChunk"]()
+    c.header.stamp = obs.header.stamp
+    c.header.frame_id = obs.header.frame_id
+    c.episode_id, c.step, c.session_id = int(obs.episode_id), int(obs.step), str(obs.session_id)
+    c.chunk_size, c.action_dim = int(res.final.shape[0]), int(res.final.shape[1])
+    c.joint_names = list(arr.joint_names)
+    c.base = res.base.astype(np.float32).ravel().tolist()
+    c.residual = res.residual.astype(np.float32).ravel().tolist()
+    c.final = res.final.astype(np.float32).ravel().tolist()
+    c.residual_scale = float(res.residual_scale)
+    c.cognition_token = res.z.astype(np.float32).tolist()
+    c.proprio_norm = res.proprio_norm.astype(np.float32).tolist()
+    c.base_norm = res.base_norm.astype(np.float32).ravel().tolist()
+    c.policy_version, c.residual_version = r.policy_version, res.residual_version
+    c.normalizer_version = r.normalizer.version
+    if res.q is None:
+        return c, None
+    v = node.msgs["ValueEstimate"]()
+    v.header = c.header
+    v.episode_id, v.step, v.session_id = c.episode_id, c.step, c.session_id
+    v.q, v.v = res.q.astype(np.float32).tolist(), res.v.astype(np.float32).tolist()
+    v.advantage = res.advantage.astype(np.float32).tolist()
+    v.critic_version = r.critic_version
+    return c, v
+
+
+def diagnostics_message(node, mode_name: str):
+    """The policy's DiagnosticArray: timing counters, the health level of the last window, episode and
+    checkpoint state (docs/interfaces.md)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    s = node.stats.summary(missed=node.control_loop.missed)
+    st = DiagnosticStatus(name="bora/policy: control loop", hardware_id="policy")
+    late = s["jitter_p99_ms"] > 0.25 * 1e3 / node.control_hz
+    level, text = node.health.status()
+    if late and level < WARN:
+        level, text = WARN, f"jitter p99 {s['jitter_p99_ms']:.0f} ms over a quarter period"
+    st.level = bytes([level])  # DiagnosticStatus.level is a byte: OK 0, WARN 1, ERROR 2
+    g = node.gate
+    st.message = (
+        f"{mode_name}, episode {g.episode_id}{' (ended)' if g.ended else ''}, "
+        f"{int(s['missed_ticks'])} missed ticks" + (f"; {text}" if text else "")
+    )
+    vals = {k: f"{v:.3f}" for k, v in s.items()}
+    vals.update(
+        mode=mode_name,
+        residual_version=node.runner.residual_slot.snapshot()[1],
+        residual_swaps=str(node.runner.residual_slot.swaps),
+        checkpoints_rejected=str(node.rejected),
+        last_reject=node.last_reject[:200],
+        control_hz=f"{node.control_hz:g}",
+        late_max_ms=f"{node.control_loop.late_max_s * 1e3:.1f}",
+        realtime="SCHED_FIFO" if node.control_loop.realtime else "normal",
+        critic_version=node.runner.critic_version or "none (no critic loaded)",
+        episode_id=str(g.episode_id),
+        episode_source=g.source or "none",
+        episode_ended=str(g.ended).lower(),
+        commands_suppressed=str(node.suppressed),
+        health_window_s=f"{node.health.window_s:g}",
+        last_error=node.health.last.text if node.health.last else "",
+        faults_total=str(sum(node.health.totals.values())),
+    )
+    st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
+    arr = DiagnosticArray()
+    arr.header.stamp = node.get_clock().now().to_msg()
+    arr.status = [st]
+    return arr
