@@ -233,10 +233,14 @@ def _account(data: BagData) -> None:
         unknown = (
             "" if expected or all(d.lost for d in data.damage) else " (plus an unknown number in unreadable bytes)"
         )
+        dated = [
+            f"{d.t[0] or '?'}..{d.t[1] or 'end'}" for d in data.damage if d.lost is None and d.t and any(d.t)
+        ]
         data.warnings.append(
             f"{data.path}: damaged ({len(data.damage)} place(s)); kept {len(data.messages)} message(s), lost "
             + (", ".join(ranges) if ranges else "0 known")
             + unknown
+            + (f" (unreadable parts between log times {', '.join(dated)} ns)" if dated else "")
             + "; see `bora bag info`"
         )
 

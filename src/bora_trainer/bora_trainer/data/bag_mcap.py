@@ -192,6 +192,7 @@ class McapScan:
             raise ValueError(f"{self.f}: not an MCAP file (bad magic {raw[:8]!r}, expected {MCAP_MAGIC!r})")
         self._footer_summary(raw)
         self._walk(raw, 8, len(raw), inner=False)
+        self._date_gaps()
         return self
 
     def _footer_summary(self, raw: bytes) -> None:
@@ -335,7 +336,7 @@ class McapScan:
                 offset=pos,
                 end=end,
                 lost=None,
-                t=(start, end_t),
+                t=(self.messages[-1][1] if len(self.messages) > before else start, end_t),
                 note=f"{len(self.messages) - before} complete message(s) of it kept, "
                 f"{max(usize - len(inner), 0)} of its {usize} bytes missing",
             )
@@ -352,8 +353,19 @@ class McapScan:
                 lost=None,
                 t=(ts[0] if ts else None, None),
                 note=f"{b - a} byte(s){' inside a chunk' if inner else ''}",
+                at_message=len(self.messages),  # the messages read before and after it date it
             )
         )
+
+    def _date_gaps(self) -> None:
+        """Unknown losses are dated by the log times of the messages read just before and after them."""
+        for d in self.damage:
+            i = d.pop("at_message", None)
+            if i is None:
+                continue
+            before = self.messages[i - 1][1] if i > 0 else None
+            after = self.messages[i][1] if i < len(self.messages) else None
+            d["t"] = (before, after)
 
     def _summary(self, buf: bytes, pos: int, end: int) -> None:
         """Statistics from the summary section (per-channel message counts), if it reads."""
