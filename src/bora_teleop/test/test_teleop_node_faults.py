@@ -254,3 +254,58 @@ def test_unauthenticated_udp_off_loopback_refuses_to_start(tmp_path):
         raise
     lines = [ln for ln in log.read_text().splitlines() if "error" in ln]
     assert len(lines) == 1 and "udp_host='0.0.0.0'" in lines[0] and "loopback" in lines[0], lines
+
+
+def test_signed_glove_stream_node_accepts_only_the_allowed_source_with_the_key(tmp_path, rig):
+    # a second teleop node with a key file and one allowed source (the module's rig node keeps running:
+    # its /diagnostics are told apart by the UDP port in the values)
+    from bora_teleop.glove_auth import write_key
+    from bora_teleop.glove_sender import GloveSender
+
+    key = write_key(str(tmp_path / "glove.key"))
+    port = _free_udp_port()
+    proc, log = start_node(
+        tmp_path, udp_port=port, udp_key_file=str(tmp_path / "glove.key"), udp_allowed_sources=["127.0.0.2"]
+    )
+    good = GloveSender("127.0.0.1", port, key=key, source="127.0.0.2")
+    senders = [
+        GloveSender("127.0.0.1", port, key=key, source="127.0.0.3"),  # wrong source
+        GloveSender("127.0.0.1", port, key=bytes(32), source="127.0.0.2"),  # wrong key
+        GloveSender("127.0.0.1", port, key=None, source="127.0.0.2"),  # unsigned
+    ]
+    try:
+        line = f"UDP glove receiver on 127.0.0.1:{port}: HMAC-SHA256 signed packets, from 127.0.0.2"
+        deadline = time.monotonic() + 30
+        while line not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert line in log.read_text()
+        sent = []
+        for _ in range(20):
+            for tx in senders:
+                tx.send([0.5, 0.5])
+            sent.append(good.packet([0.1, 0.1]))
+            good.sock.sendto(sent[-1], good.dst)
+            time.sleep(0.005)
+        time.sleep(0.5)
+        for pkt in sent:  # replayed, later
+            good.sock.sendto(pkt, good.dst)
+        rig.diag.clear()
+        me = f"127.0.0.1:{port}"
+
+        def counts():
+            for d in reversed(rig.diag):
+                v = {kv.key: kv.value for kv in d.status[0].values}
+                if v.get("udp_address") == me and int(v["udp_received"]) >= 100:
+                    return v
+            return None
+
+        assert rig.run(10.0, until=lambda: counts() is not None), "no /diagnostics of the signed-stream node"
+        v = counts()
+        got = {k: int(v[f"udp_{k}"]) for k in ("received", "accepted", "wrong_source", "bad_signature", "replayed")}
+        assert got == {"received": 100, "accepted": 20, "wrong_source": 20, "bad_signature": 40, "replayed": 20}
+        assert "udp_wrong_source" in log.read_text() or "not in udp_allowed_sources" in log.read_text()
+    finally:
+        for tx in [good, *senders]:
+            tx.close()
+        stop_node(proc)

@@ -413,6 +413,7 @@ class TeleopNode(OperatorMixin, Node):
         if self.udp is not None:
             vals.update({f"udp_{k}": v for k, v in self.udp.stats.items()})
             vals.update({"udp_alive": self.udp.alive, "udp_last_error": self.udp.last_error})
+            vals["udp_address"] = f"{self.udp.address[0]}:{self.udp.port}"
         st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
