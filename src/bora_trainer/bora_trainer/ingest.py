@@ -98,6 +98,7 @@ REPLAY_FIELDS = (
     "next_vla",
     "next_base",
     "next_valid",
+    "n_steps",
     "episode",
     "step",
 )
@@ -246,6 +247,7 @@ class OnlineTrainerLoop:
             self.last_checkpoint = self._announcement(ck, data["meta"], n, self.round, int(data["step"]))
             log.info("resumed at update %d (round %d) from %s", self.update_step, self.round, ck)
         self.resumed_at = self.update_step
+        self.observe_episodes()
         self._sampler = None
         self._bag_sizes: dict[str, int] = {}
         self.rebase_buffers()
@@ -375,7 +377,7 @@ class OnlineTrainerLoop:
                 self.normalizer.version,
             )
             return 0
-        rows = {k: arrays[k] for k in REPLAY_FIELDS}
+        rows = {k: arrays[k] for k in REPLAY_FIELDS if k in arrays}  # n_steps: derived when absent
         rows["action"] = self.normalizer.normalize_action(arrays["action_physical"])
         rows["episode"] = np.full(len(rows["z"]), self.num_episodes, np.int64)
         self.online.add(rows)
@@ -391,6 +393,7 @@ class OnlineTrainerLoop:
         self.ledger[shard.name] = entry
         atomic_write_text(self.ledger_path, json.dumps(self.ledger, indent=1))
         self.ingested_hashes.add(h)
+        self.observe_episodes([self.num_episodes - 1])
         log.info(
             "ingested episode %s: %d chunk transitions (buffer %d)", h[:12], entry["rows"], len(self.online)
         )
@@ -465,8 +468,25 @@ class OnlineTrainerLoop:
             if name != "residual" and name in old_mods:
                 m.load_state_dict(old_mods[name].state_dict())
         self.learner = new
+        self.observe_episodes()
         self._sampler = None
         self.rebase_buffers()
+
+    def observe_episodes(self, episodes: list[int] | None = None) -> None:
+        """Tell the learner's objective the outcome and takeover steps of ingested episodes (all, or
+        ``episodes``): HABC labels online rows by them (``observe_episode``; a no-op for the others).
+        Episode ``e`` is the e-th ledger entry (shard order), as in the rows' ``episode`` field."""
+        from bora_trainer.algorithms.habc_labels import episode_success
+        from bora_trainer.data.replay import episode_takeovers
+
+        entries = [self.ledger[name] for name in sorted(self.ledger)]
+        if not entries:
+            return
+        eps = self.online.arrays()["episode"]
+        for e in range(len(entries)) if episodes is None else episodes:
+            rows = self.online.arrays(np.flatnonzero(eps == e))
+            is_int = episode_takeovers(rows, int(entries[e]["num_steps"]))
+            self.learner.objective.observe_episode(e, episode_success(entries[e]), is_int)
 
     def _frozen_from_checkpoint(self, data: dict) -> list[FrozenResidual]:
         """Residuals 1 .. R-1 of a checkpoint with their lambdas (empty for round 1 / old checkpoints)."""
@@ -662,7 +682,7 @@ def build_offline_buffer(
         arrays, info = read_transitions(converted_dir, eid)
         if not arrays:
             continue
-        rows = {k: arrays[k] for k in REPLAY_FIELDS}
+        rows = {k: arrays[k] for k in REPLAY_FIELDS if k in arrays}  # n_steps: derived when absent
         rows["action"] = normalizer.normalize_action(arrays["action_physical"])
         buf.add(rows)
     buf.flush()

@@ -190,6 +190,10 @@ def offline_buffer(
         outcome = info.get("outcome") or ("success" if info.get("success") else None)
         rew = compute_rewards(T, outcome, info.get("interventions"), reward)
         done = compute_dones(T, outcome)
+        final = None
+        if not done.any():  # truncated: the last observation stands in for o_T, as in the offline phase
+            z, a, p = vla.act(arrays["color"][T - 1 :], [info.get("instruction", "")], arrays["state"][T - 1 :])
+            final = {"z": z[0].cpu().numpy(), "proprio": p[0].cpu().numpy(), "vla": a[0].cpu().numpy()}
         buf.add(
             chunk_transitions(
                 _norm_actions(n, arrays["action"], action_clip),
@@ -203,6 +207,7 @@ def offline_buffer(
                 is_intervention=arrays.get("is_intervention"),
                 beta=arrays.get("beta"),
                 episode=eid,
+                final=final,
             )
         )
     if path is not None:
@@ -333,6 +338,18 @@ def rollout(
         op.close_open_segment(success)
         interventions = op.interventions()
     outcome = "success" if success else "timeout"
+    final_obs = None
+    if not term:  # truncated by the time limit: the state after the last step, for the bootstrap
+        state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+        z, a_vla, s_n = vla.act(obs["color"][None], [obs["instruction"]], state[None])
+        with torch.no_grad():
+            out = policy.compose(z.to(dev), s_n.to(dev), a_vla.to(dev), alpha)
+        final_obs = {
+            "z": z[0].cpu().numpy(),
+            "proprio": s_n[0].cpu().numpy(),
+            "vla": a_vla[0].cpu().numpy(),
+            "base": out.base_norm[0].cpu().numpy(),
+        }
     arrays = {k: np.asarray(v) for k, v in rec.items()}
     arrays["reward"] = compute_rewards(t, outcome, interventions, reward)
     arrays["done"] = compute_dones(t, outcome)
@@ -354,6 +371,7 @@ def rollout(
         "vla": np.stack(vls),
         "base": np.stack(bases),
         "proprio": np.stack(props),
+        "final": final_obs,
     }
     return {"arrays": arrays, "info": ep_info, "chunks": chunks}
 
@@ -375,6 +393,7 @@ def rollout_rows(
         is_intervention=a["is_intervention"],
         beta=a["beta"],
         episode=episode,
+        final=c.get("final"),
     )
 
 
@@ -425,6 +444,9 @@ def train(
     logger = RunLogger(out)
     frozen: list[FrozenResidual] = []
     critic, total_updates, episode_id = vla.critic, 0, 0
+    # (episode id, success, per-step is_intervention) of every online episode: each round's fresh
+    # learner is told all of them (HABC labels rows by their episode's outcome and last takeover)
+    observed: list[tuple[int, bool, np.ndarray]] = []
     summary: dict[str, Any] = {
         "rounds": [],
         "offline_transitions": len(off_buf),
@@ -444,12 +466,16 @@ def train(
             offline_critic=vla.critic,
         )
         learner.check_buffer(spec)
+        for obs_ep in observed:
+            learner.objective.observe_episode(*obs_ep)
         policy = ResidualPolicy.from_normalizer(norm, frozen, learner.actor).to(device)
         fn = rebase_fn(policy, device)
         off_buf.rebase(fn)
         on_buf.rebase(fn)
         sampler = MixedSampler(off_buf, on_buf, cfg.online.batch_size, seed=cfg.seed + r)
         stats = {"round": r, "episodes": [], "updates": 0}
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         tr = time.time()
         for e in range(cfg.episodes_per_round):
             learner.actor.eval()
@@ -467,6 +493,8 @@ def train(
             write_episode(out / "rollouts", episode_id, ep["arrays"], ep["info"], meta)
             on_buf.add(rollout_rows(ep, norm, k, episode_id, cfg.action_clip))
             on_buf.flush()  # a crash loses nothing already collected
+            observed.append((episode_id, bool(ep["info"]["success"]), ep["arrays"]["is_intervention"]))
+            learner.objective.observe_episode(*observed[-1])
             episode_id += 1
             T = len(ep["arrays"]["action"])
             n_upd = 0
@@ -475,6 +503,9 @@ def train(
             info = {}
             for _ in range(max(n_upd, 0)):
                 info = learner.update(sampler.sample())
+                for key, v in info.items():  # the round's mean of every update metric (summary.json)
+                    sums[key] = sums.get(key, 0.0) + float(v)
+                    counts[key] = counts.get(key, 0) + 1
                 total_updates += 1
                 if total_updates % 10 == 0:
                     logger.scalars(total_updates, info)
@@ -509,6 +540,7 @@ def train(
                     file=sys.stderr,
                 )
         stats["updates"] = learner.step
+        stats["update_means"] = {key: sums[key] / counts[key] for key in sorted(sums)}
         stats["seconds"] = time.time() - tr
         stats["success_rate_with_operator"] = float(np.mean([x["success"] for x in stats["episodes"]]))
         stats["interventions_per_episode"] = float(np.mean([x["interventions"] for x in stats["episodes"]]))

@@ -192,6 +192,11 @@ class OnlineObjective:
     def extra_modules(self) -> dict[str, nn.Module]:
         return {}
 
+    def observe_episode(self, episode: int, success: bool | None, is_intervention) -> None:
+        """A finished online episode (its replay ``episode`` id, outcome, per-step takeover flags).
+        Both online loops call it for every episode they add; objectives that label rows by episode
+        (HABC) override it, the others ignore it."""
+
 
 class OnlineLearner:
     """Residual actor + inherited critic (+ target and frozen offline copies) + optimisers.
