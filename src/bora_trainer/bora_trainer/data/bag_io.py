@@ -57,9 +57,12 @@ class Damage:
     lost: dict[str, int] | None  # topic -> count, None = unknown
     t: tuple | None  # (first, last) log time in ns around it, when known
     note: str = ""
+    unit: str = "bytes"  # what offset..end count: "bytes" of the file, or message "rows" (sqlite ids)
 
     def describe(self) -> str:
-        where = f"bytes {self.offset}..{self.end}" if self.end > self.offset else f"at {self.offset}"
+        where = f"{self.unit} {self.offset}..{self.end}"
+        if self.end <= self.offset:
+            where = f"at {self.unit[:-1]} {self.offset}"
         lost = "unknown messages" if self.lost is None else ", ".join(f"{t}: {n}" for t, n in self.lost.items())
         tr = ""
         if self.t and self.t[0] is not None:
@@ -193,7 +196,9 @@ def _read_sqlite(f: Path, data: BagData) -> None:
             data.messages.append((local[tid], ts, blob))
     data.truncated |= res.truncated
     for d in res.damage:
-        data.damage.append(Damage(str(f), d["kind"], d["offset"], d["end"], None, d["t"], d["note"]))
+        data.damage.append(
+            Damage(str(f), d["kind"], d["offset"], d["end"], None, d["t"], d["note"], d.get("unit", "bytes"))
+        )
 
 
 def _metadata_counts(path: Path) -> dict[str, int]:

@@ -328,8 +328,10 @@ class McapScan:
             return False
         self.truncated = True
         inner = self._decompress(comp, body[p:], usize, pos)
-        before = len(self.messages)
+        before, places = len(self.messages), len(self.damage)
         self._walk(inner, 0, len(inner), inner=True, base=pos, cut=True)
+        # its partial last record is this damage, not another one
+        self.damage[places:] = [d for d in self.damage[places:] if not d["kind"].startswith("truncated")]
         self.damage.append(
             dict(
                 kind="truncated inside a chunk",

@@ -111,6 +111,7 @@ def read_sqlite(f: Path) -> SqliteRead:
                     offset=prev + 1,
                     end=i - 1,
                     t=(t0, rows[i][1]),
+                    unit="rows",
                     note=f"{i - prev - 1} message row(s) (ids {prev + 1}..{i - 1}) unreadable",
                 )
             )
