@@ -268,7 +268,11 @@ class UdpGloveReceiver:
         self.allowed_sources = parse_sources(allowed_sources)
         self.on_fault = on_fault if on_fault is not None else _default_fault_log()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, int(port)))
+        try:
+            self.sock.bind((host, int(port)))
+        except OSError as e:
+            self.sock.close()
+            raise ValueError(f"parameters udp_host/udp_port: cannot bind {host}:{port} ({e.strerror or e})") from None
         self.sock.settimeout(0.05)
         self.address = self.sock.getsockname()
         self._lock = threading.Lock()

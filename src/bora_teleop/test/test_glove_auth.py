@@ -52,6 +52,12 @@ def test_unauthenticated_mode_only_on_loopback():
         UdpGloveReceiver(1, host="0.0.0.0")
     with pytest.raises(ValueError, match="udp_allowed_sources: 'glove-pc' is not an IP address"):
         UdpGloveReceiver(1, allowed_sources=["glove-pc"])
+    taken = UdpGloveReceiver(1)
+    try:
+        with pytest.raises(ValueError, match=f"cannot bind 127.0.0.1:{taken.port}"):
+            UdpGloveReceiver(1, port=taken.port)
+    finally:
+        taken.close()
 
 
 def test_key_files(tmp_path):
