@@ -63,8 +63,10 @@ class OnlineConfig:
     expectile: tau of Eq. (4), as offline (ours: 0.7).
     grad_clip: global-norm clip of each optimiser step (ours; 0 disables).
     lambda_q: weight of Eq. (8)'s ``-q(z, a_hat)`` term (ours; 0 = the brief's loss without it).
-    precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"bf16"`` (bf16 autocast on any device:
-    about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision) or ``"fp32"``.
+    precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
+    AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
+    autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
+    emulated and ~40x slower per matmul on an AVX2-only CPU) or ``"fp32"``.
     """
 
     algo: str = "bora-residual"
@@ -259,7 +261,11 @@ class OnlineLearner:
         )
         self.step = 0
         prec = self.cfg.precision
-        self.use_bf16 = prec == "bf16" or (prec == "auto" and self.device.type == "cuda")
+        if prec == "auto":  # bf16 on CUDA with bf16 support and on CPUs with native bf16 only (cpu_probe)
+            from bora_policy.runtime.cpu_probe import decide_precision
+
+            prec = decide_precision(self.device.type)
+        self.use_bf16 = prec == "bf16"
         self.objective = get_objective(self.cfg.algo)(self, self.cfg.objective_options)
 
     # ------------------------------------------------------------------------------ schedules
