@@ -257,7 +257,7 @@ def convert(
     # an episode already converted from other bags (the recorder was restarted during it, or the
     # recording was split): read those bags again, so the new version is the union of its parts
     extra = sorted(
-        {b for k in per_ep if k in od.known for b in od.known[k].get("bags", [])} - {str(b) for b in bags}
+        {b for k in per_ep for b in od.parts(k)} - {str(b) for b in bags}
     )
     extra = [Path(b) for b in extra if Path(b).exists()]
     if extra:
@@ -265,7 +265,7 @@ def convert(
         msgs, _, _, ep_warn = load_bags(bags + extra, cfg.transitions_only)
         per_ep = {k: v for k, v in _group(msgs).items() if k in keys}
         report.warnings.append(
-            f"episode(s) {sorted(k[1] for k in keys if k in od.known)} also read from {[str(b) for b in extra]} "
+            f"episode(s) {sorted(k[1] for k in keys if od.parts(k))} also read from {[str(b) for b in extra]} "
             "(converted from there before): each is converted from all its parts"
         )
     rhash = _reward_hash(cfg.rewards)
@@ -301,6 +301,7 @@ def convert(
             report.episodes.append(res)
             if cfg.only_complete and ep["info"]["outcome_missing"]:
                 res.status = "incomplete-skipped"
+                od.pending[(sess, src)] = sorted({m.bag for ms in per_topic.values() for m in ms})
                 continue
             prev = od.previous(sess, src, ep["content_hash"])
             replaced = None
@@ -338,6 +339,7 @@ def convert(
         od.abort()
         raise
     od.commit(reasons)
+    od.save_pending()
     return report
 
 

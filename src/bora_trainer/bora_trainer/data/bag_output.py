@@ -27,6 +27,7 @@ from typing import Any
 from bora_trainer.data.episodes import FORMAT, DatasetMeta, EpisodeFormatError
 
 LEDGER = "ledger.jsonl"
+PENDING = "pending.json"  # episodes skipped while incomplete (a live recording): the bags of their parts
 
 
 class OutputError(RuntimeError):
@@ -67,8 +68,10 @@ class OutputDir:
         self.known: dict[tuple[str, int], dict] = {}  # (session, source id) -> transitions info
         self.by_hash: dict[str, dict] = {}
         self.ids: set[int] = set()
+        self.pending: dict[tuple[str, int], list[str]] = {}
         if self.out.is_dir():
             self._scan()
+        self._pending0 = dict(self.pending)
         self.stage: Path | None = None
         self.staged: list[tuple[int, dict, dict | None]] = []  # (id, tinfo, replaced tinfo)
 
@@ -81,6 +84,10 @@ class OutputDir:
             except (EpisodeFormatError, TypeError) as e:
                 raise OutputError(f"{self.out / 'meta.json'}: {e}") from None
         self.tmeta = _read_json(self.out / "transitions" / "meta.json", "the transitions meta.json")
+        pend = _read_json(self.out / PENDING, "a JSON object of pending episodes") or {}
+        for k, v in pend.items():
+            sess, _, src = k.rpartition("|")
+            self.pending[(sess, int(src))] = list(v)
         for sub in ("transitions", "episodes"):
             for js in sorted((self.out / sub).glob("episode_*.json")):
                 try:
@@ -99,6 +106,29 @@ class OutputDir:
     def previous(self, session: str, src: int, content_hash: str) -> dict | None:
         """The converted version of this episode, if any (by key; by content for outputs without keys)."""
         return self.known.get((session, src)) or self.by_hash.get(content_hash)
+
+    def parts(self, key: tuple[str, int]) -> list[str]:
+        """Bags an episode was read from before (converted, or skipped while incomplete)."""
+        known = self.known.get(key)
+        return sorted(set(known.get("bags", []) if known else []) | set(self.pending.get(key, [])))
+
+    def save_pending(self) -> None:
+        """Write ``pending.json`` when it changed (episodes written since are no longer pending)."""
+        for key in list(self.pending):
+            if key in self.known and not self.known[key].get("outcome_missing"):
+                self.pending.pop(key)
+        if self.pending == self._pending0:
+            return
+        from bora_trainer.data.episodes import _atomic_write_bytes
+
+        payload = json.dumps({f"{s}|{e}": v for (s, e), v in sorted(self.pending.items())}, indent=2).encode()
+        try:
+            _atomic_write_bytes(self.out / PENDING, lambda f: f.write(payload))
+        except OSError as e:
+            raise OutputError(
+                f"{self.out / PENDING}: cannot write ({e.strerror}); expected a writable directory"
+            ) from None
+        self._pending0 = dict(self.pending)
 
     def new_id(self) -> int:
         eid = max(self.ids) + 1 if self.ids else 0
