@@ -147,16 +147,13 @@ class Arbiter:
         if self.started_episode is not None and int(episode_id) != self.episode.episode_id:
             self.dropped_commands += 1
             return (
-                f"policy command of episode {int(episode_id)} dropped: the current episode is "
-                f"{self.episode.episode_id}"
+                f"policy command of episode {int(episode_id)} dropped: the current episode is {self.episode.episode_id}"
             )
         self._policy_seq += 1
         pos = None if position is None else np.asarray(position, dtype=np.float64).reshape(-1)
         if pos is not None and pos.shape != (self.n,):
             pos, error = None, f"policy command has {pos.size} positions, expected {self.n}"
-        self.policy = PolicyCommand(
-            pos, t_recv, int(episode_id), int(step), int(chunk_index), error, self._policy_seq
-        )
+        self.policy = PolicyCommand(pos, t_recv, int(episode_id), int(step), int(chunk_index), error, self._policy_seq)
         if pos is not None:
             self.awaiting_policy = False
         return ""
@@ -225,16 +222,20 @@ class Arbiter:
     def human_command(self, now: float, a_final: np.ndarray | None) -> tuple[np.ndarray | None, str]:
         """A_human = [arm target, retarget(glove)] from fresh inputs, or (None, why)."""
         if self.owner() == OPERATOR:
-            gloves, arm_target, who = [self.operator_glove], self.operator_arm_target, "scripted operator's "
+            gloves, arm_target, who = [self.operator_glove], self.operator_arm_target, "scripted operator's"
         else:
-            gloves, arm_target, who = [self.glove_topic] + [src() for src in self.glove_sources], self.arm_target, ""
+            gloves, arm_target, who = (
+                [self.glove_topic] + [src() for src in self.glove_sources],
+                self.arm_target,
+                "operator's",
+            )
         sample = freshest(gloves, now, self.cfg.human_timeout_s)
         if sample is None:
-            return None, f"no fresh {who}glove sample"
+            return None, f"no fresh {who} glove sample"
         hand = self.retarget.apply(sample.angles)
         if self.cfg.require_arm_target:
             if arm_target is None or now - arm_target[1] > self.cfg.human_timeout_s:
-                return None, f"no fresh {who}operator arm target".replace("operator's operator", "operator's")
+                return None, f"no fresh {who} arm target"
             arm = arm_target[0]
         elif a_final is not None:
             arm = a_final[:7]
@@ -280,8 +281,7 @@ class Arbiter:
             if beta < 1.0 and hold != "bad_command":
                 hold = "episode_start"
                 error = (
-                    "holding the measured state until the policy's first command of episode "
-                    f"{self.episode.episode_id}"
+                    f"holding the measured state until the policy's first command of episode {self.episode.episode_id}"
                 )
         if beta < 1.0 and not hold and a_final is None:
             hold = "stale" if self.policy is not None else "no_command"
