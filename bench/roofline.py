@@ -1,0 +1,112 @@
+"""Roofline helpers for the benchmarks: a function's FLOPs and matmul shapes, and the peak at those shapes.
+
+* :func:`count_update` runs ``fn(*args)`` once under ``torch.utils.flop_counter.FlopCounterMode`` (all
+  FLOPs torch counts: mm/addmm/bmm/conv forward and backward) and, in the same pass, records every
+  ``mm``/``addmm``/``bmm`` it dispatches as ``(m, k, n, batch)`` with its call count.
+* :func:`peak_at_shapes` replays those matmul shapes with the current torch threads in ``fp32`` or
+  ``bf16`` and returns the machine's rate AT THOSE SHAPES: ``gflops_at_shapes`` = the shapes' FLOPs over
+  the sum of their best call times (what a perfect implementation of exactly these matmuls would reach),
+  and ``gflops_best_shape`` (the fastest single shape). Best-of-calls timing: on a machine shared with
+  other work the fastest call is the one least disturbed. Each shape gets ``seconds_per_shape`` (at least
+  one call); shapes are taken largest-FLOP first until ``flop_share`` of the matmul FLOPs are covered (the
+  tiny ones do not move the figure and an emulated-bf16 CPU would spend minutes on them).
+
+achieved / peak = (update FLOPs / wall time per update) / ``gflops_at_shapes``: the fraction of what the
+processor's matmul units deliver at the update's own shapes; the remainder is time in non-matmul work
+(LayerNorm, SiLU, optimiser, Python) and in matmuls slower than their best.
+
+On a machine shared with other work a call longer than a scheduler slice is rarely undisturbed, so the
+wall-clock figures carry the load. Each call is also timed in process CPU time (``time.process_time``:
+all threads of this process, not the time spent waiting for a core): ``gflop_per_cpu_s_at_shapes`` and the
+update's FLOPs per CPU-second give a CPU-time roofline that the load does not move (with one thread it is
+the roofline of one core; with more it also charges the threads' spin-waiting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+aten = torch.ops.aten
+
+
+class _MatmulShapes(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls: dict[tuple[int, int, int, int], int] = defaultdict(int)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default):
+            a, b = (args[0], args[1]) if func in (aten.mm.default, aten.bmm.default) else (args[1], args[2])
+            if a.ndim == 3:
+                self.calls[(a.shape[1], a.shape[2], b.shape[2], a.shape[0])] += 1
+            else:
+                self.calls[(a.shape[0], a.shape[1], b.shape[1], 1)] += 1
+        return func(*args, **kwargs)
+
+
+def count_update(fn, *args) -> tuple[int, dict[tuple[int, int, int, int], dict]]:
+    """``(total FLOPs of fn(*args), {(m, k, n, batch): {"calls", "gflop"}})`` from one real call."""
+    fc = FlopCounterMode(display=False)
+    rec = _MatmulShapes()
+    with fc, rec:
+        fn(*args)
+    shapes = {s: {"calls": c, "gflop": 2.0 * s[0] * s[1] * s[2] * s[3] * c / 1e9} for s, c in rec.calls.items()}
+    return int(fc.get_total_flops()), shapes
+
+
+def _best_call(m: int, k: int, n: int, batch: int, dtype, seconds: float) -> tuple[float, float]:
+    """``(best wall seconds, best process-CPU seconds)`` of one ``[m,k] @ [k,n]`` (x batch) call."""
+    g = torch.Generator().manual_seed(0)
+    shape_a = (batch, m, k) if batch > 1 else (m, k)
+    shape_b = (batch, k, n) if batch > 1 else (k, n)
+    a = torch.randn(shape_a, generator=g).to(dtype)
+    b = torch.randn(shape_b, generator=g).to(dtype)
+    op = torch.bmm if batch > 1 else torch.mm
+    op(a, b)  # kernel selection
+    best, best_cpu, t_end = float("inf"), float("inf"), time.perf_counter() + seconds
+    while True:
+        t0, c0 = time.perf_counter(), time.process_time()
+        op(a, b)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+        best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() >= t_end:
+            return best, max(best_cpu, 1e-9)
+
+
+def peak_at_shapes(shapes: dict, precision: str, seconds_per_shape: float = 0.25, flop_share: float = 0.95) -> dict:
+    """The matmul rate at ``shapes`` (from :func:`count_update`) with the current torch threads."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"peak_at_shapes: precision must be 'fp32' or 'bf16', got {precision!r}")
+    if not shapes:
+        raise ValueError("peak_at_shapes: no matmul shapes (the function ran no mm/addmm/bmm)")
+    dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+    total = sum(v["gflop"] for v in shapes.values())
+    order = sorted(shapes.items(), key=lambda kv: -kv[1]["gflop"])
+    covered, t_sum, c_sum, gf_sum, best_rate, rows = 0.0, 0.0, 0.0, 0.0, 0.0, []
+    for (m, k, n, batch), v in order:
+        if covered >= flop_share * total:
+            break
+        t, tc = _best_call(m, k, n, batch, dtype, seconds_per_shape)
+        per_call = 2.0 * m * k * n * batch / 1e9
+        rate = per_call / t
+        best_rate = max(best_rate, rate)
+        t_sum += t * v["calls"]
+        c_sum += tc * v["calls"]
+        gf_sum += v["gflop"]
+        covered += v["gflop"]
+        rows.append({"m": m, "k": k, "n": n, "batch": batch, "calls": v["calls"], "gflops": round(rate, 3)})
+    return {
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "gflops_at_shapes": gf_sum / t_sum,
+        "gflop_per_cpu_s_at_shapes": gf_sum / c_sum,
+        "gflops_best_shape": best_rate,
+        "flop_share_measured": covered / total,
+        "shapes": rows,
+    }
