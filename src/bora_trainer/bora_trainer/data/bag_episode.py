@@ -268,9 +268,8 @@ def build_episode(
             is_intervention=is_int,
             beta=beta,
             episode=src_id,
+            valid=valid,
         )
-        stepidx = np.minimum(starts[:, None] + np.arange(k)[None], T - 1)
-        trans["mask"] &= valid[stepidx]
         trans["action_physical"] = trans.pop("action")
         trans.update(
             base_physical=base_phys,

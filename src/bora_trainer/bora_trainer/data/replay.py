@@ -297,6 +297,7 @@ def chunk_transitions(
     beta: np.ndarray | None = None,
     episode: int = -1,
     final: dict[str, np.ndarray] | None = None,
+    valid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Chunk transitions of one episode from its per-step arrays (Eq. 1 data layout).
 
@@ -311,6 +312,8 @@ def chunk_transitions(
     after the last executed step, or the best stand-in the caller has), else from the last replanning
     observation; ``next_valid`` is True there. A chunk inside the episode whose step t + k is no
     replanning step has no next observation: ``next_valid`` False and its last step is masked out.
+    ``valid`` [T] (episode files, :func:`bora_trainer.data.episodes.step_validity`): steps whose executed
+    action was not recorded (a gap) are masked out too.
     """
     from bora_trainer.algorithms.losses import validity_mask
 
@@ -343,6 +346,8 @@ def chunk_transitions(
     # a gap inside the episode: no observation to bootstrap the last step from, drop it
     needs_next = ~terminated & ~next_valid
     mask[needs_next, k - 1] = False
+    if valid is not None:
+        mask &= np.asarray(valid, bool)[cl]
     if final is None:
         last = int(np.argmax(starts)) if n else 0
         fin = {"z": z[last], "proprio": proprio[last], "vla": vla[last], "base": base[last]}
