@@ -223,3 +223,28 @@ def test_an_episode_split_over_two_bags_is_converted_from_both_parts(tmp_path):
     tinfo = json.loads((out / "transitions" / "episode_000000.json").read_text())
     assert tinfo["bags"] == sorted([str((tmp_path / "part1").resolve()), str((tmp_path / "part2").resolve())])
     assert len((out / "ledger.jsonl").read_text().splitlines()) == 1
+
+
+def test_missing_observations_are_flagged_and_leading_ones_filled_from_the_first_recorded(tmp_path):
+    ep = ScriptedEpisode(1, 12, "success", session_id=SA, drop_obs=(0, 1, 7))
+    write_scripted_bag(tmp_path / "bag", [ep], LAY)
+    rep = convert([tmp_path / "bag"], tmp_path / "out")
+    arrays, info = read_episode(tmp_path / "out", rep.episodes[0].episode_id, load_images=False)
+    want = np.ones(12, bool)
+    want[[0, 1, 7]] = False
+    np.testing.assert_array_equal(arrays["obs_valid"], want)
+    assert arrays["valid"].all()
+    # state[t] = exec_value(t - 1): steps 0, 1 take step 2's (the first recorded), step 7 takes step 6's
+    for t, src in ((0, 2), (1, 2), (7, 6), (8, 8)):
+        np.testing.assert_allclose(arrays["state"][t], exec_value(1, src - 1, np.arange(A)), atol=1e-6)
+    w = [x for x in rep.episodes[0].warnings if "without an Observation" in x]
+    assert len(w) == 1 and "(steps 0-1, 7)" in w[0] and "the 2 leading one(s) from the first recorded, step 2" in w[0]
+    from bora_trainer.data.chunks import ChunkDataset, ChunkDatasetConfig
+
+    ds = ChunkDataset(tmp_path / "out", ChunkDatasetConfig(k=4, stride=1, cache="all"))
+    starts = [t for _, t in ds.index]
+    assert starts == [2, 3, 4, 5, 6, 8, 9, 10, 11]
+    s = ds[starts.index(2)]  # steps 2..5, observation 6 recorded: a normal sample
+    assert bool(s["next_valid"]) and s["mask"].tolist() == [1.0] * 4
+    s = ds[starts.index(3)]  # steps 3..6: observation 7 was not recorded, no bootstrap from a filler
+    assert not bool(s["next_valid"]) and s["mask"].tolist() == [1.0, 1.0, 1.0, 0.0]

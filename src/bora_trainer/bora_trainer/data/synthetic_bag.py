@@ -42,6 +42,7 @@ class ScriptedEpisode:
     session_id: str = "00000000-0000-4000-8000-00000000000a"  # the recording session (see bora_msgs)
     drop_steps: tuple[int, ...] = ()  # steps whose ExecutedCommand is not recorded (a gap)
     extra_flags: tuple[int, ...] = ()  # steps with is_intervention true but no takeover event
+    drop_obs: tuple[int, ...] = ()  # steps whose Observation is not recorded
 
 
 @dataclass
@@ -291,7 +292,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
     tend = t0_ns + (ep.num_steps + 1) * lay.dt_ns
     if ep.outcome is not None:
         ev(KIND[ep.outcome], ep.num_steps, tend, note="timeout" if ep.outcome == "timeout" else "")
-    return out
+    return [x for x in out if not (x[0] == S.T_OBSERVATION and x[2].step in ep.drop_obs)]
 
 
 def scripted_messages(
