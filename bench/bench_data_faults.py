@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -184,12 +185,40 @@ def case_sqlite_cut(d: Path):
     return d / "bag", raws, intact, f"cut at byte {cut} of {len(data)}"
 
 
+def case_mcap_bad_chunk_length(d: Path):
+    raws = _raws(EPISODES)
+    write_rosbags(d / "bag", raws, "mcap")
+    f = next((d / "bag").glob("*.mcap"))
+    data = bytearray(f.read_bytes())
+    p = data.find(b"\x06", 8)
+    while struct.unpack_from("<Q", data, p + 1)[0] < 1000:  # the first chunk record
+        p = data.find(b"\x06", p + 1)
+    data[p + 1 : p + 9] = (2**40).to_bytes(8, "little")  # the chunk's record length: beyond the file
+    f.write_bytes(bytes(data))
+    return d / "bag", raws, intact_mcap(bytes(data), raws, (p, p + 9)), "first chunk's record length -> 2^40"
+
+
+def case_sqlite_zeroed_interior(d: Path):
+    raws = _raws(EPISODES)
+    write_rosbags(d / "bag", raws, "sqlite3")
+    db = next((d / "bag").glob("*.db3"))
+    interior, ps = _pages(db, "internal")
+    page = interior[0]
+    data = bytearray(db.read_bytes())
+    data[(page - 1) * ps : page * ps] = bytes(ps)
+    db.write_bytes(bytes(data))
+    # oracle: no message row lives on an interior page; every row is intact (sqlite itself can reach none)
+    return d / "bag", raws, {(a, b, c) for a, b, c in raws}, f"interior page {page} of the messages table zeroed"
+
+
 DAMAGE = {
     "MCAP: cut inside a chunk": case_mcap_cut_in_chunk,
     "MCAP: bad record length inside a chunk": case_mcap_bad_length_in_chunk,
     "MCAP: bad record mid un-chunked file": case_mcap_unchunked_bad_record,
     "sqlite3: one zeroed page": case_sqlite_zeroed_page,
     "sqlite3: cut file": case_sqlite_cut,
+    "MCAP: a chunk's record length beyond the file": case_mcap_bad_chunk_length,
+    "sqlite3: zeroed interior page of the messages table": case_sqlite_zeroed_interior,
 }
 
 

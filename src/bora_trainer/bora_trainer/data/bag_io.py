@@ -63,7 +63,9 @@ class Damage:
         where = f"{self.unit} {self.offset}..{self.end}"
         if self.end <= self.offset:
             where = f"at {self.unit[:-1]} {self.offset}"
-        lost = "unknown messages" if self.lost is None else ", ".join(f"{t}: {n}" for t, n in self.lost.items())
+        lost = "unknown messages"
+        if self.lost is not None:
+            lost = ", ".join(f"{t}: {n}" for t, n in self.lost.items()) or "nothing"
         tr = ""
         if self.t and self.t[0] is not None:
             tr = f", log time {self.t[0]}" + (f"..{self.t[1]}" if self.t[1] not in (None, self.t[0]) else "")
@@ -236,7 +238,7 @@ def _account(data: BagData) -> None:
             tr = f" at {min(a for a, _ in known)}..{max(b for _, b in known)} ns" if known else ""
             ranges.append(f"{t}: {n}{tr}")
         unknown = (
-            "" if expected or all(d.lost for d in data.damage) else " (plus an unknown number in unreadable bytes)"
+            "" if expected or all(d.lost is not None for d in data.damage) else " (plus an unknown number in unreadable bytes)"
         )
         dated = [
             f"{d.t[0] or '?'}..{d.t[1] or 'end'}" for d in data.damage if d.lost is None and d.t and any(d.t)

@@ -217,9 +217,18 @@ class McapScan:
             if not inner and pos + 8 == end and buf[pos:end] == MCAP_MAGIC:
                 break
             acc = self._accept(buf, pos, end, inner, cut)
-            if acc is None:
-                if not inner and buf[pos] == OP_CHUNK and self._cut_chunk(buf, pos, end):
+            if acc is None and not inner and buf[pos] == OP_CHUNK:
+                by_header = self._chunk_by_header(buf, pos, end)
+                if by_header is not None:  # only the record length was wrong: the chunk's own sizes hold
+                    body, fields, nxt = by_header
+                    if pending_chunk:
+                        self._chunk_index_check(*pending_chunk)
+                    pending_chunk = (self._chunk(body, fields, pos), [])
+                    pos = nxt
+                    continue
+                if self._cut_chunk(buf, pos, end):
                     break
+            if acc is None:
                 q = self._resync(buf, pos + 1, end, inner)
                 if q == end and cut and self._cut_here(buf, pos, end, inner):
                     if not inner:
@@ -311,6 +320,35 @@ class McapScan:
                             note=f"at chunk offset {off}",
                         )
                     )
+
+    def _chunk_by_header(self, buf: bytes, pos: int, end: int) -> tuple | None:
+        """A chunk whose record length is corrupt but whose header's sizes put a plausible record after it."""
+        body = buf[pos + 9 : min(end, pos + 9 + 4096)]
+        try:
+            start, p = _u(body, 0, "<Q")
+            end_t, p = _u(body, p, "<Q")
+            usize, p = _u(body, p, "<Q")
+            crc, p = _u(body, p, "<I")
+            comp, p = _s(body, p)
+            n, p = _u(body, p, "<Q")
+        except _Bad:
+            return None
+        nxt = pos + 9 + p + n
+        if comp not in ("", "zstd", "lz4") or end_t < start or nxt > end:
+            return None
+        if nxt < end and self._plausible(buf, nxt, end, inner=False) is None and buf[nxt] not in (OP_DATA_END,):
+            return None
+        self.damage.append(
+            dict(
+                kind="chunk record length corrupt",
+                offset=pos,
+                end=pos + 9,
+                lost={},
+                t=(start, end_t),
+                note="the chunk's own sizes were used; its messages are kept",
+            )
+        )
+        return buf[pos + 9 : nxt], (start, end_t, usize, crc, comp, n, p), nxt
 
     def _cut_chunk(self, buf: bytes, pos: int, end: int) -> bool:
         """A chunk cut by the end of the file: keep every complete record of what is there."""
