@@ -237,9 +237,8 @@ def _account(data: BagData) -> None:
             known = [(d.t[0], d.t[1]) for d in data.damage if d.lost and t in d.lost and d.t]
             tr = f" at {min(a for a, _ in known)}..{max(b for _, b in known)} ns" if known else ""
             ranges.append(f"{t}: {n}{tr}")
-        unknown = (
-            "" if expected or all(d.lost is not None for d in data.damage) else " (plus an unknown number in unreadable bytes)"
-        )
+        known = expected or all(d.lost is not None for d in data.damage)
+        unknown = "" if known else " (plus an unknown number in unreadable bytes)"
         dated = [
             f"{d.t[0] or '?'}..{d.t[1] or 'end'}" for d in data.damage if d.lost is None and d.t and any(d.t)
         ]
