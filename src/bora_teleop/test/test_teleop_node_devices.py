@@ -72,9 +72,9 @@ def test_udp_glove_drives_the_hand_under_a_service_takeover(rig):
         rig.extra = send_udp
         rig.arm_target = READY + 0.05
         rig.run(0.3)
+        rig.clear()  # before the call: its START may arrive while the call is still being answered
         res = rig.call(SetBool, "/bora/teleop/set_takeover", SetBool.Request(data=True))
         assert res.success
-        rig.clear()
         assert rig.run(3.0, until=lambda: len(rig.executed) > 3 and rig.executed[-1].beta == 1.0)
         rig.run(0.3)
         m = rig.executed[-1]
