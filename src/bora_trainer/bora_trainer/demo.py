@@ -451,6 +451,11 @@ def run_stage(stage: str, jobs: list[Job], out: Path, parallel: int, index: int,
             running[j.name] = (proc, j, time.time(), fh)
             todo.remove(j)
         label = ", ".join(sorted(running))
+        if bar is not None:  # the running jobs' latest progress line (updates/s, losses, ETA)
+            from bora_trainer.progress import last_progress
+
+            info = [(n, last_progress(out / "logs" / f"{n}.log")) for n in sorted(running)]
+            label = ", ".join(f"{n} [{p.split(': ', 1)[-1]}]" if p else n for n, p in info)
         if bar is not None and label != last_label:
             bar.set_postfix_str(label)
             last_label = label

@@ -599,9 +599,15 @@ class OfflineTrainer:
             self._it = self._batches()
         it = self._it
         t0 = time.perf_counter()
+        from bora_trainer.progress import ProgressLog
+
+        # updates/s, losses and ETA in the log at a steady interval (also with --no-progress: bora demo's logs)
+        prog = ProgressLog(f"offline {cfg.algo}", end, start=self.step, enabled=self.di.is_main)
         while self.step < end:
             batch = self.prepare(next(it))
             m = self.train_step(batch)
+            if bar is None:
+                prog.update(self.step, m)
             for k, v in m.items():
                 acc.setdefault(k, []).append(v)
             if self.step % cfg.log_every == 0 or self.step == end:

@@ -443,6 +443,10 @@ def train(
         tasks=[cfg.task],
     )
     logger = RunLogger(out)
+    from bora_trainer.progress import ProgressLog
+
+    # updates/s, losses and ETA (by episodes) in the log at a steady interval
+    prog = ProgressLog(f"online {cfg.online.algo}", cfg.rounds * cfg.episodes_per_round, unit="episodes")
     frozen: list[FrozenResidual] = []
     critic, total_updates, episode_id = vla.critic, 0, 0
     # (episode id, success, per-step is_intervention) of every online episode: each round's fresh
@@ -510,6 +514,8 @@ def train(
                 total_updates += 1
                 if total_updates % 10 == 0:
                     logger.scalars(total_updates, info)
+                prog.update(episode_id - 1, info, updates=total_updates, extra=f"round {r}")
+            prog.update(episode_id, updates=total_updates, extra=f"round {r}")
             ret = float(ep["arrays"]["reward"].sum())
             stats["episodes"].append(
                 {
