@@ -36,8 +36,12 @@ def run_episode(
     knobs: ExpertKnobs | None = None,
     operator_cfg: OperatorConfig | None = None,
     reward: SimRewardConfig | None = None,
+    policy_knobs: ExpertKnobs | None = None,
 ) -> EpisodeResult:
-    """One episode; ``arrays`` hold per-step observation, executed action and labels."""
+    """One episode; ``arrays`` hold per-step observation, executed action and labels.
+
+    ``mode="operator"``: the policy is the expert with ``policy_knobs`` (default ``WEAK_POLICY_KNOBS``)
+    and the operator's expert uses ``knobs``."""
     knobs = knobs or ExpertKnobs()
     operator_cfg = operator_cfg or OperatorConfig()
     reward = reward or SimRewardConfig()
@@ -48,7 +52,7 @@ def run_episode(
         actor = ScriptedExpert(env, knobs=knobs, seed=seed + 7919)
         operator = None
     else:
-        actor = ScriptedExpert(env, knobs=WEAK_POLICY_KNOBS, seed=seed + 7919)
+        actor = ScriptedExpert(env, knobs=policy_knobs or WEAK_POLICY_KNOBS, seed=seed + 7919)
         operator = ScriptedOperator(env, cfg=operator_cfg, knobs=knobs, seed=seed + 104729)
     rec: dict[str, list] = {
         k: []

@@ -1,10 +1,22 @@
 """Scripted operator: the stand-in for the human in the loop.
 
-It watches a running policy through the env ``info`` (task progress and task-specific signals),
-detects failure-prone states, takes over through the task's scripted expert for a recovery
-segment, and reports each intervention ``{"start", "end", "recovered", "reason"}``, within a
-budget of interventions per episode. During a takeover the blend weight ``beta`` ramps linearly
-from 0 to 1 (``A_exec = (1 - beta) A_policy + beta A_human``, a hard switch is ``ramp_steps=0``).
+It watches a running policy through the env ``info`` and privileged sim state (task progress,
+task-specific signals, the hand's distance to the part it must reach), detects failure-prone states,
+takes over through the task's scripted expert, and reports each intervention ``{"start", "end",
+"recovered", "reason"}``, within a budget of interventions per episode. During a takeover the blend
+weight ``beta`` ramps linearly from 0 to 1 (``A_exec = (1 - beta) A_policy + beta A_human``, a hard
+switch is ``ramp_steps=0``).
+
+Failure-prone states (``_failure_prone``): a task-specific failure signal (the object slipping out of
+the hand, the lid falling back, the finger on the housing, the tissue slipping), no progress for
+``patience_s`` (neither task progress nor the hand's approach to its target improved: a policy that is
+still approaching is not stuck), or time running out (the task is not under way and the time left is
+just what the operator needs to do it: ``deadline_margin_s`` plus its plan's duration).
+
+Rescue (ours; the paper's human corrects and hands back): once in control the operator keeps it until
+the task succeeds (``recovery_s = 0``, the default) -- it stands in for a competent human, so the
+episodes it takes over end in success and intervention rewards do not teach failure. With
+``recovery_s > 0`` it hands back after that long if the segment gained ``recovered_gain`` progress.
 
 Its hand commands come out as a data glove would give them: human hand joint angles
 (``GLOVE_JOINT_NAMES``, radians), which ``RetargetMap.retarget`` maps to the robot hand's joint
@@ -19,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bora_sim.experts import ExpertKnobs, ScriptedExpert
+from bora_sim.experts import PLANNERS, ExpertKnobs, ScriptedExpert
 
 GLOVE_JOINT_NAMES = (
     "thumb_cmc_abd",
@@ -119,6 +131,10 @@ def shadow_retarget_map(robot_joint_names: tuple[str, ...]) -> RetargetMap:
     return RetargetMap(GLOVE_JOINT_NAMES, tuple(robot_joint_names), A, np.zeros(len(short)))
 
 
+HELD_HEIGHT = 0.015
+"""m: a pick object this high and touched by the hand is held; a takeover then continues from the lift."""
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     """Scripted operator behaviour."""
@@ -128,9 +144,15 @@ class OperatorConfig:
     grace_s: float = 2.0
     """No takeover in the first seconds of an episode."""
     patience_s: float = 2.5
-    """Take over when task progress has not improved for this long."""
-    recovery_s: float = 4.0
-    """Longest recovery segment; it also ends on success."""
+    """Take over when neither task progress nor the hand's approach to its target improved for this long."""
+    approach_gain: float = 0.01
+    """A decrease of the hand-to-target distance (m) that counts as progress (0 = task progress only)."""
+    deadline_margin_s: float = 1.5
+    """Take over when the task is not under way and less than the operator's plan duration plus this
+    margin is left (negative = no deadline takeover)."""
+    recovery_s: float = 0.0
+    """0: a takeover lasts until success (or the episode's end). > 0: hand back after this long if the
+    segment recovered (progress gain >= ``recovered_gain``); it also ends on success."""
     ramp_steps: int = 2
     """Control steps of the linear beta ramp at takeover (0 = hard switch)."""
     glove_noise: float = 0.02
@@ -177,8 +199,54 @@ class ScriptedOperator:
         self.active: _Segment | None = None
         self.best_progress = 0.0
         self.best_step = 0
+        self.best_dist = float("inf")
         self.prev: dict[str, Any] = {}
         self.peak: dict[str, float] = {}
+        self._plan_s: list[tuple[str, float]] | None = None
+
+    # --- privileged state ------------------------------------------------------------------------
+    def target_distance(self) -> float:
+        """Distance (m) from the grasp site to the part the hand must reach (object, handle, cap, tab)."""
+        env = self.env
+        task, d = env.task, env.data
+        name = env.task_name
+        if name in ("pick_plush_toy", "pick_and_place"):
+            p = task.object_pos(d)
+        elif name == "open_box":
+            p = d.geom_xpos[task.handle_id]
+        elif name == "press_button":
+            p = task.cap_top(d)
+        elif name == "pull_tissue":
+            p = d.xpos[task.tab_id]
+        else:
+            return float("inf")
+        site, _ = env.grasp_site_pose()
+        return float(np.linalg.norm(np.asarray(site) - np.asarray(p)))
+
+    def plan_seconds(self, held: bool = False) -> float:
+        """Nominal time (s) the operator needs to succeed from a fresh plan: its plan's segment durations
+        up to the last one the success predicate needs (trailing ``hold``/``retreat`` segments left out;
+        from the ``lift`` on when the object is ``held``), plus the task's success hold. The plan's
+        segments are cached per episode (the planners' durations are constants)."""
+        if self._plan_s is None:
+            plan = PLANNERS[self.env.task_name](self.env, self.expert)
+            while plan and plan[-1].label in ("hold", "retreat"):
+                plan = plan[:-1]
+            self._plan_s = [(w.label, float(w.duration)) for w in plan]
+        segs = self._plan_s
+        labels = [lab for lab, _ in segs]
+        if held and "lift" in labels:
+            segs = segs[labels.index("lift") :]
+        hold = getattr(self.env.task, "hold_steps", 1) / self.env.control_hz
+        return float(sum(d for _, d in segs) + hold)
+
+    def _held(self, info: dict[str, Any]) -> bool:
+        """Pick tasks: the object is off the table and touched by the hand."""
+        return (
+            self.env.task_name in ("pick_plush_toy", "pick_and_place")
+            and info.get("hand_contacts", 0) > 0
+            and info.get("object_height", 0.0) > HELD_HEIGHT
+        )
 
     # --- detection -----------------------------------------------------------------------------
     def _failure_prone(self, info: dict[str, Any]) -> str:
@@ -210,6 +278,10 @@ class ScriptedOperator:
                 reason = "tissue slipping"
         if not reason and (step - self.best_step) / hz >= self.cfg.patience_s:
             reason = "no progress"
+        if not reason and self.cfg.deadline_margin_s >= 0 and float(info.get("task_progress", 0.0)) < 0.5:
+            left = (self.env.max_steps - step) / hz
+            if left <= self.plan_seconds(self._held(info)) + self.cfg.deadline_margin_s:
+                reason = "time running out"
         self.prev = dict(info)
         return reason
 
@@ -219,16 +291,22 @@ class ScriptedOperator:
         prog = float(info.get("task_progress", 0.0))
         if prog > self.best_progress + 0.02:
             self.best_progress, self.best_step = prog, step
+        if self.cfg.approach_gain > 0 and self.active is None:
+            dist = self.target_distance()
+            if dist < self.best_dist - self.cfg.approach_gain:
+                self.best_dist, self.best_step = dist, max(self.best_step, step)
         if self.active is not None:
             seg = self.active
-            over = (step - seg.start) / hz >= self.cfg.recovery_s or info.get("success", False)
+            gained = prog >= seg.progress0 + self.cfg.recovered_gain
+            over = bool(info.get("success", False)) or (
+                self.cfg.recovery_s > 0 and (step - seg.start) / hz >= self.cfg.recovery_s and gained
+            )
             if over:
                 seg.end = step
-                seg.recovered = bool(
-                    info.get("success", False) or prog >= seg.progress0 + self.cfg.recovered_gain
-                )
+                seg.recovered = bool(info.get("success", False) or gained)
                 self.active = None
                 self.best_step = step  # give the policy time after handing back
+                self.best_dist = float("inf")
                 return TakeoverDecision(False, "handback", 0.0)
             k = step - seg.start + 1
             beta = 1.0 if self.cfg.ramp_steps <= 0 else min(1.0, k / self.cfg.ramp_steps)
@@ -242,6 +320,10 @@ class ScriptedOperator:
             self.segments.append(seg)
             self.active = seg
             self.expert.reset()  # re-plan from the current state
+            if self._held(info):  # the object is in the hand, off the table: carry on from the lift
+                labels = [w.label for w in self.expert.plan]
+                if "lift" in labels:
+                    self.expert.idx = labels.index("lift")
             beta = 1.0 if self.cfg.ramp_steps <= 0 else 1.0 / self.cfg.ramp_steps
             return TakeoverDecision(True, reason, beta)
         return TakeoverDecision(False)
