@@ -408,7 +408,16 @@ def render(res: dict) -> str:
             f"{', '.join(r['info_flags']) or '-'} | {r['exit']} | {r['episodes']} | "
             f"{'yes' if r['traceback'] else 'no'} | {len(r['stray_files'])} |"
         )
-    L += ["", "Warnings printed by `convert` (first damage line per case):", ""]
+    L += [
+        "",
+        "lost: actual = written minus kept (for a cut file this includes what never reached the disk); "
+        "reported = counted per topic against metadata.yaml or the MCAP statistics, or from the chunks' "
+        "message indexes; 0 with a killed recorder (neither survived: the warning then gives the time range "
+        "of the unreadable part instead).",
+        "",
+        "Warnings printed by `convert` (first damage line per case):",
+        "",
+    ]
     for r in res["damage"]:
         L.append(f"- {r['case']}: `{r['first_warning']}`")
     L += [
