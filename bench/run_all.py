@@ -2,8 +2,9 @@
 
 Runs each bench script as its own process (so one failure does not hide the others), in the order
 simulation rate + expert success, policy inference, update rate, runtime (control-loop jitter,
-latency, transport). Each script writes ``bench/results/<name>.json`` and ``<name>.md`` with the
-machine it ran on; this script concatenates the Markdown files into ``bench/results/summary.md``.
+latency, transport), data faults (damaged recordings through ``bora bag``). Each script writes
+``bench/results/<name>.json`` and ``<name>.md`` with the machine it ran on; this script concatenates
+the Markdown files into ``bench/results/summary.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ BENCHES = [
     ("inference", "bench_inference.py", []),
     ("updates", "bench_updates.py", []),
     ("runtime", "bench_runtime.py", []),
+    ("data_faults", "bench_data_faults.py", []),
 ]
 
 
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "inference": ["--reps", "5"],
         "updates": ["--updates", "20"],
         "runtime": ["--graph-seconds", "8", "--transport-seconds", "4"],
+        "data_faults": [],
     }
     failures = []
     for name, script, extra in BENCHES:
