@@ -24,6 +24,16 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# 1b. Debian's Chromium for the browser test of `bora viz --serve` (headless, software WebGL).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing Debian package: chromium (browser test of bora viz)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "WARNING: chromium not found: the browser test of bora viz will fail (sudo apt-get install -y chromium)"
+  fi
+fi
+
 # 2. The virtual environment.
 if ! command -v "$PY" >/dev/null; then
   echo "error: $PY not found; BORA needs Python 3.11 (set BORA_PYTHON to its path)" >&2; exit 1
