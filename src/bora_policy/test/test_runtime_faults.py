@@ -202,3 +202,11 @@ def test_verify_names_a_special_file():
         verify_checkpoint("/dev/zero")
     with pytest.raises(CheckpointRejected, match="does not exist"):
         verify_checkpoint("/nonexistent/residual.safetensors")
+
+
+def test_tick_stats_returns_a_late_interval():
+    from bora_policy.runtime.tick_stats import TickStats
+
+    s = TickStats(0.1)
+    assert s.tick(10.0) is None and s.tick(10.1) is None and s.tick(10.249) is None  # 149 ms: served late
+    assert s.tick(10.40) == pytest.approx(0.151) and s.late == 1 and s.ticks == 4

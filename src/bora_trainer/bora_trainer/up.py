@@ -6,8 +6,8 @@ when not installed) with ``--ros-args --params-file <params> -r __node:=<name>``
 prefixed with the node name. A crashed policy, sync or trainer is restarted with back-off (``--respawn-delay``,
 ``--max-restarts``; ``--no-respawn``: any exit stops the graph) while the teleop arbiter holds the robot
 and still takes the operator's takeover and e-stop; when the arbiter or the robot (the sim bridge) exits,
-the graph is stopped (bora_trainer/supervisor.py). On Ctrl-C / SIGTERM, at ``--duration``, or then, every
-node is stopped: SIGINT, then SIGTERM, then SIGKILL, each with a deadline. DDS stays on loopback
+the graph is stopped (bora_trainer/supervisor.py). Then, on Ctrl-C / SIGTERM, or at ``--duration``,
+every node is stopped: SIGINT, then SIGTERM, then SIGKILL, each with a deadline. DDS stays on loopback
 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and a ``ROS_DOMAIN_ID`` is picked unless set.
 
     bora up --sim                     # simulated robot + sync + policy + teleop

@@ -360,7 +360,11 @@ class PolicyNode(Node):
     def _on_tick(self) -> None:
         t_start = time.perf_counter()
         t = self._now()
-        self.stats.tick(t)
+        late = self.stats.tick(t)
+        # a late slot (served < 1 period late: interval < 2 periods); longer gaps are skipped slots, which
+        # the ControlLoop has just reported as a stall with its cause
+        if late is not None and late < 2.0 / self.control_hz:
+            self.health.report("late_tick", f"control tick {late * 1e3:.0f} ms after the previous one", WARN)
         if self.runner.residual_slot.commit():
             self.get_logger().info(f"policy: residual {self.runner.residual_slot.snapshot()[1]} now in use")
         with self._obs_lock:

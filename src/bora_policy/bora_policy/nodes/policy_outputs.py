@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bora_policy.runtime.health import WARN
-
 
 def chunk_messages(node, obs, arr, res):
     """The ActionChunk of one inference and its ValueEstimate (None without a critic)."""
@@ -43,10 +41,9 @@ def diagnostics_message(node, mode_name: str):
 
     s = node.stats.summary(missed=node.control_loop.missed)
     st = DiagnosticStatus(name="bora/policy: control loop", hardware_id="policy")
-    late = s["jitter_p99_ms"] > 0.25 * 1e3 / node.control_hz
+    # the level of the faults of the last health_window_s: skipped slots, late ticks (an interval over
+    # 1.5 periods), failed ticks or inferences, rejected checkpoints (the 600-tick jitter figures are values)
     level, text = node.health.status()
-    if late and level < WARN:
-        level, text = WARN, f"jitter p99 {s['jitter_p99_ms']:.0f} ms over a quarter period"
     st.level = bytes([level])  # DiagnosticStatus.level is a byte: OK 0, WARN 1, ERROR 2
     g = node.gate
     st.message = (

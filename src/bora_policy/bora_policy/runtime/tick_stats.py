@@ -21,13 +21,17 @@ class TickStats:
         self.ticks = 0
         self.late = 0
 
-    def tick(self, t: float) -> None:
+    def tick(self, t: float) -> float | None:
+        """Record a tick at ``t``; returns the interval since the previous one when it was late (over 1.5
+        periods), else None."""
+        dt = None
         if self.last is not None:
             dt = t - self.last
             self.intervals.append(dt)
             self.late += int(dt > 1.5 * self.period)
         self.last = t
         self.ticks += 1
+        return dt if dt is not None and dt > 1.5 * self.period else None
 
     def summary(self, missed: int = 0) -> dict[str, float]:
         iv = np.asarray(self.intervals) if self.intervals else np.zeros(1)
