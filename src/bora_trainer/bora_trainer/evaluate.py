@@ -259,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hand", default="shadow", help="simulated hand (default shadow)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        default=1,
+        help="simulated robots stepped in lockstep, their chunks planned as one batch (evaluate_vec; same "
+        "episodes as 1; --stochastic keeps one at a time)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -288,6 +295,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise EvalError(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    num_envs = int(getattr(args, "num_envs", 1))
+    if num_envs < 1:
+        raise EvalError(f"--num-envs must be >= 1, got {num_envs}")
     info = describe_run(args.run)
     task = args.task or info.task
     if not task:
@@ -354,7 +364,30 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             from tqdm import tqdm
 
             bar = tqdm(total=args.trials, desc=f"eval {method} {task}/{env.object_set.name}", unit="ep")
-        for i in range(args.trials):
+        n_vec = min(num_envs, args.trials) if not args.stochastic else 1
+        if n_vec > 1:  # N robots in lockstep, one batched inference (bora_trainer.evaluate_vec)
+            from bora_trainer.evaluate_vec import rollout_vectorized
+
+            envs = [env] + [
+                make_env(task, object_set=objects, image_size=image_size, control_hz=args.control_hz, hand=args.hand)
+                for _ in range(n_vec - 1)
+            ]
+
+            def _tick(ep):
+                episodes.append(ep)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(success=f"{sum(e['success'] for e in episodes)}/{len(episodes)}")
+
+            try:
+                episodes = rollout_vectorized(
+                    envs, runner, [args.seed0 + i for i in range(args.trials)], args.replan_steps, exec_cfg,
+                    args.max_steps, record_values=not args.no_values, on_episode=_tick,
+                )
+            finally:
+                for e in envs[1:]:
+                    e.close()
+        for i in range(args.trials if n_vec == 1 else 0):
             ep = rollout_episode(
                 env,
                 runner,
@@ -401,6 +434,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "deterministic": not args.stochastic,
             "residual_scale": args.residual_scale,
             "hand": args.hand,
+            "num_envs": n_vec,
         },
         "seconds": round(time.time() - t_start, 3),
     }

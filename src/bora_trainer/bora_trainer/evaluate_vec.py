@@ -1,0 +1,176 @@
+"""Vectorised evaluation: N simulated robots step in lockstep, the policy plans their chunks as one batch.
+
+:func:`rollout_vectorized` runs the episodes of ``seeds`` on ``len(envs)`` environments at once. Each
+environment ("slot") has its own :class:`ChunkExecutor` and its own simulated clock (``step / control_hz``),
+exactly as in :func:`bora_trainer.evaluate.rollout_episode`; at every lockstep iteration
+
+1. the slots that must plan (every ``replan_steps`` control steps, or with no command) are inferred as ONE
+   batch (:func:`infer_batch`: VLM + expert for B observations, the residual composition and the critic's
+   ``v(z, 0)`` on the batch);
+2. when values are recorded, the other slots' ``v(z_t, 0)`` is computed as one batch (:func:`values_batch`);
+3. every slot executes its command and steps its environment; a finished slot starts the next seed.
+
+Same seeds, same episodes as the one-at-a-time evaluation (test): the environment of a seed is reset
+with that seed, the chunk is the deterministic mean chunk (stochastic sampling draws the noise of the
+whole batch at once, so ``--stochastic`` keeps the one-at-a-time loop), and batching only changes the
+order of floating-point sums inside the matmuls (values agree to ~1e-6; the episodes' success and steps
+are the same). Episodes are returned in the order of ``seeds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _state_of(o: dict) -> np.ndarray:
+    return np.concatenate([o["arm_qpos"], o["hand_qpos"]]).astype(np.float32)
+
+
+def _batch_obs(runner, colors: list[np.ndarray], states: list[np.ndarray], instructions: list[str]) -> dict:
+    checked = [runner._check_inputs(c, s) for c, s in zip(colors, states)]
+    return {
+        "color": np.stack([c for c, _ in checked]),
+        "instructions": [str(i) for i in instructions],
+        "state": np.stack([s for _, s in checked]),
+    }
+
+
+@torch.no_grad()
+def infer_batch(runner, colors, states, instructions) -> tuple[np.ndarray, np.ndarray | None]:
+    """``PolicyRunner.infer`` for B observations at once (deterministic mean chunk): ``(final physical chunks
+    [B, k, A], critic v(z, 0) [B] or None)``."""
+    if not runner.cfg.deterministic:
+        raise ValueError("infer_batch: only the deterministic (mean chunk) policy can be batched")
+    obs = _batch_obs(runner, colors, states, instructions)
+    z, a_vla, _ = runner.policy.act(obs, runner.cfg.num_inference_steps, deterministic=True)
+    z, a_vla = z.float(), a_vla.float()
+    prop = runner.normalizer.normalize_state(torch.from_numpy(obs["state"]).to(runner.device)).float()
+    current, _ = runner.residual_slot.snapshot()
+    rp, alpha_ck = current if current is not None else (runner.base_policy, None)
+    has_res = rp.current is not None
+    alpha = (float(alpha_ck) if alpha_ck is not None else runner.cfg.residual_scale) if has_res else 0.0
+    out = rp.compose(z, prop, a_vla, alpha)
+    v0 = None
+    if runner.critic is not None:
+        v0 = _critic_v0(runner, z, obs["color"], prop)
+    return out.final_physical.float().cpu().numpy(), v0
+
+
+def _critic_v0(runner, z: torch.Tensor, color: np.ndarray, prop: torch.Tensor) -> np.ndarray:
+    if getattr(runner.critic, "input_kind", "z") == "images":
+        images = torch.from_numpy(np.ascontiguousarray(color)).to(runner.device).permute(0, 1, 4, 2, 3)
+        kw = {"proprio": prop} if getattr(runner.critic, "state_dim", 0) else {}
+        return runner.critic.v(images, **kw).float()[:, 0].cpu().numpy()
+    return runner.critic.v(z.float()).float()[:, 0].cpu().numpy()
+
+
+@torch.no_grad()
+def values_batch(runner, colors, states, instructions) -> np.ndarray:
+    """``PolicyRunner.value(...)[0]`` for B observations at once: ``v(z_t, 0)`` ``[B]``."""
+    obs = _batch_obs(runner, colors, states, instructions)
+    z, prop = runner.policy.encode_with_state(obs)
+    return _critic_v0(runner, z, obs["color"], prop.float())
+
+
+@dataclass
+class _Slot:
+    env: Any
+    seed: int = -1
+    index: int = -1
+    obs: dict | None = None
+    info: dict = field(default_factory=dict)
+    executor: Any = None
+    since_plan: int = 0
+    step: int = 0
+    plans: int = 0
+    values: list[float] = field(default_factory=list)
+    active: bool = False
+
+
+def rollout_vectorized(
+    envs: list,
+    runner,
+    seeds: list[int],
+    replan_steps: int,
+    exec_cfg,
+    max_steps: int | None = None,
+    record_values: bool = True,
+    on_episode=None,
+) -> list[dict[str, Any]]:
+    """The episodes of ``seeds`` on ``envs`` in lockstep (module docstring); records as ``rollout_episode``.
+    ``on_episode(record)`` is called as each episode finishes (progress bars)."""
+    from bora_policy.runtime.chunk_executor import ChunkExecutor
+
+    if not envs:
+        raise ValueError("rollout_vectorized: needs at least one environment")
+    dt = 1.0 / exec_cfg.control_hz
+    want_values = record_values and runner.critic is not None
+    queue = list(enumerate(seeds))
+    results: dict[int, dict[str, Any]] = {}
+    slots = [_Slot(env) for env in envs]
+
+    def start(slot: _Slot) -> None:
+        slot.active = False
+        if not queue:
+            return
+        slot.index, slot.seed = queue.pop(0)
+        torch.manual_seed(slot.seed)  # as rollout_episode (nothing random is drawn by the mean chunk)
+        slot.obs, slot.info = slot.env.reset(seed=slot.seed)
+        slot.executor = ChunkExecutor(exec_cfg)
+        slot.executor.hold(_state_of(slot.obs), 0.0)
+        slot.since_plan, slot.step, slot.plans, slot.values, slot.active = replan_steps, 0, 0, [], True
+
+    for s in slots:
+        start(s)
+    while any(s.active for s in slots):
+        live = [s for s in slots if s.active]
+        plan = [s for s in live if s.since_plan >= replan_steps or not s.executor.has_command]
+        planned_v: dict[int, float] = {}
+        if plan:
+            finals, v0 = infer_batch(
+                runner,
+                [s.obs["color"] for s in plan],
+                [_state_of(s.obs) for s in plan],
+                [s.obs["instruction"] for s in plan],
+            )
+            for j, s in enumerate(plan):
+                t = s.step * dt
+                s.executor.set_chunk(finals[j], t, t)
+                s.since_plan, s.plans = 0, s.plans + 1
+                if v0 is not None:
+                    planned_v[id(s)] = float(v0[j])
+        if want_values:
+            rest = [s for s in live if id(s) not in planned_v]
+            if rest:
+                vs = values_batch(
+                    runner,
+                    [s.obs["color"] for s in rest],
+                    [_state_of(s.obs) for s in rest],
+                    [s.obs["instruction"] for s in rest],
+                )
+                planned_v.update({id(s): float(v) for s, v in zip(rest, vs)})
+            for s in live:
+                s.values.append(planned_v[id(s)])
+        for s in live:
+            cmd = s.executor.step(s.step * dt)
+            s.obs, _, terminated, truncated, s.info = s.env.step(cmd.position.astype(np.float32))
+            s.since_plan += 1
+            s.step += 1
+            if terminated or truncated or (max_steps and s.step >= max_steps):
+                rec = {
+                    "seed": int(s.seed),
+                    "success": bool(s.info["success"]),
+                    "steps": int(s.step),
+                    "values": s.values if want_values else [],
+                    "object": s.info.get("object"),
+                    "plans": s.plans,
+                }
+                results[s.index] = rec
+                if on_episode is not None:
+                    on_episode(rec)
+                start(s)
+    return [results[i] for i in range(len(seeds))]
