@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import roofline  # noqa: E402  (bench/ is on sys.path when run as a script)
 import torch
-from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from machine_info import machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
+SHAPES: list[dict] = []  # the matmul shapes of the last timed update (for the other precision's peak)
 
 
 def tiny_z_dim(name: str) -> int:
@@ -68,7 +69,7 @@ def make_buffers(spec, n_off: int, n_on: int, seed: int = 0):
     return out
 
 
-def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str = "auto") -> dict:
+def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str = "auto", peaks=None) -> dict:
     from bora_policy.models.critic import ChunkCritic
     from bora_trainer.algorithms.online import OnlineConfig, OnlineLearner
     from bora_trainer.data.replay import MixedSampler, ReplaySpec
@@ -96,6 +97,9 @@ def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str
     for _ in range(args.warmup):
         learner.update(sampler.sample())
     sync()
+    # the update's FLOPs and matmul shapes (one extra update, counted; the FLOPs do not depend on the data)
+    flops, shapes = roofline.count_update(learner.update, sampler.sample())
+    SHAPES.append(shapes)
     reps, samp, cpu = [], [], []
     for _ in range(args.repeats):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -111,10 +115,33 @@ def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str
         samp.append(t_sample / args.updates)
     per = statistics.median(reps)
     ups = 1.0 / per
+    prec_name = "bf16" if learner.use_bf16 else "fp32"
+    roof = {}
+    if device == "cpu" and peaks is not None:
+        # the peak at the update's own matmul shapes, measured in this run with the same threads and dtype
+        key = (torch.get_num_threads(), prec_name)
+        if key not in peaks:
+            peaks[key] = roofline.peak_at_shapes(shapes, prec_name, args.peak_seconds)
+        pk = peaks[key]
+        roof = {
+            "update_gflop": flops / 1e9,
+            "matmul_gflop_share": sum(v["gflop"] for v in shapes.values()) / (flops / 1e9),
+            "achieved_gflops_median": flops / per / 1e9,
+            "achieved_gflops_best": flops / min(reps) / 1e9,
+            "peak_gflops_at_update_shapes": pk["gflops_at_shapes"],
+            "peak_gflops_best_shape": pk["gflops_best_shape"],
+            "achieved_over_peak": flops / min(reps) / 1e9 / pk["gflops_at_shapes"],
+            "achieved_over_peak_median": flops / per / 1e9 / pk["gflops_at_shapes"],
+            # CPU-time roofline (robust to other work on the machine): FLOPs per CPU-second, update vs peak
+            "achieved_gflop_per_cpu_s": flops / min(cpu) / 1e9,
+            "peak_gflop_per_cpu_s_at_update_shapes": pk["gflop_per_cpu_s_at_shapes"],
+            "achieved_over_peak_cpu_time": flops / min(cpu) / 1e9 / pk["gflop_per_cpu_s_at_shapes"],
+        }
     return {
         "device": device,
         "threads": torch.get_num_threads() if device == "cpu" else threads,
-        "precision": "bf16" if learner.use_bf16 else "fp32",
+        "precision": prec_name,
+        "precision_requested": precision,
         "updates": args.updates,
         "repeats": args.repeats,
         "ms_per_update_repeats": [1000 * r for r in reps],
@@ -129,6 +156,7 @@ def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str
         "residual_params": n_actor,
         "critic_trainable_params": n_critic,
         "bf16_autocast": learner.use_bf16,
+        **roof,
     }
 
 
@@ -136,8 +164,9 @@ def write(results: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "updates.json").write_text(json.dumps(results, indent=2))
     m, c = results["machine"], results["config"]
+    pr = m.get("cpu_probe", {})
     lines = [
-        "# Online residual RLPD update throughput",
+        "# Online residual RLPD update throughput and roofline",
         "",
         f"`bench/bench_updates.py`: `OnlineLearner.update` (bora-residual) with batch {c['batch']} "
         f"(1:1 offline/online), "
@@ -148,7 +177,17 @@ def write(results: dict) -> None:
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} "
         f"({m['torch_threads']} threads), {m['platform']}"
         + (f", GPU {m['gpu']}" if "gpu" in m else ", no GPU")
-        + f"; 1-min load average at start {m.get('load_avg_1m', 'n/a')}.",
+        + f"; 1-min load average at start {m.get('load_avg_1m', 'n/a')}"
+        + (f", at end {results['load_avg_1m_end']:.2f}" if "load_avg_1m_end" in results else "")
+        + ".",
+        f"CPU probe: native bf16 {'yes' if pr.get('native_bf16') else 'no'} "
+        f"({', '.join(pr.get('bf16_flags', [])) or 'no avx512_bf16/amx_bf16 flag'}), fp32 matmul GFLOP/s by threads "
+        f"{pr.get('gflops_fp32_by_threads', 'n/a')} -> threads {pr.get('threads', '?')}, "
+        f"precision {pr.get('precision_cpu', '?')}.",
+    ]
+    if results.get("shared_machine"):
+        lines += ["", f"**Shared machine**: {results['shared_machine']}"]
+    lines += [
         "",
         "| device | threads | precision | updates/s | ms/update | of which sampling | CPU ms/update | 15k updates "
         "| < 5 min |",
@@ -156,14 +195,56 @@ def write(results: dict) -> None:
     ]
     for r in results["runs"]:
         lines.append(
-            f"| {r['device']} | {r.get('threads', '-')} | {r.get('precision', '-')} | "
-            f"{r['updates_per_s']:.2f} | {r['ms_per_update']:.1f} | "
+            f"| {r['device']} | {r.get('threads', '-')}{' (auto)' if r.get('threads_requested') == 'auto' else ''} | "
+            f"{r.get('precision', '-')} | {r['updates_per_s']:.2f} | {r['ms_per_update']:.1f} | "
             f"{r['sampling_ms_per_update']:.1f} | {r.get('cpu_ms_per_update', float('nan')):.1f} | "
             f"{r['projected_15k_updates_s'] / 60:.1f} min | "
             f"{'yes' if r['meets_5min_target'] else 'no'} |"
         )
     for d in results.get("skipped", []):
         lines.append(f"| {d['device']} | - | - | - | - | - | - | - | {d['reason']} |")
+    roof = [r for r in results["runs"] if "achieved_over_peak" in r]
+    if roof:
+        lines += [
+            "",
+            "## Roofline (CPU)",
+            "",
+            f"FLOPs per update: {roof[0]['update_gflop']:.2f} GFLOP (`torch.utils.flop_counter.FlopCounterMode`, "
+            f"forward + backward; {100 * roof[0]['matmul_gflop_share']:.0f}% of them in mm/addmm). Peak = the "
+            "machine's matmul rate at the update's own matmul shapes (every mm/addmm the update dispatches, "
+            "replayed with the same threads and dtype in this run, best call per shape): FLOPs of those "
+            "matmuls / sum of their best times. achieved = update FLOPs / wall time per update (best repeat; "
+            "median in brackets). CPU-time roofline: the same ratio with process CPU seconds instead of wall "
+            "seconds on both sides (GFLOP per CPU-second; not moved by other work waiting for the cores: the "
+            "figure to read on a shared machine). 15k updates = median wall time x 15,000.",
+            "",
+            "| threads | precision | achieved GFLOP/s (wall) | peak GFLOP/s at the update's shapes | best single "
+            "shape | achieved / peak (wall) | achieved / peak (CPU time) | 15k updates |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in roof:
+            lines.append(
+                f"| {r['threads']}{' (auto)' if r.get('threads_requested') == 'auto' else ''} | {r['precision']} | "
+                f"{r['achieved_gflops_best']:.2f} "
+                f"({r['achieved_gflops_median']:.2f}) | {r['peak_gflops_at_update_shapes']:.2f} | "
+                f"{r['peak_gflops_best_shape']:.2f} | {100 * r['achieved_over_peak']:.0f}% "
+                f"({100 * r['achieved_over_peak_median']:.0f}%) | "
+                f"{100 * r['achieved_over_peak_cpu_time']:.0f}% ({r['achieved_gflop_per_cpu_s']:.1f} / "
+                f"{r['peak_gflop_per_cpu_s_at_update_shapes']:.1f}) | {r['projected_15k_updates_s'] / 60:.1f} min |"
+            )
+    if results.get("peaks"):
+        lines += [
+            "",
+            "Peak matmul rate at the update's shapes, fp32 and bf16, per thread count (same run):",
+            "",
+            "| threads | precision | GFLOP/s at the update's shapes | best single shape | FLOP share measured |",
+            "| ---: | --- | ---: | ---: | ---: |",
+        ]
+        for pk in results["peaks"]:
+            lines.append(
+                f"| {pk['threads']} | {pk['precision']} | {pk['gflops_at_shapes']:.2f} | "
+                f"{pk['gflops_best_shape']:.2f} | {100 * pk['flop_share_measured']:.0f}% |"
+            )
     r0 = results["runs"][0]
     lines += [
         "",
@@ -178,6 +259,18 @@ def write(results: dict) -> None:
     (RESULTS / "updates.md").write_text("\n".join(lines) + "\n")
 
 
+def _threads(v: str) -> int | str:
+    if v == "auto":
+        return v
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads: expected integers >= 0 or 'auto', got {v!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--threads: expected integers >= 0 or 'auto', got {v!r}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--updates", type=int, default=20, help="timed updates per repeat")
@@ -190,16 +283,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--critic-hidden", type=int, default=256, help="ChunkCritic hidden_dim (its default: 256)")
     p.add_argument("--critic-layers", type=int, default=2, help="ChunkCritic num_layers (its default: 2)")
     p.add_argument(
-        "--threads", type=int, nargs="+", default=[0], help="torch CPU thread counts to time (0 = torch default)"
+        "--threads",
+        type=_threads,
+        nargs="+",
+        default=[1, 2],
+        help="torch CPU thread counts to time (0 = torch default, auto = cpu_probe's calibration)",
     )
     p.add_argument(
         "--precision",
         nargs="+",
         default=["auto"],
         choices=["auto", "fp32", "bf16"],
-        help="OnlineConfig.precision values to time (auto: bf16 on CUDA, fp32 on CPU)",
+        help="OnlineConfig.precision values to time (auto: bf16 on CUDA and on CPUs with native bf16, else fp32)",
     )
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
+    p.add_argument("--peak-seconds", type=float, default=0.25, help="timing budget per matmul shape of the peak")
+    p.add_argument("--no-roofline", action="store_true", help="skip the FLOP count and the peak")
+    p.add_argument("--shared", default="", help="say in updates.md that the machine was shared (free text)")
     p.add_argument("--note", default="", help="free text appended to updates.md (e.g. a before/after comparison)")
     args = p.parse_args(argv)
     if args.updates < 1 or args.repeats < 1:
@@ -220,21 +320,43 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": [],
         "skipped": [],
+        "peaks": [],
         "note": args.note,
+        "shared_machine": args.shared,
     }
+    from bora_policy.runtime.cpu_probe import resolve_threads
+
+    peaks: dict | None = None if args.no_roofline else {}
     for dev in args.devices:
         if dev.startswith("cuda") and not torch.cuda.is_available():
             results["skipped"].append({"device": dev, "reason": "no CUDA device on this machine"})
             continue
         for th in args.threads if dev == "cpu" else [0]:
+            th_req = th
+            th = resolve_threads(th) if th == "auto" else th
             for prec in args.precision:
-                r = bench_device(dev, args, z_dim, th, prec)
+                r = bench_device(dev, args, z_dim, th, prec, peaks)
+                r["threads_requested"] = th_req
                 results["runs"].append(r)
                 print(
                     f"{dev} threads={r['threads']} {r['precision']}: {r['updates_per_s']:.2f} updates/s "
-                    f"({r['ms_per_update']:.1f} ms), 15k updates in {r['projected_15k_updates_s'] / 60:.1f} min",
+                    f"({r['ms_per_update']:.1f} ms), 15k updates in {r['projected_15k_updates_s'] / 60:.1f} min"
+                    + (f", achieved/peak {100 * r['achieved_over_peak']:.0f}%" if "achieved_over_peak" in r else ""),
                     file=sys.stderr,
                 )
+                if peaks is not None and dev == "cpu":
+                    # the other precision's peak at the same shapes (fp32 and bf16 are both reported)
+                    other = "fp32" if r["precision"] == "bf16" else "bf16"
+                    key = (r["threads"], other)
+                    if key not in peaks and SHAPES:
+                        torch.set_num_threads(r["threads"])
+                        peaks[key] = roofline.peak_at_shapes(SHAPES[-1], other, args.peak_seconds, flop_share=0.5)
+    if peaks:
+        results["peaks"] = [peaks[k] for k in sorted(peaks)]
+    try:
+        results["load_avg_1m_end"] = os.getloadavg()[0]
+    except OSError:
+        pass
     write(results)
     print(json.dumps(results, indent=2))
     return 0
