@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                     "or `online` (bora-residual, aloe, habc) training"),
     "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set"),
     "report": ("bora_trainer.report", "Markdown tables (paper Tables 1-2 form) and plots from eval results"),
-    "bag": ("bora_trainer.data.bag_convert", "`convert` rosbag2 recordings into chunk transitions"),
+    "bag": ("bora_trainer.data.bag_cli", "`convert` rosbag2 recordings into episodes and transitions, `info`"),
     "record": ("bora_trainer.nodes.recorder_node", "record the BORA topics into an MCAP rosbag2 (no ros2 CLI needed)"),
     "dataset": ("bora_trainer.data.lerobot", "`export` / `import` LeRobotDataset v3"),
     "up": ("bora_trainer.up", "start the node graph (--sim: with the simulated robot) under a supervisor"),
