@@ -80,6 +80,7 @@ from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_c
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
 from bora_trainer.rewards import RewardConfig
+from bora_trainer.rounds import episode_gate, intervened_steps, round_table
 
 log = logging.getLogger("bora_trainer.ingest")
 
@@ -116,7 +117,8 @@ class TrainerConfig:
     utd_ratio: updates per ingested control step (Algorithm 1: 1). checkpoint_every: updates between
     checkpoints. episodes_per_round: M of Algorithm 1 (Table 4: 10); a round ends once M episodes of it
     are ingested and its updates (``utd_ratio`` x its control steps, at most ``online.max_updates``
-    per round) are done. poll_interval_s: watch period.
+    per round) are done. poll_interval_s: watch period. rounds: the run's number of rounds (0 = no
+    limit): once they are done the round gate (rounds.py) lets no further episode start.
     """
 
     recordings: str = "recordings"
@@ -127,6 +129,7 @@ class TrainerConfig:
     utd_ratio: float = 1.0
     checkpoint_every: int = 500
     episodes_per_round: int = 10
+    rounds: int = 0
     keep_checkpoints: int = 3
     poll_interval_s: float = 2.0
     critic_hidden_dim: int = 256
@@ -140,6 +143,8 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig.utd_ratio must be > 0, got {self.utd_ratio}")
         if self.checkpoint_every < 1:
             raise ValueError(f"TrainerConfig.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.rounds < 0:
+            raise ValueError(f"TrainerConfig.rounds must be >= 0 (0 = no limit), got {self.rounds}")
         if self.episodes_per_round < 1:
             raise ValueError(f"TrainerConfig.episodes_per_round must be >= 1, got {self.episodes_per_round}")
 
@@ -222,6 +227,8 @@ class OnlineTrainerLoop:
             self.online = ChunkReplayBuffer(spec, buf_dir)
         self.ingested_hashes = {v["content_hash"] for v in self.ledger.values()}
         self._skipped_logged: set[str] = set()  # episodes not ingested (no chunks, no START): reported once
+        self.max_skipped_id = 0  # highest bridge episode id of an episode that will never be ingested
+        self._deferred_logged: set[str] = set()
         # --- round state and learner, resumed from the latest checkpoint
         self.round = 1
         self.round_start_episodes = 0
@@ -298,6 +305,23 @@ class OnlineTrainerLoop:
     def num_episodes(self) -> int:
         return len(self.ledger)
 
+    @property
+    def in_round(self) -> int:
+        """Episodes ingested into the current round (at most ``episodes_per_round``)."""
+        return self.num_episodes - self.round_start_episodes
+
+    @property
+    def last_seen_id(self) -> int:
+        """Highest bridge episode id taken in: ingested, or finished but never to be ingested."""
+        ids = [int(v.get("source_episode_id", 0)) for v in self.ledger.values()]
+        return max([self.max_skipped_id, *ids])
+
+    def episode_gate(self, open_: bool = True) -> int:
+        """Highest bridge episode id that may start now (:func:`bora_trainer.rounds.episode_gate`);
+        closed once the configured ``rounds`` are done."""
+        done = bool(self.cfg.rounds) and self.round > self.cfg.rounds
+        return episode_gate(self.last_seen_id, self.in_round, self.cfg.episodes_per_round, open_ and not done)
+
     def update_budget(self) -> int:
         """update_step to reach: this round's ``utd_ratio`` x its ingested control steps, at most
         ``online.max_updates`` per round (Table 3: 15k), on top of the earlier rounds' updates."""
@@ -311,6 +335,8 @@ class OnlineTrainerLoop:
             "episodes": self.num_episodes,
             "ingested_steps": self.ingested_steps,
             "round": self.round,
+            "in_round": self.in_round,
+            "rounds": round_table(self.ledger),
             "frozen_lambdas": [float(f.lam) for f in self.frozen],
             "round_start_updates": self.round_start_updates,
             "budget": self.update_budget(),
@@ -364,18 +390,26 @@ class OnlineTrainerLoop:
             # episodes and its return would be wrong
             skip = "its START was not recorded (the recording began mid-episode)"
         if skip:
+            self.max_skipped_id = max(self.max_skipped_id, int(info.get("source_episode_id") or 0))
             if h not in self._skipped_logged:  # a live bag is converted again as it grows: say it once
                 self._skipped_logged.add(h)
                 log.warning("episode %s %s: not ingested", h[:12], skip)
             return 0
         vers = info.get("normalizer_versions", [])
         if vers and vers != [self.normalizer.version]:
+            self.max_skipped_id = max(self.max_skipped_id, int(info.get("source_episode_id") or 0))
             log.error(
                 "episode %s was recorded with normaliser(s) %s, the run's is %s: not ingested",
                 h[:12],
                 vers,
                 self.normalizer.version,
             )
+            return 0
+        if self.in_round >= self.cfg.episodes_per_round:
+            # the round is full (rounds.py): this episode waits and is counted in the next round
+            if h not in self._deferred_logged:
+                self._deferred_logged.add(h)
+                log.info("episode %s: round %d is full; it goes into round %d", h[:12], self.round, self.round + 1)
             return 0
         rows = {k: arrays[k] for k in REPLAY_FIELDS if k in arrays}  # n_steps: derived when absent
         rows["action"] = self.normalizer.normalize_action(arrays["action_physical"])
@@ -388,6 +422,8 @@ class OnlineTrainerLoop:
             "rows": int(len(rows["z"])),
             "outcome": info.get("outcome"),
             "round": self.round,
+            "intervened_steps": intervened_steps(rows),
+            "source_episode_id": int(info.get("source_episode_id") or 0),
             "time": time.time(),
         }
         self.ledger[shard.name] = entry
@@ -440,10 +476,13 @@ class OnlineTrainerLoop:
             return False
         self.checkpoint()  # RUN/latest = round r's final state (resume redoes the steps below)
         final = self._save_round_final()
+        rt = [r for r in round_table(self.ledger) if r["round"] == self.round]
         log.info(
-            "round %d done: %d episodes, %d updates, alpha %.4f, checkpoint %s",
+            "round %d done: %d episodes, %d control steps (%d intervened), %d updates, alpha %.4f, checkpoint %s",
             self.round,
             self.num_episodes - self.round_start_episodes,
+            rt[0]["steps"] if rt else 0,
+            rt[0]["intervened_steps"] if rt else 0,
             self.update_step,
             self.learner.alpha(),
             final.path,
@@ -462,6 +501,7 @@ class OnlineTrainerLoop:
         self.round_start_episodes = self.num_episodes
         self.round_start_steps = self.ingested_steps
         self.round += 1
+        self._bag_sizes = {}  # rescan: episodes that waited for this round are ingested now
         new = self._factory(self.spec)  # fresh residual and optimisers, anchor = the offline critic
         old_mods = old.modules()
         for name, m in new.modules().items():  # critic inheritance from round r (bora train online)

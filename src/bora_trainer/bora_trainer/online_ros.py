@@ -37,6 +37,8 @@ import yaml
 from bora_trainer.config_io import to_dict
 from bora_trainer.train_online import FrozenVLA, OnlineRunConfig, offline_buffer_for, write_online_run_files
 
+GATE_TOPIC = "/bora/episode_gate"
+
 
 class OnlineRosError(RuntimeError):
     """The graph stopped or stalled before the requested rounds were done."""
@@ -59,6 +61,7 @@ def _params_file(cfg: OnlineRunConfig, offline_run: Path, image_size: int, k: in
         control_hz=float(cfg.control_hz),
         auto_reset=True,
         operator_enabled=True,
+        episode_gate_topic=GATE_TOPIC,  # the robot waits at round boundaries (bora_trainer/rounds.py)
     )
     section("sync")["instruction"] = TASKS[cfg.task].instruction
     critic = offline_run / "critic"
@@ -86,6 +89,7 @@ def _trainer_file(cfg: OnlineRunConfig, offline_run: Path, out: Path) -> Path:
         "utd_ratio": float(cfg.updates_per_env_step),
         "checkpoint_every": max(1, int(cfg.online.max_updates) // 4),
         "episodes_per_round": int(cfg.episodes_per_round),
+        "rounds": int(cfg.rounds),
         "poll_interval_s": 1.0,
         "device": "" if cfg.device == "auto" else cfg.device,
         "rewards": to_dict(cfg.reward),
@@ -202,6 +206,8 @@ def train_through_ros(
         f"trainer:config_file:={trainer_cfg}",
         "--param",
         "trainer:live:=true",
+        "--param",
+        f"trainer:episode_gate_topic:={GATE_TOPIC}",
     ]
     env = {**os.environ, **ros_env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log_path = out / "graph.log"
@@ -245,9 +251,22 @@ def train_through_ros(
         )
     ck = _finish_run_dir(cfg, offline_run, offline_data, out)
     st = _read_status(state)
+    from bora_trainer.rounds import round_table
+
+    try:
+        per_round = round_table(json.loads((state / "ingested.json").read_text()))
+    except (OSError, ValueError):
+        per_round = []
+    for r in per_round:
+        say(
+            f"online (ROS graph): round {r['round']}: {r['episodes']} episodes, {r['steps']} control steps, "
+            f"{r['intervened_steps']} under the operator ({100 * r['intervened_share']:.1f}%), "
+            f"{r['successes']} successes"
+        )
     summary = {
         "through_ros": True,
         "rounds": cfg.rounds,
+        "per_round": per_round,
         "episodes": st.get("episodes"),
         "updates": st.get("update_step"),
         "offline_transitions": len(off),

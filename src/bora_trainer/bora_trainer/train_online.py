@@ -522,6 +522,7 @@ def train(
                     "success": ep["info"]["success"],
                     "return": ret,
                     "steps": T,
+                    "intervened_steps": int(np.asarray(ep["arrays"]["is_intervention"], bool).sum()),
                     "interventions": len(ep["info"]["interventions"]),
                     "updates": n_upd,
                 }
@@ -551,6 +552,11 @@ def train(
         stats["seconds"] = time.time() - tr
         stats["success_rate_with_operator"] = float(np.mean([x["success"] for x in stats["episodes"]]))
         stats["interventions_per_episode"] = float(np.mean([x["interventions"] for x in stats["episodes"]]))
+        # what the round really used (the ROS-graph loop reports the same from its ledger: rounds.py)
+        stats["num_episodes"] = len(stats["episodes"])
+        stats["steps"] = int(sum(x["steps"] for x in stats["episodes"]))
+        stats["intervened_steps"] = int(sum(x["intervened_steps"] for x in stats["episodes"]))
+        stats["intervened_share"] = stats["intervened_steps"] / max(1, stats["steps"])
         lam = learner.alpha()
         if cfg.eval_episodes:
             learner.actor.eval()

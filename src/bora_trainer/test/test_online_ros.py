@@ -2,8 +2,9 @@
 
 Collects 2 scripted demos, trains a tiny BORA offline run, then runs 2 rounds x 1 episode through
 ``bora up --sim --with trainer`` (bridge with the scripted operator, sync, policy, teleop, trainer node
-recording live over DDS). Checks: the trainer ingested episodes of both rounds from its own rosbag2
-recording; the policy node hot-reloaded the trainer's checkpoints; the final stack holds one frozen
+recording live over DDS). Checks: the trainer ingested exactly one episode into each round from its own
+rosbag2 recording (the bridge waits at the round boundary: the trainer's episode gate), and the summary
+reports each round's episodes and intervened steps; the policy node hot-reloaded the trainer's checkpoints; the final stack holds one frozen
 residual (round 1) + the round-2 residual + the online critic; ``bora eval`` runs the resulting run.
 """
 
@@ -36,10 +37,15 @@ def test_train_online_through_ros_two_rounds(tmp_path):
                  "--offline-data", str(ds), "--out", str(on), "--config", str(ocfg), "--no-progress",
                  "--timeout", "400"]) == 0  # fmt: skip
     ledger = json.loads((on / "trainer" / "ingested.json").read_text())
-    assert {e["round"] for e in ledger.values()} >= {1, 2}
+    assert sorted(e["round"] for e in ledger.values()) == [1, 2]  # exactly episodes_per_round per round
+    summary = json.loads((on / "summary.json").read_text())
+    assert [r["episodes"] for r in summary["per_round"]] == [1, 1]
+    assert all(0 <= r["intervened_steps"] <= r["steps"] for r in summary["per_round"])
     assert all(e["rows"] > 0 and e["outcome"] in ("success", "failure", "timeout") for e in ledger.values())
     log = (on / "graph.log").read_text()
     assert "now in use" in log, "the policy node never hot-reloaded a trainer checkpoint"
+    assert "waits for the trainer" in log, "the bridge never waited at a round boundary"
+    assert "opening the round anyway" not in log, "the policy never confirmed round 2's residual"
     assert "Traceback" not in log
     ck = on / "checkpoints" / (on / "latest").read_text().strip()
     files = {p.name for p in ck.iterdir()}

@@ -22,6 +22,10 @@ recovered flag (/bora/operator/recovered) when it hands back. These are its own 
 (/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop arbitrates the two sources and a
 person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator`` (std_srvs/SetBool) switches
 the scripted operator off (it releases its takeover) or on again at run time.
+``episode_gate_topic`` (empty by default; std_msgs/UInt32, transient local): the highest episode id
+that may start. The online trainer publishes it so the robot waits at a round boundary until the
+round's update is done and the new residual is in use (bora_trainer/rounds.py); until a first value
+arrives, episodes start freely.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class BridgeNode(Node):
         reset_service = str(p("reset_service", "/bora/sim/reset").value)
         set_operator_service = str(p("set_operator_service", "/bora/sim/set_operator").value)
         self.operator_enabled = bool(p("operator_enabled", True).value)
+        gate_topic = str(p("episode_gate_topic", "").value)
         if self.depth_encoding not in ("32FC1", "16UC1"):
             raise ValueError(
                 f"sim_bridge: depth_encoding must be 32FC1 or 16UC1, got {self.depth_encoding!r}"
@@ -159,6 +164,16 @@ class BridgeNode(Node):
         if t["direct_command"]:
             self.create_subscription(JointCommand, t["direct_command"], self._on_direct, cmd_qos)
         self.create_service(Trigger, reset_service, self._srv_reset)
+        self.episode_gate: int | None = None  # highest episode id that may start (None: no gate)
+        self._gate_waiting = False
+        if gate_topic:
+            from rclpy.qos import DurabilityPolicy
+            from std_msgs.msg import UInt32
+
+            latched = QoSProfile(
+                depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+            )
+            self.create_subscription(UInt32, gate_topic, self._on_gate, latched)
         self.create_service(SetBool, set_operator_service, self._srv_set_operator)
 
         self.operator = self._make_operator() if self.operator_enabled else None
@@ -310,8 +325,21 @@ class BridgeNode(Node):
         return res
 
     # ------------------------------------------------------------------ control tick
+    def _on_gate(self, msg) -> None:
+        self.episode_gate = int(msg.data)
+
     def _on_tick(self) -> None:
+        if self._reset_pending and self.episode_gate is not None and self.episode_id + 1 > self.episode_gate:
+            if not self._gate_waiting:  # the robot waits at a round boundary: no step, no new episode
+                self._gate_waiting = True
+                self.get_logger().info(
+                    f"sim_bridge: episode {self.episode_id + 1} waits for the trainer (gate {self.episode_gate})"
+                )
+            return
         if self._reset_pending:
+            if self._gate_waiting:
+                self._gate_waiting = False
+                self.get_logger().info(f"sim_bridge: gate {self.episode_gate}; episode {self.episode_id + 1} starts")
             # START is control step 0 (the reset state, not published); physics advances from the next
             # tick, so the observation after s physics steps is stamped at control step s
             self._reset_pending = False

@@ -13,7 +13,11 @@ Parameters (ROS ``-p name:=value`` or the same-named CLI options): ``config_file
 ``trainer`` section = :class:`bora_trainer.ingest.TrainerConfig`, e.g. config/trainer.yaml),
 ``recordings``, ``state_dir``, ``live``, ``checkpoint_topic`` (/bora/checkpoint), ``max_seconds``
 (0 = run until stopped; for tests and batch jobs), ``exit_when_idle`` (stop once the update
-budget is reached and nothing new arrived for one poll).
+budget is reached and nothing new arrived for one poll), ``episode_gate_topic`` (empty = none;
+std_msgs/UInt32, transient local: the highest episode id the simulated robot may start, so each round
+holds exactly ``episodes_per_round`` episodes and the robot waits at a round boundary until the next
+round's first checkpoint is in use by the policy, read from ``policy_diagnostics_topic``, or
+``gate_timeout_s`` passed: bora_trainer/rounds.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-topic", default="/bora/checkpoint")
     p.add_argument("--max-seconds", type=float, default=0.0)
     p.add_argument("--exit-when-idle", action="store_true")
+    p.add_argument("--episode-gate-topic", default="", help="publish the round gate here (empty: none)")
+    p.add_argument("--policy-diagnostics-topic", default="/diagnostics")
+    p.add_argument("--gate-timeout-s", type=float, default=60.0)
     return p
 
 
@@ -55,6 +62,49 @@ def _load_cfg(args):
             data = section
         return load_config(TrainerConfig, data, overrides=over)
     return load_config(TrainerConfig, None, overrides=over)
+
+
+def _round_gate(node, args, loop, qos):
+    """Publisher of the round gate (``loop.episode_gate``, closed until the policy confirms a new
+    round's checkpoint): returns ``publish()``, called after every loop step."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import UInt32
+
+    from bora_trainer.rounds import RoundGate
+
+    pub = node.create_publisher(UInt32, args.episode_gate_topic, qos)
+    seen = {"policy_version": "", "gate": None}
+    gate = RoundGate(timeout_s=float(args.gate_timeout_s))
+
+    def on_diag(msg) -> None:  # runs on the executor thread: one str assignment
+        for st in msg.status:
+            if st.name.startswith("bora/policy"):
+                for kv in st.values:
+                    if kv.key == "residual_version":
+                        seen["policy_version"] = kv.value
+
+    node.create_subscription(DiagnosticArray, args.policy_diagnostics_topic, on_diag, 10)
+
+    def publish() -> None:
+        ck = loop.last_checkpoint
+        expected = ck.sha256[:16] if ck is not None and ck.round == loop.round else ""
+        n_timed_out = len(gate.timed_out)
+        open_ = gate.is_open(loop.round, expected, seen["policy_version"], time.monotonic())
+        if len(gate.timed_out) > n_timed_out:
+            node.get_logger().warning(
+                f"trainer: the policy did not report round {loop.round}'s residual {expected} within "
+                f"{gate.timeout_s:g} s; opening the round anyway"
+            )
+        value = loop.episode_gate(open_)
+        if value != seen["gate"]:
+            seen["gate"] = value
+            pub.publish(UInt32(data=int(value)))
+            node.get_logger().info(
+                f"trainer: episode gate {value} (round {loop.round}: {loop.in_round}/"
+                f"{loop.cfg.episodes_per_round} episodes{'' if open_ else ', waiting for the policy'})"
+            )
+
+    return publish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         ("checkpoint_topic", args.checkpoint_topic),
         ("max_seconds", args.max_seconds),
         ("exit_when_idle", args.exit_when_idle),
+        ("episode_gate_topic", args.episode_gate_topic),
+        ("policy_diagnostics_topic", args.policy_diagnostics_topic),
+        ("gate_timeout_s", args.gate_timeout_s),
     ):
         setattr(args, name, node.declare_parameter(name, default).value)
     cfg = _load_cfg(args)
@@ -121,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         make_subscriptions(node, recorder, specs)
         log.info(f"trainer: recording live topics into {out}")
 
+    publish_gate = _round_gate(node, args, loop, qos) if args.episode_gate_topic else (lambda: None)
+    publish_gate()
+
     # one executor thread (recording callbacks): rclpy's MultiThreadedExecutor busy-loops holding the GIL
     # (ros2/rclpy#1452), which would slow the updates running on the main thread
     executor = SingleThreadedExecutor()
@@ -142,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
             info = loop.step(should_stop=stop.is_set, max_updates=200)
+            publish_gate()
             if info["updates"] == 0:
                 if (
                     args.exit_when_idle

@@ -1,0 +1,171 @@
+"""Round accounting of the online phase (bora_trainer/rounds.py and the trainer loop's round cap).
+
+Each round uses exactly ``episodes_per_round`` episodes: the loop never ingests more into a round
+(later episodes wait for the next round), the bridge's gate never lets more start, and what every round
+used (episodes, control steps, steps under the operator) is reported. Expectations are hand-computed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bora_policy.models.normalizer import Normalizer
+from bora_trainer.config_io import load_config
+from bora_trainer.data.bag_convert import ConvertConfig, convert
+from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
+from bora_trainer.ingest import OnlineTrainerLoop, TrainerConfig, build_offline_buffer
+from bora_trainer.rounds import RoundGate, episode_gate, intervened_steps, round_table
+
+
+def test_intervened_steps_counts_each_control_step_once():
+    # two chunks of k = 4 starting at 0 and 4 (no overlap): flags 0110 and 1100 -> steps 1, 2, 4, 5
+    rows = {
+        "step": np.array([0, 4]),
+        "is_intervention": np.array([[0, 1, 1, 0], [1, 1, 0, 0]], bool),
+        "mask": np.ones((2, 4), bool),
+    }
+    assert intervened_steps(rows) == 4
+    # overlapping chunks (replanning every 2 steps): {2, 3} and {2, 3, 4} -> 3 distinct steps
+    rows = {
+        "step": np.array([0, 2]),
+        "is_intervention": np.array([[0, 0, 1, 1], [1, 1, 1, 0]], bool),
+        "mask": np.ones((2, 4), bool),
+    }
+    assert intervened_steps(rows) == 3
+    # masked-out steps (after the episode's end) do not count
+    rows["mask"] = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+    assert intervened_steps(rows) == 2
+
+
+def test_round_table_sums_per_round():
+    ledger = {
+        "a": {"round": 1, "num_steps": 10, "intervened_steps": 2, "outcome": "success"},
+        "b": {"round": 1, "num_steps": 30, "intervened_steps": 6, "outcome": "timeout"},
+        "c": {"round": 2, "num_steps": 20, "intervened_steps": 0, "outcome": "success"},
+    }
+    t = round_table(ledger)
+    assert [r["round"] for r in t] == [1, 2]
+    assert (t[0]["episodes"], t[0]["steps"], t[0]["intervened_steps"], t[0]["successes"]) == (2, 40, 8, 1)
+    assert t[0]["intervened_share"] == pytest.approx(0.2)
+    assert (t[1]["episodes"], t[1]["steps"], t[1]["intervened_share"]) == (1, 20, 0.0)
+
+
+def test_episode_gate_values_and_errors():
+    assert episode_gate(0, 0, 10) == 10  # nothing seen yet: ids 1..10 may start
+    assert episode_gate(7, 5, 10) == 12  # 5 more needed; ids 8.. may be running already
+    assert episode_gate(12, 10, 10) == 12  # round full: the robot waits
+    assert episode_gate(12, 3, 10, open_=False) == 12
+    with pytest.raises(ValueError, match="per_round"):
+        episode_gate(0, 0, 0)
+
+
+def test_gate_simulation_rounds_hold_exactly_m_episodes():
+    """A bridge that starts an episode (one tick long) whenever the gate allows; a trainer that learns of
+    each finished episode 3 ticks later and never gets one of them (its START was not recorded); a round
+    changes 3 ticks after it is full (its update). Every round must get exactly M ingested episodes and
+    the robot must start no episode beyond the last round's, except one replacement for the lost one."""
+    M, rounds, lost = 4, 3, 3
+    started, pending, seen = 0, [], []  # bridge ids
+    ingested = {r: 0 for r in range(1, rounds + 2)}
+    rnd, update_left = 1, None
+    for tick in range(300):
+        gate = episode_gate(max(seen, default=0), ingested[rnd], M, open_=rnd <= rounds and update_left is None)
+        if started + 1 <= gate:
+            started += 1
+            pending.append((tick + 3, started))
+        for t, eid in [p for p in pending if p[0] <= tick]:
+            pending.remove((t, eid))
+            seen.append(eid)
+            if eid != lost:
+                assert ingested[rnd] < M, f"the gate let round {rnd} overflow"
+                ingested[rnd] += 1
+        if ingested[rnd] == M and update_left is None:
+            update_left = 3
+        elif update_left is not None:
+            update_left -= 1
+            if update_left == 0:
+                rnd, update_left = rnd + 1, None
+    assert rnd == rounds + 1 and not pending
+    assert [ingested[r] for r in range(1, rounds + 2)] == [M] * rounds + [0]
+    assert started == M * rounds + 1
+
+
+def test_round_gate_waits_for_the_policy_or_times_out():
+    g = RoundGate(timeout_s=10.0)
+    assert g.is_open(1, "", "", now=0.0)  # round 1: the policy runs the base
+    assert not g.is_open(2, "abc", "old", now=100.0)
+    assert not g.is_open(2, "abc", "old", now=105.0)
+    assert g.is_open(2, "abc", "abc", now=106.0)  # the policy reports round 2's residual
+    assert g.is_open(2, "abc", "old", now=200.0)  # confirmed rounds stay open
+    assert not g.is_open(3, "def", "abc", now=300.0)
+    assert g.is_open(3, "def", "abc", now=310.0) and g.timed_out == [3]  # 10 s without confirmation
+    assert RoundGate(wait_for_policy=False).is_open(5, "x", "", now=0.0)
+
+
+# ---------------------------------------------------------------------------------------------- trainer loop
+NORM = Normalizer.identity(9, 9)
+LAY = BagLayout(normalizer_version=NORM.version)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _loop(tmp: Path, per_round: int, rounds: int) -> OnlineTrainerLoop:
+    cfg = load_config(
+        TrainerConfig,
+        {
+            "recordings": str(tmp / "recordings"),
+            "state_dir": str(tmp / "state"),
+            "offline_buffer": str(tmp / "offline_buffer"),
+            "normalizer": str(tmp / "normalizer.json"),
+            "utd_ratio": 0.125,  # 16 steps -> 2 updates per episode
+            "checkpoint_every": 1000,
+            "episodes_per_round": per_round,
+            "rounds": rounds,
+            "critic_hidden_dim": 16,
+            "critic_pos_dim": 8,
+            "device": "cpu",
+            "online": {"batch_size": 8, "n_start": 4, "residual": {"hidden_dims": [16]}},
+        },
+    )
+    return OnlineTrainerLoop(cfg)
+
+
+def test_loop_caps_each_round_and_carries_extra_episodes_over(tmp_path):
+    write_scripted_bag(tmp_path / "offline_bag", [ScriptedEpisode(100, 16), ScriptedEpisode(101, 16)], LAY)
+    convert([tmp_path / "offline_bag"], tmp_path / "offline_conv", ConvertConfig(transitions_only=True))
+    build_offline_buffer(tmp_path / "offline_conv", tmp_path / "offline_buffer", NORM)
+    NORM.save(tmp_path / "normalizer.json")
+    (tmp_path / "recordings").mkdir()
+    loop = _loop(tmp_path, per_round=2, rounds=2)
+    assert loop.episode_gate() == 2  # ids 1, 2 may start
+    # the robot ran 5 episodes before the trainer looked (no gate): takeovers of 4 and 3 steps in two
+    eps = [
+        ScriptedEpisode(1, 16, "success", takeovers=[(4, 8, 1)]),
+        ScriptedEpisode(2, 16, "failure"),
+        ScriptedEpisode(3, 16, "success", takeovers=[(10, 13, 1)]),
+        ScriptedEpisode(4, 16, "failure"),
+        ScriptedEpisode(5, 16, "success"),
+    ]
+    write_scripted_bag(tmp_path / "recordings" / "bag_1", eps, LAY)
+    assert loop.scan() == 2 and loop.round == 1 and loop.in_round == 2  # episodes 3-5 wait
+    assert loop.episode_gate() == 2  # round full: nothing more may start
+    assert loop.train() == 4 and loop.round == 2  # 32 steps x 0.125 = 4 updates, the round ends
+    assert loop.episode_gate() == 2 + 2  # round 2 needs 2 (not yet seen: ids 3, 4 already ran)
+    assert loop.scan() == 2 and loop.in_round == 2  # episodes 3 and 4 go into round 2, 5 waits
+    assert loop.episode_gate() == 4
+    assert loop.train() == 4 and loop.round == 3
+    assert loop.episode_gate() == 4  # the configured 2 rounds are done: closed (5 ran without a gate)
+    t = {r["round"]: r for r in loop.status()["rounds"]}
+    assert (t[1]["episodes"], t[1]["steps"], t[1]["intervened_steps"], t[1]["successes"]) == (2, 32, 4, 1)
+    assert (t[2]["episodes"], t[2]["steps"], t[2]["intervened_steps"], t[2]["successes"]) == (2, 32, 3, 1)
+    assert sorted(e["source_episode_id"] for e in loop.ledger.values()) == [1, 2, 3, 4]
