@@ -4,8 +4,9 @@ Collects 2 scripted demos, trains a tiny BORA offline run, then runs 2 rounds x 
 ``bora up --sim --with trainer`` (bridge with the scripted operator, sync, policy, teleop, trainer node
 recording live over DDS). Checks: the trainer ingested exactly one episode into each round from its own
 rosbag2 recording (the bridge waits at the round boundary: the trainer's episode gate), and the summary
-reports each round's episodes and intervened steps; the policy node hot-reloaded the trainer's checkpoints; the final stack holds one frozen
-residual (round 1) + the round-2 residual + the online critic; ``bora eval`` runs the resulting run.
+reports each round's episodes and intervened steps; the policy node hot-reloaded the trainer's
+checkpoints; the final stack holds one frozen residual (round 1) + the round-2 residual + the online
+critic; ``bora eval`` runs the resulting run.
 """
 
 import json
