@@ -46,6 +46,13 @@ class Msg:
 
 # ------------------------------------------------------------------------------------ one episode
 def _image(img: Any, what: str) -> np.ndarray:
+    from bora_policy.runtime.image_codec import decode_compressed, is_compressed
+
+    if is_compressed(img):  # image_transport compressed (JPEG/PNG) or compressedDepth (16-bit PNG)
+        try:
+            return decode_compressed(img)
+        except ValueError as e:
+            raise ConversionError(f"{what}: {e}") from e
     h, w, enc = int(img.height), int(img.width), str(img.encoding)
     buf = np.frombuffer(bytes(img.data), dtype=np.uint8)
     if enc in ("rgb8", "bgr8"):
