@@ -133,6 +133,8 @@ def shadow_retarget_map(robot_joint_names: tuple[str, ...]) -> RetargetMap:
 
 HELD_HEIGHT = 0.015
 """m: a pick object this high and touched by the hand is held; a takeover then continues from the lift."""
+GRASP_REACH = 0.03
+"""m: a grasp site this close to a pick object the hand touches is at the grasp; a takeover closes the hand."""
 
 
 @dataclass(frozen=True)
@@ -223,10 +225,10 @@ class ScriptedOperator:
         site, _ = env.grasp_site_pose()
         return float(np.linalg.norm(np.asarray(site) - np.asarray(p)))
 
-    def plan_seconds(self, held: bool = False) -> float:
+    def plan_seconds(self, resume: str | None = None) -> float:
         """Nominal time (s) the operator needs to succeed from a fresh plan: its plan's segment durations
         up to the last one the success predicate needs (trailing ``hold``/``retreat`` segments left out;
-        from the ``lift`` on when the object is ``held``), plus the task's success hold. The plan's
+        from segment ``resume`` on if given), plus the task's success hold. The plan's
         segments are cached per episode (the planners' durations are constants)."""
         if self._plan_s is None:
             plan = PLANNERS[self.env.task_name](self.env, self.expert)
@@ -235,18 +237,25 @@ class ScriptedOperator:
             self._plan_s = [(w.label, float(w.duration)) for w in plan]
         segs = self._plan_s
         labels = [lab for lab, _ in segs]
-        if held and "lift" in labels:
-            segs = segs[labels.index("lift") :]
+        if resume in labels:
+            segs = segs[labels.index(resume) :]
         hold = getattr(self.env.task, "hold_steps", 1) / self.env.control_hz
         return float(sum(d for _, d in segs) + hold)
 
-    def _held(self, info: dict[str, Any]) -> bool:
-        """Pick tasks: the object is off the table and touched by the hand."""
-        return (
-            self.env.task_name in ("pick_plush_toy", "pick_and_place")
-            and info.get("hand_contacts", 0) > 0
-            and info.get("object_height", 0.0) > HELD_HEIGHT
-        )
+    def _resume_label(self, info: dict[str, Any]) -> str | None:
+        """The plan segment a takeover starts from, given how far the policy got (privileged state):
+        pick tasks -- the object off the table in the hand: ``lift``; the hand at the object (within
+        ``GRASP_REACH``) and touching it: ``close``; pull_tissue -- the tab pinched: ``pull``; else the
+        whole plan (None)."""
+        task = self.env.task_name
+        if task in ("pick_plush_toy", "pick_and_place") and info.get("hand_contacts", 0) > 0:
+            if info.get("object_height", 0.0) > HELD_HEIGHT:
+                return "lift"
+            if self.target_distance() < GRASP_REACH:
+                return "close"
+        if task == "pull_tissue" and info.get("pinched", False):
+            return "pull"
+        return None
 
     # --- detection -----------------------------------------------------------------------------
     def _failure_prone(self, info: dict[str, Any]) -> str:
@@ -280,7 +289,7 @@ class ScriptedOperator:
             reason = "no progress"
         if not reason and self.cfg.deadline_margin_s >= 0 and float(info.get("task_progress", 0.0)) < 0.5:
             left = (self.env.max_steps - step) / hz
-            if left <= self.plan_seconds(self._held(info)) + self.cfg.deadline_margin_s:
+            if left <= self.plan_seconds(self._resume_label(info)) + self.cfg.deadline_margin_s:
                 reason = "time running out"
         self.prev = dict(info)
         return reason
@@ -320,10 +329,10 @@ class ScriptedOperator:
             self.segments.append(seg)
             self.active = seg
             self.expert.reset()  # re-plan from the current state
-            if self._held(info):  # the object is in the hand, off the table: carry on from the lift
-                labels = [w.label for w in self.expert.plan]
-                if "lift" in labels:
-                    self.expert.idx = labels.index("lift")
+            resume = self._resume_label(info)  # the policy got this far: carry on from there
+            labels = [w.label for w in self.expert.plan]
+            if resume in labels:
+                self.expert.idx = labels.index(resume)
             beta = 1.0 if self.cfg.ramp_steps <= 0 else 1.0 / self.cfg.ramp_steps
             return TakeoverDecision(True, reason, beta)
         return TakeoverDecision(False)

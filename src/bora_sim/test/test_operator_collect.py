@@ -47,6 +47,68 @@ def test_operator_takes_over_a_stalled_policy_and_recovers():
     assert info["success"] and ivs[-1]["recovered"]
 
 
+def _run_with_operator(env, seed, make_policy):
+    """One episode of the policy ``make_policy(obs) -> (info -> action)`` watched by the default operator."""
+    obs, info = env.reset(seed=seed)
+    policy_act = make_policy(obs)
+    op = ScriptedOperator(env, seed=seed)
+    flags, term, trunc = [], False, False
+    while not (term or trunc):
+        dec = op.observe(info)
+        a = policy_act(info)
+        if dec.takeover:
+            a = (1 - dec.beta) * a + dec.beta * op.human_action()
+        flags.append(dec.takeover)
+        obs, _, term, trunc, info = env.step(a.astype(np.float32))
+    op.close_open_segment(info["success"])
+    return info, op.interventions(), flags
+
+
+@pytest.mark.parametrize("seed", [5, 7])
+def test_operator_rescues_a_dropped_object(seed):
+    """Hand-picked failure-prone state: the policy (the clean expert) lifts the plush toy 3.2 cm, then
+    opens its hand. The operator sees the object slipping (privileged height, no hand contact), takes
+    over and, keeping control until success, grasps and lifts it again within the time limit."""
+    from bora_sim.experts import ScriptedExpert
+
+    env = make_env("pick_plush_toy", render=False)
+    drop: list = []
+
+    def make_policy(obs):
+        pol = ScriptedExpert(env, seed=seed)
+
+        def act(info):
+            if not drop and info["object_height"] > 0.032:
+                a = np.asarray(env.last_action, np.float32).copy()
+                a[7:] = env.hand.posture("open")
+                drop.append(a)
+            return drop[0] if drop else pol.act()
+
+        return act
+
+    info, ivs, flags = _run_with_operator(env, seed, make_policy)
+    assert drop, "the policy never lifted the object (the scenario did not happen)"
+    assert [iv["reason"] for iv in ivs] == ["object slipping"]
+    assert info["success"] and ivs[0]["recovered"] and ivs[0]["end"] == info["step"]
+    assert all(flags[ivs[0]["start"] :])  # in control from the takeover to the success
+
+
+def test_operator_rescues_a_frozen_policy_on_open_box():
+    """open_box (the task the old operator rescued 3/20 times): a policy that never moves. The lid must be
+    lifted by its handle and pushed over, about 8.8 s of the 12 s; the operator takes over as soon as the
+    grace period ends (time running out: its plan plus margin no longer fits) and opens the box."""
+    env = make_env("open_box", render=False)
+
+    def make_policy(obs):
+        hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+        return lambda info: hold
+
+    info, ivs, flags = _run_with_operator(env, 3, make_policy)
+    assert [iv["reason"] for iv in ivs] == ["time running out"]
+    assert ivs[0]["start"] == 20  # grace_s = 2 s at 10 Hz
+    assert info["success"] and ivs[0]["recovered"]
+
+
 def test_collect_cli_writes_episodes(tmp_path):
     from bora_trainer.data.episodes import read_episode, read_meta
 
