@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated robots stepped in lockstep, their chunks planned as one batch (evaluate_vec; same "
         "episodes as 1; --stochastic keeps one at a time)",
     )
+    p.add_argument(
+        "--env-processes", action="store_true", help="with --num-envs: each simulated robot in its own process"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -366,12 +369,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             bar = tqdm(total=args.trials, desc=f"eval {method} {task}/{env.object_set.name}", unit="ep")
         n_vec = min(num_envs, args.trials) if not args.stochastic else 1
         if n_vec > 1:  # N robots in lockstep, one batched inference (bora_trainer.evaluate_vec)
-            from bora_trainer.evaluate_vec import rollout_vectorized
+            from bora_trainer.evaluate_vec import EnvProcess, rollout_vectorized
 
-            envs = [env] + [
-                make_env(task, object_set=objects, image_size=image_size, control_hz=args.control_hz, hand=args.hand)
-                for _ in range(n_vec - 1)
-            ]
+            kw = dict(task=task, object_set=objects, image_size=image_size, control_hz=args.control_hz, hand=args.hand)
+            if getattr(args, "env_processes", False):
+                envs = [env] + [EnvProcess(**kw) for _ in range(n_vec - 1)]
+            else:
+                envs = [env] + [make_env(**kw) for _ in range(n_vec - 1)]
 
             def _tick(ep):
                 episodes.append(ep)
@@ -435,6 +439,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "residual_scale": args.residual_scale,
             "hand": args.hand,
             "num_envs": n_vec,
+            "env_processes": bool(getattr(args, "env_processes", False)) and n_vec > 1,
         },
         "seconds": round(time.time() - t_start, 3),
     }

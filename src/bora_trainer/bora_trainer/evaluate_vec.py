@@ -10,6 +10,9 @@ exactly as in :func:`bora_trainer.evaluate.rollout_episode`; at every lockstep i
 2. when values are recorded, the other slots' ``v(z_t, 0)`` is computed as one batch (:func:`values_batch`);
 3. every slot executes its command and steps its environment; a finished slot starts the next seed.
 
+The robots live in this process (``make_env``) or each in its own process (:class:`EnvProcess`, ``bora eval
+--env-processes``): then their physics and rendering run in parallel on the cores while this process plans.
+
 Same seeds, same episodes as the one-at-a-time evaluation (test): the environment of a seed is reset
 with that seed, the chunk is the deterministic mean chunk (stochastic sampling draws the noise of the
 whole batch at once, so ``--stochastic`` keeps the one-at-a-time loop), and batching only changes the
@@ -76,6 +79,69 @@ def values_batch(runner, colors, states, instructions) -> np.ndarray:
     return _critic_v0(runner, z, obs["color"], prop.float())
 
 
+def _env_worker(conn, kwargs: dict) -> None:
+    """Child process of :class:`EnvProcess`: one simulated robot, driven over a pipe."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    from bora_sim.env import make_env
+
+    env = make_env(**kwargs)
+    try:
+        while True:
+            cmd, arg = conn.recv()
+            if cmd == "reset":
+                conn.send(env.reset(seed=arg))
+            elif cmd == "step":
+                conn.send(env.step(arg))
+            else:
+                break
+    finally:
+        env.close()
+        conn.close()
+
+
+class EnvProcess:
+    """A simulated robot in its own process (``make_env(**kwargs)`` there): physics and rendering of N robots
+    run on N cores while this process batches their inference. ``step_async`` / ``step_wait`` let all robots
+    step at once; ``reset`` / ``step`` / ``close`` behave as the environment's."""
+
+    def __init__(self, **kwargs):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # a clean interpreter: no inherited torch/EGL state
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_env_worker, args=(child, kwargs), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def reset(self, seed: int | None = None):
+        self.conn.send(("reset", seed))
+        return self.conn.recv()
+
+    def step_async(self, action) -> None:
+        self.conn.send(("step", np.asarray(action)))
+
+    def step_wait(self):
+        return self.conn.recv()
+
+    def step(self, action):
+        self.step_async(action)
+        return self.step_wait()
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            try:
+                self.conn.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+            self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
 @dataclass
 class _Slot:
     env: Any
@@ -89,6 +155,7 @@ class _Slot:
     plans: int = 0
     values: list[float] = field(default_factory=list)
     active: bool = False
+    pending: Any = None
 
 
 def rollout_vectorized(
@@ -155,9 +222,16 @@ def rollout_vectorized(
                 planned_v.update({id(s): float(v) for s, v in zip(rest, vs)})
             for s in live:
                 s.values.append(planned_v[id(s)])
+        cmds = {id(s): s.executor.step(s.step * dt).position.astype(np.float32) for s in live}
+        for s in live:  # robots in their own processes start stepping first, in parallel with the others
+            if hasattr(s.env, "step_async"):
+                s.env.step_async(cmds[id(s)])
         for s in live:
-            cmd = s.executor.step(s.step * dt)
-            s.obs, _, terminated, truncated, s.info = s.env.step(cmd.position.astype(np.float32))
+            if not hasattr(s.env, "step_async"):
+                s.pending = s.env.step(cmds[id(s)])
+        for s in live:
+            res = s.env.step_wait() if hasattr(s.env, "step_async") else s.pending
+            s.obs, _, terminated, truncated, s.info = res
             s.since_plan += 1
             s.step += 1
             if terminated or truncated or (max_steps and s.step >= max_steps):

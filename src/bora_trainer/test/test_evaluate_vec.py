@@ -57,6 +57,12 @@ def test_vectorised_equals_one_at_a_time_for_the_same_seeds(tiny_run, tmp_path):
         assert a["plans"] == -(-a["steps"] // 4)
         assert len(b["values"]) == b["steps"]
         np.testing.assert_allclose(b["values"], a["values"], rtol=1e-5, atol=1e-5)
+    # the robots in their own processes (EnvProcess): the same episodes again
+    proc = _eval(tiny_run, tmp_path / "proc.json", "--num-envs", "2", "--env-processes")
+    assert proc["settings"]["env_processes"] is True
+    for a, b in zip(one["episodes"], proc["episodes"]):
+        assert (a["seed"], a["success"], a["steps"], a["plans"]) == (b["seed"], b["success"], b["steps"], b["plans"])
+        np.testing.assert_allclose(b["values"], a["values"], rtol=1e-5, atol=1e-5)
 
 
 def test_batched_inference_matches_single_inference(tiny_run):
