@@ -173,3 +173,29 @@ def test_cut_sqlite_file(tmp_path, capsys):
     assert {(t, r) for _, t, r in kept} == intact
     assert d.truncated and sum(d.lost.values()) == len(raws) - len(kept)
     assert any(x.kind == "truncated file" for x in d.damage)
+
+
+def test_a_lost_channel_record_is_damage_not_a_missing_topic(tmp_path, capsys):
+    # the flushing writer puts each channel record before the first message; destroy /bora/episode's
+    eps = [ScriptedEpisode(1, 8, "success"), ScriptedEpisode(2, 6, "failure")]
+    raws = write_scripted_bag(tmp_path / "bag", eps, BagLayout())
+    f = _mcap(tmp_path / "bag")
+    data = bytearray(f.read_bytes())
+    p = data.find(b"\x0d\x00\x00\x00/bora/episode") - 13  # opcode, length, channel id, schema id
+    assert data[p] == 0x04
+    data[p + 1 : p + 9] = (2**33).to_bytes(8, "little")
+    f.write_bytes(bytes(data))
+    # the summary at the end of the file repeats the channel: every message is still read
+    d, kept = _kept(tmp_path / "bag")
+    assert kept == set(raws) and d.damage and d.lost == {}
+    # without the summary (cut just before it) the events cannot be decoded: lost, counted against
+    # metadata.yaml, and the topic is still "recorded" (metadata.yaml lists it), not missing
+    end = bytes(data).rfind(b"\x0f\x04\x00\x00\x00\x00\x00\x00\x00")  # the DataEnd record
+    f.write_bytes(bytes(data[:end]))
+    d, kept = _kept(tmp_path / "bag")
+    n_events = sum(t == S.T_EPISODE for t, _, _ in raws)
+    assert d.lost == {S.T_EPISODE: n_events}
+    assert kept == {r for r in raws if r[0] != S.T_EPISODE}
+    rep = convert([tmp_path / "bag"], tmp_path / "out")
+    assert [e.outcome for e in rep.episodes] == [None, None] and all(e.num_steps > 0 for e in rep.episodes)
+    assert any(f"{S.T_EPISODE}: {n_events}" in w for w in rep.warnings)

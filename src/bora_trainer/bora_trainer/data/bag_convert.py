@@ -159,18 +159,24 @@ def bag_session(d: BagData) -> str:
     return f"bag:{d.path.name}@{first}"
 
 
+def _norm(msgtype: str) -> str:
+    try:
+        return S.normalize_type(msgtype)
+    except S.BagSchemaError:
+        return msgtype
+
+
 def check_types(datas: list[BagData], need: list[str]) -> None:
     """Every connection of a needed topic has the expected type (messages or not); all needed are present."""
     present = set()
     for d in datas:
-        for c in d.connections.values():
-            want = S.TOPIC_TYPES.get(c.topic)
-            if c.topic in need or c.topic == S.T_OBSERVATION:
-                if c.msgtype != want:
-                    raise ConversionError(
-                        f"{d.path}: topic {c.topic} is recorded with type {c.msgtype}, expected {want}"
-                    )
-            present.add(c.topic)
+        # the storage's connections and metadata.yaml's topic list (a connection record may be lost to damage)
+        recorded = [(c.topic, c.msgtype) for c in d.connections.values()] + list(d.recorded_types.items())
+        for topic, msgtype in recorded:
+            want = S.TOPIC_TYPES.get(topic)
+            if (topic in need or topic == S.T_OBSERVATION) and _norm(msgtype) != want:
+                raise ConversionError(f"{d.path}: topic {topic} is recorded with type {msgtype}, expected {want}")
+            present.add(topic)
     missing = [t for t in need if t not in present]
     if missing:
         raise MissingTopicsError(missing, [str(d.path) for d in datas])

@@ -84,6 +84,7 @@ class BagData:
     truncated: bool = False
     damage: list[Damage] = field(default_factory=list)
     expected_counts: dict[str, int] = field(default_factory=dict)  # from the MCAP summary statistics
+    recorded_types: dict[str, str] = field(default_factory=dict)  # topic -> type in metadata.yaml
     lost: dict[str, int] = field(default_factory=dict)  # topic -> messages known to be lost
 
     @property
@@ -203,15 +204,17 @@ def _read_sqlite(f: Path, data: BagData) -> None:
         )
 
 
-def _metadata_counts(path: Path) -> dict[str, int]:
-    """topic -> message count from metadata.yaml (what the recorder wrote), {} when unreadable."""
+def _metadata_topics(path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """(topic -> message count, topic -> type) from metadata.yaml (what the recorder wrote); empty when
+    there is none or it is unreadable."""
     try:
         info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        return {
-            str(t["topic_metadata"]["name"]): int(t["message_count"]) for t in info.get("topics_with_message_count", [])
-        }
+        entries = info.get("topics_with_message_count", [])
+        counts = {str(t["topic_metadata"]["name"]): int(t["message_count"]) for t in entries}
+        types = {str(t["topic_metadata"]["name"]): str(t["topic_metadata"]["type"]) for t in entries}
+        return counts, types
     except Exception:  # noqa: BLE001 - no or damaged metadata.yaml: the storage files decide
-        return {}
+        return {}, {}
 
 
 def _account(data: BagData) -> None:
@@ -222,7 +225,7 @@ def _account(data: BagData) -> None:
     for cid, t_ns, _ in data.messages:
         counts[data.connections[cid].topic] += 1
         times[data.connections[cid].topic].append(t_ns)
-    expected = _metadata_counts(data.path) if data.path.is_dir() else {}
+    expected, data.recorded_types = _metadata_topics(data.path) if data.path.is_dir() else ({}, {})
     expected = expected or data.expected_counts
     lost = {t: n - counts.get(t, 0) for t, n in expected.items() if n > counts.get(t, 0)}
     # add what the damage records themselves know (message indexes) when no totals are known

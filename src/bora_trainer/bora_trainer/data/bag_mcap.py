@@ -160,7 +160,26 @@ class McapScan:
             return r[0], r[1], nxt
         if cut and self._cut_here(buf, nxt, end, inner):
             return r[0], r[1], nxt
+        # the next ones may be messages on a channel whose record was lost: well-formed, and the chain
+        # of them ends at a plausible record (or the end): structure checked over several records
+        nn, hops = nxt, 0
+        while hops < 16:
+            nn = self._unknown_channel_message(buf, nn, end)
+            if nn is None:
+                return None
+            hops += 1
+            if nn >= end or self._plausible(buf, nn, end, inner) is not None:
+                return r[0], r[1], nxt
         return None
+
+    def _unknown_channel_message(self, buf: bytes, pos: int, end: int) -> int | None:
+        """The end of a well-formed Message record at ``pos`` whose channel is unknown, else None."""
+        if pos + 9 + 22 > end or buf[pos] != OP_MESSAGE:
+            return None
+        n = struct.unpack_from("<Q", buf, pos + 1)[0]
+        if n < 22 or pos + 9 + n > end or struct.unpack_from("<H", buf, pos + 9)[0] in self.channels:
+            return None
+        return pos + 9 + n
 
     def _cut_here(self, buf: bytes, pos: int, end: int, inner: bool) -> bool:
         """The data may end inside the record at ``pos`` (a killed writer): its start looks right."""
