@@ -49,6 +49,7 @@ def read_sqlite(f: Path) -> SqliteRead:
             )
         )
     rows: dict[int, tuple[int, int, bytes]] = {}
+    bad_rows = 0
     sql_error = None
     defs: dict[str, tuple[str, str]] = {}
     try:
@@ -67,11 +68,16 @@ def read_sqlite(f: Path) -> SqliteRead:
                 for t, enc, text in con.execute(
                     "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"
                 ):
-                    defs[t] = (enc, text)
+                    if isinstance(t, str) and isinstance(text, str):
+                        defs[t] = (str(enc or ""), text)
             for tid, name, typ in con.execute("SELECT id, name, type FROM topics ORDER BY id"):
-                res.topics[int(tid)] = (name, typ, *defs.get(typ, ("", "")))
+                if isinstance(tid, int) and isinstance(name, str) and isinstance(typ, str):
+                    res.topics[tid] = (name, typ, *defs.get(typ, ("", "")))
             for rid, tid, ts, blob in con.execute("SELECT id, topic_id, timestamp, data FROM messages ORDER BY id"):
-                rows[int(rid)] = (int(tid), int(ts), bytes(blob))
+                if isinstance(tid, int) and isinstance(ts, int) and isinstance(blob, bytes):
+                    rows[int(rid)] = (tid, ts, blob)
+                else:  # a damaged row (wrong types): lost, counted by the id gaps below
+                    bad_rows += 1
         except sqlite3.DatabaseError as e:
             sql_error = str(e)
     finally:
