@@ -236,9 +236,25 @@ def load_demo_config(path: str | Path | None, quick: bool = False, tasks: list[s
         data = _merge(data, QUICK_OVERRIDES)
     if tasks:
         data["tasks"] = list(tasks)
+    resolve_auto_threads(data)
     cfg = from_dict(DemoConfig, data)
     cfg.validate()
     return cfg
+
+
+def resolve_auto_threads(data: dict) -> dict:
+    """``threads: auto`` of a stage -> the CPU probe's calibrated thread count (``cpu_probe.probe``: a ~2 s
+    matmul of 1 vs 2 threads), divided by the stage's ``parallel`` jobs (at least 1). In place; returns data."""
+    spots = [(data.get("offline"), "warmup"), (data, "offline"), (data, "online"), (data, "eval")]
+    for parent, key in spots:
+        sec = (parent or {}).get(key) if isinstance(parent, dict) else None
+        if not isinstance(sec, dict) or str(sec.get("threads", "")).strip().lower() != "auto":
+            continue
+        from bora_policy.runtime.cpu_probe import probe
+
+        par = 1 if key == "warmup" else max(1, int(sec.get("parallel", 2 if key in ("offline", "eval") else 1)))
+        sec["threads"] = max(1, int(probe(calibrate=True, seconds=2.0)["threads"]) // par)
+    return data
 
 
 def episodes_for(cfg: DemoConfig, task: str) -> int:

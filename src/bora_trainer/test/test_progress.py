@@ -88,3 +88,18 @@ def test_offline_training_logs_progress_without_a_bar(tmp_path, monkeypatch, cap
     assert [ln.split(": ", 1)[1].split(" (")[0] for ln in lines] == ["1/4 updates", "2/4 updates", "3/4 updates",
                                                                       "4/4 updates"]
     assert "loss/actor=" in lines[-1] and "updates/s" in lines[-1] and lines[-1].endswith("ETA 0s")
+
+
+def test_demo_threads_auto_resolved_by_the_cpu_probe(monkeypatch, tmp_path):
+    """`threads: auto` in a demo config becomes the probe's thread count (here fixed by BORA_NUM_THREADS),
+    divided by the stage's parallel jobs; config/demo.yaml uses it."""
+    from bora_trainer.demo import load_demo_config, resolve_auto_threads
+
+    monkeypatch.setenv("BORA_NUM_THREADS", "4")
+    data = {"offline": {"parallel": 2, "threads": "auto", "warmup": {"threads": "auto"}},
+            "online": {"threads": "auto"}, "eval": {"parallel": 3, "threads": 1}}
+    resolve_auto_threads(data)
+    assert data["offline"]["threads"] == 2 and data["offline"]["warmup"]["threads"] == 4
+    assert data["online"]["threads"] == 4 and data["eval"]["threads"] == 1
+    cfg = load_demo_config("config/demo.yaml")
+    assert cfg.offline.warmup.threads == 4 and cfg.online.threads == 4

@@ -132,8 +132,16 @@ def probe(calibrate: bool = True, seconds: float = 2.0, max_threads: int | None 
     """Machine description + decisions: ``{"cpu", "logical_cpus", "native_bf16", "bf16_flags", "precision_cpu",
     "gflops_fp32_by_threads", "threads", "threads_source"}`` (cached per process and arguments)."""
     key = (calibrate, seconds, max_threads)
-    if key in _CACHE:
-        return dict(_CACHE[key])
+    if key not in _CACHE:
+        _CACHE[key] = _probe(calibrate, seconds, max_threads)
+    out = dict(_CACHE[key])
+    env = os.environ.get("BORA_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:  # the caller's choice (bora demo sets it per job) wins
+        out["threads"], out["threads_source"] = int(env), "BORA_NUM_THREADS"
+    return out
+
+
+def _probe(calibrate: bool, seconds: float, max_threads: int | None) -> dict:
     flags = cpu_flags()
     out = {
         "cpu": cpu_model(),
@@ -144,16 +152,12 @@ def probe(calibrate: bool = True, seconds: float = 2.0, max_threads: int | None 
         "avx512f": "avx512f" in flags,
         "precision_cpu": decide_precision("cpu", flags),
     }
-    env = os.environ.get("BORA_NUM_THREADS", "").strip()
     if calibrate:
         rates = calibrate_threads(seconds, max_threads)
         out["gflops_fp32_by_threads"] = {str(t): round(r, 2) for t, r in rates.items()}
         out["threads"], out["threads_source"] = decide_threads(rates), f"calibration ({seconds:g} s matmul)"
     else:
         out["threads"], out["threads_source"] = 1, "default (not calibrated)"
-    if env.isdigit() and int(env) >= 1:
-        out["threads"], out["threads_source"] = int(env), "BORA_NUM_THREADS"
-    _CACHE[key] = dict(out)
     return out
 
 
