@@ -21,7 +21,9 @@ BENCHES = [
     ("sim", "bench_sim.py", []),
     ("inference", "bench_inference.py", []),
     ("updates", "bench_updates.py", []),
+    ("eval", "bench_eval.py", []),
     ("runtime", "bench_runtime.py", []),
+    ("transport", "bench_transport.py", []),
     ("data_faults", "bench_data_faults.py", []),
 ]
 
@@ -34,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     quick_args = {
         "sim": ["--seeds", "5", "--steps", "50"],
         "inference": ["--reps", "5"],
-        "updates": ["--updates", "20"],
+        "updates": ["--updates", "5", "--repeats", "1", "--threads", "auto"],
+        "eval": ["--trials", "4", "--num-envs", "1", "4", "2p"],
         "runtime": ["--graph-seconds", "8", "--transport-seconds", "4"],
+        "transport": ["--seconds", "4"],
         "data_faults": [],
     }
     failures = []
