@@ -107,10 +107,10 @@ def _read_status(state: Path) -> dict[str, Any]:
         return {}
 
 
-def _wait_ready_and_restart_episode(log_path: Path, env: dict[str, str], proc, timeout_s: float = 180.0) -> None:
-    """Once the trainer records and the policy has loaded its VLA, start a fresh episode
-    (``/bora/sim/reset``): the bridge's first episode began while the nodes were still starting, so
-    most of it has no policy commands and no recording."""
+def _wait_ready(log_path: Path, proc, timeout_s: float = 180.0) -> None:
+    """Wait until the trainer records and the policy has loaded its VLA. No episode starts before: the
+    bridge waits for the trainer's episode gate, which opens round 1 once the policy reports
+    (bora_trainer/rounds.py), so every recorded episode has policy commands from its first step."""
     ready = ("recording live topics", "policy: loaded VLA")
     end = time.monotonic() + timeout_s
     while not all(r in log_path.read_text(errors="replace") for r in ready):
@@ -119,24 +119,6 @@ def _wait_ready_and_restart_episode(log_path: Path, env: dict[str, str], proc, t
         if time.monotonic() > end:
             raise OnlineRosError(f"online (ROS graph): nodes not ready after {timeout_s:.0f} s (log: {log_path})")
         time.sleep(0.5)
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION"):
-        os.environ[key] = env[key]
-    import rclpy
-    from std_srvs.srv import Trigger
-
-    rclpy.init()
-    try:
-        node = rclpy.create_node("bora_online_ros_reset")
-        cli = node.create_client(Trigger, "/bora/sim/reset")
-        if not cli.wait_for_service(timeout_sec=30.0):
-            raise OnlineRosError("online (ROS graph): /bora/sim/reset not available")
-        fut = cli.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(node, fut, timeout_sec=30.0)
-        if not fut.done() or not fut.result().success:
-            raise OnlineRosError("online (ROS graph): the episode reset was not accepted")
-        node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
 
 
 def _finish_run_dir(cfg: OnlineRunConfig, offline_run: Path, offline_data: Path, out: Path) -> Path:
@@ -217,7 +199,7 @@ def train_through_ros(
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            _wait_ready_and_restart_episode(log_path, env, proc)
+            _wait_ready(log_path, proc)
             t_end = time.monotonic() + timeout_s
             while True:
                 rc = proc.poll()

@@ -80,25 +80,27 @@ def episode_gate(last_seen_id: int, in_round: int, per_round: int, open_: bool =
 class RoundGate:
     """The gate the trainer node publishes: closed from the moment a round is full until the next
     round's first checkpoint is in use by the policy (its ``residual_version`` = the announced sha256's
-    first 16 hex digits), or ``timeout_s`` after that checkpoint was announced (a policy that never
-    confirms must not stall the run: the episode is then recorded with whatever it runs, and said so).
-    Round 1 needs no confirmation (the policy runs the base until the first checkpoint)."""
+    first 16 hex digits), or ``timeout_s`` after the gate started waiting (a policy that never confirms
+    must not stall the run: the episode is then recorded with whatever it runs, and said so). Round 1
+    opens once the policy reports at all (it runs the base until the first checkpoint): episodes then
+    have policy chunks from their first step."""
 
     def __init__(self, timeout_s: float = 60.0, wait_for_policy: bool = True):
         if timeout_s < 0:
             raise ValueError(f"RoundGate.timeout_s must be >= 0, got {timeout_s}")
         self.timeout_s = float(timeout_s)
         self.wait_for_policy = bool(wait_for_policy)
-        self.confirmed_round = 1
+        self.confirmed_round = 0
         self._since: tuple[int, float] | None = None  # (round, time it started waiting)
         self.timed_out: list[int] = []
 
-    def is_open(self, round_: int, expected_version: str, policy_version: str, now: float) -> bool:
-        """Whether round ``round_`` may start episodes (``expected_version``: its first checkpoint's)."""
+    def is_open(self, round_: int, expected_version: str, policy_version: str | None, now: float) -> bool:
+        """Whether round ``round_`` may start episodes. ``expected_version``: its first checkpoint's;
+        ``policy_version``: the policy's current ``residual_version``, None until it reported."""
         if round_ <= self.confirmed_round or not self.wait_for_policy:
             self.confirmed_round = max(self.confirmed_round, round_)
             return True
-        if expected_version and policy_version == expected_version:
+        if policy_version is not None and (round_ == 1 or (expected_version and policy_version == expected_version)):
             self.confirmed_round = round_
             return True
         if self._since is None or self._since[0] != round_:

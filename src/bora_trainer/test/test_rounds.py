@@ -96,14 +96,16 @@ def test_gate_simulation_rounds_hold_exactly_m_episodes():
 
 def test_round_gate_waits_for_the_policy_or_times_out():
     g = RoundGate(timeout_s=10.0)
-    assert g.is_open(1, "", "", now=0.0)  # round 1: the policy runs the base
+    assert not g.is_open(1, "", None, now=0.0)  # no policy yet
+    assert g.is_open(1, "", "", now=1.0)  # round 1: the policy is up (it runs the base)
     assert not g.is_open(2, "abc", "old", now=100.0)
     assert not g.is_open(2, "abc", "old", now=105.0)
     assert g.is_open(2, "abc", "abc", now=106.0)  # the policy reports round 2's residual
     assert g.is_open(2, "abc", "old", now=200.0)  # confirmed rounds stay open
     assert not g.is_open(3, "def", "abc", now=300.0)
     assert g.is_open(3, "def", "abc", now=310.0) and g.timed_out == [3]  # 10 s without confirmation
-    assert RoundGate(wait_for_policy=False).is_open(5, "x", "", now=0.0)
+    assert RoundGate(wait_for_policy=False).is_open(5, "x", None, now=0.0)
+    assert RoundGate(timeout_s=5.0).is_open(1, "", None, now=0.0) is False
 
 
 # ---------------------------------------------------------------------------------------------- trainer loop

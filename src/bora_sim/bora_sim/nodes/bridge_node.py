@@ -24,8 +24,9 @@ person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator`` (std_
 the scripted operator off (it releases its takeover) or on again at run time.
 ``episode_gate_topic`` (empty by default; std_msgs/UInt32, transient local): the highest episode id
 that may start. The online trainer publishes it so the robot waits at a round boundary until the
-round's update is done and the new residual is in use (bora_trainer/rounds.py); until a first value
-arrives, episodes start freely.
+round's update is done and the new residual is in use (bora_trainer/rounds.py); with a gate topic even
+episode 1 waits for the first value. A reset requested under a closed gate waits too, and the running
+episode gets no outcome: do not call ``/bora/sim/reset`` while a trainer gates the episodes.
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ class BridgeNode(Node):
         self.episode_gate: int | None = None  # highest episode id that may start (None: no gate)
         self._gate_waiting = False
         if gate_topic:
+            self.episode_gate = 0  # closed until the trainer's first value
             from rclpy.qos import DurabilityPolicy
             from std_msgs.msg import UInt32
 
@@ -183,7 +185,12 @@ class BridgeNode(Node):
         self.commands_received = 0
         self.ticks = 0
         self._reset_pending = False
-        self._reset_episode()
+        if self.episode_gate is None:
+            self._reset_episode()
+        else:  # episode 1 waits for the trainer's first gate value too (the trainer is recording then)
+            self.obs, _ = self.env.reset(seed=self.seed)
+            self.target = self.env.last_action.astype(np.float64).copy()
+            self._reset_pending = True
         self.timer = self.create_timer(1.0 / self.control_hz, self._on_tick)
         self.get_logger().info(
             f"sim_bridge: task {self.task} ({self.object_set}), {len(self.env.camera_names)} cameras at "

@@ -73,7 +73,7 @@ def _round_gate(node, args, loop, qos):
     from bora_trainer.rounds import RoundGate
 
     pub = node.create_publisher(UInt32, args.episode_gate_topic, qos)
-    seen = {"policy_version": "", "gate": None}
+    seen = {"policy_version": None, "gate": None}  # None: the policy has not reported yet
     gate = RoundGate(timeout_s=float(args.gate_timeout_s))
 
     def on_diag(msg) -> None:  # runs on the executor thread: one str assignment
@@ -92,8 +92,8 @@ def _round_gate(node, args, loop, qos):
         open_ = gate.is_open(loop.round, expected, seen["policy_version"], time.monotonic())
         if len(gate.timed_out) > n_timed_out:
             node.get_logger().warning(
-                f"trainer: the policy did not report round {loop.round}'s residual {expected} within "
-                f"{gate.timeout_s:g} s; opening the round anyway"
+                f"trainer: the policy did not report round {loop.round}'s residual {expected or '(any)'} "
+                f"within {gate.timeout_s:g} s; opening the round anyway"
             )
         value = loop.episode_gate(open_)
         if value != seen["gate"]:
