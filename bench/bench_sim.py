@@ -18,6 +18,15 @@ from pathlib import Path
 import numpy as np
 
 
+def _probe() -> dict:
+    """bench/machine_info.py's description (with the CPU probe: native bf16, thread calibration)."""
+    try:
+        from machine_info import machine  # bench/ is on sys.path when run as a script
+    except ImportError:
+        return {}
+    return {"description": machine()}
+
+
 def bench_speed(task: str, image_size: int, steps: int, control_hz: float) -> dict:
     from bora_sim.env import make_env
     from bora_sim.experts import ScriptedExpert
@@ -119,6 +128,7 @@ def main(argv=None) -> int:
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
             "loadavg_during_speed": load,
+            **_probe(),
         },
         "speed": speed,
         "experts": experts,
