@@ -32,6 +32,7 @@ class Browser:
 
     def __init__(self, width: int = 1600, height: int = 1000, exe: str | None = None):
         exe = exe or chromium_path()
+        self.width, self.height = width, height
         if exe is None:
             raise RuntimeError("chromium not found (apt-get install chromium; scripts/setup.sh does)")
         self.profile = tempfile.TemporaryDirectory(prefix="bora-chromium-")
@@ -92,14 +93,16 @@ class Browser:
             self.events.append(reply)
 
     def goto(self, url: str) -> None:
+        self.call("Emulation.setDeviceMetricsOverride", page=True, width=self.width, height=self.height,
+                  deviceScaleFactor=1, mobile=False)
         self.call("Page.navigate", page=True, url=url)
 
-    def evaluate(self, expr: str):
-        r = self.call("Runtime.evaluate", page=True, expression=expr, returnByValue=True, awaitPromise=True)
+    def evaluate(self, expr: str, timeout: float = 60.0):
+        r = self.call("Runtime.evaluate", timeout, page=True, expression=expr, returnByValue=True, awaitPromise=True)
         return r.get("result", {}).get("value")
 
-    def screenshot(self, path: str) -> bytes:
-        data = base64.b64decode(self.call("Page.captureScreenshot", page=True, format="png")["data"])
+    def screenshot(self, path: str, timeout: float = 60.0) -> bytes:
+        data = base64.b64decode(self.call("Page.captureScreenshot", timeout, page=True, format="png")["data"])
         with open(path, "wb") as f:
             f.write(data)
         return data

@@ -18,7 +18,10 @@ CONTROL_COLUMNS = ("rerun.controls.RowId", "log_time")
 def rrd_rows(path: str | Path) -> dict[str, list[dict]]:
     """entity path (no leading '/') -> rows, each a dict of column name -> value, in step order."""
     out: dict[str, list[dict]] = defaultdict(list)
-    for chunk in RrdReader(str(path)).stream():
+    reader = RrdReader(str(path))
+    if not reader.recordings():  # e.g. a viewer that has not received the recording yet
+        return {}
+    for chunk in reader.stream():
         ent = chunk.entity_path.lstrip("/")
         if ent.startswith("__"):
             continue

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -41,6 +40,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def rerun_binary() -> str:
+    """The ``rerun`` executable inside the rerun-sdk wheel (run directly: it then gets our SIGTERM)."""
+    import rerun_cli
+
+    exe = Path(rerun_cli.__file__).parent / "rerun"
+    if not exe.exists():
+        raise VizInputError(f"the rerun-sdk wheel has no viewer binary at {exe} (reinstall: make setup)")
+    return str(exe)
+
+
 def proxy_url(grpc_port: int) -> str:
     return f"rerun+http://{HOST}:{grpc_port}/proxy"
 
@@ -54,7 +63,7 @@ def start_server(web_port: int, grpc_port: int | None = None, rrd: str | Path | 
     """Start the wheel's viewer server; returns ``(process, viewer URL)`` once the page answers."""
     check_port(web_port)
     grpc_port = check_port(grpc_port, "--grpc-port") if grpc_port else free_port()
-    cmd = [sys.executable, "-m", "rerun_cli", "--serve-web", "--bind", HOST,
+    cmd = [rerun_binary(), "--serve-web", "--bind", HOST,
            "--web-viewer-port", str(web_port), "--port", str(grpc_port), "--server-memory-limit", "25%"]
     if rrd is not None:
         cmd.append(str(rrd))
