@@ -193,11 +193,34 @@ def plot_value_profile(cells: dict[tuple[str, str, str], Cell], path: Path, meth
     return True
 
 
+def viewer_section(cells, out: Path, runs: Path | None) -> list[str]:
+    """Links to the viewer files (``bora viz``, Rerun .rrd) and the TensorBoard logs."""
+    from bora_trainer.viz.links import eval_values_rrd, online_rollout_rrds, tensorboard_dirs
+
+    lines = ["## Viewer and training logs\n"]
+    values = eval_values_rrd(cells, out / "viz" / "eval_values.rrd")
+    if values is not None:
+        lines.append(f"- per-step critic values of every evaluated episode: [{values.relative_to(out)}]"
+                     f"({values.relative_to(out)}) (open: `rerun {values}`)")
+    if runs is not None and runs.is_dir():
+        for p, roll, eid in online_rollout_rrds(runs, out / "viz"):
+            lines.append(f"- online episode {eid}: [{p.relative_to(out)}]({p.relative_to(out)}) (open: `rerun {p}`,"
+                         f" or in the browser: `bora viz --dataset {roll} --episode {eid} --serve`)")
+        tbs = tensorboard_dirs(runs)
+        if tbs:
+            lines.append(f"- TensorBoard: `tensorboard --logdir {runs}` ({len(tbs)} runs: "
+                         + ", ".join(str(t.parent.relative_to(runs)) for t in tbs) + ")")
+    return lines + [""] if len(lines) > 1 else []
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bora report", description=__doc__.split("\n")[0])
     ap.add_argument("results", nargs="+", type=Path, help="eval JSON files or directories of them")
     ap.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: report)")
     ap.add_argument("--title", default="BORA on the simulated robot")
+    ap.add_argument("--runs", type=Path, default=None,
+                    help="runs directory: link its TensorBoard logs and write viewer files (.rrd) of the "
+                         "online runs' last episodes and of the evaluated episodes' values")
     args = ap.parse_args(argv)
     missing = [str(p) for p in args.results if not p.exists()]
     if missing:
@@ -213,6 +236,7 @@ def main(argv: list[str]) -> int:
     md = [f"# {args.title}\n", markdown_tables(cells), "![success rates](success_bars.png)\n"]
     if has_values:
         md.append("![critic value profile](value_profile.png)\n")
+    md += viewer_section(cells, args.out, args.runs)
     (args.out / "report.md").write_text("\n".join(md))
     print("\n".join(md))
     print(f"\nwrote {args.out / 'report.md'}")

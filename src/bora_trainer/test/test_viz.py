@@ -171,3 +171,37 @@ def test_topic_with_unexpected_type_is_named(tmp_path, capsys):
     w.close()
     line = _error(capsys, ["--bag", str(tmp_path / "wrong"), "--save", str(tmp_path / "w.rrd")])
     assert "/bora/value has type std_msgs/msg/Float32, expected bora_msgs/msg/ValueEstimate" in line
+
+
+def test_report_links_viewer_files_and_tensorboard(tmp_path):
+    import json
+
+    from bora_trainer.report import main as report_main
+
+    meta = DatasetMeta(fps=10.0, camera_names=["front"], image_size=[4, 6],
+                       arm_joint_names=["a0"], hand_joint_names=["h0"], tasks=["press_button"])
+    roll = tmp_path / "runs" / "press_button" / "bora-residual-online" / "rollouts"
+    for eid, T in ((0, 5), (1, 7)):
+        arrays = {"color": np.zeros((T, 1, 4, 6, 3), np.uint8), "depth": np.zeros((T, 1, 4, 6), np.float32),
+                  "state": np.zeros((T, 2)), "action": np.zeros((T, 2)), "is_intervention": np.zeros(T, bool),
+                  "beta": np.zeros(T), "reward": np.zeros(T), "done": np.arange(T) == T - 1}
+        write_episode(roll, eid, arrays, {"outcome": "success"}, meta)
+    (roll.parent / "tb").mkdir()
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    (ev / "r.json").write_text(json.dumps({
+        "method": "BORA-Full", "run": "r", "task": "press_button", "object_set": "standard", "trials": 2,
+        "successes": 1, "episodes": [{"seed": 0, "success": True, "steps": 3, "values": [0.1, 0.2, 0.3]},
+                                     {"seed": 1, "success": False, "steps": 2, "values": [-0.1, -0.2]}]}))
+    out = tmp_path / "report"
+    assert report_main([str(ev), "--out", str(out), "--runs", str(tmp_path / "runs")]) == 0
+    md = (out / "report.md").read_text()
+    rrd = out / "viz" / "press_button-bora-residual-online-last-episode.rrd"
+    assert f"online episode 1: [viz/{rrd.name}]" in md and f"--dataset {roll} --episode 1" in md
+    assert f"tensorboard --logdir {tmp_path / 'runs'}" in md and "press_button/bora-residual-online" in md
+    rows = rrd_rows(rrd)
+    assert len(rows["takeover/beta"]) == 7 and scalar_series(rows["episode/outcome"]) == {7: 1.0}  # the last one
+    vals = rrd_rows(out / "viz" / "eval_values.rrd")["eval/BORA-Full/press_button/standard/v"]
+    got = sorted((r["eval_episode"], r["episode_step"], r["Scalars:scalars"][0]) for r in vals)
+    assert [g[:2] for g in got] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert np.allclose([g[2] for g in got], [0.1, 0.2, 0.3, -0.1, -0.2])
