@@ -350,7 +350,7 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                     argv.append("--no-values")
                 stages["eval"].append(Job(f"eval-{task}-{name}-{oset}", argv, cfg.eval.threads))
     stages["report"].append(Job("report", ["report", str(out / "eval"), "--out", str(out / "report"),
-                                           "--title", cfg.title]))
+                                           "--title", cfg.title, "--runs", str(out / "runs")]))
     return Plan(stages)
 
 
@@ -545,6 +545,16 @@ def check_claims(table: dict) -> list[dict]:
     return res
 
 
+def viewer_lines(out: Path) -> list[str]:
+    """Where to look after the run: the online episodes' viewer files (written by `bora report --runs`)
+    and the TensorBoard log directory."""
+    lines = [f"online episode in the viewer: {p}  (open: rerun {p})"
+             for p in sorted((out / "report" / "viz").glob("*-last-episode.rrd"))]
+    if any(p.is_dir() for p in (out / "runs").glob("**/tb")):
+        lines.append(f"training curves: tensorboard --logdir {out / 'runs'}")
+    return lines
+
+
 def write_summary(out: Path, cfg: DemoConfig, stage_info: dict, total_s: float, ok: bool) -> dict:
     table = success_table(out / "eval")
     claims = check_claims(table)
@@ -576,7 +586,7 @@ def write_summary(out: Path, cfg: DemoConfig, stage_info: dict, total_s: float, 
         for c in claims:
             lines.append(f"- {c['claim']} ({c['object_set']}): {100 * c['a']:.0f}% vs {100 * c['b']:.0f}% -> "
                          f"{'HELD' if c['held'] else 'NOT HELD'}")
-    lines += ["", f"report: {out / 'report' / 'report.md'}"]
+    lines += ["", f"report: {out / 'report' / 'report.md'}"] + viewer_lines(out)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     summary["text"] = "\n".join(lines)
     return summary

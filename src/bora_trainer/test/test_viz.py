@@ -205,3 +205,17 @@ def test_report_links_viewer_files_and_tensorboard(tmp_path):
     got = sorted((r["eval_episode"], r["episode_step"], r["Scalars:scalars"][0]) for r in vals)
     assert [g[:2] for g in got] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     assert np.allclose([g[2] for g in got], [0.1, 0.2, 0.3, -0.1, -0.2])
+
+
+def test_demo_names_the_viewer_file_and_tensorboard(tmp_path):
+    from bora_trainer.demo import load_demo_config, plan, viewer_lines
+
+    assert viewer_lines(tmp_path) == []
+    (tmp_path / "report" / "viz").mkdir(parents=True)
+    rrd = tmp_path / "report" / "viz" / "press_button-bora-residual-online-last-episode.rrd"
+    rrd.write_bytes(b"")
+    (tmp_path / "runs" / "press_button" / "bora-residual-online" / "tb").mkdir(parents=True)
+    assert viewer_lines(tmp_path) == [f"online episode in the viewer: {rrd}  (open: rerun {rrd})",
+                                      f"training curves: tensorboard --logdir {tmp_path / 'runs'}"]
+    (job,) = plan(load_demo_config(None, quick=True), tmp_path).stages["report"]
+    assert job.argv[-2:] == ["--runs", str(tmp_path / "runs")]
