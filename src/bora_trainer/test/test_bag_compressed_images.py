@@ -26,3 +26,16 @@ def test_raw_and_compressed_forms_decode_to_the_same_arrays():
 def test_a_damaged_compressed_image_is_a_conversion_error_naming_it():
     with pytest.raises(ConversionError, match="episode 3 step 7 depth"):
         _image(CompressedImage(format="16UC1; compressedDepth png", data=b"\x00" * 30), "episode 3 step 7 depth[0]")
+
+
+def test_viz_reader_decodes_compressed_images_too():
+    from bora_trainer.viz.log import VizInputError, image_array
+
+    rgb = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    mm = np.arange(24, dtype=np.uint16).reshape(4, 6) * 100
+    fc, dc = ic.encode_color(rgb, "png")
+    fd, dd = ic.encode_depth(mm)
+    np.testing.assert_array_equal(image_array(CompressedImage(format=fc, data=dc)), rgb)
+    np.testing.assert_allclose(image_array(CompressedImage(format=fd, data=dd)), mm / 1000.0, rtol=1e-6)
+    with pytest.raises(VizInputError, match="compressed image"):
+        image_array(CompressedImage(format="rgb8; jpeg compressed bgr8", data=b"nope"))

@@ -71,7 +71,15 @@ def camera_from_topic(topic: str) -> tuple[str, str] | None:
 
 
 def image_array(img) -> np.ndarray:
-    """A ``sensor_msgs/Image`` as an array: HxWx3 uint8 (rgb8/bgr8/rgba8/mono8) or HxW float32 metres."""
+    """A ``sensor_msgs/Image`` as an array: HxWx3 uint8 (rgb8/bgr8/rgba8/mono8) or HxW float32 metres
+    (also a ``sensor_msgs/CompressedImage``: image_transport compressed / compressedDepth, image_codec)."""
+    from bora_policy.runtime.image_codec import decode_compressed, is_compressed
+
+    if is_compressed(img):
+        try:
+            return decode_compressed(img)
+        except ValueError as e:
+            raise VizInputError(f"compressed image ({img.format!r}): {e}") from e
     h, w, step, enc = int(img.height), int(img.width), int(img.step), str(img.encoding).lower()
     layouts = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
                "mono8": (np.uint8, 1), "32fc1": (np.float32, 1), "16uc1": (np.uint16, 1), "mono16": (np.uint16, 1)}
