@@ -129,3 +129,50 @@ def test_a_bad_rewards_file_is_an_input_error(tmp_path, bag, capsys):
     rc, err = _run(capsys, "convert", str(bag), "--out", str(tmp_path / "out"), "--rewards", str(tmp_path / "r.yaml"))
     assert rc == 2 and str(tmp_path / "r.yaml") in _one_line(err)
     assert not (tmp_path / "out").exists()
+
+
+def _write_msgs(path, msgs):
+    from bora_trainer.data import bag_schema as S
+    from bora_trainer.data.bag_io import open_writer
+
+    ts = S.build_typestore()
+    w = open_writer(path, "mcap")
+    conns = {t: w.add_connection(t, mt, typestore=ts) for t, mt in S.TOPIC_TYPES.items()}
+    for topic, t, m in msgs:
+        w.write(conns[topic], t, bytes(ts.serialize_cdr(m, S.TOPIC_TYPES[topic])))
+    w.close()
+
+
+def test_one_unusable_message_is_dropped_and_one_unusable_episode_fails_alone(tmp_path, capsys):
+    import numpy as np
+
+    from bora_trainer.data import bag_schema as S
+    from bora_trainer.data.bag_convert import ConversionError, convert
+    from bora_trainer.data.episodes import read_episode
+    from bora_trainer.data.synthetic_bag import scripted_messages
+
+    msgs = scripted_messages([ScriptedEpisode(1, 10, "success"), ScriptedEpisode(2, 8, "failure")], LAY)
+    for topic, _, m in msgs:
+        if topic == S.T_OBSERVATION and (m.episode_id == 2 or m.step == 4):
+            for img in m.depth:
+                img.encoding = "yuv422"  # episode 2: every depth image unusable; episode 1: step 4's
+        if topic == S.T_EXECUTED and m.command.episode_id == 1 and m.command.step == 6:
+            m.command.position = m.command.position[:3]  # 3 joint values instead of 9
+    _write_msgs(tmp_path / "bag", msgs)
+    rep = convert([tmp_path / "bag"], tmp_path / "out")
+    assert [(e.source_episode_id, e.status) for e in rep.episodes] == [(1, "written"), (2, "failed")]
+    assert "image encoding 'yuv422' not supported" in rep.episodes[1].warnings[0]
+    arrays, info = read_episode(tmp_path / "out", rep.episodes[0].episode_id, load_images=False)
+    assert np.flatnonzero(~arrays["obs_valid"]).tolist() == [4] and np.flatnonzero(~arrays["valid"]).tolist() == [6]
+    w = info["warnings"]
+    assert any("1 unusable Observation(s) (step 4)" in x for x in w)
+    assert any("1 unusable ExecutedCommand(s) (step 6) dropped (step 6: 3 joint values, expected 9)" in x for x in w)
+    # the CLI: exit 0, the failure said on stderr
+    rc, err = _run(capsys, "convert", str(tmp_path / "bag"), "--out", str(tmp_path / "out2"))
+    assert rc == 0 and "not supported" in err and "Traceback" not in err
+    # a bag with only the unusable episode: nothing convertible = an input error, one line, exit 2
+    _write_msgs(tmp_path / "bad", [x for x in msgs if (x[2].command if x[0] == S.T_EXECUTED else x[2]).episode_id == 2])
+    with pytest.raises(ConversionError, match="not supported"):
+        convert([tmp_path / "bad"], tmp_path / "out3")
+    rc, err = _run(capsys, "convert", str(tmp_path / "bad"), "--out", str(tmp_path / "out3"))
+    assert rc == 2 and "yuv422" in _one_line(err) and not (tmp_path / "out3").exists()

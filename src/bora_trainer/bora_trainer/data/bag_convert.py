@@ -114,7 +114,8 @@ class MissingTopicsError(ValueError):
 class EpisodeResult:
     source_episode_id: int
     content_hash: str
-    status: str  # "written" | "rewritten" | "replaced" | "skipped" | "kept-previous" | "incomplete-skipped"
+    # "written" | "rewritten" | "replaced" | "skipped" | "kept-previous" | "incomplete-skipped" | "failed"
+    status: str
     episode_id: int | None = None
     num_steps: int = 0
     num_chunks: int = 0
@@ -289,13 +290,19 @@ def convert(
 
         it = tqdm(keys, desc="episodes", unit="ep")
     reasons: dict[int, str] = {}
+    failed: list[ConversionError] = []
     try:
         for sess, src in it:
             per_topic = per_ep[(sess, src)]
             if not per_topic.get(S.T_EXECUTED):
                 report.warnings.append(f"episode {src} of session {sess}: events but no ExecutedCommand; skipped")
                 continue
-            ep = build_episode(src, per_topic, cfg, session=sess, warnings=ep_warn.get((sess, src)))
+            try:
+                ep = build_episode(src, per_topic, cfg, session=sess, warnings=ep_warn.get((sess, src)))
+            except ConversionError as e:  # this episode only (e.g. every Observation of it damaged)
+                failed.append(e)
+                report.episodes.append(EpisodeResult(src, "", "failed", warnings=[str(e)], session_id=sess))
+                continue
             res = EpisodeResult(
                 src,
                 ep["content_hash"],
@@ -342,6 +349,8 @@ def convert(
             else:
                 res.episode_id = od.new_id()
             _stage_episode(od, res, ep, cfg, bags, rhash, mode, per_topic, replaced)
+        if failed and len(failed) == len(report.episodes):  # nothing convertible: an input error
+            raise failed[0]
     except BaseException:
         od.abort()
         raise

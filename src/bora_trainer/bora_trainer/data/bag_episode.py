@@ -160,10 +160,11 @@ def build_episode(
     """
     warnings = list(warnings or [])
     label = f"{src_id} of session {session[:12]}" if session else str(src_id)
-    cmds = {m.key[1]: m.msg for m in per_topic.get(S.T_EXECUTED, [])}
-    if not cmds:
-        raise ConversionError(f"episode {label}: no ExecutedCommand")
+    cmds = _usable_commands({m.key[1]: m.msg for m in per_topic.get(S.T_EXECUTED, [])}, label, warnings)
     outcome, t_end, ev_meta = _outcome(per_topic.get(S.T_EPISODE, []), warnings)
+    if t_end is not None and t_end > 4 * len(cmds) + 1000:  # a damaged step field, not an episode end
+        warnings.append(f"episode {label}: terminal event at step {t_end} is implausible (damaged?); ignored")
+        outcome, t_end = None, None
     last = max(cmds)
     if t_end is None:
         T = last + 1
@@ -175,9 +176,8 @@ def build_episode(
             warnings.append(f"episode {label}: {len(late)} executed step(s) at or after the end step {T} dropped")
         if T <= 0:
             raise ConversionError(f"episode {label}: terminal event at step {T}: empty episode")
-    first = cmds[min(cmds)]
-    names = list(first.command.joint_names)
-    A = len(first.command.position)
+    names = list(_majority(tuple(c.command.joint_names) for c in cmds.values()))
+    A = len(next(iter(cmds.values())).command.position)
     action = np.zeros((T, A), np.float32)
     is_int = np.zeros(T, bool)
     beta = np.zeros(T, np.float32)
@@ -187,11 +187,6 @@ def build_episode(
     for s, c in cmds.items():
         if s >= T:
             continue
-        if len(c.command.position) != A:
-            raise ConversionError(
-                f"episode {label} step {s}: ExecutedCommand.command.position has "
-                f"{len(c.command.position)} values, expected action_dim={A}"
-            )
         action[s] = np.asarray(c.command.position, np.float32)
         is_int[s], beta[s], valid[s] = bool(c.is_intervention), float(c.beta), True
         if c.held:
@@ -225,7 +220,7 @@ def build_episode(
         "done": done,
     }
     # --- chunks
-    chunks = [m.msg for m in per_topic.get(S.T_ACTION_CHUNK, []) if m.key[1] < T]
+    chunks = _usable_chunks([m.msg for m in per_topic.get(S.T_ACTION_CHUNK, []) if m.key[1] < T], A, label, warnings)
     trans = None
     policy_action = np.zeros((T, A), np.float32)
     base_action = np.zeros((T, A), np.float32)
@@ -233,22 +228,7 @@ def build_episode(
     covered = np.zeros(T, bool)
     if chunks:
         k = int(chunks[0].chunk_size)
-        Z, Sd = len(chunks[0].cognition_token), len(chunks[0].proprio_norm)
-        for c in chunks:
-            for name, got, want in (
-                ("chunk_size", int(c.chunk_size), k),
-                ("action_dim", int(c.action_dim), A),
-                ("cognition_token length", len(c.cognition_token), Z),
-                ("proprio_norm length", len(c.proprio_norm), Sd),
-            ):
-                if got != want:
-                    raise ConversionError(f"episode {label} chunk at step {c.step}: {name} is {got}, expected {want}")
-            for fld in ("base", "residual", "final", "base_norm"):
-                if len(getattr(c, fld)) != k * A:
-                    raise ConversionError(
-                        f"episode {label} chunk at step {c.step}: {fld} has "
-                        f"{len(getattr(c, fld))} values, expected chunk_size*action_dim={k * A}"
-                    )
+        Z = len(chunks[0].cognition_token)
         starts = np.array([int(c.step) for c in chunks], np.int64)
         rs = lambda f: np.stack([np.asarray(getattr(c, f), np.float32).reshape(k, A) for c in chunks])  # noqa: E731
         base_norm, base_phys, residual, final = rs("base_norm"), rs("base"), rs("residual"), rs("final")
@@ -302,10 +282,8 @@ def build_episode(
                 f"episode {label}: no /bora/observation message (use --transitions-only "
                 "to convert without episode files)"
             )
-        o0 = obs[min(obs)]
-        cams = list(o0.camera_names)
-        H, W = (int(o0.color[0].height), int(o0.color[0].width)) if cams else (0, 0)
-        arm_names, hand_names = list(o0.arm.name), list(o0.hand.name)
+        ref = _majority(_obs_shape(o) for o in obs.values())
+        cams, arm_names, hand_names, (H, W) = list(ref[0]), list(ref[1]), list(ref[2]), ref[3]
         if len(arm_names) + len(hand_names) != A:
             raise ConversionError(
                 f"episode {label}: Observation has {len(arm_names)}+{len(hand_names)} joints, "
@@ -315,21 +293,37 @@ def build_episode(
         color = np.zeros((T, len(cams), H, W, 3), np.uint8)
         depth = np.zeros((T, len(cams), H, W), np.float32)
         have = np.zeros(T, bool)
+        bad: dict[int, str] = {}
         for s, o in obs.items():
-            if list(o.camera_names) != cams:
-                raise ConversionError(f"episode {label} step {s}: camera_names {list(o.camera_names)} != {cams}")
-            state[s] = np.concatenate([np.asarray(o.arm.position, np.float32), np.asarray(o.hand.position, np.float32)])
-            for i in range(len(cams)):
-                c = _image(o.color[i], f"episode {label} step {s} color[{i}]")
-                d = _image(o.depth[i], f"episode {label} step {s} depth[{i}]")
-                if c.shape[:2] != (H, W) or d.shape != (H, W):
-                    raise ConversionError(
-                        f"episode {label} step {s}: camera {cams[i]} image {c.shape[:2]} / depth "
-                        f"{d.shape}, expected {(H, W)}"
-                    )
-                color[s, i], depth[s, i] = c, np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
+            try:  # one damaged Observation is dropped (the step becomes obs_valid = false), not fatal
+                if _obs_shape(o) != ref:
+                    raise ConversionError(f"cameras/joints/image size {_obs_shape(o)}, expected {ref}")
+                st = np.concatenate([np.asarray(o.arm.position, np.float64), np.asarray(o.hand.position, np.float64)])
+                if not np.isfinite(st).all() or np.abs(st).max(initial=0) > 1e6:
+                    raise ConversionError("non-finite or absurd joint positions")
+                imgs = []
+                for i in range(len(cams)):
+                    c = _image(o.color[i], f"color[{i}]")
+                    d = _image(o.depth[i], f"depth[{i}]")
+                    if c.shape[:2] != (H, W) or d.shape != (H, W):
+                        raise ConversionError(
+                            f"camera {cams[i]} image {c.shape[:2]} / depth {d.shape}, expected {(H, W)}"
+                        )
+                    imgs.append((c, np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)))
+            except (ConversionError, ValueError, IndexError) as e:
+                bad[s] = str(e)
+                continue
+            state[s] = st
+            for i, (c, d) in enumerate(imgs):
+                color[s, i], depth[s, i] = c, d
             have[s] = True
             instruction = instruction or str(o.instruction)
+        if bad:
+            first = min(bad)
+            msg = f"{len(bad)} unusable Observation(s) {_ranges(sorted(bad))}: step {first}: {bad[first]}"
+            if not have.any():
+                raise ConversionError(f"episode {label}: {msg}")
+            warnings.append(f"episode {label}: {msg}; dropped")
         if not have.all():
             lead = int(np.flatnonzero(have)[0])
             warnings.append(
@@ -369,6 +363,15 @@ def build_episode(
         "num_valid_steps": int(valid.sum()),
         "warnings": warnings,
     }
+    if obs_meta is not None:  # the episode file's own checks, before anything is written
+        from bora_trainer.data.episodes import _DTYPES, DatasetMeta, EpisodeFormatError, validate_episode
+
+        try:
+            validate_episode(
+                {k: np.asarray(v, _DTYPES.get(k)) for k, v in arrays.items()}, DatasetMeta(1.0, **obs_meta)
+            )
+        except EpisodeFormatError as e:
+            raise ConversionError(f"episode {label}: {e}") from None
     return {
         "arrays": arrays,
         "info": info,
@@ -424,3 +427,77 @@ def _check_flags(is_int: np.ndarray, valid: np.ndarray, takeovers: list[dict], l
             f"episode {label}: {len(orphan)} step(s) with is_intervention true but no takeover event "
             f"{_ranges(orphan)} on /bora/intervention (rewards have no r_int / r_rec for them)"
         )
+
+
+def _majority(values):
+    """The most common value (the first seen among equals): the episode's reference against damage."""
+    from collections import Counter
+
+    return Counter(values).most_common(1)[0][0]
+
+
+def _obs_shape(o: Any) -> tuple:
+    hw = (int(o.color[0].height), int(o.color[0].width)) if len(o.color) else (0, 0)
+    return tuple(o.camera_names), tuple(o.arm.name), tuple(o.hand.name), hw
+
+
+def _usable_commands(cmds: dict[int, Any], label: str, warnings: list[str]) -> dict[int, Any]:
+    """ExecutedCommands that can be used: the episode's joint count (majority), finite values and a step
+    within reach of the others (a damaged step field would make the episode absurdly long)."""
+    if not cmds:
+        raise ConversionError(f"episode {label}: no ExecutedCommand")
+    A = _majority(len(c.command.position) for c in cmds.values())
+    bound = 4 * len(cmds) + 1000
+    bad: dict[int, str] = {}
+    for s, c in cmds.items():
+        pos = np.asarray(c.command.position, np.float64)
+        if s > bound:
+            bad[s] = f"step {s} far beyond the {len(cmds)} recorded"
+        elif len(pos) != A:
+            bad[s] = f"{len(pos)} joint values, expected {A}"
+        elif not (np.isfinite(pos).all() and np.isfinite(c.beta)) or np.abs(pos).max(initial=0) > 1e6:
+            bad[s] = "non-finite or absurd values"
+    if bad:
+        first = min(bad)
+        warnings.append(
+            f"episode {label}: {len(bad)} unusable ExecutedCommand(s) {_ranges(sorted(bad))} dropped "
+            f"(step {first}: {bad[first]})"
+        )
+    out = {s: c for s, c in cmds.items() if s not in bad}
+    if not out:
+        raise ConversionError(f"episode {label}: no usable ExecutedCommand (step {min(bad)}: {bad[min(bad)]})")
+    return out
+
+
+def _usable_chunks(chunks: list[Any], A: int, label: str, warnings: list[str]) -> list[Any]:
+    """ActionChunks of the episode's shape (majority chunk size, token and proprio lengths) with finite values."""
+    if not chunks:
+        return chunks
+    k = _majority(int(c.chunk_size) for c in chunks)
+    Z = _majority(len(c.cognition_token) for c in chunks)
+    Sd = _majority(len(c.proprio_norm) for c in chunks)
+    fields = ("base", "residual", "final", "base_norm", "cognition_token", "proprio_norm")
+    bad: dict[int, str] = {}
+    for c in chunks:
+        want = {
+            "base": k * A,
+            "residual": k * A,
+            "final": k * A,
+            "base_norm": k * A,
+            "cognition_token": Z,
+            "proprio_norm": Sd,
+        }
+        if int(c.chunk_size) != k or int(c.action_dim) != A:
+            bad[int(c.step)] = f"chunk_size {c.chunk_size} / action_dim {c.action_dim}, expected {k} / {A}"
+        elif any(len(getattr(c, f)) != want[f] for f in fields):
+            bad[int(c.step)] = "array lengths " + ", ".join(f"{f} {len(getattr(c, f))}" for f in fields)
+        elif not all(np.isfinite(np.asarray(getattr(c, f), np.float64)).all() for f in fields) or not np.isfinite(
+            c.residual_scale
+        ):
+            bad[int(c.step)] = "non-finite values"
+    if bad:
+        first = min(bad)
+        warnings.append(
+            f"episode {label}: {len(bad)} unusable ActionChunk(s) at steps {sorted(bad)} dropped ({bad[first]})"
+        )
+    return [c for c in chunks if int(c.step) not in bad]
