@@ -99,9 +99,13 @@ def wrap_half_pi(yaw: float) -> float:
 class ScriptedExpert:
     """Runs a task's waypoint plan through IK; ``act()`` returns the next joint-target action."""
 
-    def __init__(self, env, knobs: ExpertKnobs = ExpertKnobs(), seed: int | None = None):
+    def __init__(self, env, knobs: ExpertKnobs = ExpertKnobs(), seed: int | None = None, speed: float = 1.0):
+        """``speed``: every planned segment takes ``duration / speed`` (1 = the demonstrations' pace)."""
+        if not 0.5 <= speed <= 2.0:
+            raise ValueError(f"ScriptedExpert speed must be in [0.5, 2], got {speed}")
         self.env = env.unwrapped
         self.knobs = knobs
+        self.speed = float(speed)
         self.rng = np.random.default_rng(seed)
         self.ik = ArmIK()
         self.planner = PLANNERS[self.env.task_name]
@@ -136,6 +140,7 @@ class ScriptedExpert:
             wp.pos = wp.pos + self.rng.normal(0, 0.004 * self.knobs.noise, 3)
         if self.sub:
             wp.duration *= 1.5
+        wp.duration /= self.speed
         return wp
 
     def _apply_knobs(self, plan: list[Waypoint]) -> list[Waypoint]:

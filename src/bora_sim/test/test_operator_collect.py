@@ -95,8 +95,9 @@ def test_operator_rescues_a_dropped_object(seed):
 
 def test_operator_rescues_a_frozen_policy_on_open_box():
     """open_box (the task the old operator rescued 3/20 times): a policy that never moves. The lid must be
-    lifted by its handle and pushed over, about 8.8 s of the 12 s; the operator takes over as soon as the
-    grace period ends (time running out: its plan plus margin no longer fits) and opens the box."""
+    lifted by its handle and pushed over (8.8 s of the 12 s at the demonstrations' pace, 6.7 s at the
+    operator's 1.3x); the operator takes over once nothing progressed for patience_s = 2.5 s (its
+    deadline, 12 - 6.7 - 0.1 - 1.5 = 3.7 s, comes later) and opens the box."""
     env = make_env("open_box", render=False)
 
     def make_policy(obs):
@@ -104,8 +105,8 @@ def test_operator_rescues_a_frozen_policy_on_open_box():
         return lambda info: hold
 
     info, ivs, flags = _run_with_operator(env, 3, make_policy)
-    assert [iv["reason"] for iv in ivs] == ["time running out"]
-    assert ivs[0]["start"] == 20  # grace_s = 2 s at 10 Hz
+    assert [iv["reason"] for iv in ivs] == ["no progress"]
+    assert ivs[0]["start"] == 25  # patience_s = 2.5 s at 10 Hz
     assert info["success"] and ivs[0]["recovered"]
 
 
