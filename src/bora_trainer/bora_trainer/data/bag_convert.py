@@ -30,7 +30,10 @@ irrelevant (everything is keyed by step), a damaged bag keeps every message that
 error even when it has no message (the types come from the recording's connections). A step
 without its ExecutedCommand is a gap: ``valid`` is false there in the episode file and every
 reader masks it out; inside a takeover it keeps the takeover's flags. ``is_intervention`` runs
-that touch no takeover event are reported.
+that touch no takeover event are reported. A message that decodes but is unusable (damaged: another
+joint count or camera set than the episode's majority, non-finite values, an image it cannot read,
+a step far beyond the others) is dropped with a warning (its step becomes a gap); an episode with
+nothing usable fails alone (status ``failed``); only when nothing is convertible is it an error.
 
 Output (:mod:`bag_output`: staged and renamed, so an error leaves OUT as it was; idempotent per
 episode: the same messages again are skipped, a changed reward config rewrites them in place
