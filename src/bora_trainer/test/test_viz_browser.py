@@ -4,7 +4,7 @@ The check goes through the viewer's own data: the page's viewer handle saves the
 loaded (``WebHandle.save_recording``, an .rrd) and the test reads it back with the Rerun SDK and
 compares it with the sample recording's closed forms. The screenshot must show more than a blank
 page. Both servers must listen on 127.0.0.1 only, and SIGTERM to `bora viz` stops them.
-Set BORA_VIZ_SCREENSHOT=path to keep the screenshot (the README's docs/img/viz.png).
+Set BORA_VIZ_SCREENSHOT=path to keep the screenshot (the README's docs/images/viz.png).
 """
 
 from __future__ import annotations
