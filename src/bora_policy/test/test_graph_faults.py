@@ -12,7 +12,9 @@ In order:
 4. kill -9 of the policy: the arbiter holds within its watchdog time, a takeover (glove + arm target from
    the probe) and an e-stop still work meanwhile, the supervisor restarts the policy, whose commands
    carry the running episode's id (it never saw that episode's START) and are executed again;
-5. kill -9 of the arbiter (safety-critical): `bora up` stops the whole graph and names it.
+5. kill -9 of sync: it is restarted, and the policy goes on in the running episode (the new sync saw no
+   START, its observations carry 0);
+6. kill -9 of the arbiter (safety-critical): `bora up` stops the whole graph and names it.
 The measured reaction times are printed as "fault figures" (run with -s).
 """
 
@@ -385,6 +387,34 @@ def test_kill9_policy_hold_takeover_estop_and_respawn(graph):
     assert after["teleop"] == pids["teleop"] and after["sim_bridge"] == pids["sim_bridge"]
     assert after["sync"] == pids["sync"] and len(after["policy"]) == len(pids["policy"]) + 1
     assert graph["proc"].poll() is None, "the graph stopped"
+
+
+def test_kill9_of_sync_the_policy_goes_on_in_the_running_episode(graph):
+    # the respawned sync node saw no START: its observations carry episode 0; the policy plans from them
+    # as the running episode (its chunks and commands carry that id) and says so on /diagnostics
+    probe, log = graph["probe"], graph["log"]
+    ep = max(m.episode_id for _, m in probe.rx["episode"] if m.kind == m.START)
+    before = _pids(log, "sync")
+    t_kill = time.monotonic()
+    os.kill(before[-1], signal.SIGKILL)
+    end = time.monotonic() + 60
+    while len(_pids(log, "sync")) == len(before) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert len(_pids(log, "sync")) == len(before) + 1, "sync was not restarted"
+    t_up = time.monotonic()
+    # the new sync's first observations (episode 0) reach the policy: it says so, and plans from them
+    warn = probe.wait_for("diag", lambda m: "observation_without_episode" in (policy_status(m) or (0, ""))[1],
+                          after=t_up, timeout=60)  # fmt: skip
+    assert warn is not None, "the policy never planned from the restarted sync's observations"
+    assert policy_status(warn[1])[0] == 1
+    first = probe.wait_for("cmd", after=t_up, timeout=30)
+    assert first is not None, "no policy command after the sync restart"
+    FIGURES["commands_after_sync_kill9_s"] = round(first[0] - t_kill, 1)
+    time.sleep(3.0)
+    chunks = [m for t, m in probe.rx["chunk"] if t > warn[0]]
+    cmds = [m for t, m in probe.rx["cmd"] if t > warn[0]]
+    assert chunks and all(m.episode_id == ep for m in chunks), {m.episode_id for m in chunks}
+    assert len(cmds) >= 20 and all(m.episode_id == ep for m in cmds), {m.episode_id for m in cmds}
 
 
 def test_kill9_of_the_arbiter_stops_the_graph_with_its_name(graph):

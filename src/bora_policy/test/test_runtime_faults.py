@@ -30,7 +30,7 @@ def test_policy_started_mid_episode_adopts_the_observed_episode_and_its_time_bas
     assert not g.may_command()  # a newer episode waits for the tick
     assert g.take_pending() == (3, pytest.approx(1000.0 - 5.7), "observation")
     assert g.episode_id == 3 and g.t_start == pytest.approx(994.3) and g.may_command()
-    assert g.accepts(3) and not g.accepts(0) and not g.accepts(2)
+    assert g.accepts(3) and not g.accepts(2) and not g.accepts(4)
     g.observe(2, 10, 1001.0)  # an older episode's frame in flight: ignored
     g.observe(3, 58, 1000.1)
     assert g.take_pending() is None and g.episode_id == 3
@@ -210,3 +210,15 @@ def test_tick_stats_returns_a_late_interval():
     s = TickStats(0.1)
     assert s.tick(10.0) is None and s.tick(10.1) is None and s.tick(10.249) is None  # 149 ms: served late
     assert s.tick(10.40) == pytest.approx(0.151) and s.late == 1 and s.ticks == 4
+
+
+def test_observation_without_episode_is_one_of_the_current_episode():
+    g = EpisodeGate(10.0)
+    assert g.accepts(0) and g.belongs(5)  # nothing known yet: anything
+    g.start(5, 1.0)
+    g.take_pending()
+    assert g.accepts(0) and g.accepts(5) and not g.accepts(4) and not g.accepts(6)  # a restarted sync: 0
+    g.observe(0, 3, 2.0)  # an observation without an episode never starts one
+    assert g.take_pending() is None and g.episode_id == 5
+    g.outcome(5)
+    assert not g.accepts(0)

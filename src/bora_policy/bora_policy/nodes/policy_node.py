@@ -344,8 +344,17 @@ class PolicyNode(Node):
             obs = self._latest_obs
         if obs is None or self._in_flight:
             return
+        if self._now() - stamp_seconds(obs.header.stamp) > self.stale_s:
+            return  # no fresh observation (e.g. the sync node restarts): no plan, and no command is sent
         if not self.gate.accepts(int(obs.episode_id)):
             return  # an observation of another episode, or the episode is over: plan nothing
+        if int(obs.episode_id) == 0 and self.gate.known:
+            self.health.report(
+                "observation_without_episode",
+                "observations carry no episode id (the sync node saw no START); planned as episode "
+                f"{self.gate.episode_id}",
+                WARN,
+            )
         self._in_flight = True
         try:
             self._requests.put_nowait(obs)
@@ -388,12 +397,12 @@ class PolicyNode(Node):
         if self._awaiting_first_obs:
             with self._obs_lock:
                 obs = self._latest_obs
-            if obs is not None and (not self.gate.known or int(obs.episode_id) == self.gate.episode_id):
+            if obs is not None and self.gate.belongs(int(obs.episode_id)):
                 self.executor_.hold(observation_arrays(obs).state, t)
                 self._awaiting_first_obs = False
         with self._result_lock:
             pending, self._pending_result = self._pending_result, None
-        if pending is not None and self.gate.known and int(pending[1].episode_id) != self.gate.episode_id:
+        if pending is not None and not self.gate.belongs(int(pending[1].episode_id)):
             pending = None  # planned from the previous episode's last observation: discard
         if pending is not None:
             obs, arr, res = pending

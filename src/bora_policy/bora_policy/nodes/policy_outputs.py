@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bora_policy.runtime.observation import episode_step, stamp_seconds
+
 
 def chunk_messages(node, obs, arr, res):
     """The ActionChunk of one inference and its ValueEstimate (None without a critic)."""
@@ -12,6 +14,12 @@ def chunk_messages(node, obs, arr, res):
     c.header.stamp = obs.header.stamp
     c.header.frame_id = obs.header.frame_id
     c.episode_id, c.step, c.session_id = int(obs.episode_id), int(obs.step), str(obs.session_id)
+    g = node.gate
+    if c.episode_id == 0 and g.t_start is not None:
+        # an observation without an episode (its sync node saw no START) planned in the current episode:
+        # the chunk carries that episode and the step of the observation's stamp on its time base
+        c.episode_id, c.session_id = g.episode_id, node._episode_sessions.get(g.episode_id, "")
+        c.step = episode_step(stamp_seconds(obs.header.stamp), g.t_start, node.control_hz)
     c.chunk_size, c.action_dim = int(res.final.shape[0]), int(res.final.shape[1])
     c.joint_names = list(arr.joint_names)
     c.base = res.base.astype(np.float32).ravel().tolist()

@@ -17,6 +17,10 @@ with its time base recovered from the observation, ``t_start = stamp - step / co
 is sent (``may_command`` is False) until the next episode begins. ``may_command`` is also False while a
 newer START waits for the next tick, so a START that arrives during a tick stops that tick's command.
 
+An observation without an episode (id 0: its sync node saw no START, e.g. it was restarted mid-episode)
+is taken as one of the current episode once an episode is known: it is the same robot's fresh state, and
+refusing it would leave the policy repeating its last chunk's final row without a word.
+
 Ids only move forward (an observation of an older episode than the current one, e.g. the previous
 episode's last frame in flight, is ignored); a START event is authoritative and may set any id.
 Thread-safe: the executor thread reports events, the control tick and the inference thread read.
@@ -90,13 +94,16 @@ class EpisodeGate:
         with self._lock:
             return not self.ended and self._pending is None
 
+    def belongs(self, episode_id: int) -> bool:
+        """An observation of ``episode_id`` is one of the current episode: no episode is known yet, the
+        ids are equal, or the observation carries none (0)."""
+        ep = int(episode_id)
+        return self.t_start is None or ep == self.episode_id or ep == 0
+
     def accepts(self, episode_id: int) -> bool:
         """Whether a chunk planned from an observation of ``episode_id`` belongs to the episode that
         is being commanded (False for an ended episode or an older/other one)."""
-        ep = int(episode_id)
         with self._lock:
-            if self._pending is not None:
+            if self._pending is not None or self.ended:
                 return False
-            if self.ended:
-                return False
-            return self.t_start is None or ep == self.episode_id
+            return self.belongs(episode_id)
