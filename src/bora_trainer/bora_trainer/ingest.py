@@ -455,11 +455,18 @@ class OnlineTrainerLoop:
             return 0
         done = 0
         budget = self.update_budget()
+        prog = getattr(self, "_progress", None)
+        if prog is None or prog.name != f"online trainer round {self.round}":
+            from bora_trainer.progress import ProgressLog  # updates/s, losses, ETA at a steady interval
+
+            prog = self._progress = ProgressLog(f"online trainer round {self.round}", budget, start=self.update_step)
+        prog.total = budget  # the budget grows with every ingested episode
         while self.update_step < budget and (max_updates is None or done < max_updates):
             if should_stop is not None and should_stop():
                 break
-            self.learner.update(self._sampler_for().sample())
+            info = self.learner.update(self._sampler_for().sample())
             done += 1
+            prog.update(self.update_step, info)
             if self.update_step % self.cfg.checkpoint_every == 0:
                 self.checkpoint()
         if done and self.update_step >= budget:
