@@ -195,7 +195,7 @@ def train_through_ros(
     log_path = out / "graph.log"
     state = out / "trainer"
     final = state / "rounds" / f"round_{cfg.rounds:02d}"
-    last_line, rc = "", None
+    last_line, last_prog, rc = "", "", None
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
@@ -217,6 +217,12 @@ def train_through_ros(
                 if line != last_line:
                     say(f"[{time.time() - t0:6.0f} s] {line}", flush=True)
                     last_line = line
+                from bora_trainer.progress import PREFIX, last_progress
+
+                prog = last_progress(log_path)  # the trainer node's updates/s, losses, ETA (bora demo shows it)
+                if prog and prog != last_prog:  # printed also with --no-progress: a log line, not a bar
+                    print(f"{PREFIX} {prog}", flush=True)
+                    last_prog = prog
                 time.sleep(2.0)
         finally:
             if proc.poll() is None:
