@@ -217,12 +217,10 @@ def train_through_ros(
                 if line != last_line:
                     say(f"[{time.time() - t0:6.0f} s] {line}", flush=True)
                     last_line = line
-                from bora_trainer.progress import PREFIX, last_progress
+                from bora_trainer.progress import relay
 
-                prog = last_progress(log_path)  # the trainer node's updates/s, losses, ETA (bora demo shows it)
-                if prog and prog != last_prog:  # printed also with --no-progress: a log line, not a bar
-                    print(f"{PREFIX} {prog}", flush=True)
-                    last_prog = prog
+                # the trainer node's updates/s, losses, ETA (also with --no-progress: bora demo shows it)
+                last_prog = relay(log_path, last_prog)
                 time.sleep(2.0)
         finally:
             if proc.poll() is None:

@@ -127,3 +127,13 @@ def last_progress(log: str | Path, max_bytes: int = 16384) -> str | None:
         if line.startswith(PREFIX):
             return line[len(PREFIX):].strip()
     return None
+
+
+def relay(log: str | Path, last: str = "", stream=None) -> str:
+    """Print another process's newest ``[progress]`` line from its log when it differs from ``last``
+    (``bora train online --env ros`` relays the trainer node's lines from ``graph.log``); returns it."""
+    line = last_progress(log)
+    if line and line != last:
+        print(f"{PREFIX} {line}", file=stream or sys.stdout, flush=True)
+        return line
+    return last

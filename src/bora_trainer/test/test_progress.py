@@ -103,3 +103,16 @@ def test_demo_threads_auto_resolved_by_the_cpu_probe(monkeypatch, tmp_path):
     assert data["online"]["threads"] == 4 and data["eval"]["threads"] == 1
     cfg = load_demo_config("config/demo.yaml")
     assert cfg.offline.warmup.threads == 4 and cfg.online.threads == 4
+
+
+def test_relay_prints_only_new_lines(tmp_path):
+    from bora_trainer.progress import relay
+
+    log, out = tmp_path / "graph.log", io.StringIO()
+    log.write_text("starting\n")
+    assert relay(log, "", out) == "" and out.getvalue() == ""
+    log.write_text("starting\n[progress] online trainer round 1: 5/40 updates | ETA 1m10s\n")
+    last = relay(log, "", out)
+    assert last == "online trainer round 1: 5/40 updates | ETA 1m10s"
+    assert relay(log, last, out) == last  # unchanged: not printed again
+    assert out.getvalue() == "[progress] online trainer round 1: 5/40 updates | ETA 1m10s\n"
