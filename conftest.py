@@ -17,6 +17,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+# precision "auto" picks bf16 on CPUs with native bf16 (cpu_probe); the tests' hand-computed values are fp32
+os.environ.setdefault("BORA_PRECISION", "fp32")
 
 ROOT = Path(__file__).resolve().parent
 _msgs = ROOT / "install" / "bora_msgs"

@@ -85,3 +85,13 @@ def test_real_calibration_and_probe(monkeypatch):
     assert p["threads"] == cp.decide_threads(rates)
     monkeypatch.setenv("BORA_NUM_THREADS", "3")
     assert cp.probe(calibrate=False)["threads"] == 3
+
+
+def test_auto_precision_env_override(monkeypatch):
+    monkeypatch.delenv("BORA_PRECISION", raising=False)
+    assert cp.auto_precision("cpu") == cp.decide_precision("cpu")
+    monkeypatch.setenv("BORA_PRECISION", "bf16")
+    assert cp.auto_precision("cpu") == "bf16"
+    monkeypatch.setenv("BORA_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="BORA_PRECISION must be 'fp32' or 'bf16'"):
+        cp.auto_precision("cpu")

@@ -79,6 +79,17 @@ def decide_precision(device_type: str, flags: set[str] | None = None, cuda_bf16:
     return "fp32"
 
 
+def auto_precision(device_type: str) -> str:
+    """``precision: auto`` on this machine: ``BORA_PRECISION`` (``fp32``/``bf16``) when set, else
+    :func:`decide_precision` (the test suite pins fp32 there: hand-computed values are fp32 on any CPU)."""
+    env = os.environ.get("BORA_PRECISION", "").strip().lower()
+    if env:
+        if env not in ("fp32", "bf16"):
+            raise ValueError(f"BORA_PRECISION must be 'fp32' or 'bf16', got {env!r}")
+        return env
+    return decide_precision(device_type)
+
+
 def decide_threads(gflops_by_threads: dict[int, float], min_gain: float = 1.15) -> int:
     """The fewest threads whose matmul rate is not beaten by ``min_gain`` x by a larger thread count.
 

@@ -262,9 +262,9 @@ class OnlineLearner:
         self.step = 0
         prec = self.cfg.precision
         if prec == "auto":  # bf16 on CUDA with bf16 support and on CPUs with native bf16 only (cpu_probe)
-            from bora_policy.runtime.cpu_probe import decide_precision
+            from bora_policy.runtime.cpu_probe import auto_precision
 
-            prec = decide_precision(self.device.type)
+            prec = auto_precision(self.device.type)  # BORA_PRECISION, else the CPU/GPU probe
         self.use_bf16 = prec == "bf16"
         self.objective = get_objective(self.cfg.algo)(self, self.cfg.objective_options)
 
