@@ -8,7 +8,9 @@ executor holds the measured state; every ``replan_steps`` control steps the runn
 the current observation, which the executor starts (cross-fading over ``blend_steps``); each control
 step the environment is stepped with the executor's command. Simulated time is ``step / control_hz`` and
 inference takes no simulated time. Episode ``i`` uses seed ``seed0 + i`` (environment reset and torch),
-so the same seeds give the same result.
+so the same seeds give the same result. ``--num-envs N`` steps N simulated robots in lockstep and plans
+their chunks as one batch (``--env-processes``: each robot in its own process): the same episodes
+(:mod:`bora_trainer.evaluate_vec`).
 
 Recorded per episode: ``seed``, ``success``, ``steps``, ``object`` and, when the run has a critic, the
 critic's value ``v(z_t, 0)`` at every control step (``values``; Fig. 11 value profile). The output JSON is
