@@ -231,13 +231,15 @@ class ScriptedOperator:
 
     def plan_seconds(self, resume: str | None = None) -> float:
         """Nominal time (s) the operator needs to succeed from a fresh plan: its plan's segment durations
-        up to the last one the success predicate needs (trailing ``hold``/``retreat`` segments left out;
-        from segment ``resume`` on if given), plus the task's success hold. The plan's
-        segments are cached per episode (the planners' durations are constants)."""
+        up to the last one the success predicate needs (trailing ``hold`` segments, and a ``retreat`` after
+        a ``hold``, left out; from segment ``resume`` on if given) at the operator's ``speed``, plus the
+        task's success hold. The plan's segments are cached per episode (their durations are constants)."""
         if self._plan_s is None:
             plan = PLANNERS[self.env.task_name](self.env, self.expert)
-            while plan and plan[-1].label in ("hold", "retreat"):
+            while plan and plan[-1].label == "hold":
                 plan = plan[:-1]
+            if len(plan) > 1 and plan[-1].label == "retreat" and plan[-2].label == "hold":
+                plan = plan[:-2]  # press_button: pressed and held, then retreats (pick_and_place needs its retreat)
             self._plan_s = [(w.label, float(w.duration)) for w in plan]
         segs = self._plan_s
         labels = [lab for lab, _ in segs]
