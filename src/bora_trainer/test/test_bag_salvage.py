@@ -239,3 +239,37 @@ def test_random_damage_never_crashes_the_reader(tmp_path, storage):
             continue
         assert len(got.messages) <= len(raws) + 5
     f.write_bytes(data)
+
+
+def test_a_chunk_crc_mismatch_is_reported_and_its_messages_kept(tmp_path, capsys):
+    # the mcap library writes chunk CRCs (rosbags does not): one flipped bit inside a message's data
+    from mcap.writer import CompressionType, Writer
+
+    from bora_trainer.data.synthetic_bag import scripted_messages
+
+    ts = S.build_typestore()
+    msgs = scripted_messages([ScriptedEpisode(1, 10, "success")], BagLayout())
+    raws = [(t, n, bytes(ts.serialize_cdr(m, S.TOPIC_TYPES[t]))) for t, n, m in msgs]
+    (tmp_path / "bag").mkdir()
+    with open(tmp_path / "bag" / "bag.mcap", "wb") as f:
+        w = Writer(f, compression=CompressionType.NONE, chunk_size=4096)
+        w.start(profile="ros2", library="test")
+        ch = {}
+        for topic, mt in S.TOPIC_TYPES.items():
+            sid = w.register_schema(mt, "ros2msg", ts.generate_msgdef(mt, ros_version=2)[0].encode())
+            ch[topic] = w.register_channel(topic, "cdr", sid)
+        for i, (topic, t, raw) in enumerate(raws):
+            w.add_message(ch[topic], log_time=t, data=raw, publish_time=t, sequence=i)
+        w.finish()
+    f = tmp_path / "bag" / "bag.mcap"
+    data = bytearray(f.read_bytes())
+    topic, t, raw = raws[len(raws) // 2]
+    data[data.find(raw) + len(raw) // 2] ^= 0x10
+    f.write_bytes(bytes(data))
+    d, kept = _kept(tmp_path / "bag")
+    # every record still reads: the intact ones as written, the damaged one with its flipped bit
+    assert kept >= set(raws) - {(topic, t, raw)} and len(kept) == len(raws)
+    assert [(x[0], x[1]) for x in kept - set(raws)] == [(topic, t)]
+    assert main(["info", str(tmp_path / "bag")]) == 0 and "DAMAGED" in capsys.readouterr().out
+    assert [x.kind for x in d.damage] == ["chunk CRC mismatch"] and d.damage[0].t[0] <= t <= d.damage[0].t[1]
+    assert any("1 chunk(s) failed their CRC" in w for w in d.warnings)

@@ -250,6 +250,11 @@ def _account(data: BagData) -> None:
             + (", ".join(ranges) if ranges else "0 known")
             + unknown
             + (f" (unreadable parts between log times {', '.join(dated)} ns)" if dated else "")
+            + (
+                f"; {crc} chunk(s) failed their CRC: their messages are kept but may carry damaged bytes"
+                if (crc := sum(d.kind == "chunk CRC mismatch" for d in data.damage))
+                else ""
+            )
             + "; see `bora bag info`"
         )
 

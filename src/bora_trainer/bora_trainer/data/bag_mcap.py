@@ -292,9 +292,9 @@ class McapScan:
                     kind="chunk CRC mismatch",
                     offset=at,
                     end=at + 9 + len(body),
-                    lost=None,
+                    lost={},
                     t=(start, end_t),
-                    note="its messages are kept where they decode",
+                    note="its messages are kept where they decode; some may carry damaged bytes",
                 )
             )
         found = self._walk(inner, 0, len(inner), inner=True, base=at, cut=False)
