@@ -267,9 +267,7 @@ def convert(
     per_ep = _group(msgs)
     # an episode already converted from other bags (the recorder was restarted during it, or the
     # recording was split): read those bags again, so the new version is the union of its parts
-    extra = sorted(
-        {b for k in per_ep for b in od.parts(k)} - {str(b) for b in bags}
-    )
+    extra = sorted({str(Path(b).resolve()) for k in per_ep for b in od.parts(k)} - {str(b) for b in bags})
     extra = [Path(b) for b in extra if Path(b).exists()]
     if extra:
         keys = set(per_ep)
