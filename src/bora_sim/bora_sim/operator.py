@@ -161,8 +161,8 @@ class OperatorConfig:
     """Std of the glove's joint-angle noise (rad)."""
     speed: float = 1.3
     """Pace of the operator's motions relative to the demonstrations' expert (segment durations / speed;
-    ours: at 1.3 the operator controlled 37-71% of the steps of a 55%-success policy's episodes instead of
-    52-82% at 1.0, rescuing 90-100% at both; bench/results/operator.md)."""
+    ours: at 1.3 the operator controlled 39-71% of the steps of a 55%-success policy's episodes instead of
+    48-82% at 1.0, rescuing 90-100% at both; bench/results/operator.md)."""
     recovered_gain: float = 0.2
     """Progress gain over the segment that counts as recovered (or success)."""
 
