@@ -154,7 +154,7 @@ def write(out: dict) -> None:
         "",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']}; 1-min load average at "
         f"start {m.get('load_avg_1m', 'n/a')}; CPU probe: native bf16 {'yes' if pr.get('native_bf16') else 'no'}, "
-        f"fp32 GFLOP/s by threads {pr.get('gflops_fp32_by_threads', 'n/a')}.",
+        f"fp32 critic-step-layer GFLOP/s by threads {pr.get('gflops_fp32_by_threads', 'n/a')}.",
     ]
     if c.get("shared"):
         lines += ["", f"**Shared machine**: {c['shared']}"]

@@ -181,7 +181,8 @@ def write(results: dict) -> None:
         + (f", at end {results['load_avg_1m_end']:.2f}" if "load_avg_1m_end" in results else "")
         + ".",
         f"CPU probe: native bf16 {'yes' if pr.get('native_bf16') else 'no'} "
-        f"({', '.join(pr.get('bf16_flags', [])) or 'no avx512_bf16/amx_bf16 flag'}), fp32 matmul GFLOP/s by threads "
+        f"({', '.join(pr.get('bf16_flags', [])) or 'no avx512_bf16/amx_bf16 flag'}), "
+        "fp32 critic-step-layer GFLOP/s by threads "
         f"{pr.get('gflops_fp32_by_threads', 'n/a')} -> threads {pr.get('threads', '?')}, "
         f"precision {pr.get('precision_cpu', '?')}.",
     ]

@@ -77,6 +77,7 @@ def test_real_calibration_and_probe(monkeypatch):
     before = torch.get_num_threads()
     g = cp.matmul_gflops(1, 0.2)
     assert 0.05 < g < 1e5  # a real, finite rate
+    assert 0.01 < cp.block_gflops(1, 0.2, rows=256) < 1e5
     assert torch.get_num_threads() == before  # restored
     p = cp.probe(calibrate=True, seconds=0.4)
     assert p["native_bf16"] == cp.has_native_bf16()

@@ -7,10 +7,12 @@ Two facts decide how fast a CPU runs our networks (issue 17, measured on two 2-v
   ran at 0.6 GFLOP/s against 27 GFLOP/s in fp32 (AVX2-only EPYC). :func:`decide_precision` therefore
   picks bf16 on a CPU only with native bf16; on CUDA it picks bf16 when the device supports it.
 * **threads**: on a machine whose second vCPU is a hyper-thread of the first or is shared with other work,
-  2 OpenMP threads can be slower than 1 (20 vs 27 GFLOP/s fp32 on that EPYC). :func:`calibrate_threads`
-  times the same fp32 matmul (``[1024, 256] @ [256, 256]``, the critic's inner layer shape) at each thread
-  count for about ``seconds`` in all; :func:`decide_threads` keeps the fewest threads unless more threads
-  are at least ``min_gain`` (ours: 15%) faster.
+  2 OpenMP threads can be slower than 1 (a bare matmul: 20 vs 27 GFLOP/s fp32 on that EPYC, yet a whole
+  update ran 451 ms on 2 threads against 882 ms on 1 there). :func:`calibrate_threads` therefore times the
+  critic's step layer (``SiLU(LayerNorm(x W + b))`` on ``[4096, 256]``, forward + backward: matmul and the
+  element-wise passes) at each thread count for about ``seconds`` in all; :func:`decide_threads` keeps the
+  fewest threads unless more threads are at least ``min_gain`` (ours: 15%) faster. The calibration sees
+  the machine as it is at start: other work on the cores makes more threads lose.
 
 :func:`probe` returns everything as a dict (recorded in every benchmark's machine description,
 ``bench/machine_info.py``). ``BORA_NUM_THREADS`` set by the caller (``bora demo`` sets it per job) always
@@ -132,11 +134,40 @@ def matmul_gflops(threads: int, seconds: float, shape=CALIB_SHAPE, dtype=None) -
     return 2.0 * m * k * n / best / 1e9
 
 
+def block_gflops(threads: int, seconds: float, rows: int = 4096, width: int = 256) -> float:
+    """Best-of-repeats rate of the critic's step layer ``SiLU(LayerNorm(x @ W + b))`` on ``[rows, width]``,
+    forward + backward, with ``threads`` torch threads, in matmul GFLOP/s (6 x rows x width^2 FLOPs per
+    pass). Unlike a bare matmul it includes the element-wise passes that take a quarter of an update."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        g = torch.Generator().manual_seed(0)
+        lin, ln = torch.nn.Linear(width, width), torch.nn.LayerNorm(width)
+        x = torch.randn(rows, width, generator=g, requires_grad=True)
+
+        def once():
+            torch.nn.functional.silu(ln(lin(x))).sum().backward()
+
+        once()
+        best, t_end = float("inf"), time.perf_counter() + seconds
+        while True:
+            t0 = time.perf_counter()
+            once()
+            best = min(best, time.perf_counter() - t0)
+            if time.perf_counter() >= t_end:
+                break
+    finally:
+        torch.set_num_threads(old)
+    return 6.0 * rows * width * width / best / 1e9
+
+
 def calibrate_threads(seconds: float = 2.0, max_threads: int | None = None) -> dict[int, float]:
-    """fp32 matmul GFLOP/s at 1..max_threads threads (``seconds`` in all, shared equally)."""
+    """The critic step layer's rate (:func:`block_gflops`) at 1..max_threads threads (``seconds`` in all)."""
     n = max(1, min(max_threads or (os.cpu_count() or 1), os.cpu_count() or 1))
     counts = sorted({1, n} | ({2} if n >= 2 else set()) | ({n // 2} if n >= 4 else set()))
-    return {t: matmul_gflops(t, seconds / len(counts)) for t in counts}
+    return {t: block_gflops(t, seconds / len(counts)) for t in counts}
 
 
 def probe(calibrate: bool = True, seconds: float = 2.0, max_threads: int | None = None) -> dict:
