@@ -197,7 +197,7 @@ def _probe(calibrate: bool, seconds: float, max_threads: int | None) -> dict:
     if calibrate:
         rates = calibrate_threads(seconds, max_threads)
         out["gflops_fp32_by_threads"] = {str(t): round(r, 2) for t, r in rates.items()}
-        out["threads"], out["threads_source"] = decide_threads(rates), f"calibration ({seconds:g} s matmul)"
+        out["threads"], out["threads_source"] = decide_threads(rates), f"calibration ({seconds:g} s, critic step layer)"
     else:
         out["threads"], out["threads_source"] = 1, "default (not calibrated)"
     return out
