@@ -5,7 +5,15 @@
 1. **Watch** ``recordings``: every rosbag2 directory in it (a bag being recorded included) is
    converted with :func:`bora_trainer.data.bag_convert.convert` (transitions only) into
    ``STATE/converted``; while a bag is still open (no ``metadata.yaml``) only episodes with an
-   outcome are taken, a closed bag gives its unfinished episodes too (flagged, no terminal reward).
+   outcome are converted, a closed bag gives its unfinished episodes too (flagged, no terminal reward).
+   An episode is named by (``session_id``, bridge episode id); the converter reads every bag that holds
+   a part of it (a recorder killed and restarted mid-episode: ``OUT/pending.json``) and replaces a
+   converted version by a more complete one under the same id (``OUT/ledger.jsonl``).
+   **Rule (ours): an episode is ingested once, when it is complete** (an outcome and a recorded START);
+   an unfinished one (no outcome: the recording stopped mid-episode) waits in ``STATE/converted`` until
+   the recording's continuation completes it, so its rows never enter the buffer twice (a partial version,
+   then the merged one). Once (session, episode) is in the ledger, a later differing version of it is not
+   ingested (a warning): updates may already have used its rows, so they are not replaced.
 2. **Ingest** each converted episode not yet in the ledger: executed actions normalised with the
    run's :class:`Normalizer`, rows appended to the on-disk :class:`ChunkReplayBuffer`
    ``STATE/online_buffer`` and flushed as ONE shard; then the ledger ``STATE/ingested.json``
@@ -226,6 +234,7 @@ class OnlineTrainerLoop:
         else:
             self.online = ChunkReplayBuffer(spec, buf_dir)
         self.ingested_hashes = {v["content_hash"] for v in self.ledger.values()}
+        self.ingested_keys = {self._episode_key(v) for v in self.ledger.values()} - {None}
         self._skipped_logged: set[str] = set()  # episodes not ingested (no chunks, no START): reported once
         self.max_skipped_id = 0  # highest bridge episode id of an episode that will never be ingested
         self._deferred_logged: set[str] = set()
@@ -260,6 +269,13 @@ class OnlineTrainerLoop:
         self.rebase_buffers()
 
     # ------------------------------------------------------------------------ construction
+    @staticmethod
+    def _episode_key(info: dict) -> tuple[str, int] | None:
+        """(session_id, bridge episode id) of a converted episode or ledger entry; None without a session
+        (ledger entries written before sessions: those are matched by content hash only)."""
+        sess = info.get("session_id")
+        return (str(sess), int(info.get("source_episode_id") or 0)) if sess else None
+
     def _default_learner(self, spec: ReplaySpec):
         import torch
 
@@ -389,6 +405,20 @@ class OnlineTrainerLoop:
             # started or restarted during it): its data stays in the bag, but it is not one of the round's
             # episodes and its return would be wrong
             skip = "its START was not recorded (the recording began mid-episode)"
+        elif info.get("outcome_missing") or info.get("outcome") is None:
+            # unfinished (module docstring, item 1): waits for a more complete version; not a skip for the gate
+            if h not in self._deferred_logged:
+                self._deferred_logged.add(h)
+                log.warning(
+                    "episode %s (session %s, id %s) has no outcome (its recording stopped mid-episode): "
+                    "not ingested until a continuation of the recording completes it",
+                    h[:12],
+                    info.get("session_id"),
+                    info.get("source_episode_id"),
+                )
+            return 0
+        elif self._episode_key(info) is not None and self._episode_key(info) in self.ingested_keys:
+            skip = "is another version of an episode already ingested (kept as ingested)"
         if skip:
             self.max_skipped_id = max(self.max_skipped_id, int(info.get("source_episode_id") or 0))
             if h not in self._skipped_logged:  # a live bag is converted again as it grows: say it once
@@ -424,11 +454,14 @@ class OnlineTrainerLoop:
             "round": self.round,
             "intervened_steps": intervened_steps(rows),
             "source_episode_id": int(info.get("source_episode_id") or 0),
+            "session_id": str(info.get("session_id") or ""),
             "time": time.time(),
         }
         self.ledger[shard.name] = entry
         atomic_write_text(self.ledger_path, json.dumps(self.ledger, indent=1))
         self.ingested_hashes.add(h)
+        if self._episode_key(entry) is not None:
+            self.ingested_keys.add(self._episode_key(entry))
         self.observe_episodes([self.num_episodes - 1])
         log.info(
             "ingested episode %s: %d chunk transitions (buffer %d)", h[:12], entry["rows"], len(self.online)

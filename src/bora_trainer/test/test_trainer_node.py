@@ -131,7 +131,9 @@ def test_crash_between_shard_and_ledger_ingests_exactly_once(tmp_path):
     assert sorted(set(eps.tolist())) == [0, 1, 2] and np.bincount(eps).tolist() == [4, 4, 4]
 
 
-def test_live_bag_without_outcome_waits_until_closed(tmp_path):
+def test_episode_without_outcome_is_not_ingested_even_when_its_bag_is_closed(tmp_path):
+    # ingest.py's rule: an episode is ingested once, when complete; an unfinished one waits for the
+    # recording's continuation (a restarted recorder), so a partial version never precedes the whole one
     setup_dirs(tmp_path)
     bag = tmp_path / "recordings" / "live"
     write_scripted_bag(bag, [ScriptedEpisode(1, T_EP, "success"), ScriptedEpisode(2, T_EP, None)], LAY)
@@ -139,8 +141,12 @@ def test_live_bag_without_outcome_waits_until_closed(tmp_path):
     loop = make_loop(tmp_path)
     assert loop.scan() == 1  # the finished episode only
     (tmp_path / "metadata.yaml").rename(bag / "metadata.yaml")  # recorder closed the bag
-    assert loop.scan() == 1 and loop.num_episodes == 2
-    assert sorted(v["outcome"] or "none" for v in loop.ledger.values()) == ["none", "success"]
+    assert loop.scan() == 0 and loop.num_episodes == 1 and len(loop.online) == 4
+    assert [v["outcome"] for v in loop.ledger.values()] == ["success"]
+    from bora_trainer.data.bag_convert import read_transitions
+
+    infos = [read_transitions(tmp_path / "state" / "converted", i)[1] for i in (0, 1)]
+    assert sorted(str(i["outcome"]) for i in infos) == ["None", "success"]  # converted (kept), not ingested
 
 
 def test_episode_whose_start_was_not_recorded_is_not_ingested(tmp_path):
