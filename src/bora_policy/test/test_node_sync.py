@@ -23,7 +23,9 @@ def sync_proc():
     params = ROOT / "config" / "sim.yaml"
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     proc = subprocess.Popen(
-        [str(EXE), "--ros-args", "--params-file", str(params), "-r", "__node:=sync"],
+        # no episode in this test: sets are published at once, not held back waiting for a START
+        # (the hold-back is exercised by test_graph_episode_latch.py)
+        [str(EXE), "--ros-args", "--params-file", str(params), "-r", "__node:=sync", "-p", "episode_wait_s:=0.0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -50,6 +50,7 @@ PARAMS = {
     "executed_topic": "/bora/executed_command",
     "intervention_topic": "/bora/intervention",
     "episode_topic": "/bora/episode",
+    "episode_current_topic": "/bora/episode/current",  # the current START, latched ("" : off)
     "diagnostics_topic": "/diagnostics",
     "mark_episode_service": "/bora/mark_episode",
     "set_takeover_service": "/bora/teleop/set_takeover",

@@ -15,7 +15,8 @@ Publishes /bora/action_chunk (with z_t), /bora/policy_command, /bora/value, /bor
 (MarkerArray: the chunk's values as a coloured bar timeline, the current value as text) and timing
 statistics on /diagnostics. Services: <ns>/set_mode (SetMode), <ns>/load_checkpoint (LoadCheckpoint).
 
-Faults (issue 20): the commanded episode comes from ``EpisodeGate`` (a START, else an observation of a
+Faults (issue 20): the commanded episode comes from ``EpisodeGate`` (a START, on /bora/episode or the
+latched copy of the current one on ``episode_current_topic``, else an observation of a
 newer episode, e.g. after a restart mid-episode; no command after the episode's outcome or once a newer
 START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or inferences or rejected checkpoints
 happened in the last ``health_window_s`` (``HealthWindow``, with the last error's text); a checkpoint path
@@ -45,6 +46,7 @@ from bora_policy.runtime.checkpoint_loader import (
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
 from bora_policy.runtime.control_loop import ControlLoop
 from bora_policy.runtime.episode_gate import EpisodeGate
+from bora_policy.runtime.episode_latch import StartLatch
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
 from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
@@ -97,6 +99,7 @@ class PolicyNode(Node):
                 ("markers", "/bora/value_markers"),
                 ("diagnostics", "/diagnostics"),
                 ("episode", "/bora/episode"),
+                ("episode_current", "/bora/episode/current"),  # the current START, latched
                 ("checkpoint", "/bora/checkpoint"),
                 ("executed", "/bora/executed_command"),
             )
@@ -210,6 +213,12 @@ class PolicyNode(Node):
         self.create_subscription(
             EpisodeEvent, topics["episode"], self._on_episode, 10
         )
+        self.latch = StartLatch()  # the START applied last (runtime/episode_latch.py)
+        if topics["episode_current"]:  # the current episode's START, latched: this node may connect after it
+            latched = QoSProfile(
+                depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+            )
+            self.create_subscription(EpisodeEvent, topics["episode_current"], self._on_current_episode, latched)
         self.create_subscription(
             CheckpointInfo,
             topics["checkpoint"],
@@ -262,8 +271,21 @@ class PolicyNode(Node):
     def _on_executed(self, msg) -> None:
         self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
 
+    def _on_current_episode(self, ev) -> None:
+        """The latched copy of the current episode's START: a START not seen yet, else ignored."""
+        stamp = stamp_seconds(ev.header.stamp)
+        if ev.kind != ev.START or not self.latch.is_new(ev.session_id, ev.episode_id, stamp):
+            return
+        if self.gate.known and self.gate.episode_id == int(ev.episode_id):  # adopted from an observation
+            self.latch.applied(ev.session_id, ev.episode_id, stamp)  # no second reset of the same episode
+            return
+        self._on_episode(ev)
+
     def _on_episode(self, ev) -> None:
         if ev.kind == ev.START:
+            if self.latch.is_duplicate(ev.session_id, ev.episode_id):
+                return  # heard on the latched topic first: already applied
+            self.latch.applied(ev.session_id, ev.episode_id, stamp_seconds(ev.header.stamp))
             # applied by the control loop at its next tick (the tick never sees the new episode id
             # without the reset, so no command of the old chunk carries the new id); until then no
             # command is sent (EpisodeGate.may_command)

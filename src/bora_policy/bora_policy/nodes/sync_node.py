@@ -5,21 +5,27 @@ Inputs per camera ``<prefix>/<cam>/color/image_raw``, ``<prefix>/<cam>/aligned_d
 grouped by an approximate-time policy (``slop`` seconds, ``queue_size`` per input):
 ``message_filters.ApproximateTimeSynchronizer`` where it imports (real ROS installs), otherwise the
 same algorithm in ``bora_policy.runtime.approx_sync``. The Observation's stamp is the newest camera
-frame's stamp. ``episode_id`` follows /bora/episode START events; ``step`` is the control step of the
+frame's stamp. ``episode_id`` follows /bora/episode START events (and the latched copy of the current one on
+``episode_current_topic``, for a sync node that connects after it); ``step`` is the control step of the
 stamp on the episode's time base (``episode_step``: round((stamp - START stamp) * control_hz)), so it
-counts control steps whatever the camera rate; before any START it counts observations.
+counts control steps whatever the camera rate; before any START it counts observations. Until a START
+is known, the first ``episode_wait_s`` seconds of complete sets are held back (not published; counted,
+logged), so the latched START has time to arrive and no observation of the episode carries id 0; after
+that, observations without an episode are published with id 0 (a graph where nobody has started one).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from bora_policy.runtime.approx_sync import make_synchronizer
+from bora_policy.runtime.episode_latch import StartLatch
 from bora_policy.runtime.observation import episode_step, stamp_seconds
 
 
@@ -39,6 +45,10 @@ class SyncNode(Node):
         self.control_hz = float(p("control_hz", 10.0).value)
         out_topic = p("observation_topic", "/bora/observation").value
         episode_topic = p("episode_topic", "/bora/episode").value
+        current_topic = str(p("episode_current_topic", "/bora/episode/current").value)
+        # observations without an episode are held back this long after the first complete set: the
+        # latched START arrives a moment after the cameras' first frames (another DDS endpoint to match)
+        self.episode_wait_s = float(p("episode_wait_s", 2.0).value)
         prefer_mf = bool(p("prefer_message_filters", True).value)
         reliable = bool(p("reliable_inputs", True).value)
         if not self.control_hz > 0:
@@ -74,7 +84,15 @@ class SyncNode(Node):
             Observation, out_topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         )
         self.create_subscription(EpisodeEvent, episode_topic, self._on_episode, 10)
+        self.latch = StartLatch()  # the START applied last (runtime/episode_latch.py)
+        if current_topic:  # the current episode's START, latched: this node may connect after it
+            latched = QoSProfile(
+                depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+            )
+            self.create_subscription(EpisodeEvent, current_topic, self._on_current, latched)
         self.episode_id, self.step, self.published = 0, 0, 0
+        self.held_back = 0  # observations not published while waiting for the episode (episode_wait_s)
+        self._first_set: float | None = None
         self.session_id = ""  # the recording session of the episode (from its START event)
         self.t_start: float | None = None
         self.get_logger().info(
@@ -88,8 +106,29 @@ class SyncNode(Node):
             self.episode_id, self.step = int(ev.episode_id), 0
             self.session_id = str(ev.session_id)
             self.t_start = stamp_seconds(ev.header.stamp)
+            self.latch.applied(self.session_id, self.episode_id, self.t_start)
+
+    def _on_current(self, ev) -> None:
+        """The latched copy of the current episode's START: applied only if it is a newer one."""
+        if ev.kind == ev.START and self.latch.is_new(ev.session_id, ev.episode_id, stamp_seconds(ev.header.stamp)):
+            self._on_episode(ev)
 
     def _on_set(self, *msgs) -> None:
+        if self.t_start is None and self.episode_wait_s > 0:
+            now = time.monotonic()
+            self._first_set = now if self._first_set is None else self._first_set
+            if now - self._first_set < self.episode_wait_s:
+                if self.held_back == 0:
+                    self.get_logger().info(
+                        f"sync: no episode START yet; observations held back for up to {self.episode_wait_s:g} s"
+                    )
+                self.held_back += 1
+                return
+            if self.held_back and self.published == 0:
+                self.get_logger().warning(
+                    f"sync: no episode START within {self.episode_wait_s:g} s ({self.held_back} observations "
+                    "held back); publishing observations without an episode (episode_id 0)"
+                )
         obs = self._Observation()
         n = self.per_cam
         cams = [msgs[i * n : (i + 1) * n] for i in range(len(self.camera_names))]

@@ -22,6 +22,9 @@ recovered flag (/bora/operator/recovered) when it hands back. These are its own 
 (/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop arbitrates the two sources and a
 person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator`` (std_srvs/SetBool) switches
 the scripted operator off (it releases its takeover) or on again at run time.
+Each START is also published on ``episode_current_topic`` (/bora/episode/current, transient local,
+depth 1; empty: off), so a node that connects after it (episode 1 starts in this constructor, before the
+graph has matched) or restarts mid-episode still learns the episode (bora_policy/runtime/episode_latch.py).
 ``episode_gate_topic`` (empty by default; std_msgs/UInt32, transient local): the highest episode id
 that may start. The online trainer publishes it so the robot waits at a round boundary until the
 round's update is done and the new residual is in use (bora_trainer/rounds.py); with a gate topic even
@@ -74,6 +77,8 @@ class BridgeNode(Node):
                 ("hand_command", "/hand/command"),
                 ("direct_command", ""),
                 ("episode", "/bora/episode"),
+                # the current episode's START again, latched: nodes that connect later learn it
+                ("episode_current", "/bora/episode/current"),
                 # the scripted operator's own topics (the teleop's operator_*_topic parameters)
                 ("glove", "/bora/operator/glove"),
                 ("arm_target", "/bora/operator/arm_target"),
@@ -152,6 +157,14 @@ class BridgeNode(Node):
         self.pub_episode = self.create_publisher(
             EpisodeEvent, t["episode"], QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         )
+        from rclpy.qos import DurabilityPolicy
+
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.pub_episode_current = (
+            self.create_publisher(EpisodeEvent, t["episode_current"], latched) if t["episode_current"] else None
+        )
         self.pub_glove = self.create_publisher(JointState, t["glove"], rel)
         self.pub_arm_target = self.create_publisher(JointState, t["arm_target"], rel)
         self.pub_takeover = self.create_publisher(Bool, t["takeover"], rel)
@@ -169,12 +182,8 @@ class BridgeNode(Node):
         self._gate_waiting = False
         if gate_topic:
             self.episode_gate = 0  # closed until the trainer's first value
-            from rclpy.qos import DurabilityPolicy
             from std_msgs.msg import UInt32
 
-            latched = QoSProfile(
-                depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-            )
             self.create_subscription(UInt32, gate_topic, self._on_gate, latched)
         self.create_service(SetBool, set_operator_service, self._srv_set_operator)
 
@@ -316,6 +325,8 @@ class BridgeNode(Node):
         ev.session_id = self.session_id
         ev.task, ev.object_set, ev.note = self.task, self.object_set, note
         self.pub_episode.publish(ev)
+        if kind == self._EpisodeEvent.START and self.pub_episode_current is not None:
+            self.pub_episode_current.publish(ev)  # latched: the sync/policy/teleop may connect later
 
     def _reset_episode(self) -> None:
         self.episode_id += 1

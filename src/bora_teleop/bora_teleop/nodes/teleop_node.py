@@ -55,6 +55,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
 from bora_policy.runtime.control_loop import ControlLoop
+from bora_policy.runtime.episode_latch import StartLatch
 from bora_teleop.events import KEY_HELP
 from bora_teleop.glove import GloveSample, UdpGloveReceiver
 from bora_teleop.glove_auth import is_loopback, load_key
@@ -111,6 +112,10 @@ class TeleopNode(OperatorMixin, Node):
         self.pub_exec = self.create_publisher(ExecutedCommand, P["executed_topic"], rel)
         self.pub_int = self.create_publisher(InterventionEvent, P["intervention_topic"], events_qos)
         self.pub_ep = self.create_publisher(EpisodeEvent, P["episode_topic"], events_qos)
+        # the current episode's START again, latched (a node that connects later learns it); read too
+        cur = P["episode_current_topic"]
+        self.pub_ep_current = self.create_publisher(EpisodeEvent, cur, latched) if cur else None
+        self.latch = StartLatch()  # the START applied last (bora_policy/runtime/episode_latch.py)
         self.pub_diag = self.create_publisher(DiagnosticArray, P["diagnostics_topic"], rel)
         # subscriptions (BEST_EFFORT readers match RELIABLE and BEST_EFFORT writers)
         self.create_subscription(JointCommand, P["policy_command_topic"], L(self._on_policy), stream)
@@ -130,6 +135,8 @@ class TeleopNode(OperatorMixin, Node):
         self.create_subscription(Bool, P["estop_topic"], L(self._on_estop), latched)
         self.create_subscription(Bool, P["estop_topic"], L(self._on_estop), stream)
         self.create_subscription(EpisodeEvent, P["episode_topic"], L(self._on_episode), events_qos)
+        if cur:
+            self.create_subscription(EpisodeEvent, cur, L(self._on_current_episode), latched)
         self.create_service(MarkEpisode, P["mark_episode_service"], L(self._srv_mark_episode))
         self.create_service(SetBool, P["set_takeover_service"], L(self._srv_set_takeover))
         self.create_service(Trigger, P["reset_estop_service"], L(self._srv_reset_estop))

@@ -65,6 +65,13 @@ class OperatorMixin:
             self.get_logger().error("E-STOP latched: holding position until /bora/teleop/reset_estop")
 
     # ------------------------------------------------------------------ episodes
+    def _on_current_episode(self, msg) -> None:
+        """The latched copy of the current episode's START (this node may have connected after it):
+        applied like a START not seen yet; a duplicate or an older episode is ignored."""
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if msg.kind == EpisodeEvent.START and self.latch.is_new(msg.session_id, msg.episode_id, stamp):
+            self._on_episode(msg)
+
     def _on_episode(self, msg) -> None:
         # a takeover never spans two episodes: it ends with its episode's outcome, or at the next START
         if len(msg.session_id) > MAX_NAME_LEN or len(msg.note) > MAX_NOTE_LEN:
@@ -75,6 +82,7 @@ class OperatorMixin:
             )
             return
         if msg.kind == EpisodeEvent.START:
+            self.latch.applied(msg.session_id, msg.episode_id, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
             self._episode_session = msg.session_id or self._episode_session
             if self.arb.started_episode != msg.episode_id:
                 self._end_takeover(self.arb.episode.episode_id, self.arb.episode.step, "next episode started")
@@ -135,6 +143,10 @@ class OperatorMixin:
         )
         m.header.stamp = self.get_clock().now().to_msg()
         self.pub_ep.publish(m)
+        if kind == EP_START:
+            self.latch.applied(m.session_id, ep, m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
+            if self.pub_ep_current is not None:  # latched: nodes that connect later learn the episode
+                self.pub_ep_current.publish(m)
         self.get_logger().info(f"episode {ep}: {EPISODE_KINDS[kind]} at step {step} {note}")
         return ep
 
