@@ -10,7 +10,7 @@ ENV := source $(ROOT)/scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 PYTEST_ARGS ?=
 
-.PHONY: help setup build test test-slow lint demo bench clean
+.PHONY: help setup build test test-slow lint demo bench interop clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ demo: build  ## the whole BORA pipeline on the simulated robot (see README)
 
 bench: build  ## all benchmark figures into bench/results/*.json and bench/results/summary.md
 	@$(ENV) && $(PY) bench/run_all.py
+
+interop:  ## LeRobot reads our export and we import LeRobot's files (lerobot in .interop-venv; minutes, GBs)
+	@bash scripts/interop.sh
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build install log
