@@ -81,6 +81,10 @@ def test_train_online_sim_two_rounds(tmp_path):
     )
     summary = json.loads((on / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [1, 2] and summary["total_updates"] > 0
+    for r in summary["rounds"]:  # what each round really used: exactly episodes_per_round episodes
+        assert r["num_episodes"] == 1 and r["steps"] == r["episodes"][0]["steps"] > 0
+        assert 0 <= r["intervened_steps"] <= r["steps"]
+        assert r["intervened_share"] == pytest.approx(r["intervened_steps"] / r["steps"])
     from bora_policy.models.normalizer import Normalizer
     from bora_policy.models.residual import load_residual_checkpoint
 
