@@ -63,6 +63,51 @@ def stage2_mean(sc: dict, tag: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def write_md(out: dict, path: Path) -> None:
+    """``gate_scope.md``: the machine, commit, command and one row per scope."""
+    a = out["args"]
+    lines = [
+        "# Advantage-gate scope (Appendix B.1, Eq. 5): batch / ppo_chunk / off",
+        "",
+        f"Commit `{out['commit']}`; command: `{out['command']}`.",
+        f"One task ({a['task']}), bora rows of {a['updates']} updates from one shared cp-bc warm-up (PPO from "
+        f"40/70 of the updates), {a['trials']} evaluation episodes each on the fixed seeds {a['seed0']}.. "
+        f"(standard object set); {a['threads']} torch thread(s) per process; 1-minute load average at the end "
+        f"{out['load_avg'][0]:.1f} (the 2 cores were shared with other jobs).",
+        "",
+        "Machine (`lscpu | head`):",
+        "",
+        "```",
+        out["lscpu_head"].rstrip(),
+        "```",
+        "",
+        "| scope | success | Wilson 95% | actor steps skipped | batch gate closed | chunks gated | "
+        "PPO ratio std / min / max | clip frac | raw adv std (min, max) | TD abs | train s | eval s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in out["rows"]:
+        lo, hi = r["wilson95"]
+        lines.append(
+            f"| {r['scope']} | {r['successes']}/{r['trials']} | {100 * lo:.0f}-{100 * hi:.0f}% | "
+            f"{100 * r['actor_step_skipped_frac']:.0f}% | {100 * r['batch_gate_closed_frac']:.0f}% | "
+            f"{100 * r['chunk_gate_closed_frac']:.0f}% | {r['ppo_ratio_std']:.3g} / {r['ppo_ratio_min']:.3g} / "
+            f"{r['ppo_ratio_max']:.3g} | {r['ppo_clip_frac']:.3g} | {r['adv_raw_std']:.3g} "
+            f"({r['adv_raw_min']:.3g}, {r['adv_raw_max']:.3g}) | {r['critic_td_abs']:.3g} | {r['train_s']:.0f} | "
+            f"{r['eval_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "Columns: over the Stage-2 (PPO) updates, the share of updates whose actor step was skipped (only the "
+        "batch scope skips), the share where the literal batch gate would be closed (computed under every "
+        "scope), the share of chunks with A_bar_t <= 0 (masked out of the PPO term under ppo_chunk), the PPO "
+        "ratio spread over valid steps and the raw action-level GAE advantage spread (per update, averaged), "
+        "and the mean |q - y| TD error of the critic.",
+    ]
+    if out.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in out["notes"]]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
@@ -75,6 +120,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scopes", nargs="+", default=list(SCOPES), choices=SCOPES)
     p.add_argument("--work", type=Path, default=Path("/tmp/gate_scope"))
+    p.add_argument("--md-only", action="store_true", help="rewrite gate_scope.md from gate_scope.json and exit")
+    if "--md-only" in sys.argv:
+        out = json.loads((RESULTS / "gate_scope.json").read_text())
+        write_md(out, RESULTS / "gate_scope.md")
+        return 0
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cfg = args.work / "offline.yaml"
@@ -131,7 +181,8 @@ def main() -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gate_scope.json").write_text(json.dumps(out, indent=1))
-    print(f"wrote {RESULTS / 'gate_scope.json'}")
+    write_md(out, RESULTS / "gate_scope.md")
+    print(f"wrote {RESULTS / 'gate_scope.json'} and gate_scope.md")
     return 0
 
 

@@ -148,7 +148,7 @@ def _split_params(tr):
 @pytest.mark.parametrize("margin,open_", [(1e9, False), (-1e9, True)])
 def test_gate_skips_actor_step_but_not_critic_step(ds, repo_root, tmp_path, margin, open_):
     torch.manual_seed(0)
-    cfg = _cfg(repo_root, algo="bora", ppo_start_step=0, gate_margin=margin)
+    cfg = _cfg(repo_root, algo="bora", ppo_start_step=0, gate_margin=margin, gate_scope="batch")
     tr = OfflineTrainer(cfg, ds, tmp_path / "run", progress=False)
     named, actor, critic = _split_params(tr)
     before = {n: p.detach().clone() for n, p in named.items()}

@@ -84,8 +84,10 @@ class OfflineConfig:
     gate_margin: float = 0.0  # delta_OPE
     # what a closed gate (Eq. 5, Appendix B.1 "optionally") withholds (losses.gated_ppo_bc_loss): "batch" =
     # the paper's literal gate (the whole actor step, BC included), "ppo_chunk" = ours: the PPO term of
-    # each chunk with A_bar_t <= margin (BC always applied), "off" = no gate
-    gate_scope: Literal["batch", "ppo_chunk", "off"] = "batch"
+    # each chunk with A_bar_t <= margin (BC always applied), "off" = no gate. Default ppo_chunk: measured in
+    # bench/results/gate_scope.md (press_button, demo recipe): the scopes' success intervals overlap, the
+    # literal gate skipped the whole actor step (BC included) on most PPO-stage updates; ppo_chunk keeps BC
+    gate_scope: Literal["batch", "ppo_chunk", "off"] = "ppo_chunk"
     # --- not in Table 3 (paper text / Table 3 Phase 2 / common practice)
     gamma: float = 0.99  # Table 3 Phase 2 discount, reused offline
     gae_lambda: float = 0.95  # GAE lambda (standard PPO value)
