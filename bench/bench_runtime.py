@@ -120,7 +120,7 @@ def transport(seconds: float, hz: float = 30.0) -> dict:
     }
 
 
-def graph(seconds: float) -> dict:
+def graph(seconds: float, with_viz: bool = False) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -158,9 +158,15 @@ def graph(seconds: float) -> dict:
     t_end = time.monotonic() + 180
     while not cmds and time.monotonic() < t_end:
         ex.spin_once(timeout_sec=0.1)
+    viz = viz_info = None
+    if with_viz:  # `bora viz --live` attached to the running graph (best-effort subscriptions)
+        viz, viz_info = _start_viz(env, seconds)
+    load_start = os.getloadavg()[0]
     t0 = time.monotonic()
     while time.monotonic() < t0 + seconds:
         ex.spin_once(timeout_sec=0.05)
+    if viz is not None:
+        viz_info.update(_stop_viz(viz))
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     log.close()
@@ -179,6 +185,8 @@ def graph(seconds: float) -> dict:
     pol = [s for d in diags for s in d.status if s.hardware_id == "policy"]
     kv = {v.key: v.value for v in pol[-1].values} if pol else {}
     return {
+        "with_viz": viz_info,
+        "load_avg_1m_start": load_start,
         "control_hz": 10.0,
         "seconds": seconds,
         "commands": len(win),
@@ -205,6 +213,56 @@ def graph(seconds: float) -> dict:
     }
 
 
+def _start_viz(env: dict, seconds: float):
+    import tempfile
+
+    rrd = Path(tempfile.mkdtemp(prefix="bora-bench-viz-")) / "live.rrd"
+    viz = subprocess.Popen([sys.executable, "-m", "bora_trainer.cli", "viz", "--live", "--save", str(rrd),
+                            "--duration", str(seconds + 60)], stderr=subprocess.PIPE, text=True, env=env)
+    line = viz.stderr.readline()  # "bora viz: live, N topics (best-effort) ..."
+    if "live" not in line:
+        raise RuntimeError(f"bora viz --live did not start: {line}{viz.stderr.read()}")
+    time.sleep(3.0)  # discovery
+    return viz, {"rrd": str(rrd), "started": line.strip()}
+
+
+def _stop_viz(viz) -> dict:
+    viz.send_signal(signal.SIGINT)
+    err = viz.communicate(timeout=60)[1]
+    logged = [ln for ln in err.splitlines() if "logged" in ln]
+    return {"exit": viz.returncode, "logged": logged[-1] if logged else err.strip()[-300:]}
+
+
+def _viz_section(a: dict, b: dict, m: dict) -> list[str]:
+    rows = []
+    for name, g in (("without viewer", a), ("with `bora viz --live`", b)):
+        pd = g["policy_diagnostics"]
+        rows.append(f"| {name} | {g.get('load_avg_1m_start', float('nan')):.1f} |"
+                    f" {g['rate_hz']:.2f} Hz | {g['jitter_std_ms']:.1f} ms | {g['jitter_p99_abs_ms']:.1f} ms"
+                    f" | {g['max_interval_ms']:.0f} ms | {g['missed_ticks_probe']} of {g['commands']} | "
+                    f"{pd.get('missed_ticks', 'n/a')} / {pd.get('late_ticks', 'n/a')} |")
+    return [
+        VIZ_HEADER,
+        "",
+        f"`python bench/bench_runtime.py --with-viz --graph-seconds {a['seconds']:g}`: the same graph measured twice,"
+        " the second time with `bora viz --live --save` subscribed to every topic it shows (cameras included)"
+        f" with best-effort QoS. 1-min load average at start {m.get('load_avg_1m', float('nan')):.1f} on "
+        f"{m['logical_cpus']} shared cores: other work ran on the machine during both runs (load column: the"
+        " 1-min load average at each run's start), and the viewer process competes for the same two cores.",
+        "",
+        "| run | load (1 min) | measured rate | jitter std | p99 abs deviation | max interval |"
+        " empty slots (probe) | policy missed / late ticks |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        f"Viewer: {b['with_viz'].get('logged', '')}",
+        "",
+    ]
+
+
+VIZ_HEADER = "## Graph with and without `bora viz --live` attached"
+
+
 def _missed_slots(msgs, stamps: np.ndarray, period: float) -> int:
     """Control slots without a command, within episodes: per episode, slots elapsed between its first
     and last command minus the commands sent in between (a START pause is not a missed slot)."""
@@ -224,11 +282,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--graph-seconds", type=float, default=20.0)
     ap.add_argument("--transport-seconds", type=float, default=10.0)
+    ap.add_argument("--with-viz", action="store_true",
+                    help="only the graph, measured without and then with `bora viz --live` attached; the "
+                         "result replaces that section of runtime.md (runtime_viz.json)")
     args = ap.parse_args(argv)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     OUT.mkdir(parents=True, exist_ok=True)
     res = {"machine": machine()}
+    if args.with_viz:
+        print("simulated graph without, then with bora viz --live ...", flush=True)
+        res["graph"] = graph(args.graph_seconds)
+        res["graph_with_viz"] = graph(args.graph_seconds, with_viz=True)
+        print(json.dumps(res, indent=1), flush=True)
+        (OUT / "runtime_viz.json").write_text(json.dumps(res, indent=1))
+        md_path = OUT / "runtime.md"
+        old = md_path.read_text() if md_path.exists() else "# Runtime benchmark\n"
+        keep = old.split(VIZ_HEADER)[0].rstrip("\n") + "\n\n"
+        md_path.write_text(keep + "\n".join(_viz_section(res["graph"], res["graph_with_viz"], res["machine"])))
+        print(f"wrote {OUT / 'runtime_viz.json'} and the viewer section of {md_path}")
+        return 0
     print("transport of 3 RGB-D streams (640x480, 30 Hz) ...", flush=True)
     res["transport"] = transport(args.transport_seconds)
     print(json.dumps(res["transport"], indent=1), flush=True)
@@ -271,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['latency_ms_median']:.1f} ms | {t['latency_ms_p99']:.1f} ms | {t['latency_ms_max']:.1f} ms |",
         "",
     ]
+    if (OUT / "runtime_viz.json").exists():  # keep the last with/without-viewer measurement
+        v = json.loads((OUT / "runtime_viz.json").read_text())
+        md += _viz_section(v["graph"], v["graph_with_viz"], v["machine"])
     (OUT / "runtime.md").write_text("\n".join(md))
     print(f"wrote {OUT / 'runtime.json'} and {OUT / 'runtime.md'}")
     return 0
