@@ -51,6 +51,9 @@ PARAMS = {
     "intervention_topic": "/bora/intervention",
     "episode_topic": "/bora/episode",
     "episode_current_topic": "/bora/episode/current",  # the current START, latched ("" : off)
+    # ExecutedCommand records (not the driver commands) are held back this long while no episode is known:
+    # the latched START arrives a moment after the first joint states (another DDS endpoint to match)
+    "episode_wait_s": 2.0,
     "diagnostics_topic": "/diagnostics",
     "mark_episode_service": "/bora/mark_episode",
     "set_takeover_service": "/bora/teleop/set_takeover",

@@ -372,6 +372,8 @@ class TeleopNode(OperatorMixin, Node):
             self.pub_hand.publish(hm)
         else:
             self.pub_hand.publish(Float64MultiArray(data=values.tolist()))
+        if r.episode_id == 0 and self._exec_held_back(stamp.nanoseconds * 1e-9):
+            return  # the driver got its command; the record waits for the episode (episode_wait_s)
         cmd = JointCommand(
             episode_id=r.episode_id,
             session_id=self._episode_session,
@@ -390,6 +392,21 @@ class TeleopNode(OperatorMixin, Node):
                 hold_reason=r.hold_reason,
             )
         )
+
+    def _exec_held_back(self, now: float) -> bool:
+        """No episode known yet: the ExecutedCommand record is not published for ``episode_wait_s`` after
+        the first command (counted, logged once), so that none of an episode carries id 0; after that,
+        records without an episode are published with id 0 (a graph where nobody started one)."""
+        wait = float(self.P["episode_wait_s"])
+        if self.arb.started_episode is not None or wait <= 0:
+            return False
+        self._exec_first_t = getattr(self, "_exec_first_t", now)
+        if now - self._exec_first_t >= wait:
+            return False
+        if not getattr(self, "exec_held_back", 0):
+            self.get_logger().info(f"no episode START yet: executed-command records held back up to {wait:g} s")
+        self.exec_held_back = getattr(self, "exec_held_back", 0) + 1
+        return True
 
     def _diagnostics(self) -> None:
         self._rl.flush()  # faults suppressed by the rate limit are reported now, as counts
