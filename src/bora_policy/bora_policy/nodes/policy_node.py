@@ -84,6 +84,15 @@ class PolicyNode(Node):
         self.stale_s = float(p("stale_observation_s", 1.0).value)
         self.publish_markers = bool(p("publish_markers", True).value)
         self.marker_frame = str(p("marker_frame", "base").value)
+        from bora_policy.nodes.markers import DEFAULT_SCALE, ValueMarkerState
+
+        # value bars on a fixed (adapt 0) or slowly adapting scale, and the v(z_t, 0) history strip
+        self.marker_state = ValueMarkerState(
+            lo=float(p("marker_value_min", DEFAULT_SCALE[0]).value),
+            hi=float(p("marker_value_max", DEFAULT_SCALE[1]).value),
+            adapt=float(p("marker_scale_adapt", 0.0).value),
+            history=int(p("marker_history", 60).value),
+        )
         torch_threads = int(p("torch_threads", 1).value)
         # SCHED_FIFO priority of the control-loop thread (0: normal scheduling), as ros2_control_node's
         # thread_priority; needs CAP_SYS_NICE or an rtprio limit, else normal scheduling with a warning
@@ -436,6 +445,7 @@ class PolicyNode(Node):
             self._chunk_obs_stamp = arr.stamp
             self._latency_pending = True
             self._last_value = res
+            self.marker_state.observe(getattr(res, "q", None), getattr(res, "v", None))
         self._ticks_since_plan += 1
         if self.mode != PAUSED and (
             self._ticks_since_plan >= self.replan_steps or not self.executor_.has_command
@@ -504,6 +514,8 @@ class PolicyNode(Node):
                 self.get_clock().now().to_msg(),
                 MODE_NAMES[self.mode],
                 takeover=self._takeover,
+                scale=self.marker_state.scale,
+                history=self.marker_state.history,
             )
         )
 
