@@ -10,7 +10,8 @@ import signal
 
 import pytest
 import rclpy  # noqa: E402
-from test_recorder import _publish_all, _start  # noqa: E402
+from test_recorder import _publish_all  # noqa: E402
+from test_trainer_recorder_restart import _readers, _start_after  # noqa: E402
 
 from bora_trainer.data import bag_schema as S  # noqa: E402
 from bora_trainer.data.bag_convert import ConvertConfig, convert  # noqa: E402
@@ -37,7 +38,8 @@ def test_recorder_killed_and_restarted_mid_episode_loses_nothing(node, tmp_path)
     msgs = scripted_messages([EP], LAY)
     before = [(t, n, m) for t, n, m in msgs if _step(t, m) < 6 and not (t == S.T_INTERVENTION and m.kind != 0)]
     after = [x for x in msgs if x not in before]
-    proc = _start(tmp_path / "rec1")
+    # wait for this recorder's own subscriptions: a killed recorder's linger until their DDS lease expires
+    proc = _start_after(node, tmp_path / "rec1", _readers(node))
     try:
         _publish_all(node, tmp_path / "rec1", before)  # returns once all of them are in the file
     finally:
@@ -48,7 +50,7 @@ def test_recorder_killed_and_restarted_mid_episode_loses_nothing(node, tmp_path)
     live = ConvertConfig(transitions_only=True, only_complete=True)
     r1 = convert([tmp_path / "rec1"], out, live)
     assert [e.status for e in r1.episodes] == ["incomplete-skipped"]
-    proc = _start(tmp_path / "rec2")
+    proc = _start_after(node, tmp_path / "rec2", _readers(node))
     try:
         _publish_all(node, tmp_path / "rec2", after)
     finally:
