@@ -29,7 +29,7 @@ SIDE = ROOT / "scripts" / "interop_lerobot_side.py"
 
 
 def bora_dataset(path: Path) -> dict:
-    from bora_trainer.data.episodes import DatasetMeta, write_episode
+    from bora_policy.common.episodes import DatasetMeta, write_episode
 
     meta = DatasetMeta(fps=15.0, camera_names=["front", "wrist"], image_size=[6, 8],
                        arm_joint_names=["a0", "a1", "a2"], hand_joint_names=["h0"], tasks=[])
@@ -99,7 +99,7 @@ def bora_to_lerobot(py: str, tmp: Path, results: list) -> dict:
 
 
 def lerobot_to_bora(py: str, tmp: Path, results: list) -> dict:
-    from bora_trainer.data.episodes import episode_ids, read_episode, read_meta
+    from bora_policy.common.episodes import episode_ids, read_episode, read_meta
     from bora_trainer.data.lerobot import import_dataset
 
     p = subprocess.run([py, str(SIDE), "write", str(tmp / "lr_written"), str(tmp / "written.npz")],

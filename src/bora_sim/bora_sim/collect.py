@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from bora_sim.env import BoraSimEnv, SimRewardConfig
+from bora_policy.common.rewards import SIM_REWARD, RewardConfig, step_task_reward
+from bora_sim.env import BoraSimEnv
 from bora_sim.experts import ExpertKnobs, ScriptedExpert
 from bora_sim.operator import OperatorConfig, ScriptedOperator
 
@@ -35,7 +36,7 @@ def run_episode(
     mode: str = "expert",
     knobs: ExpertKnobs | None = None,
     operator_cfg: OperatorConfig | None = None,
-    reward: SimRewardConfig | None = None,
+    reward: RewardConfig | None = None,
     policy_knobs: ExpertKnobs | None = None,
 ) -> EpisodeResult:
     """One episode; ``arrays`` hold per-step observation, executed action and labels.
@@ -44,7 +45,7 @@ def run_episode(
     and the operator's expert uses ``knobs``."""
     knobs = knobs or ExpertKnobs()
     operator_cfg = operator_cfg or OperatorConfig()
-    reward = reward or SimRewardConfig()
+    reward = reward or SIM_REWARD
     if mode not in ("expert", "operator"):
         raise ValueError(f"mode must be 'expert' or 'operator', got {mode!r}")
     obs, info = env.reset(seed=seed)
@@ -93,7 +94,7 @@ def run_episode(
         rec["policy_action"].append(policy_a)
         rec["is_intervention"].append(bool(in_control))
         rec["beta"].append(float(decision_beta if in_control else 0.0))
-        rec["reward"].append(reward.time_penalty + (reward.success_reward if term else 0.0))
+        rec["reward"].append(step_task_reward(reward, term))
         rec["done"].append(bool(term))
     success = bool(info["success"])
     interventions = []
@@ -137,7 +138,7 @@ def collect(
     """Collect ``episodes`` episodes into dataset directory ``out``; returns their info dicts."""
     knobs = knobs or ExpertKnobs()
     operator_cfg = operator_cfg or OperatorConfig()
-    from bora_trainer.data.episodes import DatasetMeta, next_episode_id, write_episode
+    from bora_policy.common.episodes import DatasetMeta, next_episode_id, write_episode
 
     if episodes <= 0:
         raise ValueError(f"episodes must be > 0, got {episodes}")

@@ -8,14 +8,15 @@ Action: joint POSITION targets in radians, ``[7 arm joints, n_hand hand joints]`
 low-dimensional space (grasp-site pose by IK + grasp synergies) and output the same joint targets.
 Targets outside the actuator ranges are clipped.
 
-Reward (sparse): ``time_penalty`` every step, plus ``success_reward`` on the step the success
-predicate becomes true, which terminates the episode. The time limit truncates.
+Reward (sparse, paper Section 3: terminal success reward + per-step time penalty):
+:func:`bora_policy.common.rewards.step_task_reward` with ``SIM_REWARD`` by default: ``-time_penalty``
+every step, plus ``success_reward`` on the step the success predicate becomes true, which terminates
+the episode. The time limit truncates.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import mujoco
 import numpy as np
 
 import bora_sim  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
+from bora_policy.common.rewards import SIM_REWARD, RewardConfig, step_task_reward
 from bora_sim.hand import HandConfig, get_hand
 from bora_sim.objects import ObjectSet, ObjectSpec, resolve_object_set
 from bora_sim.scene import (
@@ -39,18 +41,6 @@ from bora_sim.scene import (
     joint_qpos_adr,
 )
 from bora_sim.tasks import Task, get_task_class
-
-
-@dataclass(frozen=True)
-class SimRewardConfig:
-    """Sparse task reward (paper Section 3: terminal success reward + per-step time penalty).
-
-    Kept local to the sim until ``bora_trainer.rewards`` owns the shared constants.
-    """
-
-    success_reward: float = 1.0
-    time_penalty: float = -0.01
-
 
 _MODEL_CACHE: dict[tuple, mujoco.MjModel] = {}
 
@@ -80,7 +70,7 @@ class BoraSimEnv(gym.Env):
         image_size: int | tuple[int, int] = 96,
         control_hz: float = 10.0,
         render: bool = True,
-        reward: SimRewardConfig = SimRewardConfig(),
+        reward: RewardConfig = SIM_REWARD,
         time_limit_s: float | None = None,
     ):
         if not 5.0 <= control_hz <= 50.0:
@@ -197,7 +187,7 @@ class BoraSimEnv(gym.Env):
         self.last_status = status
         terminated = bool(status.success)
         truncated = (not terminated) and self.steps >= self.max_steps
-        reward = self.reward_cfg.time_penalty + (self.reward_cfg.success_reward if terminated else 0.0)
+        reward = step_task_reward(self.reward_cfg, terminated)
         return self._obs(), float(reward), terminated, truncated, self._info(status)
 
     def close(self):

@@ -111,7 +111,7 @@ def test_operator_rescues_a_frozen_policy_on_open_box():
 
 
 def test_collect_cli_writes_episodes(tmp_path):
-    from bora_trainer.data.episodes import read_episode, read_meta
+    from bora_policy.common.episodes import read_episode, read_meta
 
     out = tmp_path / "ds"
     assert (
@@ -146,7 +146,7 @@ def test_collect_cli_writes_episodes(tmp_path):
 
 
 def test_collect_operator_mode_marks_interventions(tmp_path):
-    from bora_trainer.data.episodes import read_episode
+    from bora_policy.common.episodes import read_episode
 
     out = tmp_path / "ds"
     assert (

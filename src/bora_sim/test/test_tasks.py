@@ -103,7 +103,7 @@ def test_expert_solves_a_standard_episode(task):
             _, r, term, trunc, info = env.step(ex.act())
         successes += info["success"]
         if info["success"]:
-            assert r == pytest.approx(env.reward_cfg.success_reward + env.reward_cfg.time_penalty)
+            assert r == pytest.approx(env.reward_cfg.success_reward - env.reward_cfg.time_penalty)
     assert successes >= 1
 
 

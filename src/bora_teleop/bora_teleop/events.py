@@ -13,13 +13,15 @@ Keys (read by the teleop node only when its stdin is a terminal):
 | ``e`` | e-stop (latched; only ``/bora/teleop/reset_estop`` clears it) |
 | ``h`` | print this help |
 
-Intervention rewards come from ``bora_trainer.rewards.RewardConfig`` (r_int =
+Intervention rewards come from ``bora_policy.common.rewards.RewardConfig`` (r_int =
 ``intervention_penalty``, r_rec = ``recovery_bonus``) so the arbiter and the trainer agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from bora_policy.common.rewards import RewardConfig
 
 # EpisodeEvent / MarkEpisode kinds (bora_msgs constants)
 EP_START, EP_SUCCESS, EP_FAILURE, EP_ABORT = 0, 1, 2, 3
@@ -43,16 +45,8 @@ KEY_HELP = (
 )
 
 
-def _reward_defaults() -> tuple[float, float]:
-    try:
-        from bora_trainer.rewards import RewardConfig
-    except ImportError:  # pragma: no cover - bora_trainer is part of the workspace
-        return -0.3, 0.2
-    rc = RewardConfig()
-    return float(rc.intervention_penalty), float(rc.recovery_bonus)
-
-
-R_INT_DEFAULT, R_REC_DEFAULT = _reward_defaults()
+R_INT_DEFAULT = RewardConfig().intervention_penalty
+R_REC_DEFAULT = RewardConfig().recovery_bonus
 
 
 @dataclass

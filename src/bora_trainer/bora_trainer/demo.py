@@ -385,13 +385,13 @@ def ensure_exported(run: Path, data: Path) -> bool:
         return False
     import torch
 
+    from bora_policy.common.episodes import DatasetMeta
     from bora_policy.models.critic import ChunkCritic, DecoupledChunkCritic
     from bora_policy.models.export import export_policy, policy_from_modules
     from bora_policy.models.normalizer import Normalizer
     from bora_trainer.algorithms.offline import OfflineConfig, get_algorithm
     from bora_trainer.checkpoint import load_checkpoint
     from bora_trainer.config_io import load_config
-    from bora_trainer.data.episodes import DatasetMeta
     from bora_trainer.train_offline import build_learner, load_plugins, policy_config
 
     load_plugins()

@@ -77,6 +77,7 @@ from typing import Any
 
 import numpy as np
 
+from bora_policy.common.rewards import RewardConfig
 from bora_policy.models.residual import (
     FrozenResidual,
     ResidualChunkActor,
@@ -87,7 +88,6 @@ from bora_trainer.algorithms.online import OnlineConfig
 from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
-from bora_trainer.rewards import RewardConfig
 from bora_trainer.rounds import episode_gate, intervened_steps, round_table
 
 log = logging.getLogger("bora_trainer.ingest")

@@ -151,7 +151,7 @@ def train_through_ros(
     trainer``; returns a summary (episodes, updates, rounds, wall time, the final checkpoint)."""
     import torch
 
-    from bora_trainer.data.episodes import DatasetMeta
+    from bora_policy.common.episodes import DatasetMeta
     from bora_trainer.data.replay import ReplaySpec
     from bora_trainer.up import default_params, ros_env
 

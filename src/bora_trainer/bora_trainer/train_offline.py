@@ -196,7 +196,7 @@ def select_episodes(data_dir: str | Path, which: str) -> list[int] | None:
         return None
     import json
 
-    from bora_trainer.data.episodes import episode_ids
+    from bora_policy.common.episodes import episode_ids
 
     root = Path(data_dir)
     ids = [

@@ -11,7 +11,7 @@ Per round r (Algorithm 1, multi-round):
 2. each episode runs A_final = A_base + alpha_t A_res (line 15) with the scripted operator (bora_sim's
    ScriptedOperator driving the scripted expert) as the human: while it has control the executed action
    is ``(1 - beta) A_final + beta A_human`` (line 17); rewards are recomputed from the recorded events
-   (:func:`bora_trainer.rewards.compute_rewards`); the episode is written to ``OUT/rollouts`` and its chunk
+   (:func:`bora_policy.common.rewards.compute_rewards`); the episode is written to ``OUT/rollouts`` and its chunk
    transitions appended (atomically) to ``OUT/replay/online``;
 3. once the online buffer holds ``n_start`` transitions, ``updates_per_env_step`` updates per executed
    control step (Algorithm 1 runs one per step) of :class:`OnlineLearner` on 1:1 offline/online batches,
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bora_policy.common.rewards import RewardConfig, compute_dones, compute_rewards
 from bora_policy.models.residual import (
     FrozenResidual,
     ResidualPolicy,
@@ -45,7 +46,6 @@ from bora_policy.models.residual import (
 from bora_trainer.algorithms.online import OnlineConfig, OnlineLearner, check_normalizer_versions
 from bora_trainer.config_io import load_config, to_dict
 from bora_trainer.data.replay import ChunkReplayBuffer, MixedSampler, ReplaySpec, chunk_transitions
-from bora_trainer.rewards import RewardConfig, compute_dones, compute_rewards
 
 
 @dataclass
@@ -162,7 +162,7 @@ def offline_buffer(
 ) -> ChunkReplayBuffer:
     """Chunk transitions of the offline dataset with z_t and A_VLA from the frozen VLA (computed once);
     persisted as a ChunkReplayBuffer directory when ``path`` is given (the trainer node's D_offline)."""
-    from bora_trainer.data.episodes import episode_ids, read_episode
+    from bora_policy.common.episodes import episode_ids, read_episode
 
     ids = episode_ids(data)
     if not ids:
@@ -406,9 +406,9 @@ def train(
     out: str | Path,
     progress: bool = True,
 ) -> dict:
+    from bora_policy.common.episodes import DatasetMeta, write_episode
     from bora_sim.env import make_env
     from bora_trainer.checkpoint import RunLogger, save_checkpoint
-    from bora_trainer.data.episodes import DatasetMeta, write_episode
 
     out = Path(out)
     device = torch.device(

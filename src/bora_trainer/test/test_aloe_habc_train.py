@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import bora_trainer.algorithms.habc  # noqa: F401  (registers --algo habc)
+from bora_policy.common.episodes import read_episode, read_meta, write_episode
 from bora_trainer.algorithms.aloe import per_sample_weighted_bc
 from bora_trainer.algorithms.aloe_train import phase_for_step
 from bora_trainer.algorithms.habc_labels import KIND_DEMO, KIND_INTERVENTION, KIND_POLICY, LABEL_NONE
 from bora_trainer.algorithms.offline import OfflineConfig
 from bora_trainer.config_io import load_config
 from bora_trainer.data.chunks import write_synthetic_dataset
-from bora_trainer.data.episodes import read_episode, read_meta, write_episode
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[3]

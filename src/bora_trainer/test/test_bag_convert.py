@@ -14,6 +14,8 @@ import shutil
 import numpy as np
 import pytest
 
+from bora_policy.common.episodes import read_episode, read_meta
+from bora_policy.common.rewards import RewardConfig
 from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_convert import (
     ConvertConfig,
@@ -23,9 +25,7 @@ from bora_trainer.data.bag_convert import (
     read_transitions,
 )
 from bora_trainer.data.bag_io import read_bag
-from bora_trainer.data.episodes import read_episode, read_meta
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, exec_value, write_scripted_bag
-from bora_trainer.rewards import RewardConfig
 
 LAY = BagLayout()
 K, A = LAY.chunk_size, LAY.action_dim

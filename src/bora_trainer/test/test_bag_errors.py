@@ -146,9 +146,9 @@ def _write_msgs(path, msgs):
 def test_one_unusable_message_is_dropped_and_one_unusable_episode_fails_alone(tmp_path, capsys):
     import numpy as np
 
+    from bora_policy.common.episodes import read_episode
     from bora_trainer.data import bag_schema as S
     from bora_trainer.data.bag_convert import ConversionError, convert
-    from bora_trainer.data.episodes import read_episode
     from bora_trainer.data.synthetic_bag import scripted_messages
 
     msgs = scripted_messages([ScriptedEpisode(1, 10, "success"), ScriptedEpisode(2, 8, "failure")], LAY)

@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pytest
 
+from bora_policy.common.episodes import read_episode
 from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_convert import ConversionError, convert, read_transitions
 from bora_trainer.data.bag_io import open_writer
-from bora_trainer.data.episodes import read_episode
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, exec_value, write_scripted_bag
 
 LAY = BagLayout()

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from bora_policy.common.episodes import EpisodeFormatError, read_episode
 from bora_trainer.algorithms.losses import validity_mask
 from bora_trainer.data.chunks import ChunkDataset, ChunkDatasetConfig, write_synthetic_dataset
-from bora_trainer.data.episodes import EpisodeFormatError, read_episode
 
 
 @pytest.fixture(scope="module")

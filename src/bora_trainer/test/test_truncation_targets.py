@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from bora_policy.common.episodes import read_episode
 from bora_trainer.algorithms.aloe import chunk_td_target
 from bora_trainer.algorithms.aloe_train import online_td_target
 from bora_trainer.algorithms.losses import shifted_bootstrap_targets
 from bora_trainer.data.chunks import ChunkDataset, ChunkDatasetConfig, write_synthetic_dataset
-from bora_trainer.data.episodes import read_episode
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec, chunk_transitions, to_torch
 
 torch.set_num_threads(1)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bora_trainer.data.episodes import DatasetMeta, write_episode
+from bora_policy.common.episodes import DatasetMeta, write_episode
 from bora_trainer.viz.cli import main
 from bora_trainer.viz.log import StepClock, image_array
 from bora_trainer.viz.readback import rrd_rows, scalar_series, texts

@@ -13,6 +13,14 @@ command period, so the first tick after a switch uses ``w = 1 / (blend_steps + 1
 arrives during a cross-fade blends from the cross-fade itself (sources nest), so the command stays
 continuous. ``blend_steps = 0`` switches hard. An optional ``max_delta`` clips each joint's
 change per tick (rad), a last guard against steps the arbiter would otherwise have to hold.
+
+``max_velocity`` (rad/s per joint, the arbiter's limits; ours): the cross-fade lasts at least
+``2 * |gap_j| / v_j`` for the gap ``gap = new(t) - old(t)`` at the switch, so closing the gap takes at
+most half of each joint's speed budget and the chunk's own motion the other half; then every tick's
+change is clipped to ``v_j / control_hz``, so no step at a boundary exceeds what the arbiter allows.
+This is the output-space form of real-time chunking's soft-masked overlap (Black et al. 2025, "Real-Time
+Execution of Action Chunking Flow Policies", Sec. 4: the new chunk is pulled toward the executing one over
+the overlap); the guided inpainting inside the flow sampler is not done here.
 """
 
 from __future__ import annotations
@@ -35,8 +43,15 @@ class ChunkExecutorConfig:
     chunk_hz: float = 10.0
     blend_steps: int = 2
     max_delta: float = 0.0
+    # per-joint speed limit (rad/s), the last value repeated for the remaining joints; () = off
+    max_velocity: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        self.max_velocity = tuple(float(v) for v in self.max_velocity)
+        if any(not v > 0 for v in self.max_velocity):
+            raise ValueError(
+                f"ChunkExecutorConfig.max_velocity must be > 0 rad/s per joint (empty = off), got {self.max_velocity}"
+            )
         if not self.control_hz > 0 or not self.chunk_hz > 0:
             raise ValueError(
                 f"ChunkExecutorConfig: control_hz and chunk_hz must be > 0, got "
@@ -163,12 +178,24 @@ class ChunkExecutor:
             )
         return row
 
+    def velocity_limit(self) -> np.ndarray | None:
+        """Per-joint speed limit (rad/s) over ``action_dim`` joints, or None when off."""
+        v = self.cfg.max_velocity
+        if not v or self.action_dim is None:
+            return None
+        return np.asarray([v[min(i, len(v) - 1)] for i in range(self.action_dim)], dtype=np.float64)
+
     def _switch(self, new: _Source, t_now: float | None, chunk_id: int) -> None:
-        if self._src is None or self.cfg.blend_steps == 0:
+        vmax = self.velocity_limit()
+        if self._src is None or (self.cfg.blend_steps == 0 and vmax is None):
             self._src = new
         else:
             t0 = self._t_last if self._t_last is not None else (t_now if t_now is not None else 0.0)
-            self._src = _Blend(self._src, new, t0, (self.cfg.blend_steps + 1) * self.dt)
+            duration = (self.cfg.blend_steps + 1) * self.dt if self.cfg.blend_steps else 0.0
+            if vmax is not None:  # long enough to close the gap at half the speed budget (docstring)
+                gap = np.abs(new.value(t0) - self._src.value(t0))
+                duration = max(duration, float(np.max(2.0 * gap / vmax)))
+            self._src = _Blend(self._src, new, t0, duration)
         self._chunk_id = max(self._chunk_id, chunk_id) if chunk_id >= 0 else self._chunk_id
         self._src_is_hold = chunk_id < 0
 
@@ -192,6 +219,10 @@ class ChunkExecutor:
             self._src = src.new  # cross-fade finished: drop the old source
         if self.cfg.max_delta > 0 and self._last is not None:
             q = self._last + np.clip(q - self._last, -self.cfg.max_delta, self.cfg.max_delta)
+        vmax = self.velocity_limit()
+        if vmax is not None and self._last is not None:
+            lim = vmax * self.dt
+            q = self._last + np.clip(q - self._last, -lim, lim)
         self._last, self._t_last = q, float(t)
         hold = getattr(self, "_src_is_hold", False)
         return Command(q, -1 if hold else src.index(t), -1 if hold else self._chunk_id, w)

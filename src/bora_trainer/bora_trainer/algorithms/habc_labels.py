@@ -229,7 +229,7 @@ def build_habc_index(
     demos_in_critic: bool = False,
     use_chunk_start: bool = True,
 ) -> HabcIndex:
-    """Label every anchor of ``episodes`` (``(arrays, info)`` pairs of :mod:`bora_trainer.data.episodes`).
+    """Label every anchor of ``episodes`` (``(arrays, info)`` pairs of :mod:`bora_policy.common.episodes`).
 
     Anchors are the recorded ``chunk_start`` steps when present (and ``use_chunk_start``), else every
     ``stride``-th step. Windows are labelled per step (:func:`label_episode`) and read at the anchors."""

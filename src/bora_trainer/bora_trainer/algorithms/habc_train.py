@@ -116,7 +116,7 @@ class HabcOffline(OfflineAlgorithm):
 
     def attach_dataset(self, dataset) -> None:
         """Build the window labels of every episode of a :class:`~bora_trainer.data.chunks.ChunkDataset`."""
-        from bora_trainer.data.episodes import read_episode
+        from bora_policy.common.episodes import read_episode
 
         table = EpisodeLabelTable(self.hcfg, self.cfg.k)
         for eid in dataset.episode_ids:

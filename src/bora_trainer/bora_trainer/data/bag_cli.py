@@ -12,10 +12,10 @@ import argparse
 import sys
 from collections import defaultdict
 
+from bora_policy.common.rewards import RewardConfig
 from bora_trainer.data import bag_convert as C
 from bora_trainer.data.bag_io import BagReadError, read_bag
 from bora_trainer.data.bag_output import OutputError
-from bora_trainer.rewards import RewardConfig
 
 
 def _reward_cfg(path: str | None) -> RewardConfig:

@@ -14,7 +14,7 @@ messages with an empty one, get the bag as their session: ``bag:<directory name>
   ``start_recorded: false``; the online trainer does not ingest those.
 * takeovers from ``/bora/intervention`` (START s .. END e, exclusive; RECOVERED r attaches to the
   open or most recent takeover, clamped into it); rewards and dones are recomputed with
-  :func:`bora_trainer.rewards.compute_rewards` and the configured :class:`RewardConfig`.
+  :func:`bora_policy.common.rewards.compute_rewards` and the configured :class:`RewardConfig`.
 * observations (``/bora/observation``: state = arm + hand positions, colour, depth) for the
   episode files; ``--transitions-only`` does without them.
 * chunks (``/bora/action_chunk``): z_t, normalised proprio, base chunk (``base_norm``), base /
@@ -67,6 +67,8 @@ from typing import Any
 
 import numpy as np
 
+from bora_policy.common.episodes import DatasetMeta, _atomic_write_bytes, write_episode
+from bora_policy.common.rewards import RewardConfig
 from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_episode import (
     CONVERTER_VERSION,
@@ -78,8 +80,6 @@ from bora_trainer.data.bag_episode import (
 )
 from bora_trainer.data.bag_io import BagData, BagReadError, read_bag
 from bora_trainer.data.bag_output import OutputDir, OutputError, completeness, write_json
-from bora_trainer.data.episodes import DatasetMeta, _atomic_write_bytes, write_episode
-from bora_trainer.rewards import RewardConfig
 
 __all__ = [
     "BagReadError",

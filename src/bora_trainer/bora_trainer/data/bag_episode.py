@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from bora_policy.common.rewards import RewardConfig, compute_dones, compute_rewards
 from bora_trainer.data import bag_schema as S
-from bora_trainer.rewards import RewardConfig, compute_dones, compute_rewards
 
 CONVERTER_VERSION = "1"
 EPISODE_KINDS = {0: "start", 1: "success", 2: "failure", 3: "abort"}
@@ -364,7 +364,7 @@ def build_episode(
         "warnings": warnings,
     }
     if obs_meta is not None:  # the episode file's own checks, before anything is written
-        from bora_trainer.data.episodes import _DTYPES, DatasetMeta, EpisodeFormatError, validate_episode
+        from bora_policy.common.episodes import _DTYPES, DatasetMeta, EpisodeFormatError, validate_episode
 
         try:
             validate_episode(

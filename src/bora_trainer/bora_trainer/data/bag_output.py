@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bora_trainer.data.episodes import FORMAT, DatasetMeta, EpisodeFormatError
+from bora_policy.common.episodes import FORMAT, DatasetMeta, EpisodeFormatError
 
 LEDGER = "ledger.jsonl"
 PENDING = "pending.json"  # episodes skipped while incomplete (a live recording): the bags of their parts
@@ -119,7 +119,7 @@ class OutputDir:
                 self.pending.pop(key)
         if self.pending == self._pending0:
             return
-        from bora_trainer.data.episodes import _atomic_write_bytes
+        from bora_policy.common.episodes import _atomic_write_bytes
 
         payload = json.dumps({f"{s}|{e}": v for (s, e), v in sorted(self.pending.items())}, indent=2).encode()
         try:
@@ -250,7 +250,7 @@ class OutputDir:
 
 
 def write_json(path: Path, data: Any) -> None:
-    from bora_trainer.data.episodes import _atomic_write_bytes, _json_default
+    from bora_policy.common.episodes import _atomic_write_bytes, _json_default
 
     payload = json.dumps(data, indent=2, default=_json_default).encode()
     _atomic_write_bytes(path, lambda f: f.write(payload))

@@ -12,7 +12,7 @@ For a start step ``t`` of an episode of length ``T`` a sample holds
 - ``mask`` [k]: the validity mask of Eq. (3)-(4), steps up to and including the first terminal, times
   ``pad_mask``.
 
-Gaps (episode arrays ``valid`` / ``obs_valid``, :mod:`bora_trainer.data.episodes`): no sample starts at a
+Gaps (episode arrays ``valid`` / ``obs_valid``, :mod:`bora_policy.common.episodes`): no sample starts at a
 step whose executed action or observation was not recorded; a step without a recorded action has
 ``mask`` 0; when observation ``t+k`` was not recorded, ``next_valid`` is False and the chunk's last step
 is masked out (no bootstrap from a filler observation), as in :func:`bora_trainer.data.replay.chunk_transitions`.
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bora_trainer.data.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta, step_validity
+from bora_policy.common.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta, step_validity
 
 
 @dataclass
@@ -228,7 +228,7 @@ def write_synthetic_dataset(
     target), the image shows the goal as a bright pixel block, the reward is -0.01 per step and +1 on
     the terminal success step. Every ``fail_every``-th episode times out (no terminal, no bonus).
     """
-    from bora_trainer.data.episodes import DatasetMeta, write_episode
+    from bora_policy.common.episodes import DatasetMeta, write_episode
 
     rng = np.random.default_rng(seed)
     H, W = image_size

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bora_trainer.data.episodes import (
+from bora_policy.common.episodes import (
     DatasetMeta,
     episode_ids,
     read_episode,

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bora_trainer.data.episodes import _atomic_write_bytes
+from bora_policy.common.episodes import _atomic_write_bytes
 
 FORMAT = "bora-replay/1"
 
@@ -312,7 +312,7 @@ def chunk_transitions(
     after the last executed step, or the best stand-in the caller has), else from the last replanning
     observation; ``next_valid`` is True there. A chunk inside the episode whose step t + k is no
     replanning step has no next observation: ``next_valid`` False and its last step is masked out.
-    ``valid`` [T] (episode files, :func:`bora_trainer.data.episodes.step_validity`): steps whose executed
+    ``valid`` [T] (episode files, :func:`bora_policy.common.episodes.step_validity`): steps whose executed
     action was not recorded (a gap) are masked out too.
     """
     from bora_trainer.algorithms.losses import validity_mask

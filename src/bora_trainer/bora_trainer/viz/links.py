@@ -19,7 +19,7 @@ from bora_trainer.viz.blueprint import default_blueprint
 
 def online_rollout_rrds(runs_dir: str | Path, out_dir: str | Path) -> list[tuple[Path, Path, int]]:
     """``(.rrd, rollouts dir, episode id)`` per online run."""
-    from bora_trainer.data.episodes import episode_ids
+    from bora_policy.common.episodes import episode_ids
     from bora_trainer.viz.log import VizLogger
     from bora_trainer.viz.sources import log_dataset
 

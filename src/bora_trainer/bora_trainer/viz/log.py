@@ -258,7 +258,7 @@ class VizLogger:
 
     # ------------------------------------------------------------------ episode files
     def episode_arrays(self, arrays: dict, info: dict, camera_names: list[str], fps: float) -> int:
-        """One episode file (``bora_trainer.data.episodes``) on the timeline; returns its T."""
+        """One episode file (``bora_policy.common.episodes``) on the timeline; returns its T."""
         T = len(arrays["action"])
         eid = int(info.get("episode_id", 0))
         sess = str(info.get("session_id", "") or f"dataset-episode-{eid}")

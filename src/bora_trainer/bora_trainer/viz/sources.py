@@ -2,7 +2,7 @@
 
 A recording is read with the project's salvaging reader (``bora_trainer.data.bag_io.read_bag``)
 and decoded with the definitions stored in it; an episode dataset through
-``bora_trainer.data.episodes``. Errors are :class:`~.log.VizInputError` with one line naming the
+``bora_policy.common.episodes``. Errors are :class:`~.log.VizInputError` with one line naming the
 path, topic or field.
 """
 
@@ -97,7 +97,7 @@ def log_bag(viz: VizLogger, path: str | Path, topics: list[str] | None = None,
 
 def log_dataset(viz: VizLogger, root: str | Path, episodes: list[int] | None = None) -> SourceSummary:
     """Log episodes of a BORA episode dataset (all, or the given ids)."""
-    from bora_trainer.data.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta
+    from bora_policy.common.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta
 
     root = Path(root)
     if not root.is_dir():

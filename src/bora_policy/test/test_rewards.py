@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 
-from bora_trainer.rewards import (
+from bora_policy.common.rewards import (
+    SIM_REWARD,
     RewardConfig,
     blend_takeover,
     compute_dones,
     compute_rewards,
     intervention_mask,
     interventions_from_mask,
+    step_task_reward,
 )
 
 CFG = RewardConfig(
@@ -79,3 +81,10 @@ def test_bad_config_and_outcome():
         RewardConfig(intervention_penalty=0.5)
     with pytest.raises(ValueError, match="outcome"):
         compute_rewards(3, "won", [], CFG)
+
+
+def test_sim_step_reward_hand_computed():
+    # the simulator's online reward: -0.01 per step, +1.0 on the terminating (success) step
+    assert step_task_reward(SIM_REWARD, False) == pytest.approx(-0.01)
+    assert step_task_reward(SIM_REWARD, True) == pytest.approx(0.99)
+    assert step_task_reward(RewardConfig(), True) == pytest.approx(0.998)

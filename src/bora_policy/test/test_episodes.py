@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bora_trainer.data.episodes import (
+from bora_policy.common.episodes import (
     DatasetMeta,
     EpisodeFormatError,
     episode_ids,

@@ -65,6 +65,18 @@ class RewardConfig:
             )
 
 
+# The simulator's own per-step reward (the gym ``step`` reward and the ``reward`` array of collected
+# demonstrations) keeps the 0.01 time penalty it has always used (ours); episodes recomputed from events
+# (bag conversion, online rollouts) use the ``RewardConfig()`` defaults above. Both live here, one source.
+SIM_REWARD = RewardConfig(time_penalty=0.01)
+
+
+def step_task_reward(cfg: RewardConfig, terminated: bool) -> float:
+    """r_env of one step as the simulator emits it online: ``-time_penalty`` (+ ``success_reward`` on the
+    step the success predicate becomes true, which terminates the episode)."""
+    return -cfg.time_penalty + (cfg.success_reward if terminated else 0.0)
+
+
 @dataclass
 class Takeover:
     """One human takeover: steps ``[start, end)`` under human control; ``recovered_step`` or None."""

@@ -1,0 +1,112 @@
+"""Round accounting of the online phase: what each round really used, and the round-boundary gate.
+
+Algorithm 1 (multi-round) with Table 4's budget: each round collects exactly ``episodes_per_round``
+(M) online episodes before its residual is frozen. Through the ROS graph the simulated robot runs
+episodes on its own (``auto_reset``) while the trainer updates, so two mechanisms keep the count exact
+(both ours; the paper leaves the scheduling to the operator):
+
+* the trainer ingests at most M episodes into a round; an episode that finishes after the round is
+  full waits (it is not ingested) and is counted in the next round once that starts
+  (:class:`bora_trainer.online.loop.OnlineLoop`);
+* the robot waits at a round boundary: the trainer publishes the highest bridge episode id that may
+  start (:func:`episode_gate`); the bridge does not start a later one. Once a round is full the gate
+  stays at the last id seen, and it opens for the next round only when that round's first checkpoint is
+  in use by the policy (:class:`RoundGate`), so every episode of round r runs round r's residual.
+
+Everything here is plain Python over the trainer's ledger (``STATE/ingested.json``: one entry per
+ingested episode with its ``round``, ``num_steps``, ``intervened_steps``, ``outcome`` and the bridge's
+``source_episode_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def intervened_steps(rows: dict[str, np.ndarray]) -> int:
+    """Control steps executed under an operator takeover in one episode's chunk transitions.
+
+    Each row holds the chunk's start ``step`` [n] and per-step ``is_intervention`` and ``mask`` [n, k];
+    overlapping chunks (replanning before a chunk ends) count each control step once.
+    """
+    step = np.asarray(rows["step"], np.int64).reshape(-1, 1)
+    flag = np.asarray(rows["is_intervention"], bool) & np.asarray(rows["mask"], bool)
+    k = flag.shape[1] if flag.ndim == 2 else 0
+    if not k:
+        return 0
+    steps = (step + np.arange(k, dtype=np.int64)[None, :])[flag]
+    return int(np.unique(steps).size)
+
+
+def round_table(ledger: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per round: episodes, control steps, intervened steps (and their share), successes."""
+    out: dict[int, dict[str, Any]] = {}
+    for e in ledger.values():
+        r = int(e.get("round", 1))
+        row = out.setdefault(
+            r, {"round": r, "episodes": 0, "steps": 0, "intervened_steps": 0, "successes": 0}
+        )
+        row["episodes"] += 1
+        row["steps"] += int(e.get("num_steps", 0))
+        row["intervened_steps"] += int(e.get("intervened_steps", 0))
+        row["successes"] += int(e.get("outcome") == "success")
+    rows = [out[r] for r in sorted(out)]
+    for row in rows:
+        row["intervened_share"] = row["intervened_steps"] / row["steps"] if row["steps"] else 0.0
+    return rows
+
+
+def episode_gate(last_seen_id: int, in_round: int, per_round: int, open_: bool = True) -> int:
+    """Highest bridge episode id that may start.
+
+    ``last_seen_id``: the highest bridge episode id the trainer has taken in (ingested, or finished but
+    not usable: a replacement is then allowed); ``in_round``: episodes ingested into the current round.
+    Episodes still running or not yet converted have ids above ``last_seen_id`` and count against the
+    ``per_round - in_round`` still needed, so the gate never lets a round overflow and never waits for
+    an episode that will not come. Closed (``open_`` False, or the round full): ``last_seen_id``.
+    """
+    if last_seen_id < 0 or in_round < 0 or per_round < 1:
+        raise ValueError(
+            f"episode_gate: last_seen_id {last_seen_id} and in_round {in_round} must be >= 0, "
+            f"per_round {per_round} >= 1"
+        )
+    if not open_:
+        return int(last_seen_id)
+    return int(last_seen_id + max(0, per_round - in_round))
+
+
+class RoundGate:
+    """The gate the trainer node publishes: closed from the moment a round is full until the next
+    round's first checkpoint is in use by the policy (its ``residual_version`` = the announced sha256's
+    first 16 hex digits), or ``timeout_s`` after the gate started waiting (a policy that never confirms
+    must not stall the run: the episode is then recorded with whatever it runs, and said so). Round 1
+    opens once the policy reports at all (it runs the base until the first checkpoint): episodes then
+    have policy chunks from their first step."""
+
+    def __init__(self, timeout_s: float = 60.0, wait_for_policy: bool = True):
+        if timeout_s < 0:
+            raise ValueError(f"RoundGate.timeout_s must be >= 0, got {timeout_s}")
+        self.timeout_s = float(timeout_s)
+        self.wait_for_policy = bool(wait_for_policy)
+        self.confirmed_round = 0
+        self._since: tuple[int, float] | None = None  # (round, time it started waiting)
+        self.timed_out: list[int] = []
+
+    def is_open(self, round_: int, expected_version: str, policy_version: str | None, now: float) -> bool:
+        """Whether round ``round_`` may start episodes. ``expected_version``: its first checkpoint's;
+        ``policy_version``: the policy's current ``residual_version``, None until it reported."""
+        if round_ <= self.confirmed_round or not self.wait_for_policy:
+            self.confirmed_round = max(self.confirmed_round, round_)
+            return True
+        if policy_version is not None and (round_ == 1 or (expected_version and policy_version == expected_version)):
+            self.confirmed_round = round_
+            return True
+        if self._since is None or self._since[0] != round_:
+            self._since = (round_, now)
+        if now - self._since[1] >= self.timeout_s:
+            self.timed_out.append(round_)
+            self.confirmed_round = round_
+            return True
+        return False
