@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("bora_trainer.data.lerobot", "`export` / `import` LeRobotDataset v3"),
     "up": ("bora_trainer.up", "start the node graph (--sim: with the simulated robot) under a supervisor"),
     "demo": ("bora_trainer.demo", "the whole pipeline on the simulated robot (what `make demo` runs)"),
+    "help": ("bora_policy.runtime.help_calibration", "`calibrate` the critic's help-request threshold per task "
+                                                      "from recorded episodes (issue 19)"),
     "viz": ("bora_trainer.viz.cli", "a recording, an episode dataset or the live graph in the Rerun viewer "
                                     "(.rrd file or web viewer on 127.0.0.1)"),
 }
