@@ -167,8 +167,7 @@ def rollout_episode(
     executor = ChunkExecutor(exec_cfg)
     dt = 1.0 / exec_cfg.control_hz
 
-    def state_of(o):
-        return np.concatenate([o["arm_qpos"], o["hand_qpos"]]).astype(np.float32)
+    state_of = runner.processor.state_of  # [arm q, hand q] (bora_policy.runtime.processor)
 
     executor.hold(state_of(obs), 0.0)  # the node holds the measured state at an episode START
     since_plan = replan_steps  # plan right away

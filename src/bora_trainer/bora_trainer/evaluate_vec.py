@@ -29,10 +29,6 @@ import numpy as np
 import torch
 
 
-def _state_of(o: dict) -> np.ndarray:
-    return np.concatenate([o["arm_qpos"], o["hand_qpos"]]).astype(np.float32)
-
-
 def _batch_obs(runner, colors: list[np.ndarray], states: list[np.ndarray], instructions: list[str]) -> dict:
     checked = [runner._check_inputs(c, s) for c, s in zip(colors, states)]
     return {
@@ -51,7 +47,7 @@ def infer_batch(runner, colors, states, instructions) -> tuple[np.ndarray, np.nd
     obs = _batch_obs(runner, colors, states, instructions)
     z, a_vla, _ = runner.policy.act(obs, runner.cfg.num_inference_steps, deterministic=True)
     z, a_vla = z.float(), a_vla.float()
-    prop = runner.normalizer.normalize_state(torch.from_numpy(obs["state"]).to(runner.device)).float()
+    prop = runner.processor.normalize_state_tensor(obs["state"]).float()
     current, _ = runner.residual_slot.snapshot()
     rp, alpha_ck = current if current is not None else (runner.base_policy, None)
     has_res = rp.current is not None
@@ -65,7 +61,7 @@ def infer_batch(runner, colors, states, instructions) -> tuple[np.ndarray, np.nd
 
 def _critic_v0(runner, z: torch.Tensor, color: np.ndarray, prop: torch.Tensor) -> np.ndarray:
     if getattr(runner.critic, "input_kind", "z") == "images":
-        images = torch.from_numpy(np.ascontiguousarray(color)).to(runner.device).permute(0, 1, 4, 2, 3)
+        images = runner.processor.images(color)
         kw = {"proprio": prop} if getattr(runner.critic, "state_dim", 0) else {}
         return runner.critic.v(images, **kw).float()[:, 0].cpu().numpy()
     return runner.critic.v(z.float()).float()[:, 0].cpu().numpy()
@@ -188,7 +184,7 @@ def rollout_vectorized(
         torch.manual_seed(slot.seed)  # as rollout_episode (nothing random is drawn by the mean chunk)
         slot.obs, slot.info = slot.env.reset(seed=slot.seed)
         slot.executor = ChunkExecutor(exec_cfg)
-        slot.executor.hold(_state_of(slot.obs), 0.0)
+        slot.executor.hold(runner.processor.state_of(slot.obs), 0.0)
         slot.since_plan, slot.step, slot.plans, slot.values, slot.active = replan_steps, 0, 0, [], True
 
     for s in slots:
@@ -201,7 +197,7 @@ def rollout_vectorized(
             finals, v0 = infer_batch(
                 runner,
                 [s.obs["color"] for s in plan],
-                [_state_of(s.obs) for s in plan],
+                [runner.processor.state_of(s.obs) for s in plan],
                 [s.obs["instruction"] for s in plan],
             )
             for j, s in enumerate(plan):
@@ -216,7 +212,7 @@ def rollout_vectorized(
                 vs = values_batch(
                     runner,
                     [s.obs["color"] for s in rest],
-                    [_state_of(s.obs) for s in rest],
+                    [runner.processor.state_of(s.obs) for s in rest],
                     [s.obs["instruction"] for s in rest],
                 )
                 planned_v.update({id(s): float(v) for s, v in zip(rest, vs)})

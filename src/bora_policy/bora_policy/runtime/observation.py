@@ -2,7 +2,8 @@
 
 ``observation_arrays(obs)`` returns ``color [n_cam, H, W, 3] uint8`` (RGB), ``depth [n_cam, H, W]
 float32`` metres (empty when the observation carries no depth), ``state [7 + n_hand] float32``
-(arm then hand positions, docs/interfaces.md), the instruction and the stamp in seconds.
+(arm then hand positions: ``bora_policy.common.state``, the one definition of the layout), the
+instruction and the stamp in seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bora_policy.common.state import state_names, state_vector
 from bora_policy.runtime.image_conv import depth_to_metres, to_rgb
 
 
@@ -41,10 +43,8 @@ def observation_arrays(obs, with_depth: bool = False) -> ObservationArrays:
         if with_depth and len(obs.depth)
         else np.zeros((0,), np.float32)
     )
-    state = np.concatenate(
-        [np.asarray(obs.arm.position, np.float32), np.asarray(obs.hand.position, np.float32)]
-    )
-    names = list(obs.arm.name) + list(obs.hand.name)
+    state = state_vector(obs.arm.position, obs.hand.position)
+    names = state_names(obs.arm.name, obs.hand.name)
     return ObservationArrays(
         color,
         depth,

@@ -63,6 +63,7 @@ from bora_policy.runtime.checkpoint_loader import (
     sha256_file,
     verify_checkpoint,
 )
+from bora_policy.runtime.processor import ObservationProcessor
 
 
 def pick_device(prefer: str = "auto") -> torch.device:
@@ -165,6 +166,8 @@ class PolicyRunner:
         self.device = pick_device(self.cfg.device)
         self.policy = policy.to(self.device).eval().requires_grad_(False)
         self.normalizer: Normalizer = policy.normalizer
+        # raw state + images -> checked inputs, s^norm and image tensors (runtime/processor.py)
+        self.processor = ObservationProcessor(self.normalizer, device=self.device)
         pc: VLAConfig = policy.cfg
         self.state_dim, self.action_dim, self.chunk_size = pc.state_dim, pc.action_dim, pc.chunk_size
         self.z_dim = int(policy.z_dim)
@@ -370,21 +373,12 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ inference
     def _check_inputs(self, color: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        color = np.asarray(color)
-        if color.ndim != 4 or color.shape[-1] != 3 or color.dtype != np.uint8:
-            raise ValueError(
-                f"PolicyRunner.infer: color must be [n_cam, H, W, 3] uint8, got {color.shape} {color.dtype}"
-            )
-        s = np.asarray(state, dtype=np.float32).reshape(-1)
-        if s.shape[0] != self.state_dim:
-            raise ValueError(
-                f"PolicyRunner.infer: state has {s.shape[0]} dims, expected state_dim={self.state_dim}"
-            )
-        return color, s
+        where = "PolicyRunner.infer"
+        return self.processor.check_color(color, where), self.processor.check_state(state, where)
 
     def _critic_args(self, z: torch.Tensor, color: np.ndarray, prop: torch.Tensor) -> tuple[tuple, dict]:
         if getattr(self.critic, "input_kind", "z") == "images":
-            images = torch.from_numpy(np.ascontiguousarray(color)).to(self.device).permute(0, 3, 1, 2)[None]
+            images = self.processor.images(color[None])
             kw = {"proprio": prop} if getattr(self.critic, "state_dim", 0) else {}
             return (images,), kw
         return (z.float(),), {}
@@ -401,7 +395,7 @@ class PolicyRunner:
             obs, self.cfg.num_inference_steps, generator=generator, deterministic=self.cfg.deterministic
         )
         z, a_vla = z.float(), a_vla.float()
-        prop = self.normalizer.normalize_state(torch.from_numpy(s).to(self.device))[None].float()
+        prop = self.processor.normalize_state_tensor(s)[None].float()
         t1 = time.perf_counter()
         current, version = self.residual_slot.snapshot()
         rp, alpha_ck = current if current is not None else (self.base_policy, None)

@@ -82,17 +82,18 @@ class ObservationProcessor:
         self.normalizer = normalizer
         self.cfg = cfg or ProcessorConfig()
         self.device = torch.device(device)
-        hand = self.cfg.hand_dim
+        arm, hand = self.cfg.arm_dim, self.cfg.hand_dim
+        self.state_dim: int | None = None if hand is None else arm + hand
         if normalizer is not None:
-            if hand is None:
-                hand = normalizer.state_dim - self.cfg.arm_dim
-            if self.cfg.arm_dim + hand != normalizer.state_dim:
+            if self.state_dim is not None and self.state_dim != normalizer.state_dim:
                 raise ValueError(
-                    f"ObservationProcessor: arm_dim {self.cfg.arm_dim} + hand_dim {hand} != the normaliser's "
+                    f"ObservationProcessor: arm_dim {arm} + hand_dim {hand} != the normaliser's "
                     f"state_dim {normalizer.state_dim}"
                 )
+            self.state_dim = normalizer.state_dim
+            if hand is None and self.state_dim >= arm:
+                hand = self.state_dim - arm
         self.hand_dim = hand
-        self.state_dim = None if hand is None else self.cfg.arm_dim + hand
 
     @property
     def version(self) -> str:
