@@ -1,4 +1,6 @@
-"""``bora sim <verb>``: ``collect`` demonstrations, ``render`` a contact sheet of the three views.
+"""``bora sim <verb>``: ``collect`` demonstrations, ``render`` a contact sheet of the three views,
+``glove-map``: the scripted operator's glove -> Shadow retarget map with the actuator limits (plain data
+for ``python -m bora_teleop.retarget convert``, which writes ``config/retarget_shadow.yaml``).
 
 ``main(argv)`` receives what follows ``bora sim``, e.g. ``["collect", "--task", "open_box", ...]``.
 """
@@ -48,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         default=-1,
         help="expert steps to run before the snapshot (-1: stop in the middle of the expert's plan)",
     )
+    g = sub.add_parser("glove-map", help="write the operator's glove -> Shadow map with limits (YAML, plain data)")
+    g.add_argument("--out", required=True, help="output .yaml file")
     return p
 
 
@@ -126,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             json.dumps(render_sheet(args.task, args.out, args.object_set, args.seed, args.size, args.steps))
         )
+        return 0
+    if args.verb == "glove-map":
+        import yaml
+
+        from bora_sim.operator import shadow_glove_map
+
+        with open(args.out, "w") as fh:
+            yaml.safe_dump(shadow_glove_map(), fh, sort_keys=False, default_flow_style=None, width=110)
+        print(json.dumps({"out": args.out}))
         return 0
     return 2
 

@@ -106,6 +106,20 @@ SHADOW = HandConfig(
 HANDS: dict[str, HandConfig] = {"shadow": SHADOW}
 
 
+def shadow_ctrl_limits() -> dict[str, tuple[float, float]]:
+    """Shadow hand actuator ctrlrange per joint (``"FFJ3" -> (lo, hi)``) from the gymnasium-robotics asset."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(gymnasium_robotics_assets() / "hand" / "shared.xml").getroot()
+    out = {}
+    for el in root.iter("position"):
+        joint, rng = el.get("joint", ""), el.get("ctrlrange")
+        if joint and rng:
+            lo, hi = (float(x) for x in rng.split())
+            out[joint.split(":")[-1]] = (lo, hi)
+    return out
+
+
 def get_hand(name: str) -> HandConfig:
     if name not in HANDS:
         raise KeyError(f"unknown hand {name!r}; known hands: {sorted(HANDS)}")

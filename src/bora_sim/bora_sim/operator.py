@@ -131,6 +131,21 @@ def shadow_retarget_map(robot_joint_names: tuple[str, ...]) -> RetargetMap:
     return RetargetMap(GLOVE_JOINT_NAMES, tuple(robot_joint_names), A, np.zeros(len(short)))
 
 
+def shadow_glove_map() -> dict[str, Any]:
+    """The operator's glove -> Shadow map as plain data with the Shadow actuator limits (``lower``/``upper``
+    per robot joint): the form ``bora_teleop.retarget.RetargetMap.from_dict`` reads, so the teleop can use
+    the operator's map without importing the sim (``bora sim glove-map`` writes it;
+    ``config/retarget_shadow.yaml`` holds it)."""
+    from bora_sim.hand import SHADOW, shadow_ctrl_limits
+
+    lim = shadow_ctrl_limits()
+    names = SHADOW.joint_names
+    return shadow_retarget_map(names).to_dict() | {
+        "lower": [lim[n.split(":")[-1]][0] for n in names],
+        "upper": [lim[n.split(":")[-1]][1] for n in names],
+    }
+
+
 HELD_HEIGHT = 0.015
 """m: a pick object this high and touched by the hand is held; a takeover then continues from the lift."""
 GRASP_REACH = 0.03

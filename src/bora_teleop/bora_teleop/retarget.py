@@ -253,43 +253,13 @@ def fit_retarget(
     }
 
 
-def shadow_ctrl_limits() -> dict[str, tuple[float, float]]:
-    """Shadow hand actuator ctrlrange per joint (``"FFJ3" -> (lo, hi)``) from the gymnasium-robotics asset."""
-    import xml.etree.ElementTree as ET
-
-    from bora_sim.hand import gymnasium_robotics_assets
-
-    root = ET.parse(gymnasium_robotics_assets() / "hand" / "shared.xml").getroot()
-    out = {}
-    for el in root.iter("position"):
-        joint, rng = el.get("joint", ""), el.get("ctrlrange")
-        if joint and rng:
-            lo, hi = (float(x) for x in rng.split())
-            out[joint.split(":")[-1]] = (lo, hi)
-    return out
-
-
-def sim_shadow_map() -> RetargetMap:
-    """The simulation's operator map (``bora_sim.operator.shadow_retarget_map``) with the Shadow
-    actuator limits: what ``config/retarget_shadow.yaml`` must hold (``from-sim`` regenerates it)."""
-    from bora_sim.hand import SHADOW
-    from bora_sim.operator import shadow_retarget_map
-
-    sim = shadow_retarget_map(SHADOW.joint_names)
-    lim = shadow_ctrl_limits()
-    lo = [lim[n.split(":")[-1]][0] for n in sim.robot_joint_names]
-    hi = [lim[n.split(":")[-1]][1] for n in sim.robot_joint_names]
-    return RetargetMap(
-        list(sim.human_joint_names), list(sim.robot_joint_names), sim.matrix, sim.offset, lo, hi
-    )
-
-
 SIM_HEADER = """\
 # Retarget map: human glove angles (rad) -> Shadow hand joint targets (rad) of the simulated robot.
 # q_robot = clip(M @ h + offset, lower, upper); `from` lists the human joints feeding each robot joint
 # with their gains (several = coupling). Format: bora_teleop/retarget.py. GENERATED from the simulation's
-# scripted operator map (bora_sim.operator.shadow_retarget_map) and the Shadow actuator ctrlrange by
-#   python -m bora_teleop.retarget from-sim --out config/retarget_shadow.yaml
+# scripted operator map (bora_sim.operator.shadow_glove_map: the map and the Shadow actuator ctrlrange) by
+#   bora sim glove-map --out /tmp/m.yaml
+#   python -m bora_teleop.retarget convert --sim-header --map /tmp/m.yaml --out config/retarget_shadow.yaml
 # so the operator's glove stream retargets to the hand commands it meant. For a real glove, calibrate:
 #   python -m bora_teleop.retarget fit --pairs pairs.npz --template config/retarget_shadow.yaml --out my.yaml
 # human_joints is the order of UDP glove packets; /glove/joint_states is matched by name.
@@ -307,8 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     f.add_argument("--out", required=True, help="output retarget YAML")
     f.add_argument("--ridge", type=float, default=0.0, help="L2 regularisation of the gains (default 0)")
-    g = sub.add_parser("from-sim", help="write the simulation operator's Shadow map (with limits) as YAML")
+    g = sub.add_parser(
+        "convert", help="rewrite a map (any accepted form, e.g. `bora sim glove-map`'s) in the per-joint form"
+    )
+    g.add_argument("--map", required=True, help="input retarget YAML")
     g.add_argument("--out", required=True)
+    g.add_argument("--sim-header", action="store_true", help="start the file with the simulated Shadow map's header")
     a = sub.add_parser("apply", help="print the robot targets for one vector of human angles")
     a.add_argument("--map", required=True)
     a.add_argument("angles", type=float, nargs="+")
@@ -330,10 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             f"max RMS residual {report['rms_max']:.4f} rad -> {args.out}"
         )
         return 0
-    if args.cmd == "from-sim":
-        rmap = sim_shadow_map()
+    if args.cmd == "convert":
+        rmap = RetargetMap.load(args.map)
         with open(args.out, "w") as fh:
-            fh.write(SIM_HEADER)
+            fh.write(SIM_HEADER if args.sim_header else "")
             yaml.safe_dump(rmap.to_dict(), fh, sort_keys=False, default_flow_style=None, width=110)
         print(f"wrote {rmap.n_human} -> {rmap.n_robot} joint map to {args.out}")
         return 0

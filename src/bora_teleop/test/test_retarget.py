@@ -105,7 +105,8 @@ def test_yaml_errors_name_the_field(tmp_path):
 def test_shipped_shadow_map_is_the_sim_operators_map_with_limits():
     """The simulated operator's glove stream must retarget to the hand command it meant. If this
     fails after a change of bora_sim.operator, regenerate the file:
-    python -m bora_teleop.retarget from-sim --out config/retarget_shadow.yaml"""
+    bora sim glove-map --out /tmp/m.yaml
+    python -m bora_teleop.retarget convert --sim-header --map /tmp/m.yaml --out config/retarget_shadow.yaml"""
     m = RetargetMap.load(SHADOW_MAP)
     assert m.n_robot == 18
     assert m.robot_joints[0] == "hand/robot0:FFJ3" and m.robot_joints[-1] == "hand/robot0:THJ0"
@@ -116,10 +117,9 @@ def test_shipped_shadow_map_is_the_sim_operators_map_with_limits():
     assert q[m.robot_joints.index("hand/robot0:THJ0")] == pytest.approx(-1.571)
     import bora_sim.operator  # noqa: F401  (part of the workspace: a failure to import is a failure)
     from bora_sim.hand import SHADOW
-    from bora_sim.operator import shadow_retarget_map
-    from bora_teleop.retarget import sim_shadow_map
+    from bora_sim.operator import shadow_glove_map, shadow_retarget_map
 
-    ref = sim_shadow_map()
+    ref = RetargetMap.from_dict(shadow_glove_map())
     assert ref.human_joints == m.human_joints and ref.robot_joints == m.robot_joints
     np.testing.assert_allclose(m.matrix, ref.matrix)
     np.testing.assert_allclose(m.offset, ref.offset)
@@ -133,3 +133,18 @@ def test_shipped_shadow_map_is_the_sim_operators_map_with_limits():
     # and the operator's plain-data dict loads once limits are added
     d = sim.to_dict() | {"lower": m.lower.tolist(), "upper": m.upper.tolist()}
     np.testing.assert_allclose(RetargetMap.from_dict(d).matrix, m.matrix)
+
+
+def test_convert_cli_rewrites_the_plain_data_form(tmp_path):
+    """``convert`` reads the matrix form (what ``bora sim glove-map`` writes) and writes the per-joint form."""
+    src = tmp_path / "plain.yaml"
+    src.write_text(
+        "human_joint_names: [a, b]\nrobot_joint_names: [r0, r1]\n"
+        "matrix: [[1.0, 0.0], [0.5, 0.5]]\noffset: [0.1, 0.0]\nlower: [-1.0, -2.0]\nupper: [1.0, 2.0]\n"
+    )
+    out = tmp_path / "map.yaml"
+    assert main(["convert", "--map", str(src), "--out", str(out)]) == 0
+    m = RetargetMap.load(out)
+    assert m.robot_joints == ["r0", "r1"] and m.human_joints == ["a", "b"]
+    np.testing.assert_allclose(m.apply([0.4, 1.0]), [0.5, 0.7])  # r0 = a + 0.1, r1 = (a + b) / 2
+    assert "from" in out.read_text() and not out.read_text().startswith("#")
