@@ -15,7 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("bora_sim.cli", "simulated robot: `collect` scripted demonstrations, `render` a contact sheet"),
     "train": ("bora_trainer.train", "`offline` (diffusion-bc, cp-bc, cp-decoupled-critic, bora, aloe, habc) "
                                     "or `online` (bora-residual, aloe, habc) training"),
-    "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set"),
+    "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set; `eval critic`: "
+                                      "the critic's outcome AUROC and calibration on eval results"),
     "report": ("bora_trainer.report", "Markdown tables (paper Tables 1-2 form) and plots from eval results"),
     "bag": ("bora_trainer.data.bag_cli", "`convert` rosbag2 recordings into episodes and transitions, `info`"),
     "record": ("bora_trainer.nodes.recorder_node", "record the BORA topics into an MCAP rosbag2 (no ros2 CLI needed)"),
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         parser.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     module_name = COMMANDS[name][0]
+    if name == "eval" and rest[:1] == ["critic"]:  # `bora eval critic`: AUROC + calibration of eval results
+        module_name, rest = "bora_trainer.eval_critic", rest[1:]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
