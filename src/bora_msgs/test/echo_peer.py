@@ -10,7 +10,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 TYPES = ["Observation", "ActionChunk", "JointCommand", "ExecutedCommand", "ValueEstimate",
-         "InterventionEvent", "EpisodeEvent", "CheckpointInfo"]
+         "InterventionEvent", "EpisodeEvent", "CheckpointInfo", "HelpRequest"]
 
 
 def main():

@@ -21,7 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TYPES = ["Observation", "ActionChunk", "JointCommand", "ExecutedCommand", "ValueEstimate",
-         "InterventionEvent", "EpisodeEvent", "CheckpointInfo"]
+         "InterventionEvent", "EpisodeEvent", "CheckpointInfo", "HelpRequest"]
 
 
 def realistic_observation():

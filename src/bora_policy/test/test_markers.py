@@ -99,3 +99,17 @@ def test_state_fixed_and_adapting_scale_and_history():
         ValueMarkerState(1.0, 1.0)
     with pytest.raises(ValueError, match="adapt"):
         ValueMarkerState(adapt=2.0)
+
+
+def test_help_request_shown_in_magenta_and_taken_down():
+    from bora_policy.nodes.markers import ID_HELP
+    from bora_policy.runtime.help_monitor import HelpDecision
+
+    d = HelpDecision(step=42, reason="low_value", value=0.125, threshold=0.25, predicted_steps_to_failure=6)
+    m = _by_id(value_markers([0.1] * 4, None, 0, "base", None, help_request=d), ID_HELP)
+    assert m.action == Marker.ADD and m.type == Marker.TEXT_VIEW_FACING
+    assert m.text == "HELP REQUESTED step 42: low_value +0.125 < +0.250, failure in ~6 steps"
+    assert (m.color.r, m.color.g, m.color.b) == (1.0, 0.0, 1.0)
+    d = HelpDecision(step=3, reason="low_value", value=0.1, threshold=0.2, predicted_steps_to_failure=-1)
+    assert "failure in" not in _by_id(value_markers([0.1], None, 0, "base", None, help_request=d), ID_HELP).text
+    assert _by_id(value_markers([0.1], None, 0, "base", None), ID_HELP).action == Marker.DELETE

@@ -26,7 +26,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 NS = "bora_value"
 DEFAULT_SCALE = (-0.5, 1.0)
-ID_TEXT, ID_BASELINE, ID_TAKEOVER = 1000, 1001, 1002
+ID_TEXT, ID_BASELINE, ID_TAKEOVER, ID_HELP = 1000, 1001, 1002, 1003
+HELP_COLOR = ColorRGBA(r=1.0, g=0.0, b=1.0, a=1.0)  # magenta: distinct from the red..green value ramp
 ID_LEGEND, ID_HISTORY, ID_HISTORY_TEXT = 1100, 1200, 1201
 LEGEND_LEVELS = 5
 MIN_SPAN = 1e-3
@@ -111,10 +112,12 @@ def value_markers(
     takeover: tuple[bool, float, bool] | None = None,
     scale: tuple[float, float] = DEFAULT_SCALE,
     history=(),
+    help_request=None,
 ) -> MarkerArray:
     """Bars (height ``0.01 + height_scale * f``, f = place of q_i, or v_i without q, in ``scale``),
     a highlighted current step, a baseline at ``lo``, the legend, the v(z_t, 0) ``history`` strip
-    and the text line; ``takeover`` = (is_intervention, beta, held) adds the takeover line."""
+    and the text line; ``takeover`` = (is_intervention, beta, held) adds the takeover line; ``help_request``
+    (a ``HelpDecision`` still shown) adds a magenta "HELP REQUESTED" line (issue 19)."""
     lo, hi = float(scale[0]), float(scale[1])
     arr = MarkerArray()
     vals = np.asarray(q if q is not None else (v if v is not None else []), dtype=np.float64)
@@ -180,4 +183,13 @@ def value_markers(
         )
         color = ColorRGBA(r=1.0, g=0.3, b=0.2, a=1.0) if active or held else ColorRGBA(r=0.3, g=1.0, b=0.3, a=1.0)
         arr.markers.append(_text(ID_TAKEOVER, frame, stamp, (ox, oy, oz + height_scale + 0.15), text, 0.06, color))
+    if help_request is not None:
+        d = help_request
+        eta = f", failure in ~{d.predicted_steps_to_failure} steps" if d.predicted_steps_to_failure >= 0 else ""
+        text = f"HELP REQUESTED step {d.step}: {d.reason} {d.value:+.3f} < {d.threshold:+.3f}{eta}"
+        arr.markers.append(_text(ID_HELP, frame, stamp, (ox, oy, oz + height_scale + 0.22), text, 0.06, HELP_COLOR))
+    else:  # the request shown before is taken down
+        gone = _marker(ID_HELP, Marker.TEXT_VIEW_FACING, frame, stamp, (ox, oy, oz))
+        gone.action = Marker.DELETE
+        arr.markers.append(gone)
     return arr

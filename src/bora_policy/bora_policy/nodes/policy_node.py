@@ -208,6 +208,9 @@ class PolicyNode(Node):
         self.pub_cmd = self.create_publisher(JointCommand, topics["command"], rel)
         self.pub_value = self.create_publisher(ValueEstimate, topics["value"], rel)
         self.pub_markers = self.create_publisher(MarkerArray, topics["markers"], 5)
+        from bora_policy.nodes.policy_help import HelpOutput
+
+        self.help = HelpOutput(self, rel)  # help requests on /bora/help_request (runtime/help_monitor.py)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics["diagnostics"], 10)
         self.create_subscription(
             Observation,
@@ -423,6 +426,7 @@ class PolicyNode(Node):
                 )
             self._step = 0
             self.executor_.reset()
+            self.help.reset()
             self._awaiting_first_obs = True
             self._ticks_since_plan = self.replan_steps  # plan right away
         if self._awaiting_first_obs:
@@ -472,6 +476,12 @@ class PolicyNode(Node):
                     self.stats.latencies.append(self._now() - self._chunk_obs_stamp)
                     self._latency_pending = False
                 self._update_markers(max(cmd.chunk_index, 0))
+                g = self.gate
+                if cmd.chunk_index >= 0:  # a chunk of this episode executes (not the hold at its START)
+                    self.help.tick(
+                        self._last_value, cmd.chunk_index, g.episode_id, self._episode_sessions.get(g.episode_id, ""),
+                        self._step if g.t_start is None else episode_step(t, g.t_start, self.control_hz), t,
+                    )
         self.stats.durations.append(time.perf_counter() - t_start)
 
     def _publish_command(self, position, names, chunk_index: int) -> None:
@@ -516,6 +526,7 @@ class PolicyNode(Node):
                 takeover=self._takeover,
                 scale=self.marker_state.scale,
                 history=self.marker_state.history,
+                help_request=self.help.marker(self._now()),
             )
         )
 
