@@ -86,6 +86,7 @@ class ControlLoop:
         self.missed = 0
         self.errors = 0
         self.late_max_s = 0.0  # the latest a served slot started after its deadline
+        self._shift = 0.0
         self.realtime = False
         self.realtime_error = ""
 
@@ -102,6 +103,13 @@ class ControlLoop:
     @property
     def running(self) -> bool:
         return self._thread.is_alive() and not self._stop.is_set()
+
+    def shift(self, seconds: float) -> None:
+        """Move every following deadline by ``seconds`` (positive: later), from the next one on: a phase
+        correction asked for by the tick function (``chunk_scheduler.phase_correction``)."""
+        if not math.isfinite(seconds):
+            raise ValueError(f"ControlLoop.shift: seconds must be finite, got {seconds!r}")
+        self._shift += float(seconds)
 
     def overdue(self, deadline: float, now: float) -> tuple[float, int]:
         """The slot to serve at time ``now`` when the next scheduled one was ``deadline``, and the number
@@ -148,4 +156,5 @@ class ControlLoop:
                     self._on_error(e)
             self.ticks += 1
             previous_tick = self._clock() - now
-            deadline += self.period
+            deadline += self.period + self._shift
+            self._shift = 0.0

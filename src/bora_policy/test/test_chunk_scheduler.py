@@ -1,0 +1,183 @@
+"""ChunkScheduler on hand-built timelines (no rclpy, no torch): when planning starts, from which observation,
+the switch tick, the blend at the boundary, no step above the velocity limit, and the phase lock."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
+from bora_policy.runtime.chunk_scheduler import ChunkScheduler, phase_correction
+from bora_policy.runtime.control_loop import ControlLoop
+
+DT = 0.1
+
+
+def sched(replan=4, blend=2, ahead=True, **kw):
+    return ChunkScheduler(ChunkExecutorConfig(control_hz=10, chunk_hz=10, blend_steps=blend, **kw), replan, ahead)
+
+
+def test_synchronous_replans_every_replan_steps_from_the_start():
+    s = sched(replan=3, ahead=False)
+    s.begin_episode([0.0], 0.0)
+    planned = []
+    for k in range(8):
+        if s.plan_due():
+            s.adopt(np.full((8, 1), float(k)), k * DT, k * DT)
+            planned.append(k)
+        s.step(k * DT)
+    assert planned == [0, 3, 6] and s.plans == 3
+    s.begin_episode([0.0], 1.0)  # a new episode plans at once again, counted from 0
+    assert s.plan_due() and s.plans == 0
+
+
+def test_planned_ahead_starts_on_the_first_observation_after_the_arming_tick():
+    """replan 4, inference 30 ms (lead 1 tick); observation k stamped and arriving at k * 0.1, tick k at
+    k * 0.1 + 0.05: a plan started on an observation's arrival is ready 30 ms later, adopted at the tick."""
+    s = sched(replan=4)
+    s.begin_episode([0.0], 0.0)  # holds the state; nothing planned yet
+    s.latencies.extend([0.03] * 5)
+    assert s.lead_ticks() == 1
+    plans, switches, pending = [], [], None
+    for k in range(10):
+        stamp = k * DT
+        if s.on_observation(stamp):
+            s.requested(stamp)
+            plans.append(("on_arrival", stamp))
+            pending = (stamp, stamp + 0.03)
+        t = k * DT + 0.05
+        if pending is not None and pending[1] <= t:
+            s.ready(pending[0], pending[1])
+            s.adopt(np.full((8, 1), pending[0]), pending[0], t)
+            switches.append(round(t, 3))
+            pending = None
+        if s.on_tick(stamp):
+            s.requested(stamp)
+            plans.append(("at_tick", stamp))
+            pending = (stamp, t + 0.03)
+        s.step(t)
+    # tick 0: due (no chunk) -> planned at the tick on observation 0, adopted at tick 1; tick 4 (since 3 =
+    # 4 - 1) arms; observation 5 (the first newer than 0.4) is planned on arrival and adopted at tick 5; ...
+    assert plans == [("at_tick", 0.0), ("on_arrival", 0.5), ("on_arrival", 0.9)]
+    assert switches == pytest.approx([0.15, 0.55, 0.95])
+    # latency from an observation's stamp to the tick that first uses its chunk: 50 ms (< 1 period)
+    assert [sw - p[1] for sw, p in zip(switches[1:], plans[1:])] == pytest.approx([0.05, 0.05])
+
+
+def test_slow_inference_starts_at_the_arming_tick_d_ticks_ahead():
+    s = sched(replan=6)
+    s.begin_episode([0.0], 0.0)
+    s.adopt(np.zeros((8, 1)), 0.0, 0.0)
+    s.latencies.extend([0.25] * 5)  # 2.5 periods -> lead 3
+    assert s.lead_ticks() == 3
+    started = []
+    for k in range(6):
+        if s.on_tick(k * DT):
+            started.append(k)
+            s.requested(k * DT)
+        s.step(k * DT)
+    assert started == [3]  # since == 6 - 3
+    assert not s.on_observation(0.55)  # in flight: nothing more
+
+
+def test_unplanned_replan_when_no_fresh_observation_came_and_failure_replans():
+    s = sched(replan=2)
+    s.begin_episode([0.0], 0.0)
+    s.adopt(np.zeros((8, 1)), 0.0, 0.0)
+    s.latencies.append(0.01)
+    s.step(0.0)
+    assert not s.on_tick(0.0)  # since 1 = 2 - 1: armed, waiting for an observation newer than 0.0
+    assert not s.on_observation(0.0)  # not newer
+    s.step(0.1)
+    assert s.on_tick(0.0)  # since 2: due, plan on the newest even though it is old
+    s.requested(0.0)
+    assert not s.on_tick(0.0)  # in flight
+    s.failed()
+    assert s.on_tick(0.0)
+    assert not sched(ahead=False).on_observation(1.0)  # synchronous schedulers never plan on arrival
+
+
+def test_boundary_blend_then_velocity_limit_bounds_every_step():
+    """Chunk A at 0 then chunk B at 1.0 rad: the blend lasts 2 * gap / v and each step <= v * dt."""
+    v = (0.5, 2.0)  # joint 0 at 0.5 rad/s (0.05 rad per tick), joint 1 at 2.0 rad/s
+    s = sched(replan=100, blend=1, max_velocity=v)
+    s.begin_episode([0.0, 0.0], 0.0)
+    s.adopt(np.zeros((30, 2)), 0.0, 0.0)
+    cmds = [s.step(0.0).position]
+    s.adopt(np.ones((30, 2)), 0.1, 0.1)  # gap 1.0 on both joints: blend duration max(0.2, 2 * 1.0 / 0.5) = 4 s
+    for k in range(1, 60):
+        cmds.append(s.step(k * DT).position)
+    steps = np.abs(np.diff(np.asarray(cmds), axis=0))
+    assert np.all(steps[:, 0] <= 0.05 + 1e-12) and np.all(steps[:, 1] <= 0.2 + 1e-12)
+    # hand-computed blend: w(t) = (t - 0.0) / 4.0 (t_prev = the tick at 0.0), unclipped on joint 1
+    np.testing.assert_allclose(np.asarray(cmds)[1:11, 1], [k * DT / 4.0 for k in range(1, 11)], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(cmds)[1:6, 0], [0.025 * k for k in range(1, 6)], atol=1e-12)
+    assert np.asarray(cmds)[-1] == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError, match="max_velocity"):
+        ChunkExecutorConfig(max_velocity=(0.5, 0.0))
+
+
+def test_velocity_limit_last_value_repeats_and_clips_the_chunks_own_motion():
+    s = sched(replan=100, blend=0, max_velocity=(0.5, 1.0))
+    s.begin_episode(None, 0.0)
+    s.adopt(np.arange(5.0)[:, None] * np.ones((1, 3)), 0.0, 0.0)  # 1 rad per row at 10 Hz: 10 rad/s
+    np.testing.assert_allclose(s.executor.velocity_limit(), [0.5, 1.0, 1.0])
+    np.testing.assert_allclose(s.step(0.0).position, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(s.step(0.1).position, [0.05, 0.1, 0.1])
+    # a hard switch (blend_steps 0) still blends, over 2 * gap / v = 2 * (3 - 1) / 0.5 = 8 s (gap between
+    # the sources at the last tick): at 0.2 the blend is 2.0 + (0.1 / 8) * 1.0, the step is clipped again
+    s.adopt(np.full((5, 3), 3.0), 0.1, 0.1)
+    assert s.executor._src.duration == pytest.approx(8.0)
+    np.testing.assert_allclose(s.step(0.2).position, [0.1, 0.2, 0.2])
+
+
+def test_phase_correction_moves_the_tick_to_latency_after_the_observation():
+    # tick 0.050 after the stamp, target 0.020: 30 ms late -> advance by gain * 30 ms, clipped to 5 ms
+    assert phase_correction(1.05, 1.0, 0.02, 0.1) == pytest.approx(-0.005)
+    assert phase_correction(1.025, 1.0, 0.02, 0.1, max_shift=1.0) == pytest.approx(-0.0025)
+    # tick 0.010 after: 10 ms early -> delay by 5 ms; wrapped: 0.095 after = 0.005 before the next (early)
+    assert phase_correction(1.01, 1.0, 0.02, 0.1, max_shift=1.0) == pytest.approx(0.005)
+    assert phase_correction(1.095, 1.0, 0.02, 0.1, max_shift=1.0) == pytest.approx(0.0125)
+    # simulated lock: ticks every 0.1 s from phase 0.07, observations at multiples of 0.1, target 0.03
+    t, shifts = 0.07, []
+    for _ in range(40):
+        sh = phase_correction(t, np.floor(t / DT) * DT, 0.03, DT)
+        shifts.append(sh)
+        t += DT + sh
+    assert (t - np.floor(t / DT) * DT) == pytest.approx(0.03, abs=1e-6) and abs(shifts[-1]) < 1e-6
+
+
+def test_phase_shift_only_with_observations_at_the_control_rate():
+    s = sched()
+    s.begin_episode([0.0], 0.0)
+    s.latencies.extend([0.02] * 3)
+    for k in range(4):
+        s.on_observation(k * 0.1)
+    assert s.phase_shift(0.35, 0.3) == pytest.approx(-0.005)  # 50 ms after, target 22 ms: advance
+    fast = sched()
+    fast.latencies.append(0.02)
+    for k in range(4):
+        fast.on_observation(k / 30)  # a 30 Hz camera under a 10 Hz loop: no lock
+    assert fast.phase_shift(0.35, 0.1) == 0.0
+    assert sched(ahead=False).phase_shift(0.35, 0.3) == 0.0
+
+
+def test_control_loop_shift_moves_the_following_deadlines():
+    now = [0.0]
+    ticks = []
+
+    def tick():
+        ticks.append(now[0])
+        if len(ticks) == 2:
+            loop.shift(0.03)
+        if len(ticks) == 4:
+            loop.stop()
+
+    def sleep(dt):
+        now[0] += dt
+
+    loop = ControlLoop(0.1, tick, clock=lambda: now[0], sleep=sleep)
+    loop._run()
+    assert np.diff(ticks) == pytest.approx([0.1, 0.13, 0.1])
+    with pytest.raises(ValueError, match="finite"):
+        loop.shift(float("nan"))
