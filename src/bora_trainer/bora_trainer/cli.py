@@ -2,17 +2,25 @@
 
 ``bora <command> [<verb>] ...`` imports the owning module lazily (start-up stays fast and a
 command's heavy imports are paid only when it runs) and calls its ``main(argv) -> int``.
+
+A command that *is* a ROS node (:data:`NODE_COMMANDS`, e.g. ``bora record``) is not imported: this
+process is replaced by ``python -m <node module> <args>`` (:func:`exec_node`), as ``ros2 run`` would
+start it. Library code (this CLI included) so never imports a node, rclpy or ``bora_msgs``
+(test_architecture.py), and the node keeps this process's PID, so SIGINT/SIGTERM reach it directly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import NoReturn
 
 # command -> (module, help). Modules expose main(argv: list[str]) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sim": ("bora_sim.cli", "simulated robot: `collect` scripted demonstrations, `render` a contact sheet"),
+    "sim": ("bora_trainer.collect", "simulated robot: `collect` scripted demonstrations, `render` a contact sheet, "
+                                    "`glove-map`"),
     "train": ("bora_trainer.train", "`offline` (diffusion-bc, cp-bc, cp-decoupled-critic, bora, aloe, habc) "
                                     "or `online` (bora-residual, aloe, habc) training"),
     "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set; `eval critic`: "
@@ -28,6 +36,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "viz": ("bora_trainer.viz.cli", "a recording, an episode dataset or the live graph in the Rerun viewer "
                                     "(.rrd file or web viewer on 127.0.0.1)"),
 }
+
+# commands that run a ROS node: executed as their own process (exec_node), never imported here
+NODE_COMMANDS = frozenset({"record"})
+
+
+def exec_node(module: str, argv: list[str]) -> NoReturn:
+    """Replace this process with ``python -m module *argv`` (same PID and signals; nothing returns)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", module, *argv])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     module_name = COMMANDS[name][0]
     if name == "eval" and rest[:1] == ["critic"]:  # `bora eval critic`: AUROC + calibration of eval results
         module_name, rest = "bora_trainer.eval_critic", rest[1:]
+    if name in NODE_COMMANDS:
+        exec_node(module_name, rest)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

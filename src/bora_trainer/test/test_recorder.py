@@ -18,6 +18,7 @@ from bora_trainer.data import bag_schema as S  # noqa: E402
 from bora_trainer.data.bag_convert import convert  # noqa: E402
 from bora_trainer.data.bag_io import read_bag  # noqa: E402
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, scripted_messages, write_scripted_bag  # noqa: E402
+from bora_trainer.nodes.msg_types import import_msg_class  # noqa: E402
 
 LAY = BagLayout()
 EPS = [ScriptedEpisode(1, 9, "success", [(2, 5, 4)]), ScriptedEpisode(2, 6, "failure")]
@@ -62,7 +63,7 @@ def _start(out):
 def _publish_all(node, out_dir, msgs):
     ts = S.build_typestore()
     qos = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {t: node.create_publisher(S.import_msg_class(ty), t, qos) for t, ty in S.TOPIC_TYPES.items()}
+    pubs = {t: node.create_publisher(import_msg_class(ty), t, qos) for t, ty in S.TOPIC_TYPES.items()}
     deadline = time.monotonic() + 20
     while any(p.get_subscription_count() == 0 for p in pubs.values()):
         assert time.monotonic() < deadline, "recorder subscriptions not discovered"

@@ -15,6 +15,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from bora_trainer.data import bag_schema as S  # noqa: E402
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode  # noqa: E402
+from bora_trainer.nodes.msg_types import import_msg_class  # noqa: E402
 from bora_trainer.viz.readback import rrd_rows, scalar_series, texts  # noqa: E402
 from bora_trainer.viz.sample import write_sample_bag  # noqa: E402
 
@@ -35,7 +36,7 @@ def test_live_node_logs_the_graph_best_effort(tmp_path):
     try:
         ts = S.build_typestore()
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)  # the graph's publishers
-        pubs = {t: node.create_publisher(S.import_msg_class(ty), t, qos) for t, ty in TYPES.items()}
+        pubs = {t: node.create_publisher(import_msg_class(ty), t, qos) for t, ty in TYPES.items()}
         cam = node.create_publisher(Image, "/cameras/front/color/image_raw", qos)
         deadline = time.monotonic() + 60
         while any(p.get_subscription_count() == 0 for p in [*pubs.values(), cam]):

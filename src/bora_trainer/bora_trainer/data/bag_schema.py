@@ -129,14 +129,19 @@ class TopicSpec:
 def load_preset(
     path: str | Path | None = None, groups: list[str] | None = None, cameras: list[str] | None = None
 ) -> list[TopicSpec]:
-    """Topics of the recording preset (``config/record_topics.yaml``), ``{cam}`` expanded."""
+    """Topics of the recording preset (``config/record_topics.yaml``), ``{cam}`` expanded over ``cameras``
+    (default: the preset's ``cameras`` if it names them, else the graph's, config/graph.yaml)."""
     path = Path(path) if path else DEFAULT_PRESET
     if not path.exists():
         raise BagSchemaError(f"topic preset {path} not found")
     data = yaml.safe_load(path.read_text()) or {}
     if "groups" not in data or not isinstance(data["groups"], dict):
         raise BagSchemaError(f"{path}: expected a 'groups' mapping of group name -> list of {{topic, type}}")
-    cams = list(cameras if cameras is not None else data.get("cameras", []))
+    if cameras is None and "cameras" not in data:
+        from bora_policy.common.graph_params import load_graph_params
+
+        cameras = list(load_graph_params().cameras)
+    cams = list(cameras if cameras is not None else data["cameras"])
     sel = groups or list(data.get("default_groups", list(data["groups"])))
     unknown = [g for g in sel if g not in data["groups"]]
     if unknown:
@@ -169,10 +174,3 @@ def normalize_type(name: str) -> str:
         return name.strip()
     raise BagSchemaError(f"message type {name!r}: expected 'pkg/Type' or 'pkg/msg/Type'")
 
-
-def import_msg_class(msgtype: str):
-    """The rclpy (rosidl) Python class of ``pkg/msg/Type`` (nodes only: needs the built interfaces)."""
-    import importlib
-
-    pkg, _, name = normalize_type(msgtype).split("/")
-    return getattr(importlib.import_module(f"{pkg}.msg"), name)

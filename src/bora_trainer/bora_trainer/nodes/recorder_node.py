@@ -16,13 +16,13 @@ close the bag cleanly (summary, footer, ``metadata.yaml``).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
 from bora_trainer.data import bag_schema as S
+from bora_trainer.nodes.msg_types import import_msg_class
 
 
 class BagRecorder:
@@ -74,7 +74,7 @@ def make_subscriptions(node, recorder: BagRecorder, specs: list[S.TopicSpec], de
     skipped = []
     for sp in specs:
         try:
-            cls = S.import_msg_class(sp.msgtype)
+            cls = import_msg_class(sp.msgtype)
         except (ImportError, AttributeError):
             skipped.append(sp.topic)
             continue
@@ -118,30 +118,25 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(sp.topic for sp in specs))
         return 0
     out = Path(args.output or f"recordings/bora_{time.strftime('%Y%m%d_%H%M%S')}")
-    import rclpy
+    from bora_policy.common.node import declare_graph_params, ros_session, start_main
 
-    rclpy.init(args=["bora_record", *ros_args])
-    node = rclpy.create_node("bora_recorder")
-    rec = BagRecorder(out, specs, args.storage)
-    skipped = make_subscriptions(node, rec, specs)
-    for t in skipped:
-        node.get_logger().warning(f"not recording {t}: its message package is not importable")
-    stop = threading.Event()
-
-    def _stop(*_):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    print(f"recording {len(specs) - len(skipped)} topics into {out} (ready)", flush=True)
-    deadline = time.monotonic() + args.duration if args.duration > 0 else None
-    try:
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            rclpy.spin_once(node, timeout_sec=0.1)
-    finally:
-        rec.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    # SIGINT / SIGTERM set session.stop: the bag is closed (summary, footer, metadata.yaml) before the node
+    with ros_session("bora_recorder", ["bora_record", *ros_args]) as session:
+        node = session.node
+        graph = []
+        if start_main(lambda: graph.append(declare_graph_params(node)) or 0):
+            return 2
+        if not args.cameras:  # {cam} over the graph's cameras (config/graph.yaml or the graph_file parameter)
+            specs = S.load_preset(args.preset, args.groups.split(",") if args.groups else None, list(graph[0].cameras))
+        rec = BagRecorder(out, specs, args.storage)
+        try:
+            skipped = make_subscriptions(node, rec, specs)
+            for t in skipped:
+                node.get_logger().warning(f"not recording {t}: its message package is not importable")
+            print(f"recording {len(specs) - len(skipped)} topics into {out} (ready)", flush=True)
+            session.spin(args.duration)
+        finally:
+            rec.close()
     print(f"recorded {rec.count} messages into {out}", flush=True)
     return 0
 

@@ -15,6 +15,7 @@ import threading
 import time
 
 from bora_trainer.data import bag_schema as S
+from bora_trainer.nodes.msg_types import import_msg_class
 from bora_trainer.viz.log import T_IMAGE, VIEWED_TYPES, VizInputError, VizLogger, camera_from_topic
 
 
@@ -33,7 +34,7 @@ def make_subscriptions(node, viz: VizLogger, specs: list[S.TopicSpec], lock: thr
     skipped = []
     for sp in specs:
         try:
-            cls = S.import_msg_class(sp.msgtype)
+            cls = import_msg_class(sp.msgtype)
         except (ImportError, AttributeError):
             skipped.append(sp.topic)
             continue
@@ -51,7 +52,6 @@ def make_subscriptions(node, viz: VizLogger, specs: list[S.TopicSpec], lock: thr
 
 def run_live(args) -> int:
     """Called by ``bora viz --live`` (ports already checked)."""
-    import rclpy
     import rerun as rr
 
     from bora_trainer.viz import serve as SV
@@ -71,27 +71,47 @@ def run_live(args) -> int:
     cams = sorted({c[0] for sp in specs if (c := camera_from_topic(sp.topic))})
     rec.set_sinks(*sinks, default_blueprint=default_blueprint(cams or ("left", "front", "right")))
     viz = VizLogger(rec, image_every=args.image_every, observation_images=False)
-    rclpy.init(args=["bora_viz"])
-    node = rclpy.create_node("bora_viz")
-    lock = threading.Lock()
-    skipped = make_subscriptions(node, viz, specs, lock)
-    for t in skipped:
-        node.get_logger().warning(f"not shown: {t} (its message package is not importable)")
-    print(f"bora viz: live, {len(specs) - len(skipped)} topics (best-effort)"
-          + (f"; serving {url} (127.0.0.1 only)" if proc else "")
-          + (f"; saving {args.save}" if args.save else ""), file=sys.stderr, flush=True)
-    deadline = time.monotonic() + args.duration if args.duration > 0 else None
+    from bora_policy.common.node import declare_graph_params, ros_session, start_main
+
+    # Ctrl-C / SIGTERM end the loop (session.stop); then the recording stream is flushed and the server stopped
     try:
-        while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
+        with ros_session("bora_viz", ["bora_viz"]) as session:
+            node = session.node
+            if start_main(lambda: declare_graph_params(node) and 0):  # the graph's cameras, visible to ros2 param
+                return 2
+            lock = threading.Lock()
+            skipped = make_subscriptions(node, viz, specs, lock)
+            for t in skipped:
+                node.get_logger().warning(f"not shown: {t} (its message package is not importable)")
+            print(f"bora viz: live, {len(specs) - len(skipped)} topics (best-effort)"
+                  + (f"; serving {url} (127.0.0.1 only)" if proc else "")
+                  + (f"; saving {args.save}" if args.save else ""), file=sys.stderr, flush=True)
+            session.spin(args.duration)
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
         rec.flush()
         rec.disconnect()
         if proc is not None:
             SV.stop_server(proc)
     print(f"bora viz: logged {sum(viz.counts.values())} messages ({viz.counts})", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bora viz --live ...`` (exec'd by ``bora viz``: same arguments, ports already checked)."""
+    import signal
+
+    from bora_trainer.viz.cli import _sigterm, build_parser
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    signal.signal(signal.SIGTERM, _sigterm)  # `kill` stops the viewer server as Ctrl-C does
+    try:
+        return run_live(args)
+    except VizInputError as e:
+        if args.debug:
+            raise
+        print(f"bora viz: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -93,10 +93,10 @@ def run(args) -> int:
         S.check_port(args.port)
         if args.grpc_port:
             S.check_port(args.grpc_port, "--grpc-port")
-    if args.live:
-        from bora_trainer.nodes.viz_node import run_live
+    if args.live:  # the live viewer is a ROS node: its own process (bora_trainer.cli.exec_node)
+        from bora_trainer.cli import exec_node
 
-        return run_live(args)
+        exec_node("bora_trainer.nodes.viz_node", args.argv)
     tmp = None
     if args.save:
         rrd = Path(args.save)
@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     signal.signal(signal.SIGTERM, _sigterm)  # `kill` stops the viewer server as Ctrl-C does
     try:
         return run(args)
