@@ -1,7 +1,7 @@
 """Scripted-operator benchmark: does the operator rescue the episodes it takes over?
 
 For each task, seeded episodes of a weak policy watched by the scripted operator
-(``bora_sim.collect.run_episode(mode="operator")``, the in-process code path of ``bora sim collect
+(``bora_trainer.collect.run_episode(mode="operator")``, the in-process code path of ``bora sim collect
 --mode operator``). The weak policy is not a trained VLA (none is trained here): it is a perturbed
 scripted expert, ``weak`` = ``collect.WEAK_POLICY_KNOBS`` (heavy noise, hesitation, detours and
 off-centre grasps, re-planned from the current state when the operator hands back), or ``stall`` = a
@@ -51,9 +51,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def run_task(
     task: str, policy: str, takeovers: int, max_episodes: int, seed0: int, op_over: dict | None = None
 ) -> dict:
-    from bora_sim.collect import run_episode
     from bora_sim.env import make_env
     from bora_sim.operator import OperatorConfig, ScriptedOperator
+    from bora_trainer.collect import run_episode
 
     env = make_env(task, "standard", render=False)
     op_cfg = OperatorConfig(**(op_over or {}))

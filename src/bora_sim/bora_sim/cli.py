@@ -1,8 +1,9 @@
-"""``bora sim <verb>``: ``collect`` demonstrations, ``render`` a contact sheet of the three views,
-``glove-map``: the scripted operator's glove -> Shadow retarget map with the actuator limits (plain data
-for ``python -m bora_teleop.retarget convert``, which writes ``config/retarget_shadow.yaml``).
+"""``bora sim <verb>``: ``render`` a contact sheet of the three views, ``glove-map``: the scripted
+operator's glove -> Shadow retarget map with the actuator limits (plain data for ``python -m
+bora_teleop.retarget convert``, which writes ``config/retarget_shadow.yaml``). ``collect``
+(demonstrations) is added by ``bora_trainer.collect``, which the ``bora sim`` command runs.
 
-``main(argv)`` receives what follows ``bora sim``, e.g. ``["collect", "--task", "open_box", ...]``.
+``main(argv)`` receives what follows ``bora sim``, e.g. ``["render", "--task", "open_box", ...]``.
 """
 
 from __future__ import annotations
@@ -14,30 +15,11 @@ import sys
 from bora_sim.tasks import TASKS
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(extra_verbs: dict | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bora sim", description="MuJoCo simulation of the BORA tasks.")
     sub = p.add_subparsers(dest="verb", required=True)
-
-    c = sub.add_parser("collect", help="write demonstration episodes (docs/interfaces.md format)")
-    c.add_argument("--task", required=True, choices=sorted(TASKS))
-    c.add_argument("--episodes", type=int, required=True, help="number of episodes to write")
-    c.add_argument("--out", required=True, help="dataset directory (created; episodes are appended)")
-    c.add_argument("--object-set", default="standard", help="'standard', 'unseen' or a YAML object-set file")
-    c.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses seed+i)")
-    c.add_argument("--image-size", type=int, default=96, help="square image size in pixels")
-    c.add_argument("--control-hz", type=float, default=10.0, help="control rate (10-30 Hz)")
-    c.add_argument(
-        "--mode",
-        choices=("expert", "operator"),
-        default="expert",
-        help="expert demonstrations, or a weak scripted policy with scripted-operator takeovers",
-    )
-    c.add_argument("--noise", type=float, default=0.0, help="expert noise knob (max if --mixed)")
-    c.add_argument("--hesitation", type=float, default=0.0, help="expert hesitation knob (max if --mixed)")
-    c.add_argument("--suboptimal", type=float, default=0.0, help="expert suboptimality knob (max if --mixed)")
-    c.add_argument("--mixed", action="store_true", help="draw the knobs per episode uniformly in [0, given]")
-    c.add_argument("--budget", type=int, default=3, help="operator interventions per episode (operator mode)")
-
+    for name, (help_text, add_arguments, _) in (extra_verbs or {}).items():
+        add_arguments(sub.add_parser(name, help=help_text))
     r = sub.add_parser("render", help="write a PNG contact sheet: three colour views and their depth")
     r.add_argument("--task", required=True, choices=sorted(TASKS))
     r.add_argument("--out", required=True, help="output .png file")
@@ -100,32 +82,13 @@ def render_sheet(
     return {"out": out, "step": env.steps, "object": env.obj.name, "progress": info["task_progress"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.verb == "collect":
-        from bora_sim.collect import collect
-        from bora_sim.experts import ExpertKnobs
-        from bora_sim.operator import OperatorConfig
-
-        infos = collect(
-            args.task,
-            args.episodes,
-            args.out,
-            object_set=args.object_set,
-            seed=args.seed,
-            image_size=args.image_size,
-            control_hz=args.control_hz,
-            mode=args.mode,
-            knobs=ExpertKnobs(args.noise, args.hesitation, args.suboptimal),
-            mixed=args.mixed,
-            operator_cfg=OperatorConfig(budget=args.budget),
-        )
-        n_ok = sum(bool(i["success"]) for i in infos)
-        n_int = sum(len(i["interventions"]) for i in infos)
-        print(
-            json.dumps({"out": args.out, "episodes": len(infos), "successes": n_ok, "interventions": n_int})
-        )
-        return 0
+def main(argv: list[str] | None = None, extra_verbs: dict | None = None) -> int:
+    """``extra_verbs``: verbs a higher package implements, ``name -> (help, add_arguments(parser),
+    run(args) -> int)``; ``bora sim`` runs ``bora_trainer.collect.main``, which adds ``collect`` (the
+    sim itself never imports the policy runtime or the trainer)."""
+    args = _parser(extra_verbs).parse_args(argv)
+    if extra_verbs and args.verb in extra_verbs:
+        return int(extra_verbs[args.verb][2](args) or 0)
     if args.verb == "render":
         print(
             json.dumps(render_sheet(args.task, args.out, args.object_set, args.seed, args.size, args.steps))

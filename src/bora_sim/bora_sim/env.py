@@ -1,7 +1,8 @@
 """``BoraSimEnv``: one gymnasium environment per task, seeded and deterministic.
 
 Observation (dict): ``color`` [n_cam, H, W, 3] uint8, ``depth`` [n_cam, H, W] float32 metres,
-``arm_qpos`` [7], ``hand_qpos`` [n_hand], ``instruction`` str. Cameras: ``CAMERA_NAMES``.
+``arm_qpos`` [7], ``hand_qpos`` [n_hand] (the raw parts of the state; ``bora_policy.common.state`` defines
+how they form the state vector, ``state_vector()``), ``instruction`` str. Cameras: ``CAMERA_NAMES``.
 
 Action: joint POSITION targets in radians, ``[7 arm joints, n_hand hand joints]``
 (docs/interfaces.md). The policy acts in joint space; the scripted experts plan in a
@@ -26,6 +27,7 @@ import numpy as np
 
 import bora_sim  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
 from bora_policy.common.rewards import SIM_REWARD, RewardConfig, step_task_reward
+from bora_policy.common.state import ARM_KEY, HAND_KEY, state_vector
 from bora_sim.hand import HandConfig, get_hand
 from bora_sim.objects import ObjectSet, ObjectSpec, resolve_object_set
 from bora_sim.scene import (
@@ -105,8 +107,8 @@ class BoraSimEnv(gym.Env):
             {
                 "color": gym.spaces.Box(0, 255, (n_cam, H, W, 3), np.uint8),
                 "depth": gym.spaces.Box(0.0, np.inf, (n_cam, H, W), np.float32),
-                "arm_qpos": gym.spaces.Box(-np.inf, np.inf, (7,), np.float32),
-                "hand_qpos": gym.spaces.Box(-np.inf, np.inf, (n_hand,), np.float32),
+                ARM_KEY: gym.spaces.Box(-np.inf, np.inf, (7,), np.float32),
+                HAND_KEY: gym.spaces.Box(-np.inf, np.inf, (n_hand,), np.float32),
                 "instruction": gym.spaces.Text(
                     max_length=200,
                     min_length=0,
@@ -207,8 +209,8 @@ class BoraSimEnv(gym.Env):
         return {
             "color": color,
             "depth": depth,
-            "arm_qpos": d.qpos[self.arm_qadr].astype(np.float32),
-            "hand_qpos": d.qpos[self.hand_qadr].astype(np.float32),
+            ARM_KEY: d.qpos[self.arm_qadr].astype(np.float32),
+            HAND_KEY: d.qpos[self.hand_qadr].astype(np.float32),
             "instruction": self.task.instruction,
         }
 
@@ -226,9 +228,10 @@ class BoraSimEnv(gym.Env):
         return info
 
     def state_vector(self) -> np.ndarray:
-        """Proprio / state vector ``[arm qpos (7), hand qpos (n_hand)]`` (docs/interfaces.md)."""
+        """Proprio / state vector ``[arm qpos (7), hand qpos (n_hand)]`` float32 (``bora_policy.common.state``,
+        the layout the policy runtime's processor builds from the observation's raw parts)."""
         d = self.data
-        return np.concatenate([d.qpos[self.arm_qadr], d.qpos[self.hand_qadr]]).astype(np.float32)
+        return state_vector(d.qpos[self.arm_qadr], d.qpos[self.hand_qadr])
 
     def grasp_site_pose(self) -> tuple[np.ndarray, np.ndarray]:
         q = np.zeros(4)

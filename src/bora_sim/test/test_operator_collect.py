@@ -1,4 +1,5 @@
-"""Scripted operator (takeover detection, glove retargeting) and the collect / render CLI."""
+"""Scripted operator (takeover detection, glove retargeting) and the render CLI (collection: bora_trainer's
+test_collect.py)."""
 
 import json
 
@@ -108,74 +109,6 @@ def test_operator_rescues_a_frozen_policy_on_open_box():
     assert [iv["reason"] for iv in ivs] == ["no progress"]
     assert ivs[0]["start"] == 25  # patience_s = 2.5 s at 10 Hz
     assert info["success"] and ivs[0]["recovered"]
-
-
-def test_collect_cli_writes_episodes(tmp_path):
-    from bora_policy.common.episodes import read_episode, read_meta
-
-    out = tmp_path / "ds"
-    assert (
-        main(
-            [
-                "collect",
-                "--task",
-                "press_button",
-                "--episodes",
-                "1",
-                "--out",
-                str(out),
-                "--image-size",
-                "32",
-                "--noise",
-                "0.3",
-                "--seed",
-                "4",
-            ]
-        )
-        == 0
-    )
-    meta = read_meta(out)
-    assert meta.image_size == [32, 32] and meta.camera_names == ["left", "front", "right"]
-    arrays, info = read_episode(out, 0)
-    T = info["num_steps"]
-    assert arrays["color"].shape == (T, 3, 32, 32, 3) and arrays["depth"].dtype == np.float32
-    assert arrays["action"].shape == (T, meta.action_dim) == (T, 7 + len(meta.hand_joint_names))
-    assert info["source"] == "expert" and info["quality"]["noise"] == 0.3
-    assert info["success"] == bool(arrays["done"][-1])
-    assert arrays["reward"][-1] == pytest.approx(1.0 - 0.01 if info["success"] else -0.01)
-
-
-def test_collect_operator_mode_marks_interventions(tmp_path):
-    from bora_policy.common.episodes import read_episode
-
-    out = tmp_path / "ds"
-    assert (
-        main(
-            [
-                "collect",
-                "--task",
-                "pick_plush_toy",
-                "--episodes",
-                "1",
-                "--out",
-                str(out),
-                "--image-size",
-                "24",
-                "--mode",
-                "operator",
-                "--seed",
-                "1",
-            ]
-        )
-        == 0
-    )
-    arrays, info = read_episode(out, 0, load_images=False)
-    assert info["source"] == "operator"
-    steps = arrays["is_intervention"].nonzero()[0]
-    if info["interventions"]:
-        assert len(steps) > 0 and np.all(arrays["beta"][steps] > 0)
-        assert np.all(arrays["beta"][~arrays["is_intervention"]] == 0)
-    assert "policy_action" in arrays
 
 
 def test_render_cli_writes_png(tmp_path):

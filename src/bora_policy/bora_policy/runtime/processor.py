@@ -20,19 +20,26 @@ every chunk and stored with every checkpoint). The formula itself lives in
 action is normalised the same way in the policy node, ``bora eval``, both online trainers and the
 conversion of recordings. Where the paper is silent (camera order, float32 state, clipping) the
 choice is ours and stated above.
+
+Building the state (``state``, ``state_of``, ``check_state``) and stacking cameras need numpy only, so
+data collection uses the processor without importing torch; torch is imported by the methods that make
+tensors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from bora_policy.common.state import ARM_DOF, split_state, state_of, state_vector
-from bora_policy.models.normalizer import Normalizer
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: building states needs numpy only
+    import torch
+
+    from bora_policy.models.normalizer import Normalizer
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ class ObservationProcessor:
     ):
         self.normalizer = normalizer
         self.cfg = cfg or ProcessorConfig()
-        self.device = torch.device(device)
+        self.device = device
         arm, hand = self.cfg.arm_dim, self.cfg.hand_dim
         self.state_dim: int | None = None if hand is None else arm + hand
         if normalizer is not None:
@@ -132,6 +139,8 @@ class ObservationProcessor:
 
     def normalize_state_tensor(self, state: np.ndarray) -> torch.Tensor:
         """numpy state ``[..., S]`` (cast to float32) -> normalised float32 tensor on the processor's device."""
+        import torch
+
         s = np.ascontiguousarray(state, dtype=np.float32)
         return self._norm().normalize_state(torch.from_numpy(s).to(self.device))
 
@@ -178,6 +187,8 @@ class ObservationProcessor:
 
     def images(self, color: np.ndarray) -> torch.Tensor:
         """``[..., n_cam, H, W, 3] uint8`` -> ``[..., n_cam, 3, H, W]`` uint8 tensor on the device."""
+        import torch
+
         t = torch.from_numpy(np.ascontiguousarray(color)).to(self.device)
         if t.ndim < 4 or t.shape[-1] != 3:
             raise ValueError(f"ObservationProcessor.images: expected [..., n_cam, H, W, 3], got {tuple(t.shape)}")
@@ -200,6 +211,8 @@ class ActionProcessor:
     """Joint-space actions <-> normalised actions with the run's normaliser (module docstring)."""
 
     def __init__(self, normalizer: Normalizer, cfg: ProcessorConfig | None = None):
+        from bora_policy.models.normalizer import Normalizer
+
         if not isinstance(normalizer, Normalizer):
             raise TypeError(f"ActionProcessor: normalizer must be a Normalizer, got {type(normalizer).__name__}")
         self.normalizer = normalizer
@@ -219,7 +232,7 @@ class ActionProcessor:
         a = self.normalizer.normalize_action(actions)
         c = self.cfg.action_clip if clip is None else float(clip)
         if c > 0:
-            return a.clamp(-c, c) if isinstance(a, torch.Tensor) else np.clip(a, -c, c)
+            return np.clip(a, -c, c) if isinstance(a, np.ndarray) else a.clamp(-c, c)
         return a
 
     def denormalize(self, actions_norm: Any) -> Any:

@@ -1,5 +1,12 @@
-"""Demonstration collection: roll out the scripted expert (or a weak scripted policy watched by the
-scripted operator) and write episodes in the dataset format of docs/interfaces.md.
+"""Demonstration collection (``bora sim collect``): roll out the scripted expert (or a weak scripted
+policy watched by the scripted operator) on the simulated robot and write episodes in the dataset
+format of docs/interfaces.md (``bora_policy.common.episodes``).
+
+The state of each step is assembled from the robot's raw parts (arm q, hand q) by the policy runtime's
+``ObservationProcessor`` (no normaliser: collection stores physical states), the same code that builds
+it for the policy node, ``bora eval`` and the online trainers. It lives in the trainer, not in
+``bora_sim``, because the sim never imports the policy runtime; ``bora sim`` gets its ``collect`` verb
+from here (:func:`main`), its other verbs from ``bora_sim.cli``.
 
 Modes:
 - ``expert``: the task expert with quality knobs (sampled per episode when ``mixed``); source "expert".
@@ -10,6 +17,8 @@ Modes:
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bora_policy.common.rewards import SIM_REWARD, RewardConfig, step_task_reward
+from bora_policy.runtime.processor import ObservationProcessor, ProcessorConfig
 from bora_sim.env import BoraSimEnv
 from bora_sim.experts import ExpertKnobs, ScriptedExpert
 from bora_sim.operator import OperatorConfig, ScriptedOperator
@@ -48,6 +58,7 @@ def run_episode(
     reward = reward or SIM_REWARD
     if mode not in ("expert", "operator"):
         raise ValueError(f"mode must be 'expert' or 'operator', got {mode!r}")
+    proc = ObservationProcessor(cfg=ProcessorConfig(hand_dim=len(env.hand_joint_names)))
     obs, info = env.reset(seed=seed)
     if mode == "expert":
         actor = ScriptedExpert(env, knobs=knobs, seed=seed + 7919)
@@ -88,7 +99,7 @@ def run_episode(
             a = policy_a
         rec["color"].append(obs["color"])
         rec["depth"].append(obs["depth"])
-        rec["state"].append(np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]))
+        rec["state"].append(proc.state_of(obs))
         obs, r, term, trunc, info = env.step(a)
         rec["action"].append(env.last_action)  # executed (after clipping)
         rec["policy_action"].append(policy_a)
@@ -173,3 +184,63 @@ def collect(
         infos.append(res.info)
     env.close()
     return infos
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def add_collect_arguments(c: argparse.ArgumentParser) -> None:
+    """The options of ``bora sim collect``."""
+    from bora_sim.tasks import TASKS
+
+    c.add_argument("--task", required=True, choices=sorted(TASKS))
+    c.add_argument("--episodes", type=int, required=True, help="number of episodes to write")
+    c.add_argument("--out", required=True, help="dataset directory (created; episodes are appended)")
+    c.add_argument("--object-set", default="standard", help="'standard', 'unseen' or a YAML object-set file")
+    c.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses seed+i)")
+    c.add_argument("--image-size", type=int, default=96, help="square image size in pixels")
+    c.add_argument("--control-hz", type=float, default=10.0, help="control rate (10-30 Hz)")
+    c.add_argument(
+        "--mode",
+        choices=("expert", "operator"),
+        default="expert",
+        help="expert demonstrations, or a weak scripted policy with scripted-operator takeovers",
+    )
+    c.add_argument("--noise", type=float, default=0.0, help="expert noise knob (max if --mixed)")
+    c.add_argument("--hesitation", type=float, default=0.0, help="expert hesitation knob (max if --mixed)")
+    c.add_argument("--suboptimal", type=float, default=0.0, help="expert suboptimality knob (max if --mixed)")
+    c.add_argument("--mixed", action="store_true", help="draw the knobs per episode uniformly in [0, given]")
+    c.add_argument("--budget", type=int, default=3, help="operator interventions per episode (operator mode)")
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    """``bora sim collect``: prints one JSON line (out, episodes, successes, interventions)."""
+    infos = collect(
+        args.task,
+        args.episodes,
+        args.out,
+        object_set=args.object_set,
+        seed=args.seed,
+        image_size=args.image_size,
+        control_hz=args.control_hz,
+        mode=args.mode,
+        knobs=ExpertKnobs(args.noise, args.hesitation, args.suboptimal),
+        mixed=args.mixed,
+        operator_cfg=OperatorConfig(budget=args.budget),
+    )
+    n_ok = sum(bool(i["success"]) for i in infos)
+    n_int = sum(len(i["interventions"]) for i in infos)
+    print(json.dumps({"out": args.out, "episodes": len(infos), "successes": n_ok, "interventions": n_int}))
+    return 0
+
+
+COLLECT_VERB = (
+    "write demonstration episodes (docs/interfaces.md format)",
+    add_collect_arguments,
+    run_collect,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bora sim <verb>``: ``collect`` (here) and the simulated robot's own verbs (``bora_sim.cli``)."""
+    from bora_sim.cli import main as sim_main
+
+    return sim_main(argv, extra_verbs={"collect": COLLECT_VERB})
