@@ -12,7 +12,9 @@ Per tick (:meth:`Arbiter.tick`):
    at beta = 1 and ``A_human`` not at beta = 0;
 5. the safety layer (:mod:`bora_teleop.safety`) clamps / rate limits it or replaces it by a hold:
    ``stale`` (watchdog), ``no_command`` (no policy command yet), ``human_stale``,
-   ``bad_command`` (names/shape), ``nan``, ``workspace``, ``estop``, ``no_state``, ``episode_start``.
+   ``bad_command`` (names/shape), ``nan``, ``workspace``, ``estop``, ``no_state``, ``episode_start``,
+   ``help_wait`` (``help_hold`` set: the policy asked for help and no one has taken over yet,
+   :mod:`bora_teleop.help_wait`; off by default).
 
 Episode boundaries (:meth:`Arbiter.start_episode`, at an EpisodeEvent START or MarkEpisode START):
 the previous episode's commands and its last sent pose are forgotten; until the policy's first command
@@ -131,6 +133,7 @@ class Arbiter:
         self._measured_seq_at_start = (0, 0)
         self._arm_seq = self._hand_seq = 0
         self.dropped_commands = 0
+        self.help_hold = False  # hold while a help request waits for the operator (help_wait.py)
 
     # ------------------------------------------------------------------ inputs
     def set_policy(
@@ -288,6 +291,8 @@ class Arbiter:
             if self.policy is not None:
                 age = now - self.policy.t_recv
                 error = f"policy command is {age:.3f} s old (> {self.cfg.watchdog_timeout_s} s)"
+        if self.help_hold and beta == 0.0 and not hold:
+            hold, error = "help_wait", "the policy asked for help: holding until the operator takes over"
         candidate = None if hold else blend(a_final, a_human, beta)
         out = self.safety.apply(candidate, measured, hold_reason=hold)
         # Episode / step bookkeeping: follow a new policy command, else advance by one tick.

@@ -55,6 +55,11 @@ PARAMS = {
     # the latched START arrives a moment after the first joint states (another DDS endpoint to match)
     "episode_wait_s": 2.0,
     "diagnostics_topic": "/diagnostics",
+    # help requests of the policy (issue 19, bora_teleop/help_wait.py): shown (bell + line, /diagnostics);
+    # help_hold_policy: the arbiter holds the robot while one waits for the operator (off by default)
+    "help_request_topic": "/bora/help_request",
+    "help_hold_policy": False,
+    "help_wait_timeout_s": 10.0,
     "mark_episode_service": "/bora/mark_episode",
     "set_takeover_service": "/bora/teleop/set_takeover",
     "reset_estop_service": "/bora/teleop/reset_estop",

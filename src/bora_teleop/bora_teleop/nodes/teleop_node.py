@@ -52,7 +52,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from bora_msgs.msg import EpisodeEvent, ExecutedCommand, InterventionEvent, JointCommand
+from bora_msgs.msg import EpisodeEvent, ExecutedCommand, HelpRequest, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
 from bora_policy.runtime.control_loop import ControlLoop
 from bora_policy.runtime.episode_latch import StartLatch
@@ -60,6 +60,7 @@ from bora_teleop.events import KEY_HELP
 from bora_teleop.glove import GloveSample, UdpGloveReceiver
 from bora_teleop.glove_auth import is_loopback, load_key
 from bora_teleop.health import ERROR, OK, WARN, FaultLog, RateLimitedLog
+from bora_teleop.help_wait import HelpWait
 from bora_teleop.inputs import MAX_JOINTS, MAX_NAME_LEN, joint_values
 from bora_teleop.nodes.teleop_operator import OperatorMixin
 from bora_teleop.params import PARAMS, build_arbiter, build_hand_adapter
@@ -135,6 +136,8 @@ class TeleopNode(OperatorMixin, Node):
         self.create_subscription(Bool, P["estop_topic"], L(self._on_estop), latched)
         self.create_subscription(Bool, P["estop_topic"], L(self._on_estop), stream)
         self.create_subscription(EpisodeEvent, P["episode_topic"], L(self._on_episode), events_qos)
+        self.help = HelpWait(bool(P["help_hold_policy"]), float(P["help_wait_timeout_s"]))
+        self.create_subscription(HelpRequest, P["help_request_topic"], L(self._on_help_request), rel)
         if cur:
             self.create_subscription(EpisodeEvent, cur, L(self._on_current_episode), latched)
         self.create_service(MarkEpisode, P["mark_episode_service"], L(self._srv_mark_episode))
@@ -333,6 +336,7 @@ class TeleopNode(OperatorMixin, Node):
             for ch in self.keys.drain():
                 self._handle_key(ch)
         stamp = self.get_clock().now()
+        self._help_tick(stamp.nanoseconds * 1e-9)
         r = self.arb.tick(stamp.nanoseconds * 1e-9)
         for kind, reward in r.events:
             self._publish_intervention(kind, reward, r.episode_id, r.step, "operator")
@@ -347,7 +351,7 @@ class TeleopNode(OperatorMixin, Node):
             if r.hold_reason != self._last_reason:
                 self._hold_since = stamp.nanoseconds * 1e-9
             lasting = stamp.nanoseconds * 1e-9 - self._hold_since >= TRANSIENT_HOLD_S
-            if r.hold_reason not in TRANSIENT_HOLDS or lasting:
+            if (r.hold_reason not in TRANSIENT_HOLDS or lasting) and r.hold_reason != "help_wait":
                 text = f"HOLD ({r.hold_reason}) {r.error}".strip()
                 self.faults.record(f"hold_{r.hold_reason}", text, HOLD_LEVEL.get(r.hold_reason, WARN))
         self._last_reason = r.hold_reason if r.held else ""
@@ -420,6 +424,8 @@ class TeleopNode(OperatorMixin, Node):
             level, parts = ERROR, parts + ["UDP glove receiver thread is not running"]
         if text != "ok":
             parts.append(text)
+        if self.help.pending is not None:  # the policy asked for help: the operator is wanted
+            level, parts = max(level, WARN), parts + ["help requested by the policy"]
         st = DiagnosticStatus(name="bora_teleop: arbiter", hardware_id="teleop")
         st.level, st.message = DIAG_LEVEL[level], "; ".join(parts) or "ok"
         vals = {
@@ -427,6 +433,7 @@ class TeleopNode(OperatorMixin, Node):
             "beta": round(self.arb.blender.beta, 4),
             "takeover_requested": self.arb.blender.requested,
             "takeover_owner": self.arb.owner() or "",
+            **self._help_values(),
             "episode_id": self.arb.episode.episode_id,
             "dropped_commands": self.arb.dropped_commands,
             **s.counts,

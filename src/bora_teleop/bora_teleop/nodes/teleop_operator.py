@@ -1,8 +1,10 @@
 """The teleop node's operator side (thin rclpy code, mixed into ``TeleopNode``): takeover requests from
 a person and from the sim's scripted operator (:mod:`bora_teleop.sources`), recovered flags, the
-e-stop, episode events, the services and the keys."""
+e-stop, episode events, the services and the keys, and the policy's help requests (:mod:`bora_teleop.help_wait`)."""
 
 from __future__ import annotations
+
+import sys
 
 from bora_msgs.msg import EpisodeEvent, InterventionEvent
 from bora_teleop.events import (
@@ -16,6 +18,7 @@ from bora_teleop.events import (
     KEYMAP,
 )
 from bora_teleop.health import WARN
+from bora_teleop.help_wait import BELL, PendingHelp
 from bora_teleop.inputs import MAX_NAME_LEN, MAX_NOTE_LEN, episode_note
 from bora_teleop.sources import OPERATOR, PERSON
 
@@ -104,6 +107,7 @@ class OperatorMixin:
             )
 
     def _end_takeover(self, episode_id: int, step: int, why: str, success: bool = False) -> None:
+        self.help.end_episode()  # a help request does not outlive its episode
         for kind, reward in self.arb.end_takeover(success):
             self._publish_intervention(kind, reward, episode_id, step, why)
 
@@ -192,3 +196,37 @@ class OperatorMixin:
             self.get_logger().error("E-STOP latched (key): holding position until /bora/teleop/reset_estop")
         elif action == "help":
             self.get_logger().info(KEY_HELP)
+
+    # ------------------------------------------------------------------ help requests (issue 19)
+    def _on_help_request(self, msg) -> None:
+        if len(msg.reason) > MAX_NAME_LEN:
+            self._fault(
+                "help_request_malformed", f"HelpRequest.reason: {len(msg.reason)} characters, at most {MAX_NAME_LEN}"
+            )
+            return
+        r = PendingHelp(int(msg.episode_id), int(msg.step), str(msg.reason), float(msg.value), float(msg.threshold),
+                        int(msg.predicted_steps_to_failure), self._now())
+        line = self.help.request(r, self.arb.started_episode)
+        if not line:
+            self._rl("help_other_episode", "info", f"help request of episode {r.episode_id} ignored: not the current")
+            return
+        self.get_logger().warning(line + (" (holding the robot until then)" if self.help.hold_policy else ""))
+        if self.keys is not None:  # the operator's terminal: a bell and the line
+            sys.stdout.write(BELL + line + "\n")
+            sys.stdout.flush()
+
+    def _help_tick(self, now: float) -> None:
+        what = self.help.update(now, self.arb.sources.requested())
+        if what == "timeout":
+            self.get_logger().warning(f"help request unanswered after {self.help.timeout_s:g} s")
+        self.arb.help_hold = self.help.holds()
+
+    def _help_values(self) -> dict:
+        h = self.help
+        return {
+            "help_requested": h.pending is not None,
+            "help_requests": h.requests,
+            "help_answered": h.answered,
+            "help_timed_out": h.timed_out,
+            "help_hold_policy": h.hold_policy,
+        }
