@@ -78,6 +78,7 @@ from bora_trainer.data.bag_episode import (
     Msg,
     build_episode,
 )
+from bora_trainer.data.bag_help import TYPES as HELP_TYPES
 from bora_trainer.data.bag_io import BagData, BagReadError, read_bag
 from bora_trainer.data.bag_output import OutputDir, OutputError, completeness, write_json
 
@@ -198,7 +199,7 @@ def load_bags(
     check_types(datas, need)
     warnings = [w for d in datas for w in d.warnings]
     truncated = [str(d.path) for d in datas if d.truncated]
-    wanted = set(need) | {S.T_OBSERVATION}
+    wanted = set(need) | {S.T_OBSERVATION} | set(HELP_TYPES)  # help requests, values: optional (bag_help.py)
     groups: dict[str, dict[tuple, list[Msg]]] = defaultdict(lambda: defaultdict(list))
     ep_warn: dict[tuple[str, int], list[str]] = defaultdict(list)
     for d in datas:

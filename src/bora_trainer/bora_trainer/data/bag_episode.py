@@ -14,6 +14,7 @@ import numpy as np
 
 from bora_policy.common.rewards import RewardConfig, compute_dones, compute_rewards
 from bora_trainer.data import bag_schema as S
+from bora_trainer.data.bag_help import help_fields
 
 CONVERTER_VERSION = "1"
 EPISODE_KINDS = {0: "start", 1: "success", 2: "failure", 3: "abort"}
@@ -363,6 +364,7 @@ def build_episode(
         "num_valid_steps": int(valid.sum()),
         "warnings": warnings,
     }
+    info.update(help_fields(per_topic, T, warnings, label))  # help requests + critic values (bag_help.py)
     if obs_meta is not None:  # the episode file's own checks, before anything is written
         from bora_policy.common.episodes import _DTYPES, DatasetMeta, EpisodeFormatError, validate_episode
 
