@@ -23,7 +23,9 @@ Entities (the names the blueprint and the tests use, :data:`ENTITIES`):
 * ``events/episode``: START / SUCCESS / FAILURE / ABORT; ``episode/outcome``: +1 success,
   0 failure, -1 abort (one point at the terminal step);
 * ``events/checkpoint``: each ``CheckpointInfo`` (a policy/critic/residual load);
-* ``robot/state``: the measured arm + hand positions.
+* ``robot/state``: the measured arm + hand positions;
+* ``events/help``: each help request of the policy (``HelpRequest``, issue 19) as a WARN text entry, and
+  ``help/request``: its value (one point at the request's step).
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ T_EXEC = "bora_msgs/msg/ExecutedCommand"
 T_INTERVENTION = "bora_msgs/msg/InterventionEvent"
 T_EPISODE = "bora_msgs/msg/EpisodeEvent"
 T_CHECKPOINT = "bora_msgs/msg/CheckpointInfo"
+T_HELP = "bora_msgs/msg/HelpRequest"
 T_IMAGE = "sensor_msgs/msg/Image"
 # message types with a view; anything else recorded is listed as "not shown", never an error
-VIEWED_TYPES = (T_OBS, T_CHUNK, T_VALUE, T_EXEC, T_INTERVENTION, T_EPISODE, T_CHECKPOINT, T_IMAGE)
+VIEWED_TYPES = (T_OBS, T_CHUNK, T_VALUE, T_EXEC, T_INTERVENTION, T_EPISODE, T_CHECKPOINT, T_IMAGE, T_HELP)
 
 TAKEOVER_KINDS = {0: "START", 1: "END", 2: "RECOVERED"}
 EPISODE_KINDS = {0: "START", 1: "SUCCESS", 2: "FAILURE", 3: "ABORT"}
@@ -52,6 +55,7 @@ ENTITIES = (
     "value/q", "value/v", "value/advantage", "value/v0", "value/chunk_q",
     "residual/magnitude", "residual/alpha", "takeover/beta", "takeover/intervention",
     "events/takeover", "events/episode", "episode/outcome", "events/checkpoint", "robot/state",
+    "events/help", "help/request",
 )
 
 
@@ -164,7 +168,7 @@ class VizLogger:
         handler = {
             T_OBS: self.observation, T_CHUNK: self.action_chunk, T_VALUE: self.value,
             T_EXEC: self.executed, T_INTERVENTION: self.intervention, T_EPISODE: self.episode,
-            T_CHECKPOINT: self.checkpoint,
+            T_CHECKPOINT: self.checkpoint, T_HELP: self.help_request,
         }.get(msgtype)
         if handler is not None:
             handler(msg, t_ns)
@@ -249,6 +253,14 @@ class VizLogger:
             level={"SUCCESS": "INFO", "START": "DEBUG"}.get(kind, "ERROR")))
         if int(m.kind) in OUTCOME_VALUE:
             self.rec.log("episode/outcome", rr.Scalars(OUTCOME_VALUE[int(m.kind)]))
+
+    def help_request(self, m, t_ns) -> None:
+        self._time(m.session_id, m.episode_id, m.step, t_ns)
+        n = int(m.predicted_steps_to_failure)
+        self.rec.log("events/help", rr.TextLog(
+            f"HELP REQUESTED (episode {m.episode_id}, step {m.step}): {m.reason} {float(m.value):+.3f} < "
+            f"{float(m.threshold):+.3f}" + (f", failure predicted in {n} steps" if n >= 0 else ""), level="WARN"))
+        self.rec.log("help/request", rr.Scalars(float(m.value)))
 
     def checkpoint(self, m, t_ns) -> None:
         self._set(self.clock.now(), 0, t_ns)
