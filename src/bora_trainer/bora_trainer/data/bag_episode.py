@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bora_policy.common.rewards import RewardConfig, compute_dones, compute_rewards
+from bora_policy.runtime.processor import ObservationProcessor, ProcessorConfig
 from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_help import help_fields
 
@@ -290,6 +291,7 @@ def build_episode(
                 f"episode {label}: Observation has {len(arm_names)}+{len(hand_names)} joints, "
                 f"but the ExecutedCommand action_dim is {A}"
             )
+        proc = ObservationProcessor(cfg=ProcessorConfig(arm_dim=len(arm_names), hand_dim=len(hand_names)))
         state = np.zeros((T, A), np.float32)
         color = np.zeros((T, len(cams), H, W, 3), np.uint8)
         depth = np.zeros((T, len(cams), H, W), np.float32)
@@ -299,7 +301,7 @@ def build_episode(
             try:  # one damaged Observation is dropped (the step becomes obs_valid = false), not fatal
                 if _obs_shape(o) != ref:
                     raise ConversionError(f"cameras/joints/image size {_obs_shape(o)}, expected {ref}")
-                st = np.concatenate([np.asarray(o.arm.position, np.float64), np.asarray(o.hand.position, np.float64)])
+                st = proc.state(o.arm.position, o.hand.position)  # [arm q, hand q] float32
                 if not np.isfinite(st).all() or np.abs(st).max(initial=0) > 1e6:
                     raise ConversionError("non-finite or absurd joint positions")
                 imgs = []
