@@ -52,7 +52,6 @@ def build_run(root: Path) -> Path:
 def breakdown(run: Path, task: str, threads: int) -> dict:
     """CPU time of one control step of the simulated robot (physics + 3 camera renders) against one inference,
     alone and batched x3: what batching can save per episode."""
-    import numpy as np
     import torch
 
     from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
@@ -63,7 +62,7 @@ def breakdown(run: Path, task: str, threads: int) -> dict:
     runner = PolicyRunner.from_paths(str(run / "policy"), cfg=PolicyRunnerConfig(deterministic=True))
     env = make_env(task, "standard", image_size=64)
     obs, _ = env.reset(seed=0)
-    q = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+    q = runner.processor.state_of(obs)  # hold the measured state; also the policy's input
     c0 = time.process_time()
     for _ in range(30):
         obs, *_ = env.step(q)

@@ -51,6 +51,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def run_task(
     task: str, policy: str, takeovers: int, max_episodes: int, seed0: int, op_over: dict | None = None
 ) -> dict:
+    from bora_policy.common.state import state_of
     from bora_sim.env import make_env
     from bora_sim.operator import OperatorConfig, ScriptedOperator
     from bora_trainer.collect import run_episode
@@ -70,7 +71,7 @@ def run_task(
             ivs, success = res.info["interventions"], bool(res.info["success"])
         else:  # stall: repeat the last executed action (a policy frozen where it is)
             obs, info = env.reset(seed=seed)
-            hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+            hold = state_of(obs)  # joint targets = the measured joint positions
             op = ScriptedOperator(env, op_cfg, seed=seed + 104729)
             term = trunc = False
             T = iv_steps = 0

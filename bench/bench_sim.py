@@ -15,8 +15,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def _probe() -> dict:
     """bench/machine_info.py's description (with the CPU probe: native bf16, thread calibration)."""
@@ -28,12 +26,13 @@ def _probe() -> dict:
 
 
 def bench_speed(task: str, image_size: int, steps: int, control_hz: float) -> dict:
+    from bora_policy.common.state import state_of
     from bora_sim.env import make_env
     from bora_sim.experts import ScriptedExpert
 
     env = make_env(task, "standard", image_size=image_size, control_hz=control_hz, render=True)
     obs, _ = env.reset(seed=0)
-    hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])
+    hold = state_of(obs)  # joint targets = the measured joint positions
     env.step(hold)
     t0 = time.perf_counter()
     for _ in range(steps):

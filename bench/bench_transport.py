@@ -39,6 +39,7 @@ CAMS = ("left", "front", "right")
 
 def render_frames(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` frame sets of the simulated scene: colour [n, 3, size, size, 3] uint8, depth [n, 3, size, size] mm."""
+    from bora_policy.common.state import state_of
     from bora_policy.runtime.image_codec import metres_to_mm
     from bora_sim.env import make_env
 
@@ -46,7 +47,7 @@ def render_frames(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     colors, depths = [], []
-    q = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+    q = state_of(obs)
     for _ in range(n):
         colors.append(obs["color"].copy())
         depths.append(metres_to_mm(obs["depth"]))
