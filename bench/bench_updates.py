@@ -71,7 +71,8 @@ def make_buffers(spec, n_off: int, n_on: int, seed: int = 0):
 
 def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str = "auto", peaks=None) -> dict:
     from bora_policy.models.critic import ChunkCritic
-    from bora_trainer.algorithms.online import OnlineConfig, OnlineLearner
+    from bora_trainer.algorithms.bora.config import OnlineConfig
+    from bora_trainer.algorithms.online_learner import OnlineLearner
     from bora_trainer.data.replay import MixedSampler, ReplaySpec
 
     k, A, S = args.chunk, args.action_dim, args.action_dim

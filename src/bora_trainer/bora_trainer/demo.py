@@ -44,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from bora_trainer import protocol
 from bora_trainer.config_io import ConfigError, from_dict, read_yaml, to_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -156,6 +157,7 @@ class DemoConfig:
     offline: OfflineSpec = field(default_factory=OfflineSpec)
     online: OnlineSpec = field(default_factory=OnlineSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    protocol: protocol.ProtocolSpec = field(default_factory=protocol.ProtocolSpec)  # evidence protocol (issue 14)
     title: str = "BORA on the simulated robot (bora demo)"
 
     def validate(self) -> None:
@@ -198,6 +200,9 @@ class DemoConfig:
             raise ConfigError("DemoConfig.eval.trials must be >= 1 and eval.object_sets non-empty")
         if self.image_size < 16:
             raise ConfigError(f"DemoConfig.image_size must be >= 16, got {self.image_size}")
+        errs = protocol.validate(self, TASKS)
+        if errs:
+            raise ConfigError(errs[0])
 
 
 # --quick: a smoke run of every stage and every default offline row (~4 minutes on 2 busy CPU cores; the
@@ -351,6 +356,7 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                 stages["eval"].append(Job(f"eval-{task}-{name}-{oset}", argv, cfg.eval.threads))
     stages["report"].append(Job("report", ["report", str(out / "eval"), "--out", str(out / "report"),
                                            "--title", cfg.title, "--runs", str(out / "runs")]))
+    protocol.extend_plan(cfg, out, stages, Job)  # training seeds, learning curve, evidence report
     return Plan(stages)
 
 
@@ -370,6 +376,7 @@ def write_stage_configs(cfg: DemoConfig, out: Path) -> None:
     on["control_hz"] = cfg.control_hz
     (out / "configs" / "online.yaml").write_text(yaml.safe_dump(on, sort_keys=False))
     (out / "configs" / "demo.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    protocol.write_configs(cfg, out)
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -389,12 +396,12 @@ def ensure_exported(run: Path, data: Path) -> bool:
     from bora_policy.models.critic import ChunkCritic, DecoupledChunkCritic
     from bora_policy.models.export import export_policy, policy_from_modules
     from bora_policy.models.normalizer import Normalizer
-    from bora_trainer.algorithms.offline import OfflineConfig, get_algorithm
+    from bora_trainer.algorithms import registry
+    from bora_trainer.algorithms.bora.config import OfflineConfig
     from bora_trainer.checkpoint import load_checkpoint
     from bora_trainer.config_io import load_config
-    from bora_trainer.train_offline import build_learner, load_plugins, policy_config
+    from bora_trainer.train_offline import build_learner, policy_config
 
-    load_plugins()
     ocfg = load_config(OfflineConfig, run / "config.yaml")
     norm = Normalizer.load(run / "normalizer.json")
     meta = DatasetMeta.from_dict(json.loads((data / "meta.json").read_text()))
@@ -404,7 +411,7 @@ def ensure_exported(run: Path, data: Path) -> bool:
     for name, mod in learner.modules_to_save().items():
         if name in ck["modules"]:
             mod.load_state_dict(ck["modules"][name])
-    vcfg = policy_config(ocfg, get_algorithm(ocfg.algo), norm.state_dim, norm.action_dim, n_cam,
+    vcfg = policy_config(ocfg, registry.offline_learner(ocfg.algo), norm.state_dim, norm.action_dim, n_cam,
                          meta.image_size[0])
     policy = policy_from_modules(vcfg, norm, learner.vlm.state_dict(), learner.expert.state_dict())
     critic = learner.critic if isinstance(learner.critic, (ChunkCritic, DecoupledChunkCritic)) else None
@@ -606,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reuse OUT/data/<task> as collected (implies --resume for the other stages' done jobs)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="run only these stages")
     p.add_argument("--plan", action="store_true", help="print the jobs of every stage and exit")
+    p.add_argument("--tuning", action="store_true",
+                   help="evidence protocol: evaluate on the config's tuning seeds (protocol.tuning_seed0), never "
+                        "on its evaluation seeds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -623,6 +633,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bora demo: {e}", file=sys.stderr)
         return 2
+    if args.tuning:
+        if not cfg.protocol.enabled:
+            print("bora demo: --tuning needs a config with protocol.enabled: true", file=sys.stderr)
+            return 2
+        cfg.protocol.tuning = True
     out = Path(args.out).resolve()
     pl = plan(cfg, out)
     if args.plan:

@@ -27,7 +27,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from bora_trainer.algorithms.offline import ALGORITHMS, OfflineAlgorithm, OfflineConfig, get_algorithm
+from bora_trainer.algorithms import registry
+from bora_trainer.algorithms.bora.config import OfflineConfig
+from bora_trainer.algorithms.offline_learner import OfflineAlgorithm
 from bora_trainer.checkpoint import RunLogger, load_checkpoint, save_checkpoint, write_run_files
 from bora_trainer.config_io import load_config, to_dict
 from bora_trainer.data.chunks import ChunkDataset
@@ -76,7 +78,7 @@ def build_learner(
     from bora_policy.models.action_expert import build_expert
     from bora_policy.models.vlm import build_vlm
 
-    algo_cls = get_algorithm(cfg.algo)
+    algo_cls = registry.offline_learner(cfg.algo)
     mc = cfg.model
     vlm = build_vlm(
         mc.vlm,
@@ -471,7 +473,7 @@ class OfflineTrainer:
         meta = self.dataset.meta
         return policy_config(
             self.cfg,
-            get_algorithm(self.cfg.algo),
+            registry.offline_learner(self.cfg.algo),
             meta.state_dim,
             meta.action_dim,
             len(meta.camera_names),
@@ -636,27 +638,7 @@ class OfflineTrainer:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-# Modules that register further objectives with ``register_algorithm`` (issue 6: ALOE, HABC). A missing
-# module is skipped; one that fails to import is reported on stderr and its --algo names are unavailable.
-PLUGIN_MODULES = ("bora_trainer.algorithms.aloe", "bora_trainer.algorithms.habc")
-
-
-def load_plugins() -> None:
-    import importlib
-    import warnings
-
-    for name in PLUGIN_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                warnings.warn(f"offline algorithm plugin {name} failed to import: {e}", stacklevel=2)
-        except ImportError as e:
-            warnings.warn(f"offline algorithm plugin {name} failed to import: {e}", stacklevel=2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    load_plugins()
     p = argparse.ArgumentParser(
         prog="bora train offline",
         description=__doc__,
@@ -664,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--algo",
-        choices=sorted(ALGORITHMS),
+        choices=registry.offline_names(),
         default=None,
         help="offline algorithm (default: the config's `algo`, else bora)",
     )

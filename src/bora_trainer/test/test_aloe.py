@@ -5,17 +5,10 @@ import math
 import pytest
 import torch
 
-from bora_trainer.algorithms.aloe import (
-    AloeBatch,
-    AloeConfig,
-    AloeLearner,
-    EnsembleChunkQ,
-    aggregate_heads,
-    aloe_weights,
-    chunk_td_target,
-    run_aloe_loop,
-    weighted_actor_loss,
-)
+from bora_trainer.algorithms.aloe.config import AloeConfig
+from bora_trainer.algorithms.aloe.learner import AloeBatch, AloeLearner, EnsembleChunkQ, run_aloe_loop
+from bora_trainer.algorithms.aloe.losses import aggregate_heads, aloe_weights, chunk_td_target
+from bora_trainer.algorithms.losses import weighted_actor_loss
 from bora_trainer.config_io import ConfigError, load_config
 
 torch.set_num_threads(1)  # the CI machine is shared: avoid thread contention

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import bora_trainer.algorithms.habc  # noqa: F401  (registers --algo habc)
 from bora_policy.common.episodes import read_episode, read_meta, write_episode
-from bora_trainer.algorithms.aloe import per_sample_weighted_bc
-from bora_trainer.algorithms.aloe_train import phase_for_step
-from bora_trainer.algorithms.habc_labels import KIND_DEMO, KIND_INTERVENTION, KIND_POLICY, LABEL_NONE
-from bora_trainer.algorithms.offline import OfflineConfig
+from bora_trainer.algorithms.aloe.losses import per_sample_weighted_bc, phase_for_step
+from bora_trainer.algorithms.bora.config import OfflineConfig
+from bora_trainer.algorithms.habc.labels import KIND_DEMO, KIND_INTERVENTION, KIND_POLICY, LABEL_NONE
 from bora_trainer.config_io import load_config
 from bora_trainer.data.chunks import write_synthetic_dataset
 
@@ -118,23 +116,13 @@ def test_offline_aloe_end_to_end(mixed_ds, tmp_path):
         "actor_steps": 2,
         "n_value_samples": 2,
     }
-    if hasattr(cfg, "algo_options"):
-        cfg.algo_options = opts
-    else:  # until OfflineConfig has algo_options: a small ensemble through the learner's own config
-        import bora_trainer.algorithms.aloe_train as at
-
-        orig = at._options
-        at._options = lambda c, *n: opts
-    try:
-        tr = OfflineTrainer(cfg, mixed_ds, tmp_path / "run", progress=False)
-        phases = []
-        for _ in range(8):
-            batch = tr.prepare(next(iter(tr.loader)))
-            m = tr.train_step(batch)
-            phases.append(m["aloe/phase"])
-    finally:
-        if not hasattr(cfg, "algo_options"):
-            at._options = orig
+    cfg.algo_options = opts
+    tr = OfflineTrainer(cfg, mixed_ds, tmp_path / "run", progress=False)
+    phases = []
+    for _ in range(8):
+        batch = tr.prepare(next(iter(tr.loader)))
+        m = tr.train_step(batch)
+        phases.append(m["aloe/phase"])
     # warm-up (0) x2, then critic (1) x2 / actor (2) x2 cycles
     assert phases == [0, 0, 1, 1, 2, 2, 1, 1]
     assert "aloe/w_mean" in m or phases[-1] == 1
@@ -188,7 +176,8 @@ def _online_batch(B, k, A, S, Z, seed=0):
 def test_online_objectives_update_the_residual(algo):
     from bora_policy.models.critic import ChunkCritic
     from bora_policy.models.residual import ResidualConfig
-    from bora_trainer.algorithms.online import OnlineConfig, OnlineLearner
+    from bora_trainer.algorithms.bora.config import OnlineConfig
+    from bora_trainer.algorithms.online_learner import OnlineLearner
 
     torch.manual_seed(0)
     k, A, S, Z, B = 4, 3, 3, 8, 8

@@ -44,7 +44,7 @@ def _cfg(global_batch_split: int, fsdp: bool = False) -> dict:
 def worker(out: str, data: str, fsdp: bool) -> None:
     import torch.distributed as dist
 
-    from bora_trainer.algorithms.offline import OfflineConfig
+    from bora_trainer.algorithms.bora.config import OfflineConfig
     from bora_trainer.config_io import load_config
     from bora_trainer.train_offline import OfflineTrainer, setup_distributed
 

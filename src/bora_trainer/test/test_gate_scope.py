@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bora_trainer.algorithms import losses as L
-from bora_trainer.algorithms.offline import OfflineConfig
+from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.config_io import ConfigError, load_config
 
 torch.set_num_threads(1)

@@ -6,18 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bora_trainer.algorithms.habc import (
-    HabcBatch,
-    HabcConfig,
-    HabcLearner,
-    efficiency_targets,
-    habc_advantages,
-    habc_gate,
-    normalize_weights,
-    raw_weights,
-    weighted_actor_loss,
-)
-from bora_trainer.algorithms.habc_labels import (
+from bora_trainer.algorithms.habc.config import HabcConfig
+from bora_trainer.algorithms.habc.labels import (
     KIND_DEMO,
     KIND_INTERVENTION,
     KIND_POLICY,
@@ -27,6 +17,15 @@ from bora_trainer.algorithms.habc_labels import (
     label_episode,
     min_human_steps,
 )
+from bora_trainer.algorithms.habc.learner import HabcBatch, HabcLearner
+from bora_trainer.algorithms.habc.losses import (
+    efficiency_targets,
+    habc_advantages,
+    habc_gate,
+    normalize_weights,
+    raw_weights,
+)
+from bora_trainer.algorithms.losses import weighted_actor_loss
 from bora_trainer.config_io import ConfigError, load_config
 
 torch.set_num_threads(1)  # the CI machine is shared: avoid thread contention

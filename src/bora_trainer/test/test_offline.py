@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from bora_trainer.algorithms.offline import ALGORITHMS, OfflineConfig, register_algorithm
+from bora_trainer.algorithms import registry
+from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.checkpoint import latest_checkpoint, load_checkpoint
 from bora_trainer.config_io import load_config
 from bora_trainer.data.chunks import write_synthetic_dataset
@@ -127,9 +128,12 @@ def test_cli_checkpoints_and_resume(ds, repo_root, tmp_path):
 
 
 def test_registry_hook_for_other_objectives():
-    assert {"diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora"} <= set(ALGORITHMS)
+    assert {"diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora"} <= set(registry.offline_names())
+    other = type("Other", (registry.offline_learner("cp-bc"),), {})
     with pytest.raises(ValueError, match="already registered"):
-        register_algorithm("bora")(type("Other", (ALGORITHMS["cp-bc"],), {}))
+        registry.register(registry.Method("bora", "Other", offline=other))
+    with pytest.raises(KeyError, match="unknown offline algorithm"):
+        registry.offline_learner("nope")
     with pytest.raises(SystemExit):  # argparse: invalid choice
         main(["--algo", "nope", "--data", "x", "--out", "y"])
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from bora_trainer.algorithms.offline import OfflineConfig
+from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.checkpoint import load_checkpoint
 from bora_trainer.config_io import load_config
 from bora_trainer.data.chunks import write_synthetic_dataset

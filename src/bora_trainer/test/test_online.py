@@ -5,16 +5,14 @@ import pytest
 import torch
 
 from bora_policy.models.residual import ResidualConfig
-from bora_trainer.algorithms.online import (
-    OBJECTIVES,
+from bora_trainer.algorithms import registry
+from bora_trainer.algorithms.bora.config import OnlineConfig
+from bora_trainer.algorithms.bora.losses import critic_anchor_loss, improvement_hinge
+from bora_trainer.algorithms.online_learner import (
     NormalizerMismatchError,
-    OnlineConfig,
     OnlineLearner,
     OnlineObjective,
     bc_lambda_schedule,
-    critic_anchor_loss,
-    improvement_hinge,
-    register_objective,
 )
 from bora_trainer.data.replay import ChunkReplayBuffer, MixedSampler, ReplaySpec
 
@@ -242,16 +240,16 @@ def test_objective_registry_pluggable():
     with pytest.raises(ValueError, match="unknown online algorithm"):
         make_learner(algo="nope")
 
-    @register_objective("test-bc-only")
     class BCOnly(OnlineObjective):
         def update(self, batch):
             return {"custom": 1.0}
 
+    registry.register(registry.Method("test-bc-only", "Test", online=BCOnly))
     try:
         L = make_learner(algo="test-bc-only")
         assert L.update(batch())["custom"] == 1.0 and L.step == 1
     finally:
-        OBJECTIVES.pop("test-bc-only")
+        registry.unregister("test-bc-only")
 
 
 # ------------------------------------------------------------------------------------------- checkpoints

@@ -16,7 +16,8 @@ import torch
 from bora_policy.models import critic as critic_mod
 from bora_policy.models.critic import ChunkCritic
 from bora_policy.models.residual import ResidualConfig
-from bora_trainer.algorithms.online import OnlineConfig, OnlineLearner
+from bora_trainer.algorithms.bora.config import OnlineConfig
+from bora_trainer.algorithms.online_learner import OnlineLearner
 from bora_trainer.data.replay import ChunkReplayBuffer, MixedSampler, ReplaySpec
 
 Z, S, A, K = 16, 5, 4, 6

@@ -6,7 +6,8 @@ import torch
 
 from bora_policy.models.critic import ChunkCritic
 from bora_policy.runtime.cpu_probe import has_native_bf16
-from bora_trainer.algorithms.online import OnlineConfig, OnlineLearner
+from bora_trainer.algorithms.bora.config import OnlineConfig
+from bora_trainer.algorithms.online_learner import OnlineLearner
 
 
 def _learner(**kw):

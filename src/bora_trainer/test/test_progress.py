@@ -72,7 +72,7 @@ def test_offline_training_logs_progress_without_a_bar(tmp_path, monkeypatch, cap
 
     import torch
 
-    from bora_trainer.algorithms.offline import OfflineConfig
+    from bora_trainer.algorithms.bora.config import OfflineConfig
     from bora_trainer.config_io import load_config
     from bora_trainer.data.chunks import write_synthetic_dataset
     from bora_trainer.train_offline import OfflineTrainer

@@ -17,8 +17,7 @@ import pytest
 import torch
 
 from bora_policy.common.episodes import read_episode
-from bora_trainer.algorithms.aloe import chunk_td_target
-from bora_trainer.algorithms.aloe_train import online_td_target
+from bora_trainer.algorithms.aloe.losses import chunk_td_target, online_td_target
 from bora_trainer.algorithms.losses import shifted_bootstrap_targets
 from bora_trainer.data.chunks import ChunkDataset, ChunkDatasetConfig, write_synthetic_dataset
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec, chunk_transitions, to_torch
@@ -102,7 +101,8 @@ def test_aloe_objective_critic_target_bootstraps_at_time_limit(ds):
     where s' is the episode's final observation (computed here from the objective's own target heads)."""
     from bora_policy.models.critic import ChunkCritic
     from bora_policy.models.residual import ResidualConfig
-    from bora_trainer.algorithms.online import OnlineConfig, OnlineLearner
+    from bora_trainer.algorithms.bora.config import OnlineConfig
+    from bora_trainer.algorithms.online_learner import OnlineLearner
 
     torch.manual_seed(0)
     arrays, _ = read_episode(ds, 2, load_images=False)

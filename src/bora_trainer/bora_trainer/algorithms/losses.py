@@ -1,4 +1,4 @@
-"""Offline BORA objectives as pure torch functions (paper Sec. 3.1, Appendix A and B).
+"""Losses shared by the methods, as pure torch functions (BORA Sec. 3.1, Appendix A and B: Eq. 1-5).
 
 Shapes: ``B`` samples, chunk length ``k``. Every per-step quantity is ``[B, k]``, where position
 ``i`` of row ``t`` refers to control step ``t + i``. ``mask`` is the validity mask ``m_{t,i}`` (1 for
@@ -298,3 +298,13 @@ def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) ->
             pt.lerp_(ps.detach(), tau)
         for bt, bs in zip(target.buffers(), source.buffers(), strict=True):
             bt.copy_(bs)
+
+
+def weighted_actor_loss(per_sample_loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted imitation: ``L_pi = 1/B sum_i w_i l_i`` with detached weights ``w`` [B] and the actor's
+    per-sample losses ``l`` [B] (ALOE Eq. 7 with the advantage weights, HABC Eq. 1 with its gate weights)."""
+    if per_sample_loss.shape != weights.shape:
+        raise ValueError(
+            f"per-sample loss {tuple(per_sample_loss.shape)} and weights {tuple(weights.shape)} differ"
+        )
+    return (weights.detach() * per_sample_loss).mean()

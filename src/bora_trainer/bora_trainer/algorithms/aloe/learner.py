@@ -1,4 +1,4 @@
-"""ALOE: action-level off-policy evaluation for VLA post-training (arXiv 2602.12691; aloe-method.md).
+"""ALOE's critic learner: action-level off-policy evaluation for VLA post-training (arXiv 2602.12691).
 
 * Critic: an ensemble of chunk Q heads ``Q_i(s, a_{t:t+h})``, i = 1..N, on a shared Transformer trunk
   (tokens: the cognition token ``z_t``, proprio, one token per chunk step with a learned position
@@ -24,165 +24,16 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from .losses import soft_update, validity_mask
+from bora_trainer.algorithms.aloe.config import AloeConfig
+from bora_trainer.algorithms.aloe.losses import aggregate_heads, aloe_weights, chunk_td_target
+from bora_trainer.algorithms.losses import soft_update
 
 # sample_fn(z [B, Z], proprio [B, S] | None) -> chunk [B, >=h, A] in normalised action units
 SampleFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
-
-
-@dataclass
-class AloeConfig:
-    """ALOE hyper-parameters. [P] primary, [S] secondary source, [I] inferred: provisional, ablate.
-
-    horizon: Q-chunk horizon h in control steps; 0 = the chunk length k. [I: the executed part of the
-        chunk, so that rewards and s_{t+h} are logged; BORA executes k = 32.]
-    n_heads: ensemble size N [unknown; I: 4].
-    n_value_samples: K chunks sampled from the actor for V^pi [S/I: 4-8].
-    gamma: discount [S: 0.99]. tau: target Polyak rate [S: 0.005].
-    done_mask: mask the bootstrap (and rewards after a terminal) in the chunked target [S: the v1 chunked
-        equation omits it; the spec says implement it].
-    target_aggregate / advantage_aggregate: "min" over heads (pessimistic) [P for the advantage; I for the
-        target], or "mean".
-    beta: advantage temperature [S: reimplementation guess 0.5]. weight_clip: eps of the clip [S: 5].
-    weight_form: "exp_clip" = ``exp(clip(A/beta, -eps, eps))`` [S: recommended]; "clip_exp" =
-        ``clip(exp(A/beta), 0, exp(eps))`` (the explainer's reading, same upper cap).
-    head_bootstrap_p: each head trains on a Bernoulli(p) subset of the batch [I: Sec. 8.2; 1 = off].
-    width / num_layers / num_attn_heads: critic trunk [S: 256 / 6 / 8]. dropout: 0.
-    critic_lr / actor_lr / weight_decay / batch_size: [S: AdamW 3e-5, batch 256].
-    critic_steps / actor_steps: gradient steps per stage of one loop iteration [unknown; I].
-    iterations: collect/critic/actor rounds [P: 5 phone, 3-4 sorting].
-    target_samples: fresh actor samples a' averaged in the bootstrap [I: 1 = the spec's single a'].
-    """
-
-    horizon: int = 0
-    n_heads: int = 4
-    n_value_samples: int = 4
-    gamma: float = 0.99
-    tau: float = 0.005
-    done_mask: bool = True
-    target_aggregate: Literal["min", "mean"] = "min"
-    advantage_aggregate: Literal["min", "mean"] = "min"
-    beta: float = 0.5
-    weight_clip: float = 5.0
-    weight_form: Literal["exp_clip", "clip_exp"] = "exp_clip"
-    head_bootstrap_p: float = 1.0
-    width: int = 256
-    num_layers: int = 6
-    num_attn_heads: int = 8
-    dropout: float = 0.0
-    critic_lr: float = 3e-5
-    actor_lr: float = 3e-5
-    weight_decay: float = 1e-4
-    batch_size: int = 256
-    critic_steps: int = 2000
-    actor_steps: int = 2000
-    iterations: int = 5
-    target_samples: int = 1
-
-    def __post_init__(self) -> None:
-        if self.horizon < 0:
-            raise ValueError(f"AloeConfig.horizon must be >= 0 (0 = chunk length), got {self.horizon}")
-        if self.n_heads < 1 or self.n_value_samples < 1 or self.target_samples < 1:
-            raise ValueError("AloeConfig.n_heads, n_value_samples and target_samples must be >= 1")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"AloeConfig.gamma must be in (0, 1], got {self.gamma}")
-        if not 0.0 <= self.tau <= 1.0:
-            raise ValueError(f"AloeConfig.tau must be in [0, 1], got {self.tau}")
-        if self.beta <= 0 or self.weight_clip <= 0:
-            raise ValueError(
-                f"AloeConfig.beta and weight_clip must be > 0, got {self.beta}, {self.weight_clip}"
-            )
-        for name in ("target_aggregate", "advantage_aggregate"):
-            if getattr(self, name) not in ("min", "mean"):
-                raise ValueError(f"AloeConfig.{name} must be 'min' or 'mean', got {getattr(self, name)!r}")
-        if self.weight_form not in ("exp_clip", "clip_exp"):
-            raise ValueError(
-                f"AloeConfig.weight_form must be 'exp_clip' or 'clip_exp', got {self.weight_form!r}"
-            )
-        if not 0.0 < self.head_bootstrap_p <= 1.0:
-            raise ValueError(f"AloeConfig.head_bootstrap_p must be in (0, 1], got {self.head_bootstrap_p}")
-        if self.width % self.num_attn_heads:
-            raise ValueError(
-                f"AloeConfig.width ({self.width}) must be divisible by num_attn_heads ({self.num_attn_heads})"
-            )
-
-
-# ----------------------------------------------------------------------------------------------------
-# pure functions
-
-
-def aggregate_heads(q: torch.Tensor, mode: str = "min") -> torch.Tensor:
-    """Eq. 4: ``Q_pess = min_i Q_i`` over the head dimension 0 of ``q`` [N, B] ("mean" = ensemble mean)."""
-    if q.dim() != 2:
-        raise ValueError(f"aggregate_heads: expected [N, B] head values, got {tuple(q.shape)}")
-    if mode == "min":
-        return q.min(dim=0).values
-    if mode == "mean":
-        return q.mean(dim=0)
-    raise ValueError(f"aggregate_heads: mode must be 'min' or 'mean', got {mode!r}")
-
-
-def chunk_td_target(
-    rewards: torch.Tensor,
-    dones: torch.Tensor,
-    q_next: torch.Tensor,
-    gamma: float,
-    pad_mask: torch.Tensor | None = None,
-    done_mask: bool = True,
-    next_valid: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Eq. 2 current-policy chunked TD target (detached), for the logged chunk's rewards.
-
-    ``rewards``, ``dones`` [B, h]; ``q_next`` [B] = the aggregated target heads at ``(s_{t+L}, a')``;
-    ``pad_mask`` [B, h] marks steps that exist (a chunk cut by the episode end has ``L < h`` of them).
-    With ``done_mask``: ``y = sum_i gamma^i m_i r_{t+i} + gamma^L (1 - d) q_next`` where ``m`` keeps the steps
-    up to and including the first terminal and ``d = 1`` if a terminal lies in the chunk; without it
-    (the v1 form) ``y = sum_i gamma^i pad_i r_{t+i} + gamma^L q_next``. ``next_valid`` [B] = 0 drops the
-    bootstrap (no state after the chunk was logged)."""
-    if rewards.dim() != 2 or dones.shape != rewards.shape:
-        raise ValueError(
-            f"chunk_td_target: rewards {tuple(rewards.shape)} and dones {tuple(dones.shape)} "
-            "must both be [B, h]"
-        )
-    if q_next.shape != rewards.shape[:1]:
-        raise ValueError(
-            f"chunk_td_target: q_next must be [B]={tuple(rewards.shape[:1])}, got {tuple(q_next.shape)}"
-        )
-    B, h = rewards.shape
-    pad = torch.ones_like(rewards) if pad_mask is None else pad_mask.to(rewards.dtype)
-    disc = gamma ** torch.arange(h, dtype=rewards.dtype, device=rewards.device)
-    if done_mask:
-        m = validity_mask(dones, pad)
-        terminated = ((dones.to(rewards.dtype) * m).sum(dim=1) > 0).to(rewards.dtype)
-    else:
-        m = pad
-        terminated = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
-    ret = (rewards * m * disc).sum(dim=1)
-    boot_disc = gamma ** pad.sum(dim=1)
-    boot = boot_disc * (1.0 - terminated) * q_next.detach().to(rewards.dtype)
-    if next_valid is not None:
-        boot = boot * next_valid.to(rewards.dtype)
-    return (ret + boot).detach()
-
-
-def aloe_weights(adv: torch.Tensor, beta: float, eps: float, form: str = "exp_clip") -> torch.Tensor:
-    """Eq. 6 advantage weights, detached: ``exp(clip(A/beta, -eps, eps))`` ("exp_clip", recommended) or
-    ``clip(exp(A/beta), 0, exp(eps))`` ("clip_exp")."""
-    a = adv.detach() / beta
-    if form == "exp_clip":
-        return torch.exp(a.clamp(-eps, eps))
-    if form == "clip_exp":
-        return torch.exp(a).clamp(0.0, math.exp(eps))
-    raise ValueError(f"aloe_weights: form must be 'exp_clip' or 'clip_exp', got {form!r}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# the ensemble chunk critic
 
 
 class EnsembleChunkQ(nn.Module):
@@ -406,42 +257,6 @@ class AloeLearner:
             self.opt.load_state_dict(sd["opt"])
 
 
-def weighted_actor_loss(per_sample_loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Eq. 7: ``L_pi = E[w l]`` with detached weights ``w`` [B] and per-sample actor losses ``l`` [B]."""
-    if per_sample_loss.shape != weights.shape:
-        raise ValueError(
-            f"per-sample loss {tuple(per_sample_loss.shape)} and weights {tuple(weights.shape)} differ"
-        )
-    return (weights.detach() * per_sample_loss).mean()
-
-
-def per_sample_weighted_bc(
-    expert,
-    z: torch.Tensor,
-    proprio: torch.Tensor | None,
-    actions_norm: torch.Tensor,
-    mask: torch.Tensor,
-    weights: torch.Tensor,
-) -> torch.Tensor:
-    """``1/B sum_b w_b l_b`` with ``l_b`` the action expert's own masked BC loss of sample b (Eq. 7 of ALOE,
-    Eq. 1 of HABC), in ONE call of ``expert.bc_loss`` (its noise draws and curriculum counter advance once).
-
-    If ``bc_loss`` accepts ``reduction="none"`` (a [B] result) that is used. Otherwise the weight enters
-    through the mask: ``ActionExpert._masked_mean`` computes ``sum_i m_i x_i / max(sum_i m_i, 1)`` per
-    sample, so the mask ``m'_b = c w_b m_b / |M_b|`` with ``c w_b <= 1`` gives ``c w_b l_b`` exactly
-    (``c = 1 / max w``), and dividing by ``c`` restores the scale."""
-    import inspect
-
-    w = weights.detach().to(torch.float32)
-    m = mask.to(torch.float32)
-    if "reduction" in inspect.signature(expert.bc_loss).parameters:
-        per = expert.bc_loss(z, proprio, actions_norm, m, reduction="none")
-        return (w * per).mean()
-    c = 1.0 / float(w.max().clamp_min(1e-12)) / (1.0 + 1e-6)
-    m_w = m * (c * w / m.sum(1).clamp_min(1.0))[:, None]
-    return expert.bc_loss(z, proprio, actions_norm, m_w) / c
-
-
 @dataclass
 class LoopStats:
     iteration: int
@@ -486,6 +301,3 @@ def run_aloe_loop(
         if progress is not None:
             progress(st)
     return out
-
-
-from . import aloe_train as _aloe_train  # noqa: E402,F401  (registers --algo aloe offline and online)

@@ -1,0 +1,1 @@
+"""The offline baselines of Table 1: diffusion-bc, cp-bc, cp-decoupled-critic."""

@@ -1,0 +1,1 @@
+"""BORA (the paper's method): run configs (Table 3), offline learner, online residual objective."""

@@ -1,0 +1,184 @@
+"""BORA's run configurations: Table 3 of the paper (Phase 1 offline, Phase 2 online).
+
+:class:`OfflineConfig` is the config of every ``bora train offline`` run, whatever its ``--algo``: the run
+mechanics (updates, batch, data, model, devices) plus BORA's offline hyper-parameters; another method's
+own hyper-parameters go in ``algo_options`` (its config class in ``algorithms/registry.py``).
+:class:`OnlineConfig` is the same for the online phase (``objective_options``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bora_policy.models.residual import ResidualConfig
+from bora_trainer.algorithms import losses as L
+from bora_trainer.data.chunks import ChunkDatasetConfig
+
+
+@dataclass
+class ModelConfig:
+    """Which networks to build (bora_policy.models). ``vlm`` is a named tiny/shape config or a local path."""
+
+    vlm: str = "paligemma-tiny"
+    vlm_load_weights: bool = True
+    gradient_checkpointing: bool = False
+    bf16: bool = True  # autocast on CUDA
+    use_proprio: bool = True  # feed the normalised state to the VLM (proprio token) and the expert
+    expert: dict[str, Any] = field(default_factory=dict)  # extra kwargs of the action expert config
+    critic: dict[str, Any] = field(
+        default_factory=dict
+    )  # extra kwargs of the chunk / decoupled critic config
+    expert_sample_steps: int = 1  # consistency: 1-3 steps at inference; diffusion: its own default if 0
+
+
+@dataclass
+class OfflineConfig:
+    """Offline BORA training. Defaults are Table 3 (Phase 1) unless marked "not in Table 3"."""
+
+    algo: str = "bora"
+    # --- Table 3, Phase 1
+    total_updates: int = 70_000
+    batch_size: int = 8  # per GPU / process
+    k: int = 32  # action chunk size
+    weight_decay: float = 1e-4  # AdamW
+    vlm_lr: float = 1e-5  # actor VLM learning rate
+    expert_lr: float = 5e-5  # actor consistency (action expert) learning rate
+    ppo_start_step: int | None = None  # None: round(total_updates * ppo_start_fraction) = 40k of 70k
+    ppo_start_fraction: float = 40_000 / 70_000
+    lambda_bc: float = 1.0
+    lambda_ppo: float = 0.01  # PPO guidance coefficient
+    adv_clip: float = 2.0  # advantage normalisation clip
+    gate_enabled: bool = True  # OPE gate (false = gate_scope "off")
+    gate_margin: float = 0.0  # delta_OPE
+    # what a closed gate (Eq. 5, Appendix B.1 "optionally") withholds (losses.gated_ppo_bc_loss): "batch" =
+    # the paper's literal gate (the whole actor step, BC included), "ppo_chunk" = ours: the PPO term of
+    # each chunk with A_bar_t <= margin (BC always applied), "off" = no gate. Default ppo_chunk: measured in
+    # bench/results/gate_scope.md (press_button, demo recipe): the scopes' success intervals overlap, the
+    # literal gate skipped the whole actor step (BC included) on most PPO-stage updates; ppo_chunk keeps BC
+    gate_scope: Literal["batch", "ppo_chunk", "off"] = "ppo_chunk"
+    # --- not in Table 3 (paper text / Table 3 Phase 2 / common practice)
+    gamma: float = 0.99  # Table 3 Phase 2 discount, reused offline
+    gae_lambda: float = 0.95  # GAE lambda (standard PPO value)
+    expectile_tau: float = 0.7  # IQL expectile, tau in (0.5, 1) (Appendix A); IQL's default 0.7
+    ppo_eps: float = 0.2  # PPO clip (Schulman et al.)
+    ppo_dual_clip: float = 0.0  # ours: > 1 bounds the surrogate at c * A for A < 0 (0 = off, Eq. 2 exactly)
+    critic_lr: float = 1e-4  # Table 3 Phase 2 critic learning rate, reused offline
+    target_tau: float = 0.005  # Polyak rate of the target value net (Table 3 Phase 2 tau_target)
+    gate_source: Literal["raw", "normalized"] = "raw"  # Appendix B.1 allows either
+    ppo_ref_refresh: int = 100  # updates between snapshots of pi_theta_old (see module docstring)
+    max_grad_norm: float = 1.0  # per optimiser; 0 disables
+    warmup_updates: int = 0  # linear LR warm-up
+    # random-shift image augmentation (DrQ, Kostrikov et al. 2020): each training image (every camera of
+    # o_t and o_{t+k}) is padded by this many pixels (edge replicate) and cropped back at a random offset;
+    # 0 disables. Helps a from-scratch VLM generalise from tens of demonstrations.
+    augment_shift: int = 0
+    # --- not in Table 3: start from a pretrained run (the paper: every row fine-tunes one pretrained VLA)
+    # A run directory (or checkpoint directory) whose latest checkpoint initialises this run's modules:
+    # every module of the same name with identical parameter names and shapes is loaded (the VLM always;
+    # the action expert when it is the same kind; a critic when the source has one of the same kind);
+    # the others keep their fresh initialisation. The source run's normaliser is reused. Optimisers and
+    # the step counter start fresh. Ignored when resuming (the run's own checkpoint wins).
+    init_from: str | None = None
+    # which episodes of the dataset to train on: "all", or "clean" = successful scripted-expert
+    # demonstrations with every quality knob at 0 (episode info ``source``/``success``/``quality``), e.g. for
+    # a shared warm-up that the rows then fine-tune on all (mixed-quality) episodes
+    episodes: Literal["all", "clean"] = "all"
+    # --- run mechanics
+    seed: int = 0
+    num_workers: int = 0
+    shuffle: bool = True
+    log_every: int = 10
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    device: str = "auto"  # auto: cuda if available else cpu
+    fsdp: bool = False  # shard the learner with FSDP2 (fully_shard) instead of DDP
+    find_unused_parameters: bool = True  # DDP: Stage-1 leaves the PPO head unused
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: ChunkDatasetConfig = field(default_factory=ChunkDatasetConfig)
+    # extra hyper-parameters of a plugin objective (``AloeConfig`` / ``HabcConfig`` fields for aloe / habc)
+    algo_options: dict[str, Any] = field(default_factory=dict)
+    # --- recorded in RUN/config.yaml for the later stages (``bora eval --run``, ``bora train online``)
+    task: str | None = None  # bora_sim task; None: the dataset's ``tasks`` entry when it names exactly one
+    data_dir: str | None = None  # the training dataset (absolute; set by the trainer from ``--data``)
+
+    def __post_init__(self) -> None:
+        if self.k != self.data.k:
+            if self.data.k == ChunkDatasetConfig.k:
+                self.data.k = self.k
+            else:
+                raise ValueError(f"OfflineConfig: k={self.k} but data.k={self.data.k}; set one of them")
+        if self.gate_scope not in L.GATE_SCOPES:
+            raise ValueError(f"OfflineConfig.gate_scope must be one of {list(L.GATE_SCOPES)}, got {self.gate_scope!r}")
+        if self.episodes not in ("all", "clean"):
+            raise ValueError(f"OfflineConfig.episodes must be 'all' or 'clean', got {self.episodes!r}")
+        if self.augment_shift < 0:
+            raise ValueError(f"OfflineConfig.augment_shift must be >= 0, got {self.augment_shift}")
+        for name in ("total_updates", "batch_size", "k", "ppo_ref_refresh"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"OfflineConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.expectile_tau < 1.0:
+            raise ValueError(f"OfflineConfig.expectile_tau must be in (0, 1), got {self.expectile_tau}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError("OfflineConfig.gamma and gae_lambda must be in [0, 1]")
+
+    @property
+    def ppo_start(self) -> int:
+        return L.ppo_start_step(self.total_updates, self.ppo_start_step, self.ppo_start_fraction)
+
+
+@dataclass
+class OnlineConfig:
+    """Phase 2 hyper-parameters (Table 3 unless marked "ours").
+
+    n_start: online chunk transitions needed before updates start (N_start; ours).
+    expectile: tau of Eq. (4), as offline (ours: 0.7).
+    grad_clip: global-norm clip of each optimiser step (ours; 0 disables).
+    lambda_q: weight of Eq. (8)'s ``-q(z, a_hat)`` term (ours; 0 = the brief's loss without it).
+    precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
+    AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
+    autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
+    emulated and ~40x slower per matmul on an AVX2-only CPU) or ``"fp32"``.
+    """
+
+    algo: str = "bora-residual"
+    batch_size: int = 128
+    gamma: float = 0.99
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    tau: float = 0.005
+    max_updates: int = 15000
+    n_start: int = 64
+    expectile: float = 0.7
+    bc_lambda_start: float = 2.0
+    bc_lambda_end: float = 1.0
+    bc_decay_steps: int = 10000
+    critic_reg: Literal["anchor_offline", "none"] = "anchor_offline"
+    critic_reg_lambda: float = 0.25
+    improve_lambda: float = 0.35
+    improve_delta: float = 0.0
+    anchor_lambda: float = 0.03
+    residual_l2: float = 2e-4
+    lambda_q: float = 0.0
+    grad_clip: float = 10.0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ValueError(
+                f"OnlineConfig.batch_size must be even (1:1 offline/online), got {self.batch_size}"
+            )
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"OnlineConfig.gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"OnlineConfig.tau must be in (0, 1], got {self.tau}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"OnlineConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.critic_reg not in ("anchor_offline", "none"):
+            raise ValueError(
+                f"OnlineConfig.critic_reg must be 'anchor_offline' or 'none', got {self.critic_reg!r}"
+            )

@@ -1,0 +1,149 @@
+"""BORA's offline learner (Sec. 3.1, Appendix A-B, Table 3): ``bora train offline --algo bora``.
+
+Consistency action expert + action-conditioned chunk critic on the cognition token z_t, trained with the
+shifted bootstrap (Eq. 1), masked Bellman (Eq. 3) and expectile V (Eq. 4); the actor is trained with
+action-level GAE, validity-masked clipped PPO (Eq. 2) + BC, the advantage gate (Eq. 5) and the two-stage
+schedule (Appendix B.2). The baselines of Table 1 are in ``algorithms/baselines/`` (the decoupled-critic
+baseline reuses :class:`PPOWithCritic`); the hyper-parameters are ``bora.config.OfflineConfig``.
+
+Decoupled optimisation (Appendix B): the critic sees ``z_t.detach()`` and no pathwise ``grad_a Q`` is
+used, so critic losses never reach the actor; the VLM is trained only through the actor loss (BC, and
+PPO in Stage 2). One backward pass over ``critic_loss + actor_loss`` gives both parameter sets their
+own gradients; two AdamW optimisers step them. ``gate_scope`` (``losses.gated_ppo_bc_loss``) says what a
+closed gate withholds. With ``"batch"`` (the paper's literal gate) a closed gate skips the actor optimiser
+step (and the actor gradient is multiplied by 0, so every data-parallel rank still runs the same
+collective ops); ``"ppo_chunk"`` masks the PPO term of the low-advantage chunks only; the critic is always
+stepped.
+
+PPO reference policy (the ``pi_theta_old`` of Eq. 2): demonstrations are not samples of the current
+policy, so "old" is a frozen snapshot of the action expert (the Gaussian head included), refreshed every
+``ppo_ref_refresh`` updates (and at the start of Stage 2). It is evaluated on the current cognition
+token (detached), so the ratio measures how far the expert has moved since the snapshot for the same
+z_t; keeping a second copy of the multi-billion-parameter VLM only for the ratio is not worth the
+memory. ``ppo_ref_refresh = 1`` gives the on-policy single-step case (ratio = 1, clip inactive; the
+surrogate's gradient is then the advantage-weighted log-likelihood gradient).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from bora_trainer.algorithms import losses as L
+from bora_trainer.algorithms.bora.losses import critic_objectives, masked_stats, ppo_diagnostics
+from bora_trainer.algorithms.offline_learner import OfflineAlgorithm, StepOutput
+
+
+class PPOWithCritic(OfflineAlgorithm):
+    """Shared actor side: BC warm-up, then lambda_ppo * PPO (Eq. 2) + lambda_bc * BC with action-level GAE
+    advantages from ``critic_values`` and the gate (Eq. 5). Subclasses define the critic side."""
+
+    uses_critic = True
+
+    def __init__(self, cfg, vlm, expert, critic):
+        super().__init__(cfg, vlm, expert, critic)
+        self.expert_ref = copy.deepcopy(expert)
+        for p in self.expert_ref.parameters():
+            p.requires_grad_(False)
+        self.expert_ref.eval()
+        self._ref_step = -1
+
+    def refresh_reference(self) -> None:
+        """pi_theta_old <- pi_theta (module docstring)."""
+        with torch.no_grad():
+            for pr, p in zip(self.expert_ref.parameters(), self.expert.parameters(), strict=True):
+                pr.copy_(p.detach())
+            for br, b in zip(self.expert_ref.buffers(), self.expert.buffers(), strict=True):
+                br.copy_(b)
+
+    def critic_losses(self, batch, z) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Return ``(critic_loss, q [B,k] detached, v [B,k] detached, metrics)``."""
+        raise NotImplementedError
+
+    def losses(self, batch, step):
+        cfg = self.cfg
+        mask = batch["mask"]
+        z = self.encode(batch["images"], batch["instruction"], batch["state_n"])
+        critic_loss, q, v, metrics = self.critic_losses(batch, z)
+        prop = self.expert_proprio(batch["state_n"])
+        bc = self.expert.bc_loss(z, prop, batch["actions_n"], mask)
+        metrics["loss/bc"] = float(bc.detach())
+        stage = L.stage_for_step(step, cfg.total_updates, cfg.ppo_start_step, cfg.ppo_start_fraction)
+        metrics["train/stage"] = float(stage)
+        actor_open = True
+        if stage == 1:
+            actor_loss = cfg.lambda_bc * bc
+        else:
+            adv = L.action_level_gae(q, v, batch["dones"], cfg.gamma, cfg.gae_lambda, mask)
+            adv_n = L.normalize_advantages(adv, mask, cfg.adv_clip, reduce=self.reduce)
+            logp = self.expert.log_prob(z, prop, batch["actions_n"])
+            with torch.no_grad():
+                logp_old = self.expert_ref.log_prob(z.detach(), prop, batch["actions_n"])
+            actor_loss, actor_open, ppo, gate_stats = L.gated_ppo_bc_loss(
+                logp,
+                logp_old,
+                adv_n,
+                adv if cfg.gate_source == "raw" else adv_n,
+                mask,
+                bc,
+                cfg.gate_scope if cfg.gate_enabled else "off",
+                cfg.gate_margin,
+                cfg.lambda_ppo,
+                cfg.lambda_bc,
+                cfg.ppo_eps,
+                cfg.ppo_dual_clip,
+                reduce=self.reduce,
+            )
+            metrics.update(gate_stats)
+            metrics["loss/ppo"] = float(ppo.detach())
+            metrics.update(ppo_diagnostics(logp.detach(), logp_old, adv, adv_n, mask, cfg.ppo_eps))
+        metrics["gate/open"] = float(actor_open)
+        return StepOutput(actor_loss, critic_loss, actor_open, metrics)
+
+    def after_step(self, step: int) -> None:
+        cfg = self.cfg
+        if step + 1 == cfg.ppo_start or (step + 1) % cfg.ppo_ref_refresh == 0:
+            self.refresh_reference()
+        self.update_targets()
+
+    def update_targets(self) -> None:
+        raise NotImplementedError
+
+    def modules_to_save(self):
+        out = super().modules_to_save()
+        out["expert_ref"] = self.expert_ref
+        return out
+
+
+class Bora(PPOWithCritic):
+    """Action-conditioned chunk critic on z_t (Eq. 1, 3, 4) + PPO/BC actor with GAE and the gate."""
+
+    def critic_losses(self, batch, z):
+        cfg, critic = self.cfg, self.critic
+        mask = batch["mask"]
+        zd = z.detach()
+        with torch.no_grad():
+            z_next = self.encode(batch["next_images"], batch["instruction"], batch["next_state_n"])
+            v_tgt = critic.v_target(zd)  # v(z_t, i) of the target value net
+            v_next0 = critic.v_target(z_next)[:, 0]  # v(z_{t+1}, 0)
+            y = L.shifted_bootstrap_targets(batch["rewards"], batch["dones"], v_tgt, v_next0, cfg.gamma)
+        q_all = critic.q_all(zd, batch["actions_n"])  # [num_q, B, k]
+        v = critic.v(zd)
+        lq, lv, q = critic_objectives(q_all, v, y, mask, cfg.expectile_tau)
+        m = mask.to(q.dtype)
+        n = m.sum().clamp_min(1)
+        metrics = {
+            "loss/q": float(lq.detach()),
+            "loss/v": float(lv.detach()),
+            "critic/q_mean": float((q.detach() * m).sum() / n),
+            "critic/v_mean": float((v.detach() * m).sum() / n),
+            "critic/y_mean": float((y * m).sum() / n),
+            # TD error of the pessimistic Q against its Eq. 1 target (issue 14 diagnostics)
+            "critic/td_abs": float(((q.detach() - y).abs() * m).sum() / n),
+            "critic/td_std": masked_stats(q.detach() - y, m)[1],
+        }
+        return lq + lv, q, v.detach(), metrics
+
+    def update_targets(self) -> None:
+        self.critic.soft_update_targets(self.cfg.target_tau)

@@ -1,0 +1,140 @@
+"""BORA's online objective ``bora-residual`` (BORA-Full; Sec. 3.2, Algorithm 1, Table 3 Phase 2).
+
+Runs inside the shared :class:`~bora_trainer.algorithms.online_learner.OnlineLearner` (residual actor,
+inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
+
+* critic: Eq. (3) masked Bellman (every twin Q head) on Eq. (1) shifted-bootstrap targets (target V)
+  + Eq. (4) expectile V + ``lambda_Q * L_reg`` with the critic regulariser (the paper names
+  lambda_Q = 0.25 but not its form; ours, ``critic_reg="anchor_offline"``):
+  ``L_reg = masked mean over OFFLINE rows of (q_phi(z, a) - q_phi_offline(z, a))^2`` where
+  ``q_phi_offline`` is the frozen inherited offline critic and ``a`` the dataset chunk: the online
+  critic may move on the new online data but keeps the offline value landscape on the offline data.
+  ``critic_reg="none"`` disables it. Then the Polyak update of the targets (tau = 0.005).
+* actor (gradients reach the residual only; the critic is frozen during this loss):
+  ``lambda_BC(t) L_BC + lambda_imp L_improve + lambda_anchor L_anchor + lambda_l2 L_l2`` with
+  - ``L_BC``: squared error of the composite A_hat = A_base + alpha_t A_res to the executed chunk on
+    the offline rows (all valid steps) and on the online steps under human control
+    (``is_intervention``); lambda_BC decays 2.0 -> 1.0 over 10k updates;
+  - ``L_improve``: Eq. (6) hinge ``max(0, q(z, a_base) + delta - q(z, a_hat))`` (delta 0, lambda 0.35);
+  - ``L_anchor`` (ours, the paper gives only the weight 0.03): masked mean of
+    ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
+  - ``L_l2``: mean of ``A_res^2`` (the raw residual before alpha), weight 2e-4.
+  ``lambda_q`` (default 0) optionally adds Eq. (8)'s objective term ``-E[q(z, a_hat)]``.
+
+Cost (batch B, chunk k): the step-MLP layers after the first run on B*k tokens and dominate. Per update the
+critic is evaluated 9 times (target V; twin Q + V with backward; frozen offline twin Q on the B/2 offline
+rows; twin Q at A_hat with backward to the actions and at A_base), the bootstrap ``v(z_{t+1}, 0)`` only at
+position 0. ``OnlineConfig.precision="bf16"`` runs the update under bf16 autocast also on a CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bora_trainer.algorithms.bora.losses import critic_anchor_loss, improvement_hinge
+from bora_trainer.algorithms.losses import (
+    bc_loss,
+    expectile_value_loss,
+    masked_bellman_loss,
+    masked_mean,
+    shifted_bootstrap_targets,
+)
+from bora_trainer.algorithms.online_learner import OnlineObjective, frozen
+
+
+class BoraResidualObjective(OnlineObjective):
+    """BORA-Full online objective (module docstring)."""
+
+    def critic_loss(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        L, c = self.learner, self.learner.cfg
+        mask = b["mask"].float()
+        with torch.no_grad(), L.autocast():
+            v_cur_t = L.v_target(b["z"]).float()
+            v_next_t = L.v_target(b["next_z"], steps=[0]).float()[:, 0] * b["next_valid"].float()
+        y = shifted_bootstrap_targets(b["reward"].float(), b["done"].float(), v_cur_t, v_next_t, c.gamma)
+        with L.autocast():
+            # every Q head regresses to y (twin heads: q_all); V's expectile uses the minimum
+            q_all = (
+                L.critic.q_all(b["z"], b["action"])
+                if hasattr(L.critic, "q_all")
+                else L.critic.q(b["z"], b["action"])[None]
+            ).float()
+            v = L.critic.v(b["z"]).float()
+        q = q_all.amin(0)
+        loss_q = sum(masked_bellman_loss(qh, y, mask) for qh in q_all)
+        loss_v = expectile_value_loss(q, v, mask, c.expectile)
+        loss = loss_q + loss_v
+        info = {
+            "critic/loss_q": loss_q.item(),
+            "critic/loss_v": loss_v.item(),
+            "critic/q_mean": q.mean().item(),
+        }
+        if c.critic_reg == "anchor_offline" and c.critic_reg_lambda > 0:
+            off = ~b["is_online"].bool()  # the regulariser only looks at offline rows
+            with torch.no_grad(), L.autocast():
+                q_off = L.critic_offline.q(b["z"][off], b["action"][off]).float()
+            reg = critic_anchor_loss(q[off], q_off, mask[off], torch.ones_like(off[off]))
+            loss = loss + c.critic_reg_lambda * reg
+            info["critic/reg"] = reg.item()
+        info["critic/loss"] = loss.item()
+        return loss, info
+
+    def composite(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(A_base, A_res, A_hat = A_base + alpha_t A_res)``; the base is data (detached)."""
+        L = self.learner
+        base = b["base"].float().detach()
+        with L.autocast():
+            res = L.actor(b["proprio"], base, b["z"]).float()
+        return base, res, base + L.alpha() * res
+
+    def hinge(self, b: dict[str, torch.Tensor], base: torch.Tensor, a_hat: torch.Tensor):
+        """Eq. (6) on the online critic with its parameters frozen: ``(L_improve, q_base, q_hat)``."""
+        L, c = self.learner, self.learner.cfg
+        with frozen(L.critic), L.autocast():
+            q_hat = L.critic.q(b["z"], a_hat).float()
+            with torch.no_grad():
+                q_base = L.critic.q(b["z"], base).float()
+        return improvement_hinge(q_base, q_hat, b["mask"].float(), c.improve_delta), q_base, q_hat
+
+    def actor_loss(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        L, c = self.learner, self.learner.cfg
+        mask = b["mask"].float()
+        base, res, a_hat = self.composite(b)
+        # BC on offline rows (all valid steps) and on online steps under human control
+        bc_mask = mask * ((~b["is_online"].bool())[:, None] | b["is_intervention"].bool()).float()
+        rows = (bc_mask.sum(1) > 0).float()
+        loss_bc = bc_loss(a_hat, b["action"].float(), bc_mask) * (len(rows) / rows.sum().clamp_min(1.0))
+        hinge, q_base, q_hat = self.hinge(b, base, a_hat)
+        anchor = masked_mean(((a_hat - base) ** 2).mean(-1), mask)
+        l2 = (res**2).mean()
+        lam_bc = L.bc_lambda()
+        loss = lam_bc * loss_bc + c.improve_lambda * hinge + c.anchor_lambda * anchor + c.residual_l2 * l2
+        if c.lambda_q > 0:
+            loss = loss - c.lambda_q * masked_mean(q_hat, mask)
+        info = {
+            "actor/loss": loss.item(),
+            "actor/bc": loss_bc.item(),
+            "actor/hinge": hinge.item(),
+            "actor/anchor": anchor.item(),
+            "actor/res_l2": l2.item(),
+            "actor/lambda_bc": lam_bc,
+            "actor/q_gain": masked_mean(q_hat - q_base, mask).item(),
+            "actor/res_abs": res.abs().mean().item(),
+        }
+        return loss, info
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        L = self.learner
+        # critic (Algorithm 1 line 26)
+        loss_c, info = self.critic_loss(batch)
+        L.critic_opt.zero_grad(set_to_none=True)
+        loss_c.backward()
+        info["critic/grad_norm"] = L.clip_and_step(L.critic_opt, L.critic.parameters())
+        L.update_targets()
+        # actor (line 27): gradients only into the residual
+        loss_a, info_a = self.actor_loss(batch)
+        L.actor_opt.zero_grad(set_to_none=True)
+        loss_a.backward()
+        info_a["actor/grad_norm"] = L.clip_and_step(L.actor_opt, L.actor.parameters())
+        info.update(info_a)
+        return info

@@ -1,0 +1,1 @@
+"""HABC (hierarchical advantage-weighted BC): config, labels, losses, learner, offline and online wiring."""
