@@ -205,13 +205,6 @@ class ChunkDataset(Dataset):
         return states, actions
 
 
-def images_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> float in [0, 1] (the VLM input convention of docs/interfaces.md)."""
-    if images.dtype != torch.uint8:
-        raise ValueError(f"images: expected uint8, got {images.dtype}")
-    return images.float().div_(255.0)
-
-
 def write_synthetic_dataset(
     root: str | Path,
     n_episodes: int = 4,
