@@ -18,6 +18,13 @@ the task succeeds (``recovery_s = 0``, the default) -- it stands in for a compet
 episodes it takes over end in success and intervention rewards do not teach failure. With
 ``recovery_s > 0`` it hands back after that long if the segment gained ``recovered_gain`` progress.
 
+Modes (``OperatorConfig.mode``): ``privileged`` (the default, above) decides from privileged sim state, which a
+real operator does not have. ``requested`` (issue 19) takes over only when the policy asks for help
+(:meth:`ScriptedOperator.request_help`, from ``/bora/help_request``), ``reaction_s`` after the request (a
+person's reaction time), within the same budget; it never looks at task progress, failure signals or the
+deadline to decide (once in control it acts like the privileged one: it sees the scene, and hands back on
+success). A request while it is in control, or over budget, is ignored; one request, one takeover.
+
 Its hand commands come out as a data glove would give them: human hand joint angles
 (``GLOVE_JOINT_NAMES``, radians), which ``RetargetMap.retarget`` maps to the robot hand's joint
 targets. The map is plain data (matrix + offset + names, ``to_dict``) so the teleop package can
@@ -152,6 +159,9 @@ GRASP_REACH = 0.03
 """m: a grasp site this close to a pick object the hand touches is at the grasp; a takeover closes the hand."""
 
 
+OPERATOR_MODES = ("privileged", "requested")
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     """Scripted operator behaviour."""
@@ -180,6 +190,16 @@ class OperatorConfig:
     48-82% at 1.0, rescuing 90-100% at both; bench/results/operator.md)."""
     recovered_gain: float = 0.2
     """Progress gain over the segment that counts as recovered (or success)."""
+    mode: str = "privileged"
+    """``privileged``: takeovers from privileged sim state; ``requested``: only on help requests (module docstring)."""
+    reaction_s: float = 0.3
+    """``requested`` mode: delay from a help request to the takeover (s; ours, a person's reaction time)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in OPERATOR_MODES:
+            raise ValueError(f"operator mode must be one of {OPERATOR_MODES}, got {self.mode!r}")
+        if not self.reaction_s >= 0:
+            raise ValueError(f"operator reaction_s must be >= 0 s, got {self.reaction_s}")
 
 
 @dataclass
@@ -224,6 +244,17 @@ class ScriptedOperator:
         self.prev: dict[str, Any] = {}
         self.peak: dict[str, float] = {}
         self._plan_s: list[tuple[str, float]] | None = None
+        self.help_request: tuple[int, str] | None = None  # (step, reason) of a request not acted on yet
+        self.help_requests = 0
+
+    def request_help(self, step: int, reason: str = "help request") -> bool:
+        """The policy asked for help at ``step`` (``requested`` mode acts on it after ``reaction_s``).
+        Returns False when it is ignored: in control already, over budget, or one is already pending."""
+        if self.active is not None or len(self.segments) >= self.cfg.budget or self.help_request is not None:
+            return False
+        self.help_request = (int(step), str(reason))
+        self.help_requests += 1
+        return True
 
     # --- privileged state ------------------------------------------------------------------------
     def target_distance(self) -> float:
@@ -321,7 +352,7 @@ class ScriptedOperator:
         prog = float(info.get("task_progress", 0.0))
         if prog > self.best_progress + 0.02:
             self.best_progress, self.best_step = prog, step
-        if self.cfg.approach_gain > 0 and self.active is None:
+        if self.cfg.approach_gain > 0 and self.active is None and self.cfg.mode == "privileged":
             dist = self.target_distance()
             if dist < self.best_dist - self.cfg.approach_gain:
                 self.best_dist, self.best_step = dist, max(self.best_step, step)
@@ -341,22 +372,32 @@ class ScriptedOperator:
             k = step - seg.start + 1
             beta = 1.0 if self.cfg.ramp_steps <= 0 else min(1.0, k / self.cfg.ramp_steps)
             return TakeoverDecision(True, seg.reason, beta)
+        if self.cfg.mode == "requested":  # only a help request, never privileged state, starts a takeover
+            req = self.help_request
+            waited = req is not None and (step - req[0]) / hz >= self.cfg.reaction_s - 1e-9
+            if not waited or len(self.segments) >= self.cfg.budget:
+                return TakeoverDecision(False)
+            self.help_request = None
+            return self._take_over(step, f"help request: {req[1]}", prog, info)
         if step / hz < self.cfg.grace_s or len(self.segments) >= self.cfg.budget:
             self._failure_prone(info)
             return TakeoverDecision(False)
         reason = self._failure_prone(info)
         if reason:
-            seg = _Segment(start=step, reason=reason, progress0=prog)
-            self.segments.append(seg)
-            self.active = seg
-            self.expert.reset()  # re-plan from the current state
-            resume = self._resume_label(info)  # the policy got this far: carry on from there
-            labels = [w.label for w in self.expert.plan]
-            if resume in labels:
-                self.expert.idx = labels.index(resume)
-            beta = 1.0 if self.cfg.ramp_steps <= 0 else 1.0 / self.cfg.ramp_steps
-            return TakeoverDecision(True, reason, beta)
+            return self._take_over(step, reason, prog, info)
         return TakeoverDecision(False)
+
+    def _take_over(self, step: int, reason: str, prog: float, info: dict[str, Any]) -> TakeoverDecision:
+        seg = _Segment(start=step, reason=reason, progress0=prog)
+        self.segments.append(seg)
+        self.active = seg
+        self.expert.reset()  # re-plan from the current state
+        resume = self._resume_label(info)  # the policy got this far: carry on from there
+        labels = [w.label for w in self.expert.plan]
+        if resume in labels:
+            self.expert.idx = labels.index(resume)
+        beta = 1.0 if self.cfg.ramp_steps <= 0 else 1.0 / self.cfg.ramp_steps
+        return TakeoverDecision(True, reason, beta)
 
     # --- acting ---------------------------------------------------------------------------------
     def command(self) -> tuple[np.ndarray, np.ndarray]:

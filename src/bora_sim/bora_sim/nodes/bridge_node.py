@@ -21,7 +21,9 @@ info: its takeover trigger (/bora/operator/takeover) is published every tick, it
 recovered flag (/bora/operator/recovered) when it hands back. These are its own topics, not a person's
 (/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop arbitrates the two sources and a
 person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator`` (std_srvs/SetBool) switches
-the scripted operator off (it releases its takeover) or on again at run time.
+the scripted operator off (it releases its takeover) or on again at run time. ``operator_mode: requested``
+(issue 19): it takes over only on the policy's help requests (/bora/help_request), ``operator_reaction_s``
+after one, never from privileged state (bora_sim/operator.py).
 Each START is also published on ``episode_current_topic`` (/bora/episode/current, transient local,
 depth 1; empty: off), so a node that connects after it (episode 1 starts in this constructor, before the
 graph has matched) or restarts mid-episode still learns the episode (bora_policy/runtime/episode_latch.py).
@@ -84,11 +86,15 @@ class BridgeNode(Node):
                 ("arm_target", "/bora/operator/arm_target"),
                 ("takeover", "/bora/operator/takeover"),
                 ("recovered", "/bora/operator/recovered"),
+                ("help_request", "/bora/help_request"),  # the policy's help requests (operator_mode requested)
             )
         }
         reset_service = str(p("reset_service", "/bora/sim/reset").value)
         set_operator_service = str(p("set_operator_service", "/bora/sim/set_operator").value)
         self.operator_enabled = bool(p("operator_enabled", True).value)
+        # privileged: takeovers from privileged sim state; requested: only on help requests (issue 19)
+        self.operator_mode = str(p("operator_mode", "privileged").value)
+        self.operator_reaction_s = float(p("operator_reaction_s", 0.3).value)
         gate_topic = str(p("episode_gate_topic", "").value)
         if self.depth_encoding not in ("32FC1", "16UC1"):
             raise ValueError(
@@ -186,6 +192,9 @@ class BridgeNode(Node):
 
             self.create_subscription(UInt32, gate_topic, self._on_gate, latched)
         self.create_service(SetBool, set_operator_service, self._srv_set_operator)
+        from bora_msgs.msg import HelpRequest
+
+        self.create_subscription(HelpRequest, t["help_request"], self._on_help_request, rel)
 
         self.operator = self._make_operator() if self.operator_enabled else None
         self.episode_id = 0
@@ -210,12 +219,13 @@ class BridgeNode(Node):
     # ------------------------------------------------------------------ operator (bora_sim.operator)
     def _make_operator(self):
         try:
-            from bora_sim.operator import GLOVE_JOINT_NAMES, ScriptedOperator
+            from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, ScriptedOperator
         except ImportError:
             self.get_logger().info("sim_bridge: bora_sim.operator not available; no glove/takeover stream")
             return None
         self.glove_names = list(GLOVE_JOINT_NAMES)
-        return ScriptedOperator(self.env, seed=self.seed)
+        cfg = OperatorConfig(mode=self.operator_mode, reaction_s=self.operator_reaction_s)
+        return ScriptedOperator(self.env, cfg, seed=self.seed)
 
     def _srv_set_operator(self, req, res):
         """Switch the scripted operator on (from a fresh state) or off (releasing its takeover) at run time."""
@@ -231,6 +241,22 @@ class BridgeNode(Node):
         res.message = f"scripted operator {'on' if on else 'off'}"
         self.get_logger().info(f"sim_bridge: {res.message} (service)")
         return res
+
+    def _on_help_request(self, msg) -> None:
+        """A help request of the policy (issue 19): the scripted operator in ``requested`` mode takes over on
+        it after its reaction delay; one of another episode or session is ignored."""
+        op = self.operator
+        if op is None or op.cfg.mode != "requested":
+            return
+        if int(msg.episode_id) != self.episode_id or (msg.session_id and msg.session_id != self.session_id):
+            self.get_logger().info(f"sim_bridge: help request of episode {msg.episode_id} ignored (not the current)")
+            return
+        taken = op.request_help(int(self.env.steps), str(msg.reason))
+        self.get_logger().info(
+            f"sim_bridge: help request at step {msg.step} ({msg.reason}): "
+            + (f"the scripted operator takes over in {op.cfg.reaction_s:g} s" if taken else "ignored (in control, "
+               "over budget or one pending)")
+        )
 
     def _operator_step(self, info, stamp) -> None:
         """Publish the operator's takeover trigger every tick, and its glove + arm target while in control."""
