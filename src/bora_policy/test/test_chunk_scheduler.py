@@ -8,7 +8,7 @@ import pytest
 
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
 from bora_policy.runtime.chunk_scheduler import ChunkScheduler, phase_correction
-from bora_policy.runtime.control_loop import ControlLoop
+from bora_policy.common.control_loop import ControlLoop
 
 DT = 0.1
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from bora_policy.runtime.control_loop import ControlLoop
+from bora_policy.common.control_loop import ControlLoop
 
 
 class FakeTime:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bora_policy.runtime.episode_latch import StartLatch
+from bora_policy.common.episode_latch import StartLatch
 
 
 def test_first_start_is_new_and_duplicates_are_not():

@@ -73,16 +73,16 @@ def test_parameters_come_from_the_yaml_file(sync_proc):
 
 def _publish_set(pubs, t_ns, offsets_ns, rng):
     from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import CameraInfo, JointState
+    from sensor_msgs.msg import CameraInfo, Image, JointState
 
-    from bora_policy.runtime.image_conv import numpy_to_image
+    from bora_policy.common.image_conv import numpy_to_image
 
     sent = []
     for i, (pc, pd, pi) in enumerate(pubs["cams"]):
         st = t_ns + offsets_ns[i]
         stamp = Time(sec=st // 10**9, nanosec=st % 10**9)
-        c = numpy_to_image(rng.integers(0, 255, (8, 10, 3), dtype=np.uint8), "rgb8")
-        d = numpy_to_image(rng.uniform(0.2, 2, (8, 10)).astype(np.float32), "32FC1")
+        c = numpy_to_image(rng.integers(0, 255, (8, 10, 3), dtype=np.uint8), "rgb8", msg_cls=Image)
+        d = numpy_to_image(rng.uniform(0.2, 2, (8, 10)).astype(np.float32), "32FC1", msg_cls=Image)
         info = CameraInfo(height=8, width=10)
         for m in (c, d, info):
             m.header.stamp = stamp

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sensor_msgs.msg import Image
 
+from bora_policy.common.image_conv import depth_to_metres, image_to_numpy, numpy_to_image, to_rgb
 from bora_policy.runtime.approx_sync import ApproximateTimeSynchronizer, make_synchronizer
-from bora_policy.runtime.image_conv import depth_to_metres, image_to_numpy, numpy_to_image, to_rgb
 
 
 def msg(t_ms: int, tag: str = ""):
@@ -102,7 +103,7 @@ class FakeImage(SimpleNamespace):
 def test_image_round_trip(enc, shape, dtype):
     rng = np.random.default_rng(0)
     a = (rng.uniform(0, 200, size=shape)).astype(dtype)
-    m = numpy_to_image(a, enc)
+    m = numpy_to_image(a, enc, msg_cls=Image)
     assert (m.height, m.width, m.encoding, m.is_bigendian) == (shape[0], shape[1], enc, 0)
     assert m.step == shape[1] * (3 if a.ndim == 3 else 1) * np.dtype(dtype).itemsize
     np.testing.assert_array_equal(image_to_numpy(m), a)
@@ -121,12 +122,12 @@ def test_row_padding_bgr_and_big_endian_and_millimetres():
     with pytest.raises(ValueError, match="height\\*step"):
         image_to_numpy(FakeImage(height=2, width=2, encoding="rgb8", step=6, is_bigendian=0, data=b"0" * 6))
     with pytest.raises(ValueError, match="dtype"):
-        numpy_to_image(np.zeros((2, 2), np.float64), "32FC1")
+        numpy_to_image(np.zeros((2, 2), np.float64), "32FC1", msg_cls=Image)
 
 
 def test_runtime_modules_do_not_import_rclpy():
     code = (
-        "import sys; import bora_policy.runtime.approx_sync, bora_policy.runtime.image_conv, "
+        "import sys; import bora_policy.runtime.approx_sync, bora_policy.common.image_conv, "
         "bora_policy.runtime.chunk_executor, bora_policy.runtime.checkpoint_loader, "
         "bora_policy.runtime.policy_runner, bora_policy.runtime.observation, bora_policy.graph; "
         "assert 'rclpy' not in sys.modules, 'rclpy imported'"

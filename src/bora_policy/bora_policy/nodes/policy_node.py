@@ -44,9 +44,9 @@ from bora_policy.runtime.checkpoint_loader import (
     default_checkpoint_roots,
 )
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
-from bora_policy.runtime.control_loop import ControlLoop
+from bora_policy.common.control_loop import ControlLoop
 from bora_policy.runtime.episode_gate import EpisodeGate
-from bora_policy.runtime.episode_latch import StartLatch
+from bora_policy.common.episode_latch import StartLatch
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
 from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
@@ -225,7 +225,7 @@ class PolicyNode(Node):
         self.create_subscription(
             EpisodeEvent, topics["episode"], self._on_episode, 10
         )
-        self.latch = StartLatch()  # the START applied last (runtime/episode_latch.py)
+        self.latch = StartLatch()  # the START applied last (common/episode_latch.py)
         if topics["episode_current"]:  # the current episode's START, latched: this node may connect after it
             latched = QoSProfile(
                 depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL

@@ -25,7 +25,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from bora_policy.runtime.approx_sync import make_synchronizer
-from bora_policy.runtime.episode_latch import StartLatch
+from bora_policy.common.episode_latch import StartLatch
 from bora_policy.runtime.observation import episode_step, stamp_seconds
 
 
@@ -84,7 +84,7 @@ class SyncNode(Node):
             Observation, out_topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         )
         self.create_subscription(EpisodeEvent, episode_topic, self._on_episode, 10)
-        self.latch = StartLatch()  # the START applied last (runtime/episode_latch.py)
+        self.latch = StartLatch()  # the START applied last (common/episode_latch.py)
         if current_topic:  # the current episode's START, latched: this node may connect after it
             latched = QoSProfile(
                 depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL

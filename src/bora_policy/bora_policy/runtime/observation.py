@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bora_policy.common.state import state_names, state_vector
-from bora_policy.runtime.image_conv import depth_to_metres, to_rgb
+from bora_policy.common.image_conv import depth_to_metres, to_rgb
 
 
 @dataclass

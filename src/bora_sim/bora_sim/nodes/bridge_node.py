@@ -26,7 +26,7 @@ the scripted operator off (it releases its takeover) or on again at run time. ``
 after one, never from privileged state (bora_sim/operator.py).
 Each START is also published on ``episode_current_topic`` (/bora/episode/current, transient local,
 depth 1; empty: off), so a node that connects after it (episode 1 starts in this constructor, before the
-graph has matched) or restarts mid-episode still learns the episode (bora_policy/runtime/episode_latch.py).
+graph has matched) or restarts mid-episode still learns the episode (bora_policy/common/episode_latch.py).
 ``episode_gate_topic`` (empty by default; std_msgs/UInt32, transient local): the highest episode id
 that may start. The online trainer publishes it so the robot waits at a round boundary until the
 round's update is done and the new residual is in use (bora_trainer/rounds.py); with a gate topic even
@@ -46,7 +46,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from bora_policy.runtime.image_conv import numpy_to_image
+from bora_policy.common.image_conv import numpy_to_image
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 

@@ -1,6 +1,6 @@
 """teleop node: the command arbiter, the ONLY writer to the robot drivers (thin rclpy wrapper).
 
-A control loop at ``rate_hz`` (``bora_policy.runtime.control_loop.ControlLoop``: its own thread on
+A control loop at ``rate_hz`` (``bora_policy.common.control_loop.ControlLoop``: its own thread on
 absolute deadlines, ``SCHED_FIFO`` at ``control_thread_priority`` where permitted; input callbacks and
 the tick share one lock) runs :class:`bora_teleop.arbiter.Arbiter` on the latest inputs and
 publishes the arm command (``arm_command_type``: ``forward`` = std_msgs/Float64MultiArray for a
@@ -54,8 +54,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, HelpRequest, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
-from bora_policy.runtime.control_loop import ControlLoop
-from bora_policy.runtime.episode_latch import StartLatch
+from bora_policy.common.control_loop import ControlLoop
+from bora_policy.common.episode_latch import StartLatch
 from bora_teleop.events import KEY_HELP
 from bora_teleop.glove import GloveSample, UdpGloveReceiver
 from bora_teleop.glove_auth import is_loopback, load_key
@@ -116,7 +116,7 @@ class TeleopNode(OperatorMixin, Node):
         # the current episode's START again, latched (a node that connects later learns it); read too
         cur = P["episode_current_topic"]
         self.pub_ep_current = self.create_publisher(EpisodeEvent, cur, latched) if cur else None
-        self.latch = StartLatch()  # the START applied last (bora_policy/runtime/episode_latch.py)
+        self.latch = StartLatch()  # the START applied last (bora_policy/common/episode_latch.py)
         self.pub_diag = self.create_publisher(DiagnosticArray, P["diagnostics_topic"], rel)
         # subscriptions (BEST_EFFORT readers match RELIABLE and BEST_EFFORT writers)
         self.create_subscription(JointCommand, P["policy_command_topic"], L(self._on_policy), stream)

@@ -3,8 +3,9 @@
 ``image_to_numpy(msg)`` returns ``[H, W, 3] uint8`` for colour and ``[H, W]`` (uint16 or float32)
 for depth, honouring ``step`` (row padding) and ``is_bigendian``. ``to_rgb(msg)`` gives RGB whatever
 the colour encoding; ``depth_to_metres(msg)`` gives float32 metres (16UC1 is millimetres, the
-RealSense driver's native encoding; 0 stays 0 = no measurement). ``numpy_to_image`` builds a
-``sensor_msgs/Image`` (imported lazily: this module itself needs only numpy).
+RealSense driver's native encoding; 0 stays 0 = no measurement). ``numpy_to_image`` fills a
+``sensor_msgs/Image`` of the class the caller (a node) passes: this module needs only numpy and is
+shared by the sim bridge (publisher) and the sync node (subscriber), so both agree on the encodings.
 """
 
 from __future__ import annotations
@@ -72,11 +73,11 @@ def depth_to_metres(msg: Any) -> np.ndarray:
     return arr.astype(np.float32) * np.float32(1e-3) if arr.dtype == np.uint16 else arr.astype(np.float32)
 
 
-def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None, msg_cls: Any = None) -> Any:
+def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None, *, msg_cls: Any) -> Any:
     """Array -> ``sensor_msgs/Image`` (little-endian, no row padding).
 
     ``arr`` must be ``[H, W, 3] uint8`` for rgb8/bgr8, ``[H, W] uint16`` for 16UC1 and
-    ``[H, W] float32`` for 32FC1.
+    ``[H, W] float32`` for 32FC1. ``msg_cls`` is ``sensor_msgs.msg.Image`` (given by the node).
     """
     dtype, ch = _spec(encoding)
     a = np.asarray(arr)
@@ -87,8 +88,6 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None, msg_cls: 
         )
     if a.dtype != dtype:
         raise ValueError(f"image_conv.numpy_to_image: {encoding} needs dtype {dtype}, got {a.dtype}")
-    if msg_cls is None:
-        from sensor_msgs.msg import Image as msg_cls  # noqa: N813
     msg = msg_cls()
     if header is not None:
         msg.header = header
