@@ -37,6 +37,7 @@ from bora_policy.graph import (
     franka_controllers,
     franka_launch_arguments,
     hand_driver,
+    resolved_graph_file,
 )
 from launch import LaunchDescription
 
@@ -61,7 +62,8 @@ def _drivers(context):
     cams, _ = _load(context, "cameras_file")
     cam_pkg, cam_exe = DRIVERS["camera"]
     tf_pkg, tf_exe = DRIVERS["static_tf"]
-    for cam in camera_drivers(cams, require_serial=True):
+    _, graph = resolved_graph_file(LaunchConfiguration("graph_file").perform(context), "deploy")
+    for cam in camera_drivers(cams, require_serial=True, cameras=graph.cameras):
         # a serial number is a string parameter even when it is all digits (launch_ros would infer an int)
         params = {**cam.parameters, "serial_no": ParameterValue(cam.parameters["serial_no"], value_type=str)}
         actions.append(
@@ -143,33 +145,20 @@ def supervision(spec) -> dict:
     return {}
 
 
-def generate_launch_description():
-    share = FindPackageShare("bora_policy")
-    actions = [
-        DeclareLaunchArgument(arg, default_value=PathJoinSubstitution([share, "config", name]), description=desc)
-        for arg, (name, desc) in CONFIG_FILES.items()
-    ]
-    actions += [
-        DeclareLaunchArgument("vla_path", description="VLA directory (save_vla format)"),
-        DeclareLaunchArgument("residual_path", default_value="", description="residual actor checkpoint to start with"),
-        DeclareLaunchArgument(
-            "critic_path",
-            default_value="",
-            description="chunk critic for /bora/value ('': the critic of vla_path's run if it has one; 'none': none)",
-        ),
-        DeclareLaunchArgument(
-            "robot_ip", default_value="", description="Franka FCI address (default: franka_file bringup.arguments)"
-        ),
-        DeclareLaunchArgument("trainer", default_value="false", description="also start the online trainer"),
-        DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/bora.rviz"),
-        DeclareLaunchArgument("drivers", default_value="true", description="start the camera, arm and hand drivers"),
-        OpaqueFunction(function=_drivers, condition=IfCondition(LaunchConfiguration("drivers"))),
-    ]
+def _our_nodes(context):
+    """Our nodes (bora_policy.graph.NODES), each reading the one resolved graph file (config/graph.yaml with the
+    deploy profile and control_hz:=, bora_policy.graph.resolved_graph_file), built when the launch starts."""
+    graph_file, _ = resolved_graph_file(
+        LaunchConfiguration("graph_file").perform(context),
+        "deploy",
+        float(LaunchConfiguration("control_hz").perform(context) or 0.0),
+    )
     params = LaunchConfiguration("params_file")
+    actions = []
     for spec in NODES:
         if not spec.deploy:
             continue
-        overrides = [params]
+        overrides = [params, {"graph_file": graph_file}]
         if spec.name == "policy":
             overrides.append(
                 {
@@ -190,6 +179,38 @@ def generate_launch_description():
                 **supervision(spec),
             )
         )
+    return actions
+
+
+def generate_launch_description():
+    share = FindPackageShare("bora_policy")
+    actions = [
+        DeclareLaunchArgument(arg, default_value=PathJoinSubstitution([share, "config", name]), description=desc)
+        for arg, (name, desc) in CONFIG_FILES.items()
+    ]
+    actions += [
+        DeclareLaunchArgument("vla_path", description="VLA directory (save_vla format)"),
+        DeclareLaunchArgument("residual_path", default_value="", description="residual actor checkpoint to start with"),
+        DeclareLaunchArgument(
+            "critic_path",
+            default_value="",
+            description="chunk critic for /bora/value ('': the critic of vla_path's run if it has one; 'none': none)",
+        ),
+        DeclareLaunchArgument(
+            "robot_ip", default_value="", description="Franka FCI address (default: franka_file bringup.arguments)"
+        ),
+        DeclareLaunchArgument(
+            "graph_file", default_value="", description="graph-wide parameters ('': config/graph.yaml, deploy profile)"
+        ),
+        DeclareLaunchArgument(
+            "control_hz", default_value="0", description="override the graph's control_hz (0: the graph file's)"
+        ),
+        DeclareLaunchArgument("trainer", default_value="false", description="also start the online trainer"),
+        DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/bora.rviz"),
+        DeclareLaunchArgument("drivers", default_value="true", description="start the camera, arm and hand drivers"),
+        OpaqueFunction(function=_drivers, condition=IfCondition(LaunchConfiguration("drivers"))),
+    ]
+    actions.append(OpaqueFunction(function=_our_nodes))
     actions.append(
         Node(
             package="rviz2",

@@ -90,7 +90,6 @@ NODES: tuple[NodeSpec, ...] = (
 #   franka_bringup/launch/franka.launch.py (frankarobotics/franka_ros2 >= 1.0), controller_manager's
 #   spawner, tf2_ros static_transform_publisher (--x --y --z --roll --pitch --yaw --frame-id
 #   --child-frame-id). The hand driver is vendor specific: config/hand_driver.yaml names it (none by default).
-CAMERAS: tuple[str, ...] = ("left", "front", "right")
 DRIVERS = {
     "camera": ("realsense2_camera", "realsense2_camera_node"),
     "franka": ("franka_bringup", "franka.launch.py"),
@@ -163,13 +162,20 @@ def static_tf_arguments(xyz, rpy, parent: str, child: str) -> tuple[str, ...]:
     )
 
 
-def camera_drivers(cfg: dict, require_serial: bool = True, where: str = "config/cameras.yaml") -> list[CameraDriver]:
-    """The camera nodes of config/cameras.yaml (one section per name in ``CAMERAS``), checked."""
-    if not isinstance(cfg, dict) or set(cfg) != set(CAMERAS):
+def camera_drivers(
+    cfg: dict, require_serial: bool = True, where: str = "config/cameras.yaml", cameras: tuple[str, ...] | None = None
+) -> list[CameraDriver]:
+    """The camera nodes of config/cameras.yaml (one section per camera of the graph: ``cameras``, default the
+    ``cameras`` of config/graph.yaml), checked."""
+    if cameras is None:
+        from bora_policy.common.graph_params import load_graph_params
+
+        cameras = load_graph_params().cameras
+    if not isinstance(cfg, dict) or set(cfg) != set(cameras):
         got = sorted(cfg) if isinstance(cfg, dict) else cfg
-        raise ValueError(f"{where}: expected one section per camera {list(CAMERAS)}, got {got}")
+        raise ValueError(f"{where}: expected one section per camera {list(cameras)} (config/graph.yaml), got {got}")
     out = []
-    for cam in CAMERAS:
+    for cam in cameras:
         sec = dict(cfg[cam])
         w = f"{where}: {cam}"
         ext = sec.pop("extrinsics", None)
@@ -311,6 +317,22 @@ def hand_driver(cfg: dict, where: str = "config/hand_driver.yaml") -> dict | Non
         "parameters": params,
         "remappings": [(str(k), str(v)) for k, v in remaps.items()],
     }
+
+
+def resolved_graph_file(path: str, profile: str, control_hz: float = 0.0) -> tuple[str, object]:
+    """The launch files' graph file: ``path`` ('' = config/graph.yaml) with its ``profile`` section and a
+    ``control_hz`` override (> 0) applied, written to a temporary flat file that every node of the launch reads
+    (parameter ``graph_file``); returns (its path, the GraphParams). ``bora up`` does the same."""
+    import os
+    import tempfile
+
+    from bora_policy.common.graph_params import load_graph_params, write_graph_file
+
+    over = {"control_hz": float(control_hz)} if control_hz > 0 else None
+    params = load_graph_params(path or None, profile=profile, overrides=over)
+    fd, tmp = tempfile.mkstemp(prefix=f"bora_graph_{profile}_", suffix=".yaml")
+    os.close(fd)
+    return str(write_graph_file(params, tmp)), params
 
 
 def nodes_for(mode: str, with_optional: tuple[str, ...] = ()) -> list[NodeSpec]:

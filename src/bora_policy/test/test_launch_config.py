@@ -23,27 +23,40 @@ import pytest
 import yaml
 
 from bora_policy import graph
-from bora_policy.graph import CAMERAS, DEPLOY_FILES, NODES, nodes_for
+from bora_policy.common.graph_params import load_graph_params
+from bora_policy.graph import DEPLOY_FILES, NODES, nodes_for
 
 ROOT = Path(__file__).resolve().parents[3]
+CAMERAS = load_graph_params(ROOT / "config" / "graph.yaml").cameras  # the graph's (config/graph.yaml)
+NODE_SOURCES_MODULE = {n.name: n.module for n in NODES}
 NODE_SOURCES = {n.name: ROOT / "src" / n.package / Path(*n.module.split(".")).with_suffix(".py") for n in NODES}
 # node sections that are not our nodes: the hand driver's (deploy) is passed through by the launch file
 FOREIGN_SECTIONS = {"hand_driver"}
 
 
 def _declared_parameters(node_name: str) -> set[str]:
-    src = NODE_SOURCES[node_name].read_text()
-    names = set(re.findall(r'\bp\(\s*"(\w+)"', src)) | set(re.findall(r'declare_parameter\(\s*"(\w+)"', src))
-    # names built from a table, e.g. p(f"{k}_topic", d) over (("arm_state", "/franka/joint_states"), ...)
-    for table in re.findall(r'p\(f"\{k\}(\w*)"', src):
-        names |= {k + table for k in re.findall(r'\(\s*"(\w+)",\s*"', src)}
+    """The parameters a node declares: its ParamSpec table (declared with descriptors by
+    bora_policy.common.node.declare_params) + graph_file and the graph-wide ones (declare_graph_params)."""
+    from bora_policy.common.graph_params import GRAPH_PARAM_NAMES
+    from bora_policy.common.node import GRAPH_FILE_SPEC
+
     if node_name == "teleop":
         from bora_teleop.params import PARAMS
 
-        names |= set(PARAMS)
-    if node_name == "trainer":
-        names |= set(re.findall(r'\(\s*"(\w+)",\s*args\.\w+\s*\)', src))
-    return names
+        names = set(PARAMS)
+    elif node_name == "trainer":
+        from bora_trainer.nodes.trainer_node import build_parser, param_specs
+
+        names = {s.name for s in param_specs(build_parser().parse_args([]))}
+    elif node_name == "policy":
+        from bora_policy.nodes.policy_params import SPECS
+
+        names = {s.name for s in SPECS}
+        helper = NODE_SOURCES[node_name].parent / "policy_help.py"  # the help-request parameters (issue 19)
+        names |= set(re.findall(r'p\(\s*"(\w+)"', helper.read_text()))
+    else:
+        names = {s.name for s in importlib.import_module(NODE_SOURCES_MODULE[node_name]).SPECS}
+    return names | {GRAPH_FILE_SPEC.name, *GRAPH_PARAM_NAMES}
 
 
 def _documented_topics() -> set[str]:
@@ -52,12 +65,12 @@ def _documented_topics() -> set[str]:
     rec = yaml.safe_load((ROOT / "config" / "record_topics.yaml").read_text())
     for group in rec["groups"].values():
         for entry in group:
-            for cam in rec["cameras"]:
+            for cam in CAMERAS:
                 topics.add(entry["topic"].replace("{cam}", cam))
     # /cameras/<cam>/... in the docs: expand for the configured cameras
     for t in list(topics):
         if "<cam>" in t:
-            for cam in rec["cameras"]:
+            for cam in CAMERAS:
                 topics.add(t.replace("<cam>", cam))
     return topics
 
@@ -110,7 +123,10 @@ def test_hardware_facing_defaults_are_safe():
     deploy = yaml.safe_load((ROOT / "config" / "deploy.yaml").read_text())
     policy = deploy["policy"]["ros__parameters"]
     teleop = deploy["teleop"]["ros__parameters"]
-    assert policy["residual_scale"] == 0.0, "first run on hardware: residual scale 0 (README safety checklist)"
+    assert load_graph_params(ROOT / "config" / "graph.yaml", profile="deploy").residual_scale == 0.0, (
+        "first run on hardware: residual scale 0 (README safety checklist; config/graph.yaml deploy profile)"
+    )
+    assert "residual_scale" not in policy  # graph-wide: only in config/graph.yaml
     assert teleop["watchdog_timeout_s"] <= 0.2 and max(teleop["arm_max_velocity"]) <= 0.5
     assert teleop["hand_max_velocity"] <= 1.0 and teleop["workspace_check"] is True
     assert teleop["udp_host"] == "127.0.0.1"
@@ -210,7 +226,7 @@ def test_camera_file_gives_three_realsense_nodes_on_the_documented_topics():
     drivers = graph.camera_drivers(cfg)
     sync = _config("deploy.yaml")["sync"]["ros__parameters"]
     documented = _documented_topics()
-    assert [d.name for d in drivers] == list(sync["camera_names"]) == list(CAMERAS)
+    assert [d.name for d in drivers] == list(CAMERAS) and "camera_names" not in sync
     slop_fps = 1.0 / sync["slop"]
     for d in drivers:
         assert set(d.parameters) <= REALSENSE_PARAMETERS, sorted(set(d.parameters) - REALSENSE_PARAMETERS)

@@ -33,7 +33,11 @@ def sync_proc():
     )
     rclpy.init()
     node = rclpy.create_node("sync_test_probe")
-    yield node, yaml.safe_load(params.read_text())["sync"]["ros__parameters"]
+    from bora_policy.common.graph_params import load_graph_params
+
+    expected = yaml.safe_load(params.read_text())["sync"]["ros__parameters"]
+    # the cameras are graph-wide (config/graph.yaml), not in the node's section
+    yield node, {**expected, "camera_names": list(load_graph_params().cameras)}
     node.destroy_node()
     rclpy.try_shutdown()
     proc.send_signal(2)
@@ -58,7 +62,7 @@ def test_parameters_come_from_the_yaml_file(sync_proc):
     node, expected = sync_proc
     cli = node.create_client(GetParameters, "/sync/get_parameters")
     assert cli.wait_for_service(timeout_sec=30), "sync node did not come up"
-    names = ["slop", "queue_size", "camera_names", "instruction", "use_depth"]
+    names = ["slop", "queue_size", "cameras", "instruction", "use_depth"]
     fut = cli.call_async(GetParameters.Request(names=names))
     assert _spin_until(node, fut.done, 10)
     v = fut.result().values

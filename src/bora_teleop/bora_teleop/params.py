@@ -23,8 +23,9 @@ from bora_teleop.retarget import RetargetMap
 from bora_teleop.safety import FR3_LOWER, FR3_UPPER, SafetyConfig
 from bora_teleop.urdf_limits import load_robot_description, parse_urdf, tighten, urdf_joint_limits
 
+# The node's own parameters (descriptions and ranges: param_docs.py). The arbiter's rate is the graph-wide
+# control_hz of config/graph.yaml, passed to build_arbiter in P["control_hz"] (no default here).
 PARAMS = {
-    "rate_hz": 30.0,
     # SCHED_FIFO priority of the arbiter's control-loop thread where permitted (0: normal scheduling)
     "control_thread_priority": 50,
     "arm_joint_names": [f"fr3_joint{i}" for i in range(1, 8)],
@@ -151,9 +152,11 @@ def build_arbiter(P: dict, robot_description: str | None = None) -> Arbiter:
     ``robot_description``: URDF text (e.g. received on ``robot_description_topic``); without it,
     ``robot_description_file`` is read when set. The URDF's limits tighten the YAML ones.
     """
-    unknown = sorted(set(P) - set(PARAMS))
+    unknown = sorted(set(P) - set(PARAMS) - {"control_hz"})
     if unknown:
-        raise ValueError(f"unknown teleop parameters {unknown}; known: {sorted(PARAMS)}")
+        raise ValueError(f"unknown teleop parameters {unknown}; known: {sorted(PARAMS)} + control_hz")
+    if "control_hz" not in P:
+        raise ValueError("parameter control_hz: missing (the graph-wide control rate of config/graph.yaml)")
     P = {**PARAMS, **P}
     if P["arm_command_type"] not in ("forward", "trajectory"):
         raise ValueError(
@@ -186,7 +189,7 @@ def build_arbiter(P: dict, robot_description: str | None = None) -> Arbiter:
                     )
             hand_vel = vel
     cfg = ArbiterConfig(
-        rate_hz=float(P["rate_hz"]),
+        rate_hz=float(P["control_hz"]),
         watchdog_timeout_s=float(P["watchdog_timeout_s"]),
         human_timeout_s=float(P["human_timeout_s"]),
         require_arm_target=bool(P["require_arm_target"]),

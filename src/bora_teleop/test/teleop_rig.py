@@ -47,8 +47,13 @@ def child_env() -> dict:
 
 def start_node(tmp: Path, stdin=subprocess.DEVNULL, **params) -> tuple[subprocess.Popen, Path]:
     (tmp / "retarget.yaml").write_text(yaml.safe_dump(RETARGET))
+    # the arbiter's rate is the graph's control_hz: a graph file at 20 Hz that the node reads
+    (tmp / "graph.yaml").write_text(
+        yaml.safe_dump({"control_hz": 20.0, "chunk_size": 16, "cameras": ["left", "front", "right"],
+                        "residual_scale": 0.2})
+    )
     p = {
-        "rate_hz": 20.0,
+        "graph_file": str(tmp / "graph.yaml"),
         "retarget_file": str(tmp / "retarget.yaml"),
         "keyboard": False,
         "arm_max_velocity": [5.0] * 7,

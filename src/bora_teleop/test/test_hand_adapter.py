@@ -109,7 +109,7 @@ def test_shipped_generic_file_is_the_identity_for_any_retarget_map():
 def test_deploy_teleop_section_builds_with_the_shipped_hand_files():
     P = yaml.safe_load((ROOT / "config" / "deploy.yaml").read_text())["teleop"]["ros__parameters"]
     P = {k: v for k, v in P.items() if not k.startswith("robot_description")}  # the URDF comes from the robot
-    arb = build_arbiter(P)
+    arb = build_arbiter({**P, "control_hz": 10.0})  # the graph's rate (config/graph.yaml), as the node passes it
     assert len(arb.hand_joint_names) == 12
     ad = build_hand_adapter(P, arb.retarget)
     assert len(ad.driver_joints) == 19 and ad.driver_joints[0] == "r_f_joint1_1"

@@ -58,7 +58,7 @@ def test_tighten_takes_the_stricter_of_both():
 
 
 def test_teleop_arbiter_uses_the_stricter_limits(tmp_path):
-    P = {"hand_joint_names": ["f_mcp"], "hand_lower": [0.0], "hand_upper": [1.5], "rate_hz": 10.0}
+    P = {"hand_joint_names": ["f_mcp"], "hand_lower": [0.0], "hand_upper": [1.5], "control_hz": 10.0}
     plain = build_arbiter(P)
     arb = build_arbiter(P, robot_description=URDF)
     from bora_teleop.safety import FR3_LOWER, FR3_UPPER
@@ -108,7 +108,7 @@ def test_errors_name_the_joint_and_the_problem(joints, urdf, match):
 
 
 def test_teleop_parameter_errors():
-    P = {"hand_joint_names": ["f_mcp"], "hand_lower": [0.0], "hand_upper": [1.0]}
+    P = {"hand_joint_names": ["f_mcp"], "hand_lower": [0.0], "hand_upper": [1.0], "control_hz": 10.0}
     with pytest.raises(FileNotFoundError, match="robot_description_file='/nonexistent.urdf'"):
         build_arbiter(P | {"robot_description_file": "/nonexistent.urdf"})
     with pytest.raises(ValueError, match="not in the robot description"):

@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -115,7 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--residual", default="", help="residual actor checkpoint (safetensors) to start with")
     p.add_argument("--critic", default="", help="chunk critic checkpoint")
     p.add_argument(
-        "--control-hz", type=float, default=0.0, help="override the control rate of bridge and policy"
+        "--graph",
+        type=Path,
+        default=None,
+        help="graph-wide parameter file (control_hz, chunk_size, cameras, residual_scale; default config/graph.yaml)",
+    )
+    p.add_argument(
+        "--control-hz",
+        type=float,
+        default=0.0,
+        help="override the graph's control_hz for this run (every node: policy, arbiter, sync, simulated robot)",
     )
     p.add_argument(
         "--with",
@@ -215,26 +226,54 @@ def policy_roots_with_trainer(
     return roots
 
 
-def demo_vla(path: Path) -> Path:
-    """A tiny random-init VLA around the simulated robot's home pose (bora_sim.scene.ARM_HOME + open hand)."""
+def demo_vla(path: Path, graph=None) -> Path:
+    """A tiny random-init VLA around the simulated robot's home pose (bora_sim.scene.ARM_HOME + open hand), with
+    the graph's chunk_size and cameras (``graph``: GraphParams, default config/graph.yaml)."""
     import numpy as np
 
+    from bora_policy.common.graph_params import load_graph_params
     from bora_policy.runtime.policy_runner import make_demo_vla
     from bora_sim.hand import get_hand
     from bora_sim.scene import ARM_HOME
 
+    graph = graph or load_graph_params()
     home = np.concatenate([ARM_HOME, np.asarray(get_hand("shadow").posture("open"), dtype=np.float64)])
-    return make_demo_vla(path, home)
+    return make_demo_vla(path, home, chunk_size=graph.chunk_size, n_cameras=len(graph.cameras))
+
+
+def resolve_graph(args, mode: str, run_dir: Path):
+    """The graph parameters of this run (``--graph`` or config/graph.yaml, its ``mode`` profile, ``--control-hz``),
+    written to ``run_dir/graph.yaml``: the one file every node reads (parameter ``graph_file``)."""
+    from bora_policy.common.graph_params import load_graph_params, write_graph_file
+
+    over = {"control_hz": float(args.control_hz)} if args.control_hz > 0 else None
+    graph = load_graph_params(args.graph, profile=mode, overrides=over)
+    return graph, write_graph_file(graph, run_dir / "graph.yaml")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    run_dir = Path(tempfile.mkdtemp(prefix="bora_up_"))  # the resolved graph file of this run
+    try:
+        return _run(args, run_dir)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run(args, run_dir: Path) -> int:
     from bora_policy.graph import nodes_for
 
     mode = "deploy" if args.deploy else "sim"
     params = (args.params or default_params(mode)).resolve()
     if not params.is_file():
         print(f"bora up: parameter file {params} does not exist", file=sys.stderr)
+        return 2
+    from bora_policy.common.graph_params import GraphParamsError
+
+    try:
+        graph, graph_file = resolve_graph(args, mode, run_dir)
+    except GraphParamsError as e:
+        print(f"bora up: --graph / --control-hz: {e}", file=sys.stderr)
         return 2
     specs = [s for s in nodes_for(mode, tuple(args.with_nodes)) if s.name not in args.without]
     missing = [s.name for s in specs if not node_available(s)]
@@ -244,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         specs = [s for s in specs if s.name not in missing]
     names = {s.name for s in specs}
-    extra: dict[str, list[str]] = {s.name: [] for s in specs}
+    # every node reads the same graph file (a node given another control_hz etc. refuses to start)
+    extra: dict[str, list[str]] = {s.name: ["-p", f"graph_file:={graph_file}"] for s in specs}
     for item in args.param:
         node, sep, rest = item.partition(":")
         if not sep or ":=" not in rest or node not in extra:
@@ -263,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            vla = str(demo_vla(args.demo_vla_dir))
+            vla = str(demo_vla(args.demo_vla_dir, graph))
             print(
                 f"bora up: no VLA given, using the tiny random-init demo VLA at {vla} "
                 "(it does not solve tasks)"
@@ -280,10 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "sim" and "sim_bridge" in names and "teleop" not in names:
         # No arbiter: the bridge takes the policy's commands directly (sim only).
         extra["sim_bridge"] += ["-p", "direct_command_topic:=/bora/policy_command"]
-    if args.control_hz > 0:
-        for n in ("sim_bridge", "policy"):
-            if n in extra:
-                extra[n] += ["-p", f"control_hz:={args.control_hz}"]
 
     try:
         restart = RestartPolicy(
@@ -310,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"bora up: {mode} graph, params {params}, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
             f"ROS_AUTOMATIC_DISCOVERY_RANGE={env['ROS_AUTOMATIC_DISCOVERY_RANGE']}",
+            flush=True,
+        )
+        print(
+            f"bora up: graph control_hz={graph.control_hz:g} chunk_size={graph.chunk_size} "
+            f"cameras={list(graph.cameras)} residual_scale={graph.residual_scale:g} ({graph.source}) -> {graph_file}",
             flush=True,
         )
         for s in specs:

@@ -26,27 +26,26 @@ reason and the residual in use is kept.
 
 from __future__ import annotations
 
-import os
 import queue
 import sys
 import threading
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from bora_policy.common.control_loop import ControlLoop
+from bora_policy.common.episode_latch import StartLatch
+from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.nodes.policy_outputs import chunk_messages, diagnostics_message
+from bora_policy.nodes.policy_params import SERVICES, SPECS, TOPICS
 from bora_policy.runtime.checkpoint_loader import (
     CheckpointRejected,
     check_checkpoint_path,
     default_checkpoint_roots,
 )
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
-from bora_policy.common.control_loop import ControlLoop
 from bora_policy.runtime.episode_gate import EpisodeGate
-from bora_policy.common.episode_latch import StartLatch
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
 from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
@@ -59,86 +58,59 @@ MODE_NAMES = {AUTONOMOUS: "autonomous", PAUSED: "paused", HOLD: "hold"}
 class PolicyNode(Node):
     def __init__(self, **kw):
         super().__init__("policy", **kw)
-        p = self.declare_parameter
-        self.vla_path = str(p("vla_path", "").value)
-        residual_path = str(p("residual_path", "").value)
-        critic_path = str(p("critic_path", "").value)
+        graph = declare_graph_params(self)  # control_hz, chunk_size, residual_scale: config/graph.yaml
+        P = declare_params(self, SPECS)  # nodes/policy_params.py: descriptions and ranges
+        self.graph = graph
+        self.vla_path = str(P["vla_path"])
+        residual_path, critic_path = str(P["residual_path"]), str(P["critic_path"])
         # earlier rounds' residuals folded into the base (Algorithm 1 lines 8-12), PATH or PATH@LAMBDA;
         # [""] = none (an empty list would not tell rclpy the parameter's type)
-        frozen_paths = [str(x) for x in (p("frozen_residual_paths", [""]).value or []) if str(x).strip()]
-        self.control_hz = float(p("control_hz", 10.0).value)
-        self.replan_steps = int(p("replan_steps", 8).value)
+        frozen_paths = [str(x) for x in P["frozen_residual_paths"] if str(x).strip()]
+        self.control_hz = graph.control_hz
+        self.replan_steps = int(P["replan_steps"])
         exec_cfg = ChunkExecutorConfig(
             control_hz=self.control_hz,
-            chunk_hz=float(p("chunk_hz", 10.0).value),
-            blend_steps=int(p("blend_steps", 2).value),
-            max_delta=float(p("max_delta", 0.0).value),
+            chunk_hz=float(P["chunk_hz"]),
+            blend_steps=int(P["blend_steps"]),
+            max_delta=float(P["max_delta"]),
+            max_velocity=tuple(float(v) for v in P["max_joint_velocity"]) if any(P["max_joint_velocity"]) else (),
         )
-        steps = int(p("num_inference_steps", 0).value)
+        steps = int(P["num_inference_steps"])
         run_cfg = PolicyRunnerConfig(
-            residual_scale=float(p("residual_scale", 0.2).value),
+            residual_scale=graph.residual_scale,
             num_inference_steps=steps or None,
-            deterministic=bool(p("deterministic", True).value),
-            device=str(p("device", "auto").value),
+            deterministic=bool(P["deterministic"]),
+            device=str(P["device"]),
         )
-        self.stale_s = float(p("stale_observation_s", 1.0).value)
-        self.publish_markers = bool(p("publish_markers", True).value)
-        self.marker_frame = str(p("marker_frame", "base").value)
-        from bora_policy.nodes.markers import DEFAULT_SCALE, ValueMarkerState
+        self.stale_s = float(P["stale_observation_s"])
+        self.publish_markers = bool(P["publish_markers"])
+        self.marker_frame = str(P["marker_frame"])
+        from bora_policy.nodes.markers import ValueMarkerState
 
         # value bars on a fixed (adapt 0) or slowly adapting scale, and the v(z_t, 0) history strip
         self.marker_state = ValueMarkerState(
-            lo=float(p("marker_value_min", DEFAULT_SCALE[0]).value),
-            hi=float(p("marker_value_max", DEFAULT_SCALE[1]).value),
-            adapt=float(p("marker_scale_adapt", 0.0).value),
-            history=int(p("marker_history", 60).value),
+            lo=float(P["marker_value_min"]),
+            hi=float(P["marker_value_max"]),
+            adapt=float(P["marker_scale_adapt"]),
+            history=int(P["marker_history"]),
         )
-        torch_threads = int(p("torch_threads", 1).value)
+        torch_threads = int(P["torch_threads"])
         # SCHED_FIFO priority of the control-loop thread (0: normal scheduling), as ros2_control_node's
         # thread_priority; needs CAP_SYS_NICE or an rtprio limit, else normal scheduling with a warning
-        control_priority = int(p("control_thread_priority", 50).value)
-        initial_mode = str(p("initial_mode", "autonomous").value)
-        topics = {
-            k: str(p(f"{k}_topic", d).value)
-            for k, d in (
-                ("observation", "/bora/observation"),
-                ("action_chunk", "/bora/action_chunk"),
-                ("command", "/bora/policy_command"),
-                ("value", "/bora/value"),
-                ("markers", "/bora/value_markers"),
-                ("diagnostics", "/diagnostics"),
-                ("episode", "/bora/episode"),
-                ("episode_current", "/bora/episode/current"),  # the current START, latched
-                ("checkpoint", "/bora/checkpoint"),
-                ("executed", "/bora/executed_command"),
-            )
-        }
-        services = {
-            k: str(p(f"{k}_service", d).value)
-            for k, d in (
-                ("set_mode", "/bora/policy/set_mode"),
-                ("load_checkpoint", "/bora/policy/load_checkpoint"),
-            )
-        }
-        diag_period = float(p("diagnostics_period_s", 1.0).value)
+        control_priority = int(P["control_thread_priority"])
+        initial_mode = str(P["initial_mode"])
+        topics = {k: str(P[f"{k}_topic"]) for k, _, _ in TOPICS}
+        services = {k: str(P[f"{k}_service"]) for k, _, _ in SERVICES}
+        diag_period = float(P["diagnostics_period_s"])
         # /diagnostics is WARN/ERROR while a stall, a missed tick, a failed inference or tick, or a
         # rejected checkpoint happened in the last health_window_s seconds (ours)
-        health_window = float(p("health_window_s", 10.0).value)
+        health_window = float(P["health_window_s"])
         # directories a checkpoint path received over ROS may lie in ([""]: the run directory of
         # vla_path and the directories of residual_path and critic_path; runtime/checkpoint_loader.py)
-        roots = [str(x) for x in (p("checkpoint_roots", [""]).value or []) if str(x).strip()]
-        if self.control_hz <= 0 or self.replan_steps < 1:
-            raise ValueError(
-                f"policy: control_hz must be > 0 and replan_steps >= 1 "
-                f"(got {self.control_hz}, {self.replan_steps})"
-            )
+        roots = [str(x) for x in P["checkpoint_roots"] if str(x).strip()]
         if not self.vla_path:
-            raise ValueError(
+            raise StartupError(
                 "policy: parameter vla_path is required (a VLAPolicy directory or a run with policy/)"
-            )
-        if initial_mode not in MODE_NAMES.values():
-            raise ValueError(
-                f"policy: initial_mode must be one of {list(MODE_NAMES.values())}, got {initial_mode!r}"
             )
 
         import torch
@@ -166,6 +138,11 @@ class PolicyNode(Node):
         self.runner = PolicyRunner.from_paths(
             self.vla_path, residual_path, critic_path, run_cfg, frozen_residual_paths=frozen_paths
         )
+        if self.runner.chunk_size != graph.chunk_size:
+            raise StartupError(
+                f"policy: parameter chunk_size = {graph.chunk_size} ({graph.source}): the VLA at {self.vla_path} "
+                f"has chunk_size {self.runner.chunk_size}"
+            )
         self.get_logger().info(
             f"policy: loaded VLA {self.vla_path} (version {self.runner.policy_version}) in "
             f"{time.perf_counter() - t0:.1f} s on {self.runner.device}; residual "
@@ -540,43 +517,13 @@ class PolicyNode(Node):
         return super().destroy_node()
 
 
-def _main(args=None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    # a thread waiting for the GIL gets it after at most this long (default 5 ms): the control loop's
-    # wake-up latency while the inference and executor threads run Python code
-    sys.setswitchinterval(0.001)
-    node = None
-    ex = SingleThreadedExecutor()
-    try:
-        node = PolicyNode()
-        ex.add_node(node)
-        ex.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        ex.shutdown(timeout_sec=2.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
 def main(args=None) -> int:
-    """Console-script entry: after a clean ROS shutdown, leave without interpreter finalisation.
-
-    With torch loaded, Python's final garbage collection was seen to hang after rclpy had shut down
-    (the supervisor then needs SIGKILL); everything is flushed and closed by then, so exit directly.
-    """
-    try:
-        rc = _main(args)
-    except BaseException:  # noqa: BLE001 - e.g. a shutdown during start-up: report, then exit
-        import traceback
-
-        traceback.print_exc()
-        rc = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
+    """Console-script entry (bora_policy.common.node.run_node). A thread waiting for the GIL gets it after at
+    most 1 ms (default 5 ms): the control loop's wake-up latency while the inference and executor threads run
+    Python code. ``hard_exit``: with torch loaded, Python's final garbage collection was seen to hang after
+    rclpy had shut down (the supervisor then needs SIGKILL); everything is flushed and closed by then."""
+    sys.setswitchinterval(0.001)
+    return run_node(PolicyNode, args, hard_exit=True)
 
 
 if __name__ == "__main__":

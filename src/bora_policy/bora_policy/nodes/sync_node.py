@@ -19,42 +19,60 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from bora_policy.common.graph_params import ParamSpec
+from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_policy.runtime.approx_sync import make_synchronizer
 from bora_policy.common.episode_latch import StartLatch
 from bora_policy.runtime.observation import episode_step, stamp_seconds
+
+SPECS = (
+    ParamSpec("camera_topic_prefix", "/cameras", "camera topics are <prefix>/<cam>/color/image_raw etc."),
+    ParamSpec("arm_joint_states", "/franka/joint_states", "arm joint state topic (sensor_msgs/JointState)"),
+    ParamSpec("hand_joint_states", "/hand/joint_states", "hand joint state topic (sensor_msgs/JointState)"),
+    ParamSpec("slop", 0.05, "approximate-time synchroniser slop (s)", range=(0.0, 1.0)),
+    ParamSpec("queue_size", 10, "approximate-time synchroniser queue per input", range=(1, 1000)),
+    ParamSpec("use_depth", True, "include the aligned depth images"),
+    ParamSpec("instruction", "", "language instruction written into every Observation"),
+    ParamSpec("frame_id", "base", "frame_id of the Observation header"),
+    ParamSpec("observation_topic", "/bora/observation", "output topic (bora_msgs/Observation)"),
+    ParamSpec("episode_topic", "/bora/episode", "episode events (bora_msgs/EpisodeEvent)"),
+    ParamSpec("episode_current_topic", "/bora/episode/current", "the current episode's START, latched ('': off)"),
+    ParamSpec(
+        "episode_wait_s",
+        2.0,
+        "observations without an episode are held back this long after the first complete set (s)",
+        range=(0.0, 60.0),
+    ),
+    ParamSpec("prefer_message_filters", True, "use message_filters' ApproximateTimeSynchronizer where it imports"),
+    ParamSpec("reliable_inputs", True, "RELIABLE input subscriptions (false: sensor-data QoS)"),
+)
 
 
 class SyncNode(Node):
     def __init__(self, **kw):
         super().__init__("sync", **kw)
-        p = self.declare_parameter
-        self.camera_names = list(p("camera_names", ["left", "front", "right"]).value)
-        prefix = p("camera_topic_prefix", "/cameras").value.rstrip("/")
-        arm_topic = p("arm_joint_states", "/franka/joint_states").value
-        hand_topic = p("hand_joint_states", "/hand/joint_states").value
-        self.slop = float(p("slop", 0.05).value)
-        self.queue_size = int(p("queue_size", 10).value)
-        self.use_depth = bool(p("use_depth", True).value)
-        self.instruction = str(p("instruction", "").value)
-        self.frame_id = str(p("frame_id", "base").value)
-        self.control_hz = float(p("control_hz", 10.0).value)
-        out_topic = p("observation_topic", "/bora/observation").value
-        episode_topic = p("episode_topic", "/bora/episode").value
-        current_topic = str(p("episode_current_topic", "/bora/episode/current").value)
+        graph = declare_graph_params(self)
+        P = declare_params(self, SPECS)
+        self.camera_names = list(graph.cameras)
+        prefix = P["camera_topic_prefix"].rstrip("/")
+        arm_topic, hand_topic = P["arm_joint_states"], P["hand_joint_states"]
+        self.slop = float(P["slop"])
+        self.queue_size = int(P["queue_size"])
+        self.use_depth = bool(P["use_depth"])
+        self.instruction = str(P["instruction"])
+        self.frame_id = str(P["frame_id"])
+        self.control_hz = graph.control_hz
+        out_topic = P["observation_topic"]
+        episode_topic = P["episode_topic"]
+        current_topic = str(P["episode_current_topic"])
         # observations without an episode are held back this long after the first complete set: the
         # latched START arrives a moment after the cameras' first frames (another DDS endpoint to match)
-        self.episode_wait_s = float(p("episode_wait_s", 2.0).value)
-        prefer_mf = bool(p("prefer_message_filters", True).value)
-        reliable = bool(p("reliable_inputs", True).value)
-        if not self.control_hz > 0:
-            raise ValueError(f"sync: parameter control_hz must be > 0 (the policy's rate), got {self.control_hz}")
-        if not self.camera_names:
-            raise ValueError("sync: parameter camera_names must name at least one camera")
+        self.episode_wait_s = float(P["episode_wait_s"])
+        prefer_mf = bool(P["prefer_message_filters"])
+        reliable = bool(P["reliable_inputs"])
 
         from sensor_msgs.msg import CameraInfo, Image, JointState
 
@@ -152,22 +170,7 @@ class SyncNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = SyncNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-        # a callback interrupted by the shutdown itself (SIGINT while a message was being taken): not an error
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SyncNode, args)
 
 
 if __name__ == "__main__":

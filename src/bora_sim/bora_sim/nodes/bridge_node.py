@@ -29,7 +29,7 @@ depth 1; empty: off), so a node that connects after it (episode 1 starts in this
 graph has matched) or restarts mid-episode still learns the episode (bora_policy/common/episode_latch.py).
 ``episode_gate_topic`` (empty by default; std_msgs/UInt32, transient local): the highest episode id
 that may start. The online trainer publishes it so the robot waits at a round boundary until the
-round's update is done and the new residual is in use (bora_trainer/rounds.py); with a gate topic even
+round's update is done and the new residual is in use (bora_trainer/online/rounds.py); with a gate topic even
 episode 1 waits for the first value. A reset requested under a closed gate waits too, and the running
 episode gets no outcome: do not call ``/bora/sim/reset`` while a trainer gates the episodes.
 """
@@ -41,70 +41,81 @@ import time
 import uuid
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from bora_policy.common.graph_params import ParamSpec
+from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.common.image_conv import numpy_to_image
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 
 
+TOPICS = (
+    ("arm_state", "/franka/joint_states", "arm joint states out (sensor_msgs/JointState)"),
+    ("hand_state", "/hand/joint_states", "hand joint states out (sensor_msgs/JointState)"),
+    ("arm_command", "/arm_controller/commands", "arm command in (what the arbiter writes to the driver)"),
+    ("hand_command", "/hand/command", "hand command in (sensor_msgs/JointState)"),
+    ("direct_command", "", "bora_msgs/JointCommand straight from the policy, for graphs without the arbiter ('': off)"),
+    ("episode", "/bora/episode", "episode events out (bora_msgs/EpisodeEvent)"),
+    ("episode_current", "/bora/episode/current", "each START again, latched: nodes that connect later learn it"),
+    ("glove", "/bora/operator/glove", "the scripted operator's glove angles (the teleop's operator_glove_topic)"),
+    ("arm_target", "/bora/operator/arm_target", "the scripted operator's arm target"),
+    ("takeover", "/bora/operator/takeover", "the scripted operator's takeover trigger (a level, every tick)"),
+    ("recovered", "/bora/operator/recovered", "the scripted operator's recovered flag"),
+    ("help_request", "/bora/help_request", "the policy's help requests in (operator_mode requested acts on them)"),
+)
+SPECS = (
+    ParamSpec("task", "pick_plush_toy", "task of the simulated scene (bora_sim.tasks)"),
+    ParamSpec("object_set", "standard", "object set of the task"),
+    ParamSpec("seed", 0, "seed of the first episode (then seed + episode)", range=(0, 2**31 - 1)),
+    ParamSpec("image_size", 96, "rendered image height = width (px)", range=(16, 1024)),
+    ParamSpec("hand", "shadow", "simulated hand model"),
+    ParamSpec("render", True, "render the cameras (false: black images, faster)"),
+    ParamSpec("time_limit_s", 0.0, "episode time limit (s); 0: the task's own", range=(0.0, 3600.0)),
+    ParamSpec("auto_reset", True, "start the next episode after an outcome"),
+    ParamSpec("depth_encoding", "32FC1", "depth image encoding (16UC1: millimetres, as realsense2_camera)",
+              choices=("32FC1", "16UC1")),
+    ParamSpec("arm_command_type", "forward", "arm command message (must match the teleop's)",
+              choices=("forward", "trajectory")),
+    ParamSpec("arm_joint_names", list(FR3_ARM_JOINTS), "the 7 arm joint names published and accepted"),
+    ParamSpec("hand_joint_names", [""], "hand joint names ([\"\"]: the simulated hand's own)"),
+    ParamSpec("camera_topic_prefix", "/cameras", "camera topics are <prefix>/<cam>/..."),
+    ParamSpec("camera_frame_prefix", "", "prefix of the cameras' optical frame ids"),
+    *(ParamSpec(f"{k}_topic", d, desc) for k, d, desc in TOPICS),
+    ParamSpec("reset_service", "/bora/sim/reset", "std_srvs/Trigger: reset the episode now"),
+    ParamSpec("set_operator_service", "/bora/sim/set_operator", "std_srvs/SetBool: scripted operator off / on"),
+    ParamSpec("operator_enabled", True, "run the scripted operator (bora_sim.operator)"),
+    ParamSpec("operator_mode", "privileged", "scripted operator: takeovers from privileged sim state, or only on "
+              "help requests (requested; issue 19)", choices=("privileged", "requested")),
+    ParamSpec("operator_reaction_s", 0.3, "requested mode: delay from a help request to the takeover (s)",
+              range=(0.0, 10.0)),
+    ParamSpec("episode_gate_topic", "", "std_msgs/UInt32 (latched): highest episode id that may start ('': none)"),
+)
+
+
 class BridgeNode(Node):
     def __init__(self, **kw):
         super().__init__("sim_bridge", **kw)
-        p = self.declare_parameter
-        self.task = str(p("task", "pick_plush_toy").value)
-        self.object_set = str(p("object_set", "standard").value)
-        self.seed = int(p("seed", 0).value)
-        self.control_hz = float(p("control_hz", 10.0).value)
-        image_size = int(p("image_size", 96).value)
-        hand = str(p("hand", "shadow").value)
-        self.render = bool(p("render", True).value)
-        time_limit = float(p("time_limit_s", 0.0).value)
-        self.auto_reset = bool(p("auto_reset", True).value)
-        self.depth_encoding = str(p("depth_encoding", "32FC1").value)
-        self.arm_command_type = str(p("arm_command_type", "forward").value)
-        arm_names = list(p("arm_joint_names", FR3_ARM_JOINTS).value)
-        hand_names = [n for n in p("hand_joint_names", [""]).value if n]
-        prefix = str(p("camera_topic_prefix", "/cameras").value).rstrip("/")
-        frame_prefix = str(p("camera_frame_prefix", "").value)
-        t = {
-            k: str(p(f"{k}_topic", d).value)
-            for k, d in (
-                ("arm_state", "/franka/joint_states"),
-                ("hand_state", "/hand/joint_states"),
-                ("arm_command", "/arm_controller/commands"),
-                ("hand_command", "/hand/command"),
-                ("direct_command", ""),
-                ("episode", "/bora/episode"),
-                # the current episode's START again, latched: nodes that connect later learn it
-                ("episode_current", "/bora/episode/current"),
-                # the scripted operator's own topics (the teleop's operator_*_topic parameters)
-                ("glove", "/bora/operator/glove"),
-                ("arm_target", "/bora/operator/arm_target"),
-                ("takeover", "/bora/operator/takeover"),
-                ("recovered", "/bora/operator/recovered"),
-                ("help_request", "/bora/help_request"),  # the policy's help requests (operator_mode requested)
-            )
-        }
-        reset_service = str(p("reset_service", "/bora/sim/reset").value)
-        set_operator_service = str(p("set_operator_service", "/bora/sim/set_operator").value)
-        self.operator_enabled = bool(p("operator_enabled", True).value)
-        # privileged: takeovers from privileged sim state; requested: only on help requests (issue 19)
-        self.operator_mode = str(p("operator_mode", "privileged").value)
-        self.operator_reaction_s = float(p("operator_reaction_s", 0.3).value)
-        gate_topic = str(p("episode_gate_topic", "").value)
-        if self.depth_encoding not in ("32FC1", "16UC1"):
-            raise ValueError(
-                f"sim_bridge: depth_encoding must be 32FC1 or 16UC1, got {self.depth_encoding!r}"
-            )
-        if self.arm_command_type not in ("forward", "trajectory"):
-            raise ValueError(
-                "sim_bridge: arm_command_type must be 'forward' or 'trajectory', "
-                f"got {self.arm_command_type!r}"
-            )
+        graph = declare_graph_params(self)
+        P = declare_params(self, SPECS)
+        self.task, self.object_set, self.seed = str(P["task"]), str(P["object_set"]), int(P["seed"])
+        self.control_hz = graph.control_hz
+        image_size, hand, self.render = int(P["image_size"]), str(P["hand"]), bool(P["render"])
+        time_limit = float(P["time_limit_s"])
+        self.auto_reset = bool(P["auto_reset"])
+        self.depth_encoding = str(P["depth_encoding"])
+        self.arm_command_type = str(P["arm_command_type"])
+        arm_names = list(P["arm_joint_names"])
+        hand_names = [n for n in P["hand_joint_names"] if n]
+        prefix = str(P["camera_topic_prefix"]).rstrip("/")
+        frame_prefix = str(P["camera_frame_prefix"])
+        t = {k: str(P[f"{k}_topic"]) for k, _, _ in TOPICS}
+        reset_service = str(P["reset_service"])
+        set_operator_service = str(P["set_operator_service"])
+        self.operator_enabled = bool(P["operator_enabled"])
+        self.operator_mode, self.operator_reaction_s = str(P["operator_mode"]), float(P["operator_reaction_s"])
+        gate_topic = str(P["episode_gate_topic"])
 
         from sensor_msgs.msg import CameraInfo, Image, JointState
         from std_msgs.msg import Bool, Float64MultiArray
@@ -133,6 +144,11 @@ class BridgeNode(Node):
             hand=hand,
             **kw_env,
         )
+        if tuple(self.env.camera_names) != graph.cameras:
+            raise StartupError(
+                f"sim_bridge: parameter cameras = {list(graph.cameras)} ({graph.source}): the simulated robot "
+                f"has the cameras {list(self.env.camera_names)}"
+            )
         self.sim_arm_names = list(self.env.arm_joint_names)
         self.sim_hand_names = list(self.env.hand_joint_names)
         if len(arm_names) != 7:
@@ -404,6 +420,10 @@ class BridgeNode(Node):
         if (terminated or truncated) and self.auto_reset:
             self._reset_pending = True
 
+    def destroy_node(self):
+        self.env.close()
+        return super().destroy_node()
+
     def _publish_observation(self, obs, stamp) -> None:
         intr = self.env.camera_info()
         for i, cam in enumerate(self.env.camera_names):
@@ -446,19 +466,7 @@ class BridgeNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = BridgeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.env.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(BridgeNode, args)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """teleop node: the command arbiter, the ONLY writer to the robot drivers (thin rclpy wrapper).
 
-A control loop at ``rate_hz`` (``bora_policy.common.control_loop.ControlLoop``: its own thread on
-absolute deadlines, ``SCHED_FIFO`` at ``control_thread_priority`` where permitted; input callbacks and
+A control loop at the graph's ``control_hz`` (config/graph.yaml;
+``bora_policy.common.control_loop.ControlLoop``: its own thread on absolute deadlines, ``SCHED_FIFO``
+at ``control_thread_priority`` where permitted; input callbacks and
 the tick share one lock) runs :class:`bora_teleop.arbiter.Arbiter` on the latest inputs and
 publishes the arm command (``arm_command_type``: ``forward`` = std_msgs/Float64MultiArray for a
 ros2_control forward position controller, ``trajectory`` = trajectory_msgs/JointTrajectory with one
-point at time_from_start = 1 / rate_hz), the hand command (sensor_msgs/JointState), ExecutedCommand,
+point at time_from_start = 1 / control_hz), the hand command (sensor_msgs/JointState), ExecutedCommand,
 InterventionEvent (r_int at START, r_rec at RECOVERED) and EpisodeEvent.
 
 Inputs: /bora/policy_command (JointCommand), /glove/joint_states (human angles, JointState) and
@@ -41,8 +42,6 @@ import uuid
 
 import numpy as np
 import rclpy
-import rclpy.exceptions
-import rclpy.executors
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -54,6 +53,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, HelpRequest, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
+from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.common.episode_latch import StartLatch
 from bora_teleop.events import KEY_HELP
@@ -63,6 +63,7 @@ from bora_teleop.health import ERROR, OK, WARN, FaultLog, RateLimitedLog
 from bora_teleop.help_wait import HelpWait
 from bora_teleop.inputs import MAX_JOINTS, MAX_NAME_LEN, joint_values
 from bora_teleop.nodes.teleop_operator import OperatorMixin
+from bora_teleop.param_docs import specs
 from bora_teleop.params import PARAMS, build_arbiter, build_hand_adapter
 from bora_teleop.sources import OPERATOR, PERSON
 
@@ -76,11 +77,10 @@ UDP_FAULT_LEVEL = {"wrong_source": ERROR, "bad_signature": ERROR, "replayed": ER
 class TeleopNode(OperatorMixin, Node):
     def __init__(self):
         super().__init__("teleop")
-        for k, v in PARAMS.items():
-            self.declare_parameter(k, v)
-        P = {k: self.get_parameter(k).value for k in PARAMS}
+        graph = declare_graph_params(self)  # the arbiter runs at the graph's control_hz (config/graph.yaml)
+        P = {**declare_params(self, specs(PARAMS)), "control_hz": graph.control_hz}
         self.P = P
-        self.rate = float(P["rate_hz"])
+        self.rate = graph.control_hz
         self.arb = build_arbiter(P, self._robot_description(P))
         rmap = self.arb.retarget
         self.hand_adapter = build_hand_adapter(P, rmap)
@@ -463,22 +463,8 @@ class TeleopNode(OperatorMixin, Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = None
-    try:
-        node = TeleopNode()
-        rclpy.spin(node)
-    except (ValueError, FileNotFoundError, rclpy.exceptions.InvalidParameterTypeException) as e:
-        # bad parameters: a clear message, no traceback
-        print(f"teleop: error: {e}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # bad parameters (out of range, a missing file, no robot description): one line, exit 2, no traceback
+    return run_node(TeleopNode, argv)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def param_specs(args) -> list:
+    """The node's parameters (defaults: the same-named CLI options), for ``declare_params``."""
+    from bora_policy.common.graph_params import ParamSpec
+
+    return [
+        ParamSpec("config_file", args.config_file, "YAML with a 'trainer' section (TrainerConfig)"),
+        ParamSpec("recordings", args.recordings, "directory of rosbag2 recordings to watch"),
+        ParamSpec("state_dir", args.state_dir, "buffer, ledger and checkpoints"),
+        ParamSpec("live", bool(args.live), "also subscribe to the BORA topics and record them"),
+        ParamSpec("checkpoint_topic", args.checkpoint_topic, "topic: announced checkpoints (latched)"),
+        ParamSpec("max_seconds", float(args.max_seconds), "stop after this long (s); 0: until stopped",
+                  range=(0.0, 1e9)),
+        ParamSpec("exit_when_idle", bool(args.exit_when_idle), "stop once the update budget is reached and idle"),
+        ParamSpec("episode_gate_topic", args.episode_gate_topic, "topic: the round gate (UInt32, latched); '': none"),
+        ParamSpec("policy_diagnostics_topic", args.policy_diagnostics_topic, "topic: the policy's /diagnostics"),
+        ParamSpec("gate_timeout_s", float(args.gate_timeout_s), "open a round after this long without the policy (s)",
+                  range=(0.0, 86400.0)),
+    ]
+
+
 def _load_cfg(args):
     from bora_trainer.config_io import load_config, read_yaml
     from bora_trainer.ingest import TrainerConfig
@@ -121,19 +141,18 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init(args=["trainer_node", *ros_args])
     node = rclpy.create_node("bora_trainer")
-    for name, default in (
-        ("config_file", args.config_file),
-        ("recordings", args.recordings),
-        ("state_dir", args.state_dir),
-        ("live", args.live),
-        ("checkpoint_topic", args.checkpoint_topic),
-        ("max_seconds", args.max_seconds),
-        ("exit_when_idle", args.exit_when_idle),
-        ("episode_gate_topic", args.episode_gate_topic),
-        ("policy_diagnostics_topic", args.policy_diagnostics_topic),
-        ("gate_timeout_s", args.gate_timeout_s),
-    ):
-        setattr(args, name, node.declare_parameter(name, default).value)
+    from bora_policy.common.node import declare_graph_params, declare_params, start_main
+
+    def declare() -> int:  # the ROS parameters (their defaults: the CLI options), with descriptors
+        declare_graph_params(node)
+        for name, value in declare_params(node, param_specs(args)).items():
+            setattr(args, name, value)
+        return 0
+
+    if start_main(declare):
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
     cfg = _load_cfg(args)
     log = node.get_logger()
 
