@@ -196,12 +196,14 @@ def descendants(pid: int) -> list[int]:
 
 
 def arm_limits() -> dict:
+    from bora_policy.common.graph_params import load_graph_params
+
     P = yaml.safe_load((ROOT / "config" / "sim.yaml").read_text())["teleop"]["ros__parameters"]
     return {
         "lower": np.asarray(P["arm_lower"]),
         "upper": np.asarray(P["arm_upper"]),
         "vmax": np.asarray(P["arm_max_velocity"]),
-        "hz": float(P.get("rate_hz", 10.0)),
+        "hz": load_graph_params().control_hz,  # the arbiter runs at the graph's rate (config/graph.yaml)
     }
 
 
