@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                     "or `online` (bora-residual, aloe, habc) training"),
     "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set; `eval critic`: "
                                       "the critic's outcome AUROC and calibration on eval results"),
-    "report": ("bora_trainer.report", "Markdown tables (paper Tables 1-2 form) and plots from eval results"),
+    "report": ("bora_trainer.report", "Markdown tables (paper Tables 1-2 form) and plots from eval results; "
+                                      "`report evidence`: paired differences, seeds, learning curve, AUROC"),
     "bag": ("bora_trainer.data.bag_cli", "`convert` rosbag2 recordings into episodes and transitions, `info`"),
     "record": ("bora_trainer.nodes.recorder_node", "record the BORA topics into an MCAP rosbag2 (no ros2 CLI needed)"),
     "dataset": ("bora_trainer.data.lerobot", "`export` / `import` LeRobotDataset v3"),
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     module_name = COMMANDS[name][0]
     if name == "eval" and rest[:1] == ["critic"]:  # `bora eval critic`: AUROC + calibration of eval results
         module_name, rest = "bora_trainer.eval_critic", rest[1:]
+    if name == "report" and rest[:1] == ["evidence"]:  # `bora report evidence`: the issue-14 evidence report
+        module_name, rest = "bora_trainer.evidence", rest[1:]
     if name in NODE_COMMANDS:
         exec_node(module_name, rest)
     try:

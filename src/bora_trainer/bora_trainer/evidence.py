@@ -1,0 +1,345 @@
+"""``bora report evidence OUT``: the evidence report of the protocol (issue 14; ``config/evidence.yaml``).
+
+Reads the ``bora eval`` results of a ``bora demo`` output directory: ``OUT/eval`` (the main table: one
+training run per row, the same evaluation seeds for every row), ``OUT/eval_seeds`` (extra training seeds,
+files ``<task>__<row>@s<seed>__<set>.json``) and ``OUT/eval_curve`` (the online rounds, method
+``BORA-Full@r<round>``). Writes ``evidence.md`` and ``evidence.json`` (and ``learning_curve.png``):
+
+* every cell with its Wilson 95% interval (``report.markdown_tables``);
+* the paper's paired differences BORA-Full - BORA-Offline, BORA-Offline - CP Base, CP Base - CP +
+  Decoupled Critic per task and pooled over tasks: episodes paired by evaluation seed; Newcombe's paired
+  interval and the exact McNemar p per task, the paired bootstrap per task and stratified by task when
+  pooled (``stats``);
+* training seeds: each seed's success rate per row, the spread, and the two-stage bootstrap over training
+  seeds and trials of the differences;
+* the learning curve: success against online episodes (round r = r x episodes per round);
+* the critic's outcome AUROC per task (``eval_critic``; values recorded by ``bora eval`` on the first
+  object set) and the issue's targets, each marked met / NOT met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from bora_trainer.report import TASK_ORDER, Cell, load_results, markdown_tables, wilson_interval
+from bora_trainer.stats import (
+    hierarchical_bootstrap_diff,
+    mcnemar_exact_p,
+    newcombe_paired_diff,
+    paired_bootstrap_diff,
+)
+
+CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"), ("CP Base", "CP + Decoupled Critic"))
+SEED_CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"))
+
+
+def paired_outcomes(a: Cell, b: Cell) -> tuple[list[int], list[int], list[int]]:
+    """``(seeds, x, y)``: the two cells' outcomes on the evaluation seeds both have (in seed order)."""
+    sa = {int(e["seed"]): int(bool(e["success"])) for e in a.episodes}
+    sb = {int(e["seed"]): int(bool(e["success"])) for e in b.episodes}
+    seeds = sorted(set(sa) & set(sb))
+    return seeds, [sa[s] for s in seeds], [sb[s] for s in seeds]
+
+
+def _tasks(cells, object_set: str) -> list[str]:
+    ts = {k[1] for k in cells if k[0] == object_set}
+    return [t for t in TASK_ORDER if t in ts] + sorted(ts - set(TASK_ORDER))
+
+
+def paired_differences(cells: dict, n_boot: int = 10_000) -> list[dict]:
+    """One entry per claim x object set: per-task and pooled differences with their intervals."""
+    out = []
+    for a, b in CLAIMS:
+        for oset in sorted({k[0] for k in cells}):
+            rows, strata, xs, ys = [], {}, [], []
+            for task in _tasks(cells, oset):
+                ca, cb = cells.get((oset, task, a)), cells.get((oset, task, b))
+                if ca is None or cb is None:
+                    continue
+                seeds, x, y = paired_outcomes(ca, cb)
+                if not seeds:
+                    continue
+                d, lo, hi = newcombe_paired_diff(x, y)
+                _, blo, bhi = paired_bootstrap_diff({task: (x, y)}, n_boot=n_boot)
+                rows.append({"task": task, "n": len(seeds), "a": sum(x), "b": sum(y), "diff": d,
+                             "newcombe95": [lo, hi], "bootstrap95": [blo, bhi], "mcnemar_p": mcnemar_exact_p(x, y)})
+                strata[task] = (x, y)
+                xs += x
+                ys += y
+            if not rows:
+                continue
+            est, blo, bhi = paired_bootstrap_diff(strata, n_boot=n_boot)
+            _, nlo, nhi = newcombe_paired_diff(xs, ys)
+            out.append({"claim": f"{a} - {b}", "a": a, "b": b, "object_set": oset, "tasks": rows,
+                        "pooled": {"diff": est, "bootstrap95": [blo, bhi], "newcombe95_all_pairs": [nlo, nhi],
+                                   "n": len(xs), "tasks": len(rows)}})
+    return out
+
+
+def _seed_file_key(path: Path) -> tuple[str, str, int, str] | None:
+    """``<task>__<row>@s<seed>__<set>.json`` -> (task, row, seed, set)."""
+    parts = path.stem.split("__")
+    if len(parts) != 3 or "@s" not in parts[1]:
+        return None
+    row, seed = parts[1].rsplit("@s", 1)
+    return (parts[0], row, int(seed), parts[2]) if seed.isdigit() else None
+
+
+def seed_results(out: Path, first_seed: int, cells: dict) -> dict:
+    """task -> object_set -> method -> {seed: Cell}: the main table's run is training seed ``first_seed``."""
+    res: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for f in sorted((out / "eval_seeds").glob("*.json")) if (out / "eval_seeds").is_dir() else []:
+        key = _seed_file_key(f)
+        if key is None:
+            continue
+        r = json.loads(f.read_text())
+        c = Cell()
+        c.add(r)
+        res[r["task"]][r["object_set"]][r["method"]][key[2]] = c
+    for task in list(res):
+        for oset in list(res[task]):
+            for method in list(res[task][oset]):
+                main = cells.get((oset, task, method))
+                if main is not None:
+                    res[task][oset][method][first_seed] = main
+    return res
+
+
+def seed_section(seeds: dict, n_boot: int = 4000) -> dict:
+    """Per task and object set: each seed's rate per method, the spread, two-stage bootstrap differences."""
+    out: dict = {"cells": [], "claims": []}
+    for task, by_set in seeds.items():
+        for oset, by_method in by_set.items():
+            for method, by_seed in by_method.items():
+                rates = {s: c.successes / c.trials for s, c in sorted(by_seed.items()) if c.trials}
+                if rates:
+                    out["cells"].append({"task": task, "object_set": oset, "method": method,
+                                         "rates": rates, "spread": max(rates.values()) - min(rates.values())})
+    for a, b in SEED_CLAIMS:
+        osets = sorted({o for by_set in seeds.values() for o in by_set})
+        for oset in osets:
+            strata = {}
+            for task, by_set in seeds.items():
+                ma, mb = by_set.get(oset, {}).get(a, {}), by_set.get(oset, {}).get(b, {})
+                common = sorted(set(ma) & set(mb))
+                pairs = []
+                for s in common:
+                    _, x, y = paired_outcomes(ma[s], mb[s])
+                    if x:
+                        pairs.append((x, y))
+                if len(pairs) >= 2:
+                    strata[task] = pairs
+            if not strata:
+                continue
+            per_task = {t: hierarchical_bootstrap_diff({t: p}, n_boot=n_boot) for t, p in strata.items()}
+            pooled = hierarchical_bootstrap_diff(strata, n_boot=n_boot)
+            out["claims"].append({"claim": f"{a} - {b}", "object_set": oset,
+                                  "per_task": {t: {"diff": v[0], "ci95": [v[1], v[2]],
+                                                   "seeds": len(strata[t])} for t, v in per_task.items()},
+                                  "pooled": {"diff": pooled[0], "ci95": [pooled[1], pooled[2]]}})
+    return out
+
+
+def learning_curve(out: Path, cells: dict, episodes_per_round: int) -> list[dict]:
+    """Per task: round 0 = BORA-Offline (main table), round r = ``BORA-Full@r<r>`` of ``OUT/eval_curve``."""
+    curve_dir = out / "eval_curve"
+    if not curve_dir.is_dir():
+        return []
+    curve = load_results([curve_dir])
+    rows = []
+    for (oset, task, method), c in sorted(curve.items()):
+        if "@r" not in method or not c.trials:
+            continue
+        r = int(method.rsplit("@r", 1)[1])
+        lo, hi = wilson_interval(c.successes, c.trials)
+        rows.append({"task": task, "object_set": oset, "round": r, "episodes": r * episodes_per_round,
+                     "successes": c.successes, "trials": c.trials, "wilson95": [lo, hi]})
+    for task, oset in sorted({(r["task"], r["object_set"]) for r in rows}):
+        base = cells.get((oset, task, "BORA-Offline"))
+        if base is not None and base.trials:
+            lo, hi = wilson_interval(base.successes, base.trials)
+            rows.append({"task": task, "object_set": oset, "round": 0, "episodes": 0, "successes": base.successes,
+                         "trials": base.trials, "wilson95": [lo, hi]})
+    return sorted(rows, key=lambda r: (r["task"], r["round"]))
+
+
+def plot_curve(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task in sorted({r["task"] for r in rows}):
+        pts = [r for r in rows if r["task"] == task]
+        x = [r["episodes"] for r in pts]
+        y = [100 * r["successes"] / r["trials"] for r in pts]
+        err = [[100 * (r["successes"] / r["trials"] - r["wilson95"][0]) for r in pts],
+               [100 * (r["wilson95"][1] - r["successes"] / r["trials"]) for r in pts]]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=task)
+    ax.set_xlabel("online episodes")
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def critic_auroc(out: Path) -> list[dict]:
+    from bora_trainer.eval_critic import evaluate, load_groups
+
+    groups = load_groups([out / "eval"]) if (out / "eval").is_dir() else {}
+    return evaluate(groups, 5, 0.99) if groups else []
+
+
+def targets(diffs: list[dict], cells: dict, auroc: list[dict]) -> list[dict]:
+    """The issue's targets, each with the measured value and met / not met."""
+    res = []
+    for d in diffs:
+        p = d["pooled"]
+        if d["claim"] == "BORA-Full - BORA-Offline":
+            res.append({"target": f"pooled BORA-Full - BORA-Offline >= +15 points, lower bound > 0 ({d['object_set']})",
+                        "measured": f"{100 * p['diff']:+.1f} [{100 * p['bootstrap95'][0]:+.1f}, "
+                                    f"{100 * p['bootstrap95'][1]:+.1f}]",
+                        "met": p["diff"] >= 0.15 and p["bootstrap95"][0] > 0})
+        if d["claim"] == "BORA-Offline - CP Base":
+            res.append({"target": f"pooled BORA-Offline - CP Base lower bound > 0 ({d['object_set']})",
+                        "measured": f"{100 * p['diff']:+.1f} [{100 * p['bootstrap95'][0]:+.1f}, "
+                                    f"{100 * p['bootstrap95'][1]:+.1f}]", "met": p["bootstrap95"][0] > 0})
+    full = {k[1]: c for k, c in cells.items() if k[0] == "standard" and k[2] == "BORA-Full" and c.trials}
+    if full:
+        n90 = sum(c.successes / c.trials >= 0.9 for c in full.values())
+        res.append({"target": "BORA-Full >= 90% (standard) on >= 3 of 5 tasks",
+                    "measured": f"{n90} of {len(full)} tasks", "met": n90 >= 3})
+    offline = [a for a in auroc if a["group"][0] == "BORA-Offline"]
+    if offline:
+        n_ok = sum(bool(a["target_met"]) for a in offline)
+        res.append({"target": "critic AUROC >= 0.8 (second half of the window) on >= 4 of 5 tasks",
+                    "measured": f"{n_ok} of {len(offline)} tasks (BORA-Offline critic)", "met": n_ok >= 4})
+    return res
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(), "commit": commit}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def markdown(ev: dict, table_md: str) -> str:
+    m = ev["machine"]
+    lines = ["# Evidence: does post-training improve the policy? (issue 14)", "",
+             f"Commit `{m['commit']}`; machine: {m['cpu']} ({m['cores']} cores), {m['platform']}.",
+             f"Evaluation seeds {ev['eval_seeds']} (every row the same initial states); tuning seeds "
+             f"{ev['tuning_seeds']} (never evaluated here); main-table training seed {ev['first_seed']}.", "",
+             "## Success per cell (Wilson 95%)", "", table_md, "## Paired differences (points, 95% intervals)", "",
+             "Episodes paired by evaluation seed. Per task: Newcombe (paired, method 10), paired bootstrap, exact "
+             "McNemar p. Pooled: the mean over tasks of the per-task differences, bootstrap stratified by task.", ""]
+    for d in ev["paired"]:
+        lines += [f"### {d['claim']} ({d['object_set']})", "",
+                  "| task | n | a | b | diff | Newcombe 95% | bootstrap 95% | McNemar p |", "| --- |" + " --- |" * 7]
+        for r in d["tasks"]:
+            lines.append(f"| {r['task']} | {r['n']} | {r['a']} | {r['b']} | {_pct(r['diff'])} | "
+                         f"[{_pct(r['newcombe95'][0])}, {_pct(r['newcombe95'][1])}] | "
+                         f"[{_pct(r['bootstrap95'][0])}, {_pct(r['bootstrap95'][1])}] | {r['mcnemar_p']:.3f} |")
+        p = d["pooled"]
+        lines += [f"| **pooled ({p['tasks']} tasks)** | {p['n']} | | | **{_pct(p['diff'])}** | "
+                  f"[{_pct(p['newcombe95_all_pairs'][0])}, {_pct(p['newcombe95_all_pairs'][1])}] (all pairs) | "
+                  f"**[{_pct(p['bootstrap95'][0])}, {_pct(p['bootstrap95'][1])}]** | |", ""]
+    s = ev["seeds"]
+    if s["cells"]:
+        lines += ["## Training seeds", "", "| task | set | row | success per training seed | spread |",
+                  "| --- | --- | --- | --- | --- |"]
+        for c in s["cells"]:
+            rates = ", ".join(f"s{k}: {100 * v:.0f}%" for k, v in c["rates"].items())
+            lines.append(f"| {c['task']} | {c['object_set']} | {c['method']} | {rates} | {100 * c['spread']:.0f} |")
+        lines += ["", "Two-stage bootstrap (training seeds, then trials; paired):", ""]
+        for c in s["claims"]:
+            per = "; ".join(f"{t} {_pct(v['diff'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}] ({v['seeds']} seeds)"
+                            for t, v in c["per_task"].items())
+            lines.append(f"- {c['claim']} ({c['object_set']}): pooled {_pct(c['pooled']['diff'])} "
+                         f"[{_pct(c['pooled']['ci95'][0])}, {_pct(c['pooled']['ci95'][1])}]; {per}")
+        lines.append("")
+    if ev["curve"]:
+        lines += ["## Learning curve (success against online episodes)", "", "| task | set | episodes | success |",
+                  "| --- | --- | --- | --- |"]
+        for r in ev["curve"]:
+            lines.append(f"| {r['task']} | {r['object_set']} | {r['episodes']} | {r['successes']}/{r['trials']} "
+                         f"[{100 * r['wilson95'][0]:.0f}-{100 * r['wilson95'][1]:.0f}%] |")
+        lines += ["", "![learning curve](learning_curve.png)", ""]
+    if ev["critic"]:
+        lines += ["## Critic: outcome AUROC at fixed control steps (Fig. 11)", "",
+                  "| row | task | episodes (successes) | window | second-half min AUROC | target 0.8 |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for a in ev["critic"]:
+            steps = [r["step"] for r in a["auroc"]]
+            win = f"{steps[0]}..{steps[-1]}" if steps else "none"
+            mn = "n/a" if a["second_half_min_auroc"] is None else f"{a['second_half_min_auroc']:.2f}"
+            lines.append(f"| {a['group'][0]} | {a['group'][1]} | {a['episodes']} ({a['successes']}) | {win} | {mn} | "
+                         f"{'met' if a['target_met'] else 'NOT met'} |")
+        lines.append("")
+    lines += ["## Targets (the paper's claims)", ""]
+    lines += [f"- {t['target']}: {t['measured']} -> **{'met' if t['met'] else 'NOT met'}**" for t in ev["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def build(out: Path, first_seed: int = 0, episodes_per_round: int = 10, n_boot: int = 10_000) -> dict:
+    cells = load_results([out / "eval"])
+    if not cells:
+        raise ValueError(f"no `bora eval` results in {out / 'eval'}")
+    diffs = paired_differences(cells, n_boot)
+    auroc = critic_auroc(out)
+    return {"cells": {"|".join(k): {"successes": c.successes, "trials": c.trials} for k, c in cells.items()},
+            "paired": diffs, "seeds": seed_section(seed_results(out, first_seed, cells), min(n_boot, 4000)),
+            "curve": learning_curve(out, cells, episodes_per_round), "critic": auroc,
+            "targets": targets(diffs, cells, auroc), "_cells": cells}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bora report evidence", description=__doc__.split("\n")[0])
+    ap.add_argument("demo_out", type=Path, help="a `bora demo` output directory (eval/, eval_seeds/, eval_curve/)")
+    ap.add_argument("--out", type=Path, default=None, help="output directory (default DEMO_OUT/report)")
+    ap.add_argument("--eval-seeds", default="?", help="the evaluation seed range, for the report")
+    ap.add_argument("--tuning-seeds", default="?", help="the tuning seed range, for the report")
+    ap.add_argument("--first-seed", type=int, default=0, help="training seed of the main table's runs")
+    ap.add_argument("--episodes-per-round", type=int, default=10)
+    ap.add_argument("--n-boot", type=int, default=10_000)
+    args = ap.parse_args(argv)
+    if not (args.demo_out / "eval").is_dir():
+        print(f"bora report evidence: {args.demo_out / 'eval'} not found", file=sys.stderr)
+        return 2
+    try:
+        ev = build(args.demo_out, args.first_seed, args.episodes_per_round, args.n_boot)
+    except ValueError as e:
+        print(f"bora report evidence: {e}", file=sys.stderr)
+        return 2
+    cells = ev.pop("_cells")
+    ev.update(machine=machine(), eval_seeds=args.eval_seeds, tuning_seeds=args.tuning_seeds,
+              first_seed=args.first_seed)
+    dst = args.out or args.demo_out / "report"
+    dst.mkdir(parents=True, exist_ok=True)
+    if ev["curve"]:
+        plot_curve(ev["curve"], dst / "learning_curve.png")
+    md = markdown(ev, markdown_tables(cells))
+    (dst / "evidence.md").write_text(md)
+    (dst / "evidence.json").write_text(json.dumps(ev, indent=1, default=str))
+    print(md)
+    print(f"wrote {dst / 'evidence.md'}")
+    return 0

@@ -1,0 +1,166 @@
+"""The evidence protocol (config/evidence.yaml -> bora demo jobs) and its report (bora report evidence)."""
+
+import json
+
+import pytest
+import yaml
+
+from bora_trainer import protocol
+from bora_trainer.cli import main as bora_main
+from bora_trainer.config_io import ConfigError
+from bora_trainer.demo import REPO_ROOT, Job, load_demo_config, plan, write_stage_configs
+from bora_trainer.evidence import build
+
+
+@pytest.fixture
+def evidence_cfg(monkeypatch):
+    monkeypatch.setenv("BORA_NUM_THREADS", "1")  # threads: auto without the CPU probe
+    return load_demo_config(REPO_ROOT / "config" / "evidence.yaml")
+
+
+def _jobs(pl, stage):
+    return {j.name: j.argv for j in pl.stages[stage]}
+
+
+def _arg(argv, flag):
+    return argv[argv.index(flag) + 1]
+
+
+def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
+    cfg = evidence_cfg
+    assert len(cfg.tasks) == 5 and cfg.eval.trials >= 50 and cfg.eval.object_sets == ["standard", "unseen"]
+    assert cfg.offline.algos == ["diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora", "aloe", "habc"]
+    pl = plan(cfg, tmp_path)
+    ev = _jobs(pl, "eval")
+    main_evals = [a for n, a in ev.items() if n.startswith("eval-") and "-s1-" not in n and "-s2-" not in n]
+    assert len(main_evals) == 5 * 7 * 2  # tasks x rows x object sets
+    assert {_arg(a, "--seed0") for a in ev.values()} == {"100000"}  # paired: the same seeds for every row
+    assert {_arg(a, "--trials") for a in main_evals} == {"50"}
+    # the main table's BORA-Full is the paper's budget (round 2), the online run trains 4 rounds
+    full = ev["eval-press_button-bora-residual-online-standard"]
+    assert _arg(full, "--residual").endswith("bora-residual-online/trainer/rounds/round_02")
+    on = _jobs(pl, "online")
+    assert _arg(on["online-press_button-bora-residual"], "--rounds") == "4"
+    # learning curve: rounds 1..4 of every task into eval_curve/
+    curve = [n for n in ev if n.startswith("curve-")]
+    assert len(curve) == 5 * 4
+    assert _arg(ev["curve-open_box-r3"], "--method") == "BORA-Full@r3"
+    assert "/eval_curve/" in _arg(ev["curve-open_box-r3"], "--out")
+    # training seeds 1, 2 on two tasks: warm-up, cp-bc, bora, online; evaluated into eval_seeds/
+    warm = _jobs(pl, "warmup")
+    assert {"warmup-press_button-s1", "warmup-press_button-s2", "warmup-pull_tissue-s1",
+            "warmup-pull_tissue-s2"} <= set(warm)
+    off = _jobs(pl, "offline")
+    a = off["offline-pull_tissue-bora-s2"]
+    assert _arg(a, "--config").endswith("offline_s2.yaml") and _arg(a, "--init-from").endswith("seed2/warmup")
+    o2 = on["online-pull_tissue-bora-residual-s2"]
+    assert _arg(o2, "--seed") == "2" and _arg(o2, "--offline-run").endswith("pull_tissue/seed2/bora")
+    e = ev["eval-press_button-bora-residual-online-s1-standard"]
+    assert "/eval_seeds/" in _arg(e, "--out") and _arg(e, "--residual").endswith("seed1/bora-residual-online/"
+                                                                                 "trainer/rounds/round_02")
+    assert "evidence" in _jobs(pl, "report")
+
+
+def test_tuning_uses_the_tuning_seeds(evidence_cfg, tmp_path):
+    evidence_cfg.protocol.tuning = True
+    ev = _jobs(plan(evidence_cfg, tmp_path), "eval")
+    assert {_arg(a, "--seed0") for a in ev.values()} == {"200000"}
+
+
+def test_seed_configs_written(evidence_cfg, tmp_path):
+    write_stage_configs(evidence_cfg, tmp_path)
+    for s in (0, 1, 2):
+        name = "offline.yaml" if s == 0 else f"offline_s{s}.yaml"
+        assert yaml.safe_load((tmp_path / "configs" / name).read_text())["seed"] == s
+    w0 = yaml.safe_load((tmp_path / "configs" / "warmup.yaml").read_text())
+    w1 = yaml.safe_load((tmp_path / "configs" / "warmup_s1.yaml").read_text())
+    assert (w0["seed"], w1["seed"]) == (0, 1) and {**w1, "seed": 0} == w0
+
+
+def test_protocol_validation(monkeypatch, tmp_path):
+    monkeypatch.setenv("BORA_NUM_THREADS", "1")
+    base = yaml.safe_load((REPO_ROOT / "config" / "evidence.yaml").read_text())
+    for change, msg in (({"tuning_seed0": 100010}, "overlap the evaluation seeds"),
+                        ({"seed_tasks": ["nope"]}, "seed_tasks"),
+                        ({"seeds": [0, 0]}, "distinct")):
+        data = {**base, "protocol": {**base["protocol"], **change}}
+        f = tmp_path / "c.yaml"
+        f.write_text(yaml.safe_dump(data))
+        with pytest.raises(ConfigError, match=msg):
+            load_demo_config(f)
+    assert protocol.validate(load_demo_config(REPO_ROOT / "config" / "demo.yaml"), ()) == []  # disabled
+
+
+def test_plain_demo_plan_is_unchanged(monkeypatch, tmp_path):
+    monkeypatch.setenv("BORA_NUM_THREADS", "1")
+    pl = plan(load_demo_config(REPO_ROOT / "config" / "demo.yaml"), tmp_path)
+    assert [j.name for j in pl.stages["report"]] == ["report"]
+    assert not any(n.startswith("curve-") for n in _jobs(pl, "eval"))
+    assert isinstance(pl.stages["eval"][0], Job)
+
+
+def _write_eval(path, method, task, oset, outcomes, seed0=100, values=None):
+    eps = []
+    for i, ok in enumerate(outcomes):
+        ep = {"seed": seed0 + i, "success": bool(ok), "steps": 12}
+        if values is not None:
+            ep["values"] = values(i, ok)
+        eps.append(ep)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"method": method, "task": task, "object_set": oset, "trials": len(outcomes),
+                                "successes": int(sum(outcomes)), "episodes": eps}))
+
+
+def test_evidence_report_hand_computed(tmp_path):
+    out = tmp_path / "demo"
+    ev = out / "eval"
+    # task a: BORA-Offline 8/10, CP Base 4/10 (paired: offline wins seeds 0-3, both succeed on 4-7)
+    _write_eval(ev / "a_off.json", "BORA-Offline", "press_button", "standard", [1] * 8 + [0] * 2,
+                values=lambda i, ok: [float(ok)] * 12)
+    _write_eval(ev / "a_cp.json", "CP Base", "press_button", "standard", [0] * 4 + [1] * 4 + [0] * 2)
+    # task b: both 5/10 on the same seeds -> difference 0
+    _write_eval(ev / "b_off.json", "BORA-Offline", "pull_tissue", "standard", [1] * 5 + [0] * 5,
+                values=lambda i, ok: [0.5] * 12)
+    _write_eval(ev / "b_cp.json", "CP Base", "pull_tissue", "standard", [1] * 5 + [0] * 5)
+    # training seeds 1, 2 of press_button (the main run is seed 0)
+    for s, (x, y) in {1: ([1] * 6 + [0] * 4, [1] * 6 + [0] * 4), 2: ([1] * 10, [0] * 10)}.items():
+        _write_eval(out / "eval_seeds" / f"press_button__bora@s{s}__standard.json", "BORA-Offline", "press_button",
+                    "standard", x)
+        _write_eval(out / "eval_seeds" / f"press_button__cp-bc@s{s}__standard.json", "CP Base", "press_button",
+                    "standard", y)
+    _write_eval(out / "eval_curve" / "press_button__bora-residual-online@r1__standard.json", "BORA-Full@r1",
+                "press_button", "standard", [1] * 9 + [0])
+    res = build(out, n_boot=2000)
+    (d,) = [x for x in res["paired"] if x["claim"] == "BORA-Offline - CP Base"]
+    per = {r["task"]: r for r in d["tasks"]}
+    assert per["press_button"]["diff"] == pytest.approx(0.4) and per["pull_tissue"]["diff"] == 0.0
+    assert per["press_button"]["mcnemar_p"] == pytest.approx(2 / 16)  # b = 4, c = 0: 2 * (1/2)^4
+    assert d["pooled"]["diff"] == pytest.approx(0.2) and d["pooled"]["n"] == 20
+    # seeds: offline - cp per seed = 0.4 (seed 0), 0.0 (seed 1), 1.0 (seed 2)
+    cells = {(c["method"], c["task"]): c for c in res["seeds"]["cells"]}
+    assert cells[("BORA-Offline", "press_button")]["rates"] == {0: 0.8, 1: 0.6, 2: 1.0}
+    assert cells[("BORA-Offline", "press_button")]["spread"] == pytest.approx(0.4)
+    (sc,) = res["seeds"]["claims"]
+    assert sc["pooled"]["diff"] == pytest.approx((0.4 + 0.0 + 1.0) / 3)
+    assert sc["pooled"]["ci95"][0] <= 0.0 + 1e-9 and sc["pooled"]["ci95"][1] >= 0.99
+    curve = {(r["task"], r["round"]): r for r in res["curve"]}
+    assert curve[("press_button", 1)]["successes"] == 9 and curve[("press_button", 1)]["episodes"] == 10
+    assert curve[("press_button", 0)]["successes"] == 8  # round 0 = BORA-Offline
+    (crit,) = [a for a in res["critic"] if a["group"] == ["BORA-Offline", "press_button"]]
+    assert [r["auroc"] for r in crit["auroc"]] == [1.0, 1.0]  # V = 1 on successes, 0 on failures
+    # every paired difference is >= 0 and task a has 4 of 10: P(a resample has none) = 0.6^10 < 2.5%,
+    # so the pooled lower bound is >= 0.1 / 2 > 0
+    tg = {t["target"]: t for t in res["targets"]}
+    assert d["pooled"]["bootstrap95"][0] >= 0.05
+    assert tg["pooled BORA-Offline - CP Base lower bound > 0 (standard)"]["met"]
+
+
+def test_evidence_cli(tmp_path, capsys):
+    out = tmp_path / "demo"
+    _write_eval(out / "eval" / "x.json", "BORA-Full", "press_button", "standard", [1, 1, 0])
+    _write_eval(out / "eval" / "y.json", "BORA-Offline", "press_button", "standard", [1, 0, 0])
+    assert bora_main(["report", "evidence", str(out), "--eval-seeds", "100..102", "--n-boot", "500"]) == 0
+    md = (out / "report" / "evidence.md").read_text()
+    assert "Evaluation seeds 100..102" in md and "BORA-Full - BORA-Offline (standard)" in md
+    assert bora_main(["report", "evidence", str(tmp_path / "none")]) == 2
+    assert "not found" in capsys.readouterr().err
