@@ -400,7 +400,7 @@ def ensure_exported(run: Path, data: Path) -> bool:
     from bora_trainer.algorithms.bora.config import OfflineConfig
     from bora_trainer.checkpoint import load_checkpoint
     from bora_trainer.config_io import load_config
-    from bora_trainer.train_offline import build_learner, policy_config
+    from bora_trainer.offline.build import build_learner, policy_config
 
     ocfg = load_config(OfflineConfig, run / "config.yaml")
     norm = Normalizer.load(run / "normalizer.json")

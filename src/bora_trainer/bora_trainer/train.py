@@ -12,7 +12,7 @@ def main(argv: list[str]) -> int:
               "  online   online phase: residual chunk actor with RLPD and human interventions")
         return 0 if argv else 2
     if argv[0] == "offline":
-        from bora_trainer.train_offline import main as run
+        from bora_trainer.offline.cli import main as run
     elif argv[0] == "online":
         from bora_trainer.train_online import main as run
     else:

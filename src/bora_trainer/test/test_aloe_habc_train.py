@@ -80,7 +80,7 @@ def _cfg(**over):
 
 
 def test_offline_habc_end_to_end(mixed_ds, tmp_path):
-    from bora_trainer.train_offline import OfflineTrainer
+    from bora_trainer.offline.trainer import OfflineTrainer
 
     torch.manual_seed(0)
     cfg = _cfg(algo="habc")
@@ -104,7 +104,7 @@ def test_offline_habc_end_to_end(mixed_ds, tmp_path):
 
 
 def test_offline_aloe_end_to_end(mixed_ds, tmp_path):
-    from bora_trainer.train_offline import OfflineTrainer
+    from bora_trainer.offline.trainer import OfflineTrainer
 
     torch.manual_seed(0)
     cfg = _cfg(algo="aloe")

@@ -46,7 +46,8 @@ def worker(out: str, data: str, fsdp: bool) -> None:
 
     from bora_trainer.algorithms.bora.config import OfflineConfig
     from bora_trainer.config_io import load_config
-    from bora_trainer.train_offline import OfflineTrainer, setup_distributed
+    from bora_trainer.offline.distributed import setup_distributed
+    from bora_trainer.offline.trainer import OfflineTrainer
 
     torch.set_num_threads(1)
     di = setup_distributed("cpu")

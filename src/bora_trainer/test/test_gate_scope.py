@@ -86,7 +86,7 @@ def test_trainer_closed_gate(ds, tmp_path, scope):
     (the actor moves) with a PPO term of exactly 0."""
     from pathlib import Path
 
-    from bora_trainer.train_offline import OfflineTrainer
+    from bora_trainer.offline.trainer import OfflineTrainer
 
     torch.manual_seed(0)
     repo = Path(__file__).resolve().parents[3]

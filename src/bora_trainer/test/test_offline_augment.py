@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.config_io import load_config
 from bora_trainer.data.chunks import write_synthetic_dataset
-from bora_trainer.train_offline import OfflineTrainer, random_shift
+from bora_trainer.offline.data import random_shift
+from bora_trainer.offline.trainer import OfflineTrainer
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -11,7 +11,8 @@ import yaml
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.config_io import load_config
 from bora_trainer.data.chunks import write_synthetic_dataset
-from bora_trainer.train_offline import OfflineTrainer, main
+from bora_trainer.offline.cli import main
+from bora_trainer.offline.trainer import OfflineTrainer
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "config/offline_demo.yaml"

@@ -75,10 +75,10 @@ def first_chunk_spread(trainer, task: str, seeds: list[int]) -> float:
 
 @pytest.mark.slow
 def test_cp_bc_learns_press_button_from_scripted_demos(tmp_path):
-    from bora_trainer.collect import collect
     from bora_trainer.algorithms.bora.config import OfflineConfig
+    from bora_trainer.collect import collect
     from bora_trainer.config_io import load_config
-    from bora_trainer.train_offline import OfflineTrainer
+    from bora_trainer.offline.trainer import OfflineTrainer
 
     torch.set_num_threads(2)
     data = tmp_path / "demos"

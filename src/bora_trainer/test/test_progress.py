@@ -75,7 +75,7 @@ def test_offline_training_logs_progress_without_a_bar(tmp_path, monkeypatch, cap
     from bora_trainer.algorithms.bora.config import OfflineConfig
     from bora_trainer.config_io import load_config
     from bora_trainer.data.chunks import write_synthetic_dataset
-    from bora_trainer.train_offline import OfflineTrainer
+    from bora_trainer.offline.trainer import OfflineTrainer
 
     torch.set_num_threads(1)
     monkeypatch.setenv("BORA_PROGRESS_INTERVAL_S", "0")

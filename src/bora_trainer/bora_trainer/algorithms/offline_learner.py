@@ -1,7 +1,7 @@
 """The base of every offline learner (``bora train offline --algo NAME``; registry: ``algorithms/registry.py``).
 
 An :class:`OfflineAlgorithm` holds the networks of one method (VLM, action expert, optional critic) and
-computes the losses of one batch (:class:`StepOutput`); ``bora_trainer.train_offline`` builds it, owns the
+computes the losses of one batch (:class:`StepOutput`); ``bora_trainer.offline`` builds it, owns the
 optimisers (one for the actor, one for the critic), the data loading, data parallelism and checkpoints.
 Class attributes tell the trainer which networks to build: ``expert_kind`` ("consistency" / "diffusion"),
 ``uses_critic`` and ``critic_kind`` ("chunk": on the cognition token; "decoupled": its own pixel encoder).
