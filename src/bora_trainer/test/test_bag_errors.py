@@ -176,3 +176,30 @@ def test_one_unusable_message_is_dropped_and_one_unusable_episode_fails_alone(tm
         convert([tmp_path / "bad"], tmp_path / "out3")
     rc, err = _run(capsys, "convert", str(tmp_path / "bad"), "--out", str(tmp_path / "out3"))
     assert rc == 2 and "yuv422" in _one_line(err) and not (tmp_path / "out3").exists()
+
+
+def test_an_observation_whose_positions_do_not_fit_its_joint_names_is_dropped(tmp_path):
+    """The state is built by the ObservationProcessor, which checks the joint counts: an Observation with
+    one hand position missing becomes obs_valid = false with the reason, the other steps keep their
+    [arm q, hand q] states exactly as recorded."""
+    import numpy as np
+
+    from bora_policy.common.episodes import read_episode
+    from bora_trainer.data import bag_schema as S
+    from bora_trainer.data.bag_convert import convert
+    from bora_trainer.data.synthetic_bag import scripted_messages
+
+    msgs = scripted_messages([ScriptedEpisode(1, 6, "success")], LAY)
+    want = {}
+    for topic, _, m in msgs:
+        if topic == S.T_OBSERVATION:
+            want[m.step] = np.float32(list(m.arm.position) + list(m.hand.position))
+            if m.step == 2:
+                m.hand.position = m.hand.position[:1]  # 1 value for 2 hand joint names
+    _write_msgs(tmp_path / "bag", msgs)
+    rep = convert([tmp_path / "bag"], tmp_path / "out")
+    arrays, info = read_episode(tmp_path / "out", rep.episodes[0].episode_id, load_images=False)
+    assert np.flatnonzero(~arrays["obs_valid"]).tolist() == [2]
+    assert any("hand positions have 1 joints, expected 2" in x for x in info["warnings"])
+    for s in (0, 1, 3, 4, 5):
+        np.testing.assert_array_equal(arrays["state"][s], want[s])
