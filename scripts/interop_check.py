@@ -146,7 +146,8 @@ def lerobot_to_bora(py: str, tmp: Path, results: list) -> dict:
 
 def lerobot_video_to_bora(py: str, tmp: Path, results: list) -> None:
     """LeRobot's default (camera streams as video): what `bora dataset import` does with it (a known gap)."""
-    from bora_trainer.data.lerobot import LeRobotFormatError, import_dataset
+    from bora_trainer.data.lerobot import import_dataset
+    from bora_trainer.data.lerobot_v3 import LeRobotFormatError
 
     p = subprocess.run([py, str(SIDE), "write-video", str(tmp / "lr_video"), str(tmp / "video.npz")],
                        capture_output=True, text=True, timeout=600)

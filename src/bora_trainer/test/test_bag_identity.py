@@ -108,7 +108,8 @@ def test_a_missing_step_is_masked_everywhere_and_keeps_its_takeover(tmp_path):
     s2 = ds[starts.index(2)]  # steps 2..5: step 4 masked
     assert s2["mask"].tolist() == [1.0, 1.0, 0.0, 1.0]
     # LeRobot export and import keep the mask
-    from bora_trainer.data.lerobot import export_episodes, import_dataset, read_lerobot
+    from bora_trainer.data.lerobot import export_episodes, import_dataset
+    from bora_trainer.data.lerobot_v3 import read_lerobot
 
     export_episodes(tmp_path / "out", tmp_path / "lr")
     fr = read_lerobot(tmp_path / "lr")["frames"]

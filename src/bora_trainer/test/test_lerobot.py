@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from bora_policy.common.episodes import DatasetMeta, read_episode, read_meta, write_episode
-from bora_trainer.data.lerobot import export_episodes, export_replay, import_dataset, main, read_lerobot
+from bora_trainer.data.lerobot import export_episodes, export_replay, import_dataset, main
+from bora_trainer.data.lerobot_v3 import read_lerobot
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
 
 META = DatasetMeta(
