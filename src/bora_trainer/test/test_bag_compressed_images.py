@@ -7,7 +7,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
 from bora_policy.runtime import image_codec as ic
-from bora_trainer.data.bag_episode import ConversionError, _image
+from bora_trainer.data.bag_records import ConversionError, decode_image
 
 
 def test_raw_and_compressed_forms_decode_to_the_same_arrays():
@@ -18,14 +18,16 @@ def test_raw_and_compressed_forms_decode_to_the_same_arrays():
     raw_d = Image(height=12, width=20, encoding="16UC1", step=40, data=mm.tobytes())
     fc, dc = ic.encode_color(rgb, "png")
     fd, dd = ic.encode_depth(mm)
-    np.testing.assert_array_equal(_image(CompressedImage(format=fc, data=dc), "color"), _image(raw_c, "color"))
-    np.testing.assert_array_equal(_image(CompressedImage(format=fd, data=dd), "depth"), _image(raw_d, "depth"))
-    np.testing.assert_allclose(_image(CompressedImage(format=fd, data=dd), "depth"), mm / 1000.0, rtol=1e-6)
+    color, depth = CompressedImage(format=fc, data=dc), CompressedImage(format=fd, data=dd)
+    np.testing.assert_array_equal(decode_image(color, "color"), decode_image(raw_c, "color"))
+    np.testing.assert_array_equal(decode_image(depth, "depth"), decode_image(raw_d, "depth"))
+    np.testing.assert_allclose(decode_image(depth, "depth"), mm / 1000.0, rtol=1e-6)
 
 
 def test_a_damaged_compressed_image_is_a_conversion_error_naming_it():
     with pytest.raises(ConversionError, match="episode 3 step 7 depth"):
-        _image(CompressedImage(format="16UC1; compressedDepth png", data=b"\x00" * 30), "episode 3 step 7 depth[0]")
+        damaged = CompressedImage(format="16UC1; compressedDepth png", data=b"\x00" * 30)
+        decode_image(damaged, "episode 3 step 7 depth[0]")
 
 
 def test_viz_reader_decodes_compressed_images_too():

@@ -14,7 +14,7 @@
   convention; ours: depth beyond 65.535 m is clipped).
 * :func:`decode_compressed` dispatches on ``format`` for any ``sensor_msgs/CompressedImage``-like object
   (``.format``, ``.data``): colour -> ``[H, W, 3] uint8`` RGB, depth -> ``[H, W] float32`` metres. Every
-  reader of recordings calls it for compressed images (``bora_trainer.data.bag_episode``).
+  reader of recordings calls it for compressed images (``bora_trainer.data.bag_records``).
 
 Library code: numpy + cv2 only (no rclpy; the message classes are passed in or duck-typed).
 """

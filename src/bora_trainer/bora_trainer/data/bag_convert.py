@@ -70,17 +70,11 @@ import numpy as np
 from bora_policy.common.episodes import DatasetMeta, _atomic_write_bytes, write_episode
 from bora_policy.common.rewards import RewardConfig
 from bora_trainer.data import bag_schema as S
-from bora_trainer.data.bag_episode import (
-    CONVERTER_VERSION,
-    EPISODE_KINDS,
-    ConversionError,
-    ConvertConfig,
-    Msg,
-    build_episode,
-)
+from bora_trainer.data.bag_episode import CONVERTER_VERSION, ConvertConfig, build_episode
 from bora_trainer.data.bag_help import TYPES as HELP_TYPES
 from bora_trainer.data.bag_io import BagData, BagReadError, read_bag
 from bora_trainer.data.bag_output import OutputDir, OutputError, completeness, write_json
+from bora_trainer.data.bag_records import EPISODE_KINDS, ConversionError, Msg
 
 __all__ = [
     "BagReadError",
