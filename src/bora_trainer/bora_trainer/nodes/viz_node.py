@@ -97,20 +97,10 @@ def run_live(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``bora viz --live ...`` (exec'd by ``bora viz``: same arguments, ports already checked)."""
-    import signal
+    """``bora viz --live ...`` (exec'd by ``bora viz``: same arguments and errors, ports already checked)."""
+    from bora_trainer.viz.cli import main as viz_main
 
-    from bora_trainer.viz.cli import _sigterm, build_parser
-
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    signal.signal(signal.SIGTERM, _sigterm)  # `kill` stops the viewer server as Ctrl-C does
-    try:
-        return run_live(args)
-    except VizInputError as e:
-        if args.debug:
-            raise
-        print(f"bora viz: error: {e}", file=sys.stderr)
-        return 2
+    return viz_main(argv, run_fn=run_live)
 
 
 if __name__ == "__main__":

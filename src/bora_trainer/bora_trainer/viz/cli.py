@@ -124,7 +124,8 @@ def _sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, run_fn=None) -> int:
+    """``bora viz``; ``run_fn`` replaces :func:`run` (the live node's ``run_live``, same arguments)."""
     import signal
 
     parser = build_parser()
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     signal.signal(signal.SIGTERM, _sigterm)  # `kill` stops the viewer server as Ctrl-C does
     try:
-        return run(args)
+        return (run_fn or run)(args)
     except VizInputError as e:
         if args.debug:
             raise
