@@ -47,11 +47,12 @@ from bora_teleop.sources import OPERATOR, PERSON, TakeoverSources
 
 @dataclass
 class ArbiterConfig:
-    """rate_hz: control rate; watchdog_timeout_s: max age of the policy command before a hold;
+    """control_hz: control rate (the graph's, config/graph.yaml; no default);
+    watchdog_timeout_s: max age of the policy command before a hold;
     human_timeout_s: max age of glove / arm-target input during a takeover;
     require_arm_target: the takeover needs the operator's arm target (else hand-only takeover)."""
 
-    rate_hz: float = 30.0
+    control_hz: float
     watchdog_timeout_s: float = 0.2
     human_timeout_s: float = 0.2
     require_arm_target: bool = True
@@ -60,8 +61,8 @@ class ArbiterConfig:
     rewards: InterventionRewards = field(default_factory=InterventionRewards)
 
     def __post_init__(self) -> None:
-        if self.rate_hz <= 0:
-            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+        if self.control_hz <= 0:
+            raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
         for name in ("watchdog_timeout_s", "human_timeout_s"):
             v = getattr(self, name)
             if not v > 0:
@@ -110,7 +111,7 @@ class Arbiter:
         scfg = dataclasses.replace(cfg.safety)
         if not scfg.hand_lower and not scfg.hand_upper:
             scfg.hand_lower, scfg.hand_upper = retarget.lower.tolist(), retarget.upper.tolist()
-        scfg.rate_hz = cfg.rate_hz
+        scfg.control_hz = cfg.control_hz
         self.safety = SafetyLayer(scfg, len(self.hand_joint_names))
         self.blender = TakeoverBlender(cfg.blend)
         self.episode = EpisodeTracker()

@@ -189,7 +189,7 @@ def build_arbiter(P: dict, robot_description: str | None = None) -> Arbiter:
                     )
             hand_vel = vel
     cfg = ArbiterConfig(
-        rate_hz=float(P["control_hz"]),
+        control_hz=float(P["control_hz"]),
         watchdog_timeout_s=float(P["watchdog_timeout_s"]),
         human_timeout_s=float(P["human_timeout_s"]),
         require_arm_target=bool(P["require_arm_target"]),

@@ -64,7 +64,8 @@ class SafetyConfig:
     hand_lower / hand_upper: hand joint limits (rad); empty = taken from the retarget map.
     arm_max_velocity: per-joint arm speed limit (rad/s) -> max change per tick = v * dt.
     hand_max_velocity: per-joint hand speed limit (rad/s).
-    rate_hz: control rate, dt = 1 / rate_hz for the per-tick velocity limit.
+    control_hz: control rate, dt = 1 / control_hz for the per-tick velocity limit (the arbiter sets it to
+    its own, the graph's control_hz).
     workspace_check: enable the workspace box check of the arm's tool point.
     workspace_min / workspace_max: box corners (m) in the arm base frame.
     joint_offsets: added to the arm angles before the Franka DH chain (model zero offsets).
@@ -77,7 +78,7 @@ class SafetyConfig:
     hand_upper: list[float] = field(default_factory=list)
     arm_max_velocity: float | list[float] = 0.5
     hand_max_velocity: float | list[float] = 1.0
-    rate_hz: float = 30.0
+    control_hz: float = 30.0
     workspace_check: bool = True
     workspace_min: list[float] = field(default_factory=lambda: [0.2, -0.5, 0.02])
     workspace_max: list[float] = field(default_factory=lambda: [0.8, 0.5, 0.8])
@@ -126,8 +127,8 @@ class SafetyLayer:
         if np.any(self.lower > self.upper):
             bad = np.flatnonzero(self.lower > self.upper).tolist()
             raise ValueError(f"SafetyConfig: lower > upper for joint indices {bad}")
-        if cfg.rate_hz <= 0:
-            raise ValueError(f"SafetyConfig.rate_hz must be > 0, got {cfg.rate_hz}")
+        if cfg.control_hz <= 0:
+            raise ValueError(f"SafetyConfig.control_hz must be > 0, got {cfg.control_hz}")
         vmax = np.concatenate(
             [
                 _vec("arm_max_velocity", cfg.arm_max_velocity, 7),
@@ -136,7 +137,7 @@ class SafetyLayer:
         )
         if np.any(vmax <= 0):
             raise ValueError("SafetyConfig.*_max_velocity must be > 0")
-        self.max_step = vmax / cfg.rate_hz
+        self.max_step = vmax / cfg.control_hz
         self.ws_min = _vec("workspace_min", cfg.workspace_min, 3)
         self.ws_max = _vec("workspace_max", cfg.workspace_max, 3)
         if np.any(self.ws_min >= self.ws_max):

@@ -19,7 +19,7 @@ READY = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
 def make(ramp=0.5, **kw) -> Arbiter:
     rmap = RetargetMap(["h0", "h1"], ["f0", "f1"], np.diag([0.5, 1.0]), [0.0, 0.1], [0.0, 0.0], [1.5, 1.5])
     cfg = ArbiterConfig(
-        rate_hz=10.0,
+        control_hz=10.0,
         watchdog_timeout_s=0.2,
         human_timeout_s=0.2,
         blend=BlendConfig(ramp),
@@ -114,7 +114,7 @@ def test_hand_only_takeover_uses_the_policy_arm():
     r = a.tick(0.1)
     np.testing.assert_allclose(r.command, np.r_[READY, 1.0, 0.1])
     with pytest.raises(ValueError, match="watchdog_timeout_s"):
-        ArbiterConfig(watchdog_timeout_s=0)
+        ArbiterConfig(control_hz=10.0, watchdog_timeout_s=0)
 
 
 def test_ramp_down_blends_out_the_last_human_command_when_the_glove_stops():

@@ -25,7 +25,7 @@ def _section(name: str) -> dict:
 def test_sim_section_matches_the_simulated_robot():
     P = _section("sim.yaml")
     arb = build_arbiter(P)
-    assert arb.cfg.rate_hz == 10.0 and len(arb.hand_joint_names) == 18
+    assert arb.cfg.control_hz == 10.0 and len(arb.hand_joint_names) == 18
     # the sim's home pose (bora_sim.scene.ARM_HOME) puts the grasp site at ~(0.5, 0, 0.25): inside the box
     home = np.array([0.0, 0.0, 0.0, -2.36, 0.0, 0.8, 0.0])
     p = panda_tool_position(home, P["joint_offsets"], P["tool_offset"])

@@ -51,7 +51,7 @@ def test_fk_matches_the_mujoco_panda_of_the_simulation():
 
 
 def _layer(**kw) -> SafetyLayer:
-    cfg = SafetyConfig(hand_lower=[0.0, -0.5], hand_upper=[1.5, 0.5], rate_hz=10.0, **kw)
+    cfg = SafetyConfig(hand_lower=[0.0, -0.5], hand_upper=[1.5, 0.5], control_hz=10.0, **kw)
     return SafetyLayer(cfg, n_hand=2)
 
 

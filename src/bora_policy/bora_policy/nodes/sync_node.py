@@ -22,10 +22,10 @@ import time
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from bora_policy.common.episode_latch import StartLatch
 from bora_policy.common.graph_params import ParamSpec
 from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_policy.runtime.approx_sync import make_synchronizer
-from bora_policy.common.episode_latch import StartLatch
 from bora_policy.runtime.observation import episode_step, stamp_seconds
 
 SPECS = (

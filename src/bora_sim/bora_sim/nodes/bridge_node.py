@@ -45,8 +45,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from bora_policy.common.graph_params import ParamSpec
-from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.common.image_conv import numpy_to_image
+from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 

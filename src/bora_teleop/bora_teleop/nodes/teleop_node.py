@@ -53,9 +53,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, HelpRequest, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
-from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.common.episode_latch import StartLatch
+from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_teleop.events import KEY_HELP
 from bora_teleop.glove import GloveSample, UdpGloveReceiver
 from bora_teleop.glove_auth import is_loopback, load_key
