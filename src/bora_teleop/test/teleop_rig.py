@@ -6,6 +6,7 @@ Used by the node tests; not a test module itself.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -93,6 +94,30 @@ def stop_node(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def free_udp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def serve(rig, proc: subprocess.Popen, log: Path, timeout_s: float = 30.0):
+    """Body of a module-scoped rig fixture (``yield from serve(...)``): waits for the node's first
+    ExecutedCommands, yields ``rig``, then destroys the rig's node, shuts rclpy down and stops the node."""
+    import rclpy
+
+    rig.log = log
+    try:
+        ok = rig.run(timeout_s, until=lambda: len(rig.executed) >= 3)
+        assert ok, f"teleop node produced no ExecutedCommand within {timeout_s:g} s; log:\n{log.read_text()}"
+        yield rig
+    finally:
+        rig.node.destroy_node()
+        rclpy.try_shutdown()
+        stop_node(proc)
 
 
 class Rig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
-from teleop_rig import ARM, HAND, READY, Rig, retarget, stamp, start_node, stop_node  # noqa: E402
+from teleop_rig import ARM, HAND, READY, Rig, retarget, serve, stamp, start_node  # noqa: E402
 
 from bora_teleop.safety import FR3_LOWER, FR3_UPPER  # noqa: E402
 
@@ -23,15 +23,7 @@ def rig(tmp_path_factory):
     proc, log = start_node(tmp, ramp_time_s=RAMP)
     rclpy.init()
     r = Rig()
-    r.log = log
-    try:
-        ok = r.run(30.0, until=lambda: len(r.executed) >= 3)
-        assert ok, f"teleop node produced no ExecutedCommand within 30 s; log:\n{log.read_text()}"
-        yield r
-    finally:
-        r.node.destroy_node()
-        rclpy.try_shutdown()
-        stop_node(proc)
+    yield from serve(r, proc, log, 30.0)
 
 
 def test_policy_command_passes_through_to_the_drivers(rig):

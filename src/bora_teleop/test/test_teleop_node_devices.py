@@ -10,23 +10,15 @@ import socket
 import numpy as np
 import pytest
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
-from teleop_rig import ARM, HAND, READY, Rig, retarget, start_node, stop_node  # noqa: E402
+from teleop_rig import ARM, HAND, READY, Rig, free_udp_port, retarget, serve, start_node  # noqa: E402
 
 from bora_teleop.glove import encode_packet  # noqa: E402
-
-
-def _free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("teleop_dev")
-    port = _free_udp_port()
+    port = free_udp_port()
     master, slave = os.openpty()
     proc, log = start_node(
         tmp, stdin=slave, arm_command_type="trajectory", udp_port=port, ramp_time_s=0.0, keyboard=True
@@ -34,15 +26,10 @@ def rig(tmp_path_factory):
     os.close(slave)
     rclpy.init()
     r = Rig(arm_command_type="trajectory")
-    r.log, r.udp_port, r.pty = log, port, master
+    r.udp_port, r.pty = port, master
     try:
-        ok = r.run(30.0, until=lambda: len(r.executed) >= 3)
-        assert ok, f"teleop node produced no ExecutedCommand within 30 s; log:\n{log.read_text()}"
-        yield r
+        yield from serve(r, proc, log, 30.0)
     finally:
-        r.node.destroy_node()
-        rclpy.try_shutdown()
-        stop_node(proc)
         os.close(master)
 
 

@@ -12,20 +12,12 @@ import time
 import numpy as np
 import pytest
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
-from teleop_rig import ARM, HAND, HUMAN, READY, Rig, retarget, start_node, stop_node  # noqa: E402
+from teleop_rig import ARM, HAND, HUMAN, READY, Rig, free_udp_port, retarget, serve, start_node, stop_node  # noqa: E402
 from test_glove_fuzz import mutated_binary, random_bytes, structured_json  # noqa: E402
 
 from bora_teleop.glove import encode_packet  # noqa: E402
 
 WINDOW = 2.0
-
-
-def _free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +30,11 @@ def rig(tmp_path_factory):
     from bora_msgs.msg import EpisodeEvent
 
     tmp = tmp_path_factory.mktemp("teleop_faults")
-    port = _free_udp_port()
+    port = free_udp_port()
     proc, log = start_node(tmp, udp_port=port, ramp_time_s=0.0, diagnostics_window_s=WINDOW, arm_max_velocity=[1.0] * 7)
     rclpy.init()
     r = Rig()
-    r.log, r.udp_port, r.proc = log, port, proc
+    r.udp_port, r.proc = port, proc
     rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     n = r.node
     r.pub_op_takeover = n.create_publisher(Bool, "/bora/operator/takeover", rel)
@@ -51,14 +43,7 @@ def rig(tmp_path_factory):
     r.pub_episode = n.create_publisher(EpisodeEvent, "/bora/episode", rel)
     r.diag = []
     n.create_subscription(DiagnosticArray, "/diagnostics", r.diag.append, rel)
-    try:
-        ok = r.run(30.0, until=lambda: len(r.executed) >= 3)
-        assert ok, f"teleop node produced no ExecutedCommand within 30 s; log:\n{log.read_text()}"
-        yield r
-    finally:
-        r.node.destroy_node()
-        rclpy.try_shutdown()
-        stop_node(proc)
+    yield from serve(r, proc, log, 30.0)
 
 
 def _diag(rig):
@@ -246,7 +231,7 @@ def test_episode_start_holds_the_measured_state_and_drops_old_episode_commands(r
 
 
 def test_unauthenticated_udp_off_loopback_refuses_to_start(tmp_path):
-    proc, log = start_node(tmp_path, udp_port=_free_udp_port(), udp_host="0.0.0.0")
+    proc, log = start_node(tmp_path, udp_port=free_udp_port(), udp_host="0.0.0.0")
     try:
         assert proc.wait(timeout=60) == 2
     except subprocess.TimeoutExpired:
@@ -263,7 +248,7 @@ def test_signed_glove_stream_node_accepts_only_the_allowed_source_with_the_key(t
     from bora_teleop.glove_sender import GloveSender
 
     key = write_key(str(tmp_path / "glove.key"))
-    port = _free_udp_port()
+    port = free_udp_port()
     proc, log = start_node(
         tmp_path, udp_port=port, udp_key_file=str(tmp_path / "glove.key"), udp_allowed_sources=["127.0.0.2"]
     )

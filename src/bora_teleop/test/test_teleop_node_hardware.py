@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 import yaml
-from teleop_rig import ARM, READY, Rig, child_env, start_node, stop_node  # noqa: E402
+from teleop_rig import ARM, READY, Rig, child_env, serve, start_node  # noqa: E402
 
 DEG = 57.29577951308232
 URDF_J1_UPPER = 0.05  # fr3_joint1 upper limit in the robot description (FR3 YAML: 2.7437)
@@ -59,15 +59,7 @@ def rig(tmp_path_factory):
         robot_description_topic="/test/robot_description",
         robot_description_timeout_s=20.0,
     )
-    r.log = log
-    try:
-        ok = r.run(40.0, until=lambda: len(r.executed) >= 3)
-        assert ok, f"teleop node produced no ExecutedCommand within 40 s; log:\n{log.read_text()}"
-        yield r
-    finally:
-        r.node.destroy_node()
-        rclpy.try_shutdown()
-        stop_node(proc)
+    yield from serve(r, proc, log, 40.0)
 
 
 def test_urdf_limit_clamps_the_arm_and_the_hand_reaches_the_driver_in_its_layout(rig):
