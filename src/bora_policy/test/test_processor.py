@@ -107,10 +107,19 @@ def test_call_builds_everything_and_checks_dims():
 def test_processor_matches_the_hand_built_vector_of_a_ros_observation():
     """The policy node's path (bora_msgs/Observation -> observation_arrays) and the processor agree with
     the vector written out by hand, to the bit."""
+    from sensor_msgs.msg import Image
+
     from bora_msgs.msg import Observation
+    from bora_policy.common.image_conv import numpy_to_image
     from bora_policy.runtime.observation import observation_arrays
 
     msg = Observation()
+    left = np.zeros((2, 3, 3), np.uint8)
+    left[0, 1] = (10, 20, 30)  # RGB
+    front = np.full((2, 3, 3), 7, np.uint8)
+    front[1, 2] = (3, 2, 1)  # stored as bgr8: RGB (1, 2, 3)
+    msg.camera_names = ["left", "front"]
+    msg.color = [numpy_to_image(left, "rgb8", msg_cls=Image), numpy_to_image(front, "bgr8", msg_cls=Image)]
     msg.arm.name = [f"fr3_joint{i}" for i in range(1, 8)]
     msg.arm.position = [0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7]
     msg.hand.name = ["h1", "h2"]
@@ -121,4 +130,9 @@ def test_processor_matches_the_hand_built_vector_of_a_ros_observation():
     np.testing.assert_array_equal(arr.state, hand_built)
     np.testing.assert_array_equal(ObservationProcessor(NORM).state(msg.arm.position, msg.hand.position), hand_built)
     assert arr.joint_names == [f"fr3_joint{i}" for i in range(1, 8)] + ["h1", "h2"]
+    assert arr.color.shape == (2, 2, 3, 3) and arr.color.dtype == np.uint8  # [n_cam, H, W, 3] in camera order
+    assert arr.color[0, 0, 1].tolist() == [10, 20, 30] and arr.color[1, 1, 2].tolist() == [1, 2, 3]
+    msg.camera_names = ["left"]
+    with pytest.raises(ValueError, match="2 colour images for 1 camera_names"):
+        observation_arrays(msg)
 

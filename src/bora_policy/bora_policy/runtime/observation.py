@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bora_policy.common.state import state_names, state_vector
 from bora_policy.common.image_conv import depth_to_metres, to_rgb
+from bora_policy.common.state import state_names, state_vector
+from bora_policy.runtime.processor import ObservationProcessor, ProcessorConfig
 
 
 @dataclass
@@ -37,7 +38,9 @@ def observation_arrays(obs, with_depth: bool = False) -> ObservationArrays:
         raise ValueError(
             f"Observation: {len(obs.color)} colour images for {len(obs.camera_names)} camera_names"
         )
-    color = np.stack([to_rgb(m) for m in obs.color]) if len(obs.color) else np.zeros((0, 0, 0, 3), np.uint8)
+    # colour images as RGB, stacked in the message's camera order by the processor
+    proc = ObservationProcessor(cfg=ProcessorConfig(camera_names=tuple(obs.camera_names)))
+    color = proc.stack_cameras([to_rgb(m) for m in obs.color])
     depth = (
         np.stack([depth_to_metres(m) for m in obs.depth])
         if with_depth and len(obs.depth)
