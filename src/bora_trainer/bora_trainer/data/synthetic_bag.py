@@ -219,54 +219,18 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                 )
             )
         for s, e, rec in ep.takeovers:
-            if t == s:
-                out.append(
-                    (
-                        S.T_INTERVENTION,
-                        tn + 2000,
-                        T["bora_msgs/msg/InterventionEvent"](
-                            header=M.header(tn),
-                            episode_id=ep.episode_id,
-                            session_id=ep.session_id,
-                            step=t,
-                            kind=0,
-                            reward=-0.3,
-                            reason="scripted",
-                        ),
+            # (offset ns, kind, reward, reason): START with r_int, RECOVERED with r_rec, END
+            for hit, dt, kind, reward, reason in (
+                (t == s, 2000, 0, -0.3, "scripted"),
+                (rec is not None and t == rec, 2500, 2, 0.2, "recovered"),
+                (e is not None and t == e, 2600, 1, 0.0, ""),
+            ):
+                if hit:
+                    event = T["bora_msgs/msg/InterventionEvent"](
+                        header=M.header(tn), episode_id=ep.episode_id, session_id=ep.session_id, step=t,
+                        kind=kind, reward=reward, reason=reason,
                     )
-                )
-            if rec is not None and t == rec:
-                out.append(
-                    (
-                        S.T_INTERVENTION,
-                        tn + 2500,
-                        T["bora_msgs/msg/InterventionEvent"](
-                            header=M.header(tn),
-                            episode_id=ep.episode_id,
-                            session_id=ep.session_id,
-                            step=t,
-                            kind=2,
-                            reward=0.2,
-                            reason="recovered",
-                        ),
-                    )
-                )
-            if e is not None and t == e:
-                out.append(
-                    (
-                        S.T_INTERVENTION,
-                        tn + 2600,
-                        T["bora_msgs/msg/InterventionEvent"](
-                            header=M.header(tn),
-                            episode_id=ep.episode_id,
-                            session_id=ep.session_id,
-                            step=t,
-                            kind=1,
-                            reward=0.0,
-                            reason="",
-                        ),
-                    )
-                )
+                    out.append((S.T_INTERVENTION, tn + dt, event))
         cmd = T["bora_msgs/msg/JointCommand"](
             header=M.header(tn),
             episode_id=ep.episode_id,
