@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bora_policy.common.control_loop import ControlLoop
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
 from bora_policy.runtime.chunk_scheduler import ChunkScheduler, phase_correction
-from bora_policy.common.control_loop import ControlLoop
 
 DT = 0.1
 
@@ -181,3 +181,42 @@ def test_control_loop_shift_moves_the_following_deadlines():
     assert np.diff(ticks) == pytest.approx([0.1, 0.13, 0.1])
     with pytest.raises(ValueError, match="finite"):
         loop.shift(float("nan"))
+
+
+def test_plan_worker_runs_one_plan_at_a_time_and_reports_errors():
+    import threading
+
+    from bora_policy.runtime.plan_worker import PlanWorker
+
+    gate, done = threading.Event(), threading.Event()
+    got, errors = [], []
+
+    def plan(x):
+        gate.wait(5.0)
+        if x == "bad":
+            raise RuntimeError("no chunk")
+        return x * 2
+
+    def on_result(x, r):
+        got.append((x, r))
+        done.set()
+
+    def on_error(x, e):
+        errors.append((x, str(e)))
+        done.set()
+
+    w = PlanWorker(plan, on_result, on_error)
+    try:
+        assert w.submit(3) and w.busy
+        assert not w.submit(4)  # busy: refused, nothing queued behind it
+        gate.set()
+        assert done.wait(5.0) and got == [(3, 6)]
+        done.clear()
+        for _ in range(100):  # free again once the callback has run
+            if w.submit("bad"):
+                break
+            threading.Event().wait(0.01)
+        assert done.wait(5.0) and errors == [("bad", "no chunk")]
+    finally:
+        w.stop()
+    assert not w.submit(5)  # stopped

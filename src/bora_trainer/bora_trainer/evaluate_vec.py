@@ -1,7 +1,7 @@
 """Vectorised evaluation: N simulated robots step in lockstep, the policy plans their chunks as one batch.
 
 :func:`rollout_vectorized` runs the episodes of ``seeds`` on ``len(envs)`` environments at once. Each
-environment ("slot") has its own :class:`ChunkExecutor` and its own simulated clock (``step / control_hz``),
+environment ("slot") has its own :class:`ChunkScheduler` and its own simulated clock (``step / control_hz``),
 exactly as in :func:`bora_trainer.evaluate.rollout_episode`; at every lockstep iteration
 
 1. the slots that must plan (every ``replan_steps`` control steps, or with no command) are inferred as ONE
@@ -145,10 +145,8 @@ class _Slot:
     index: int = -1
     obs: dict | None = None
     info: dict = field(default_factory=dict)
-    executor: Any = None
-    since_plan: int = 0
+    sched: Any = None  # ChunkScheduler (runtime/chunk_scheduler.py), as rollout_episode
     step: int = 0
-    plans: int = 0
     values: list[float] = field(default_factory=list)
     active: bool = False
     pending: Any = None
@@ -166,7 +164,7 @@ def rollout_vectorized(
 ) -> list[dict[str, Any]]:
     """The episodes of ``seeds`` on ``envs`` in lockstep (module docstring); records as ``rollout_episode``.
     ``on_episode(record)`` is called as each episode finishes (progress bars)."""
-    from bora_policy.runtime.chunk_executor import ChunkExecutor
+    from bora_policy.runtime.chunk_scheduler import ChunkScheduler
 
     if not envs:
         raise ValueError("rollout_vectorized: needs at least one environment")
@@ -183,15 +181,15 @@ def rollout_vectorized(
         slot.index, slot.seed = queue.pop(0)
         torch.manual_seed(slot.seed)  # as rollout_episode (nothing random is drawn by the mean chunk)
         slot.obs, slot.info = slot.env.reset(seed=slot.seed)
-        slot.executor = ChunkExecutor(exec_cfg)
-        slot.executor.hold(runner.processor.state_of(slot.obs), 0.0)
-        slot.since_plan, slot.step, slot.plans, slot.values, slot.active = replan_steps, 0, 0, [], True
+        slot.sched = ChunkScheduler(exec_cfg, replan_steps)
+        slot.sched.begin_episode(runner.processor.state_of(slot.obs), 0.0)
+        slot.step, slot.values, slot.active = 0, [], True
 
     for s in slots:
         start(s)
     while any(s.active for s in slots):
         live = [s for s in slots if s.active]
-        plan = [s for s in live if s.since_plan >= replan_steps or not s.executor.has_command]
+        plan = [s for s in live if s.sched.plan_due()]
         planned_v: dict[int, float] = {}
         if plan:
             finals, v0 = infer_batch(
@@ -202,8 +200,7 @@ def rollout_vectorized(
             )
             for j, s in enumerate(plan):
                 t = s.step * dt
-                s.executor.set_chunk(finals[j], t, t)
-                s.since_plan, s.plans = 0, s.plans + 1
+                s.sched.adopt(finals[j], t, t)
                 if v0 is not None:
                     planned_v[id(s)] = float(v0[j])
         if want_values:
@@ -218,7 +215,7 @@ def rollout_vectorized(
                 planned_v.update({id(s): float(v) for s, v in zip(rest, vs)})
             for s in live:
                 s.values.append(planned_v[id(s)])
-        cmds = {id(s): s.executor.step(s.step * dt).position.astype(np.float32) for s in live}
+        cmds = {id(s): s.sched.step(s.step * dt).position.astype(np.float32) for s in live}
         for s in live:  # robots in their own processes start stepping first, in parallel with the others
             if hasattr(s.env, "step_async"):
                 s.env.step_async(cmds[id(s)])
@@ -228,7 +225,6 @@ def rollout_vectorized(
         for s in live:
             res = s.env.step_wait() if hasattr(s.env, "step_async") else s.pending
             s.obs, _, terminated, truncated, s.info = res
-            s.since_plan += 1
             s.step += 1
             if terminated or truncated or (max_steps and s.step >= max_steps):
                 rec = {
@@ -237,7 +233,7 @@ def rollout_vectorized(
                     "steps": int(s.step),
                     "values": s.values if want_values else [],
                     "object": s.info.get("object"),
-                    "plans": s.plans,
+                    "plans": s.sched.plans,
                 }
                 results[s.index] = rec
                 if on_episode is not None:

@@ -1,15 +1,18 @@
 """Policy node: observations in, one JointCommand per control tick out; inference off the control thread.
 
 Threads: the control loop (``ControlLoop``: its own thread, absolute deadlines, so a busy executor
-cannot delay or drop a control slot) only reads the newest chunk and steps the ``ChunkExecutor``;
-the VLA + residual + critic run on a dedicated inference thread fed with the
-latest observation every ``replan_steps`` ticks; subscriptions, services and checkpoint loading run
-on ONE executor thread (``SingleThreadedExecutor``: rclpy's ``MultiThreadedExecutor`` re-polls tasks
-queued to its pool in a busy loop that holds the GIL, ros2/rclpy#1452; measured here: its spin thread
-at ~50 % of a core, and the control thread kept off the GIL for 150-260 ms, 1-5 skipped slots per
-30 s even under SCHED_FIFO; with one executor thread none). A verified residual is
-staged by the loader and swapped in at the start of a control tick (``HotSwapSlot.commit``), so
-one inference never mixes two checkpoints and a bad file leaves the current one in place.
+cannot delay or drop a control slot) adopts the newest ready chunk and steps the ``ChunkScheduler``
+(runtime/chunk_scheduler.py, the replan state machine shared with ``bora eval``); the VLA + residual +
+critic run on a dedicated inference thread (``PlanWorker``), planned ahead: the next chunk is started
+``ceil(plan latency / period)`` ticks before the switch, on the first observation that arrives after that
+tick, so it is ready at the switch, and the control grid is phase-locked to the observations;
+subscriptions, services and checkpoint loading run on ONE executor thread (``SingleThreadedExecutor``:
+rclpy's ``MultiThreadedExecutor`` re-polls tasks queued to its pool in a busy loop that holds the GIL,
+ros2/rclpy#1452; measured here: its spin thread at ~50 % of a core, and the control thread kept off the
+GIL for 150-260 ms, 1-5 skipped slots per 30 s even under SCHED_FIFO; with one executor thread none).
+A verified residual is staged by the loader and swapped in at the start of a control tick
+(``HotSwapSlot.commit``), so one inference never mixes two checkpoints and a bad file leaves the current
+one in place.
 
 Publishes /bora/action_chunk (with z_t), /bora/policy_command, /bora/value, /bora/value_markers
 (MarkerArray: the chunk's values as a coloured bar timeline, the current value as text) and timing
@@ -26,7 +29,6 @@ reason and the residual in use is kept.
 
 from __future__ import annotations
 
-import queue
 import sys
 import threading
 import time
@@ -37,17 +39,19 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.common.episode_latch import StartLatch
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
-from bora_policy.nodes.policy_outputs import chunk_messages, diagnostics_message
+from bora_policy.nodes.policy_outputs import chunk_messages, diagnostics_message, marker_message
 from bora_policy.nodes.policy_params import SERVICES, SPECS, TOPICS
 from bora_policy.runtime.checkpoint_loader import (
     CheckpointRejected,
     check_checkpoint_path,
     default_checkpoint_roots,
 )
-from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig
+from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
+from bora_policy.runtime.chunk_scheduler import ChunkScheduler
 from bora_policy.runtime.episode_gate import EpisodeGate
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
 from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
+from bora_policy.runtime.plan_worker import PlanWorker
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
 from bora_policy.runtime.tick_stats import TickStats
 
@@ -154,7 +158,8 @@ class PolicyNode(Node):
                 f"policy: no critic loaded ({self.critic_note}): /bora/value is not published and the value "
                 "markers say 'no critic loaded'"
             )
-        self.executor_ = ChunkExecutor(exec_cfg)
+        # the replan state machine, planned ahead (runtime/chunk_scheduler.py); shared with bora eval
+        self.sched = ChunkScheduler(exec_cfg, self.replan_steps, ahead=True)
         self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]
         self.stats = TickStats(1.0 / self.control_hz)
         self.health = HealthWindow(health_window)
@@ -164,13 +169,9 @@ class PolicyNode(Node):
         self.checkpoint_roots = roots
         self.get_logger().info(f"policy: checkpoints are loaded only from {self.checkpoint_roots}")
 
-        self._obs_lock = threading.Lock()
+        self._lock = threading.Lock()  # the newest observation, the scheduler, the ready chunk
         self._latest_obs = None
-        self._result_lock = threading.Lock()
         self._pending_result = None
-        self._requests: queue.Queue = queue.Queue(maxsize=1)
-        self._in_flight = False
-        self._ticks_since_plan = 0
         self._step = 0  # commands sent before any episode is known (their step field)
         self.gate = EpisodeGate(self.control_hz)  # the commanded episode (runtime/episode_gate.py)
         # recording session of each recent episode (its START event's session_id), passed through
@@ -178,7 +179,6 @@ class PolicyNode(Node):
         self._awaiting_first_obs = False
         self.suppressed = 0  # commands not sent: their episode had ended or a newer one had begun
         self._last_value = None
-        self._stop = threading.Event()
 
         rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_chunk = self.create_publisher(ActionChunk, topics["action_chunk"], rel)
@@ -220,8 +220,7 @@ class PolicyNode(Node):
             LoadCheckpoint, services["load_checkpoint"], self._srv_load
         )
         self.create_timer(diag_period, self._publish_diagnostics)
-        self._worker = threading.Thread(target=self._inference_loop, name="bora-inference", daemon=True)
-        self._worker.start()
+        self.worker = PlanWorker(self._infer, self._on_planned, self._on_plan_error)  # runtime/plan_worker.py
         self.control_loop = ControlLoop(
             1.0 / self.control_hz,
             self._on_tick,
@@ -254,8 +253,10 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_observation(self, msg) -> None:
-        with self._obs_lock:
+        with self._lock:
             self._latest_obs = msg
+            if self.mode != PAUSED and self.sched.on_observation(stamp_seconds(msg.header.stamp)):
+                self._request_plan(msg)  # the plan armed ahead of the switch starts on this observation
 
     def _on_executed(self, msg) -> None:
         self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
@@ -328,33 +329,31 @@ class PolicyNode(Node):
         self.get_logger().info(f"policy: {res.message}")
         return res
 
-    # ------------------------------------------------------------------ inference thread
-    def _inference_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                obs = self._requests.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                arr = observation_arrays(obs)
-                res = self.runner.infer(arr.color, arr.state, arr.instruction)
-                self.stats.inference.append(res.timing_ms["total"])
-                if not self.gate.accepts(arr.episode_id):
-                    continue  # its episode ended (or a newer one began) during the inference: never used
-                with self._result_lock:
-                    self._pending_result = (obs, arr, res)
-                self._publish_chunk(obs, arr, res)
-            except Exception as e:  # noqa: BLE001 - keep the worker alive, report and hold
-                self.health.report("inference_error", f"inference failed: {type(e).__name__}: {e}", ERROR)
-                self.get_logger().error(f"policy: inference failed: {type(e).__name__}: {e}")
-            finally:
-                self._in_flight = False
+    # ------------------------------------------------------------------ planning (inference thread)
+    def _infer(self, obs):
+        arr = observation_arrays(obs)
+        res = self.runner.infer(arr.color, arr.state, arr.instruction)
+        self.stats.inference.append(res.timing_ms["total"])
+        return arr, res
 
-    def _request_plan(self) -> None:
-        with self._obs_lock:
-            obs = self._latest_obs
-        if obs is None or self._in_flight:
-            return
+    def _on_planned(self, obs, out) -> None:
+        arr, res = out
+        with self._lock:
+            self.sched.ready(arr.stamp, self._now())
+            if not self.gate.accepts(arr.episode_id):
+                self.sched.failed()  # its episode ended (or a newer one began) during the inference: unused
+                return
+            self._pending_result = (obs, arr, res)
+        self._publish_chunk(obs, arr, res)
+
+    def _on_plan_error(self, obs, e: BaseException) -> None:
+        with self._lock:
+            self.sched.failed()
+        self.health.report("inference_error", f"inference failed: {type(e).__name__}: {e}", ERROR)
+        self.get_logger().error(f"policy: inference failed: {type(e).__name__}: {e}")
+
+    def _request_plan(self, obs) -> None:
+        """Plan from ``obs`` (the newest observation; called with ``_lock`` held)."""
         if self._now() - stamp_seconds(obs.header.stamp) > self.stale_s:
             return  # no fresh observation (e.g. the sync node restarts): no plan, and no command is sent
         if not self.gate.accepts(int(obs.episode_id)):
@@ -366,12 +365,8 @@ class PolicyNode(Node):
                 f"{self.gate.episode_id}",
                 WARN,
             )
-        self._in_flight = True
-        try:
-            self._requests.put_nowait(obs)
-            self._ticks_since_plan = 0
-        except queue.Full:
-            self._in_flight = False
+        if self.worker.submit(obs):
+            self.sched.requested(stamp_seconds(obs.header.stamp))
 
     # ------------------------------------------------------------------ control tick
     def _now(self) -> float:
@@ -387,64 +382,54 @@ class PolicyNode(Node):
             self.health.report("late_tick", f"control tick {late * 1e3:.0f} ms after the previous one", WARN)
         if self.runner.residual_slot.commit():
             self.get_logger().info(f"policy: residual {self.runner.residual_slot.snapshot()[1]} now in use")
-        with self._obs_lock:
+        with self._lock:
             obs = self._latest_obs
         if obs is not None:  # an observation of a newer episode than any known: its START was missed
             self.gate.observe(int(obs.episode_id), int(obs.step), stamp_seconds(obs.header.stamp))
             if obs.session_id and int(obs.episode_id) not in self._episode_sessions:
                 self._episode_sessions[int(obs.episode_id)] = str(obs.session_id)  # (no START seen)
         start = self.gate.take_pending()
-        if start is not None:
-            # a new episode: drop the previous episode's chunk (no blending across the reset) and send
-            # nothing until its first observation arrives; then hold that state and plan from it
-            if start[2] == "observation":
-                self.get_logger().info(
-                    f"policy: episode {start[0]} adopted from the observations (its START was not received)"
-                )
-            self._step = 0
-            self.executor_.reset()
-            self.help.reset()
-            self._awaiting_first_obs = True
-            self._ticks_since_plan = self.replan_steps  # plan right away
-        if self._awaiting_first_obs:
-            with self._obs_lock:
-                obs = self._latest_obs
-            if obs is not None and self.gate.belongs(int(obs.episode_id)):
-                self.executor_.hold(observation_arrays(obs).state, t)
+        with self._lock:
+            obs = self._latest_obs
+            if start is not None:
+                # a new episode: drop the previous episode's chunk (no blending across the reset) and send
+                # nothing until its first observation arrives; then hold that state and plan from it
+                if start[2] == "observation":
+                    self.get_logger().info(
+                        f"policy: episode {start[0]} adopted from the observations (its START was not received)"
+                    )
+                self._step = 0
+                self.sched.begin_episode(None, t)
+                self.help.reset()
+                self._awaiting_first_obs = True
+            if self._awaiting_first_obs and obs is not None and self.gate.belongs(int(obs.episode_id)):
+                self.sched.hold(observation_arrays(obs).state, t)
                 self._awaiting_first_obs = False
-        with self._result_lock:
             pending, self._pending_result = self._pending_result, None
-        if pending is not None and not self.gate.belongs(int(pending[1].episode_id)):
-            pending = None  # planned from the previous episode's last observation: discard
-        if pending is not None:
-            obs, arr, res = pending
-            if not self.executor_.has_command:
-                self.executor_.hold(arr.state, t)
-            self.executor_.set_chunk(res.final, arr.stamp, t)
-            self._awaiting_first_obs = False
-            self._joint_names = arr.joint_names
-            self._chunk_obs_stamp = arr.stamp
-            self._latency_pending = True
-            self._last_value = res
-            self.marker_state.observe(getattr(res, "q", None), getattr(res, "v", None))
-        self._ticks_since_plan += 1
-        if self.mode != PAUSED and (
-            self._ticks_since_plan >= self.replan_steps or not self.executor_.has_command
-        ):
-            self._request_plan()
-        if self.mode == PAUSED:
-            pass
-        elif self.mode == HOLD:
-            with self._obs_lock:
-                obs = self._latest_obs
+            if pending is not None and not self.gate.belongs(int(pending[1].episode_id)):
+                pending = None  # planned from the previous episode's last observation: discard
+                self.sched.failed()
+            if pending is not None:  # the chunk planned ahead is ready: switch to it at this tick
+                _, arr, res = pending
+                if not self.sched.has_command:
+                    self.sched.hold(arr.state, t)
+                self.sched.adopt(res.final, arr.stamp, t)
+                self._awaiting_first_obs = False
+                self._joint_names, self._chunk_obs_stamp, self._latency_pending = arr.joint_names, arr.stamp, True
+                self._last_value = res
+                self.marker_state.observe(getattr(res, "q", None), getattr(res, "v", None))
+            newest = None if obs is None else stamp_seconds(obs.header.stamp)
+            if self.mode != PAUSED and self.sched.on_tick(newest):
+                self._request_plan(obs)
+            # phase lock: the tick falls just after a chunk planned from the newest observation is ready
+            self.control_loop.shift(self.sched.phase_shift(t, newest))
+            cmd = self.sched.step(t) if self.mode == AUTONOMOUS else None
+        if self.mode == HOLD:
             if obs is not None:
                 arr = observation_arrays(obs)
                 self._publish_command(arr.state, arr.joint_names, 0)
-        else:
-            with self._obs_lock:
-                obs = self._latest_obs
+        elif self.mode == AUTONOMOUS:
             stale = obs is None or (t - stamp_seconds(obs.header.stamp)) > self.stale_s
-            cmd = self.executor_.step(t)
             if cmd is not None and not stale:
                 self._publish_command(
                     cmd.position, getattr(self, "_joint_names", []), max(cmd.chunk_index, 0)
@@ -452,7 +437,8 @@ class PolicyNode(Node):
                 if getattr(self, "_latency_pending", False):
                     self.stats.latencies.append(self._now() - self._chunk_obs_stamp)
                     self._latency_pending = False
-                self._update_markers(max(cmd.chunk_index, 0))
+                if self.publish_markers and self._last_value is not None:
+                    self.pub_markers.publish(marker_message(self, max(cmd.chunk_index, 0), MODE_NAMES[self.mode]))
                 g = self.gate
                 if cmd.chunk_index >= 0:  # a chunk of this episode executes (not the hold at its START)
                     self.help.tick(
@@ -486,34 +472,12 @@ class PolicyNode(Node):
         if value is not None:
             self.pub_value.publish(value)
 
-    def _update_markers(self, index: int) -> None:
-        if not self.publish_markers or self._last_value is None:
-            return
-        from bora_policy.nodes.markers import value_markers
-
-        res = self._last_value
-        self.pub_markers.publish(
-            value_markers(
-                res.q,
-                res.v,
-                index,
-                self.marker_frame,
-                self.get_clock().now().to_msg(),
-                MODE_NAMES[self.mode],
-                takeover=self._takeover,
-                scale=self.marker_state.scale,
-                history=self.marker_state.history,
-                help_request=self.help.marker(self._now()),
-            )
-        )
-
     def _publish_diagnostics(self) -> None:
         self.pub_diag.publish(diagnostics_message(self, MODE_NAMES[self.mode]))
 
     def destroy_node(self):
         self.control_loop.stop()
-        self._stop.set()
-        self._worker.join(timeout=2.0)
+        self.worker.stop()
         return super().destroy_node()
 
 

@@ -42,6 +42,26 @@ def chunk_messages(node, obs, arr, res):
     return c, v
 
 
+def marker_message(node, index: int, mode_name: str):
+    """The value markers of the executing chunk (its q/v at row ``index``), with the takeover state, the
+    scale and history strip and the current help request (bora_policy/nodes/markers.py)."""
+    from bora_policy.nodes.markers import value_markers
+
+    res = node._last_value
+    return value_markers(
+        res.q,
+        res.v,
+        index,
+        node.marker_frame,
+        node.get_clock().now().to_msg(),
+        mode_name,
+        takeover=node._takeover,
+        scale=node.marker_state.scale,
+        history=node.marker_state.history,
+        help_request=node.help.marker(node._now()),
+    )
+
+
 def diagnostics_message(node, mode_name: str):
     """The policy's DiagnosticArray: timing counters, the health level of the last window, episode and
     checkpoint state (docs/interfaces.md)."""
@@ -76,6 +96,9 @@ def diagnostics_message(node, mode_name: str):
         health_window_s=f"{node.health.window_s:g}",
         last_error=node.health.last.text if node.health.last else "",
         faults_total=str(sum(node.health.totals.values())),
+        # planned ahead (runtime/chunk_scheduler.py): observation stamp -> chunk ready, and the lead in ticks
+        plan_latency_ms=f"{node.sched.plan_latency() * 1e3:.1f}",
+        plan_lead_ticks=str(node.sched.lead_ticks()),
     )
     st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
     arr = DiagnosticArray()
