@@ -26,7 +26,12 @@ def machine() -> dict:
     """bench/machine_info.py's description plus the ROS middleware."""
     from machine_info import machine as base  # bench/ is on sys.path when run as a script
 
-    return {**base(), "rmw": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")}
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {**base(), "rmw": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
+            "commit": git("rev-parse", "--short", "HEAD") + (" (+ uncommitted changes)" if dirty else "")}
 
 
 def publisher(seconds: float, hz: float) -> int:
@@ -120,13 +125,13 @@ def transport(seconds: float, hz: float = 30.0) -> dict:
     }
 
 
-def graph(seconds: float, with_viz: bool = False) -> dict:
+def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from bora_msgs.msg import JointCommand
+    from bora_msgs.msg import ActionChunk, ExecutedCommand, JointCommand
 
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bora" / "demo_vla"
@@ -142,17 +147,27 @@ def graph(seconds: float, with_viz: bool = False) -> dict:
         str(cache),
         "--param",
         "sim_bridge:operator_enabled:=false",
+        "--control-hz",
+        f"{control_hz:g}",
     ]
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / "bora_bench_runtime_graph.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
     rclpy.init()
     node = rclpy.create_node("bench_graph_probe")
-    cmds, diags = [], []
+    cmds, diags, chunks, execs = [], [], [], []
     rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(
         JointCommand, "/bora/policy_command", lambda m: cmds.append((time.monotonic(), m)), rel
     )
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), rel)
+    node.create_subscription(
+        ActionChunk, "/bora/action_chunk",
+        lambda m: chunks.append((_sec(m.header.stamp), m.episode_id, time.time())), rel,
+    )
+    node.create_subscription(
+        ExecutedCommand, "/bora/executed_command",
+        lambda m: execs.append((_sec(m.command.header.stamp), m.command.episode_id)), rel,
+    )
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     t_end = time.monotonic() + 180
@@ -162,9 +177,10 @@ def graph(seconds: float, with_viz: bool = False) -> dict:
     if with_viz:  # `bora viz --live` attached to the running graph (best-effort subscriptions)
         viz, viz_info = _start_viz(env, seconds)
     load_start = os.getloadavg()[0]
-    t0 = time.monotonic()
+    t0, t0_ros = time.monotonic(), time.time()
     while time.monotonic() < t0 + seconds:
         ex.spin_once(timeout_sec=0.05)
+    load_end = os.getloadavg()[0]
     if viz is not None:
         viz_info.update(_stop_viz(viz))
     proc.send_signal(signal.SIGINT)
@@ -181,13 +197,24 @@ def graph(seconds: float, with_viz: bool = False) -> dict:
     iv_all = np.diff(st) if len(st) > 1 else np.zeros(0)
     iv = iv_all[same] if same.any() else np.zeros(1)
     pauses = iv_all[~same]
-    period = 0.1
+    period = 1.0 / control_hz
     pol = [s for d in diags for s in d.status if s.hardware_id == "policy"]
     kv = {v.key: v.value for v in pol[-1].values} if pol else {}
+    import runtime_latency
+
+    sim_yaml = str(ROOT / "config" / "sim.yaml")
+    boundary = runtime_latency.analyse(
+        [c for c in chunks if c[0] >= t0_ros], [(_sec(m.header.stamp), m.episode_id, m.chunk_index,
+                                                  np.asarray(m.position)) for m in win],
+        [e for e in execs if e[0] >= t0_ros], chunk_hz=10.0, control_hz=control_hz, blend_steps=2,
+        vmax=runtime_latency.arbiter_limits(sim_yaml),
+    )
     return {
         "with_viz": viz_info,
         "load_avg_1m_start": load_start,
-        "control_hz": 10.0,
+        "load_avg_1m_end": load_end,
+        "boundaries": boundary,
+        "control_hz": control_hz,
         "seconds": seconds,
         "commands": len(win),
         "rate_hz": float((len(st) - 1) / (st[-1] - st[0])) if len(st) > 1 else 0.0,
@@ -209,8 +236,13 @@ def graph(seconds: float, with_viz: bool = False) -> dict:
             or "ms_p99" in k
             or "ms_max" in k
             or k == "ticks"
+            or k.startswith("plan_")
         },
     }
+
+
+def _sec(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 def _start_viz(env: dict, seconds: float):
@@ -263,6 +295,52 @@ def _viz_section(a: dict, b: dict, m: dict) -> list[str]:
 VIZ_HEADER = "## Graph with and without `bora viz --live` attached"
 
 
+def _planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[str]:
+    """The chunks-planned-ahead table: latencies and boundary steps per control rate (runtime_latency.py), with
+    the rows of ``before`` (a --graph-only run of the code before planning ahead) when it exists."""
+    rows, runs = [], [(f"{hz} Hz", g) for hz, g in graphs.items()]
+    if before is not None and before.exists():
+        b = json.loads(before.read_text())
+        runs += [(f"{hz} Hz, before ({b['machine'].get('commit', '?')})", g) for hz, g in b["graphs"].items()]
+    for label, g in runs:
+        hz = g["control_hz"]
+        b, pd = g["boundaries"], g["policy_diagnostics"]
+        c, e, st = b["obs_to_command_ms"], b["obs_to_executed_ms"], b["boundary_step_over_limit"]
+        rd, wt = b.get("obs_to_ready_ms", {}), b.get("ready_to_command_ms", {})
+        f = (lambda d, k: f"{d[k]:.0f}" if d.get("n") else "n/a")  # noqa: E731
+        rows.append(
+            f"| {label} | {1e3 / float(hz):.0f} ms | {g['load_avg_1m_start']:.1f} / {g['load_avg_1m_end']:.1f} | "
+            f"{g['rate_hz']:.2f} Hz | {pd.get('plan_latency_ms', 'n/a')} ms, {pd.get('plan_lead_ticks', 'n/a')} | "
+            f"{c.get('n', 0)} | {f(rd, 'mean')} / {f(rd, 'p99')} ms | {f(wt, 'mean')} / {f(wt, 'p99')} ms | "
+            f"{f(c, 'mean')} / {f(c, 'p99')} / {f(c, 'max')} ms | "
+            f"{f(e, 'mean')} / {f(e, 'p99')} / {f(e, 'max')} ms | "
+            f"{st.get('max', float('nan')):.2f} | {b['any_step_over_limit'].get('max', float('nan')):.2f} | "
+            f"{g['missed_ticks_probe']} of {g['commands']} |"
+        )
+    return [
+        "## Chunks planned ahead (issue 17): observation -> command latency and chunk-boundary steps",
+        "",
+        f"Commit {m.get('commit', '?')}. `python bench/bench_runtime.py --rates 10 30`: `bora up --sim --control-hz R`"
+        " for each rate (bridge, sync, policy, teleop at R; tiny demo VLA, 96 px cameras). The policy plans the"
+        " next chunk ahead (runtime/chunk_scheduler.py) and phase-locks its control grid to the observations."
+        " Latencies per chunk from the probe's recording (bench/runtime_latency.py): observation stamp -> the first"
+        " policy command computed from it, and -> the first command the arbiter writes to the drivers after it"
+        " (ExecutedCommand). Boundary step: max over joints of |q_k - q_k-1| / (v_j / R) at each chunk's first"
+        " command and the 2 blend ticks after it, v_j the arbiter's limits (bora_teleop params: arm 0.5 rad/s,"
+        " hand 1.0 rad/s); <= 1 is within the limit. Load: 1-min load average at the start / end of each run, on"
+        f" {m['logical_cpus']} cores shared with other work.",
+        "",
+        "| rate | period | load | measured rate | plan latency (p90), lead ticks | chunks |"
+        " obs -> ready mean / p99 |"
+        " ready -> command mean / p99 | obs -> command mean / p99 / max | obs -> executed mean / p99 / max |"
+        " boundary step / limit (max) |"
+        " any step / limit (max) | empty slots |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def _missed_slots(msgs, stamps: np.ndarray, period: float) -> int:
     """Control slots without a command, within episodes: per episode, slots elapsed between its first
     and last command minus the commands sent in between (a START pause is not a missed slot)."""
@@ -282,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--graph-seconds", type=float, default=20.0)
     ap.add_argument("--transport-seconds", type=float, default=10.0)
+    ap.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0],
+                    help="control rates of the graph runs (the chunks-planned-ahead section; default 10 30)")
+    ap.add_argument("--graph-only", type=Path, default=None, metavar="JSON",
+                    help="only the graph runs at --rates, written to JSON (e.g. the code before planning ahead, run "
+                         "from its tree; bench/results/runtime_before.json adds its rows to the table)")
     ap.add_argument("--with-viz", action="store_true",
                     help="only the graph, measured without and then with `bora viz --live` attached; the "
                          "result replaces that section of runtime.md (runtime_viz.json)")
@@ -302,12 +385,20 @@ def main(argv: list[str] | None = None) -> int:
         md_path.write_text(keep + "\n".join(_viz_section(res["graph"], res["graph_with_viz"], res["machine"])))
         print(f"wrote {OUT / 'runtime_viz.json'} and the viewer section of {md_path}")
         return 0
+    if args.graph_only is not None:
+        res["graphs"] = {f"{hz:g}": graph(args.graph_seconds, control_hz=hz) for hz in args.rates}
+        args.graph_only.write_text(json.dumps(res, indent=1))
+        print(json.dumps(res, indent=1), f"\nwrote {args.graph_only}", flush=True)
+        return 0
     print("transport of 3 RGB-D streams (640x480, 30 Hz) ...", flush=True)
     res["transport"] = transport(args.transport_seconds)
     print(json.dumps(res["transport"], indent=1), flush=True)
-    print("simulated graph (bora up --sim) ...", flush=True)
-    res["graph"] = graph(args.graph_seconds)
-    print(json.dumps(res["graph"], indent=1), flush=True)
+    res["graphs"] = {}
+    for hz in args.rates:
+        print(f"simulated graph (bora up --sim) at {hz:g} Hz ...", flush=True)
+        res["graphs"][f"{hz:g}"] = graph(args.graph_seconds, control_hz=hz)
+        print(json.dumps(res["graphs"][f"{hz:g}"], indent=1), flush=True)
+    res["graph"] = res["graphs"].get("10", next(iter(res["graphs"].values())))
     (OUT / "runtime.json").write_text(json.dumps(res, indent=1))
     g, t, m = res["graph"], res["transport"], res["machine"]
     md = [
@@ -335,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "obs_to_command: from an observation's stamp to the first command of the chunk computed from it.",
         "",
+        *_planned_section(res["graphs"], m, OUT / "runtime_before.json"),
         "## Transport: three 640x480 RGB-D streams at 30 Hz between two processes (rgb8 + 32FC1)",
         "",
         "| streams | throughput | received / expected per stream | latency median | p99 | max |",
