@@ -17,12 +17,14 @@ import os
 import sys
 from typing import NoReturn
 
+from bora_trainer.algorithms import registry  # names only: imports nothing heavy
+
 # command -> (module, help). Modules expose main(argv: list[str]) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("bora_trainer.collect", "simulated robot: `collect` scripted demonstrations, `render` a contact sheet, "
                                     "`glove-map`"),
-    "train": ("bora_trainer.train", "`offline` (diffusion-bc, cp-bc, cp-decoupled-critic, bora, aloe, habc) "
-                                    "or `online` (bora-residual, aloe, habc) training"),
+    "train": ("bora_trainer.train", f"`offline` ({', '.join(registry.offline_names())}) "
+                                    f"or `online` ({', '.join(registry.online_names())}) training"),
     "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set; `eval critic`: "
                                       "the critic's outcome AUROC and calibration on eval results"),
     "report": ("bora_trainer.report", "Markdown tables (paper Tables 1-2 form) and plots from eval results; "
@@ -31,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("bora_trainer.nodes.recorder_node", "record the BORA topics into an MCAP rosbag2 (no ros2 CLI needed)"),
     "dataset": ("bora_trainer.data.lerobot", "`export` / `import` LeRobotDataset v3"),
     "up": ("bora_trainer.up", "start the node graph (--sim: with the simulated robot) under a supervisor"),
-    "demo": ("bora_trainer.demo", "the whole pipeline on the simulated robot (what `make demo` runs)"),
+    "demo": ("bora_trainer.demo.cli", "the whole pipeline on the simulated robot (what `make demo` runs)"),
     "help": ("bora_policy.runtime.help_calibration", "`calibrate` the critic's help-request threshold per task "
                                                       "from recorded episodes (issue 19)"),
     "viz": ("bora_trainer.viz.cli", "a recording, an episode dataset or the live graph in the Rerun viewer "

@@ -20,8 +20,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bora_trainer.algorithms import registry
+
 # Column order of the paper's Tables 1-2, then the related methods.
-METHOD_ORDER = ["VITRA (Diffusion)", "CP Base", "CP + Decoupled Critic", "BORA-Offline", "BORA-Full", "ALOE", "HABC"]
+METHOD_ORDER = registry.labels()  # the paper's table order (algorithms/registry.py), then new methods
 TASK_ORDER = ["pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button"]
 TASK_TITLES = {
     "pick_plush_toy": "Pick the plush toy",

@@ -8,7 +8,8 @@ import yaml
 from bora_trainer import protocol
 from bora_trainer.cli import main as bora_main
 from bora_trainer.config_io import ConfigError
-from bora_trainer.demo import REPO_ROOT, Job, load_demo_config, plan, write_stage_configs
+from bora_trainer.demo.config import REPO_ROOT, load_demo_config
+from bora_trainer.demo.plan import Job, plan, write_stage_configs
 from bora_trainer.evidence import build
 
 

@@ -93,7 +93,7 @@ def test_offline_training_logs_progress_without_a_bar(tmp_path, monkeypatch, cap
 def test_demo_threads_auto_resolved_by_the_cpu_probe(monkeypatch, tmp_path):
     """`threads: auto` in a demo config becomes the probe's thread count (here fixed by BORA_NUM_THREADS),
     divided by the stage's parallel jobs; config/demo.yaml uses it."""
-    from bora_trainer.demo import load_demo_config, resolve_auto_threads
+    from bora_trainer.demo.config import load_demo_config, resolve_auto_threads
 
     monkeypatch.setenv("BORA_NUM_THREADS", "4")
     data = {"offline": {"parallel": 2, "threads": "auto", "warmup": {"threads": "auto"}},

@@ -208,7 +208,9 @@ def test_report_links_viewer_files_and_tensorboard(tmp_path):
 
 
 def test_demo_names_the_viewer_file_and_tensorboard(tmp_path):
-    from bora_trainer.demo import load_demo_config, plan, viewer_lines
+    from bora_trainer.demo.config import load_demo_config
+    from bora_trainer.demo.plan import plan
+    from bora_trainer.demo.summary import viewer_lines
 
     assert viewer_lines(tmp_path) == []
     (tmp_path / "report" / "viz").mkdir(parents=True)

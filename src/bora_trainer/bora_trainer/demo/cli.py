@@ -1,0 +1,155 @@
+"""``bora demo``: the whole BORA pipeline on the simulated robot (what ``make demo`` runs).
+
+    bora demo                                   # config/demo.yaml -> demo_out/ (report: demo_out/report/)
+    bora demo --quick --out /tmp/demo           # tiny smoke configuration (~4 min on 2 CPU cores)
+    bora demo --config config/full_protocol.yaml --out runs/full   # all five tasks, >= 50 trials
+    bora demo --resume                          # continue a stopped demo: finished jobs are kept
+
+Stages (each runs the REAL commands as subprocesses of the ``bora`` command, logs in ``OUT/logs/``):
+
+1. ``collect``: ``bora sim collect`` of scripted-expert demonstrations per task, mixed quality (groups of
+   episodes with the expert's noise / hesitation / suboptimal knobs), sizes = Table 4 x ``collect.scale``;
+2. ``warmup`` (when ``offline.warmup.updates`` > 0): ONE shared imitation warm-up per task (``bora train
+   offline --algo cp-bc``, optionally on the clean demonstrations only), the common pretrained VLA every
+   offline row starts from (as in the paper, where every row fine-tunes the same pretrained VLA): the rows
+   run with ``--init-from`` that run (the VLM, and the consistency expert for the consistency rows; the
+   diffusion row gets the VLM only);
+3. ``offline``: ``bora train offline`` of every offline row (default: the registry's offline demo rows
+   diffusion-bc, cp-bc, cp-decoupled-critic, bora; config/demo.yaml adds aloe, habc), ``offline.parallel``
+   trainings at a time, ``offline.updates`` updates each;
+4. ``online``: ``bora train online --env ros`` of every online row (``online.algo`` = bora-residual, BORA-Full
+   = Algorithm 1: frozen BORA-Offline VLA + residual actor, RLPD; ``online.extra_algos``, default the
+   registry's other online demo rows: bc-residual), the scripted operator as the human, ``rounds`` x
+   ``episodes_per_round``, through the ROS 2 graph
+   (``bora up --sim --with trainer``: the trainer node records rosbag2, learns and hot-reloads the policy);
+   ``online.env: sim`` runs the same learner in-process instead (faster, several tasks at a time);
+5. ``eval``: ``bora eval`` of every run on every object set (standard, unseen);
+6. ``report``: ``bora report`` into ``OUT/report/`` (report.md, success_bars.png, value_profile.png).
+
+Every finished job writes a marker ``OUT/stages/<job>.done`` (and every finished stage
+``OUT/stages/<stage>.done``), so ``--resume`` skips what is already done. ``OUT/summary.json`` and
+``OUT/summary.md`` hold the stage times, the success table and the paper's ordering claims as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bora_trainer.config_io import ConfigError
+from bora_trainer.demo.config import DEFAULT_CONFIG, OWNED_DIRS, REPO_ROOT, STAGES, TASKS, load_demo_config
+from bora_trainer.demo.plan import plan, stage_parallel, write_stage_configs
+from bora_trainer.demo.run import marker, run_stage, tail
+from bora_trainer.demo.summary import write_summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bora demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None,
+                   help=f"demo YAML (DemoConfig fields; default {DEFAULT_CONFIG}, or built-in defaults without it)")
+    p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    p.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="override the config's tasks")
+    p.add_argument("--quick", action="store_true", help="tiny smoke configuration (~4 min on 2 CPU cores)")
+    p.add_argument("--resume", action="store_true", help="keep finished jobs (done markers) and continue")
+    p.add_argument("--skip-collect", action="store_true",
+                   help="reuse OUT/data/<task> as collected (implies --resume for the other stages' done jobs)")
+    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="run only these stages")
+    p.add_argument("--plan", action="store_true", help="print the jobs of every stage and exit")
+    p.add_argument("--tuning", action="store_true",
+                   help="evidence protocol: evaluate on the config's tuning seeds (protocol.tuning_seed0), never "
+                        "on its evaluation seeds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # DDS stays on this machine with a per-run domain, before anything can start a ROS process
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    config = args.config
+    if config is None and (REPO_ROOT / DEFAULT_CONFIG).exists():
+        config = str(REPO_ROOT / DEFAULT_CONFIG)
+    try:
+        cfg = load_demo_config(config, quick=args.quick, tasks=args.tasks)
+    except ConfigError as e:
+        print(f"bora demo: {e}", file=sys.stderr)
+        return 2
+    if args.tuning:
+        if not cfg.protocol.enabled:
+            print("bora demo: --tuning needs a config with protocol.enabled: true", file=sys.stderr)
+            return 2
+        cfg.protocol.tuning = True
+    out = Path(args.out).resolve()
+    pl = plan(cfg, out)
+    if args.plan:
+        for s in STAGES:
+            print(f"{s} (parallel {stage_parallel(cfg, s)}):")
+            for j in pl.stages[s]:
+                print("  bora " + " ".join(j.argv))
+        return 0
+    resume = args.resume or args.skip_collect
+    if args.skip_collect:
+        missing = [t for t in cfg.tasks if not (out / "data" / t / "meta.json").exists()]
+        if missing:
+            print(f"bora demo: --skip-collect: no dataset at {out / 'data'}/{{{','.join(missing)}}}", file=sys.stderr)
+            return 2
+        (out / "stages").mkdir(parents=True, exist_ok=True)
+        for j in pl.stages["collect"]:
+            marker(out, j.name).write_text(json.dumps({"seconds": 0.0, "reused": True}))
+    if not resume:
+        for d in OWNED_DIRS:
+            shutil.rmtree(out / d, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_stage_configs(cfg, out)
+    print(f"bora demo: tasks {', '.join(cfg.tasks)}, offline rows {', '.join(cfg.offline.algos)}, "
+          f"online {'on' if cfg.online.enabled else 'off'} -> {out}  (logs: {out / 'logs'})", file=sys.stderr)
+    t_all = time.time()
+    info: dict[str, dict] = {}
+    prev = out / "summary.json"
+    if resume and prev.exists():
+        try:
+            info = json.loads(prev.read_text()).get("stages", {})
+        except ValueError:
+            info = {}
+    ok = True
+    for i, stage in enumerate(STAGES, 1):
+        if stage not in args.stages:
+            continue
+        jobs = pl.stages[stage]
+        if stage == "report":  # always rebuilt from whatever evaluations exist
+            for j in jobs:
+                marker(out, j.name).unlink(missing_ok=True)
+        t0 = time.time()
+        res = run_stage(stage, jobs, out, stage_parallel(cfg, stage), i, progress=not args.no_progress)
+        seconds = time.time() - t0
+        if res["skipped"] == len(jobs) and stage in info:
+            seconds = info[stage].get("seconds", seconds)  # all reused: keep the measured time
+        res.update(seconds=round(seconds, 1), status="failed" if res["failed"] else "done")
+        info[stage] = res
+        if res["failed"]:
+            ok = False
+            for f in res["failed"]:
+                print(f"bora demo: stage {stage}: job {f['job']} failed (exit {f['rc']}); log {f['log']}",
+                      file=sys.stderr)
+                if f.get("log"):
+                    print(tail(Path(f["log"])), file=sys.stderr)
+            break
+        marker(out, stage).write_text(json.dumps({"seconds": res["seconds"]}))
+    summary = write_summary(out, cfg, info, time.time() - t_all, ok)
+    print(summary["text"])
+    if ok:
+        print(f"\nbora demo: done in {summary['total_seconds'] / 60:.1f} min; report {summary['report']}")
+    else:
+        print("\nbora demo: stopped; fix the failure and rerun with --resume", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
