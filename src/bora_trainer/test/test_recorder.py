@@ -33,15 +33,6 @@ def test_print_topics_lists_the_preset():
     assert main(["--print-topics", "--groups", "bora"]) == 0
 
 
-@pytest.fixture(scope="module")
-def node():
-    rclpy.init()
-    n = rclpy.create_node("bora_recorder_test")
-    yield n
-    n.destroy_node()
-    rclpy.try_shutdown()
-
-
 def _start(out):
     cmd = [
         sys.executable,

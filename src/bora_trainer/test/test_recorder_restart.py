@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import signal
 
-import pytest
-import rclpy  # noqa: E402
+import rclpy  # noqa: F401  (installed by make setup; a missing rclpy is a failure, not a skip)
 from test_recorder import _publish_all  # noqa: E402
-from test_trainer_recorder_restart import _readers, _start_after  # noqa: E402
+from test_trainer_recorder_restart import _readers, _start_after, _step  # noqa: E402
 
 from bora_trainer.data import bag_schema as S  # noqa: E402
 from bora_trainer.data.bag_convert import ConvertConfig, convert  # noqa: E402
@@ -19,19 +18,6 @@ from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, scripted
 
 LAY = BagLayout()
 EP = ScriptedEpisode(1, 12, "success", [(3, 9, 7)], session_id="55555555-5555-4555-8555-555555555555")
-
-
-@pytest.fixture(scope="module")
-def node():
-    rclpy.init()
-    n = rclpy.create_node("bora_recorder_restart_test")
-    yield n
-    n.destroy_node()
-    rclpy.try_shutdown()
-
-
-def _step(topic, m):
-    return int(m.command.step) if topic == S.T_EXECUTED else int(m.step)
 
 
 def test_recorder_killed_and_restarted_mid_episode_loses_nothing(node, tmp_path):
