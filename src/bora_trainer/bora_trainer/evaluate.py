@@ -3,14 +3,14 @@
     bora eval --run runs/bora --task press_button --objects standard --trials 20 --out eval/bora_press.json
 
 Rolls the policy out in-process (no ROS) with the SAME ``PolicyRunner`` (VLA + folded residuals +
-current residual + critic) and the SAME ``ChunkExecutor`` as the policy node: at the episode start the
-executor holds the measured state; every ``replan_steps`` control steps the runner plans a chunk from
-the current observation, which the executor starts (cross-fading over ``blend_steps``); each control
-step the environment is stepped with the executor's command. Simulated time is ``step / control_hz`` and
-inference takes no simulated time. Episode ``i`` uses seed ``seed0 + i`` (environment reset and torch),
-so the same seeds give the same result. ``--num-envs N`` steps N simulated robots in lockstep and plans
-their chunks as one batch (``--env-processes``: each robot in its own process): the same episodes
-(:mod:`bora_trainer.evaluate_vec`).
+current residual + critic) and the SAME ``ChunkScheduler`` (replan state machine + ``ChunkExecutor``) as
+the policy node, used synchronously: at the episode start it holds the measured state; every
+``replan_steps`` control steps the runner plans a chunk from the current observation, which is adopted
+at once (cross-fading over ``blend_steps``); each control step the environment is stepped with its command.
+Simulated time is ``step / control_hz`` and inference takes no simulated time. Episode ``i`` uses seed
+``seed0 + i`` (environment reset and torch), so the same seeds give the same result. ``--num-envs N``
+steps N simulated robots in lockstep and plans their chunks as one batch (``--env-processes``: each
+robot in its own process): the same episodes (:mod:`bora_trainer.evaluate_vec`).
 
 Recorded per episode: ``seed``, ``success``, ``steps``, ``object`` and, when the run has a critic, the
 critic's value ``v(z_t, 0)`` at every control step (``values``; Fig. 11 value profile). The output JSON is
@@ -147,21 +147,19 @@ def rollout_episode(
     import numpy as np
     import torch
 
-    from bora_policy.runtime.chunk_executor import ChunkExecutor
+    from bora_policy.runtime.chunk_scheduler import ChunkScheduler
 
     torch.manual_seed(seed)
     if generator is not None:
         generator.manual_seed(seed)
     obs, info = env.reset(seed=seed)
-    executor = ChunkExecutor(exec_cfg)
+    sched = ChunkScheduler(exec_cfg, replan_steps)  # the policy node's replan state machine, synchronous
     dt = 1.0 / exec_cfg.control_hz
 
     state_of = runner.processor.state_of  # [arm q, hand q] (bora_policy.runtime.processor)
 
-    executor.hold(state_of(obs), 0.0)  # the node holds the measured state at an episode START
-    since_plan = replan_steps  # plan right away
+    sched.begin_episode(state_of(obs), 0.0)  # the node holds the measured state at an episode START
     values: list[float] = []
-    plans = 0
     step = 0
     terminated = truncated = False
     limit = max_steps if max_steps else None
@@ -169,10 +167,9 @@ def rollout_episode(
         t = step * dt
         state = state_of(obs)
         planned_v = None
-        if since_plan >= replan_steps or not executor.has_command:
+        if sched.plan_due():  # inference takes no simulated time: the chunk is adopted at once
             res = runner.infer(obs["color"], state, obs["instruction"], generator=generator)
-            executor.set_chunk(res.final, t, t)
-            since_plan, plans = 0, plans + 1
+            sched.adopt(res.final, t, t)
             planned_v = None if res.v is None else float(res.v[0])
         if record_values and runner.critic is not None:
             v0 = (
@@ -181,9 +178,8 @@ def rollout_episode(
                 else float(runner.value(obs["color"], state, obs["instruction"])[0])
             )
             values.append(v0)
-        cmd = executor.step(t)
+        cmd = sched.step(t)
         obs, _, terminated, truncated, info = env.step(cmd.position.astype(np.float32))
-        since_plan += 1
         step += 1
         if limit is not None and step >= limit:
             break
@@ -193,7 +189,7 @@ def rollout_episode(
         "steps": int(step),
         "values": values,
         "object": info.get("object"),
-        "plans": plans,
+        "plans": sched.plans,
     }
 
 
