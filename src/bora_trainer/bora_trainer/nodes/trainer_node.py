@@ -23,8 +23,8 @@ round's first checkpoint is in use by the policy, read from ``policy_diagnostics
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import signal
 import sys
 import threading
 import time
@@ -135,13 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         argv, ros_args = argv[:i], argv[i:]
     args = build_parser().parse_args(argv)
 
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    rclpy.init(args=["trainer_node", *ros_args])
-    node = rclpy.create_node("bora_trainer")
-    from bora_policy.common.node import declare_graph_params, declare_params, start_main
+    from bora_policy.common.node import declare_graph_params, declare_params, ros_session, start_main
+
+    # the shared start/shutdown (common/node.py): SIGINT / SIGTERM set session.stop; the node and the context
+    # are destroyed last, after the spin thread, the executor and the recording (order below)
+    lifecycle = contextlib.ExitStack()
+    session = lifecycle.enter_context(ros_session("bora_trainer", ["trainer_node", *ros_args]))
+    node = session.node
 
     def declare() -> int:  # the ROS parameters (their defaults: the CLI options), with descriptors
         declare_graph_params(node)
@@ -150,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if start_main(declare):
-        node.destroy_node()
-        rclpy.try_shutdown()
+        lifecycle.close()
         return 2
     cfg = _load_cfg(args)
     log = node.get_logger()
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     # (ros2/rclpy#1452), which would slow the updates running on the main thread
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    stop = threading.Event()
+    stop = session.stop
 
     def spin_until_stopped() -> None:
         # our own loop, not executor.spin(): Executor.shutdown() destroys the guard condition a spinning
@@ -211,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     spin = threading.Thread(target=spin_until_stopped, daemon=True)
     spin.start()
 
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     t_end = time.monotonic() + float(args.max_seconds) if float(args.max_seconds) > 0 else None
     try:
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
@@ -237,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if recorder is not None:
             recorder.close()
         print(json.dumps({"event": "stopped", **loop.status()}), flush=True)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        lifecycle.close()
     return 0
 
 
