@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from bora_policy.common.graph_params import ParamSpec
 from bora_policy.runtime.help_monitor import HelpDecision, HelpMonitor, HelpMonitorConfig
 
 
@@ -48,29 +49,45 @@ def monitor_config(control_hz: float, calibration: str = "", task: str = "", thr
     return HelpMonitorConfig(**over)
 
 
+HELP_SPECS = (
+    ParamSpec("help_calibration", "", "help-request calibration file of `bora help calibrate` ('': none)"),
+    ParamSpec("help_task", "", "the calibration file's task entry ('': its only task)"),
+    ParamSpec("help_threshold", math.nan, "help-request threshold by hand (NaN: from help_calibration; neither: off)"),
+    ParamSpec("help_hysteresis", math.nan, "re-arm margin above the threshold (NaN: the calibration's)"),
+    ParamSpec("help_min_interval_s", math.nan, "at most one request per this many seconds (NaN: the calibration's)"),
+    ParamSpec("help_persist_steps", -1, "ticks below the threshold before asking (-1: the calibration's)",
+              range=(-1, 1000)),
+    ParamSpec("help_grace_steps", -1, "no request in an episode's first steps (-1: the calibration's)",
+              range=(-1, 100000)),
+    ParamSpec("help_signal", "", "the monitored value ('': the calibration's)", choices=("", "q", "v", "q_ahead")),
+    ParamSpec("help_request_topic", "/bora/help_request", "help requests out (bora_msgs/HelpRequest)"),
+    ParamSpec("help_marker_s", 5.0, "how long RViz shows a request (s)", range=(0.0, 3600.0)),
+)
+
+
 class HelpOutput:
     """Declares the parameters, owns the monitor and publishes its requests for the node."""
 
     def __init__(self, node, qos):
         from bora_msgs.msg import HelpRequest
+        from bora_policy.common.node import declare_params
 
-        p = node.declare_parameter
+        P = declare_params(node, HELP_SPECS)
         self.node, self._msg = node, HelpRequest
-        calibration = str(p("help_calibration", "").value)
         cfg = monitor_config(
             node.control_hz,
-            calibration,
-            str(p("help_task", "").value),
-            float(p("help_threshold", math.nan).value),
-            hysteresis=float(p("help_hysteresis", math.nan).value),
-            min_interval_s=float(p("help_min_interval_s", math.nan).value),
-            persist_steps=int(p("help_persist_steps", -1).value),
-            grace_steps=int(p("help_grace_steps", -1).value),
-            signal=str(p("help_signal", "").value),
+            str(P["help_calibration"]),
+            str(P["help_task"]),
+            float(P["help_threshold"]),
+            hysteresis=float(P["help_hysteresis"]),
+            min_interval_s=float(P["help_min_interval_s"]),
+            persist_steps=int(P["help_persist_steps"]),
+            grace_steps=int(P["help_grace_steps"]),
+            signal=str(P["help_signal"]),
         )
-        self.marker_s = float(p("help_marker_s", 5.0).value)
+        self.marker_s = float(P["help_marker_s"])
         self.monitor = HelpMonitor(cfg)
-        self.pub = node.create_publisher(HelpRequest, str(p("help_request_topic", "/bora/help_request").value), qos)
+        self.pub = node.create_publisher(HelpRequest, str(P["help_request_topic"]), qos)
         self.last: tuple[HelpDecision, float] | None = None
         if cfg.threshold is None:
             node.get_logger().info("policy: help requests off (no help_calibration, no help_threshold)")
