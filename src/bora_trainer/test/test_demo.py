@@ -93,8 +93,10 @@ def test_plan_jobs_and_wiring(tmp_path):
     cfg = dc.load_demo_config(ROOT / "config" / "demo.yaml")
     pl = dp.plan(cfg, tmp_path)
     st = pl.stages
-    # 4 quality groups, 1 shared warm-up, 6 offline rows, 1 online run, (6 + 1) x 2 evaluations, the report
-    assert [len(st[s]) for s in dc.STAGES] == [4, 1, 6, 1, 14, 1]
+    # 4 quality groups, 1 shared warm-up, 6 offline rows, 2 online rows (BORA-Full and the registry's other
+    # online demo row, bc-residual), (6 + 2) x 2 evaluations, the report
+    assert [len(st[s]) for s in dc.STAGES] == [4, 1, 6, 2, 16, 1]
+    assert [j.name for j in st["online"]] == ["online-press_button-bora-residual", "online-press_button-bc-residual"]
     # every row fine-tunes the shared warm-up run
     warm = str(tmp_path / "runs" / "press_button" / "warmup")
     w = st["warmup"][0].argv
@@ -165,6 +167,7 @@ def test_plan_cli_prints_commands(capsys):
     assert cli.main(["--quick", "--plan", "--out", "/nonexistent/demo"]) == 0
     out = capsys.readouterr().out
     assert "bora train offline --algo bora " in out and "bora report " in out
+    assert "bora train online " in out and " --algo bc-residual " in out  # the registry's baseline row
 
 
 def test_run_stage_skips_done_jobs_and_reports_failures(tmp_path):

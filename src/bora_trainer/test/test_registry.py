@@ -29,7 +29,7 @@ def test_names_labels_and_errors():
     names = [m.name for m in registry.METHODS]
     assert len(set(names)) == len(names) and len(set(registry.labels())) == len(registry.labels())
     assert registry.offline_names() == ["diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora", "aloe", "habc"]
-    assert registry.online_names() == ["bora-residual", "aloe", "habc"]
+    assert registry.online_names() == ["bora-residual", "aloe", "habc", "bc-residual"]
     assert registry.label("bora") == "BORA-Offline" and registry.label("bora-residual") == "BORA-Full"
     assert registry.label("unregistered") == "unregistered" and registry.label(None) is None
     with pytest.raises(KeyError, match="unknown offline algorithm 'bora-residual'"):

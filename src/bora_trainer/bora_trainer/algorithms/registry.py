@@ -55,6 +55,8 @@ METHODS: tuple[Method, ...] = (
            config=f"{_A}.aloe.config:AloeConfig", config_file="config/aloe.yaml", demo=False),
     Method("habc", "HABC", offline=f"{_A}.habc.offline:HabcOffline", online=f"{_A}.habc.online:HabcResidualObjective",
            config=f"{_A}.habc.config:HabcConfig", config_file="config/habc.yaml", demo=False),
+    Method("bc-residual", "BC-Residual", online=f"{_A}.bc_residual:BcResidualObjective",
+           config=f"{_A}.bc_residual:BcResidualConfig", config_file="config/bc_residual.yaml"),
 )
 
 _REGISTRY: dict[str, Method] = {m.name: m for m in METHODS}
