@@ -14,7 +14,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "offline":
         from bora_trainer.offline.cli import main as run
     elif argv[0] == "online":
-        from bora_trainer.train_online import main as run
+        from bora_trainer.online.cli import main as run
     else:
         print(f"bora train: unknown phase {argv[0]!r}\n{usage}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Online HABC rows get their labels in both online loops (issue 14, defect 2).
 
-ROS loop: tested at the trainer's ingest level (:class:`OnlineTrainerLoop`, what the trainer node runs), fed
+ROS loop: tested at the trainer's ingest level (the one loop on recordings, what the trainer node runs), fed
 by real rosbag2 recordings converted by ``bag_convert``; a full graph run is left to test_online_ros (too
 slow to repeat per algorithm on 2 cores). In-process loop: ``bora train online --env sim --algo habc`` end to
 end (slow), checked through the labelled-row count its updates report.
@@ -22,12 +22,14 @@ import pytest
 import torch
 
 from bora_policy.models.normalizer import Normalizer
-from bora_trainer.algorithms.habc_labels import KIND_INTERVENTION, KIND_POLICY, LABEL_NONE
+from bora_trainer.algorithms.habc.labels import KIND_INTERVENTION, KIND_POLICY, LABEL_NONE
 from bora_trainer.config_io import load_config
 from bora_trainer.data.bag_convert import ConvertConfig, convert
 from bora_trainer.data.replay import to_torch
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
-from bora_trainer.ingest import OnlineTrainerLoop, TrainerConfig, build_offline_buffer
+from bora_trainer.online.config import TrainerConfig
+from bora_trainer.online.env_ros import build_offline_buffer, ros_loop
+from bora_trainer.online.loop import OnlineLoop
 
 NORM = Normalizer.identity(9, 9)
 LAY = BagLayout(normalizer_version=NORM.version)
@@ -44,7 +46,7 @@ def _threads():
     torch.set_num_threads(n)
 
 
-def _loop(tmp: Path) -> OnlineTrainerLoop:
+def _loop(tmp: Path) -> OnlineLoop:
     cfg = load_config(
         TrainerConfig,
         {
@@ -67,10 +69,10 @@ def _loop(tmp: Path) -> OnlineTrainerLoop:
             },
         },
     )
-    return OnlineTrainerLoop(cfg)
+    return ros_loop(cfg)
 
 
-def _labels(loop: OnlineTrainerLoop) -> dict[str, list]:
+def _labels(loop: OnlineLoop) -> dict[str, list]:
     b = to_torch(loop.online.arrays())
     b["is_online"] = torch.ones(len(loop.online), dtype=torch.bool)
     lab = loop.learner.objective.row_labels(b)
@@ -86,7 +88,7 @@ def test_ros_loop_labels_ingested_episodes_across_rounds_and_resume(tmp_path):
     loop = _loop(tmp_path)
     eps = [ScriptedEpisode(1, T_EP, "success", takeovers=[(4, 8, None)]), ScriptedEpisode(2, T_EP, "failure")]
     write_scripted_bag(tmp_path / "recordings" / "bag_1", eps, LAY)
-    assert loop.scan() == 2
+    assert loop.collect() == 2
     assert loop.online.arrays()["episode"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     lab = _labels(loop)
     assert lab["kind"] == WANT_KIND

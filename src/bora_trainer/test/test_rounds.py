@@ -1,4 +1,4 @@
-"""Round accounting of the online phase (bora_trainer/rounds.py and the trainer loop's round cap).
+"""Round accounting of the online phase (bora_trainer/online/rounds.py and the trainer loop's round cap).
 
 Each round uses exactly ``episodes_per_round`` episodes: the loop never ingests more into a round
 (later episodes wait for the next round), the bridge's gate never lets more start, and what every round
@@ -17,8 +17,10 @@ from bora_policy.models.normalizer import Normalizer
 from bora_trainer.config_io import load_config
 from bora_trainer.data.bag_convert import ConvertConfig, convert
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
-from bora_trainer.ingest import OnlineTrainerLoop, TrainerConfig, build_offline_buffer
-from bora_trainer.rounds import RoundGate, episode_gate, intervened_steps, round_table
+from bora_trainer.online.config import TrainerConfig
+from bora_trainer.online.env_ros import build_offline_buffer, ros_loop
+from bora_trainer.online.loop import OnlineLoop
+from bora_trainer.online.rounds import RoundGate, episode_gate, intervened_steps, round_table
 
 
 def test_intervened_steps_counts_each_control_step_once():
@@ -121,7 +123,7 @@ def _threads():
     torch.set_num_threads(n)
 
 
-def _loop(tmp: Path, per_round: int, rounds: int) -> OnlineTrainerLoop:
+def _loop(tmp: Path, per_round: int, rounds: int) -> OnlineLoop:
     cfg = load_config(
         TrainerConfig,
         {
@@ -139,7 +141,7 @@ def _loop(tmp: Path, per_round: int, rounds: int) -> OnlineTrainerLoop:
             "online": {"batch_size": 8, "n_start": 4, "residual": {"hidden_dims": [16]}},
         },
     )
-    return OnlineTrainerLoop(cfg)
+    return ros_loop(cfg)
 
 
 def test_loop_caps_each_round_and_carries_extra_episodes_over(tmp_path):
@@ -159,14 +161,15 @@ def test_loop_caps_each_round_and_carries_extra_episodes_over(tmp_path):
         ScriptedEpisode(5, 16, "success"),
     ]
     write_scripted_bag(tmp_path / "recordings" / "bag_1", eps, LAY)
-    assert loop.scan() == 2 and loop.round == 1 and loop.in_round == 2  # episodes 3-5 wait
+    assert loop.collect() == 2 and loop.round == 1 and loop.in_round == 2  # episodes 3-5 wait
     assert loop.episode_gate() == 2  # round full: nothing more may start
     assert loop.train() == 4 and loop.round == 2  # 32 steps x 0.125 = 4 updates, the round ends
     assert loop.episode_gate() == 2 + 2  # round 2 needs 2 (not yet seen: ids 3, 4 already ran)
-    assert loop.scan() == 2 and loop.in_round == 2  # episodes 3 and 4 go into round 2, 5 waits
+    assert loop.collect() == 2 and loop.in_round == 2  # episodes 3 and 4 go into round 2, 5 waits
     assert loop.episode_gate() == 4
-    assert loop.train() == 4 and loop.round == 3
+    assert not loop.finished and loop.train() == 4 and loop.round == 2 and loop.finished  # no round 3
     assert loop.episode_gate() == 4  # the configured 2 rounds are done: closed (5 ran without a gate)
+    assert loop.collect() == 0 and loop.wanted == 0 and loop.train() == 0  # episode 5 is never ingested
     t = {r["round"]: r for r in loop.status()["rounds"]}
     assert (t[1]["episodes"], t[1]["steps"], t[1]["intervened_steps"], t[1]["successes"]) == (2, 32, 4, 1)
     assert (t[2]["episodes"], t[2]["steps"], t[2]["intervened_steps"], t[2]["successes"]) == (2, 32, 3, 1)

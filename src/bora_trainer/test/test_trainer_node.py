@@ -24,7 +24,8 @@ from bora_policy.models.normalizer import Normalizer
 from bora_trainer.checkpoint import latest_checkpoint, load_checkpoint, sha256_file
 from bora_trainer.data.bag_convert import ConvertConfig, convert
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
-from bora_trainer.ingest import OnlineTrainerLoop, TrainerConfig, build_offline_buffer
+from bora_trainer.online.config import TrainerConfig
+from bora_trainer.online.env_ros import build_offline_buffer, ros_loop
 
 NORM = Normalizer.identity(9, 9)
 LAY = BagLayout(normalizer_version=NORM.version)
@@ -71,7 +72,7 @@ def make_loop(tmp, announced=None, **kw):
     from bora_trainer.config_io import load_config
 
     cfg = load_config(TrainerConfig, trainer_cfg(tmp, **kw))
-    return OnlineTrainerLoop(cfg, announce=(announced.append if announced is not None else None))
+    return ros_loop(cfg, announce=(announced.append if announced is not None else None))
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +90,7 @@ def test_loop_ingests_once_trains_and_checkpoints(tmp_path):
     write_scripted_bag(tmp_path / "recordings" / "bag_a", episodes(1, 3), LAY)
     announced = []
     loop = make_loop(tmp_path, announced, utd_ratio=0.5, checkpoint_every=10, episodes_per_round=3)
-    assert loop.scan() == 3 and len(loop.online) == 3 * 4 and loop.scan() == 0
+    assert loop.collect() == 3 and len(loop.online) == 3 * 4 and loop.collect() == 0
     # rows: executed actions normalised with the run's normaliser (identity) = the scripted values
     a = loop.online.arrays()
     assert a["action"][0, 1, 2] == pytest.approx(1 + 0.01 * 1 + 0.1 * 2, abs=1e-5)
@@ -107,18 +108,18 @@ def test_loop_ingests_once_trains_and_checkpoints(tmp_path):
     # a second loop on the same state resumes: same buffer, same update count, nothing re-ingested
     loop2 = make_loop(tmp_path, utd_ratio=0.5, checkpoint_every=10, episodes_per_round=3)
     assert (loop2.update_step, len(loop2.online), loop2.round) == (24, 12, 2)
-    assert loop2.scan() == 0
+    assert loop2.collect() == 0
 
 
 def test_crash_between_shard_and_ledger_ingests_exactly_once(tmp_path):
     setup_dirs(tmp_path)
     write_scripted_bag(tmp_path / "recordings" / "bag_a", episodes(1, 2), LAY)
     loop = make_loop(tmp_path)
-    assert loop.scan() == 2
+    assert loop.collect() == 2
     # simulate a crash inside ingest(): the next episode's shard is written, the ledger not updated
     write_scripted_bag(tmp_path / "recordings" / "bag_b", episodes(10, 1), LAY)
     orig = loop.ledger_path.read_text()
-    assert loop.scan() == 1
+    assert loop.collect() == 1
     loop.ledger_path.write_text(orig)  # the ledger as it was before the crash
     shards = sorted((tmp_path / "state" / "online_buffer").glob("shard_*.npz"))
     assert len(shards) == 3
@@ -126,7 +127,7 @@ def test_crash_between_shard_and_ledger_ingests_exactly_once(tmp_path):
     assert (
         len(loop2.online) == 2 * 4 and len(list((tmp_path / "state" / "online_buffer").glob("shard_*"))) == 2
     )
-    assert loop2.scan() == 1 and len(loop2.online) == 3 * 4
+    assert loop2.collect() == 1 and len(loop2.online) == 3 * 4
     eps = loop2.online.arrays()["episode"]
     assert sorted(set(eps.tolist())) == [0, 1, 2] and np.bincount(eps).tolist() == [4, 4, 4]
 
@@ -139,9 +140,9 @@ def test_episode_without_outcome_is_not_ingested_even_when_its_bag_is_closed(tmp
     write_scripted_bag(bag, [ScriptedEpisode(1, T_EP, "success"), ScriptedEpisode(2, T_EP, None)], LAY)
     (bag / "metadata.yaml").rename(tmp_path / "metadata.yaml")  # as if still recording
     loop = make_loop(tmp_path)
-    assert loop.scan() == 1  # the finished episode only
+    assert loop.collect() == 1  # the finished episode only
     (tmp_path / "metadata.yaml").rename(bag / "metadata.yaml")  # recorder closed the bag
-    assert loop.scan() == 0 and loop.num_episodes == 1 and len(loop.online) == 4
+    assert loop.collect() == 0 and loop.num_episodes == 1 and len(loop.online) == 4
     assert [v["outcome"] for v in loop.ledger.values()] == ["success"]
     from bora_trainer.data.bag_convert import read_transitions
 
@@ -156,9 +157,9 @@ def test_episode_whose_start_was_not_recorded_is_not_ingested(tmp_path):
     eps = [ScriptedEpisode(1, T_EP, "success", start_recorded=False), ScriptedEpisode(2, T_EP, "failure")]
     write_scripted_bag(tmp_path / "recordings" / "bag_a", eps, LAY)
     loop = make_loop(tmp_path)
-    assert loop.scan() == 1 and loop.num_episodes == 1 and len(loop.online) == 4
+    assert loop.collect() == 1 and loop.num_episodes == 1 and len(loop.online) == 4
     assert [v["outcome"] for v in loop.ledger.values()] == ["failure"]
-    assert loop.scan() == 0  # not retried into the buffer on the next scan
+    assert loop.collect() == 0  # not retried into the buffer on the next scan
     from bora_trainer.data.bag_convert import read_transitions
 
     infos = [read_transitions(tmp_path / "state" / "converted", i)[1] for i in (0, 1)]

@@ -98,7 +98,7 @@ def _prepare(tmp: Path):
     from bora_policy.models.vla import VLAPolicy
     from bora_trainer.data.bag_convert import ConvertConfig, convert
     from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
-    from bora_trainer.ingest import build_offline_buffer
+    from bora_trainer.online.env_ros import build_offline_buffer
     from bora_trainer.up import demo_vla
 
     vla_dir = demo_vla(tmp / "vla")

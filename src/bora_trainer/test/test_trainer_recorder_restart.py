@@ -19,7 +19,7 @@ from test_trainer_node import LAY, NORM, make_loop, setup_dirs  # noqa: E402
 from bora_trainer.data import bag_schema as S  # noqa: E402
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions  # noqa: E402
 from bora_trainer.data.synthetic_bag import ScriptedEpisode, scripted_messages, write_scripted_bag  # noqa: E402
-from bora_trainer.ingest import REPLAY_FIELDS  # noqa: E402
+from bora_trainer.online.env_ros import REPLAY_FIELDS  # noqa: E402
 
 SESSION = "66666666-6666-4666-8666-666666666666"
 EP = ScriptedEpisode(1, 16, "success", [(3, 11, 9)], session_id=SESSION)  # 16 steps, k = 4: 4 chunks
@@ -81,17 +81,17 @@ def test_trainer_ingests_an_episode_split_by_a_recorder_restart_once_and_whole(n
         _stop(proc, signal.SIGKILL if stop == "sigkill" else signal.SIGINT)
     assert (rec / "rec1" / "metadata.yaml").exists() == (stop == "sigint")
     # the partial episode (no outcome) waits: nothing in the buffer, nothing in the ledger
-    assert loop.scan() == 0 and len(loop.online) == 0 and loop.ledger == {}
+    assert loop.collect() == 0 and len(loop.online) == 0 and loop.ledger == {}
 
     proc = _start_after(node, rec / "rec2", stale)
     try:
         _publish_all(node, rec / "rec2", after)
-        assert loop.scan() == 1  # rec2 still being written: its episode has an outcome -> both parts, once
+        assert loop.collect() == 1  # rec2 still being written: its episode has an outcome -> both parts, once
     finally:
         _stop(proc, signal.SIGINT)
-    assert loop.scan() == 0  # rec2 closed and converted again: the same episode, not ingested again
+    assert loop.collect() == 0  # rec2 closed and converted again: the same episode, not ingested again
     restarted = make_loop(tmp_path)  # a restarted trainer re-reads every bag: still once
-    assert restarted.scan() == 0
+    assert restarted.collect() == 0
 
     # expectation: the same episode written directly into one bag, converted the same way
     write_scripted_bag(tmp_path / "direct", [EP], LAY)

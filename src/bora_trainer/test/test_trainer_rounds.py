@@ -24,7 +24,9 @@ from bora_policy.runtime.policy_runner import _stack_checkpoint_dir
 from bora_trainer.config_io import load_config
 from bora_trainer.data.bag_convert import ConvertConfig, convert
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
-from bora_trainer.ingest import OnlineTrainerLoop, TrainerConfig, build_offline_buffer
+from bora_trainer.online.config import TrainerConfig
+from bora_trainer.online.env_ros import build_offline_buffer, ros_loop
+from bora_trainer.online.loop import OnlineLoop
 
 NORM = Normalizer.identity(9, 9)
 LAY = BagLayout(normalizer_version=NORM.version)
@@ -49,7 +51,7 @@ def _threads():
     torch.set_num_threads(n)
 
 
-def make_loop(tmp: Path, announced: list) -> OnlineTrainerLoop:
+def make_loop(tmp: Path, announced: list) -> OnlineLoop:
     cfg = load_config(
         TrainerConfig,
         {
@@ -84,7 +86,7 @@ def make_loop(tmp: Path, announced: list) -> OnlineTrainerLoop:
         files = {f: load_file(str(ck / f)) for f in meta["files"] if f.startswith("residual")}
         announced.append((a, meta, files))
 
-    return OnlineTrainerLoop(cfg, announce=announce)
+    return ros_loop(cfg, announce=announce)
 
 
 def actor_from(state) -> ResidualChunkActor:
@@ -114,7 +116,7 @@ def test_two_rounds_freeze_fold_announce_and_resume(tmp_path):
 
     # ---------------- round 1: 2 episodes -> 16 updates, then the round closes
     write_scripted_bag(tmp_path / "recordings" / "bag_1", episodes(1, 2), LAY)
-    assert loop.scan() == 2 and loop.train() == 16
+    assert loop.collect() == 2 and loop.train() == 16
     assert loop.round == 2 and loop.update_step == 16
     r1 = [x for x in announced if x[0].round == 1]
     assert r1 and all(a.update_step == 16 for a, _, _ in r1[-1:])
@@ -150,7 +152,7 @@ def test_two_rounds_freeze_fold_announce_and_resume(tmp_path):
     # third waits for round 3), recorded with B_2: stored base kept -> 16 updates
     n1 = len(loop.online)
     write_scripted_bag(tmp_path / "recordings" / "bag_2", episodes(10, 3), LAY)
-    assert loop.scan() == 2 and loop.train(max_updates=10) == 10 and loop.round == 2
+    assert loop.collect() == 2 and loop.train(max_updates=10) == 10 and loop.round == 2
     on = loop.online.arrays()
     np.testing.assert_array_equal(on["base"][n1:], on["vla"][n1:])  # rows of the current round: as stored
     assert loop.train() == 6

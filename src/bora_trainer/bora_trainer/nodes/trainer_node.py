@@ -1,23 +1,24 @@
-"""``trainer_node``: the online trainer as a ROS 2 node (thin wrapper of :mod:`bora_trainer.ingest`).
+"""``trainer_node``: the online trainer as a ROS 2 node (thin wrapper of the one online loop,
+:mod:`bora_trainer.online.loop`, fed by the recordings: :mod:`bora_trainer.online.env_ros`).
 
 Watches the recordings directory, ingests new episodes into the on-disk online buffer, runs the
 residual RLPD updates and announces every checkpoint on ``/bora/checkpoint``
 (bora_msgs/CheckpointInfo: path, sha256, round, update_step, kind; the path is ``residual.safetensors``
 in round 1 and the multi-round checkpoint directory from round 2 on, with the sha256 of its last
 ``residual_R.safetensors``), which the policy node hot-reloads after checking the sha256. Rounds
-(Algorithm 1: freeze, fold, fresh residual) are managed by :class:`bora_trainer.ingest.OnlineTrainerLoop`.
+(Algorithm 1: freeze, fold, fresh residual) are managed by :class:`bora_trainer.online.loop.OnlineLoop`.
 With ``live:=true`` it also subscribes to the BORA topics itself and records them (crash-safe MCAP) into
 ``<recordings>/live_<date-time>``, the directory it watches, so live data and bags take one path.
 
 Parameters (ROS ``-p name:=value`` or the same-named CLI options): ``config_file`` (YAML with a
-``trainer`` section = :class:`bora_trainer.ingest.TrainerConfig`, e.g. config/trainer.yaml),
+``trainer`` section = :class:`bora_trainer.online.config.TrainerConfig`, e.g. config/trainer.yaml),
 ``recordings``, ``state_dir``, ``live``, ``checkpoint_topic`` (/bora/checkpoint), ``max_seconds``
 (0 = run until stopped; for tests and batch jobs), ``exit_when_idle`` (stop once the update
 budget is reached and nothing new arrived for one poll), ``episode_gate_topic`` (empty = none;
 std_msgs/UInt32, transient local: the highest episode id the simulated robot may start, so each round
 holds exactly ``episodes_per_round`` episodes and the robot waits at a round boundary until the next
 round's first checkpoint is in use by the policy, read from ``policy_diagnostics_topic``, or
-``gate_timeout_s`` passed: bora_trainer/rounds.py).
+``gate_timeout_s`` passed: bora_trainer/online/rounds.py).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def param_specs(args) -> list:
 
 def _load_cfg(args):
     from bora_trainer.config_io import load_config, read_yaml
-    from bora_trainer.ingest import TrainerConfig
+    from bora_trainer.online.config import TrainerConfig
 
     over = {k: v for k, v in (("recordings", args.recordings), ("state_dir", args.state_dir)) if v}
     if args.config_file:
@@ -90,7 +91,7 @@ def _round_gate(node, args, loop, qos):
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import UInt32
 
-    from bora_trainer.rounds import RoundGate
+    from bora_trainer.online.rounds import RoundGate
 
     pub = node.create_publisher(UInt32, args.episode_gate_topic, qos)
     seen = {"policy_version": None, "gate": None}  # None: the policy has not reported yet
@@ -173,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         pub.publish(msg)
         log.info(f"checkpoint {a.path} (round {a.round}, update {a.update_step}, sha256 {a.sha256[:12]})")
 
-    from bora_trainer.ingest import OnlineTrainerLoop
+    from bora_trainer.online.env_ros import ros_loop
 
-    loop = OnlineTrainerLoop(cfg, announce=announce)
+    loop = ros_loop(cfg, announce=announce)
     log.info(
         f"trainer: {loop.num_episodes} episodes, buffer {len(loop.online)}, resumed at update "
         f"{loop.update_step}, round {loop.round}"

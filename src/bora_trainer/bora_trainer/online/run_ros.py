@@ -1,4 +1,5 @@
-"""``bora train online --env ros``: the online phase through the ROS 2 graph on the simulated robot.
+"""``bora train online --env ros``: the online phase through the ROS 2 graph on the simulated robot
+(the graph run; its episode source is :mod:`bora_trainer.online.env_ros`).
 
 The same protocol as ``--env sim`` (Algorithm 1, multi-round), but every piece is the deployed one:
 
@@ -12,7 +13,9 @@ The same protocol as ``--env sim`` (Algorithm 1, multi-round), but every piece i
   ``OUT/recordings``, converts and ingests each finished episode, runs the RLPD updates against
   D_offline (``OUT/offline_buffer``: z_t and A_VLA of the offline dataset, computed once here with
   the frozen VLA) and announces checkpoints on ``/bora/checkpoint``, which the policy hot-reloads;
-  rounds end, freeze and fold as in :class:`bora_trainer.ingest.OnlineTrainerLoop`.
+  the trainer node runs the one online loop (:class:`bora_trainer.online.loop.OnlineLoop`) on the
+  recordings (:class:`bora_trainer.online.env_ros.RosEpisodes`): rounds end, freeze and fold as with
+  ``--env sim``.
 
 This process only prepares the files, starts ``bora up``, prints progress from the trainer's
 ``status.json`` and stops the graph once round ``rounds`` is archived (``OUT/trainer/rounds/round_RR``).
@@ -34,8 +37,8 @@ from typing import Any
 
 import yaml
 
-from bora_trainer.config_io import to_dict
-from bora_trainer.train_online import FrozenVLA, OnlineRunConfig, offline_buffer_for, write_online_run_files
+from bora_trainer.online.config import OnlineRunConfig, trainer_config_for
+from bora_trainer.online.vla import FrozenVLA, offline_buffer_for, write_online_run_files
 
 GATE_TOPIC = "/bora/episode_gate"
 
@@ -58,45 +61,36 @@ def _params_file(cfg: OnlineRunConfig, offline_run: Path, image_size: int, k: in
         object_set=cfg.object_set,
         seed=int(cfg.seed) + 10_000,  # episodes unlike the offline demonstrations and the evaluation seeds
         image_size=int(image_size),
-        control_hz=float(cfg.control_hz),
         auto_reset=True,
         operator_enabled=True,
-        episode_gate_topic=GATE_TOPIC,  # the robot waits at round boundaries (bora_trainer/rounds.py)
+        episode_gate_topic=GATE_TOPIC,  # the robot waits at round boundaries (bora_trainer/online/rounds.py)
     )
     section("sync")["instruction"] = TASKS[cfg.task].instruction
     critic = offline_run / "critic"
     section("policy").update(
         vla_path=str(offline_run),
         critic_path=str(critic) if critic.is_dir() else "",
-        control_hz=float(cfg.control_hz),
         chunk_hz=float(cfg.control_hz),
         replan_steps=int(cfg.exec_horizon or k),
         deterministic=bool(cfg.deterministic_base),
-        residual_scale=0.0,  # no residual before the trainer's first checkpoint (which carries its alpha)
     )
     path = out / "graph_params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
 
+def _graph_file(cfg: OnlineRunConfig, k: int, out: Path) -> Path:
+    """config/graph.yaml with this run's control rate and chunk length; residual_scale 0 (no residual before
+    the trainer's first checkpoint, which carries its alpha). Every node of the graph reads it."""
+    from bora_policy.common.graph_params import load_graph_params, write_graph_file
+
+    over = {"control_hz": float(cfg.control_hz), "chunk_size": int(k), "residual_scale": 0.0}
+    return write_graph_file(load_graph_params(profile="sim", overrides=over), out / "graph.yaml")
+
+
 def _trainer_file(cfg: OnlineRunConfig, offline_run: Path, out: Path) -> Path:
-    trainer = {
-        "recordings": str(out / "recordings"),
-        "state_dir": str(out / "trainer"),
-        "offline_buffer": str(out / "offline_buffer"),
-        "offline_run": str(offline_run),
-        "normalizer": str(offline_run / "normalizer.json"),
-        "utd_ratio": float(cfg.updates_per_env_step),
-        "checkpoint_every": max(1, int(cfg.online.max_updates) // 4),
-        "episodes_per_round": int(cfg.episodes_per_round),
-        "rounds": int(cfg.rounds),
-        "poll_interval_s": 1.0,
-        "device": "" if cfg.device == "auto" else cfg.device,
-        "rewards": to_dict(cfg.reward),
-        "online": to_dict(cfg.online),
-    }
     path = out / "trainer.yaml"
-    path.write_text(yaml.safe_dump({"trainer": trainer}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"trainer": trainer_config_for(cfg, offline_run, out)}, sort_keys=False))
     return path
 
 
@@ -110,7 +104,7 @@ def _read_status(state: Path) -> dict[str, Any]:
 def _wait_ready(log_path: Path, proc, timeout_s: float = 180.0) -> None:
     """Wait until the trainer records and the policy has loaded its VLA. No episode starts before: the
     bridge waits for the trainer's episode gate, which opens round 1 once the policy reports
-    (bora_trainer/rounds.py), so every recorded episode has policy commands from its first step."""
+    (bora_trainer/online/rounds.py), so every recorded episode has policy commands from its first step."""
     ready = ("recording live topics", "policy: loaded VLA")
     end = time.monotonic() + timeout_s
     while not all(r in log_path.read_text(errors="replace") for r in ready):
@@ -138,7 +132,7 @@ def _finish_run_dir(cfg: OnlineRunConfig, offline_run: Path, offline_data: Path,
     return dst
 
 
-def train_through_ros(
+def train_ros(
     cfg: OnlineRunConfig,
     offline_run: str | Path,
     offline_data: str | Path,
@@ -182,6 +176,8 @@ def train_through_ros(
         "--sim",
         "--params",
         str(params),
+        "--graph",
+        str(_graph_file(cfg, k, out)),
         "--with",
         "trainer",
         "--param",
@@ -237,7 +233,7 @@ def train_through_ros(
         )
     ck = _finish_run_dir(cfg, offline_run, offline_data, out)
     st = _read_status(state)
-    from bora_trainer.rounds import round_table
+    from bora_trainer.online.rounds import round_table
 
     try:
         per_round = round_table(json.loads((state / "ingested.json").read_text()))

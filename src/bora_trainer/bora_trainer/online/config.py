@@ -1,0 +1,132 @@
+"""Configurations of the online phase: the run (``bora train online``) and the loop (the trainer).
+
+:class:`OnlineRunConfig` is what ``bora train online --env sim|ros`` reads (config/online*.yaml);
+:class:`TrainerConfig` is the one loop's (:class:`bora_trainer.online.loop.OnlineLoop`) and the trainer
+node's (config/trainer.yaml, section ``trainer``). :func:`trainer_config_for` derives the second from the
+first, so both environments run the loop with the same round budget, update ratio and learner settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bora_policy.common.rewards import RewardConfig
+from bora_trainer.algorithms.bora.config import OnlineConfig
+from bora_trainer.config_io import to_dict
+
+
+@dataclass
+class OnlineRunConfig:
+    """``bora train online``. Learner hyper-parameters are in ``online`` (Table 3 Phase 2).
+
+    exec_horizon: control steps executed from each chunk before replanning (0 = the whole chunk, k);
+        must divide k so the next observation of a chunk transition is a replanning step.
+    offline_stride: chunk starts in the offline dataset (0 = exec_horizon).
+    updates_per_env_step: learner updates per executed control step once n_start is reached (the
+        loop's ``utd_ratio``).
+    deterministic_base: the VLA's mean chunk (True) or a sample.
+    operator: overrides of bora_sim.operator.OperatorConfig.
+    eval_episodes: autonomous episodes (no operator) after each round, for the success rate (env sim).
+    action_clip: executed actions are clipped to +-action_clip in normalised units before entering the
+        replay (0 = off): dimensions that were constant in the offline data have a tiny std, and the
+        operator's commands there would otherwise dominate the BC loss.
+    """
+
+    task: str = "pick_plush_toy"
+    object_set: str = "standard"
+    rounds: int = 2
+    episodes_per_round: int = 10
+    control_hz: float = 10.0
+    exec_horizon: int = 0
+    offline_stride: int = 0
+    max_offline_episodes: int = 0
+    updates_per_env_step: float = 1.0
+    deterministic_base: bool = True
+    eval_episodes: int = 0
+    action_clip: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+    operator: dict[str, Any] = field(default_factory=dict)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+
+
+@dataclass
+class TrainerConfig:
+    """The online loop's settings (online phase defaults: Table 3 in ``online``; the rest ours).
+
+    recordings: directory watched for rosbag2 recordings (env ros). state_dir: where the buffer, ledger,
+    converted episodes and checkpoints (``state_dir/run``) live. offline_buffer: D_offline, a
+    ChunkReplayBuffer directory (1:1 RLPD batches). offline_run: offline run directory whose latest
+    checkpoint holds the ``critic`` (critic inheritance); empty = a fresh critic (demos, tests).
+    normalizer: normalizer.json of the deployed policy (empty: ``offline_run/normalizer.json``).
+    utd_ratio: updates per ingested control step (Algorithm 1: 1). checkpoint_every: updates between
+    checkpoints. episodes_per_round: M of Algorithm 1 (Table 4: 10); a round ends once M episodes of it
+    are ingested and its updates (``utd_ratio`` x its control steps, at most ``online.max_updates``
+    per round) are done. poll_interval_s: watch period. rounds: the run's number of rounds (0 = no
+    limit): once they are done the loop is ``finished`` and the round gate (rounds.py) lets no further
+    episode start. keep_checkpoints: checkpoints kept in the run directory (0 = all).
+    """
+
+    recordings: str = "recordings"
+    state_dir: str = "runs/online"
+    offline_buffer: str = ""
+    offline_run: str = ""
+    normalizer: str = ""
+    utd_ratio: float = 1.0
+    checkpoint_every: int = 500
+    episodes_per_round: int = 10
+    rounds: int = 0
+    keep_checkpoints: int = 3
+    poll_interval_s: float = 2.0
+    critic_hidden_dim: int = 256
+    critic_pos_dim: int = 32
+    device: str = ""
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+
+    def __post_init__(self) -> None:
+        if self.utd_ratio <= 0:
+            raise ValueError(f"TrainerConfig.utd_ratio must be > 0, got {self.utd_ratio}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"TrainerConfig.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.rounds < 0:
+            raise ValueError(f"TrainerConfig.rounds must be >= 0 (0 = no limit), got {self.rounds}")
+        if self.episodes_per_round < 1:
+            raise ValueError(f"TrainerConfig.episodes_per_round must be >= 1, got {self.episodes_per_round}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"TrainerConfig.keep_checkpoints must be >= 0 (0 = all), got {self.keep_checkpoints}")
+
+
+def trainer_config_for(cfg: OnlineRunConfig, offline_run: str | Path, out: str | Path) -> dict[str, Any]:
+    """The loop settings of a ``bora train online`` run (a ``trainer`` section): the same for both
+    environments; ``out`` is the loop's state directory's parent (env ros: ``OUT/trainer``)."""
+    out, offline_run = Path(out), Path(offline_run)
+    return {
+        "recordings": str(out / "recordings"),
+        "state_dir": str(out / "trainer"),
+        "offline_buffer": str(out / "offline_buffer"),
+        "offline_run": str(offline_run),
+        "normalizer": str(offline_run / "normalizer.json"),
+        "utd_ratio": float(cfg.updates_per_env_step),
+        "checkpoint_every": max(1, int(cfg.online.max_updates) // 4),
+        "episodes_per_round": int(cfg.episodes_per_round),
+        "rounds": int(cfg.rounds),
+        "poll_interval_s": 1.0,
+        "device": "" if cfg.device == "auto" else cfg.device,
+        "rewards": to_dict(cfg.reward),
+        "online": to_dict(cfg.online),
+    }
+
+
+@dataclass
+class Announcement:
+    """What a checkpoint announcement (bora_msgs/CheckpointInfo) carries."""
+
+    path: str
+    sha256: str
+    round: int
+    update_step: int
+    kind: str = "residual"

@@ -1,0 +1,164 @@
+"""env ros: the online loop's episodes come from rosbag2 recordings of the ROS graph.
+
+:class:`RosEpisodes` is the :class:`bora_trainer.online.loop.EpisodeSource` the trainer node
+(``nodes/trainer_node.py``) gives the one loop. Each poll **watches** ``recordings``: every rosbag2
+directory in it (a bag being recorded included) is converted with
+:func:`bora_trainer.data.bag_convert.convert` (transitions only) into ``STATE/converted``; while a bag is
+still open (no ``metadata.yaml``) only episodes with an outcome are converted, a closed bag gives its
+unfinished episodes too (flagged, no terminal reward). An episode is named by (``session_id``, bridge
+episode id); the converter reads every bag that holds a part of it (a recorder killed and restarted
+mid-episode: ``OUT/pending.json``) and replaces a converted version by a more complete one.
+
+**Rule (ours): an episode is ingested once, when it is complete** (an outcome and a recorded START). An
+unfinished one (no outcome: the recording stopped mid-episode) waits in ``STATE/converted`` until the
+recording's continuation completes it, so its rows never enter the buffer twice (a partial version, then
+the merged one). One whose START was not recorded (the live recording began mid-episode: the trainer was
+started during it) or without ActionChunks (not a policy rollout) is never ingested; the round gate may
+replace it. The loop refuses a later differing version of an ingested (session, episode): updates may
+already have used its rows. Rows keep the recorded base chunk (an ActionChunk's ``base_norm``: the base
+of the round in which it was recorded; the rebase rule in checkpoints.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
+from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
+from bora_trainer.online.config import TrainerConfig
+from bora_trainer.online.loop import OnlineLoop
+from bora_trainer.online.source import Episode
+
+log = logging.getLogger("bora_trainer.online")
+
+REPLAY_FIELDS = (
+    "z",
+    "proprio",
+    "vla",
+    "base",
+    "reward",
+    "done",
+    "mask",
+    "is_intervention",
+    "beta",
+    "next_z",
+    "next_proprio",
+    "next_vla",
+    "next_base",
+    "next_valid",
+    "n_steps",
+    "episode",
+    "step",
+)
+
+
+def find_bags(root: Path) -> list[Path]:
+    """rosbag2 directories under ``root`` (directories holding a .mcap or .db3 file), sorted."""
+    if not root.is_dir():
+        return []
+    out = set()
+    for f in list(root.rglob("*.mcap")) + list(root.rglob("*.db3")):
+        out.add(f.parent)
+    return sorted(out)
+
+
+def replay_rows(arrays: dict[str, np.ndarray], normalizer) -> dict[str, np.ndarray]:
+    """Replay rows of one converted episode: its transition fields and the executed action normalised."""
+    rows = {k: arrays[k] for k in REPLAY_FIELDS if k in arrays}  # n_steps: derived when absent
+    rows["action"] = normalizer.normalize_action(arrays["action_physical"])
+    return rows
+
+
+class RosEpisodes:
+    """Complete episodes of the recordings in ``cfg.recordings`` (module docstring)."""
+
+    def __init__(self, cfg: TrainerConfig):
+        self.recordings = Path(cfg.recordings)
+        self.converted = Path(cfg.state_dir) / "converted"
+        self.rewards = cfg.rewards
+        self._bag_sizes: dict[str, int] = {}
+        self._round = 0
+
+    def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
+        if loop.round != self._round:  # rescan: episodes that waited for this round are ingested now
+            self._round, self._bag_sizes = loop.round, {}
+        out: list[Episode] = []
+        for bag in find_bags(self.recordings):
+            closed = (bag / "metadata.yaml").exists()
+            size = sum(f.stat().st_size for f in bag.iterdir() if f.is_file())
+            key = f"{bag}|{closed}"
+            if self._bag_sizes.get(key) == size:
+                continue
+            try:
+                rep = convert(
+                    [bag],
+                    self.converted,
+                    ConvertConfig(rewards=self.rewards, transitions_only=True, only_complete=not closed),
+                )
+            except Exception as e:  # noqa: BLE001 - a bad recording must not stop the trainer
+                log.error("cannot convert %s: %s", bag, e)
+                self._bag_sizes[key] = size
+                continue
+            self._bag_sizes[key] = size
+            for ep in rep.episodes:
+                if ep.status == "incomplete-skipped" or ep.episode_id is None:
+                    continue
+                if ep.content_hash not in loop.ingested_hashes:
+                    got = self._episode(loop, ep.episode_id)
+                    if got is not None:
+                        out.append(got)
+        return out
+
+    def _episode(self, loop: OnlineLoop, converted_id: int) -> Episode | None:
+        """The converted episode if it is complete; else None (skipped for good, or waiting)."""
+        arrays, info = read_transitions(self.converted, converted_id)
+        if info["content_hash"] in loop.ingested_hashes:
+            return None
+        if not info.get("has_transitions"):
+            loop.skip(info, "has no ActionChunk (not a policy rollout)")
+            return None
+        if info.get("start_recorded") is False:
+            # its beginning is missing: its data stays in the bag, but it is not one of the round's
+            # episodes and its return would be wrong
+            loop.skip(info, "its START was not recorded (the recording began mid-episode)")
+            return None
+        if info.get("outcome_missing") or info.get("outcome") is None:
+            # unfinished: waits for a more complete version; not a skip for the gate
+            loop.defer(
+                info,
+                f"no outcome (session {info.get('session_id')}, id {info.get('source_episode_id')}: its "
+                "recording stopped mid-episode): not ingested until a continuation of the recording completes it",
+            )
+            return None
+        return Episode(replay_rows(arrays, loop.normalizer), info)
+
+
+def ros_loop(cfg: TrainerConfig, announce=None, **kw) -> OnlineLoop:
+    """The one online loop fed by the recordings of ``cfg`` (what the trainer node runs)."""
+    return OnlineLoop(cfg, RosEpisodes(cfg), announce=announce, **kw)
+
+
+def build_offline_buffer(
+    converted_dir: str | Path, out: str | Path, normalizer, episodes: list[int] | None = None
+) -> ChunkReplayBuffer:
+    """D_offline from converted episodes (``bora bag convert`` output): a persisted ChunkReplayBuffer."""
+    tmeta = json.loads((Path(converted_dir) / "transitions" / "meta.json").read_text())
+    spec = ReplaySpec(
+        tmeta["z_dim"], tmeta["state_dim"], tmeta["action_dim"], tmeta["chunk_size"], normalizer.version
+    )
+    buf = ChunkReplayBuffer(spec, out)
+    ids = (
+        episodes
+        if episodes is not None
+        else sorted(int(p.stem.split("_")[1]) for p in (Path(converted_dir) / "transitions").glob("episode_*.json"))
+    )
+    for eid in ids:
+        arrays, info = read_transitions(converted_dir, eid)
+        if arrays:
+            buf.add(replay_rows(arrays, normalizer))
+    buf.flush()
+    return buf

@@ -1,0 +1,142 @@
+"""The one online loop folds the same rounds with either environment's episode source.
+
+The same recorded episodes (a real rosbag2 recording of five scripted episodes, converted by
+``bag_convert``) reach the loop two ways:
+
+* env ros (:class:`RosEpisodes`): the trainer's way - the recording is watched, all five finished
+  episodes are there at the first poll, the loop takes the two a round wants and the rest wait;
+* env sim (:class:`SimEpisodes`): the in-process way - one episode per poll, produced only while the
+  round wants one (here the producer hands out the converted recording in order instead of a MuJoCo
+  rollout, so both runs see the same episodes).
+
+Expectations by hand (k = 4, T = 16, M = 2 episodes per round, 2 rounds, utd 0.5, n_start 8): each
+episode gives 16 / 4 = 4 rows; a round's budget is floor(0.5 x 32) = 16 updates; lambda_1 = alpha_t
+after 16 updates = 0.2 + 0.4 x 16 / 32 = 0.4; episodes 1, 2 fold into round 1, 3, 4 into round 2,
+episode 5 never enters (the env sim source is never even asked for it). With n_start 8 no update runs
+before both round-1 episodes are in, in either run, so round 1 trains on the same rows with the same
+seeds: the frozen residual_1 must be bit-identical, and so must every rebased base chunk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bora_policy.models.normalizer import Normalizer
+from bora_trainer.checkpoint import latest_checkpoint, load_checkpoint
+from bora_trainer.config_io import load_config
+from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
+from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
+from bora_trainer.online.config import TrainerConfig
+from bora_trainer.online.env_ros import build_offline_buffer, replay_rows, ros_loop
+from bora_trainer.online.env_sim import SimEpisodes
+from bora_trainer.online.loop import OnlineLoop
+from bora_trainer.online.source import Episode
+
+NORM = Normalizer.identity(9, 9)
+LAY = BagLayout(normalizer_version=NORM.version)
+A0, A1, TA = 0.2, 0.6, 32
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(tmp: Path, state: str) -> TrainerConfig:
+    return load_config(
+        TrainerConfig,
+        {
+            "recordings": str(tmp / "recordings"),
+            "state_dir": str(tmp / state),
+            "offline_buffer": str(tmp / "offline_buffer"),
+            "normalizer": str(tmp / "normalizer.json"),
+            "utd_ratio": 0.5,
+            "checkpoint_every": 1000,
+            "episodes_per_round": 2,
+            "rounds": 2,
+            "critic_hidden_dim": 32,
+            "critic_pos_dim": 8,
+            "device": "cpu",
+            "online": {
+                "batch_size": 8,
+                "n_start": 8,
+                "residual": {"hidden_dims": [16], "alpha_start": A0, "alpha_end": A1, "alpha_warmup_steps": TA},
+            },
+        },
+    )
+
+
+def _bounded(n: int = 50):
+    """should_stop for OnlineLoop.run: a loop that never finishes fails the checks instead of hanging."""
+    calls = iter(range(10 * n))
+    return lambda: next(calls) >= n
+
+
+def _ledger(loop: OnlineLoop) -> list[tuple]:
+    return [
+        (e["source_episode_id"], e["round"], e["rows"], e["num_steps"], e["outcome"])
+        for e in (loop.ledger[name] for name in sorted(loop.ledger))
+    ]
+
+
+def test_env_sim_and_env_ros_sources_fold_the_same_rounds(tmp_path):
+    write_scripted_bag(tmp_path / "offline_bag", [ScriptedEpisode(100, 16), ScriptedEpisode(101, 16)], LAY)
+    convert([tmp_path / "offline_bag"], tmp_path / "offline_conv", ConvertConfig(transitions_only=True))
+    build_offline_buffer(tmp_path / "offline_conv", tmp_path / "offline_buffer", NORM)
+    NORM.save(tmp_path / "normalizer.json")
+    eps = [
+        ScriptedEpisode(i, 16, "success" if i % 2 else "failure", takeovers=[(4, 8, 8)] if i == 3 else [])
+        for i in range(1, 6)
+    ]
+    write_scripted_bag(tmp_path / "recordings" / "bag_1", eps, LAY)
+
+    # ---------------- env ros: the loop watches the recording
+    ros = ros_loop(_cfg(tmp_path, "ros"))
+    ros.run(should_stop=_bounded())
+
+    # ---------------- env sim: one episode per poll, the same recorded episodes in order
+    rep = convert([tmp_path / "recordings" / "bag_1"], tmp_path / "sim_conv", ConvertConfig(transitions_only=True))
+    recorded = sorted(
+        (read_transitions(tmp_path / "sim_conv", e.episode_id) for e in rep.episodes),
+        key=lambda x: x[1]["source_episode_id"],
+    )
+    asked: list[tuple[int, int]] = []
+
+    def produce(loop: OnlineLoop) -> Episode:
+        asked.append((loop.round, loop.in_round))
+        arrays, info = recorded[len(asked) - 1]
+        return Episode(replay_rows(arrays, loop.normalizer), info)
+
+    sim = OnlineLoop(_cfg(tmp_path, "sim"), SimEpisodes(produce))
+    sim.run(should_stop=_bounded())
+
+    # ---------------- the same rounds, by hand
+    want = [(1, 1, 4, 16, "success"), (2, 1, 4, 16, "failure"), (3, 2, 4, 16, "success"), (4, 2, 4, 16, "failure")]
+    assert _ledger(ros) == _ledger(sim) == want
+    assert asked == [(1, 0), (1, 1), (2, 0), (2, 1)]  # env sim: asked exactly for M per round, never for a 5th
+    for loop in (ros, sim):
+        assert loop.finished and loop.round == 2 and loop.wanted == 0 and loop.episode_gate() == 4
+        assert len(loop.online) == 16 and loop.update_step == 32
+        assert [loop.round_log[r]["updates"] for r in ("1", "2")] == [16, 16]
+        assert [r["intervened_steps"] for r in loop.summary()] == [0, 4]
+        assert [float(f.lam) for f in loop.frozen] == pytest.approx([A0 + (A1 - A0) * 16 / TA])
+        assert [load_checkpoint(latest_checkpoint(loop.round_dir(r)))["step"] for r in (1, 2)] == [16, 32]
+    # round 1 trained on the same rows with the same seeds: the same frozen residual, bit for bit
+    w_ros, w_sim = ros.frozen[0].actor.state_dict(), sim.frozen[0].actor.state_dict()
+    assert w_ros.keys() == w_sim.keys() and all(torch.equal(w_ros[k], w_sim[k]) for k in w_ros)
+    # ... so the rebased base chunks agree: offline rows and round-1 rows refolded, round-2 rows as recorded
+    for name in ("offline", "online"):
+        a, b = getattr(ros, name).arrays(), getattr(sim, name).arrays()
+        for key in ("base", "next_base", "vla", "action", "reward", "episode"):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key}")
+    recorded_base = np.concatenate([recorded[i][0]["base"] for i in range(4)])
+    rows2 = sim.online.arrays()["episode"] >= 2
+    np.testing.assert_array_equal(sim.online.arrays()["base"][rows2], recorded_base[rows2])
+    assert not np.allclose(sim.online.arrays()["base"][~rows2], recorded_base[~rows2])  # round-1 rows refolded
