@@ -1,36 +1,33 @@
-"""ament_python package bora_policy."""
+"""ament_python package bora_policy; its name, version, description, maintainer and license are package.xml's."""
 
 import os
+import xml.etree.ElementTree as ET
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
-PACKAGE = "bora_policy"
+XML = ET.parse(Path(__file__).resolve().parent / "package.xml").getroot()
+NAME = XML.findtext("name")
 
 setup(
-    name=PACKAGE,
-    version="0.1.0",
-    packages=find_packages(exclude=["test"]),
-    data_files=[
-        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
-        ("share/" + PACKAGE, ["package.xml"]),
-        (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.launch.py')),
-        (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml')),
-        (os.path.join('share', PACKAGE, 'rviz'), glob('config/*.rviz')),
-    ],
-    install_requires=["setuptools"],
-    zip_safe=True,
-    maintainer="BORA maintainers",
-    maintainer_email="bora@example.org",
-    description=(
-        "Policy runtime: VLA models (VLM cognition token + consistency action expert), chunk "
-        "critic, residual actor, observation sync and the policy node."
-    ),
-    license="Apache-2.0",
+    name=NAME,
     entry_points={
         "console_scripts": [
             "sync_node = bora_policy.nodes.sync_node:main",
             "policy_node = bora_policy.nodes.policy_node:main",
         ],
     },
+    **{k: XML.findtext(k) for k in ("version", "description", "license", "maintainer")},
+    maintainer_email=XML.find("maintainer").get("email"),
+    packages=find_packages(exclude=["test"]),
+    install_requires=["setuptools"],
+    zip_safe=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + NAME]),
+        ("share/" + NAME, ["package.xml"]),
+        (os.path.join('share', NAME, 'launch'), glob('launch/*.launch.py')),
+        (os.path.join('share', NAME, 'config'), glob('config/*.yaml')),
+        (os.path.join('share', NAME, 'rviz'), glob('config/*.rviz')),
+    ],
 )

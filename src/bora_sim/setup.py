@@ -1,31 +1,28 @@
-"""ament_python package bora_sim."""
+"""ament_python package bora_sim; its name, version, description, maintainer and license are package.xml's."""
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
-PACKAGE = "bora_sim"
+XML = ET.parse(Path(__file__).resolve().parent / "package.xml").getroot()
+NAME = XML.findtext("name")
 
 setup(
-    name=PACKAGE,
-    version="0.1.0",
-    packages=find_packages(exclude=["test"]),
-    package_data={PACKAGE: ["assets/objects/*.yaml"]},
-    data_files=[
-        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
-        ("share/" + PACKAGE, ["package.xml"]),
-    ],
-    install_requires=["setuptools"],
-    zip_safe=True,
-    maintainer="BORA maintainers",
-    maintainer_email="bora@example.org",
-    description=(
-        "MuJoCo Franka + dexterous hand simulation with the five BORA tasks, scripted experts and "
-        "operator, and a bridge node that stands in for the robot drivers."
-    ),
-    license="Apache-2.0",
+    name=NAME,
     entry_points={
         "console_scripts": [
             "sim_bridge = bora_sim.nodes.bridge_node:main",
         ],
     },
+    package_data={NAME: ["assets/objects/*.yaml"]},
+    **{k: XML.findtext(k) for k in ("version", "description", "license", "maintainer")},
+    maintainer_email=XML.find("maintainer").get("email"),
+    packages=find_packages(exclude=["test"]),
+    install_requires=["setuptools"],
+    zip_safe=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + NAME]),
+        ("share/" + NAME, ["package.xml"]),
+    ],
 )

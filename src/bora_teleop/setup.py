@@ -1,30 +1,27 @@
-"""ament_python package bora_teleop."""
+"""ament_python package bora_teleop; its name, version, description, maintainer and license are package.xml's."""
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
-PACKAGE = "bora_teleop"
+XML = ET.parse(Path(__file__).resolve().parent / "package.xml").getroot()
+NAME = XML.findtext("name")
 
 setup(
-    name=PACKAGE,
-    version="0.1.0",
-    packages=find_packages(exclude=["test"]),
-    data_files=[
-        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
-        ("share/" + PACKAGE, ["package.xml"]),
-    ],
-    install_requires=["setuptools"],
-    zip_safe=True,
-    maintainer="BORA maintainers",
-    maintainer_email="bora@example.org",
-    description=(
-        "Glove teleoperation and the command arbiter: retargeting, linear takeover blending, safety "
-        "layer, intervention and episode events."
-    ),
-    license="Apache-2.0",
+    name=NAME,
     entry_points={
         "console_scripts": [
             "teleop_node = bora_teleop.nodes.teleop_node:main",
         ],
     },
+    **{k: XML.findtext(k) for k in ("version", "description", "license", "maintainer")},
+    maintainer_email=XML.find("maintainer").get("email"),
+    packages=find_packages(exclude=["test"]),
+    install_requires=["setuptools"],
+    zip_safe=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + NAME]),
+        ("share/" + NAME, ["package.xml"]),
+    ],
 )

@@ -1,27 +1,15 @@
-"""ament_python package bora_trainer."""
+"""ament_python package bora_trainer; its name, version, description, maintainer and license are package.xml's."""
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
-PACKAGE = "bora_trainer"
+XML = ET.parse(Path(__file__).resolve().parent / "package.xml").getroot()
+NAME = XML.findtext("name")
 
 setup(
-    name=PACKAGE,
-    version="0.1.0",
-    packages=find_packages(exclude=["test"]),
-    data_files=[
-        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
-        ("share/" + PACKAGE, ["package.xml"]),
-    ],
-    install_requires=["setuptools"],
-    zip_safe=True,
-    maintainer="BORA maintainers",
-    maintainer_email="bora@example.org",
-    description=(
-        "BORA algorithms (offline PPO+BC with the action-conditioned critic, online residual RLPD, "
-        "ALOE, HABC), data (bags, replay, datasets), the trainer node and the bora CLI."
-    ),
-    license="Apache-2.0",
+    name=NAME,
     entry_points={
         "console_scripts": [
             "bora = bora_trainer.cli:main",
@@ -29,4 +17,13 @@ setup(
             "recorder_node = bora_trainer.nodes.recorder_node:main",
         ],
     },
+    **{k: XML.findtext(k) for k in ("version", "description", "license", "maintainer")},
+    maintainer_email=XML.find("maintainer").get("email"),
+    packages=find_packages(exclude=["test"]),
+    install_requires=["setuptools"],
+    zip_safe=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + NAME]),
+        ("share/" + NAME, ["package.xml"]),
+    ],
 )
