@@ -18,7 +18,6 @@ import copy
 
 import torch
 
-from bora_trainer.algorithms import losses as L
 from bora_trainer.algorithms.aloe.config import AloeConfig
 from bora_trainer.algorithms.aloe.learner import EnsembleChunkQ
 from bora_trainer.algorithms.aloe.losses import (
@@ -29,6 +28,7 @@ from bora_trainer.algorithms.aloe.losses import (
     per_sample_mean,
     phase_for_step,
 )
+from bora_trainer.algorithms.losses import soft_update
 from bora_trainer.algorithms.online_learner import OnlineObjective, frozen
 from bora_trainer.config_io import load_config
 
@@ -79,7 +79,7 @@ class AloeResidualObjective(OnlineObjective):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = L_.clip_and_step(self.opt, self.q.parameters())
-        L.soft_update(self.q_target, self.q, a.tau)
+        soft_update(self.q_target, self.q, a.tau)
         return {
             "critic/loss": float(loss.detach()) / q.shape[0],
             "critic/q_mean": float(q.detach().mean()),
