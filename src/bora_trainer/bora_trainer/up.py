@@ -206,23 +206,19 @@ def policy_roots_with_trainer(
     """The policy's checkpoint roots when the trainer runs too: the configured roots (else the defaults
     of bora_policy.runtime.checkpoint_loader.default_checkpoint_roots) plus the trainer's state_dir,
     where it writes the checkpoints it announces on /bora/checkpoint."""
-    from types import SimpleNamespace
-
     from bora_policy.runtime.checkpoint_loader import default_checkpoint_roots
-    from bora_trainer.nodes.trainer_node import _load_cfg
+    from bora_trainer.online.config import load_trainer_config
 
     roots = [str(r) for r in (_yaml_param(params, "policy", "checkpoint_roots") or []) if str(r).strip()]
     if not roots:
         residual = residual or _yaml_param(params, "policy", "residual_path") or ""
         critic = critic or _yaml_param(params, "policy", "critic_path") or ""
         roots = [str(r) for r in default_checkpoint_roots(vla, residual, critic)]
-    targs = SimpleNamespace(
-        **{
-            k: _cli_param(trainer_extra, k) or _yaml_param(params, "trainer", k) or ""
-            for k in ("config_file", "recordings", "state_dir")
-        }
-    )
-    roots.append(str(Path(_load_cfg(targs).state_dir).expanduser().resolve()))
+    trainer = {
+        k: _cli_param(trainer_extra, k) or _yaml_param(params, "trainer", k) or ""
+        for k in ("config_file", "recordings", "state_dir")
+    }
+    roots.append(str(Path(load_trainer_config(**trainer).state_dir).expanduser().resolve()))
     return roots
 
 

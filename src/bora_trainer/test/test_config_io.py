@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,25 @@ def test_save_load_round_trip(tmp_path):
     cfg = Outer(steps=7, inner=Inner(lr=0.5, names=["x", "y"]), path="/p")
     save_config(cfg, tmp_path / "o.yaml")
     assert load_config(Outer, tmp_path / "o.yaml") == cfg
+
+
+def test_trainer_config_file_section_shared_rewards_and_overrides(tmp_path):
+    """load_trainer_config (the trainer node and `bora up` read it): the `trainer` section, the top-level
+    `rewards` section, then the non-empty overrides; and `bora up` adds that state_dir to the policy's roots."""
+    from bora_trainer.online.config import load_trainer_config
+    from bora_trainer.up import policy_roots_with_trainer
+
+    cfg_file = tmp_path / "trainer.yaml"
+    cfg_file.write_text("trainer:\n  state_dir: runs/x\n  utd_ratio: 2.0\nrewards:\n  recovery_bonus: 0.5\n")
+    cfg = load_trainer_config(str(cfg_file))
+    assert (cfg.state_dir, cfg.utd_ratio, cfg.rewards.recovery_bonus) == ("runs/x", 2.0, 0.5)
+    assert load_trainer_config(str(cfg_file), state_dir=str(tmp_path / "s")).state_dir == str(tmp_path / "s")
+    assert load_trainer_config().state_dir == "runs/online"  # TrainerConfig's default
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"policy:\n  ros__parameters:\n    checkpoint_roots: ['{tmp_path / 'ckpt'}']\n"
+        f"trainer:\n  ros__parameters:\n    config_file: '{cfg_file}'\n"
+    )
+    roots = policy_roots_with_trainer(params, "", "", "", ["state_dir:=" + str(tmp_path / "cli")])
+    assert roots == [str(tmp_path / "ckpt"), str((tmp_path / "cli").resolve())]
+    assert policy_roots_with_trainer(params, "", "", "", [])[-1] == str(Path("runs/x").resolve())  # relative: cwd

@@ -69,22 +69,6 @@ def param_specs(args) -> list:
     ]
 
 
-def _load_cfg(args):
-    from bora_trainer.config_io import load_config, read_yaml
-    from bora_trainer.online.config import TrainerConfig
-
-    over = {k: v for k, v in (("recordings", args.recordings), ("state_dir", args.state_dir)) if v}
-    if args.config_file:
-        data = read_yaml(args.config_file)
-        if "trainer" in data:  # a top-level `rewards` section (shared with `bora bag convert`) applies too
-            section = dict(data["trainer"] or {})
-            if "rewards" in data and "rewards" not in section:
-                section["rewards"] = data["rewards"]
-            data = section
-        return load_config(TrainerConfig, data, overrides=over)
-    return load_config(TrainerConfig, None, overrides=over)
-
-
 def _round_gate(node, args, loop, qos):
     """Publisher of the round gate (``loop.episode_gate``, closed until the policy confirms a new
     round's checkpoint): returns ``publish()``, called after every loop step."""
@@ -156,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if start_main(declare):
         lifecycle.close()
         return 2
-    cfg = _load_cfg(args)
+    from bora_trainer.online.config import load_trainer_config
+
+    cfg = load_trainer_config(args.config_file, args.recordings, args.state_dir)
     log = node.get_logger()
 
     from bora_msgs.msg import CheckpointInfo

@@ -130,3 +130,22 @@ class Announcement:
     round: int
     update_step: int
     kind: str = "residual"
+
+
+def load_trainer_config(config_file: str = "", recordings: str = "", state_dir: str = "") -> TrainerConfig:
+    """The trainer's :class:`TrainerConfig`: ``config_file`` (its ``trainer`` section, or the whole file;
+    a top-level ``rewards`` section, shared with ``bora bag convert``, applies too), then the non-empty
+    ``recordings`` / ``state_dir`` overrides. Read by the trainer node and by ``bora up`` (library code:
+    ``bora up`` must not import the node)."""
+    from bora_trainer.config_io import load_config, read_yaml
+
+    over = {k: v for k, v in (("recordings", recordings), ("state_dir", state_dir)) if v}
+    if not config_file:
+        return load_config(TrainerConfig, None, overrides=over)
+    data = read_yaml(config_file)
+    if "trainer" in data:
+        section = dict(data["trainer"] or {})
+        if "rewards" in data and "rewards" not in section:
+            section["rewards"] = data["rewards"]
+        data = section
+    return load_config(TrainerConfig, data, overrides=over)
