@@ -7,7 +7,10 @@ prefixed with the node name. A crashed policy, sync or trainer is restarted with
 ``--max-restarts``; ``--no-respawn``: any exit stops the graph) while the teleop arbiter holds the robot
 and still takes the operator's takeover and e-stop; when the arbiter or the robot (the sim bridge) exits,
 the graph is stopped (bora_trainer/supervisor.py). Then, on Ctrl-C / SIGTERM, or at ``--duration``,
-every node is stopped: SIGINT, then SIGTERM, then SIGKILL, each with a deadline. DDS stays on loopback
+every node is stopped: SIGINT, then SIGTERM, then SIGKILL, each with a deadline. The graph-wide parameters
+(control_hz, chunk_size, cameras, residual_scale) come from ``--graph`` (default config/graph.yaml, its ``sim`` or
+``deploy`` profile) and ``--control-hz``, resolved into one file that every node reads (parameter ``graph_file``).
+DDS stays on loopback
 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and a ``ROS_DOMAIN_ID`` is picked unless set.
 
     bora up --sim                     # simulated robot + sync + policy + teleop
