@@ -36,25 +36,25 @@ def test_planned_ahead_starts_on_the_first_observation_after_the_arming_tick():
     k * 0.1 + 0.05: a plan started on an observation's arrival is ready 30 ms later, adopted at the tick."""
     s = sched(replan=4)
     s.begin_episode([0.0], 0.0)  # holds the state; nothing planned yet
-    s.latencies.extend([0.03] * 5)
+    s.latencies.extend([0.025] * 5)  # inference 25 ms (+ 5 ms transport, measured as they arrive)
     assert s.lead_ticks() == 1
     plans, switches, pending = [], [], None
     for k in range(10):
         stamp = k * DT
-        if s.on_observation(stamp):
-            s.requested(stamp)
+        if s.on_observation(stamp, stamp + 0.005):  # arrives 5 ms after its stamp
+            s.requested(stamp, stamp + 0.005)
             plans.append(("on_arrival", stamp))
             pending = (stamp, stamp + 0.03)
         t = k * DT + 0.05
         if pending is not None and pending[1] <= t:
-            s.ready(pending[0], pending[1])
+            s.ready(pending[1])
             s.adopt(np.full((8, 1), pending[0]), pending[0], t)
             switches.append(round(t, 3))
             pending = None
         if s.on_tick(stamp):
-            s.requested(stamp)
+            s.requested(stamp, t)
             plans.append(("at_tick", stamp))
-            pending = (stamp, t + 0.03)
+            pending = (stamp, t + 0.025)
         s.step(t)
     # tick 0: due (no chunk) -> planned at the tick on observation 0, adopted at tick 1; tick 4 (since 3 =
     # 4 - 1) arms; observation 5 (the first newer than 0.4) is planned on arrival and adopted at tick 5; ...
@@ -62,22 +62,25 @@ def test_planned_ahead_starts_on_the_first_observation_after_the_arming_tick():
     assert switches == pytest.approx([0.15, 0.55, 0.95])
     # latency from an observation's stamp to the tick that first uses its chunk: 50 ms (< 1 period)
     assert [sw - p[1] for sw, p in zip(switches[1:], plans[1:])] == pytest.approx([0.05, 0.05])
+    assert s.plan_latency() == pytest.approx(0.005 + 0.025)  # transport median + inference p90
 
 
-def test_slow_inference_starts_at_the_arming_tick_d_ticks_ahead():
+def test_slow_inference_is_armed_d_ticks_ahead():
     s = sched(replan=6)
     s.begin_episode([0.0], 0.0)
     s.adopt(np.zeros((8, 1)), 0.0, 0.0)
-    s.latencies.extend([0.25] * 5)  # 2.5 periods -> lead 3
-    assert s.lead_ticks() == 3
+    s.latencies.extend([0.22] * 5)  # inference 220 ms + transport 30 ms = 2.5 periods -> lead 3
+    s.transport.extend([0.03] * 5)
+    assert s.plan_latency() == pytest.approx(0.25) and s.lead_ticks() == 3
     started = []
     for k in range(6):
-        if s.on_tick(k * DT):
+        assert not s.on_tick(k * DT - 0.02)  # the newest observation at tick k was stamped 20 ms before it
+        if s.on_observation(k * DT + 0.05):  # the next one arrives between the ticks
             started.append(k)
-            s.requested(k * DT)
+            s.requested(k * DT + 0.05, k * DT + 0.06)
         s.step(k * DT)
-    assert started == [3]  # since == 6 - 3
-    assert not s.on_observation(0.55)  # in flight: nothing more
+    assert started == [3]  # armed at the tick where since == 6 - 3, planned on the next observation
+    assert not s.on_observation(0.75)  # in flight: nothing more
 
 
 def test_unplanned_replan_when_no_fresh_observation_came_and_failure_replans():
@@ -150,10 +153,11 @@ def test_phase_correction_moves_the_tick_to_latency_after_the_observation():
 def test_phase_shift_only_with_observations_at_the_control_rate():
     s = sched()
     s.begin_episode([0.0], 0.0)
-    s.latencies.extend([0.02] * 3)
+    s.latencies.extend([0.012] * 3)
     for k in range(4):
-        s.on_observation(k * 0.1)
-    assert s.phase_shift(0.35, 0.3) == pytest.approx(-0.005)  # 50 ms after, target 22 ms: advance
+        s.on_observation(k * 0.1, k * 0.1 + 0.008)  # transport 8 ms + inference 12 ms + margin 10 ms = 30 ms
+    assert s.phase_shift(0.35, 0.3) == pytest.approx(-0.005)  # 50 ms after, target 30 ms: advance (clipped)
+    assert s.phase_shift(0.336, 0.3) == pytest.approx(-0.003)  # 36 ms after: advance by half of 6 ms
     fast = sched()
     fast.latencies.append(0.02)
     for k in range(4):

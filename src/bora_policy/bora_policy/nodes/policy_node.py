@@ -255,7 +255,7 @@ class PolicyNode(Node):
     def _on_observation(self, msg) -> None:
         with self._lock:
             self._latest_obs = msg
-            if self.mode != PAUSED and self.sched.on_observation(stamp_seconds(msg.header.stamp)):
+            if self.mode != PAUSED and self.sched.on_observation(stamp_seconds(msg.header.stamp), self._now()):
                 self._request_plan(msg)  # the plan armed ahead of the switch starts on this observation
 
     def _on_executed(self, msg) -> None:
@@ -339,7 +339,7 @@ class PolicyNode(Node):
     def _on_planned(self, obs, out) -> None:
         arr, res = out
         with self._lock:
-            self.sched.ready(arr.stamp, self._now())
+            self.sched.ready(self._now())
             if not self.gate.accepts(arr.episode_id):
                 self.sched.failed()  # its episode ended (or a newer one began) during the inference: unused
                 return
@@ -366,7 +366,7 @@ class PolicyNode(Node):
                 WARN,
             )
         if self.worker.submit(obs):
-            self.sched.requested(stamp_seconds(obs.header.stamp))
+            self.sched.requested(stamp_seconds(obs.header.stamp), self._now())
 
     # ------------------------------------------------------------------ control tick
     def _now(self) -> float:

@@ -13,13 +13,13 @@ Synchronous use (evaluation: inference takes no simulated time)::
 
 Planned ahead (the node; issue 17, "real-time chunking" after Black et al. 2025, arXiv:2506.07339): the
 chunk must be READY when the executing one has run ``replan_steps`` ticks, and be computed from the
-NEWEST observation. ``plan_latency`` (seconds from an observation's stamp to its chunk being ready,
-measured: the 90th percentile of the last 20 plans) sets the lead ``d = ceil(latency / dt)`` ticks:
+NEWEST observation. ``plan_latency`` (seconds from an observation's stamp to its chunk being ready when
+planned on its arrival: the median transport, stamp -> arrival, plus the 90th percentile of the inference
+time, request -> ready, of the last 20) sets the lead ``d = ceil(latency / dt)`` ticks:
 
-* ``since >= replan_steps - d`` arms the plan. With ``d == 1`` (the inference fits in one period) the
-  plan starts on the first observation newer than the newest one at the arming tick
-  (:meth:`on_observation`, called as each observation arrives), so the chunk is computed from the
-  observation taken just before the switch; with ``d >= 2`` it starts at the arming tick on the newest one;
+* ``since >= replan_steps - d`` arms the plan; it starts on the first observation newer than the newest
+  one at the arming tick (:meth:`on_observation`, called as each observation arrives), so the chunk is
+  computed from the newest observation that can still be ready at the switch;
 * ``since >= replan_steps`` with nothing requested (no fresh observation came), or no command at all:
   plan now on the newest observation (:meth:`on_tick`), as an unplanned replan;
 * a ready chunk is adopted at the next tick (:meth:`adopt`); the executor indexes it by time from the
@@ -71,8 +71,10 @@ class ChunkScheduler:
         self.replan_steps = int(replan_steps)
         self.ahead = bool(ahead)
         self.executor = ChunkExecutor(exec_cfg)
-        self.latencies: deque[float] = deque(maxlen=20)  # observation stamp -> chunk ready (s)
+        self.latencies: deque[float] = deque(maxlen=20)  # plan requested -> chunk ready (s)
+        self.transport: deque[float] = deque(maxlen=20)  # observation stamp -> its arrival here (s)
         self.obs_intervals: deque[float] = deque(maxlen=20)
+        self._t_requested = 0.0
         self._last_obs_stamp: float | None = None
         self.plans = 0
         self.begin_episode(None, 0.0)
@@ -115,8 +117,12 @@ class ChunkScheduler:
 
     # ------------------------------------------------------------------ planned ahead (the node)
     def plan_latency(self) -> float:
-        """Observation stamp -> chunk ready, 90th percentile of the recent plans (0 before any)."""
-        return float(np.percentile(self.latencies, 90)) if self.latencies else 0.0
+        """Observation stamp -> chunk ready when planned on arrival: median transport + 90th percentile of the
+        recent inference times (0 before any plan)."""
+        if not self.latencies:
+            return 0.0
+        tr = float(np.median(self.transport)) if self.transport else 0.0
+        return tr + float(np.percentile(self.latencies, 90))
 
     def lead_ticks(self) -> int:
         """Ticks before the switch at which planning starts: ``ceil(latency / dt)``, in [1, replan_steps]."""
@@ -130,15 +136,15 @@ class ChunkScheduler:
             return False
         if self.plan_due():
             return True
-        d = self.lead_ticks()
-        if self.since >= self.replan_steps - d and self._armed_after is None:
-            if d >= 2:
-                return True  # the inference takes longer than a period: start at the arming tick
+        if self.since >= self.replan_steps - self.lead_ticks() and self._armed_after is None:
             self._armed_after = newest_stamp  # wait for the next observation (on_observation)
         return False
 
-    def on_observation(self, stamp: float) -> bool:
-        """An observation arrived: True when the armed plan should start on it now."""
+    def on_observation(self, stamp: float, t_arrival: float | None = None) -> bool:
+        """An observation stamped ``stamp`` arrived at ``t_arrival``: True when the armed plan should start
+        on it now."""
+        if t_arrival is not None:
+            self.transport.append(max(0.0, t_arrival - stamp))
         if self._last_obs_stamp is not None and stamp > self._last_obs_stamp:
             self.obs_intervals.append(stamp - self._last_obs_stamp)
         self._last_obs_stamp = stamp if self._last_obs_stamp is None else max(stamp, self._last_obs_stamp)
@@ -149,13 +155,14 @@ class ChunkScheduler:
             and stamp > self._armed_after
         )
 
-    def requested(self, stamp: float) -> None:
-        """A plan on the observation stamped ``stamp`` was handed to the inference."""
+    def requested(self, stamp: float, t: float | None = None) -> None:
+        """A plan on the observation stamped ``stamp`` was handed to the inference at ``t``."""
         self.in_flight, self.planned_from = True, float(stamp)
+        self._t_requested = float(stamp if t is None else t)
 
-    def ready(self, stamp: float, t_ready: float) -> None:
-        """The chunk of the observation ``stamp`` is ready at ``t_ready`` (measures the plan latency)."""
-        self.latencies.append(max(0.0, t_ready - stamp))
+    def ready(self, t_ready: float) -> None:
+        """The requested chunk is ready at ``t_ready`` (measures the inference time)."""
+        self.latencies.append(max(0.0, t_ready - self._t_requested))
 
     def failed(self) -> None:
         """The requested plan produced nothing (an error, or its episode ended): plan again when due."""
