@@ -295,6 +295,41 @@ def _viz_section(a: dict, b: dict, m: dict) -> list[str]:
 VIZ_HEADER = "## Graph with and without `bora viz --live` attached"
 
 
+def _node_section(now: Path, before: Path) -> list[str]:
+    """The policy node alone under exact periodic observations (bench/runtime_node.py), now and before."""
+    rows = []
+    for path, label in ((now, "planned ahead"), (before, "before")):
+        if not path.exists():
+            continue
+        d = json.loads(path.read_text())
+        for hz, g in d["runs"].items():
+            def f(k: str, q: str, g: dict = g) -> str:
+                return f"{g[k][q]:.0f}" if g[k].get("n") else "n/a"
+
+            rows.append(
+                f"| {hz} Hz | {label} ({d['machine'].get('commit', '?')}) | {g['load_avg_1m_start']:.1f} | "
+                f"{g['obs_to_command_ms'].get('n', 0)} | {f('obs_to_ready_ms', 'mean')} / {f('obs_to_ready_ms', 'p99')}"
+                f" ms | {f('ready_to_command_ms', 'mean')} / {f('ready_to_command_ms', 'p99')} ms | "
+                f"{f('obs_to_command_ms', 'mean')} / {f('obs_to_command_ms', 'p99')} / "
+                f"{f('obs_to_command_ms', 'max')} ms |"
+            )
+    if not rows:
+        return []
+    return [
+        "### The policy node alone (`python bench/runtime_node.py`)",
+        "",
+        "`bora up --sim --without sim_bridge --without sync --without teleop`: only the policy node (tiny demo VLA);"
+        " the probe publishes one real rendered observation at the control rate with exact stamps, so the"
+        " bridge's rendering time is not in the stamps. Same per-chunk matching as above.",
+        "",
+        "| rate | code | load (1 min) | chunks | obs -> ready mean / p99 | ready -> command mean / p99 |"
+        " obs -> command mean / p99 / max |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def _planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[str]:
     """The chunks-planned-ahead table: latencies and boundary steps per control rate (runtime_latency.py), with
     the rows of ``before`` (a --graph-only run of the code before planning ahead) when it exists."""
@@ -427,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         "obs_to_command: from an observation's stamp to the first command of the chunk computed from it.",
         "",
         *_planned_section(res["graphs"], m, OUT / "runtime_before.json"),
+        *_node_section(OUT / "runtime_node.json", OUT / "runtime_node_before.json"),
         "## Transport: three 640x480 RGB-D streams at 30 Hz between two processes (rgb8 + 32FC1)",
         "",
         "| streams | throughput | received / expected per stream | latency median | p99 | max |",
