@@ -202,3 +202,17 @@ def test_descriptors_and_graph_values_through_the_parameter_services(sync_node):
     assert not res.successful and "read-only" in res.reason
     v = _call(node, GetParameters, "get_parameters", GetParameters.Request(names=["control_hz"])).values
     assert v[0].double_value == 20.0
+
+
+def test_library_defaults_are_the_graph_files():
+    # the library's own control_hz / residual_scale defaults are read from config/graph.yaml, not written again
+    from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
+    from bora_policy.runtime.help_monitor import HelpMonitorConfig
+    from bora_policy.runtime.policy_runner import PolicyRunnerConfig
+    from bora_trainer.demo.config import DemoConfig
+    from bora_trainer.evaluate import build_parser
+
+    g = load_graph_params(ROOT / "config" / "graph.yaml")
+    assert ChunkExecutorConfig().control_hz == HelpMonitorConfig().control_hz == DemoConfig().control_hz == g.control_hz
+    assert PolicyRunnerConfig().residual_scale == g.residual_scale
+    assert build_parser().parse_args(["--run", "x", "--out", "y"]).residual_scale == g.residual_scale

@@ -26,6 +26,7 @@ import mujoco
 import numpy as np
 
 import bora_sim  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
+from bora_policy.common.graph_params import graph_default
 from bora_policy.common.rewards import SIM_REWARD, RewardConfig, step_task_reward
 from bora_policy.common.state import ARM_KEY, HAND_KEY, state_vector
 from bora_sim.hand import HandConfig, get_hand
@@ -70,11 +71,12 @@ class BoraSimEnv(gym.Env):
         object_set: str | Path | ObjectSet = "standard",
         hand: str = "shadow",
         image_size: int | tuple[int, int] = 96,
-        control_hz: float = 10.0,
+        control_hz: float | None = None,
         render: bool = True,
         reward: RewardConfig = SIM_REWARD,
         time_limit_s: float | None = None,
     ):
+        control_hz = graph_default("control_hz") if control_hz is None else control_hz  # config/graph.yaml
         if not 5.0 <= control_hz <= 50.0:
             raise ValueError(f"control_hz must be in [5, 50] Hz (10-30 recommended), got {control_hz}")
         self.task_name = task
@@ -252,7 +254,7 @@ def make_env(
     object_set: str | Path | ObjectSet = "standard",
     seed: int | None = None,
     image_size: int | tuple[int, int] = 96,
-    control_hz: float = 10.0,
+    control_hz: float | None = None,  # None: config/graph.yaml's
     render: bool = True,
     hand: str = "shadow",
     **kw,

@@ -139,7 +139,7 @@ def collect(
     object_set: str = "standard",
     seed: int = 0,
     image_size: int = 96,
-    control_hz: float = 10.0,
+    control_hz: float | None = None,  # None: config/graph.yaml's
     mode: str = "expert",
     knobs: ExpertKnobs | None = None,
     mixed: bool = False,
@@ -197,7 +197,9 @@ def add_collect_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--object-set", default="standard", help="'standard', 'unseen' or a YAML object-set file")
     c.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses seed+i)")
     c.add_argument("--image-size", type=int, default=96, help="square image size in pixels")
-    c.add_argument("--control-hz", type=float, default=10.0, help="control rate (10-30 Hz)")
+    c.add_argument(
+        "--control-hz", type=float, default=None, help="control rate (10-30 Hz; default: config/graph.yaml's)"
+    )
     c.add_argument(
         "--mode",
         choices=("expert", "operator"),

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bora_policy.common.graph_params import graph_default
 from bora_trainer.algorithms import registry
 
 
@@ -235,7 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-steps", type=int, default=None, help="cap on control steps (default: the task's limit)"
     )
-    p.add_argument("--residual-scale", type=float, default=0.2, help="alpha when a residual stores none")
+    p.add_argument(
+        "--residual-scale",
+        type=float,
+        default=graph_default("residual_scale"),
+        help="alpha when a residual stores none (default: config/graph.yaml's residual_scale)",
+    )
     p.add_argument(
         "--num-inference-steps", type=int, default=None, help="expert steps (default: the policy's)"
     )

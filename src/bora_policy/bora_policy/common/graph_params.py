@@ -24,6 +24,7 @@ read-only), used by ``bora_policy.common.node.declare_params`` to build the ``Pa
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -219,6 +220,20 @@ def load_graph_params(path: str | Path | None = None, profile: str | None = None
     except yaml.YAMLError as e:
         raise GraphParamsError(f"graph file {p}: not YAML ({str(e).splitlines()[0]})") from e
     return graph_params_from_dict(data, str(p), profile, overrides)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> GraphParams:
+    return load_graph_params()
+
+
+def graph_default(name: str) -> Any:
+    """The shipped graph file's value of ``name`` (config/graph.yaml, top level): the one default of the library
+    code's own ``control_hz`` / ``residual_scale`` / ``chunk_size`` / ``cameras`` arguments (the simulated env,
+    collection, the chunk executor, the policy runner, the demo and eval configs), read once per process."""
+    if name not in GRAPH_PARAM_NAMES:
+        raise GraphParamsError(f"graph parameter {name!r}: expected one of {list(GRAPH_PARAM_NAMES)}")
+    return getattr(_shipped(), name)
 
 
 def write_graph_file(params: GraphParams, path: str | Path) -> Path:

@@ -25,9 +25,11 @@ the overlap); the guided inpainting inside the flow sampler is not done here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from bora_policy.common.graph_params import graph_default
 
 
 @dataclass
@@ -39,7 +41,7 @@ class ChunkExecutorConfig:
     change limit per joint in rad (0 = off).
     """
 
-    control_hz: float = 10.0
+    control_hz: float = field(default_factory=lambda: graph_default("control_hz"))  # config/graph.yaml
     chunk_hz: float = 10.0
     blend_steps: int = 2
     max_delta: float = 0.0

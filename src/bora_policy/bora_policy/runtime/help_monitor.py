@@ -32,9 +32,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from bora_policy.common.graph_params import graph_default
 
 SIGNALS = ("q", "v", "q_ahead")
 REASON_LOW_VALUE = "low_value"
@@ -54,7 +56,7 @@ class HelpMonitorConfig:
     advantage_threshold: float | None = None
     failure_value: float | None = None
     slope_window: int = 8
-    control_hz: float = 10.0
+    control_hz: float = field(default_factory=lambda: graph_default("control_hz"))  # config/graph.yaml
 
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bora_policy.common.graph_params import graph_default
 from bora_policy.models.export import resolve_critic_dir, resolve_policy_dir
 from bora_policy.models.normalizer import Normalizer
 from bora_policy.models.residual import (
@@ -142,7 +143,7 @@ class PolicyRunnerConfig:
     num_inference_steps: expert sampling steps (consistency: 1-3; None: the policy's config).
     deterministic: use the expert's mean chunk (zero injected noise) instead of a sample."""
 
-    residual_scale: float = 0.2
+    residual_scale: float = field(default_factory=lambda: graph_default("residual_scale"))  # config/graph.yaml
     num_inference_steps: int | None = None
     deterministic: bool = True
     device: str = "auto"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bora_policy.common.graph_params import graph_default
 from bora_trainer import protocol
 from bora_trainer.algorithms import registry
 from bora_trainer.config_io import ConfigError, from_dict, read_yaml
@@ -129,7 +130,7 @@ class EvalSpec:
 class DemoConfig:
     tasks: list[str] = field(default_factory=lambda: ["press_button"])
     image_size: int = 64
-    control_hz: float = 10.0
+    control_hz: float = field(default_factory=lambda: graph_default("control_hz"))  # config/graph.yaml
     collect: CollectSpec = field(default_factory=CollectSpec)
     offline: OfflineSpec = field(default_factory=OfflineSpec)
     online: OnlineSpec = field(default_factory=OnlineSpec)
