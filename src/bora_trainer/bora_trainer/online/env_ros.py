@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bora_policy.runtime.processor import ActionProcessor
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
 from bora_trainer.online.config import TrainerConfig
@@ -69,7 +70,7 @@ def find_bags(root: Path) -> list[Path]:
 def replay_rows(arrays: dict[str, np.ndarray], normalizer) -> dict[str, np.ndarray]:
     """Replay rows of one converted episode: its transition fields and the executed action normalised."""
     rows = {k: arrays[k] for k in REPLAY_FIELDS if k in arrays}  # n_steps: derived when absent
-    rows["action"] = normalizer.normalize_action(arrays["action_physical"])
+    rows["action"] = ActionProcessor(normalizer).normalize(arrays["action_physical"])  # runtime/processor.py
     return rows
 
 

@@ -37,12 +37,13 @@ import torch
 
 from bora_policy.common.rewards import RewardConfig, compute_dones, compute_rewards
 from bora_policy.models.residual import ResidualPolicy
+from bora_policy.runtime.processor import ActionProcessor
 from bora_trainer.config_io import load_config
 from bora_trainer.data.replay import ReplaySpec, chunk_transitions
 from bora_trainer.online.config import OnlineRunConfig, TrainerConfig, trainer_config_for
 from bora_trainer.online.loop import OnlineLoop
 from bora_trainer.online.source import Episode
-from bora_trainer.online.vla import FrozenVLA, norm_actions, offline_buffer_for, write_online_run_files
+from bora_trainer.online.vla import FrozenVLA, offline_buffer_for, write_online_run_files
 
 
 def rollout(
@@ -85,7 +86,7 @@ def rollout(
     final = base_phys = None
     dev = vla.device
     while not (term or trunc):
-        state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+        state = vla.processor.state_of(obs)  # [arm q, hand q] float32 (runtime/processor.py)
         start = t % horizon == 0
         if start:
             z, a_vla, s_n = vla.act(obs["color"][None], [obs["instruction"]], state[None])
@@ -119,7 +120,7 @@ def rollout(
     outcome = "success" if success else "timeout"
     final_obs = None
     if not term:  # truncated by the time limit: the state after the last step, for the bootstrap
-        state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+        state = vla.processor.state_of(obs)
         z, a_vla, s_n = vla.act(obs["color"][None], [obs["instruction"]], state[None])
         with torch.no_grad():
             out = policy.compose(z.to(dev), s_n.to(dev), a_vla.to(dev), alpha)
@@ -160,7 +161,7 @@ def rollout_rows(
 ) -> dict[str, np.ndarray]:
     a, c = ep["arrays"], ep["chunks"]
     return chunk_transitions(
-        norm_actions(normalizer, a["action"], action_clip),
+        ActionProcessor(normalizer).normalize(a["action"], action_clip),
         a["reward"],
         a["done"],
         c["starts"],

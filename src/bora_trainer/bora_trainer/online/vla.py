@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from bora_policy.common.rewards import RewardConfig, compute_dones, compute_rewards
+from bora_policy.runtime.processor import ActionProcessor, ObservationProcessor
 from bora_trainer.algorithms.online_learner import check_normalizer_versions
 from bora_trainer.config_io import load_config, to_dict
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec, chunk_transitions
@@ -34,6 +35,7 @@ class FrozenVLA:
             raise FileNotFoundError(f"--offline-run {run_dir}: no config.yaml (not an offline run directory)")
         self.cfg = load_config(OfflineConfig, run_dir / "config.yaml")
         self.normalizer = Normalizer.load(run_dir / "normalizer.json")
+        self.processor = ObservationProcessor(self.normalizer, device=device)  # runtime/processor.py
         ck = load_checkpoint(run_dir)
         stored = ck["meta"].get("extra", {}).get("normalizer_version")
         check_normalizer_versions(run=self.normalizer.version, offline_checkpoint=stored)
@@ -62,13 +64,8 @@ class FrozenVLA:
     @torch.no_grad()
     def act(self, color: np.ndarray, instructions: list[str], state: np.ndarray):
         """color [B, n_cam, H, W, 3] uint8, state [B, S] physical -> (z, A_VLA [B,k,A] normalised, s_norm)."""
-        images = (
-            torch.from_numpy(np.ascontiguousarray(color)).to(self.device).permute(0, 1, 4, 2, 3).float()
-            / 255.0
-        )
-        state_n = self.normalizer.normalize_state(
-            torch.from_numpy(np.asarray(state, np.float32)).to(self.device)
-        )
+        images = self.processor.images_float(color)  # [B, n_cam, 3, H, W] in [0, 1]
+        state_n = self.processor.normalize_state_tensor(state)  # Algorithm 1 line 6
         z = self.learner.encode(images, list(instructions), state_n)
         prop = self.learner.expert_proprio(state_n)
         steps = self.cfg.model.expert_sample_steps or None
@@ -77,11 +74,6 @@ class FrozenVLA:
         else:
             chunk = self.learner.expert.sample(z, prop, steps)
         return z.float(), chunk.float(), state_n.float()
-
-
-def norm_actions(normalizer, actions: np.ndarray, clip: float) -> np.ndarray:
-    a = normalizer.normalize_action(actions)
-    return np.clip(a, -clip, clip) if clip > 0 else a
 
 
 def offline_buffer(
@@ -132,7 +124,7 @@ def offline_buffer(
             final = {"z": z[0].cpu().numpy(), "proprio": p[0].cpu().numpy(), "vla": a[0].cpu().numpy()}
         buf.add(
             chunk_transitions(
-                norm_actions(n, arrays["action"], action_clip),
+                ActionProcessor(n).normalize(arrays["action"], action_clip),
                 rew,
                 done,
                 starts,
