@@ -136,3 +136,25 @@ def test_processor_matches_the_hand_built_vector_of_a_ros_observation():
     with pytest.raises(ValueError, match="2 colour images for 1 camera_names"):
         observation_arrays(msg)
 
+
+
+def test_same_numbers_as_the_expressions_it_replaces():
+    """Bit-identical to the code the call sites used before the processor (FrozenVLA.act, PolicyRunner,
+    evaluate_vec, the sim dict concatenations, online norm_actions)."""
+    rng = np.random.default_rng(0)
+    color = rng.integers(0, 256, (2, 3, 6, 5, 3), dtype=np.uint8)  # [B, n_cam, H, W, 3]
+    arm, hand = rng.normal(size=7).astype(np.float32), rng.normal(size=2).astype(np.float32)
+    state = np.stack([np.concatenate([arm, hand]).astype(np.float32)] * 2)
+    proc = ObservationProcessor(NORM)
+    old_images = torch.from_numpy(np.ascontiguousarray(color)).permute(0, 1, 4, 2, 3).float() / 255.0
+    assert torch.equal(proc.images_float(color), old_images)
+    assert torch.equal(proc.images(color), torch.from_numpy(color).permute(0, 1, 4, 2, 3))
+    assert torch.equal(proc.images(color[0])[None], torch.from_numpy(color[0]).permute(0, 3, 1, 2)[None])
+    old_sn = NORM.normalize_state(torch.from_numpy(np.asarray(state, np.float32)))
+    assert torch.equal(proc.normalize_state_tensor(state), old_sn)
+    obs = {"arm_qpos": arm, "hand_qpos": hand}
+    np.testing.assert_array_equal(proc.state_of(obs), np.concatenate([arm, hand]).astype(np.float32))
+    acts = rng.normal(1.0, 30.0, (10, 9))
+    old = np.clip(NORM.normalize_action(acts), -5.0, 5.0)
+    np.testing.assert_array_equal(ActionProcessor(NORM).normalize(acts, 5.0), old)
+    np.testing.assert_array_equal(ActionProcessor(NORM).normalize(acts, 0.0), NORM.normalize_action(acts))
