@@ -49,11 +49,10 @@ def _declared_parameters(node_name: str) -> set[str]:
 
         names = {s.name for s in param_specs(build_parser().parse_args([]))}
     elif node_name == "policy":
+        from bora_policy.nodes.policy_help import HELP_SPECS  # the help-request parameters (issue 19)
         from bora_policy.nodes.policy_params import SPECS
 
-        names = {s.name for s in SPECS}
-        helper = NODE_SOURCES[node_name].parent / "policy_help.py"  # the help-request parameters (issue 19)
-        names |= set(re.findall(r'p\(\s*"(\w+)"', helper.read_text()))
+        names = {s.name for s in SPECS} | {s.name for s in HELP_SPECS}
     else:
         names = {s.name for s in importlib.import_module(NODE_SOURCES_MODULE[node_name]).SPECS}
     return names | {GRAPH_FILE_SPEC.name, *GRAPH_PARAM_NAMES}
