@@ -19,7 +19,7 @@ import tempfile
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction, Shutdown
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -29,9 +29,6 @@ from launch_ros.substitutions import FindPackageShare
 
 from bora_policy.graph import (
     DRIVERS,
-    NODES,
-    RESPAWN_DELAY_S,
-    RESPAWN_MAX_RETRIES,
     arm_controller,
     camera_drivers,
     franka_controllers,
@@ -39,6 +36,7 @@ from bora_policy.graph import (
     hand_driver,
     resolved_graph_file,
 )
+from bora_policy.launch_nodes import our_nodes
 from launch import LaunchDescription
 
 CONFIG_FILES = {
@@ -134,54 +132,6 @@ def _drivers(context):
     return actions
 
 
-def supervision(spec) -> dict:
-    """The same policy as `bora up` (bora_trainer/supervisor.py): a crashed respawn node (policy, sync,
-    trainer) is restarted while the arbiter holds the robot; the exit of a critical node (the arbiter,
-    the simulated robot) shuts the whole launch down."""
-    if spec.respawn:
-        return {"respawn": True, "respawn_delay": RESPAWN_DELAY_S, "respawn_max_retries": RESPAWN_MAX_RETRIES}
-    if spec.critical:
-        return {"on_exit": Shutdown(reason=f"safety-critical node {spec.name} exited")}
-    return {}
-
-
-def _our_nodes(context):
-    """Our nodes (bora_policy.graph.NODES), each reading the one resolved graph file (config/graph.yaml with the
-    deploy profile and control_hz:=, bora_policy.graph.resolved_graph_file), built when the launch starts."""
-    graph_file, _ = resolved_graph_file(
-        LaunchConfiguration("graph_file").perform(context),
-        "deploy",
-        float(LaunchConfiguration("control_hz").perform(context) or 0.0),
-    )
-    params = LaunchConfiguration("params_file")
-    actions = []
-    for spec in NODES:
-        if not spec.deploy:
-            continue
-        overrides = [params, {"graph_file": graph_file}]
-        if spec.name == "policy":
-            overrides.append(
-                {
-                    "vla_path": LaunchConfiguration("vla_path"),
-                    "residual_path": LaunchConfiguration("residual_path"),
-                    "critic_path": LaunchConfiguration("critic_path"),
-                }
-            )
-        actions.append(
-            Node(
-                package=spec.package,
-                executable=spec.executable,
-                name=spec.name,
-                parameters=overrides,
-                output="screen",
-                emulate_tty=True,
-                condition=IfCondition(LaunchConfiguration(spec.name)) if spec.optional else None,
-                **supervision(spec),
-            )
-        )
-    return actions
-
-
 def generate_launch_description():
     share = FindPackageShare("bora_policy")
     actions = [
@@ -210,7 +160,7 @@ def generate_launch_description():
         DeclareLaunchArgument("drivers", default_value="true", description="start the camera, arm and hand drivers"),
         OpaqueFunction(function=_drivers, condition=IfCondition(LaunchConfiguration("drivers"))),
     ]
-    actions.append(OpaqueFunction(function=_our_nodes))
+    actions.append(OpaqueFunction(function=our_nodes, kwargs={"profile": "deploy"}))
     actions.append(
         Node(
             package="rviz2",

@@ -4,62 +4,14 @@
 comes from bora_policy.graph (the table `bora up --sim` reads too); parameters from config/sim.yaml.
 """
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, Shutdown
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from bora_policy.graph import NODES, RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES, resolved_graph_file
+from bora_policy.launch_nodes import our_nodes
 from launch import LaunchDescription
-
-
-def supervision(spec) -> dict:
-    """The same policy as `bora up` (bora_trainer/supervisor.py): a crashed respawn node (policy, sync,
-    trainer) is restarted while the arbiter holds the robot; the exit of a critical node (the arbiter,
-    the simulated robot) shuts the whole launch down."""
-    if spec.respawn:
-        return {"respawn": True, "respawn_delay": RESPAWN_DELAY_S, "respawn_max_retries": RESPAWN_MAX_RETRIES}
-    if spec.critical:
-        return {"on_exit": Shutdown(reason=f"safety-critical node {spec.name} exited")}
-    return {}
-
-
-def _our_nodes(context):
-    """Our nodes (bora_policy.graph.NODES), each reading the one resolved graph file (config/graph.yaml with the
-    sim profile and control_hz:=, bora_policy.graph.resolved_graph_file), built when the launch starts."""
-    graph_file, _ = resolved_graph_file(
-        LaunchConfiguration("graph_file").perform(context),
-        "sim",
-        float(LaunchConfiguration("control_hz").perform(context) or 0.0),
-    )
-    params = LaunchConfiguration("params_file")
-    actions = []
-    for spec in NODES:
-        if not spec.sim:
-            continue
-        overrides = [params, {"graph_file": graph_file}]
-        if spec.name == "policy":
-            overrides.append(
-                {
-                    "vla_path": LaunchConfiguration("vla_path"),
-                    "residual_path": LaunchConfiguration("residual_path"),
-                    "critic_path": LaunchConfiguration("critic_path"),
-                }
-            )
-        actions.append(
-            Node(
-                package=spec.package,
-                executable=spec.executable,
-                name=spec.name,
-                parameters=overrides,
-                output="screen",
-                emulate_tty=True,
-                condition=IfCondition(LaunchConfiguration(spec.name)) if spec.optional else None,
-                **supervision(spec),
-            )
-        )
-    return actions
 
 
 def generate_launch_description():
@@ -89,7 +41,7 @@ def generate_launch_description():
         # DDS on loopback unless the user set otherwise (multi-PC deployments export SUBNET).
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
     ]
-    actions.append(OpaqueFunction(function=_our_nodes))
+    actions.append(OpaqueFunction(function=our_nodes, kwargs={"profile": "sim"}))
     actions.append(
         Node(
             package="rviz2",

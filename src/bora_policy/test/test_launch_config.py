@@ -164,10 +164,12 @@ def test_launch_files_use_the_graph_table_and_installed_files(name):
     imported = {
         a.name
         for n in ast.walk(tree)
-        if isinstance(n, ast.ImportFrom) and n.module == "bora_policy.graph"
+        if isinstance(n, ast.ImportFrom) and n.module in ("bora_policy.graph", "bora_policy.launch_nodes")
         for a in n.names
     }
-    assert "NODES" in imported, f"{name} must build its nodes from bora_policy.graph.NODES"
+    # our nodes: bora_policy.launch_nodes.our_nodes, which walks bora_policy.graph.NODES
+    assert "our_nodes" in imported, f"{name} must build its nodes with bora_policy.launch_nodes.our_nodes"
+    assert "from bora_policy.graph import NODES" in (ROOT / "src/bora_policy/bora_policy/launch_nodes.py").read_text()
     setup_py = (ROOT / "src" / "bora_policy" / "setup.py").read_text()
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     for f in strings & {"sim.yaml", "deploy.yaml", "bora.rviz", *DEPLOY_FILES}:
@@ -358,7 +360,17 @@ def test_launch_files_express_the_supervision_policy_and_take_a_critic(name):
     # The supervision of `bora up` (bora_trainer/supervisor.py): respawn nodes restart with the graph table's
     # delay and retry limit, a critical node's exit shuts the launch down (launch_ros Node accepts these
     # ExecuteProcess arguments: respawn, respawn_delay, respawn_max_retries (Iron+), on_exit).
-    tree = ast.parse((ROOT / "launch" / name).read_text())
+    # both launch files build our nodes with bora_policy/launch_nodes.py (one node loop, one supervision)
+    launch_tree = ast.parse((ROOT / "launch" / name).read_text())
+    profile = name.split(".")[0]
+    calls = [n for n in ast.walk(launch_tree) if isinstance(n, ast.Call)]
+    opaque = [c for c in calls if getattr(c.func, "id", "") == "OpaqueFunction"]
+    assert any(
+        any(k.arg == "function" and getattr(k.value, "id", "") == "our_nodes" for k in c.keywords)
+        and profile in {getattr(v, "value", None) for k in c.keywords if k.arg == "kwargs" for v in k.value.values}
+        for c in opaque
+    ), f"{name}: our nodes must come from OpaqueFunction(function=our_nodes, kwargs={{'profile': '{profile}'}})"
+    tree = ast.parse((ROOT / "src" / "bora_policy" / "bora_policy" / "launch_nodes.py").read_text())
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "supervision")
     keys = {k.value for n in ast.walk(fn) if isinstance(n, ast.Dict) for k in n.keys if isinstance(k, ast.Constant)}
     assert {"respawn", "respawn_delay", "respawn_max_retries", "on_exit"} <= keys
@@ -369,7 +381,7 @@ def test_launch_files_express_the_supervision_policy_and_take_a_critic(name):
         c for c in calls if any(k.arg is None and getattr(k.value.func, "id", "") == "supervision" for k in c.keywords)
     ]
     assert len(ours) == 1, f"{name}: the graph-table Node(...) must take **supervision(spec)"
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    assert "critic_path" in strings, f"{name} has no critic_path launch argument"
+    strings = {n.value for n in ast.walk(launch_tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert {"critic_path", "graph_file", "control_hz"} <= strings, f"{name}: critic_path / graph_file / control_hz"
     assert any(n.name == "policy" and n.respawn and not n.critical for n in NODES)
     assert all(n.critical and not n.respawn for n in NODES if n.name in ("teleop", "sim_bridge"))
