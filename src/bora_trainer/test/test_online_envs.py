@@ -14,7 +14,8 @@ episode gives 16 / 4 = 4 rows; a round's budget is floor(0.5 x 32) = 16 updates;
 after 16 updates = 0.2 + 0.4 x 16 / 32 = 0.4; episodes 1, 2 fold into round 1, 3, 4 into round 2,
 episode 5 never enters (the env sim source is never even asked for it). With n_start 8 no update runs
 before both round-1 episodes are in, in either run, so round 1 trains on the same rows with the same
-seeds: the frozen residual_1 must be bit-identical, and so must every rebased base chunk.
+seeds: the frozen residual_1 must be bit-identical, and so must every rebased base chunk - also when
+the env sim run is stopped after round 1 and resumed from its checkpoint.
 """
 
 from __future__ import annotations
@@ -114,8 +115,15 @@ def test_env_sim_and_env_ros_sources_fold_the_same_rounds(tmp_path):
         arrays, info = recorded[len(asked) - 1]
         return Episode(replay_rows(arrays, loop.normalizer), info)
 
-    sim = OnlineLoop(_cfg(tmp_path, "sim"), SimEpisodes(produce))
+    first = OnlineLoop(_cfg(tmp_path, "sim"), SimEpisodes(produce))
+    first.run(should_stop=lambda: first.round >= 2)  # stopped (killed) once round 1 is folded
+    assert (first.round, first.in_round, len(asked)) == (2, 0, 2)
+    sim = OnlineLoop(_cfg(tmp_path, "sim"), SimEpisodes(produce))  # resumes round 2 from RUN/latest
+    assert (sim.round, sim.update_step, len(sim.frozen), sim.num_episodes) == (2, 16, 1, 2)
     sim.run(should_stop=_bounded())
+    again = OnlineLoop(_cfg(tmp_path, "sim"), SimEpisodes(produce))  # a finished run stays finished
+    again.run(should_stop=_bounded())
+    assert again.finished and again.round == 2 and again.num_episodes == 4
 
     # ---------------- the same rounds, by hand
     want = [(1, 1, 4, 16, "success"), (2, 1, 4, 16, "failure"), (3, 2, 4, 16, "success"), (4, 2, 4, 16, "failure")]
