@@ -69,7 +69,7 @@ def run_live(args) -> int:
         proc, url = SV.start_server(args.port, grpc_port)
         sinks.append(rr.GrpcSink(SV.proxy_url(grpc_port)))
     cams = sorted({c[0] for sp in specs if (c := camera_from_topic(sp.topic))})
-    rec.set_sinks(*sinks, default_blueprint=default_blueprint(cams or ("left", "front", "right")))
+    rec.set_sinks(*sinks, default_blueprint=default_blueprint(cams))
     viz = VizLogger(rec, image_every=args.image_every, observation_images=False)
     from bora_policy.common.node import declare_graph_params, ros_session, start_main
 

@@ -1,6 +1,6 @@
 """The first screen of ``bora viz`` (a Rerun blueprint shipped with the package; our layout choice).
 
-Top: one colour and one depth view per camera (default: left, front, right, as config/bora.rviz).
+Top: one colour and one depth view per camera (default: the graph's cameras, config/graph.yaml).
 Middle: the critic's values over the timeline (q, v, advantage per step, v(z_t, 0) per chunk) next
 to the executing chunk's q profile (bar chart). Bottom: residual magnitude and alpha, beta and the
 takeover flag with the episode outcomes, and the event log (takeovers, episodes, checkpoint loads).
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import rerun.blueprint as rrb
 
-DEFAULT_CAMERAS = ("left", "front", "right")
+from bora_policy.common.graph_params import graph_default
 
 
-def default_blueprint(cameras: list[str] | tuple[str, ...] = DEFAULT_CAMERAS) -> rrb.Blueprint:
-    cams = list(cameras) or list(DEFAULT_CAMERAS)
+def default_blueprint(cameras: list[str] | tuple[str, ...] | None = None) -> rrb.Blueprint:
+    cams = list(cameras or ()) or list(graph_default("cameras"))
     color = [rrb.Spatial2DView(origin=f"cameras/{c}/color", name=f"{c} colour") for c in cams]
     depth = [rrb.Spatial2DView(origin=f"cameras/{c}/depth", name=f"{c} depth") for c in cams]
     values = rrb.TimeSeriesView(

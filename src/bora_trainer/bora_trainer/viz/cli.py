@@ -61,7 +61,7 @@ def record(args, rrd: Path) -> str:
         summary = log_bag(viz, args.bag, topics=args.topics, raw_cameras=args.raw_cameras)
     else:
         summary = log_dataset(viz, args.dataset, episodes=args.episode)
-    rec.send_blueprint(default_blueprint(summary.cameras or ("left", "front", "right")))
+    rec.send_blueprint(default_blueprint(summary.cameras))
     rec.flush()
     rec.disconnect()
     for w in summary.warnings:
