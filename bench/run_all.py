@@ -1,7 +1,8 @@
 """`make bench`: every benchmark figure of the stack in one run, then a Markdown summary.
 
 Runs each bench script as its own process (so one failure does not hide the others), in the order
-simulation rate + expert success, policy inference, update rate, runtime (control-loop jitter,
+simulation rate + expert success, policy inference, update rate, the update next to LeRobot's SAC
+learner (``bench_peer.py``, needs ``make interop``), runtime (control-loop jitter,
 latency, transport), data faults (damaged recordings through ``bora bag``). Each script writes
 ``bench/results/<name>.json`` and ``<name>.md`` with the machine it ran on; this script concatenates
 the Markdown files into ``bench/results/summary.md``.
@@ -21,6 +22,7 @@ BENCHES = [
     ("sim", "bench_sim.py", []),
     ("inference", "bench_inference.py", []),
     ("updates", "bench_updates.py", []),
+    ("peer", "bench_peer.py", []),
     ("eval", "bench_eval.py", []),
     ("runtime", "bench_runtime.py", []),
     ("transport", "bench_transport.py", []),
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         "sim": ["--seeds", "5", "--steps", "50"],
         "inference": ["--reps", "5"],
         "updates": ["--updates", "5", "--repeats", "1", "--threads", "auto"],
+        "peer": ["--repeats", "1", "--updates", "2", "--peer-updates", "3", "1"],
         "eval": ["--trials", "4", "--num-envs", "1", "4", "2p"],
         "runtime": ["--graph-seconds", "8", "--transport-seconds", "4"],
         "transport": ["--seconds", "4"],

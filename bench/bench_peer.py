@@ -1,0 +1,250 @@
+"""Our online update next to LeRobot's HIL-SERL learner update (SAC), in one run (issue 17).
+
+Ours: ``OnlineLearner.update`` (bora-residual: twin-Q + V chunk critic with targets, residual chunk
+actor) in this process (``.venv``), set up as in ``bench_updates.py`` (batch 128 chunks, k = 32,
+action_dim 27, z_dim of the tiny VLA, critic hidden 256 x 2 layers). Theirs: LeRobot's ``SACPolicy``
+update exactly as ``lerobot/rl/learner.py`` runs it (critic, actor, temperature, targets; see
+``peer_lerobot.py``), in a worker process under ``.interop-venv/bin/python`` (``make interop``).
+
+Matched: torch threads (both processes, ``--threads``), the replay batch size (128), the network width
+(hidden 256, 2 hidden layers in every critic head and in the actor; 2 critics), the action size (27
+per step) and the observation width (their ``observation.state`` = our z_t + proprio, 96 + 27 = 123).
+Not matched, by design of the two methods: LeRobot's SAC acts per step, so one of its transitions is one
+(s, a, r, s') step and its batch of 128 is 128 steps; one of our rows is a chunk of k = 32 steps and our
+critic runs on 128 x 32 = 4,096 step tokens. The fair column is therefore **per transition** (per step
+token), and the peer is also timed at batch 4,096 (the same number of step transitions per update).
+Their eager update is timed (``use_torch_compile=False``; its default compiles the critic ensemble
+with torch.compile, which ours does not use either).
+
+Repeats are interleaved (ours, theirs at 128, theirs at 4,096, then again) so both see the same load;
+CPU time per update (``time.process_time`` in each process) is the figure to read on a shared
+machine, wall time is reported next to it. Writes ``bench/results/peer.json`` and ``peer.md``.
+
+    .venv/bin/python bench/bench_peer.py [--repeats 3] [--updates 5] [--peer-updates 5 2] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from bench_updates import make_buffers, tiny_z_dim  # noqa: E402  (bench/ is on sys.path as a script)
+from machine_info import machine  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+INTEROP_PY = ROOT / ".interop-venv" / "bin" / "python"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "bench"],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + (" (+ uncommitted changes in src/ or bench/)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+class Ours:
+    def __init__(self, args, z_dim: int):
+        from bora_policy.models.critic import ChunkCritic
+        from bora_trainer.algorithms.bora.config import OnlineConfig
+        from bora_trainer.algorithms.online_learner import OnlineLearner
+        from bora_trainer.data.replay import MixedSampler, ReplaySpec
+
+        k, A = args.chunk, args.action_dim
+        spec = ReplaySpec(z_dim, A, A, k, "bench")
+        off, on = make_buffers(spec, 4096, 1024)
+        torch.manual_seed(0)
+        critic = ChunkCritic(z_dim=z_dim, action_dim=A, chunk_size=k, hidden_dim=args.hidden, num_layers=args.layers)
+        cfg = OnlineConfig(batch_size=args.batch, precision="fp32")
+        self.learner = OnlineLearner(critic, A, A, k, z_dim, cfg, normalizer_version="bench", device="cpu")
+        self.sampler = MixedSampler(off, on, args.batch, seed=0, device="cpu")
+        self.batches = [self.sampler.sample() for _ in range(4)]
+        self.params = {
+            "actor": sum(p.numel() for p in self.learner.actor.parameters()),
+            "critic_trainable": sum(p.numel() for p in self.learner.critic.parameters() if p.requires_grad),
+        }
+
+    def run(self, n: int, warmup: int = 0) -> dict:
+        for i in range(warmup):
+            self.learner.update(self.batches[i % 4])
+        wall, cpu = [], []
+        for i in range(n):
+            t0, c0 = time.perf_counter(), time.process_time()
+            self.learner.update(self.batches[i % 4])
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        return {"wall_s": wall, "cpu_s": cpu}
+
+
+class Peer:
+    """The LeRobot worker (``peer_lerobot.py``) under the interop environment's Python."""
+
+    def __init__(self, args, state_dim: int):
+        if not INTEROP_PY.exists():
+            raise FileNotFoundError(f"bench_peer: {INTEROP_PY} is missing (build it with `make interop`)")
+        cmd = [str(INTEROP_PY), str(HERE / "peer_lerobot.py"), "--state-dim", str(state_dim),
+               "--action-dim", str(args.action_dim), "--hidden", str(args.hidden), "--layers", str(args.layers),
+               "--threads", str(args.threads)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench_peer: the LeRobot worker exited (code {self.proc.poll()})")
+        return json.loads(line)
+
+    def run(self, batch: int, n: int, warmup: int = 0) -> dict:
+        self.proc.stdin.write(json.dumps({"batch": batch, "updates": n, "warmup": warmup}) + "\n")
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write('{"quit": true}\n')
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+def summarise(name: str, runs: list[dict], transitions: int) -> dict:
+    wall = [x for r in runs for x in r["wall_s"]]
+    cpu = [x for r in runs for x in r["cpu_s"]]
+    w, c = statistics.median(wall), statistics.median(cpu)
+    return {
+        "name": name,
+        "transitions_per_update": transitions,
+        "updates_timed": len(cpu),
+        "wall_ms_per_update": 1000 * w,
+        "cpu_ms_per_update": 1000 * c,
+        "cpu_us_per_transition": 1e6 * c / transitions,
+        "wall_us_per_transition": 1e6 * w / transitions,
+        "cpu_ms_per_update_all": [1000 * x for x in cpu],
+    }
+
+
+def write(res: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "peer.json").write_text(json.dumps(res, indent=2))
+    m, c = res["machine"], res["config"]
+    ours, rows = res["rows"][0], res["rows"]
+    lines = [
+        "# Online update: ours vs LeRobot's HIL-SERL learner (SAC)",
+        "",
+        f"`bench/bench_peer.py`, commit {res['commit']}, {res['date']}. Machine: {m['cpu']}, {m['logical_cpus']} "
+        f"logical CPUs, torch {m['torch']} (ours, .venv) / {res['peer']['torch']} (LeRobot {res['peer']['lerobot']}, "
+        f".interop-venv), {c['threads']} thread(s) in both processes; 1-min load average {res['load_start']:.2f} at "
+        f"start, {res['load_end']:.2f} at end (a 2-core machine shared with other work: read the CPU-time columns).",
+        "",
+        f"Matched: batch {c['batch']} replay rows, hidden width {c['hidden']} x {c['layers']} layers in every critic "
+        f"head and the actor, 2 critics, {c['action_dim']} action dims per step, observation width {c['state_dim']} "
+        f"(their `observation.state` = our z_t ({c['z_dim']}) + proprio ({c['action_dim']})). Not matched: their SAC "
+        f"acts per step (a transition = one step), ours per chunk of k = {c['chunk']} (a row = {c['chunk']} step "
+        f"transitions, {c['batch']} rows = {c['batch'] * c['chunk']:,} step tokens through the critic), so the fair "
+        f"column is per transition; LeRobot is also timed at batch {c['batch'] * c['chunk']:,} (as many step "
+        "transitions per update as ours). Ours does more per update (V net + its target, frozen offline critic "
+        "regulariser, Eq. 6 hinge through the critic twice, position embeddings); theirs samples a tanh-Gaussian "
+        "(a full-covariance MultivariateNormal in torch.distributions) and updates a temperature. "
+        f"Parameters: ours actor {res['ours_params']['actor']:,}, critic (trainable) "
+        f"{res['ours_params']['critic_trainable']:,}; theirs actor {res['peer']['params']['actor']:,}, critic "
+        f"ensemble {res['peer']['params']['critic_ensemble']:,}. Their update is eager (`use_torch_compile=False`).",
+        "",
+        f"Median over {c['repeats']} interleaved repeats.",
+        "",
+        "| update | transitions / update | CPU ms / update | CPU us / transition | wall ms / update "
+        "| ours / theirs per update (CPU) | ours / theirs per transition (CPU) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        ru = ours["cpu_ms_per_update"] / r["cpu_ms_per_update"]
+        rt = ours["cpu_us_per_transition"] / r["cpu_us_per_transition"]
+        lines.append(
+            f"| {r['name']} | {r['transitions_per_update']:,} | {r['cpu_ms_per_update']:.1f} | "
+            f"{r['cpu_us_per_transition']:.1f} | {r['wall_ms_per_update']:.1f} | "
+            f"{'-' if r is ours else f'{ru:.2f}'} | {'-' if r is ours else f'{rt:.2f}'} |"
+        )
+    lines += ["", "Ratios < 1: ours is cheaper. " + res.get("note", "")]
+    (RESULTS / "peer.md").write_text("\n".join(lines).rstrip() + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--updates", type=int, default=5, help="our timed updates per repeat")
+    p.add_argument("--peer-updates", type=int, nargs=2, default=[10, 2],
+                   help="LeRobot timed updates per repeat at batch B and at batch B*k")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--chunk", type=int, default=32)
+    p.add_argument("--action-dim", type=int, default=27)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads in both processes")
+    p.add_argument("--vlm", default="paligemma-tiny")
+    p.add_argument("--note", default="")
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.updates < 1 or min(args.peer_updates) < 1:
+        p.error("--repeats, --updates and --peer-updates must be >= 1")
+    if not INTEROP_PY.exists():  # make bench without make interop: say so, do not fail the other figures
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "peer.md").write_text(
+            "# Online update: ours vs LeRobot's HIL-SERL learner (SAC)\n\n"
+            f"Not measured: {INTEROP_PY} is missing (build the LeRobot environment with `make interop`).\n"
+        )
+        print(f"bench_peer: skipped, {INTEROP_PY} is missing (make interop)", file=sys.stderr)
+        return 0
+    torch.set_num_threads(args.threads)
+    z_dim = tiny_z_dim(args.vlm)
+    state_dim = z_dim + args.action_dim
+    res = {
+        "machine": machine(),
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_start": os.getloadavg()[0],
+        "config": {**{k: getattr(args, k) for k in ("batch", "chunk", "action_dim", "hidden", "layers", "threads",
+                                                   "repeats", "updates")},
+                   "z_dim": z_dim, "state_dim": state_dim},
+        "note": args.note,
+    }
+    torch.set_num_threads(args.threads)  # machine() calibrates threads; restore ours
+    ours = Ours(args, z_dim)
+    peer = Peer(args, state_dim)
+    big = args.batch * args.chunk
+    runs = {"ours": [], "small": [], "big": []}
+    try:
+        ours.run(0, warmup=2)
+        peer.run(args.batch, 1, warmup=2)
+        peer.run(big, 1, warmup=1)
+        for r in range(args.repeats):
+            runs["ours"].append(ours.run(args.updates))
+            runs["small"].append(peer.run(args.batch, args.peer_updates[0]))
+            runs["big"].append(peer.run(big, args.peer_updates[1]))
+            print(f"[peer] repeat {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+    finally:
+        peer.close()
+    res["load_end"] = os.getloadavg()[0]
+    res["peer"] = peer.info
+    res["ours_params"] = ours.params
+    res["rows"] = [
+        summarise(f"ours: bora-residual, batch {args.batch} chunks x k={args.chunk}", runs["ours"], big),
+        summarise(f"LeRobot SAC, batch {args.batch} (matched batch)", runs["small"], args.batch),
+        summarise(f"LeRobot SAC, batch {big:,} (matched transitions)", runs["big"], big),
+    ]
+    write(res)
+    for r in res["rows"]:
+        print(f"{r['name']}: {r['cpu_ms_per_update']:.1f} CPU ms/update, {r['cpu_us_per_transition']:.1f} us/step")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
