@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bora_policy.common.graph_params import graph_default
 from bora_policy.common.rewards import RewardConfig
 from bora_trainer.algorithms.bora.config import OnlineConfig
 from bora_trainer.config_io import to_dict
@@ -38,7 +39,7 @@ class OnlineRunConfig:
     object_set: str = "standard"
     rounds: int = 2
     episodes_per_round: int = 10
-    control_hz: float = 10.0
+    control_hz: float = field(default_factory=lambda: graph_default("control_hz"))  # config/graph.yaml
     exec_horizon: int = 0
     offline_stride: int = 0
     max_offline_episodes: int = 0
