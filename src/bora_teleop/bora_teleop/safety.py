@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bora_policy.common.graph_params import graph_default
 from bora_teleop.kinematics import panda_tool_position
 
 # Franka Research 3 joint position limits (rad), from Franka's "Robot and interface specifications".
@@ -78,7 +79,7 @@ class SafetyConfig:
     hand_upper: list[float] = field(default_factory=list)
     arm_max_velocity: float | list[float] = 0.5
     hand_max_velocity: float | list[float] = 1.0
-    control_hz: float = 30.0
+    control_hz: float = field(default_factory=lambda: graph_default("control_hz"))  # config/graph.yaml
     workspace_check: bool = True
     workspace_min: list[float] = field(default_factory=lambda: [0.2, -0.5, 0.02])
     workspace_max: list[float] = field(default_factory=lambda: [0.8, 0.5, 0.8])
