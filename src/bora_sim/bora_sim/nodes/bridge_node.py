@@ -47,6 +47,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from bora_policy.common.graph_params import ParamSpec
 from bora_policy.common.image_conv import numpy_to_image
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
+from bora_policy.common.state import ARM_KEY, HAND_KEY
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 
@@ -455,10 +456,10 @@ class BridgeNode(Node):
         d = self.env.data
         arm = self._JointState(
             name=list(self.arm_names),
-            position=obs["arm_qpos"].astype(float).tolist(),
+            position=obs[ARM_KEY].astype(float).tolist(),
             velocity=d.qvel[self.env.arm_dadr].astype(float).tolist(),
         )
-        hand = self._JointState(name=list(self.hand_names), position=obs["hand_qpos"].astype(float).tolist())
+        hand = self._JointState(name=list(self.hand_names), position=obs[HAND_KEY].astype(float).tolist())
         arm.header.stamp = hand.header.stamp = stamp
         arm.header.frame_id = hand.header.frame_id = "base"
         self.pub_arm.publish(arm)
