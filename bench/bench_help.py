@@ -61,8 +61,7 @@ def rollout(env, runner, seed: int, exec_cfg, replan: int, mode: str, monitor_cf
     ex = ChunkExecutor(exec_cfg)
     dt = 1.0 / exec_cfg.control_hz
 
-    def state_of(o):
-        return np.concatenate([o["arm_qpos"], o["hand_qpos"]]).astype(np.float32)
+    state_of = runner.processor.state_of  # [arm q, hand q] (bora_policy.runtime.processor)
 
     ex.hold(state_of(obs), 0.0)
     since, res, step = replan, None, 0
