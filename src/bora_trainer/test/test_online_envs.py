@@ -50,7 +50,7 @@ def _threads():
     torch.set_num_threads(n)
 
 
-def _cfg(tmp: Path, state: str) -> TrainerConfig:
+def _cfg(tmp: Path, state: str, n_start: int = 8) -> TrainerConfig:
     return load_config(
         TrainerConfig,
         {
@@ -67,7 +67,7 @@ def _cfg(tmp: Path, state: str) -> TrainerConfig:
             "device": "cpu",
             "online": {
                 "batch_size": 8,
-                "n_start": 8,
+                "n_start": n_start,
                 "residual": {"hidden_dims": [16], "alpha_start": A0, "alpha_end": A1, "alpha_warmup_steps": TA},
             },
         },
@@ -148,3 +148,18 @@ def test_env_sim_and_env_ros_sources_fold_the_same_rounds(tmp_path):
     rows2 = sim.online.arrays()["episode"] >= 2
     np.testing.assert_array_equal(sim.online.arrays()["base"][rows2], recorded_base[rows2])
     assert not np.allclose(sim.online.arrays()["base"][~rows2], recorded_base[~rows2])  # round-1 rows refolded
+
+
+def test_rounds_below_n_start_end_without_updates(tmp_path):
+    """Algorithm 1 updates only once |D_online| >= N_start: 2 rounds x 2 episodes x 4 rows = 16 rows
+    never reach n_start 100, so each full round ends with 0 updates instead of waiting for ever."""
+    write_scripted_bag(tmp_path / "offline_bag", [ScriptedEpisode(100, 16)], LAY)
+    convert([tmp_path / "offline_bag"], tmp_path / "offline_conv", ConvertConfig(transitions_only=True))
+    build_offline_buffer(tmp_path / "offline_conv", tmp_path / "offline_buffer", NORM)
+    NORM.save(tmp_path / "normalizer.json")
+    write_scripted_bag(tmp_path / "recordings" / "bag_1", [ScriptedEpisode(i, 16) for i in range(1, 6)], LAY)
+    loop = ros_loop(_cfg(tmp_path, "ros", n_start=100))
+    loop.run(should_stop=_bounded())
+    assert loop.finished and loop.update_step == 0 and len(loop.online) == 16
+    assert [loop.round_log[r]["updates"] for r in ("1", "2")] == [0, 0]
+    assert [e["round"] for e in loop.ledger.values()] == [1, 1, 2, 2]

@@ -354,6 +354,7 @@ class OnlineLoop(CheckpointsMixin):
     def train(self, max_updates: int | None = None, should_stop: Callable[[], bool] | None = None) -> int:
         """Run updates up to the budget (or ``max_updates`` of them); returns how many ran."""
         if len(self.online) < self.cfg.online.n_start:
+            self.maybe_end_round()  # a full round below n_start ends without updates
             return 0
         done = 0
         budget = self.update_budget()
@@ -381,11 +382,19 @@ class OnlineLoop(CheckpointsMixin):
         return done
 
     def maybe_end_round(self) -> bool:
-        """End the round when its episodes and updates are done (module docstring, item 5)."""
+        """End the round when its episodes and updates are done (module docstring, item 5). Updates wait
+        for ``n_start`` online rows (Algorithm 1); a full round whose buffer is still below it ends
+        without them (ours: it would otherwise wait for episodes the round no longer takes)."""
+        below_start = len(self.online) < self.cfg.online.n_start
         if self.finished or not (
-            self.in_round >= self.cfg.episodes_per_round and self.update_step >= self.update_budget()
+            self.in_round >= self.cfg.episodes_per_round and (below_start or self.update_step >= self.update_budget())
         ):
             return False
+        if below_start:
+            log.warning(
+                "round %d ends without updates: the online buffer holds %d rows, n_start is %d",
+                self.round, len(self.online), self.cfg.online.n_start,
+            )
         self.checkpoint()  # RUN/latest = round r's final state (resume redoes the steps below)
         entry = {
             "updates": self.update_step - self.round_start_updates,
