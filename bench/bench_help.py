@@ -103,7 +103,7 @@ def rollout(env, runner, seed: int, exec_cfg, replan: int, mode: str, monitor_cf
     }
 
 
-def task_figures(task, run, args) -> dict:
+def task_figures(label, run, args) -> dict:
     import torch
 
     from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
@@ -113,6 +113,7 @@ def task_figures(task, run, args) -> dict:
     from bora_sim.env import make_env
     from bora_trainer.evaluate import describe_run
 
+    task = label.split(":")[0]  # TASK or TASK:NAME (several runs of one task)
     torch.set_num_threads(args.threads)
     info = describe_run(run)
     runner = PolicyRunner.from_paths(str(info.policy_dir), critic_path=str(info.critic_dir),
@@ -140,7 +141,18 @@ def task_figures(task, run, args) -> dict:
     scores = {e["seed"]: episode_score(e["signal"], base.persist_steps, base.grace_steps) for e in passive}
     sep = auroc([scores[e["seed"]] for e in passive if e["success"]],
                 [scores[e["seed"]] for e in passive if not e["success"]])
-    out = {"task": task, "run": str(run), "episodes": len(passive), "calibration_seeds": [e["seed"] for e in cal],
+    # the same over each episode's first L steps (L = the shortest successful episode): successes end early,
+    # so a score over the whole episode also compares short with long episodes
+    lens = [e["steps"] for e in passive if e["success"]]
+    pre = {e["seed"]: episode_score(e["signal"][: min(lens)], base.persist_steps, base.grace_steps)
+           for e in passive} if lens else {}
+    sep_pre = auroc([pre[e["seed"]] for e in passive if e["success"]],
+                    [pre[e["seed"]] for e in passive if not e["success"]]) if pre else None
+    out = {"task": label, "run": str(run), "auroc_first_steps": sep_pre, "first_steps": min(lens) if lens else None,
+           "passive_all": [{"seed": e["seed"], "success": e["success"], "steps": e["steps"],
+                            "detector_step": e["detector_step"],
+                            "signal": [None if x is None else round(x, 5) for x in e["signal"]]} for e in passive],
+           "episodes": len(passive), "calibration_seeds": [e["seed"] for e in cal],
            "test_seeds": [e["seed"] for e in test], "calibration": cal_res, "auroc_all": sep,
            "passive_success": sum(e["success"] for e in passive), "passive_s": round(t_passive, 1)}
     if mcfg is None:
@@ -196,21 +208,24 @@ def fmt(x, p=2):
 def write_md(res: dict, path: Path) -> None:
     lines = [
         "# Help requests from the chunk critic (issue 19)", "",
-        f"Command: `{res['command']}`; commit `{res['commit']}`; {res['wall_s']:.0f} s wall on {res['cpus']} shared "
-        f"CPU(s), 1-minute load average at the end {res['load_end']:.1f}.", "",
+        "Commands: " + "; ".join(f"`{c}`" for c in res["commands"]) + f" (the last on commit `{res['commit']}`, "
+        f"{res['wall_s']:.0f} s wall on {res['cpus']} shared CPU(s), 1-minute load average at its end "
+        f"{res['load_end']:.1f}).", "",
         f"Monitor: signal q of the executing chunk step, persist {res['args']['persist_steps']} step(s), grace "
         f"{res['args']['grace_steps']} steps, hysteresis {res['args']['hysteresis']}, min interval "
         f"{res['args']['min_interval_s']} s; threshold calibrated on the first half of the passive episodes for a "
         f"false-request rate <= {res['args']['false_rate']}; figures on the second half. Requested-mode reaction "
         f"{res['args']['reaction_s']} s.", "",
-        "| task | passive success | AUROC (failure < success) | threshold | test fail / flagged / TP | precision | "
+        "| task | passive success | AUROC (failure < success): whole / first L steps | threshold | "
+        "test fail / flagged / TP | precision | "
         "recall | false-request rate (test) | median lead to failure s | median lead to privileged detector s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for t in res["tasks"]:
         thr = (t.get("calibration") or {}).get("monitor", {}).get("threshold")
         lines.append(
-            f"| {t['task']} | {t['passive_success']}/{t['episodes']} | {fmt(t['auroc_all'])} | {fmt(thr, 4)} | "
+            f"| {t['task']} | {t['passive_success']}/{t['episodes']} | {fmt(t['auroc_all'])} / "
+            f"{fmt(t.get('auroc_first_steps'))} (L={t.get('first_steps')}) | {fmt(thr, 4)} | "
             f"{t.get('test_failures', '-')} / {t.get('test_flagged', '-')} / {t.get('true_positives', '-')} | "
             f"{fmt(t.get('precision'))} | {fmt(t.get('recall'))} | {fmt(t.get('false_request_rate_test'))} | "
             f"{fmt(t.get('median_lead_to_failure_s'), 1)} | {fmt(t.get('median_lead_to_detector_s'), 1)} |")
@@ -241,6 +256,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note", action="append", default=[], help="a line for the notes section")
     ap.add_argument("--out", default=str(RESULTS / "help_requests"))
+    ap.add_argument("--merge", action="store_true", help="keep the other tasks of an existing result file")
     a = ap.parse_args(argv)
     import os
     import subprocess
@@ -253,11 +269,16 @@ def main(argv=None) -> int:
             sys.exit(f"--run {spec!r}: expected TASK=RUN_DIR")
         tasks.append(task_figures(task, Path(run), a))
         print(json.dumps({k: v for k, v in tasks[-1].items() if k not in ("passive_test", "assisted")}, default=str))
+    out = Path(a.out)
+    old = json.loads(out.with_suffix(".json").read_text()) if a.merge and out.with_suffix(".json").is_file() else {}
+    mine = {t["task"] for t in tasks}
+    tasks = [t for t in old.get("tasks", []) if t["task"] not in mine] + tasks
+    runs = [c for c in old.get("commands", [old["command"]] if "command" in old else [])]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     res = {"command": "python bench/bench_help.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": commit, "wall_s": time.time() - t0, "cpus": os.cpu_count(), "load_end": os.getloadavg()[0],
-           "machine": machine(calibrate=False), "args": vars(a), "tasks": tasks, "notes": a.note}
-    out = Path(a.out)
+           "machine": machine(calibrate=False), "args": vars(a), "tasks": tasks, "notes": old.get("notes", []) + a.note}
+    res["commands"] = runs + [res["command"]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     write_md(res, out.with_suffix(".md"))
