@@ -84,7 +84,8 @@ class OfflineSpec:
 class OnlineSpec:
     """Stage 3: ``bora train online --env ENV``. ``env``: ``ros`` runs the rounds through the ROS 2 graph
     (``bora up --sim --with trainer``: bridge + scripted operator, sync, policy, teleop, trainer node
-    recording bags; one task at a time), ``sim`` in-process. ``config``: an OnlineRunConfig YAML."""
+    recording bags; one task at a time), ``sim`` in-process. ``config``: an OnlineRunConfig YAML. Every row of
+    :attr:`rows` (``algo``, then ``extra_algos``) is trained from the ``from_algo`` offline run and evaluated."""
 
     enabled: bool = True
     env: str = "ros"
