@@ -42,6 +42,10 @@ def test_help_output_publishes_a_request():
         got = []
         node.create_subscription(HelpRequest, "/bora/help_request", got.append, 10)
         res = SimpleNamespace(q=[0.5, 0.1, 0.1], v=[0.4, 0.4, 0.4], advantage=[0.1, -0.3, -0.3])
+        node._takeover = (True, 1.0, False)  # the operator is in control: not monitored
+        out.tick(res, 1, 7, "sess", 2, 0.9)
+        assert out.monitor.last_signal is None and out.last is None
+        node._takeover = (False, 0.0, False)
         out.tick(res, 0, 7, "sess", 3, 1.0)  # q_0 = 0.5: no request
         out.tick(res, 1, 7, "sess", 4, 1.1)  # q_1 = 0.1 < 0.3
         end = time.monotonic() + 5.0

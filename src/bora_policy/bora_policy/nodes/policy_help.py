@@ -102,9 +102,13 @@ class HelpOutput:
         self.last = None
 
     def tick(self, res, index: int, episode_id: int, session_id: str, step: int, now: float) -> None:
-        """One control tick of the executing chunk ``res`` (a ChunkResult) at chunk ``index``."""
+        """One control tick of the executing chunk ``res`` (a ChunkResult) at chunk ``index``; nothing while the
+        arbiter reports a takeover (the node's ``_takeover`` from /bora/executed_command)."""
         if res is None:
             return
+        takeover = getattr(self.node, "_takeover", None)  # (is_intervention, beta, held) of the arbiter
+        if takeover is not None and takeover[0]:
+            return  # the operator is in control: nobody needs calling; those steps are not monitored
         d = self.monitor.update(step, res.q, res.v, index, res.advantage)
         if d is None:
             return
