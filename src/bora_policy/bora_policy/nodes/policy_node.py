@@ -228,7 +228,8 @@ class PolicyNode(Node):
             on_error=self._on_control_error,
             on_stall=self._on_control_stall,
             priority=control_priority,
-        ).start()
+        )
+        self.control_loop.start()  # (assigned first: the tick asks it for phase corrections)
         if self.control_loop.realtime:
             self.get_logger().info(
                 f"policy: control loop at {self.control_hz:g} Hz, SCHED_FIFO priority {control_priority}"
