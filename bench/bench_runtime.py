@@ -295,23 +295,26 @@ def _viz_section(a: dict, b: dict, m: dict) -> list[str]:
 VIZ_HEADER = "## Graph with and without `bora viz --live` attached"
 
 
-def _node_section(now: Path, before: Path) -> list[str]:
-    """The policy node alone under exact periodic observations (bench/runtime_node.py), now and before."""
+def _node_section(path: Path) -> list[str]:
+    """The policy node alone under exact periodic observations (bench/runtime_node.py): one run, or the
+    interleaved repetitions of this code and the code before planning ahead (``repetitions``)."""
+    if not path.exists():
+        return []
+    d = json.loads(path.read_text())
+    reps = d.get("repetitions") or [d]
     rows = []
-    for path, label in ((now, "planned ahead"), (before, "before")):
-        if not path.exists():
-            continue
-        d = json.loads(path.read_text())
-        for hz, g in d["runs"].items():
+    for r in reps:
+        for hz, g in r["runs"].items():
             def f(k: str, q: str, g: dict = g) -> str:
                 return f"{g[k][q]:.0f}" if g[k].get("n") else "n/a"
 
             rows.append(
-                f"| {hz} Hz | {label} ({d['machine'].get('commit', '?')}) | {g['load_avg_1m_start']:.1f} | "
-                f"{g['obs_to_command_ms'].get('n', 0)} | {f('obs_to_ready_ms', 'mean')} / {f('obs_to_ready_ms', 'p99')}"
-                f" ms | {f('ready_to_command_ms', 'mean')} / {f('ready_to_command_ms', 'p99')} ms | "
-                f"{f('obs_to_command_ms', 'mean')} / {f('obs_to_command_ms', 'p99')} / "
-                f"{f('obs_to_command_ms', 'max')} ms |"
+                f"| {hz} Hz | {r.get('label', 'planned ahead')} ({r['machine'].get('commit', '?')}) | "
+                f"{g['load_avg_1m_start']:.1f} | "
+                f"{g['commands']} | {g['obs_to_command_ms'].get('n', 0)} | {f('obs_to_ready_ms', 'mean')} / "
+                f"{f('obs_to_ready_ms', 'p99')} ms | {f('ready_to_command_ms', 'mean')} / "
+                f"{f('ready_to_command_ms', 'p99')} ms | {f('obs_to_command_ms', 'mean')} / "
+                f"{f('obs_to_command_ms', 'p99')} / {f('obs_to_command_ms', 'max')} ms |"
             )
     if not rows:
         return []
@@ -322,9 +325,9 @@ def _node_section(now: Path, before: Path) -> list[str]:
         " the probe publishes one real rendered observation at the control rate with exact stamps, so the"
         " bridge's rendering time is not in the stamps. Same per-chunk matching as above.",
         "",
-        "| rate | code | load (1 min) | chunks | obs -> ready mean / p99 | ready -> command mean / p99 |"
+        "| rate | code | load (1 min) | commands | chunks | obs -> ready mean / p99 | ready -> command mean / p99 |"
         " obs -> command mean / p99 / max |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
     ]
@@ -403,7 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-viz", action="store_true",
                     help="only the graph, measured without and then with `bora viz --live` attached; the "
                          "result replaces that section of runtime.md (runtime_viz.json)")
+    ap.add_argument("--md-only", action="store_true", help="only rewrite runtime.md from runtime.json")
     args = ap.parse_args(argv)
+    if args.md_only:
+        write_md(json.loads((OUT / "runtime.json").read_text()))
+        return 0
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -435,6 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res["graphs"][f"{hz:g}"], indent=1), flush=True)
     res["graph"] = res["graphs"].get("10", next(iter(res["graphs"].values())))
     (OUT / "runtime.json").write_text(json.dumps(res, indent=1))
+    write_md(res)
+    print(f"wrote {OUT / 'runtime.json'} and {OUT / 'runtime.md'}")
+    return 0
+
+
+def write_md(res: dict) -> None:
+    """runtime.md from a runtime.json result (and the node-alone / before / viewer files next to it)."""
     g, t, m = res["graph"], res["transport"], res["machine"]
     md = [
         "# Runtime benchmark",
@@ -462,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         "obs_to_command: from an observation's stamp to the first command of the chunk computed from it.",
         "",
         *_planned_section(res["graphs"], m, OUT / "runtime_before.json"),
-        *_node_section(OUT / "runtime_node.json", OUT / "runtime_node_before.json"),
+        *_node_section(OUT / "runtime_node.json"),
         "## Transport: three 640x480 RGB-D streams at 30 Hz between two processes (rgb8 + 32FC1)",
         "",
         "| streams | throughput | received / expected per stream | latency median | p99 | max |",
@@ -476,8 +490,6 @@ def main(argv: list[str] | None = None) -> int:
         v = json.loads((OUT / "runtime_viz.json").read_text())
         md += _viz_section(v["graph"], v["graph_with_viz"], v["machine"])
     (OUT / "runtime.md").write_text("\n".join(md))
-    print(f"wrote {OUT / 'runtime.json'} and {OUT / 'runtime.md'}")
-    return 0
 
 
 if __name__ == "__main__":

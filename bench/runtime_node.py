@@ -6,10 +6,11 @@ the simulated robot, rendered once, re-stamped), so the figure is the policy run
 scheduling, phase) without the bridge's rendering time in the stamps. The episode is adopted from the
 observations (episode 1). Per chunk as in runtime_latency.py (first command matched by its chunk index).
 
-    python bench/runtime_node.py [--rates 10 30] [--seconds 20] [--out JSON]
+    python bench/runtime_node.py [--rates 10 30] [--seconds 20] [--out JSON] [--label L --append]
 
-Writes bench/results/runtime_node.json (machine, commit, load); bench_runtime.py puts it in runtime.md, with
-runtime_node_before.json (the same run from the tree before planning ahead) when present.
+Writes bench/results/runtime_node.json (machine, commit, load); bench_runtime.py puts it in runtime.md.
+``--append --label L`` adds the run as one more labelled repetition (e.g. runs alternated with the same
+script run from a checkout of the code before planning ahead, so both see the same load).
 """
 
 from __future__ import annotations
@@ -108,14 +109,21 @@ def main(argv=None) -> int:
     ap.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runtime_node.json")
+    ap.add_argument("--label", default="planned ahead", help="the code measured (a row label)")
+    ap.add_argument("--append", action="store_true", help="add a repetition to --out instead of replacing it")
     args = ap.parse_args(argv)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_runtime import machine
 
-    res = {"machine": machine(), "runs": {f"{hz:g}": node_run(hz, args.seconds) for hz in args.rates}}
+    res = {"label": args.label, "machine": machine(),
+           "runs": {f"{hz:g}": node_run(hz, args.seconds) for hz in args.rates}}
     print(json.dumps(res, indent=1))
+    if args.append and args.out.exists():
+        old = json.loads(args.out.read_text())
+        reps = old.get("repetitions") or [old]
+        res = {"repetitions": [*reps, res]}
     args.out.write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}")
     return 0
