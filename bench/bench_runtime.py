@@ -295,90 +295,6 @@ def _viz_section(a: dict, b: dict, m: dict) -> list[str]:
 VIZ_HEADER = "## Graph with and without `bora viz --live` attached"
 
 
-def _node_section(path: Path) -> list[str]:
-    """The policy node alone under exact periodic observations (bench/runtime_node.py): one run, or the
-    interleaved repetitions of this code and the code before planning ahead (``repetitions``)."""
-    if not path.exists():
-        return []
-    d = json.loads(path.read_text())
-    reps = d.get("repetitions") or [d]
-    rows = []
-    for r in reps:
-        for hz, g in r["runs"].items():
-            def f(k: str, q: str, g: dict = g) -> str:
-                return f"{g[k][q]:.0f}" if g[k].get("n") else "n/a"
-
-            rows.append(
-                f"| {hz} Hz | {r.get('label', 'planned ahead')} ({r['machine'].get('commit', '?')}) | "
-                f"{g['load_avg_1m_start']:.1f} | "
-                f"{g['commands']} | {g['obs_to_command_ms'].get('n', 0)} | {f('obs_to_ready_ms', 'mean')} / "
-                f"{f('obs_to_ready_ms', 'p99')} ms | {f('ready_to_command_ms', 'mean')} / "
-                f"{f('ready_to_command_ms', 'p99')} ms | {f('obs_to_command_ms', 'mean')} / "
-                f"{f('obs_to_command_ms', 'p99')} / {f('obs_to_command_ms', 'max')} ms |"
-            )
-    if not rows:
-        return []
-    return [
-        "### The policy node alone (`python bench/runtime_node.py`)",
-        "",
-        "`bora up --sim --without sim_bridge --without sync --without teleop`: only the policy node (tiny demo VLA);"
-        " the probe publishes one real rendered observation at the control rate with exact stamps, so the"
-        " bridge's rendering time is not in the stamps. Same per-chunk matching as above.",
-        "",
-        "| rate | code | load (1 min) | commands | chunks | obs -> ready mean / p99 | ready -> command mean / p99 |"
-        " obs -> command mean / p99 / max |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-    ]
-
-
-def _planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[str]:
-    """The chunks-planned-ahead table: latencies and boundary steps per control rate (runtime_latency.py), with
-    the rows of ``before`` (a --graph-only run of the code before planning ahead) when it exists."""
-    rows, runs = [], [(f"{hz} Hz", g) for hz, g in graphs.items()]
-    if before is not None and before.exists():
-        b = json.loads(before.read_text())
-        runs += [(f"{hz} Hz, before ({b['machine'].get('commit', '?')})", g) for hz, g in b["graphs"].items()]
-    for label, g in runs:
-        hz = g["control_hz"]
-        b, pd = g["boundaries"], g["policy_diagnostics"]
-        c, e, st = b["obs_to_command_ms"], b["obs_to_executed_ms"], b["boundary_step_over_limit"]
-        rd, wt = b.get("obs_to_ready_ms", {}), b.get("ready_to_command_ms", {})
-        f = (lambda d, k: f"{d[k]:.0f}" if d.get("n") else "n/a")  # noqa: E731
-        rows.append(
-            f"| {label} | {1e3 / float(hz):.0f} ms | {g['load_avg_1m_start']:.1f} / {g['load_avg_1m_end']:.1f} | "
-            f"{g['rate_hz']:.2f} Hz | {pd.get('plan_latency_ms', 'n/a')} ms, {pd.get('plan_lead_ticks', 'n/a')} | "
-            f"{c.get('n', 0)} | {f(rd, 'mean')} / {f(rd, 'p99')} ms | {f(wt, 'mean')} / {f(wt, 'p99')} ms | "
-            f"{f(c, 'mean')} / {f(c, 'p99')} / {f(c, 'max')} ms | "
-            f"{f(e, 'mean')} / {f(e, 'p99')} / {f(e, 'max')} ms | "
-            f"{st.get('max', float('nan')):.2f} | {b['any_step_over_limit'].get('max', float('nan')):.2f} | "
-            f"{g['missed_ticks_probe']} of {g['commands']} |"
-        )
-    return [
-        "## Chunks planned ahead (issue 17): observation -> command latency and chunk-boundary steps",
-        "",
-        f"Commit {m.get('commit', '?')}. `python bench/bench_runtime.py --rates 10 30`: `bora up --sim --control-hz R`"
-        " for each rate (bridge, sync, policy, teleop at R; tiny demo VLA, 96 px cameras). The policy plans the"
-        " next chunk ahead (runtime/chunk_scheduler.py) and phase-locks its control grid to the observations."
-        " Latencies per chunk from the probe's recording (bench/runtime_latency.py): observation stamp -> the first"
-        " policy command computed from it, and -> the first command the arbiter writes to the drivers after it"
-        " (ExecutedCommand). Boundary step: max over joints of |q_k - q_k-1| / (v_j / R) at each chunk's first"
-        " command and the 2 blend ticks after it, v_j the arbiter's limits (bora_teleop params: arm 0.5 rad/s,"
-        " hand 1.0 rad/s); <= 1 is within the limit. Load: 1-min load average at the start / end of each run, on"
-        f" {m['logical_cpus']} cores shared with other work.",
-        "",
-        "| rate | period | load | measured rate | plan latency (p90), lead ticks | chunks |"
-        " obs -> ready mean / p99 |"
-        " ready -> command mean / p99 | obs -> command mean / p99 / max | obs -> executed mean / p99 / max |"
-        " boundary step / limit (max) |"
-        " any step / limit (max) | empty slots |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-    ]
-
-
 def _missed_slots(msgs, stamps: np.ndarray, period: float) -> int:
     """Control slots without a command, within episodes: per episode, slots elapsed between its first
     and last command minus the commands sent in between (a START pause is not a missed slot)."""
@@ -449,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_md(res: dict) -> None:
     """runtime.md from a runtime.json result (and the node-alone / before / viewer files next to it)."""
+    import runtime_report
     g, t, m = res["graph"], res["transport"], res["machine"]
     md = [
         "# Runtime benchmark",
@@ -475,8 +392,8 @@ def write_md(res: dict) -> None:
         "",
         "obs_to_command: from an observation's stamp to the first command of the chunk computed from it.",
         "",
-        *_planned_section(res["graphs"], m, OUT / "runtime_before.json"),
-        *_node_section(OUT / "runtime_node.json"),
+        *runtime_report.planned_section(res["graphs"], m, OUT / "runtime_before.json"),
+        *runtime_report.node_section(OUT / "runtime_node.json"),
         "## Transport: three 640x480 RGB-D streams at 30 Hz between two processes (rgb8 + 32FC1)",
         "",
         "| streams | throughput | received / expected per stream | latency median | p99 | max |",
