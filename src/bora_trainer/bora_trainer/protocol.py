@@ -111,6 +111,10 @@ def _with(argv: list[str], flag: str, value: str) -> list[str]:
     return argv
 
 
+def _arg(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1] if flag in argv else ""
+
+
 def _eval_argv(base: list[str], run: Path, oset: str, trials: int, out_json: Path, method: str | None,
                residual: Path | None, values: bool) -> list[str]:
     argv = _with(_with(_with(_with(base, "--run", str(run)), "--objects", oset), "--trials", str(trials)),
@@ -134,14 +138,14 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
         j.argv = _with(j.argv, "--seed0", str(seed0))
     on = cfg.online
     rounds = online_rounds(cfg)
-    for j in stages["online"]:
-        j.argv = _with(j.argv, "--rounds", str(rounds))
+    for j in stages["online"]:  # only the main online row (BORA-Full) trains on for the learning curve
+        if j.name.endswith(f"-{on.algo}"):
+            j.argv = _with(j.argv, "--rounds", str(rounds))
     if cfg.online.enabled and rounds != on.rounds:
         # the main table's BORA-Full = the paper's budget (round on.rounds), not the curve's last round
         for j in stages["eval"]:
-            if j.name.startswith("eval-") and f"-{on.algo}-online-" in j.name:
-                task = j.name[len("eval-"):].split(f"-{on.algo}-online-")[0]
-                run = out / "runs" / task / f"{on.algo}-online"
+            run = Path(_arg(j.argv, "--run"))
+            if run.name == f"{on.algo}-online":
                 j.argv = _with(j.argv, "--residual", str(round_archive(cfg, run, on.rounds)))
     template = next((j.argv for j in stages["eval"]), None)
     if template is None:
