@@ -35,7 +35,7 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     ev = _jobs(pl, "eval")
     main_evals = [a for n, a in ev.items() if n.startswith("eval-") and "-s1-" not in n and "-s2-" not in n]
     assert len(main_evals) == 5 * 7 * 2  # tasks x rows x object sets
-    assert {_arg(a, "--seed0") for a in ev.values()} == {"100000"}  # paired: the same seeds for every row
+    assert {_arg(a, "--seed0") for a in ev.values()} == {"300000"}  # paired: the same seeds for every row
     assert {_arg(a, "--trials") for a in main_evals} == {"50"}
     # the main table's BORA-Full is the paper's budget (round 2), the online run trains 4 rounds
     full = ev["eval-press_button-bora-residual-online-standard"]
@@ -81,7 +81,7 @@ def test_seed_configs_written(evidence_cfg, tmp_path):
 def test_protocol_validation(monkeypatch, tmp_path):
     monkeypatch.setenv("BORA_NUM_THREADS", "1")
     base = yaml.safe_load((REPO_ROOT / "config" / "evidence.yaml").read_text())
-    for change, msg in (({"tuning_seed0": 100010}, "overlap the evaluation seeds"),
+    for change, msg in (({"tuning_seed0": 300010}, "overlap the evaluation seeds"),
                         ({"seed_tasks": ["nope"]}, "seed_tasks"),
                         ({"seeds": [0, 0]}, "distinct")):
         data = {**base, "protocol": {**base["protocol"], **change}}
