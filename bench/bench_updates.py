@@ -30,6 +30,11 @@ import torch
 from machine_info import machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+POINTERS = (
+    "Speed-up candidates for the critic's step heads, each checked against the current code on the same inputs: "
+    "`update_candidates.md` (`bench_update_candidates.py`). The same update next to LeRobot's HIL-SERL learner (SAC), "
+    "per update and per transition: `peer.md` (`bench_peer.py`)."
+)
 SHAPES: list[dict] = []  # the matmul shapes of the last timed update (for the other precision's peak)
 
 
@@ -258,6 +263,7 @@ def write(results: dict) -> None:
     ]
     if results.get("note"):
         lines += ["", results["note"]]
+    lines += ["", POINTERS]
     (RESULTS / "updates.md").write_text("\n".join(lines) + "\n")
 
 

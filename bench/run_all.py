@@ -2,10 +2,10 @@
 
 Runs each bench script as its own process (so one failure does not hide the others), in the order
 simulation rate + expert success, policy inference, update rate, the update next to LeRobot's SAC
-learner (``bench_peer.py``, needs ``make interop``), runtime (control-loop jitter,
-latency, transport), data faults (damaged recordings through ``bora bag``). Each script writes
-``bench/results/<name>.json`` and ``<name>.md`` with the machine it ran on; this script concatenates
-the Markdown files into ``bench/results/summary.md``.
+learner (``bench_peer.py``, needs ``make interop``), the critic step-head speed-up candidates,
+runtime (control-loop jitter, latency, transport), data faults (damaged recordings through
+``bora bag``). Each script writes ``bench/results/<name>.json`` and ``<name>.md`` with the machine it
+ran on; this script concatenates the Markdown files into ``bench/results/summary.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ BENCHES = [
     ("inference", "bench_inference.py", []),
     ("updates", "bench_updates.py", []),
     ("peer", "bench_peer.py", []),
+    ("update_candidates", "bench_update_candidates.py", []),
     ("eval", "bench_eval.py", []),
     ("runtime", "bench_runtime.py", []),
     ("transport", "bench_transport.py", []),
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         "inference": ["--reps", "5"],
         "updates": ["--updates", "5", "--repeats", "1", "--threads", "auto"],
         "peer": ["--repeats", "1", "--updates", "2", "--peer-updates", "3", "1"],
+        "update_candidates": ["--repeats", "2", "--calls", "3"],
         "eval": ["--trials", "4", "--num-envs", "1", "4", "2p"],
         "runtime": ["--graph-seconds", "8", "--transport-seconds", "4"],
         "transport": ["--seconds", "4"],
