@@ -134,9 +134,9 @@ def summarise(name: str, runs: list[dict], transitions: int) -> dict:
     }
 
 
-def write(res: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "peer.json").write_text(json.dumps(res, indent=2))
+def write(res: dict, out: Path = RESULTS) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peer.json").write_text(json.dumps(res, indent=2))
     m, c = res["machine"], res["config"]
     ours, rows = res["rows"][0], res["rows"]
     lines = [
@@ -175,7 +175,7 @@ def write(res: dict) -> None:
             f"{'-' if r is ours else f'{ru:.2f}'} | {'-' if r is ours else f'{rt:.2f}'} |"
         )
     lines += ["", "Ratios < 1: ours is cheaper. " + res.get("note", "")]
-    (RESULTS / "peer.md").write_text("\n".join(lines).rstrip() + "\n")
+    (out / "peer.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,12 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads in both processes")
     p.add_argument("--vlm", default="paligemma-tiny")
     p.add_argument("--note", default="")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where peer.json / peer.md go")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.updates < 1 or min(args.peer_updates) < 1:
         p.error("--repeats, --updates and --peer-updates must be >= 1")
     if not INTEROP_PY.exists():  # make bench without make interop: say so, do not fail the other figures
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "peer.md").write_text(
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "peer.md").write_text(
             "# Online update: ours vs LeRobot's HIL-SERL learner (SAC)\n\n"
             f"Not measured: {INTEROP_PY} is missing (build the LeRobot environment with `make interop`).\n"
         )
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         summarise(f"LeRobot SAC, batch {args.batch} (matched batch)", runs["small"], args.batch),
         summarise(f"LeRobot SAC, batch {big:,} (matched transitions)", runs["big"], big),
     ]
-    write(res)
+    write(res, args.out)
     for r in res["rows"]:
         print(f"{r['name']}: {r['cpu_ms_per_update']:.1f} CPU ms/update, {r['cpu_us_per_transition']:.1f} us/step")
     return 0
