@@ -8,7 +8,7 @@ import pytest
 
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
-from bora_policy.runtime.chunk_scheduler import ChunkScheduler, phase_correction
+from bora_policy.runtime.chunk_scheduler import ChunkScheduler, late_phase, phase_correction
 
 DT = 0.1
 
@@ -150,6 +150,14 @@ def test_phase_correction_moves_the_tick_to_latency_after_the_observation():
     assert (t - np.floor(t / DT) * DT) == pytest.approx(0.03, abs=1e-6) and abs(shifts[-1]) < 1e-6
 
 
+def test_late_phase_by_hand():
+    # stamps at phases 10, 10, 10, 10, 30 ms of a 100 ms period: circular mean 14 ms, deviations -4 x4, +16;
+    # 90th percentile of the deviations (linear interpolation): -4 + 0.6 * 20 = 8 -> 22 ms
+    assert late_phase([0.01, 0.11, 0.21, 0.31, 0.43], 0.1) == pytest.approx(0.022, abs=1e-9)
+    # across the wrap: phases 95 and 5 ms -> mean 0; deviations -5, +5; 90th percentile 4 ms
+    assert late_phase([0.095, 0.205], 0.1) == pytest.approx(0.004, abs=1e-9)
+
+
 def test_phase_shift_only_with_observations_at_the_control_rate():
     s = sched()
     s.begin_episode([0.0], 0.0)
@@ -158,6 +166,13 @@ def test_phase_shift_only_with_observations_at_the_control_rate():
         s.on_observation(k * 0.1, k * 0.1 + 0.008)  # transport 8 ms + inference 12 ms + margin 10 ms = 30 ms
     assert s.phase_shift(0.35, 0.3) == pytest.approx(-0.005)  # 50 ms after, target 30 ms: advance (clipped)
     assert s.phase_shift(0.336, 0.3) == pytest.approx(-0.003)  # 36 ms after: advance by half of 6 ms
+    # jittery stamps (phases 0, 0, 0, 20 ms, ...; period 100 ms): the lock aims after the late ones
+    s.obs_stamps.clear()
+    s.obs_stamps.extend([1.0, 1.1, 1.2, 1.32, 1.4, 1.5, 1.6, 1.72, 1.8, 1.9])
+    ref = late_phase(s.obs_stamps, DT)
+    assert ref == pytest.approx(0.02, abs=1e-9)  # 2 of 10 stamps 20 ms late: the 90th percentile is theirs
+    assert ref == pytest.approx(late_phase(np.asarray(s.obs_stamps) + 5 * DT, DT), abs=1e-9)
+    assert s.phase_shift(2.0 + ref + 0.03, 1.9) == pytest.approx(0.0, abs=1e-9)
     fast = sched()
     fast.latencies.append(0.02)
     for k in range(4):

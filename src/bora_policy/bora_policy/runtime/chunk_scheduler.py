@@ -28,10 +28,11 @@ time, request -> ready, of the last 20) sets the lead ``d = ceil(latency / dt)``
 
 Phase lock (ours): the command is computed from an observation at the first tick after the chunk is
 ready. When observations come once per control period (the simulated graph; a camera at the control rate),
-:func:`phase_correction` moves the control grid so that the tick falls ``latency + margin`` after an
-observation's stamp (modulo the period), at most ``max_shift`` of a period per tick; the latency from an
-observation to the first command computed from it is then ``latency + margin`` instead of up to a period
-more. ``ControlLoop.shift`` applies it.
+:func:`phase_correction` moves the control grid so that the tick falls ``latency + margin`` (margin 10 % of
+a period) after the phase by which 90 % of the recent observations' stamps have come (:func:`late_phase`,
+modulo the period), at most ``max_shift`` of a period per tick; the latency from an observation to the
+first command computed from it is then about ``latency + margin`` instead of up to a period more.
+``ControlLoop.shift`` applies it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ def phase_correction(
     return float(np.clip(-gain * e, -lim, lim))
 
 
+def late_phase(stamps, period: float, q: float = 90.0) -> float:
+    """The phase (in ``[0, period)``) by which ``q`` % of the observations' stamps have come, modulo the period:
+    their circular mean phase plus the ``q``-th percentile of the deviations from it. Robust to a jittery
+    source (a simulator stamping after its physics step and rendering): the lock then aims just after the
+    late observations instead of following each stamp's jitter."""
+    ph = 2.0 * np.pi * (np.asarray(stamps, dtype=np.float64) % period) / period
+    mean = float(np.angle(np.mean(np.exp(1j * ph)))) * period / (2.0 * np.pi)
+    dev = (np.asarray(stamps, dtype=np.float64) - mean + period / 2) % period - period / 2
+    return float((mean + np.percentile(dev, q)) % period)
+
+
 class ChunkScheduler:
     """Replan state machine over a :class:`ChunkExecutor` (module docstring).
 
@@ -74,6 +86,7 @@ class ChunkScheduler:
         self.latencies: deque[float] = deque(maxlen=20)  # plan requested -> chunk ready (s)
         self.transport: deque[float] = deque(maxlen=20)  # observation stamp -> its arrival here (s)
         self.obs_intervals: deque[float] = deque(maxlen=20)
+        self.obs_stamps: deque[float] = deque(maxlen=20)
         self._t_requested = 0.0
         self._last_obs_stamp: float | None = None
         self.plans = 0
@@ -147,6 +160,7 @@ class ChunkScheduler:
             self.transport.append(max(0.0, t_arrival - stamp))
         if self._last_obs_stamp is not None and stamp > self._last_obs_stamp:
             self.obs_intervals.append(stamp - self._last_obs_stamp)
+            self.obs_stamps.append(stamp)
         self._last_obs_stamp = stamp if self._last_obs_stamp is None else max(stamp, self._last_obs_stamp)
         return (
             self.ahead
@@ -177,4 +191,4 @@ class ChunkScheduler:
             return 0.0
         margin = 0.1 * self.dt if margin is None else margin
         target = (self.plan_latency() + margin) % self.dt
-        return phase_correction(t_tick, newest_stamp, target, self.dt)
+        return phase_correction(t_tick, late_phase(self.obs_stamps, self.dt), target, self.dt)
