@@ -13,10 +13,11 @@ Not matched, by design of the two methods: LeRobot's SAC acts per step, so one o
 (s, a, r, s') step and its batch of 128 is 128 steps; one of our rows is a chunk of k = 32 steps and our
 critic runs on 128 x 32 = 4,096 step tokens. The fair column is therefore **per transition** (per step
 token), and the peer is also timed at batch 4,096 (the same number of step transitions per update).
-Their eager update is timed (``use_torch_compile=False``; its default compiles the critic ensemble
-with torch.compile, which ours does not use either).
+Their update is timed eager (``use_torch_compile=False``, as ours runs) and, unless ``--no-compile``, also
+as LeRobot configures it by default (``use_torch_compile=True``: the critic ensemble and its target
+compiled with torch.compile; compilation happens in the warm-up and is not timed).
 
-Repeats are interleaved (ours, theirs at 128, theirs at 4,096, then again) so both see the same load;
+Repeats are interleaved (ours, theirs at 128, theirs at 4,096, compiled likewise, then again) so both see the same load;
 CPU time per update (``time.process_time`` in each process) is the figure to read on a shared
 machine, wall time is reported next to it. Writes ``bench/results/peer.json`` and ``peer.md``.
 
@@ -90,12 +91,12 @@ class Ours:
 class Peer:
     """The LeRobot worker (``peer_lerobot.py``) under the interop environment's Python."""
 
-    def __init__(self, args, state_dim: int):
+    def __init__(self, args, state_dim: int, compile_critic: bool = False):
         if not INTEROP_PY.exists():
             raise FileNotFoundError(f"bench_peer: {INTEROP_PY} is missing (build it with `make interop`)")
         cmd = [str(INTEROP_PY), str(HERE / "peer_lerobot.py"), "--state-dim", str(state_dim),
                "--action-dim", str(args.action_dim), "--hidden", str(args.hidden), "--layers", str(args.layers),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads)] + (["--compile"] if compile_critic else [])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.info = self._read()
 
@@ -158,7 +159,10 @@ def write(res: dict, out: Path = RESULTS) -> None:
         "(a full-covariance MultivariateNormal in torch.distributions) and updates a temperature. "
         f"Parameters: ours actor {res['ours_params']['actor']:,}, critic (trainable) "
         f"{res['ours_params']['critic_trainable']:,}; theirs actor {res['peer']['params']['actor']:,}, critic "
-        f"ensemble {res['peer']['params']['critic_ensemble']:,}. Their update is eager (`use_torch_compile=False`).",
+        f"ensemble {res['peer']['params']['critic_ensemble']:,}. Their update is timed eager "
+        "(`use_torch_compile=False`, as ours runs)"
+        + (" and compiled (`use_torch_compile=True`, LeRobot's default: critic ensemble + target through "
+           "torch.compile; compilation in the untimed warm-up)." if res.get("compiled") else "."),
         "",
         f"Median over {c['repeats']} interleaved repeats.",
         "",
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads in both processes")
     p.add_argument("--vlm", default="paligemma-tiny")
     p.add_argument("--note", default="")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile (LeRobot default) rows")
     p.add_argument("--out", type=Path, default=RESULTS, help="where peer.json / peer.md go")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.updates < 1 or min(args.peer_updates) < 1:
@@ -219,27 +224,42 @@ def main(argv: list[str] | None = None) -> int:
     }
     torch.set_num_threads(args.threads)  # machine() calibrates threads; restore ours
     ours = Ours(args, z_dim)
-    peer = Peer(args, state_dim)
+    peers = {"eager": Peer(args, state_dim)}
+    if not args.no_compile:
+        peers["compiled"] = Peer(args, state_dim, compile_critic=True)
     big = args.batch * args.chunk
-    runs = {"ours": [], "small": [], "big": []}
+    runs = {"ours": [], **{(tag, b): [] for tag in peers for b in (args.batch, big)}}
     try:
         ours.run(0, warmup=2)
-        peer.run(args.batch, 1, warmup=2)
-        peer.run(big, 1, warmup=1)
+        for peer in peers.values():  # warm-up (and torch.compile's compilation for both batch sizes)
+            peer.run(args.batch, 1, warmup=2)
+            peer.run(big, 1, warmup=2)
         for r in range(args.repeats):
             runs["ours"].append(ours.run(args.updates))
-            runs["small"].append(peer.run(args.batch, args.peer_updates[0]))
-            runs["big"].append(peer.run(big, args.peer_updates[1]))
+            for tag, peer in peers.items():
+                runs[(tag, args.batch)].append(peer.run(args.batch, args.peer_updates[0]))
+                runs[(tag, big)].append(peer.run(big, args.peer_updates[1]))
             print(f"[peer] repeat {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
     finally:
-        peer.close()
+        for peer in peers.values():
+            peer.close()
+    peer = peers["eager"]
+    res["compiled"] = "compiled" in peers
     res["load_end"] = os.getloadavg()[0]
     res["peer"] = peer.info
     res["ours_params"] = ours.params
     res["rows"] = [
         summarise(f"ours: bora-residual, batch {args.batch} chunks x k={args.chunk}", runs["ours"], big),
-        summarise(f"LeRobot SAC, batch {args.batch} (matched batch)", runs["small"], args.batch),
-        summarise(f"LeRobot SAC, batch {big:,} (matched transitions)", runs["big"], big),
+        *(
+            row
+            for tag in peers
+            for row in (
+                summarise(
+                    f"LeRobot SAC ({tag}), batch {args.batch} (matched batch)", runs[(tag, args.batch)], args.batch
+                ),
+                summarise(f"LeRobot SAC ({tag}), batch {big:,} (matched transitions)", runs[(tag, big)], big),
+            )
+        ),
     ]
     write(res, args.out)
     for r in res["rows"]:

@@ -26,7 +26,7 @@ import time
 import torch
 
 
-def build(state_dim: int, action_dim: int, hidden: int, layers: int):
+def build(state_dim: int, action_dim: int, hidden: int, layers: int, compile_critic: bool = False):
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.sac.configuration_sac import (
         ActorNetworkConfig,
@@ -43,8 +43,8 @@ def build(state_dim: int, action_dim: int, hidden: int, layers: int):
         state_encoder_hidden_dim=hidden,
         critic_network_kwargs=CriticNetworkConfig(hidden_dims=[hidden] * layers),
         actor_network_kwargs=ActorNetworkConfig(hidden_dims=[hidden] * layers),
-        # eager, like ours (its default compiles the critic ensemble with torch.compile; see bench_peer)
-        use_torch_compile=False,
+        # its default compiles the critic ensemble and its target with torch.compile; ours runs eager
+        use_torch_compile=compile_critic,
     )
     policy = SACPolicy(cfg).train()
     # make_optimizers_and_scheduler (lerobot/rl/learner.py)
@@ -98,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compile", action="store_true", help="use_torch_compile=True (LeRobot's default)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     import lerobot
 
-    policy, opts = build(a.state_dim, a.action_dim, a.hidden, a.layers)
+    policy, opts = build(a.state_dim, a.action_dim, a.hidden, a.layers, a.compile)
     clip = policy.config.grad_clip_norm
     params = {
         "actor": sum(p.numel() for p in policy.actor.parameters()),

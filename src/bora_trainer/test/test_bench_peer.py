@@ -26,7 +26,7 @@ def test_peer_bench_tiny(tmp_path):
     B, k, A, H = 4, 2, 3, 16
     cmd = [sys.executable, str(ROOT / "bench" / "bench_peer.py"), "--out", str(tmp_path), "--repeats", "2",
            "--updates", "1", "--peer-updates", "2", "1", "--batch", str(B), "--chunk", str(k),
-           "--action-dim", str(A), "--hidden", str(H)]
+           "--action-dim", str(A), "--hidden", str(H), "--no-compile"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "peer.json").read_text())
