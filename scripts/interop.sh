@@ -23,4 +23,6 @@ fi
 "$IVENV/bin/python" -c "import lerobot, torch; print('lerobot', lerobot.__version__, 'torch', torch.__version__)"
 # the two directions: BORA side in .venv, LeRobot side in .interop-venv
 set +u; source scripts/env.sh >/dev/null; set -u   # env.sh sources colcon's setup (unset variables)
-exec "$ROOT/.venv/bin/python" scripts/interop_check.py --interop-python "$IVENV/bin/python" "$@"
+"$ROOT/.venv/bin/python" scripts/interop_check.py --interop-python "$IVENV/bin/python" "$@"
+# the tests that need LeRobot's environment (deselected in make test): the peer update benchmark
+exec "$ROOT/.venv/bin/python" -m pytest src -m interop

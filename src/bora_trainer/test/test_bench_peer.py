@@ -1,6 +1,7 @@
 """bench/bench_peer.py: our update next to LeRobot's SAC learner update, on a tiny configuration.
 
-Needs the LeRobot environment of ``make interop`` (``.interop-venv``); skipped without it. Checks the
+Needs the LeRobot environment of ``make interop`` (``.interop-venv``): marked ``interop``, so ``make test``
+deselects it and ``make interop`` runs it (where it fails, not skips, if that environment is missing). Checks the
 matched sizes by hand-counted parameter numbers of LeRobot's networks, the transitions per update of each
 row, and that the ratios in peer.md are the ones the JSON's CPU times give.
 """
@@ -19,7 +20,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 INTEROP = ROOT / ".interop-venv" / "bin" / "python"
 
-pytestmark = pytest.mark.skipif(not INTEROP.exists(), reason="needs .interop-venv (make interop)")
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+def _interop_env():
+    assert INTEROP.exists(), f"{INTEROP} missing: run `make interop` (it builds the LeRobot environment)"
+
 
 
 def test_peer_bench_tiny(tmp_path):
