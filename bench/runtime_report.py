@@ -58,16 +58,16 @@ def planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[s
         *rows,
         "",
         "Reading the table: obs -> command = obs -> ready (the bridge's publishing, the sync node, transport "
-        "and the inference; the load shows here: the tiny VLA's inference took 36-63 ms mean in these runs "
-        "instead of 8.7 ms on the idle machine) + ready -> command (the wait for the tick that adopts the "
-        "chunk, what planning ahead and the phase lock act on). In the full graph the bridge stamps an "
-        "observation after its physics step and rendering, so under load the stamps jitter by tens of ms and "
-        "the phase lock holds only loosely (10 Hz: ready -> command 51 ms mean); the node-alone runs below "
-        "separate the policy runtime from that. 'before': at 5d12869 `bora up --control-hz` set only the "
-        "bridge and the policy, so the sync node and the arbiter ran at 10 Hz in its 30 Hz row. obs -> "
-        "executed adds the wait for the arbiter's own loop (up to one period; its phase is free). The "
-        "boundary and any-step ratios stay below 1 with and without the change (the tiny VLA's chunks move "
-        "slowly); the limit itself is shown by test_chunk_scheduler.py.",
+        "and the inference, where the load shows: the policy's inference_ms_mean is in its diagnostics, 8.7 "
+        "ms for the tiny VLA on the idle machine) + ready -> command (the wait for the tick that adopts the "
+        "chunk, what planning ahead and the phase lock act on). The bridge stamps an observation after its "
+        "physics step and rendering and its timer runs about 1 % slow, so under load the stamps jitter by "
+        "tens of ms and the lock holds only loosely; the node-alone runs below separate the policy runtime "
+        "from that. 'before': at 5d12869 `bora up --control-hz` set only the bridge and the policy, so the "
+        "sync node and the arbiter ran at 10 Hz in its 30 Hz row. obs -> executed adds the wait for the "
+        "arbiter's own loop (up to one period; its phase is free). The boundary and any-step ratios stay "
+        "below 1 with and without the change (the tiny VLA's chunks move slowly); the limit itself is shown "
+        "by test_chunk_scheduler.py.",
         "",
     ]
 
