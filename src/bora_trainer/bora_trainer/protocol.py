@@ -199,4 +199,5 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
         "report", "evidence", str(out), "--out", str(out / "report"),
         "--eval-seeds", f"{cfg.eval.seed0}..{cfg.eval.seed0 + cfg.eval.trials - 1}",
         "--tuning-seeds", f"{p.tuning_seed0}..",
-        "--first-seed", str(p.seeds[0])], needs=["report"]))
+        "--first-seed", str(p.seeds[0]), "--episodes-per-round", str(cfg.online.episodes_per_round)],
+        needs=["report"]))

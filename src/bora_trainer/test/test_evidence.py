@@ -59,7 +59,8 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     e = ev["eval-press_button-bora-residual-online-s1-standard"]
     assert "/eval_seeds/" in _arg(e, "--out") and _arg(e, "--residual").endswith("seed1/bora-residual-online/"
                                                                                  "trainer/rounds/round_02")
-    assert "evidence" in _jobs(pl, "report")
+    evid = _jobs(pl, "report")["evidence"]
+    assert _arg(evid, "--episodes-per-round") == "10" and _arg(evid, "--eval-seeds") == "300000..300049"
 
 
 def test_tuning_uses_the_tuning_seeds(evidence_cfg, tmp_path):
