@@ -61,7 +61,9 @@ class RunInfo:
     def method(self) -> str | None:
         if self.algo is None:
             return None
-        return registry.label(self.algo)  # the method's row in the paper's tables (algorithms/registry.py)
+        # the method's row in the paper's tables (algorithms/registry.py); an online run of a method that
+        # also has an offline row (ALOE, HABC) gets its own row, e.g. "ALOE (online)"
+        return registry.label(self.algo, "online" if self.phase == "online" else "offline")
 
 
 def describe_run(run: str | Path) -> RunInfo:

@@ -32,6 +32,16 @@ def test_names_labels_and_errors():
     assert registry.online_names() == ["bora-residual", "aloe", "habc", "bc-residual"]
     assert registry.label("bora") == "BORA-Offline" and registry.label("bora-residual") == "BORA-Full"
     assert registry.label("unregistered") == "unregistered" and registry.label(None) is None
+    # a method with an offline AND an online phase has two rows; a one-phase method keeps its one label
+    assert registry.label("aloe", "offline") == "ALOE" and registry.label("aloe", "online") == "ALOE (online)"
+    assert registry.label("habc", "offline") == "HABC" and registry.label("habc", "online") == "HABC (online)"
+    assert registry.label("bora-residual", "online") == "BORA-Full"
+    assert registry.label("bora", "offline") == "BORA-Offline"
+    assert registry.label("bc-residual", "online") == "BC-Residual"
+    assert registry.labels() == ["VITRA (Diffusion)", "CP Base", "CP + Decoupled Critic", "BORA-Offline", "BORA-Full",
+                                 "ALOE", "ALOE (online)", "HABC", "HABC (online)", "BC-Residual"]
+    with pytest.raises(ValueError, match="phase 'warmup': expected 'offline', 'online' or None"):
+        registry.label("aloe", "warmup")
     with pytest.raises(KeyError, match="unknown offline algorithm 'bora-residual'"):
         registry.offline_learner("bora-residual")  # an online-only method
     with pytest.raises(ValueError, match="unknown online algorithm 'cp-bc'"):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from bora_trainer.evaluate import RunInfo
 from bora_trainer.report import load_results, main, markdown_tables, wilson_interval
 
 
@@ -44,6 +45,21 @@ def test_table_in_paper_form(tmp_path):
     assert "| Pick the plush toy | 12/20 (60%) [39-78] | 17/20 (85%) [64-95] |" in md
     # averages: CP Base (12+13)/40 = 62.5%, BORA-Offline (17+13)/40 = 75.0%
     assert "**62.5%**" in md and "**75.0%**" in md
+
+
+def test_online_and_offline_rows_of_one_method_are_two_cells(tmp_path):
+    # the labels `bora eval` writes for an offline and an online ALOE run (evaluate.RunInfo.method)
+    off = RunInfo(tmp_path, tmp_path, algo="aloe", phase="offline").method
+    on = RunInfo(tmp_path, tmp_path, algo="aloe", phase="online").method
+    assert (off, on) == ("ALOE", "ALOE (online)")
+    _write(tmp_path, off, "press_button", 5, 20)
+    _write(tmp_path, on, "press_button", 15, 20)
+    md = markdown_tables(load_results([tmp_path]))
+    assert md.splitlines()[2] == "| Task | ALOE | ALOE (online) |"
+    # 5/20: centre=(0.25+0.09604)/1.19208=0.29028, half=1.96*sqrt(0.009375+0.002401)/1.19208=0.17843
+    # -> [11-47]; 15/20 is its mirror image -> [53-89]; not pooled into one 20/40 cell
+    assert "| Press the button | 5/20 (25%) [11-47] | 15/20 (75%) [53-89] |" in md
+    assert "20/40" not in md
 
 
 def test_cli_writes_report_and_plots(tmp_path):

@@ -10,7 +10,10 @@ Every method lives in its own folder under ``bora_trainer/algorithms/`` (``bora/
 * ``config``: the dataclass of its own hyper-parameters (read from ``OfflineConfig.algo_options`` /
   ``OnlineConfig.objective_options``) and ``config_file``, the YAML file under ``config/`` that documents
   their defaults (a registry test loads every one into its class);
-* ``label``: its row / column in ``bora eval``, ``bora report`` and ``bora demo``;
+* ``label``: its row / column in ``bora eval``, ``bora report`` and ``bora demo``; a method with BOTH an
+  offline and an online phase has two rows, ``label`` (offline) and ``label + ONLINE_SUFFIX`` (its residual
+  trained online, e.g. "ALOE (online)"; :func:`label` with ``phase="online"``), so that the report never pools
+  them into one cell (our naming; a method with only one phase keeps its one label: BORA-Full, BC-Residual);
 * ``demo``: whether ``bora demo`` runs it as a row by default (``DemoConfig.offline.algos`` /
   ``online.algos``).
 
@@ -99,14 +102,35 @@ def online_names(demo_only: bool = False) -> list[str]:
     return [m.name for m in methods() if m.online is not None and (m.demo or not demo_only)]
 
 
-def label(name: str | None) -> str | None:
-    """The table label of ``name`` (the name itself when it is not registered; None stays None)."""
-    return _REGISTRY[name].label if name in _REGISTRY else name
+ONLINE_SUFFIX = " (online)"
+
+
+def _phase_labels(m: Method) -> dict[str, str]:
+    """Phase -> label of ``m``: the online row of a method that also has an offline row is suffixed."""
+    out = {}
+    if m.offline is not None:
+        out["offline"] = m.label
+    if m.online is not None:
+        out["online"] = m.label + ONLINE_SUFFIX if m.offline is not None else m.label
+    return out or {"offline": m.label}
+
+
+def label(name: str | None, phase: str | None = None) -> str | None:
+    """The table label of ``name`` in ``phase`` ("offline", "online"; None: the method's plain label).
+
+    The name itself when it is not registered; None stays None. ``phase="online"`` for a method with an
+    offline row too gives ``label + ONLINE_SUFFIX`` (module docstring)."""
+    if phase not in (None, "offline", "online"):
+        raise ValueError(f"phase {phase!r}: expected 'offline', 'online' or None")
+    if name not in _REGISTRY:
+        return name
+    m = _REGISTRY[name]
+    return m.label if phase is None else _phase_labels(m).get(phase, m.label)
 
 
 def labels() -> list[str]:
-    """Every label, in table order (each once)."""
-    return list(dict.fromkeys(m.label for m in methods()))
+    """Every label, in table order (each once; a method's online row right after its offline row)."""
+    return list(dict.fromkeys(lab for m in methods() for lab in _phase_labels(m).values()))
 
 
 def _load(ref: Any) -> Any:
