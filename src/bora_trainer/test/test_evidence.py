@@ -34,7 +34,8 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     pl = plan(cfg, tmp_path)
     ev = _jobs(pl, "eval")
     main_evals = [a for n, a in ev.items() if n.startswith("eval-") and "-s1-" not in n and "-s2-" not in n]
-    assert len(main_evals) == 5 * 7 * 2  # tasks x rows x object sets
+    # tasks x rows (6 offline + BORA-Full, ALOE (online), HABC (online)) x object sets
+    assert len(main_evals) == 5 * 9 * 2
     assert {_arg(a, "--seed0") for a in ev.values()} == {"300000"}  # paired: the same seeds for every row
     assert {_arg(a, "--trials") for a in main_evals} == {"50"}
     # the main table's BORA-Full is the paper's budget (round 2), the online run trains 4 rounds
@@ -42,6 +43,14 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     assert _arg(full, "--residual").endswith("bora-residual-online/trainer/rounds/round_02")
     on = _jobs(pl, "online")
     assert _arg(on["online-press_button-bora-residual"], "--rounds") == "4"
+    # online ALOE / HABC: the same base run and the paper's budget (2 x 10), evaluated into their own files
+    for algo in ("aloe", "habc"):
+        a = on[f"online-open_box-{algo}"]
+        assert (_arg(a, "--algo"), _arg(a, "--rounds"), _arg(a, "--episodes-per-round")) == (algo, "2", "10")
+        assert _arg(a, "--offline-run").endswith("open_box/bora")
+        out = _arg(ev[f"eval-open_box-{algo}-online-unseen"], "--out")
+        assert out.endswith(f"/eval/open_box__{algo}-online__unseen.json")
+    assert len(on) == 5 * 3 + 2 * 2  # 3 online rows per task + BORA-Full for seeds 1, 2 on two tasks
     # learning curve: rounds 1..4 of every task into eval_curve/
     curve = [n for n in ev if n.startswith("curve-")]
     assert len(curve) == 5 * 4
