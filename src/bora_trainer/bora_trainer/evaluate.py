@@ -20,7 +20,8 @@ plus provenance (versions, settings).
 Runs: an offline run (``RUN/config.yaml`` with ``algo``; ``RUN/policy/``, ``RUN/critic/``), an online run
 (``RUN/config.yaml`` with ``online_run`` and ``offline_run``; the latest multi-round residual checkpoint
 is current and its critic gives the values), or a bare ``VLAPolicy`` directory (give ``--method``).
-Method names follow the paper's tables: the labels of ``bora_trainer.algorithms.registry``.
+Method names follow the paper's tables: the labels of ``bora_trainer.algorithms.registry`` (an online run of a
+method that also has an offline row is its own row, e.g. "ALOE (online)").
 """
 
 from __future__ import annotations

@@ -201,6 +201,8 @@ def test_success_table_and_claims(tmp_path):
     _result(ev, "BORA-Offline", "standard", 7, 20)
     _result(ev, "CP + Decoupled Critic", "standard", 6, 20)
     _result(ev, "BORA-Full", "standard", 7, 20)
+    _result(ev, "ALOE", "standard", 2, 10)  # an offline and an online ALOE row: two lines, never pooled
+    _result(ev, "ALOE (online)", "standard", 9, 10)
     (ev / "notes.json").write_text("[1, 2]")  # not an eval result: ignored
     table = ds.success_table(ev)
     assert table["CP Base"]["standard"] == {"successes": 6, "trials": 20}
@@ -212,6 +214,7 @@ def test_success_table_and_claims(tmp_path):
     s = ds.write_summary(tmp_path, cfg, {"eval": {"status": "done", "seconds": 3.0, "jobs": 5}}, 10.0, True)
     md = (tmp_path / "summary.md").read_text()
     assert "| CP Base | 6/20 (30%) |" in md and "NOT HELD" in md
+    assert "| ALOE | 2/10 (20%) |\n| ALOE (online) | 9/10 (90%) |" in md  # the registry's order
     assert s["claims"] and json.loads((tmp_path / "summary.json").read_text())["ok"] is True
 
 

@@ -170,8 +170,15 @@ def test_evidence_cli(tmp_path, capsys):
     out = tmp_path / "demo"
     _write_eval(out / "eval" / "x.json", "BORA-Full", "press_button", "standard", [1, 1, 0])
     _write_eval(out / "eval" / "y.json", "BORA-Offline", "press_button", "standard", [1, 0, 0])
+    _write_eval(out / "eval" / "z.json", "ALOE", "press_button", "standard", [0, 0, 1])
+    _write_eval(out / "eval" / "w.json", "ALOE (online)", "press_button", "standard", [1, 1, 1])
     assert bora_main(["report", "evidence", str(out), "--eval-seeds", "100..102", "--n-boot", "500"]) == 0
     md = (out / "report" / "evidence.md").read_text()
     assert "Evaluation seeds 100..102" in md and "BORA-Full - BORA-Offline (standard)" in md
+    # the offline and the online ALOE row are two cells (1/3 and 3/3), not one pooled 4/6
+    assert "| Task | BORA-Offline | BORA-Full | ALOE | ALOE (online) |" in md and "4/6" not in md
+    cells = json.loads((out / "report" / "evidence.json").read_text())["cells"]
+    assert cells["standard|press_button|ALOE"] == {"successes": 1, "trials": 3}
+    assert cells["standard|press_button|ALOE (online)"] == {"successes": 3, "trials": 3}
     assert bora_main(["report", "evidence", str(tmp_path / "none")]) == 2
     assert "not found" in capsys.readouterr().err
