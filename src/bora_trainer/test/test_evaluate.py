@@ -160,6 +160,11 @@ def test_errors_and_method_names(tiny_run, tmp_path, capsys):
     info = evaluate.describe_run(on)
     assert (info.method, info.task, info.object_set, info.phase) == ("BORA-Full", TASK, "unseen", "online")
     assert info.policy_dir == Path(run) / "policy" and info.critic_dir == Path(run) / "critic"
+    # an online run of a method that also has an offline row is its own row ("ALOE" above)
+    online_cfg = yaml.safe_load((on / "config.yaml").read_text())
+    online_cfg["online_run"]["online"]["algo"] = "aloe"
+    (on / "config.yaml").write_text(yaml.safe_dump(online_cfg))
+    assert evaluate.describe_run(on).method == "ALOE (online)"
 
 
 def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path):
