@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 import rclpy  # noqa: F401  (installed by make setup; a missing rclpy is a failure, not a skip)
 import yaml
+from graph_probe import GraphProbe
 
 pytestmark = pytest.mark.slow  # graph start ~40 s + a policy restart ~30 s on 2 cores: make test-slow
 
@@ -56,62 +57,23 @@ def _stamp(m) -> float:
     return m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
 
 
-class Probe:
+class Probe(GraphProbe):
     def __init__(self):
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
 
         from bora_msgs.msg import ActionChunk, EpisodeEvent, ExecutedCommand, JointCommand
 
-        rclpy.init()
-        self.node = rclpy.create_node("bora_faults_probe")
-        self.rx: dict[str, list] = {k: [] for k in ("cmd", "exec", "chunk", "diag", "episode", "arm")}
-        rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        for key, typ, topic in (
+        super().__init__("bora_faults_probe", (
             ("cmd", JointCommand, "/bora/policy_command"),
             ("exec", ExecutedCommand, "/bora/executed_command"),
             ("chunk", ActionChunk, "/bora/action_chunk"),
             ("diag", DiagnosticArray, "/diagnostics"),
             ("episode", EpisodeEvent, "/bora/episode"),
             ("arm", JointState, "/franka/joint_states"),
-        ):
-            self.node.create_subscription(typ, topic, lambda m, k=key: self.rx[k].append((time.monotonic(), m)), rel)
-        self.ex = SingleThreadedExecutor()
-        self.ex.add_node(self.node)
-        self._stop = False
-        self.th = threading.Thread(target=self._spin, daemon=True)
-        self.th.start()
+        ))
 
-    def _spin(self):
-        while not self._stop:
-            self.ex.spin_once(timeout_sec=0.05)
-
-    def call(self, srv_type, name, req, timeout=20.0):
-        cli = self.node.create_client(srv_type, name)
-        assert cli.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        fut = cli.call_async(req)
-        end = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < end:
-            time.sleep(0.02)
-        assert fut.done(), f"{name} did not answer within {timeout} s"
-        return fut.result()
-
-    def wait_for(self, key, pred=lambda m: True, timeout=60.0, after=0.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for t, m in list(self.rx[key]):
-                if t >= after and pred(m):
-                    return t, m
-            time.sleep(0.02)
-        return None
-
-    def close(self):
-        self._stop = True
-        self.th.join(timeout=2)
-        self.node.destroy_node()
-        rclpy.try_shutdown()
+    wait_for = GraphProbe.wait_timed
 
 
 def policy_status(m):

@@ -15,14 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 import yaml
+from graph_probe import GraphProbe
 
 ROOT = Path(__file__).resolve().parents[3]
 RATE = 10.0
@@ -66,65 +65,27 @@ def _residual_files(tmp: Path, z_dim: int) -> dict[str, Path]:
     return out
 
 
-class Probe:
+class Probe(GraphProbe):
     """A node that records every message of the topics under test, spun on a background thread."""
 
     def __init__(self):
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
 
         from bora_msgs.msg import ActionChunk, JointCommand
 
-        rclpy.init()
-        self.node = rclpy.create_node("bora_graph_probe")
-        self.rx: dict[str, list] = {k: [] for k in ("cmd", "arm", "hand", "chunk", "diag")}
-        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        for key, typ, topic in (
+        super().__init__("bora_graph_probe", (
             ("cmd", JointCommand, "/bora/policy_command"),
             ("arm", JointState, "/franka/joint_states"),
             ("hand", JointState, "/hand/joint_states"),
             ("chunk", ActionChunk, "/bora/action_chunk"),
             ("diag", DiagnosticArray, "/diagnostics"),
-        ):
-            self.node.create_subscription(
-                typ, topic, lambda m, k=key: self.rx[k].append((time.monotonic(), m)), rel
-            )
-        self.ex = SingleThreadedExecutor()
-        self.ex.add_node(self.node)
-        self._stop = False
-        self.th = threading.Thread(target=self._spin, daemon=True)
-        self.th.start()
-
-    def _spin(self):
-        while not self._stop:
-            self.ex.spin_once(timeout_sec=0.05)
-
-    def call(self, srv_type, name, req, timeout=20.0):
-        cli = self.node.create_client(srv_type, name)
-        assert cli.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        fut = cli.call_async(req)
-        end = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < end:
-            time.sleep(0.02)
-        assert fut.done(), f"{name} did not answer within {timeout} s"
-        return fut.result()
+        ))
 
     def wait_for(self, key, pred=lambda m: True, timeout=60.0, after=0.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for t, m in list(self.rx[key]):
-                if t >= after and pred(m):
-                    return m
-            time.sleep(0.05)
-        return None
-
-    def close(self):
-        self._stop = True
-        self.th.join(timeout=2)
-        self.node.destroy_node()
-        rclpy.try_shutdown()
+        """The first matching message (see GraphProbe.wait_timed), or None."""
+        got = self.wait_timed(key, pred, timeout, after)
+        return None if got is None else got[1]
 
 
 @pytest.fixture(scope="module")

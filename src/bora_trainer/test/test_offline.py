@@ -66,49 +66,18 @@ def test_cp_bc_overfits_tiny_dataset(ds, repo_root, tmp_path):
 def test_cli_checkpoints_and_resume(ds, repo_root, tmp_path):
     run = tmp_path / "run"
     cfg = repo_root / DEMO
-    assert (
-        main(
-            [
-                "--algo",
-                "cp-bc",
-                "--data",
-                str(ds),
-                "--config",
-                str(cfg),
-                "--out",
-                str(run),
-                "--updates",
-                "4",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    def cli(updates, *extra):
+        args = ["--algo", "cp-bc", "--data", str(ds), "--config", str(cfg), "--out", str(run)]
+        return main([*args, "--updates", str(updates), *extra, "--no-progress"])
+
+    assert cli(4) == 0
     assert (run / "config.yaml").exists() and list((run / "tb").glob("events.out.tfevents*"))
     assert json.loads((run / "normalizer.json").read_text())
     ck = load_checkpoint(run)
     assert ck["step"] == 4 and {"vlm", "expert"} <= set(ck["modules"])
     assert ck["trainer_state"]["actor_opt"]["state"]
     # resume: continues at step 4 up to 6 with the optimiser state restored
-    assert (
-        main(
-            [
-                "--algo",
-                "cp-bc",
-                "--data",
-                str(ds),
-                "--config",
-                str(cfg),
-                "--out",
-                str(run),
-                "--updates",
-                "6",
-                "--resume",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert cli(6, "--resume") == 0
     ck2 = load_checkpoint(run)
     assert ck2["step"] == 6 and latest_checkpoint(run).name == "step_0000006"
     adam_steps = {int(s["step"]) for s in ck2["trainer_state"]["actor_opt"]["state"].values()}
