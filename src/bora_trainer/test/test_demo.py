@@ -237,7 +237,8 @@ def test_quick_demo_end_to_end(tmp_path):
     # a rerun with --resume reuses every job except the report
     assert cli.main(["--quick", "--out", str(out), "--resume", "--no-progress"]) == 0
     again = json.loads((out / "summary.json").read_text())
-    assert again["stages"]["offline"]["skipped"] == 4 and again["stages"]["eval"]["skipped"] == 10
+    for stage in ("collect", "offline", "online", "eval"):  # every job of the first run, none run again
+        assert again["stages"][stage]["skipped"] == summary["stages"][stage]["jobs"] > 0, stage
     assert again["stages"]["warmup"]["skipped"] == len(summary["stages"]["warmup"].get("job_seconds", {}))
     # the demo's export fallback (a run without policy/) rebuilds exactly what the trainer exported
     import shutil
