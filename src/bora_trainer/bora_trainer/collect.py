@@ -132,6 +132,20 @@ def run_episode(
     return EpisodeResult(arrays, ep_info)
 
 
+def dataset_meta(env: BoraSimEnv, task: str):
+    """The ``DatasetMeta`` of episodes recorded on ``env`` (collection, and ``bora eval --record``)."""
+    from bora_policy.common.episodes import DatasetMeta
+
+    return DatasetMeta(
+        fps=env.control_hz,
+        camera_names=list(env.camera_names),
+        image_size=list(env.image_size),
+        arm_joint_names=list(env.arm_joint_names),
+        hand_joint_names=list(env.hand_joint_names),
+        tasks=[task],
+    )
+
+
 def collect(
     task: str,
     episodes: int,
@@ -149,19 +163,12 @@ def collect(
     """Collect ``episodes`` episodes into dataset directory ``out``; returns their info dicts."""
     knobs = knobs or ExpertKnobs()
     operator_cfg = operator_cfg or OperatorConfig()
-    from bora_policy.common.episodes import DatasetMeta, next_episode_id, write_episode
+    from bora_policy.common.episodes import next_episode_id, write_episode
 
     if episodes <= 0:
         raise ValueError(f"episodes must be > 0, got {episodes}")
     env = BoraSimEnv(task, object_set=object_set, image_size=image_size, control_hz=control_hz, render=True)
-    meta = DatasetMeta(
-        fps=env.control_hz,
-        camera_names=list(env.camera_names),
-        image_size=list(env.image_size),
-        arm_joint_names=list(env.arm_joint_names),
-        hand_joint_names=list(env.hand_joint_names),
-        tasks=[task],
-    )
+    meta = dataset_meta(env, task)
     rng = np.random.default_rng(seed)
     first = next_episode_id(out)
     infos = []

@@ -37,6 +37,7 @@ from typing import Any
 
 from bora_policy.common.graph_params import graph_default
 from bora_trainer.algorithms import registry
+from bora_trainer.eval_record import make_recorder
 
 
 class EvalError(Exception):
@@ -146,8 +147,10 @@ def rollout_episode(
     max_steps: int | None = None,
     record_values: bool = True,
     generator=None,
+    recorder=None,
 ) -> dict[str, Any]:
-    """One episode with the policy node's chunk execution (module docstring); returns the episode record."""
+    """One episode with the policy node's chunk execution (module docstring); returns the episode record.
+    ``recorder`` (:class:`bora_trainer.eval_record.EpisodeRecorder`) also writes it as a dataset episode."""
     import numpy as np
     import torch
 
@@ -163,6 +166,8 @@ def rollout_episode(
     state_of = runner.processor.state_of  # [arm q, hand q] (bora_policy.runtime.processor)
 
     sched.begin_episode(state_of(obs), 0.0)  # the node holds the measured state at an episode START
+    if recorder is not None:
+        recorder.begin()
     values: list[float] = []
     step = 0
     terminated = truncated = False
@@ -183,11 +188,15 @@ def rollout_episode(
             )
             values.append(v0)
         cmd = sched.step(t)
+        if recorder is not None:
+            recorder.observe(obs, state)
         obs, _, terminated, truncated, info = env.step(cmd.position.astype(np.float32))
+        if recorder is not None:
+            recorder.stepped(terminated)
         step += 1
         if limit is not None and step >= limit:
             break
-    return {
+    episode = {
         "seed": int(seed),
         "success": bool(info["success"]),
         "steps": int(step),
@@ -195,6 +204,9 @@ def rollout_episode(
         "object": info.get("object"),
         "plans": sched.plans,
     }
+    if recorder is not None:
+        recorder.write(episode)
+    return episode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--env-processes", action="store_true", help="with --num-envs: each simulated robot in its own process"
+    )
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write every episode to this episode directory (source 'policy': the critic data of "
+        "`bora train offline --rollouts`); record on tuning seeds, one robot at a time",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -356,6 +376,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             blend_steps=args.blend_steps,
         )
         gen = torch.Generator(device=runner.device) if args.stochastic else None
+        try:  # --record DIR: the episodes also go to an episode directory (bora_trainer.eval_record)
+            recorder = make_recorder(getattr(args, "record", None), num_envs, env, task, info.path, runner)
+        except ValueError as e:
+            raise EvalError(str(e)) from e
         episodes = []
         bar = None
         if not args.no_progress:
@@ -396,6 +420,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 args.max_steps,
                 record_values=not args.no_values,
                 generator=gen,
+                recorder=recorder,
             )
             episodes.append(ep)
             if bar is not None:

@@ -241,3 +241,45 @@ def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path
         v_online, v_offline = float(online_critic.v(z)[0, 0]), float(critic.v(z)[0, 0])
     assert res["episodes"][0]["values"][0] == pytest.approx(v_online, abs=1e-5)
     assert abs(v_online - v_offline) > 1e-4
+
+
+def test_record_writes_the_rollouts_as_an_episode_dataset(tiny_run, tmp_path, capsys):
+    """``--record DIR``: every evaluated episode in the dataset format, read back by ``ChunkDataset``."""
+    from bora_policy.common.episodes import episode_ids, read_episode
+    from bora_sim.env import make_env
+    from bora_trainer.data.chunks import ChunkDataset, ChunkDatasetConfig
+
+    run, policy, critic = tiny_run
+    rec = tmp_path / "rollouts"
+    assert _eval(run, tmp_path / "a.json", "--record", str(rec)) == 0
+    res = json.loads((tmp_path / "a.json").read_text())
+    assert episode_ids(rec) == [0, 1]
+    env = make_env(TASK, "standard", image_size=48)
+    obs0, _ = env.reset(seed=0)
+    env.close()
+    for eid, ep in enumerate(res["episodes"]):
+        arrays, info = read_episode(rec, eid)
+        T = ep["steps"]
+        assert info["source"] == "policy" and info["seed"] == ep["seed"] and info["success"] == ep["success"]
+        assert info["values"] == pytest.approx(ep["values"])
+        assert arrays["color"].shape == (T, 3, 48, 48, 3) and arrays["action"].shape[0] == T
+        # the simulator's reward: 0.01 time penalty per step, +1 on the success step (SIM_REWARD)
+        want = np.full(T, -0.01) + np.where(np.arange(T) == T - 1, float(ep["success"]), 0.0)
+        assert arrays["reward"] == pytest.approx(want)
+        assert arrays["done"].tolist() == [False] * (T - 1) + [ep["success"]]
+    first, _ = read_episode(rec, 0)
+    assert np.array_equal(first["color"][0], obs0["color"])  # the first observation of seed 0
+    assert first["state"][0] == pytest.approx(np.concatenate([obs0["arm_qpos"], obs0["hand_qpos"]]), abs=1e-6)
+    ds = ChunkDataset(rec, ChunkDatasetConfig(k=8))
+    for i in range(len(ds)):
+        s = ds[i]
+        ok = res["episodes"][int(s["episode_id"])]["success"]
+        assert torch.equal(s["bc_mask"], s["mask"] if ok else torch.zeros(8))
+    # appending: new ids; another image size is refused naming the field; --num-envs > 1 is refused
+    assert _eval(run, tmp_path / "b.json", "--record", str(rec), "--seed0", "5") == 0
+    assert episode_ids(rec) == [0, 1, 2, 3]
+    capsys.readouterr()
+    assert _eval(run, tmp_path / "c.json", "--record", str(rec), "--image-size", "32") == 2
+    assert "image_size" in capsys.readouterr().err
+    assert _eval(run, tmp_path / "d.json", "--record", str(tmp_path / "r2"), "--num-envs", "2") == 2
+    assert "--num-envs 1" in capsys.readouterr().err

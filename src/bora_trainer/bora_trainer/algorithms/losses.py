@@ -308,3 +308,11 @@ def weighted_actor_loss(per_sample_loss: torch.Tensor, weights: torch.Tensor) ->
             f"per-sample loss {tuple(per_sample_loss.shape)} and weights {tuple(weights.shape)} differ"
         )
     return (weights.detach() * per_sample_loss).mean()
+
+
+def imitated_rows_scale(bc_mask: torch.Tensor) -> torch.Tensor:
+    """``B / #chunks with a BC step``: rescales a masked-mean BC loss (per chunk, then over the batch) so that
+    chunks of failed rollouts (``bc_mask`` all 0, ``data/chunks.py``) do not shrink it. 1 when every chunk has
+    a BC step (a dataset without failed rollouts: the loss is unchanged)."""
+    rows = (bc_mask.sum(1) > 0).float()
+    return len(rows) / rows.sum().clamp_min(1.0)

@@ -10,7 +10,10 @@ For a start step ``t`` of an episode of length ``T`` a sample holds
   either cut by a terminal inside the chunk or lands on a padded (masked) step, except when the chunk
   ends exactly at a non-terminal episode end (truncation), where the last observation is the proxy;
 - ``mask`` [k]: the validity mask of Eq. (3)-(4), steps up to and including the first terminal, times
-  ``pad_mask``.
+  ``pad_mask``;
+- ``bc_mask`` [k]: the steps that imitation (BC) may use: ``mask``, except in a FAILED autonomous rollout
+  (episode info ``source: "policy"``, ``success: false``, as ``bora eval --record`` writes them), where
+  it is 0: the critic and the PPO term learn from the policy's failures, BC never imitates them (ours).
 
 Gaps (episode arrays ``valid`` / ``obs_valid``, :mod:`bora_policy.common.episodes`): no sample starts at a
 step whose executed action or observation was not recorded; a step without a recorded action has
@@ -30,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from bora_policy.common.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta, step_validity
 
@@ -49,6 +52,11 @@ class ChunkDatasetConfig:
     camera_names: list[str] | None = None
     action_dim: int | None = None
     state_dim: int | None = None
+
+
+def is_failed_rollout(info: dict) -> bool:
+    """An autonomous rollout of a policy (``source: "policy"``) that did not succeed: critic data, never BC."""
+    return info.get("source") == "policy" and not bool(info.get("success", False))
 
 
 class ChunkDataset(Dataset):
@@ -72,12 +80,14 @@ class ChunkDataset(Dataset):
         # low-dimensional arrays of every episode stay in memory (small); images are cached or lazy
         self._low: dict[int, dict[str, np.ndarray]] = {}
         self._info: dict[int, dict] = {}
+        self._bc_weight: dict[int, float] = {}
         for eid in ids:
             arrays, info = read_episode(self.root, eid, load_images=False)
             self._check_episode(eid, arrays)
             self._low[eid] = {key: arrays[key] for key in ("state", "action", "reward", "done")}
             self._low[eid]["valid"], self._low[eid]["obs_valid"] = step_validity(arrays)
             self._info[eid] = info
+            self._bc_weight[eid] = 0.0 if is_failed_rollout(info) else 1.0
         self.index: list[tuple[int, int]] = [
             (eid, t)
             for eid in ids
@@ -190,6 +200,7 @@ class ChunkDataset(Dataset):
             "dones": dones_t,
             "pad_mask": pad_t,
             "mask": mask,
+            "bc_mask": mask * self._bc_weight[eid],
             "next_images": torch.from_numpy(np.ascontiguousarray(color[t_next].transpose(0, 3, 1, 2))),
             "next_state": torch.from_numpy(low["state"][t_next].astype(np.float32)),
             "next_valid": torch.tensor(next_valid),
@@ -203,6 +214,46 @@ class ChunkDataset(Dataset):
         states = np.concatenate([v["state"] for v in self._low.values()])
         actions = np.concatenate([v["action"] for v in self._low.values()])
         return states, actions
+
+
+class MultiChunkDataset(ConcatDataset):
+    """Chunk samples of several episode directories (``OfflineConfig.rollout_data``: the demonstrations
+    plus recorded autonomous rollouts), read as one dataset. Every directory must have the same cameras,
+    image size and state/action dimensions (an error names the field and both directories); ``meta`` is
+    the first directory's. A sample's ``episode_id`` is local to its directory, ``source_index`` says which."""
+
+    def __init__(self, roots: list[str | Path], cfg: ChunkDatasetConfig | None = None,
+                 episodes: list[int] | None = None):
+        if not roots:
+            raise ValueError("MultiChunkDataset: expected at least one episode directory")
+        parts = [ChunkDataset(roots[0], cfg, episodes=episodes)]
+        for root in roots[1:]:
+            parts.append(ChunkDataset(root, cfg))
+        first = parts[0]
+        for part in parts[1:]:
+            for name in ("camera_names", "image_size", "state_dim", "action_dim"):
+                a, b = getattr(first.meta, name), getattr(part.meta, name)
+                if list(np.atleast_1d(a)) != list(np.atleast_1d(b)):
+                    raise EpisodeFormatError(
+                        f"{name}: {part.root} has {b}, expected {a} (as {first.root}); rollouts must be "
+                        "recorded with the demonstrations' cameras, image size and robot"
+                    )
+        super().__init__(parts)
+        self.parts = parts
+        self.meta = first.meta
+        self.root = first.root
+
+    def __getitem__(self, idx: int) -> dict:
+        import bisect
+
+        part = bisect.bisect_right(self.cumulative_sizes, idx)
+        sample = super().__getitem__(idx)
+        sample["source_index"] = torch.tensor(part)
+        return sample
+
+    def state_action_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        arrays = [p.state_action_arrays() for p in self.parts]
+        return np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays])
 
 
 def write_synthetic_dataset(

@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on all episodes, or only the clean expert demonstrations (OfflineConfig.episodes)",
     )
     p.add_argument(
+        "--rollouts",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="recorded autonomous rollouts (`bora eval --record DIR`) read with --data: critic and PPO on "
+        "every step, BC on the successful ones only (OfflineConfig.rollout_data)",
+    )
+    p.add_argument(
         "--gate-scope",
         choices=("batch", "ppo_chunk", "off"),
         default=None,
@@ -102,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides["episodes"] = args.episodes
     if args.gate_scope:
         overrides["gate_scope"] = args.gate_scope
+    if args.rollouts:
+        for d in args.rollouts:
+            if not (Path(d) / "meta.json").is_file():
+                raise SystemExit(f"bora train offline: --rollouts {d}: not an episode directory (no meta.json)")
+        overrides["rollout_data"] = [str(Path(d).resolve()) for d in args.rollouts]
     if args.init_from:
         overrides["init_from"] = str(Path(args.init_from).resolve())
     source = args.config

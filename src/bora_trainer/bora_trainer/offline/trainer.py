@@ -25,7 +25,7 @@ from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.algorithms.offline_learner import OfflineAlgorithm
 from bora_trainer.checkpoint import RunLogger, load_checkpoint, save_checkpoint, write_run_files
 from bora_trainer.config_io import to_dict
-from bora_trainer.data.chunks import ChunkDataset
+from bora_trainer.data.chunks import ChunkDataset, MultiChunkDataset
 from bora_trainer.offline.build import build_learner, init_modules_from, policy_config, run_root
 from bora_trainer.offline.data import random_shift, select_episodes
 from bora_trainer.offline.distributed import DistInfo, all_reduce_sum, seed_all, setup_distributed
@@ -50,7 +50,11 @@ class OfflineTrainer:
         self.di = di = dist_info or setup_distributed(cfg.device)
         self.progress = progress and di.is_main
         seed_all(cfg.seed)
-        self.dataset = ChunkDataset(data_dir, cfg.data, episodes=select_episodes(data_dir, cfg.episodes))
+        episodes = select_episodes(data_dir, cfg.episodes)
+        if cfg.rollout_data:  # demonstrations + recorded autonomous rollouts (OfflineConfig.rollout_data)
+            self.dataset = MultiChunkDataset([data_dir, *cfg.rollout_data], cfg.data, episodes=episodes)
+        else:
+            self.dataset = ChunkDataset(data_dir, cfg.data, episodes=episodes)
         meta = self.dataset.meta
         if cfg.data.camera_names is None:
             cfg.data.camera_names = list(meta.camera_names)
@@ -78,6 +82,11 @@ class OfflineTrainer:
             cfg, meta.state_dim, meta.action_dim, di.device, n_cameras=len(meta.camera_names)
         )
         if hasattr(self.learner, "attach_dataset"):  # plugin objectives that label the episodes (HABC)
+            if cfg.rollout_data:
+                raise ValueError(
+                    f"OfflineConfig.rollout_data: --algo {cfg.algo} labels the episodes of one dataset; "
+                    "train it without --rollouts"
+                )
             self.learner.attach_dataset(self.dataset)
         if di.world > 1:
             self.learner.reduce = all_reduce_sum
@@ -299,6 +308,7 @@ class OfflineTrainer:
         out["next_state_n"] = obs_p.normalize_state(out["next_state"].float())
         out["actions_n"] = act_p.normalize(out["actions"].float())
         out["mask"] = out["mask"].float()
+        out["bc_mask"] = out["bc_mask"].float() if "bc_mask" in out else out["mask"]
         out["dones"] = out["dones"].float()
         if self.cfg.augment_shift > 0:
             for key in ("images", "next_images"):

@@ -20,7 +20,9 @@ from bora_trainer.algorithms.offline_learner import OfflineAlgorithm, StepOutput
 class _BCOnly(OfflineAlgorithm):
     def losses(self, batch, step):
         z = self.encode(batch["images"], batch["instruction"], batch["state_n"])
-        bc = self.expert.bc_loss(z, self.expert_proprio(batch["state_n"]), batch["actions_n"], batch["mask"])
+        m = batch.get("bc_mask", batch["mask"])  # failed recorded rollouts are never imitated
+        bc = self.expert.bc_loss(z, self.expert_proprio(batch["state_n"]), batch["actions_n"], m)
+        bc = bc * L.imitated_rows_scale(m)
         return StepOutput(self.cfg.lambda_bc * bc, None, True, {"loss/bc": float(bc.detach())})
 
 

@@ -84,6 +84,14 @@ class OfflineConfig:
     # demonstrations with every quality knob at 0 (episode info ``source``/``success``/``quality``), e.g. for
     # a shared warm-up that the rows then fine-tune on all (mixed-quality) episodes
     episodes: Literal["all", "clean"] = "all"
+    # --- not in the paper (ours): recorded autonomous rollouts as extra critic data. Episode directories
+    # written by ``bora eval --record DIR`` (the policy's own episodes, successes AND failures) read together
+    # with ``--data``: the critic (Eq. 1, 3, 4) and the PPO term see every step of them; BC sees the
+    # successful ones only (``ChunkDataset`` ``bc_mask``). Without failures in its data a critic cannot learn
+    # what precedes one (bench/results/ppo_diagnosis.md: 55/56 successful demonstrations -> it learns the
+    # phase of the motion); value learning from the policy's own rollouts is RECAP's recipe (pi*0.6,
+    # Physical Intelligence 2025). Same cameras, image size and robot as ``--data``.
+    rollout_data: list[str] = field(default_factory=list)
     # --- run mechanics
     seed: int = 0
     num_workers: int = 0
@@ -112,6 +120,11 @@ class OfflineConfig:
             raise ValueError(f"OfflineConfig.gate_scope must be one of {list(L.GATE_SCOPES)}, got {self.gate_scope!r}")
         if self.episodes not in ("all", "clean"):
             raise ValueError(f"OfflineConfig.episodes must be 'all' or 'clean', got {self.episodes!r}")
+        if isinstance(self.rollout_data, str):
+            raise ValueError(
+                "OfflineConfig.rollout_data must be a list of episode directories, got the string "
+                f"{self.rollout_data!r}"
+            )
         if self.augment_shift < 0:
             raise ValueError(f"OfflineConfig.augment_shift must be >= 0, got {self.augment_shift}")
         for name in ("total_updates", "batch_size", "k", "ppo_ref_refresh"):

@@ -67,7 +67,8 @@ class PPOWithCritic(OfflineAlgorithm):
         z = self.encode(batch["images"], batch["instruction"], batch["state_n"])
         critic_loss, q, v, metrics = self.critic_losses(batch, z)
         prop = self.expert_proprio(batch["state_n"])
-        bc = self.expert.bc_loss(z, prop, batch["actions_n"], mask)
+        bc_mask = batch.get("bc_mask", mask)  # 0 on failed recorded rollouts: never imitated
+        bc = self.expert.bc_loss(z, prop, batch["actions_n"], bc_mask) * L.imitated_rows_scale(bc_mask)
         metrics["loss/bc"] = float(bc.detach())
         stage = L.stage_for_step(step, cfg.total_updates, cfg.ppo_start_step, cfg.ppo_start_fraction)
         metrics["train/stage"] = float(stage)

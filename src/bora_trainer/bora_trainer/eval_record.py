@@ -1,0 +1,93 @@
+"""``bora eval --record DIR``: write every evaluated episode to an episode directory (docs/interfaces.md).
+
+The policy's own rollouts, successes and failures, in the same format as ``bora sim collect`` writes
+demonstrations: colour and depth of every camera, the state (``ObservationProcessor.state_of``), the
+EXECUTED action (after the simulator's clipping), the simulator's reward (``SIM_REWARD``: time penalty +
+terminal success, as in collected demonstrations) and ``done`` on the success step. The episode info says
+``source: "policy"``, the run and policy version, ``success`` and ``outcome`` (``success`` or
+``timeout``), and the critic's values when they were recorded.
+
+Read with the demonstrations by ``bora train offline --rollouts DIR`` (``OfflineConfig.rollout_data``):
+the critic learns from the failures, BC only from the successes (``ChunkDataset``'s ``bc_mask``). Record
+on TUNING seeds (``config/evidence.yaml``: 200000..) so that no evaluation seed is ever trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bora_policy.common.episodes import next_episode_id, read_meta, write_episode
+from bora_policy.common.rewards import SIM_REWARD, step_task_reward
+
+
+class EpisodeRecorder:
+    """Collects one episode's arrays step by step and writes it (:meth:`write`) into ``root``."""
+
+    def __init__(self, root: str | Path, env, task: str, provenance: dict[str, Any] | None = None):
+        from bora_trainer.collect import dataset_meta
+
+        self.root = Path(root)
+        self.env = env
+        self.meta = dataset_meta(env, task)
+        if (self.root / "meta.json").is_file():
+            have = read_meta(self.root)
+            for name in ("camera_names", "image_size", "arm_joint_names", "hand_joint_names"):
+                if list(getattr(have, name)) != list(getattr(self.meta, name)):
+                    raise ValueError(
+                        f"--record {self.root}: its {name} is {list(getattr(have, name))}, this evaluation "
+                        f"records {list(getattr(self.meta, name))}; record into another directory"
+                    )
+        self.provenance = dict(provenance or {})
+        self._rec: dict[str, list] = {}
+
+    def begin(self) -> None:
+        self._rec = {k: [] for k in ("color", "depth", "state", "action", "reward", "done")}
+
+    def observe(self, obs: dict, state: np.ndarray) -> None:
+        """The observation a command is computed from (before the step)."""
+        self._rec["color"].append(obs["color"])
+        self._rec["depth"].append(obs["depth"])
+        self._rec["state"].append(np.asarray(state, np.float32))
+
+    def stepped(self, terminated: bool) -> None:
+        """After ``env.step``: the executed action and the simulator's reward of that step."""
+        self._rec["action"].append(np.asarray(self.env.last_action, np.float32))
+        self._rec["reward"].append(step_task_reward(SIM_REWARD, bool(terminated)))
+        self._rec["done"].append(bool(terminated))
+
+    def write(self, episode: dict[str, Any]) -> Path:
+        """Write the episode (``episode``: ``rollout_episode``'s record); returns the ``.npz`` path."""
+        arrays = {k: np.asarray(v) for k, v in self._rec.items()}
+        T = len(arrays["action"])
+        arrays["is_intervention"] = np.zeros(T, bool)  # autonomous: nobody took over
+        arrays["beta"] = np.zeros(T, np.float32)
+        success = bool(episode["success"])
+        info = {
+            "task": self.meta.tasks[0],
+            "instruction": self.env.task.instruction,
+            "object_set": self.env.object_set.name,
+            "object": episode.get("object"),
+            "seed": int(episode["seed"]),
+            "success": success,
+            "outcome": "success" if success else "timeout",
+            "interventions": [],
+            "source": "policy",
+            "variation": self.env.variation,
+            "control_hz": self.env.control_hz,
+            "camera_info": self.env.camera_info(),
+            "values": list(episode.get("values") or []),
+            **self.provenance,
+        }
+        return write_episode(self.root, next_episode_id(self.root), arrays, info, self.meta)
+
+
+def make_recorder(record: str | Path | None, num_envs: int, env, task: str, run: str | Path, runner):
+    """``bora eval --record``'s recorder, or None without ``record``; a ValueError names a bad setting."""
+    if record is None:
+        return None
+    if num_envs > 1:
+        raise ValueError("--record writes episodes one robot at a time: use --num-envs 1")
+    return EpisodeRecorder(record, env, task, {"run": str(run), "policy_version": runner.policy_version})
