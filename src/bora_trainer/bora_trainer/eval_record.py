@@ -42,6 +42,12 @@ class EpisodeRecorder:
                     )
         self.provenance = dict(provenance or {})
         self._rec: dict[str, list] = {}
+        # idempotent (``bora demo --resume`` re-runs a stopped job): an episode of the same policy, seed and
+        # object set that the directory already holds is not written twice
+        self._have = {self._key(info) for info in _infos(self.root)}
+
+    def _key(self, info: dict[str, Any]) -> tuple:
+        return (info.get("policy_version"), int(info.get("seed", -1)), info.get("object_set"))
 
     def begin(self) -> None:
         self._rec = {k: [] for k in ("color", "depth", "state", "action", "reward", "done")}
@@ -58,8 +64,9 @@ class EpisodeRecorder:
         self._rec["reward"].append(step_task_reward(SIM_REWARD, bool(terminated)))
         self._rec["done"].append(bool(terminated))
 
-    def write(self, episode: dict[str, Any]) -> Path:
-        """Write the episode (``episode``: ``rollout_episode``'s record); returns the ``.npz`` path."""
+    def write(self, episode: dict[str, Any]) -> Path | None:
+        """Write the episode (``episode``: ``rollout_episode``'s record); returns the ``.npz`` path, or None
+        when the directory already holds it (same policy version, seed and object set)."""
         arrays = {k: np.asarray(v) for k, v in self._rec.items()}
         T = len(arrays["action"])
         arrays["is_intervention"] = np.zeros(T, bool)  # autonomous: nobody took over
@@ -81,7 +88,18 @@ class EpisodeRecorder:
             "values": list(episode.get("values") or []),
             **self.provenance,
         }
+        if self._key(info) in self._have:
+            return None
+        self._have.add(self._key(info))
         return write_episode(self.root, next_episode_id(self.root), arrays, info, self.meta)
+
+
+def _infos(root: Path) -> list[dict[str, Any]]:
+    import json
+
+    from bora_policy.common.episodes import episode_ids
+
+    return [json.loads((root / "episodes" / f"episode_{e:06d}.json").read_text()) for e in episode_ids(root)]
 
 
 def make_recorder(record: str | Path | None, num_envs: int, env, task: str, run: str | Path, runner):

@@ -72,6 +72,14 @@ def validate(cfg, tasks: tuple[str, ...]) -> list[str]:
     if lo <= p.tuning_seed0 < hi or p.tuning_seed0 <= lo < p.tuning_seed0 + cfg.eval.trials:
         errs.append(f"DemoConfig.protocol.tuning_seed0 {p.tuning_seed0}: the tuning seeds overlap the "
                     f"evaluation seeds {lo}..{hi - 1}")
+    r = cfg.offline.rollouts
+    if r.episodes > 0 and (r.seed0 <= p.tuning_seed0 < r.seed0 + r.episodes
+                           or p.tuning_seed0 <= r.seed0 < p.tuning_seed0 + cfg.eval.trials):
+        errs.append(f"DemoConfig.offline.rollouts.seed0 {r.seed0}: the recorded rollouts (training data) overlap "
+                    f"the tuning seeds {p.tuning_seed0}..")
+    if r.episodes > 0 and r.seed0 < hi and lo < r.seed0 + r.episodes:
+        errs.append(f"DemoConfig.offline.rollouts.seed0 {r.seed0}: the recorded rollouts (training data) overlap "
+                    f"the evaluation seeds {lo}..{hi - 1}")
     return errs
 
 
@@ -170,6 +178,12 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                         str(out / "configs" / f"warmup_s{s}.yaml"), "--out", str(warm), "--updates",
                         str(cfg.offline.warmup.updates), "--episodes", cfg.offline.warmup.episodes, "--no-progress"]
                 stages["warmup"].append(job_cls(f"warmup-{task}-s{s}", argv, cfg.offline.warmup.threads))
+            rollouts = out / "data" / f"{task}_rollouts_s{s}"  # this seed's warm-up's own rollouts
+            main_roll = next((j for j in stages["warmup"] if j.name == f"rollouts-{task}"), None)
+            if main_roll is not None:
+                argv = _with(_with(_with(main_roll.argv, "--run", str(warm)), "--record", str(rollouts)),
+                             "--out", str(out / "rollouts" / f"{task}_s{s}.json"))
+                stages["warmup"].append(job_cls(f"rollouts-{task}-s{s}", argv, 1, needs=[f"warmup-{task}-s{s}"]))
             runs = []
             for algo in p.seed_algos:
                 run_s = sdir / algo
@@ -178,6 +192,8 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                         str(cfg.offline.updates), "--no-progress"]
                 if cfg.offline.warmup.updates > 0:
                     argv += ["--init-from", str(warm)]
+                if main_roll is not None:
+                    argv += ["--rollouts", str(rollouts)]
                 stages["offline"].append(job_cls(f"offline-{task}-{algo}-s{s}", argv, cfg.offline.threads,
                                                  after=("export", run_s, data)))
                 runs.append((algo, run_s, None))

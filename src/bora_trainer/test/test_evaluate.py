@@ -278,6 +278,10 @@ def test_record_writes_the_rollouts_as_an_episode_dataset(tiny_run, tmp_path, ca
     # appending: new ids; another image size is refused naming the field; --num-envs > 1 is refused
     assert _eval(run, tmp_path / "b.json", "--record", str(rec), "--seed0", "5") == 0
     assert episode_ids(rec) == [0, 1, 2, 3]
+    # a re-run of the same seeds (a resumed demo job) writes nothing twice
+    assert _eval(run, tmp_path / "b2.json", "--record", str(rec), "--seed0", "1") == 0
+    assert episode_ids(rec) == [0, 1, 2, 3, 4]  # seed 1 is there already; seed 2 is new
+    assert [read_episode(rec, e, load_images=False)[1]["seed"] for e in range(5)] == [0, 1, 5, 6, 2]
     capsys.readouterr()
     assert _eval(run, tmp_path / "c.json", "--record", str(rec), "--image-size", "32") == 2
     assert "image_size" in capsys.readouterr().err

@@ -182,3 +182,35 @@ def test_evidence_cli(tmp_path, capsys):
     assert cells["standard|press_button|ALOE (online)"] == {"successes": 3, "trials": 3}
     assert bora_main(["report", "evidence", str(tmp_path / "none")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_rollouts_stage_plans_recorded_rollouts_for_every_row(evidence_cfg, tmp_path):
+    """offline.rollouts.episodes > 0: the warm-up's rollouts (every training seed's own) on their own seeds,
+    and every offline row of that seed reads them; overlapping seeds are refused with the field's name."""
+    cfg = evidence_cfg
+    cfg.offline.rollouts.episodes = 20
+    cfg.validate()
+    pl = plan(cfg, tmp_path)
+    warm = {j.name: j for j in pl.stages["warmup"]}
+    job = warm["rollouts-press_button"]
+    assert job.needs == ["warmup-press_button"]
+    assert _arg(job.argv, "--run").endswith("runs/press_button/warmup")
+    assert (_arg(job.argv, "--seed0"), _arg(job.argv, "--trials")) == ("400000", "20")
+    assert _arg(job.argv, "--record").endswith("data/press_button_rollouts")
+    s1 = warm["rollouts-press_button-s1"]
+    assert s1.needs == ["warmup-press_button-s1"] and _arg(s1.argv, "--run").endswith("seed1/warmup")
+    assert _arg(s1.argv, "--record").endswith("data/press_button_rollouts_s1")
+    off = _jobs(pl, "offline")
+    assert _arg(off["offline-press_button-bora"], "--rollouts").endswith("data/press_button_rollouts")
+    assert _arg(off["offline-press_button-habc"], "--rollouts").endswith("data/press_button_rollouts")
+    assert _arg(off["offline-press_button-bora-s1"], "--rollouts").endswith("data/press_button_rollouts_s1")
+    cfg.offline.rollouts.seed0 = cfg.protocol.tuning_seed0
+    with pytest.raises(ConfigError, match="rollouts.seed0 .* tuning seeds"):
+        cfg.validate()
+    cfg.offline.rollouts.seed0 = cfg.eval.seed0 + 3
+    with pytest.raises(ConfigError, match="rollouts.seed0 .* evaluation seeds"):
+        cfg.validate()
+    cfg.offline.rollouts.seed0 = 400_000
+    cfg.offline.warmup.updates = 0
+    with pytest.raises(ConfigError, match="rollouts: the rollouts are the warm-up's"):
+        cfg.validate()

@@ -105,3 +105,25 @@ def test_trainer_reads_rollouts_bc_ignores_failures(demo_and_rollouts, tmp_path)
     with pytest.raises(ValueError, match="rollout_data"):
         OfflineConfig(rollout_data=str(roll))
     assert np.isfinite(tr.learner.critic.parameters().__next__().detach().numpy()).all()
+
+
+@pytest.mark.parametrize("algo", ["aloe", "habc"])
+def test_related_methods_read_rollouts(demo_and_rollouts, tmp_path, algo):
+    """ALOE imitates through bc_mask; HABC labels the episodes of both directories in one id space."""
+    from bora_trainer.algorithms.bora.config import OfflineConfig
+    from bora_trainer.config_io import load_config
+    from bora_trainer.offline.trainer import OfflineTrainer
+
+    demo, roll = demo_and_rollouts
+    repo = Path(__file__).resolve().parents[3]
+    over = dict(algo=algo, total_updates=2, batch_size=8, ckpt_every=10_000, log_every=1,
+                rollout_data=[str(roll)])
+    cfg = load_config(OfflineConfig, repo / "config/offline_demo.yaml", overrides=over)
+    tr = OfflineTrainer(cfg, demo, tmp_path / "run", progress=False)
+    if algo == "habc":
+        assert sorted(tr.learner.labels.eps) == [0, 1, 10**8, 10**8 + 1]
+        # a failed rollout's steps are labelled as a failure's, a demonstration's as a success's
+        assert not tr.learner.labels.eps[10**8]["in_succ"].any()
+        assert tr.learner.labels.eps[10**8 + 1]["in_succ"].all()
+    last = tr.train()
+    assert all(np.isfinite(v) for v in last.values())

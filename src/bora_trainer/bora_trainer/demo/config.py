@@ -67,6 +67,18 @@ class WarmupSpec:
 
 
 @dataclass
+class RolloutSpec:
+    """Stage 2b (ours; off with ``episodes`` 0): ``episodes`` autonomous rollouts of the shared warm-up per
+    task, on the standard objects, seeds ``seed0 ..`` (disjoint from the evaluation and tuning seeds),
+    recorded by ``bora eval --record`` into ``OUT/data/<task>_rollouts``; every offline row then trains with
+    ``--rollouts`` that directory (``OfflineConfig.rollout_data``: critic and PPO on every step, BC on the
+    successful rollouts only). The critic needs failures in its data to tell them from successes."""
+
+    episodes: int = 0
+    seed0: int = 400_000
+
+
+@dataclass
 class OfflineSpec:
     """Stages 2-3. ``config``: an OfflineConfig YAML; ``overrides``: OfflineConfig fields set on top;
     ``warmup``: the shared warm-up every row fine-tunes (``warmup.updates`` = 0: rows train from scratch)."""
@@ -78,6 +90,7 @@ class OfflineSpec:
     parallel: int = 2
     threads: int = 1  # torch threads per training process
     warmup: WarmupSpec = field(default_factory=WarmupSpec)
+    rollouts: RolloutSpec = field(default_factory=RolloutSpec)
 
 
 @dataclass
@@ -165,6 +178,14 @@ class DemoConfig:
             raise ConfigError(f"DemoConfig.offline.warmup.episodes must be 'all' or 'clean', got {w.episodes!r}")
         if w.updates < 0 or w.threads < 1:
             raise ConfigError("DemoConfig.offline.warmup.updates must be >= 0 and warmup.threads >= 1")
+        r = self.offline.rollouts
+        if r.episodes < 0:
+            raise ConfigError(f"DemoConfig.offline.rollouts.episodes must be >= 0, got {r.episodes}")
+        if r.episodes > 0 and w.updates == 0:
+            raise ConfigError("DemoConfig.offline.rollouts: the rollouts are the warm-up's; set warmup.updates > 0")
+        if r.episodes > 0 and r.seed0 < self.eval.seed0 + self.eval.trials and self.eval.seed0 < r.seed0 + r.episodes:
+            raise ConfigError(f"DemoConfig.offline.rollouts.seed0 {r.seed0}: the rollout seeds overlap the "
+                              f"evaluation seeds {self.eval.seed0}..{self.eval.seed0 + self.eval.trials - 1}")
         fr = [q.fraction for q in self.collect.quality]
         if not self.collect.quality or any(f < 0 for f in fr) or sum(fr) <= 0:
             raise ConfigError("DemoConfig.collect.quality: needs groups with non-negative fractions summing > 0")

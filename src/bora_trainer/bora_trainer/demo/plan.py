@@ -54,6 +54,14 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                     str(out / "configs" / "warmup.yaml"), "--out", str(warm), "--updates",
                     str(cfg.offline.warmup.updates), "--episodes", cfg.offline.warmup.episodes, "--no-progress"]
             stages["warmup"].append(Job(f"warmup-{task}", argv, cfg.offline.warmup.threads))
+        rollouts = out / "data" / f"{task}_rollouts"
+        r = cfg.offline.rollouts
+        if r.episodes > 0:  # the warm-up's own episodes, successes and failures: critic data for every row
+            argv = ["eval", "--run", str(warm), "--task", task, "--objects", "standard", "--trials", str(r.episodes),
+                    "--seed0", str(r.seed0), "--replan-steps", str(cfg.eval.replan_steps), "--threads", "1",
+                    "--no-values", "--method", "warm-up", "--record", str(rollouts),
+                    "--out", str(out / "rollouts" / f"{task}.json"), "--no-progress"]
+            stages["warmup"].append(Job(f"rollouts-{task}", argv, 1, needs=[f"warmup-{task}"]))
         for algo in cfg.offline.algos:
             run = out / "runs" / task / algo
             argv = ["train", "offline", "--algo", algo, "--data", str(data), "--config",
@@ -61,6 +69,8 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                     "--no-progress"]
             if cfg.offline.warmup.updates > 0:
                 argv += ["--init-from", str(warm)]
+            if r.episodes > 0:
+                argv += ["--rollouts", str(rollouts)]
             stages["offline"].append(Job(f"offline-{task}-{algo}", argv, cfg.offline.threads,
                                          after=("export", run, data)))
         runs = [(algo, out / "runs" / task / algo) for algo in cfg.offline.algos]

@@ -82,11 +82,6 @@ class OfflineTrainer:
             cfg, meta.state_dim, meta.action_dim, di.device, n_cameras=len(meta.camera_names)
         )
         if hasattr(self.learner, "attach_dataset"):  # plugin objectives that label the episodes (HABC)
-            if cfg.rollout_data:
-                raise ValueError(
-                    f"OfflineConfig.rollout_data: --algo {cfg.algo} labels the episodes of one dataset; "
-                    "train it without --rollouts"
-                )
             self.learner.attach_dataset(self.dataset)
         if di.world > 1:
             self.learner.reduce = all_reduce_sum

@@ -145,7 +145,8 @@ class AloeOffline(OfflineAlgorithm):
                     "aloe/w_max": float(w.max()),
                 }
             )
-        actor_loss = per_sample_weighted_bc(self.expert, z, prop, batch["actions_n"], batch["mask"], w)
+        bc_mask = batch.get("bc_mask", batch["mask"])  # failed recorded rollouts: critic data, never imitated
+        actor_loss = per_sample_weighted_bc(self.expert, z, prop, batch["actions_n"], bc_mask, w)
         metrics["loss/bc_weighted"] = float(actor_loss.detach())
         return StepOutput(actor_loss, critic_loss, True, metrics)
 

@@ -24,6 +24,14 @@ from bora_trainer.algorithms.offline_learner import OfflineAlgorithm, StepOutput
 from bora_trainer.config_io import load_config
 
 
+_IDS_PER_SOURCE = 10**8
+
+
+def _global_id(source_index, eid):
+    """One id space over several episode directories (directory 0 keeps its own ids)."""
+    return source_index * _IDS_PER_SOURCE + eid
+
+
 class EpisodeLabelTable:
     """Per-step HABC labels of every episode of a dataset, looked up by ``(episode_id, t)``."""
 
@@ -89,13 +97,15 @@ class HabcOffline(OfflineAlgorithm):
         self.labels: EpisodeLabelTable | None = None
 
     def attach_dataset(self, dataset) -> None:
-        """Build the window labels of every episode of a :class:`~bora_trainer.data.chunks.ChunkDataset`."""
+        """Build the window labels of every episode of a :class:`~bora_trainer.data.chunks.ChunkDataset` (or of
+        every directory of a ``MultiChunkDataset``: demonstrations + recorded rollouts, HABC's intended mix)."""
         from bora_policy.common.episodes import read_episode
 
         table = EpisodeLabelTable(self.hcfg, self.cfg.k)
-        for eid in dataset.episode_ids:
-            arrays, info = read_episode(dataset.root, eid, load_images=False)
-            table.add(eid, arrays["is_intervention"], info)
+        for src, part in enumerate(getattr(dataset, "parts", [dataset])):
+            for eid in part.episode_ids:
+                arrays, info = read_episode(part.root, eid, load_images=False)
+                table.add(_global_id(src, eid), arrays["is_intervention"], info)
         self.labels = table
 
     def actor_param_groups(self):
@@ -110,7 +120,10 @@ class HabcOffline(OfflineAlgorithm):
     def losses(self, batch, step):
         if self.labels is None:
             raise RuntimeError("HabcOffline: call attach_dataset(dataset) before training (the trainer hook)")
-        lab = self.labels.lookup(batch["episode_id"], batch["t"])
+        eids = batch["episode_id"]
+        if "source_index" in batch:  # several episode directories (OfflineConfig.rollout_data)
+            eids = _global_id(batch["source_index"], eids)
+        lab = self.labels.lookup(eids, batch["t"])
         z = self.encode(batch["images"], batch["instruction"], batch["state_n"])
         with torch.no_grad():
             z_next = self.encode(batch["next_images"], batch["instruction"], batch["next_state_n"])
