@@ -23,7 +23,6 @@ from bora_trainer.algorithms.losses import soft_update
 from bora_trainer.algorithms.offline_learner import OfflineAlgorithm, StepOutput
 from bora_trainer.config_io import load_config
 
-
 _IDS_PER_SOURCE = 10**8
 
 
