@@ -115,3 +115,53 @@ def test_render_cli_writes_png(tmp_path):
     out = tmp_path / "sheet.png"
     assert main(["render", "--task", "open_box", "--out", str(out), "--size", "48", "--steps", "3"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _FedDistance(ScriptedOperator):
+    """The operator's decision rule fed a hand-built hand-to-target distance sequence (the env's own
+    privileged state is exercised by the rescue tests above)."""
+
+    dist = 0.0
+
+    def target_distance(self) -> float:
+        return self.dist
+
+
+def _first_takeover(op, dists, extra=None):
+    for step, d in enumerate(dists):
+        op.dist = d
+        info = {"step": step, "task_progress": 0.0, "success": False, "housing_contacts": 0, **(extra or {})}
+        dec = op.observe(info)
+        if dec.takeover:
+            return step, dec.reason
+    return None
+
+
+def test_no_progress_clock_waits_while_the_hand_first_moves_away():
+    """press_button's demonstrated motion lifts the hand 5 cm away before approaching; a trained policy that
+    imitates it was taken over at exactly patience_s in every episode (bench/results/critic_data.md)."""
+    env = make_env("press_button", render=False)
+    env.reset(seed=0)
+    cfg = OperatorConfig(grace_s=1.0, patience_s=1.5)
+    away_then_close = [0.15 + 0.004 * t for t in range(13)] + [0.198 - 0.004 * t for t in range(1, 20)]
+    assert _first_takeover(_FedDistance(env, cfg=cfg), away_then_close) is None
+    # the same retreat that never turns into an approach: the clock runs from its farthest point (step 12)
+    away_then_stuck = [0.15 + 0.004 * t for t in range(13)] + [0.198] * 20
+    assert _first_takeover(_FedDistance(env, cfg=cfg), away_then_stuck) == (12 + 15, "no progress")
+    # a held arm sagging 1 mm per step (< 3 x approach_gain in all) is a stall: taken over at patience_s
+    sag = [0.13 + 0.001 * min(t, 18) for t in range(30)]
+    assert _first_takeover(_FedDistance(env, cfg=cfg), sag) == (15, "no progress")
+    env.close()
+
+
+def test_finger_off_the_button_means_the_housing_without_the_cap():
+    """Other fingers brushing the housing while the pressing finger is on the cap is a normal press."""
+    env = make_env("press_button", render=False)
+    env.reset(seed=0)
+    cfg = OperatorConfig(grace_s=1.0, patience_s=10.0)
+    closing = [0.2 - 0.01 * t for t in range(20)]
+    pressing = {"housing_contacts": 2, "finger_on_cap": True}
+    assert _first_takeover(_FedDistance(env, cfg=cfg), closing, pressing) is None
+    missed = {"housing_contacts": 1, "finger_on_cap": False}
+    assert _first_takeover(_FedDistance(env, cfg=cfg), closing, missed) == (10, "finger off the button")
+    env.close()
