@@ -200,6 +200,54 @@ def critic_auroc(out: Path) -> list[dict]:
     return evaluate(groups, 5, 0.99) if groups else []
 
 
+def online_budget(out: Path) -> list[dict]:
+    """What every online row really used, per round (issue 14: the configured budget, the operator's share):
+    ``OUT/runs/<task>/<row>-online/summary.json`` of an in-process run (``rounds``, with the per-update means)
+    or of a run through the ROS graph (``per_round``). ``res_abs`` (mean |residual|, normalised units) and
+    ``q_gain`` (mean Q(composite chunk) - Q(base chunk)) are the round's update means where recorded."""
+    rows = []
+    for f in sorted(out.glob("runs/*/*-online/summary.json")):
+        try:
+            summary = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        per_round = summary.get("per_round") or summary.get("rounds")
+        if not isinstance(per_round, list):
+            continue
+        for r in per_round:
+            eps = r.get("episodes")
+            means = r.get("update_means") or {}
+            rows.append({
+                "task": f.parent.parent.name, "row": f.parent.name, "round": int(r.get("round", 0)),
+                "episodes": len(eps) if isinstance(eps, list) else int(r.get("num_episodes", eps or 0)),
+                "successes": int(r.get("successes", 0)), "steps": int(r.get("steps", 0)),
+                "intervened_steps": int(r.get("intervened_steps", 0)),
+                "takeovers": sum(int(e.get("interventions", 0)) for e in eps) if isinstance(eps, list) else None,
+                "res_abs": means.get("actor/res_abs"), "q_gain": means.get("actor/q_gain"),
+            })
+    return rows
+
+
+def _budget_md(rows: list[dict]) -> list[str]:
+    def num(x, fmt):
+        return "-" if x is None else format(x, fmt)
+
+    lines = ["## Online budget actually used (per round)", "",
+             "| task | row | round | episodes | successes | control steps | under the operator | takeovers | "
+             "mean abs residual | Q(composite) - Q(base) |", "| --- |" + " --- |" * 9]
+    for r in rows:
+        share = r["intervened_steps"] / r["steps"] if r["steps"] else 0.0
+        lines.append(f"| {r['task']} | {r['row']} | {r['round']} | {r['episodes']} | {r['successes']} | {r['steps']} | "
+                     f"{r['intervened_steps']} ({100 * share:.1f}%) | {num(r['takeovers'], 'd')} | "
+                     f"{num(r['res_abs'], '.3f')} | {num(r['q_gain'], '+.4f')} |")
+    steps = sum(r["steps"] for r in rows)
+    inter = sum(r["intervened_steps"] for r in rows)
+    lines += ["", f"All online rows: {sum(r['episodes'] for r in rows)} episodes, {inter} of {steps} control steps "
+              f"under the operator ({100 * inter / max(steps, 1):.1f}%; the paper: about 20% of online execution "
+              "time).", ""]
+    return lines
+
+
 def targets(diffs: list[dict], cells: dict, auroc: list[dict]) -> list[dict]:
     """The issue's targets, each with the measured value and met / not met."""
     res = []
@@ -295,6 +343,8 @@ def markdown(ev: dict, table_md: str) -> str:
             lines.append(f"| {a['group'][0]} | {a['group'][1]} | {a['episodes']} ({a['successes']}) | {win} | {mn} | "
                          f"{'met' if a['target_met'] else 'NOT met'} |")
         lines.append("")
+    if ev.get("online_budget"):
+        lines += _budget_md(ev["online_budget"])
     lines += ["## Targets (the paper's claims)", ""]
     lines += [f"- {t['target']}: {t['measured']} -> **{'met' if t['met'] else 'NOT met'}**" for t in ev["targets"]]
     return "\n".join(lines) + "\n"
@@ -309,6 +359,7 @@ def build(out: Path, first_seed: int = 0, episodes_per_round: int = 10, n_boot: 
     return {"cells": {"|".join(k): {"successes": c.successes, "trials": c.trials} for k, c in cells.items()},
             "paired": diffs, "seeds": seed_section(seed_results(out, first_seed, cells), min(n_boot, 4000)),
             "curve": learning_curve(out, cells, episodes_per_round), "critic": auroc,
+            "online_budget": online_budget(out),
             "targets": targets(diffs, cells, auroc), "_cells": cells}
 
 

@@ -214,3 +214,30 @@ def test_rollouts_stage_plans_recorded_rollouts_for_every_row(evidence_cfg, tmp_
     cfg.offline.warmup.updates = 0
     with pytest.raises(ConfigError, match="rollouts: the rollouts are the warm-up's"):
         cfg.validate()
+
+
+def test_online_budget_reads_both_online_environments(tmp_path):
+    """The evidence report's online budget: per round, from an in-process run's summary (episodes listed,
+    update means) and from a run through the ROS graph (per_round counts), with the pooled operator share."""
+    from bora_trainer.evidence import _budget_md, online_budget
+
+    sim = tmp_path / "runs" / "press_button" / "bora-residual-online"
+    sim.mkdir(parents=True)
+    eps = [{"interventions": 1}, {"interventions": 0}, {"interventions": 2}]
+    sim.joinpath("summary.json").write_text(json.dumps({"rounds": [
+        {"round": 1, "episodes": eps, "num_episodes": 3, "successes": 2, "steps": 100, "intervened_steps": 30,
+         "update_means": {"actor/res_abs": 0.05, "actor/q_gain": 0.002}}]}))
+    ros = tmp_path / "runs" / "open_box" / "aloe-online"
+    ros.mkdir(parents=True)
+    ros.joinpath("summary.json").write_text(json.dumps({"through_ros": True, "per_round": [
+        {"round": 1, "episodes": 10, "steps": 300, "intervened_steps": 10, "successes": 9},
+        {"round": 2, "episodes": 10, "steps": 200, "intervened_steps": 0, "successes": 10}]}))
+    rows = online_budget(tmp_path)
+    assert [(r["task"], r["row"], r["round"]) for r in rows] == [
+        ("open_box", "aloe-online", 1), ("open_box", "aloe-online", 2), ("press_button", "bora-residual-online", 1)]
+    assert rows[2]["episodes"] == 3 and rows[2]["takeovers"] == 3 and rows[2]["res_abs"] == 0.05
+    assert rows[0]["episodes"] == 10 and rows[0]["takeovers"] is None and rows[0]["q_gain"] is None
+    md = "\n".join(_budget_md(rows))
+    assert "| press_button | bora-residual-online | 1 | 3 | 2 | 100 | 30 (30.0%) | 3 | 0.050 | +0.0020 |" in md
+    assert "| open_box | aloe-online | 1 | 10 | 9 | 300 | 10 (3.3%) | - | - | - |" in md
+    assert "23 episodes, 40 of 600 control steps under the operator (6.7%" in md  # 30 + 10 + 0 of 100 + 300 + 200
