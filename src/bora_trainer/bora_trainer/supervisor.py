@@ -19,7 +19,11 @@ e-stop went with it. Now each node has a role (``bora_policy.graph.NodeSpec``):
 * any other node: its exit stops the graph (the previous behaviour, also with ``RestartPolicy(respawn=
   False)``, ``bora up --no-respawn``).
 
-Stopping: SIGINT, then SIGTERM, then SIGKILL to each node's process group, each with a deadline.
+Stopping: SIGINT, then SIGTERM, then SIGKILL to each node's process group, each with a deadline. A
+process started in the background by a non-interactive shell (``nohup bora up ... &``, a CI script)
+inherits SIGINT as IGNORED, and so would every node: the first, clean step (rclpy's shutdown on SIGINT,
+bags closed) would be lost and every stop would end in SIGTERM. The supervisor therefore restores SIGINT
+(:func:`restore_sigint`) before it starts a node.
 """
 
 from __future__ import annotations
@@ -31,6 +35,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+
+def restore_sigint() -> bool:
+    """If SIGINT is ignored in this process (inherited from a background shell), handle it again (Python's
+    KeyboardInterrupt), so that the nodes started from here do not inherit it as ignored. Only from the
+    main thread (signal handlers can be set nowhere else). Returns True when it changed the disposition."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return False
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return True
+
 
 STOP_STEPS = (
     ("SIGINT", signal.SIGINT, 5.0),
@@ -96,6 +112,7 @@ class Supervisor:
         self._clock = clock
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        restore_sigint()  # the nodes must not inherit SIGINT as ignored (module docstring)
 
     @property
     def procs(self) -> dict[str, subprocess.Popen]:

@@ -135,3 +135,25 @@ def test_finished_node_is_not_restarted_and_no_respawn_stops_on_any_exit():
 def test_bora_up_rejects_a_bad_restart_setting(capsys):
     assert up_main(["--sim", "--max-restarts", "-1", "--without", "policy"]) == 2
     assert "--max-restarts" in capsys.readouterr().err
+
+
+def test_nodes_stop_on_sigint_even_when_started_from_a_background_shell():
+    """A background job of a non-interactive shell inherits SIGINT as ignored; without restoring it the
+    nodes ignore the clean first stop step and end by SIGTERM (seen when CI ran in the background)."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup ... &` leaves it
+    try:
+        sup = Supervisor(out=io.StringIO())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # a node that reports its own SIGINT disposition, then sleeps
+        probe = [sys.executable, "-c", "import signal, sys, time; print(signal.getsignal(signal.SIGINT) is "
+                 "signal.SIG_IGN, flush=True); time.sleep(120)"]
+        out = io.StringIO()
+        sup.out = out
+        sup.start("policy", probe, dict(os.environ), respawn=True)
+        deadline = time.monotonic() + 20
+        while "False" not in out.getvalue() and "True" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "] False" in out.getvalue()  # the node does not ignore SIGINT
+        assert sup.stop_all() == {"policy": -signal.SIGINT}
+    finally:
+        signal.signal(signal.SIGINT, old)
