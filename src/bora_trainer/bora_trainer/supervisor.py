@@ -36,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+
 def restore_sigint() -> bool:
     """If SIGINT is ignored in this process (inherited from a background shell), handle it again (Python's
     KeyboardInterrupt), so that the nodes started from here do not inherit it as ignored. Only from the
