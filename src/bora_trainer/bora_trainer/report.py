@@ -47,7 +47,11 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -
     denom = 1.0 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at 0 or n successes the bound is exactly 0 or 1 (in floating point centre + half can fall 1 ulp short
+    # of 1, which made a plotted error bar negative for a 50/50 cell)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == trials else min(1.0, centre + half)
+    return lo, hi
 
 
 @dataclass

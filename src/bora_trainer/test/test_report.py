@@ -22,6 +22,8 @@ def test_wilson_hand_computed():
     # s=0: lower 0, upper z^2/(n+z^2) = 3.8415/23.8415 = 0.16113
     lo, hi = wilson_interval(0, 20)
     assert lo == 0.0 and hi == pytest.approx(3.841459 / 23.841459, abs=1e-5)
+    # exactly 1 / 0 at the edges for every n (50/50 gave 1 - 1e-16, a negative error bar in the plot)
+    assert all(wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0 for n in range(1, 400))
     with pytest.raises(ValueError, match="successes must be in"):
         wilson_interval(21, 20)
 
