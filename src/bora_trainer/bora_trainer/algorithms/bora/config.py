@@ -148,6 +148,10 @@ class OnlineConfig:
     expectile: tau of Eq. (4), as offline (ours: 0.7).
     grad_clip: global-norm clip of each optimiser step (ours; 0 disables).
     lambda_q: weight of Eq. (8)'s ``-q(z, a_hat)`` term (ours; 0 = the brief's loss without it).
+    intervention_bc_weight: weight of an online row with human-controlled steps in ``L_BC``, relative to
+    an offline demonstration row (1 = the paper: BC on demonstrations and interventions alike; 0 = BC on
+    the demonstrations only, the interventions then teach through the critic alone). Ours; measured in
+    bench/results/online_bc.md.
     precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
@@ -174,6 +178,7 @@ class OnlineConfig:
     anchor_lambda: float = 0.03
     residual_l2: float = 2e-4
     lambda_q: float = 0.0
+    intervention_bc_weight: float = 1.0
     grad_clip: float = 10.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     residual: ResidualConfig = field(default_factory=ResidualConfig)
@@ -189,6 +194,10 @@ class OnlineConfig:
             raise ValueError(f"OnlineConfig.gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"OnlineConfig.tau must be in (0, 1], got {self.tau}")
+        if not 0.0 <= self.intervention_bc_weight <= 1e3:
+            raise ValueError(
+                f"OnlineConfig.intervention_bc_weight must be in [0, 1000], got {self.intervention_bc_weight}"
+            )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"OnlineConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if self.critic_reg not in ("anchor_offline", "none"):

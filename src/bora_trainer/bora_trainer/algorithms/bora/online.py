@@ -14,7 +14,9 @@ inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
   ``lambda_BC(t) L_BC + lambda_imp L_improve + lambda_anchor L_anchor + lambda_l2 L_l2`` with
   - ``L_BC``: squared error of the composite A_hat = A_base + alpha_t A_res to the executed chunk on
     the offline rows (all valid steps) and on the online steps under human control
-    (``is_intervention``); lambda_BC decays 2.0 -> 1.0 over 10k updates;
+    (``is_intervention``), an online row weighted by ``intervention_bc_weight`` (ours; 1 = the paper's
+    plain mean over imitated rows: :meth:`BoraResidualObjective.bc_term`); lambda_BC decays 2.0 -> 1.0
+    over 10k updates;
   - ``L_improve``: Eq. (6) hinge ``max(0, q(z, a_base) + delta - q(z, a_hat))`` (delta 0, lambda 0.35);
   - ``L_anchor`` (ours, the paper gives only the weight 0.03): masked mean of
     ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
@@ -33,7 +35,6 @@ import torch
 
 from bora_trainer.algorithms.bora.losses import critic_anchor_loss, improvement_hinge
 from bora_trainer.algorithms.losses import (
-    bc_loss,
     expectile_value_loss,
     masked_bellman_loss,
     masked_mean,
@@ -87,6 +88,20 @@ class BoraResidualObjective(OnlineObjective):
             res = L.actor(b["proprio"], base, b["z"]).float()
         return base, res, base + L.alpha() * res
 
+    def bc_term(self, b: dict[str, torch.Tensor], a_hat: torch.Tensor) -> torch.Tensor:
+        """``L_BC``: a weighted mean over the imitated rows of each row's mean squared error on its imitated
+        steps (all valid steps of an offline row; the human-controlled steps of an online row). An offline
+        row weighs 1, an online row with human steps ``intervention_bc_weight`` (1: the paper's plain mean
+        over imitated rows); rows without an imitated step do not count."""
+        online = b["is_online"].bool()
+        imitated = b["mask"].float() * ((~online)[:, None] | b["is_intervention"].bool()).float()
+        err = ((a_hat - b["action"].float()) ** 2).mean(-1)  # [B, k]
+        per_row = (err * imitated).sum(1) / imitated.sum(1).clamp_min(1.0)
+        has = (imitated.sum(1) > 0).float()
+        w_online = torch.full_like(has, self.learner.cfg.intervention_bc_weight)
+        w = has * torch.where(online, w_online, torch.ones_like(has))
+        return (w * per_row).sum() / w.sum().clamp_min(1e-8)  # 0 (with a gradient) when nothing is imitated
+
     def hinge(self, b: dict[str, torch.Tensor], base: torch.Tensor, a_hat: torch.Tensor):
         """Eq. (6) on the online critic with its parameters frozen: ``(L_improve, q_base, q_hat)``."""
         L, c = self.learner, self.learner.cfg
@@ -100,10 +115,7 @@ class BoraResidualObjective(OnlineObjective):
         L, c = self.learner, self.learner.cfg
         mask = b["mask"].float()
         base, res, a_hat = self.composite(b)
-        # BC on offline rows (all valid steps) and on online steps under human control
-        bc_mask = mask * ((~b["is_online"].bool())[:, None] | b["is_intervention"].bool()).float()
-        rows = (bc_mask.sum(1) > 0).float()
-        loss_bc = bc_loss(a_hat, b["action"].float(), bc_mask) * (len(rows) / rows.sum().clamp_min(1.0))
+        loss_bc = self.bc_term(b, a_hat)
         hinge, q_base, q_hat = self.hinge(b, base, a_hat)
         anchor = masked_mean(((a_hat - base) ** 2).mean(-1), mask)
         l2 = (res**2).mean()
