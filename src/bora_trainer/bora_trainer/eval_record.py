@@ -95,11 +95,9 @@ class EpisodeRecorder:
 
 
 def _infos(root: Path) -> list[dict[str, Any]]:
-    import json
+    from bora_policy.common.episodes import episode_ids, read_info
 
-    from bora_policy.common.episodes import episode_ids
-
-    return [json.loads((root / "episodes" / f"episode_{e:06d}.json").read_text()) for e in episode_ids(root)]
+    return [read_info(root, e) for e in episode_ids(root)]
 
 
 def make_recorder(record: str | Path | None, num_envs: int, env, task: str, run: str | Path, runner):

@@ -204,10 +204,15 @@ def next_episode_id(root: str | Path) -> int:
     return ids[-1] + 1 if ids else 0
 
 
+def read_info(root: str | Path, episode_id: int) -> dict:
+    """One episode's JSON side file (outcome, source, interventions, ...) without its arrays."""
+    return json.loads((Path(root) / "episodes" / f"episode_{episode_id:06d}.json").read_text())
+
+
 def read_episode(root: str | Path, episode_id: int, load_images: bool = True) -> tuple[dict, dict]:
     """Return ``(arrays, info)`` of one episode; ``load_images=False`` skips colour and depth."""
     stem = Path(root) / "episodes" / f"episode_{episode_id:06d}"
-    info = json.loads(stem.with_suffix(".json").read_text())
+    info = read_info(root, episode_id)
     with np.load(stem.with_suffix(".npz")) as z:
         arrays = {k: z[k] for k in z.files if load_images or k not in ("color", "depth")}
     return arrays, info

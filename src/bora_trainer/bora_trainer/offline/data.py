@@ -38,16 +38,10 @@ def select_episodes(data_dir: str | Path, which: str) -> list[int] | None:
     """Episode ids for ``OfflineConfig.episodes``: None (all) or the clean ones (an error when there are none)."""
     if which == "all":
         return None
-    import json
-
-    from bora_policy.common.episodes import episode_ids
+    from bora_policy.common.episodes import episode_ids, read_info
 
     root = Path(data_dir)
-    ids = [
-        e
-        for e in episode_ids(root)
-        if is_clean_episode(json.loads((root / "episodes" / f"episode_{e:06d}.json").read_text()))
-    ]
+    ids = [e for e in episode_ids(root) if is_clean_episode(read_info(root, e))]
     if not ids:
         raise ValueError(f"OfflineConfig.episodes = 'clean': {root} has no clean expert episodes")
     return ids
