@@ -28,7 +28,11 @@ class OnlineRunConfig:
     updates_per_env_step: learner updates per executed control step once n_start is reached (the
         loop's ``utd_ratio``).
     deterministic_base: the VLA's mean chunk (True) or a sample.
-    operator: overrides of bora_sim.operator.OperatorConfig.
+    operator: overrides of bora_sim.operator.OperatorConfig (``mode: requested``: the operator takes over
+        only when the help monitor asks, issue 19).
+    help_monitor: bora_policy.runtime.help_monitor.HelpMonitorConfig fields for ``operator.mode:
+        requested`` (a calibrated ``threshold`` is required there: ``bench/bench_help.py`` writes it per
+        task); the monitor reads the current round's critic on each executed chunk (env sim).
     eval_episodes: autonomous episodes (no operator) after each round, for the success rate (env sim).
     action_clip: executed actions are clipped to +-action_clip in normalised units before entering the
         replay (0 = off): dimensions that were constant in the offline data have a tiny std, and the
@@ -50,8 +54,32 @@ class OnlineRunConfig:
     seed: int = 0
     device: str = "auto"
     operator: dict[str, Any] = field(default_factory=dict)
+    help_monitor: dict[str, Any] = field(default_factory=dict)
     reward: RewardConfig = field(default_factory=RewardConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
+
+    def __post_init__(self) -> None:
+        self.monitor_config()  # a bad help_monitor fails at load time, not after the first round
+
+    def monitor_config(self):
+        """The help monitor of ``operator.mode: requested`` (a ``HelpMonitorConfig`` at ``control_hz``), else
+        None; a ValueError names a missing threshold or a bad field."""
+        from bora_policy.runtime.help_monitor import HelpMonitorConfig
+
+        if self.operator.get("mode", "privileged") != "requested":
+            if self.help_monitor:
+                raise ValueError("OnlineRunConfig.help_monitor is set but operator.mode is not 'requested'")
+            return None
+        known = set(HelpMonitorConfig.__dataclass_fields__)
+        bad = sorted(set(self.help_monitor) - known)
+        if bad:
+            raise ValueError(f"OnlineRunConfig.help_monitor: unknown field(s) {bad}; expected some of {sorted(known)}")
+        if self.help_monitor.get("threshold") is None:
+            raise ValueError(
+                "OnlineRunConfig.help_monitor.threshold: operator.mode 'requested' needs a calibrated threshold "
+                "(bench/bench_help.py writes one per task)"
+            )
+        return HelpMonitorConfig(**{**self.help_monitor, "control_hz": self.control_hz})
 
 
 @dataclass

@@ -56,8 +56,16 @@ def rollout(
     operator_cfg=None,
     use_operator: bool = True,
     reward: RewardConfig | None = None,
+    monitor_cfg=None,
+    critic=None,
 ) -> dict:
-    """One episode of A_final with (optionally) the scripted operator; returns arrays, info, chunk rows."""
+    """One episode of A_final with (optionally) the scripted operator; returns arrays, info, chunk rows.
+
+    ``monitor_cfg`` (with the operator in ``requested`` mode, issue 19): a ``HelpMonitor`` reads ``critic``'s
+    q(z, A_final) and v(z) of each planned chunk, every control step, as the policy node does; its requests go
+    to the operator, which takes over only on them. ``info`` then holds ``help_requests`` (steps) and
+    ``watched_steps`` (steps from a request until the operator hands back or the episode ends)."""
+    from bora_policy.runtime.help_monitor import HelpMonitor
     from bora_sim.operator import OperatorConfig, ScriptedOperator
 
     reward = reward or RewardConfig()
@@ -79,6 +87,12 @@ def rollout(
         "z",
         "chunk_start",
     )
+    mon = HelpMonitor(monitor_cfg) if (monitor_cfg is not None and op is not None) else None
+    if mon is not None and critic is None:
+        raise ValueError("rollout: a help monitor needs the critic whose values it reads")
+    q = v = None
+    requests: list[int] = []
+    watched = 0
     rec: dict[str, list] = {k: [] for k in keys}
     starts, zs, vls, bases, props = [], [], [], [], []
     term = trunc = False
@@ -94,6 +108,10 @@ def rollout(
                 out = policy.compose(z.to(dev), s_n.to(dev), a_vla.to(dev), alpha)
             final = out.final_physical[0].cpu().numpy()
             base_phys = policy.to_physical(out.base_norm)[0].cpu().numpy()
+            if mon is not None:
+                with torch.no_grad():
+                    q = critic.q(z.to(dev), out.final_norm)[0].float().cpu().numpy()
+                    v = critic.v(z.to(dev))[0].float().cpu().numpy()
             starts.append(t), zs.append(z[0].cpu().numpy()), vls.append(a_vla[0].cpu().numpy())
             bases.append(out.base_norm[0].cpu().numpy()), props.append(s_n[0].cpu().numpy())
         i = t % horizon
@@ -103,6 +121,12 @@ def rollout(
         if op is not None:
             dec = op.observe(info)
             in_control, beta = dec.takeover, (dec.beta if dec.takeover else 0.0)
+            if mon is not None and not in_control:
+                d = mon.update(t, q, v, i, q - v)
+                if d is not None:
+                    requests.append(t)
+                    op.request_help(t, d.reason)
+            watched += int(in_control or op.help_request is not None)
             if in_control:
                 a = (1.0 - beta) * a_pol + beta * op.human_action()  # Algorithm 1 line 17
         rec["color"].append(obs["color"]), rec["depth"].append(obs["depth"]), rec["state"].append(state)
@@ -145,6 +169,8 @@ def rollout(
         "alpha": float(alpha),
         "round": policy.round,
     }
+    if mon is not None:
+        ep_info.update(help_requests=requests, watched_steps=watched)
     chunks = {
         "starts": np.asarray(starts),
         "z": np.stack(zs),
@@ -199,6 +225,7 @@ class RobotRollouts:
         self.cfg, self.env, self.vla, self.rollouts, self.meta = cfg, env, vla, Path(rollouts), meta
         self.horizon = cfg.exec_horizon or vla.k
         self.progress = progress
+        self.monitor = cfg.monitor_config()  # None unless operator.mode is 'requested'
 
     def __call__(self, loop: OnlineLoop) -> Episode:
         from bora_policy.common.episodes import write_episode
@@ -209,6 +236,7 @@ class RobotRollouts:
         ep = rollout(
             self.env, self.vla, loop.policy(), loop.learner.alpha(), self.horizon, seed=seed,
             operator_cfg=self.cfg.operator, reward=self.cfg.reward,
+            monitor_cfg=self.monitor, critic=loop.learner.critic,
         )
         loop.learner.actor.train()
         write_episode(self.rollouts, eid, ep["arrays"], ep["info"], self.meta)
@@ -228,7 +256,9 @@ class RobotRollouts:
              "source_episode_id": eid + 1},
             base_round=1,  # rows hold the pure A_VLA (rebase rule: all frozen residuals are folded)
             extra={"success": bool(info["success"]), "return": ret, "seed": seed,
-                   "interventions": len(info["interventions"])},
+                   "interventions": len(info["interventions"]),
+                   **({"help_requests": len(info["help_requests"]), "watched_steps": info["watched_steps"]}
+                      if "help_requests" in info else {})},
         )
 
     def end_round(self, loop: OnlineLoop) -> dict[str, Any]:
@@ -238,6 +268,9 @@ class RobotRollouts:
             "success_rate_with_operator": float(np.mean([bool(e["success"]) for e in eps])) if eps else 0.0,
             "interventions_per_episode": float(np.mean([e["interventions"] for e in eps])) if eps else 0.0,
         }
+        if eps and "help_requests" in eps[0]:  # requested mode: requests and the operator's attention
+            out["help_requests_per_episode"] = float(np.mean([e["help_requests"] for e in eps]))
+            out["attention"] = float(sum(e["watched_steps"] for e in eps) / max(1, sum(e["num_steps"] for e in eps)))
         if self.cfg.eval_episodes:
             loop.learner.actor.eval()
             pol, lam = loop.policy(), loop.learner.alpha()
