@@ -1,0 +1,235 @@
+"""What BORA-Full's online actor should imitate (issue 14): BC weight on intervention steps, residual scale.
+
+The core evidence run (config/evidence_core.yaml, bench/results/evidence_core.md) found BORA-Full below
+BORA-Offline on the tasks where the scripted operator controlled most online steps, and plain BC on the
+residual reproduced the loss. This bench retrains the online stage of a finished evidence run with one
+change at a time and evaluates each on the TUNING seeds (``--seed0``, default 200000: never the fixed
+evaluation seeds 300000..), paired with the same run's BORA-Offline policy on the same seeds:
+
+* ``default``: the config as it is (``intervention_bc_weight`` 1: BC on demonstrations and interventions);
+  the evidence run's own BORA-Full run is reused when ``--reuse-default`` (same command and config);
+* ``w0`` / ``w025``: ``online.intervention_bc_weight`` 0 / 0.25 (interventions teach through the critic only
+  / at a quarter of a demonstration row's BC weight);
+* ``a02``: residual scale ``alpha_end`` 0.2 instead of 0.75 (interventions imitated as by default);
+* ``nobc``: no BC term at all (``bc_lambda`` 0: hinge, anchor and L2 only);
+* ``w0a02``: both ``w0`` and ``a02``.
+
+Each variant: ``bora train online --env sim`` (2 rounds x 10 episodes, 400 updates per round, the evidence
+config's online settings), then ``bora eval`` of the round-2 stack and of the round-1 checkpoint.
+Writes ``bench/results/online_bc.{json,md}`` (per task and variant: successes, paired difference to
+BORA-Offline with Newcombe's 95% interval and McNemar's exact p; per round: episodes' success with the
+operator, takeovers per episode, mean BC loss, mean |residual|, Q(composite) - Q(base)). Existing outputs in
+``--work`` are reused, so an interrupted run resumes.
+
+    .venv/bin/python bench/bench_online_bc.py --evidence runs/evidence_core [--tasks ...] [--variants ...]
+        [--trials 50] [--seed0 200000] [--jobs 2] [--work /tmp/online_bc] [--reuse-default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src" / "bora_trainer"))
+from bora_trainer.stats import mcnemar_exact_p, newcombe_paired_diff  # noqa: E402
+
+TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "w0": {"online": {"intervention_bc_weight": 0.0}},
+    "w025": {"online": {"intervention_bc_weight": 0.25}},
+    "a02": {"online": {"residual": {"alpha_end": 0.2}}},
+    "nobc": {"online": {"bc_lambda_start": 0.0, "bc_lambda_end": 0.0}},
+    "w0a02": {"online": {"intervention_bc_weight": 0.0, "residual": {"alpha_end": 0.2}}},
+}
+
+
+def merge(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def bora(argv: list[str], log: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", BORA_NUM_THREADS="1")
+    with open(log, "w") as f:
+        rc = subprocess.call([str(ROOT / ".venv/bin/bora"), *argv], stdout=f, stderr=subprocess.STDOUT, env=env)
+    if rc:
+        raise RuntimeError(f"bora {' '.join(argv)} failed ({rc}); log {log}")
+
+
+def evaluate(run: Path, task: str, out: Path, a: argparse.Namespace, residual: Path | None = None) -> None:
+    if out.exists():
+        return
+    extra = ["--residual", str(residual)] if residual else []
+    bora(["eval", "--run", str(run), *extra, "--task", task, "--objects", "standard", "--trials", str(a.trials),
+          "--seed0", str(a.seed0), "--threads", "1", "--no-values", "--no-progress", "--out", str(out)],
+         out.with_suffix(".log"))
+
+
+def chain(task: str, variant: str, a: argparse.Namespace) -> str:
+    """Train one variant (unless done) and evaluate its round-2 stack and round-1 checkpoint."""
+    ev = Path(a.evidence)
+    run = a.work / "runs" / f"{task}-{variant}"
+    if variant == "default" and a.reuse_default:
+        run = ev / "runs" / task / "bora-residual-online"
+    elif not (run / "rounds" / "round_02").is_dir():
+        cfg = merge(yaml.safe_load((ev / "configs" / "online.yaml").read_text()), VARIANTS[variant])
+        cfg_path = a.work / f"{variant}.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        bora(["train", "online", "--env", "sim", "--task", task, "--offline-run", str(ev / "runs" / task / "bora"),
+              "--offline-data", str(ev / "data" / task), "--out", str(run), "--config", str(cfg_path),
+              "--algo", "bora-residual", "--rounds", "2", "--episodes-per-round", "10", "--no-progress",
+              "--max-updates", "400"], a.work / f"{task}-{variant}.train.log")
+    evaluate(run, task, a.work / f"{task}_full_{variant}.json", a)
+    if not a.no_round1:
+        evaluate(run, task, a.work / f"{task}_r1_{variant}.json", a, run / "rounds" / "round_01")
+    rl = json.loads((run / "round_log.json").read_text())
+    (a.work / f"{task}_rounds_{variant}.json").write_text(json.dumps(rl))
+    print(f"{task} {variant} done {time.strftime('%H:%M:%S')}", flush=True)
+    return variant
+
+
+def successes(path: Path) -> list[bool]:
+    eps = sorted(json.loads(path.read_text())["episodes"], key=lambda e: e["seed"])
+    return [bool(e["success"]) for e in eps]
+
+
+def table(a: argparse.Namespace) -> dict:
+    out: dict = {"tasks": {}}
+    for t in a.tasks:
+        off = successes(a.work / f"{t}_offline.json")
+        row: dict = {"offline": {"successes": sum(off), "trials": len(off)}, "variants": {}}
+        for v in a.variants:
+            if not (a.work / f"{t}_full_{v}.json").exists():
+                continue  # not run on this task (--report-only over partial results)
+            vr: dict = {}
+            for stage in ("r1", "full"):
+                if not (a.work / f"{t}_{stage}_{v}.json").exists():
+                    continue  # round 1 not evaluated (--no-round1)
+                x = successes(a.work / f"{t}_{stage}_{v}.json")
+                d, lo, hi = newcombe_paired_diff(x, off)
+                vr[stage] = {"successes": sum(x), "trials": len(x), "diff": d, "lo": lo, "hi": hi,
+                             "p": mcnemar_exact_p(x, off)}
+            rl = json.loads((a.work / f"{t}_rounds_{v}.json").read_text())
+            vr["rounds"] = {r: {"success_with_operator": x["success_rate_with_operator"],
+                                "takeovers_per_episode": x["interventions_per_episode"],
+                                "bc": x["update_means"].get("actor/bc"),
+                                "res_abs": x["update_means"].get("actor/res_abs"),
+                                "q_gain": x["update_means"].get("actor/q_gain")} for r, x in rl.items()}
+            row["variants"][v] = vr
+        out["tasks"][t] = row
+    return out
+
+
+def pooled(a: argparse.Namespace, res: dict, variant: str) -> str:
+    """Round-2 successes over all tasks and the paired difference to BORA-Offline over all pairs
+    (Newcombe 95%); "-" unless the variant ran on every task."""
+    if any(variant not in r["variants"] for r in res["tasks"].values()):
+        return "-"
+    x, o = [], []
+    for t in res["tasks"]:
+        x += successes(a.work / f"{t}_full_{variant}.json")
+        o += successes(a.work / f"{t}_offline.json")
+    d, lo, hi = newcombe_paired_diff(x, o)
+    return f"{sum(x)}/{len(x)} {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] p={mcnemar_exact_p(x, o):.3f}"
+
+
+def markdown(res: dict, a: argparse.Namespace) -> str:
+    pct = lambda x: f"{100 * x:+.1f}"  # noqa: E731
+    lines = [
+        "# BORA-Full's online BC: what the actor imitates (issue 14)",
+        "",
+        f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('logical_cpus', '?')} logical CPUs; commit "
+        f"{res['commit']}; {res['date']}. Evidence run: `{a.evidence}` (config/evidence_core.yaml: Table 4 "
+        "sizes, one training seed). Each variant retrains the online stage (2 rounds x 10 episodes, 400 "
+        f"updates per round, scripted operator) and is evaluated on the TUNING seeds {a.seed0}.."
+        f"{a.seed0 + a.trials - 1} ({a.trials} standard-set trials), paired with the run's BORA-Offline on the "
+        "same seeds. Difference: variant - BORA-Offline, Newcombe 95% interval, McNemar exact p.",
+        "",
+        "Variants: " + "; ".join(f"`{v}` {json.dumps(VARIANTS[v]) if VARIANTS[v] else 'as configured'}"
+                                 for v in a.variants) + ".",
+        "",
+        "| task | BORA-Offline | " + " | ".join(f"{v} round 2 (round 1)" for v in a.variants) + " |",
+        "|---|---|" + "---|" * len(a.variants),
+    ]
+    for t, r in res["tasks"].items():
+        cells = []
+        for v in a.variants:
+            if v not in r["variants"]:
+                cells.append("not run")
+                continue
+            f, r1 = r["variants"][v]["full"], r["variants"][v].get("r1", {"successes": "-"})
+            cells.append(f"{f['successes']}/{f['trials']} ({r1['successes']}) {pct(f['diff'])} "
+                         f"[{pct(f['lo'])}, {pct(f['hi'])}] p={f['p']:.3f}")
+        lines.append(f"| {t} | {r['offline']['successes']}/{r['offline']['trials']} | " + " | ".join(cells) + " |")
+    cells = [pooled(a, res, v) for v in a.variants]
+    s0 = sum(r["offline"]["successes"] for r in res["tasks"].values())
+    lines.append(f"| pooled | {s0}/{sum(r['offline']['trials'] for r in res['tasks'].values())} | "
+                 + " | ".join(cells) + " |")
+    lines += ["", "Per round (online episodes with the operator; update means):", "",
+              "| task | variant | round | success with operator | takeovers/episode | BC loss | mean abs residual "
+              "| Q(composite) - Q(base) |", "|---|---|---|---|---|---|---|---|"]
+    for t, r in res["tasks"].items():
+        for v in r["variants"]:
+            for rnd, x in r["variants"][v]["rounds"].items():
+                f = lambda y: "-" if y is None else f"{y:.3f}"  # noqa: E731
+                lines.append(f"| {t} | {v} | {rnd} | {x['success_with_operator']:.2f} | "
+                             f"{x['takeovers_per_episode']:.1f} | {f(x['bc'])} | {f(x['res_abs'])} | "
+                             f"{f(x['q_gain'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--evidence", required=True, help="a finished `bora demo --config config/evidence_core.yaml` dir")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--trials", type=int, default=50)
+    p.add_argument("--seed0", type=int, default=200000, help="tuning seeds (not the evaluation seeds 300000..)")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--work", type=Path, default=Path("/tmp/online_bc"))
+    p.add_argument("--reuse-default", action="store_true", help="`default` = the evidence run's own BORA-Full run")
+    p.add_argument("--no-round1", action="store_true", help="do not evaluate the round-1 checkpoints")
+    p.add_argument("--report-only", action="store_true", help="only write the report from --work")
+    a = p.parse_args()
+    for v in a.variants:
+        if v not in VARIANTS:
+            p.error(f"--variants: unknown variant {v!r}; expected one of {', '.join(VARIANTS)}")
+    for t in a.tasks:
+        if not (Path(a.evidence) / "runs" / t / "bora").is_dir():
+            p.error(f"--evidence: {a.evidence}/runs/{t}/bora is missing (run the evidence config first)")
+    a.work.mkdir(parents=True, exist_ok=True)
+    if not a.report_only:
+        with ThreadPoolExecutor(a.jobs) as pool:
+            offs = [pool.submit(evaluate, Path(a.evidence) / "runs" / t / "bora", t, a.work / f"{t}_offline.json", a)
+                    for t in a.tasks]
+            jobs = [pool.submit(chain, t, v, a) for t in a.tasks for v in a.variants]
+            for f in offs + jobs:
+                f.result()
+    res = table(a)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    res.update(machine=machine(calibrate=False), commit=commit, date=time.strftime("%Y-%m-%d"),
+               seed0=a.seed0, trials=a.trials, variants={v: VARIANTS[v] for v in a.variants})
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "online_bc.json").write_text(json.dumps(res, indent=1))
+    (RESULTS / "online_bc.md").write_text(markdown(res, a))
+    print(f"wrote {RESULTS / 'online_bc.md'}")
+
+
+if __name__ == "__main__":
+    main()
