@@ -88,6 +88,21 @@ def figures(task: str, a: argparse.Namespace, monitor: dict) -> dict:
     }
 
 
+def pooled(a: argparse.Namespace) -> dict:
+    """All tasks' pairs together: requested - privileged and requested - BORA-Offline (Newcombe 95%)."""
+    ev = Path(a.evidence)
+    req, priv, off = [], [], []
+    for t in a.tasks:
+        req += successes(a.work / f"{t}_eval_requested.json")
+        priv += successes(ev / "eval" / f"{t}__bora-residual-online__standard.json")
+        off += successes(ev / "eval" / f"{t}__bora__standard.json")
+    out = {"n": len(req), "requested": sum(req), "privileged": sum(priv), "offline": sum(off)}
+    for name, other in (("vs_privileged", priv), ("vs_offline", off)):
+        d, lo, hi = newcombe_paired_diff(req, other)
+        out[name] = {"diff": d, "lo": lo, "hi": hi, "p": mcnemar_exact_p(req, other)}
+    return out
+
+
 def markdown(res: dict, a: argparse.Namespace) -> str:
     pct = lambda x: f"{100 * x:+.1f}"  # noqa: E731
     lines = [
@@ -113,6 +128,15 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
             f"{r['requested']}/{r['trials']} | {pct(r['diff'])} [{pct(r['lo'])}, {pct(r['hi'])}] p={r['p']:.3f} | "
             f"{att} | {reqs} | {100 * iq / max(nq, 1):.1f}% vs {100 * ip / max(np_, 1):.1f}% |"
         )
+    po = res["pooled"]
+    vp, vo = po["vs_privileged"], po["vs_offline"]
+    lines += [
+        "",
+        f"Pooled over the tasks ({po['n']} pairs): requested {po['requested']}, privileged {po['privileged']}, "
+        f"BORA-Offline {po['offline']}; requested - privileged {pct(vp['diff'])} [{pct(vp['lo'])}, "
+        f"{pct(vp['hi'])}] p={vp['p']:.3f}; requested - BORA-Offline {pct(vo['diff'])} [{pct(vo['lo'])}, "
+        f"{pct(vo['hi'])}] p={vo['p']:.3f} (Newcombe 95% over all pairs, McNemar exact p).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -138,6 +162,7 @@ def main() -> None:
         for f in [pool.submit(run_task, t, a, cal[t]) for t in a.tasks]:
             f.result()
     res = {"tasks": {t: figures(t, a, cal[t]) for t in a.tasks}, "trials": a.trials, "seed0": a.seed0}
+    res["pooled"] = pooled(a)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     res.update(machine=machine(calibrate=False), commit=commit, date=time.strftime("%Y-%m-%d"))
