@@ -203,6 +203,34 @@ class OperatorConfig:
             raise ValueError(f"operator reaction_s must be >= 0 s, got {self.reaction_s}")
 
 
+def operator_config(overrides: dict[str, Any] | None = None, **fields: Any) -> OperatorConfig:
+    """``OperatorConfig`` from a dict of overrides (an online config's ``operator``, the bridge's
+    ``operator_overrides``) plus keyword fields; an unknown or doubly given field is a one-line ValueError."""
+    over = dict(overrides or {})
+    known = set(OperatorConfig.__dataclass_fields__)
+    bad = sorted(set(over) - known)
+    if bad:
+        raise ValueError(f"operator: unknown field(s) {bad}; expected some of {sorted(known)}")
+    both = sorted(set(over) & set(fields))
+    if both:
+        raise ValueError(f"operator: field(s) {both} given twice (the overrides and their own parameter)")
+    return OperatorConfig(**over, **fields)
+
+
+def operator_from_params(overrides_json: str, mode: str, reaction_s: float) -> OperatorConfig:
+    """The sim bridge's operator from its parameters: ``operator_overrides`` (a JSON object of OperatorConfig
+    fields other than mode and reaction_s; '' = none), ``operator_mode`` and ``operator_reaction_s``."""
+    import json
+
+    try:
+        over = json.loads(overrides_json) if overrides_json.strip() else {}
+    except ValueError as e:
+        raise ValueError(f"operator_overrides: expected a JSON object of OperatorConfig fields ({e})") from e
+    if not isinstance(over, dict):
+        raise ValueError(f"operator_overrides: expected a JSON object of OperatorConfig fields, got {overrides_json!r}")
+    return operator_config(over, mode=mode, reaction_s=float(reaction_s))
+
+
 @dataclass
 class TakeoverDecision:
     takeover: bool

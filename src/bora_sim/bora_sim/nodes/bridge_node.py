@@ -91,6 +91,8 @@ SPECS = (
               "help requests (requested; issue 19)", choices=("privileged", "requested")),
     ParamSpec("operator_reaction_s", 0.3, "requested mode: delay from a help request to the takeover (s)",
               range=(0.0, 10.0)),
+    ParamSpec("operator_overrides", "", "JSON object of further bora_sim.operator.OperatorConfig fields, e.g. "
+              "'{\"patience_s\": 1.5, \"budget\": 2}' ('': its defaults)"),
     ParamSpec("episode_gate_topic", "", "std_msgs/UInt32 (latched): highest episode id that may start ('': none)"),
 )
 
@@ -116,6 +118,13 @@ class BridgeNode(Node):
         set_operator_service = str(P["set_operator_service"])
         self.operator_enabled = bool(P["operator_enabled"])
         self.operator_mode, self.operator_reaction_s = str(P["operator_mode"]), float(P["operator_reaction_s"])
+        self.operator_overrides = str(P["operator_overrides"])
+        try:  # a bad operator setting stops the node at start-up, not at the first takeover
+            from bora_sim.operator import operator_from_params
+
+            operator_from_params(self.operator_overrides, self.operator_mode, self.operator_reaction_s)
+        except ValueError as e:
+            raise StartupError(f"sim_bridge: {e}") from None
         gate_topic = str(P["episode_gate_topic"])
 
         from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -236,12 +245,12 @@ class BridgeNode(Node):
     # ------------------------------------------------------------------ operator (bora_sim.operator)
     def _make_operator(self):
         try:
-            from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, ScriptedOperator
+            from bora_sim.operator import GLOVE_JOINT_NAMES, ScriptedOperator, operator_from_params
         except ImportError:
             self.get_logger().info("sim_bridge: bora_sim.operator not available; no glove/takeover stream")
             return None
         self.glove_names = list(GLOVE_JOINT_NAMES)
-        cfg = OperatorConfig(mode=self.operator_mode, reaction_s=self.operator_reaction_s)
+        cfg = operator_from_params(self.operator_overrides, self.operator_mode, self.operator_reaction_s)
         return ScriptedOperator(self.env, cfg, seed=self.seed)
 
     def _srv_set_operator(self, req, res):

@@ -66,12 +66,12 @@ def rollout(
     to the operator, which takes over only on them. ``info`` then holds ``help_requests`` (steps) and
     ``watched_steps`` (steps from a request until the operator hands back or the episode ends)."""
     from bora_policy.runtime.help_monitor import HelpMonitor
-    from bora_sim.operator import OperatorConfig, ScriptedOperator
+    from bora_sim.operator import ScriptedOperator, operator_config
 
     reward = reward or RewardConfig()
     obs, info = env.reset(seed=seed)
     op = (
-        ScriptedOperator(env, cfg=OperatorConfig(**(operator_cfg or {})), seed=seed + 104729)
+        ScriptedOperator(env, cfg=operator_config(operator_cfg), seed=seed + 104729)
         if use_operator
         else None
     )

@@ -56,6 +56,12 @@ def _params_file(cfg: OnlineRunConfig, offline_run: Path, image_size: int, k: in
     def section(node: str) -> dict:
         return params.setdefault(node, {}).setdefault("ros__parameters", {})
 
+    op = dict(cfg.operator)  # the online config's operator, as env sim uses it (nothing dropped)
+    section("sim_bridge").update(
+        operator_mode=str(op.pop("mode", "privileged")),
+        operator_reaction_s=float(op.pop("reaction_s", 0.3)),
+        operator_overrides=json.dumps(op, sort_keys=True),
+    )
     section("sim_bridge").update(
         task=cfg.task,
         object_set=cfg.object_set,
@@ -74,6 +80,15 @@ def _params_file(cfg: OnlineRunConfig, offline_run: Path, image_size: int, k: in
         replan_steps=int(cfg.exec_horizon or k),
         deterministic=bool(cfg.deterministic_base),
     )
+    monitor = cfg.monitor_config()
+    if monitor is not None:  # requested mode: the policy node asks with this run's calibrated monitor
+        from dataclasses import asdict
+
+        from bora_policy.runtime.help_calibration import FORMAT
+
+        cal = out / "help_calibration.json"
+        cal.write_text(json.dumps({"format": FORMAT, "tasks": {cfg.task: {"monitor": asdict(monitor)}}}, indent=1))
+        section("policy").update(help_calibration=str(cal), help_task=cfg.task)
     path = out / "graph_params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
