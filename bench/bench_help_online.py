@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from bench_online_bc import bora, successes
+from bench_online_bc import bora, successes, train_online, write_keeping_findings
 from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,12 +46,7 @@ def run_task(task: str, a: argparse.Namespace, monitor: dict) -> None:
         cfg = yaml.safe_load((ev / "configs" / "online.yaml").read_text())
         cfg["operator"] = {**cfg.get("operator", {}), "mode": "requested", "reaction_s": a.reaction_s}
         cfg["help_monitor"] = {k: v for k, v in monitor.items() if k != "control_hz"}
-        path = a.work / f"req_{task}.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        bora(["train", "online", "--env", "sim", "--task", task, "--offline-run", str(ev / "runs" / task / "bora"),
-              "--offline-data", str(ev / "data" / task), "--out", str(run), "--config", str(path),
-              "--algo", "bora-residual", "--rounds", "2", "--episodes-per-round", "10", "--no-progress",
-              "--max-updates", "400"], a.work / f"{task}-requested.train.log")
+        train_online(ev, task, cfg, a.work / f"req_{task}.yaml", run, a.work / f"{task}-requested.train.log")
     out = a.work / f"{task}_eval_requested.json"
     if not out.exists():
         bora(["eval", "--run", str(run), "--task", task, "--objects", "standard", "--trials", str(a.trials),
@@ -167,7 +162,7 @@ def main() -> None:
                             text=True).stdout.strip()
     res.update(machine=machine(calibrate=False), commit=commit, date=time.strftime("%Y-%m-%d"))
     (RESULTS / "help_online.json").write_text(json.dumps(res, indent=1))
-    (RESULTS / "help_online.md").write_text(markdown(res, a))
+    write_keeping_findings(RESULTS / "help_online.md", markdown(res, a))
     print(f"wrote {RESULTS / 'help_online.md'}")
 
 

@@ -80,6 +80,15 @@ def evaluate(run: Path, task: str, out: Path, a: argparse.Namespace, residual: P
          out.with_suffix(".log"))
 
 
+def train_online(ev: Path, task: str, cfg: dict, cfg_path: Path, run: Path, log: Path) -> None:
+    """The evidence run's online stage (2 rounds x 10 episodes, 400 updates per round) with config ``cfg``."""
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    bora(["train", "online", "--env", "sim", "--task", task, "--offline-run", str(ev / "runs" / task / "bora"),
+          "--offline-data", str(ev / "data" / task), "--out", str(run), "--config", str(cfg_path),
+          "--algo", "bora-residual", "--rounds", "2", "--episodes-per-round", "10", "--no-progress",
+          "--max-updates", "400"], log)
+
+
 def chain(task: str, variant: str, a: argparse.Namespace) -> str:
     """Train one variant (unless done) and evaluate its round-2 stack and round-1 checkpoint."""
     ev = Path(a.evidence)
@@ -88,12 +97,7 @@ def chain(task: str, variant: str, a: argparse.Namespace) -> str:
         run = ev / "runs" / task / "bora-residual-online"
     elif not (run / "rounds" / "round_02").is_dir():
         cfg = merge(yaml.safe_load((ev / "configs" / "online.yaml").read_text()), VARIANTS[variant])
-        cfg_path = a.work / f"{variant}.yaml"
-        cfg_path.write_text(yaml.safe_dump(cfg))
-        bora(["train", "online", "--env", "sim", "--task", task, "--offline-run", str(ev / "runs" / task / "bora"),
-              "--offline-data", str(ev / "data" / task), "--out", str(run), "--config", str(cfg_path),
-              "--algo", "bora-residual", "--rounds", "2", "--episodes-per-round", "10", "--no-progress",
-              "--max-updates", "400"], a.work / f"{task}-{variant}.train.log")
+        train_online(ev, task, cfg, a.work / f"{variant}.yaml", run, a.work / f"{task}-{variant}.train.log")
     evaluate(run, task, a.work / f"{task}_full_{variant}.json", a)
     if not a.no_round1:
         evaluate(run, task, a.work / f"{task}_r1_{variant}.json", a, run / "rounds" / "round_01")
@@ -101,6 +105,13 @@ def chain(task: str, variant: str, a: argparse.Namespace) -> str:
     (a.work / f"{task}_rounds_{variant}.json").write_text(json.dumps(rl))
     print(f"{task} {variant} done {time.strftime('%H:%M:%S')}", flush=True)
     return variant
+
+
+def write_keeping_findings(path: Path, text: str) -> None:
+    """Write a generated report, keeping the hand-written ``## Findings`` section of the previous one."""
+    old = path.read_text() if path.exists() else ""
+    i = old.find("\n## Findings")
+    path.write_text(text + (old[i:] if i >= 0 else ""))
 
 
 def successes(path: Path) -> list[bool]:
@@ -227,7 +238,7 @@ def main() -> None:
                seed0=a.seed0, trials=a.trials, variants={v: VARIANTS[v] for v in a.variants})
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "online_bc.json").write_text(json.dumps(res, indent=1))
-    (RESULTS / "online_bc.md").write_text(markdown(res, a))
+    write_keeping_findings(RESULTS / "online_bc.md", markdown(res, a))
     print(f"wrote {RESULTS / 'online_bc.md'}")
 
 
