@@ -70,16 +70,16 @@ class OnlineRunConfig:
             if self.help_monitor:
                 raise ValueError("OnlineRunConfig.help_monitor is set but operator.mode is not 'requested'")
             return None
-        known = set(HelpMonitorConfig.__dataclass_fields__)
-        bad = sorted(set(self.help_monitor) - known)
-        if bad:
-            raise ValueError(f"OnlineRunConfig.help_monitor: unknown field(s) {bad}; expected some of {sorted(known)}")
-        if self.help_monitor.get("threshold") is None:
+        try:
+            cfg = HelpMonitorConfig.from_dict({**self.help_monitor, "control_hz": self.control_hz})
+        except ValueError as e:
+            raise ValueError(f"OnlineRunConfig.help_monitor: {e}") from None
+        if cfg.threshold is None:
             raise ValueError(
                 "OnlineRunConfig.help_monitor.threshold: operator.mode 'requested' needs a calibrated threshold "
                 "(bench/bench_help.py writes one per task)"
             )
-        return HelpMonitorConfig(**{**self.help_monitor, "control_hz": self.control_hz})
+        return cfg
 
 
 @dataclass
