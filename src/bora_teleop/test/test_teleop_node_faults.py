@@ -143,14 +143,19 @@ def test_malformed_topic_messages_are_dropped_logged_and_the_node_keeps_working(
 
     rig.pub_episode.publish(EpisodeEvent(episode_id=9, kind=EpisodeEvent.START, session_id="s" * 5000))
     rig.pub_episode.publish(EpisodeEvent(episode_id=9, kind=7))
-    rig.run(1.5)  # the 1 Hz flush reports the rate-limited ones
+    expected = [
+        "EpisodeEvent: session_id or note too long (5000, 0 characters",
+        "EpisodeEvent.kind=7: expected one of",
+        "glove joint states: field position: non-finite values for joints ['h_mcp'] (outside a takeover)",
+        "glove joint states: duplicate joint names",
+        "more",  # suppressed repeats are reported as counts
+        "arm target:", "arm joint states:", "operator glove:",
+    ]
+    # the node's 1 Hz flush reports the rate-limited ones (the last text of each kind); on a loaded machine
+    # its timer may fire late, so wait for the lines (bounded) instead of reading the log after a fixed time
+    rig.run(8.0, until=lambda: all(s in rig.log.read_text() for s in expected))
     log = rig.log.read_text()
-    assert "EpisodeEvent: session_id or note too long (5000, 0 characters" in log
-    assert "EpisodeEvent.kind=7: expected one of" in log
-    assert "glove joint states: field position: non-finite values for joints ['h_mcp'] (outside a takeover)" in log
-    assert "glove joint states: duplicate joint names" in log
-    assert "more" in log  # suppressed repeats are reported as counts
-    assert "arm target:" in log and "arm joint states:" in log and "operator glove:" in log
+    assert not [s for s in expected if s not in log], [s for s in expected if s not in log]
     level, msg, vals = _diag(rig)
     # BEST_EFFORT readers of depth 5 may drop some of a burst; most arrive
     assert int(vals["fault_glove_malformed"]) >= 10 and int(vals["fault_glove_nonfinite"]) >= 5
@@ -161,6 +166,11 @@ def test_malformed_topic_messages_are_dropped_logged_and_the_node_keeps_working(
     assert rig.run(5.0, until=lambda: len(rig.executed) > 5 and not rig.executed[-1].held)
     rig.run(WINDOW + 1.5)
     level, msg, _ = _diag(rig)
+    for _ in range(5):  # a loaded machine may deliver the last malformed messages late: they then age out later
+        if "malformed" not in msg and "nonfinite" not in msg:
+            break
+        rig.run(1.0)
+        level, msg, _ = _diag(rig)
     assert "malformed" not in msg and "nonfinite" not in msg, msg  # aged out of the window
     if "stall" not in msg:  # a loaded machine may stall the control loop meanwhile: a real fault
         assert level == 0 and msg == "ok", msg
