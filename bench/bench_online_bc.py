@@ -6,23 +6,29 @@ residual reproduced the loss. This bench retrains the online stage of a finished
 change at a time and evaluates each on the TUNING seeds (``--seed0``, default 200000: never the fixed
 evaluation seeds 300000..), paired with the same run's BORA-Offline policy on the same seeds:
 
-* ``default``: the config as it is (``intervention_bc_weight`` 1: BC on demonstrations and interventions);
+* ``default``: the config as it is (at the first run of this bench ``intervention_bc_weight`` 1: BC on
+  demonstrations and interventions; config/online_tiny.yaml has set 0 since, from that run's result);
   the evidence run's own BORA-Full run is reused when ``--reuse-default`` (same command and config);
 * ``w0`` / ``w025``: ``online.intervention_bc_weight`` 0 / 0.25 (interventions teach through the critic only
   / at a quarter of a demonstration row's BC weight);
 * ``a02``: residual scale ``alpha_end`` 0.2 instead of 0.75 (interventions imitated as by default);
 * ``nobc``: no BC term at all (``bc_lambda`` 0: hinge, anchor and L2 only);
-* ``w0a02``: both ``w0`` and ``a02``.
+* ``w0a02``: both ``w0`` and ``a02``;
+* ``keep``: the scripted operator keeps control until success (``operator.recovery_s`` 0, OperatorConfig's
+  default) instead of handing back after 3 s;
+* ``late``: fewer and later takeovers that keep control until success (``operator``: budget 1, grace 2 s,
+  patience 3 s, ``recovery_s`` 0): less of the online time under the operator (the paper: about 20%).
 
 Each variant: ``bora train online --env sim`` (2 rounds x 10 episodes, 400 updates per round, the evidence
 config's online settings), then ``bora eval`` of the round-2 stack and of the round-1 checkpoint.
-Writes ``bench/results/online_bc.{json,md}`` (per task and variant: successes, paired difference to
-BORA-Offline with Newcombe's 95% interval and McNemar's exact p; per round: episodes' success with the
-operator, takeovers per episode, mean BC loss, mean |residual|, Q(composite) - Q(base)). Existing outputs in
+Writes ``bench/results/<--report>.{json,md}`` (default ``online_bc``): per task and variant, successes and
+the paired difference to BORA-Offline with Newcombe's 95% interval and McNemar's exact p; per round, the
+episodes' success with the operator, takeovers per episode, the share of control steps under the operator,
+mean BC loss, mean |residual|, Q(composite) - Q(base). Existing outputs in
 ``--work`` are reused, so an interrupted run resumes.
 
     .venv/bin/python bench/bench_online_bc.py --evidence runs/evidence_core [--tasks ...] [--variants ...]
-        [--trials 50] [--seed0 200000] [--jobs 2] [--work /tmp/online_bc] [--reuse-default]
+        [--trials 50] [--seed0 200000] [--jobs 2] [--work /tmp/online_bc] [--reuse-default] [--report online_bc]
 """
 
 from __future__ import annotations
@@ -53,7 +59,11 @@ VARIANTS: dict[str, dict] = {
     "a02": {"online": {"residual": {"alpha_end": 0.2}}},
     "nobc": {"online": {"bc_lambda_start": 0.0, "bc_lambda_end": 0.0}},
     "w0a02": {"online": {"intervention_bc_weight": 0.0, "residual": {"alpha_end": 0.2}}},
+    "keep": {"operator": {"recovery_s": 0.0}},
+    "late": {"operator": {"budget": 1, "grace_s": 2.0, "patience_s": 3.0, "recovery_s": 0.0}},
 }
+TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
+          "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:
@@ -103,6 +113,8 @@ def chain(task: str, variant: str, a: argparse.Namespace) -> str:
         evaluate(run, task, a.work / f"{task}_r1_{variant}.json", a, run / "rounds" / "round_01")
     rl = json.loads((run / "round_log.json").read_text())
     (a.work / f"{task}_rounds_{variant}.json").write_text(json.dumps(rl))
+    summary = json.loads((run / "summary.json").read_text())  # per round: control steps under the operator
+    (a.work / f"{task}_budget_{variant}.json").write_text(json.dumps(summary.get("rounds", [])))
     print(f"{task} {variant} done {time.strftime('%H:%M:%S')}", flush=True)
     return variant
 
@@ -136,7 +148,12 @@ def table(a: argparse.Namespace) -> dict:
                 vr[stage] = {"successes": sum(x), "trials": len(x), "diff": d, "lo": lo, "hi": hi,
                              "p": mcnemar_exact_p(x, off)}
             rl = json.loads((a.work / f"{t}_rounds_{v}.json").read_text())
+            bf = a.work / f"{t}_budget_{v}.json"
+            budget = {str(b["round"]): b for b in json.loads(bf.read_text())} if bf.exists() else {}
+            share = {r: (budget[r]["intervened_steps"] / budget[r]["steps"] if budget.get(r, {}).get("steps") else None)
+                     for r in rl}
             vr["rounds"] = {r: {"success_with_operator": x["success_rate_with_operator"],
+                                "operator_share": share[r],
                                 "takeovers_per_episode": x["interventions_per_episode"],
                                 "bc": x["update_means"].get("actor/bc"),
                                 "res_abs": x["update_means"].get("actor/res_abs"),
@@ -162,7 +179,7 @@ def pooled(a: argparse.Namespace, res: dict, variant: str) -> str:
 def markdown(res: dict, a: argparse.Namespace) -> str:
     pct = lambda x: f"{100 * x:+.1f}"  # noqa: E731
     lines = [
-        "# BORA-Full's online BC: what the actor imitates (issue 14)",
+        f"# {TITLES.get(a.report, a.report)}",
         "",
         f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('logical_cpus', '?')} logical CPUs; commit "
         f"{res['commit']}; {res['date']}. Evidence run: `{a.evidence}` (config/evidence_core.yaml: Table 4 "
@@ -192,14 +209,15 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
     lines.append(f"| pooled | {s0}/{sum(r['offline']['trials'] for r in res['tasks'].values())} | "
                  + " | ".join(cells) + " |")
     lines += ["", "Per round (online episodes with the operator; update means):", "",
-              "| task | variant | round | success with operator | takeovers/episode | BC loss | mean abs residual "
-              "| Q(composite) - Q(base) |", "|---|---|---|---|---|---|---|---|"]
+              "| task | variant | round | success with operator | takeovers/episode | steps under the operator "
+              "| BC loss | mean abs residual | Q(composite) - Q(base) |", "|---|---|---|---|---|---|---|---|---|"]
     for t, r in res["tasks"].items():
         for v in r["variants"]:
             for rnd, x in r["variants"][v]["rounds"].items():
                 f = lambda y: "-" if y is None else f"{y:.3f}"  # noqa: E731
+                sh = "-" if x.get("operator_share") is None else f"{100 * x['operator_share']:.0f}%"
                 lines.append(f"| {t} | {v} | {rnd} | {x['success_with_operator']:.2f} | "
-                             f"{x['takeovers_per_episode']:.1f} | {f(x['bc'])} | {f(x['res_abs'])} | "
+                             f"{x['takeovers_per_episode']:.1f} | {sh} | {f(x['bc'])} | {f(x['res_abs'])} | "
                              f"{f(x['q_gain'])} |")
     return "\n".join(lines) + "\n"
 
@@ -216,6 +234,7 @@ def main() -> None:
     p.add_argument("--reuse-default", action="store_true", help="`default` = the evidence run's own BORA-Full run")
     p.add_argument("--no-round1", action="store_true", help="do not evaluate the round-1 checkpoints")
     p.add_argument("--report-only", action="store_true", help="only write the report from --work")
+    p.add_argument("--report", default="online_bc", help="name of the results files (bench/results/NAME.{json,md})")
     a = p.parse_args()
     for v in a.variants:
         if v not in VARIANTS:
@@ -237,9 +256,9 @@ def main() -> None:
     res.update(machine=machine(calibrate=False), commit=commit, date=time.strftime("%Y-%m-%d"),
                seed0=a.seed0, trials=a.trials, variants={v: VARIANTS[v] for v in a.variants})
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "online_bc.json").write_text(json.dumps(res, indent=1))
-    write_keeping_findings(RESULTS / "online_bc.md", markdown(res, a))
-    print(f"wrote {RESULTS / 'online_bc.md'}")
+    (RESULTS / f"{a.report}.json").write_text(json.dumps(res, indent=1))
+    write_keeping_findings(RESULTS / f"{a.report}.md", markdown(res, a))
+    print(f"wrote {RESULTS / a.report}.md")
 
 
 if __name__ == "__main__":
