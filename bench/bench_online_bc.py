@@ -16,8 +16,10 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
 * ``w0a02``: both ``w0`` and ``a02``;
 * ``keep``: the scripted operator keeps control until success (``operator.recovery_s`` 0, OperatorConfig's
   default) instead of handing back after 3 s;
-* ``late``: fewer and later takeovers that keep control until success (``operator``: budget 1, grace 2 s,
-  patience 3 s, ``recovery_s`` 0): less of the online time under the operator (the paper: about 20%).
+* ``stall``: one takeover at most, only when the policy stalls (``operator``: budget 1, grace 2 s,
+  patience 3 s, no deadline takeover: ``deadline_margin_s`` -1), keeping control until success: less of
+  the online time under the operator (the paper: about 20%). (With the deadline rule on, the takeover came
+  at the same step whatever grace and patience were: the deadline fired first.)
 
 Each variant: ``bora train online --env sim`` (2 rounds x 10 episodes, 400 updates per round, the evidence
 config's online settings), then ``bora eval`` of the round-2 stack and of the round-1 checkpoint.
@@ -60,7 +62,9 @@ VARIANTS: dict[str, dict] = {
     "nobc": {"online": {"bc_lambda_start": 0.0, "bc_lambda_end": 0.0}},
     "w0a02": {"online": {"intervention_bc_weight": 0.0, "residual": {"alpha_end": 0.2}}},
     "keep": {"operator": {"recovery_s": 0.0}},
-    "late": {"operator": {"budget": 1, "grace_s": 2.0, "patience_s": 3.0, "recovery_s": 0.0}},
+    # takes over only when the policy stalls (3 s without progress; no deadline takeover), once, keeps control
+    "stall": {"operator": {"budget": 1, "grace_s": 2.0, "patience_s": 3.0, "deadline_margin_s": -1.0,
+                           "recovery_s": 0.0}},
 }
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
           "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)"}
