@@ -154,8 +154,7 @@ def table(a: argparse.Namespace) -> dict:
             rl = json.loads((a.work / f"{t}_rounds_{v}.json").read_text())
             bf = a.work / f"{t}_budget_{v}.json"
             budget = {str(b["round"]): b for b in json.loads(bf.read_text())} if bf.exists() else {}
-            share = {r: (budget[r]["intervened_steps"] / budget[r]["steps"] if budget.get(r, {}).get("steps") else None)
-                     for r in rl}
+            share = {r: budget.get(r, {}).get("intervened_share") for r in rl}  # the run's own summary figure
             vr["rounds"] = {r: {"success_with_operator": x["success_rate_with_operator"],
                                 "operator_share": share[r],
                                 "takeovers_per_episode": x["interventions_per_episode"],
