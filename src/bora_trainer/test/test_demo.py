@@ -216,6 +216,13 @@ def test_success_table_and_claims(tmp_path):
     assert "| CP Base | 6/20 (30%) |" in md and "NOT HELD" in md
     assert "| ALOE | 2/10 (20%) |\n| ALOE (online) | 9/10 (90%) |" in md  # the registry's order
     assert s["claims"] and json.loads((tmp_path / "summary.json").read_text())["ok"] is True
+    # the machine a rerun must match: the CPU's bf16 support decides the online updates' precision
+    m = json.loads((tmp_path / "summary.json").read_text())["machine"]
+    from bora_policy.runtime.cpu_probe import cpu_flags, has_native_bf16
+
+    assert m["native_bf16"] == has_native_bf16(cpu_flags())
+    assert m["online_precision_auto"] == ("bf16" if m["native_bf16"] else "fp32")
+    assert f"(online updates with precision auto: {m['online_precision_auto']})" in md
 
 
 @pytest.mark.slow

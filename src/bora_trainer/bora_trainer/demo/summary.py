@@ -4,6 +4,7 @@ and ``OUT/summary.{json,md}``."""
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 from bora_trainer.algorithms import registry
@@ -53,14 +54,33 @@ def viewer_lines(out: Path) -> list[str]:
     return lines
 
 
+def machine() -> dict:
+    """What a rerun must match to reproduce the numbers bit for bit: the CPU and its vector/bf16 support
+    (``precision: auto`` runs the online updates in bf16 autocast on a CPU with native bf16 and in fp32
+    elsewhere: ``cpu_probe.decide_precision``), the platform and torch. The per-stage thread counts are in
+    ``OUT/configs/demo.yaml`` (a different thread count changes float summation, and so the weights)."""
+    import torch
+
+    from bora_policy.runtime.cpu_probe import probe
+
+    p = probe(calibrate=False)
+    return {"cpu": p["cpu"], "logical_cpus": p["logical_cpus"], "avx512f": p["avx512f"],
+            "native_bf16": p["native_bf16"], "online_precision_auto": p["precision_cpu"],
+            "platform": platform.platform(), "torch": torch.__version__}
+
+
 def write_summary(out: Path, cfg: DemoConfig, stage_info: dict, total_s: float, ok: bool) -> dict:
     table = success_table(out / "eval")
     claims = check_claims(table)
+    m = machine()
     summary = {"ok": ok, "tasks": cfg.tasks, "total_seconds": round(total_s, 1), "stages": stage_info,
-               "success": table, "claims": claims, "report": str(out / "report" / "report.md")}
+               "success": table, "claims": claims, "report": str(out / "report" / "report.md"), "machine": m}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# bora demo summary ({'complete' if ok else 'INCOMPLETE'})", "",
              f"tasks: {', '.join(cfg.tasks)}; total wall time {total_s / 60:.1f} min", "",
+             f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, AVX-512 {'yes' if m['avx512f'] else 'no'}, "
+             f"native bf16 {'yes' if m['native_bf16'] else 'no'} (online updates with precision auto: "
+             f"{m['online_precision_auto']}); {m['platform']}; torch {m['torch']}", "",
              "| stage | status | wall time (s) | jobs |", "| --- | --- | --- | --- |"]
     for s in STAGES:
         i = stage_info.get(s, {})
