@@ -109,11 +109,25 @@ def stage_seconds(summary: dict) -> dict[str, float]:
     return {k: float(v.get("seconds", 0.0)) for k, v in summary.get("stages", {}).items()}
 
 
+def common_jobs(sa: dict, sb: dict) -> dict[str, list]:
+    """Per stage: ``[jobs in both, their summed job seconds in a, in b, jobs only in a, jobs only in b]``
+    (a stage's wall time also counts jobs that only one side runs, e.g. a row added later)."""
+    out = {}
+    for stage in dict.fromkeys([*sa.get("stages", {}), *sb.get("stages", {})]):
+        ja = sa.get("stages", {}).get(stage, {}).get("job_seconds", {}) or {}
+        jb = sb.get("stages", {}).get(stage, {}).get("job_seconds", {}) or {}
+        both = sorted(ja.keys() & jb.keys())
+        out[stage] = [len(both), round(sum(float(ja[j]) for j in both), 1), round(sum(float(jb[j]) for j in both), 1),
+                      sorted(ja.keys() - jb.keys()), sorted(jb.keys() - ja.keys())]
+    return out
+
+
 def compare(a: Path, b: Path) -> dict:
     sa, sb = load_summary(a), load_summary(b)
     return {
         "total_seconds": [float(sa.get("total_seconds", 0.0)), float(sb.get("total_seconds", 0.0))],
         "machine": [sa.get("machine"), sb.get("machine")],
+        "common_jobs": common_jobs(sa, sb),
         "stages": {k: [stage_seconds(sa).get(k), stage_seconds(sb).get(k)]
                    for k in dict.fromkeys([*stage_seconds(sa), *stage_seconds(sb)])},
         "success": {"a": sa.get("success", {}), "b": sb.get("success", {})},
@@ -135,6 +149,11 @@ def to_markdown(res: dict, labels: tuple[str, str]) -> str:
         lines.append(f"| {k} | {_fmt_s(x)} | {_fmt_s(y)} |")
     ta, tb = res["total_seconds"]
     lines += [f"| **total** | **{ta:.0f}** | **{tb:.0f}** |", ""]
+    lines += [f"| stage | jobs in both | their job seconds, {la} | {lb} | jobs only in {la} | only in {lb} |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for k, (n, xa, xb, oa, ob) in res["common_jobs"].items():
+        lines.append(f"| {k} | {n} | {xa:.0f} | {xb:.0f} | {', '.join(oa) or '-'} | {', '.join(ob) or '-'} |")
+    lines.append("")
     lines += [f"| row | object set | {la} | {lb} |", "| --- | --- | --- | --- |"]
     sa, sb = res["success"]["a"], res["success"]["b"]
     for row in dict.fromkeys([*sa, *sb]):

@@ -29,7 +29,8 @@ def _demo_dir(root: Path, *, seconds: float, episode_bytes: bytes, weight: np.nd
     (root / "eval/press_button__bora__standard.json").write_text(json.dumps({"episodes": eps}))
     summary = {
         "total_seconds": seconds,
-        "stages": {"collect": {"seconds": seconds / 2}, "eval": {"seconds": seconds / 2}},
+        "stages": {"collect": {"seconds": seconds / 2, "job_seconds": {"c1": seconds / 2}},
+                   "eval": {"seconds": seconds / 2, "job_seconds": {"e1": seconds / 4, f"e{seconds:g}": seconds / 4}}},
         "success": {"BORA-Offline": {"standard": {"successes": sum(outcomes), "trials": len(outcomes)}}},
     }
     (root / "summary.json").write_text(json.dumps(summary))
@@ -46,6 +47,8 @@ def test_compare_finds_exactly_the_planted_differences(tmp_path):
     res = compare_demo.compare(a, b)
     assert res["total_seconds"] == [60.0, 120.0]
     assert res["stages"] == {"collect": [30.0, 60.0], "eval": [30.0, 60.0]}
+    # per stage, the jobs both ran (e1) apart from those only one side ran (e60 / e120)
+    assert res["common_jobs"] == {"collect": [1, 30.0, 60.0, [], []], "eval": [1, 15.0, 30.0, ["e60"], ["e120"]]}
     assert res["data"]["identical"] == 1
     assert res["data"]["different"] == ["data/press_button/episodes/episode_000001.json"]
     run = res["runs"]["press_button/bora"]
