@@ -125,7 +125,7 @@ def transport(seconds: float, hz: float = 30.0) -> dict:
     }
 
 
-def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0) -> dict:
+def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, params: tuple[str, ...] = ()) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -150,6 +150,8 @@ def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0) -> d
         "--control-hz",
         f"{control_hz:g}",
     ]
+    for p in params:  # e.g. teleop:phase_lock:=false
+        cmd += ["--param", p]
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / "bora_bench_runtime_graph.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
     rclpy.init()
@@ -323,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the graph, measured without and then with `bora viz --live` attached; the "
                          "result replaces that section of runtime.md (runtime_viz.json)")
     ap.add_argument("--md-only", action="store_true", help="only rewrite runtime.md from runtime.json")
+    ap.add_argument("--param", action="append", default=[], metavar="NODE:NAME:=VALUE",
+                    help="passed to `bora up --param` in the graph runs (e.g. teleop:phase_lock:=false)")
     args = ap.parse_args(argv)
     if args.md_only:
         write_md(json.loads((OUT / "runtime.json").read_text()))
@@ -344,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {OUT / 'runtime_viz.json'} and the viewer section of {md_path}")
         return 0
     if args.graph_only is not None:
-        res["graphs"] = {f"{hz:g}": graph(args.graph_seconds, control_hz=hz) for hz in args.rates}
+        res["params"] = args.param
+        res["graphs"] = {f"{hz:g}": graph(args.graph_seconds, control_hz=hz, params=tuple(args.param))
+                         for hz in args.rates}
         args.graph_only.write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1), f"\nwrote {args.graph_only}", flush=True)
         return 0
@@ -354,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     res["graphs"] = {}
     for hz in args.rates:
         print(f"simulated graph (bora up --sim) at {hz:g} Hz ...", flush=True)
-        res["graphs"][f"{hz:g}"] = graph(args.graph_seconds, control_hz=hz)
+        res["graphs"][f"{hz:g}"] = graph(args.graph_seconds, control_hz=hz, params=tuple(args.param))
         print(json.dumps(res["graphs"][f"{hz:g}"], indent=1), flush=True)
     res["graph"] = res["graphs"].get("10", next(iter(res["graphs"].values())))
     (OUT / "runtime.json").write_text(json.dumps(res, indent=1))

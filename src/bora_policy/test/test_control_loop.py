@@ -158,3 +158,57 @@ def test_real_thread_reports_errors_keeps_running_and_stops():
     after = n["ticks"]
     threading.Event().wait(0.05)
     assert n["ticks"] == after  # no tick after stop()
+
+
+# ----------------------------------------------------------------------------- ArrivalPhaseLock (issue 17)
+from bora_policy.common.control_loop import ArrivalPhaseLock  # noqa: E402
+
+
+def _lock(arrivals, **kw):
+    lk = ArrivalPhaseLock(0.1, margin=0.01, **kw)
+    for t in arrivals:
+        lk.on_arrival(t)
+    return lk
+
+
+def test_phase_lock_corrections_by_hand():
+    lk = _lock([0.03, 0.13, 0.23, 0.33])  # every input at phase 0.03: target phase 0.03 + 0.01 = 0.04
+    # tick at 0.42 (phase 0.02): 20 ms before the target -> delay by gain 0.5 * 20 ms = 10 ms, clipped to 5 ms
+    assert lk.correction(0.42) == pytest.approx(0.005)
+    assert lk.error_s == pytest.approx(-0.02)
+    assert _lock([0.03, 0.13, 0.23, 0.33], max_shift=0.5).correction(0.42) == pytest.approx(0.01)
+    assert lk.correction(0.45) == 0.0  # 10 ms after the target (within 25 ms): never moved earlier
+    assert lk.error_s == pytest.approx(0.01)
+    assert lk.correction(0.48) == pytest.approx(0.005)  # 40 ms after: delay round to the next input
+    assert lk.correction(0.33 + 0.21) == 0.0 and lk.error_s is None  # no input for 2 periods: free
+    assert _lock([0.03, 0.13, 0.23]).correction(0.42) == 0.0  # fewer than 4 arrivals
+    assert _lock([0.03, 0.08, 0.13, 0.18, 0.23]).correction(0.42) == 0.0  # another period (50 ms)
+
+
+def test_phase_lock_in_the_loop_converges_and_only_ever_lengthens_the_period():
+    """A loop starting 50 ms after its input's phase (the worst: half a period) locks on to 10-20 ms after
+    the jittered inputs, and no interval between two ticks is shorter than the period."""
+    rng = __import__("numpy").random.default_rng(0)
+    ft = FakeTime()
+    lk = ArrivalPhaseLock(0.1, margin=0.01)
+    starts: list[float] = []
+    loop: ControlLoop
+
+    def tick():
+        n = len(starts)
+        starts.append(ft.t)
+        lk.on_arrival(100.0 + 0.03 + n * 0.1 + float(rng.uniform(0.0, 0.004)))  # input of this period
+        shift = lk.correction(ft.t)
+        assert shift >= 0.0
+        loop.shift(shift)
+        if len(starts) == 80:
+            loop._stop.set()
+
+    ft.t = 100.08  # the loop's grid starts at phase 0.08
+    loop = ControlLoop(0.1, tick, clock=ft.clock, sleep=ft.sleep)
+    loop._run()
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.1 - 1e-9
+    phase = (starts[-1] - 100.0) % 0.1
+    assert 0.03 + 0.01 <= phase <= 0.03 + 0.004 + 0.01 + 0.004, phase  # target: late arrivals + margin
+    assert loop.missed == 0

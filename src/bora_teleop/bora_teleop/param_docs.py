@@ -15,6 +15,8 @@ _T = "topic: "
 DOCS: dict[str, tuple[str, dict]] = {
     "control_thread_priority": ("SCHED_FIFO priority of the arbiter's loop where permitted (0: normal)",
                                 {"range": (0, 99)}),
+    "phase_lock": ("tick just after the policy's commands arrive (delays ticks only; false: free-running grid)",
+                   {}),
     "arm_joint_names": ("the arm's 7 joint names, in the driver's order", {}),
     "retarget_file": ("glove -> hand retarget map (config/retarget_*.yaml)", {}),
     "hand_joint_names": ("hand joints of the identity map (only without retarget_file)", {}),

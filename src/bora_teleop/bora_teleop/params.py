@@ -28,6 +28,9 @@ from bora_teleop.urdf_limits import load_robot_description, parse_urdf, tighten,
 PARAMS = {
     # SCHED_FIFO priority of the arbiter's control-loop thread where permitted (0: normal scheduling)
     "control_thread_priority": 50,
+    # move the arbiter's ticks to just after the policy's commands arrive (delay-only: no interval between
+    # two driver commands is shorter than the period); false: a free-running grid (up to a period of delay)
+    "phase_lock": True,
     "arm_joint_names": [f"fr3_joint{i}" for i in range(1, 8)],
     "retarget_file": "",
     "hand_joint_names": [""],  # only without retarget_file (identity map, glove in robot joint space)

@@ -18,6 +18,11 @@ training process) cannot delay the tick; where that is not permitted (no ``CAP_S
 limit) it runs with normal scheduling and says so in ``realtime_error``. The tick holds the CPU for
 a few milliseconds per period, and the kernel's RT throttling bounds it in any case.
 
+Phase lock to an input (:class:`ArrivalPhaseLock`, ours; issue 17): a loop that forwards a periodic input
+(the arbiter forwarding the policy's commands) can move its grid so that its tick falls just after the
+input arrives, instead of up to a period later. The lock only ever DELAYS ticks (every interval between
+ticks stays >= the period), so a per-tick rate limit ``v / control_hz`` still bounds the speed by ``v``.
+
 Library code: no rclpy. The tick function must not raise; an exception is reported through
 ``on_error`` and the loop goes on (the safety layer downstream holds on a stale command).
 """
@@ -28,8 +33,71 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
+
+
+def late_phase(stamps, period: float, q: float = 90.0) -> float:
+    """The phase (in ``[0, period)``) by which ``q`` % of the stamps have come, modulo the period: their
+    circular mean phase plus the ``q``-th percentile of the deviations from it. Robust to a jittery source (a
+    simulator stamping after its physics step and rendering): a lock then aims just after the late arrivals
+    instead of following each one's jitter."""
+    ph = 2.0 * np.pi * (np.asarray(stamps, dtype=np.float64) % period) / period
+    mean = float(np.angle(np.mean(np.exp(1j * ph)))) * period / (2.0 * np.pi)
+    dev = (np.asarray(stamps, dtype=np.float64) - mean + period / 2) % period - period / 2
+    return float((mean + np.percentile(dev, q)) % period)
+
+
+class ArrivalPhaseLock:
+    """Delay-only phase lock of a control loop's ticks to a periodic input (module docstring).
+
+    ``on_arrival(t)`` records each input's arrival time; ``correction(t_tick)`` is the shift for
+    ``ControlLoop.shift`` (seconds, always >= 0). Target: ``margin`` after the phase by which 90 % of the last
+    ``window`` arrivals came (:func:`late_phase`). Wrapped phase error ``e = tick - target`` in
+    ``[-period/2, period/2)``:
+
+    * ``e < 0`` (the tick comes before the input): delay by ``gain * |e|``;
+    * ``0 <= e <= tolerance * period`` (just after it): nothing, never move a tick earlier;
+    * ``e > tolerance * period``: delay by the step limit until the phase wraps round to ``e < 0``.
+
+    Every shift is at most ``max_shift * period``. No correction (0) with fewer than 4 arrivals, when the
+    newest is older than 2 periods (no input: e.g. the operator has control and the policy is silent), or
+    when the arrivals are not periodic at this period (median interval off by more than 10 %)."""
+
+    def __init__(self, period: float, margin: float | None = None, window: int = 20, gain: float = 0.5,
+                 max_shift: float = 0.05, tolerance: float = 0.25):
+        if not (period > 0 and math.isfinite(period)):
+            raise ValueError(f"ArrivalPhaseLock: period must be a finite number > 0 s, got {period!r}")
+        if not (0.0 < gain <= 1.0 and 0.0 < max_shift <= 0.5 and 0.0 <= tolerance < 0.5):
+            raise ValueError("ArrivalPhaseLock: expected 0 < gain <= 1, 0 < max_shift <= 0.5, 0 <= tolerance < 0.5")
+        self.period = float(period)
+        self.margin = 0.1 * self.period if margin is None else float(margin)
+        self.gain, self.max_shift, self.tolerance = float(gain), float(max_shift), float(tolerance)
+        self.arrivals: deque[float] = deque(maxlen=max(4, int(window)))
+        self.error_s: float | None = None  # the last phase error (tick - target), for diagnostics
+
+    def on_arrival(self, t: float) -> None:
+        self.arrivals.append(float(t))
+
+    def correction(self, t_tick: float) -> float:
+        P = self.period
+        a = self.arrivals
+        if len(a) < 4 or t_tick - a[-1] > 2.0 * P:
+            self.error_s = None
+            return 0.0
+        if abs(float(np.median(np.diff(np.asarray(a)))) - P) > 0.1 * P:
+            self.error_s = None
+            return 0.0
+        target = late_phase(a, P) + self.margin
+        e = (t_tick - target + P / 2) % P - P / 2
+        self.error_s = e
+        lim = self.max_shift * P
+        if e < 0:
+            return min(self.gain * -e, lim)
+        return 0.0 if e <= self.tolerance * P else lim
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from collections import deque
 
 import numpy as np
 
+from bora_policy.common.control_loop import late_phase
 from bora_policy.runtime.chunk_executor import ChunkExecutor, ChunkExecutorConfig, Command
 
 
@@ -56,17 +57,6 @@ def phase_correction(
         e -= period
     lim = max_shift * period
     return float(np.clip(-gain * e, -lim, lim))
-
-
-def late_phase(stamps, period: float, q: float = 90.0) -> float:
-    """The phase (in ``[0, period)``) by which ``q`` % of the observations' stamps have come, modulo the period:
-    their circular mean phase plus the ``q``-th percentile of the deviations from it. Robust to a jittery
-    source (a simulator stamping after its physics step and rendering): the lock then aims just after the
-    late observations instead of following each stamp's jitter."""
-    ph = 2.0 * np.pi * (np.asarray(stamps, dtype=np.float64) % period) / period
-    mean = float(np.angle(np.mean(np.exp(1j * ph)))) * period / (2.0 * np.pi)
-    dev = (np.asarray(stamps, dtype=np.float64) - mean + period / 2) % period - period / 2
-    return float((mean + np.percentile(dev, q)) % period)
 
 
 class ChunkScheduler:

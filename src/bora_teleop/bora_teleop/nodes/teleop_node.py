@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -53,7 +54,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, HelpRequest, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
-from bora_policy.common.control_loop import ControlLoop
+from bora_policy.common.control_loop import ArrivalPhaseLock, ControlLoop
 from bora_policy.common.episode_latch import StartLatch
 from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_teleop.events import KEY_HELP
@@ -173,6 +174,8 @@ class TeleopNode(OperatorMixin, Node):
                 self.keys = KeyReader().start()
                 self.get_logger().info(KEY_HELP)
         self.create_timer(1.0, L(self._diagnostics))
+        # tick just after the policy's commands arrive (delay-only: common/control_loop.py, issue 17)
+        self.phase_lock = ArrivalPhaseLock(1.0 / self.rate) if P["phase_lock"] else None
         self.control_loop = ControlLoop(
             1.0 / self.rate,
             L(self._tick),
@@ -257,6 +260,8 @@ class TeleopNode(OperatorMixin, Node):
         except ValueError as e:
             pos, err = None, str(e)
         dropped = self.arb.set_policy(pos, now, msg.episode_id, msg.step, msg.chunk_index, error=err)
+        if self.phase_lock is not None and not dropped and not err:
+            self.phase_lock.on_arrival(time.monotonic())  # the control loop's clock
         if not dropped and msg.session_id and msg.episode_id == self.arb.episode.episode_id:
             if len(msg.session_id) <= MAX_NAME_LEN:  # a recording session UUID (bora_msgs session_id)
                 self._episode_session = msg.session_id
@@ -326,10 +331,13 @@ class TeleopNode(OperatorMixin, Node):
         if not self.context.ok():
             self.control_loop.stop()  # shutting down (SIGINT): the publishers are gone, stop quietly
             return
+        t_tick = time.monotonic()
         try:
             self._control_step()
         except Exception as e:  # noqa: BLE001 - never let the arbiter die; nothing is sent this tick
             self._fault("tick_exception", f"control tick failed, nothing sent: {e!r}", ERROR)
+        if self.phase_lock is not None:
+            self.control_loop.shift(self.phase_lock.correction(t_tick))
 
     def _control_step(self) -> None:
         if self.keys is not None:
@@ -436,6 +444,9 @@ class TeleopNode(OperatorMixin, Node):
             **self._help_values(),
             "episode_id": self.arb.episode.episode_id,
             "dropped_commands": self.arb.dropped_commands,
+            # the tick's phase after the policy's commands (target: 10 % of a period; "" = not locked)
+            "phase_lock_error_ms": "" if self.phase_lock is None or self.phase_lock.error_s is None
+            else round(self.phase_lock.error_s * 1e3, 1),
             **s.counts,
             **{f"fault_{k}": v for k, v in sorted(self.faults.counts.items())},
             "diagnostics_window_s": self.faults.window_s,
