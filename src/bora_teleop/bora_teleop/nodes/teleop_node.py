@@ -175,7 +175,8 @@ class TeleopNode(OperatorMixin, Node):
                 self.get_logger().info(KEY_HELP)
         self.create_timer(1.0, L(self._diagnostics))
         # tick just after the policy's commands arrive (delay-only: common/control_loop.py, issue 17)
-        self.phase_lock = ArrivalPhaseLock(1.0 / self.rate) if P["phase_lock"] else None
+        # (a step of up to 15 % of a period: converges within a few ticks; intervals stay in [1, 1.15] periods)
+        self.phase_lock = ArrivalPhaseLock(1.0 / self.rate, max_shift=0.15) if P["phase_lock"] else None
         self.control_loop = ControlLoop(
             1.0 / self.rate,
             L(self._tick),
