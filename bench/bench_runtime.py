@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     OUT.mkdir(parents=True, exist_ok=True)
-    res = {"machine": machine()}
+    res = {"machine": machine(), "params": args.param}
     if args.with_viz:
         print("simulated graph without, then with bora viz --live ...", flush=True)
         res["graph"] = graph(args.graph_seconds)
@@ -348,7 +348,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {OUT / 'runtime_viz.json'} and the viewer section of {md_path}")
         return 0
     if args.graph_only is not None:
-        res["params"] = args.param
         res["graphs"] = {f"{hz:g}": graph(args.graph_seconds, control_hz=hz, params=tuple(args.param))
                          for hz in args.rates}
         args.graph_only.write_text(json.dumps(res, indent=1))
