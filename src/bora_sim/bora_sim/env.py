@@ -2,7 +2,8 @@
 
 Observation (dict): ``color`` [n_cam, H, W, 3] uint8, ``depth`` [n_cam, H, W] float32 metres,
 ``arm_qpos`` [7], ``hand_qpos`` [n_hand] (the raw parts of the state; ``bora_policy.common.state`` defines
-how they form the state vector, ``state_vector()``), ``instruction`` str. Cameras: ``CAMERA_NAMES``.
+how they form the state vector, ``state_vector()``), ``instruction`` str. Cameras: ``CAMERA_NAMES``;
+the arm draws its low-poly collision meshes unless ``arm_mesh="detailed"`` (images only, ``bora_sim.scene``).
 
 Action: joint POSITION targets in radians, ``[7 arm joints, n_hand hand joints]``
 (docs/interfaces.md). The policy acts in joint space; the scripted experts plan in a
@@ -34,6 +35,7 @@ from bora_sim.objects import ObjectSet, ObjectSpec, resolve_object_set
 from bora_sim.scene import (
     ARM_HOME,
     ARM_JOINT_NAMES,
+    ARM_MESHES,
     CAMERA_NAMES,
     CAMERAS,
     GRASP_SITE,
@@ -48,11 +50,11 @@ from bora_sim.tasks import Task, get_task_class
 _MODEL_CACHE: dict[tuple, mujoco.MjModel] = {}
 
 
-def build_model(task_name: str, obj: ObjectSpec, hand: HandConfig) -> mujoco.MjModel:
-    """Compiled model of ``task_name`` with ``obj``; cached per (task, hand, object)."""
-    key = (task_name, hand.name, repr(obj))
+def build_model(task_name: str, obj: ObjectSpec, hand: HandConfig, arm_mesh: str = "collision") -> mujoco.MjModel:
+    """Compiled model of ``task_name`` with ``obj``; cached per (task, hand, object, arm_mesh)."""
+    key = (task_name, hand.name, repr(obj), arm_mesh)
     if key not in _MODEL_CACHE:
-        spec = base_spec(hand)
+        spec = base_spec(hand, arm_mesh)
         get_task_class(task_name)(obj).build(spec)
         with warnings.catch_warnings():  # harmless "Attach conflict ... nuser_*" notes of MjSpec.attach
             warnings.filterwarnings("ignore", message="Attach conflict")
@@ -75,7 +77,11 @@ class BoraSimEnv(gym.Env):
         render: bool = True,
         reward: RewardConfig = SIM_REWARD,
         time_limit_s: float | None = None,
+        arm_mesh: str = "collision",
     ):
+        if arm_mesh not in ARM_MESHES:
+            raise ValueError(f"arm_mesh: expected one of {ARM_MESHES}, got {arm_mesh!r}")
+        self.arm_mesh = arm_mesh
         control_hz = graph_default("control_hz") if control_hz is None else control_hz  # config/graph.yaml
         if not 5.0 <= control_hz <= 50.0:
             raise ValueError(f"control_hz must be in [5, 50] Hz (10-30 recommended), got {control_hz}")
@@ -122,7 +128,7 @@ class BoraSimEnv(gym.Env):
 
     # --- model management ----------------------------------------------------------------------
     def _load(self, obj: ObjectSpec) -> None:
-        model = build_model(self.task_name, obj, self.hand)
+        model = build_model(self.task_name, obj, self.hand, self.arm_mesh)
         if model is not self.model:
             self.model = model
             self.data = mujoco.MjData(model)

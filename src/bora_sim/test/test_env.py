@@ -83,3 +83,32 @@ def test_bad_action_is_rejected():
         e.step(np.zeros(3))
     with pytest.raises(ValueError, match="control_hz"):
         make_env("press_button", control_hz=100)
+
+
+def test_arm_mesh_changes_the_images_only():
+    """The low-poly arm (default) draws 100k+ fewer triangles; states are bit-identical, few pixels move."""
+
+    def rollout(arm_mesh):
+        e = make_env("pick_and_place", "standard", image_size=48, render=True, arm_mesh=arm_mesh)
+        obs, _ = e.reset(seed=11)
+        ex = ScriptedExpert(e, knobs=ExpertKnobs(noise=0.5), seed=5)
+        states, colors = [], [obs["color"]]
+        for _ in range(12):
+            obs, *_ = e.step(ex.act())
+            states.append(e.data.qpos.copy())
+            colors.append(obs["color"])
+        faces = int(e.model.mesh_facenum.sum())
+        names = [e.model.mesh(i).name for i in range(e.model.nmesh)]
+        e.close()
+        return np.array(states), np.array(colors), faces, names
+
+    s_low, c_low, f_low, n_low = rollout("collision")
+    s_hi, c_hi, f_hi, n_hi = rollout("detailed")
+    assert np.array_equal(s_low, s_hi)  # physics untouched: the visual geoms are massless, contype 0
+    assert f_hi - f_low > 100_000
+    assert not any(n.endswith("_viz") for n in n_low) and "link6_viz" in n_hi
+    changed = np.any(c_low != c_hi, axis=-1).mean()  # the arm's silhouette, where a camera sees it
+    psnr = 10 * np.log10(255.0**2 / np.mean((c_low.astype(float) - c_hi.astype(float)) ** 2))
+    assert 0.0 < changed < 0.1 and psnr > 25.0, (changed, psnr)
+    with pytest.raises(ValueError, match="arm_mesh"):
+        make_env("press_button", render=False, arm_mesh="fine")
