@@ -387,6 +387,7 @@ def render(res: dict) -> str:
     L = [
         "# Data faults: damaged and awkward recordings through `bora bag` (issue 16)",
         "",
+        f"Commit {m.get('commit', 'n/a')}. "
         f"Machine: {m.get('cpu', '')} ({m.get('logical_cpus')} logical CPUs), {m.get('platform', '')}, "
         f"Python {m.get('python')}; {res['seconds']:.0f} s. Command: `.venv/bin/python bench/bench_data_faults.py`.",
         "",

@@ -151,6 +151,7 @@ def write(out: dict) -> None:
         "per-step values. `--num-envs N`: N simulated robots in lockstep, chunks planned as one batch; "
         "(processes): each robot beyond the first in its own process (`--env-processes`), stepping in parallel.",
         "",
+        f"Commit {m.get('commit', 'n/a')}. "
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']}; 1-min load average at "
         f"start {m.get('load_avg_1m', 'n/a')}; CPU probe: native bf16 {'yes' if pr.get('native_bf16') else 'no'}, "
         f"fp32 critic-step-layer GFLOP/s by threads {pr.get('gflops_fp32_by_threads', 'n/a')}.",

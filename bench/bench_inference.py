@@ -159,6 +159,7 @@ def write(results: dict) -> None:
     lines = [
         "# Chunk inference latency (k = 32, action_dim 27, batch 1)",
         "",
+        f"Commit {m.get('commit', 'n/a')}. "
         f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs, torch threads {m['torch_threads']}), "
         f"{m['platform']}, Python {m['python']}, torch {m['torch']}"
         + (f", GPU {m['gpu']}" if "gpu" in m else ", no GPU")

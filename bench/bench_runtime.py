@@ -375,6 +375,7 @@ def write_md(res: dict) -> None:
     md = [
         "# Runtime benchmark",
         "",
+        f"Commit {m.get('commit', 'n/a')}. "
         f"Machine: {m['cpu']}, {m['logical_cpus']} cores "
         f"(shared; 1-min load average at start {m.get('load_avg_1m', float('nan')):.1f}), "
         f"Python {m['python']}, torch {m['torch']} (CPU), {m['rmw']}, DDS on loopback.",

@@ -236,6 +236,7 @@ def write(res: dict) -> None:
         f"`compressed` JPEG (quality {c['quality']}) + `compressedDepth` 16-bit PNG (opencv-python), decoded by the "
         "subscriber.",
         "",
+        f"Commit {m.get('commit', 'n/a')}. "
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs; 1-min load average at start "
         f"{m.get('load_avg_1m', 'n/a')}.",
     ]

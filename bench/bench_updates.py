@@ -180,6 +180,7 @@ def write(results: dict) -> None:
         f"ChunkCritic hidden_dim {c['critic_hidden']}, {c.get('critic_layers', 2)} step-MLP layers "
         f"(twin Q + V, with targets). Median of {c.get('repeats', 1)} repeats of {c.get('updates', '?')} updates.",
         "",
+        f"Commit {m.get('commit', 'n/a')}. "
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} "
         f"({m['torch_threads']} threads), {m['platform']}"
         + (f", GPU {m['gpu']}" if "gpu" in m else ", no GPU")

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
 
 
+def commit(root: Path | None = None) -> str:
+    """The short commit of the checkout at ``root`` (default: this repository), with ``(+ uncommitted changes)``
+    when a tracked file differs from it."""
+    root = root or Path(__file__).resolve().parent.parent
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)"
+    return head + (" (+ uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def machine(calibrate: bool = True) -> dict:
-    """CPU, torch, load, GPU and the CPU probe (``bora_policy.runtime.cpu_probe.probe``: native bf16 from the
+    """Commit, CPU, torch, load, GPU and the CPU probe (``bora_policy.runtime.cpu_probe.probe``: native bf16 from the
     CPU flags, a ~2 s fp32 matmul calibration of 1 vs 2 threads and the threads/precision it decides)."""
     cpu = platform.processor() or ""
     try:
@@ -21,6 +34,7 @@ def machine(calibrate: bool = True) -> dict:
     except OSError:
         pass
     info = {
+        "commit": commit(),
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
         "platform": platform.platform(),
