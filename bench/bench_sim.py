@@ -25,12 +25,14 @@ def _probe() -> dict:
     return {"description": machine()}
 
 
-def bench_speed(task: str, image_size: int, steps: int, control_hz: float) -> dict:
+def bench_speed(task: str, image_size: int, steps: int, control_hz: float, arm_mesh: str = "collision") -> dict:
+    """Control steps/s of the env alone (holding still) and with the scripted expert, and the time of one
+    3-camera render (``arm_mesh``: what the arm's visual geoms draw, bora_sim.scene)."""
     from bora_policy.common.state import state_of
     from bora_sim.env import make_env
     from bora_sim.experts import ScriptedExpert
 
-    env = make_env(task, "standard", image_size=image_size, control_hz=control_hz, render=True)
+    env = make_env(task, "standard", image_size=image_size, control_hz=control_hz, render=True, arm_mesh=arm_mesh)
     obs, _ = env.reset(seed=0)
     hold = state_of(obs)  # joint targets = the measured joint positions
     env.step(hold)
@@ -38,6 +40,11 @@ def bench_speed(task: str, image_size: int, steps: int, control_hz: float) -> di
     for _ in range(steps):
         env.step(hold)
     env_only = steps / (time.perf_counter() - t0)
+    renderer = env._renderer()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        renderer.render(env.data)
+    render_ms = (time.perf_counter() - t0) / steps * 1e3
     env.reset(seed=0)
     ex = ScriptedExpert(env, seed=0)
     t0 = time.perf_counter()
@@ -49,12 +56,16 @@ def bench_speed(task: str, image_size: int, steps: int, control_hz: float) -> di
             env.reset(seed=n)
             ex.reset()
     with_expert = steps / (time.perf_counter() - t0)
+    triangles = int(env.model.mesh_facenum.sum())
     env.close()
     return {
         "task": task,
         "image_size": image_size,
+        "arm_mesh": arm_mesh,
+        "mesh_triangles": triangles,
         "control_hz": control_hz,
         "cameras": 3,
+        "render_ms_3_cameras": render_ms,
         "steps_per_s_env": env_only,
         "steps_per_s_env_and_expert": with_expert,
     }
@@ -97,7 +108,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=50, help="episodes per task and object set")
     p.add_argument("--steps", type=int, default=200, help="control steps timed per speed measurement")
-    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--image-sizes", type=int, nargs="+", default=[64, 96], help="64: the demo's policy; 96: the graph")
+    p.add_argument(
+        "--arm-meshes", nargs="+", default=["collision", "detailed"], help="bora_sim.scene.ARM_MESHES to compare"
+    )
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--skip-experts", action="store_true")
     args = p.parse_args(argv)
@@ -107,13 +121,17 @@ def main(argv=None) -> int:
     from bora_sim.tasks import TASKS
 
     tasks = list(TASKS)
-    speed = [bench_speed(t, args.image_size, args.steps, 10.0) for t in ("pick_plush_toy", "open_box")]
-    for s in speed:
-        print(
-            f"speed {s['task']}: {s['steps_per_s_env']:.1f} steps/s env, "
-            f"{s['steps_per_s_env_and_expert']:.1f} with expert IK",
-            flush=True,
-        )
+    speed = []
+    for t in ("pick_plush_toy", "open_box"):
+        for size in args.image_sizes:
+            for mesh in args.arm_meshes:  # alternated on the same machine, one after the other
+                s = bench_speed(t, size, args.steps, 10.0, arm_mesh=mesh)
+                speed.append(s)
+                print(
+                    f"speed {t} {size} px arm_mesh={mesh}: render {s['render_ms_3_cameras']:.1f} ms, "
+                    f"{s['steps_per_s_env']:.1f} steps/s env, {s['steps_per_s_env_and_expert']:.1f} with expert IK",
+                    flush=True,
+                )
     load = os.getloadavg()
     out = Path(args.out)
     if args.skip_experts:  # keep the expert figures of an earlier full run
@@ -135,18 +153,25 @@ def main(argv=None) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "sim.json").write_text(json.dumps(result, indent=2))
+    desc = result["machine"].get("description", {})
     lines = [
         "# bora_sim benchmark",
         "",
-        f"Control steps per second, three RGB-D views at {args.image_size} px, 10 Hz control "
-        "(50 physics steps of 2 ms per control step), EGL on CPU, this machine "
-        f"({os.cpu_count()} cores, load average {load[0]:.1f} while timing: the cores were shared):",
+        "Control steps per second with three RGB-D views, 10 Hz control (50 physics steps of 2 ms per control "
+        "step), EGL on CPU (Mesa llvmpipe), 1 torch thread; `arm_mesh`: what the arm's visual geoms draw "
+        "(bora_sim.scene: `collision` = the Panda's low-poly collision meshes, the default; `detailed` = its "
+        f"visual meshes). Commit {desc.get('commit', 'n/a')}; machine: {desc.get('cpu', platform.processor())}, "
+        f"{os.cpu_count()} logical CPUs, 1-min load average {load[0]:.1f} after timing.",
         "",
-        "| task | env steps/s | env + expert IK steps/s |",
-        "| --- | --- | --- |",
+        "| task | image px | arm_mesh | mesh triangles | render 3 cameras (ms) | env steps/s "
+        "| env + expert IK steps/s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for s in speed:
-        lines.append(f"| {s['task']} | {s['steps_per_s_env']:.1f} | {s['steps_per_s_env_and_expert']:.1f} |")
+        lines.append(
+            f"| {s['task']} | {s['image_size']} | {s['arm_mesh']} | {s['mesh_triangles']:,} | "
+            f"{s['render_ms_3_cameras']:.1f} | {s['steps_per_s_env']:.1f} | {s['steps_per_s_env_and_expert']:.1f} |"
+        )
     if experts:
         lines += [
             "",
