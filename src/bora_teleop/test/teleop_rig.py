@@ -120,6 +120,21 @@ def serve(rig, proc: subprocess.Popen, log: Path, timeout_s: float = 30.0):
         stop_node(proc)
 
 
+def make_rig(proc: subprocess.Popen, **kw) -> Rig:
+    """``rclpy.init()`` + ``Rig(**kw)`` for a node already started as ``proc``: if either raises (e.g. the
+    message types are not built), the node process is stopped before the error propagates, so a failed
+    fixture leaves no node behind on the test's ROS domain."""
+    import rclpy
+
+    try:
+        rclpy.init()
+        return Rig(**kw)
+    except BaseException:
+        rclpy.try_shutdown()
+        stop_node(proc)
+        raise
+
+
 class Rig:
     """The test's side of the graph: publishes the node's inputs, records its outputs."""
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
-from teleop_rig import ARM, HAND, READY, Rig, retarget, serve, stamp, start_node  # noqa: E402
+import rclpy  # noqa: E402, F401  (installed by make setup; a missing rclpy is a failure, not a skip)
+from teleop_rig import ARM, HAND, READY, make_rig, retarget, serve, stamp, start_node  # noqa: E402
 
 from bora_teleop.safety import FR3_LOWER, FR3_UPPER  # noqa: E402
 
@@ -21,8 +21,7 @@ RAMP = 1.0
 def rig(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("teleop")
     proc, log = start_node(tmp, ramp_time_s=RAMP)
-    rclpy.init()
-    r = Rig()
+    r = make_rig(proc)
     yield from serve(r, proc, log, 30.0)
 
 

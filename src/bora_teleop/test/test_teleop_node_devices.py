@@ -9,8 +9,8 @@ import socket
 
 import numpy as np
 import pytest
-import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
-from teleop_rig import ARM, HAND, READY, Rig, free_udp_port, retarget, serve, start_node  # noqa: E402
+import rclpy  # noqa: E402, F401  (installed by make setup; a missing rclpy is a failure, not a skip)
+from teleop_rig import ARM, HAND, READY, free_udp_port, make_rig, retarget, serve, start_node  # noqa: E402
 
 from bora_teleop.glove import encode_packet  # noqa: E402
 
@@ -24,8 +24,7 @@ def rig(tmp_path_factory):
         tmp, stdin=slave, arm_command_type="trajectory", udp_port=port, ramp_time_s=0.0, keyboard=True
     )
     os.close(slave)
-    rclpy.init()
-    r = Rig(arm_command_type="trajectory")
+    r = make_rig(proc, arm_command_type="trajectory")
     r.udp_port, r.pty = port, master
     try:
         yield from serve(r, proc, log, 30.0)

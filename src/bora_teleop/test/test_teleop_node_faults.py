@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
-from teleop_rig import ARM, HAND, HUMAN, READY, Rig, free_udp_port, retarget, serve, start_node, stop_node  # noqa: E402
+import rclpy  # noqa: E402, F401  (installed by make setup; a missing rclpy is a failure, not a skip)
+from teleop_rig import ARM, HAND, HUMAN, READY, free_udp_port, make_rig, retarget, serve, start_node, stop_node  # noqa: E402
 from test_glove_fuzz import mutated_binary, random_bytes, structured_json  # noqa: E402
 
 from bora_teleop.glove import encode_packet  # noqa: E402
@@ -32,8 +32,7 @@ def rig(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("teleop_faults")
     port = free_udp_port()
     proc, log = start_node(tmp, udp_port=port, ramp_time_s=0.0, diagnostics_window_s=WINDOW, arm_max_velocity=[1.0] * 7)
-    rclpy.init()
-    r = Rig()
+    r = make_rig(proc)
     r.udp_port, r.proc = port, proc
     rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     n = r.node

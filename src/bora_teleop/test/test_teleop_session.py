@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 import rclpy  # noqa: E402
-from teleop_rig import READY, Rig, start_node, stop_node  # noqa: E402
+from teleop_rig import READY, make_rig, start_node, stop_node  # noqa: E402
 
 
 def test_every_message_of_an_episode_carries_its_session(tmp_path):
@@ -19,8 +19,7 @@ def test_every_message_of_an_episode_carries_its_session(tmp_path):
     from bora_msgs.srv import MarkEpisode
 
     proc, log = start_node(tmp_path, ramp_time_s=0.2)
-    rclpy.init()
-    rig = Rig()
+    rig = make_rig(proc)
     try:
         assert rig.run(30.0, until=lambda: len(rig.executed) >= 3), log.read_text()
         pub = rig.node.create_publisher(
