@@ -67,6 +67,10 @@ class RGBDRenderer:
     def close(self) -> None:
         if self._gl is not None:
             try:
+                # mjr_freeContext deletes GL objects by id in whichever context is CURRENT: without this, closing
+                # one env deleted another live env's meshes and textures (its arm vanished from its images).
+                # MuJoCo's own mujoco.Renderer.close() frees under its context in the same way.
+                self._gl.make_current()
                 self._ctx.free()
                 self._gl.free()
             except Exception:  # noqa: BLE001 - best effort at interpreter shutdown

@@ -112,3 +112,29 @@ def test_arm_mesh_changes_the_images_only():
     assert 0.0 < changed < 0.1 and psnr > 25.0, (changed, psnr)
     with pytest.raises(ValueError, match="arm_mesh"):
         make_env("press_button", render=False, arm_mesh="fine")
+
+
+def test_closing_one_env_leaves_another_envs_images_intact():
+    """Regression: a renderer freed its MjrContext while ANOTHER env's GL context was current, which deleted
+    that env's meshes and textures (the arm and hand vanished from its images for the rest of its life).
+    Closing (or garbage-collecting) one env must not change the pixels another env renders."""
+
+    def rollout(e, steps=8):
+        obs, _ = e.reset(seed=3)
+        ex = ScriptedExpert(e, seed=1)
+        colors = [obs["color"]]
+        for _ in range(steps):
+            obs, *_ = e.step(ex.act())
+            colors.append(obs["color"])
+        return np.array(colors)
+
+    ref_env = make_env("press_button", "standard", image_size=32, render=True)
+    ref = rollout(ref_env)
+    ref_env.close()
+    other = make_env("press_button", "standard", image_size=32, render=True)
+    other.reset(seed=4)  # creates and uses its renderer
+    e = make_env("press_button", "standard", image_size=32, render=True)
+    e.reset(seed=3)  # e's GL context is now the current one
+    other.close()  # frees other's GL objects: must not touch e's
+    assert np.array_equal(rollout(e), ref)
+    e.close()
