@@ -25,7 +25,7 @@ def _probe() -> dict:
     return {"description": machine()}
 
 
-def bench_speed(task: str, image_size: int, steps: int, control_hz: float, arm_mesh: str = "collision") -> dict:
+def bench_speed(task: str, image_size: int, steps: int, control_hz: float, arm_mesh: str = "detailed") -> dict:
     """Control steps/s of the env alone (holding still) and with the scripted expert, and the time of one
     3-camera render (``arm_mesh``: what the arm's visual geoms draw, bora_sim.scene)."""
     from bora_policy.common.state import state_of
@@ -159,8 +159,9 @@ def main(argv=None) -> int:
         "",
         "Control steps per second with three RGB-D views, 10 Hz control (50 physics steps of 2 ms per control "
         "step), EGL on CPU (Mesa llvmpipe), 1 torch thread; `arm_mesh`: what the arm's visual geoms draw "
-        "(bora_sim.scene: `collision` = the Panda's low-poly collision meshes, the default; `detailed` = its "
-        f"visual meshes). Commit {desc.get('commit', 'n/a')}; machine: {desc.get('cpu', platform.processor())}, "
+        "(bora_sim.scene: `detailed` = the Panda's visual meshes, the default; `collision` = its low-poly "
+        "collision meshes, opt-in: policies trained on them learned worse, bench/results/arm_mesh_learning.md). "
+        f"Commit {desc.get('commit', 'n/a')}; machine: {desc.get('cpu', platform.processor())}, "
         f"{os.cpu_count()} logical CPUs, 1-min load average {load[0]:.1f} after timing.",
         "",
         "| task | image px | arm_mesh | mesh triangles | render 3 cameras (ms) | env steps/s "

@@ -3,7 +3,7 @@
 Observation (dict): ``color`` [n_cam, H, W, 3] uint8, ``depth`` [n_cam, H, W] float32 metres,
 ``arm_qpos`` [7], ``hand_qpos`` [n_hand] (the raw parts of the state; ``bora_policy.common.state`` defines
 how they form the state vector, ``state_vector()``), ``instruction`` str. Cameras: ``CAMERA_NAMES``;
-the arm draws its low-poly collision meshes unless ``arm_mesh="detailed"`` (images only, ``bora_sim.scene``).
+the arm draws its detailed meshes unless ``arm_mesh="collision"`` (low-poly, faster; images only, ``bora_sim.scene``).
 
 Action: joint POSITION targets in radians, ``[7 arm joints, n_hand hand joints]``
 (docs/interfaces.md). The policy acts in joint space; the scripted experts plan in a
@@ -50,7 +50,7 @@ from bora_sim.tasks import Task, get_task_class
 _MODEL_CACHE: dict[tuple, mujoco.MjModel] = {}
 
 
-def build_model(task_name: str, obj: ObjectSpec, hand: HandConfig, arm_mesh: str = "collision") -> mujoco.MjModel:
+def build_model(task_name: str, obj: ObjectSpec, hand: HandConfig, arm_mesh: str = "detailed") -> mujoco.MjModel:
     """Compiled model of ``task_name`` with ``obj``; cached per (task, hand, object, arm_mesh)."""
     key = (task_name, hand.name, repr(obj), arm_mesh)
     if key not in _MODEL_CACHE:
@@ -77,7 +77,7 @@ class BoraSimEnv(gym.Env):
         render: bool = True,
         reward: RewardConfig = SIM_REWARD,
         time_limit_s: float | None = None,
-        arm_mesh: str = "collision",
+        arm_mesh: str = "detailed",
     ):
         if arm_mesh not in ARM_MESHES:
             raise ValueError(f"arm_mesh: expected one of {ARM_MESHES}, got {arm_mesh!r}")

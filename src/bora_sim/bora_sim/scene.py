@@ -6,11 +6,14 @@ downloaded. The Panda's gripper is removed and the hand is attached to a flange 
 joint limits. World frame: robot base at the origin, table top at z = 0, x points away from the robot.
 
 Rendering cost (our choice): the Panda's visual meshes have 127k triangles, 85% of everything the
-cameras draw, and on a CPU (Mesa llvmpipe) a camera's cost is its vertex work, not its pixels. By default
-(``arm_mesh="collision"``) the arm's visual geoms draw the Panda's own collision meshes instead (same
+cameras draw, and on a CPU (Mesa llvmpipe) a camera's cost is its vertex work, not its pixels.
+``arm_mesh="collision"`` makes the arm's visual geoms draw the Panda's own collision meshes instead (same
 colour, 11k triangles in all): three 64 px views render about 4x faster, physics is unchanged (the visual
 geoms are massless and collide with nothing) and about 1.5% of the pixels differ, at the arm's edges
-(bench/results/sim.md). ``arm_mesh="detailed"`` keeps the original meshes (e.g. for figures, or on a GPU).
+(bench/results/sim.md). The default stays ``"detailed"``: policies trained on the low-poly arm learned the
+demo task far worse (CP Base 7/40 and 20/40 against 36/40 and 37/40 with the detailed arm, two training
+seeds each, the same losses; bench/results/arm_mesh_learning.md). Use ``"collision"`` for speed where the
+images do not train a policy (benchmarks of the graph, figures of the physics).
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ _ARM_WRAPPER = """
 """
 
 
-def _arm_spec(arm_mesh: str = "collision") -> mujoco.MjSpec:
+def _arm_spec(arm_mesh: str = "detailed") -> mujoco.MjSpec:
     if arm_mesh not in ARM_MESHES:
         raise ValueError(f"arm_mesh: expected one of {ARM_MESHES}, got {arm_mesh!r}")
     d = gymnasium_robotics_assets() / "kitchen_franka" / "franka_assets"
@@ -187,10 +190,10 @@ def _hand_spec(hand: HandConfig) -> mujoco.MjSpec:
     return spec
 
 
-def base_spec(hand: HandConfig, arm_mesh: str = "collision") -> mujoco.MjSpec:
+def base_spec(hand: HandConfig, arm_mesh: str = "detailed") -> mujoco.MjSpec:
     """Arm + hand + table + cameras + lights; tasks add their objects to the returned spec.
 
-    ``arm_mesh``: what the arm's visual geoms draw, ``"collision"`` (default) or ``"detailed"`` (module
+    ``arm_mesh``: what the arm's visual geoms draw, ``"detailed"`` (default) or ``"collision"`` (module
     docstring); it changes the images only, never the physics."""
     spec = _arm_spec(arm_mesh)
     spec.option.timestep = TIMESTEP

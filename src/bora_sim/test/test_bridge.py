@@ -155,3 +155,16 @@ def test_time_limit_failure_and_reset_service(bridge):
     fut = cli.call_async(Trigger.Request())
     assert spin(node, fut.done, 10) and fut.result().success
     assert spin(node, lambda: sum(m.kind == EpisodeEvent.START for _, m in rx["ep"]) > n_start, 10)
+
+
+def test_arm_mesh_parameter_offers_exactly_the_scenes_choices():
+    """One source of truth: the bridge's arm_mesh choices are bora_sim.scene.ARM_MESHES, its default the env's."""
+    import inspect
+
+    from bora_sim.env import BoraSimEnv
+    from bora_sim.nodes.bridge_node import SPECS
+    from bora_sim.scene import ARM_MESHES
+
+    spec = next(s for s in SPECS if s.name == "arm_mesh")
+    assert sorted(spec.choices) == sorted(ARM_MESHES)
+    assert spec.default == inspect.signature(BoraSimEnv).parameters["arm_mesh"].default == "detailed"

@@ -86,7 +86,8 @@ def test_bad_action_is_rejected():
 
 
 def test_arm_mesh_changes_the_images_only():
-    """The low-poly arm (default) draws 100k+ fewer triangles; states are bit-identical, few pixels move."""
+    """The low-poly arm (``arm_mesh="collision"``, opt-in) draws 100k+ fewer triangles; states are
+    bit-identical, few pixels move."""
 
     def rollout(arm_mesh):
         e = make_env("pick_and_place", "standard", image_size=48, render=True, arm_mesh=arm_mesh)

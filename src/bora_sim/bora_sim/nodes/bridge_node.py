@@ -73,6 +73,9 @@ SPECS = (
     ParamSpec("image_size", 96, "rendered image height = width (px)", range=(16, 1024)),
     ParamSpec("hand", "shadow", "simulated hand model"),
     ParamSpec("render", True, "render the cameras (false: black images, faster)"),
+    ParamSpec("arm_mesh", "detailed", "what the arm's visual geoms draw (bora_sim.scene): detailed, or the low-poly "
+              "collision meshes (~4x cheaper renders; only for policies trained on them)",
+              choices=("detailed", "collision")),
     ParamSpec("time_limit_s", 0.0, "episode time limit (s); 0: the task's own", range=(0.0, 3600.0)),
     ParamSpec("auto_reset", True, "start the next episode after an outcome"),
     ParamSpec("depth_encoding", "32FC1", "depth image encoding (16UC1: millimetres, as realsense2_camera)",
@@ -152,6 +155,7 @@ class BridgeNode(Node):
             control_hz=self.control_hz,
             render=self.render,
             hand=hand,
+            arm_mesh=str(P["arm_mesh"]),
             **kw_env,
         )
         if tuple(self.env.camera_names) != graph.cameras:
