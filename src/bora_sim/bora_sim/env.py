@@ -35,7 +35,6 @@ from bora_sim.objects import ObjectSet, ObjectSpec, resolve_object_set
 from bora_sim.scene import (
     ARM_HOME,
     ARM_JOINT_NAMES,
-    ARM_MESHES,
     CAMERA_NAMES,
     CAMERAS,
     GRASP_SITE,
@@ -79,9 +78,7 @@ class BoraSimEnv(gym.Env):
         time_limit_s: float | None = None,
         arm_mesh: str = "detailed",
     ):
-        if arm_mesh not in ARM_MESHES:
-            raise ValueError(f"arm_mesh: expected one of {ARM_MESHES}, got {arm_mesh!r}")
-        self.arm_mesh = arm_mesh
+        self.arm_mesh = arm_mesh  # checked where the scene is built (bora_sim.scene._arm_spec)
         control_hz = graph_default("control_hz") if control_hz is None else control_hz  # config/graph.yaml
         if not 5.0 <= control_hz <= 50.0:
             raise ValueError(f"control_hz must be in [5, 50] Hz (10-30 recommended), got {control_hz}")

@@ -158,7 +158,7 @@ def test_time_limit_failure_and_reset_service(bridge):
 
 
 def test_arm_mesh_parameter_offers_exactly_the_scenes_choices():
-    """One source of truth: the bridge's arm_mesh choices are bora_sim.scene.ARM_MESHES, its default the env's."""
+    """The bridge's arm_mesh choices are bora_sim.scene.ARM_MESHES and its default is the env's (detailed)."""
     import inspect
 
     from bora_sim.env import BoraSimEnv

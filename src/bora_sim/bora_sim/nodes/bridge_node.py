@@ -48,6 +48,7 @@ from bora_policy.common.graph_params import ParamSpec
 from bora_policy.common.image_conv import numpy_to_image
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.common.state import ARM_KEY, HAND_KEY
+from bora_sim.scene import ARM_MESHES
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 
@@ -75,7 +76,7 @@ SPECS = (
     ParamSpec("render", True, "render the cameras (false: black images, faster)"),
     ParamSpec("arm_mesh", "detailed", "what the arm's visual geoms draw (bora_sim.scene): detailed, or the low-poly "
               "collision meshes (~4x cheaper renders; only for policies trained on them)",
-              choices=("detailed", "collision")),
+              choices=ARM_MESHES),
     ParamSpec("time_limit_s", 0.0, "episode time limit (s); 0: the task's own", range=(0.0, 3600.0)),
     ParamSpec("auto_reset", True, "start the next episode after an outcome"),
     ParamSpec("depth_encoding", "32FC1", "depth image encoding (16UC1: millimetres, as realsense2_camera)",
