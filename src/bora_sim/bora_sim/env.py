@@ -4,6 +4,9 @@ Observation (dict): ``color`` [n_cam, H, W, 3] uint8, ``depth`` [n_cam, H, W] fl
 ``arm_qpos`` [7], ``hand_qpos`` [n_hand] (the raw parts of the state; ``bora_policy.common.state`` defines
 how they form the state vector, ``state_vector()``), ``instruction`` str. Cameras: ``CAMERA_NAMES``;
 the arm draws its detailed meshes unless ``arm_mesh="collision"`` (low-poly, faster; images only, ``bora_sim.scene``).
+A caller that will not look at the next observation's images (an evaluation between two replans) says so
+with :meth:`BoraSimEnv.skip_next_images`: that observation then has no ``color``/``depth`` keys and the three
+renders, most of a control step's time, are not done; physics and every other key are unchanged.
 
 Action: joint POSITION targets in radians, ``[7 arm joints, n_hand hand joints]``
 (docs/interfaces.md). The policy acts in joint space; the scripted experts plan in a
@@ -91,6 +94,7 @@ class BoraSimEnv(gym.Env):
         self.control_hz = float(control_hz)
         self.n_substeps = max(1, int(round(1.0 / (self.control_hz * 0.002))))
         self.render_images = bool(render)
+        self._skip_images = False  # one-shot: skip_next_images()
         self.reward_cfg = reward
         self.time_limit_s = float(time_limit_s if time_limit_s is not None else self.task_cls.time_limit_s)
         self.max_steps = int(round(self.time_limit_s * self.control_hz))
@@ -154,6 +158,7 @@ class BoraSimEnv(gym.Env):
     # --- gym API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self._skip_images = False
         rng = self.np_random
         obj = self.object_set.objects[int(rng.integers(len(self.object_set.objects)))]
         self._load(obj)
@@ -202,10 +207,24 @@ class BoraSimEnv(gym.Env):
             r.close()
         self._renderers.clear()
 
+    def skip_next_images(self) -> None:
+        """The observation of the NEXT ``step`` (only that one) comes without ``color`` and ``depth``: the
+        cameras are not rendered. For callers that will not look at those images (``bora eval`` renders only
+        the observations a chunk is planned from, or whose critic value is recorded); physics, rewards and the
+        other observation keys are the same either way. A ``reset`` always renders and clears the request."""
+        self._skip_images = True
+
     # --- observation ---------------------------------------------------------------------------
     def _obs(self) -> dict[str, Any]:
         d = self.data
         n_cam, (H, W) = len(CAMERA_NAMES), self.image_size
+        skip, self._skip_images = self._skip_images, False
+        if skip:
+            return {
+                ARM_KEY: d.qpos[self.arm_qadr].astype(np.float32),
+                HAND_KEY: d.qpos[self.hand_qadr].astype(np.float32),
+                "instruction": self.task.instruction,
+            }
         if self.render_images:
             color, depth = self._renderer().render(d)
         else:

@@ -139,3 +139,43 @@ def test_closing_one_env_leaves_another_envs_images_intact():
     other.close()  # frees other's GL objects: must not touch e's
     assert np.array_equal(rollout(e), ref)
     e.close()
+
+
+def test_skip_next_images_skips_one_observations_renders_and_nothing_else():
+    """``skip_next_images`` drops color/depth from the next observation only; the states, rewards, flags and the
+    images rendered afterwards are exactly those of a run that renders every step."""
+
+    def rollout(skip_at):
+        e = make_env("pick_and_place", "standard", image_size=48, render=True)
+        obs, _ = e.reset(seed=3)
+        ex = ScriptedExpert(e, knobs=ExpertKnobs(noise=0.5), seed=2)
+        out = []
+        for i in range(10):
+            if i in skip_at:
+                e.skip_next_images()
+            obs, r, term, trunc, _ = e.step(ex.act())
+            out.append((e.data.qpos.copy(), r, term, trunc, obs))
+        e.close()
+        return out
+
+    every = rollout(set())
+    some = rollout({0, 1, 2, 5, 6})
+    for i, ((q0, r0, t0, u0, o0), (q1, r1, t1, u1, o1)) in enumerate(zip(every, some)):
+        assert np.array_equal(q0, q1) and (r0, t0, u0) == (r1, t1, u1)
+        for key in ("arm_qpos", "hand_qpos", "instruction"):
+            assert np.array_equal(o0[key], o1[key])
+        if i in {0, 1, 2, 5, 6}:
+            assert "color" not in o1 and "depth" not in o1
+        else:  # one-shot: the next observation renders again, the same pixels as without any skip
+            assert np.array_equal(o0["color"], o1["color"]) and np.array_equal(o0["depth"], o1["depth"])
+
+
+def test_reset_always_renders_even_after_a_skip_request():
+    e = make_env("press_button", "standard", image_size=32)
+    e.reset(seed=0)
+    e.skip_next_images()
+    obs, _ = e.reset(seed=1)
+    assert obs["color"].shape == (len(CAMERA_NAMES), 32, 32, 3)
+    obs, *_ = e.step(e.last_action)  # the request was cleared by the reset
+    assert "color" in obs
+    e.close()

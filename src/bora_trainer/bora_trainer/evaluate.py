@@ -7,7 +7,10 @@ current residual + critic) and the SAME ``ChunkScheduler`` (replan state machine
 the policy node, used synchronously: at the episode start it holds the measured state; every
 ``replan_steps`` control steps the runner plans a chunk from the current observation, which is adopted
 at once (cross-fading over ``blend_steps``); each control step the environment is stepped with its command.
-Simulated time is ``step / control_hz`` and inference takes no simulated time. Episode ``i`` uses seed
+Simulated time is ``step / control_hz`` and inference takes no simulated time. The cameras are rendered
+only for the observations whose images are used (a plan, a recorded critic value, ``--record``): the others
+skip the renders (``BoraSimEnv.skip_next_images``), which leaves every episode the same (test) and makes an
+evaluation without per-step values several times faster (bench/results/eval.md). Episode ``i`` uses seed
 ``seed0 + i`` (environment reset and torch), so the same seeds give the same result. ``--num-envs N``
 steps N simulated robots in lockstep and plans their chunks as one batch (``--env-processes``: each
 robot in its own process): the same episodes (:mod:`bora_trainer.evaluate_vec`).
@@ -169,6 +172,8 @@ def rollout_episode(
     if recorder is not None:
         recorder.begin()
     values: list[float] = []
+    # the images of an observation are rendered only where they are used: a plan, a recorded value, a recording
+    want_images = recorder is not None or (record_values and runner.critic is not None)
     step = 0
     terminated = truncated = False
     limit = max_steps if max_steps else None
@@ -190,6 +195,8 @@ def rollout_episode(
         cmd = sched.step(t)
         if recorder is not None:
             recorder.observe(obs, state)
+        if not (sched.plan_due() or want_images):  # nobody looks at the next observation's images
+            env.unwrapped.skip_next_images()
         obs, _, terminated, truncated, info = env.step(cmd.position.astype(np.float32))
         if recorder is not None:
             recorder.stepped(terminated)

@@ -8,7 +8,8 @@ exactly as in :func:`bora_trainer.evaluate.rollout_episode`; at every lockstep i
    batch (:func:`infer_batch`: VLM + expert for B observations, the residual composition and the critic's
    ``v(z, 0)`` on the batch);
 2. when values are recorded, the other slots' ``v(z_t, 0)`` is computed as one batch (:func:`values_batch`);
-3. every slot executes its command and steps its environment; a finished slot starts the next seed.
+3. every slot executes its command and steps its environment (rendering its cameras only when the next
+   iteration will plan from that observation or record its value); a finished slot starts the next seed.
 
 The robots live in this process (``make_env``) or each in its own process (:class:`EnvProcess`, ``bora eval
 --env-processes``): then their physics and rendering run in parallel on the cores while this process plans.
@@ -90,7 +91,10 @@ def _env_worker(conn, kwargs: dict) -> None:
             if cmd == "reset":
                 conn.send(env.reset(seed=arg))
             elif cmd == "step":
-                conn.send(env.step(arg))
+                action, images = arg
+                if not images:
+                    env.unwrapped.skip_next_images()
+                conn.send(env.step(action))
             else:
                 break
     finally:
@@ -116,14 +120,15 @@ class EnvProcess:
         self.conn.send(("reset", seed))
         return self.conn.recv()
 
-    def step_async(self, action) -> None:
-        self.conn.send(("step", np.asarray(action)))
+    def step_async(self, action, images: bool = True) -> None:
+        """Start a step; ``images=False``: its observation skips the renders (``BoraSimEnv.skip_next_images``)."""
+        self.conn.send(("step", (np.asarray(action), bool(images))))
 
     def step_wait(self):
         return self.conn.recv()
 
-    def step(self, action):
-        self.step_async(action)
+    def step(self, action, images: bool = True):
+        self.step_async(action, images)
         return self.step_wait()
 
     def close(self) -> None:
@@ -216,11 +221,15 @@ def rollout_vectorized(
             for s in live:
                 s.values.append(planned_v[id(s)])
         cmds = {id(s): s.sched.step(s.step * dt).position.astype(np.float32) for s in live}
+        # the next observation's images are rendered only where they are used: a plan or a recorded value
+        images = {id(s): want_values or s.sched.plan_due() for s in live}
         for s in live:  # robots in their own processes start stepping first, in parallel with the others
             if hasattr(s.env, "step_async"):
-                s.env.step_async(cmds[id(s)])
+                s.env.step_async(cmds[id(s)], images[id(s)])
         for s in live:
             if not hasattr(s.env, "step_async"):
+                if not images[id(s)]:
+                    s.env.unwrapped.skip_next_images()
                 s.pending = s.env.step(cmds[id(s)])
         for s in live:
             res = s.env.step_wait() if hasattr(s.env, "step_async") else s.pending

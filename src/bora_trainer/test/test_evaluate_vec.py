@@ -91,3 +91,35 @@ def test_num_envs_must_be_positive(tiny_run, tmp_path, capsys):
     rc = evaluate.main(["--run", str(tiny_run), "--task", TASK, "--out", str(tmp_path / "x.json"), "--no-progress",
                         "--num-envs", "0"])
     assert rc == 2 and "--num-envs must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_only_the_observations_a_chunk_is_planned_from_are_rendered(tiny_run, tmp_path, monkeypatch):
+    """Without per-step values, an episode renders its reset observation and every observation a plan is made
+    from (after steps 4, 8, 12 with --replan-steps 4): 1 + steps // 4 renders. The episodes are those of the
+    evaluation that records values (and therefore renders every observation: steps + 1), one robot or three."""
+    from bora_sim.render import RGBDRenderer
+
+    calls = {"n": 0}
+    real = RGBDRenderer.render
+
+    def counting(self, *a, **kw):
+        calls["n"] += 1
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(RGBDRenderer, "render", counting)
+    runs = {}
+    for name, extra in (("values", ()), ("one", ("--no-values",)), ("vec", ("--no-values", "--num-envs", "3"))):
+        calls["n"] = 0
+        runs[name] = (_eval(tiny_run, tmp_path / f"{name}.json", *extra), calls["n"])
+    ref, n_ref = runs["values"]
+    assert n_ref == sum(e["steps"] + 1 for e in ref["episodes"])
+    for name in ("one", "vec"):
+        res, n = runs[name]
+        assert n == sum(1 + e["steps"] // 4 for e in res["episodes"]) < n_ref / 2
+        for a, b in zip(ref["episodes"], res["episodes"]):
+            assert (a["seed"], a["success"], a["steps"], a["plans"], a["object"]) == (
+                b["seed"], b["success"], b["steps"], b["plans"], b["object"])
+            assert b["values"] == []
+    proc = _eval(tiny_run, tmp_path / "proc.json", "--no-values", "--num-envs", "2", "--env-processes")
+    for a, b in zip(ref["episodes"], proc["episodes"]):  # robots in their own processes skip the same renders
+        assert (a["seed"], a["success"], a["steps"], a["plans"]) == (b["seed"], b["success"], b["steps"], b["plans"])
