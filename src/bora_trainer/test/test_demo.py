@@ -262,3 +262,30 @@ def test_quick_demo_end_to_end(tmp_path):
     for sub, name in (("policy", "model.safetensors"), ("critic", "critic.safetensors")):
         a, b = load_file(str(run / sub / name)), load_file(str(copy / sub / name))
         assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_auto_threads_of_the_warmup_are_shared_by_the_warmups_that_run_at_once(monkeypatch):
+    """threads: auto = the probe's threads (here pinned to 2 by BORA_NUM_THREADS) divided by the warm-ups that run
+    together: one task -> one warm-up with 2 threads; five tasks, or one task with 3 training seeds, run
+    offline.parallel = 2 at a time -> 1 thread each (2 x 2 threads on 2 cores ran 3-5x slower)."""
+    from bora_trainer.config_io import read_yaml
+    from bora_trainer.demo.config import resolve_auto_threads, warmup_jobs
+
+    monkeypatch.setenv("BORA_NUM_THREADS", "2")
+
+    def warm(data):
+        data = {**data, "offline": {"parallel": 2, "warmup": {"threads": "auto"}}}
+        return resolve_auto_threads(data)["offline"]["warmup"]["threads"]
+
+    five = ["pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button"]
+    assert warmup_jobs({}) == 1 and warm({}) == 2  # the default: press_button only
+    assert warmup_jobs({"tasks": five}) == 5 and warm({"tasks": five}) == 1
+    seeds = {"enabled": True, "seeds": [0, 1, 2], "seed_tasks": ["press_button"]}
+    assert warmup_jobs({"tasks": ["press_button"], "protocol": seeds}) == 3
+    assert warm({"tasks": ["press_button"], "protocol": seeds}) == 1
+    assert warmup_jobs({"tasks": ["press_button"], "protocol": {**seeds, "enabled": False}}) == 1
+    ev = read_yaml(dc.REPO_ROOT / "config" / "evidence.yaml")  # 5 tasks + 2 extra seeds on 2 tasks
+    assert warmup_jobs(ev) == 9
+    ev_cfg = dc.load_demo_config(dc.REPO_ROOT / "config" / "evidence.yaml")
+    assert len(dp.plan(ev_cfg, Path("/tmp/unused")).stages["warmup"]) == 9  # the plan holds as many
+    assert ev_cfg.offline.warmup.threads == 1

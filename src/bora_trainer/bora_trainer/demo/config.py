@@ -249,9 +249,24 @@ def load_demo_config(path: str | Path | None, quick: bool = False, tasks: list[s
     return cfg
 
 
+def warmup_jobs(data: dict) -> int:
+    """How many warm-up trainings the plan holds (``plan.plan``): one per task, plus one per extra training
+    seed on each of the protocol's ``seed_tasks``."""
+    tasks = list(data.get("tasks") or DemoConfig().tasks)
+    n = len(tasks)
+    prot = data.get("protocol") or {}
+    if isinstance(prot, dict) and prot.get("enabled"):
+        seeds = list(prot.get("seeds") or [0])
+        n += max(0, len(seeds) - 1) * len([t for t in (prot.get("seed_tasks") or []) if t in tasks])
+    return n
+
+
 def resolve_auto_threads(data: dict) -> dict:
     """``threads: auto`` of a stage -> the CPU probe's calibrated thread count (``cpu_probe.probe``: a ~2 s
-    matmul of 1 vs 2 threads), divided by the stage's ``parallel`` jobs (at least 1). In place; returns data."""
+    matmul of 1 vs 2 threads), divided by the jobs the stage runs at once (at least 1 thread): its
+    ``parallel``; for the warm-up, which runs ``offline.parallel`` at a time, the smaller of that and its
+    number of jobs (one task: one warm-up with all the probe's threads; five tasks: two at a time, each
+    with its share: two warm-ups of 2 threads each on 2 cores ran 3-5x slower, measured). In place; returns data."""
     spots = [(data.get("offline"), "warmup"), (data, "offline"), (data, "online"), (data, "eval")]
     for parent, key in spots:
         sec = (parent or {}).get(key) if isinstance(parent, dict) else None
@@ -259,7 +274,10 @@ def resolve_auto_threads(data: dict) -> dict:
             continue
         from bora_policy.runtime.cpu_probe import probe
 
-        par = 1 if key == "warmup" else max(1, int(sec.get("parallel", 2 if key in ("offline", "eval") else 1)))
+        if key == "warmup":
+            par = max(1, min(int((data.get("offline") or {}).get("parallel", 2)), warmup_jobs(data)))
+        else:
+            par = max(1, int(sec.get("parallel", 2 if key in ("offline", "eval") else 1)))
         sec["threads"] = max(1, int(probe(calibrate=True, seconds=2.0)["threads"]) // par)
     return data
 
