@@ -289,3 +289,61 @@ def test_auto_threads_of_the_warmup_are_shared_by_the_warmups_that_run_at_once(m
     ev_cfg = dc.load_demo_config(dc.REPO_ROOT / "config" / "evidence.yaml")
     assert len(dp.plan(ev_cfg, Path("/tmp/unused")).stages["warmup"]) == 9  # the plan holds as many
     assert ev_cfg.offline.warmup.threads == 1
+
+
+def test_a_stopped_collect_group_is_set_aside_not_appended_twice(tmp_path):
+    """A collect group stopped part-way (its .started marker, no .done, one of its 2 episodes written and a
+    half-written temp file) and then resumed: the rerun moves the stopped attempt's episode to
+    OUT/stopped/<job>/1/ and writes its 2 episodes once, after the first group's 2 (ids 0-3, seeds as planned)."""
+    from bora_policy.common.episodes import episode_ids, read_info
+    from bora_trainer.collect import collect
+    from bora_trainer.demo.run import marker, run_stage, started_marker
+
+    out, data = tmp_path / "out", tmp_path / "out" / "data" / "press_button"
+    (out / "stages").mkdir(parents=True)
+
+    def job(name, seed):
+        return dp.Job(f"collect-press_button-{name}", ["sim", "collect", "--task", "press_button", "--episodes", "2",
+                                                      "--out", str(data), "--seed", str(seed), "--image-size", "32"])
+
+    first, second = job("clean", 0), job("noisy", 10_000)
+    assert run_stage("collect", [first], out, 1, 1, progress=False)["failed"] == []
+    assert episode_ids(data) == [0, 1]
+    # the second group's stopped attempt: marker written at its launch, then one episode and a temp file
+    started_marker(out, second.name).write_text(json.dumps({"argv": second.argv, "first_episode": 2}))
+    collect("press_button", 1, data, seed=10_000, image_size=32, progress=False)
+    (data / "episodes" / ".episode_000003.npz.x1.tmp").write_bytes(b"half")
+    assert episode_ids(data) == [0, 1, 2]
+    res = run_stage("collect", [first, second], out, 1, 1, progress=False)
+    assert res["failed"] == [] and res["skipped"] == 1 and marker(out, second.name).exists()
+    assert episode_ids(data) == [0, 1, 2, 3]
+    assert [read_info(data, i)["seed"] for i in range(4)] == [0, 1, 10_000, 10_001]
+    moved = out / "stopped" / second.name / "1" / "episodes"
+    assert sorted(p.name for p in moved.iterdir()) == [".episode_000003.npz.x1.tmp", "episode_000002.json",
+                                                       "episode_000002.npz"]
+    assert not any(p.name.endswith(".tmp") for p in (data / "episodes").iterdir())
+    log = (out / "logs" / f"{second.name}.log").read_text()
+    assert "stopped part-way" in log and str(out / "stopped" / second.name / "1") in log
+
+
+def test_a_stopped_training_run_is_moved_aside_and_a_finished_one_is_kept(tmp_path):
+    from bora_trainer.demo.run import marker, set_aside, started_marker
+
+    out = tmp_path / "out"
+    (out / "stages").mkdir(parents=True)
+    run = out / "runs" / "press_button" / "bora"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("algo: bora\n")
+    j = dp.Job("offline-press_button-bora", ["train", "offline", "--algo", "bora", "--out", str(run)])
+    assert set_aside(out, j) is None  # never started: nothing to move
+    started_marker(out, j.name).write_text(json.dumps({"argv": j.argv, "first_episode": None}))
+    dest = set_aside(out, j)
+    assert dest == out / "stopped" / j.name / "1" and not run.exists()
+    assert (dest / "bora" / "config.yaml").read_text() == "algo: bora\n"
+    run.mkdir(parents=True)
+    marker(out, j.name).write_text("{}")  # finished: kept
+    assert set_aside(out, j) is None and run.exists()
+    started_marker(out, "bad").write_text("")  # unreadable marker of an appending job: refuse, do not guess
+    bad = dp.Job("bad", ["sim", "collect", "--out", str(out / "data" / "x")])
+    with pytest.raises(RuntimeError, match="does not say which episodes"):
+        set_aside(out, bad)

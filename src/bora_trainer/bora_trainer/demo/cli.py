@@ -44,7 +44,7 @@ from pathlib import Path
 from bora_trainer.config_io import ConfigError
 from bora_trainer.demo.config import DEFAULT_CONFIG, OWNED_DIRS, REPO_ROOT, STAGES, TASKS, load_demo_config
 from bora_trainer.demo.plan import plan, stage_parallel, write_stage_configs
-from bora_trainer.demo.run import marker, run_stage, tail
+from bora_trainer.demo.run import marker, run_stage, started_marker, tail
 from bora_trainer.demo.summary import write_summary
 
 
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "report":  # always rebuilt from whatever evaluations exist
             for j in jobs:
                 marker(out, j.name).unlink(missing_ok=True)
+                started_marker(out, j.name).unlink(missing_ok=True)  # a rebuild, not a stopped attempt
         t0 = time.time()
         res = run_stage(stage, jobs, out, stage_parallel(cfg, stage), i, progress=not args.no_progress)
         seconds = time.time() - t0

@@ -23,7 +23,7 @@ STAGES = ("collect", "warmup", "offline", "online", "eval", "report")
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
 # Paper Table 4: offline trajectories per task (online: 10 per task and round).
 TABLE4_OFFLINE = {"pick_plush_toy": 60, "pick_and_place": 100, "open_box": 100, "pull_tissue": 60, "press_button": 60}
-OWNED_DIRS = ("data", "runs", "eval", "report", "stages", "logs", "configs")
+OWNED_DIRS = ("data", "runs", "eval", "report", "stages", "logs", "configs", "stopped")
 
 
 @dataclass
