@@ -7,11 +7,9 @@ current residual + critic) and the SAME ``ChunkScheduler`` (replan state machine
 the policy node, used synchronously: at the episode start it holds the measured state; every
 ``replan_steps`` control steps the runner plans a chunk from the current observation, which is adopted
 at once (cross-fading over ``blend_steps``); each control step the environment is stepped with its command.
-Simulated time is ``step / control_hz`` and inference takes no simulated time. The cameras are rendered
-only for the observations whose images are used (a plan, a recorded critic value, ``--record``): the others
-skip the renders (``BoraSimEnv.skip_next_images``), which leaves every episode the same (test) and makes an
-evaluation without per-step values several times faster (bench/results/eval.md). Episode ``i`` uses seed
-``seed0 + i`` (environment reset and torch), so the same seeds give the same result. ``--num-envs N``
+Simulated time is ``step / control_hz``; inference takes none. Only observations whose images are used (a
+plan, a recorded value, ``--record``) are rendered (``BoraSimEnv.skip_next_images``; same episodes, test).
+Episode ``i`` uses seed ``seed0 + i`` (environment reset and torch): the same seeds, the same result. ``--num-envs N``
 steps N simulated robots in lockstep and plans their chunks as one batch (``--env-processes``: each
 robot in its own process): the same episodes (:mod:`bora_trainer.evaluate_vec`).
 
@@ -135,12 +133,6 @@ def _load_online_critic(runner, offline_critic_dir: Path | None, weights: Path) 
     runner.critic_version = sha256_file(weights)[:16]
 
 
-def wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    from bora_trainer.report import wilson_interval
-
-    return wilson_interval(successes, trials, z)
-
-
 def rollout_episode(
     env,
     runner,
@@ -172,8 +164,7 @@ def rollout_episode(
     if recorder is not None:
         recorder.begin()
     values: list[float] = []
-    # the images of an observation are rendered only where they are used: a plan, a recorded value, a recording
-    want_images = recorder is not None or (record_values and runner.critic is not None)
+    want_images = recorder is not None or (record_values and runner.critic is not None)  # else: plans only
     step = 0
     terminated = truncated = False
     limit = max_steps if max_steps else None
@@ -482,7 +473,9 @@ def _folded(runner) -> int:
 
 def summary_line(res: dict[str, Any], out: Path) -> str:
     n, s = res["trials"], res["successes"]
-    lo, hi = wilson(s, n)
+    from bora_trainer.report import wilson_interval
+
+    lo, hi = wilson_interval(s, n)
     steps = sum(e["steps"] for e in res["episodes"]) / max(1, n)
     return (
         f"bora eval: {res['method']} on {res['task']}/{res['object_set']}: {s}/{n} successes "
