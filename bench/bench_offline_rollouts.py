@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench_online_bc import bora, successes  # the evidence benches' subprocess runner and outcome reader
 from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,15 +46,6 @@ PAIRS = (("cp-bc+rollouts", "cp-bc"), ("bora+rollouts", "bora"), ("bora+rollouts
          ("bora", "cp-bc"), ("cp-bc", "warmup"), ("bora+rollouts", "warmup"), ("cp-bc-clean", "warmup"),
          ("cp-bc", "cp-bc-clean"), ("cp-bc-clean-lrwarm", "warmup"))
 LR_WARMUP = 100  # cp-bc-clean-lrwarm: the learning rate ramps up linearly over the first updates
-
-
-def bora(argv: list[str], log: Path) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", BORA_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    with log.open("w") as fh:
-        rc = subprocess.call([sys.executable, "-m", "bora_trainer.cli", *argv], stdout=fh, stderr=subprocess.STDOUT,
-                             env=env, cwd=str(ROOT))
-    if rc != 0:
-        raise SystemExit(f"bora {' '.join(argv[:2])} failed (rc {rc}): see {log}")
 
 
 def run_task(task: str, a: argparse.Namespace) -> dict[str, list[bool]]:
@@ -92,8 +82,7 @@ def run_task(task: str, a: argparse.Namespace) -> dict[str, list[bool]]:
             bora(["eval", "--run", str(run), "--task", task, "--objects", "standard", "--trials", str(a.trials),
                   "--seed0", str(a.seed0), "--no-values", "--threads", "1", "--out", str(path), "--no-progress",
                   *extra], path.with_suffix(".log"))
-        eps = sorted(json.loads(path.read_text())["episodes"], key=lambda e: e["seed"])
-        out[name] = [bool(e["success"]) for e in eps]
+        out[name] = successes(path)
     rollouts = json.loads((w / "rollouts.json").read_text())["episodes"]
     out["_rollouts"] = [sum(e["success"] for e in rollouts), len(rollouts)]  # type: ignore[list-item]
     print(f"{task} done {time.strftime('%H:%M:%S')}", flush=True)
