@@ -7,8 +7,9 @@ files ``<task>__<row>@s<seed>__<set>.json``) and ``OUT/eval_curve`` (the online 
 
 * every cell with its Wilson 95% interval (``report.markdown_tables``);
 * the paper's paired differences BORA-Full - BORA-Offline, BORA-Offline - CP Base, CP Base - CP +
-  Decoupled Critic per task and pooled over tasks: episodes paired by evaluation seed; Newcombe's paired
-  interval and the exact McNemar p per task, the paired bootstrap per task and stratified by task when
+  Decoupled Critic per task and pooled over tasks, and CP Base - Warm-up where the warm-up was evaluated
+  (``EvalSpec.warmup_row``: what the offline fine-tuning did): episodes paired by evaluation seed; Newcombe's
+  paired interval and the exact McNemar p per task, the paired bootstrap per task and stratified by task when
   pooled (``stats``);
 * training seeds: each seed's success rate per row, the spread, and the two-stage bootstrap over training
   seeds and trials of the differences;
@@ -36,7 +37,8 @@ from bora_trainer.stats import (
     paired_bootstrap_diff,
 )
 
-CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"), ("CP Base", "CP + Decoupled Critic"))
+CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"), ("CP Base", "CP + Decoupled Critic"),
+          ("CP Base", "Warm-up"))  # the last: what the offline fine-tuning did (EvalSpec.warmup_row; ours)
 SEED_CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"))
 
 

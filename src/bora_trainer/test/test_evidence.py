@@ -34,8 +34,13 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     pl = plan(cfg, tmp_path)
     ev = _jobs(pl, "eval")
     main_evals = [a for n, a in ev.items() if n.startswith("eval-") and "-s1-" not in n and "-s2-" not in n]
-    # tasks x rows (6 offline + BORA-Full, ALOE (online), HABC (online)) x object sets
-    assert len(main_evals) == 5 * 9 * 2
+    # tasks x rows (6 offline + BORA-Full, ALOE (online), HABC (online) + the warm-up) x object sets
+    assert len(main_evals) == 5 * 10 * 2
+    # the shared warm-up as a reference row under its own name (it is trained as cp-bc, i.e. CP Base's algo)
+    w = ev["eval-open_box-warmup-unseen"]
+    assert _arg(w, "--run").endswith("runs/open_box/warmup") and _arg(w, "--method") == "Warm-up"
+    assert _arg(w, "--out").endswith("/eval/open_box__warmup__unseen.json") and _arg(w, "--seed0") == "300000"
+    assert "--method" not in ev["eval-open_box-cp-bc-unseen"]
     assert {_arg(a, "--seed0") for a in ev.values()} == {"300000"}  # paired: the same seeds for every row
     assert {_arg(a, "--trials") for a in main_evals} == {"50"}
     # the main table's BORA-Full is the paper's budget (round 2), the online run trains 4 rounds
@@ -86,6 +91,15 @@ def test_seed_configs_written(evidence_cfg, tmp_path):
     w0 = yaml.safe_load((tmp_path / "configs" / "warmup.yaml").read_text())
     w1 = yaml.safe_load((tmp_path / "configs" / "warmup_s1.yaml").read_text())
     assert (w0["seed"], w1["seed"]) == (0, 1) and {**w1, "seed": 0} == w0
+
+
+def test_warmup_row_needs_a_warmup(evidence_cfg):
+    evidence_cfg.offline.warmup.updates = 0
+    evidence_cfg.offline.rollouts.episodes = 0
+    with pytest.raises(ConfigError, match=r"DemoConfig.eval.warmup_row: there is no warm-up run"):
+        evidence_cfg.validate()
+    evidence_cfg.eval.warmup_row = False
+    evidence_cfg.validate()
 
 
 def test_protocol_validation(monkeypatch, tmp_path):
@@ -141,7 +155,14 @@ def test_evidence_report_hand_computed(tmp_path):
                     "standard", y)
     _write_eval(out / "eval_curve" / "press_button__bora-residual-online@r1__standard.json", "BORA-Full@r1",
                 "press_button", "standard", [1] * 9 + [0])
+    # the warm-up reference row on task a: 7/10, CP Base 4/10 -> CP Base - Warm-up = -0.3 on the same seeds
+    _write_eval(ev / "a_warm.json", "Warm-up", "press_button", "standard", [1] * 7 + [0] * 3)
     res = build(out, n_boot=2000)
+    (w,) = [x for x in res["paired"] if x["claim"] == "CP Base - Warm-up"]
+    assert [(r["task"], r["a"], r["b"]) for r in w["tasks"]] == [("press_button", 4, 7)]
+    assert w["tasks"][0]["diff"] == pytest.approx(-0.3) and w["pooled"]["tasks"] == 1
+    # discordant pairs: seeds 0-3 warm-up only, 4-6 both, 7 CP only -> b = 1, c = 4: p = 2 * 6/32
+    assert w["tasks"][0]["mcnemar_p"] == pytest.approx(12 / 32)
     (d,) = [x for x in res["paired"] if x["claim"] == "BORA-Offline - CP Base"]
     per = {r["task"]: r for r in d["tasks"]}
     assert per["press_button"]["diff"] == pytest.approx(0.4) and per["pull_tissue"]["diff"] == 0.0

@@ -136,6 +136,9 @@ class EvalSpec:
     # runs (offline algo names or "<online algo>-online") whose evaluation on the FIRST object set records
     # the critic value at every control step (Fig. 11 value profile); one critic pass per step is costly
     values: list[str] = field(default_factory=lambda: ["bora"])
+    # also evaluate the shared warm-up run (method "Warm-up"): the policy every offline row starts from, so
+    # "CP Base - Warm-up" measures what the offline fine-tuning itself did (our addition, not a paper row)
+    warmup_row: bool = False
     parallel: int = 2
     threads: int = 1
 
@@ -186,6 +189,9 @@ class DemoConfig:
         if r.episodes > 0 and r.seed0 < self.eval.seed0 + self.eval.trials and self.eval.seed0 < r.seed0 + r.episodes:
             raise ConfigError(f"DemoConfig.offline.rollouts.seed0 {r.seed0}: the rollout seeds overlap the "
                               f"evaluation seeds {self.eval.seed0}..{self.eval.seed0 + self.eval.trials - 1}")
+        if self.eval.warmup_row and w.updates == 0:
+            raise ConfigError("DemoConfig.eval.warmup_row: there is no warm-up run to evaluate; set "
+                              "offline.warmup.updates > 0")
         fr = [q.fraction for q in self.collect.quality]
         if not self.collect.quality or any(f < 0 for f in fr) or sum(fr) <= 0:
             raise ConfigError("DemoConfig.collect.quality: needs groups with non-negative fractions summing > 0")

@@ -14,6 +14,8 @@ from bora_trainer import protocol
 from bora_trainer.config_io import read_yaml, to_dict
 from bora_trainer.demo.config import STAGES, DemoConfig, episodes_for, merge, resolve_path, split_groups
 
+WARMUP_METHOD = "Warm-up"  # EvalSpec.warmup_row's method name in the tables
+
 
 @dataclass
 class Job:
@@ -74,6 +76,8 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
             stages["offline"].append(Job(f"offline-{task}-{algo}", argv, cfg.offline.threads,
                                          after=("export", run, data)))
         runs = [(algo, out / "runs" / task / algo) for algo in cfg.offline.algos]
+        if cfg.eval.warmup_row and cfg.offline.warmup.updates > 0:
+            runs.append(("warmup", warm))
         on = cfg.online
         for algo in on.rows if on.enabled else []:  # every online row starts from the same offline run
             run = out / "runs" / task / f"{algo}-online"
@@ -98,6 +102,8 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                     argv += ["--max-steps", str(cfg.eval.max_steps)]
                 if name not in cfg.eval.values or oset != cfg.eval.object_sets[0]:
                     argv.append("--no-values")
+                if name == "warmup":  # trained as cp-bc: named apart from the CP Base row
+                    argv += ["--method", WARMUP_METHOD]
                 stages["eval"].append(Job(f"eval-{task}-{name}-{oset}", argv, cfg.eval.threads))
     stages["report"].append(Job("report", ["report", str(out / "eval"), "--out", str(out / "report"),
                                            "--title", cfg.title, "--runs", str(out / "runs")]))
