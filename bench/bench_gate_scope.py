@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -132,6 +133,7 @@ def main() -> int:
     rows = []
     for scope in args.scopes:
         run, ev = args.work / f"run_{scope}", args.work / f"eval_{scope}.json"
+        shutil.rmtree(run, ignore_errors=True)  # this bench's own scratch run: retrained from the warm-up each time
         train_s = bora(
             ["train", "offline", "--algo", "bora", "--data", args.data, "--config", str(cfg), "--out", str(run),
              "--updates", str(args.updates), "--init-from", args.warmup, "--gate-scope", scope, "--no-progress"],

@@ -82,6 +82,13 @@ def test_cli_checkpoints_and_resume(ds, repo_root, tmp_path):
     assert ck2["step"] == 6 and latest_checkpoint(run).name == "step_0000006"
     adam_steps = {int(s["step"]) for s in ck2["trainer_state"]["actor_opt"]["state"].values()}
     assert adam_steps == {6}  # 4 before the restart + 2 after: the Adam moments were resumed
+    # a fresh run into that directory (no --resume) is refused in one line and leaves the run as it was
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(SystemExit, match=r"--out .*run: already holds a checkpoint \(step_0000006\) of another "
+                                         r"run; continue it with --resume"):
+        cli(2)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ckpts
+    assert load_checkpoint(run)["step"] == 6
     with pytest.raises(RuntimeError, match="--resume"):
         main(
             [

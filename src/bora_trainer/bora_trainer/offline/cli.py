@@ -127,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("BORA_NUM_THREADS", "64")))))
     di = setup_distributed(cfg.device)
     try:
-        trainer = OfflineTrainer(
-            cfg, data, args.out, resume=args.resume, dist_info=di, progress=not args.no_progress
-        )
+        try:
+            trainer = OfflineTrainer(
+                cfg, data, args.out, resume=args.resume, dist_info=di, progress=not args.no_progress
+            )
+        except FileExistsError as e:
+            raise SystemExit(f"bora train offline: {e}") from None
         last = trainer.train()
         if di.is_main:
             summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith("loss/"))

@@ -23,12 +23,29 @@ from bora_policy.runtime.processor import ActionProcessor, ObservationProcessor
 from bora_trainer.algorithms import registry
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.algorithms.offline_learner import OfflineAlgorithm
-from bora_trainer.checkpoint import RunLogger, load_checkpoint, save_checkpoint, write_run_files
+from bora_trainer.checkpoint import (
+    LATEST,
+    RunLogger,
+    load_checkpoint,
+    save_checkpoint,
+    write_run_files,
+)
 from bora_trainer.config_io import to_dict
 from bora_trainer.data.chunks import ChunkDataset, MultiChunkDataset
 from bora_trainer.offline.build import build_learner, init_modules_from, policy_config, run_root
 from bora_trainer.offline.data import random_shift, select_episodes
 from bora_trainer.offline.distributed import DistInfo, all_reduce_sum, seed_all, setup_distributed
+
+
+def refuse_finished_run(run_dir: Path) -> None:
+    """A fresh run never writes into another run's directory: its checkpoints and export would sit beside the
+    new ones (``latest`` would point to whichever was written last). Raises FileExistsError (one line)."""
+    pointer = run_dir / LATEST
+    found = (f"a checkpoint ({pointer.read_text().strip()})" if pointer.is_file()
+             else "an exported policy" if (run_dir / "policy").exists() else None)
+    if found:
+        raise FileExistsError(f"--out {run_dir}: already holds {found} of another run; continue it with "
+                              f"--resume, or choose another --out (or move that run away)")
 
 
 class OfflineTrainer:
@@ -47,6 +64,8 @@ class OfflineTrainer:
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        if not resume:
+            refuse_finished_run(self.run_dir)
         self.di = di = dist_info or setup_distributed(cfg.device)
         self.progress = progress and di.is_main
         seed_all(cfg.seed)
