@@ -205,8 +205,10 @@ def critic_auroc(out: Path) -> list[dict]:
 def online_budget(out: Path) -> list[dict]:
     """What every online row really used, per round (issue 14: the configured budget, the operator's share):
     ``OUT/runs/<task>/<row>-online/summary.json`` of an in-process run (``rounds``, with the per-update means)
-    or of a run through the ROS graph (``per_round``). ``res_abs`` (mean |residual|, normalised units) and
-    ``q_gain`` (mean Q(composite chunk) - Q(base chunk)) are the round's update means where recorded."""
+    or of a run through the ROS graph (``per_round``; its update means are the trainer node's
+    ``trainer/round_log.json``). ``res_abs`` (mean |residual|, normalised units) and ``q_gain`` (mean
+    Q(composite chunk) - Q(base chunk)) are the round's update means where recorded; ``takeovers`` is counted
+    only where the episodes are listed (in-process runs)."""
     rows = []
     for f in sorted(out.glob("runs/*/*-online/summary.json")):
         try:
@@ -216,9 +218,14 @@ def online_budget(out: Path) -> list[dict]:
         per_round = summary.get("per_round") or summary.get("rounds")
         if not isinstance(per_round, list):
             continue
+        try:  # through the ROS graph: {"<round>": {"update_means": ...}} written by the trainer node
+            round_log = json.loads((f.parent / "trainer" / "round_log.json").read_text())
+        except (OSError, ValueError):
+            round_log = {}
         for r in per_round:
             eps = r.get("episodes")
-            means = r.get("update_means") or {}
+            logged = round_log.get(str(r.get("round"))) if isinstance(round_log, dict) else None
+            means = r.get("update_means") or (logged or {}).get("update_means") or {}
             rows.append({
                 "task": f.parent.parent.name, "row": f.parent.name, "round": int(r.get("round", 0)),
                 "episodes": len(eps) if isinstance(eps, list) else int(r.get("num_episodes", eps or 0)),

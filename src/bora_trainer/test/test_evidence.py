@@ -253,6 +253,10 @@ def test_online_budget_reads_both_online_environments(tmp_path):
     ros.joinpath("summary.json").write_text(json.dumps({"through_ros": True, "per_round": [
         {"round": 1, "episodes": 10, "steps": 300, "intervened_steps": 10, "successes": 9},
         {"round": 2, "episodes": 10, "steps": 200, "intervened_steps": 0, "successes": 10}]}))
+    # the trainer node's round log holds the update means of a run through the graph (round 2 only here)
+    (ros / "trainer").mkdir()
+    (ros / "trainer" / "round_log.json").write_text(json.dumps(
+        {"2": {"updates": 5, "update_means": {"actor/res_abs": 0.25, "actor/q_gain": -0.125}}}))
     rows = online_budget(tmp_path)
     assert [(r["task"], r["row"], r["round"]) for r in rows] == [
         ("open_box", "aloe-online", 1), ("open_box", "aloe-online", 2), ("press_button", "bora-residual-online", 1)]
@@ -261,4 +265,5 @@ def test_online_budget_reads_both_online_environments(tmp_path):
     md = "\n".join(_budget_md(rows))
     assert "| press_button | bora-residual-online | 1 | 3 | 2 | 100 | 30 (30.0%) | 3 | 0.050 | +0.0020 |" in md
     assert "| open_box | aloe-online | 1 | 10 | 9 | 300 | 10 (3.3%) | - | - | - |" in md
+    assert "| open_box | aloe-online | 2 | 10 | 10 | 200 | 0 (0.0%) | - | 0.250 | -0.1250 |" in md
     assert "23 episodes, 40 of 600 control steps under the operator (6.7%" in md  # 30 + 10 + 0 of 100 + 300 + 200
