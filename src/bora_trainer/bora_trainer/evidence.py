@@ -37,8 +37,9 @@ from bora_trainer.stats import (
     paired_bootstrap_diff,
 )
 
+WARMUP_METHOD = "Warm-up"  # the shared warm-up's row (demo EvalSpec.warmup_row; ours, not a paper row)
 CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"), ("CP Base", "CP + Decoupled Critic"),
-          ("CP Base", "Warm-up"))  # the last: what the offline fine-tuning did (EvalSpec.warmup_row; ours)
+          ("CP Base", WARMUP_METHOD))  # the last: what the offline fine-tuning did
 SEED_CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"))
 
 

@@ -13,8 +13,7 @@ import yaml
 from bora_trainer import protocol
 from bora_trainer.config_io import read_yaml, to_dict
 from bora_trainer.demo.config import STAGES, DemoConfig, episodes_for, merge, resolve_path, split_groups
-
-WARMUP_METHOD = "Warm-up"  # EvalSpec.warmup_row's method name in the tables
+from bora_trainer.evidence import WARMUP_METHOD
 
 
 @dataclass
