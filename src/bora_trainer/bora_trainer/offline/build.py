@@ -125,9 +125,11 @@ def init_modules_from(learner: OfflineAlgorithm, path: str | Path) -> list[str]:
     The VLM must match (an error names the mismatch otherwise: the runs were built from different VLM
     configs); the action expert / critic are loaded only when they are of the same kind and shape (e.g. a
     ``cp-bc`` warm-up initialises the consistency expert of ``bora`` but not the diffusion expert of
-    ``diffusion-bc``). A reference copy of the expert (PPO's pi_theta_old) is re-synchronised afterwards."""
+    ``diffusion-bc``). A reference copy of the expert (PPO's pi_theta_old) is re-synchronised afterwards.
+    A source trained with ``policy_ema`` gives its weight average (``vlm_ema`` / ``expert_ema``: the policy it
+    exported), not its raw weights."""
     ck = load_checkpoint(path)
-    src = ck["modules"]
+    src = {**ck["modules"], **{n[: -len("_ema")]: st for n, st in ck["modules"].items() if n.endswith("_ema")}}
     loaded = []
     for name, mod in learner.modules_to_save().items():
         if name == "expert_ref" or name not in src:

@@ -5,7 +5,8 @@ Data parallel under torchrun: each process reads ``batch_size`` samples per upda
 (or FSDP2 with ``fsdp: true``), and only rank 0 writes checkpoints, TensorBoard logs and the progress bar.
 Pooled batch statistics (advantage normalisation, the gate) are all-reduced so every rank takes the same
 decision. Two AdamW optimisers (actor: VLM + expert; critic) step the learner's losses
-(``algorithms/offline_learner.py``); at the end the run exports ``RUN/policy`` (+ ``RUN/critic``).
+(``algorithms/offline_learner.py``); at the end the run exports ``RUN/policy`` (+ ``RUN/critic``): the
+actor's weights, or their moving average with ``policy_ema`` > 0 (``OfflineConfig.policy_ema``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bora_policy.runtime.processor import ActionProcessor, ObservationProcessor
@@ -35,6 +37,8 @@ from bora_trainer.data.chunks import ChunkDataset, MultiChunkDataset
 from bora_trainer.offline.build import build_learner, init_modules_from, policy_config, run_root
 from bora_trainer.offline.data import random_shift, select_episodes
 from bora_trainer.offline.distributed import DistInfo, all_reduce_sum, seed_all, setup_distributed
+
+EMA_MODULES = ("vlm", "expert")  # the actor: what ``RUN/policy`` exports (OfflineConfig.policy_ema)
 
 
 def refuse_finished_run(run_dir: Path) -> None:
@@ -114,6 +118,14 @@ class OfflineTrainer:
         elif cfg.init_from:
             self.initialized_from = init_modules_from(self.learner, cfg.init_from)
         self.model = self._wrap(self.learner)
+        # the actor's weight average (OfflineConfig.policy_ema); the first update copies the weights
+        self.ema: dict[str, AveragedModel] = {}
+        if cfg.policy_ema > 0:
+            mods = self.learner.modules_to_save()
+            avg = get_ema_multi_avg_fn(cfg.policy_ema)
+            self.ema = {n: AveragedModel(mods[n], multi_avg_fn=avg) for n in EMA_MODULES}
+            if self.ckpt is not None:
+                self._load_ema(self.ckpt)
         self.actor_opt = torch.optim.AdamW(self.learner.actor_param_groups(), weight_decay=cfg.weight_decay)
         cgroups = self.learner.critic_param_groups()
         self.critic_opt = torch.optim.AdamW(cgroups, weight_decay=cfg.weight_decay) if cgroups else None
@@ -186,6 +198,19 @@ class OfflineTrainer:
                 raise RuntimeError(f"checkpoint has no {name!r} weights (has {sorted(modules)})")
             mod.load_state_dict(modules[name])
 
+    def _load_ema(self, ckpt: dict) -> None:
+        """Resume the weight average from a checkpoint; one written without it starts the average anew."""
+        updates = int((ckpt["trainer_state"] or {}).get("ema_updates", 0))
+        if updates == 0 or not all(f"{n}_ema" in ckpt["modules"] for n in EMA_MODULES):
+            return
+        for n, avg in self.ema.items():
+            avg.module.load_state_dict(ckpt["modules"][f"{n}_ema"])
+            avg.n_averaged.fill_(updates)
+
+    def ema_states(self) -> dict[str, dict]:
+        """``{"vlm": ..., "expert": ...}``: the averaged actor (empty without ``policy_ema``)."""
+        return {n: avg.module.state_dict() for n, avg in self.ema.items()}
+
     def _module_states(self) -> dict[str, dict]:
         if self.cfg.fsdp and self.di.world > 1:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -246,10 +271,12 @@ class OfflineTrainer:
                 "torch_rng": torch.get_rng_state(),
                 **optim,
             }
+            if self.ema:
+                trainer_state["ema_updates"] = int(next(iter(self.ema.values())).n_averaged)
             path = save_checkpoint(
                 self.run_dir,
                 self.step,
-                modules,
+                {**modules, **{f"{n}_ema": st for n, st in self.ema_states().items()}},
                 trainer_state,
                 extra={
                     "algo": self.cfg.algo,
@@ -286,6 +313,7 @@ class OfflineTrainer:
         from bora_policy.models.export import export_policy, policy_from_modules
 
         states = self._module_states()  # unwrapped (FSDP: gathered full state dicts on CPU)
+        states.update(self.ema_states())  # the deployed actor is the average when there is one
         out = None
         if self.di.is_main:
             policy = policy_from_modules(
@@ -363,6 +391,9 @@ class OfflineTrainer:
             metrics["grad/actor_norm"] = self._clip(self.actor_opt)
             self.actor_opt.step()
         self.learner.after_step(self.step)
+        mods = self.learner.modules_to_save()
+        for n, avg in self.ema.items():
+            avg.update_parameters(mods[n])
         metrics["loss/actor"] = float(actor_loss.detach())
         if critic_loss is not None:
             metrics["loss/critic"] = float(critic_loss.detach())

@@ -92,6 +92,14 @@ class OfflineConfig:
     # phase of the motion); value learning from the policy's own rollouts is RECAP's recipe (pi*0.6,
     # Physical Intelligence 2025). Same cameras, image size and robot as ``--data``.
     rollout_data: list[str] = field(default_factory=list)
+    # --- not in the paper (ours; Diffusion Policy's and Consistency Policy's practice): an exponential moving
+    # average of the actor's weights (VLM + action expert), updated after every update with this decay
+    # (``torch.optim.swa_utils.AveragedModel``); 0 disables. When on, the exported policy (``RUN/policy``) is
+    # the average, checkpoints hold it (``vlm_ema`` / ``expert_ema``), and a run started ``init_from`` this
+    # run starts from it. At a constant learning rate the raw weights keep moving on a flat loss plateau and
+    # the success of the policy they give moves with them by 10-30 points between checkpoints
+    # (bench/results/finetune_drift.md); the average is the policy of that plateau. Not with ``fsdp``.
+    policy_ema: float = 0.0
     # --- run mechanics
     seed: int = 0
     num_workers: int = 0
@@ -125,6 +133,10 @@ class OfflineConfig:
                 "OfflineConfig.rollout_data must be a list of episode directories, got the string "
                 f"{self.rollout_data!r}"
             )
+        if not 0.0 <= self.policy_ema < 1.0:
+            raise ValueError(f"OfflineConfig.policy_ema must be in [0, 1) (0 = off), got {self.policy_ema}")
+        if self.policy_ema > 0 and self.fsdp:
+            raise ValueError("OfflineConfig.policy_ema: the weight average is not supported with fsdp: true")
         if self.augment_shift < 0:
             raise ValueError(f"OfflineConfig.augment_shift must be >= 0, got {self.augment_shift}")
         for name in ("total_updates", "batch_size", "k", "ppo_ref_refresh"):
