@@ -209,7 +209,8 @@ def online_budget(out: Path) -> list[dict]:
     or of a run through the ROS graph (``per_round``; its update means are the trainer node's
     ``trainer/round_log.json``). ``res_abs`` (mean |residual|, normalised units) and ``q_gain`` (mean
     Q(composite chunk) - Q(base chunk)) are the round's update means where recorded; ``takeovers`` is counted
-    only where the episodes are listed (in-process runs)."""
+    from the listed episodes (in-process runs) or read from the round (the trainer node's ledger,
+    ``rounds.round_table``); runs recorded before that count have none ("-")."""
     rows = []
     for f in sorted(out.glob("runs/*/*-online/summary.json")):
         try:
@@ -232,7 +233,8 @@ def online_budget(out: Path) -> list[dict]:
                 "episodes": len(eps) if isinstance(eps, list) else int(r.get("num_episodes", eps or 0)),
                 "successes": int(r.get("successes", 0)), "steps": int(r.get("steps", 0)),
                 "intervened_steps": int(r.get("intervened_steps", 0)),
-                "takeovers": sum(int(e.get("interventions", 0)) for e in eps) if isinstance(eps, list) else None,
+                "takeovers": (sum(int(e.get("interventions", 0)) for e in eps) if isinstance(eps, list)
+                              else r.get("takeovers")),
                 "res_abs": means.get("actor/res_abs"), "q_gain": means.get("actor/q_gain"),
             })
     return rows

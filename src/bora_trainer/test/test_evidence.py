@@ -252,7 +252,7 @@ def test_online_budget_reads_both_online_environments(tmp_path):
     ros.mkdir(parents=True)
     ros.joinpath("summary.json").write_text(json.dumps({"through_ros": True, "per_round": [
         {"round": 1, "episodes": 10, "steps": 300, "intervened_steps": 10, "successes": 9},
-        {"round": 2, "episodes": 10, "steps": 200, "intervened_steps": 0, "successes": 10}]}))
+        {"round": 2, "episodes": 10, "steps": 200, "intervened_steps": 0, "successes": 10, "takeovers": 0}]}))
     # the trainer node's round log holds the update means of a run through the graph (round 2 only here)
     (ros / "trainer").mkdir()
     (ros / "trainer" / "round_log.json").write_text(json.dumps(
@@ -265,5 +265,5 @@ def test_online_budget_reads_both_online_environments(tmp_path):
     md = "\n".join(_budget_md(rows))
     assert "| press_button | bora-residual-online | 1 | 3 | 2 | 100 | 30 (30.0%) | 3 | 0.050 | +0.0020 |" in md
     assert "| open_box | aloe-online | 1 | 10 | 9 | 300 | 10 (3.3%) | - | - | - |" in md
-    assert "| open_box | aloe-online | 2 | 10 | 10 | 200 | 0 (0.0%) | - | 0.250 | -0.1250 |" in md
+    assert "| open_box | aloe-online | 2 | 10 | 10 | 200 | 0 (0.0%) | 0 | 0.250 | -0.1250 |" in md
     assert "23 episodes, 40 of 600 control steps under the operator (6.7%" in md  # 30 + 10 + 0 of 100 + 300 + 200

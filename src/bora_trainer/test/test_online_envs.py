@@ -134,6 +134,7 @@ def test_env_sim_and_env_ros_sources_fold_the_same_rounds(tmp_path):
         assert len(loop.online) == 16 and loop.update_step == 32
         assert [loop.round_log[r]["updates"] for r in ("1", "2")] == [16, 16]
         assert [r["intervened_steps"] for r in loop.summary()] == [0, 4]
+        assert [r["takeovers"] for r in loop.summary()] == [0, 1]  # episode 3's one takeover (steps 4-7)
         assert [float(f.lam) for f in loop.frozen] == pytest.approx([A0 + (A1 - A0) * 16 / TA])
         assert [load_checkpoint(latest_checkpoint(loop.round_dir(r)))["step"] for r in (1, 2)] == [16, 32]
     # round 1 trained on the same rows with the same seeds: the same frozen residual, bit for bit

@@ -20,7 +20,7 @@ from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_sc
 from bora_trainer.online.config import TrainerConfig
 from bora_trainer.online.env_ros import build_offline_buffer, ros_loop
 from bora_trainer.online.loop import OnlineLoop
-from bora_trainer.online.rounds import RoundGate, episode_gate, intervened_steps, round_table
+from bora_trainer.online.rounds import RoundGate, episode_gate, intervened_steps, round_table, takeovers
 
 
 def test_intervened_steps_counts_each_control_step_once():
@@ -43,6 +43,27 @@ def test_intervened_steps_counts_each_control_step_once():
     assert intervened_steps(rows) == 2
 
 
+def test_takeovers_count_runs_of_intervened_steps():
+    # flags 0110 | 1100 (chunks at 0 and 4): steps 1-2 and 4-5, step 3 known and not intervened -> 2 takeovers
+    rows = {
+        "step": np.array([0, 4]),
+        "is_intervention": np.array([[0, 1, 1, 0], [1, 1, 0, 0]], bool),
+        "mask": np.ones((2, 4), bool),
+    }
+    assert takeovers(rows) == 2
+    # step 3 not covered (masked out: a missing command): steps 1-2 and 4-5 are one takeover
+    rows["mask"] = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    assert takeovers(rows) == 1
+    # overlapping chunks that agree: {2, 3} and {2, 3, 4} -> one run; an episode starting under the operator
+    rows = {"step": np.array([0, 2]), "is_intervention": np.array([[0, 0, 1, 1], [1, 1, 1, 0]], bool),
+            "mask": np.ones((2, 4), bool)}
+    assert takeovers(rows) == 1
+    rows["is_intervention"] = np.array([[1, 0, 0, 1], [0, 1, 0, 1]], bool)  # steps 0, 3, 5 -> three runs
+    assert takeovers(rows) == 3
+    assert takeovers({"step": np.array([0]), "is_intervention": np.zeros((1, 4), bool),
+                      "mask": np.ones((1, 4), bool)}) == 0
+
+
 def test_round_table_sums_per_round():
     ledger = {
         "a": {"round": 1, "num_steps": 10, "intervened_steps": 2, "outcome": "success"},
@@ -54,6 +75,10 @@ def test_round_table_sums_per_round():
     assert (t[0]["episodes"], t[0]["steps"], t[0]["intervened_steps"], t[0]["successes"]) == (2, 40, 8, 1)
     assert t[0]["intervened_share"] == pytest.approx(0.2)
     assert (t[1]["episodes"], t[1]["steps"], t[1]["intervened_share"]) == (1, 20, 0.0)
+    assert t[0]["takeovers"] is None  # a ledger written before takeovers were counted
+    for e, n in zip(ledger.values(), (1, 3, 0)):
+        e["takeovers"] = n
+    assert [r["takeovers"] for r in round_table(ledger)] == [4, 0]
 
 
 def test_episode_gate_values_and_errors():

@@ -55,7 +55,7 @@ from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_c
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
 from bora_trainer.online.checkpoints import CheckpointsMixin, announcement
 from bora_trainer.online.config import Announcement, TrainerConfig
-from bora_trainer.online.rounds import episode_gate, intervened_steps, round_table
+from bora_trainer.online.rounds import episode_gate, intervened_steps, round_table, takeovers
 from bora_trainer.online.source import Episode, EpisodeSource
 
 log = logging.getLogger("bora_trainer.online")
@@ -323,6 +323,7 @@ class OnlineLoop(CheckpointsMixin):
             "round": self.round,
             "base_round": int(ep.base_round or self.round),
             "intervened_steps": intervened_steps(rows),
+            "takeovers": takeovers(rows),
             "source_episode_id": int(info.get("source_episode_id") or 0),
             "session_id": str(info.get("session_id") or ""),
             "time": time.time(),

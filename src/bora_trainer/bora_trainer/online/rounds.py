@@ -14,8 +14,8 @@ episodes on its own (``auto_reset``) while the trainer updates, so two mechanism
   in use by the policy (:class:`RoundGate`), so every episode of round r runs round r's residual.
 
 Everything here is plain Python over the trainer's ledger (``STATE/ingested.json``: one entry per
-ingested episode with its ``round``, ``num_steps``, ``intervened_steps``, ``outcome`` and the bridge's
-``source_episode_id``).
+ingested episode with its ``round``, ``num_steps``, ``intervened_steps``, ``takeovers``, ``outcome`` and the
+bridge's ``source_episode_id``).
 """
 
 from __future__ import annotations
@@ -40,18 +40,40 @@ def intervened_steps(rows: dict[str, np.ndarray]) -> int:
     return int(np.unique(steps).size)
 
 
+def takeovers(rows: dict[str, np.ndarray]) -> int:
+    """Operator takeovers in one episode's chunk transitions: runs of intervened control steps.
+
+    Same rows as :func:`intervened_steps`. Only steps a chunk covers with ``mask`` true are known; a run ends at
+    a known step without the flag, so a step no chunk covers (a missing command) does not split a takeover.
+    """
+    step = np.asarray(rows["step"], np.int64).reshape(-1, 1)
+    flag = np.asarray(rows["is_intervention"], bool)
+    mask = np.asarray(rows["mask"], bool)
+    k = flag.shape[1] if flag.ndim == 2 else 0
+    if not k:
+        return 0
+    steps = (step + np.arange(k, dtype=np.int64)[None, :])[mask]
+    known, where = np.unique(steps, return_inverse=True)
+    on = np.zeros(known.size, bool)
+    np.logical_or.at(on, where, flag[mask])  # overlapping chunks: a step is intervened if any chunk says so
+    return int(on[:1].sum() + np.sum(on[1:] & ~on[:-1]))
+
+
 def round_table(ledger: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per round: episodes, control steps, intervened steps (and their share), successes."""
+    """Per round: episodes, control steps, intervened steps (and their share), successes, and takeovers
+    (None when an entry predates their count in the ledger)."""
     out: dict[int, dict[str, Any]] = {}
     for e in ledger.values():
         r = int(e.get("round", 1))
         row = out.setdefault(
-            r, {"round": r, "episodes": 0, "steps": 0, "intervened_steps": 0, "successes": 0}
+            r, {"round": r, "episodes": 0, "steps": 0, "intervened_steps": 0, "successes": 0, "takeovers": 0}
         )
         row["episodes"] += 1
         row["steps"] += int(e.get("num_steps", 0))
         row["intervened_steps"] += int(e.get("intervened_steps", 0))
         row["successes"] += int(e.get("outcome") == "success")
+        n = e.get("takeovers")
+        row["takeovers"] = None if n is None or row["takeovers"] is None else row["takeovers"] + int(n)
     rows = [out[r] for r in sorted(out)]
     for row in rows:
         row["intervened_share"] = row["intervened_steps"] / row["steps"] if row["steps"] else 0.0

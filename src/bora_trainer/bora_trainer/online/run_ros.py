@@ -257,8 +257,9 @@ def train_ros(
     for r in per_round:
         say(
             f"online (ROS graph): round {r['round']}: {r['episodes']} episodes, {r['steps']} control steps, "
-            f"{r['intervened_steps']} under the operator ({100 * r['intervened_share']:.1f}%), "
-            f"{r['successes']} successes"
+            f"{r['intervened_steps']} under the operator ({100 * r['intervened_share']:.1f}%"
+            + (f", {r['takeovers']} takeovers), " if r.get("takeovers") is not None else "), ")
+            + f"{r['successes']} successes"
         )
     summary = {
         "through_ros": True,
