@@ -98,7 +98,7 @@ class OfflineConfig:
     # the average, checkpoints hold it (``vlm_ema`` / ``expert_ema``), and a run started ``init_from`` this
     # run starts from it. Not with ``fsdp``. Off by default: measured at the evidence recipe
     # (bench/results/finetune_drift.md, 3 tasks x 30 tuning seeds) the average (0.995) LOST against the raw
-    # weights: warm-up 34/90 vs 51/90, CP Base 28/90 vs 34/90, BORA-Offline 26/90 vs 28/90.
+    # weights: warm-up 34/90 vs 51/90, CP Base 28/90 vs 34/90, BORA-Offline 26/90 vs 29/90.
     policy_ema: float = 0.0
     # --- run mechanics
     seed: int = 0
