@@ -39,12 +39,11 @@ import time
 from pathlib import Path
 
 import yaml
+from bench_offline_rollouts import paired_lines
+from bench_online_bc import successes, write_keeping_findings  # the evidence benches' outcome reader, writer
 from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src" / "bora_trainer"))
-from bora_trainer.stats import mcnemar_exact_p, newcombe_paired_diff  # noqa: E402
 
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
 # policy name in the tables -> work-directory name of its run and eval file
@@ -124,16 +123,6 @@ def run_task(task: str, a: argparse.Namespace) -> dict[str, list[bool]]:
     return out
 
 
-def successes(path: Path) -> list[bool]:
-    eps = sorted(json.loads(path.read_text())["episodes"], key=lambda e: e["seed"])
-    return [bool(e["success"]) for e in eps]
-
-
-def diff_cell(x: list[bool], y: list[bool]) -> str:
-    d, lo, hi = newcombe_paired_diff(x, y)
-    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] p={mcnemar_exact_p(x, y):.3f}"
-
-
 def report(results: dict[str, dict]) -> str:
     names = list(POLICIES)
     lines = [f"| task | {' | '.join(names)} |", "|" + " --- |" * (len(names) + 1)]
@@ -142,15 +131,7 @@ def report(results: dict[str, dict]) -> str:
     if len(results) > 1:
         pooled = {p: [x for r in results.values() for x in r[p]] for p in names}
         lines.append("| **pooled** | " + " | ".join(f"{sum(v)}/{len(v)}" for v in pooled.values()) + " |")
-    lines += ["", "Paired differences (percentage points, Newcombe 95% interval, McNemar exact p):", "",
-              "| task | " + " | ".join(f"{x} - {y}" for x, y in PAIRS) + " |", "|" + " --- |" * (len(PAIRS) + 1)]
-    for task, r in results.items():
-        lines.append(f"| {task} | " + " | ".join(diff_cell(r[x], r[y]) for x, y in PAIRS) + " |")
-    if len(results) > 1:
-        lines.append("| **pooled** | " + " | ".join(
-            diff_cell([v for r in results.values() for v in r[x]], [v for r in results.values() for v in r[y]])
-            for x, y in PAIRS) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + paired_lines(results, PAIRS))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,15 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{a.report}.json").write_text(json.dumps(
         {"evidence": a.evidence, "trials": a.trials, "seed0": a.seed0, "ema": a.ema, "results": results,
          "machine": m}, indent=1))
-    md = RESULTS / f"{a.report}.md"
     head = (f"# Why the offline fine-tuning loses against the warm-up (issue 14)\n\nMachine: {m.get('cpu', '')}; "
             f"commit {m.get('commit', '')}. `bench/bench_finetune_drift.py --evidence {a.evidence} --ema {a.ema}` "
             f"({a.trials} standard trials per policy on the tuning seeds {a.seed0}..; every policy on the same "
             f"seeds).\n\n")
-    findings = ""
-    if md.is_file() and "## Findings" in md.read_text():  # keep the hand-written reading of the last run
-        findings = "\n\n" + md.read_text()[md.read_text().index("## Findings"):]
-    md.write_text(head + table + "\n" + findings)
+    write_keeping_findings(RESULTS / f"{a.report}.md", head + table + "\n")
     print(table)
     return 0
 

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_online_bc import bora, successes  # the evidence benches' subprocess runner and outcome reader
+from bench_online_bc import bora, successes, write_keeping_findings  # the evidence benches' runner, readers
 from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,6 +94,19 @@ def diff_cell(x: list[bool], y: list[bool]) -> str:
     return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] p={mcnemar_exact_p(x, y):.3f}"
 
 
+def paired_lines(results: dict[str, dict], pairs) -> list[str]:
+    """The paired-differences table (per task and pooled) of ``results`` {task: {policy: [success per seed]}}."""
+    lines = ["", "Paired differences (percentage points, Newcombe 95% interval, McNemar exact p):", "",
+             "| task | " + " | ".join(f"{x} - {y}" for x, y in pairs) + " |", "|" + " --- |" * (len(pairs) + 1)]
+    for task, r in results.items():
+        lines.append(f"| {task} | " + " | ".join(diff_cell(r[x], r[y]) for x, y in pairs) + " |")
+    if len(results) > 1:
+        lines.append("| **pooled** | " + " | ".join(
+            diff_cell([v for r in results.values() for v in r[x]], [v for r in results.values() for v in r[y]])
+            for x, y in pairs) + " |")
+    return lines
+
+
 def report(results: dict[str, dict], a: argparse.Namespace) -> str:
     lines = [f"| task | warm-up rollouts (successes / episodes) | {' | '.join(POLICIES)} |",
              "|" + " --- |" * (len(POLICIES) + 2)]
@@ -103,15 +116,7 @@ def report(results: dict[str, dict], a: argparse.Namespace) -> str:
     if len(results) > 1:
         pooled = {p: [x for r in results.values() for x in r[p]] for p in POLICIES}
         lines.append("| **pooled** | | " + " | ".join(f"{sum(v)}/{len(v)}" for v in pooled.values()) + " |")
-    lines += ["", "Paired differences (percentage points, Newcombe 95% interval, McNemar exact p):", "",
-              "| task | " + " | ".join(f"{x} - {y}" for x, y in PAIRS) + " |", "|" + " --- |" * (len(PAIRS) + 1)]
-    for task, r in results.items():
-        lines.append(f"| {task} | " + " | ".join(diff_cell(r[x], r[y]) for x, y in PAIRS) + " |")
-    if len(results) > 1:
-        lines.append("| **pooled** | " + " | ".join(
-            diff_cell([v for r in results.values() for v in r[x]], [v for r in results.values() for v in r[y]])
-            for x, y in PAIRS) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + paired_lines(results, PAIRS))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,15 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{a.report}.json").write_text(json.dumps(
         {"evidence": a.evidence, "trials": a.trials, "seed0": a.seed0, "rollout_episodes": a.rollout_episodes,
          "rollout_seed0": a.rollout_seed0, "results": results, "machine": m}, indent=1))
-    md = RESULTS / f"{a.report}.md"
     head = (f"# Offline rows with the warm-up's own rollouts (issue 14)\n\nMachine: {m.get('cpu', '')}; commit "
             f"{m.get('commit', '')}. `bench/bench_offline_rollouts.py --evidence {a.evidence}` ({a.trials} standard "
             f"trials per policy on the tuning seeds {a.seed0}..; rollouts: {a.rollout_episodes} warm-up episodes "
             f"on seeds {a.rollout_seed0}..).\n\n")
-    findings = ""
-    if md.is_file() and "## Findings" in md.read_text():  # keep the hand-written reading of the last run
-        findings = "\n\n" + md.read_text()[md.read_text().index("## Findings"):]
-    md.write_text(head + table + "\n" + findings)
+    write_keeping_findings(RESULTS / f"{a.report}.md", head + table + "\n")
     print(table)
     return 0
 
