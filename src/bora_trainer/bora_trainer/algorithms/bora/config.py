@@ -96,9 +96,10 @@ class OfflineConfig:
     # average of the actor's weights (VLM + action expert), updated after every update with this decay
     # (``torch.optim.swa_utils.AveragedModel``); 0 disables. When on, the exported policy (``RUN/policy``) is
     # the average, checkpoints hold it (``vlm_ema`` / ``expert_ema``), and a run started ``init_from`` this
-    # run starts from it. Not with ``fsdp``. Off by default: measured at the evidence recipe
-    # (bench/results/finetune_drift.md, 3 tasks x 30 tuning seeds) the average (0.995) LOST against the raw
-    # weights: warm-up 34/90 vs 51/90, CP Base 28/90 vs 34/90, BORA-Offline 26/90 vs 29/90.
+    # run starts from it. Under DDP every rank averages its own replica (test_ddp.py); not with ``fsdp``.
+    # Off by default: measured at the evidence recipe (bench/results/finetune_drift.md, 3 tasks x 30 tuning
+    # seeds) the average (0.995) LOST against the raw weights: warm-up 34/90 vs 51/90, CP Base 28/90 vs
+    # 34/90, BORA-Offline 26/90 vs 29/90.
     policy_ema: float = 0.0
     # --- run mechanics
     seed: int = 0
