@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                     f"or `online` ({', '.join(registry.online_names())}) training"),
     "eval": ("bora_trainer.evaluate", "evaluate a run on a simulated task and object set; `eval critic`: "
                                       "the critic's outcome AUROC and calibration on eval results"),
+    "select": ("bora_trainer.select", "choose an offline run's checkpoint by rollouts on tuning seeds and deploy it "
+                                      "as RUN/policy"),
     "report": ("bora_trainer.report", "Markdown tables (paper Tables 1-2 form) and plots from eval results; "
                                       "`report evidence`: paired differences, seeds, learning curve, AUROC"),
     "bag": ("bora_trainer.data.bag_cli", "`convert` rosbag2 recordings into episodes and transitions, `info`"),

@@ -149,6 +149,36 @@ def test_plan_without_warmup_trains_rows_from_scratch(tmp_path):
     assert st["warmup"] == [] and not any("--init-from" in j.argv for j in st["offline"])
 
 
+def test_checkpoint_selection_plan_configs_and_seed_checks(tmp_path):
+    """offline.select (bora select): the rows keep every candidate checkpoint (the warm-up does not), a select
+    job per row runs after its training on the tuning seeds; seeds overlapping the evaluation's are refused."""
+    from bora_trainer.config_io import read_yaml
+
+    cfg = dc.load_demo_config(ROOT / "config" / "demo.yaml")
+    assert cfg.offline.select.every == 0 and not any(j.name.startswith("select-") for j in dp.plan(cfg, tmp_path)
+                                                     .stages["offline"])
+    cfg.offline.select = dc.SelectSpec(every=100, trials=20, seed0=200_000, num_envs=4)
+    cfg.validate()
+    st = dp.plan(cfg, tmp_path).stages
+    sel = [j for j in st["offline"] if j.name.startswith("select-")]
+    assert [j.name for j in sel] == [f"select-press_button-{a}" for a in cfg.offline.algos]
+    for j, algo in zip(sel, cfg.offline.algos):
+        assert j.needs == [f"offline-press_button-{algo}"]
+        a = j.argv
+        assert a[:3] == ["select", "--run", str(tmp_path / "runs" / "press_button" / algo)]
+        assert (a[a.index("--seed0") + 1], a[a.index("--trials") + 1], a[a.index("--num-envs") + 1]) == \
+            ("200000", "20", "4")
+    dp.write_stage_configs(cfg, tmp_path)
+    rows, warm = read_yaml(tmp_path / "configs" / "offline.yaml"), read_yaml(tmp_path / "configs" / "warmup.yaml")
+    assert (rows["ckpt_every"], rows["keep_last"]) == (100, 0)
+    assert (warm["ckpt_every"], warm["keep_last"]) != (100, 0)
+    for bad, msg in ((dict(seed0=cfg.eval.seed0 + 5), "overlap the evaluation seeds"),
+                     (dict(every=300), "must divide offline.updates"), (dict(trials=0), "trials and num_envs")):
+        cfg.offline.select = dc.SelectSpec(**{"every": 100, **bad})
+        with pytest.raises(ConfigError, match=msg):
+            cfg.validate()
+
+
 def test_stage_configs_warmup_overrides(tmp_path):
     """OUT/configs/warmup.yaml = the rows' offline config with the warm-up's own overrides on top."""
     from bora_trainer.config_io import read_yaml

@@ -79,6 +79,20 @@ class RolloutSpec:
 
 
 @dataclass
+class SelectSpec:
+    """Stage 3b (ours; off with ``every`` 0): every offline row keeps a checkpoint each ``every`` updates and
+    ``bora select`` deploys the one with the most successes in ``trials`` rollouts on the TUNING seeds
+    ``seed0 ..`` (object set ``objects``; ties: the later checkpoint), the same budget for every row. Why:
+    one run's success moves 15-20 points between checkpoints (bench/results/finetune_drift.md)."""
+
+    every: int = 0
+    trials: int = 20
+    seed0: int = 200_000
+    objects: str = "standard"
+    num_envs: int = 4
+
+
+@dataclass
 class OfflineSpec:
     """Stages 2-3. ``config``: an OfflineConfig YAML; ``overrides``: OfflineConfig fields set on top;
     ``warmup``: the shared warm-up every row fine-tunes (``warmup.updates`` = 0: rows train from scratch)."""
@@ -91,6 +105,7 @@ class OfflineSpec:
     threads: int = 1  # torch threads per training process
     warmup: WarmupSpec = field(default_factory=WarmupSpec)
     rollouts: RolloutSpec = field(default_factory=RolloutSpec)
+    select: SelectSpec = field(default_factory=SelectSpec)
 
 
 @dataclass
@@ -189,6 +204,22 @@ class DemoConfig:
         if r.episodes > 0 and r.seed0 < self.eval.seed0 + self.eval.trials and self.eval.seed0 < r.seed0 + r.episodes:
             raise ConfigError(f"DemoConfig.offline.rollouts.seed0 {r.seed0}: the rollout seeds overlap the "
                               f"evaluation seeds {self.eval.seed0}..{self.eval.seed0 + self.eval.trials - 1}")
+        sel = self.offline.select
+        if sel.every < 0 or (sel.every > 0 and (sel.trials < 1 or sel.num_envs < 1)):
+            raise ConfigError("DemoConfig.offline.select: every must be >= 0 (0: off), trials and num_envs >= 1")
+        if sel.every > 0 and self.offline.updates % sel.every:
+            raise ConfigError(f"DemoConfig.offline.select.every {sel.every}: must divide offline.updates "
+                              f"{self.offline.updates} (the last checkpoint is a candidate too)")
+        hi = self.eval.seed0 + max(self.eval.trials, self.protocol.seed_trials, self.protocol.curve_trials)
+        if sel.every > 0 and sel.seed0 < hi and self.eval.seed0 < sel.seed0 + sel.trials:
+            raise ConfigError(f"DemoConfig.offline.select.seed0 {sel.seed0}: the selection's seeds overlap the "
+                              f"evaluation seeds {self.eval.seed0}..{hi - 1}; select on tuning seeds")
+        if sel.every > 0 and r.episodes > 0 and sel.seed0 < r.seed0 + r.episodes and r.seed0 < sel.seed0 + sel.trials:
+            raise ConfigError(f"DemoConfig.offline.select.seed0 {sel.seed0}: the selection's seeds overlap the "
+                              f"recorded rollouts' seeds {r.seed0}..{r.seed0 + r.episodes - 1} (training data)")
+        if sel.every > 0 and self.protocol.enabled and len(self.protocol.seeds) > 1:
+            raise ConfigError("DemoConfig.offline.select: not implemented for the protocol's extra training seeds "
+                              "(protocol.seeds); use one seed or select: {every: 0}")
         if self.eval.warmup_row and w.updates == 0:
             raise ConfigError("DemoConfig.eval.warmup_row: there is no warm-up run to evaluate; set "
                               "offline.warmup.updates > 0")

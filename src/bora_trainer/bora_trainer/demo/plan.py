@@ -74,6 +74,14 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                 argv += ["--rollouts", str(rollouts)]
             stages["offline"].append(Job(f"offline-{task}-{algo}", argv, cfg.offline.threads,
                                          after=("export", run, data)))
+        sel = cfg.offline.select
+        for algo in cfg.offline.algos if sel.every > 0 else []:  # stage 3b: deploy the tuning seeds' best
+            argv = ["select", "--run", str(out / "runs" / task / algo), "--task", task, "--trials", str(sel.trials),
+                    "--seed0", str(sel.seed0), "--objects", sel.objects, "--replan-steps",
+                    str(cfg.eval.replan_steps), "--control-hz", f"{cfg.control_hz:g}", "--threads",
+                    str(cfg.offline.threads), "--num-envs", str(sel.num_envs), "--no-progress"]
+            stages["offline"].append(Job(f"select-{task}-{algo}", argv, cfg.offline.threads,
+                                         needs=[f"offline-{task}-{algo}"]))
         runs = [(algo, out / "runs" / task / algo) for algo in cfg.offline.algos]
         if cfg.eval.warmup_row and cfg.offline.warmup.updates > 0:
             runs.append(("warmup", warm))
@@ -119,8 +127,10 @@ def write_stage_configs(cfg: DemoConfig, out: Path) -> None:
     """OUT/configs/offline.yaml and online.yaml: the base configs with the demo's overrides merged in."""
     (out / "configs").mkdir(parents=True, exist_ok=True)
     off = merge(read_yaml(resolve_path(cfg.offline.config)), cfg.offline.overrides)
-    (out / "configs" / "offline.yaml").write_text(yaml.safe_dump(off, sort_keys=False))
     warm = merge(off, cfg.offline.warmup.overrides)
+    if cfg.offline.select.every > 0:  # the rows keep every candidate checkpoint for `bora select`
+        off = merge(off, {"ckpt_every": cfg.offline.select.every, "keep_last": 0})
+    (out / "configs" / "offline.yaml").write_text(yaml.safe_dump(off, sort_keys=False))
     (out / "configs" / "warmup.yaml").write_text(yaml.safe_dump(warm, sort_keys=False))
     on = merge(read_yaml(resolve_path(cfg.online.config)), cfg.online.overrides)
     on["control_hz"] = cfg.control_hz

@@ -180,9 +180,12 @@ class OnlineLoop(CheckpointsMixin):
         )
         critic_version = None
         if self.cfg.offline_run:
-            off = load_checkpoint(self.cfg.offline_run)
+            from bora_trainer.select import deployed_checkpoint
+
+            # critic inheritance from the checkpoint RUN/policy was exported from (the latest, or bora select's)
+            off = load_checkpoint(deployed_checkpoint(self.cfg.offline_run) or self.cfg.offline_run)
             if "critic" not in off["modules"]:
-                raise ValueError(f"{self.cfg.offline_run}: the latest checkpoint has no 'critic' module")
+                raise ValueError(f"{self.cfg.offline_run}: the deployed checkpoint has no 'critic' module")
             critic.load_state_dict(off["modules"]["critic"])
             critic_version = off["meta"].get("extra", {}).get("normalizer_version", spec.normalizer_version)
         return OnlineLearner(

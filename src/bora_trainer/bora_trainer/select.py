@@ -1,0 +1,176 @@
+"""``bora select``: an offline run's checkpoint chosen by rollouts on tuning seeds (issue 14; our addition).
+
+    bora select --run runs/bora --task press_button --trials 20 --seed0 200000
+
+Why: along ONE training run, the success of a checkpoint moves by 15-20 points pooled between checkpoints
+500 updates apart while the BC loss is flat (bench/results/finetune_drift.md), more than the differences
+between methods the evidence protocol measures. Taking every row's LAST checkpoint compares where each
+row's trajectory happened to stop. Model selection on held-out rollouts, with the same budget for every
+row, is the usual remedy (the paper is silent on which checkpoint it deploys):
+
+1. every complete checkpoint of RUN (written ``ckpt_every`` updates apart; keep them all with
+   ``keep_last: 0``) is exported to ``RUN/select/<step>/policy`` (+ ``critic/``) with the run's own
+   ``RUN/policy`` config and normaliser; a run trained with ``policy_ema`` gives its weight average;
+2. each is rolled out with ``bora eval`` on ``--trials`` TUNING seeds ``--seed0 ..`` (never the evaluation
+   seeds: the plan refuses overlapping ranges);
+3. the candidate with the most successes wins; a tie goes to the LATER checkpoint (the configured training
+   length keeps its place unless another checkpoint is strictly better on the tuning seeds);
+4. the winner becomes ``RUN/policy`` and ``RUN/critic``, and ``RUN/selection.json`` records every
+   candidate's successes and the chosen step. :func:`deployed_checkpoint` is that checkpoint, which the
+   online stage inherits its VLA and critic from (``online/vla.py``, ``online/loop.py``).
+
+The training's own export stays available as ``RUN/select/<last step>/policy``. Candidate results are kept
+(``RUN/select/<step>.json``) and reused when the settings match, so a stopped selection resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, list_checkpoints
+
+SELECTION = "selection.json"
+SELECT_DIR = "select"
+
+
+class SelectError(Exception):
+    """A bad argument or run directory; the message says what and what was expected."""
+
+
+def choose(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The candidate with the most ``successes``; ties go to the later ``step`` (module docstring, step 3)."""
+    if not candidates:
+        raise SelectError("no candidates to choose from")
+    return max(candidates, key=lambda c: (int(c["successes"]), int(c["step"])))
+
+
+def deployed_checkpoint(run: str | Path) -> Path | None:
+    """The checkpoint ``RUN/policy`` was exported from: ``RUN/selection.json``'s chosen step when the run was
+    selected, else ``RUN/latest`` (None when the run has no checkpoint)."""
+    run = Path(run)
+    sel = run / SELECTION
+    if sel.is_file():
+        step = int(json.loads(sel.read_text())["chosen_step"])
+        path = run / "checkpoints" / f"step_{step:07d}"
+        if not (path / "meta.json").is_file():
+            raise SelectError(f"{sel} chose step {step}, but {path} is not a complete checkpoint")
+        return path
+    return latest_checkpoint(run)
+
+
+def actor_states(modules: dict[str, Any]) -> tuple[dict, dict]:
+    """(VLM, expert) state dicts a checkpoint deploys: the weight average when it has one (policy_ema)."""
+    vlm = modules.get("vlm_ema", modules.get("vlm"))
+    expert = modules.get("expert_ema", modules.get("expert"))
+    if vlm is None or expert is None:
+        raise SelectError(f"checkpoint has no 'vlm' / 'expert' modules (has {sorted(modules)})")
+    return vlm, expert
+
+
+def export_checkpoint(run: Path, ckpt: Path, dest: Path) -> Path:
+    """Export checkpoint ``ckpt`` of offline run ``run`` to ``dest/policy`` (+ ``dest/critic`` when the run
+    exported a chunk critic), with the config and normaliser of ``run/policy``."""
+    from bora_policy.models.critic import load_critic
+    from bora_policy.models.export import export_policy, is_policy_dir, policy_from_modules
+    from bora_policy.models.vla import VLAPolicy
+    from bora_trainer.checkpoint import load_checkpoint
+
+    if not is_policy_dir(run / "policy"):
+        raise SelectError(f"--run {run}: no exported policy/ (train it with `bora train offline` first)")
+    base = VLAPolicy.load(run / "policy", device="cpu")
+    mods = load_checkpoint(ckpt)["modules"]
+    vlm, expert = actor_states(mods)
+    policy = policy_from_modules(base.cfg, base.normalizer, vlm, expert, device="cpu")
+    critic = None
+    if (run / "critic").is_dir() and "critic" in mods:
+        critic = load_critic(run / "critic", device="cpu")
+        critic.load_state_dict(mods["critic"])
+    return export_policy(dest, policy, critic)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bora select", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, type=Path, help="offline run directory (RUN/checkpoints, RUN/policy)")
+    p.add_argument("--task", required=True, help="bora_sim task the candidates are rolled out on")
+    p.add_argument("--trials", type=int, default=20, help="tuning episodes per candidate (default 20)")
+    p.add_argument("--seed0", type=int, default=200_000,
+                   help="first TUNING seed (default 200000; never the evaluation seeds)")
+    p.add_argument("--objects", default="standard", help="object set of the tuning rollouts (default standard)")
+    p.add_argument("--replan-steps", type=int, default=8, help="control steps between replans (default 8)")
+    p.add_argument("--control-hz", type=float, default=10.0, help="control rate (default 10)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on control steps (default: the task's limit)")
+    p.add_argument("--image-size", type=int, default=None, help="camera image side (default: the policy's)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--num-envs", type=int, default=1, help="simulated robots in lockstep (bora eval --num-envs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def select(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate every checkpoint of ``args.run`` on the tuning seeds and deploy the best (module docstring)."""
+    from bora_trainer.evaluate import build_parser as eval_parser
+    from bora_trainer.evaluate import evaluate
+
+    run = Path(args.run)
+    if args.trials < 1:
+        raise SelectError(f"--trials must be >= 1, got {args.trials}")
+    ckpts = list_checkpoints(run)
+    if not ckpts:
+        raise SelectError(f"--run {run}: no complete checkpoints under {run / 'checkpoints'}")
+    settings = {"task": args.task, "objects": args.objects, "trials": args.trials, "seed0": args.seed0,
+                "replan_steps": args.replan_steps, "control_hz": args.control_hz, "max_steps": args.max_steps,
+                "image_size": args.image_size}
+    cands = []
+    for ck in ckpts:
+        step = int(json.loads((ck / "meta.json").read_text())["step"])
+        dest = run / SELECT_DIR / ck.name
+        res_path = run / SELECT_DIR / f"{ck.name}.json"
+        res = json.loads(res_path.read_text()) if res_path.is_file() else None
+        if res is None or res.get("select_settings") != settings or res.get("checkpoint") != str(ck):
+            export_checkpoint(run, ck, dest)
+            argv = ["--run", str(dest / "policy"), "--task", args.task, "--objects", args.objects,
+                    "--trials", str(args.trials), "--seed0", str(args.seed0), "--replan-steps",
+                    str(args.replan_steps), "--control-hz", str(args.control_hz), "--threads", str(args.threads),
+                    "--num-envs", str(args.num_envs), "--no-values", "--method", f"{run.name}@{step}",
+                    "--out", str(res_path)]
+            for flag, val in (("--max-steps", args.max_steps), ("--image-size", args.image_size)):
+                argv += [flag, str(val)] if val is not None else []
+            if args.no_progress:
+                argv.append("--no-progress")
+            res = evaluate(eval_parser().parse_args(argv))
+            res.update(select_settings=settings, checkpoint=str(ck))
+            atomic_write_text(res_path, json.dumps(res, indent=1))
+        cands.append({"step": step, "checkpoint": ck.name, "successes": int(res["successes"]),
+                      "trials": int(res["trials"])})
+        print(f"bora select: {run.name} step {step}: {res['successes']}/{res['trials']} on the tuning seeds "
+              f"{args.seed0}..", flush=True)
+    best = choose(cands)
+    chosen = run / "checkpoints" / best["checkpoint"]
+    export_checkpoint(run, chosen, run)  # RUN/policy + RUN/critic from the winner
+    out = {"chosen_step": best["step"], "last_step": cands[-1]["step"], "candidates": cands, **settings}
+    atomic_write_text(run / SELECTION, json.dumps(out, indent=1))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bora_trainer.evaluate import EvalError
+
+    args = build_parser().parse_args(argv)
+    try:
+        out = select(args)
+    except (SelectError, EvalError, FileNotFoundError, ValueError) as e:
+        print(f"bora select: {e}", file=sys.stderr)
+        return 2
+    print(f"bora select: {args.run}: step {out['chosen_step']} of {[c['step'] for c in out['candidates']]} "
+          f"({max(c['successes'] for c in out['candidates'])}/{args.trials} on the tuning seeds) -> "
+          f"{args.run}/policy", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""``bora select``: every checkpoint of a run rolled out on tuning seeds, the best deployed as RUN/policy.
+
+Expectations are independent of the selection code: the choice rule on hand-made candidate lists; each
+candidate's exported weights against the state dicts saved into its checkpoint; each candidate's tuning
+successes against a separate ``bora eval`` of that exported policy on the same seeds; the deployed policy
+against the chosen checkpoint's weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bora_trainer import evaluate, select
+from bora_trainer.checkpoint import save_checkpoint, write_run_files
+
+torch.set_num_threads(1)
+TASK = "press_button"
+SEL = ["--task", TASK, "--trials", "2", "--seed0", "200000", "--max-steps", "6", "--replan-steps", "3",
+       "--image-size", "32", "--threads", "1", "--no-progress"]
+
+
+def test_choose_most_successes_ties_go_to_the_later_checkpoint():
+    c = [{"step": 100, "successes": 3}, {"step": 200, "successes": 5}, {"step": 300, "successes": 4}]
+    assert select.choose(c)["step"] == 200
+    tie = [{"step": 100, "successes": 5}, {"step": 200, "successes": 2}, {"step": 300, "successes": 5}]
+    assert select.choose(tie)["step"] == 300
+    assert select.choose([{"step": 500, "successes": 0}])["step"] == 500
+    with pytest.raises(select.SelectError):
+        select.choose([])
+
+
+def _perturbed(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {k: (v + 0.05 * torch.randn(v.shape, generator=g)) if v.is_floating_point() else v.clone()
+            for k, v in state.items()}
+
+
+@pytest.fixture()
+def run(tmp_path):
+    """An exported tiny run (policy + critic) with two checkpoints of different weights (steps 100, 200)."""
+    from bora_policy.models.critic import ChunkCritic
+    from bora_policy.models.export import export_policy
+    from bora_policy.models.normalizer import Normalizer
+    from bora_policy.models.vla import VLAConfig, VLAPolicy
+    from bora_sim.hand import get_hand
+    from bora_sim.scene import ARM_HOME
+
+    torch.manual_seed(0)
+    home = np.concatenate([ARM_HOME, np.asarray(get_hand("shadow").posture("open"), dtype=np.float64)])
+    d = home.shape[0]
+    cfg = VLAConfig(action_dim=d, state_dim=d, chunk_size=4, expert_hidden_dim=16, expert_num_blocks=1,
+                    expert_cond_dim=8, image_size=32, n_cameras=3)
+    norm = Normalizer(home, np.full(d, 0.5), home, np.full(d, 0.05))
+    policy = VLAPolicy(cfg, norm)
+    critic = ChunkCritic(policy.z_dim, d, 4, hidden_dim=16, pos_dim=4)
+    r = tmp_path / "run"
+    write_run_files(r, config={"algo": "cp-bc", "k": 4}, normalizer=norm.to_dict())
+    saved = {}
+    for step, seed in ((100, 1), (200, 2)):
+        mods = {"vlm": _perturbed(policy.vlm.state_dict(), seed),
+                "expert": _perturbed(policy.expert.state_dict(), seed + 10),
+                "critic": _perturbed(critic.state_dict(), seed + 20)}
+        save_checkpoint(r, step, mods, keep_last=0)
+        saved[step] = mods
+    export_policy(r, policy, critic)  # what the training exported (here: neither checkpoint)
+    return r, saved
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return set(a) == set(b) and all(torch.equal(a[k].float(), b[k].float()) for k in a)
+
+
+def test_every_candidate_is_its_checkpoint_and_the_chosen_one_is_deployed(run, tmp_path):
+    from bora_policy.models.critic import load_critic
+    from bora_policy.models.vla import VLAPolicy
+
+    r, saved = run
+    assert select.main(["--run", str(r), *SEL]) == 0
+    out = json.loads((r / select.SELECTION).read_text())
+    assert [c["step"] for c in out["candidates"]] == [100, 200] and out["last_step"] == 200
+    assert out["seed0"] == 200000 and out["trials"] == 2
+    for c in out["candidates"]:
+        cand = r / select.SELECT_DIR / c["checkpoint"]
+        p = VLAPolicy.load(cand / "policy")
+        assert _same(p.vlm.state_dict(), saved[c["step"]]["vlm"])
+        assert _same(p.expert.state_dict(), saved[c["step"]]["expert"])
+        assert _same(load_critic(cand / "critic").state_dict(), saved[c["step"]]["critic"])
+        # the candidate's tuning successes = an independent `bora eval` of that policy on the same seeds
+        dst = tmp_path / f"eval_{c['step']}.json"
+        assert evaluate.main(["--run", str(cand / "policy"), "--method", "x", "--out", str(dst), "--task", TASK,
+                              "--trials", "2", "--seed0", "200000", "--max-steps", "6", "--replan-steps", "3",
+                              "--image-size", "32", "--no-values", "--no-progress"]) == 0
+        ev = json.loads(dst.read_text())
+        assert c["successes"] == ev["successes"] and c["trials"] == 2
+        assert [e["seed"] for e in ev["episodes"]] == [200000, 200001]
+    best = max(out["candidates"], key=lambda c: (c["successes"], c["step"]))
+    assert out["chosen_step"] == best["step"]
+    deployed = VLAPolicy.load(r / "policy")
+    assert _same(deployed.vlm.state_dict(), saved[best["step"]]["vlm"])
+    assert _same(load_critic(r / "critic").state_dict(), saved[best["step"]]["critic"])
+    assert select.deployed_checkpoint(r) == r / "checkpoints" / f"step_{best['step']:07d}"
+    # a second call reuses the candidates' results (same settings): nothing is rolled out again
+    before = {p.name: p.stat().st_mtime_ns for p in (r / select.SELECT_DIR).glob("*.json")}
+    assert select.main(["--run", str(r), *SEL]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (r / select.SELECT_DIR).glob("*.json")} == before
+
+
+def test_deployed_checkpoint_without_selection_is_the_latest_and_a_bad_choice_is_an_error(run):
+    r, _ = run
+    assert select.deployed_checkpoint(r) == r / "checkpoints" / "step_0000200"
+    (r / select.SELECTION).write_text(json.dumps({"chosen_step": 150}))
+    with pytest.raises(select.SelectError, match="step 150"):
+        select.deployed_checkpoint(r)
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    assert select.main(["--run", str(tmp_path), *SEL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bora select: --run") and "no complete checkpoints" in err and "\n" not in err
+    (tmp_path / "checkpoints").mkdir()
+    save_checkpoint(tmp_path, 10, {"vlm": {"w": torch.zeros(1)}, "expert": {"w": torch.zeros(1)}})
+    assert select.main(["--run", str(tmp_path), *SEL]) == 2
+    assert "no exported policy/" in capsys.readouterr().err
+
+
+def test_the_online_stage_inherits_the_deployed_checkpoint(tmp_path):
+    """FrozenVLA (online/vla.py: the frozen base and the inherited critic) loads the checkpoint RUN/policy
+    came from: the latest without a selection, the chosen one with it; a policy_ema run's average."""
+    from bora_policy.models.normalizer import Normalizer
+    from bora_sim.hand import get_hand
+    from bora_sim.scene import ARM_HOME
+    from bora_trainer.algorithms.bora.config import OfflineConfig
+    from bora_trainer.config_io import load_config
+    from bora_trainer.offline.build import build_learner
+    from bora_trainer.online.vla import FrozenVLA
+
+    torch.manual_seed(0)
+    home = np.concatenate([ARM_HOME, np.asarray(get_hand("shadow").posture("open"), dtype=np.float64)])
+    d = home.shape[0]
+    raw = {"algo": "bora", "k": 4, "batch_size": 2,
+           "model": {"vlm": "paligemma-tiny", "expert": {"hidden_dim": 16, "num_blocks": 1, "cond_dim": 8}}}
+    norm = Normalizer(home, np.full(d, 0.5), home, np.full(d, 0.05))
+    learner = build_learner(load_config(OfflineConfig, raw), d, d, torch.device("cpu"))
+    r = tmp_path / "off"
+    write_run_files(r, config=raw, normalizer=norm.to_dict())
+    base = {k: m.state_dict() for k, m in learner.modules_to_save().items()}
+    saved = {step: {k: _perturbed(v, 10 * step + i) for i, (k, v) in enumerate(base.items())} for step in (1, 2)}
+    for step, mods in saved.items():
+        save_checkpoint(r, step, mods, keep_last=0, extra={"normalizer_version": norm.version})
+
+    def loaded(vla):
+        return {k: m.state_dict() for k, m in vla.learner.modules_to_save().items()}
+
+    vla = FrozenVLA(r, torch.device("cpu"))
+    assert vla.step == 2 and _same(loaded(vla)["critic"], saved[2]["critic"])
+    (r / select.SELECTION).write_text(json.dumps({"chosen_step": 1}))
+    vla = FrozenVLA(r, torch.device("cpu"))
+    assert vla.step == 1
+    for k in ("vlm", "expert", "critic"):
+        assert _same(loaded(vla)[k], saved[1][k]), k
+    # a run trained with policy_ema deploys (and so the online stage freezes) the weight average
+    (r / select.SELECTION).unlink()
+    ema = _perturbed(base["vlm"], 99)
+    save_checkpoint(r, 3, {**saved[2], "vlm_ema": ema}, keep_last=0, extra={"normalizer_version": norm.version})
+    assert _same(loaded(FrozenVLA(r, torch.device("cpu")))["vlm"], ema)
