@@ -10,13 +10,16 @@ both rows) and the best is deployed. Then, on the fixed EVALUATION seeds ``--eva
 standard episodes, as the evidence table), the shared warm-up and each row's last and selected checkpoint
 are evaluated, paired on the same seeds.
 
+A by-product with more power: every candidate's tuning-seed rollouts, averaged per seed over a row's
+candidates, compare the two methods with the checkpoint noise averaged out (paired by tuning seed).
+
 Also checked: whether the retrained last checkpoint reproduces the evidence run's row bit for bit (same
 machine, same command, same threads) and its evaluation the evidence table's.
 
 Writes ``bench/results/<--report>.{json,md}`` (default ``checkpoint_select``): the tuning-seed successes of
-every candidate, the evaluation-seed table, and paired differences (Newcombe 95% interval, McNemar exact p)
-per task and pooled. Existing outputs in ``--work`` are reused (an interrupted run resumes). Jobs run
-``--jobs`` at a time with one torch thread each (the evidence run's setting).
+every candidate, the evaluation-seed table, the mean over candidates, and paired differences (Newcombe 95%
+interval, McNemar exact p) per task and pooled. Existing outputs in ``--work`` are reused (an interrupted
+run resumes). Jobs run ``--jobs`` at a time with one torch thread each (the evidence run's setting).
 
     .venv/bin/python bench/bench_checkpoint_select.py --evidence runs/evidence [--tasks ...] [--every 100]
         [--tune-trials 30] [--trials 50] [--work /tmp/select]
@@ -25,6 +28,7 @@ per task and pooled. Existing outputs in ``--work`` are reused (an interrupted r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -33,10 +37,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import yaml
 from bench_offline_rollouts import paired_lines
 from bench_online_bc import successes, write_keeping_findings  # the evidence benches' outcome reader, writer
 from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "bora_trainer"))
+from bora_trainer.algorithms.bora.config import OfflineConfig  # noqa: E402
+from bora_trainer.stats import paired_bootstrap_diff  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
@@ -105,6 +114,45 @@ def candidates_table(rows: dict) -> list[str]:
     return lines
 
 
+def ppo_start(cfg: dict) -> int:
+    """The update BORA's PPO term starts at (OfflineConfig: ``ppo_start_step``, else the fraction of the run);
+    before it BORA-Offline's actor is trained exactly as CP Base's."""
+    if cfg.get("ppo_start_step") is not None:
+        return int(cfg["ppo_start_step"])
+    return int(float(cfg.get("ppo_start_fraction", 0.0)) * int(cfg["total_updates"]))
+
+
+def checkpoint_means(run: Path, first: int) -> list[float]:
+    """Per tuning seed, the success averaged over the candidate checkpoints of ``run`` from update ``first`` on."""
+    sel = json.loads((run / "selection.json").read_text())
+    per = np.array([successes(run / "select" / f"{c['checkpoint']}.json") for c in sel["candidates"]
+                    if c["step"] >= first], dtype=float)
+    return per.mean(axis=0).tolist()
+
+
+def mean_over_checkpoints(a: argparse.Namespace) -> list[str]:
+    """BORA-Offline - CP Base with each row's success averaged over its candidate checkpoints (all of them, and
+    those after BORA's PPO start), paired by tuning seed (seeds resampled, tasks as strata:
+    ``stats.paired_bootstrap_diff``)."""
+    start = ppo_start(yaml.safe_load((a.work / a.tasks[0] / "bora" / "config.yaml").read_text()))
+    lines = ["", f"Candidate checkpoints averaged (tuning seeds; per seed the success averaged over a row's "
+             f"candidates; paired bootstrap over seeds, tasks as strata, 95% interval). BORA's PPO term starts "
+             f"at update {start}: before it both rows train the actor identically.", "",
+             "| candidates | task | CP Base | BORA-Offline | BORA-Offline - CP Base |",
+             "| --- | --- | --- | --- | --- |"]
+    for label, first in (("all", 0), (f"after update {start}", start + 1)):
+        strata = {t: (checkpoint_means(a.work / t / "bora", first), checkpoint_means(a.work / t / "cp-bc", first))
+                  for t in a.tasks}
+        for t in list(strata) + (["**pooled**"] if len(strata) > 1 else []):
+            sub = strata if t == "**pooled**" else {t: strata[t]}
+            d, lo, hi = paired_bootstrap_diff(sub)
+            mb = np.mean([np.mean(x) for x, _ in sub.values()])
+            mc = np.mean([np.mean(y) for _, y in sub.values()])
+            lines.append(f"| {label} | {t} | {100 * mc:.1f}% | {100 * mb:.1f}% | "
+                         f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--evidence", required=True, help="an evidence run directory (bora demo --out)")
@@ -117,12 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("/tmp/select"))
     p.add_argument("--report", default="checkpoint_select")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="OfflineConfig fields changed for the retrained rows (YAML values), e.g. lr_decay=cosine")
     a = p.parse_args(argv)
     if a.tune_seed0 < a.eval_seed0 + a.trials and a.eval_seed0 < a.tune_seed0 + a.tune_trials:
         p.error(f"--tune-seed0 {a.tune_seed0}: the tuning seeds overlap the evaluation seeds {a.eval_seed0}..")
     ev = Path(a.evidence)
     cfg = yaml.safe_load((ev / "configs" / "offline.yaml").read_text())
-    cfg.update(ckpt_every=a.every, keep_last=0)
+    changes = {}
+    for item in a.set:
+        if "=" not in item:
+            p.error(f"--set {item!r}: expected KEY=VALUE")
+        key, val = item.split("=", 1)
+        if key not in {f.name for f in dataclasses.fields(OfflineConfig)}:
+            p.error(f"--set {key}: not an OfflineConfig field")
+        changes[key] = yaml.safe_load(val)
+    cfg.update(ckpt_every=a.every, keep_last=0, **changes)
     for t in a.tasks:
         (a.work / t).mkdir(parents=True, exist_ok=True)
     (a.work / "offline_select.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -146,15 +204,18 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("| **pooled** | " + " | ".join(f"{sum(v)}/{len(v)}" for v in pooled.values()) + " |")
     repro = [f"{t} {ROWS[algo]}: weights {'identical' if r['reproduces_weights'] else 'DIFFER'}, evaluation "
              f"{'identical' if r['reproduces_eval'] else 'DIFFERS'}" for (t, algo), r in rows.items()]
-    body = "\n".join(lines + paired_lines(results, PAIRS) + candidates_table(rows)
-                     + ["", "Retrained last checkpoint against the evidence run's row: " + "; ".join(repro) + "."])
+    body = "\n".join(lines + paired_lines(results, PAIRS) + candidates_table(rows) + mean_over_checkpoints(a)
+                     + ["", "Retrained last checkpoint against the evidence run's row"
+                        + (f" (a different config, {changes}: they differ by design)" if changes else "") + ": "
+                        + "; ".join(repro) + "."])
     m = machine(calibrate=False)
     (RESULTS / f"{a.report}.json").write_text(json.dumps(
         {"evidence": a.evidence, "every": a.every, "tune_trials": a.tune_trials, "tune_seed0": a.tune_seed0,
-         "trials": a.trials, "eval_seed0": a.eval_seed0, "results": results,
+         "trials": a.trials, "eval_seed0": a.eval_seed0, "set": changes, "results": results,
          "rows": {f"{t}/{algo}": r for (t, algo), r in rows.items()}, "machine": m}, indent=1))
     head = (f"# Checkpoints chosen on tuning seeds (`bora select`, issue 14)\n\nMachine: {m.get('cpu', '')}; commit "
-            f"{m.get('commit', '')}. `bench/bench_checkpoint_select.py --evidence {a.evidence} --every {a.every}`: "
+            f"{m.get('commit', '')}. `bench/bench_checkpoint_select.py --evidence {a.evidence} --every {a.every}"
+            f"{' --set ' + ' '.join(a.set) if a.set else ''}`: "
             f"candidates every {a.every} updates, {a.tune_trials} standard trials each on the tuning seeds "
             f"{a.tune_seed0}..; the table: {a.trials} standard trials per policy on the evaluation seeds "
             f"{a.eval_seed0}.. (paired; (@N): the chosen checkpoint).\n\n")
