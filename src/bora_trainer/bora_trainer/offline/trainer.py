@@ -11,6 +11,7 @@ actor's weights, or their moving average with ``policy_ema`` > 0 (``OfflineConfi
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -359,8 +360,16 @@ class OfflineTrainer:
         return out
 
     def _lr_scale(self) -> float:
-        w = self.cfg.warmup_updates
-        return min(1.0, (self.step + 1) / w) if w > 0 else 1.0
+        """Learning-rate factor of update ``self.step`` (0-based): a linear ramp over ``warmup_updates``, then
+        constant or, with ``lr_decay: cosine``, ``m + (1 - m) (1 + cos(pi p)) / 2`` with ``p`` the fraction of
+        the updates after the ramp done so far and ``m = lr_min_ratio``."""
+        c = self.cfg
+        w = c.warmup_updates
+        scale = min(1.0, (self.step + 1) / w) if w > 0 else 1.0
+        if c.lr_decay == "cosine":
+            p = min(1.0, max(0, self.step - w) / max(1, c.total_updates - w))
+            scale *= c.lr_min_ratio + (1.0 - c.lr_min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+        return scale
 
     # -- one update
     def train_step(self, batch: dict) -> dict[str, float]:

@@ -69,6 +69,11 @@ class OfflineConfig:
     ppo_ref_refresh: int = 100  # updates between snapshots of pi_theta_old (see module docstring)
     max_grad_norm: float = 1.0  # per optimiser; 0 disables
     warmup_updates: int = 0  # linear LR warm-up
+    # ours (the paper gives no schedule): "cosine" anneals every learning rate from its value after the warm-up
+    # to lr_min_ratio x that value at total_updates (half a cosine); "constant" keeps it. At the demo's high
+    # constant rates one run's success moves 15-20 points between checkpoints (bench/results/finetune_drift.md)
+    lr_decay: Literal["constant", "cosine"] = "constant"
+    lr_min_ratio: float = 0.0
     # random-shift image augmentation (DrQ, Kostrikov et al. 2020): each training image (every camera of
     # o_t and o_{t+k}) is padded by this many pixels (edge replicate) and cropped back at a random offset;
     # 0 disables. Helps a from-scratch VLM generalise from tens of demonstrations.
@@ -138,6 +143,10 @@ class OfflineConfig:
             raise ValueError(f"OfflineConfig.policy_ema must be in [0, 1) (0 = off), got {self.policy_ema}")
         if self.policy_ema > 0 and self.fsdp:
             raise ValueError("OfflineConfig.policy_ema: the weight average is not supported with fsdp: true")
+        if self.lr_decay not in ("constant", "cosine"):
+            raise ValueError(f"OfflineConfig.lr_decay must be 'constant' or 'cosine', got {self.lr_decay!r}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ValueError(f"OfflineConfig.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         if self.augment_shift < 0:
             raise ValueError(f"OfflineConfig.augment_shift must be >= 0, got {self.augment_shift}")
         for name in ("total_updates", "batch_size", "k", "ppo_ref_refresh"):
