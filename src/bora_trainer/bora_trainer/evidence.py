@@ -210,7 +210,8 @@ def online_budget(out: Path) -> list[dict]:
     ``trainer/round_log.json``). ``res_abs`` (mean |residual|, normalised units) and ``q_gain`` (mean
     Q(composite chunk) - Q(base chunk)) are the round's update means where recorded; ``takeovers`` is counted
     from the listed episodes (in-process runs) or read from the round (the trainer node's ledger,
-    ``rounds.round_table``); runs recorded before that count have none ("-")."""
+    ``rounds.round_table``); for a ledger written before that count, from the ingested episodes' chunk rows
+    (``rounds.ledger_takeovers``); "-" where neither exists."""
     rows = []
     for f in sorted(out.glob("runs/*/*-online/summary.json")):
         try:
@@ -224,8 +225,18 @@ def online_budget(out: Path) -> list[dict]:
             round_log = json.loads((f.parent / "trainer" / "round_log.json").read_text())
         except (OSError, ValueError):
             round_log = {}
+        ledger_counts: dict[int, int | None] | None = None
         for r in per_round:
             eps = r.get("episodes")
+            n_takeovers = (sum(int(e.get("interventions", 0)) for e in eps) if isinstance(eps, list)
+                           else r.get("takeovers"))
+            if n_takeovers is None and (f.parent / "trainer" / "ingested.json").is_file():
+                # a ledger from before the count: counted from the ingested episodes' chunk rows
+                if ledger_counts is None:
+                    from bora_trainer.online.rounds import ledger_takeovers
+
+                    ledger_counts = ledger_takeovers(f.parent / "trainer")
+                n_takeovers = ledger_counts.get(int(r.get("round", 0)))
             logged = round_log.get(str(r.get("round"))) if isinstance(round_log, dict) else None
             means = r.get("update_means") or (logged or {}).get("update_means") or {}
             rows.append({
@@ -233,8 +244,7 @@ def online_budget(out: Path) -> list[dict]:
                 "episodes": len(eps) if isinstance(eps, list) else int(r.get("num_episodes", eps or 0)),
                 "successes": int(r.get("successes", 0)), "steps": int(r.get("steps", 0)),
                 "intervened_steps": int(r.get("intervened_steps", 0)),
-                "takeovers": (sum(int(e.get("interventions", 0)) for e in eps) if isinstance(eps, list)
-                              else r.get("takeovers")),
+                "takeovers": n_takeovers,
                 "res_abs": means.get("actor/res_abs"), "q_gain": means.get("actor/q_gain"),
             })
     return rows

@@ -267,3 +267,36 @@ def test_online_budget_reads_both_online_environments(tmp_path):
     assert "| open_box | aloe-online | 1 | 10 | 9 | 300 | 10 (3.3%) | - | - | - |" in md
     assert "| open_box | aloe-online | 2 | 10 | 10 | 200 | 0 (0.0%) | 0 | 0.250 | -0.1250 |" in md
     assert "23 episodes, 40 of 600 control steps under the operator (6.7%" in md  # 30 + 10 + 0 of 100 + 300 + 200
+
+
+def test_online_budget_counts_takeovers_of_an_old_ledger_from_the_ingested_episodes(tmp_path):
+    """A run through the graph whose ledger predates the takeover count: counted from each ingested episode's
+    chunk rows (trainer/online_buffer/<shard>), by hand below; a round with a missing shard stays unknown."""
+    import numpy as np
+
+    from bora_trainer.evidence import online_budget
+
+    run = tmp_path / "runs" / "press_button" / "bora-residual-online"
+    (run / "trainer" / "online_buffer").mkdir(parents=True)
+    run.joinpath("summary.json").write_text(json.dumps({"through_ros": True, "per_round": [
+        {"round": 1, "episodes": 2, "steps": 40, "intervened_steps": 9, "successes": 2},
+        {"round": 2, "episodes": 1, "steps": 20, "intervened_steps": 0, "successes": 1}]}))
+    # episode a: chunks of k=4 at steps 0, 4, 8; intervened steps 2, 3, 4 (one run across the chunk seam) and 9
+    # (a second run) -> 2 takeovers. Episode b: step 5 intervened, step 6 not covered (mask 0), step 7
+    # intervened: an uncovered step does not split -> 1 takeover
+    a = {"step": np.array([0, 4, 8]), "mask": np.ones((3, 4), bool),
+         "is_intervention": np.array([[0, 0, 1, 1], [1, 0, 0, 0], [0, 1, 0, 0]], bool)}
+    b = {"step": np.array([4]), "mask": np.array([[1, 1, 0, 1]], bool),
+         "is_intervention": np.array([[0, 1, 0, 1]], bool)}
+    for name, rows in (("shard_000000.npz", a), ("shard_000001.npz", b)):
+        np.savez(run / "trainer" / "online_buffer" / name, **rows)
+    (run / "trainer" / "ingested.json").write_text(json.dumps({
+        "shard_000000.npz": {"round": 1, "intervened_steps": 4}, "shard_000001.npz": {"round": 1},
+        "shard_000002.npz": {"round": 2}}))  # round 2's shard is gone: unknown
+    rows = online_budget(tmp_path)
+    assert [r["takeovers"] for r in rows] == [3, None]
+    # an entry that has its count is used as recorded
+    (run / "trainer" / "ingested.json").write_text(json.dumps({
+        "shard_000000.npz": {"round": 1, "takeovers": 5}, "shard_000001.npz": {"round": 1},
+        "shard_000002.npz": {"round": 2, "takeovers": 0}}))
+    assert [r["takeovers"] for r in online_budget(tmp_path)] == [6, 0]

@@ -20,6 +20,8 @@ bridge's ``source_episode_id``).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,26 @@ def takeovers(rows: dict[str, np.ndarray]) -> int:
     on = np.zeros(known.size, bool)
     np.logical_or.at(on, where, flag[mask])  # overlapping chunks: a step is intervened if any chunk says so
     return int(on[:1].sum() + np.sum(on[1:] & ~on[:-1]))
+
+
+def ledger_takeovers(trainer_dir: str | Path) -> dict[int, int | None]:
+    """Per round, the takeovers of a trainer node's ledger (``trainer_dir/ingested.json``). An entry written
+    before takeovers were counted is counted here from its episode's chunk rows, the ingested shard
+    ``trainer_dir/online_buffer/<entry name>`` (:func:`takeovers`); a round with an entry that has neither is
+    None. Reads only: the recorded run is not changed."""
+    trainer_dir = Path(trainer_dir)
+    ledger = json.loads((trainer_dir / "ingested.json").read_text())
+    out: dict[int, int | None] = {}
+    for name, e in ledger.items():
+        r = int(e.get("round", 1))
+        n = e.get("takeovers")
+        shard = trainer_dir / "online_buffer" / name
+        if n is None and shard.is_file():
+            with np.load(shard) as z:
+                n = takeovers({k: z[k] for k in ("step", "is_intervention", "mask")})
+        prev = out.get(r, 0)
+        out[r] = None if n is None or prev is None else prev + int(n)
+    return out
 
 
 def round_table(ledger: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
