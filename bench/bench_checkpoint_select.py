@@ -45,6 +45,7 @@ from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "bora_trainer"))
 from bora_trainer.algorithms.bora.config import OfflineConfig  # noqa: E402
+from bora_trainer.algorithms.losses import ppo_start_step  # noqa: E402
 from bora_trainer.stats import paired_bootstrap_diff  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -96,7 +97,8 @@ def row_chain(task: str, algo: str, a: argparse.Namespace) -> dict:
         k: v for k, v in json.loads(theirs.read_text())["files"].items() if k.endswith(".safetensors")}
     table_eval = ev / "eval" / f"{task}__{algo}__standard.json"
     print(f"{task} {algo} done {time.strftime('%H:%M:%S')}", flush=True)
-    return {"selection": sel, "last": successes(ev_last), "selected": successes(ev_sel),
+    tuning = {c["step"]: successes(run / "select" / f"{c['checkpoint']}.json") for c in sel["candidates"]}
+    return {"selection": sel, "last": successes(ev_last), "selected": successes(ev_sel), "tuning": tuning,
             "reproduces_weights": bool(same),
             "reproduces_eval": table_eval.is_file() and successes(table_eval) == successes(ev_last)}
 
@@ -115,11 +117,9 @@ def candidates_table(rows: dict) -> list[str]:
 
 
 def ppo_start(cfg: dict) -> int:
-    """The update BORA's PPO term starts at (OfflineConfig: ``ppo_start_step``, else the fraction of the run);
-    before it BORA-Offline's actor is trained exactly as CP Base's."""
-    if cfg.get("ppo_start_step") is not None:
-        return int(cfg["ppo_start_step"])
-    return int(float(cfg.get("ppo_start_fraction", 0.0)) * int(cfg["total_updates"]))
+    """The update BORA's PPO term starts at (``OfflineConfig.ppo_start``); before it BORA-Offline's actor is
+    trained exactly as CP Base's."""
+    return ppo_start_step(int(cfg["total_updates"]), cfg.get("ppo_start_step"), float(cfg["ppo_start_fraction"]))
 
 
 def checkpoint_means(run: Path, first: int) -> list[float]:

@@ -86,7 +86,7 @@ class SelectSpec:
     one run's success moves 15-20 points between checkpoints (bench/results/finetune_drift.md)."""
 
     every: int = 0
-    trials: int = 20
+    trials: int = 30
     seed0: int = 200_000
     objects: str = "standard"
     num_envs: int = 4
