@@ -166,3 +166,11 @@ def test_the_online_stage_inherits_the_deployed_checkpoint(tmp_path):
     ema = _perturbed(base["vlm"], 99)
     save_checkpoint(r, 3, {**saved[2], "vlm_ema": ema}, keep_last=0, extra={"normalizer_version": norm.version})
     assert _same(loaded(FrozenVLA(r, torch.device("cpu")))["vlm"], ema)
+    # a run initialised from a selected run (OfflineConfig.init_from) starts from the chosen checkpoint too
+    from bora_trainer.offline.build import init_modules_from
+
+    (r / select.SELECTION).write_text(json.dumps({"chosen_step": 1}))
+    fresh = build_learner(load_config(OfflineConfig, raw), d, d, torch.device("cpu"))
+    init_modules_from(fresh, r)
+    for k in ("vlm", "expert", "critic"):
+        assert _same(fresh.modules_to_save()[k].state_dict(), saved[1][k]), k

@@ -120,7 +120,9 @@ def run_root(path: str | Path) -> Path:
 
 def init_modules_from(learner: OfflineAlgorithm, path: str | Path) -> list[str]:
     """Load every module of ``learner`` whose state (parameter names and shapes) matches the same-named
-    module of the latest checkpoint under ``path`` (``OfflineConfig.init_from``). Returns the loaded names.
+    module of the deployed checkpoint under ``path`` (``OfflineConfig.init_from``; ``select.deployed_checkpoint``:
+    the latest unless ``bora select`` chose another; ``path`` itself when it is a checkpoint directory).
+    Returns the loaded names.
 
     The VLM must match (an error names the mismatch otherwise: the runs were built from different VLM
     configs); the action expert / critic are loaded only when they are of the same kind and shape (e.g. a
@@ -128,7 +130,11 @@ def init_modules_from(learner: OfflineAlgorithm, path: str | Path) -> list[str]:
     ``diffusion-bc``). A reference copy of the expert (PPO's pi_theta_old) is re-synchronised afterwards.
     A source trained with ``policy_ema`` gives its weight average (``vlm_ema`` / ``expert_ema``: the policy it
     exported), not its raw weights."""
-    ck = load_checkpoint(path)
+    from bora_trainer.select import deployed_checkpoint
+
+    p = Path(path)
+    # a run directory: the checkpoint its RUN/policy came from (bora select's choice, else the latest)
+    ck = load_checkpoint((deployed_checkpoint(p) if (p / "checkpoints").is_dir() else None) or p)
     src = {**ck["modules"], **{n[: -len("_ema")]: st for n, st in ck["modules"].items() if n.endswith("_ema")}}
     loaded = []
     for name, mod in learner.modules_to_save().items():
