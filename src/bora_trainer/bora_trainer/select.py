@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, type=Path, help="offline run directory (RUN/checkpoints, RUN/policy)")
     p.add_argument("--task", required=True, help="bora_sim task the candidates are rolled out on")
-    p.add_argument("--trials", type=int, default=20, help="tuning episodes per candidate (default 20)")
+    p.add_argument("--trials", type=int, default=30, help="tuning episodes per candidate (default 30)")
     p.add_argument("--seed0", type=int, default=200_000,
                    help="first TUNING seed (default 200000; never the evaluation seeds)")
     p.add_argument("--objects", default="standard", help="object set of the tuning rollouts (default standard)")
