@@ -62,13 +62,22 @@ def deployed_checkpoint(run: str | Path) -> Path | None:
     return latest_checkpoint(run)
 
 
-def actor_states(modules: dict[str, Any]) -> tuple[dict, dict]:
-    """(VLM, expert) state dicts a checkpoint deploys: the weight average when it has one (policy_ema)."""
-    vlm = modules.get("vlm_ema", modules.get("vlm"))
-    expert = modules.get("expert_ema", modules.get("expert"))
-    if vlm is None or expert is None:
-        raise SelectError(f"checkpoint has no 'vlm' / 'expert' modules (has {sorted(modules)})")
-    return vlm, expert
+def deployed_modules(modules: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's modules as deployed: a ``policy_ema`` run's weight average (``vlm_ema``, ``expert_ema``)
+    in place of the raw actor weights (what ``RUN/policy`` exports)."""
+    return {**modules, **{n[: -len("_ema")]: st for n, st in modules.items() if n.endswith("_ema")}}
+
+
+def load_deployed(path: str | Path) -> dict[str, Any]:
+    """``checkpoint.load_checkpoint`` of what ``RUN/policy`` came from: for a run directory its
+    :func:`deployed_checkpoint`, else ``path`` itself (a checkpoint directory); modules as
+    :func:`deployed_modules`. What ``init_from``, the online stage's frozen VLA and its critic read."""
+    from bora_trainer.checkpoint import load_checkpoint
+
+    p = Path(path)
+    ck = load_checkpoint((deployed_checkpoint(p) if (p / "checkpoints").is_dir() else None) or p)
+    ck["modules"] = deployed_modules(ck["modules"])
+    return ck
 
 
 def export_checkpoint(run: Path, ckpt: Path, dest: Path) -> Path:
@@ -77,14 +86,14 @@ def export_checkpoint(run: Path, ckpt: Path, dest: Path) -> Path:
     from bora_policy.models.critic import load_critic
     from bora_policy.models.export import export_policy, is_policy_dir, policy_from_modules
     from bora_policy.models.vla import VLAPolicy
-    from bora_trainer.checkpoint import load_checkpoint
 
     if not is_policy_dir(run / "policy"):
         raise SelectError(f"--run {run}: no exported policy/ (train it with `bora train offline` first)")
     base = VLAPolicy.load(run / "policy", device="cpu")
-    mods = load_checkpoint(ckpt)["modules"]
-    vlm, expert = actor_states(mods)
-    policy = policy_from_modules(base.cfg, base.normalizer, vlm, expert, device="cpu")
+    mods = load_deployed(ckpt)["modules"]
+    if "vlm" not in mods or "expert" not in mods:
+        raise SelectError(f"{ckpt}: no 'vlm' / 'expert' modules (has {sorted(mods)})")
+    policy = policy_from_modules(base.cfg, base.normalizer, mods["vlm"], mods["expert"], device="cpu")
     critic = None
     if (run / "critic").is_dir() and "critic" in mods:
         critic = load_critic(run / "critic", device="cpu")

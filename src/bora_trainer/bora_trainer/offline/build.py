@@ -11,7 +11,6 @@ from torch import nn
 from bora_trainer.algorithms import registry
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.algorithms.offline_learner import OfflineAlgorithm
-from bora_trainer.checkpoint import load_checkpoint
 
 
 def build_learner(
@@ -130,12 +129,9 @@ def init_modules_from(learner: OfflineAlgorithm, path: str | Path) -> list[str]:
     ``diffusion-bc``). A reference copy of the expert (PPO's pi_theta_old) is re-synchronised afterwards.
     A source trained with ``policy_ema`` gives its weight average (``vlm_ema`` / ``expert_ema``: the policy it
     exported), not its raw weights."""
-    from bora_trainer.select import deployed_checkpoint
+    from bora_trainer.select import load_deployed
 
-    p = Path(path)
-    # a run directory: the checkpoint its RUN/policy came from (bora select's choice, else the latest)
-    ck = load_checkpoint((deployed_checkpoint(p) if (p / "checkpoints").is_dir() else None) or p)
-    src = {**ck["modules"], **{n[: -len("_ema")]: st for n, st in ck["modules"].items() if n.endswith("_ema")}}
+    src = load_deployed(path)["modules"]  # the checkpoint RUN/policy came from, its weight average if any
     loaded = []
     for name, mod in learner.modules_to_save().items():
         if name == "expert_ref" or name not in src:

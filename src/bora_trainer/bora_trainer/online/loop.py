@@ -180,10 +180,10 @@ class OnlineLoop(CheckpointsMixin):
         )
         critic_version = None
         if self.cfg.offline_run:
-            from bora_trainer.select import deployed_checkpoint
+            from bora_trainer.select import load_deployed
 
             # critic inheritance from the checkpoint RUN/policy was exported from (the latest, or bora select's)
-            off = load_checkpoint(deployed_checkpoint(self.cfg.offline_run) or self.cfg.offline_run)
+            off = load_deployed(self.cfg.offline_run)
             if "critic" not in off["modules"]:
                 raise ValueError(f"{self.cfg.offline_run}: the deployed checkpoint has no 'critic' module")
             critic.load_state_dict(off["modules"]["critic"])

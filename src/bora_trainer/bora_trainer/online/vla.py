@@ -27,9 +27,8 @@ class FrozenVLA:
     def __init__(self, run_dir: str | Path, device: torch.device, deterministic: bool = True):
         from bora_policy.models.normalizer import Normalizer
         from bora_trainer.algorithms.bora.config import OfflineConfig
-        from bora_trainer.checkpoint import load_checkpoint
         from bora_trainer.offline.build import build_learner
-        from bora_trainer.select import deployed_checkpoint
+        from bora_trainer.select import load_deployed
 
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
@@ -37,15 +36,13 @@ class FrozenVLA:
         self.cfg = load_config(OfflineConfig, run_dir / "config.yaml")
         self.normalizer = Normalizer.load(run_dir / "normalizer.json")
         self.processor = ObservationProcessor(self.normalizer, device=device)  # runtime/processor.py
-        ck = load_checkpoint(deployed_checkpoint(run_dir) or run_dir)  # RUN/policy's checkpoint (bora select)
+        ck = load_deployed(run_dir)  # RUN/policy's checkpoint (bora select), its weight average if any
         stored = ck["meta"].get("extra", {}).get("normalizer_version")
         check_normalizer_versions(run=self.normalizer.version, offline_checkpoint=stored)
         self.learner = build_learner(self.cfg, self.normalizer.state_dim, self.normalizer.action_dim, device)
-        # the deployed actor: a policy_ema run's weight average, as RUN/policy (bora_trainer.select.actor_states)
-        mods = {**ck["modules"], **{n[: -len("_ema")]: st for n, st in ck["modules"].items() if n.endswith("_ema")}}
         for name, mod in self.learner.modules_to_save().items():
-            if name in mods:
-                mod.load_state_dict(mods[name])
+            if name in ck["modules"]:
+                mod.load_state_dict(ck["modules"][name])
         if self.learner.critic is None:
             raise ValueError(
                 f"offline run {run_dir} (algo {self.cfg.algo!r}) has no critic to inherit: "
