@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,18 +160,32 @@ def collect(
     mixed: bool = False,
     operator_cfg: OperatorConfig | None = None,
     progress: bool = True,
+    first_episode: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Collect ``episodes`` episodes into dataset directory ``out``; returns their info dicts."""
+    """Collect ``episodes`` episodes into dataset directory ``out``; returns their info dicts.
+
+    ``first_episode``: the id of the first episode written (default: after the dataset's last one). Given,
+    several collectors can fill one dataset at the same time in disjoint id ranges (``bora demo`` runs its
+    quality groups so); ids that already hold an episode are refused before anything is written."""
     knobs = knobs or ExpertKnobs()
     operator_cfg = operator_cfg or OperatorConfig()
     from bora_policy.common.episodes import next_episode_id, write_episode
 
     if episodes <= 0:
         raise ValueError(f"episodes must be > 0, got {episodes}")
+    if first_episode is not None:
+        if first_episode < 0:
+            raise ValueError(f"first_episode must be >= 0, got {first_episode}")
+        taken = _taken_ids(out, first_episode, episodes)
+        if taken:
+            raise ValueError(
+                f"first_episode={first_episode}: {out} already has episode(s) {taken[:5]} in the range "
+                f"{first_episode}..{first_episode + episodes - 1}; choose another first id"
+            )
     env = BoraSimEnv(task, object_set=object_set, image_size=image_size, control_hz=control_hz, render=True)
     meta = dataset_meta(env, task)
     rng = np.random.default_rng(seed)
-    first = next_episode_id(out)
+    first = next_episode_id(out) if first_episode is None else first_episode
     infos = []
     it = range(episodes)
     if progress:
@@ -193,6 +208,19 @@ def collect(
     return infos
 
 
+def _taken_ids(out: str | Path, first: int, n: int) -> list[int]:
+    """Ids in ``first .. first + n - 1`` that have any file (complete or partly written) in ``out``."""
+    ep = Path(out) / "episodes"
+    if not ep.is_dir():
+        return []
+    taken = set()
+    for f in ep.iterdir():
+        stem = f.name.lstrip(".")
+        if stem.startswith("episode_") and stem[8:14].isdigit() and first <= int(stem[8:14]) < first + n:
+            taken.add(int(stem[8:14]))
+    return sorted(taken)
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def add_collect_arguments(c: argparse.ArgumentParser) -> None:
     """The options of ``bora sim collect``."""
@@ -203,6 +231,13 @@ def add_collect_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--out", required=True, help="dataset directory (created; episodes are appended)")
     c.add_argument("--object-set", default="standard", help="'standard', 'unseen' or a YAML object-set file")
     c.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses seed+i)")
+    c.add_argument(
+        "--first-episode",
+        type=int,
+        default=None,
+        help="id of the first episode written (default: after the dataset's last); lets several collectors "
+        "fill one dataset at once in disjoint ranges (refused where an id is taken)",
+    )
     c.add_argument("--image-size", type=int, default=96, help="square image size in pixels")
     c.add_argument(
         "--control-hz", type=float, default=None, help="control rate (10-30 Hz; default: config/graph.yaml's)"
@@ -222,6 +257,12 @@ def add_collect_arguments(c: argparse.ArgumentParser) -> None:
 
 def run_collect(args: argparse.Namespace) -> int:
     """``bora sim collect``: prints one JSON line (out, episodes, successes, interventions)."""
+    if args.first_episode is not None:  # checked before the simulator starts (a one-line error)
+        taken = _taken_ids(args.out, args.first_episode, args.episodes) if args.first_episode >= 0 else []
+        if args.first_episode < 0 or taken:
+            why = "must be >= 0" if args.first_episode < 0 else f"episode(s) {taken[:5]} already in {args.out}"
+            print(f"bora sim collect: --first-episode {args.first_episode}: {why}", file=sys.stderr)
+            return 2
     infos = collect(
         args.task,
         args.episodes,
@@ -234,6 +275,7 @@ def run_collect(args: argparse.Namespace) -> int:
         knobs=ExpertKnobs(args.noise, args.hesitation, args.suboptimal),
         mixed=args.mixed,
         operator_cfg=OperatorConfig(budget=args.budget),
+        first_episode=args.first_episode,
     )
     n_ok = sum(bool(i["success"]) for i in infos)
     n_int = sum(len(i["interventions"]) for i in infos)

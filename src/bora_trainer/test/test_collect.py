@@ -77,6 +77,33 @@ def test_collect_cli_writes_episodes(tmp_path):
     assert arrays["reward"][-1] == pytest.approx(1.0 - 0.01 if info["success"] else -0.01)
 
 
+def test_collect_first_episode_fills_a_range_and_refuses_taken_ids(tmp_path, capsys):
+    """Two collectors into one dataset in disjoint id ranges (how `bora demo` runs its quality groups at the
+    same time) write the same episodes as one after the other; a taken id is refused with one line."""
+    from bora_policy.common.episodes import episode_ids, read_episode
+
+    common = ["collect", "--task", "press_button", "--episodes", "1", "--image-size", "32"]
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    assert main([*common, "--out", str(seq), "--seed", "3"]) == 0
+    assert main([*common, "--out", str(seq), "--seed", "7"]) == 0  # appended: id 1
+    assert main([*common, "--out", str(par), "--seed", "7", "--first-episode", "1"]) == 0  # the later group first
+    assert episode_ids(par) == [1]
+    assert main([*common, "--out", str(par), "--seed", "3", "--first-episode", "0"]) == 0
+    assert episode_ids(par) == episode_ids(seq) == [0, 1]
+    for i in (0, 1):
+        a, info_a = read_episode(seq, i)
+        b, info_b = read_episode(par, i)
+        assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+        assert info_a == info_b
+    capsys.readouterr()
+    assert main([*common, "--out", str(par), "--first-episode", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"bora sim collect: --first-episode 1: episode(s) [1] already in {par}"
+    assert main([*common, "--out", str(par), "--first-episode", "-1"]) == 2
+    assert "--first-episode -1: must be >= 0" in capsys.readouterr().err
+    assert episode_ids(par) == [0, 1]
+
+
 def test_collect_operator_mode_marks_interventions(tmp_path):
     from bora_policy.common.episodes import read_episode
 
