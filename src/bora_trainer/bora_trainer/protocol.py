@@ -204,7 +204,7 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                              "--seed", str(s))
                 stages["online"].append(job_cls(f"online-{task}-{on.algo}-s{s}", argv, on.threads))
                 runs.append((f"{on.algo}-online", run_s, round_archive(cfg, run_s, on.rounds)))
-            # (stages run one after the other: an eval job needs no marker of the training stages)
+            # (each job waits for the runs it reads: demo/run.py's link)
             for name, run_s, residual in runs:
                 for oset in p.seed_object_sets:
                     dst = out / "eval_seeds" / f"{task}__{name}@s{s}__{oset}.json"

@@ -107,11 +107,12 @@ def test_plan_jobs_and_wiring(tmp_path):
     assert w[w.index("--config") + 1] == str(tmp_path / "configs" / "warmup.yaml")
     assert all(j.argv[j.argv.index("--init-from") + 1] == warm for j in st["offline"])
     assert not any("warmup" in j.argv[j.argv.index("--run") + 1] for j in st["eval"])  # not a table row
-    # quality groups append to one dataset in sequence, with disjoint seeds
-    assert st["collect"][0].needs == [] and st["collect"][1].needs == [st["collect"][0].name]
+    # quality groups fill one dataset at the same time in consecutive id ranges (40/8/4/4), disjoint seeds
     seeds = [int(j.argv[j.argv.index("--seed") + 1]) for j in st["collect"]]
     assert len(set(seeds)) == 4
-    assert sum(int(j.argv[j.argv.index("--episodes") + 1]) for j in st["collect"]) == 56
+    counts = [int(j.argv[j.argv.index("--episodes") + 1]) for j in st["collect"]]
+    firsts = [int(j.argv[j.argv.index("--first-episode") + 1]) for j in st["collect"]]
+    assert counts == [40, 8, 4, 4] and firsts == [0, 40, 48, 52]
     assert "--mixed" in st["collect"][1].argv and "--mixed" not in st["collect"][0].argv
     online = st["online"][0].argv
     assert online[:2] == ["train", "online"] and online[online.index("--env") + 1] == cfg.online.env == "ros"
@@ -200,22 +201,95 @@ def test_plan_cli_prints_commands(capsys):
     assert "bora train online " in out and " --algo bc-residual " in out  # the registry's baseline row
 
 
-def test_run_stage_skips_done_jobs_and_reports_failures(tmp_path):
+def test_run_jobs_skips_done_jobs_and_reports_failures(tmp_path):
     """Real `bora` subprocesses: a job with a done marker is not rerun; a failing one names its log."""
     (tmp_path / "stages").mkdir()
     bad = ["eval", "--run", str(tmp_path / "missing_run"), "--task", "press_button", "--out", str(tmp_path / "x.json")]
-    done = dp.Job("already-done", bad)
+    done = dp.Job("already-done", bad, stage="eval")
     dr.marker(tmp_path, "already-done").write_text("{}")
-    res = dr.run_stage("eval", [done], tmp_path, parallel=1, index=4, progress=False)
+    res = dr.run_jobs([done], tmp_path, 2, {"eval": 1}, progress=False)
     assert res["skipped"] == 1 and res["failed"] == [] and res["job_seconds"] == {}
-    res = dr.run_stage("eval", [dp.Job("fails", bad)], tmp_path, parallel=1, index=4, progress=False)
+    res = dr.run_jobs([dp.Job("fails", bad, stage="eval")], tmp_path, 2, {"eval": 1}, progress=False)
     assert [f["job"] for f in res["failed"]] == ["fails"] and res["failed"][0]["rc"] == 2
     log = Path(res["failed"][0]["log"]).read_text()
     assert "missing_run" in log and "not found" in log
     assert not dr.marker(tmp_path, "fails").exists()
-    # a job whose dependency never completes is reported, not waited on forever
-    res = dr.run_stage("eval", [dp.Job("orphan", bad, needs=["never"])], tmp_path, 1, 4, progress=False)
-    assert res["failed"][0]["error"] == "unsatisfiable dependencies"
+    # a job whose dependency no job provides is reported, not waited on forever
+    res = dr.run_jobs([dp.Job("orphan", bad, needs=["never"], stage="eval")], tmp_path, 2, {}, progress=False)
+    assert res["failed"][0]["error"] == "unsatisfiable dependencies: ['never']"
+    # ... unless it is outside this run (`bora demo --stages`): then it is taken as done
+    res = dr.run_jobs([dp.Job("orphan", bad, needs=["never"], stage="eval")], tmp_path, 2, {}, assume_done={"never"},
+                      progress=False)
+    assert [f["job"] for f in res["failed"]] == ["orphan"] and res["failed"][0]["rc"] == 2
+
+
+def test_link_orders_the_demo_by_the_paths_jobs_read_and_write(tmp_path):
+    """Each job waits for exactly the jobs whose output it reads (hand-written for config/demo.yaml), so an
+    offline row's evaluation and the online rows need not wait for the other offline rows."""
+    cfg = dc.load_demo_config(ROOT / "config" / "demo.yaml")
+    pl = dp.plan(cfg, tmp_path)
+    deps = dr.link(dp.all_jobs(pl), tmp_path)
+    t = "press_button"
+    collect = [f"collect-{t}-{g}" for g in ("clean", "noisy", "hesitant", "suboptimal")]
+    for c in collect:
+        assert deps[c] == []  # the groups write one dataset in disjoint id ranges
+    assert sorted(deps[f"warmup-{t}"]) == sorted(collect)
+    for algo in cfg.offline.algos:  # the dataset and the warm-up run
+        assert sorted(deps[f"offline-{t}-{algo}"]) == sorted(collect + [f"warmup-{t}"])
+        for oset in ("standard", "unseen"):
+            assert deps[f"eval-{t}-{algo}-{oset}"] == [f"offline-{t}-{algo}"]
+            assert dr.direct_needs(deps, f"eval-{t}-{algo}-{oset}") == [f"offline-{t}-{algo}"]
+    for algo in ("bora-residual", "bc-residual"):  # --offline-run bora, --offline-data the dataset
+        assert sorted(deps[f"online-{t}-{algo}"]) == sorted(collect + [f"offline-{t}-bora"])
+        assert dr.direct_needs(deps, f"online-{t}-{algo}") == [f"offline-{t}-bora"]
+        assert deps[f"eval-{t}-{algo}-online-standard"] == [f"online-{t}-{algo}"]
+    # the report reads OUT/eval and OUT/runs: every evaluation and every training
+    assert set(deps["report"]) == {j.name for s in ("warmup", "offline", "online", "eval") for j in pl.stages[s]}
+    ranks = dr.dependents(deps)
+    assert ranks[f"offline-{t}-bora"] == 2 + 2 + 4 + 1  # its evals, the online rows, their evals, the report
+    assert ranks[f"offline-{t}-cp-bc"] == 2 + 1 and ranks["report"] == 0
+    # a later job never overwrites what an earlier one reads or writes, unless both are collect groups
+    a = dp.Job("a", ["eval", "--run", str(tmp_path / "runs" / "x"), "--out", str(tmp_path / "eval" / "a.json")])
+    b = dp.Job("b", ["train", "offline", "--out", str(tmp_path / "runs" / "x")])
+    c = dp.Job("c", ["report", str(tmp_path / "eval"), "--out", str(tmp_path / "report")])
+    d = dp.Job("d", ["sim", "collect", "--out", str(tmp_path / "data"), "--first-episode", "0"])
+    e = dp.Job("e", ["sim", "collect", "--out", str(tmp_path / "data")])  # appends: after every other writer
+    assert dr.link([a, b, c, d, e], tmp_path) == {"a": [], "b": ["a"], "c": ["a"], "d": [], "e": ["d"]}
+
+
+def test_run_jobs_runs_a_job_once_its_inputs_are_done_within_the_core_budget(tmp_path):
+    """Real `bora sim collect` subprocesses, timed by the runner: two 1-core jobs overlap on 2 cores, a
+    2-core job runs alone, a job that reads another's dataset starts after it ends; on 1 core nothing
+    overlaps. The two groups that filled one dataset at once wrote the ids and seeds they were given."""
+    from bora_policy.common.episodes import episode_ids, read_info
+
+    def collect(name, data, first=None, seed=0, cpus=0):
+        argv = ["sim", "collect", "--task", "press_button", "--episodes", "1", "--out", str(tmp_path / data),
+                "--seed", str(seed), "--image-size", "16"]
+        return dp.Job(name, argv + (["--first-episode", str(first)] if first is not None else []), stage="collect",
+                      cpus=cpus)
+
+    a, b = collect("a", "d1", 0, 0), collect("b", "d1", 1, 10_000)
+    wide = collect("wide", "d2", cpus=2)
+    after = collect("after", "d1")  # appends to d1: waits for both groups
+    jobs = [a, b, wide, after]
+    assert dr.link(jobs, tmp_path) == {"a": [], "b": [], "wide": [], "after": ["a", "b"]}
+    res = dr.run_jobs(jobs, tmp_path, 2, {"collect": 4}, progress=False)
+    assert res["failed"] == []
+    sp = res["spans"]
+
+    def overlap(x, y):
+        return sp[x][0] < sp[y][1] and sp[y][0] < sp[x][1]
+
+    assert overlap("a", "b")
+    assert not any(overlap("wide", o) for o in ("a", "b", "after"))
+    assert sp["after"][0] >= max(sp["a"][1], sp["b"][1])
+    assert episode_ids(tmp_path / "d1") == [0, 1, 2]
+    assert [read_info(tmp_path / "d1", i)["seed"] for i in (0, 1)] == [0, 10_000]
+    # one core: one job at a time, in order of how many jobs wait on each
+    out1 = tmp_path / "one"
+    res = dr.run_jobs([collect("x", "one/d", 0), collect("y", "one/d", 1, 5)], out1, 1, {"collect": 4}, progress=False)
+    assert res["failed"] == [] and res["spans"]["x"][1] <= res["spans"]["y"][0]
 
 
 def _result(d: Path, method: str, oset: str, s: int, n: int, task: str = "press_button") -> None:
@@ -327,7 +401,7 @@ def test_a_stopped_collect_group_is_set_aside_not_appended_twice(tmp_path):
     OUT/stopped/<job>/1/ and writes its 2 episodes once, after the first group's 2 (ids 0-3, seeds as planned)."""
     from bora_policy.common.episodes import episode_ids, read_info
     from bora_trainer.collect import collect
-    from bora_trainer.demo.run import marker, run_stage, started_marker
+    from bora_trainer.demo.run import marker, run_jobs, started_marker
 
     out, data = tmp_path / "out", tmp_path / "out" / "data" / "press_button"
     (out / "stages").mkdir(parents=True)
@@ -337,14 +411,14 @@ def test_a_stopped_collect_group_is_set_aside_not_appended_twice(tmp_path):
                                                       "--out", str(data), "--seed", str(seed), "--image-size", "32"])
 
     first, second = job("clean", 0), job("noisy", 10_000)
-    assert run_stage("collect", [first], out, 1, 1, progress=False)["failed"] == []
+    assert run_jobs([first], out, 1, {}, progress=False)["failed"] == []
     assert episode_ids(data) == [0, 1]
     # the second group's stopped attempt: marker written at its launch, then one episode and a temp file
     started_marker(out, second.name).write_text(json.dumps({"argv": second.argv, "first_episode": 2}))
     collect("press_button", 1, data, seed=10_000, image_size=32, progress=False)
     (data / "episodes" / ".episode_000003.npz.x1.tmp").write_bytes(b"half")
     assert episode_ids(data) == [0, 1, 2]
-    res = run_stage("collect", [first, second], out, 1, 1, progress=False)
+    res = run_jobs([first, second], out, 1, {}, progress=False)
     assert res["failed"] == [] and res["skipped"] == 1 and marker(out, second.name).exists()
     assert episode_ids(data) == [0, 1, 2, 3]
     assert [read_info(data, i)["seed"] for i in range(4)] == [0, 1, 10_000, 10_001]
@@ -377,3 +451,45 @@ def test_a_stopped_training_run_is_moved_aside_and_a_finished_one_is_kept(tmp_pa
     bad = dp.Job("bad", ["sim", "collect", "--out", str(out / "data" / "x")])
     with pytest.raises(RuntimeError, match="does not say which episodes"):
         set_aside(out, bad)
+
+
+def test_a_stopped_collect_group_with_an_id_range_moves_only_its_own_episodes(tmp_path):
+    """Groups fill one dataset at the same time: a stopped group's rerun sets aside the ids of its
+    --first-episode range only, never a neighbour's (here the later group's 6-7 stay)."""
+    from bora_trainer.demo.run import set_aside, started_marker
+
+    out, data = tmp_path / "out", tmp_path / "out" / "data" / "t"
+    (out / "stages").mkdir(parents=True)
+    (data / "episodes").mkdir(parents=True)
+    for i in range(8):
+        for ext in (".npz", ".json"):
+            (data / "episodes" / f"episode_{i:06d}{ext}").write_bytes(b"x")
+    j = dp.Job("collect-t-noisy", ["sim", "collect", "--task", "press_button", "--episodes", "4", "--out", str(data),
+                                   "--first-episode", "2"], stage="collect")
+    dr._mark_started(out, j)
+    assert json.loads(started_marker(out, j.name).read_text())["first_episode"] == 2  # from argv, not the dataset
+    dest = set_aside(out, j)
+    assert sorted(p.name for p in (dest / "episodes").iterdir()) == [
+        f"episode_{i:06d}{e}" for i in range(2, 6) for e in (".json", ".npz")]
+    assert sorted(p.name for p in (data / "episodes").iterdir()) == [
+        f"episode_{i:06d}{e}" for i in (0, 1, 6, 7) for e in (".json", ".npz")]
+
+
+def test_stage_info_spans_overlapping_stages(tmp_path):
+    """A stage's time runs from its first job's start to its last job's end (t0 = 100 here)."""
+    cfg = dc.load_demo_config(ROOT / "config" / "demo.yaml")
+    pl = dp.plan(cfg, tmp_path)
+    (tmp_path / "stages").mkdir()
+    spans = {"offline-press_button-bora": [110.0, 150.0], "offline-press_button-cp-bc": [105.0, 130.0],
+             "online-press_button-bora-residual": [150.0, 170.0]}
+    for n in spans:
+        dr.marker(tmp_path, n).write_text("{}")
+    res = {"spans": spans, "job_seconds": {n: b - a for n, (a, b) in spans.items()}, "failed": [
+        {"job": "online-press_button-bc-residual", "rc": 1, "log": "x"}]}
+    info = ds.stage_info(pl, ["offline", "online", "eval"], res, tmp_path, 100.0, {})
+    assert info["offline"]["start"] == 5.0 and info["offline"]["seconds"] == 45.0
+    assert info["offline"]["status"] == "incomplete" and info["offline"]["skipped"] == 0
+    assert info["online"] == {"jobs": 2, "skipped": 0, "job_seconds": {"online-press_button-bora-residual": 20.0},
+                              "failed": res["failed"], "status": "failed", "start": 50.0, "seconds": 20.0}
+    assert info["eval"]["status"] == "incomplete" and info["eval"]["seconds"] == 0.0
+    assert not dr.marker(tmp_path, "offline").exists()

@@ -5,7 +5,9 @@
     bora demo --config config/full_protocol.yaml --out runs/full   # all five tasks, >= 50 trials
     bora demo --resume                          # continue a stopped demo: finished jobs are kept
 
-Stages (each runs the REAL commands as subprocesses of the ``bora`` command, logs in ``OUT/logs/``):
+Stages (the REAL commands as subprocesses of the ``bora`` command, logs in ``OUT/logs/``). They group the
+jobs but are not barriers: a job starts once the jobs whose output it reads are done and its cores are free
+(``demo/run.py``), so stages overlap:
 
 1. ``collect``: ``bora sim collect`` of scripted-expert demonstrations per task, mixed quality (groups of
    episodes with the expert's noise / hesitation / suboptimal knobs), sizes = Table 4 x ``collect.scale``;
@@ -43,9 +45,9 @@ from pathlib import Path
 
 from bora_trainer.config_io import ConfigError
 from bora_trainer.demo.config import DEFAULT_CONFIG, OWNED_DIRS, REPO_ROOT, STAGES, TASKS, load_demo_config
-from bora_trainer.demo.plan import plan, stage_parallel, write_stage_configs
-from bora_trainer.demo.run import marker, run_stage, started_marker, tail
-from bora_trainer.demo.summary import write_summary
+from bora_trainer.demo.plan import all_jobs, plan, stage_parallel, write_stage_configs
+from bora_trainer.demo.run import direct_needs, link, marker, run_jobs, started_marker, tail
+from bora_trainer.demo.summary import stage_info, write_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-collect", action="store_true",
                    help="reuse OUT/data/<task> as collected (implies --resume for the other stages' done jobs)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="run only these stages")
-    p.add_argument("--plan", action="store_true", help="print the jobs of every stage and exit")
+    p.add_argument("--plan", action="store_true", help="print the jobs of every stage, each with the jobs it waits "
+                   "for, and exit")
     p.add_argument("--tuning", action="store_true",
                    help="evidence protocol: evaluate on the config's tuning seeds (protocol.tuning_seed0), never "
                         "on its evaluation seeds")
@@ -89,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     pl = plan(cfg, out)
     if args.plan:
+        deps = link(all_jobs(pl), out)
         for s in STAGES:
-            print(f"{s} (parallel {stage_parallel(cfg, s)}):")
+            print(f"{s} (at most {stage_parallel(cfg, s)} at a time):")
             for j in pl.stages[s]:
-                print("  bora " + " ".join(j.argv))
+                print(f"  [{j.name}] bora " + " ".join(j.argv))
+                if deps[j.name]:
+                    print("      after: " + ", ".join(direct_needs(deps, j.name)))
         return 0
     resume = args.resume or args.skip_collect
     if args.skip_collect:
@@ -118,31 +124,24 @@ def main(argv: list[str] | None = None) -> int:
             info = json.loads(prev.read_text()).get("stages", {})
         except ValueError:
             info = {}
-    ok = True
-    for i, stage in enumerate(STAGES, 1):
-        if stage not in args.stages:
-            continue
-        jobs = pl.stages[stage]
-        if stage == "report":  # always rebuilt from whatever evaluations exist
-            for j in jobs:
-                marker(out, j.name).unlink(missing_ok=True)
-                started_marker(out, j.name).unlink(missing_ok=True)  # a rebuild, not a stopped attempt
-        t0 = time.time()
-        res = run_stage(stage, jobs, out, stage_parallel(cfg, stage), i, progress=not args.no_progress)
-        seconds = time.time() - t0
-        if res["skipped"] == len(jobs) and stage in info:
-            seconds = info[stage].get("seconds", seconds)  # all reused: keep the measured time
-        res.update(seconds=round(seconds, 1), status="failed" if res["failed"] else "done")
-        info[stage] = res
-        if res["failed"]:
-            ok = False
-            for f in res["failed"]:
-                print(f"bora demo: stage {stage}: job {f['job']} failed (exit {f['rc']}); log {f['log']}",
-                      file=sys.stderr)
-                if f.get("log"):
-                    print(tail(Path(f["log"])), file=sys.stderr)
-            break
-        marker(out, stage).write_text(json.dumps({"seconds": res["seconds"]}))
+    order = all_jobs(pl)
+    deps = link(order, out)
+    selected = [j for j in order if j.stage in args.stages]
+    for j in selected:
+        if j.stage == "report":  # always rebuilt from whatever evaluations exist
+            marker(out, j.name).unlink(missing_ok=True)
+            started_marker(out, j.name).unlink(missing_ok=True)  # a rebuild, not a stopped attempt
+    cpus = cfg.cpus or os.cpu_count() or 1
+    res = run_jobs(selected, out, cpus, {s: stage_parallel(cfg, s) for s in STAGES},
+                   assume_done={j.name for j in order if j.stage not in args.stages},
+                   progress=not args.no_progress, deps=deps)
+    info.update(stage_info(pl, [s for s in STAGES if s in args.stages], res, out, t_all, info))
+    ok = not res["failed"]
+    for f in res["failed"]:
+        print(f"bora demo: job {f['job']} failed (exit {f['rc']}){': ' + f['error'] if f.get('error') else ''}; "
+              f"log {f['log'] or '-'}", file=sys.stderr)
+        if f.get("log"):
+            print(tail(Path(f["log"])), file=sys.stderr)
     summary = write_summary(out, cfg, info, time.time() - t_all, ok)
     print(summary["text"])
     if ok:

@@ -48,6 +48,7 @@ class CollectSpec:
     episodes: int = 0
     seed: int = 0
     quality: list[QualityGroup] = field(default_factory=lambda: [QualityGroup()])
+    parallel: int = 2  # groups collected at a time (each in its own episode-id range of the task's dataset)
 
 
 @dataclass
@@ -132,6 +133,7 @@ class OnlineSpec:
     max_updates: int = 0  # 0: the config's
     parallel: int = 1  # tasks trained at a time (env sim only; one graph with env ros)
     threads: int = 1
+    cpus: int = 0  # cores one online job counts for in the runner's budget (0: 1 with env ros, else threads)
 
     @property
     def rows(self) -> list[str]:
@@ -169,6 +171,9 @@ class DemoConfig:
     eval: EvalSpec = field(default_factory=EvalSpec)
     protocol: protocol.ProtocolSpec = field(default_factory=protocol.ProtocolSpec)  # evidence protocol (issue 14)
     title: str = "BORA on the simulated robot (bora demo)"
+    # cores the jobs may keep busy together (0: every logical CPU): the runner starts a job when its inputs
+    # are done and its cores fit (demo/run.py), whatever its stage
+    cpus: int = 0
 
     def validate(self) -> None:
         for t in self.tasks:
@@ -229,6 +234,13 @@ class DemoConfig:
         for name in ("updates", "parallel", "threads"):
             if getattr(self.offline, name) < 1:
                 raise ConfigError(f"DemoConfig.offline.{name} must be >= 1")
+        for name, v in (("cpus", self.cpus), ("online.cpus", self.online.cpus)):
+            if v < 0:
+                raise ConfigError(f"DemoConfig.{name} must be >= 0 (0: automatic), got {v}")
+        for name, v in (("collect.parallel", self.collect.parallel), ("online.parallel", self.online.parallel),
+                        ("eval.parallel", self.eval.parallel)):
+            if v < 1:
+                raise ConfigError(f"DemoConfig.{name} must be >= 1, got {v}")
         if self.online.env not in ("sim", "ros"):
             raise ConfigError(f"DemoConfig.online.env must be 'sim' or 'ros', got {self.online.env!r}")
         if self.online.env == "ros" and self.online.parallel != 1:

@@ -24,7 +24,14 @@ class Job:
     argv: list[str]
     threads: int = 1
     after: Any = None
-    needs: list[str] = field(default_factory=list)  # job names that must be done first
+    needs: list[str] = field(default_factory=list)  # jobs that must be done first, besides those `run.link`
+    # finds from the paths the command lines read and write
+    stage: str = ""  # set by plan()
+    cpus: int = 0  # cores the job keeps busy, for the runner's budget (0: its threads)
+
+    @property
+    def cores(self) -> int:
+        return self.cpus or self.threads
 
 
 @dataclass
@@ -37,18 +44,19 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
     stages: dict[str, list[Job]] = {s: [] for s in STAGES}
     for task in cfg.tasks:
         data = out / "data" / task
-        seed = cfg.collect.seed
+        seed, first = cfg.collect.seed, 0
         for g, n in split_groups(episodes_for(cfg, task), cfg.collect.quality):
+            # the groups fill one dataset at the same time, each in its own id range (the ids, seeds and
+            # files are those of collecting them one after the other)
             argv = ["sim", "collect", "--task", task, "--episodes", str(n), "--out", str(data),
-                    "--seed", str(seed), "--image-size", str(cfg.image_size), "--control-hz", str(cfg.control_hz),
-                    "--noise", str(g.noise), "--hesitation", str(g.hesitation), "--suboptimal", str(g.suboptimal)]
+                    "--first-episode", str(first), "--seed", str(seed), "--image-size", str(cfg.image_size),
+                    "--control-hz", str(cfg.control_hz), "--noise", str(g.noise), "--hesitation", str(g.hesitation),
+                    "--suboptimal", str(g.suboptimal)]
             if g.mixed:
                 argv.append("--mixed")
-            # groups append to one dataset: they run one after the other
-            prev = [stages["collect"][-1].name] if stages["collect"] and stages["collect"][-1].name.startswith(
-                f"collect-{task}-") else []
-            stages["collect"].append(Job(f"collect-{task}-{g.name}", argv, needs=prev))
+            stages["collect"].append(Job(f"collect-{task}-{g.name}", argv))
             seed += 10_000
+            first += n
         warm = out / "runs" / task / "warmup"
         if cfg.offline.warmup.updates > 0:
             argv = ["train", "offline", "--algo", cfg.offline.warmup.algo, "--data", str(data), "--config",
@@ -115,12 +123,30 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
     stages["report"].append(Job("report", ["report", str(out / "eval"), "--out", str(out / "report"),
                                            "--title", cfg.title, "--runs", str(out / "runs")]))
     protocol.extend_plan(cfg, out, stages, Job)  # training seeds, learning curve, evidence report
+    for s, jobs in stages.items():
+        for j in jobs:
+            j.stage = s
+            if s == "online":
+                j.cpus = online_cpus(cfg)
     return Plan(stages)
 
 
+def online_cpus(cfg: DemoConfig) -> int:
+    """Cores one online job keeps busy (the runner's budget): ``online.cpus``, else its threads in-process
+    (``env: sim``) and 1 through the ROS graph (``env: ros``, paced by the control rate: measured 109% of one
+    core on average for BORA-Full's 2 x 10 episodes of the demo with 2 torch threads, 103 CPU-s in 94 s)."""
+    on = cfg.online
+    return on.cpus or (1 if on.env == "ros" else on.threads)
+
+
 def stage_parallel(cfg: DemoConfig, stage: str) -> int:
-    return {"warmup": cfg.offline.parallel, "offline": cfg.offline.parallel, "online": cfg.online.parallel,
-            "eval": cfg.eval.parallel}.get(stage, 1)
+    return {"collect": cfg.collect.parallel, "warmup": cfg.offline.parallel, "offline": cfg.offline.parallel,
+            "online": cfg.online.parallel, "eval": cfg.eval.parallel}.get(stage, 1)
+
+
+def all_jobs(pl: Plan) -> list[Job]:
+    """Every job in plan order (stage by stage): the order `run.link` reads "earlier" in."""
+    return [j for s in STAGES for j in pl.stages[s]]
 
 
 def write_stage_configs(cfg: DemoConfig, out: Path) -> None:

@@ -1,12 +1,22 @@
-"""``bora demo``'s runner: the jobs of one stage as ``bora`` subprocesses (at most ``parallel`` at a time,
-honouring ``needs``), logs in ``OUT/logs/``, a done marker per finished job (``--resume``).
+"""``bora demo``'s runner: every job of the plan as a ``bora`` subprocess, as one graph (not stage by stage),
+logs in ``OUT/logs/``, a done marker per finished job (``--resume``).
+
+**Order.** A job waits for every earlier job of the plan that writes a path it reads (:func:`link`: the
+command lines themselves say what a job reads and writes, so nothing is declared twice), plus its
+explicit ``needs``. Everything else runs as soon as there is room: an offline row's evaluation while other
+rows still train, the online rows as soon as their offline run is done. **Room**: at most ``cpus`` cores
+busy (a job counts ``Job.cpus``: its torch threads, or what was measured for a ROS graph) and at most the
+stage's ``parallel`` jobs of one stage at a time. Among the jobs that may start, the one with the most jobs
+waiting on it (directly or not) first, then plan order. Results do not depend on this order: each job's
+inputs are complete before it starts, and its thread count is fixed by the config.
 
 A job also gets a ``.started`` marker when it is launched. A job that has one but no done marker was
 stopped part-way (Ctrl-C, a killed machine): before it runs again, :func:`set_aside` moves what that attempt
 wrote to ``OUT/stopped/<job>/<n>/`` - its run or output directory, or, for a job that appends episodes to
-a dataset other jobs share (``bora sim collect``, ``bora eval --record``), the episodes from the first one it
-added. So a resumed run never mixes a stopped attempt's partial output into the rerun (a collect group
-appending its episodes a second time), and nothing recorded is deleted."""
+a dataset other jobs share (``bora sim collect``, ``bora eval --record``), the episodes it added (a collect
+group: the ids of its ``--first-episode`` range; otherwise from the first one it added). So a resumed run
+never mixes a stopped attempt's partial output into the rerun (a collect group appending its episodes a
+second time), and nothing recorded is deleted."""
 
 from __future__ import annotations
 
@@ -18,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bora_trainer.demo.config import REPO_ROOT, STAGES
+from bora_trainer.demo.config import REPO_ROOT
 from bora_trainer.demo.plan import Job, ensure_exported
 
 
@@ -78,10 +88,14 @@ def set_aside(out: Path, job: Job) -> Path | None:
     n = 1 + max([int(p.name) for p in root.glob("*") if p.name.isdigit()], default=0)
     dest = root / str(n)
     dest.mkdir(parents=True)
+    last = None  # a collect group with --first-episode: its own id range only (other groups share the dataset)
+    if _flag(job.argv, "--first-episode") is not None and _flag(job.argv, "--episodes") is not None:
+        last = int(first) + int(_flag(job.argv, "--episodes")) - 1
     if eps is not None and (eps / "episodes").is_dir():
         for f in sorted((eps / "episodes").iterdir()):
             stem = f.name.lstrip(".")
-            if stem.startswith("episode_") and stem[8:14].isdigit() and int(stem[8:14]) >= int(first):
+            if (stem.startswith("episode_") and stem[8:14].isdigit() and int(stem[8:14]) >= int(first)
+                    and (last is None or int(stem[8:14]) <= last)):
                 (dest / "episodes").mkdir(exist_ok=True)
                 os.replace(f, dest / "episodes" / f.name)
     target = _flag(job.argv, "--out")
@@ -96,32 +110,135 @@ def _mark_started(out: Path, job: Job) -> None:
     eps = _episode_dir(job.argv)
     path = started_marker(out, job.name)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"argv": job.argv, "first_episode": next_episode_id(eps) if eps is not None else None}))
+    first = _flag(job.argv, "--first-episode")
+    if eps is not None:
+        first = int(first) if first is not None else next_episode_id(eps)
+    tmp.write_text(json.dumps({"argv": job.argv, "first_episode": first}))
     os.replace(tmp, path)
 
 
-def run_stage(stage: str, jobs: list[Job], out: Path, parallel: int, index: int, progress: bool = True) -> dict:
-    """Run ``jobs`` (at most ``parallel`` at a time, honouring ``needs``); skip those with a done marker."""
-    todo = [j for j in jobs if not marker(out, j.name).exists()]
+# values of these flags are paths a job writes; every other absolute path under OUT in its command line is
+# one it reads. `bora select` also writes into the run it reads (RUN/policy: the deployed checkpoint).
+WRITE_FLAGS = ("--out", "--record")
+
+
+def writes(job: Job) -> list[Path]:
+    paths = [Path(v) for f in WRITE_FLAGS if (v := _flag(job.argv, f))]
+    if job.argv[:1] == ["select"] and _flag(job.argv, "--run"):
+        paths.append(Path(_flag(job.argv, "--run")))
+    return paths
+
+
+def reads(job: Job, out: Path) -> list[Path]:
+    return [Path(t) for i, t in enumerate(job.argv)
+            if not (i and job.argv[i - 1] in WRITE_FLAGS) and Path(t).is_absolute() and Path(t).is_relative_to(out)]
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def _shares_dataset(a: Job, b: Job) -> bool:
+    """Two collect groups filling one dataset in the id ranges given by --first-episode (``bora sim
+    collect`` refuses taken ids): they may write it at the same time."""
+    return all(j.argv[:2] == ["sim", "collect"] and _flag(j.argv, "--first-episode") for j in (a, b))
+
+
+def link(jobs: list[Job], out: Path) -> dict[str, list[str]]:
+    """name -> the jobs it waits for: its ``needs`` and every EARLIER job (plan order) that writes a path
+    equal to, inside or containing one it reads (or, the other way round, reads or writes one it writes:
+    an earlier reader is never overwritten under it); module docstring."""
+    out = Path(out)
+    r = {j.name: reads(j, out) for j in jobs}
+    w = {j.name: writes(j) for j in jobs}
+    deps: dict[str, list[str]] = {}
+    for i, j in enumerate(jobs):
+        d = list(j.needs)
+        for e in jobs[:i]:
+            hit = any(_overlap(a, b) for a in r[j.name] for b in w[e.name]) or any(
+                _overlap(a, b) for a in w[j.name] for b in r[e.name]) or (
+                not _shares_dataset(e, j) and any(_overlap(a, b) for a in w[j.name] for b in w[e.name]))
+            if hit and e.name not in d:
+                d.append(e.name)
+        deps[j.name] = d
+    return deps
+
+
+def direct_needs(deps: dict[str, list[str]], name: str) -> list[str]:
+    """``deps[name]`` without the jobs it also waits for through another of them (for display)."""
+    def above(n: str, seen: set[str]) -> set[str]:
+        for d in deps.get(n, ()):
+            if d not in seen:
+                seen.add(d)
+                above(d, seen)
+        return seen
+
+    mine = deps.get(name, [])
+    through = set().union(*[above(d, set()) for d in mine]) if mine else set()
+    return [d for d in mine if d not in through]
+
+
+def dependents(deps: dict[str, list[str]]) -> dict[str, int]:
+    """name -> how many jobs wait on it, directly or not."""
+    children: dict[str, set[str]] = {n: set() for n in deps}
+    for n, ds in deps.items():
+        for d in ds:
+            children.setdefault(d, set()).add(n)
+    memo: dict[str, set[str]] = {}
+
+    def below(n: str) -> set[str]:
+        if n not in memo:
+            memo[n] = set()
+            for c in children.get(n, ()):
+                memo[n] |= {c} | below(c)
+        return memo[n]
+
+    return {n: len(below(n)) for n in deps}
+
+
+def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume_done: set[str] = frozenset(),
+             progress: bool = True, deps: dict[str, list[str]] | None = None) -> dict:
+    """Run ``jobs`` as a graph (module docstring); skip those with a done marker. ``caps``: stage -> jobs of
+    that stage at a time; ``assume_done``: jobs outside this run (stages not selected) taken as done;
+    ``deps``: :func:`link` of the whole plan (default: of ``jobs``). Returns ``jobs``, ``skipped``,
+    ``job_seconds``, ``spans`` (name -> [start, end] in seconds since the epoch) and ``failed``."""
+    deps = deps if deps is not None else link(jobs, out)
+    names = {j.name for j in jobs}
+    done_names = set(assume_done) | {j.name for j in jobs if marker(out, j.name).exists()}
+    todo = [j for j in jobs if j.name not in done_names]
     skipped = len(jobs) - len(todo)
+    rank = dependents(deps)
+    order = {j.name: i for i, j in enumerate(jobs)}
+    todo.sort(key=lambda j: (-rank.get(j.name, 0), order[j.name]))
+    failed: list[dict] = []
+    for j in todo:  # a need that no job of the plan fulfils can never be met: say so instead of waiting
+        unknown = [n for n in deps.get(j.name, j.needs) if n not in names and n not in done_names]
+        if unknown:
+            failed.append({"job": j.name, "rc": -1, "log": "", "error": f"unsatisfiable dependencies: {unknown}"})
+    if failed:
+        return {"jobs": len(jobs), "skipped": skipped, "job_seconds": {}, "spans": {}, "failed": failed}
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), initial=skipped, desc=f"[{index}/{len(STAGES)}] {stage}", unit="job",
-                   dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=len(jobs), initial=skipped, desc="bora demo", unit="job", dynamic_ncols=True,
+                   file=sys.stderr)
     running: dict[str, tuple[subprocess.Popen, Job, float, Any]] = {}
-    failed: list[dict] = []
     times: dict[str, float] = {}
+    spans: dict[str, list[float]] = {}
     (out / "logs").mkdir(parents=True, exist_ok=True)
     (out / "stages").mkdir(parents=True, exist_ok=True)
-    done_names = {j.name for j in jobs if marker(out, j.name).exists()}
     last_label = None
     while todo or running:
         for j in list(todo):
-            if len(running) >= parallel or failed:
+            if failed:
                 break
-            if any(n not in done_names for n in j.needs):
+            busy = sum(min(r[1].cores, cpus) for r in running.values())
+            if busy + min(j.cores, cpus) > cpus:
+                continue
+            if sum(r[1].stage == j.stage for r in running.values()) >= caps.get(j.stage, 1):
+                continue
+            if any(n not in done_names for n in deps.get(j.name, j.needs)):
                 continue
             log = out / "logs" / f"{j.name}.log"
             try:
@@ -140,15 +257,14 @@ def run_stage(stage: str, jobs: list[Job], out: Path, parallel: int, index: int,
                                     stderr=subprocess.STDOUT, env=_env(j.threads), cwd=str(REPO_ROOT))
             running[j.name] = (proc, j, time.time(), fh)
             todo.remove(j)
-        label = ", ".join(sorted(running))
         if bar is not None:  # the running jobs' latest progress line (updates/s, losses, ETA)
             from bora_trainer.progress import last_progress
 
             info = [(n, last_progress(out / "logs" / f"{n}.log")) for n in sorted(running)]
             label = ", ".join(f"{n} [{p.split(': ', 1)[-1]}]" if p else n for n, p in info)
-        if bar is not None and label != last_label:
-            bar.set_postfix_str(label)
-            last_label = label
+            if label != last_label:
+                bar.set_postfix_str(label)
+                last_label = label
         time.sleep(0.5)
         for name, (proc, j, t0, fh) in list(running.items()):
             rc = proc.poll()
@@ -166,20 +282,24 @@ def run_stage(stage: str, jobs: list[Job], out: Path, parallel: int, index: int,
                     with log.open("a") as f:
                         f.write(f"bora demo: export failed: {type(e).__name__}: {e}\n")
                     rc = 1
-            times[name] = time.time() - t0
+            t1 = time.time()
+            times[name] = t1 - t0
+            spans[name] = [t0, t1]
             if rc != 0:
                 failed.append({"job": name, "rc": rc, "log": str(log)})
                 continue
-            marker(out, name).write_text(json.dumps({"seconds": times[name], "argv": j.argv}))
+            marker(out, name).write_text(json.dumps({"seconds": times[name], "argv": j.argv, "start": t0, "end": t1}))
             done_names.add(name)
             if bar is not None:
                 bar.update(1)
         if failed and not running:
             break
-        if todo and not running and not failed and all(any(n not in done_names for n in j.needs) for j in todo):
+        if todo and not running and not failed and all(
+            any(n not in done_names for n in deps.get(j.name, j.needs)) for j in todo
+        ):
             failed.append({"job": todo[0].name, "rc": -1, "log": "", "error": "unsatisfiable dependencies"})
             break
     if bar is not None:
         bar.set_postfix_str("")
         bar.close()
-    return {"jobs": len(jobs), "skipped": skipped, "job_seconds": times, "failed": failed}
+    return {"jobs": len(jobs), "skipped": skipped, "job_seconds": times, "spans": spans, "failed": failed}
