@@ -133,7 +133,6 @@ class OnlineSpec:
     max_updates: int = 0  # 0: the config's
     parallel: int = 1  # tasks trained at a time (env sim only; one graph with env ros)
     threads: int = 1
-    cpus: int = 0  # cores one online job counts for in the runner's budget (0: 1 with env ros, else threads)
 
     @property
     def rows(self) -> list[str]:
@@ -234,9 +233,8 @@ class DemoConfig:
         for name in ("updates", "parallel", "threads"):
             if getattr(self.offline, name) < 1:
                 raise ConfigError(f"DemoConfig.offline.{name} must be >= 1")
-        for name, v in (("cpus", self.cpus), ("online.cpus", self.online.cpus)):
-            if v < 0:
-                raise ConfigError(f"DemoConfig.{name} must be >= 0 (0: automatic), got {v}")
+        if self.cpus < 0:
+            raise ConfigError(f"DemoConfig.cpus must be >= 0 (0: every logical CPU), got {self.cpus}")
         for name, v in (("collect.parallel", self.collect.parallel), ("online.parallel", self.online.parallel),
                         ("eval.parallel", self.eval.parallel)):
             if v < 1:

@@ -126,17 +126,7 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
     for s, jobs in stages.items():
         for j in jobs:
             j.stage = s
-            if s == "online":
-                j.cpus = online_cpus(cfg)
     return Plan(stages)
-
-
-def online_cpus(cfg: DemoConfig) -> int:
-    """Cores one online job keeps busy (the runner's budget): ``online.cpus``, else its threads in-process
-    (``env: sim``) and 1 through the ROS graph (``env: ros``, paced by the control rate: measured 109% of one
-    core on average for BORA-Full's 2 x 10 episodes of the demo with 2 torch threads, 103 CPU-s in 94 s)."""
-    on = cfg.online
-    return on.cpus or (1 if on.env == "ros" else on.threads)
 
 
 def stage_parallel(cfg: DemoConfig, stage: str) -> int:
