@@ -196,6 +196,36 @@ def dependents(deps: dict[str, list[str]]) -> dict[str, int]:
     return {n: len(below(n)) for n in deps}
 
 
+def startable(todo: list[Job], running: list[Job], done: set[str], deps: dict[str, list[str]], cpus: int,
+              caps: dict[str, int]) -> list[Job]:
+    """The jobs of ``todo`` (in priority order) that start now, beside ``running``: every job it waits for
+    is in ``done``, its cores fit in ``cpus`` (a job counts at most ``cpus``, so a wider one runs alone) and
+    its stage has fewer than ``caps[stage]`` jobs running (module docstring). Pure: also what
+    ``bench/project_schedule.py`` replays."""
+    busy = sum(min(j.cores, cpus) for j in running)
+    per_stage: dict[str, int] = {}
+    for j in running:
+        per_stage[j.stage] = per_stage.get(j.stage, 0) + 1
+    out = []
+    for j in todo:
+        c = min(j.cores, cpus)
+        if busy + c > cpus or per_stage.get(j.stage, 0) >= caps.get(j.stage, 1):
+            continue
+        if any(n not in done for n in deps.get(j.name, j.needs)):
+            continue
+        out.append(j)
+        busy += c
+        per_stage[j.stage] = per_stage.get(j.stage, 0) + 1
+    return out
+
+
+def priority(jobs: list[Job], deps: dict[str, list[str]]) -> list[Job]:
+    """``jobs`` in the order the runner considers them: most jobs waiting on it first, then plan order."""
+    rank = dependents(deps)
+    order = {j.name: i for i, j in enumerate(jobs)}
+    return sorted(jobs, key=lambda j: (-rank.get(j.name, 0), order[j.name]))
+
+
 def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume_done: set[str] = frozenset(),
              progress: bool = True, deps: dict[str, list[str]] | None = None) -> dict:
     """Run ``jobs`` as a graph (module docstring); skip those with a done marker. ``caps``: stage -> jobs of
@@ -205,11 +235,8 @@ def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume
     deps = deps if deps is not None else link(jobs, out)
     names = {j.name for j in jobs}
     done_names = set(assume_done) | {j.name for j in jobs if marker(out, j.name).exists()}
-    todo = [j for j in jobs if j.name not in done_names]
+    todo = priority([j for j in jobs if j.name not in done_names], deps)
     skipped = len(jobs) - len(todo)
-    rank = dependents(deps)
-    order = {j.name: i for i, j in enumerate(jobs)}
-    todo.sort(key=lambda j: (-rank.get(j.name, 0), order[j.name]))
     failed: list[dict] = []
     for j in todo:  # a need that no job of the plan fulfils can never be met: say so instead of waiting
         unknown = [n for n in deps.get(j.name, j.needs) if n not in names and n not in done_names]
@@ -230,16 +257,7 @@ def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume
     (out / "stages").mkdir(parents=True, exist_ok=True)
     last_label = None
     while todo or running:
-        for j in list(todo):
-            if failed:
-                break
-            busy = sum(min(r[1].cores, cpus) for r in running.values())
-            if busy + min(j.cores, cpus) > cpus:
-                continue
-            if sum(r[1].stage == j.stage for r in running.values()) >= caps.get(j.stage, 1):
-                continue
-            if any(n not in done_names for n in deps.get(j.name, j.needs)):
-                continue
+        for j in [] if failed else startable(todo, [r[1] for r in running.values()], done_names, deps, cpus, caps):
             log = out / "logs" / f"{j.name}.log"
             try:
                 moved = set_aside(out, j)

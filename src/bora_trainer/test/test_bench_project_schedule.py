@@ -1,0 +1,69 @@
+"""bench/project_schedule.py and the runner's pure choice (demo/run.py ``startable``), on hand-computed
+schedules; and the projection of a hand-built demo output directory end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+import project_schedule  # noqa: E402
+
+from bora_trainer.demo import config as dc  # noqa: E402
+from bora_trainer.demo import plan as dp  # noqa: E402
+from bora_trainer.demo import run as dr  # noqa: E402
+
+
+def _job(name, stage, cpus=1, needs=()):
+    return dp.Job(name, ["eval"], stage=stage, cpus=cpus, needs=list(needs))
+
+
+def test_startable_by_hand():
+    a, b, w = _job("a", "offline"), _job("b", "offline"), _job("w", "warmup", cpus=2)
+    e = _job("e", "eval", needs=["a"])
+    deps = {j.name: j.needs for j in (a, b, w, e)}
+    # 2 cores, at most 1 offline job at a time: a (first in order), not b; w does not fit beside a; e waits for a
+    assert [j.name for j in dr.startable([a, b, w, e], [], set(), deps, 2, {"offline": 1, "warmup": 1, "eval": 2})] == [
+        "a"]
+    assert [j.name for j in dr.startable([b, w, e], [], {"a"}, deps, 2, {"offline": 2, "eval": 2})] == ["b", "e"]
+    assert [j.name for j in dr.startable([w], [], set(), deps, 1, {"warmup": 1})] == ["w"]  # wider than all: alone
+    assert dr.startable([w], [a], set(), deps, 4, {"warmup": 1}) == [w]  # 1 + 2 <= 4 cores
+
+
+def test_simulate_graph_and_stage_barriers_by_hand():
+    """a 10 s and b 20 s (offline, 1 core each), c 5 s (eval) reads a's output: on 2 cores the graph runs c
+    at 10-15 and ends at 20; with stages as barriers c starts at 20 and the run ends at 25."""
+    a, b, c = _job("a", "offline"), _job("b", "offline"), _job("c", "eval", needs=["a"])
+    deps = {"a": [], "b": [], "c": ["a"]}
+    secs = {"a": 10.0, "b": 20.0, "c": 5.0}
+    caps = {"offline": 2, "eval": 2}
+    g = project_schedule.simulate([a, b, c], deps, secs, 2, caps)
+    assert g["wall_s"] == 20.0 and g["stages"] == {"offline": [0.0, 20.0], "eval": [10.0, 15.0]}
+    s = project_schedule.simulate([a, b, c], deps, secs, 2, caps, barriers=True)
+    assert s["wall_s"] == 25.0 and s["stages"]["eval"] == [20.0, 25.0]
+    assert project_schedule.simulate([a, b, c], deps, secs, 1, caps)["wall_s"] == 35.0  # one core: the sum
+
+
+def test_project_a_demo_output_directory(tmp_path, capsys):
+    """config/demo.yaml's plan with every job's seconds in its done marker: the projection runs the real
+    plan and link; a missing marker is a one-line refusal."""
+    cfg = dc.load_demo_config(dc.REPO_ROOT / "config" / "demo.yaml")
+    out = tmp_path / "demo_out"
+    dp.write_stage_configs(cfg, out)
+    jobs = dp.all_jobs(dp.plan(cfg, out))
+    (out / "stages").mkdir()
+    for j in jobs[:-1]:
+        dr.marker(out, j.name).write_text(json.dumps({"seconds": 10.0}))
+    assert project_schedule.main(["--out", str(out)]) == 2
+    assert "1 job(s) of the plan have no done marker" in capsys.readouterr().err
+    dr.marker(out, jobs[-1].name).write_text(json.dumps({"seconds": 10.0}))
+    assert project_schedule.main(["--out", str(out), "--cpus", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["jobs"] == len(jobs) == 30 and res["job_seconds_sum"] == 300.0
+    # stage by stage, 2 cores, 10 s a job: collect 4 jobs 2 at a time 20 s, warm-up 10, offline 6 jobs 30,
+    # online 2 one at a time 20, eval 16 jobs 80, report 10: 170 s
+    assert res["projected_stage_by_stage_s"] == 170.0
+    # the graph: never faster than the critical path collect -> warm-up -> offline bora -> online x 2 (one at a
+    # time) -> eval -> report (70 s), faster than the barriers (evaluations fill the cores beside the online rows)
+    assert 70.0 <= res["projected_graph_s"] < 170.0
