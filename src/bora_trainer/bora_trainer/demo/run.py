@@ -200,8 +200,10 @@ def startable(todo: list[Job], running: list[Job], done: set[str], deps: dict[st
               caps: dict[str, int]) -> list[Job]:
     """The jobs of ``todo`` (in priority order) that start now, beside ``running``: every job it waits for
     is in ``done``, its cores fit in ``cpus`` (a job counts at most ``cpus``, so a wider one runs alone) and
-    its stage has fewer than ``caps[stage]`` jobs running (module docstring). Pure: also what
-    ``bench/project_schedule.py`` replays."""
+    its stage has fewer than ``caps[stage]`` jobs running (module docstring). A job that could start but for
+    its cores holds back every job after it, so narrower jobs never keep a wider one waiting for ever (a
+    2-thread trainer behind a stream of 1-thread evaluations). Pure: also what ``bench/project_schedule.py``
+    replays."""
     busy = sum(min(j.cores, cpus) for j in running)
     per_stage: dict[str, int] = {}
     for j in running:
@@ -209,10 +211,10 @@ def startable(todo: list[Job], running: list[Job], done: set[str], deps: dict[st
     out = []
     for j in todo:
         c = min(j.cores, cpus)
-        if busy + c > cpus or per_stage.get(j.stage, 0) >= caps.get(j.stage, 1):
+        if per_stage.get(j.stage, 0) >= caps.get(j.stage, 1) or any(n not in done for n in deps.get(j.name, j.needs)):
             continue
-        if any(n not in done for n in deps.get(j.name, j.needs)):
-            continue
+        if busy + c > cpus:
+            break
         out.append(j)
         busy += c
         per_stage[j.stage] = per_stage.get(j.stage, 0) + 1
@@ -248,8 +250,10 @@ def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume
     if progress:
         from tqdm import tqdm
 
+        # no rate or ETA: the jobs take from seconds (an evaluation) to minutes (a training); each running
+        # job's own progress line (updates/s, ETA) is in the postfix
         bar = tqdm(total=len(jobs), initial=skipped, desc="bora demo", unit="job", dynamic_ncols=True,
-                   file=sys.stderr)
+                   file=sys.stderr, bar_format="{desc}: {n_fmt}/{total_fmt} jobs done [{elapsed}] {postfix}")
     running: dict[str, tuple[subprocess.Popen, Job, float, Any]] = {}
     times: dict[str, float] = {}
     spans: dict[str, list[float]] = {}
