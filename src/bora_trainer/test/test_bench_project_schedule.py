@@ -26,9 +26,15 @@ def test_startable_by_hand():
     # 2 cores, at most 1 offline job at a time: a (first in order), not b; w does not fit beside a; e waits for a
     assert [j.name for j in dr.startable([a, b, w, e], [], set(), deps, 2, {"offline": 1, "warmup": 1, "eval": 2})] == [
         "a"]
-    assert [j.name for j in dr.startable([b, w, e], [], {"a"}, deps, 2, {"offline": 2, "eval": 2})] == ["b", "e"]
+    assert [j.name for j in dr.startable([b, e, w], [], {"a"}, deps, 2, {"offline": 2, "eval": 2})] == ["b", "e"]
+    # w first in order: it takes both cores, and b, e wait behind it
+    assert [j.name for j in dr.startable([w, b, e], [], {"a"}, deps, 2, {"offline": 2, "eval": 2})] == ["w"]
     assert [j.name for j in dr.startable([w], [], set(), deps, 1, {"warmup": 1})] == ["w"]  # wider than all: alone
     assert dr.startable([w], [a], set(), deps, 4, {"warmup": 1}) == [w]  # 1 + 2 <= 4 cores
+    # the wider job waits for its cores and holds back the narrower one behind it (no starvation) ...
+    assert dr.startable([w, b], [a], {"a"}, deps, 2, {"warmup": 1, "offline": 2}) == []
+    # ... but a job that cannot start for another reason (its inputs, its stage's cap) holds back nothing
+    assert dr.startable([e, b], [a], set(), deps, 2, {"offline": 2, "eval": 2}) == [b]
 
 
 def test_simulate_graph_and_stage_barriers_by_hand():
@@ -67,3 +73,9 @@ def test_project_a_demo_output_directory(tmp_path, capsys):
     # the graph: never faster than the critical path collect -> warm-up -> offline bora -> online x 2 (one at a
     # time) -> eval -> report (70 s), faster than the barriers (evaluations fill the cores beside the online rows)
     assert 70.0 <= res["projected_graph_s"] < 170.0
+    # a config change before planning: one collect group at a time -> collect 40 s (4 jobs of 10 s) on 4 cores
+    assert project_schedule.main(["--out", str(out), "--cpus", "4", "--set", "collect.parallel=1"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["set"] == ["collect.parallel=1"] and one["graph_stages"]["collect"] == [0.0, 40.0]
+    assert project_schedule.main(["--out", str(out), "--set", "collect.parallel"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
