@@ -73,7 +73,8 @@ def stage_info(pl, stages: list[str], res: dict, out: Path, t_all: float, before
     """Per stage, from one :func:`run.run_jobs` result: ``jobs``, ``skipped`` (done before), ``job_seconds``,
     ``failed``, ``status`` (done / failed / incomplete: jobs left when another job failed), and the stage's
     span: ``start`` and ``seconds`` from its first job's start to its last job's end (stages overlap, so the
-    spans add up to more than the total); a stage whose jobs were all reused keeps its earlier figures."""
+    spans add up to more than the total); a stage whose jobs were all reused keeps its earlier figures.
+    Writes ``OUT/stages/<stage>.done`` for every stage that is done."""
     from bora_trainer.demo.run import marker
 
     info = {}
