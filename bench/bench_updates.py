@@ -74,7 +74,9 @@ def make_buffers(spec, n_off: int, n_on: int, seed: int = 0):
     return out
 
 
-def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str = "auto", peaks=None) -> dict:
+def bench_device(
+    device: str, args, z_dim: int, threads: int = 0, precision: str = "auto", peaks=None, compiled: bool = False
+) -> dict:
     from bora_policy.models.critic import ChunkCritic
     from bora_trainer.algorithms.bora.config import OnlineConfig
     from bora_trainer.algorithms.online_learner import OnlineLearner
@@ -106,6 +108,11 @@ def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str
     # the update's FLOPs and matmul shapes (one extra update, counted; the FLOPs do not depend on the data)
     flops, shapes = roofline.count_update(learner.update, sampler.sample())
     SHAPES.append(shapes)
+    if compiled:
+        compile_modules(learner)
+        for _ in range(args.warmup):  # the compiled graphs' first calls (one per input shape) compile
+            learner.update(sampler.sample())
+        sync()
     reps, samp, cpu = [], [], []
     for _ in range(args.repeats):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -123,11 +130,12 @@ def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str
     ups = 1.0 / per
     prec_name = "bf16" if learner.use_bf16 else "fp32"
     roof = {}
-    if device == "cpu" and peaks is not None:
+    cuda = device.startswith("cuda")
+    if peaks is not None:
         # the peak at the update's own matmul shapes, measured in this run with the same threads and dtype
-        key = (torch.get_num_threads(), prec_name)
+        key = ("cuda", 0, prec_name) if cuda else ("cpu", torch.get_num_threads(), prec_name)
         if key not in peaks:
-            peaks[key] = roofline.peak_at_shapes(shapes, prec_name, args.peak_seconds)
+            peaks[key] = roofline.peak_at_shapes(shapes, prec_name, args.peak_seconds, device=key[0])
         pk = peaks[key]
         roof = {
             "update_gflop": flops / 1e9,
@@ -138,11 +146,17 @@ def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str
             "peak_gflops_best_shape": pk["gflops_best_shape"],
             "achieved_over_peak": flops / min(reps) / 1e9 / pk["gflops_at_shapes"],
             "achieved_over_peak_median": flops / per / 1e9 / pk["gflops_at_shapes"],
-            # CPU-time roofline (robust to other work on the machine): FLOPs per CPU-second, update vs peak
-            "achieved_gflop_per_cpu_s": flops / min(cpu) / 1e9,
-            "peak_gflop_per_cpu_s_at_update_shapes": pk["gflop_per_cpu_s_at_shapes"],
-            "achieved_over_peak_cpu_time": flops / min(cpu) / 1e9 / pk["gflop_per_cpu_s_at_shapes"],
         }
+        if not cuda:  # CPU-time roofline (robust to other work on the machine): FLOPs per CPU-second
+            roof["achieved_gflop_per_cpu_s"] = flops / min(cpu) / 1e9
+            roof["peak_gflop_per_cpu_s_at_update_shapes"] = pk["gflop_per_cpu_s_at_shapes"]
+            roof["achieved_over_peak_cpu_time"] = flops / min(cpu) / 1e9 / pk["gflop_per_cpu_s_at_shapes"]
+    if cuda:
+        try:  # kernels per update and the GPU's busy time (launch-bound or arithmetic-bound)
+            kp = roofline.kernel_profile(lambda: learner.update(sampler.sample()), calls=5)
+            roof["kernels"] = {**kp, "gpu_busy_share": kp["device_us_per_call"] / 1e3 / (1000 * per)}
+        except Exception as e:  # noqa: BLE001  (the profiler is a diagnostic: its failure is recorded, not fatal)
+            roof["kernels"] = {"error": f"{type(e).__name__}: {e}"}
     return {
         "device": device,
         "threads": torch.get_num_threads() if device == "cpu" else threads,
@@ -162,13 +176,29 @@ def bench_device(device: str, args, z_dim: int, threads: int = 0, precision: str
         "residual_params": n_actor,
         "critic_trainable_params": n_critic,
         "bf16_autocast": learner.use_bf16,
+        "compiled": compiled,
         **roof,
     }
 
 
-def write(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "updates.json").write_text(json.dumps(results, indent=2))
+def compile_modules(learner) -> None:
+    """``--compile``: each critic step head (online and target) and the residual actor through ``torch.compile``
+    (inductor fuses LayerNorm + SiLU + bias into fewer kernels). Parameters stay the same objects, so the
+    optimisers and the Polyak update are unchanged. A benchmark candidate, not the learner's code path."""
+    for mod in list(learner.critic.modules()):
+        for name, child in list(mod.named_children()):
+            if type(child).__name__ == "_StepHead":
+                setattr(mod, name, torch.compile(child))
+            elif isinstance(child, torch.nn.ModuleList):
+                for i, c in enumerate(child):
+                    if type(c).__name__ == "_StepHead":
+                        child[i] = torch.compile(c)
+    learner.actor.forward = torch.compile(learner.actor.forward)
+
+
+def write(results: dict, out_dir: Path = RESULTS, name: str = "updates") -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2))
     m, c = results["machine"], results["config"]
     pr = m.get("cpu_probe", {})
     lines = [
@@ -202,8 +232,9 @@ def write(results: dict) -> None:
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | :---: |",
     ]
     for r in results["runs"]:
+        dev = r["device"] + (" (compiled)" if r.get("compiled") else "")
         lines.append(
-            f"| {r['device']} | {r.get('threads', '-')}{' (auto)' if r.get('threads_requested') == 'auto' else ''} | "
+            f"| {dev} | {r.get('threads', '-')}{' (auto)' if r.get('threads_requested') == 'auto' else ''} | "
             f"{r.get('precision', '-')} | {r['updates_per_s']:.2f} | {r['ms_per_update']:.1f} | "
             f"{r['sampling_ms_per_update']:.1f} | {r.get('cpu_ms_per_update', float('nan')):.1f} | "
             f"{r['projected_15k_updates_s'] / 60:.1f} min | "
@@ -211,7 +242,7 @@ def write(results: dict) -> None:
         )
     for d in results.get("skipped", []):
         lines.append(f"| {d['device']} | - | - | - | - | - | - | - | {d['reason']} |")
-    roof = [r for r in results["runs"] if "achieved_over_peak" in r]
+    roof = [r for r in results["runs"] if "achieved_over_peak" in r and r["device"] == "cpu"]
     if roof:
         lines += [
             "",
@@ -232,25 +263,28 @@ def write(results: dict) -> None:
         ]
         for r in roof:
             lines.append(
-                f"| {r['threads']}{' (auto)' if r.get('threads_requested') == 'auto' else ''} | {r['precision']} | "
-                f"{r['achieved_gflops_best']:.2f} "
+                f"| {r['threads']}{' (auto)' if r.get('threads_requested') == 'auto' else ''} | {r['precision']}"
+                f"{' (compiled)' if r.get('compiled') else ''} | {r['achieved_gflops_best']:.2f} "
                 f"({r['achieved_gflops_median']:.2f}) | {r['peak_gflops_at_update_shapes']:.2f} | "
                 f"{r['peak_gflops_best_shape']:.2f} | {100 * r['achieved_over_peak']:.0f}% "
                 f"({100 * r['achieved_over_peak_median']:.0f}%) | "
                 f"{100 * r['achieved_over_peak_cpu_time']:.0f}% ({r['achieved_gflop_per_cpu_s']:.1f} / "
                 f"{r['peak_gflop_per_cpu_s_at_update_shapes']:.1f}) | {r['projected_15k_updates_s'] / 60:.1f} min |"
             )
+    lines += cuda_roofline_lines([r for r in results["runs"] if "achieved_over_peak" in r and r["device"] != "cpu"])
     if results.get("peaks"):
         lines += [
             "",
             "Peak matmul rate at the update's shapes, fp32 and bf16, per thread count (same run):",
             "",
-            "| threads | precision | GFLOP/s at the update's shapes | best single shape | FLOP share measured |",
-            "| ---: | --- | ---: | ---: | ---: |",
+            "| device | threads | precision | GFLOP/s at the update's shapes | best single shape "
+            "| FLOP share measured |",
+            "| --- | ---: | --- | ---: | ---: | ---: |",
         ]
         for pk in results["peaks"]:
             lines.append(
-                f"| {pk['threads']} | {pk['precision']} | {pk['gflops_at_shapes']:.2f} | "
+                f"| {pk.get('device', 'cpu')} | {pk['threads'] or '-'} | {pk['precision']} | "
+                f"{pk['gflops_at_shapes']:.2f} | "
                 f"{pk['gflops_best_shape']:.2f} | {100 * pk['flop_share_measured']:.0f}% |"
             )
     r0 = results["runs"][0]
@@ -265,7 +299,41 @@ def write(results: dict) -> None:
     if results.get("note"):
         lines += ["", results["note"]]
     lines += ["", POINTERS]
-    (RESULTS / "updates.md").write_text("\n".join(lines) + "\n")
+    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def cuda_roofline_lines(runs: list[dict]) -> list[str]:
+    """The CUDA roofline table: achieved / peak at the update's shapes, and what the GPU did per update."""
+    if not runs:
+        return []
+    out = [
+        "",
+        "## Roofline (CUDA)",
+        "",
+        f"FLOPs per update: {runs[0]['update_gflop']:.2f} GFLOP (as on the CPU). Peak = the GPU's matmul rate at "
+        "the update's own matmul shapes (each shape timed as the mean of 50 back-to-back calls between two CUDA "
+        "events, best group): what a perfect implementation of exactly these matmuls would reach. Kernels and "
+        "GPU busy: `torch.profiler` over 5 updates, the summed device time of every kernel and copy over the "
+        "update's wall time; the rest of the wall time the GPU waits for the host to launch work.",
+        "",
+        "| precision | compiled | achieved GFLOP/s | peak GFLOP/s at the update's shapes | achieved / peak "
+        "| kernels + copies per update | GPU busy per update | GPU busy share | 15k updates |",
+        "| --- | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs:
+        k = r.get("kernels", {})
+        kern = (
+            f"{k['device_ops_per_call']:.0f} | {k['device_us_per_call'] / 1e3:.2f} ms | "
+            f"{100 * k['gpu_busy_share']:.0f}%"
+            if "device_ops_per_call" in k
+            else f"- | - | {k.get('error', 'not profiled')}"
+        )
+        out.append(
+            f"| {r['precision']} | {'yes' if r.get('compiled') else 'no'} | {r['achieved_gflops_best']:.1f} | "
+            f"{r['peak_gflops_at_update_shapes']:.1f} | {100 * r['achieved_over_peak']:.1f}% | {kern} | "
+            f"{r['projected_15k_updates_s'] / 60:.1f} min |"
+        )
+    return out
 
 
 def _threads(v: str) -> int | str:
@@ -289,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=32)
     p.add_argument("--action-dim", type=int, default=27)
     p.add_argument("--vlm", default="paligemma-tiny", help="named VLM config whose z_dim is used")
+    p.add_argument("--z-dim", type=int, default=0, help="cognition-token width (0: the --vlm config's z_dim)")
     p.add_argument("--critic-hidden", type=int, default=256, help="ChunkCritic hidden_dim (its default: 256)")
     p.add_argument("--critic-layers", type=int, default=2, help="ChunkCritic num_layers (its default: 2)")
     p.add_argument(
@@ -310,10 +379,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-roofline", action="store_true", help="skip the FLOP count and the peak")
     p.add_argument("--shared", default="", help="say in updates.md that the machine was shared (free text)")
     p.add_argument("--note", default="", help="free text appended to updates.md (e.g. a before/after comparison)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd step heads and actor")
+    p.add_argument("--results-dir", type=Path, default=RESULTS, help="where NAME.json and NAME.md go")
+    p.add_argument("--results-name", default="updates", help="file stem of the results (default: updates)")
     args = p.parse_args(argv)
     if args.updates < 1 or args.repeats < 1:
         p.error("--updates and --repeats must be >= 1")
-    z_dim = tiny_z_dim(args.vlm)
+    if args.z_dim < 0:
+        p.error(f"--z-dim: expected an integer >= 0, got {args.z_dim}")
+    z_dim = args.z_dim or tiny_z_dim(args.vlm)
     results = {
         "machine": machine(),
         "config": {
@@ -323,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             "z_dim": z_dim,
             "critic_hidden": args.critic_hidden,
             "critic_layers": args.critic_layers,
-            "vlm": args.vlm,
+            "vlm": args.vlm if not args.z_dim else f"z_dim {args.z_dim} given",
             "updates": args.updates,
             "repeats": args.repeats,
         },
@@ -344,29 +418,37 @@ def main(argv: list[str] | None = None) -> int:
             th_req = th
             th = resolve_threads(th) if th == "auto" else th
             for prec in args.precision:
-                r = bench_device(dev, args, z_dim, th, prec, peaks)
-                r["threads_requested"] = th_req
-                results["runs"].append(r)
-                print(
-                    f"{dev} threads={r['threads']} {r['precision']}: {r['updates_per_s']:.2f} updates/s "
-                    f"({r['ms_per_update']:.1f} ms), 15k updates in {r['projected_15k_updates_s'] / 60:.1f} min"
-                    + (f", achieved/peak {100 * r['achieved_over_peak']:.0f}%" if "achieved_over_peak" in r else ""),
-                    file=sys.stderr,
-                )
-                if peaks is not None and dev == "cpu":
+                for compiled in (False, True) if args.compile else (False,):
+                    r = bench_device(dev, args, z_dim, th, prec, peaks, compiled)
+                    r["threads_requested"] = th_req
+                    results["runs"].append(r)
+                    print(
+                        f"{dev}{' compiled' if compiled else ''} threads={r['threads']} {r['precision']}: "
+                        f"{r['updates_per_s']:.2f} updates/s ({r['ms_per_update']:.1f} ms), 15k updates in "
+                        f"{r['projected_15k_updates_s'] / 60:.1f} min"
+                        + (f", achieved/peak {100 * r['achieved_over_peak']:.1f}%" if "achieved_over_peak" in r else "")
+                        + (f", {r['kernels']}" if "kernels" in r else ""),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                if peaks is not None:
                     # the other precision's peak at the same shapes (fp32 and bf16 are both reported)
                     other = "fp32" if r["precision"] == "bf16" else "bf16"
-                    key = (r["threads"], other)
+                    cuda = dev.startswith("cuda")
+                    key = ("cuda", 0, other) if cuda else ("cpu", r["threads"], other)
                     if key not in peaks and SHAPES:
-                        torch.set_num_threads(r["threads"])
-                        peaks[key] = roofline.peak_at_shapes(SHAPES[-1], other, args.peak_seconds, flop_share=0.5)
+                        if not cuda:
+                            torch.set_num_threads(r["threads"])
+                        peaks[key] = roofline.peak_at_shapes(
+                            SHAPES[-1], other, args.peak_seconds, flop_share=0.5, device=key[0]
+                        )
     if peaks:
         results["peaks"] = [peaks[k] for k in sorted(peaks)]
     try:
         results["load_avg_1m_end"] = os.getloadavg()[0]
     except OSError:
         pass
-    write(results)
+    write(results, args.results_dir, args.results_name)
     print(json.dumps(results, indent=2))
     return 0
 

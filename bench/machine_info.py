@@ -18,7 +18,9 @@ def commit(root: Path | None = None) -> str:
     def git(*a: str) -> str:
         return subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)"
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:  # a copy without .git (the device machine gets the working tree only): the caller says which
+        return os.environ.get("BORA_BENCH_COMMIT", "") or "unknown (not a git checkout)"
     return head + (" (+ uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 

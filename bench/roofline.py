@@ -60,16 +60,33 @@ def count_update(fn, *args) -> tuple[int, dict[tuple[int, int, int, int], dict]]
     return int(fc.get_total_flops()), shapes
 
 
-def _best_call(m: int, k: int, n: int, batch: int, dtype, seconds: float) -> tuple[float, float]:
-    """``(best wall seconds, best process-CPU seconds)`` of one ``[m,k] @ [k,n]`` (x batch) call."""
+def _best_call(m: int, k: int, n: int, batch: int, dtype, seconds: float, device: str = "cpu") -> tuple[float, float]:
+    """``(best wall seconds, best process-CPU seconds)`` of one ``[m,k] @ [k,n]`` (x batch) call.
+
+    On CUDA a call is timed as the mean of a group of back-to-back calls between two CUDA events (the
+    device's throughput at that shape, launch latency hidden behind the queue), best group kept; process
+    CPU time means nothing there and is returned as ``nan``."""
     g = torch.Generator().manual_seed(0)
     shape_a = (batch, m, k) if batch > 1 else (m, k)
     shape_b = (batch, k, n) if batch > 1 else (k, n)
-    a = torch.randn(shape_a, generator=g).to(dtype)
-    b = torch.randn(shape_b, generator=g).to(dtype)
+    a = torch.randn(shape_a, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(shape_b, generator=g).to(device=device, dtype=dtype)
     op = torch.bmm if batch > 1 else torch.mm
     op(a, b)  # kernel selection
     best, best_cpu, t_end = float("inf"), float("inf"), time.perf_counter() + seconds
+    if device.startswith("cuda"):
+        group = 50
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        while True:
+            start.record()
+            for _ in range(group):
+                op(a, b)
+            stop.record()
+            stop.synchronize()
+            best = min(best, start.elapsed_time(stop) / 1e3 / group)
+            if time.perf_counter() >= t_end:
+                return best, float("nan")
     while True:
         t0, c0 = time.perf_counter(), time.process_time()
         op(a, b)
@@ -79,8 +96,11 @@ def _best_call(m: int, k: int, n: int, batch: int, dtype, seconds: float) -> tup
             return best, max(best_cpu, 1e-9)
 
 
-def peak_at_shapes(shapes: dict, precision: str, seconds_per_shape: float = 0.25, flop_share: float = 0.95) -> dict:
-    """The matmul rate at ``shapes`` (from :func:`count_update`) with the current torch threads."""
+def peak_at_shapes(
+    shapes: dict, precision: str, seconds_per_shape: float = 0.25, flop_share: float = 0.95, device: str = "cpu"
+) -> dict:
+    """The matmul rate at ``shapes`` (from :func:`count_update`) with the current torch threads, or on a
+    CUDA ``device`` (then ``gflop_per_cpu_s_at_shapes`` is ``None``)."""
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"peak_at_shapes: precision must be 'fp32' or 'bf16', got {precision!r}")
     if not shapes:
@@ -92,7 +112,7 @@ def peak_at_shapes(shapes: dict, precision: str, seconds_per_shape: float = 0.25
     for (m, k, n, batch), v in order:
         if covered >= flop_share * total:
             break
-        t, tc = _best_call(m, k, n, batch, dtype, seconds_per_shape)
+        t, tc = _best_call(m, k, n, batch, dtype, seconds_per_shape, device)
         per_call = 2.0 * m * k * n * batch / 1e9
         rate = per_call / t
         best_rate = max(best_rate, rate)
@@ -101,12 +121,34 @@ def peak_at_shapes(shapes: dict, precision: str, seconds_per_shape: float = 0.25
         gf_sum += v["gflop"]
         covered += v["gflop"]
         rows.append({"m": m, "k": k, "n": n, "batch": batch, "calls": v["calls"], "gflops": round(rate, 3)})
+    cuda = device.startswith("cuda")
     return {
+        "device": "cuda" if cuda else "cpu",
         "precision": precision,
-        "threads": torch.get_num_threads(),
+        "threads": 0 if cuda else torch.get_num_threads(),
         "gflops_at_shapes": gf_sum / t_sum,
-        "gflop_per_cpu_s_at_shapes": gf_sum / c_sum,
+        "gflop_per_cpu_s_at_shapes": None if cuda else gf_sum / c_sum,
         "gflops_best_shape": best_rate,
         "flop_share_measured": covered / total,
         "shapes": rows,
     }
+
+
+def kernel_profile(fn, calls: int = 5) -> dict:
+    """What the GPU did during ``calls`` calls of ``fn()`` (``torch.profiler``, CUDA activity): kernels
+    and device copies per call and their summed device microseconds per call. Their sum over the call's
+    wall time is the share of the update the GPU is busy; the rest is the host launching work (an update
+    of many small kernels is launch-bound, not arithmetic-bound)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    dev = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    if dev:
+        busy_us = sum(e.time_range.elapsed_us() for e in dev)
+    else:  # device events only in the averages (older profilers): their summed self device time
+        busy_us = sum(getattr(a, "self_device_time_total", 0.0) for a in prof.key_averages())
+    return {"calls": calls, "device_ops_per_call": len(dev) / calls, "device_us_per_call": busy_us / calls}

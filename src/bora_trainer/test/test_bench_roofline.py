@@ -41,7 +41,7 @@ def test_peak_at_shapes_real_rates_and_coverage():
     shapes = {(256, 128, 128, 1): {"calls": 3, "gflop": 3 * 2 * 256 * 128 * 128 / 1e9},
               (2, 2, 2, 1): {"calls": 1, "gflop": 16 / 1e9}}
     pk = roofline.peak_at_shapes(shapes, "fp32", seconds_per_shape=0.05, flop_share=0.9)
-    assert pk["threads"] == torch.get_num_threads()
+    assert pk["threads"] == torch.get_num_threads() and pk["device"] == "cpu"
     assert [(r["m"], r["k"], r["n"]) for r in pk["shapes"]] == [(256, 128, 128)]  # the tiny one is not needed
     assert 0.0 < pk["gflops_at_shapes"] <= pk["gflops_best_shape"] + 1e-9
     assert pk["gflop_per_cpu_s_at_shapes"] > 0
@@ -49,3 +49,20 @@ def test_peak_at_shapes_real_rates_and_coverage():
         roofline.peak_at_shapes(shapes, "fp16")
     with pytest.raises(ValueError, match="no matmul shapes"):
         roofline.peak_at_shapes({}, "fp32")
+
+
+def test_cuda_roofline_table_by_hand():
+    """updates.md's CUDA table: achieved / peak and the GPU's busy share from a results row (no GPU needed)."""
+    import bench_updates
+
+    row = {
+        "precision": "bf16", "compiled": False, "update_gflop": 11.0, "achieved_gflops_best": 1100.0,
+        "peak_gflops_at_update_shapes": 44000.0, "achieved_over_peak": 0.025, "projected_15k_updates_s": 150.0,
+        "kernels": {"device_ops_per_call": 612.0, "device_us_per_call": 2500.0, "gpu_busy_share": 0.25},
+    }
+    failed = {**row, "compiled": True, "kernels": {"error": "RuntimeError: no profiler"}}
+    lines = bench_updates.cuda_roofline_lines([row, failed])
+    assert "## Roofline (CUDA)" in lines
+    assert "| bf16 | no | 1100.0 | 44000.0 | 2.5% | 612 | 2.50 ms | 25% | 2.5 min |" in lines
+    assert "| bf16 | yes | 1100.0 | 44000.0 | 2.5% | - | - | RuntimeError: no profiler | 2.5 min |" in lines
+    assert bench_updates.cuda_roofline_lines([]) == []
