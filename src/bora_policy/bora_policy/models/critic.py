@@ -84,7 +84,9 @@ class _StepHead(nn.Module):
         self.pos = nn.Parameter(torch.randn(k, pos_dim) * 0.1)
         self.mlp = _mlp(hidden + action_dim + pos_dim, hidden, 1, layers)
 
-    def forward(self, z: torch.Tensor, a: torch.Tensor | None, steps: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, a: torch.Tensor | None, steps: torch.Tensor | slice | None = None
+    ) -> torch.Tensor:
         """``[B, k]`` (or ``[B, len(steps)]`` for the chunk positions ``steps``; ``a`` must then match them)."""
         first = self.mlp[0]
         H, A = self.hidden, self.action_dim
@@ -149,12 +151,16 @@ class ChunkCritic(nn.Module):
                     f"ChunkCritic: actions must be [B, k, A] = {list(exp)}, got {tuple(actions.shape)}"
                 )
 
-    def _steps(self, steps, z: torch.Tensor) -> torch.Tensor | None:
+    def _steps(self, steps, z: torch.Tensor) -> torch.Tensor | slice | None:
+        """The positions as an index of ``pos``: a slice when they are consecutive (a view: no index tensor
+        to copy to the device, so ``steps=[0]`` can run inside a captured CUDA graph), else a long tensor."""
         if steps is None:
             return None
         vals = steps.reshape(-1).tolist() if isinstance(steps, torch.Tensor) else [int(i) for i in steps]
         if not vals or min(vals) < 0 or max(vals) >= self.chunk_size:
             raise ValueError(f"ChunkCritic: steps must be chunk positions in [0, {self.chunk_size}), got {steps}")
+        if vals == list(range(vals[0], vals[-1] + 1)):
+            return slice(vals[0], vals[-1] + 1)
         return torch.tensor(vals, dtype=torch.long, device=z.device)
 
     # -- online networks

@@ -23,6 +23,18 @@ from bora_trainer.algorithms import registry
 from bora_trainer.algorithms.bora.config import OnlineConfig
 from bora_trainer.algorithms.losses import soft_update
 
+GRAPH_WARMUP = 3  # eager updates on a side stream before the capture (optimiser state, cuBLAS workspaces)
+
+
+def to_floats(info: dict[str, Any]) -> dict[str, float]:
+    """``info`` with every tensor value as a float, read back from the device in ONE transfer."""
+    keys = [k for k, v in info.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in info.items() if k not in keys}
+    if keys:
+        vals = torch.stack([info[k].detach().reshape(()).float() for k in keys]).tolist()
+        out.update(zip(keys, vals))
+    return {k: out[k] for k in info}
+
 
 def bc_lambda_schedule(step: int, start: float = 2.0, end: float = 1.0, decay: int = 10000) -> float:
     """Table 3: lambda_BC decays linearly from 2.0 to 1.0 over 10k updates, then stays."""
@@ -64,9 +76,15 @@ class OnlineObjective:
     ``update(batch)`` performs one full update (critic, targets, actor) using the learner's modules
     and optimisers and returns float metrics. Subclasses may create extra modules
     (return them from ``extra_modules`` so they are checkpointed).
+
+    ``graph_safe = True`` declares that ``update`` can be captured as a CUDA graph
+    (``OnlineConfig.cuda_graph``): it reads metrics through ``learner.metric``, the schedules through
+    ``learner.alpha_now``/``bc_lambda_now`` and ``learner.clip_and_step``'s norm as returned, and it runs no
+    operation that waits for the GPU (no ``.item()``, no boolean-mask indexing) when ``learner.graphing``.
     """
 
     name = "base"
+    graph_safe = False
 
     def __init__(self, learner: OnlineLearner, options: dict[str, Any] | None = None):
         self.learner = learner
@@ -122,6 +140,16 @@ class OnlineLearner:
             "z_dim": z_dim,
         }
         torch.manual_seed(self.cfg.seed)
+        objective_cls = registry.online_objective(self.cfg.algo)
+        # one captured CUDA graph per update (OnlineConfig.cuda_graph): needs capturable optimisers
+        self.graphing = bool(
+            self.cfg.cuda_graph and self.device.type == "cuda" and getattr(objective_cls, "graph_safe", False)
+        )
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_info: dict[str, Any] = {}
+        self._static: dict[str, torch.Tensor] = {}
+        self._sched: dict[str, torch.Tensor] = {}
+        self._eager_calls = 0
         self.critic = copy.deepcopy(critic).to(self.device).train()
         self.critic.requires_grad_(True)
         # target nets: the critic's own (ChunkCritic.v_target / soft_update) when it has them, else a copy
@@ -137,11 +165,12 @@ class OnlineLearner:
         self.actor.to(self.device).train()
         # multi-tensor AdamW (the same values as the per-parameter loop). The critic optimiser keeps every
         # critic parameter (target copies get no gradient, so no step) for checkpoint compatibility.
+        cap = {"capturable": True} if self.graphing else {}
         self.actor_opt = torch.optim.AdamW(
-            self.actor.parameters(), lr=self.cfg.actor_lr, weight_decay=self.cfg.weight_decay, foreach=True
+            self.actor.parameters(), lr=self.cfg.actor_lr, weight_decay=self.cfg.weight_decay, foreach=True, **cap
         )
         self.critic_opt = torch.optim.AdamW(
-            self.critic.parameters(), lr=self.cfg.critic_lr, weight_decay=self.cfg.weight_decay, foreach=True
+            self.critic.parameters(), lr=self.cfg.critic_lr, weight_decay=self.cfg.weight_decay, foreach=True, **cap
         )
         self.step = 0
         prec = self.cfg.precision
@@ -150,7 +179,7 @@ class OnlineLearner:
 
             prec = auto_precision(self.device.type)  # BORA_PRECISION, else the CPU/GPU probe
         self.use_bf16 = prec == "bf16"
-        self.objective = registry.online_objective(self.cfg.algo)(self, self.cfg.objective_options)
+        self.objective = objective_cls(self, self.cfg.objective_options)
 
     # ------------------------------------------------------------------------------ schedules
     def alpha(self, step: int | None = None) -> float:
@@ -174,6 +203,20 @@ class OnlineLearner:
         v = self.critic.v_target(z) if self.internal_target else self.critic_target.v(z)
         return v if steps is None else v[:, steps]
 
+    def alpha_now(self) -> float | torch.Tensor:
+        """alpha_t for the update being computed: a float, or when graphing the device scalar the graph reads
+        (set from :meth:`alpha` before each replay)."""
+        return self._sched["alpha"] if self.graphing else self.alpha()
+
+    def bc_lambda_now(self) -> float | torch.Tensor:
+        """lambda_BC(t) for the update being computed (a device scalar when graphing, as :meth:`alpha_now`)."""
+        return self._sched["bc_lambda"] if self.graphing else self.bc_lambda()
+
+    def metric(self, t: torch.Tensor) -> float | torch.Tensor:
+        """A logged scalar: its float, or when graphing the detached tensor (:func:`to_floats` reads them all
+        back in one transfer after the replay)."""
+        return t.detach() if self.graphing else t.item()
+
     def update_targets(self) -> None:
         """Polyak update of the target nets (Table 3 tau_target = 0.005)."""
         if self.internal_target:
@@ -183,6 +226,8 @@ class OnlineLearner:
             soft_update(self.critic_target, self.critic, self.cfg.tau)
 
     def autocast(self):
+        if self.graphing:  # a captured graph must not keep autocast's cast cache across replays
+            return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_bf16, cache_enabled=False)
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
     def check_buffer(self, spec: Any) -> None:
@@ -196,16 +241,57 @@ class OnlineLearner:
     # ------------------------------------------------------------------------------ update
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One update of the configured objective on a mixed batch (Algorithm 1 lines 25-27)."""
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        info = self.objective.update(batch)
+        if self.graphing:
+            info = to_floats(self._graph_update(batch))
+        else:
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            info = self.objective.update(batch)
         self.step += 1
         info["alpha"] = self.alpha()
         return info
 
-    def clip_and_step(self, opt: torch.optim.Optimizer, params) -> float:
+    def _graph_update(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """One update through the captured CUDA graph (``OnlineConfig.cuda_graph``). The batch is copied into
+        static device tensors and the schedules into device scalars; the first ``GRAPH_WARMUP`` updates run
+        eagerly on a side stream (they create the optimiser state), the next one captures the update and every
+        update from then on replays it. Each call is one real update."""
+        if not self._static:
+            self._static = {k: torch.empty_like(v, device=self.device) for k, v in batch.items()}
+            self._sched = {n: torch.zeros((), device=self.device) for n in ("alpha", "bc_lambda")}
+        if batch.keys() != self._static.keys() or any(v.shape != self._static[k].shape for k, v in batch.items()):
+            got = {k: tuple(v.shape) for k, v in batch.items()}
+            want = {k: tuple(v.shape) for k, v in self._static.items()}
+            raise ValueError(
+                f"OnlineLearner batch: expected the keys and shapes of the captured CUDA graph {want}, got {got} "
+                "(set OnlineConfig.cuda_graph: false for batches that change shape)"
+            )
+        for k, v in batch.items():
+            self._static[k].copy_(v, non_blocking=True)
+        self._sched["alpha"].fill_(self.alpha())
+        self._sched["bc_lambda"].fill_(self.bc_lambda())
+        if self._graph is None and self._eager_calls < GRAPH_WARMUP:
+            self._eager_calls += 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                info = self.objective.update(self._static)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return info
+        if self._graph is None:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._graph_info = self.objective.update(self._static)
+            self._graph = graph
+        self._graph.replay()
+        return dict(self._graph_info)
+
+    def clip_and_step(self, opt: torch.optim.Optimizer, params) -> float | torch.Tensor:
+        """Clip the global gradient norm (``grad_clip``; 0 = off) and step; returns the norm before clipping
+        (a device scalar when graphing)."""
         gn = 0.0
         if self.cfg.grad_clip > 0:
-            gn = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            gn = norm.detach() if self.graphing else float(norm)
         opt.step()
         return gn
 

@@ -178,6 +178,11 @@ class OnlineConfig:
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
     emulated and ~40x slower per matmul on an AVX2-only CPU) or ``"fp32"``.
+    cuda_graph: on a CUDA device, capture the whole update (critic step, targets, actor step) once as a CUDA
+    graph and replay it (ours; ``torch.cuda.graphs``): the update is hundreds of small kernels, so launching
+    them from Python, not the GPU, sets its speed (bench/results/updates_cuda.md). Objectives that declare
+    ``graph_safe`` only (``bora-residual``); ignored on a CPU. Every batch must then have the same keys and
+    shapes (MixedSampler's do).
     """
 
     algo: str = "bora-residual"
@@ -203,6 +208,7 @@ class OnlineConfig:
     intervention_bc_weight: float = 1.0
     grad_clip: float = 10.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    cuda_graph: bool = True
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     objective_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -222,6 +228,8 @@ class OnlineConfig:
             )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"OnlineConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if not isinstance(self.cuda_graph, bool):
+            raise ValueError(f"OnlineConfig.cuda_graph must be true or false, got {self.cuda_graph!r}")
         if self.critic_reg not in ("anchor_offline", "none"):
             raise ValueError(
                 f"OnlineConfig.critic_reg must be 'anchor_offline' or 'none', got {self.critic_reg!r}"

@@ -44,7 +44,9 @@ from bora_trainer.algorithms.online_learner import OnlineObjective, frozen
 
 
 class BoraResidualObjective(OnlineObjective):
-    """BORA-Full online objective (module docstring)."""
+    """BORA-Full online objective (module docstring). Graph-safe (``OnlineConfig.cuda_graph``)."""
+
+    graph_safe = True
 
     def critic_loss(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         L, c = self.learner, self.learner.cfg
@@ -66,18 +68,23 @@ class BoraResidualObjective(OnlineObjective):
         loss_v = expectile_value_loss(q, v, mask, c.expectile)
         loss = loss_q + loss_v
         info = {
-            "critic/loss_q": loss_q.item(),
-            "critic/loss_v": loss_v.item(),
-            "critic/q_mean": q.mean().item(),
+            "critic/loss_q": L.metric(loss_q),
+            "critic/loss_v": L.metric(loss_v),
+            "critic/q_mean": L.metric(q.mean()),
         }
         if c.critic_reg == "anchor_offline" and c.critic_reg_lambda > 0:
             off = ~b["is_online"].bool()  # the regulariser only looks at offline rows
-            with torch.no_grad(), L.autocast():
-                q_off = L.critic_offline.q(b["z"][off], b["action"][off]).float()
-            reg = critic_anchor_loss(q[off], q_off, mask[off], torch.ones_like(off[off]))
+            if L.graphing:  # the same mean with the offline rows as weights (a boolean index waits for the GPU)
+                with torch.no_grad(), L.autocast():
+                    q_off = L.critic_offline.q(b["z"], b["action"]).float()
+                reg = critic_anchor_loss(q, q_off, mask, off)
+            else:
+                with torch.no_grad(), L.autocast():
+                    q_off = L.critic_offline.q(b["z"][off], b["action"][off]).float()
+                reg = critic_anchor_loss(q[off], q_off, mask[off], torch.ones_like(off[off]))
             loss = loss + c.critic_reg_lambda * reg
-            info["critic/reg"] = reg.item()
-        info["critic/loss"] = loss.item()
+            info["critic/reg"] = L.metric(reg)
+        info["critic/loss"] = L.metric(loss)
         return loss, info
 
     def composite(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -86,7 +93,7 @@ class BoraResidualObjective(OnlineObjective):
         base = b["base"].float().detach()
         with L.autocast():
             res = L.actor(b["proprio"], base, b["z"]).float()
-        return base, res, base + L.alpha() * res
+        return base, res, base + L.alpha_now() * res
 
     def bc_term(self, b: dict[str, torch.Tensor], a_hat: torch.Tensor) -> torch.Tensor:
         """``L_BC``: a weighted mean over the imitated rows of each row's mean squared error on its imitated
@@ -119,19 +126,19 @@ class BoraResidualObjective(OnlineObjective):
         hinge, q_base, q_hat = self.hinge(b, base, a_hat)
         anchor = masked_mean(((a_hat - base) ** 2).mean(-1), mask)
         l2 = (res**2).mean()
-        lam_bc = L.bc_lambda()
+        lam_bc = L.bc_lambda_now()
         loss = lam_bc * loss_bc + c.improve_lambda * hinge + c.anchor_lambda * anchor + c.residual_l2 * l2
         if c.lambda_q > 0:
             loss = loss - c.lambda_q * masked_mean(q_hat, mask)
         info = {
-            "actor/loss": loss.item(),
-            "actor/bc": loss_bc.item(),
-            "actor/hinge": hinge.item(),
-            "actor/anchor": anchor.item(),
-            "actor/res_l2": l2.item(),
+            "actor/loss": L.metric(loss),
+            "actor/bc": L.metric(loss_bc),
+            "actor/hinge": L.metric(hinge),
+            "actor/anchor": L.metric(anchor),
+            "actor/res_l2": L.metric(l2),
             "actor/lambda_bc": lam_bc,
-            "actor/q_gain": masked_mean(q_hat - q_base, mask).item(),
-            "actor/res_abs": res.abs().mean().item(),
+            "actor/q_gain": L.metric(masked_mean(q_hat - q_base, mask)),
+            "actor/res_abs": L.metric(res.abs().mean()),
         }
         return loss, info
 
