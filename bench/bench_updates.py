@@ -75,7 +75,14 @@ def make_buffers(spec, n_off: int, n_on: int, seed: int = 0):
 
 
 def bench_device(
-    device: str, args, z_dim: int, threads: int = 0, precision: str = "auto", peaks=None, compiled: bool = False
+    device: str,
+    args,
+    z_dim: int,
+    threads: int = 0,
+    precision: str = "auto",
+    peaks=None,
+    compiled: bool = False,
+    cuda_graph: bool = True,
 ) -> dict:
     from bora_policy.models.critic import ChunkCritic
     from bora_trainer.algorithms.bora.config import OnlineConfig
@@ -92,7 +99,7 @@ def bench_device(
     critic = ChunkCritic(
         z_dim=z_dim, action_dim=A, chunk_size=k, hidden_dim=args.critic_hidden, num_layers=args.critic_layers
     )
-    cfg = OnlineConfig(batch_size=args.batch, precision=precision)
+    cfg = OnlineConfig(batch_size=args.batch, precision=precision, cuda_graph=cuda_graph)
     learner = OnlineLearner(critic, S, A, k, z_dim, cfg, normalizer_version="bench", device=device)
     sampler = MixedSampler(off, on, args.batch, seed=0, device="cpu")
     n_actor = sum(p.numel() for p in learner.actor.parameters())
@@ -106,7 +113,11 @@ def bench_device(
         learner.update(sampler.sample())
     sync()
     # the update's FLOPs and matmul shapes (one extra update, counted; the FLOPs do not depend on the data)
-    flops, shapes = roofline.count_update(learner.update, sampler.sample())
+    # (a graphed learner replays its graph without dispatching ops: count its graph-safe form, run eagerly)
+    count_fn = learner.update
+    if learner.graphing:
+        count_fn = lambda b: learner.objective.update({k: v.to(device) for k, v in b.items()})  # noqa: E731
+    flops, shapes = roofline.count_update(count_fn, sampler.sample())
     SHAPES.append(shapes)
     if compiled:
         compile_modules(learner)
@@ -177,6 +188,7 @@ def bench_device(
         "critic_trainable_params": n_critic,
         "bf16_autocast": learner.use_bf16,
         "compiled": compiled,
+        "cuda_graph": learner.graphing,
         **roof,
     }
 
@@ -232,7 +244,11 @@ def write(results: dict, out_dir: Path = RESULTS, name: str = "updates") -> None
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | :---: |",
     ]
     for r in results["runs"]:
-        dev = r["device"] + (" (compiled)" if r.get("compiled") else "")
+        dev = (
+            r["device"]
+            + (" (compiled)" if r.get("compiled") else "")
+            + (" (CUDA graph)" if r.get("cuda_graph") else "")
+        )
         lines.append(
             f"| {dev} | {r.get('threads', '-')}{' (auto)' if r.get('threads_requested') == 'auto' else ''} | "
             f"{r.get('precision', '-')} | {r['updates_per_s']:.2f} | {r['ms_per_update']:.1f} | "
@@ -293,8 +309,7 @@ def write(results: dict, out_dir: Path = RESULTS, name: str = "updates") -> None
         "ms/update and the 15k projection are wall clock; CPU ms/update is the process CPU time (all threads): "
         "with one thread it is the cost of an update without waiting for a core shared with other work.",
         "",
-        f"Residual actor: {r0['residual_params']:,} parameters; critic (trainable): "
-        f"{r0['critic_trainable_params']:,}.",
+        f"Residual actor: {r0['residual_params']:,} parameters; critic (trainable): {r0['critic_trainable_params']:,}.",
     ]
     if results.get("note"):
         lines += ["", results["note"]]
@@ -316,9 +331,10 @@ def cuda_roofline_lines(runs: list[dict]) -> list[str]:
         "GPU busy: `torch.profiler` over 5 updates, the summed device time of every kernel and copy over the "
         "update's wall time; the rest of the wall time the GPU waits for the host to launch work.",
         "",
-        "| precision | compiled | achieved GFLOP/s | peak GFLOP/s at the update's shapes | achieved / peak "
+        "| precision | compiled | CUDA graph | achieved GFLOP/s | peak GFLOP/s at the update's shapes "
+        "| achieved / peak "
         "| kernels + copies per update | GPU busy per update | GPU busy share | 15k updates |",
-        "| --- | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | :---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
         k = r.get("kernels", {})
@@ -329,7 +345,8 @@ def cuda_roofline_lines(runs: list[dict]) -> list[str]:
             else f"- | - | {k.get('error', 'not profiled')}"
         )
         out.append(
-            f"| {r['precision']} | {'yes' if r.get('compiled') else 'no'} | {r['achieved_gflops_best']:.1f} | "
+            f"| {r['precision']} | {'yes' if r.get('compiled') else 'no'} | {'yes' if r.get('cuda_graph') else 'no'} | "
+            f"{r['achieved_gflops_best']:.1f} | "
             f"{r['peak_gflops_at_update_shapes']:.1f} | {100 * r['achieved_over_peak']:.1f}% | {kern} | "
             f"{r['projected_15k_updates_s'] / 60:.1f} min |"
         )
@@ -352,7 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--updates", type=int, default=20, help="timed updates per repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per configuration (median reported)")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=5, help="untimed updates first (> GRAPH_WARMUP: the capture)")
+    p.add_argument(
+        "--cuda-graph",
+        nargs="+",
+        default=["on", "off"],
+        choices=["on", "off"],
+        help="OnlineConfig.cuda_graph values to time on CUDA (ignored on a CPU)",
+    )
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--chunk", type=int, default=32)
     p.add_argument("--action-dim", type=int, default=27)
@@ -418,12 +442,14 @@ def main(argv: list[str] | None = None) -> int:
             th_req = th
             th = resolve_threads(th) if th == "auto" else th
             for prec in args.precision:
-                for compiled in (False, True) if args.compile else (False,):
-                    r = bench_device(dev, args, z_dim, th, prec, peaks, compiled)
+                graphs = [g == "on" for g in args.cuda_graph] if dev.startswith("cuda") else [False]
+                for compiled, graph in [(c, g) for g in graphs for c in ((False, True) if args.compile else (False,))]:
+                    r = bench_device(dev, args, z_dim, th, prec, peaks, compiled, graph)
                     r["threads_requested"] = th_req
                     results["runs"].append(r)
                     print(
-                        f"{dev}{' compiled' if compiled else ''} threads={r['threads']} {r['precision']}: "
+                        f"{dev}{' compiled' if compiled else ''}{' graph' if r['cuda_graph'] else ''} "
+                        f"threads={r['threads']} {r['precision']}: "
                         f"{r['updates_per_s']:.2f} updates/s ({r['ms_per_update']:.1f} ms), 15k updates in "
                         f"{r['projected_15k_updates_s'] / 60:.1f} min"
                         + (f", achieved/peak {100 * r['achieved_over_peak']:.1f}%" if "achieved_over_peak" in r else "")

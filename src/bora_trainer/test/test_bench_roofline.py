@@ -56,13 +56,14 @@ def test_cuda_roofline_table_by_hand():
     import bench_updates
 
     row = {
-        "precision": "bf16", "compiled": False, "update_gflop": 11.0, "achieved_gflops_best": 1100.0,
+        "precision": "bf16", "compiled": False, "cuda_graph": True, "update_gflop": 11.0,
+        "achieved_gflops_best": 1100.0,
         "peak_gflops_at_update_shapes": 44000.0, "achieved_over_peak": 0.025, "projected_15k_updates_s": 150.0,
         "kernels": {"device_ops_per_call": 612.0, "device_us_per_call": 2500.0, "gpu_busy_share": 0.25},
     }
-    failed = {**row, "compiled": True, "kernels": {"error": "RuntimeError: no profiler"}}
+    failed = {**row, "compiled": True, "cuda_graph": False, "kernels": {"error": "RuntimeError: no profiler"}}
     lines = bench_updates.cuda_roofline_lines([row, failed])
     assert "## Roofline (CUDA)" in lines
-    assert "| bf16 | no | 1100.0 | 44000.0 | 2.5% | 612 | 2.50 ms | 25% | 2.5 min |" in lines
-    assert "| bf16 | yes | 1100.0 | 44000.0 | 2.5% | - | - | RuntimeError: no profiler | 2.5 min |" in lines
+    assert "| bf16 | no | yes | 1100.0 | 44000.0 | 2.5% | 612 | 2.50 ms | 25% | 2.5 min |" in lines
+    assert "| bf16 | yes | no | 1100.0 | 44000.0 | 2.5% | - | - | RuntimeError: no profiler | 2.5 min |" in lines
     assert bench_updates.cuda_roofline_lines([]) == []
