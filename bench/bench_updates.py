@@ -31,6 +31,8 @@ from machine_info import machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POINTERS = (
+    "The same update on a CUDA device (H200), eager and as one captured CUDA graph: `updates_cuda.md` "
+    "(`--devices cuda --results-name updates_cuda`). "
     "Speed-up candidates for the critic's step heads, each checked against the current code on the same inputs: "
     "`update_candidates.md` (`bench_update_candidates.py`). The same update next to LeRobot's HIL-SERL learner (SAC), "
     "per update and per transition: `peer.md` (`bench_peer.py`)."
@@ -325,16 +327,18 @@ def cuda_roofline_lines(runs: list[dict]) -> list[str]:
         "",
         "## Roofline (CUDA)",
         "",
-        f"FLOPs per update: {runs[0]['update_gflop']:.2f} GFLOP (as on the CPU). Peak = the GPU's matmul rate at "
+        "FLOPs per update: counted as on the CPU, per row (a CUDA-graph update evaluates the frozen offline "
+        "critic of the regulariser on all rows with the online rows weighted 0, as a boolean index would wait for "
+        "the GPU: more FLOPs, the same loss). Peak = the GPU's matmul rate at "
         "the update's own matmul shapes (each shape timed as the mean of 50 back-to-back calls between two CUDA "
         "events, best group): what a perfect implementation of exactly these matmuls would reach. Kernels and "
         "GPU busy: `torch.profiler` over 5 updates, the summed device time of every kernel and copy over the "
         "update's wall time; the rest of the wall time the GPU waits for the host to launch work.",
         "",
-        "| precision | compiled | CUDA graph | achieved GFLOP/s | peak GFLOP/s at the update's shapes "
-        "| achieved / peak "
+        "| precision | compiled | CUDA graph | GFLOP per update | achieved GFLOP/s "
+        "| peak GFLOP/s at the update's shapes | achieved / peak "
         "| kernels + copies per update | GPU busy per update | GPU busy share | 15k updates |",
-        "| --- | :---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | :---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
         k = r.get("kernels", {})
@@ -346,7 +350,7 @@ def cuda_roofline_lines(runs: list[dict]) -> list[str]:
         )
         out.append(
             f"| {r['precision']} | {'yes' if r.get('compiled') else 'no'} | {'yes' if r.get('cuda_graph') else 'no'} | "
-            f"{r['achieved_gflops_best']:.1f} | "
+            f"{r['update_gflop']:.2f} | {r['achieved_gflops_best']:.1f} | "
             f"{r['peak_gflops_at_update_shapes']:.1f} | {100 * r['achieved_over_peak']:.1f}% | {kern} | "
             f"{r['projected_15k_updates_s'] / 60:.1f} min |"
         )

@@ -64,6 +64,7 @@ def test_cuda_roofline_table_by_hand():
     failed = {**row, "compiled": True, "cuda_graph": False, "kernels": {"error": "RuntimeError: no profiler"}}
     lines = bench_updates.cuda_roofline_lines([row, failed])
     assert "## Roofline (CUDA)" in lines
-    assert "| bf16 | no | yes | 1100.0 | 44000.0 | 2.5% | 612 | 2.50 ms | 25% | 2.5 min |" in lines
-    assert "| bf16 | yes | no | 1100.0 | 44000.0 | 2.5% | - | - | RuntimeError: no profiler | 2.5 min |" in lines
+    assert "| bf16 | no | yes | 11.00 | 1100.0 | 44000.0 | 2.5% | 612 | 2.50 ms | 25% | 2.5 min |" in lines
+    failed_line = "| bf16 | yes | no | 11.00 | 1100.0 | 44000.0 | 2.5% | - | - | RuntimeError: no profiler | 2.5 min |"
+    assert failed_line in lines
     assert bench_updates.cuda_roofline_lines([]) == []
