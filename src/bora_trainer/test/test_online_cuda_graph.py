@@ -7,6 +7,8 @@ no graph to capture): ``OnlineLearner.update`` through the captured graph (3 eag
 capture, then replays) gives the weights and metrics of an eager learner on the same batches.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,25 @@ def test_graph_safe_form_equals_eager_form_on_cpu():
         torch.testing.assert_close(pg, pe, rtol=1e-5, atol=1e-6)
 
 
+def test_checkpoint_of_a_graphed_learner_loads_on_a_cpu():
+    """torch keeps a loaded optimiser's saved ``capturable`` flag; the learner restores its own (a capturable AdamW
+    refuses CPU parameters)."""
+    src = learner()
+    src.update(batch(0))
+    ts = copy.deepcopy(src.trainer_state())
+    for name in ("actor_opt", "critic_opt"):  # as written by a graphed learner on CUDA
+        for g in ts[name]["param_groups"]:
+            g["capturable"] = True
+    dst = learner()
+    dst.load_state(copy.deepcopy(src.state_dicts()), ts)
+    for opt in (dst.actor_opt, dst.critic_opt):
+        assert all(g["capturable"] is False for g in opt.param_groups)
+        steps = [st["step"] for st in opt.state.values()]
+        assert steps and all(t.device.type == "cpu" and float(t) == 1.0 for t in steps)
+    info_d, info_s = dst.update(batch(1)), src.update(batch(1))
+    assert info_d == pytest.approx(info_s, rel=1e-6, abs=1e-7)
+
+
 def test_cuda_graph_only_on_cuda_and_for_graph_safe_objectives():
     assert not learner().graphing
     if torch.cuda.is_available():
@@ -78,6 +99,21 @@ def test_captured_graph_update_equals_eager_update_on_cuda():
         for k, v in info_g.items():
             assert v == pytest.approx(info_e[k], rel=1e-4, abs=1e-5), f"update {i}: {k}"
     assert graphed._graph is not None and graphed.step == n
+    for pe, pg in zip(params(eager), params(graphed), strict=True):
+        torch.testing.assert_close(pg, pe, rtol=1e-4, atol=1e-5)
+    # a checkpoint loaded into a learner that has captured: it warms up and captures again on the new state
+    other = learner("cuda", cuda_graph=False)
+    for i in range(3):
+        other.update(batch(100 + i))
+    for lrn in (eager, graphed):  # deep copies: as from a file, no tensor shared between the learners
+        lrn.load_state(copy.deepcopy(other.state_dicts()), copy.deepcopy(other.trainer_state()))
+    assert graphed._graph is None and graphed.step == eager.step == 3
+    for i in range(GRAPH_WARMUP + 3):
+        b = batch(200 + i)
+        info_e, info_g = eager.update(b), graphed.update(b)
+        for k, v in info_g.items():
+            assert v == pytest.approx(info_e[k], rel=1e-4, abs=1e-5), f"after load, update {i}: {k}"
+    assert graphed._graph is not None
     for pe, pg in zip(params(eager), params(graphed), strict=True):
         torch.testing.assert_close(pg, pe, rtol=1e-4, atol=1e-5)
     bad = {k: v[:8] for k, v in batch(0).items()}

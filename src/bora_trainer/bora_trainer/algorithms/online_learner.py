@@ -279,11 +279,24 @@ class OnlineLearner:
             return info
         if self._graph is None:
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: another thread of the process (a ROS callback, say) may use CUDA meanwhile
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self._graph_info = self.objective.update(self._static)
             self._graph = graph
         self._graph.replay()
         return dict(self._graph_info)
+
+    def _own_capturable(self, opt: torch.optim.Optimizer) -> None:
+        """A loaded optimiser state keeps the SAVED ``capturable`` flag (torch's load_state_dict): a checkpoint of
+        a graphed CUDA learner loaded on a CPU, or the other way round, would then fail or bake the step count
+        into the graph. Restore this learner's flag and put each ``step`` where that flag wants it."""
+        for group in opt.param_groups:
+            group["capturable"] = self.graphing
+            for p in group["params"]:
+                st = opt.state.get(p, {})
+                if isinstance(st.get("step"), torch.Tensor):
+                    dev = p.device if self.graphing else torch.device("cpu")
+                    st["step"] = st["step"].to(dtype=torch.float32, device=dev)
 
     def clip_and_step(self, opt: torch.optim.Optimizer, params) -> float | torch.Tensor:
         """Clip the global gradient norm (``grad_clip``; 0 = off) and step; returns the norm before clipping
@@ -323,3 +336,7 @@ class OnlineLearner:
             self.step = int(trainer_state["step"])
             self.actor_opt.load_state_dict(trainer_state["actor_opt"])
             self.critic_opt.load_state_dict(trainer_state["critic_opt"])
+            for opt in (self.actor_opt, self.critic_opt):
+                self._own_capturable(opt)
+        # a captured graph holds the old optimiser-state tensors: warm up and capture again
+        self._graph, self._graph_info, self._eager_calls = None, {}, 0
