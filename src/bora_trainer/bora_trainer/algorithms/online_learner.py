@@ -303,8 +303,7 @@ class OnlineLearner:
         (a device scalar when graphing)."""
         gn = 0.0
         if self.cfg.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-            gn = norm.detach() if self.graphing else float(norm)
+            gn = self.metric(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
         opt.step()
         return gn
 
