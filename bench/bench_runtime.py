@@ -125,7 +125,8 @@ def transport(seconds: float, hz: float = 30.0) -> dict:
     }
 
 
-def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, params: tuple[str, ...] = ()) -> dict:
+def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, params: tuple[str, ...] = (),
+          settle: float = 0.0) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -175,6 +176,11 @@ def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, para
     t_end = time.monotonic() + 180
     while not cmds and time.monotonic() < t_end:
         ex.spin_once(timeout_sec=0.1)
+    # the phase locks converge over the first seconds after the first command: measured from that command
+    # ("from_start") and, for the figures, after ``settle`` seconds
+    t_first_ros, t_settled = time.time(), time.monotonic() + settle
+    while time.monotonic() < t_settled:
+        ex.spin_once(timeout_sec=0.05)
     viz = viz_info = None
     if with_viz:  # `bora viz --live` attached to the running graph (best-effort subscriptions)
         viz, viz_info = _start_viz(env, seconds)
@@ -205,17 +211,24 @@ def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, para
     import runtime_latency
 
     sim_yaml = str(ROOT / "config" / "sim.yaml")
-    boundary = runtime_latency.analyse(
-        [c for c in chunks if c[0] >= t0_ros], [(_sec(m.header.stamp), m.episode_id, m.chunk_index,
-                                                  np.asarray(m.position)) for m in win],
-        [e for e in execs if e[0] >= t0_ros], chunk_hz=10.0, control_hz=control_hz, blend_steps=2,
-        vmax=runtime_latency.arbiter_limits(sim_yaml),
-    )
+
+    def boundaries(t_from: float) -> dict:
+        return runtime_latency.analyse(
+            [c for c in chunks if c[0] >= t_from],
+            [(_sec(m.header.stamp), m.episode_id, m.chunk_index, np.asarray(m.position)) for t, m in cmds
+             if _sec(m.header.stamp) >= t_from],
+            [e for e in execs if e[0] >= t_from], chunk_hz=10.0, control_hz=control_hz, blend_steps=2,
+            vmax=runtime_latency.arbiter_limits(sim_yaml),
+        )
+
+    boundary = boundaries(t0_ros)
     return {
         "with_viz": viz_info,
         "load_avg_1m_start": load_start,
         "load_avg_1m_end": load_end,
         "boundaries": boundary,
+        "settle_s": settle,
+        "boundaries_from_start": boundaries(t_first_ros) if settle > 0 else None,
         "control_hz": control_hz,
         "seconds": seconds,
         "commands": len(win),
@@ -315,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         return publisher(float(argv[1]), float(argv[2]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--graph-seconds", type=float, default=20.0)
+    ap.add_argument("--settle-seconds", type=float, default=5.0,
+                    help="measure the graph from this long after its first command (the phase locks converge "
+                         "first; the figures from the first command are kept as boundaries_from_start)")
     ap.add_argument("--transport-seconds", type=float, default=10.0)
     ap.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0],
                     help="control rates of the graph runs (the chunks-planned-ahead section; default 10 30)")
@@ -348,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {OUT / 'runtime_viz.json'} and the viewer section of {md_path}")
         return 0
     if args.graph_only is not None:
-        res["graphs"] = {f"{hz:g}": graph(args.graph_seconds, control_hz=hz, params=tuple(args.param))
+        res["graphs"] = {f"{hz:g}": graph(args.graph_seconds, control_hz=hz, params=tuple(args.param),
+                                          settle=args.settle_seconds)
                          for hz in args.rates}
         args.graph_only.write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1), f"\nwrote {args.graph_only}", flush=True)
@@ -359,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     res["graphs"] = {}
     for hz in args.rates:
         print(f"simulated graph (bora up --sim) at {hz:g} Hz ...", flush=True)
-        res["graphs"][f"{hz:g}"] = graph(args.graph_seconds, control_hz=hz, params=tuple(args.param))
+        res["graphs"][f"{hz:g}"] = graph(args.graph_seconds, control_hz=hz, params=tuple(args.param),
+                                          settle=args.settle_seconds)
         print(json.dumps(res["graphs"][f"{hz:g}"], indent=1), flush=True)
     res["graph"] = res["graphs"].get("10", next(iter(res["graphs"].values())))
     (OUT / "runtime.json").write_text(json.dumps(res, indent=1))

@@ -96,7 +96,9 @@ def analyse(
         return {"n": len(x), "mean": float(a.mean()), "p50": float(np.median(a)), "p99": float(np.percentile(a, 99)),
                 "max": float(a.max())}
 
+    period_ms = 1e3 / control_hz
     return {
+        "obs_to_executed_over_period": int(sum(x * 1e3 > period_ms for x in lat_exec)),
         "obs_to_command_ms": stats(lat_cmd),
         "obs_to_executed_ms": stats(lat_exec),
         "obs_to_ready_ms": stats(to_ready),
