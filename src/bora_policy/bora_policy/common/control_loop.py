@@ -57,8 +57,8 @@ class ArrivalPhaseLock:
     ``on_arrival(t)`` records each input's arrival time; ``correction(t_tick)`` is the shift for
     ``ControlLoop.shift`` (seconds, always >= 0). Target: ``margin`` (default 5 % of a period) after the phase
     by which ``quantile`` % of the last ``window`` arrivals came (:func:`late_phase`; defaults 98 % of 60: an
-    input that comes after the tick waits a whole period, so the lock aims after nearly all of them; with 90 %
-    of 20 about one policy command in 20 missed its tick at 30 Hz, bench/results/runtime_intel.md). Wrapped
+    input that comes after the tick waits a whole period, so the lock aims after nearly all of them;
+    bench/results/runtime_lock.md measures it against 90 % of 20). Wrapped
     phase error ``e = tick - target`` in ``[-period/2, period/2)``:
 
     * ``e < 0`` (the tick comes before the input): delay by ``gain * |e|``;
