@@ -208,7 +208,8 @@ def online_budget(out: Path) -> list[dict]:
     ``OUT/runs/<task>/<row>-online/summary.json`` of an in-process run (``rounds``, with the per-update means)
     or of a run through the ROS graph (``per_round``; its update means are the trainer node's
     ``trainer/round_log.json``). ``res_abs`` (mean |residual|, normalised units) and ``q_gain`` (mean
-    Q(composite chunk) - Q(base chunk)) are the round's update means where recorded; ``takeovers`` is counted
+    Q(composite chunk) - Q(base chunk); for ALOE under its own Q ensemble, HABC has no Q: "-") are the round's
+    update means where recorded; ``takeovers`` is counted
     from the listed episodes (in-process runs) or read from the round (the trainer node's ledger,
     ``rounds.round_table``); for a ledger written before that count, from the ingested episodes' chunk rows
     (``rounds.ledger_takeovers``); "-" where neither exists."""

@@ -211,8 +211,16 @@ def test_online_objectives_update_the_residual(algo):
         assert lab["terminal"][4:].tolist() == [False, False, False, True]
         assert lab["in_succ"][4:].tolist() == [True, True, True, True]
     a0 = [p.detach().clone() for p in lrn.actor.parameters()]
-    infos = [lrn.update(b) for _ in range(4)]
+    infos, res_before = [], []
+    for _ in range(4):
+        with torch.no_grad():  # the residual before this update's actor step: what its res_abs reports
+            res_before.append(float(lrn.actor(b["proprio"], b["base"], b["z"]).abs().mean()))
+        infos.append(lrn.update(b))
     assert all(np.isfinite(v) for i in infos for v in i.values())
+    actor_steps = [(i, r) for i, r in zip(infos, res_before) if "actor/loss" in i]
+    assert actor_steps and all(i["actor/res_abs"] == pytest.approx(r, rel=1e-5) for i, r in actor_steps)
+    if algo == "aloe":  # Q(composite) - Q(base) under ALOE's critic, as the evidence report reads it
+        assert all("actor/q_gain" in i for i, _ in actor_steps)
     assert not all(torch.equal(x, y) for x, y in zip(a0, lrn.actor.parameters()))
     mods = lrn.modules()
     assert ("aloe_q" in mods) if algo == "aloe" else ("habc_heads" in mods)

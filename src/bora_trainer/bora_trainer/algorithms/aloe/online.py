@@ -96,6 +96,8 @@ class AloeResidualObjective(OnlineObjective):
             v = aggregate_heads(self.q(b["z"], a_pi, b["proprio"]), a.advantage_aggregate).float()
             adv = q_data - v
             w = aloe_weights(adv, a.beta, a.weight_clip, a.weight_form)
+            # Q(composite) - Q(base) under ALOE's own critic: the evidence report's online column, as for bora
+            q_gain = v - aggregate_heads(self.q(b["z"], base, b["proprio"]), a.advantage_aggregate).float()
         a_hat, res = self.policy(b["z"], b["proprio"], base)
         per = per_sample_mean(((a_hat - b["action"].float()) ** 2).mean(-1), b["mask"].float())
         loss = (w * per).mean() + L_.cfg.residual_l2 * (res**2).mean()
@@ -107,6 +109,8 @@ class AloeResidualObjective(OnlineObjective):
             "actor/adv_mean": float(adv.mean()),
             "actor/w_mean": float(w.mean()),
             "actor/w_max": float(w.max()),
+            "actor/res_abs": float(res.detach().abs().mean()),
+            "actor/q_gain": float(q_gain.mean()),
             "actor/grad_norm": gn,
         }
 

@@ -113,6 +113,7 @@ class HabcResidualObjective(OnlineObjective):
         loss.backward()
         info["actor/grad_norm"] = L_.clip_and_step(L_.actor_opt, L_.actor.parameters())
         info["actor/loss"] = float(loss.detach())
+        info["actor/res_abs"] = float(res.detach().abs().mean())  # the evidence report's online column
         return info
 
     def extra_modules(self):
