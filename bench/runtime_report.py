@@ -46,7 +46,9 @@ def planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[s
         " (ExecutedCommand). Boundary step: max over joints of |q_k - q_k-1| / (v_j / R) at each chunk's first"
         " command and the 2 blend ticks after it, v_j the arbiter's limits (bora_teleop params overridden by the"
         f" teleop section of config/sim.yaml: arm {arm} rad/s, hand {hand:g} rad/s); <= 1 is within the limit."
-        " Load: 1-min load average at the start / end of each run, on"
+        " Measured from the graph's first command plus `--settle-seconds` (default 5 s: the phase locks converge"
+        " in the first seconds after a launch; the figures from the first command are in runtime.json as"
+        " boundaries_from_start). Load: 1-min load average at the start / end of each run, on"
         f" {m['logical_cpus']} cores shared with other work.",
         "",
         "| rate | period | load | measured rate | plan latency (p90), lead ticks | chunks |"
