@@ -7,7 +7,8 @@ What it adds to the demo's plan (``extend_plan``; the demo's own jobs are unchan
   demo's own run) a warm-up, the ``seed_algos`` offline rows and the online run, each with
   ``OfflineConfig.seed`` / the online ``--seed`` = ``s`` (``OUT/configs/offline_s<s>.yaml``,
   ``warmup_s<s>.yaml``), in ``OUT/runs/<task>/seed<s>/``, evaluated on the SAME evaluation seeds into
-  ``OUT/eval_seeds/`` (not ``OUT/eval``: the main table stays one training run per cell).
+  ``OUT/eval_seeds/`` (not ``OUT/eval``: the main table stays one training run per cell). With
+  ``offline.select`` each seed's row deploys its own best checkpoint on the same tuning seeds.
 * **Learning curve** (``curve_rounds``): the online run trains that many rounds; the BORA-Full row of the
   main table is evaluated after round ``online.rounds`` (the paper's budget, e.g. 2 x 10 episodes), and
   every round ``1 .. curve_rounds`` on ``curve_trials`` evaluation seeds of the first object set into
@@ -196,6 +197,13 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                     argv += ["--rollouts", str(rollouts)]
                 stages["offline"].append(job_cls(f"offline-{task}-{algo}-s{s}", argv, cfg.offline.threads,
                                                  after=("export", run_s, data)))
+                # offline.select: this seed's row deploys its best checkpoint on the same tuning seeds as the
+                # main row (the offline_s<s>.yaml above keeps every candidate: it is offline.yaml with the seed)
+                main_sel = next((j for j in stages["offline"] if j.name == f"select-{task}-{algo}"), None)
+                if main_sel is not None:
+                    stages["offline"].append(job_cls(f"select-{task}-{algo}-s{s}", _with(main_sel.argv, "--run",
+                                                     str(run_s)), main_sel.threads,
+                                                     needs=[f"offline-{task}-{algo}-s{s}"]))
                 runs.append((algo, run_s, None))
             if cfg.online.enabled:
                 run_s = sdir / f"{on.algo}-online"

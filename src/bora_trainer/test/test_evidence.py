@@ -77,6 +77,35 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     assert _arg(evid, "--episodes-per-round") == "10" and _arg(evid, "--eval-seeds") == "300000..300049"
 
 
+def test_checkpoint_selection_for_every_training_seed(evidence_cfg, tmp_path):
+    """offline.select with the protocol's extra training seeds: every seed's row gets its own select job on the
+    same tuning seeds, after its own training and before the online run and the evaluations that read it."""
+    from bora_trainer.demo.config import SelectSpec
+    from bora_trainer.demo.run import link
+
+    cfg = evidence_cfg
+    cfg.offline.select = SelectSpec(every=100, trials=20, seed0=200_000, num_envs=4)
+    cfg.validate()
+    pl = plan(cfg, tmp_path)
+    sel = {j.name: j for j in pl.stages["offline"] if j.name.startswith("select-")}
+    assert len(sel) == 5 * 6 + 2 * 2 * 2  # every row of every task + cp-bc and bora for seeds 1, 2 on two tasks
+    j, main = sel["select-pull_tissue-bora-s2"], sel["select-pull_tissue-bora"]
+    assert _arg(j.argv, "--run") == str(tmp_path / "runs" / "pull_tissue" / "seed2" / "bora")
+    assert j.needs == ["offline-pull_tissue-bora-s2"]
+    assert {k: _arg(j.argv, k) for k in ("--seed0", "--trials", "--num-envs", "--task")} == \
+        {k: _arg(main.argv, k) for k in ("--seed0", "--trials", "--num-envs", "--task")} == \
+        {"--seed0": "200000", "--trials": "20", "--num-envs": "4", "--task": "pull_tissue"}
+    from bora_trainer.demo.plan import all_jobs
+
+    deps = link(all_jobs(pl), tmp_path)
+    assert "select-pull_tissue-bora-s2" in deps["online-pull_tissue-bora-residual-s2"]
+    assert "select-pull_tissue-cp-bc-s2" in deps["eval-pull_tissue-cp-bc-s2-standard"]
+    assert "select-pull_tissue-bora-s2" not in deps["online-pull_tissue-bora-residual-s1"]
+    write_stage_configs(cfg, tmp_path)
+    s2 = yaml.safe_load((tmp_path / "configs" / "offline_s2.yaml").read_text())
+    assert (s2["seed"], s2["ckpt_every"], s2["keep_last"]) == (2, 100, 0)  # every candidate kept
+
+
 def test_tuning_uses_the_tuning_seeds(evidence_cfg, tmp_path):
     evidence_cfg.protocol.tuning = True
     ev = _jobs(plan(evidence_cfg, tmp_path), "eval")

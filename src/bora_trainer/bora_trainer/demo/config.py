@@ -221,9 +221,6 @@ class DemoConfig:
         if sel.every > 0 and r.episodes > 0 and sel.seed0 < r.seed0 + r.episodes and r.seed0 < sel.seed0 + sel.trials:
             raise ConfigError(f"DemoConfig.offline.select.seed0 {sel.seed0}: the selection's seeds overlap the "
                               f"recorded rollouts' seeds {r.seed0}..{r.seed0 + r.episodes - 1} (training data)")
-        if sel.every > 0 and self.protocol.enabled and len(self.protocol.seeds) > 1:
-            raise ConfigError("DemoConfig.offline.select: not implemented for the protocol's extra training seeds "
-                              "(protocol.seeds); use one seed or select: {every: 0}")
         if self.eval.warmup_row and w.updates == 0:
             raise ConfigError("DemoConfig.eval.warmup_row: there is no warm-up run to evaluate; set "
                               "offline.warmup.updates > 0")
