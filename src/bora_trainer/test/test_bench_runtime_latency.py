@@ -33,6 +33,9 @@ def test_first_commands_latencies_and_boundary_steps():
     assert r["obs_to_command_ms"]["n"] == 2
     assert r["obs_to_command_ms"]["mean"] == pytest.approx(30.0)
     assert r["obs_to_executed_ms"]["max"] == pytest.approx(80.0)
+    assert r["obs_to_executed_over_period"] == 0  # 80 ms of a 100 ms period
+    r20 = runtime_latency.analyse(chunks, cmds, execs, hz, 20.0, blend_steps=2, vmax=([0.5], 1.0))
+    assert r20["obs_to_executed_over_period"] == 2  # both over a 50 ms period
     assert r["obs_to_ready_ms"]["mean"] == pytest.approx(20.0)
     assert r["ready_to_command_ms"]["max"] == pytest.approx(10.0)
     # limits per tick: joint 0 (arm) 0.05 rad, joint 1 (hand) 0.1 rad; steps 0.01 (ratio 0.2), 0.12 (1.2)
