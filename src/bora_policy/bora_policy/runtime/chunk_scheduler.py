@@ -32,11 +32,11 @@ ready. When observations come once per control period (the simulated graph; a ca
 phase by which ``ready_quantile`` (98) % of the last ``ready_window`` (50) chunks planned on an observation's
 arrival were ready (:func:`late_phase`, modulo the period), at most ``max_shift`` of a period per tick. A
 chunk ready after the tick waits a whole period for the next one, so the lock aims after nearly all of them
-(bench/results/runtime_lock.md, 30 Hz on 2 cores, with the teleop's lock likewise: 3.0 % of the chunks executed
-more than a period after their observation, against 5.2 % when aimed after the estimate median transport +
-90th percentile of the inference time; the p99 stays above one period). Until 5 such chunks were ready
-the target is the estimate: ``plan_latency + margin`` after the phase by which 90 % of the recent
-observations' stamps have come. ``ControlLoop.shift`` applies it.
+(bench/results/runtime_lock.md, 30 Hz on 2 cores, with the teleop's lock likewise: in three of four alternated
+pairs fewer chunks executed more than a period after their observation than when aimed after the estimate median
+transport + 90th percentile of the inference time, 2.1-5.0 % against 5.7-11.9 %; the p99 stays above one
+period). Until 5 such chunks were ready the target is the estimate: ``plan_latency + margin`` after the phase
+by which 90 % of the recent observations' stamps have come. ``ControlLoop.shift`` applies it.
 """
 
 from __future__ import annotations
