@@ -186,18 +186,6 @@ def test_phase_lock_corrections_by_hand():
     assert _lock([0.03, 0.08, 0.13, 0.18, 0.23]).correction(0.42) == 0.0  # another period (50 ms)
 
 
-def test_phase_lock_aims_after_the_quantile_of_the_arrivals():
-    # phases 30, 30, 30, 30, 40 ms: the q-th percentile of the deviations from their circular mean m is
-    # 30 - m + (q - 80) / 20 * 10 ms (linear interpolation), so the arrival phase is 39.2 ms at q = 98 (the
-    # default) and 36 ms at q = 90; margin 10 ms
-    arrivals = [0.03, 0.13, 0.23, 0.33, 0.44]
-    assert _lock(arrivals).correction(0.5 + 0.0492) == pytest.approx(0.0, abs=1e-9)
-    assert _lock(arrivals).correction(0.5 + 0.046) == pytest.approx(0.0016)  # 3.2 ms early: half of it later
-    assert _lock(arrivals, quantile=90.0).correction(0.5 + 0.046) == pytest.approx(0.0, abs=1e-9)
-    with pytest.raises(ValueError, match="quantile"):
-        ArrivalPhaseLock(0.1, quantile=40.0)
-
-
 def test_phase_lock_in_the_loop_converges_and_only_ever_lengthens_the_period():
     """A loop starting 50 ms after its input's phase (the worst: half a period) locks on to 10-20 ms after
     the jittered inputs, and no interval between two ticks is shorter than the period."""

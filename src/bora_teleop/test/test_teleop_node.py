@@ -73,7 +73,7 @@ def test_arbiter_ticks_at_rate_hz_on_its_control_loop(rig):
 
 def test_arbiter_locks_its_ticks_to_just_after_the_policy_commands(rig):
     """phase_lock (default on): with policy commands every period on an absolute grid, the arbiter moves its
-    ticks to just after they arrive (5 % of a period after 98 % of them), so a command reaches the drivers in
+    ticks to just after they arrive (10 % of a period + their jitter), so a command reaches the drivers in
     well under half a period; a free-running grid would take a uniform 0..1 period (median 25 ms at 20 Hz).
     Its ticks are only ever delayed: no interval between two driver commands is shorter than the period
     beyond the scheduling jitter."""

@@ -55,11 +55,9 @@ class ArrivalPhaseLock:
     """Delay-only phase lock of a control loop's ticks to a periodic input (module docstring).
 
     ``on_arrival(t)`` records each input's arrival time; ``correction(t_tick)`` is the shift for
-    ``ControlLoop.shift`` (seconds, always >= 0). Target: ``margin`` (default 5 % of a period) after the phase
-    by which ``quantile`` % of the last ``window`` arrivals came (:func:`late_phase`; defaults 98 % of 60: an
-    input that comes after the tick waits a whole period, so the lock aims after nearly all of them;
-    bench/results/runtime_lock.md measures it against 90 % of 20). Wrapped
-    phase error ``e = tick - target`` in ``[-period/2, period/2)``:
+    ``ControlLoop.shift`` (seconds, always >= 0). Target: ``margin`` after the phase by which 90 % of the last
+    ``window`` arrivals came (:func:`late_phase`). Wrapped phase error ``e = tick - target`` in
+    ``[-period/2, period/2)``:
 
     * ``e < 0`` (the tick comes before the input): delay by ``gain * |e|``;
     * ``0 <= e <= tolerance * period`` (just after it): nothing, never move a tick earlier;
@@ -69,18 +67,16 @@ class ArrivalPhaseLock:
     newest is older than 2 periods (no input: e.g. the operator has control and the policy is silent), or
     when the arrivals are not periodic at this period (median interval off by more than 10 %)."""
 
-    def __init__(self, period: float, margin: float | None = None, window: int = 60, gain: float = 0.5,
-                 max_shift: float = 0.05, tolerance: float = 0.25, quantile: float = 98.0):
+    def __init__(self, period: float, margin: float | None = None, window: int = 20, gain: float = 0.5,
+                 max_shift: float = 0.05, tolerance: float = 0.25):
         if not (period > 0 and math.isfinite(period)):
             raise ValueError(f"ArrivalPhaseLock: period must be a finite number > 0 s, got {period!r}")
-        if not (0.0 < gain <= 1.0 and 0.0 < max_shift <= 0.5 and 0.0 <= tolerance < 0.5 and 50.0 <= quantile <= 100.0):
-            raise ValueError("ArrivalPhaseLock: expected 0 < gain <= 1, 0 < max_shift <= 0.5, 0 <= tolerance < 0.5, "
-                             f"50 <= quantile <= 100, got {gain}, {max_shift}, {tolerance}, {quantile}")
+        if not (0.0 < gain <= 1.0 and 0.0 < max_shift <= 0.5 and 0.0 <= tolerance < 0.5):
+            raise ValueError("ArrivalPhaseLock: expected 0 < gain <= 1, 0 < max_shift <= 0.5, 0 <= tolerance < 0.5")
         self.period = float(period)
-        self.margin = 0.05 * self.period if margin is None else float(margin)
+        self.margin = 0.1 * self.period if margin is None else float(margin)
         self.gain, self.max_shift, self.tolerance = float(gain), float(max_shift), float(tolerance)
         self.arrivals: deque[float] = deque(maxlen=max(4, int(window)))
-        self.quantile = float(quantile)
         self.error_s: float | None = None  # the last phase error (tick - target), for diagnostics
 
     def on_arrival(self, t: float) -> None:
@@ -95,7 +91,7 @@ class ArrivalPhaseLock:
         if abs(float(np.median(np.diff(np.asarray(a)))) - P) > 0.1 * P:
             self.error_s = None
             return 0.0
-        target = late_phase(a, P, self.quantile) + self.margin
+        target = late_phase(a, P) + self.margin
         e = (t_tick - target + P / 2) % P - P / 2
         self.error_s = e
         lim = self.max_shift * P

@@ -28,15 +28,11 @@ time, request -> ready, of the last 20) sets the lead ``d = ceil(latency / dt)``
 
 Phase lock (ours): the command is computed from an observation at the first tick after the chunk is
 ready. When observations come once per control period (the simulated graph; a camera at the control rate),
-:func:`phase_correction` moves the control grid so that the tick falls ``margin`` (5 % of a period) after the
-phase by which ``ready_quantile`` (98) % of the last ``ready_window`` (50) chunks planned on an observation's
-arrival were ready (:func:`late_phase`, modulo the period), at most ``max_shift`` of a period per tick. A
-chunk ready after the tick waits a whole period for the next one, so the lock aims after nearly all of them
-(bench/results/runtime_lock.md, 30 Hz on 2 cores, with the teleop's lock likewise: in three of four alternated
-pairs fewer chunks executed more than a period after their observation than when aimed after the estimate median
-transport + 90th percentile of the inference time, 2.1-5.0 % against 5.7-11.9 %; the p99 stays above one
-period). Until 5 such chunks were ready the target is the estimate: ``plan_latency + margin`` after the phase
-by which 90 % of the recent observations' stamps have come. ``ControlLoop.shift`` applies it.
+:func:`phase_correction` moves the control grid so that the tick falls ``latency + margin`` (margin 10 % of
+a period) after the phase by which 90 % of the recent observations' stamps have come (:func:`late_phase`,
+modulo the period), at most ``max_shift`` of a period per tick; the latency from an observation to the
+first command computed from it is then about ``latency + margin`` instead of up to a period more.
+``ControlLoop.shift`` applies it.
 """
 
 from __future__ import annotations
@@ -67,17 +63,11 @@ class ChunkScheduler:
     """Replan state machine over a :class:`ChunkExecutor` (module docstring).
 
     replan_steps: ticks between chunk switches. ahead: plan ahead (the node) or synchronously (evaluation).
-    ready_window, ready_quantile: the phase lock's target (module docstring): the phase by which
-    ``ready_quantile`` % of the last ``ready_window`` chunks planned on arrival were ready.
     """
 
-    def __init__(self, exec_cfg: ChunkExecutorConfig, replan_steps: int, ahead: bool = False,
-                 ready_window: int = 50, ready_quantile: float = 98.0):
+    def __init__(self, exec_cfg: ChunkExecutorConfig, replan_steps: int, ahead: bool = False):
         if int(replan_steps) < 1:
             raise ValueError(f"ChunkScheduler: replan_steps must be >= 1, got {replan_steps}")
-        if int(ready_window) < 5 or not 50.0 <= float(ready_quantile) <= 100.0:
-            raise ValueError(f"ChunkScheduler: expected ready_window >= 5 and 50 <= ready_quantile <= 100, got "
-                             f"{ready_window} and {ready_quantile}")
         self.cfg = exec_cfg
         self.dt = 1.0 / exec_cfg.control_hz
         self.replan_steps = int(replan_steps)
@@ -87,9 +77,6 @@ class ChunkScheduler:
         self.transport: deque[float] = deque(maxlen=20)  # observation stamp -> its arrival here (s)
         self.obs_intervals: deque[float] = deque(maxlen=20)
         self.obs_stamps: deque[float] = deque(maxlen=20)
-        self.ready_times: deque[float] = deque(maxlen=int(ready_window))  # when chunks planned on arrival were ready
-        self.ready_quantile = float(ready_quantile)
-        self._on_arrival = False  # the plan in flight started on an observation's arrival (not at a tick)
         self._t_requested = 0.0
         self._last_obs_stamp: float | None = None
         self.plans = 0
@@ -105,7 +92,6 @@ class ChunkScheduler:
         self.in_flight = False
         self.planned_from: float | None = None  # stamp of the observation of the requested plan
         self._armed_after: float | None = None  # newest stamp at the arming tick (None: not armed)
-        self._on_arrival = False
         self.plans = 0
 
     def hold(self, state, t: float) -> None:
@@ -152,7 +138,6 @@ class ChunkScheduler:
         if self.in_flight or newest_stamp is None:
             return False
         if self.plan_due():
-            self._on_arrival = False
             return True
         if self.since >= self.replan_steps - self.lead_ticks() and self._armed_after is None:
             self._armed_after = newest_stamp  # wait for the next observation (on_observation)
@@ -167,15 +152,12 @@ class ChunkScheduler:
             self.obs_intervals.append(stamp - self._last_obs_stamp)
             self.obs_stamps.append(stamp)
         self._last_obs_stamp = stamp if self._last_obs_stamp is None else max(stamp, self._last_obs_stamp)
-        go = (
+        return (
             self.ahead
             and not self.in_flight
             and self._armed_after is not None
             and stamp > self._armed_after
         )
-        if go:
-            self._on_arrival = True
-        return go
 
     def requested(self, stamp: float, t: float | None = None) -> None:
         """A plan on the observation stamped ``stamp`` was handed to the inference at ``t``."""
@@ -183,16 +165,12 @@ class ChunkScheduler:
         self._t_requested = float(stamp if t is None else t)
 
     def ready(self, t_ready: float) -> None:
-        """The requested chunk is ready at ``t_ready`` (measures the inference time; for a plan started on an
-        observation's arrival, also the ready phase the phase lock aims after)."""
+        """The requested chunk is ready at ``t_ready`` (measures the inference time)."""
         self.latencies.append(max(0.0, t_ready - self._t_requested))
-        if self._on_arrival:
-            self.ready_times.append(float(t_ready))
-        self._on_arrival = False
 
     def failed(self) -> None:
         """The requested plan produced nothing (an error, or its episode ended): plan again when due."""
-        self.in_flight, self._on_arrival = False, False
+        self.in_flight = False
 
     def phase_shift(self, t_tick: float, newest_stamp: float | None, margin: float | None = None) -> float:
         """The control-grid correction of this tick (module docstring; 0 unless planning ahead, with plan
@@ -201,9 +179,6 @@ class ChunkScheduler:
             return 0.0
         if abs(float(np.median(self.obs_intervals)) - self.dt) > 0.1 * self.dt:
             return 0.0
-        margin = 0.05 * self.dt if margin is None else margin
-        if len(self.ready_times) >= 5:  # measured: the phase by which the chunks planned on arrival were ready
-            ready_phase = late_phase(self.ready_times, self.dt, self.ready_quantile)
-            return phase_correction(t_tick, ready_phase, margin, self.dt)
+        margin = 0.1 * self.dt if margin is None else margin
         target = (self.plan_latency() + margin) % self.dt
         return phase_correction(t_tick, late_phase(self.obs_stamps, self.dt), target, self.dt)
