@@ -215,7 +215,7 @@ def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, para
     def boundaries(t_from: float) -> dict:
         return runtime_latency.analyse(
             [c for c in chunks if c[0] >= t_from],
-            [(_sec(m.header.stamp), m.episode_id, m.chunk_index, np.asarray(m.position)) for t, m in cmds
+            [(_sec(m.header.stamp), m.episode_id, m.chunk_index, np.asarray(m.position)) for _, m in cmds
              if _sec(m.header.stamp) >= t_from],
             [e for e in execs if e[0] >= t_from], chunk_hz=10.0, control_hz=control_hz, blend_steps=2,
             vmax=runtime_latency.arbiter_limits(sim_yaml),
@@ -353,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     res = {"machine": machine(), "params": args.param}
     if args.with_viz:
         print("simulated graph without, then with bora viz --live ...", flush=True)
-        res["graph"] = graph(args.graph_seconds)
-        res["graph_with_viz"] = graph(args.graph_seconds, with_viz=True)
+        res["graph"] = graph(args.graph_seconds, settle=args.settle_seconds)
+        res["graph_with_viz"] = graph(args.graph_seconds, with_viz=True, settle=args.settle_seconds)
         print(json.dumps(res, indent=1), flush=True)
         (OUT / "runtime_viz.json").write_text(json.dumps(res, indent=1))
         md_path = OUT / "runtime.md"
