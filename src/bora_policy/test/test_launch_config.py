@@ -17,6 +17,8 @@ import ast
 import importlib
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -385,3 +387,19 @@ def test_launch_files_express_the_supervision_policy_and_take_a_critic(name):
     assert {"critic_path", "graph_file", "control_hz"} <= strings, f"{name}: critic_path / graph_file / control_hz"
     assert any(n.name == "policy" and n.respawn and not n.critical for n in NODES)
     assert all(n.critical and not n.respawn for n in NODES if n.name in ("teleop", "sim_bridge"))
+
+
+def test_a_teardown_that_hangs_leaves_with_its_stacks_and_exit_code_1():
+    """common/node.guard_teardown: armed once a node's work is done, a hung teardown (DDS, interpreter exit)
+    ends by itself with every thread's stack on stderr, instead of waiting for the supervisor's SIGKILL."""
+    code = (
+        "import time\n"
+        "from bora_policy.common.node import guard_teardown\n"
+        "guard_teardown(0.5)\n"
+        "def hung_in_destroy():\n"
+        "    time.sleep(60)\n"
+        "hung_in_destroy()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)  # not the 60 s
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Timeout (0:00:00.500000)!" in r.stderr and "in hung_in_destroy" in r.stderr, r.stderr[-2000:]

@@ -19,7 +19,9 @@ e-stop went with it. Now each node has a role (``bora_policy.graph.NodeSpec``):
 * any other node: its exit stops the graph (the previous behaviour, also with ``RestartPolicy(respawn=
   False)``, ``bora up --no-respawn``).
 
-Stopping: SIGINT, then SIGTERM, then SIGKILL to each node's process group, each with a deadline. A
+Stopping: SIGINT, then SIGTERM, then SIGKILL to each node's process group, each with a deadline; before
+SIGKILL a node still running is asked for its Python stacks (SIGUSR1 -> ``faulthandler``), so the log shows
+where it hung. A
 process started in the background by a non-interactive shell (``nohup bora up ... &``, a CI script)
 inherits SIGINT as IGNORED, and so would every node: the first, clean step (rclpy's shutdown on SIGINT,
 bags closed) would be lost and every stop would end in SIGTERM. The supervisor therefore restores SIGINT
@@ -49,6 +51,8 @@ def restore_sigint() -> bool:
     return True
 
 
+STACK_DUMP_SIGNAL = signal.SIGUSR1  # = bora_policy.common.node.STACK_DUMP_SIGNAL (this module stays rclpy-free)
+STACK_DUMP_WAIT_S = 0.5
 STOP_STEPS = (
     ("SIGINT", signal.SIGINT, 5.0),
     ("SIGTERM", signal.SIGTERM, 3.0),
@@ -208,6 +212,17 @@ class Supervisor:
             )
         return None
 
+    def _dump_stacks(self, alive) -> None:
+        """Before SIGKILL: ask each node still running for its Python stacks (``STACK_DUMP_SIGNAL``, which every
+        BORA node hands to ``faulthandler``), so its log says where it hung."""
+        for _, p in alive:
+            try:
+                os.kill(p.pid, STACK_DUMP_SIGNAL)
+            except ProcessLookupError:
+                pass
+        self._print(f"[bora up] {', '.join(n for n, _ in alive)}: Python stacks requested (in the node's output)")
+        time.sleep(STACK_DUMP_WAIT_S)
+
     def stop_all(self) -> dict[str, int]:
         for m in self.nodes.values():
             m.next_start = None  # nothing is restarted while stopping
@@ -216,6 +231,8 @@ class Supervisor:
             if not alive:
                 break
             self._print(f"[bora up] {sig_name} -> {', '.join(n for n, _ in alive)}")
+            if sig == signal.SIGKILL:
+                self._dump_stacks(alive)
             for _, p in alive:
                 try:
                     os.killpg(p.pid, sig)  # the node's own process group (start_new_session)

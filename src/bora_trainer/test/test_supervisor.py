@@ -157,3 +157,31 @@ def test_nodes_stop_on_sigint_even_when_started_from_a_background_shell():
         assert sup.stop_all() == {"policy": -signal.SIGINT}
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_a_node_that_ignores_sigint_and_sigterm_leaves_its_stacks_before_sigkill():
+    """The last stop step asks a stuck node for its Python stacks (SIGUSR1 -> faulthandler, registered by
+    every BORA node through bora_policy.common.node), so the log says where it hung (a sync node once needed
+    SIGKILL in CI with nothing in the log)."""
+    stuck = [sys.executable, "-c", (
+        "import signal, time\n"
+        "from bora_policy.common.node import dump_stacks_on_signal\n"
+        "dump_stacks_on_signal()\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "def stuck_in_teardown():\n"
+        "    print('ready', flush=True)\n"
+        "    while True: time.sleep(0.05)\n"
+        "stuck_in_teardown()\n"
+    )]
+    out = io.StringIO()
+    sup = Supervisor(out=out)
+    sup.start("sync", stuck, dict(os.environ), respawn=True)
+    deadline = time.monotonic() + 30
+    while "ready" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "ready" in out.getvalue()
+    assert sup.stop_all() == {"sync": -signal.SIGKILL}
+    text = out.getvalue()
+    assert "[bora up] sync: Python stacks requested" in text
+    dump = text.split("Python stacks requested", 1)[1]
+    assert "in stuck_in_teardown" in dump and "Current thread" in dump, text[-2000:]

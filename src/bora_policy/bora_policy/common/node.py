@@ -19,6 +19,7 @@ The one module of ``bora_policy.common`` that imports rclpy (the nodes' lifecycl
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import math
 import os
 import signal
@@ -45,6 +46,28 @@ from bora_policy.common.graph_params import (
 )
 
 EXIT_REFUSED = 2  # exit code of a node that refused to start (bad parameter, missing file)
+# A node's teardown after its spin (executor, node, context, interpreter exit) normally takes well under a
+# second; past this, faulthandler writes every thread's stack and leaves with exit code 1 (``bora up`` would
+# otherwise send SIGTERM at 5 s and SIGKILL at 8 s: supervisor.STOP_STEPS). Ours: 4 s.
+TEARDOWN_TIMEOUT_S = 4.0
+STACK_DUMP_SIGNAL = signal.SIGUSR1  # ``bora up`` sends it to a node that ignored SIGINT and SIGTERM, before SIGKILL
+
+
+def guard_teardown(timeout_s: float = TEARDOWN_TIMEOUT_S) -> None:
+    """Arm ``faulthandler.dump_traceback_later(exit=True)`` for the rest of the process's life: if destroying
+    the node, shutting the context down or the interpreter's exit hangs (a DDS teardown was seen to, once in
+    CI: the supervisor needed SIGKILL), every thread's stack goes to stderr and the process leaves with exit
+    code 1 after ``timeout_s``. Called once the node's work is done (its spin has ended, its files are
+    closed), so nothing is cut short."""
+    faulthandler.dump_traceback_later(timeout_s, exit=True)
+
+
+def dump_stacks_on_signal() -> None:
+    """Let :data:`STACK_DUMP_SIGNAL` write every thread's Python stack to stderr (``faulthandler``: from a C
+    signal handler, so it works while the main thread is stuck in C code, e.g. a DDS call). The supervisor
+    sends it to a node that did not stop after SIGINT and SIGTERM, so the log says where the node hung."""
+    if threading.current_thread() is threading.main_thread():
+        faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True, chain=False)
 
 GRAPH_FILE_SPEC = ParamSpec(
     "graph_file",
@@ -155,6 +178,7 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None, *, hard_
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)
+    dump_stacks_on_signal()
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     ex = SingleThreadedExecutor()
@@ -173,6 +197,7 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None, *, hard_
             raise
         # a callback interrupted by the shutdown itself (SIGINT while a message was being taken): not an error
     finally:
+        guard_teardown()
         ex.shutdown(timeout_sec=2.0)
         if node is not None:
             node.destroy_node()
@@ -201,6 +226,7 @@ def ros_session(node_name: str, args: list[str], *, handle_signals: bool = True)
     """Init rclpy with ``args`` (a program name + ``--ros-args ...``), create the node ``node_name`` and yield a
     :class:`Session`; on exit destroy the node and shut the context down. ``handle_signals``: SIGINT / SIGTERM
     set ``session.stop`` (the caller closes its files in order) instead of raising KeyboardInterrupt."""
+    dump_stacks_on_signal()
     rclpy.init(args=args)
     stop = threading.Event()
     old = {}
@@ -212,6 +238,7 @@ def ros_session(node_name: str, args: list[str], *, handle_signals: bool = True)
         yield Session(node, stop)
     finally:
         stop.set()
+        guard_teardown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
