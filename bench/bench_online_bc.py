@@ -21,8 +21,12 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
   the online time under the operator (the paper: about 20%). (With the deadline rule on, the takeover came
   at the same step whatever grace and patience were: the deadline fired first.)
 
-Each variant: ``bora train online --env sim`` (2 rounds x 10 episodes, 400 updates per round, the evidence
-config's online settings), then ``bora eval`` of the round-2 stack and of the round-1 checkpoint.
+* ``u2k`` / ``u4k``: 2,000 / 4,000 learner updates per round instead of 400 (update-to-data ratio 2 / 4
+  instead of 0.5; Table 3: 15k per round), the same 2 x 10 episodes.
+
+Each variant: ``bora train online --env sim`` (2 rounds x 10 episodes, 400 updates per round unless the
+variant sets more, the evidence config's online settings), then ``bora eval`` of the round-2 stack and of
+the round-1 checkpoint.
 Writes ``bench/results/<--report>.{json,md}`` (default ``online_bc``): per task and variant, successes and
 the paired difference to BORA-Offline with Newcombe's 95% interval and McNemar's exact p; per round, the
 episodes' success with the operator, takeovers per episode, the share of control steps under the operator,
@@ -65,9 +69,14 @@ VARIANTS: dict[str, dict] = {
     # takes over only when the policy stalls (3 s without progress; no deadline takeover), once, keeps control
     "stall": {"operator": {"budget": 1, "grace_s": 2.0, "patience_s": 3.0, "deadline_margin_s": -1.0,
                            "recovery_s": 0.0}},
+    # more learner updates on the same 2 x 10 episodes (Table 3: 15k per round; the evidence config: 400 at
+    # 0.5 per control step): 5x and 10x, the update-to-data ratio raised to reach them
+    "u2k": {"updates_per_env_step": 2.0, "online": {"max_updates": 2000}},
+    "u4k": {"updates_per_env_step": 4.0, "online": {"max_updates": 4000}},
 }
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
-          "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)"}
+          "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)",
+          "online_updates": "BORA-Full's online stage: how many learner updates per round (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:
@@ -94,13 +103,14 @@ def evaluate(run: Path, task: str, out: Path, a: argparse.Namespace, residual: P
          out.with_suffix(".log"))
 
 
-def train_online(ev: Path, task: str, cfg: dict, cfg_path: Path, run: Path, log: Path) -> None:
-    """The evidence run's online stage (2 rounds x 10 episodes, 400 updates per round) with config ``cfg``."""
+def train_online(ev: Path, task: str, cfg: dict, cfg_path: Path, run: Path, log: Path,
+                 max_updates: int = 400) -> None:
+    """The evidence run's online stage (2 rounds x 10 episodes, ``max_updates`` per round) with config ``cfg``."""
     cfg_path.write_text(yaml.safe_dump(cfg))
     bora(["train", "online", "--env", "sim", "--task", task, "--offline-run", str(ev / "runs" / task / "bora"),
           "--offline-data", str(ev / "data" / task), "--out", str(run), "--config", str(cfg_path),
           "--algo", "bora-residual", "--rounds", "2", "--episodes-per-round", "10", "--no-progress",
-          "--max-updates", "400"], log)
+          "--max-updates", str(max_updates)], log)
 
 
 def chain(task: str, variant: str, a: argparse.Namespace) -> str:
@@ -111,7 +121,9 @@ def chain(task: str, variant: str, a: argparse.Namespace) -> str:
         run = ev / "runs" / task / "bora-residual-online"
     elif not (run / "rounds" / "round_02").is_dir():
         cfg = merge(yaml.safe_load((ev / "configs" / "online.yaml").read_text()), VARIANTS[variant])
-        train_online(ev, task, cfg, a.work / f"{variant}.yaml", run, a.work / f"{task}-{variant}.train.log")
+        max_updates = int(VARIANTS[variant].get("online", {}).get("max_updates", 400))
+        train_online(ev, task, cfg, a.work / f"{variant}.yaml", run, a.work / f"{task}-{variant}.train.log",
+                     max_updates)
     evaluate(run, task, a.work / f"{task}_full_{variant}.json", a)
     if not a.no_round1:
         evaluate(run, task, a.work / f"{task}_r1_{variant}.json", a, run / "rounds" / "round_01")
@@ -187,7 +199,8 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
         f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('logical_cpus', '?')} logical CPUs; commit "
         f"{res['commit']}; {res['date']}. Evidence run: `{a.evidence}` (config/evidence_core.yaml: Table 4 "
         "sizes, one training seed). Each variant retrains the online stage (2 rounds x 10 episodes, 400 "
-        f"updates per round, scripted operator) and is evaluated on the TUNING seeds {a.seed0}.."
+        "updates per round unless the variant sets more, scripted operator) and is evaluated on the TUNING "
+        f"seeds {a.seed0}.."
         f"{a.seed0 + a.trials - 1} ({a.trials} standard-set trials), paired with the run's BORA-Offline on the "
         "same seeds. Difference: variant - BORA-Offline, Newcombe 95% interval, McNemar exact p.",
         "",
