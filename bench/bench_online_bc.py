@@ -21,6 +21,9 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
   the online time under the operator (the paper: about 20%). (With the deadline rule on, the takeover came
   at the same step whatever grace and patience were: the deadline fired first.)
 
+* ``lq1``: Eq. (8)'s ``-Q(z, a_hat)`` term at weight 1 (``online.lambda_q``, TD3's / ResFiT's actor objective);
+* ``d05``: the hinge's margin ``improve_delta`` 0.05 instead of 0;
+* ``noreg``: no pull of the online critic to the offline critic (``online.critic_reg: none``);
 * ``u2k`` / ``u4k``: 2,000 / 4,000 learner updates per round instead of 400 (update-to-data ratio 2 / 4
   instead of 0.5; Table 3: 15k per round), the same 2 x 10 episodes.
 
@@ -73,10 +76,17 @@ VARIANTS: dict[str, dict] = {
     # 0.5 per control step): 5x and 10x, the update-to-data ratio raised to reach them
     "u2k": {"updates_per_env_step": 2.0, "online": {"max_updates": 2000}},
     "u4k": {"updates_per_env_step": 4.0, "online": {"max_updates": 4000}},
+    # what the actor asks of the critic: Eq. (8)'s -Q term (TD3's / ResFiT's actor objective; ours: off by
+    # default), a margin in the hinge (Eq. 6's delta: the composite must beat the base by 0.05, so the hinge
+    # keeps a gradient once it merely ties), and the online critic without the pull to the offline critic
+    "lq1": {"online": {"lambda_q": 1.0}},
+    "d05": {"online": {"improve_delta": 0.05}},
+    "noreg": {"online": {"critic_reg": "none"}},
 }
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
           "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)",
-          "online_updates": "BORA-Full's online stage: how many learner updates per round (issue 14)"}
+          "online_updates": "BORA-Full's online stage: how many learner updates per round (issue 14)",
+          "online_critic": "BORA-Full's online stage: what the actor asks of the critic (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:
