@@ -305,3 +305,51 @@ def test_residual_checkpoint_round_trip(tmp_path):
     other = Normalizer.fit(rng.normal(size=(40, S)), rng.normal(size=(40, A)))
     with pytest.raises(ValueError, match="normaliser"):
         load_residual_checkpoint(tmp_path, other)
+
+
+# ------------------------------------------------------------------------------------------- conservative critic
+def _masked_mean(x, m):
+    return ((x * m).sum(1) / m.sum(1).clamp_min(1.0)).mean()
+
+
+def test_critic_conservative_adds_the_gap_between_the_composite_and_the_data_hand_computed():
+    """critic_conservative c: critic loss += c * sum over Q heads of (masked mean of Q at the current composite
+    chunk - masked mean of Q at the batch's chunk), computed here from the critic's own heads."""
+    L = make_learner(critic_conservative=0.5)
+    b = batch()
+    b["mask"][0, 3:] = False  # a row with a short valid prefix
+    loss_with, info = L.objective.critic_loss(b)
+    L.cfg.critic_conservative = 0.0
+    loss_without, _ = L.objective.critic_loss(b)
+    with torch.no_grad():
+        _, _, a_hat = L.objective.composite(b)
+        m = b["mask"].float()
+        q_pi, q_data = L.critic.q_all(b["z"], a_hat), L.critic.q_all(b["z"], b["action"])
+        gap = sum(_masked_mean(q_pi[h], m) - _masked_mean(q_data[h], m) for h in range(q_pi.shape[0]))
+    assert q_pi.shape[0] == 2 and abs(gap.item()) > 1e-4  # two heads; composite and data differ here
+    assert info["critic/conservative_gap"] == pytest.approx(gap.item(), rel=1e-4, abs=1e-6)
+    assert (loss_with - loss_without).item() == pytest.approx(0.5 * gap.item(), rel=1e-4, abs=1e-6)
+    # where the batch's chunk IS the composite, the term is exactly 0
+    b2 = dict(b, action=a_hat.clone())
+    L.cfg.critic_conservative = 0.5
+    _, info2 = L.objective.critic_loss(b2)
+    assert info2["critic/conservative_gap"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_critic_conservative_step_lowers_q_at_the_composite_relative_to_the_data():
+    L = make_learner(critic_conservative=1.0)
+    b = batch()
+    before = L.objective.conservative_gap(b, L.critic.q_all(b["z"], b["action"]), b["mask"].float()).item()
+    opt = torch.optim.SGD(L.critic.parameters(), lr=1e-2)
+    for _ in range(5):
+        opt.zero_grad()
+        gap = L.objective.conservative_gap(b, L.critic.q_all(b["z"], b["action"]), b["mask"].float())
+        gap.backward()
+        opt.step()
+    after = L.objective.conservative_gap(b, L.critic.q_all(b["z"], b["action"]), b["mask"].float()).item()
+    assert after < before - 1e-3
+
+
+def test_critic_conservative_checked():
+    with pytest.raises(ValueError, match="critic_conservative"):
+        OnlineConfig(critic_conservative=-1.0)

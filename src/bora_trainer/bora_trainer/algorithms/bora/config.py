@@ -170,6 +170,9 @@ class OnlineConfig:
     expectile: tau of Eq. (4), as offline (ours: 0.7).
     grad_clip: global-norm clip of each optimiser step (ours; 0 disables).
     lambda_q: weight of Eq. (8)'s ``-q(z, a_hat)`` term (ours; 0 = the brief's loss without it).
+    critic_conservative: weight of a conservative critic term (ours, after CQL; 0 = off): every Q head's
+    masked mean at the current composite chunk minus at the batch's chunk, so the critic does not
+    over-estimate the residual's own proposals (bench/results/online_critic.md found it did).
     intervention_bc_weight: weight of an online row with human-controlled steps in ``L_BC``, relative to
     an offline demonstration row (1 = the paper: BC on demonstrations and interventions alike; 0 = BC on
     the demonstrations only, the interventions then teach through the critic alone). Ours; measured in
@@ -205,6 +208,7 @@ class OnlineConfig:
     anchor_lambda: float = 0.03
     residual_l2: float = 2e-4
     lambda_q: float = 0.0
+    critic_conservative: float = 0.0
     intervention_bc_weight: float = 1.0
     grad_clip: float = 10.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -225,6 +229,10 @@ class OnlineConfig:
         if not 0.0 <= self.intervention_bc_weight <= 1e3:
             raise ValueError(
                 f"OnlineConfig.intervention_bc_weight must be in [0, 1000], got {self.intervention_bc_weight}"
+            )
+        if not 0.0 <= self.critic_conservative <= 1e3:
+            raise ValueError(
+                f"OnlineConfig.critic_conservative must be in [0, 1000], got {self.critic_conservative}"
             )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"OnlineConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")

@@ -22,6 +22,8 @@ inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
     ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
   - ``L_l2``: mean of ``A_res^2`` (the raw residual before alpha), weight 2e-4.
   ``lambda_q`` (default 0) optionally adds Eq. (8)'s objective term ``-E[q(z, a_hat)]``.
+* ``critic_conservative`` (ours, default 0): adds to the critic loss, after CQL, the gap between each Q head
+  at the current composite chunk and at the batch's chunk (:meth:`BoraResidualObjective.conservative_gap`).
 
 Cost (batch B, chunk k): the step-MLP layers after the first run on B*k tokens and dominate. Per update the
 critic is evaluated 9 times (target V; twin Q + V with backward; frozen offline twin Q on the B/2 offline
@@ -84,8 +86,25 @@ class BoraResidualObjective(OnlineObjective):
                 reg = critic_anchor_loss(q[off], q_off, mask[off], torch.ones_like(off[off]))
             loss = loss + c.critic_reg_lambda * reg
             info["critic/reg"] = L.metric(reg)
+        if c.critic_conservative > 0:
+            gap = self.conservative_gap(b, q_all, mask)
+            loss = loss + c.critic_conservative * gap
+            info["critic/conservative_gap"] = L.metric(gap)
         info["critic/loss"] = L.metric(loss)
         return loss, info
+
+    def conservative_gap(self, b: dict[str, torch.Tensor], q_all: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The conservative term (``OnlineConfig.critic_conservative``; ours, after CQL's gap between the
+        policy's and the data's actions): summed over the Q heads, the masked mean of Q at the current
+        composite chunk (no gradient to the actor) minus the masked mean at the batch's chunk."""
+        L = self.learner
+        with torch.no_grad():
+            _, _, a_pi = self.composite(b)
+        with L.autocast():
+            q_pi = (
+                L.critic.q_all(b["z"], a_pi) if hasattr(L.critic, "q_all") else L.critic.q(b["z"], a_pi)[None]
+            ).float()
+        return sum(masked_mean(qp, mask) - masked_mean(qd, mask) for qp, qd in zip(q_pi, q_all))
 
     def composite(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(A_base, A_res, A_hat = A_base + alpha_t A_res)``; the base is data (detached)."""
