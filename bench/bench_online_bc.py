@@ -24,6 +24,8 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
 * ``lq1``: Eq. (8)'s ``-Q(z, a_hat)`` term at weight 1 (``online.lambda_q``, TD3's / ResFiT's actor objective);
 * ``d05``: the hinge's margin ``improve_delta`` 0.05 instead of 0;
 * ``noreg``: no pull of the online critic to the offline critic (``online.critic_reg: none``);
+* ``cql1`` / ``cql1lq1``: a conservative online critic (``online.critic_conservative`` 1, after CQL), alone /
+  with ``lq1``'s ``-Q`` actor term;
 * ``u2k`` / ``u4k``: 2,000 / 4,000 learner updates per round instead of 400 (update-to-data ratio 2 / 4
   instead of 0.5; Table 3: 15k per round), the same 2 x 10 episodes.
 
@@ -82,6 +84,10 @@ VARIANTS: dict[str, dict] = {
     "lq1": {"online": {"lambda_q": 1.0}},
     "d05": {"online": {"improve_delta": 0.05}},
     "noreg": {"online": {"critic_reg": "none"}},
+    # a conservative online critic (online.critic_conservative, after CQL): Q pushed down at the residual's
+    # own composite chunk relative to the data's, alone and under lq1's direct -Q actor term
+    "cql1": {"online": {"critic_conservative": 1.0}},
+    "cql1lq1": {"online": {"critic_conservative": 1.0, "lambda_q": 1.0}},
 }
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
           "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)",
