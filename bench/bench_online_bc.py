@@ -92,7 +92,8 @@ VARIANTS: dict[str, dict] = {
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
           "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)",
           "online_updates": "BORA-Full's online stage: how many learner updates per round (issue 14)",
-          "online_critic": "BORA-Full's online stage: what the actor asks of the critic (issue 14)"}
+          "online_critic": "BORA-Full's online stage: what the actor asks of the critic (issue 14)",
+          "online_critic_5tasks": "BORA-Full's online stage with a conservative critic, five tasks (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:
