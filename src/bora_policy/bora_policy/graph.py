@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import signal
 from dataclasses import dataclass
 
 
@@ -37,6 +38,9 @@ class NodeSpec:
 # 2 s lets DDS forget the dead participant's writers; 5 restarts in a row then the graph stops)
 RESPAWN_DELAY_S = 2.0
 RESPAWN_MAX_RETRIES = 5
+# `bora up` sends it to a node that ignored SIGINT and SIGTERM, before SIGKILL; every BORA node hands it to
+# faulthandler (bora_policy.common.node.dump_stacks_on_signal), so the log says where the node hung
+STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 
 NODES: tuple[NodeSpec, ...] = (

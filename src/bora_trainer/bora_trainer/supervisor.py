@@ -38,6 +38,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from bora_policy.graph import STACK_DUMP_SIGNAL
+
 
 def restore_sigint() -> bool:
     """If SIGINT is ignored in this process (inherited from a background shell), handle it again (Python's
@@ -51,7 +53,6 @@ def restore_sigint() -> bool:
     return True
 
 
-STACK_DUMP_SIGNAL = signal.SIGUSR1  # = bora_policy.common.node.STACK_DUMP_SIGNAL (this module stays rclpy-free)
 STACK_DUMP_WAIT_S = 0.5
 STOP_STEPS = (
     ("SIGINT", signal.SIGINT, 5.0),

@@ -44,13 +44,13 @@ from bora_policy.common.graph_params import (
     ParamSpec,
     load_graph_params,
 )
+from bora_policy.graph import STACK_DUMP_SIGNAL
 
 EXIT_REFUSED = 2  # exit code of a node that refused to start (bad parameter, missing file)
 # A node's teardown after its spin (executor, node, context, interpreter exit) normally takes well under a
 # second; past this, faulthandler writes every thread's stack and leaves with exit code 1 (``bora up`` would
 # otherwise send SIGTERM at 5 s and SIGKILL at 8 s: supervisor.STOP_STEPS). Ours: 4 s.
 TEARDOWN_TIMEOUT_S = 4.0
-STACK_DUMP_SIGNAL = signal.SIGUSR1  # ``bora up`` sends it to a node that ignored SIGINT and SIGTERM, before SIGKILL
 
 
 def guard_teardown(timeout_s: float = TEARDOWN_TIMEOUT_S) -> None:

@@ -59,11 +59,7 @@ class BoraResidualObjective(OnlineObjective):
         y = shifted_bootstrap_targets(b["reward"].float(), b["done"].float(), v_cur_t, v_next_t, c.gamma)
         with L.autocast():
             # every Q head regresses to y (twin heads: q_all); V's expectile uses the minimum
-            q_all = (
-                L.critic.q_all(b["z"], b["action"])
-                if hasattr(L.critic, "q_all")
-                else L.critic.q(b["z"], b["action"])[None]
-            ).float()
+            q_all = self.q_heads(b["z"], b["action"])
             v = L.critic.v(b["z"]).float()
         q = q_all.amin(0)
         loss_q = sum(masked_bellman_loss(qh, y, mask) for qh in q_all)
@@ -93,6 +89,12 @@ class BoraResidualObjective(OnlineObjective):
         info["critic/loss"] = L.metric(loss)
         return loss, info
 
+    def q_heads(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Every Q head of the online critic at ``actions``: ``[num_q, B, k]`` (one head for a critic without
+        ``q_all``), in fp32."""
+        c = self.learner.critic
+        return (c.q_all(z, actions) if hasattr(c, "q_all") else c.q(z, actions)[None]).float()
+
     def conservative_gap(self, b: dict[str, torch.Tensor], q_all: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The conservative term (``OnlineConfig.critic_conservative``; ours, after CQL's gap between the
         policy's and the data's actions): summed over the Q heads, the masked mean of Q at the current
@@ -101,9 +103,7 @@ class BoraResidualObjective(OnlineObjective):
         with torch.no_grad():
             _, _, a_pi = self.composite(b)
         with L.autocast():
-            q_pi = (
-                L.critic.q_all(b["z"], a_pi) if hasattr(L.critic, "q_all") else L.critic.q(b["z"], a_pi)[None]
-            ).float()
+            q_pi = self.q_heads(b["z"], a_pi)
         return sum(masked_mean(qp, mask) - masked_mean(qd, mask) for qp, qd in zip(q_pi, q_all))
 
     def composite(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
