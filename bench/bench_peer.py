@@ -55,8 +55,14 @@ def commit() -> str:
         return "unknown"
 
 
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so that a timed update includes its kernels (no-op on a CPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
 class Ours:
-    def __init__(self, args, z_dim: int):
+    def __init__(self, args, z_dim: int, cuda_graph: bool = False):
         from bora_policy.models.critic import ChunkCritic
         from bora_trainer.algorithms.bora.config import OnlineConfig
         from bora_trainer.algorithms.online_learner import OnlineLearner
@@ -67,9 +73,10 @@ class Ours:
         off, on = make_buffers(spec, 4096, 1024)
         torch.manual_seed(0)
         critic = ChunkCritic(z_dim=z_dim, action_dim=A, chunk_size=k, hidden_dim=args.hidden, num_layers=args.layers)
-        cfg = OnlineConfig(batch_size=args.batch, precision="fp32")
-        self.learner = OnlineLearner(critic, A, A, k, z_dim, cfg, normalizer_version="bench", device="cpu")
-        self.sampler = MixedSampler(off, on, args.batch, seed=0, device="cpu")
+        cfg = OnlineConfig(batch_size=args.batch, precision="fp32", cuda_graph=cuda_graph)
+        self.device = args.device
+        self.learner = OnlineLearner(critic, A, A, k, z_dim, cfg, normalizer_version="bench", device=args.device)
+        self.sampler = MixedSampler(off, on, args.batch, seed=0, device=args.device)
         self.batches = [self.sampler.sample() for _ in range(4)]
         self.params = {
             "actor": sum(p.numel() for p in self.learner.actor.parameters()),
@@ -79,24 +86,26 @@ class Ours:
     def run(self, n: int, warmup: int = 0) -> dict:
         for i in range(warmup):
             self.learner.update(self.batches[i % 4])
+        sync(self.device)
         wall, cpu = [], []
         for i in range(n):
             t0, c0 = time.perf_counter(), time.process_time()
             self.learner.update(self.batches[i % 4])
+            sync(self.device)
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         return {"wall_s": wall, "cpu_s": cpu}
 
 
 class Peer:
-    """The LeRobot worker (``peer_lerobot.py``) under the interop environment's Python."""
+    """The LeRobot worker (``peer_lerobot.py``) under the interop environment's Python (``--peer-python``)."""
 
     def __init__(self, args, state_dim: int, compile_critic: bool = False):
-        if not INTEROP_PY.exists():
-            raise FileNotFoundError(f"bench_peer: {INTEROP_PY} is missing (build it with `make interop`)")
-        cmd = [str(INTEROP_PY), str(HERE / "peer_lerobot.py"), "--state-dim", str(state_dim),
+        if not args.peer_python.exists():
+            raise FileNotFoundError(f"bench_peer: {args.peer_python} is missing (build it with `make interop`)")
+        cmd = [str(args.peer_python), str(HERE / "peer_lerobot.py"), "--state-dim", str(state_dim),
                "--action-dim", str(args.action_dim), "--hidden", str(args.hidden), "--layers", str(args.layers),
-               "--threads", str(args.threads)] + (["--compile"] if compile_critic else [])
+               "--threads", str(args.threads), "--device", args.device] + (["--compile"] if compile_critic else [])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.info = self._read()
 
@@ -136,17 +145,25 @@ def summarise(name: str, runs: list[dict], transitions: int) -> dict:
 
 
 def write(res: dict, out: Path = RESULTS) -> None:
+    """``peer.{json,md}`` (CPU: CPU-time columns) or ``peer_cuda.{json,md}`` (CUDA: wall time, synchronised)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "peer.json").write_text(json.dumps(res, indent=2))
+    cuda = res["config"].get("device", "cpu").startswith("cuda")
+    stem = "peer_cuda" if cuda else "peer"
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2))
     m, c = res["machine"], res["config"]
     ours, rows = res["rows"][0], res["rows"]
+    basis = "wall" if cuda else "cpu"
+    where = (f"on {m.get('gpu', 'the GPU')} (torch device `{c['device']}`; every timed update ends with "
+             "`torch.cuda.synchronize`, so wall time is the figure)" if cuda else
+             f"{c['threads']} thread(s) in both processes")
+    load = ("" if cuda else f"; 1-min load average {res['load_start']:.2f} at start, {res['load_end']:.2f} at end (a "
+            "2-core machine shared with other work: read the CPU-time columns)")
     lines = [
         "# Online update: ours vs LeRobot's HIL-SERL learner (SAC)",
         "",
         f"`bench/bench_peer.py`, commit {res['commit']}, {res['date']}. Machine: {m['cpu']}, {m['logical_cpus']} "
-        f"logical CPUs, torch {m['torch']} (ours, .venv) / {res['peer']['torch']} (LeRobot {res['peer']['lerobot']}, "
-        f".interop-venv), {c['threads']} thread(s) in both processes; 1-min load average {res['load_start']:.2f} at "
-        f"start, {res['load_end']:.2f} at end (a 2-core machine shared with other work: read the CPU-time columns).",
+        f"logical CPUs, torch {m['torch']} (ours) / {res['peer']['torch']} (LeRobot {res['peer']['lerobot']}, "
+        f"its own environment: {res.get('peer_python', '.interop-venv')}), {where}{load}.",
         "",
         f"Matched: batch {c['batch']} replay rows, hidden width {c['hidden']} x {c['layers']} layers in every critic "
         f"head and the actor, 2 critics, {c['action_dim']} action dims per step, observation width {c['state_dim']} "
@@ -167,19 +184,20 @@ def write(res: dict, out: Path = RESULTS) -> None:
         f"Median over {c['repeats']} interleaved repeats.",
         "",
         "| update | transitions / update | CPU ms / update | CPU us / transition | wall ms / update "
-        "| ours / theirs per update (CPU) | ours / theirs per transition (CPU) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| wall us / transition | ours / theirs per update ({basis}) | ours / theirs per transition ({basis}) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        ru = ours["cpu_ms_per_update"] / r["cpu_ms_per_update"]
-        rt = ours["cpu_us_per_transition"] / r["cpu_us_per_transition"]
+        ru = ours[f"{basis}_ms_per_update"] / r[f"{basis}_ms_per_update"]
+        rt = ours[f"{basis}_us_per_transition"] / r[f"{basis}_us_per_transition"]
+        mine = r["name"].startswith("ours")
         lines.append(
             f"| {r['name']} | {r['transitions_per_update']:,} | {r['cpu_ms_per_update']:.1f} | "
-            f"{r['cpu_us_per_transition']:.1f} | {r['wall_ms_per_update']:.1f} | "
-            f"{'-' if r is ours else f'{ru:.2f}'} | {'-' if r is ours else f'{rt:.2f}'} |"
+            f"{r['cpu_us_per_transition']:.1f} | {r['wall_ms_per_update']:.1f} | {r['wall_us_per_transition']:.2f} | "
+            f"{'-' if mine else f'{ru:.2f}'} | {'-' if mine else f'{rt:.2f}'} |"
         )
-    lines += ["", "Ratios < 1: ours is cheaper. " + res.get("note", "")]
-    (out / "peer.md").write_text("\n".join(lines).rstrip() + "\n")
+    lines += ["", f"Ratios (against the first row, {basis} time) < 1: ours is cheaper. " + res.get("note", "")]
+    (out / f"{stem}.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,17 +215,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vlm", default="paligemma-tiny")
     p.add_argument("--note", default="")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile (LeRobot default) rows")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where peer.json / peer.md go")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where peer.json / peer.md (peer_cuda.* on CUDA) go")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of both updates (cpu, cuda); on CUDA ours is timed as configured (one "
+                        "captured CUDA graph) and eager, and the tables compare wall time")
+    p.add_argument("--peer-python", type=Path, default=INTEROP_PY,
+                   help="the Python that has lerobot (default: .interop-venv from `make interop`)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.updates < 1 or min(args.peer_updates) < 1:
         p.error("--repeats, --updates and --peer-updates must be >= 1")
-    if not INTEROP_PY.exists():  # make bench without make interop: say so, do not fail the other figures
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device")
+    if not args.peer_python.exists():  # make bench without make interop: say so, do not fail the other figures
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "peer.md").write_text(
             "# Online update: ours vs LeRobot's HIL-SERL learner (SAC)\n\n"
-            f"Not measured: {INTEROP_PY} is missing (build the LeRobot environment with `make interop`).\n"
+            f"Not measured: {args.peer_python} is missing (build the LeRobot environment with `make interop`).\n"
         )
-        print(f"bench_peer: skipped, {INTEROP_PY} is missing (make interop)", file=sys.stderr)
+        print(f"bench_peer: skipped, {args.peer_python} is missing (make interop)", file=sys.stderr)
         return 0
     torch.set_num_threads(args.threads)
     z_dim = tiny_z_dim(args.vlm)
@@ -218,24 +243,31 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_start": os.getloadavg()[0],
         "config": {**{k: getattr(args, k) for k in ("batch", "chunk", "action_dim", "hidden", "layers", "threads",
-                                                   "repeats", "updates")},
+                                                   "repeats", "updates", "device")},
                    "z_dim": z_dim, "state_dim": state_dim},
         "note": args.note,
+        "peer_python": str(args.peer_python),
     }
     torch.set_num_threads(args.threads)  # machine() calibrates threads; restore ours
-    ours = Ours(args, z_dim)
+    cuda = args.device.startswith("cuda")
+    # on CUDA our learner as configured replays one captured graph per update (OnlineConfig.cuda_graph); eager too
+    mine = {"CUDA graph": Ours(args, z_dim, cuda_graph=True), "eager": Ours(args, z_dim)} if cuda else \
+        {"": Ours(args, z_dim)}
+    ours = next(iter(mine.values()))
     peers = {"eager": Peer(args, state_dim)}
     if not args.no_compile:
         peers["compiled"] = Peer(args, state_dim, compile_critic=True)
     big = args.batch * args.chunk
-    runs = {"ours": [], **{(tag, b): [] for tag in peers for b in (args.batch, big)}}
+    runs = {**{("ours", tag): [] for tag in mine}, **{(tag, b): [] for tag in peers for b in (args.batch, big)}}
     try:
-        ours.run(0, warmup=2)
+        for o in mine.values():
+            o.run(0, warmup=3)
         for peer in peers.values():  # warm-up (and torch.compile's compilation for both batch sizes)
             peer.run(args.batch, 1, warmup=2)
             peer.run(big, 1, warmup=2)
         for r in range(args.repeats):
-            runs["ours"].append(ours.run(args.updates))
+            for tag, o in mine.items():
+                runs[("ours", tag)].append(o.run(args.updates))
             for tag, peer in peers.items():
                 runs[(tag, args.batch)].append(peer.run(args.batch, args.peer_updates[0]))
                 runs[(tag, big)].append(peer.run(big, args.peer_updates[1]))
@@ -249,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     res["peer"] = peer.info
     res["ours_params"] = ours.params
     res["rows"] = [
-        summarise(f"ours: bora-residual, batch {args.batch} chunks x k={args.chunk}", runs["ours"], big),
+        *(summarise(f"ours{f' ({tag})' if tag else ''}: bora-residual, batch {args.batch} chunks x k={args.chunk}",
+                    runs[("ours", tag)], big) for tag in mine),
         *(
             row
             for tag in peers
@@ -263,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     write(res, args.out)
     for r in res["rows"]:
-        print(f"{r['name']}: {r['cpu_ms_per_update']:.1f} CPU ms/update, {r['cpu_us_per_transition']:.1f} us/step")
+        print(f"{r['name']}: {r['cpu_ms_per_update']:.1f} CPU ms/update, {r['wall_ms_per_update']:.2f} wall "
+              f"ms/update, {r['cpu_us_per_transition']:.1f} CPU us/step")
     return 0
 
 

@@ -13,7 +13,7 @@ Protocol (one JSON object per line): stdin ``{"batch": B, "updates": N, "warmup"
 ``{"batch": B, "wall_s": [...], "cpu_s": [...], "params": {...}}`` (seconds per update of each timed
 update); ``{"quit": true}`` ends it. The first line on stdout is ``{"ready": ..., "lerobot": version}``.
 
-    .interop-venv/bin/python bench/peer_lerobot.py --state-dim 123 --action-dim 27 --hidden 256 --threads 1
+    .interop-venv/bin/python bench/peer_lerobot.py --state-dim 123 --action-dim 27 --hidden 256 [--device cuda]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 import torch
 
 
-def build(state_dim: int, action_dim: int, hidden: int, layers: int, compile_critic: bool = False):
+def build(state_dim: int, action_dim: int, hidden: int, layers: int, compile_critic: bool = False, device: str = "cpu"):
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.sac.configuration_sac import (
         ActorNetworkConfig,
@@ -38,7 +38,7 @@ def build(state_dim: int, action_dim: int, hidden: int, layers: int, compile_cri
     cfg = SACConfig(
         input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
         output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,))},
-        device="cpu",
+        device=device,
         latent_dim=hidden,
         state_encoder_hidden_dim=hidden,
         critic_network_kwargs=CriticNetworkConfig(hidden_dims=[hidden] * layers),
@@ -46,7 +46,7 @@ def build(state_dim: int, action_dim: int, hidden: int, layers: int, compile_cri
         # its default compiles the critic ensemble and its target with torch.compile; ours runs eager
         use_torch_compile=compile_critic,
     )
-    policy = SACPolicy(cfg).train()
+    policy = SACPolicy(cfg).to(device).train()  # make_policy moves the policy to cfg.device the same way
     # make_optimizers_and_scheduler (lerobot/rl/learner.py)
     opts = {
         "actor": torch.optim.Adam(
@@ -59,16 +59,23 @@ def build(state_dim: int, action_dim: int, hidden: int, layers: int, compile_cri
     return policy, opts
 
 
-def make_batch(B: int, state_dim: int, action_dim: int, g: torch.Generator) -> dict:
+def make_batch(B: int, state_dim: int, action_dim: int, g: torch.Generator, device: str = "cpu") -> dict:
+    """A replay batch already on the device (the learner's buffer samples on the policy's device)."""
     return {
-        "action": torch.rand(B, action_dim, generator=g) * 2 - 1,
-        "reward": -0.002 * torch.ones(B),
-        "state": {"observation.state": torch.randn(B, state_dim, generator=g)},
-        "next_state": {"observation.state": torch.randn(B, state_dim, generator=g)},
-        "done": torch.zeros(B),
+        "action": (torch.rand(B, action_dim, generator=g) * 2 - 1).to(device),
+        "reward": (-0.002 * torch.ones(B)).to(device),
+        "state": {"observation.state": torch.randn(B, state_dim, generator=g).to(device)},
+        "next_state": {"observation.state": torch.randn(B, state_dim, generator=g).to(device)},
+        "done": torch.zeros(B).to(device),
         "observation_feature": None,
         "next_observation_feature": None,
     }
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so that a timed update includes its kernels (no-op on a CPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def update(policy, opts, batch: dict, clip: float) -> None:
@@ -99,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compile", action="store_true", help="use_torch_compile=True (LeRobot's default)")
+    p.add_argument("--device", default="cpu", help="torch device of the policy and its batches (cpu, cuda)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     import lerobot
 
-    policy, opts = build(a.state_dim, a.action_dim, a.hidden, a.layers, a.compile)
+    policy, opts = build(a.state_dim, a.action_dim, a.hidden, a.layers, a.compile, a.device)
     clip = policy.config.grad_clip_norm
     params = {
         "actor": sum(p.numel() for p in policy.actor.parameters()),
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     print(
         json.dumps({"ready": True, "lerobot": getattr(lerobot, "__version__", "?"), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "params": params}),
+                    "threads": torch.get_num_threads(), "device": a.device, "params": params}),
         flush=True,
     )
     for line in sys.stdin:
@@ -122,13 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         if req.get("quit"):
             break
         B = int(req["batch"])
-        batches = [make_batch(B, a.state_dim, a.action_dim, g) for _ in range(4)]
+        batches = [make_batch(B, a.state_dim, a.action_dim, g, a.device) for _ in range(4)]
         for i in range(int(req.get("warmup", 1))):
             update(policy, opts, batches[i % 4], clip)
+        sync(a.device)
         wall, cpu = [], []
         for i in range(int(req["updates"])):
             t0, c0 = time.perf_counter(), time.process_time()
             update(policy, opts, batches[i % 4], clip)
+            sync(a.device)
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         print(json.dumps({"batch": B, "wall_s": wall, "cpu_s": cpu, "params": params}), flush=True)
