@@ -26,6 +26,31 @@ import time
 import torch
 
 
+def import_policies_package() -> str:
+    """Import ``lerobot.policies``; where its ``__init__`` fails, register the package without running it.
+
+    The package's ``__init__`` imports every policy (GR00T's model among them); with another ``transformers``
+    than LeRobot pins (a CUDA machine's own image) GR00T's dataclass fails at import. The SAC update needs none of
+    those modules, so the SAC modules are then imported from the package's folder as they are. Returns what was done.
+    """
+    import importlib
+    import importlib.util
+    import types
+
+    try:
+        importlib.import_module("lerobot.policies")
+        return "imported"
+    except Exception as e:  # noqa: BLE001  (any import-time failure of an unrelated policy)
+        for name in [m for m in sys.modules if m == "lerobot.policies" or m.startswith("lerobot.policies.")]:
+            del sys.modules[name]
+        spec = importlib.util.find_spec("lerobot.policies")
+        pkg = types.ModuleType("lerobot.policies")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        pkg.__spec__ = spec
+        sys.modules["lerobot.policies"] = pkg
+        return f"its __init__ skipped ({type(e).__name__}: {str(e)[:120]})"
+
+
 def build(state_dim: int, action_dim: int, hidden: int, layers: int, compile_critic: bool = False, device: str = "cpu"):
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.sac.configuration_sac import (
@@ -112,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     import lerobot
 
+    policies_package = import_policies_package()
     policy, opts = build(a.state_dim, a.action_dim, a.hidden, a.layers, a.compile, a.device)
     clip = policy.config.grad_clip_norm
     params = {
@@ -122,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     print(
         json.dumps({"ready": True, "lerobot": getattr(lerobot, "__version__", "?"), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "device": a.device, "params": params}),
+                    "threads": torch.get_num_threads(), "device": a.device, "params": params,
+                    "policies_package": policies_package}),
         flush=True,
     )
     for line in sys.stdin:
