@@ -21,7 +21,13 @@ Repeats are interleaved (ours, theirs at 128, theirs at 4,096, compiled likewise
 CPU time per update (``time.process_time`` in each process) is the figure to read on a shared
 machine, wall time is reported next to it. Writes ``bench/results/peer.json`` and ``peer.md``.
 
+On a CUDA device (``--device cuda``) both updates run on the GPU and every timed update ends with
+``torch.cuda.synchronize``, so wall time is the figure; ours is timed as configured (one captured CUDA graph per
+update, ``OnlineConfig.cuda_graph``) and eager. ``--peer-python`` names any Python that has lerobot (a GPU machine
+without a registry: lerobot's wheels carried there). Writes ``peer_cuda.json`` and ``peer_cuda.md``.
+
     .venv/bin/python bench/bench_peer.py [--repeats 3] [--updates 5] [--peer-updates 5 2] [--threads 1]
+    python3 bench/bench_peer.py --device cuda --updates 20 --peer-updates 20 10 --peer-python PY
 """
 
 from __future__ import annotations
@@ -177,7 +183,7 @@ def write(res: dict, out: Path = RESULTS) -> None:
         f"Parameters: ours actor {res['ours_params']['actor']:,}, critic (trainable) "
         f"{res['ours_params']['critic_trainable']:,}; theirs actor {res['peer']['params']['actor']:,}, critic "
         f"ensemble {res['peer']['params']['critic_ensemble']:,}. Their update is timed eager "
-        "(`use_torch_compile=False`, as ours runs)"
+        + ("(`use_torch_compile=False`, as ours runs)" if not cuda else "(`use_torch_compile=False`)")
         + (" and compiled (`use_torch_compile=True`, LeRobot's default: critic ensemble + target through "
            "torch.compile; compilation in the untimed warm-up)." if res.get("compiled") else "."),
         "",
@@ -194,7 +200,7 @@ def write(res: dict, out: Path = RESULTS) -> None:
         lines.append(
             f"| {r['name']} | {r['transitions_per_update']:,} | {r['cpu_ms_per_update']:.1f} | "
             f"{r['cpu_us_per_transition']:.1f} | {r['wall_ms_per_update']:.1f} | {r['wall_us_per_transition']:.2f} | "
-            f"{'-' if mine else f'{ru:.2f}'} | {'-' if mine else f'{rt:.2f}'} |"
+            f"{'-' if mine else f'{ru:.3g}'} | {'-' if mine else f'{rt:.3g}'} |"
         )
     lines += ["", f"Ratios (against the first row, {basis} time) < 1: ours is cheaper. " + res.get("note", "")]
     (out / f"{stem}.md").write_text("\n".join(lines).rstrip() + "\n")

@@ -58,3 +58,27 @@ def test_peer_bench_tiny(tmp_path):
         assert per_update == pytest.approx(ours["cpu_ms_per_update"] / theirs["cpu_ms_per_update"], abs=0.006)
         assert per_step == pytest.approx(ours["cpu_us_per_transition"] / theirs["cpu_us_per_transition"], abs=0.006)
     assert res["commit"] and "lerobot" in res["peer"]
+
+
+def test_sac_imports_without_the_policies_index(tmp_path):
+    """Where ``lerobot.policies``' __init__ fails (GR00T with another transformers, as on a GPU machine's image),
+    the worker imports the SAC modules without it and one LeRobot update still runs."""
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import importlib.abc, sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "class Broken(importlib.abc.MetaPathFinder):  # an unrelated policy that fails at import\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'lerobot.policies.groot':\n"
+        "            raise TypeError('non-default argument follows default argument')\n"
+        "sys.meta_path.insert(0, Broken())\n"
+        "import torch, peer_lerobot as p\n"
+        "print(p.import_policies_package())\n"
+        "policy, opts = p.build(7, 3, 16, 2)\n"
+        "p.update(policy, opts, p.make_batch(4, 7, 3, torch.Generator().manual_seed(0)), 40.0)\n"
+        "print('updated', type(policy).__name__)\n"
+    )
+    r = subprocess.run([str(INTEROP), str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "its __init__ skipped (TypeError: non-default argument" in r.stdout
+    assert "updated SACPolicy" in r.stdout
