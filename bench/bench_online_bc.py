@@ -26,6 +26,8 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
 * ``noreg``: no pull of the online critic to the offline critic (``online.critic_reg: none``);
 * ``cql1`` / ``cql1lq1``: a conservative online critic (``online.critic_conservative`` 1, after CQL), alone /
   with ``lq1``'s ``-Q`` actor term;
+* ``ex01`` / ``ex03``: exploration noise in the online episodes (``explore_std`` 0.1 / 0.3 normalised units,
+  scaled by alpha; TD3's and ResFiT's Gaussian action noise), the critic then sees other chunks' outcomes;
 * ``u2k`` / ``u4k``: 2,000 / 4,000 learner updates per round instead of 400 (update-to-data ratio 2 / 4
   instead of 0.5; Table 3: 15k per round), the same 2 x 10 episodes.
 
@@ -88,12 +90,17 @@ VARIANTS: dict[str, dict] = {
     # own composite chunk relative to the data's, alone and under lq1's direct -Q actor term
     "cql1": {"online": {"critic_conservative": 1.0}},
     "cql1lq1": {"online": {"critic_conservative": 1.0, "lambda_q": 1.0}},
+    # exploration noise in the online episodes (OnlineRunConfig.explore_std, TD3 / ResFiT): the critic then sees
+    # the outcomes of chunks other than the composite's
+    "ex01": {"explore_std": 0.1},
+    "ex03": {"explore_std": 0.3},
 }
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
           "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)",
           "online_updates": "BORA-Full's online stage: how many learner updates per round (issue 14)",
           "online_critic": "BORA-Full's online stage: what the actor asks of the critic (issue 14)",
-          "online_critic_5tasks": "BORA-Full's online stage with a conservative critic, five tasks (issue 14)"}
+          "online_critic_5tasks": "BORA-Full's online stage with a conservative critic, five tasks (issue 14)",
+          "online_explore": "BORA-Full's online stage with exploration noise, five tasks (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +18,34 @@ def node(request):
     yield n
     n.destroy_node()
     rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def frozen_vla(tmp_path_factory):
+    """A tiny random-init offline run (the real model classes, saved as `bora train offline` saves them), loaded
+    as the online stage's frozen VLA (k = 8, the shadow hand's home posture as the normaliser's mean)."""
+    from bora_policy.models.normalizer import Normalizer
+    from bora_sim.hand import get_hand
+    from bora_sim.scene import ARM_HOME
+    from bora_trainer.algorithms.bora.config import OfflineConfig
+    from bora_trainer.checkpoint import save_checkpoint, write_run_files
+    from bora_trainer.config_io import load_config
+    from bora_trainer.offline.build import build_learner
+    from bora_trainer.online.vla import FrozenVLA
+
+    torch.manual_seed(0)
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models; restored after the module
+    home = np.concatenate([ARM_HOME, np.asarray(get_hand("shadow").posture("open"), dtype=np.float64)])
+    D = home.shape[0]
+    raw = {"algo": "bora", "k": 8, "batch_size": 2,
+           "model": {"vlm": "paligemma-tiny", "expert": {"hidden_dim": 32, "num_blocks": 1, "cond_dim": 16}}}
+    cfg = load_config(OfflineConfig, raw)
+    norm = Normalizer(home, np.full(D, 0.5), home, np.full(D, 0.05))
+    learner = build_learner(cfg, D, D, torch.device("cpu"))
+    run = tmp_path_factory.mktemp("frozen_vla") / "off"
+    write_run_files(run, config=raw, normalizer=norm.to_dict())
+    mods = {k: m.state_dict() for k, m in learner.modules_to_save().items()}
+    save_checkpoint(run, 1, mods, extra={"algo": "bora", "normalizer_version": norm.version})
+    yield FrozenVLA(run, torch.device("cpu"))
+    torch.set_num_threads(n_threads)

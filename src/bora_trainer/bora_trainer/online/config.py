@@ -37,6 +37,11 @@ class OnlineRunConfig:
     action_clip: executed actions are clipped to +-action_clip in normalised units before entering the
         replay (0 = off): dimensions that were constant in the offline data have a tiny std, and the
         operator's commands there would otherwise dominate the BC loss.
+    explore_std: exploration noise of the online episodes (ours, after TD3's and ResFiT's Gaussian action
+        noise; 0 = off, the paper's deterministic composite): each planned chunk executes
+        ``A_final + alpha_t * eps``, eps ~ N(0, explore_std^2) per step and dimension in normalised units, so
+        the critic sees outcomes of actions other than the composite's. Env sim only (the policy node adds
+        none); measured in bench/results/online_explore.md.
     """
 
     task: str = "pick_plush_toy"
@@ -51,6 +56,7 @@ class OnlineRunConfig:
     deterministic_base: bool = True
     eval_episodes: int = 0
     action_clip: float = 5.0
+    explore_std: float = 0.0
     seed: int = 0
     device: str = "auto"
     operator: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +65,10 @@ class OnlineRunConfig:
     online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.explore_std <= 10.0:
+            raise ValueError(
+                f"OnlineRunConfig.explore_std must be in [0, 10] (normalised units), got {self.explore_std}"
+            )
         self.monitor_config()  # a bad help_monitor fails at load time, not after the first round
 
     def monitor_config(self):

@@ -58,13 +58,19 @@ def rollout(
     reward: RewardConfig | None = None,
     monitor_cfg=None,
     critic=None,
+    explore_std: float = 0.0,
 ) -> dict:
     """One episode of A_final with (optionally) the scripted operator; returns arrays, info, chunk rows.
 
     ``monitor_cfg`` (with the operator in ``requested`` mode, issue 19): a ``HelpMonitor`` reads ``critic``'s
     q(z, A_final) and v(z) of each planned chunk, every control step, as the policy node does; its requests go
     to the operator, which takes over only on them. ``info`` then holds ``help_requests`` (steps) and
-    ``watched_steps`` (steps from a request until the operator hands back or the episode ends)."""
+    ``watched_steps`` (steps from a request until the operator hands back or the episode ends).
+
+    ``explore_std`` (``OnlineRunConfig.explore_std``): each planned chunk executes ``A_final + alpha * eps``,
+    eps ~ N(0, explore_std^2) in normalised units, drawn from a generator seeded by ``seed`` (the recorded
+    ``policy_action`` is the noisy chunk's, ``base_action`` stays the base; the replay gets the executed actions,
+    as always)."""
     from bora_policy.runtime.help_monitor import HelpMonitor
     from bora_sim.operator import ScriptedOperator, operator_config
 
@@ -99,6 +105,7 @@ def rollout(
     t = 0
     final = base_phys = None
     dev = vla.device
+    explore = np.random.default_rng(seed + 7919) if explore_std > 0 else None
     while not (term or trunc):
         state = vla.processor.state_of(obs)  # [arm q, hand q] float32 (runtime/processor.py)
         start = t % horizon == 0
@@ -107,6 +114,9 @@ def rollout(
             with torch.no_grad():
                 out = policy.compose(z.to(dev), s_n.to(dev), a_vla.to(dev), alpha)
             final = out.final_physical[0].cpu().numpy()
+            if explore is not None:
+                eps = explore.normal(0.0, explore_std, size=final.shape) * alpha
+                final = final + eps * policy.action_std.cpu().numpy()  # normalised noise in physical units
             base_phys = policy.to_physical(out.base_norm)[0].cpu().numpy()
             if mon is not None:
                 with torch.no_grad():
@@ -236,7 +246,7 @@ class RobotRollouts:
         ep = rollout(
             self.env, self.vla, loop.policy(), loop.learner.alpha(), self.horizon, seed=seed,
             operator_cfg=self.cfg.operator, reward=self.cfg.reward,
-            monitor_cfg=self.monitor, critic=loop.learner.critic,
+            monitor_cfg=self.monitor, critic=loop.learner.critic, explore_std=self.cfg.explore_std,
         )
         loop.learner.actor.train()
         write_episode(self.rollouts, eid, ep["arrays"], ep["info"], self.meta)
