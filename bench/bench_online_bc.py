@@ -62,7 +62,7 @@ from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src" / "bora_trainer"))
-from bora_trainer.stats import mcnemar_exact_p, newcombe_paired_diff  # noqa: E402
+from bora_trainer.stats import hierarchical_bootstrap_diff, mcnemar_exact_p, newcombe_paired_diff  # noqa: E402
 
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
 VARIANTS: dict[str, dict] = {
@@ -100,7 +100,8 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_updates": "BORA-Full's online stage: how many learner updates per round (issue 14)",
           "online_critic": "BORA-Full's online stage: what the actor asks of the critic (issue 14)",
           "online_critic_5tasks": "BORA-Full's online stage with a conservative critic, five tasks (issue 14)",
-          "online_explore": "BORA-Full's online stage with exploration noise, five tasks (issue 14)"}
+          "online_explore": "BORA-Full's online stage with exploration noise, five tasks (issue 14)",
+          "online_seeds": "BORA-Full's online stage over three online training seeds, five tasks (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:
@@ -108,6 +109,15 @@ def merge(a: dict, b: dict) -> dict:
     for k, v in b.items():
         out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) else v
     return out
+
+
+def variant_config(name: str) -> dict:
+    """A variant's config overrides. ``NAME@sN``: variant NAME with online training seed N (the online run's
+    episode seeds and the learner's initialisation and sampling: ``seed`` and ``online.seed``); ``NAME`` = seed 0."""
+    base, _, seed = name.partition("@s")
+    if base not in VARIANTS or (seed and not seed.isdigit()):
+        raise KeyError(name)
+    return merge(VARIANTS[base], {"seed": int(seed), "online": {"seed": int(seed)}}) if seed else VARIANTS[base]
 
 
 def bora(argv: list[str], log: Path) -> None:
@@ -144,8 +154,8 @@ def chain(task: str, variant: str, a: argparse.Namespace) -> str:
     if variant == "default" and a.reuse_default:
         run = ev / "runs" / task / "bora-residual-online"
     elif not (run / "rounds" / "round_02").is_dir():
-        cfg = merge(yaml.safe_load((ev / "configs" / "online.yaml").read_text()), VARIANTS[variant])
-        max_updates = int(VARIANTS[variant].get("online", {}).get("max_updates", 400))
+        cfg = merge(yaml.safe_load((ev / "configs" / "online.yaml").read_text()), variant_config(variant))
+        max_updates = int(variant_config(variant).get("online", {}).get("max_updates", 400))
         train_online(ev, task, cfg, a.work / f"{variant}.yaml", run, a.work / f"{task}-{variant}.train.log",
                      max_updates)
     evaluate(run, task, a.work / f"{task}_full_{variant}.json", a)
@@ -228,7 +238,7 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
         f"{a.seed0 + a.trials - 1} ({a.trials} standard-set trials), paired with the run's BORA-Offline on the "
         "same seeds. Difference: variant - BORA-Offline, Newcombe 95% interval, McNemar exact p.",
         "",
-        "Variants: " + "; ".join(f"`{v}` {json.dumps(VARIANTS[v]) if VARIANTS[v] else 'as configured'}"
+        "Variants: " + "; ".join(f"`{v}` {json.dumps(variant_config(v)) if variant_config(v) else 'as configured'}"
                                  for v in a.variants) + ".",
         "",
         "| task | BORA-Offline | " + " | ".join(f"{v} round 2 (round 1)" for v in a.variants) + " |",
@@ -259,7 +269,40 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
                 lines.append(f"| {t} | {v} | {rnd} | {x['success_with_operator']:.2f} | "
                              f"{x['takeovers_per_episode']:.1f} | {sh} | {f(x['bc'])} | {f(x['res_abs'])} | "
                              f"{f(x['q_gain'])} |")
+    seeds = res.get("training_seeds") or training_seeds(a, res)
+    if seeds:
+        lines += ["", "Online training seeds (the same offline run and BORA-Offline; only the online stage "
+                  "retrained): pooled difference to BORA-Offline per seed, and the mean with a 95% interval that "
+                  "covers seeds and trials (`hierarchical_bootstrap_diff`: seeds resampled within each task, "
+                  "then trials):", "", "| variant | seeds | pooled difference per seed | mean [95%] |",
+                  "|---|---|---|---|"]
+        for base, x in seeds.items():
+            lines.append(f"| {base} | {', '.join(map(str, x['seeds']))} | "
+                         + ", ".join(pct(d) for d in x["per_seed"])
+                         + f" | {pct(x['mean'])} [{pct(x['lo'])}, {pct(x['hi'])}] |")
     return "\n".join(lines) + "\n"
+
+
+def training_seeds(a: argparse.Namespace, res: dict) -> dict:
+    """Variants run with two or more online training seeds (``NAME``, ``NAME@sN``) on every task: per seed the
+    pooled paired difference to BORA-Offline, and over seeds the mean with ``hierarchical_bootstrap_diff``."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for v in a.variants:
+        base, _, seed = v.partition("@s")
+        if all(v in r["variants"] for r in res["tasks"].values()):
+            groups.setdefault(base, []).append((int(seed or 0), v))
+    out = {}
+    for base, members in groups.items():
+        if len(members) < 2:
+            continue
+        members.sort()
+        strata = {t: [(successes(a.work / f"{t}_full_{v}.json"), successes(a.work / f"{t}_offline.json"))
+                      for _, v in members] for t in res["tasks"]}
+        per_seed = [hierarchical_bootstrap_diff({t: [strata[t][i]] for t in strata}, n_boot=1)[0]
+                    for i in range(len(members))]
+        mean, lo, hi = hierarchical_bootstrap_diff(strata)
+        out[base] = {"seeds": [s for s, _ in members], "per_seed": per_seed, "mean": mean, "lo": lo, "hi": hi}
+    return out
 
 
 def main() -> None:
@@ -277,8 +320,11 @@ def main() -> None:
     p.add_argument("--report", default="online_bc", help="name of the results files (bench/results/NAME.{json,md})")
     a = p.parse_args()
     for v in a.variants:
-        if v not in VARIANTS:
-            p.error(f"--variants: unknown variant {v!r}; expected one of {', '.join(VARIANTS)}")
+        try:
+            variant_config(v)
+        except KeyError:
+            p.error(f"--variants: unknown variant {v!r}; expected one of {', '.join(VARIANTS)}, each optionally "
+                    "with @sN (online training seed N)")
     for t in a.tasks:
         if not (Path(a.evidence) / "runs" / t / "bora").is_dir():
             p.error(f"--evidence: {a.evidence}/runs/{t}/bora is missing (run the evidence config first)")
@@ -294,7 +340,8 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     res.update(machine=machine(calibrate=False), commit=commit, date=time.strftime("%Y-%m-%d"),
-               seed0=a.seed0, trials=a.trials, variants={v: VARIANTS[v] for v in a.variants})
+               seed0=a.seed0, trials=a.trials, variants={v: variant_config(v) for v in a.variants})
+    res["training_seeds"] = training_seeds(a, res)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.report}.json").write_text(json.dumps(res, indent=1))
     write_keeping_findings(RESULTS / f"{a.report}.md", markdown(res, a))

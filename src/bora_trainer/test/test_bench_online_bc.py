@@ -1,0 +1,49 @@
+"""bench/bench_online_bc.py: variant names with an online training seed, and the over-seeds summary, on
+hand-made evaluation files whose differences are known in advance (the training runs themselves are the
+bench's, minutes each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_online_bc as b  # noqa: E402
+
+
+def test_variant_names_with_a_training_seed():
+    assert b.variant_config("default") == {}
+    assert b.variant_config("ex03@s2") == {"explore_std": 0.3, "seed": 2, "online": {"seed": 2}}
+    assert b.variant_config("w0@s1") == {"online": {"intervention_bc_weight": 0.0, "seed": 1}, "seed": 1}
+    for bad in ("nope", "ex03@sx", "nope@s1"):
+        with pytest.raises(KeyError):
+            b.variant_config(bad)
+
+
+def _episodes(path: Path, wins: list[bool]) -> None:
+    path.write_text(json.dumps({"episodes": [{"seed": 200000 + i, "success": w} for i, w in enumerate(wins)]}))
+
+
+def test_training_seeds_summary(tmp_path):
+    # two tasks x 4 trials; BORA-Offline wins trial 0 only; seed 0 wins trials 0-1 (+25 points) on both tasks,
+    # seed 1 wins trials 0-2 on task a (+50) and trial 0 on task b (0): pooled +25 and +25, mean +25
+    for t in ("a", "b"):
+        _episodes(tmp_path / f"{t}_offline.json", [True, False, False, False])
+        _episodes(tmp_path / f"{t}_full_default.json", [True, True, False, False])
+    _episodes(tmp_path / "a_full_default@s1.json", [True, True, True, False])
+    _episodes(tmp_path / "b_full_default@s1.json", [True, False, False, False])
+    a = argparse.Namespace(work=tmp_path, variants=["default", "default@s1", "ex03"])
+    res = {"tasks": {t: {"variants": {"default": {}, "default@s1": {}}} for t in ("a", "b")}}
+    out = b.training_seeds(a, res)
+    assert list(out) == ["default"]  # ex03 ran on no task
+    x = out["default"]
+    assert x["seeds"] == [0, 1]
+    assert x["per_seed"] == pytest.approx([0.25, 0.25])
+    assert x["mean"] == pytest.approx(0.25)
+    assert x["lo"] <= 0.25 <= x["hi"]
