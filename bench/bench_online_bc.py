@@ -28,6 +28,7 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
   with ``lq1``'s ``-Q`` actor term;
 * ``ex01`` / ``ex03``: exploration noise in the online episodes (``explore_std`` 0.1 / 0.3 normalised units,
   scaled by alpha; TD3's and ResFiT's Gaussian action noise), the critic then sees other chunks' outcomes;
+* ``nohinge``: no critic term in the actor's loss (``online.improve_lambda`` 0): what the critic adds;
 * ``u2k`` / ``u4k``: 2,000 / 4,000 learner updates per round instead of 400 (update-to-data ratio 2 / 4
   instead of 0.5; Table 3: 15k per round), the same 2 x 10 episodes.
 
@@ -94,6 +95,9 @@ VARIANTS: dict[str, dict] = {
     # the outcomes of chunks other than the composite's
     "ex01": {"explore_std": 0.1},
     "ex03": {"explore_std": 0.3},
+    # no critic term in the actor's loss (the hinge's weight 0; lambda_q is 0 already): BC on the
+    # demonstrations, the anchor and the L2 only. What the default keeps over it is what the critic adds
+    "nohinge": {"online": {"improve_lambda": 0.0}},
 }
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
           "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)",
@@ -101,7 +105,8 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_critic": "BORA-Full's online stage: what the actor asks of the critic (issue 14)",
           "online_critic_5tasks": "BORA-Full's online stage with a conservative critic, five tasks (issue 14)",
           "online_explore": "BORA-Full's online stage with exploration noise, five tasks (issue 14)",
-          "online_seeds": "BORA-Full's online stage over three online training seeds, five tasks (issue 14)"}
+          "online_seeds": "BORA-Full's online stage over three online training seeds, five tasks (issue 14)",
+          "online_nohinge": "BORA-Full's online stage without the critic's term in the actor, three seeds (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:
