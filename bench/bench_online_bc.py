@@ -29,6 +29,11 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
 * ``ex01`` / ``ex03``: exploration noise in the online episodes (``explore_std`` 0.1 / 0.3 normalised units,
   scaled by alpha; TD3's and ResFiT's Gaussian action noise), the critic then sees other chunks' outcomes;
 * ``nohinge``: no critic term in the actor's loss (``online.improve_lambda`` 0): what the critic adds;
+* ``a0``: alpha 0 (start and end): the composite is the frozen base; the online path must reproduce
+  BORA-Offline's evaluation episode for episode (a check of the path, not a method);
+* ``lr0``: the residual never learns (``online.actor_lr`` 0): it keeps its random initialisation, a small
+  perturbation of the base's chunks. Its spread over seeds is the null distribution: how far BORA-Full's
+  count can move from BORA-Offline's on the same 50 deterministic episodes by chance alone;
 * ``u2k`` / ``u4k``: 2,000 / 4,000 learner updates per round instead of 400 (update-to-data ratio 2 / 4
   instead of 0.5; Table 3: 15k per round), the same 2 x 10 episodes.
 
@@ -98,6 +103,11 @@ VARIANTS: dict[str, dict] = {
     # no critic term in the actor's loss (the hinge's weight 0; lambda_q is 0 already): BC on the
     # demonstrations, the anchor and the L2 only. What the default keeps over it is what the critic adds
     "nohinge": {"online": {"improve_lambda": 0.0}},
+    # controls: the composite with alpha 0 is the frozen base alone (the online path must then reproduce
+    # BORA-Offline's evaluation episode for episode), and a residual that never learns (actor_lr 0: it keeps
+    # its small random initialisation, a perturbation of the base's chunks of the learned residual's order)
+    "a0": {"online": {"residual": {"alpha_start": 0.0, "alpha_end": 0.0}}},
+    "lr0": {"online": {"actor_lr": 0.0}},
 }
 TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14)",
           "online_operator": "BORA-Full's online stage: how the scripted operator takes over (issue 14)",
@@ -106,7 +116,9 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_critic_5tasks": "BORA-Full's online stage with a conservative critic, five tasks (issue 14)",
           "online_explore": "BORA-Full's online stage with exploration noise, five tasks (issue 14)",
           "online_seeds": "BORA-Full's online stage over three online training seeds, five tasks (issue 14)",
-          "online_nohinge": "BORA-Full's online stage without the critic's term in the actor, three seeds (issue 14)"}
+          "online_nohinge": "BORA-Full's online stage without the critic's term in the actor, three seeds (issue 14)",
+          "online_pick_and_place": "BORA-Full's online stage on pick_and_place, where it loses: controls (issue 14)",
+          "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
 
 
 def merge(a: dict, b: dict) -> dict:
@@ -285,6 +297,16 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
             lines.append(f"| {base} | {', '.join(map(str, x['seeds']))} | "
                          + ", ".join(pct(d) for d in x["per_seed"])
                          + f" | {pct(x['mean'])} [{pct(x['lo'])}, {pct(x['hi'])}] |")
+    ctrl = res.get("control")
+    if ctrl and ctrl["groups"]:
+        lines += ["", f"Against the control `{ctrl['variant']}` at the same online seeds (pooled over tasks; paired "
+                  "on the evaluation seeds; mean over seeds with the same interval as above):", "",
+                  f"| variant | seeds | pooled difference to {ctrl['variant']} per seed | mean [95%] |",
+                  "|---|---|---|---|"]
+        for base, x in ctrl["groups"].items():
+            lines.append(f"| {base} | {', '.join(map(str, x['seeds']))} | "
+                         + ", ".join(pct(d) for d in x["per_seed"])
+                         + f" | {pct(x['mean'])} [{pct(x['lo'])}, {pct(x['hi'])}] |")
     return "\n".join(lines) + "\n"
 
 
@@ -310,6 +332,32 @@ def training_seeds(a: argparse.Namespace, res: dict) -> dict:
     return out
 
 
+def against_control(a: argparse.Namespace, res: dict, control: str) -> dict:
+    """Each seed group (``NAME``, ``NAME@sN``) against the ``control`` group at the same online seeds: the same
+    offline run, online seed, episodes' initial states and evaluation seeds, only the variant's change differs.
+    Per seed the pooled paired difference, over seeds the mean with ``hierarchical_bootstrap_diff``. With
+    ``--control lr0`` (a residual that never learns) this is what the residual's learning adds beyond a
+    random perturbation of the base's chunks of the same origin."""
+    def members(base: str) -> dict[int, str]:
+        return {int(v.partition("@s")[2] or 0): v for v in a.variants if v.partition("@s")[0] == base
+                and all(v in r["variants"] for r in res["tasks"].values())}
+
+    ctrl = members(control)
+    out = {}
+    for base in dict.fromkeys(v.partition("@s")[0] for v in a.variants):
+        mine = members(base)
+        seeds = sorted(set(mine) & set(ctrl))
+        if base == control or not seeds:
+            continue
+        strata = {t: [(successes(a.work / f"{t}_full_{mine[s]}.json"), successes(a.work / f"{t}_full_{ctrl[s]}.json"))
+                      for s in seeds] for t in res["tasks"]}
+        per_seed = [hierarchical_bootstrap_diff({t: [strata[t][i]] for t in strata}, n_boot=1)[0]
+                    for i in range(len(seeds))]
+        mean, lo, hi = hierarchical_bootstrap_diff(strata)
+        out[base] = {"seeds": seeds, "per_seed": per_seed, "mean": mean, "lo": lo, "hi": hi}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--evidence", required=True, help="a finished `bora demo --config config/evidence_core.yaml` dir")
@@ -322,8 +370,12 @@ def main() -> None:
     p.add_argument("--reuse-default", action="store_true", help="`default` = the evidence run's own BORA-Full run")
     p.add_argument("--no-round1", action="store_true", help="do not evaluate the round-1 checkpoints")
     p.add_argument("--report-only", action="store_true", help="only write the report from --work")
+    p.add_argument("--control", default="",
+                   help="a variant (e.g. lr0) that every other variant is also compared with, seed by seed")
     p.add_argument("--report", default="online_bc", help="name of the results files (bench/results/NAME.{json,md})")
     a = p.parse_args()
+    if a.control and a.control not in {v.partition("@s")[0] for v in a.variants}:
+        p.error(f"--control: {a.control!r} is not among --variants")
     for v in a.variants:
         try:
             variant_config(v)
@@ -347,6 +399,8 @@ def main() -> None:
     res.update(machine=machine(calibrate=False), commit=commit, date=time.strftime("%Y-%m-%d"),
                seed0=a.seed0, trials=a.trials, variants={v: variant_config(v) for v in a.variants})
     res["training_seeds"] = training_seeds(a, res)
+    if a.control:
+        res["control"] = {"variant": a.control, "groups": against_control(a, res, a.control)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.report}.json").write_text(json.dumps(res, indent=1))
     write_keeping_findings(RESULTS / f"{a.report}.md", markdown(res, a))

@@ -47,3 +47,24 @@ def test_training_seeds_summary(tmp_path):
     assert x["per_seed"] == pytest.approx([0.25, 0.25])
     assert x["mean"] == pytest.approx(0.25)
     assert x["lo"] <= 0.25 <= x["hi"]
+
+
+def test_against_control_pairs_seed_by_seed(tmp_path):
+    # one task x 4 trials. Control lr0: seed 0 wins trials 0-1, seed 1 wins trial 0. default: seed 0 wins
+    # trials 0-2 (+25 over lr0 at seed 0), seed 1 wins trials 0-3 (+75 over lr0 at seed 1): mean +50. The
+    # unpaired nohinge@s2 has no lr0 at seed 2 and is left out; lr0 is not compared with itself.
+    _episodes(tmp_path / "a_full_lr0.json", [True, True, False, False])
+    _episodes(tmp_path / "a_full_lr0@s1.json", [True, False, False, False])
+    _episodes(tmp_path / "a_full_default.json", [True, True, True, False])
+    _episodes(tmp_path / "a_full_default@s1.json", [True, True, True, True])
+    _episodes(tmp_path / "a_full_nohinge@s2.json", [False, False, False, False])
+    variants = ["lr0", "lr0@s1", "default", "default@s1", "nohinge@s2"]
+    a = argparse.Namespace(work=tmp_path, variants=variants)
+    res = {"tasks": {"a": {"variants": dict.fromkeys(variants, {})}}}
+    out = b.against_control(a, res, "lr0")
+    assert list(out) == ["default"]
+    x = out["default"]
+    assert x["seeds"] == [0, 1]
+    assert x["per_seed"] == pytest.approx([0.25, 0.75])
+    assert x["mean"] == pytest.approx(0.5)
+    assert x["lo"] <= 0.5 <= x["hi"]

@@ -287,3 +287,43 @@ def test_record_writes_the_rollouts_as_an_episode_dataset(tiny_run, tmp_path, ca
     assert "image_size" in capsys.readouterr().err
     assert _eval(run, tmp_path / "d.json", "--record", str(tmp_path / "r2"), "--num-envs", "2") == 2
     assert "--num-envs 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_online_stack_at_alpha_zero_is_the_base_action_for_action(tiny_run, tmp_path, alpha):
+    """An online run whose residual is deployed with alpha 0 executes the offline policy's actions exactly
+    (the control ``a0`` of bench/bench_online_bc.py relies on it); with alpha 0.5 the same residual moves them.
+    Recorded actions of the same seeds, the offline run's against the online run's."""
+    from bora_policy.common.episodes import read_episode
+    from bora_policy.models.residual import (
+        FrozenResidual,
+        ResidualChunkActor,
+        ResidualConfig,
+        residual_checkpoint_extra,
+    )
+    from bora_trainer.checkpoint import save_checkpoint, write_run_files
+
+    run, policy, critic = tiny_run
+    D, k, Z = policy.cfg.action_dim, policy.cfg.chunk_size, policy.z_dim
+    torch.manual_seed(11)
+    act = ResidualChunkActor(D, D, k, Z, ResidualConfig(hidden_dims=[16], init_scale=0.3))
+    on = tmp_path / "online"
+    write_run_files(
+        on,
+        config={
+            "online_run": {"task": TASK, "object_set": "standard", "online": {"algo": "bora-residual"}},
+            "offline_run": str(run),
+        },
+    )
+    save_checkpoint(
+        on, 3, {"residual_1": act.state_dict(), "critic": critic.state_dict()},
+        extra={**residual_checkpoint_extra([FrozenResidual(act, alpha)], policy.normalizer.version), "round": 1},
+    )
+    assert _eval(run, tmp_path / "base.json", "--record", str(tmp_path / "base")) == 0
+    assert _eval(on, tmp_path / "full.json", "--record", str(tmp_path / "full")) == 0
+    for eid in (0, 1):
+        base, _ = read_episode(tmp_path / "base", eid, load_images=False)
+        full, _ = read_episode(tmp_path / "full", eid, load_images=False)
+        assert base["action"].shape == full["action"].shape == (10, D)
+        gap = float(np.abs(base["action"] - full["action"]).max())
+        assert gap == 0.0 if alpha == 0.0 else gap > 1e-3
