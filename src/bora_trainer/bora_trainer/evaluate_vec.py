@@ -170,6 +170,7 @@ def rollout_vectorized(
     """The episodes of ``seeds`` on ``envs`` in lockstep (module docstring); records as ``rollout_episode``.
     ``on_episode(record)`` is called as each episode finishes (progress bars)."""
     from bora_policy.runtime.chunk_scheduler import ChunkScheduler
+    from bora_trainer.evaluate import final_state
 
     if not envs:
         raise ValueError("rollout_vectorized: needs at least one environment")
@@ -243,6 +244,7 @@ def rollout_vectorized(
                     "values": s.values if want_values else [],
                     "object": s.info.get("object"),
                     "plans": s.sched.plans,
+                    "final": final_state(s.info),
                 }
                 results[s.index] = rec
                 if on_episode is not None:

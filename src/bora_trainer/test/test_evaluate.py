@@ -327,3 +327,29 @@ def test_online_stack_at_alpha_zero_is_the_base_action_for_action(tiny_run, tmp_
         assert base["action"].shape == full["action"].shape == (10, D)
         gap = float(np.abs(base["action"] - full["action"]).max())
         assert gap == 0.0 if alpha == 0.0 else gap > 1e-3
+
+
+def test_episode_records_the_task_state_at_its_end(tiny_run, tmp_path):
+    """``final``: press_button's progress and extras when the episode ended, as a fresh simulator reports them
+    after replaying the episode's recorded actions from the same seed."""
+    from bora_policy.common.episodes import read_episode
+    from bora_sim.env import make_env
+
+    run, _, _ = tiny_run
+    assert _eval(run, tmp_path / "a.json", "--record", str(tmp_path / "rec")) == 0
+    res = json.loads((tmp_path / "a.json").read_text())
+    env = make_env(TASK, "standard", image_size=48)
+    try:
+        for eid, ep in enumerate(res["episodes"]):
+            assert set(ep["final"]) == {"task_progress", "depression", "finger_on_cap", "hand_contacts",
+                                        "housing_contacts"}
+            arrays, _ = read_episode(tmp_path / "rec", eid, load_images=False)
+            env.reset(seed=ep["seed"])
+            for a in arrays["action"]:
+                _, _, _, _, info = env.step(a)
+            assert ep["final"]["task_progress"] == pytest.approx(info["task_progress"], abs=1e-4)
+            assert ep["final"]["depression"] == pytest.approx(info["depression"], abs=1e-4)
+            assert ep["final"]["finger_on_cap"] is bool(info["finger_on_cap"])
+            assert ep["final"]["hand_contacts"] == info["hand_contacts"]
+    finally:
+        env.close()
