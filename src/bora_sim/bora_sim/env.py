@@ -271,6 +271,27 @@ class BoraSimEnv(gym.Env):
         return np.concatenate(list(color), axis=1)
 
 
+#: the keys of :meth:`BoraSimEnv._info` that describe the episode, not the task's state
+EPISODE_INFO_KEYS = frozenset({"success", "step", "time_s", "object", "object_set", "variation"})
+
+
+def task_state(info: dict[str, Any]) -> dict[str, Any]:
+    """The task's state in a step's ``info``: ``task_progress`` and the task's own extras (``tasks/*.py``
+    ``extras``: object height, in the basket, lid angle, contacts, ...) as plain JSON values, floats to 4
+    decimals. ``bora eval`` records it at each episode's end, to tell failures apart."""
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        if k in EPISODE_INFO_KEYS:
+            continue
+        if isinstance(v, (bool, np.bool_)):
+            out[k] = bool(v)
+        elif isinstance(v, (int, np.integer)):
+            out[k] = int(v)
+        elif isinstance(v, (float, np.floating)):
+            out[k] = round(float(v), 4)
+    return out
+
+
 def make_env(
     task: str,
     object_set: str | Path | ObjectSet = "standard",

@@ -23,6 +23,16 @@ from bora_policy.common.episodes import next_episode_id, read_meta, write_episod
 from bora_policy.common.rewards import SIM_REWARD, step_task_reward
 
 
+def episode_record(seed: int, info: dict[str, Any], steps: int, values: list[float], plans: int) -> dict[str, Any]:
+    """One evaluated episode as ``bora eval`` reports it (one at a time and vectorised alike): seed, success,
+    steps, the critic's values, the number of plans, and ``final``: the task's state when it ended
+    (``bora_sim.env.task_state``: progress and the task's extras), to tell failures apart."""
+    from bora_sim.env import task_state
+
+    return {"seed": int(seed), "success": bool(info["success"]), "steps": int(steps), "values": values,
+            "object": info.get("object"), "plans": int(plans), "final": task_state(info)}
+
+
 class EpisodeRecorder:
     """Collects one episode's arrays step by step and writes it (:meth:`write`) into ``root``."""
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from bora_policy.common.graph_params import graph_default
 from bora_trainer.algorithms import registry
-from bora_trainer.eval_record import make_recorder
+from bora_trainer.eval_record import episode_record, make_recorder
 
 
 class EvalError(Exception):
@@ -133,35 +133,6 @@ def _load_online_critic(runner, offline_critic_dir: Path | None, weights: Path) 
     runner.critic_version = sha256_file(weights)[:16]
 
 
-#: the simulator's info keys that describe the episode rather than the task's state at its end
-_NOT_FINAL_STATE = frozenset({"success", "step", "time_s", "object", "object_set", "variation"})
-
-
-def final_state(info: dict[str, Any]) -> dict[str, Any]:
-    """The task's state when the episode ended: the simulator's ``task_progress`` and the task's own extras
-    (``bora_sim`` tasks' ``extras``: object height, in the basket, lid angle, contacts, ...), floats to 4
-    decimals. It tells failures apart (e.g. pick_and_place: never lifted, dropped on the way, in the basket
-    but still held)."""
-    import numpy as np
-
-    out: dict[str, Any] = {}
-    for k, v in info.items():
-        if k in _NOT_FINAL_STATE:
-            continue
-        if isinstance(v, (bool, np.bool_)):
-            out[k] = bool(v)
-        elif v is None or isinstance(v, str):
-            out[k] = v
-        elif isinstance(v, (int, np.integer)):
-            out[k] = int(v)
-        else:
-            try:
-                out[k] = round(float(v), 4)
-            except (TypeError, ValueError):
-                continue  # not a scalar: not part of the record
-    return out
-
-
 def rollout_episode(
     env,
     runner,
@@ -223,15 +194,7 @@ def rollout_episode(
         step += 1
         if limit is not None and step >= limit:
             break
-    episode = {
-        "seed": int(seed),
-        "success": bool(info["success"]),
-        "steps": int(step),
-        "values": values,
-        "object": info.get("object"),
-        "plans": sched.plans,
-        "final": final_state(info),
-    }
+    episode = episode_record(seed, info, step, values, sched.plans)
     if recorder is not None:
         recorder.write(episode)
     return episode

@@ -170,7 +170,7 @@ def rollout_vectorized(
     """The episodes of ``seeds`` on ``envs`` in lockstep (module docstring); records as ``rollout_episode``.
     ``on_episode(record)`` is called as each episode finishes (progress bars)."""
     from bora_policy.runtime.chunk_scheduler import ChunkScheduler
-    from bora_trainer.evaluate import final_state
+    from bora_trainer.eval_record import episode_record
 
     if not envs:
         raise ValueError("rollout_vectorized: needs at least one environment")
@@ -237,15 +237,7 @@ def rollout_vectorized(
             s.obs, _, terminated, truncated, s.info = res
             s.step += 1
             if terminated or truncated or (max_steps and s.step >= max_steps):
-                rec = {
-                    "seed": int(s.seed),
-                    "success": bool(s.info["success"]),
-                    "steps": int(s.step),
-                    "values": s.values if want_values else [],
-                    "object": s.info.get("object"),
-                    "plans": s.sched.plans,
-                    "final": final_state(s.info),
-                }
+                rec = episode_record(s.seed, s.info, s.step, s.values if want_values else [], s.sched.plans)
                 results[s.index] = rec
                 if on_episode is not None:
                     on_episode(rec)

@@ -54,6 +54,24 @@ def _eval(run, out, *extra):
     )
 
 
+def _online_run(path, offline_run, policy, weights: dict, stack: list, round_: int, step: int = 7):
+    """An online run directory as ``bora train online`` writes it: config naming the offline run, one checkpoint
+    with the residuals' (and critic's) ``weights`` and the residual stack's blend weights. Returns the
+    checkpoint directory."""
+    from bora_policy.models.residual import residual_checkpoint_extra
+    from bora_trainer.checkpoint import save_checkpoint, write_run_files
+
+    write_run_files(
+        path,
+        config={
+            "online_run": {"task": TASK, "object_set": "standard", "online": {"algo": "bora-residual"}},
+            "offline_run": str(offline_run),
+        },
+    )
+    extra = {**residual_checkpoint_extra(stack, policy.normalizer.version), "round": round_}
+    return save_checkpoint(path, step, weights, extra=extra)
+
+
 def test_eval_json_report_and_determinism(tiny_run, tmp_path, capsys):
     run, policy, critic = tiny_run
     a, b = tmp_path / "a.json", tmp_path / "b.json"
@@ -170,14 +188,8 @@ def test_errors_and_method_names(tiny_run, tmp_path, capsys):
 def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path):
     """An online run (as `bora train online` writes it): BORA-Full, residual_1 folded, residual_2 current
     with its lambda, values from the checkpoint's critic."""
-    from bora_policy.models.residual import (
-        FrozenResidual,
-        ResidualChunkActor,
-        ResidualConfig,
-        residual_checkpoint_extra,
-    )
+    from bora_policy.models.residual import FrozenResidual, ResidualChunkActor, ResidualConfig
     from bora_policy.runtime.checkpoint_loader import sha256_file
-    from bora_trainer.checkpoint import save_checkpoint, write_run_files
 
     run, policy, critic = tiny_run
     D, k, Z = policy.cfg.action_dim, policy.cfg.chunk_size, policy.z_dim
@@ -188,23 +200,9 @@ def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path
     stack = [FrozenResidual(acts[0], 0.4), FrozenResidual(acts[1], 0.5)]
     online_critic = type(critic)(**critic.init_kwargs)
     on = tmp_path / "online"
-    write_run_files(
-        on,
-        config={
-            "online_run": {"task": TASK, "object_set": "standard", "online": {"algo": "bora-residual"}},
-            "offline_run": str(run),
-        },
-    )
-    ck = save_checkpoint(
-        on,
-        7,
-        {
-            "residual_1": acts[0].state_dict(),
-            "residual_2": acts[1].state_dict(),
-            "critic": online_critic.state_dict(),
-        },
-        extra={**residual_checkpoint_extra(stack, policy.normalizer.version), "round": 2},
-    )
+    weights = {"residual_1": acts[0].state_dict(), "residual_2": acts[1].state_dict(),
+               "critic": online_critic.state_dict()}
+    ck = _online_run(on, run, policy, weights, stack, round_=2)
     out = tmp_path / "on.json"
     assert (
         evaluate.main(
@@ -295,30 +293,15 @@ def test_online_stack_at_alpha_zero_is_the_base_action_for_action(tiny_run, tmp_
     (the control ``a0`` of bench/bench_online_bc.py relies on it); with alpha 0.5 the same residual moves them.
     Recorded actions of the same seeds, the offline run's against the online run's."""
     from bora_policy.common.episodes import read_episode
-    from bora_policy.models.residual import (
-        FrozenResidual,
-        ResidualChunkActor,
-        ResidualConfig,
-        residual_checkpoint_extra,
-    )
-    from bora_trainer.checkpoint import save_checkpoint, write_run_files
+    from bora_policy.models.residual import FrozenResidual, ResidualChunkActor, ResidualConfig
 
     run, policy, critic = tiny_run
     D, k, Z = policy.cfg.action_dim, policy.cfg.chunk_size, policy.z_dim
     torch.manual_seed(11)
     act = ResidualChunkActor(D, D, k, Z, ResidualConfig(hidden_dims=[16], init_scale=0.3))
     on = tmp_path / "online"
-    write_run_files(
-        on,
-        config={
-            "online_run": {"task": TASK, "object_set": "standard", "online": {"algo": "bora-residual"}},
-            "offline_run": str(run),
-        },
-    )
-    save_checkpoint(
-        on, 3, {"residual_1": act.state_dict(), "critic": critic.state_dict()},
-        extra={**residual_checkpoint_extra([FrozenResidual(act, alpha)], policy.normalizer.version), "round": 1},
-    )
+    _online_run(on, run, policy, {"residual_1": act.state_dict(), "critic": critic.state_dict()},
+                [FrozenResidual(act, alpha)], round_=1, step=3)
     assert _eval(run, tmp_path / "base.json", "--record", str(tmp_path / "base")) == 0
     assert _eval(on, tmp_path / "full.json", "--record", str(tmp_path / "full")) == 0
     for eid in (0, 1):
