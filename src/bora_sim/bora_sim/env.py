@@ -289,6 +289,12 @@ def task_state(info: dict[str, Any]) -> dict[str, Any]:
             out[k] = int(v)
         elif isinstance(v, (float, np.floating)):
             out[k] = round(float(v), 4)
+        elif isinstance(v, (str, type(None))):
+            out[k] = v
+        elif isinstance(v, (np.ndarray, list, tuple)):
+            out[k] = np.round(np.asarray(v, dtype=np.float64), 4).tolist()
+        else:
+            raise TypeError(f"task_state: info[{k!r}] is a {type(v).__name__}; expected a number, bool, str or array")
     return out
 
 
