@@ -34,6 +34,8 @@ evaluation seeds 300000..), paired with the same run's BORA-Offline policy on th
 * ``lr0``: the residual never learns (``online.actor_lr`` 0): it keeps its random initialisation, a small
   perturbation of the base's chunks. Its spread over seeds is the null distribution: how far BORA-Full's
   count can move from BORA-Offline's on the same 50 deterministic episodes by chance alone;
+* ``qf``: BC through Nair et al. 2018's Q-filter (``online.bc_filter: q``): a step is imitated only where the
+  online critic values the data's chunk at least as high as the composite;
 * ``u2k`` / ``u4k``: 2,000 / 4,000 learner updates per round instead of 400 (update-to-data ratio 2 / 4
   instead of 0.5; Table 3: 15k per round), the same 2 x 10 episodes.
 
@@ -106,6 +108,8 @@ VARIANTS: dict[str, dict] = {
     # controls: the composite with alpha 0 is the frozen base alone (the online path must then reproduce
     # BORA-Offline's evaluation episode for episode), and a residual that never learns (actor_lr 0: it keeps
     # its small random initialisation, a perturbation of the base's chunks of the learned residual's order)
+    # BC only where the critic prefers the data's chunk to the composite (Nair et al. 2018's Q-filter, per step)
+    "qf": {"online": {"bc_filter": "q"}},
     "a0": {"online": {"residual": {"alpha_start": 0.0, "alpha_end": 0.0}}},
     "lr0": {"online": {"actor_lr": 0.0}},
 }
@@ -118,6 +122,7 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_seeds": "BORA-Full's online stage over three online training seeds, five tasks (issue 14)",
           "online_nohinge": "BORA-Full's online stage without the critic's term in the actor, three seeds (issue 14)",
           "online_pick_and_place": "BORA-Full's online stage on pick_and_place, where it loses: controls (issue 14)",
+          "online_qfilter": "BORA-Full's online BC through a Q-filter, three seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
 
 
@@ -223,7 +228,8 @@ def table(a: argparse.Namespace) -> dict:
                                 "takeovers_per_episode": x["interventions_per_episode"],
                                 "bc": x["update_means"].get("actor/bc"),
                                 "res_abs": x["update_means"].get("actor/res_abs"),
-                                "q_gain": x["update_means"].get("actor/q_gain")} for r, x in rl.items()}
+                                "q_gain": x["update_means"].get("actor/q_gain"),
+                                "bc_kept": x["update_means"].get("actor/bc_kept")} for r, x in rl.items()}
             row["variants"][v] = vr
         out["tasks"][t] = row
     return out
@@ -277,7 +283,8 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
                  + " | ".join(cells) + " |")
     lines += ["", "Per round (online episodes with the operator; update means):", "",
               "| task | variant | round | success with operator | takeovers/episode | steps under the operator "
-              "| BC loss | mean abs residual | Q(composite) - Q(base) |", "|---|---|---|---|---|---|---|---|---|"]
+              "| BC loss | mean abs residual | Q(composite) - Q(base) | BC steps kept (Q-filter) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for t, r in res["tasks"].items():
         for v in r["variants"]:
             for rnd, x in r["variants"][v]["rounds"].items():
@@ -285,7 +292,7 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
                 sh = "-" if x.get("operator_share") is None else f"{100 * x['operator_share']:.0f}%"
                 lines.append(f"| {t} | {v} | {rnd} | {x['success_with_operator']:.2f} | "
                              f"{x['takeovers_per_episode']:.1f} | {sh} | {f(x['bc'])} | {f(x['res_abs'])} | "
-                             f"{f(x['q_gain'])} |")
+                             f"{f(x['q_gain'])} | {f(x.get('bc_kept'))} |")
     seeds = res.get("training_seeds") or training_seeds(a, res)
     if seeds:
         lines += ["", "Online training seeds (the same offline run and BORA-Offline; only the online stage "

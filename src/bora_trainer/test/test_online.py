@@ -243,6 +243,35 @@ def test_intervention_bc_weight_hand_computed(w):
     assert info["actor/bc"] == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_bc_q_filter_hand_computed():
+    """``bc_filter="q"`` (Nair et al. 2018's Q-filter, per step): L_BC is the row-weighted mean over the imitated
+    steps where the critic's min-head Q at the data's chunk is at least its Q at the composite; the batch is
+    chosen so that some steps pass and some do not, and the unfiltered L_BC differs."""
+    L = make_learner(bc_filter="q")
+    b = batch()
+    on = b["is_online"]
+    b["is_intervention"][:] = False
+    b["is_intervention"][on, :3] = True
+    _, _, a_hat = L.objective.composite(b)
+    with torch.no_grad():
+        q_data = L.critic.q(b["z"], b["action"]).double()
+        q_hat = L.critic.q(b["z"], a_hat).double()
+    keep = (q_data >= q_hat).double()
+    err = ((a_hat - b["action"]) ** 2).mean(-1).detach().double()
+    imitated = b["mask"].double() * torch.where(on[:, None], b["is_intervention"], True).double() * keep
+    per_row = (err * imitated).sum(1) / imitated.sum(1).clamp_min(1.0)
+    has = imitated.sum(1) > 0
+    expected = per_row[has].mean()
+    assert 0.1 < keep[b["mask"].bool()].mean() < 0.9  # the filter keeps some steps and drops others here
+    _, info = L.objective.actor_loss(b)
+    assert info["actor/bc"] == pytest.approx(expected.item(), rel=1e-5)
+    assert info["actor/bc_kept"] == pytest.approx((keep * b["mask"]).sum().item() / b["mask"].sum().item(), rel=1e-5)
+    _, unfiltered = make_learner().objective.actor_loss(b)
+    assert unfiltered["actor/bc"] != pytest.approx(info["actor/bc"], rel=1e-3)
+    with pytest.raises(ValueError, match="bc_filter"):
+        OnlineConfig(bc_filter="advantage")
+
+
 def test_intervention_bc_weight_checked():
     with pytest.raises(ValueError, match="intervention_bc_weight"):
         OnlineConfig(intervention_bc_weight=-0.1)

@@ -177,6 +177,11 @@ class OnlineConfig:
     an offline demonstration row (1 = the paper: BC on demonstrations and interventions alike; 0 = BC on
     the demonstrations only, the interventions then teach through the critic alone). Ours; measured in
     bench/results/online_bc.md.
+    bc_filter: which imitated steps ``L_BC`` keeps (ours). ``"none"``: all of them (the paper's plain BC);
+    ``"q"``: the Q-filter of Nair et al. 2018 ("Overcoming Exploration in RL with Demonstrations", Sec. 4),
+    per step of the chunk critic: a step is imitated only where the online critic values the data's chunk
+    at least as high as the current composite, ``min_j Q_j(z, a)_t >= Q(z, A_hat)_t``, so BC stops pulling
+    where the critic already prefers the residual's own chunk. Measured in bench/results/online_qfilter.md.
     precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
@@ -210,6 +215,7 @@ class OnlineConfig:
     lambda_q: float = 0.0
     critic_conservative: float = 0.0
     intervention_bc_weight: float = 1.0
+    bc_filter: Literal["none", "q"] = "none"
     grad_clip: float = 10.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     cuda_graph: bool = True
@@ -230,6 +236,8 @@ class OnlineConfig:
             raise ValueError(
                 f"OnlineConfig.intervention_bc_weight must be in [0, 1000], got {self.intervention_bc_weight}"
             )
+        if self.bc_filter not in ("none", "q"):
+            raise ValueError(f"OnlineConfig.bc_filter must be 'none' or 'q', got {self.bc_filter!r}")
         if not 0.0 <= self.critic_conservative <= 1e3:
             raise ValueError(
                 f"OnlineConfig.critic_conservative must be in [0, 1000], got {self.critic_conservative}"

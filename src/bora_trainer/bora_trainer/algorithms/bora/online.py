@@ -16,7 +16,8 @@ inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
     the offline rows (all valid steps) and on the online steps under human control
     (``is_intervention``), an online row weighted by ``intervention_bc_weight`` (ours; 1 = the paper's
     plain mean over imitated rows: :meth:`BoraResidualObjective.bc_term`); lambda_BC decays 2.0 -> 1.0
-    over 10k updates;
+    over 10k updates; ``bc_filter="q"`` (ours, Nair et al. 2018's Q-filter) keeps only the steps where the
+    critic values the data's chunk at least as high as A_hat (:meth:`BoraResidualObjective.q_filter`);
   - ``L_improve``: Eq. (6) hinge ``max(0, q(z, a_base) + delta - q(z, a_hat))`` (delta 0, lambda 0.35);
   - ``L_anchor`` (ours, the paper gives only the weight 0.03): masked mean of
     ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
@@ -114,19 +115,32 @@ class BoraResidualObjective(OnlineObjective):
             res = L.actor(b["proprio"], base, b["z"]).float()
         return base, res, base + L.alpha_now() * res
 
-    def bc_term(self, b: dict[str, torch.Tensor], a_hat: torch.Tensor) -> torch.Tensor:
+    def bc_term(self, b: dict[str, torch.Tensor], a_hat: torch.Tensor,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
         """``L_BC``: a weighted mean over the imitated rows of each row's mean squared error on its imitated
-        steps (all valid steps of an offline row; the human-controlled steps of an online row). An offline
-        row weighs 1, an online row with human steps ``intervention_bc_weight`` (1: the paper's plain mean
-        over imitated rows); rows without an imitated step do not count."""
+        steps (all valid steps of an offline row; the human-controlled steps of an online row; of those only
+        the steps where ``keep`` [B, k] is 1, when given: :meth:`q_filter`). An offline row weighs 1, an
+        online row with human steps ``intervention_bc_weight`` (1: the paper's plain mean over imitated
+        rows); rows without an imitated step do not count."""
         online = b["is_online"].bool()
         imitated = b["mask"].float() * ((~online)[:, None] | b["is_intervention"].bool()).float()
+        if keep is not None:
+            imitated = imitated * keep
         err = ((a_hat - b["action"].float()) ** 2).mean(-1)  # [B, k]
         per_row = (err * imitated).sum(1) / imitated.sum(1).clamp_min(1.0)
         has = (imitated.sum(1) > 0).float()
         w_online = torch.full_like(has, self.learner.cfg.intervention_bc_weight)
         w = has * torch.where(online, w_online, torch.ones_like(has))
         return (w * per_row).sum() / w.sum().clamp_min(1e-8)  # 0 (with a gradient) when nothing is imitated
+
+    def q_filter(self, b: dict[str, torch.Tensor], q_hat: torch.Tensor) -> torch.Tensor:
+        """Nair et al. 2018's Q-filter per step (``bc_filter="q"``): ``1`` where the online critic values the
+        data's chunk at least as high as the composite, ``Q(z, a)_t >= Q(z, A_hat)_t`` (both the minimum over
+        the Q heads, no gradient), else ``0``: [B, k] floats."""
+        L = self.learner
+        with torch.no_grad(), L.autocast():
+            q_data = L.critic.q(b["z"], b["action"]).float()
+        return (q_data >= q_hat.detach()).float()
 
     def hinge(self, b: dict[str, torch.Tensor], base: torch.Tensor, a_hat: torch.Tensor):
         """Eq. (6) on the online critic with its parameters frozen: ``(L_improve, q_base, q_hat)``."""
@@ -141,8 +155,9 @@ class BoraResidualObjective(OnlineObjective):
         L, c = self.learner, self.learner.cfg
         mask = b["mask"].float()
         base, res, a_hat = self.composite(b)
-        loss_bc = self.bc_term(b, a_hat)
         hinge, q_base, q_hat = self.hinge(b, base, a_hat)
+        keep = self.q_filter(b, q_hat) if c.bc_filter == "q" else None
+        loss_bc = self.bc_term(b, a_hat, keep)
         anchor = masked_mean(((a_hat - base) ** 2).mean(-1), mask)
         l2 = (res**2).mean()
         lam_bc = L.bc_lambda_now()
@@ -159,6 +174,8 @@ class BoraResidualObjective(OnlineObjective):
             "actor/q_gain": L.metric(masked_mean(q_hat - q_base, mask)),
             "actor/res_abs": L.metric(res.abs().mean()),
         }
+        if keep is not None:
+            info["actor/bc_kept"] = L.metric(masked_mean(keep, mask))
         return loss, info
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
