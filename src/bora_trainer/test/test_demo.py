@@ -493,3 +493,25 @@ def test_stage_info_spans_overlapping_stages(tmp_path):
                               "failed": res["failed"], "status": "failed", "start": 50.0, "seconds": 20.0}
     assert info["eval"]["status"] == "incomplete" and info["eval"]["seconds"] == 0.0
     assert not dr.marker(tmp_path, "offline").exists()
+
+
+def test_previous_outputs_never_deleted_without_fresh(tmp_path, capsys):
+    """An OUT holding a previous run is refused (exit 2, one line, nothing deleted) unless --resume or --fresh;
+    --fresh is refused where the selected stages would read the data it deletes, and beside --resume."""
+    out = tmp_path / "demo"
+    (out / "data" / "press_button").mkdir(parents=True)
+    (out / "data" / "press_button" / "meta.json").write_text("{}")
+    (out / "runs" / "press_button" / "bora").mkdir(parents=True)
+    (out / "runs" / "press_button" / "bora" / "config.yaml").write_text("algo: bora\n")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    for argv in (["--quick"], ["--quick", "--stages", "online", "eval", "report"],
+                 ["--quick", "--fresh", "--stages", "online", "eval", "report"], ["--quick", "--fresh", "--resume"]):
+        assert cli.main([*argv, "--out", str(out), "--no-progress"]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("bora demo: "), err
+        assert sorted(p.relative_to(out) for p in out.rglob("*")) == before, argv  # nothing touched
+    msg = cli.previous_outputs_error(out, resume=False, fresh=False, stages=list(dc.STAGES))
+    assert "data/, runs/" in msg and "--resume" in msg and "--fresh" in msg
+    assert cli.previous_outputs_error(out, resume=False, fresh=True, stages=list(dc.STAGES)) is None
+    assert cli.previous_outputs_error(out, resume=True, fresh=False, stages=["eval"]) is None
+    assert cli.previous_outputs_error(tmp_path / "empty", resume=False, fresh=False, stages=list(dc.STAGES)) is None

@@ -4,6 +4,11 @@
     bora demo --quick --out /tmp/demo           # tiny smoke configuration (~4 min on 2 CPU cores)
     bora demo --config config/full_protocol.yaml --out runs/full   # all five tasks, >= 50 trials
     bora demo --resume                          # continue a stopped demo: finished jobs are kept
+    bora demo --fresh                           # delete the previous outputs in OUT and start over
+
+An OUT that holds a previous run's outputs is never deleted silently: without ``--resume`` or ``--fresh``
+the command stops with a one-line error and changes nothing (recorded data and trained runs stay). ``--fresh``
+with ``--stages`` that leave out ``collect`` is refused too: it would delete the data those stages read.
 
 Stages (the REAL commands as subprocesses of the ``bora`` command, logs in ``OUT/logs/``). They group the
 jobs but are not barriers: a job starts once the jobs whose output it reads are done and its cores are free
@@ -59,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="override the config's tasks")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (~4 min on 2 CPU cores)")
     p.add_argument("--resume", action="store_true", help="keep finished jobs (done markers) and continue")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete OUT's previous outputs (data, runs, eval, report, ...) first; without it (or "
+                        "--resume) an OUT holding a previous run is refused, nothing deleted")
     p.add_argument("--skip-collect", action="store_true",
                    help="reuse OUT/data/<task> as collected (implies --resume for the other stages' done jobs)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="run only these stages")
@@ -69,6 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "on its evaluation seeds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def previous_outputs_error(out: Path, resume: bool, fresh: bool, stages: list[str]) -> str | None:
+    """Why this invocation must not touch ``out`` (a one-line message), or None. A fresh start deletes
+    ``OWNED_DIRS``, so it needs ``--fresh`` where any of them holds something, and may not delete the data
+    that ``--stages`` without ``collect`` would read."""
+    if resume and fresh:
+        return "--fresh deletes what --resume (or --skip-collect) keeps: give one of them"
+    if resume:
+        return None
+    held = [d for d in OWNED_DIRS if (out / d).is_dir() and any((out / d).iterdir())]
+    if fresh and "collect" not in stages and (out / "data").is_dir():
+        return (f"--fresh with --stages {' '.join(stages)} would delete {out / 'data'}, which those stages "
+                "read: use --resume to run them on the previous outputs")
+    if held and not fresh:
+        return (f"--out {out} holds a previous run ({', '.join(d + '/' for d in held)}): --resume continues it "
+                "(finished jobs kept), --fresh deletes it first; nothing was changed")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                     print("      after: " + ", ".join(direct_needs(deps, j.name)))
         return 0
     resume = args.resume or args.skip_collect
+    err = previous_outputs_error(out, resume, args.fresh, args.stages)
+    if err:
+        print(f"bora demo: {err}", file=sys.stderr)
+        return 2
     if args.skip_collect:
         missing = [t for t in cfg.tasks if not (out / "data" / t / "meta.json").exists()]
         if missing:
