@@ -65,3 +65,14 @@ def test_load_rows_concatenates_shards(tmp_path):
     np.testing.assert_allclose(z.numpy(), np.concatenate([p["z"] for p in parts]), rtol=1e-6)
     with pytest.raises(FileNotFoundError, match="not an online run directory"):
         rs.load_rows(tmp_path / "nothing")
+
+
+def test_demo_stats_over_valid_steps_hand_computed():
+    """What BC asks: demonstration - A_VLA over the valid steps only (the masked step's 100 is left out)."""
+    action = np.array([[[1.0], [3.0]], [[6.0], [100.0]]])
+    vla = np.array([[[0.0], [0.0]], [[1.0], [0.0]]])
+    mask = np.array([[1, 1], [1, 0]])
+    s = rs.demo_stats(action, vla, mask, [0.5])
+    assert s["rows"] == 2
+    assert s["mean"] == pytest.approx([3.0]) and s["std"] == pytest.approx([math.sqrt(8 / 3)])
+    assert s["mean_phys"] == pytest.approx([1.5]) and s["bias_share"] == pytest.approx(9 / (35 / 3))
