@@ -122,7 +122,7 @@ def main() -> None:
         top = np.argsort(-np.abs(s["mean"]))[: a.top]
         cells = ", ".join(f"{i} {s['mean'][i]:+.3f} ({s['std'][i]:.3f}) [{s['mean_phys'][i]:+.4f}]" for i in top)
         arm = np.sqrt(s["mean_phys"][: a.arm] ** 2 + s["std_phys"][: a.arm] ** 2)
-        print(f"| {run.name} | {s['rows']} | {s['alpha']:.2f} | {s['bias_share']:.2f} | "
+        print(f"| {run.parent.name}/{run.name} | {s['rows']} | {s['alpha']:.2f} | {s['bias_share']:.2f} | "
               f"{' '.join(f'{x:.3f}' for x in arm)} | {cells} |")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
