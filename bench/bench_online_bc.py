@@ -123,6 +123,7 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_nohinge": "BORA-Full's online stage without the critic's term in the actor, three seeds (issue 14)",
           "online_pick_and_place": "BORA-Full's online stage on pick_and_place, where it loses: controls (issue 14)",
           "online_qfilter": "BORA-Full's online BC through a Q-filter, three seeds (issue 14)",
+          "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
 
 
