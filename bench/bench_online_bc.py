@@ -72,6 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src" / "bora_trainer"))
 from bora_trainer.stats import hierarchical_bootstrap_diff, mcnemar_exact_p, newcombe_paired_diff  # noqa: E402
 
+TUNING_SEED0, EVAL_SEED0, EVAL_TRIALS = 200000, 300000, 50  # config/evidence*.yaml: tuning and evaluation seeds
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
 VARIANTS: dict[str, dict] = {
     "default": {},
@@ -124,6 +125,7 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_pick_and_place": "BORA-Full's online stage on pick_and_place, where it loses: controls (issue 14)",
           "online_qfilter": "BORA-Full's online BC through a Q-filter, three seeds (issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
+          "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
 
 
@@ -204,6 +206,19 @@ def successes(path: Path) -> list[bool]:
     return [bool(e["success"]) for e in eps]
 
 
+def check_seeds(a: argparse.Namespace) -> None:
+    """Every evaluation in ``--work`` that the report reads holds the seeds ``--seed0 .. + --trials``: outputs
+    are reused, so a rerun with other seeds into the same ``--work`` must not mix two seed sets silently."""
+    want = list(range(a.seed0, a.seed0 + a.trials))
+    for path in sorted(a.work.glob("*_offline.json")) + sorted(a.work.glob("*_full_*.json")) + sorted(
+            a.work.glob("*_r1_*.json")):
+        got = sorted(int(e["seed"]) for e in json.loads(path.read_text())["episodes"])
+        if got != want:
+            span = f"{got[0]}..{got[-1]}" if got else "none"
+            raise SystemExit(f"bench_online_bc.py: {path} holds seeds {span} ({len(got)}), expected --seed0 "
+                             f"{a.seed0} --trials {a.trials}: use another --work")
+
+
 def table(a: argparse.Namespace) -> dict:
     out: dict = {"tasks": {}}
     for t in a.tasks:
@@ -257,8 +272,9 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
         f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('logical_cpus', '?')} logical CPUs; commit "
         f"{res['commit']}; {res['date']}. Evidence run: `{a.evidence}` (config/evidence_core.yaml: Table 4 "
         "sizes, one training seed). Each variant retrains the online stage (2 rounds x 10 episodes, 400 "
-        "updates per round unless the variant sets more, scripted operator) and is evaluated on the TUNING "
-        f"seeds {a.seed0}.."
+        "updates per round unless the variant sets more, scripted operator) and is evaluated on the "
+        f"{'TUNING seeds' if TUNING_SEED0 <= a.seed0 < EVAL_SEED0 else 'fresh seeds (neither tuning nor evaluation)'}"
+        f" {a.seed0}.."
         f"{a.seed0 + a.trials - 1} ({a.trials} standard-set trials), paired with the run's BORA-Offline on the "
         "same seeds. Difference: variant - BORA-Offline, Newcombe 95% interval, McNemar exact p.",
         "",
@@ -382,6 +398,9 @@ def main() -> None:
                    help="a variant (e.g. lr0) that every other variant is also compared with, seed by seed")
     p.add_argument("--report", default="online_bc", help="name of the results files (bench/results/NAME.{json,md})")
     a = p.parse_args()
+    if a.seed0 < EVAL_SEED0 + EVAL_TRIALS and EVAL_SEED0 < a.seed0 + a.trials:
+        p.error(f"--seed0 {a.seed0} --trials {a.trials}: overlaps the fixed evaluation seeds {EVAL_SEED0}.."
+                f"{EVAL_SEED0 + EVAL_TRIALS - 1}, which no tuning run may use")
     if a.control and a.control not in {v.partition("@s")[0] for v in a.variants}:
         p.error(f"--control: {a.control!r} is not among --variants")
     for v in a.variants:
@@ -401,6 +420,7 @@ def main() -> None:
             jobs = [pool.submit(chain, t, v, a) for t in a.tasks for v in a.variants]
             for f in offs + jobs:
                 f.result()
+    check_seeds(a)
     res = table(a)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()

@@ -68,3 +68,15 @@ def test_against_control_pairs_seed_by_seed(tmp_path):
     assert x["per_seed"] == pytest.approx([0.25, 0.75])
     assert x["mean"] == pytest.approx(0.5)
     assert x["lo"] <= 0.5 <= x["hi"]
+
+
+def test_reused_evaluations_must_hold_the_requested_seeds(tmp_path):
+    """Outputs in --work are reused: a file from another seed range stops the report with a one-line error."""
+    _episodes(tmp_path / "a_offline.json", [True, False])
+    _episodes(tmp_path / "a_full_default.json", [True, True])
+    b.check_seeds(argparse.Namespace(work=tmp_path, seed0=200000, trials=2))  # as requested: no error
+    with pytest.raises(SystemExit, match=r"a_offline.json holds seeds 200000..200001 \(2\), expected --seed0 "
+                                         r"500000 --trials 2"):
+        b.check_seeds(argparse.Namespace(work=tmp_path, seed0=500000, trials=2))
+    with pytest.raises(SystemExit, match="expected --seed0 200000 --trials 3"):
+        b.check_seeds(argparse.Namespace(work=tmp_path, seed0=200000, trials=3))
