@@ -43,7 +43,9 @@ Each variant: ``bora train online --env sim`` (2 rounds x 10 episodes, 400 updat
 variant sets more, the evidence config's online settings), then ``bora eval`` of the round-2 stack and of
 the round-1 checkpoint.
 Writes ``bench/results/<--report>.{json,md}`` (default ``online_bc``): per task and variant, successes and
-the paired difference to BORA-Offline with Newcombe's 95% interval and McNemar's exact p; per round, the
+the paired difference to BORA-Offline with Newcombe's 95% interval and McNemar's exact p (a ``--seed0`` range that
+overlaps the fixed evaluation seeds is refused; a fresh range, e.g. 500000 with ``--reuse-default``, measures
+the run's own rows on initial states neither tuned on nor reported as the evaluation); per round, the
 episodes' success with the operator, takeovers per episode, the share of control steps under the operator,
 mean BC loss, mean |residual|, Q(composite) - Q(base). Existing outputs in
 ``--work`` are reused, so an interrupted run resumes.
