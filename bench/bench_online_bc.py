@@ -273,7 +273,10 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
         "",
         f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('logical_cpus', '?')} logical CPUs; commit "
         f"{res['commit']}; {res['date']}. Evidence run: `{a.evidence}` (config/evidence_core.yaml: Table 4 "
-        "sizes, one training seed). Each variant retrains the online stage (2 rounds x 10 episodes, 400 "
+        "sizes, one training seed). "
+        + ("`default` is the evidence run's own BORA-Full stack (`--reuse-default`, not retrained); any other "
+           "variant " if a.reuse_default else "Each variant ")
+        + "retrains the online stage (2 rounds x 10 episodes, 400 "
         "updates per round unless the variant sets more, scripted operator) and is evaluated on the "
         f"{'TUNING seeds' if TUNING_SEED0 <= a.seed0 < EVAL_SEED0 else 'fresh seeds (neither tuning nor evaluation)'}"
         f" {a.seed0}.."
