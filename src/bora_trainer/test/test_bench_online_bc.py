@@ -30,6 +30,15 @@ def _episodes(path: Path, wins: list[bool]) -> None:
     path.write_text(json.dumps({"episodes": [{"seed": 200000 + i, "success": w} for i, w in enumerate(wins)]}))
 
 
+def _assert_summary(x: dict, seeds: list[int], per_seed: list[float], mean: float) -> None:
+    """An over-seeds summary (training_seeds / against_control): its seeds, per-seed differences, their mean and
+    an interval around the mean."""
+    assert x["seeds"] == seeds
+    assert x["per_seed"] == pytest.approx(per_seed)
+    assert x["mean"] == pytest.approx(mean)
+    assert x["lo"] <= mean <= x["hi"]
+
+
 def test_training_seeds_summary(tmp_path):
     # two tasks x 4 trials; BORA-Offline wins trial 0 only; seed 0 wins trials 0-1 (+25 points) on both tasks,
     # seed 1 wins trials 0-2 on task a (+50) and trial 0 on task b (0): pooled +25 and +25, mean +25
@@ -42,11 +51,7 @@ def test_training_seeds_summary(tmp_path):
     res = {"tasks": {t: {"variants": {"default": {}, "default@s1": {}}} for t in ("a", "b")}}
     out = b.training_seeds(a, res)
     assert list(out) == ["default"]  # ex03 ran on no task
-    x = out["default"]
-    assert x["seeds"] == [0, 1]
-    assert x["per_seed"] == pytest.approx([0.25, 0.25])
-    assert x["mean"] == pytest.approx(0.25)
-    assert x["lo"] <= 0.25 <= x["hi"]
+    _assert_summary(out["default"], [0, 1], [0.25, 0.25], 0.25)
 
 
 def test_against_control_pairs_seed_by_seed(tmp_path):
@@ -63,11 +68,7 @@ def test_against_control_pairs_seed_by_seed(tmp_path):
     res = {"tasks": {"a": {"variants": dict.fromkeys(variants, {})}}}
     out = b.against_control(a, res, "lr0")
     assert list(out) == ["default"]
-    x = out["default"]
-    assert x["seeds"] == [0, 1]
-    assert x["per_seed"] == pytest.approx([0.25, 0.75])
-    assert x["mean"] == pytest.approx(0.5)
-    assert x["lo"] <= 0.5 <= x["hi"]
+    _assert_summary(out["default"], [0, 1], [0.25, 0.75], 0.5)
 
 
 def test_reused_evaluations_must_hold_the_requested_seeds(tmp_path):
