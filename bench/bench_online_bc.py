@@ -72,9 +72,11 @@ from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src" / "bora_trainer"))
+from bora_trainer.demo.config import load_demo_config  # noqa: E402
 from bora_trainer.stats import hierarchical_bootstrap_diff, mcnemar_exact_p, newcombe_paired_diff  # noqa: E402
 
-TUNING_SEED0, EVAL_SEED0, EVAL_TRIALS = 200000, 300000, 50  # config/evidence*.yaml: tuning and evaluation seeds
+_EVIDENCE = load_demo_config(str(ROOT / "config" / "evidence_core.yaml"))  # its tuning and evaluation seeds
+TUNING_SEED0, EVAL_SEED0, EVAL_TRIALS = _EVIDENCE.protocol.tuning_seed0, _EVIDENCE.eval.seed0, _EVIDENCE.eval.trials
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
 VARIANTS: dict[str, dict] = {
     "default": {},
