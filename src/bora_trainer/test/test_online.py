@@ -272,6 +272,41 @@ def test_bc_q_filter_hand_computed():
         OnlineConfig(bc_filter="advantage")
 
 
+def _bc_rows(action, base, online, intervention):
+    t = lambda x: torch.tensor(x, dtype=torch.float32)[..., None]  # noqa: E731  [B, k] -> [B, k, A=1]
+    return {"action": t(action), "base": t(base), "mask": torch.ones(len(action), len(action[0])),
+            "is_online": torch.tensor(online), "is_intervention": torch.tensor(intervention)}
+
+
+def test_bc_center_hand_computed():
+    """``bc_center``: L_BC imitates ``a - c``, ``c`` the weighted mean of ``a - A_base`` over the imitated steps
+    (each row's steps share its weight). Two offline rows (base 0, actions [1, 3] and [2, 2]) and an online row
+    whose first step only is human (action 6; its second step, 100, is not imitated), composite 0:
+    c = (0.5*1 + 0.5*3 + 0.5*2 + 0.5*2 + 1*6) / 3 = 10/3; row errors 25/9, 16/9, 64/9 -> L_BC = 35/9.
+    Without the online row c = 2 and L_BC = (1 + 0) / 2; uncentred the same rows give (5 + 4) / 2."""
+    obj = make_learner(bc_center=True, intervention_bc_weight=1.0).objective
+    b = _bc_rows([[1, 3], [2, 2], [6, 100]], [[0, 0]] * 3, [False, False, True],
+                 [[False, False], [False, False], [True, False]])
+    zero = torch.zeros_like(b["action"])
+    assert obj.bc_offset(b, torch.tensor([[0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])).item() == pytest.approx(10 / 3)
+    assert obj.bc_term(b, zero).item() == pytest.approx(35 / 9, rel=1e-6)
+    two = {k: v[:2] for k, v in b.items()}
+    assert obj.bc_term(two, zero[:2]).item() == pytest.approx(0.5, rel=1e-6)
+    assert make_learner().objective.bc_term(two, zero[:2]).item() == pytest.approx(4.5, rel=1e-6)
+    # a constant added to every correction leaves the centred term unchanged (c takes it up) ...
+    assert obj.bc_term(dict(two, action=two["action"] + 7.0), zero[:2]).item() == pytest.approx(0.5, rel=1e-6)
+    # ... and c is taken relative to the base: base and actions both shifted, the composite with them
+    shifted = dict(two, action=two["action"] + 7.0, base=two["base"] + 7.0)
+    assert obj.bc_term(shifted, zero[:2] + 7.0).item() == pytest.approx(0.5, rel=1e-6)
+    # the full actor step runs with it and gives a finite loss with a gradient into the residual
+    L = make_learner(bc_center=True)
+    loss, info = L.objective.actor_loss(batch())
+    loss.backward()
+    assert np.isfinite(info["actor/bc"]) and any(p.grad is not None for p in L.actor.parameters())
+    with pytest.raises(ValueError, match="bc_center"):
+        OnlineConfig(bc_center="yes")
+
+
 def test_intervention_bc_weight_checked():
     with pytest.raises(ValueError, match="intervention_bc_weight"):
         OnlineConfig(intervention_bc_weight=-0.1)

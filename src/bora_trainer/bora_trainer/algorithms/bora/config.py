@@ -182,6 +182,12 @@ class OnlineConfig:
     per step of the chunk critic: a step is imitated only where the online critic values the data's chunk
     at least as high as the current composite, ``min_j Q_j(z, a)_t >= Q(z, A_hat)_t``, so BC stops pulling
     where the critic already prefers the residual's own chunk. Measured in bench/results/online_qfilter.md.
+    bc_center: imitate only the state-dependent part of the data's corrections to the base (ours; off = the
+    paper's plain BC). The BC target becomes ``a - c`` with ``c`` the batch's weighted mean of ``a - A_base``
+    per action dimension over the imitated steps (no gradient): the residual is no longer pulled to the
+    average correction the demonstrations ask of the base on the demonstrator's states, which the residual
+    applied on the policy's states as a constant offset (bench/results/online_pick_and_place.md points 6-7).
+    Measured in bench/results/online_bc_center.md.
     precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
@@ -216,6 +222,7 @@ class OnlineConfig:
     critic_conservative: float = 0.0
     intervention_bc_weight: float = 1.0
     bc_filter: Literal["none", "q"] = "none"
+    bc_center: bool = False
     grad_clip: float = 10.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     cuda_graph: bool = True
@@ -238,6 +245,8 @@ class OnlineConfig:
             )
         if self.bc_filter not in ("none", "q"):
             raise ValueError(f"OnlineConfig.bc_filter must be 'none' or 'q', got {self.bc_filter!r}")
+        if not isinstance(self.bc_center, bool):
+            raise ValueError(f"OnlineConfig.bc_center must be true or false, got {self.bc_center!r}")
         if not 0.0 <= self.critic_conservative <= 1e3:
             raise ValueError(
                 f"OnlineConfig.critic_conservative must be in [0, 1000], got {self.critic_conservative}"

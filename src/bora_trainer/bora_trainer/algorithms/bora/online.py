@@ -18,6 +18,8 @@ inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
     plain mean over imitated rows: :meth:`BoraResidualObjective.bc_term`); lambda_BC decays 2.0 -> 1.0
     over 10k updates; ``bc_filter="q"`` (ours, Nair et al. 2018's Q-filter) keeps only the steps where the
     critic values the data's chunk at least as high as A_hat (:meth:`BoraResidualObjective.q_filter`);
+    ``bc_center`` (ours) imitates the data's corrections to the base minus their batch mean
+    (:meth:`BoraResidualObjective.bc_offset`);
   - ``L_improve``: Eq. (6) hinge ``max(0, q(z, a_base) + delta - q(z, a_hat))`` (delta 0, lambda 0.35);
   - ``L_anchor`` (ours, the paper gives only the weight 0.03): masked mean of
     ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
@@ -126,12 +128,25 @@ class BoraResidualObjective(OnlineObjective):
         imitated = b["mask"].float() * ((~online)[:, None] | b["is_intervention"].bool()).float()
         if keep is not None:
             imitated = imitated * keep
-        err = ((a_hat - b["action"].float()) ** 2).mean(-1)  # [B, k]
-        per_row = (err * imitated).sum(1) / imitated.sum(1).clamp_min(1.0)
         has = (imitated.sum(1) > 0).float()
         w_online = torch.full_like(has, self.learner.cfg.intervention_bc_weight)
         w = has * torch.where(online, w_online, torch.ones_like(has))
+        target = b["action"].float()
+        if self.learner.cfg.bc_center:
+            target = target - self.bc_offset(b, w[:, None] * imitated / imitated.sum(1, keepdim=True).clamp_min(1.0))
+        err = ((a_hat - target) ** 2).mean(-1)  # [B, k]
+        per_row = (err * imitated).sum(1) / imitated.sum(1).clamp_min(1.0)
         return (w * per_row).sum() / w.sum().clamp_min(1e-8)  # 0 (with a gradient) when nothing is imitated
+
+    @staticmethod
+    def bc_offset(b: dict[str, torch.Tensor], weight: torch.Tensor) -> torch.Tensor:
+        """``bc_center``'s offset ``c`` [A]: the mean of the data's correction to the base, ``a - A_base``, per
+        action dimension, over the batch's steps weighted by ``weight`` [B, k] (the weights ``L_BC`` gives
+        each imitated step), without a gradient. ``L_BC`` then imitates ``a - c``: the corrections' variation
+        from state to state, not their average."""
+        with torch.no_grad():
+            corr = b["action"].float() - b["base"].float()  # [B, k, A]
+            return (weight[..., None] * corr).sum((0, 1)) / weight.sum().clamp_min(1e-8)
 
     def q_filter(self, b: dict[str, torch.Tensor], q_hat: torch.Tensor) -> torch.Tensor:
         """Nair et al. 2018's Q-filter per step (``bc_filter="q"``): ``1`` where the online critic values the
