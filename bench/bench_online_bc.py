@@ -115,6 +115,10 @@ VARIANTS: dict[str, dict] = {
     # its small random initialisation, a perturbation of the base's chunks of the learned residual's order)
     # BC only where the critic prefers the data's chunk to the composite (Nair et al. 2018's Q-filter, per step)
     "qf": {"online": {"bc_filter": "q"}},
+    # BC on the state-dependent part of the demonstrations' corrections only (online.bc_center): the batch's
+    # mean correction to the base is taken out of the target; alone and without the hinge
+    "bcc": {"online": {"bc_center": True}},
+    "bccnh": {"online": {"bc_center": True, "improve_lambda": 0.0}},
     "a0": {"online": {"residual": {"alpha_start": 0.0, "alpha_end": 0.0}}},
     "lr0": {"online": {"actor_lr": 0.0}},
 }
@@ -128,6 +132,7 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_nohinge": "BORA-Full's online stage without the critic's term in the actor, three seeds (issue 14)",
           "online_pick_and_place": "BORA-Full's online stage on pick_and_place, where it loses: controls (issue 14)",
           "online_qfilter": "BORA-Full's online BC through a Q-filter, three seeds (issue 14)",
+          "online_bc_center": "BORA-Full's online BC on the corrections' state-dependent part, three seeds (issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
