@@ -119,6 +119,9 @@ VARIANTS: dict[str, dict] = {
     # mean correction to the base is taken out of the target; alone and without the hinge
     "bcc": {"online": {"bc_center": True}},
     "bccnh": {"online": {"bc_center": True, "improve_lambda": 0.0}},
+    # BC on the operator's corrections only, on the states the policy led to (HG-DAgger's labels): the
+    # demonstrations' rows out of L_BC (online.demo_bc_weight 0), the intervention rows in (weight 1)
+    "hgd": {"online": {"demo_bc_weight": 0.0, "intervention_bc_weight": 1.0}},
     "a0": {"online": {"residual": {"alpha_start": 0.0, "alpha_end": 0.0}}},
     "lr0": {"online": {"actor_lr": 0.0}},
 }
@@ -133,6 +136,7 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_pick_and_place": "BORA-Full's online stage on pick_and_place, where it loses: controls (issue 14)",
           "online_qfilter": "BORA-Full's online BC through a Q-filter, three seeds (issue 14)",
           "online_bc_center": "BORA-Full's online BC on the corrections' state-dependent part, three seeds (issue 14)",
+          "online_hgd": "BORA-Full's online BC on the operator's corrections only, three seeds (issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}

@@ -223,11 +223,11 @@ def test_bc_uses_offline_rows_and_intervention_steps_only():
     assert info2["actor/bc"] == pytest.approx(info["actor/bc"], rel=1e-6)
 
 
-@pytest.mark.parametrize("w", [0.0, 0.5, 1.0, 3.0])
-def test_intervention_bc_weight_hand_computed(w):
-    """L_BC = (sum_offline e_r + w sum_online-with-human-steps e_r) / (n_off + w n_int), e_r the row's mean
-    squared error over its imitated steps; online rows without human steps do not count."""
-    L = make_learner(intervention_bc_weight=w)
+@pytest.mark.parametrize("w, d", [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0), (3.0, 1.0), (1.0, 0.0), (2.0, 0.5)])
+def test_intervention_bc_weight_hand_computed(w, d):
+    """L_BC = (d sum_offline e_r + w sum_online-with-human-steps e_r) / (d n_off + w n_int), e_r the row's mean
+    squared error over its imitated steps, d = demo_bc_weight; online rows without human steps do not count."""
+    L = make_learner(intervention_bc_weight=w, demo_bc_weight=d)
     b = batch()
     on = b["is_online"]
     b["is_intervention"][:] = False
@@ -238,7 +238,7 @@ def test_intervention_bc_weight_hand_computed(w):
     err = ((a_hat - b["action"]) ** 2).mean(-1).detach().double()
     e_off = err[~on].mean(1)
     e_int = torch.stack([err[idx[0], :3].mean(), err[idx[1], 5:].mean()])
-    expected = (e_off.sum() + w * e_int.sum()) / (len(e_off) + w * 2)
+    expected = (d * e_off.sum() + w * e_int.sum()) / (d * len(e_off) + w * 2)
     _, info = L.objective.actor_loss(b)
     assert info["actor/bc"] == pytest.approx(expected.item(), rel=1e-5)
 
@@ -310,6 +310,8 @@ def test_bc_center_hand_computed():
 def test_intervention_bc_weight_checked():
     with pytest.raises(ValueError, match="intervention_bc_weight"):
         OnlineConfig(intervention_bc_weight=-0.1)
+    with pytest.raises(ValueError, match="demo_bc_weight"):
+        OnlineConfig(demo_bc_weight=-1.0)
 
 
 def test_updates_reduce_bc_error_toward_corrections():

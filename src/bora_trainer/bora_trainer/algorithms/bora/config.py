@@ -177,6 +177,10 @@ class OnlineConfig:
     an offline demonstration row (1 = the paper: BC on demonstrations and interventions alike; 0 = BC on
     the demonstrations only, the interventions then teach through the critic alone). Ours; measured in
     bench/results/online_bc.md.
+    demo_bc_weight: weight of an offline (demonstration) row in ``L_BC`` (ours; 1 = the paper). 0 with
+    ``intervention_bc_weight`` > 0 imitates the operator's corrections only, on the states the policy led to
+    (HG-DAgger's labels, Kelly et al. 2019): the demonstrations' rows lie on the demonstrator's states, where
+    the residual's BC fit does not carry over to the policy's (bench/results/online_bc_center.md).
     bc_filter: which imitated steps ``L_BC`` keeps (ours). ``"none"``: all of them (the paper's plain BC);
     ``"q"``: the Q-filter of Nair et al. 2018 ("Overcoming Exploration in RL with Demonstrations", Sec. 4),
     per step of the chunk critic: a step is imitated only where the online critic values the data's chunk
@@ -221,6 +225,7 @@ class OnlineConfig:
     lambda_q: float = 0.0
     critic_conservative: float = 0.0
     intervention_bc_weight: float = 1.0
+    demo_bc_weight: float = 1.0
     bc_filter: Literal["none", "q"] = "none"
     bc_center: bool = False
     grad_clip: float = 10.0
@@ -243,6 +248,8 @@ class OnlineConfig:
             raise ValueError(
                 f"OnlineConfig.intervention_bc_weight must be in [0, 1000], got {self.intervention_bc_weight}"
             )
+        if not 0.0 <= self.demo_bc_weight <= 1e3:
+            raise ValueError(f"OnlineConfig.demo_bc_weight must be in [0, 1000], got {self.demo_bc_weight}")
         if self.bc_filter not in ("none", "q"):
             raise ValueError(f"OnlineConfig.bc_filter must be 'none' or 'q', got {self.bc_filter!r}")
         if not isinstance(self.bc_center, bool):

@@ -14,7 +14,8 @@ inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
   ``lambda_BC(t) L_BC + lambda_imp L_improve + lambda_anchor L_anchor + lambda_l2 L_l2`` with
   - ``L_BC``: squared error of the composite A_hat = A_base + alpha_t A_res to the executed chunk on
     the offline rows (all valid steps) and on the online steps under human control
-    (``is_intervention``), an online row weighted by ``intervention_bc_weight`` (ours; 1 = the paper's
+    (``is_intervention``), an offline row weighted by ``demo_bc_weight``, an online row by
+    ``intervention_bc_weight`` (ours; both 1 = the paper's
     plain mean over imitated rows: :meth:`BoraResidualObjective.bc_term`); lambda_BC decays 2.0 -> 1.0
     over 10k updates; ``bc_filter="q"`` (ours, Nair et al. 2018's Q-filter) keeps only the steps where the
     critic values the data's chunk at least as high as A_hat (:meth:`BoraResidualObjective.q_filter`);
@@ -121,16 +122,16 @@ class BoraResidualObjective(OnlineObjective):
                 keep: torch.Tensor | None = None) -> torch.Tensor:
         """``L_BC``: a weighted mean over the imitated rows of each row's mean squared error on its imitated
         steps (all valid steps of an offline row; the human-controlled steps of an online row; of those only
-        the steps where ``keep`` [B, k] is 1, when given: :meth:`q_filter`). An offline row weighs 1, an
-        online row with human steps ``intervention_bc_weight`` (1: the paper's plain mean over imitated
-        rows); rows without an imitated step do not count."""
+        the steps where ``keep`` [B, k] is 1, when given: :meth:`q_filter`). An offline row weighs
+        ``demo_bc_weight``, an online row with human steps ``intervention_bc_weight`` (both 1: the paper's
+        plain mean over imitated rows); rows without an imitated step do not count."""
         online = b["is_online"].bool()
         imitated = b["mask"].float() * ((~online)[:, None] | b["is_intervention"].bool()).float()
         if keep is not None:
             imitated = imitated * keep
         has = (imitated.sum(1) > 0).float()
         w_online = torch.full_like(has, self.learner.cfg.intervention_bc_weight)
-        w = has * torch.where(online, w_online, torch.ones_like(has))
+        w = has * torch.where(online, w_online, torch.full_like(has, self.learner.cfg.demo_bc_weight))
         target = b["action"].float()
         if self.learner.cfg.bc_center:
             target = target - self.bc_offset(b, w[:, None] * imitated / imitated.sum(1, keepdim=True).clamp_min(1.0))
