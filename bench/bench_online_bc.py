@@ -122,6 +122,10 @@ VARIANTS: dict[str, dict] = {
     # BC on the operator's corrections only, on the states the policy led to (HG-DAgger's labels): the
     # demonstrations' rows out of L_BC (online.demo_bc_weight 0), the intervention rows in (weight 1)
     "hgd": {"online": {"demo_bc_weight": 0.0, "intervention_bc_weight": 1.0}},
+    # a stronger anchor (online.anchor_lambda, 0.03 configured): ||A_hat - A_base||^2 on every row, the
+    # online rows included, so it holds the composite to the base on the states the policy goes to as well
+    "anc03": {"online": {"anchor_lambda": 0.3}},
+    "anc1": {"online": {"anchor_lambda": 1.0}},
     "a0": {"online": {"residual": {"alpha_start": 0.0, "alpha_end": 0.0}}},
     "lr0": {"online": {"actor_lr": 0.0}},
 }
@@ -137,6 +141,7 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_qfilter": "BORA-Full's online BC through a Q-filter, three seeds (issue 14)",
           "online_bc_center": "BORA-Full's online BC on the corrections' state-dependent part, three seeds (issue 14)",
           "online_hgd": "BORA-Full's online BC on the operator's corrections only, three seeds (issue 14)",
+          "online_anchor": "BORA-Full's online stage with a stronger anchor to the base chunk (issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
