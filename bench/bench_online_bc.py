@@ -142,6 +142,8 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_bc_center": "BORA-Full's online BC on the corrections' state-dependent part, three seeds (issue 14)",
           "online_hgd": "BORA-Full's online BC on the operator's corrections only, three seeds (issue 14)",
           "online_anchor": "BORA-Full's online stage with a stronger anchor to the base chunk (issue 14)",
+          "online_nohinge_evc": "BORA-Full's online stage without the hinge, the rebuilt evidence run, three seeds "
+                                "(issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
