@@ -180,7 +180,8 @@ class OnlineConfig:
     demo_bc_weight: weight of an offline (demonstration) row in ``L_BC`` (ours; 1 = the paper). 0 with
     ``intervention_bc_weight`` > 0 imitates the operator's corrections only, on the states the policy led to
     (HG-DAgger's labels, Kelly et al. 2019): the demonstrations' rows lie on the demonstrator's states, where
-    the residual's BC fit does not carry over to the policy's (bench/results/online_bc_center.md).
+    the residual's BC fit does not carry over to the policy's (bench/results/online_bc_center.md). Measured
+    20 points worse than the default on five tasks (bench/results/online_hgd.md).
     bc_filter: which imitated steps ``L_BC`` keeps (ours). ``"none"``: all of them (the paper's plain BC);
     ``"q"``: the Q-filter of Nair et al. 2018 ("Overcoming Exploration in RL with Demonstrations", Sec. 4),
     per step of the chunk critic: a step is imitated only where the online critic values the data's chunk
@@ -191,7 +192,7 @@ class OnlineConfig:
     per action dimension over the imitated steps (no gradient): the residual is no longer pulled to the
     average correction the demonstrations ask of the base on the demonstrator's states, which the residual
     applied on the policy's states as a constant offset (bench/results/online_pick_and_place.md points 6-7).
-    Measured in bench/results/online_bc_center.md.
+    Measured 12 points worse than the default on five tasks (bench/results/online_bc_center.md).
     precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
