@@ -150,6 +150,67 @@ def test_episode_without_outcome_is_not_ingested_even_when_its_bag_is_closed(tmp
     assert sorted(str(i["outcome"]) for i in infos) == ["None", "success"]  # converted (kept), not ingested
 
 
+def _live_bag(tmp_path, ep, keep=None):
+    """``recordings/live`` holding ``ep``'s messages (those ``keep`` passes), as if still being recorded."""
+    import shutil
+
+    from bora_trainer.data import bag_schema as S
+
+    bag = tmp_path / "recordings" / "live"
+    shutil.rmtree(bag, ignore_errors=True)
+    write_scripted_bag(bag, [ep], LAY, keep=keep and (lambda t, m: keep(S, t, m)))
+    (bag / "metadata.yaml").unlink()
+
+
+def _late_steps(S, topic, m):  # the executed commands of steps 7.. have not reached the file yet
+    return not (topic == S.T_EXECUTED and int(m.command.step) >= 7)
+
+
+def test_live_episode_whose_last_steps_are_late_waits_for_them(tmp_path):
+    """The recorder writes each topic as its messages arrive: an episode's outcome can be in a live bag
+    before its last steps' commands (CI: ingested with 7 of 16 steps, the whole version then refused). It
+    waits, and the whole version is the one ingested: the content hash of the same episode written at once."""
+    setup_dirs(tmp_path)
+    ep = ScriptedEpisode(1, T_EP, "failure", [(3, 11, None)])
+    _live_bag(tmp_path, ep, _late_steps)
+    now = [100.0]
+    loop = make_loop(tmp_path, late_message_wait_s=5.0)
+    loop.source._clock = lambda: now[0]
+    assert loop.collect() == 0 and loop.ledger == {}
+    now[0] += 4.9
+    assert loop.collect() == 0 and loop.ledger == {}  # the unchanged bag is looked at again, still waits
+    _live_bag(tmp_path, ep)  # the late messages arrive
+    assert loop.collect() == 1
+    write_scripted_bag(tmp_path / "direct", [ep], LAY)
+    want = convert([tmp_path / "direct"], tmp_path / "want", ConvertConfig(transitions_only=True)).episodes[0]
+    (entry,) = loop.ledger.values()
+    assert entry["content_hash"] == want.content_hash and len(loop.online) == 4
+
+
+def test_live_episode_with_steps_that_never_arrive_is_ingested_after_the_wait(tmp_path):
+    """Steps that never arrive (dropped in transport) hold the episode ``late_message_wait_s`` only; then it is
+    ingested as recorded, its 9 missing steps masked, as a closed bag's would be. With 0 it is at once."""
+    setup_dirs(tmp_path)
+    ep = ScriptedEpisode(1, T_EP, "failure", [(3, 11, None)])
+    _live_bag(tmp_path, ep, _late_steps)
+    now = [100.0]
+    loop = make_loop(tmp_path, late_message_wait_s=5.0)
+    loop.source._clock = lambda: now[0]
+    assert loop.collect() == 0
+    now[0] += 5.0
+    assert loop.collect() == 1
+    (entry,) = loop.ledger.values()
+    assert (entry["num_steps"], entry["outcome"]) == (T_EP, "failure")
+    assert loop.online.arrays()["mask"].sum() == 7  # steps 0-6 recorded, 7-15 masked out
+    immediate = tmp_path / "immediate"
+    immediate.mkdir()
+    setup_dirs(immediate)
+    _live_bag(immediate, ep, _late_steps)
+    assert make_loop(immediate, late_message_wait_s=0.0).collect() == 1
+    with pytest.raises(ValueError, match="late_message_wait_s"):
+        TrainerConfig(late_message_wait_s=-1.0)
+
+
 def test_episode_whose_start_was_not_recorded_is_not_ingested(tmp_path):
     # the live recording began mid-episode (trainer started during it): the converter flags it, the
     # trainer leaves it out of the buffer and the round's count; complete episodes are ingested

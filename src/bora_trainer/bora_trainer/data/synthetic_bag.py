@@ -16,6 +16,7 @@ terminal event (SUCCESS / FAILURE / ABORT, ABORT + note "timeout") at step T.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,17 +285,21 @@ def write_scripted_bag(
     t0_ns: int = 1_700_000_000 * 10**9,
     legacy: bool = False,
     flushing: bool = True,
+    keep: Callable[[str, Any], bool] | None = None,
 ) -> list[tuple[str, int, bytes]]:
     """Write the episodes into a new bag; returns the written ``(topic, log_time, raw)`` list.
 
     ``duplicate_every``: write every n-th message twice; ``shuffle_seed``: write in a shuffled
     order (out-of-order arrival); ``skip_topics``: topics not recorded at all (no connection);
     ``legacy``: the message definitions from before ``session_id`` existed (an old recording);
-    ``flushing=False``: rosbags' stock writer (chunked MCAP with message indexes).
+    ``flushing=False``: rosbags' stock writer (chunked MCAP with message indexes); ``keep``: only the
+    messages for which ``keep(topic, message)`` is true (a live recording that has not received the rest).
     """
     lay = lay or BagLayout()
     ts = legacy_typestore() if legacy else S.build_typestore()
     msgs = scripted_messages(episodes, lay, t0_ns)
+    if keep is not None:
+        msgs = [(topic, t, m) for topic, t, m in msgs if keep(topic, m)]
     if legacy:
         msgs = [(topic, t, _to_legacy(m, ts)) for topic, t, m in msgs]
     raws = [(topic, t, bytes(ts.serialize_cdr(m, S.TOPIC_TYPES[topic]))) for topic, t, m in msgs]

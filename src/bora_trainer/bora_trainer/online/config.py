@@ -107,6 +107,11 @@ class TrainerConfig:
     per round) are done. poll_interval_s: watch period. rounds: the run's number of rounds (0 = no
     limit): once they are done the loop is ``finished`` and the round gate (rounds.py) lets no further
     episode start. keep_checkpoints: checkpoints kept in the run directory (0 = all).
+    late_message_wait_s: how long an episode of a bag still being recorded that has its outcome but not all
+    its steps waits for the rest (ours): the recorder writes each topic's messages as they arrive, so the
+    outcome can reach the file before the last steps' messages (seen in CI: ingested with 7 of 16 steps, the
+    complete version then refused). Past it, the episode is ingested as recorded, its gaps flagged, as a
+    closed bag's would be. 0 = no wait.
     """
 
     recordings: str = "recordings"
@@ -120,6 +125,7 @@ class TrainerConfig:
     rounds: int = 0
     keep_checkpoints: int = 3
     poll_interval_s: float = 2.0
+    late_message_wait_s: float = 5.0
     critic_hidden_dim: int = 256
     critic_pos_dim: int = 32
     device: str = ""
@@ -135,6 +141,10 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig.rounds must be >= 0 (0 = no limit), got {self.rounds}")
         if self.episodes_per_round < 1:
             raise ValueError(f"TrainerConfig.episodes_per_round must be >= 1, got {self.episodes_per_round}")
+        if not 0.0 <= self.late_message_wait_s <= 600.0:
+            raise ValueError(
+                f"TrainerConfig.late_message_wait_s must be in [0, 600] seconds, got {self.late_message_wait_s}"
+            )
         if self.keep_checkpoints < 0:
             raise ValueError(f"TrainerConfig.keep_checkpoints must be >= 0 (0 = all), got {self.keep_checkpoints}")
 

@@ -9,7 +9,9 @@ unfinished episodes too (flagged, no terminal reward). An episode is named by (`
 episode id); the converter reads every bag that holds a part of it (a recorder killed and restarted
 mid-episode: ``OUT/pending.json``) and replaces a converted version by a more complete one.
 
-**Rule (ours): an episode is ingested once, when it is complete** (an outcome and a recorded START). An
+**Rule (ours): an episode is ingested once, when it is complete** (an outcome and a recorded START; from
+a bag still being recorded, also every step recorded, or ``late_message_wait_s`` passed without a change:
+the outcome's message can reach the file before the last steps' messages of other topics). An
 unfinished one (no outcome: the recording stopped mid-episode) waits in ``STATE/converted`` until the
 recording's continuation completes it, so its rows never enter the buffer twice (a partial version, then
 the merged one). One whose START was not recorded (the live recording began mid-episode: the trainer was
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +80,14 @@ def replay_rows(arrays: dict[str, np.ndarray], normalizer) -> dict[str, np.ndarr
 class RosEpisodes:
     """Complete episodes of the recordings in ``cfg.recordings`` (module docstring)."""
 
-    def __init__(self, cfg: TrainerConfig):
+    def __init__(self, cfg: TrainerConfig, clock=time.monotonic):
         self.recordings = Path(cfg.recordings)
         self.converted = Path(cfg.state_dir) / "converted"
         self.rewards = cfg.rewards
+        self.late_message_wait_s = cfg.late_message_wait_s
+        self._clock = clock
         self._bag_sizes: dict[str, int] = {}
+        self._gappy_since: dict[str, float] = {}  # content hash -> when a live bag's version with gaps was seen
         self._round = 0
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
@@ -109,15 +115,19 @@ class RosEpisodes:
                 if ep.status == "incomplete-skipped" or ep.episode_id is None:
                     continue
                 if ep.content_hash not in loop.ingested_hashes:
-                    got = self._episode(loop, ep.episode_id)
+                    got = self._episode(loop, ep.episode_id, live=not closed)
                     if got is not None:
                         out.append(got)
+                    elif not closed and ep.content_hash in self._gappy_since:
+                        self._bag_sizes.pop(key, None)  # waits for late messages: look again next poll
         return out
 
-    def _episode(self, loop: OnlineLoop, converted_id: int) -> Episode | None:
+    def _episode(self, loop: OnlineLoop, converted_id: int, live: bool = False) -> Episode | None:
         """The converted episode if it is complete; else None (skipped for good, or waiting)."""
         arrays, info = read_transitions(self.converted, converted_id)
         if info["content_hash"] in loop.ingested_hashes:
+            return None
+        if live and not self._settled(loop, info):
             return None
         if not info.get("has_transitions"):
             loop.skip(info, "has no ActionChunk (not a policy rollout)")
@@ -136,6 +146,24 @@ class RosEpisodes:
             )
             return None
         return Episode(replay_rows(arrays, loop.normalizer), info)
+
+    def _settled(self, loop: OnlineLoop, info: dict) -> bool:
+        """Whether a live bag's version of an episode may be ingested: it has every step recorded, has no
+        outcome yet (the rules below defer it), or has kept its gaps unchanged for ``late_message_wait_s``."""
+        h = info["content_hash"]
+        valid, total = int(info.get("num_valid_steps", info["num_steps"])), int(info["num_steps"])
+        if valid >= total or info.get("outcome_missing") or info.get("outcome") is None:
+            return True
+        since = self._gappy_since.setdefault(h, self._clock())
+        if self._clock() - since >= self.late_message_wait_s:
+            return True
+        loop.defer(
+            info,
+            f"{valid} of {total} steps recorded so far (session {info.get('session_id')}, id "
+            f"{info.get('source_episode_id')}; the recording is live): waits up to {self.late_message_wait_s:g} s "
+            "for late messages",
+        )
+        return False
 
 
 def ros_loop(cfg: TrainerConfig, announce=None, **kw) -> OnlineLoop:
