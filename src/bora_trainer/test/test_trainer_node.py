@@ -166,16 +166,23 @@ def _late_steps(S, topic, m):  # the executed commands of steps 7.. have not rea
     return not (topic == S.T_EXECUTED and int(m.command.step) >= 7)
 
 
-def test_live_episode_whose_last_steps_are_late_waits_for_them(tmp_path):
-    """The recorder writes each topic as its messages arrive: an episode's outcome can be in a live bag
-    before its last steps' commands (CI: ingested with 7 of 16 steps, the whole version then refused). It
-    waits, and the whole version is the one ingested: the content hash of the same episode written at once."""
+def _loop_on_a_live_episode_with_late_steps(tmp_path):
+    """A live bag holding an episode (a takeover, a failure) without the commands of steps 7..15, and a loop
+    (late_message_wait_s 5) whose clock is ``now[0]``: ``(episode, loop, now)``."""
     setup_dirs(tmp_path)
     ep = ScriptedEpisode(1, T_EP, "failure", [(3, 11, None)])
     _live_bag(tmp_path, ep, _late_steps)
     now = [100.0]
     loop = make_loop(tmp_path, late_message_wait_s=5.0)
     loop.source._clock = lambda: now[0]
+    return ep, loop, now
+
+
+def test_live_episode_whose_last_steps_are_late_waits_for_them(tmp_path):
+    """The recorder writes each topic as its messages arrive: an episode's outcome can be in a live bag
+    before its last steps' commands (CI: ingested with 7 of 16 steps, the whole version then refused). It
+    waits, and the whole version is the one ingested: the content hash of the same episode written at once."""
+    ep, loop, now = _loop_on_a_live_episode_with_late_steps(tmp_path)
     assert loop.collect() == 0 and loop.ledger == {}
     now[0] += 4.9
     assert loop.collect() == 0 and loop.ledger == {}  # the unchanged bag is looked at again, still waits
@@ -190,12 +197,7 @@ def test_live_episode_whose_last_steps_are_late_waits_for_them(tmp_path):
 def test_live_episode_with_steps_that_never_arrive_is_ingested_after_the_wait(tmp_path):
     """Steps that never arrive (dropped in transport) hold the episode ``late_message_wait_s`` only; then it is
     ingested as recorded, its 9 missing steps masked, as a closed bag's would be. With 0 it is at once."""
-    setup_dirs(tmp_path)
-    ep = ScriptedEpisode(1, T_EP, "failure", [(3, 11, None)])
-    _live_bag(tmp_path, ep, _late_steps)
-    now = [100.0]
-    loop = make_loop(tmp_path, late_message_wait_s=5.0)
-    loop.source._clock = lambda: now[0]
+    ep, loop, now = _loop_on_a_live_episode_with_late_steps(tmp_path)
     assert loop.collect() == 0
     now[0] += 5.0
     assert loop.collect() == 1
