@@ -22,6 +22,7 @@ import yaml
 
 from bora_policy.models.normalizer import Normalizer
 from bora_trainer.checkpoint import latest_checkpoint, load_checkpoint, sha256_file
+from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_convert import ConvertConfig, convert
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
 from bora_trainer.online.config import TrainerConfig
@@ -154,15 +155,13 @@ def _live_bag(tmp_path, ep, keep=None):
     """``recordings/live`` holding ``ep``'s messages (those ``keep`` passes), as if still being recorded."""
     import shutil
 
-    from bora_trainer.data import bag_schema as S
-
     bag = tmp_path / "recordings" / "live"
     shutil.rmtree(bag, ignore_errors=True)
-    write_scripted_bag(bag, [ep], LAY, keep=keep and (lambda t, m: keep(S, t, m)))
+    write_scripted_bag(bag, [ep], LAY, keep=keep)
     (bag / "metadata.yaml").unlink()
 
 
-def _late_steps(S, topic, m):  # the executed commands of steps 7.. have not reached the file yet
+def _late_steps(topic, m):  # the executed commands of steps 7.. have not reached the file yet
     return not (topic == S.T_EXECUTED and int(m.command.step) >= 7)
 
 

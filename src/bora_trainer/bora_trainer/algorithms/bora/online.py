@@ -129,14 +129,15 @@ class BoraResidualObjective(OnlineObjective):
         imitated = b["mask"].float() * ((~online)[:, None] | b["is_intervention"].bool()).float()
         if keep is not None:
             imitated = imitated * keep
-        has = (imitated.sum(1) > 0).float()
+        n = imitated.sum(1)
+        has = (n > 0).float()
+        step_w = imitated / n.clamp_min(1.0)[:, None]  # each row's mean over its imitated steps
         w_online = torch.full_like(has, self.learner.cfg.intervention_bc_weight)
         w = has * torch.where(online, w_online, torch.full_like(has, self.learner.cfg.demo_bc_weight))
         target = b["action"].float()
         if self.learner.cfg.bc_center:
-            target = target - self.bc_offset(b, w[:, None] * imitated / imitated.sum(1, keepdim=True).clamp_min(1.0))
-        err = ((a_hat - target) ** 2).mean(-1)  # [B, k]
-        per_row = (err * imitated).sum(1) / imitated.sum(1).clamp_min(1.0)
+            target = target - self.bc_offset(b, w[:, None] * step_w)
+        per_row = (((a_hat - target) ** 2).mean(-1) * step_w).sum(1)
         return (w * per_row).sum() / w.sum().clamp_min(1e-8)  # 0 (with a gradient) when nothing is imitated
 
     @staticmethod
