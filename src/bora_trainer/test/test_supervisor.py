@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 import time
@@ -17,7 +18,9 @@ from bora_policy.graph import NODES, RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES
 from bora_trainer.supervisor import RestartPolicy, Supervisor, describe_exit
 from bora_trainer.up import main as up_main
 
-SLEEP = [sys.executable, "-c", "import time; time.sleep(120)"]
+# prints "ready" once it runs its own code: a SIGINT during the interpreter's start-up ends it with exit code 1
+# instead of -SIGINT (CI saw that when stop_all came right after a restart), so tests that check stop codes wait
+SLEEP = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(120)"]
 CRASH = [sys.executable, "-c", "import sys; sys.exit(3)"]
 DONE = [sys.executable, "-c", "print('done')"]
 
@@ -32,6 +35,17 @@ def run_until(sup: Supervisor, pred, timeout: float = 20.0):
             return None
         time.sleep(0.01)
     raise AssertionError("condition not reached")
+
+
+def wait_ready(sup: Supervisor, out: io.StringIO, name: str, count: int = 1, timeout: float = 30.0) -> None:
+    """Poll ``sup`` until node ``name`` printed "ready" ``count`` times in all (a restart prints it again)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert sup.poll() is None
+        if len(re.findall(rf"^\[{name}\s*\] ready$", out.getvalue(), flags=re.M)) >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{name} did not print ready {count} time(s): {out.getvalue()[-1000:]}")
 
 
 def poll_until_stop(sup: Supervisor, timeout: float = 30.0) -> str | None:
@@ -68,7 +82,8 @@ def test_killed_node_is_restarted_after_the_delay_and_the_critical_node_keeps_ru
     try:
         arb = sup.start("teleop", SLEEP, env, critical=True)
         pol = sup.start("policy", SLEEP, env, respawn=True)
-        time.sleep(0.3)
+        wait_ready(sup, out, "teleop")
+        wait_ready(sup, out, "policy")
         t_kill = time.monotonic()
         os.kill(pol.pid, signal.SIGKILL)
         assert run_until(sup, lambda: sup.procs.get("policy") not in (None, pol)) is None
@@ -78,6 +93,7 @@ def test_killed_node_is_restarted_after_the_delay_and_the_critical_node_keeps_ru
         text = out.getvalue()
         assert "policy crashed (killed by SIGKILL)" in text and "restarting it in 0.5 s" in text
         assert f"restarted policy (pid {sup.procs['policy'].pid}; restart 1 of at most 3" in text
+        wait_ready(sup, out, "policy", count=2)  # the restarted one runs its own code: SIGINT gives -SIGINT
     finally:
         codes = sup.stop_all()
     assert codes == {"teleop": -signal.SIGINT, "policy": -signal.SIGINT}
