@@ -307,6 +307,37 @@ def test_bc_center_hand_computed():
         OnlineConfig(bc_center="yes")
 
 
+def test_actor_input_noise_hand_computed():
+    """``actor_input_noise``: each input dimension gets ``sigma * (its batch std) * eps``. Inputs [0, 2] and
+    [5, 5] (std sqrt(2) and 0), eps [1, -1] in both, sigma 0.5: [0.5 sqrt(2), 2 - 0.5 sqrt(2)] and [5, 5]."""
+    from bora_trainer.algorithms.bora.online import BoraResidualObjective as Obj
+
+    x = torch.tensor([[0.0, 5.0], [2.0, 5.0]])
+    got = Obj.noisy(x, 0.5, torch.tensor([[1.0, 1.0], [-1.0, -1.0]]))
+    h = 0.5 * 2**0.5
+    assert torch.allclose(got, torch.tensor([[h, 5.0], [2.0 - h, 5.0]]))
+    assert torch.equal(Obj.noisy(x[:1], 0.5), x[:1])  # one row: no spread, no noise
+    # in the actor step the residual reads the noisy proprio and z (drawn in that order), the base stays clean
+    L = make_learner(actor_input_noise=0.3)
+    b = batch()
+    torch.manual_seed(7)
+    base, res, a_hat = L.objective.composite(b, 0.3)
+    torch.manual_seed(7)
+    prop = Obj.noisy(b["proprio"], 0.3, torch.randn_like(b["proprio"].float()))
+    z = Obj.noisy(b["z"], 0.3, torch.randn_like(b["z"].float()))
+    with torch.no_grad():
+        want = L.actor(prop, b["base"].float(), z)
+        clean = L.actor(b["proprio"], b["base"].float(), b["z"])
+    assert torch.allclose(res.detach(), want, atol=1e-6) and not torch.allclose(res.detach(), clean, atol=1e-4)
+    assert torch.equal(base, b["base"].float())
+    assert torch.allclose(L.objective.composite(b)[1].detach(), clean, atol=1e-6)  # 0: the clean inputs
+    loss, info = L.objective.actor_loss(b)
+    loss.backward()
+    assert np.isfinite(info["actor/bc"]) and any(p.grad is not None for p in L.actor.parameters())
+    with pytest.raises(ValueError, match="actor_input_noise"):
+        OnlineConfig(actor_input_noise=-0.1)
+
+
 def test_intervention_bc_weight_checked():
     with pytest.raises(ValueError, match="intervention_bc_weight"):
         OnlineConfig(intervention_bc_weight=-0.1)

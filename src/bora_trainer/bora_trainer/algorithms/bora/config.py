@@ -193,6 +193,12 @@ class OnlineConfig:
     average correction the demonstrations ask of the base on the demonstrator's states, which the residual
     applied on the policy's states as a constant offset (bench/results/online_pick_and_place.md points 6-7).
     Measured 12 points worse than the default on five tasks (bench/results/online_bc_center.md).
+    actor_input_noise: Gaussian noise on the residual's inputs in the actor step (ours; 0 = off): each of the
+    normalised proprio state and z gets ``sigma * std * N(0, 1)`` added, ``std`` its per-dimension standard
+    deviation over the batch (no gradient), so the residual is fit on a neighbourhood of each state rather
+    than the state alone (input-noise regularisation; the base chunk, the critic and the targets see the
+    clean inputs). Aimed at the residual's BC fit, made on the demonstrator's states, carrying over to the
+    policy's (bench/results/online_pick_and_place.md point 7).
     precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
@@ -229,6 +235,7 @@ class OnlineConfig:
     demo_bc_weight: float = 1.0
     bc_filter: Literal["none", "q"] = "none"
     bc_center: bool = False
+    actor_input_noise: float = 0.0
     grad_clip: float = 10.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     cuda_graph: bool = True
@@ -253,6 +260,8 @@ class OnlineConfig:
             raise ValueError(f"OnlineConfig.demo_bc_weight must be in [0, 1000], got {self.demo_bc_weight}")
         if self.bc_filter not in ("none", "q"):
             raise ValueError(f"OnlineConfig.bc_filter must be 'none' or 'q', got {self.bc_filter!r}")
+        if not 0.0 <= self.actor_input_noise <= 10.0:
+            raise ValueError(f"OnlineConfig.actor_input_noise must be in [0, 10], got {self.actor_input_noise}")
         if not isinstance(self.bc_center, bool):
             raise ValueError(f"OnlineConfig.bc_center must be true or false, got {self.bc_center!r}")
         if not 0.0 <= self.critic_conservative <= 1e3:

@@ -20,7 +20,8 @@ inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
     over 10k updates; ``bc_filter="q"`` (ours, Nair et al. 2018's Q-filter) keeps only the steps where the
     critic values the data's chunk at least as high as A_hat (:meth:`BoraResidualObjective.q_filter`);
     ``bc_center`` (ours) imitates the data's corrections to the base minus their batch mean
-    (:meth:`BoraResidualObjective.bc_offset`);
+    (:meth:`BoraResidualObjective.bc_offset`); ``actor_input_noise`` (ours) adds batch-scaled Gaussian noise
+    to the residual's proprio and z inputs in this step (:meth:`BoraResidualObjective.noisy`);
   - ``L_improve``: Eq. (6) hinge ``max(0, q(z, a_base) + delta - q(z, a_hat))`` (delta 0, lambda 0.35);
   - ``L_anchor`` (ours, the paper gives only the weight 0.03): masked mean of
     ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
@@ -110,13 +111,27 @@ class BoraResidualObjective(OnlineObjective):
             q_pi = self.q_heads(b["z"], a_pi)
         return sum(masked_mean(qp, mask) - masked_mean(qd, mask) for qp, qd in zip(q_pi, q_all))
 
-    def composite(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(A_base, A_res, A_hat = A_base + alpha_t A_res)``; the base is data (detached)."""
+    def composite(self, b: dict[str, torch.Tensor], input_noise: float = 0.0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(A_base, A_res, A_hat = A_base + alpha_t A_res)``; the base is data (detached). ``input_noise``
+        > 0: the residual reads :meth:`noisy` proprio and z (``OnlineConfig.actor_input_noise``)."""
         L = self.learner
         base = b["base"].float().detach()
+        prop, z = b["proprio"], b["z"]
+        if input_noise > 0:
+            prop, z = self.noisy(prop, input_noise), self.noisy(z, input_noise)
         with L.autocast():
-            res = L.actor(b["proprio"], base, b["z"]).float()
+            res = L.actor(prop, base, z).float()
         return base, res, base + L.alpha_now() * res
+
+    @staticmethod
+    def noisy(x: torch.Tensor, sigma: float, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``x + sigma * std * eps``: ``std`` the per-dimension standard deviation of ``x`` [B, D] over the batch
+        (no gradient), ``eps`` standard normal (``noise`` when given, for tests)."""
+        with torch.no_grad():
+            std = x.float().std(0, keepdim=True) if x.shape[0] > 1 else torch.zeros_like(x[:1].float())
+            eps = torch.randn_like(x.float()) if noise is None else noise.float()
+            return (x.float() + sigma * std * eps).to(x.dtype)
 
     def bc_term(self, b: dict[str, torch.Tensor], a_hat: torch.Tensor,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -171,7 +186,7 @@ class BoraResidualObjective(OnlineObjective):
     def actor_loss(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         L, c = self.learner, self.learner.cfg
         mask = b["mask"].float()
-        base, res, a_hat = self.composite(b)
+        base, res, a_hat = self.composite(b, c.actor_input_noise)
         hinge, q_base, q_hat = self.hinge(b, base, a_hat)
         keep = self.q_filter(b, q_hat) if c.bc_filter == "q" else None
         loss_bc = self.bc_term(b, a_hat, keep)
