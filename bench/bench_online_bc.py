@@ -126,6 +126,11 @@ VARIANTS: dict[str, dict] = {
     # online rows included, so it holds the composite to the base on the states the policy goes to as well
     "anc03": {"online": {"anchor_lambda": 0.3}},
     "anc1": {"online": {"anchor_lambda": 1.0}},
+    # a smaller residual (online_tiny's [128, 128] -> [32, 32]): a smoother fit of the demonstrations'
+    # corrections, so less of a state-specific offset where the policy's states leave the demonstrator's
+    "rs32": {"online": {"residual": {"hidden_dims": [32, 32]}}},
+    # input noise on the residual in the actor step (online.actor_input_noise: sigma x each input's batch std)
+    "in05": {"online": {"actor_input_noise": 0.5}},
     "a0": {"online": {"residual": {"alpha_start": 0.0, "alpha_end": 0.0}}},
     "lr0": {"online": {"actor_lr": 0.0}},
 }
@@ -144,6 +149,8 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_anchor": "BORA-Full's online stage with a stronger anchor to the base chunk (issue 14)",
           "online_nohinge_evc": "BORA-Full's online stage without the hinge, the rebuilt evidence run, three seeds "
                                 "(issue 14)",
+          "online_residual_size": "BORA-Full's online stage with a smaller residual, three seeds (issue 14)",
+          "online_input_noise": "BORA-Full's online stage with input noise on the residual, three seeds (issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
