@@ -185,8 +185,10 @@ def test_live_episode_whose_last_steps_are_late_waits_for_them(tmp_path):
     assert loop.collect() == 0 and loop.ledger == {}
     now[0] += 4.9
     assert loop.collect() == 0 and loop.ledger == {}  # the unchanged bag is looked at again, still waits
+    assert len(loop.source._gappy_since) == 1
     _live_bag(tmp_path, ep)  # the late messages arrive
     assert loop.collect() == 1
+    assert loop.source._gappy_since == {}  # the gappy version's entry goes once a complete one replaced it
     write_scripted_bag(tmp_path / "direct", [ep], LAY)
     want = convert([tmp_path / "direct"], tmp_path / "want", ConvertConfig(transitions_only=True)).episodes[0]
     (entry,) = loop.ledger.values()
@@ -199,7 +201,7 @@ def test_live_episode_with_steps_that_never_arrive_is_ingested_after_the_wait(tm
     ep, loop, now = _loop_on_a_live_episode_with_late_steps(tmp_path)
     assert loop.collect() == 0
     now[0] += 5.0
-    assert loop.collect() == 1
+    assert loop.collect() == 1 and loop.source._gappy_since == {}  # ingested after the wait: entry gone
     (entry,) = loop.ledger.values()
     assert (entry["num_steps"], entry["outcome"]) == (T_EP, "failure")
     assert loop.online.arrays()["mask"].sum() == 7  # steps 0-6 recorded, 7-15 masked out

@@ -88,12 +88,14 @@ class RosEpisodes:
         self._clock = clock
         self._bag_sizes: dict[str, int] = {}
         self._gappy_since: dict[str, float] = {}  # content hash -> when a live bag's version with gaps was seen
+        self._gappy_seen: set[str] = set()  # the hashes of those looked at in this poll (the rest are dropped)
         self._round = 0
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
         if loop.round != self._round:  # rescan: episodes that waited for this round are ingested now
             self._round, self._bag_sizes = loop.round, {}
         out: list[Episode] = []
+        self._gappy_seen = set()
         for bag in find_bags(self.recordings):
             closed = (bag / "metadata.yaml").exists()
             size = sum(f.stat().st_size for f in bag.iterdir() if f.is_file())
@@ -120,6 +122,9 @@ class RosEpisodes:
                         out.append(got)
                     elif not closed and ep.content_hash in self._gappy_since:
                         self._bag_sizes.pop(key, None)  # waits for late messages: look again next poll
+        # a version still waiting is looked at in every poll (its bag is re-read), so an entry not looked at in
+        # this one belongs to a version that was ingested or replaced by a more complete one
+        self._gappy_since = {h: t for h, t in self._gappy_since.items() if h in self._gappy_seen}
         return out
 
     def _episode(self, loop: OnlineLoop, converted_id: int, live: bool = False) -> Episode | None:
@@ -157,6 +162,7 @@ class RosEpisodes:
         since = self._gappy_since.setdefault(h, self._clock())
         if self._clock() - since >= self.late_message_wait_s:
             return True
+        self._gappy_seen.add(h)
         loop.defer(
             info,
             f"{valid} of {total} steps recorded so far (session {info.get('session_id')}, id "
