@@ -81,3 +81,35 @@ def test_reused_evaluations_must_hold_the_requested_seeds(tmp_path):
         b.check_seeds(argparse.Namespace(work=tmp_path, seed0=500000, trials=2))
     with pytest.raises(SystemExit, match="expected --seed0 200000 --trials 3"):
         b.check_seeds(argparse.Namespace(work=tmp_path, seed0=200000, trials=3))
+
+
+def test_pool_variant_diff_over_two_work_dirs(tmp_path, capsys):
+    """bench/pool_variant_diff.py: a variant against its control at the same online seed, pooled over work dirs.
+    Two tasks, four trials. Work dir A, seed 0: t1 +2/4, t2 0; seed 1 (``@s1``): t1 0, t2 -1/4. Work dir B, seed
+    0: t1 +1/4, t2 +1/4. Per pair pooled: +25, -12.5, +25 points; mean over the three pairs per task, then over
+    tasks: t1 (2/4 + 0 + 1/4) / 3 = 1/4, t2 (0 - 1/4 + 1/4) / 3 = 0 -> +12.5 points."""
+    import pool_variant_diff as pool
+
+    a, bdir = tmp_path / "a", tmp_path / "b"
+    for d in (a, bdir):
+        d.mkdir()
+    runs = {  # (dir, task, run): outcomes
+        (a, "t1", "v"): [1, 1, 0, 0], (a, "t1", "c"): [0, 0, 0, 0],
+        (a, "t2", "v"): [1, 0, 0, 0], (a, "t2", "c"): [1, 0, 0, 0],
+        (a, "t1", "v@s1"): [1, 0, 1, 0], (a, "t1", "c@s1"): [1, 0, 1, 0],
+        (a, "t2", "v@s1"): [0, 0, 0, 0], (a, "t2", "c@s1"): [0, 1, 0, 0],
+        (bdir, "t1", "v"): [1, 1, 1, 0], (bdir, "t1", "c"): [1, 1, 0, 0],
+        (bdir, "t2", "v"): [0, 0, 1, 1], (bdir, "t2", "c"): [0, 0, 1, 0],
+        (bdir, "t1", "v@s1"): [1, 1, 1, 1],  # no control at this seed, and t2 lacks it: not paired
+    }
+    for (d, t, r), wins in runs.items():
+        _episodes(d / f"{t}_full_{r}.json", [bool(w) for w in wins])
+    out = tmp_path / "pooled.json"
+    assert pool.main(["--work", str(a), str(bdir), "--variant", "v", "--control", "c", "--tasks", "t1", "t2",
+                      "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert [r["pooled_diff"] for r in got["pairs"]] == pytest.approx([25.0, -12.5, 25.0])
+    assert got["mean"] == pytest.approx(12.5) and got["lo"] <= 12.5 <= got["hi"]
+    assert "+12.5" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        pool.main(["--work", str(tmp_path / "missing"), "--variant", "v", "--tasks", "t1", "t2"])
