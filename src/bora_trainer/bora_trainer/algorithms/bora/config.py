@@ -198,7 +198,8 @@ class OnlineConfig:
     deviation over the batch (no gradient), so the residual is fit on a neighbourhood of each state rather
     than the state alone (input-noise regularisation; the base chunk, the critic and the targets see the
     clean inputs). Aimed at the residual's BC fit, made on the demonstrator's states, carrying over to the
-    policy's (bench/results/online_pick_and_place.md point 7).
+    policy's (bench/results/online_pick_and_place.md point 7). Measured: 0.5 changed nothing (-0.1 [-3.3, +3.2]
+    points against the default on five tasks, bench/results/online_input_noise.md).
     precision: ``"auto"`` (bf16 autocast on CUDA with bf16 support and on a CPU with native bf16, i.e.
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
