@@ -151,6 +151,8 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
                                 "(issue 14)",
           "online_residual_size": "BORA-Full's online stage with a smaller residual, three seeds (issue 14)",
           "online_input_noise": "BORA-Full's online stage with input noise on the residual, three seeds (issue 14)",
+          "online_nohinge_fresh": "BORA-Full's online stage without the hinge on FRESH seeds (neither tuned on nor "
+                                  "the evaluation's), three online seeds (issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}

@@ -193,6 +193,10 @@ class OnlineConfig:
     average correction the demonstrations ask of the base on the demonstrator's states, which the residual
     applied on the policy's states as a constant offset (bench/results/online_pick_and_place.md points 6-7).
     Measured 12 points worse than the default on five tasks (bench/results/online_bc_center.md).
+    improve_lambda: weight of Eq. (6)'s hinge (Table 3: 0.35). On the simulated benchmark 0 measured better:
+    +3.7 [+1.2, +6.2] points over two evidence builds on the tuning seeds (bench/results/nohinge_pooled.json)
+    and +4.3 [+0.9, +7.7] on fresh seeds (bench/results/online_nohinge_fresh.md), because there the critic
+    does not separate outcomes; the default stays the paper's.
     actor_input_noise: Gaussian noise on the residual's inputs in the actor step (ours; 0 = off): each of the
     normalised proprio state and z gets ``sigma * std * N(0, 1)`` added, ``std`` its per-dimension standard
     deviation over the batch (no gradient), so the residual is fit on a neighbourhood of each state rather
