@@ -153,6 +153,8 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
           "online_input_noise": "BORA-Full's online stage with input noise on the residual, three seeds (issue 14)",
           "online_nohinge_fresh": "BORA-Full's online stage without the hinge on FRESH seeds (neither tuned on nor "
                                   "the evaluation's), three online seeds (issue 14)",
+          "online_nohinge_fresh_unseen": "BORA-Full's online stage without the hinge on FRESH seeds, the UNSEEN "
+                                         "objects, three online seeds (issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
@@ -186,7 +188,7 @@ def evaluate(run: Path, task: str, out: Path, a: argparse.Namespace, residual: P
     if out.exists():
         return
     extra = ["--residual", str(residual)] if residual else []
-    bora(["eval", "--run", str(run), *extra, "--task", task, "--objects", "standard", "--trials", str(a.trials),
+    bora(["eval", "--run", str(run), *extra, "--task", task, "--objects", a.objects, "--trials", str(a.trials),
           "--seed0", str(a.seed0), "--threads", "1", "--no-values", "--no-progress", "--out", str(out)],
          out.with_suffix(".log"))
 
@@ -236,12 +238,18 @@ def successes(path: Path) -> list[bool]:
 
 
 def check_seeds(a: argparse.Namespace) -> None:
-    """Every evaluation in ``--work`` that the report reads holds the seeds ``--seed0 .. + --trials``: outputs
-    are reused, so a rerun with other seeds into the same ``--work`` must not mix two seed sets silently."""
+    """Every evaluation in ``--work`` that the report reads holds the seeds ``--seed0 .. + --trials`` on the
+    ``--objects`` set: outputs are reused, so a rerun with other seeds or objects into the same ``--work`` must
+    not mix two sets silently."""
     want = list(range(a.seed0, a.seed0 + a.trials))
     for path in sorted(a.work.glob("*_offline.json")) + sorted(a.work.glob("*_full_*.json")) + sorted(
             a.work.glob("*_r1_*.json")):
-        got = sorted(int(e["seed"]) for e in json.loads(path.read_text())["episodes"])
+        ev = json.loads(path.read_text())
+        got = sorted(int(e["seed"]) for e in ev["episodes"])
+        objects = ev.get("object_set", "standard")
+        if objects != a.objects:
+            raise SystemExit(f"bench_online_bc.py: {path} was evaluated on the {objects!r} objects, "
+                             f"expected --objects {a.objects}: use another --work")
         if got != want:
             span = f"{got[0]}..{got[-1]}" if got else "none"
             raise SystemExit(f"bench_online_bc.py: {path} holds seeds {span} ({len(got)}), expected --seed0 "
@@ -307,7 +315,7 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
         "updates per round unless the variant sets more, scripted operator) and is evaluated on the "
         f"{'TUNING seeds' if TUNING_SEED0 <= a.seed0 < EVAL_SEED0 else 'fresh seeds (neither tuning nor evaluation)'}"
         f" {a.seed0}.."
-        f"{a.seed0 + a.trials - 1} ({a.trials} standard-set trials), paired with the run's BORA-Offline on the "
+        f"{a.seed0 + a.trials - 1} ({a.trials} {a.objects}-set trials), paired with the run's BORA-Offline on the "
         "same seeds. Difference: variant - BORA-Offline, Newcombe 95% interval, McNemar exact p.",
         "",
         "Variants: " + "; ".join(f"`{v}` {json.dumps(variant_config(v)) if variant_config(v) else 'as configured'}"
@@ -421,6 +429,7 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--seed0", type=int, default=200000, help="tuning seeds (not the evaluation seeds 300000..)")
+    p.add_argument("--objects", choices=["standard", "unseen"], default="standard", help="the object set evaluated")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("/tmp/online_bc"))
     p.add_argument("--reuse-default", action="store_true", help="`default` = the evidence run's own BORA-Full run")

@@ -72,15 +72,21 @@ def test_against_control_pairs_seed_by_seed(tmp_path):
 
 
 def test_reused_evaluations_must_hold_the_requested_seeds(tmp_path):
-    """Outputs in --work are reused: a file from another seed range stops the report with a one-line error."""
+    """Outputs in --work are reused: a file from another seed range or object set stops the report with a
+    one-line error."""
     _episodes(tmp_path / "a_offline.json", [True, False])
     _episodes(tmp_path / "a_full_default.json", [True, True])
-    b.check_seeds(argparse.Namespace(work=tmp_path, seed0=200000, trials=2))  # as requested: no error
+    ns = lambda seed0=200000, trials=2, objects="standard": argparse.Namespace(  # noqa: E731
+        work=tmp_path, seed0=seed0, trials=trials, objects=objects)
+    b.check_seeds(ns())  # as requested: no error
     with pytest.raises(SystemExit, match=r"a_offline.json holds seeds 200000..200001 \(2\), expected --seed0 "
                                          r"500000 --trials 2"):
-        b.check_seeds(argparse.Namespace(work=tmp_path, seed0=500000, trials=2))
+        b.check_seeds(ns(seed0=500000))
     with pytest.raises(SystemExit, match="expected --seed0 200000 --trials 3"):
-        b.check_seeds(argparse.Namespace(work=tmp_path, seed0=200000, trials=3))
+        b.check_seeds(ns(trials=3))
+    with pytest.raises(SystemExit, match="a_offline.json was evaluated on the 'standard' objects, expected "
+                                         "--objects unseen"):
+        b.check_seeds(ns(objects="unseen"))
 
 
 def test_pool_variant_diff_over_two_work_dirs(tmp_path, capsys):
