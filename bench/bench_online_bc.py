@@ -51,7 +51,8 @@ mean BC loss, mean |residual|, Q(composite) - Q(base). Existing outputs in
 ``--work`` are reused, so an interrupted run resumes.
 
     .venv/bin/python bench/bench_online_bc.py --evidence runs/evidence_core [--tasks ...] [--variants ...]
-        [--trials 50] [--seed0 200000] [--jobs 2] [--work /tmp/online_bc] [--reuse-default] [--report online_bc]
+        [--trials 50] [--seed0 200000] [--objects standard] [--jobs 2] [--work /tmp/online_bc] [--reuse-default]
+        [--report online_bc]
 """
 
 from __future__ import annotations
