@@ -48,7 +48,7 @@ def worker(out: str, data: str, fsdp: bool) -> None:
 
     from bora_trainer.algorithms.bora.config import OfflineConfig
     from bora_trainer.config_io import load_config
-    from bora_trainer.offline.distributed import setup_distributed
+    from bora_trainer.offline.distributed import setup_distributed, teardown_distributed
     from bora_trainer.offline.trainer import OfflineTrainer
 
     torch.set_num_threads(1)
@@ -71,8 +71,8 @@ def worker(out: str, data: str, fsdp: bool) -> None:
     states = {**tr._module_states(), **{f"{n}_ema": st for n, st in tr.ema_states().items()}}
     if di.is_main:
         torch.save({"losses": torch.stack(losses), "states": states, "init": init}, out)
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    del tr, it  # release the DDP/FSDP wrappers (their gloo work) before the group goes
+    teardown_distributed()
 
 
 def _run(cmd: list[str], timeout: float = 120) -> None:

@@ -19,12 +19,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from bora_trainer.algorithms import registry
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.config_io import load_config
-from bora_trainer.offline.distributed import setup_distributed
+from bora_trainer.offline.distributed import setup_distributed, teardown_distributed
 from bora_trainer.offline.trainer import OfflineTrainer
 
 
@@ -126,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("bora train offline: --data is required (the config names no data_dir)")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("BORA_NUM_THREADS", "64")))))
     di = setup_distributed(cfg.device)
+    ok = False
     try:
         try:
             trainer = OfflineTrainer(
@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         if di.is_main:
             summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith("loss/"))
             print(f"offline {cfg.algo}: {trainer.step} updates -> {args.out} ({summary})", file=sys.stderr)
+        ok = True
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        teardown_distributed(ok)
     return 0
 
 
