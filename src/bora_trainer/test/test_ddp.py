@@ -166,6 +166,21 @@ def test_two_process_fsdp_matches_single_process(data, tmp_path):
     _compare(torch.load(single, weights_only=True), torch.load(multi, weights_only=True))
 
 
+@pytest.mark.parametrize("ok", [True, False])
+def test_teardown_leaves_the_group(tmp_path, ok):
+    """``teardown_distributed`` destroys the group after a barrier (ok) or without one (a rank leaving on an
+    exception); a process without a group is left alone."""
+    import torch.distributed as dist
+
+    from bora_trainer.offline.distributed import teardown_distributed
+
+    teardown_distributed(ok)  # no group: nothing to do, no error
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    teardown_distributed(ok)
+    assert not dist.is_initialized()
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3], fsdp="--fsdp" in sys.argv)
