@@ -43,9 +43,9 @@ def setup_distributed(device_pref: str = "auto") -> DistInfo:
 def teardown_distributed(ok: bool = True) -> None:
     """Leave the process group together: a barrier, then ``destroy_process_group``.
 
-    Without the barrier a rank that finishes first (rank 0 still writing its checkpoint, say) tears its
-    gloo pairs down while a peer is still using them; measured on 2 CPU ranks under load, about 1 run in
-    10-15 then ended with the peer's ``terminate called without an active exception`` (SIGABRT).
+    Without the barrier a rank that finishes first tears its gloo pairs down while a peer is still busy
+    (in test_ddp.py: rank 0 writing its output); measured on 2 CPU ranks under load, about 1 run in 10-15
+    then ended with the peer's ``terminate called without an active exception`` (SIGABRT).
     ``ok=False`` (a rank leaving on an exception) skips the barrier: its peers may never reach it, and
     torchrun stops them once this rank exits.
     """
