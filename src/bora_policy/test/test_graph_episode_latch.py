@@ -134,7 +134,9 @@ def test_nodes_started_after_the_bridge_stamp_its_first_episode(tmp_path):
             ["--without", "sim_bridge", "--vla", str(vla), "--param", "policy:replan_steps:=5"],
             tmp_path / "rest.log", env,
         )  # fmt: skip
-        ok = probe.wait("exec", 30, 120) and probe.wait("cmd", 30, 30) and probe.wait("obs", 30, 30)
+        # each wait returns as soon as its count is reached; 120 s each because the policy node's start-up (torch
+        # import + VLA load) took over 30 s beside another test on 2 cores, long after teleop's first 30 execs
+        ok = probe.wait("exec", 30, 120) and probe.wait("cmd", 30, 120) and probe.wait("obs", 30, 120)
         assert ok, "graph did not run:\n" + (tmp_path / "rest.log").read_text()[-4000:]
         time.sleep(1.0)
         with probe._lock:
