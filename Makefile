@@ -9,6 +9,10 @@ PY := $(VENV)/bin/python
 ENV := source $(ROOT)/scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers (2: CI's cores), one test file at a time per worker
+# (--dist loadfile: a module's fixtures, e.g. a started graph, are built once); each worker has its own ROS
+# domain (conftest.py). TEST_WORKERS=0 runs it in one process. test-slow stays in one process (timing checks).
+TEST_WORKERS ?= 2
 
 .PHONY: help setup build test test-slow lint demo bench interop clean
 
@@ -27,7 +31,7 @@ lint: setup  ## ruff over every package, bench and scripts
 	@$(VENV)/bin/ruff check src bench scripts launch
 
 test: build lint  ## set up, build, lint and run every package's tests
-	@$(ENV) && $(PY) -m pytest src $(PYTEST_ARGS)
+	@$(ENV) && $(PY) -m pytest src -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: build  ## the long and timing-sensitive checks (learning runs, hot reload without a missed tick)
 	@$(ENV) && $(PY) -m pytest src -m slow --timeout=1800 $(PYTEST_ARGS)

@@ -14,6 +14,25 @@ from pathlib import Path
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+
+
+def worker_domain_id(base: int, worker: str | None) -> int:
+    """The ROS_DOMAIN_ID of one pytest-xdist worker (``gw0``, ``gw1``, ...) of a run whose domain is ``base``.
+
+    Workers of one run must not share a domain (two workers' graphs on the same topics would cross-talk), and
+    every ID stays in 100..199, the range env.sh and .ci/run draw from (Fast DDS allows 0..232; 0 is the
+    default domain of other ROS users on the machine). Worker 0 keeps ``base``; worker i moves by 37 * i (mod
+    100), so the first two workers are 37 apart and a run never collides with itself for up to 100 workers.
+    """
+    if not worker:
+        return base
+    index = int(worker.removeprefix("gw"))
+    return 100 + (base - 100 + 37 * index) % 100
+
+
+os.environ["ROS_DOMAIN_ID"] = str(
+    worker_domain_id(int(os.environ["ROS_DOMAIN_ID"]), os.environ.get("PYTEST_XDIST_WORKER"))
+)
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
