@@ -47,9 +47,13 @@ want=$(cat requirements.in requirements.lock scripts/setup.sh | sha256sum | cut 
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing pinned Python packages (first run: ~2-3 minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  # --no-compile: pip would byte-compile all ~19k .py files of the venv (about 3 min on a 2-vCPU AVX2 machine:
-  # torch's 2,285 files alone took 21 s); Python compiles the modules a program imports on their first import
+  # pip byte-compiles the venv's ~19k .py files on one core; compileall does it on all of them (on 2 AVX2 vCPUs
+  # 57 s instead of about 100 s). They must be compiled at install: with PYTHONDONTWRITEBYTECODE=1 (set in
+  # this machine's environment) every process would otherwise recompile each module it imports. `|| true`: a few files
+  # of the wheels do not compile on this Python (torch's py312_intrinsics.py); pip skips them silently too.
   "$VENV/bin/python" -m pip install -q --no-compile -r requirements.in -c requirements.lock
+  "$VENV/bin/python" -m compileall -qq -j 0 "$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')" \
+    || true
   "$VENV/bin/python" scripts/fix_ros_cmake_paths.py "$VENV"
   echo "$want" > "$stamp"
 else
