@@ -226,6 +226,16 @@ def chain(task: str, variant: str, a: argparse.Namespace) -> str:
     return variant
 
 
+def evidence_title(ev: Path) -> str:
+    """What the evidence run is: the title of the config it ran (``bora demo`` copies it to configs/demo.yaml:
+    config/evidence_core.yaml's or config/demo.yaml's), with its tasks."""
+    path = ev / "configs" / "demo.yaml"
+    if not path.is_file():
+        return f"no {path}"
+    cfg = yaml.safe_load(path.read_text()) or {}
+    return f"'{cfg.get('title', 'untitled')}': {', '.join(cfg.get('tasks', []))}"
+
+
 def write_keeping_findings(path: Path, text: str) -> None:
     """Write a generated report, keeping the hand-written ``## Findings`` section of the previous one."""
     old = path.read_text() if path.exists() else ""
@@ -308,8 +318,8 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
         f"# {TITLES.get(a.report, a.report)}",
         "",
         f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('logical_cpus', '?')} logical CPUs; commit "
-        f"{res['commit']}; {res['date']}. Evidence run: `{a.evidence}` (config/evidence_core.yaml: Table 4 "
-        "sizes, one training seed). "
+        f"{res['commit']}; {res['date']}. Evidence run: `{a.evidence}` ({evidence_title(Path(a.evidence))}, "
+        "one training seed). "
         + ("`default` is the evidence run's own BORA-Full stack (`--reuse-default`, not retrained); any other "
            "variant " if a.reuse_default else "Each variant ")
         + "retrains the online stage (2 rounds x 10 episodes, 400 "

@@ -119,3 +119,12 @@ def test_pool_variant_diff_over_two_work_dirs(tmp_path, capsys):
     assert "+12.5" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         pool.main(["--work", str(tmp_path / "missing"), "--variant", "v", "--tasks", "t1", "t2"])
+
+
+def test_the_report_names_the_evidence_run_it_retrained(tmp_path):
+    """The report's header says which `bora demo` config built the evidence run (not always evidence_core)."""
+    assert b.evidence_title(tmp_path) == f"no {tmp_path / 'configs' / 'demo.yaml'}"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text(
+        "tasks: [press_button]\ntitle: BORA on the simulated robot (bora demo)\n")
+    assert b.evidence_title(tmp_path) == "'BORA on the simulated robot (bora demo)': press_button"
