@@ -156,6 +156,12 @@ TITLES = {"online_bc": "BORA-Full's online BC: what the actor imitates (issue 14
                                   "the evaluation's), three online seeds (issue 14)",
           "online_nohinge_fresh_unseen": "BORA-Full's online stage without the hinge on FRESH seeds, the UNSEEN "
                                          "objects, three online seeds (issue 14)",
+          "online_nohinge_demo_standard": "BORA-Full's online stage with and without the hinge on the demo's "
+                                          "press_button build, FRESH seeds, standard objects, five online seeds "
+                                          "(issue 14)",
+          "online_nohinge_demo_unseen": "BORA-Full's online stage with and without the hinge on the demo's "
+                                        "press_button build, FRESH seeds, UNSEEN objects, five online seeds "
+                                        "(issue 14)",
           "evidence_core_tuning": "The evidence run's BORA-Offline and BORA-Full on the TUNING seeds (issue 14)",
           "evidence_core_fresh": "The evidence run's BORA-Offline and BORA-Full on fresh seeds (issue 14)",
           "online_null": "BORA-Full's online stage against a residual that never learns, three seeds (issue 14)"}
