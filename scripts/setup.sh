@@ -44,16 +44,17 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp=$VENV/.bora-requirements.sha256
 want=$(cat requirements.in requirements.lock scripts/setup.sh | sha256sum | cut -d' ' -f1)
+SP=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')  # the venv's site-packages
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing pinned Python packages (first run: ~2-3 minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  # pip byte-compiles the venv's ~19k .py files on one core; compileall does it on all of them (on 2 AVX2 vCPUs
+  # pip byte-compiles the venv's ~19k .py files on one core; compileall does it on all cores (on 2 AVX2 vCPUs
   # 57 s instead of about 100 s). They must be compiled at install: with PYTHONDONTWRITEBYTECODE=1 (set in
-  # this machine's environment) every process would otherwise recompile each module it imports. `|| true`: a few files
-  # of the wheels do not compile on this Python (torch's py312_intrinsics.py); pip skips them silently too.
+  # this machine's environment) every process would otherwise recompile each module it imports.
+  # `|| true`: a few files of the wheels do not compile on this Python (torch's py312_intrinsics.py); pip
+  # skips them silently too.
   "$VENV/bin/python" -m pip install -q --no-compile -r requirements.in -c requirements.lock
-  "$VENV/bin/python" -m compileall -qq -j 0 "$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')" \
-    || true
+  "$VENV/bin/python" -m compileall -qq -j 0 "$SP" || true
   "$VENV/bin/python" scripts/fix_ros_cmake_paths.py "$VENV"
   echo "$want" > "$stamp"
 else
@@ -61,7 +62,6 @@ else
 fi
 
 # 3. Put the workspace's Python packages on the venv's path (editable, no copy).
-SP=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 : > "$SP/bora_dev.pth"
 for p in bora_policy bora_teleop bora_trainer bora_sim; do echo "$ROOT/src/$p" >> "$SP/bora_dev.pth"; done
 

@@ -1,4 +1,4 @@
-"""The test suite's parallel workers each get a DDS domain of their own (root conftest.py, `make test -n 2`)."""
+"""Parallel test workers each get a DDS domain of their own (root conftest.py, `make test TEST_WORKERS=2`)."""
 
 from __future__ import annotations
 
