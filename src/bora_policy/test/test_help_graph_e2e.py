@@ -19,7 +19,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
+
+# rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
+# an xdist worker), see the Makefile
+pytestmark = pytest.mark.timing
 
 ROOT = Path(__file__).resolve().parents[3]
 

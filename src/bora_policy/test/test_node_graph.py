@@ -24,6 +24,10 @@ import pytest
 import yaml
 from graph_probe import GraphProbe
 
+# rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
+# an xdist worker), see the Makefile
+pytestmark = pytest.mark.timing
+
 ROOT = Path(__file__).resolve().parents[3]
 RATE = 10.0
 STATE_DIM = ACTION_DIM = 25  # 7 arm + 18 Shadow hand joints

@@ -15,6 +15,10 @@ import pytest
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 from teleop_rig import child_env, stop_node  # noqa: E402
 
+# rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
+# an xdist worker), see the Makefile
+pytestmark = pytest.mark.timing
+
 ROOT = Path(__file__).resolve().parents[3]
 BRIDGE = ROOT / "install" / "bora_sim" / "lib" / "bora_sim" / "sim_bridge"
 REACTION_S = 0.3

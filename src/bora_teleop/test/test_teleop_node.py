@@ -14,6 +14,10 @@ from teleop_rig import ARM, HAND, READY, make_rig, retarget, serve, stamp, start
 
 from bora_teleop.safety import FR3_LOWER, FR3_UPPER  # noqa: E402
 
+# rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
+# an xdist worker), see the Makefile
+pytestmark = pytest.mark.timing
+
 RAMP = 1.0
 
 

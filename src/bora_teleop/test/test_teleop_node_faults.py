@@ -17,6 +17,10 @@ from test_glove_fuzz import mutated_binary, random_bytes, structured_json  # noq
 
 from bora_teleop.glove import encode_packet  # noqa: E402
 
+# rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
+# an xdist worker), see the Makefile
+pytestmark = pytest.mark.timing
+
 WINDOW = 2.0
 
 

@@ -32,6 +32,10 @@ import pytest
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
 import yaml
 
+# rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
+# an xdist worker), see the Makefile
+pytestmark = pytest.mark.timing
+
 ROOT = Path(__file__).resolve().parents[3]
 RATE = 10.0
 T_EP = 32  # control steps per scripted episode (k = 16 -> 2 chunk transitions)

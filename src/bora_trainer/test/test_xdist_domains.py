@@ -1,4 +1,4 @@
-"""Parallel test workers each get a DDS domain of their own (root conftest.py, `make test TEST_WORKERS=2`)."""
+"""Parallel test workers each get a DDS domain of their own (root conftest.py; make test: 2 workers in phase 1)."""
 
 from __future__ import annotations
 
