@@ -8,7 +8,10 @@ same algorithm in ``bora_policy.runtime.approx_sync``. The Observation's stamp i
 frame's stamp. ``episode_id`` follows /bora/episode START events (and the latched copy of the current one on
 ``episode_current_topic``, for a sync node that connects after it); ``step`` is the control step of the
 stamp on the episode's time base (``episode_step``: round((stamp - START stamp) * control_hz)), so it
-counts control steps whatever the camera rate; before any START it counts observations. Until a START
+counts control steps whatever the camera rate; before any START it counts observations. A set is labelled by
+its newest stamp, not by when it completes (``runtime/episode_labels.py``): one captured before the latest
+START keeps the previous episode's id, session and step, and one older than every known START is not
+published (counted, logged once per episode). Until a START
 is known, the first ``episode_wait_s`` seconds of complete sets are held back (not published; counted,
 logged), so the latched START has time to arrive and no observation of the episode carries id 0; after
 that, observations without an episode are published with id 0 (a graph where nobody has started one).
@@ -26,7 +29,8 @@ from bora_policy.common.episode_latch import StartLatch
 from bora_policy.common.graph_params import ParamSpec
 from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_policy.runtime.approx_sync import make_synchronizer
-from bora_policy.runtime.observation import episode_step, stamp_seconds
+from bora_policy.runtime.episode_labels import EpisodeLabeler
+from bora_policy.runtime.observation import stamp_seconds
 
 SPECS = (
     ParamSpec("camera_topic_prefix", "/cameras", "camera topics are <prefix>/<cam>/color/image_raw etc."),
@@ -113,6 +117,8 @@ class SyncNode(Node):
         self._first_set: float | None = None
         self.session_id = ""  # the recording session of the episode (from its START event)
         self.t_start: float | None = None
+        self.labels = EpisodeLabeler(self.control_hz)  # which episode a set belongs to, by its stamp
+        self.older_than_start = 0  # sets captured before every known START: not published
         self.get_logger().info(
             f"sync: {len(self.camera_names)} cameras {self.camera_names}, depth={self.use_depth}, "
             f"slop={self.slop} s, "
@@ -125,6 +131,7 @@ class SyncNode(Node):
             self.session_id = str(ev.session_id)
             self.t_start = stamp_seconds(ev.header.stamp)
             self.latch.applied(self.session_id, self.episode_id, self.t_start)
+            self.labels.start(self.episode_id, self.session_id, self.t_start)
 
     def _on_current(self, ev) -> None:
         """The latched copy of the current episode's START: applied only if it is a newer one."""
@@ -161,9 +168,20 @@ class SyncNode(Node):
             obs.camera_info.append(c[-1])
         obs.arm, obs.hand = msgs[-2], msgs[-1]
         obs.instruction = self.instruction
-        if self.t_start is not None:
-            self.step = episode_step(stamp_seconds(newest), self.t_start, self.control_hz)
-        obs.episode_id, obs.step, obs.session_id = self.episode_id, self.step, self.session_id
+        if self.labels.known:
+            label = self.labels.label(stamp_seconds(newest))
+            if label is None:  # captured before every START known: belongs to no episode
+                self.older_than_start += 1
+                self.get_logger().info(
+                    f"sync: {self.older_than_start} observation(s) captured before episode {self.episode_id}'s "
+                    "START not published",
+                    throttle_duration_sec=5.0,
+                )
+                return
+            obs.episode_id, obs.step, obs.session_id = label.episode_id, label.step, label.session_id
+            self.step = label.step
+        else:
+            obs.episode_id, obs.step, obs.session_id = self.episode_id, self.step, self.session_id
         self.pub.publish(obs)
         self.step += 1
         self.published += 1
