@@ -14,12 +14,14 @@ Per tick (:meth:`Arbiter.tick`):
    ``stale`` (watchdog), ``no_command`` (no policy command yet), ``human_stale``,
    ``bad_command`` (names/shape), ``nan``, ``workspace``, ``estop``, ``no_state``, ``episode_start``,
    ``help_wait`` (``help_hold`` set: the policy asked for help and no one has taken over yet,
-   :mod:`bora_teleop.help_wait`; off by default).
+   :mod:`bora_teleop.help_wait`; off by default), ``episode_over`` (nothing is sent: see below).
 
 Episode boundaries (:meth:`Arbiter.start_episode`, at an EpisodeEvent START or MarkEpisode START):
 the previous episode's commands and its last sent pose are forgotten; until the policy's first command
-of the new episode arrives the arbiter holds the *measured* state received after the START (nothing is
-sent before one arrives), and the rate limit of that first command starts from it. Once an episode
+of the new episode arrives the arbiter holds the *measured* state received after the START and, where
+stamps are known, measured at or after it (nothing is sent before one arrives), and the rate limit of that
+first command starts from it. Between an episode's outcome (:meth:`Arbiter.end_episode`) and the next START
+nothing is sent either (hold ``episode_over``), unless a takeover is under way. Once an episode
 START has been seen, policy commands of any other episode are dropped and counted
 (``dropped_commands``); before the first START the arbiter follows the policy's episode id.
 
@@ -133,6 +135,10 @@ class Arbiter:
         self._measured_seq = 0  # +1 per measured arm/hand update
         self._measured_seq_at_start = (0, 0)
         self._arm_seq = self._hand_seq = 0
+        self._arm_stamp: float | None = None  # header stamps of the latest measured states (None: unknown)
+        self._hand_stamp: float | None = None
+        self._start_stamp: float | None = None  # the last START's stamp
+        self.episode_over = False  # the current episode's outcome is known: nothing sent until the next START
         self.dropped_commands = 0
         self.help_hold = False  # hold while a help request waits for the operator (help_wait.py)
 
@@ -162,8 +168,9 @@ class Arbiter:
             self.awaiting_policy = False
         return ""
 
-    def start_episode(self, episode_id: int) -> bool:
-        """An episode START (see the module docstring). Returns False for a START already applied."""
+    def start_episode(self, episode_id: int, stamp: float | None = None) -> bool:
+        """An episode START (see the module docstring), ``stamp`` its header stamp (s; None: unknown).
+        Returns False for a START already applied."""
         episode_id = int(episode_id)
         if self.started_episode == episode_id:
             return False
@@ -172,8 +179,22 @@ class Arbiter:
         self.episode.step = 0
         self.policy = None
         self.awaiting_policy = True
+        self.episode_over = False
+        self._start_stamp = stamp if stamp else None
         self._measured_seq_at_start = (self._arm_seq, self._hand_seq)
         self.safety.begin_episode()
+        return True
+
+    def end_episode(self, episode_id: int) -> bool:
+        """The outcome of ``episode_id`` (SUCCESS / FAILURE / ABORT): if it is the current episode, nothing is
+        sent until the next START unless a takeover is under way (hold ``episode_over``). Returns whether it
+        applied. The driver keeps its last command; the reset that follows an outcome (the simulator's, or a
+        person's on the robot) is not fought, and no command of the finished episode reaches the driver after
+        it (measured through the graph: the policy's last command, passed on 3-7 ms after the sim's reset,
+        moved the reset arm 0.08 rad back towards where the previous episode ended)."""
+        if self.started_episode is None or int(episode_id) != self.episode.episode_id:
+            return False
+        self.episode_over = True
         return True
 
     def set_arm_target(self, position, t_recv: float, source: str = PERSON) -> None:
@@ -198,18 +219,26 @@ class Arbiter:
         """Whose inputs form A_human now (the last owner while beta ramps down after a release)."""
         return self.sources.owner() or self._owner
 
-    def set_measured(self, arm=None, hand=None) -> None:
+    def set_measured(self, arm=None, hand=None, stamp: float | None = None) -> None:
+        """The measured arm and/or hand state; ``stamp``: its header stamp (s; None or 0: unknown)."""
         if arm is not None:
             self.measured_arm = np.asarray(arm, dtype=np.float64).reshape(7)
             self._arm_seq += 1
+            self._arm_stamp = stamp if stamp else None
         if hand is not None:
             self.measured_hand = np.asarray(hand, dtype=np.float64).reshape(len(self.hand_joint_names))
             self._hand_seq += 1
+            self._hand_stamp = stamp if stamp else None
 
     def measured_since_start(self) -> bool:
-        """Both arm and hand states arrived after the last START."""
+        """Both arm and hand states arrived after the last START and, where both stamps are known, were
+        measured at or after it: a state of the previous episode delivered after the START (DDS orders no
+        two topics) is not the new episode's state."""
         a0, h0 = self._measured_seq_at_start
-        return self._arm_seq > a0 and self._hand_seq > h0
+        if not (self._arm_seq > a0 and self._hand_seq > h0):
+            return False
+        t0 = self._start_stamp
+        return t0 is None or all(s is None or s >= t0 for s in (self._arm_stamp, self._hand_stamp))
 
     def measured(self) -> np.ndarray | None:
         if self.measured_arm is None or self.measured_hand is None:
@@ -287,6 +316,9 @@ class Arbiter:
                 error = (
                     f"holding the measured state until the policy's first command of episode {self.episode.episode_id}"
                 )
+        if self.episode_over and beta == 0.0 and not hold:
+            hold = "episode_over"
+            error = f"episode {self.episode.episode_id} is over: nothing sent until the next START"
         if beta < 1.0 and not hold and a_final is None:
             hold = "stale" if self.policy is not None else "no_command"
             if self.policy is not None:

@@ -54,6 +54,7 @@ HOLD_REASONS = (
     "workspace",
     "no_state",
     "episode_start",
+    "episode_over",
 )
 
 
@@ -184,6 +185,8 @@ class SafetyLayer:
 
     def _hold(self, reason: str, measured: np.ndarray | None, error: str = "") -> SafetyOutput:
         self.counts[reason] = self.counts.get(reason, 0) + 1
+        if reason == "episode_over":  # between an outcome and the next START: the driver keeps its last command
+            return SafetyOutput(None, True, reason, error)
         if self.last_sent is not None:
             target = self.last_sent
         else:

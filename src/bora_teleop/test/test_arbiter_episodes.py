@@ -140,3 +140,56 @@ def test_a_person_takeover_is_not_released_by_the_scripted_operator_and_uses_the
     r = a.tick(t)
     assert r.beta == 1.0
     np.testing.assert_allclose(r.a_human, np.r_[op_arm, 0.1, 0.3])
+
+
+def test_a_state_measured_before_the_start_is_not_held_for_the_new_episode():
+    """The previous episode's last joint state, delivered after the START (another topic, no order), is not
+    the new episode's state: nothing is sent until one stamped at or after the START arrives."""
+    a = make()
+    a.start_episode(1, stamp=100.0)
+    a.set_measured(arm=READY, hand=[0.2, 0.2], stamp=100.1)
+    assert a.set_policy(np.r_[READY, 0.2, 0.2], 100.1, episode_id=1) == ""
+    a.tick(100.1)
+    old = READY + np.array([0, 0.35, 0, 0, 0, 0, 0])  # where episode 1 ended
+    a.set_measured(arm=old, hand=[0.2, 0.2], stamp=104.0)
+    assert a.start_episode(2, stamp=104.05)
+    a.set_measured(arm=old, hand=[0.2, 0.2], stamp=104.0)  # in flight: measured 50 ms before the START
+    r = a.tick(104.1)
+    assert r.held and r.hold_reason == "episode_start" and r.command is None
+    home = READY.copy()
+    a.set_measured(arm=home, hand=[0.3, 0.3], stamp=104.15)  # the reset state
+    r = a.tick(104.2)
+    assert r.held and r.hold_reason == "episode_start"
+    np.testing.assert_allclose(r.command, np.r_[home, 0.3, 0.3])
+    # unknown stamps (0: a driver that does not stamp) fall back to the arrival order, as before
+    b = make()
+    b.start_episode(1, stamp=50.0)
+    b.set_measured(arm=old, hand=[0.2, 0.2], stamp=0.0)
+    np.testing.assert_allclose(b.tick(50.1).command, np.r_[old, 0.2, 0.2])
+
+
+def test_nothing_is_sent_between_an_outcome_and_the_next_start_unless_a_takeover_runs():
+    a = make(ramp=0.0)
+    a.start_episode(1)
+    cmd = np.r_[READY, 0.2, 0.2]
+    a.set_policy(cmd, 0.0, episode_id=1)
+    assert a.tick(0.0).command is not None
+    assert not a.end_episode(7)  # not the current episode: ignored
+    assert a.end_episode(1)
+    a.set_policy(cmd, 0.05, episode_id=1)  # the policy's last command, still fresh: not passed on
+    r = a.tick(0.1)
+    assert r.held and r.hold_reason == "episode_over" and r.command is None and "episode 1 is over" in r.error
+    assert a.safety.counts["episode_over"] == 1
+    # a person takes over between episodes (to reset the scene): their commands are sent
+    a.request_takeover(PERSON, True, 0.1)
+    a.set_glove(GloveSample(np.array([1.0, 0.5]), 0, 0.0, 0.2), PERSON)
+    a.set_arm_target(READY + 0.01, 0.2, PERSON)
+    r = a.tick(0.2)
+    assert not r.held and r.beta == 1.0
+    np.testing.assert_allclose(r.command[:7], READY + 0.01)
+    a.end_takeover()
+    assert a.tick(0.3).hold_reason == "episode_over"
+    a.start_episode(2)  # the next START ends the hold (episode_start then holds the new measured state)
+    a.set_measured(arm=READY, hand=[0.2, 0.2])
+    r = a.tick(0.4)
+    assert r.hold_reason == "episode_start" and r.command is not None

@@ -286,7 +286,7 @@ class TeleopNode(OperatorMixin, Node):
     def _on_arm_state(self, msg: JointState) -> None:
         q = self._values("arm_state", "arm joint states", msg, self.arb.arm_joint_names)
         if q is not None:
-            self.arb.set_measured(arm=q)
+            self.arb.set_measured(arm=q, stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def _on_hand_state(self, msg: JointState) -> None:
         if self.hand_adapter.is_identity:
@@ -302,7 +302,7 @@ class TeleopNode(OperatorMixin, Node):
                 self._fault("hand_state_malformed", f"hand joint states: {e}", WARN)
                 return
         if q is not None:
-            self.arb.set_measured(hand=q)
+            self.arb.set_measured(hand=q, stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def _glove(self, msg: JointState, source: str) -> None:
         kind, what = ("glove", "glove joint states") if source == PERSON else ("operator_glove", "operator glove")
@@ -350,7 +350,11 @@ class TeleopNode(OperatorMixin, Node):
         for kind, reward in r.events:
             self._publish_intervention(kind, reward, r.episode_id, r.step, "operator")
         if r.held and r.hold_reason != self._last_reason:
-            level = "error" if r.hold_reason in ("nan", "bad_command", "estop") else "warning"
+            level = (
+                "error"
+                if r.hold_reason in ("nan", "bad_command", "estop")
+                else ("info" if r.hold_reason == "episode_over" else "warning")
+            )
             self._log(level, f"HOLD ({r.hold_reason}) {r.error}".strip())
         elif r.held and r.hold_reason in ("nan", "bad_command"):
             self._rl("hold_" + r.hold_reason, "error", f"HOLD ({r.hold_reason}) {r.error}".strip())
@@ -360,7 +364,7 @@ class TeleopNode(OperatorMixin, Node):
             if r.hold_reason != self._last_reason:
                 self._hold_since = stamp.nanoseconds * 1e-9
             lasting = stamp.nanoseconds * 1e-9 - self._hold_since >= TRANSIENT_HOLD_S
-            if (r.hold_reason not in TRANSIENT_HOLDS or lasting) and r.hold_reason != "help_wait":
+            if (r.hold_reason not in TRANSIENT_HOLDS or lasting) and r.hold_reason not in ("help_wait", "episode_over"):
                 text = f"HOLD ({r.hold_reason}) {r.error}".strip()
                 self.faults.record(f"hold_{r.hold_reason}", text, HOLD_LEVEL.get(r.hold_reason, WARN))
         self._last_reason = r.hold_reason if r.held else ""

@@ -89,8 +89,11 @@ class OperatorMixin:
             self._episode_session = msg.session_id or self._episode_session
             if self.arb.started_episode != msg.episode_id:
                 self._end_takeover(self.arb.episode.episode_id, self.arb.episode.step, "next episode started")
-                self._start_episode(int(msg.episode_id), "episode event")
+                self._start_episode(
+                    int(msg.episode_id), "episode event", msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                )
         elif msg.kind in (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.ABORT):
+            self.arb.end_episode(int(msg.episode_id))
             self._end_takeover(
                 int(msg.episode_id),
                 int(msg.step),
@@ -100,8 +103,8 @@ class OperatorMixin:
         else:
             self._fault("episode_event_malformed", f"EpisodeEvent.kind={msg.kind}: expected one of {EPISODE_KINDS}")
 
-    def _start_episode(self, episode_id: int, how: str) -> None:
-        if self.arb.start_episode(episode_id):
+    def _start_episode(self, episode_id: int, how: str, stamp: float | None = None) -> None:
+        if self.arb.start_episode(episode_id, stamp):
             self.get_logger().info(
                 f"episode {episode_id} START ({how}): holding the measured state until the policy's first command of it"
             )
@@ -126,6 +129,8 @@ class OperatorMixin:
 
     def _publish_episode(self, kind: int, note: str) -> int:
         if kind in EPISODE_KINDS:  # the open takeover belongs to the episode being ended / left
+            if kind != EP_START:
+                self.arb.end_episode(self.arb.episode.episode_id)
             self._end_takeover(
                 self.arb.episode.episode_id,
                 self.arb.episode.step,
