@@ -206,7 +206,11 @@ class BridgeNode(Node):
         self.pub_arm_target = self.create_publisher(JointState, t["arm_target"], rel)
         self.pub_takeover = self.create_publisher(Bool, t["takeover"], rel)
         self.pub_recovered = self.create_publisher(Bool, t["recovered"], rel)
-        cmd_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
+        # best effort matches any publisher; depth 1: the driver acts on the NEWEST command, as a real driver's
+        # realtime buffer does. With depth 5 this node took one queued command per tick once a backlog had formed
+        # (a burst, a slow tick), so every command was applied 3-4 ticks (300-340 ms) after the arbiter sent it,
+        # for the rest of the run, and the previous episode's last commands reached the freshly reset arm.
+        cmd_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         if self.arm_command_type == "forward":
             self.create_subscription(Float64MultiArray, t["arm_command"], self._on_arm_forward, cmd_qos)
         else:
@@ -294,7 +298,14 @@ class BridgeNode(Node):
         op = self.operator
         if op is None:
             return
+        n_before = len(op.segments)
         decision = op.observe(info)
+        if len(op.segments) > n_before:  # a takeover starts: why, and when (the operator share's diagnosis)
+            seg = op.segments[-1]
+            self.get_logger().info(
+                f"sim_bridge: the scripted operator takes over episode {self.episode_id} at step {seg.start} "
+                f"({seg.reason}; progress {seg.progress0:.2f})"
+            )
         if decision.reason == "handback" and op.segments and op.segments[-1].recovered:
             self.pub_recovered.publish(self._Bool(data=True))
         elif decision.reason == "handback":
