@@ -47,14 +47,6 @@ class EpisodeLabeler:
     def known(self) -> bool:
         return bool(self._starts)
 
-    @property
-    def current(self) -> tuple[int, str, float] | None:
-        """(episode_id, session_id, START stamp) of the newest START, or None before any."""
-        if not self._starts:
-            return None
-        t, ep, session = self._starts[-1]
-        return ep, session, t
-
     def start(self, episode_id: int, session_id: str, stamp: float) -> None:
         """A START applied by the node (it decides which are new: :class:`StartLatch`)."""
         self._starts.append((float(stamp), int(episode_id), str(session_id)))
