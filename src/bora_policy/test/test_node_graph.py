@@ -4,8 +4,9 @@ One graph (bridge + sync + policy [+ teleop when config/sim.yaml configures it])
 module; a probe node in this process listens. Checks: policy commands arrive at the control rate
 (10 Hz, within 10 %) for at least 10 s and the simulated arm and hand follow them; a residual
 checkpoint hot-reloaded mid-run is used by the next chunks with no missed control tick; a
-corrupted, a NaN and a wrong-shape checkpoint are rejected with the previous one kept; Ctrl-C
-(SIGINT to the supervisor) stops every node.
+corrupted, a NaN and a wrong-shape checkpoint are rejected with the previous one kept; at every episode
+boundary nothing reaches the drivers between the episode's outcome and the next START and nothing of the
+finished episode after its outcome; Ctrl-C (SIGINT to the supervisor) stops every node.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Probe(GraphProbe):
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import JointState
 
-        from bora_msgs.msg import ActionChunk, JointCommand
+        from bora_msgs.msg import ActionChunk, EpisodeEvent, ExecutedCommand, JointCommand
 
         super().__init__("bora_graph_probe", (
             ("cmd", JointCommand, "/bora/policy_command"),
@@ -85,6 +86,8 @@ class Probe(GraphProbe):
             ("hand", JointState, "/hand/joint_states"),
             ("chunk", ActionChunk, "/bora/action_chunk"),
             ("diag", DiagnosticArray, "/diagnostics"),
+            ("ep", EpisodeEvent, "/bora/episode"),
+            ("exec", ExecutedCommand, "/bora/executed_command"),
         ))
 
     def wait_for(self, key, pred=lambda m: True, timeout=60.0, after=0.0):
@@ -304,6 +307,43 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
     resid = np.asarray(chunk.residual).reshape(k, A)
     np.testing.assert_allclose(final, base + chunk.residual_scale * resid, atol=1e-4)
     assert chunk.residual_scale == pytest.approx(0.2) and np.abs(resid).max() > 0
+
+
+def _stamp(header) -> float:
+    return header.stamp.sec + 1e-9 * header.stamp.nanosec
+
+
+def test_episode_boundaries_are_clean(graph):
+    """Between an episode's outcome and the next START the arbiter sends nothing, and after the outcome
+    nothing of the finished episode (the dirty episode starts of the README's issue 14 section: the previous
+    episode's last commands reached the freshly reset arm). From the bridge's EpisodeEvents and the arbiter's
+    ExecutedCommand records (one per command written to the drivers), by their stamps (one machine clock)."""
+    assert graph["teleop"], "config/sim.yaml starts no teleop arbiter: no ExecutedCommand to check"
+    probe = graph["probe"]
+    tol = 0.05  # the arbiter hears the outcome over DDS: a tick in the first 50 ms after it may still send
+
+    def boundaries():
+        ev = [(_stamp(m.header), int(m.episode_id), int(m.kind)) for _, m in list(probe.rx["ep"])]
+        starts = {ep: t for t, ep, kind in ev if kind == 0}
+        outs = {ep: t for t, ep, kind in ev if kind != 0}
+        return [(ep, outs[ep], starts[ep + 1]) for ep in sorted(outs) if ep + 1 in starts]
+
+    end = time.monotonic() + 40.0  # episodes end at the task's 10 s time limit (the tiny VLA does not succeed)
+    while len(boundaries()) < 2 and time.monotonic() < end:
+        time.sleep(0.2)
+    bounds = boundaries()
+    assert len(bounds) >= 2, f"only {len(bounds)} episode boundaries seen: {[m.kind for _, m in probe.rx['ep']]}"
+    execs = [(_stamp(m.command.header), int(m.command.episode_id), int(m.command.step), bool(m.held))
+             for _, m in list(probe.rx["exec"])]
+    for ep, t_out, t_start in bounds:
+        assert t_start > t_out, (ep, t_out, t_start)
+        after = [e for e in execs if e[0] > t_out + tol]
+        between = [e for e in after if e[0] < t_start]
+        stale = [e for e in after if e[1] == ep]
+        assert not between, f"commands sent between episode {ep}'s outcome and the next START: {between[:5]}"
+        assert not stale, f"commands of episode {ep} after its outcome: {stale[:5]}"
+        new = [e for e in after if e[0] >= t_start][:5]
+        assert new and all(e[1] == ep + 1 for e in new), (ep, new)  # the next commands are the new episode's
 
 
 def test_ctrl_c_stops_every_node(graph):
