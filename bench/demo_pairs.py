@@ -12,6 +12,12 @@ Each evaluation is `bora eval --run RUN --task T --objects O --trials N --seed0 
 ``--work`` is read, not recomputed. The seeds (default 800000..) are outside the demo's evaluation (100000..) and
 tuning ranges. One build = one training run per row on this machine's float kernels: the intervals cover the
 evaluation seeds, not the training randomness (README, issue 14).
+
+``--extra-online RUN...``: more online stages retrained from the same BORA-Offline run (e.g. `bora train online
+--env ros` with the demo's command line and another ``--out``: through the graph every run differs); BORA-Full -
+BORA-Offline is then also given per online run and over all of them with a two-level bootstrap (online runs, then
+seeds; stratified by object set: :func:`bora_trainer.stats.hierarchical_bootstrap_diff`), which covers the online
+stage's randomness but not the offline stage's.
 """
 
 from __future__ import annotations
@@ -26,7 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine_info import machine  # noqa: E402
 
-from bora_trainer.stats import mcnemar_exact_p, newcombe_paired_diff, paired_bootstrap_diff  # noqa: E402
+from bora_trainer.stats import (  # noqa: E402
+    hierarchical_bootstrap_diff,
+    mcnemar_exact_p,
+    newcombe_paired_diff,
+    paired_bootstrap_diff,
+)
 
 ROWS = {  # run directory under DEMO/runs/TASK -> label (config/demo.yaml's rows)
     "warmup": "Warm-up (the shared start)",
@@ -65,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replan-steps", type=int, default=8, help="as the demo's evaluation (config/demo.yaml)")
     ap.add_argument("--work", type=Path, default=None, help="evaluation JSONs (default: DEMO_OUT/pairs)")
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
+    ap.add_argument("--extra-online", type=Path, nargs="*", default=[],
+                    help="more online runs of the same build (BORA-Full retrained): a row each + a two-level bootstrap")
     ap.add_argument("--built-at", default="", help="the commit the demo was built at (named in the report)")
     a = ap.parse_args(argv)
     runs = a.demo_out / "runs" / a.task
@@ -100,6 +113,40 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
         res["pairs"].append(row)
         md.append(f"| {ROWS[r1]} - {ROWS[r2]} | " + " | ".join(cells) + " |")
+    if a.extra_online:
+        runs_on = [("the demo's", None)] + [(str(r), r) for r in a.extra_online]
+        per_set = {o: [] for o in SETS}
+        md += ["", "BORA-Full retrained (the online stage only, same BORA-Offline run) - BORA-Offline, same seeds:", "",
+               "| online run | " + " | ".join(f"{o}: BORA-Full, difference" for o in SETS)
+               + " | operator share per round (takeovers) |", "| --- | --- | --- | --- |"]
+        res["online_runs"] = []
+        for name, run in runs_on:
+            cells, entry = [], {"run": name}
+            for o in SETS:
+                if run is None:
+                    xo = x["bora-residual-online", o]
+                else:
+                    xo = outcomes(evaluate(run, a.task, o, a.trials, a.seed0, a.replan_steps,
+                                           work / f"online_{run.name}__{o}.json"))
+                per_set[o].append((xo, x["bora", o]))
+                d = 100 * (sum(xo) - sum(x["bora", o])) / a.trials
+                entry[o] = {"successes": sum(xo), "diff": d}
+                cells.append(f"{sum(xo)}/{a.trials}, {d:+.1f}")
+            status = (run or runs / "bora-residual-online") / "trainer" / "status.json"
+            rounds = json.loads(status.read_text()).get("rounds", []) if status.is_file() else []
+            entry["rounds"] = rounds
+            cells.append(", ".join(f"{100 * r['intervened_share']:.1f}% ({r['takeovers']})" for r in rounds) or "n/a")
+            res["online_runs"].append(entry)
+            md.append(f"| {name} | " + " | ".join(cells) + " |")
+        d, lo, hi = hierarchical_bootstrap_diff(per_set)
+        res["online_pooled"] = {"diff": 100 * d, "lo": 100 * lo, "hi": 100 * hi, "runs": len(runs_on)}
+        done = a.demo_out / "stages" / f"online-{a.task}-bora-residual.done"
+        if done.is_file():
+            argv = json.loads(done.read_text())["argv"]
+            md += ["", "The demo's online stage (every other online run: the same command with its own `--out`): `bora "
+                   + " ".join(argv) + "`"]
+        md += ["", f"Over the {len(runs_on)} online runs and both object sets (two-level bootstrap, 95%): "
+               f"BORA-Full - BORA-Offline {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points."]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     a.out.with_suffix(".md").write_text("\n".join(md) + "\n")
