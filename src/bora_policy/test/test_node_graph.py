@@ -309,21 +309,19 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
     assert chunk.residual_scale == pytest.approx(0.2) and np.abs(resid).max() > 0
 
 
-def _stamp(header) -> float:
-    return header.stamp.sec + 1e-9 * header.stamp.nanosec
-
-
 def test_episode_boundaries_are_clean(graph):
     """Between an episode's outcome and the next START the arbiter sends nothing, and after the outcome
     nothing of the finished episode (the dirty episode starts of the README's issue 14 section: the previous
     episode's last commands reached the freshly reset arm). From the bridge's EpisodeEvents and the arbiter's
     ExecutedCommand records (one per command written to the drivers), by their stamps (one machine clock)."""
     assert graph["teleop"], "config/sim.yaml starts no teleop arbiter: no ExecutedCommand to check"
+    from bora_policy.runtime.observation import stamp_seconds
+
     probe = graph["probe"]
     tol = 0.05  # the arbiter hears the outcome over DDS: a tick in the first 50 ms after it may still send
 
     def boundaries():
-        ev = [(_stamp(m.header), int(m.episode_id), int(m.kind)) for _, m in list(probe.rx["ep"])]
+        ev = [(stamp_seconds(m.header.stamp), int(m.episode_id), int(m.kind)) for _, m in list(probe.rx["ep"])]
         starts = {ep: t for t, ep, kind in ev if kind == 0}
         outs = {ep: t for t, ep, kind in ev if kind != 0}
         return [(ep, outs[ep], starts[ep + 1]) for ep in sorted(outs) if ep + 1 in starts]
@@ -333,7 +331,7 @@ def test_episode_boundaries_are_clean(graph):
         time.sleep(0.2)
     bounds = boundaries()
     assert len(bounds) >= 2, f"only {len(bounds)} episode boundaries seen: {[m.kind for _, m in probe.rx['ep']]}"
-    execs = [(_stamp(m.command.header), int(m.command.episode_id), int(m.command.step), bool(m.held))
+    execs = [(stamp_seconds(m.command.header.stamp), int(m.command.episode_id), int(m.command.step), bool(m.held))
              for _, m in list(probe.rx["exec"])]
     for ep, t_out, t_start in bounds:
         assert t_start > t_out, (ep, t_out, t_start)
