@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     built = f" (built at {a.built_at})" if a.built_at else ""
     res = {"machine": m, "demo_out": str(a.demo_out), "built_at": a.built_at, "task": a.task,
            "seeds": [a.seed0, a.seed0 + a.trials - 1],
-           "successes": {f"{r}/{o}": sum(v) for (r, o), v in x.items()}, "pairs": []}
+           "successes": {f"{r}/{o}": sum(v) for (r, o), v in x.items()},
+           "outcomes": {f"{r}/{o}": [int(s) for s in v] for (r, o), v in x.items()},  # per seed, seed0 first
+           "pairs": []}
     md = [f"# `make demo` rows on {a.trials} fresh paired seeds per object set ({a.task})", "",
           f"Evaluated at {m['commit']} on {m['cpu']} ({m.get('logical_cpus', '?')} logical CPUs), torch {m['torch']}; "
           f"the runs of `{a.demo_out}`{built}; seeds {a.seed0}..{a.seed0 + a.trials - 1} on each object set, "
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                                            work / f"online_{run.name}__{o}.json"))
                 per_set[o].append((xo, x["bora", o]))
                 d = 100 * (sum(xo) - sum(x["bora", o])) / a.trials
-                entry[o] = {"successes": sum(xo), "diff": d}
+                entry[o] = {"successes": sum(xo), "diff": d, "outcomes": [int(s) for s in xo]}
                 cells.append(f"{sum(xo)}/{a.trials}, {d:+.1f}")
             status = (run or runs / "bora-residual-online") / "trainer" / "status.json"
             rounds = json.loads(status.read_text()).get("rounds", []) if status.is_file() else []
