@@ -67,6 +67,17 @@ def outcomes(res: dict) -> list[bool]:
     return [bool(e["success"]) for e in sorted(res["episodes"], key=lambda e: e["seed"])]
 
 
+def rescue(ingested: Path) -> dict | None:
+    """The online episodes a trainer ingested (``trainer/ingested.json``: outcome and takeovers per episode): how many
+    succeeded, how many the operator took over, and how many of those ended in success (issue 14's rescue rate)."""
+    if not ingested.is_file():
+        return None
+    eps = list(json.loads(ingested.read_text()).values())
+    taken = [e for e in eps if e.get("takeovers", 0) > 0]
+    return {"episodes": len(eps), "successes": sum(e.get("outcome") == "success" for e in eps),
+            "taken_over": len(taken), "rescued": sum(e.get("outcome") == "success" for e in taken)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo-out", type=Path, required=True, help="a finished `bora demo` output directory")
@@ -120,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         per_set = {o: [] for o in SETS}
         md += ["", "BORA-Full retrained (the online stage only, same BORA-Offline run) - BORA-Offline, same seeds:", "",
                "| online run | " + " | ".join(f"{o}: BORA-Full, difference" for o in SETS)
-               + " | operator share per round (takeovers) |", "| --- | --- | --- | --- |"]
+               + " | operator share per round (takeovers) | online episodes: successes; rescued of those taken over |",
+               "| --- | --- | --- | --- | --- |"]
         res["online_runs"] = []
         for name, run in runs_on:
             cells, entry = [], {"run": name}
@@ -138,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             rounds = json.loads(status.read_text()).get("rounds", []) if status.is_file() else []
             entry["rounds"] = rounds
             cells.append(", ".join(f"{100 * r['intervened_share']:.1f}% ({r['takeovers']})" for r in rounds) or "n/a")
+            entry["rescue"] = rescue((run or runs / "bora-residual-online") / "trainer" / "ingested.json")
+            cells.append("n/a" if entry["rescue"] is None else "{successes}/{episodes}; {rescued}/{taken_over}".format(
+                **entry["rescue"]))
             res["online_runs"].append(entry)
             md.append(f"| {name} | " + " | ".join(cells) + " |")
         d, lo, hi = hierarchical_bootstrap_diff(per_set)
