@@ -1,7 +1,7 @@
 """`bora train online --env ros` hands the online config's operator and help monitor to the graph.
 
 Before, the ROS path ran the bridge's scripted operator with OperatorConfig's defaults whatever the online
-config said (`config/online_tiny.yaml`: budget 2, grace 1 s, patience 1.5 s, hand back after 3 s), so the
+config said (`config/online_tiny.yaml` then: budget 2, grace 1 s, patience 1.5 s, hand back after 3 s), so the
 demo's online stage and `--env sim` used different operators. Checked by reading the graph's parameter
 file back through the functions the bridge and the policy node use (`operator_from_params`,
 `policy_help.monitor_config`).
