@@ -17,7 +17,10 @@ evaluation seeds, not the training randomness (README, issue 14).
 --env ros` with the demo's command line and another ``--out``: through the graph every run differs); BORA-Full -
 BORA-Offline is then also given per online run and over all of them with a two-level bootstrap (online runs, then
 seeds; stratified by object set: :func:`bora_trainer.stats.hierarchical_bootstrap_diff`), which covers the online
-stage's randomness but not the offline stage's.
+stage's randomness but not the offline stage's. Per online run the report also gives the ingested online episodes'
+successes and how many of those the operator took over ended in success (``trainer/ingested.json``).
+
+The JSON keeps every row's per-seed outcomes: ``bench/demo_pairs_pooled.py`` pools several tasks' results.
 """
 
 from __future__ import annotations
