@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine_info import machine  # noqa: E402
 
+from bora_trainer.online.rounds import round_table  # noqa: E402
 from bora_trainer.stats import (  # noqa: E402
     hierarchical_bootstrap_diff,
     mcnemar_exact_p,
@@ -71,14 +72,14 @@ def outcomes(res: dict) -> list[bool]:
 
 
 def rescue(ingested: Path) -> dict | None:
-    """The online episodes a trainer ingested (``trainer/ingested.json``: outcome and takeovers per episode): how many
-    succeeded, how many the operator took over, and how many of those ended in success (issue 14's rescue rate)."""
+    """Over all rounds of a trainer's ledger (``trainer/ingested.json``, :func:`round_table`): episodes, successes,
+    episodes the operator took over and how many of those ended in success (issue 14's rescue rate)."""
     if not ingested.is_file():
         return None
-    eps = list(json.loads(ingested.read_text()).values())
-    taken = [e for e in eps if e.get("takeovers", 0) > 0]
-    return {"episodes": len(eps), "successes": sum(e.get("outcome") == "success" for e in eps),
-            "taken_over": len(taken), "rescued": sum(e.get("outcome") == "success" for e in taken)}
+    rows = round_table(json.loads(ingested.read_text()))
+    if any(r["rescued"] is None for r in rows):
+        return None
+    return {k: sum(r[k] for r in rows) for k in ("episodes", "successes", "taken_over", "rescued")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,10 +75,13 @@ def test_round_table_sums_per_round():
     assert (t[0]["episodes"], t[0]["steps"], t[0]["intervened_steps"], t[0]["successes"]) == (2, 40, 8, 1)
     assert t[0]["intervened_share"] == pytest.approx(0.2)
     assert (t[1]["episodes"], t[1]["steps"], t[1]["intervened_share"]) == (1, 20, 0.0)
-    assert t[0]["takeovers"] is None  # a ledger written before takeovers were counted
+    assert t[0]["takeovers"] is None and t[0]["rescued"] is None  # a ledger written before takeovers were counted
     for e, n in zip(ledger.values(), (1, 3, 0)):
         e["takeovers"] = n
-    assert [r["takeovers"] for r in round_table(ledger)] == [4, 0]
+    t = round_table(ledger)
+    assert [r["takeovers"] for r in t] == [4, 0]
+    # round 1: a (success) and b (timeout) taken over -> 2 taken over, 1 rescued; round 2: c not taken over
+    assert [(r["taken_over"], r["rescued"]) for r in t] == [(2, 1), (0, 0)]
 
 
 def test_episode_gate_values_and_errors():

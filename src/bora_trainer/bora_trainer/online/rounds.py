@@ -82,20 +82,22 @@ def ledger_takeovers(trainer_dir: str | Path) -> dict[int, int | None]:
 
 
 def round_table(ledger: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per round: episodes, control steps, intervened steps (and their share), successes, and takeovers
-    (None when an entry predates their count in the ledger)."""
+    """Per round: episodes, control steps, intervened steps (and their share), successes, takeovers, the
+    episodes the operator took over (``taken_over``) and how many of those ended in success (``rescued``:
+    issue 14's rescue rate). The three takeover counts are None when an entry predates them in the ledger."""
     out: dict[int, dict[str, Any]] = {}
     for e in ledger.values():
         r = int(e.get("round", 1))
-        row = out.setdefault(
-            r, {"round": r, "episodes": 0, "steps": 0, "intervened_steps": 0, "successes": 0, "takeovers": 0}
-        )
+        row = out.setdefault(r, {"round": r, "episodes": 0, "steps": 0, "intervened_steps": 0, "successes": 0,
+                                 "takeovers": 0, "taken_over": 0, "rescued": 0})
         row["episodes"] += 1
         row["steps"] += int(e.get("num_steps", 0))
         row["intervened_steps"] += int(e.get("intervened_steps", 0))
-        row["successes"] += int(e.get("outcome") == "success")
+        success = e.get("outcome") == "success"
+        row["successes"] += int(success)
         n = e.get("takeovers")
-        row["takeovers"] = None if n is None or row["takeovers"] is None else row["takeovers"] + int(n)
+        for key, add in (("takeovers", n), ("taken_over", n and n > 0), ("rescued", n and n > 0 and success)):
+            row[key] = None if n is None or row[key] is None else row[key] + int(add)
     rows = [out[r] for r in sorted(out)]
     for row in rows:
         row["intervened_share"] = row["intervened_steps"] / row["steps"] if row["steps"] else 0.0
