@@ -165,3 +165,52 @@ def test_finger_off_the_button_means_the_housing_without_the_cap():
     missed = {"housing_contacts": 1, "finger_on_cap": False}
     assert _first_takeover(_FedDistance(env, cfg=cfg), closing, missed) == (10, "finger off the button")
     env.close()
+
+
+def _knock_out_of_hand(env, xy):
+    """Put the task's object back on the table at ``xy`` at rest (a bump that knocks it out of the hand)."""
+    import mujoco
+
+    m, d, task = env.model, env.data, env.task
+    j = m.body_jntadr[task.body_id]
+    qa, va = m.jnt_qposadr[j], m.jnt_dofadr[j]
+    d.qpos[qa : qa + 3] = [xy[0], xy[1], task.half[2] + 0.002]
+    d.qpos[qa + 3 : qa + 7] = [1.0, 0.0, 0.0, 0.0]
+    d.qvel[va : va + 6] = 0.0
+    mujoco.mj_forward(m, d)
+
+
+@pytest.mark.parametrize("max_replans,rescued", [(2, True), (0, False)])
+def test_operator_tries_again_when_the_object_is_knocked_out_of_its_hand(max_replans, rescued):
+    """pick_and_place, a policy that never moves: the operator takes over after grace + patience (1 s + 1 s),
+    grasps and lifts the object; 10 cm up it is knocked out of the hand back onto the table. With retries the
+    operator sees the object on the table out of the hand while it is carrying, plans afresh and puts it in the
+    basket within the time limit; carrying the first plan through (max_replans 0) it transports an empty hand."""
+    env = make_env("pick_and_place", render=False)
+    obs, info = env.reset(seed=1)
+    xy0 = env.task.object_pos(env.data)[:2].copy()
+    op = ScriptedOperator(env, OperatorConfig(grace_s=1.0, patience_s=1.0, max_replans=max_replans), seed=0)
+    hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]]).astype(np.float32)
+    knocked, phases, term, trunc = None, [], False, False
+    while not (term or trunc):
+        dec = op.observe(info)
+        a = (1 - dec.beta) * hold + dec.beta * op.human_action() if dec.takeover else hold
+        phases.append(op.expert.phase if dec.takeover else "")
+        obs, _, term, trunc, info = env.step(a.astype(np.float32))
+        if knocked is None and dec.takeover and info["object_height"] > 0.10:
+            _knock_out_of_hand(env, xy0)
+            knocked = info["step"]
+    op.close_open_segment(info["success"])
+    ivs = op.interventions()
+    assert knocked is not None, "the operator never lifted the object (the scenario did not happen)"
+    assert len(ivs) == 1 and ivs[0]["reason"] == "no progress"
+    after = phases[knocked:]
+    assert ("approach" in after) == rescued  # a fresh plan starts with the approach
+    assert bool(info["success"]) == rescued and ivs[0]["recovered"] == rescued
+
+
+def test_operator_replan_fields_are_checked():
+    with pytest.raises(ValueError, match="max_replans"):
+        OperatorConfig(max_replans=-1)
+    with pytest.raises(ValueError, match="replan_wait_s"):
+        OperatorConfig(replan_wait_s=-0.5)
