@@ -31,6 +31,7 @@ class FrozenVLA:
         from bora_trainer.select import load_deployed
 
         run_dir = Path(run_dir)
+        self.run_dir = run_dir
         if not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"--offline-run {run_dir}: no config.yaml (not an offline run directory)")
         self.cfg = load_config(OfflineConfig, run_dir / "config.yaml")
