@@ -328,7 +328,8 @@ class ScriptedOperator:
         """Nominal time (s) the operator needs to succeed from a fresh plan: its plan's segment durations
         up to the last one the success predicate needs (trailing ``hold`` segments, and a ``retreat`` after
         a ``hold``, left out; from segment ``resume`` on if given) at the operator's ``speed``, plus the
-        task's success hold. The plan's segments are cached per episode (their durations are constants)."""
+        task's success hold and its measured ``rescue_slack_s`` (``tasks/base.py``). The plan's segments are
+        cached per episode (their durations are constants)."""
         if self._plan_s is None:
             plan = PLANNERS[self.env.task_name](self.env, self.expert)
             while plan and plan[-1].label == "hold":
@@ -341,7 +342,8 @@ class ScriptedOperator:
         if resume in labels:
             segs = segs[labels.index(resume) :]
         hold = getattr(self.env.task, "hold_steps", 1) / self.env.control_hz
-        return float(sum(d for _, d in segs) / self.cfg.speed + hold)
+        slack = float(getattr(self.env.task, "rescue_slack_s", 0.0))
+        return float(sum(d for _, d in segs) / self.cfg.speed + hold + slack)
 
     def _resume_label(self, info: dict[str, Any]) -> str | None:
         """The plan segment a takeover starts from, given how far the policy got (privileged state):

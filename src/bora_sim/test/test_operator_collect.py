@@ -214,3 +214,17 @@ def test_operator_replan_fields_are_checked():
         OperatorConfig(max_replans=-1)
     with pytest.raises(ValueError, match="replan_wait_s"):
         OperatorConfig(replan_wait_s=-0.5)
+
+
+
+def test_plan_seconds_adds_the_tasks_rescue_slack():
+    """pick_plush_toy's plan: approach 1.2 s, descend 1.0 s, close 0.8 s, lift 1.5 s (the trailing hold left out)
+    at the operator's 1.3x, plus the 8-step success hold at 10 Hz and the task's 1 s of rescue slack:
+    4.5 / 1.3 + 0.8 + 1.0 = 5.26 s; from the lift on 1.5 / 1.3 + 0.8 + 1.0 = 2.95 s. pull_tissue has none."""
+    env = make_env("pick_plush_toy", render=False)
+    env.reset(seed=0)
+    op = ScriptedOperator(env, OperatorConfig(), seed=0)
+    assert op.plan_seconds() == pytest.approx(4.5 / 1.3 + 0.8 + 1.0)
+    assert op.plan_seconds("lift") == pytest.approx(1.5 / 1.3 + 0.8 + 1.0)
+    env.close()
+    assert make_env("pull_tissue", render=False).task.rescue_slack_s == 0.0

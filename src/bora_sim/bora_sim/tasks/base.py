@@ -67,6 +67,9 @@ class Task:
     time_limit_s: float = 10.0
     hold_steps: int = 0
     """Control steps the instant predicate must hold in a row ("held steady")."""
+    rescue_slack_s: float = 0.0
+    """Time (s) the scripted operator's rescue of this task takes beyond its plan's nominal durations (measured;
+    its deadline takeover adds it: ``ScriptedOperator.plan_seconds``)."""
 
     def __init__(self, obj: ObjectSpec):
         self.obj = obj

@@ -20,6 +20,10 @@ class PickPlushToy(Task):
     instruction = "pick up the plush toy"
     time_limit_s = 10.0
     hold_steps = 8
+    # the operator's rescues took 4.0-5.2 s against its plan's nominal 4.3 s (the descent waits for the hand to be
+    # at the grasp; a bumped toy is planned for again); without this slack its deadline takeover (step 43 of 100)
+    # left no room: 7 of 16 taken-over online episodes through the ROS graph ran out of time (2026-12-05)
+    rescue_slack_s = 1.0
     lift_height = 0.06
     max_speed = 0.15
     pos_range = 0.05  # +- m around the workspace centre (x and y)
