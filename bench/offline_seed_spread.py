@@ -1,0 +1,92 @@
+"""How much one offline training run is worth: CP Base and BORA-Offline retrained with other training seeds from
+the same demo build's warm-up, on the same paired evaluation seeds (issue 14, "training seeds count too").
+
+Training seed 0 is the demo build itself (its ``bench/demo_pairs.py`` JSON holds the per-seed outcomes); seeds
+1.. are ``bora train offline --algo A --config C_sS.yaml --init-from BUILD/runs/T/warmup`` with ``seed: S`` in
+the build's own offline config, evaluated as demo_pairs does (``bora eval ... --trials 50 --seed0 800000
+--replan-steps 8 --num-envs 2``) into ``EVALS/eval_{cp-bc,bora}_s{S}_{standard,unseen}.json``. The paired
+difference BORA-Offline - CP Base is reported per training seed (both sets, bootstrap stratified by set) and
+over the training seeds (two-level bootstrap: training seeds, then evaluation seeds; object sets as strata)::
+
+    python bench/offline_seed_spread.py --pairs bench/results/demo_pairs_open_box.json --evals runs/obseed \\
+        --seeds 1 2 --out bench/results/offline_seeds_open_box
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_info import machine  # noqa: E402
+
+from bora_trainer.stats import hierarchical_bootstrap_diff, paired_bootstrap_diff  # noqa: E402
+
+ROWS = {"cp-bc": "CP Base", "bora": "BORA-Offline"}
+SETS = ("standard", "unseen")
+
+
+def outcomes_of(path: Path, seeds: list[int]) -> list[bool]:
+    eps = {int(e["seed"]): bool(e["success"]) for e in json.loads(path.read_text())["episodes"]}
+    missing = [s for s in seeds if s not in eps]
+    if missing:
+        raise ValueError(f"{path}: no episode for evaluation seed(s) {missing[:5]} (expected the pairs' seeds)")
+    return [eps[s] for s in seeds]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", required=True, help="the build's bench/demo_pairs.py JSON (training seed 0)")
+    ap.add_argument("--evals", required=True, help="directory of eval_{algo}_s{seed}_{set}.json")
+    ap.add_argument("--seeds", type=int, nargs="+", required=True, help="the other training seeds")
+    ap.add_argument("--out", required=True, help="OUT.json and OUT.md")
+    a = ap.parse_args(argv)
+    pairs = json.loads(Path(a.pairs).read_text())
+    first, last = (int(v) for v in pairs["seeds"])  # demo_pairs stores the range [first, last]
+    eval_seeds = list(range(first, last + 1))
+    x: dict[tuple[str, int, str], list[bool]] = {}
+    for r in ROWS:
+        for o in SETS:
+            x[(r, 0, o)] = [bool(v) for v in pairs["outcomes"][f"{r}/{o}"]]
+            for s in a.seeds:
+                x[(r, s, o)] = outcomes_of(Path(a.evals) / f"eval_{r}_s{s}_{o}.json", eval_seeds)
+    train_seeds = [0, *a.seeds]
+    per_seed = {}
+    for s in train_seeds:
+        d = paired_bootstrap_diff({o: (x[("bora", s, o)], x[("cp-bc", s, o)]) for o in SETS})
+        per_seed[s] = [100 * v for v in d]
+    over = {o: [(x[("bora", s, o)], x[("cp-bc", s, o)]) for s in train_seeds] for o in SETS}
+    pooled = [100 * v for v in hierarchical_bootstrap_diff(over)]
+    n = len(eval_seeds)
+    doc = {"machine": machine(), "task": pairs["task"], "build": pairs["demo_out"], "built_at": pairs["built_at"],
+           "eval_seeds": [eval_seeds[0], eval_seeds[-1]], "training_seeds": train_seeds,
+           "successes": {f"{r}/s{s}/{o}": int(sum(x[(r, s, o)])) for r in ROWS for s in train_seeds for o in SETS},
+           "bora_minus_cp_per_seed": per_seed, "bora_minus_cp_over_seeds": pooled}
+    Path(a.out).with_suffix(".json").write_text(json.dumps(doc, indent=1))
+    m = doc["machine"]
+    lines = [f"# Offline training seeds on {pairs['task']}: CP Base and BORA-Offline from one warm-up", "",
+             f"Measured at {m.get('commit')} on {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs); the build "
+             f"`{pairs['demo_out']}` (built at {pairs['built_at']}); training seed 0 is the build's own rows, the "
+             f"others retrained from its warm-up with `seed: S` in its offline config; evaluation seeds "
+             f"{eval_seeds[0]}..{eval_seeds[-1]} on each object set, every run on the same seeds "
+             f"(`bench/offline_seed_spread.py`).", "",
+             "| training seed | CP Base (standard / unseen) | BORA-Offline (standard / unseen) | "
+             "BORA-Offline - CP Base, both sets (points, bootstrap 95%) |", "| --- | --- | --- | --- |"]
+    for s in train_seeds:
+        c = " / ".join(f"{sum(x[('cp-bc', s, o)])}" for o in SETS)
+        b = " / ".join(f"{sum(x[('bora', s, o)])}" for o in SETS)
+        e, lo, hi = per_seed[s]
+        lines.append(f"| {s} | {c} of {n} | {b} of {n} | {e:+.1f} [{lo:+.1f}, {hi:+.1f}] |")
+    e, lo, hi = pooled
+    lines += ["", f"Over the {len(train_seeds)} training seeds (two-level bootstrap: training seeds, then evaluation "
+              f"seeds; object sets as strata): BORA-Offline - CP Base **{e:+.1f} [{lo:+.1f}, {hi:+.1f}]** points."]
+    Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""bench/offline_seed_spread.py: training seed 0 from a demo_pairs JSON, the others from eval files (hand-made)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+
+import offline_seed_spread  # noqa: E402
+
+
+def _eval(path: Path, seeds, wins):
+    path.write_text(json.dumps({"episodes": [{"seed": s, "success": s in wins} for s in seeds]}))
+
+
+def test_counts_and_per_seed_differences(tmp_path):
+    seeds = [10, 11, 12, 13]
+    pairs = {"task": "open_box", "demo_out": "/b", "built_at": "x", "seeds": [10, 13],
+             "outcomes": {"cp-bc/standard": [1, 1, 0, 0], "cp-bc/unseen": [1, 0, 0, 0],
+                          "bora/standard": [1, 0, 0, 0], "bora/unseen": [1, 0, 0, 0]}}
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    _eval(tmp_path / "eval_cp-bc_s1_standard.json", seeds, {10})
+    _eval(tmp_path / "eval_cp-bc_s1_unseen.json", seeds, set())
+    _eval(tmp_path / "eval_bora_s1_standard.json", seeds, {10, 11, 12})
+    _eval(tmp_path / "eval_bora_s1_unseen.json", seeds[::-1], {13})  # order in the file does not matter
+    out = tmp_path / "spread"
+    assert offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path),
+                                     "--seeds", "1", "--out", str(out)]) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["successes"]["cp-bc/s0/standard"] == 2 and doc["successes"]["bora/s1/standard"] == 3
+    # seed 0: standard (1-1, 0-1, 0, 0) -> -1/4, unseen 0 -> mean over sets -12.5 points
+    assert doc["bora_minus_cp_per_seed"]["0"][0] == pytest.approx(-12.5)
+    # seed 1: standard +2/4, unseen +1/4 -> +37.5 points; over the two seeds (-12.5 + 37.5) / 2 = +12.5
+    assert doc["bora_minus_cp_per_seed"]["1"][0] == pytest.approx(37.5)
+    assert doc["bora_minus_cp_over_seeds"][0] == pytest.approx(12.5)
+    assert "| 1 | 1 / 0 of 4 | 3 / 1 of 4 |" in out.with_suffix(".md").read_text()
+
+
+def test_a_missing_evaluation_seed_is_named(tmp_path):
+    _eval(tmp_path / "e.json", [10, 11], {10})
+    with pytest.raises(ValueError, match=r"no episode for evaluation seed\(s\) \[12\]"):
+        offline_seed_spread.outcomes_of(tmp_path / "e.json", [10, 11, 12])
