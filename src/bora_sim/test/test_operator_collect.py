@@ -216,7 +216,6 @@ def test_operator_replan_fields_are_checked():
         OperatorConfig(replan_wait_s=-0.5)
 
 
-
 def test_plan_seconds_adds_the_tasks_rescue_slack():
     """pick_plush_toy's plan: approach 1.2 s, descend 1.0 s, close 0.8 s, lift 1.5 s (the trailing hold left out)
     at the operator's 1.3x, plus the 8-step success hold at 10 Hz and the task's 1 s of rescue slack:
