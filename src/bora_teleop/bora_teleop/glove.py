@@ -34,7 +34,9 @@ counted in ``stats`` by kind, kept in ``last_error`` and reported to ``on_fault`
 rate-limited, and publishes it on /diagnostics); nothing a datagram holds can raise past
 :meth:`UdpGloveReceiver.handle`, and the receiver thread catches anything else at its boundary
 (``stats["internal_error"]``) and keeps running. The receiver binds 127.0.0.1 by default; any other
-address requires a key (the unauthenticated mode is loopback only).
+address requires a key (the unauthenticated mode is loopback only). A port inside the DDS (RTPS) port range
+of the node's ROS_DOMAIN_ID is refused (:func:`dds_port_range`): discovery and topic traffic of that domain
+would arrive on the glove socket; an RTPS datagram that arrives anyway is named as such in the fault text.
 """
 
 from __future__ import annotations
@@ -188,6 +190,8 @@ def decode_packet(data: bytes, names: list[str] | None = None) -> tuple[np.ndarr
         raise PacketError(f"binary packet: {len(data)} bytes, shorter than the {HEADER.size}-byte header")
     magic, version, n, _flags, seq, stamp = HEADER.unpack_from(data)
     if magic != MAGIC:
+        if magic == b"RTPS":
+            raise PacketError("binary packet: an RTPS (DDS) datagram, not a glove packet (udp_port shared with DDS?)")
         raise PacketError(f"binary packet: magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
         raise PacketError(f"binary packet: version {version}, expected {VERSION}")
@@ -235,6 +239,18 @@ def sample_from_joint_state(
     return GloveSample(angles, seq, stamp, t_recv, "topic")
 
 
+# RTPS 2.x section 9.6.1.1: the well-known ports of domain d are PB + DG * d + {d0, d1, d2, d3} + PG * participant,
+# PB = 7400, DG = 250, PG = 2 (d0 = 0, d2 = 1 multicast; d1 = 10, d3 = 11 unicast), so all of a domain's lie in
+# [PB + DG * d, PB + DG * (d + 1)). Fast DDS and Cyclone DDS both use these defaults.
+RTPS_PB, RTPS_DG = 7400, 250
+
+
+def dds_port_range(domain_id: int) -> range:
+    """The UDP ports DDS participants of ROS_DOMAIN_ID ``domain_id`` may bind or send to (RTPS defaults)."""
+    lo = RTPS_PB + RTPS_DG * int(domain_id)
+    return range(lo, lo + RTPS_DG)
+
+
 class UdpGloveReceiver:
     """Background UDP receiver keeping the newest valid sample (thread-safe).
 
@@ -243,7 +259,8 @@ class UdpGloveReceiver:
     envelope (:mod:`bora_teleop.glove_auth`); None = unauthenticated, allowed only when ``host`` is a
     loopback address (else ValueError). ``allowed_sources``: source IP addresses accepted (empty: any).
     ``on_fault(kind, text)``: called for every dropped datagram (from the receiver thread); default:
-    a rate-limited ``logging`` warning.
+    a rate-limited ``logging`` warning. ``dds_domain_id``: the ROS_DOMAIN_ID of the process; a ``port``
+    inside its :func:`dds_port_range` is refused (ValueError), None skips the check.
     """
 
     def __init__(
@@ -257,7 +274,13 @@ class UdpGloveReceiver:
         key: bytes | None = None,
         allowed_sources=(),
         on_fault: Callable[[str, str], None] | None = None,
+        dds_domain_id: int | None = None,
     ):
+        if dds_domain_id is not None and int(port) in (dds := dds_port_range(dds_domain_id)):
+            raise ValueError(
+                f"parameter udp_port={port}: inside DDS's port range {dds.start}..{dds.stop - 1} of ROS_DOMAIN_ID "
+                f"{dds_domain_id} (its discovery and topic traffic would arrive there); pick a port outside it"
+            )
         self.n_angles, self.names, self.timeout_s, self.clock = int(n_angles), names, float(timeout_s), clock
         if key is None and not is_loopback(host):
             raise ValueError(

@@ -67,7 +67,7 @@ DOCS: dict[str, tuple[str, dict]] = {
     "workspace_max": ("workspace box maximum, base frame (m)", {"range": (-5.0, 5.0)}),
     "joint_offsets": ("joint zero offsets against the FR3 DH convention (rad)", {"range": (-6.3, 6.3)}),
     "tool_offset": ("checked tool point in the flange frame (m)", {"range": (-1.0, 1.0)}),
-    "udp_port": ("UDP glove port (0: off)", {"range": (0, 65535)}),
+    "udp_port": ("UDP glove port (0: off); not in DDS's 7400 + 250 * ROS_DOMAIN_ID .. +249", {"range": (0, 65535)}),
     "udp_host": ("UDP bind address (off loopback: udp_key_file required)", {}),
     "udp_key_file": ("HMAC-SHA256 key file of signed glove packets", {}),
     "udp_allowed_sources": ("source IP addresses of the glove stream ([\"\"]: any)", {}),

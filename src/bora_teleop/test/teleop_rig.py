@@ -97,11 +97,20 @@ def stop_node(proc: subprocess.Popen) -> None:
 
 
 def free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback UDP port outside the DDS port ranges of every ROS_DOMAIN_ID this project's runs draw
+    (100..199, env.sh and conftest's workers) and of this process's own: the OS's ephemeral ports overlap
+    them, and a glove socket there receives RTPS traffic (once a flaky test, now refused by the node)."""
+    from bora_teleop.glove import dds_port_range
+
+    taken = [dds_port_range(d) for d in (*range(100, 200), int(os.environ.get("ROS_DOMAIN_ID") or 0))]
+    for _ in range(1000):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if not any(port in r for r in taken):
+            return port
+    raise RuntimeError("no free UDP port outside the DDS port ranges of domains 100..199 in 1000 tries")
 
 
 def serve(rig, proc: subprocess.Popen, log: Path, timeout_s: float = 30.0):

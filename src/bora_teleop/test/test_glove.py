@@ -13,6 +13,7 @@ from bora_teleop.glove import (
     HEADER,
     PacketError,
     UdpGloveReceiver,
+    dds_port_range,
     decode_packet,
     encode_json_packet,
     encode_packet,
@@ -42,6 +43,21 @@ def test_decode_errors_name_the_field():
         decode_packet(b'{"seq": 1, "stamp": 0}')
     with pytest.raises(PacketError, match="shorter than"):
         decode_packet(b"BGL")
+
+
+def test_dds_port_range_is_the_rtps_default_and_the_receiver_refuses_a_port_inside_it():
+    # RTPS 9.6.1.1 by hand: domain 0 -> 7400 (SPDP multicast) .. 7400 + 249; domain 120 -> 7400 + 250 * 120 = 37400,
+    # its first participant's unicast discovery port 37400 + 10 = 37410
+    assert dds_port_range(0) == range(7400, 7650)
+    assert dds_port_range(120) == range(37400, 37650) and 37410 in dds_port_range(120)
+    text = r"udp_port=37410: inside DDS's port range 37400\.\.37649 of ROS_DOMAIN_ID 120"
+    with pytest.raises(ValueError, match=text):
+        UdpGloveReceiver(n_angles=3, port=37410, dds_domain_id=120)
+    UdpGloveReceiver(n_angles=3, port=0, dds_domain_id=120).close()  # port 0 (the OS picks one): not refused
+    # a DDS datagram (RTPS header: magic, version 2.3, vendor 1.15, 12-byte GUID prefix) is named as such
+    rtps = b"RTPS" + bytes([2, 3, 1, 15]) + bytes(12) + encode_packet([1.0], 0, 0.0)
+    with pytest.raises(PacketError, match=r"an RTPS \(DDS\) datagram, not a glove packet"):
+        decode_packet(rtps)
 
 
 def test_udp_receiver_over_loopback_socket():

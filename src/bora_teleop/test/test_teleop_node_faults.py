@@ -257,6 +257,22 @@ def test_unauthenticated_udp_off_loopback_refuses_to_start(tmp_path):
     assert "Traceback" not in text
 
 
+def test_a_glove_port_inside_the_domains_dds_ports_refuses_to_start(tmp_path):
+    import os
+
+    from bora_teleop.glove import dds_port_range
+
+    port = dds_port_range(int(os.environ["ROS_DOMAIN_ID"])).start + 200  # past any participant this run starts
+    proc, log = start_node(tmp_path, udp_port=port)
+    try:
+        assert proc.wait(timeout=60) == 2
+    except subprocess.TimeoutExpired:
+        stop_node(proc)
+        raise
+    lines = [ln for ln in log.read_text().splitlines() if "refused to start" in ln]
+    assert len(lines) == 1 and f"udp_port={port}: inside DDS's port range" in lines[0], lines
+
+
 def test_signed_glove_stream_node_accepts_only_the_allowed_source_with_the_key(tmp_path, rig):
     # a second teleop node with a key file and one allowed source (the module's rig node keeps running:
     # its /diagnostics are told apart by the UDP port in the values)

@@ -36,6 +36,7 @@ Run: ``teleop_node --ros-args --params-file config/sim.yaml`` (node name ``teleo
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -159,6 +160,7 @@ class TeleopNode(OperatorMixin, Node):
                 key=key,
                 allowed_sources=P["udp_allowed_sources"],
                 on_fault=self._on_udp_fault,
+                dds_domain_id=int(os.environ.get("ROS_DOMAIN_ID") or 0),
             ).start()
             self.arb.glove_sources.append(self.udp.latest)
             auth = "HMAC-SHA256 signed packets" if key is not None else "unauthenticated (loopback only)"
