@@ -57,6 +57,10 @@ class OfflineConfig:
     # bench/results/gate_scope.md (press_button, demo recipe): the scopes' success intervals overlap, the
     # literal gate skipped the whole actor step (BC included) on most PPO-stage updates; ppo_chunk keeps BC
     gate_scope: Literal["batch", "ppo_chunk", "off"] = "ppo_chunk"
+    # ours (the paper trains the VLM "through the actor loss" and does not say whether PPO's part reaches it):
+    # false = the PPO term's log-likelihood sees the cognition token detached, so PPO moves the action expert
+    # only and the VLM learns from BC alone (bench/results/offline_ppo_ablation.md)
+    ppo_vlm_grad: bool = True
     # --- not in Table 3 (paper text / Table 3 Phase 2 / common practice)
     gamma: float = 0.99  # Table 3 Phase 2 discount, reused offline
     gae_lambda: float = 0.95  # GAE lambda (standard PPO value)

@@ -78,7 +78,7 @@ class PPOWithCritic(OfflineAlgorithm):
         else:
             adv = L.action_level_gae(q, v, batch["dones"], cfg.gamma, cfg.gae_lambda, mask)
             adv_n = L.normalize_advantages(adv, mask, cfg.adv_clip, reduce=self.reduce)
-            logp = self.expert.log_prob(z, prop, batch["actions_n"])
+            logp = self.expert.log_prob(z if cfg.ppo_vlm_grad else z.detach(), prop, batch["actions_n"])
             with torch.no_grad():
                 logp_old = self.expert_ref.log_prob(z.detach(), prop, batch["actions_n"])
             actor_loss, actor_open, ppo, gate_stats = L.gated_ppo_bc_loss(
