@@ -10,6 +10,13 @@ over the training seeds (two-level bootstrap: training seeds, then evaluation se
 
     python bench/offline_seed_spread.py --pairs bench/results/demo_pairs_open_box.json --evals runs/obseed \\
         --seeds 1 2 --out bench/results/offline_seeds_open_box
+
+Ablations of BORA-Offline (``--variant NAME=LABEL``, repeatable) are runs trained like BORA-Offline with one
+change, for EVERY training seed (0 included: the build's warm-up, ``seed: S``), evaluated on the same seeds into
+``VARIANT_EVALS/eval_NAME_sS_{standard,unseen}.json``; each is reported against CP Base and against BORA-Offline
+over the training seeds (same two-level bootstrap)::
+
+    python bench/offline_seed_spread.py ... --variant lp0="lambda_ppo 0" --variant-evals runs/ppodiag
 """
 
 from __future__ import annotations
@@ -43,7 +50,16 @@ def main(argv=None) -> int:
     ap.add_argument("--evals", required=True, help="directory of eval_{algo}_s{seed}_{set}.json")
     ap.add_argument("--seeds", type=int, nargs="+", required=True, help="the other training seeds")
     ap.add_argument("--out", required=True, help="OUT.json and OUT.md")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=LABEL",
+                    help="an ablation of BORA-Offline: eval_NAME_sS_SET.json for every training seed (0 included)")
+    ap.add_argument("--variant-evals", help="directory of the variants' eval files (default: --evals)")
     a = ap.parse_args(argv)
+    variants = {}
+    for v in a.variant:
+        name, sep, label = v.partition("=")
+        if not sep or not name or not label:
+            raise SystemExit(f"offline_seed_spread: --variant {v!r}: expected NAME=LABEL")
+        variants[name] = label
     pairs = json.loads(Path(a.pairs).read_text())
     first, last = (int(v) for v in pairs["seeds"])  # demo_pairs stores the range [first, last]
     eval_seeds = list(range(first, last + 1))
@@ -54,6 +70,11 @@ def main(argv=None) -> int:
             for s in a.seeds:
                 x[(r, s, o)] = outcomes_of(Path(a.evals) / f"eval_{r}_s{s}_{o}.json", eval_seeds)
     train_seeds = [0, *a.seeds]
+    vdir = Path(a.variant_evals or a.evals)
+    for name in variants:
+        for s in train_seeds:
+            for o in SETS:
+                x[(name, s, o)] = outcomes_of(vdir / f"eval_{name}_s{s}_{o}.json", eval_seeds)
     per_seed = {}
     for s in train_seeds:
         d = paired_bootstrap_diff({o: (x[("bora", s, o)], x[("cp-bc", s, o)]) for o in SETS})
@@ -61,10 +82,17 @@ def main(argv=None) -> int:
     over = {o: [(x[("bora", s, o)], x[("cp-bc", s, o)]) for s in train_seeds] for o in SETS}
     pooled = [100 * v for v in hierarchical_bootstrap_diff(over)]
     n = len(eval_seeds)
+    vs = {}
+    for name in variants:
+        vs[name] = {f"minus_{ref}": [100 * v for v in hierarchical_bootstrap_diff(
+            {o: [(x[(name, s, o)], x[(ref, s, o)]) for s in train_seeds] for o in SETS})] for ref in ROWS}
     doc = {"machine": machine(), "task": pairs["task"], "build": pairs["demo_out"], "built_at": pairs["built_at"],
            "eval_seeds": [eval_seeds[0], eval_seeds[-1]], "training_seeds": train_seeds,
            "successes": {f"{r}/s{s}/{o}": int(sum(x[(r, s, o)])) for r in ROWS for s in train_seeds for o in SETS},
-           "bora_minus_cp_per_seed": per_seed, "bora_minus_cp_over_seeds": pooled}
+           "bora_minus_cp_per_seed": per_seed, "bora_minus_cp_over_seeds": pooled,
+           "variants": {name: {"label": label, **vs[name],
+                               "successes": {f"s{s}/{o}": int(sum(x[(name, s, o)])) for s in train_seeds for o in SETS}}
+                        for name, label in variants.items()}}
     Path(a.out).with_suffix(".json").write_text(json.dumps(doc, indent=1))
     m = doc["machine"]
     lines = [f"# Offline training seeds on {pairs['task']}: CP Base and BORA-Offline from one warm-up", "",
@@ -83,6 +111,17 @@ def main(argv=None) -> int:
     e, lo, hi = pooled
     lines += ["", f"Over the {len(train_seeds)} training seeds (two-level bootstrap: training seeds, then evaluation "
               f"seeds; object sets as strata): BORA-Offline - CP Base **{e:+.1f} [{lo:+.1f}, {hi:+.1f}]** points."]
+    if variants:
+        lines += ["", "Ablations of BORA-Offline (one change each, every training seed from the same warm-up; "
+                  "differences over the training seeds, two-level bootstrap 95%):", "",
+                  "| variant | " + " | ".join(f"seed {s} (std / unseen)" for s in train_seeds)
+                  + " | - CP Base (points) | - BORA-Offline (points) |",
+                  "| --- | " + " | ".join("---" for _ in train_seeds) + " | --- | --- |"]
+        for name, label in [("cp-bc", "CP Base"), ("bora", "BORA-Offline"), *variants.items()]:
+            cells = [" / ".join(str(sum(x[(name, s, o)])) for o in SETS) for s in train_seeds]
+            diffs = [f"{e:+.1f} [{lo:+.1f}, {hi:+.1f}]" for e, lo, hi in
+                     (vs[name][f"minus_{r}"] for r in ROWS)] if name in vs else ["", ""]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {diffs[0]} | {diffs[1]} |")
     Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -42,3 +42,32 @@ def test_a_missing_evaluation_seed_is_named(tmp_path):
     _eval(tmp_path / "e.json", [10, 11], {10})
     with pytest.raises(ValueError, match=r"no episode for evaluation seed\(s\) \[12\]"):
         offline_seed_spread.outcomes_of(tmp_path / "e.json", [10, 11, 12])
+
+
+def test_a_variant_is_compared_with_both_rows_over_every_training_seed(tmp_path):
+    seeds = [10, 11]
+    pairs = {"task": "open_box", "demo_out": "/b", "built_at": "x", "seeds": [10, 11],
+             "outcomes": {"cp-bc/standard": [1, 1], "cp-bc/unseen": [1, 0],
+                          "bora/standard": [0, 0], "bora/unseen": [0, 0]}}
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    for o in ("standard", "unseen"):
+        _eval(tmp_path / f"eval_cp-bc_s1_{o}.json", seeds, {10})
+        _eval(tmp_path / f"eval_bora_s1_{o}.json", seeds, set())
+    vdir = tmp_path / "v"
+    vdir.mkdir()
+    for s in (0, 1):  # the variant wins everything on both training seeds
+        for o in ("standard", "unseen"):
+            _eval(vdir / f"eval_lp0_s{s}_{o}.json", seeds, {10, 11})
+    out = tmp_path / "spread"
+    assert offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
+                                     "--out", str(out), "--variant", "lp0=lambda_ppo 0",
+                                     "--variant-evals", str(vdir)]) == 0
+    v = json.loads(out.with_suffix(".json").read_text())["variants"]["lp0"]
+    assert v["label"] == "lambda_ppo 0" and v["successes"]["s0/unseen"] == 2
+    # - BORA-Offline: +100 on every seed and set; - CP Base: seed 0 (std 0, unseen +1/2) -> +25, seed 1 (+1/2 both)
+    # -> +50, over the two training seeds +37.5 points
+    assert v["minus_bora"][0] == pytest.approx(100.0) and v["minus_cp-bc"][0] == pytest.approx(37.5)
+    assert "| lambda_ppo 0 | 2 / 2 | 2 / 2 | +37.5 [" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="expected NAME=LABEL"):
+        offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
+                                  "--out", str(out), "--variant", "lp0"])
