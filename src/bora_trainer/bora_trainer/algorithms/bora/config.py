@@ -61,10 +61,12 @@ class OfflineConfig:
     # false = the PPO term's log-likelihood sees the cognition token detached, so PPO moves the action expert
     # only and the VLM learns from BC alone (bench/results/offline_ppo_ablation.md)
     ppo_vlm_grad: bool = True
-    # ours (the binary advantage filter of CRR, Wang et al. 2020): true = the surrogate's normalised advantages
-    # are clamped at 0 from below, so the PPO term raises the likelihood of better-than-average demonstrated
-    # actions and never pushes the action expert away from a demonstrated action; false = Eq. 2 as written
-    ppo_positive_advantages: bool = False
+    # the advantages in the surrogate: "signed" = Eq. 2 as written (normalised action-level GAE); ours:
+    # "positive" = clamped at 0 from below (CRR's binary filter, Wang et al. 2020: the PPO term raises the
+    # likelihood of better-than-average demonstrated actions, never pushes away from one); "one" = 1 on every
+    # valid step, a diagnostic without the critic (the term is then a Gaussian log-likelihood, i.e. an MSE
+    # regression, of the deterministic chunk towards the demonstrations)
+    ppo_advantage: Literal["signed", "positive", "one"] = "signed"
     # --- not in Table 3 (paper text / Table 3 Phase 2 / common practice)
     gamma: float = 0.99  # Table 3 Phase 2 discount, reused offline
     gae_lambda: float = 0.95  # GAE lambda (standard PPO value)

@@ -78,8 +78,10 @@ class PPOWithCritic(OfflineAlgorithm):
         else:
             adv = L.action_level_gae(q, v, batch["dones"], cfg.gamma, cfg.gae_lambda, mask)
             adv_n = L.normalize_advantages(adv, mask, cfg.adv_clip, reduce=self.reduce)
-            if cfg.ppo_positive_advantages:  # OfflineConfig.ppo_positive_advantages (CRR's binary filter)
+            if cfg.ppo_advantage == "positive":  # OfflineConfig.ppo_advantage (CRR's binary filter)
                 adv_n = adv_n.clamp_min(0.0)
+            elif cfg.ppo_advantage == "one":  # diagnostic: no critic information in the term
+                adv_n = mask.to(adv_n.dtype)
             logp = self.expert.log_prob(z if cfg.ppo_vlm_grad else z.detach(), prop, batch["actions_n"])
             with torch.no_grad():
                 logp_old = self.expert_ref.log_prob(z.detach(), prop, batch["actions_n"])
