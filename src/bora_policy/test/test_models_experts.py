@@ -125,3 +125,25 @@ def test_tiny_expert_overfits_tiny_dataset(kind, steps):
             err = (ex.sample(z, p, n, generator=torch.Generator().manual_seed(1)) - a).pow(2).mean().item()
             assert err < 0.15 * err0, (n, err, err0)
         assert (ex.mean_chunk(z, p) - a).pow(2).mean().item() < 0.05 * err0
+
+
+@pytest.mark.parametrize("kind", ["consistency", "diffusion"])
+def test_bc_loss_is_the_masked_mean_of_the_per_step_loss_and_a_generator_fixes_its_noise(kind):
+    ex = build_expert(kind, **SMALL).train()
+    z, p, a = _batch()
+    mask = torch.ones(4, K)
+    mask[1, K // 2 :] = 0  # a chunk cut by the episode's end
+    step0 = int(getattr(ex, "ct_step", 0))
+    torch.manual_seed(5)
+    loss = ex.bc_loss(z, p, a, mask)
+    torch.manual_seed(5)  # the same global noise: per step, then 1/|M_t| sum_i m_i x_i, then the batch mean
+    per = ex.bc_loss_per_step(z, p, a)
+    assert per.shape == (4, K)
+    by_hand = torch.stack([per[b][mask[b] > 0].mean() for b in range(4)]).mean()
+    torch.testing.assert_close(loss, by_hand)
+    if kind == "consistency":  # the curriculum counts bc_loss calls, not per-step evaluations
+        assert int(ex.ct_step) == step0 + 1
+    one = ex.bc_loss_per_step(z, p, a, generator=torch.Generator().manual_seed(3))
+    two = ex.bc_loss_per_step(z, p, a, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(one, two)  # FPO's shared noise: the same draw for two evaluations
+    assert not torch.equal(one, ex.bc_loss_per_step(z, p, a, generator=torch.Generator().manual_seed(4)))

@@ -105,3 +105,29 @@ def test_trainer_closed_gate(ds, tmp_path, scope):
         assert m["gate/open"] == 1.0 and moved > 0.5 * len(actor) and m["loss/ppo"] == 0.0
     for key in ("ppo/ratio_std", "adv/raw_std", "critic/td_abs"):
         assert math.isfinite(m[key])
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "consistency"])
+def test_stage_two_likelihoods_and_advantage_choices(ds, tmp_path, likelihood):
+    """PPO-stage options (ablations of bench/results/offline_ppo_ablation_open_box.md). With ppo_ref_refresh 1
+    the reference is the current expert, so the ratio is exactly 1 for either likelihood (FPO's proxy uses one
+    noise draw for both); with ppo_advantage "one" and no gate every valid step has A = 1, so Eq. 2 gives
+    L_PPO = -1/B sum_t 1/|M_t| sum_i m_i * 1 * 1 = -1 by hand; "positive" never has a negative advantage."""
+    from pathlib import Path
+
+    from bora_trainer.offline.trainer import OfflineTrainer
+
+    torch.manual_seed(0)
+    repo = Path(__file__).resolve().parents[3]
+    over = dict(total_updates=20, batch_size=8, ckpt_every=10_000, log_every=5, algo="bora", ppo_start_step=0,
+                ppo_ref_refresh=1, gate_scope="off", ppo_likelihood=likelihood, ppo_advantage="one")
+    cfg = load_config(OfflineConfig, repo / "config/offline_demo.yaml", overrides=over)
+    tr = OfflineTrainer(cfg, ds, tmp_path / "run", progress=False)
+    batch = tr.prepare(next(iter(tr.loader)))
+    m = tr.train_step(batch)
+    assert m["ppo/ratio_mean"] == pytest.approx(1.0, abs=1e-6) and m["ppo/ratio_std"] == pytest.approx(0.0, abs=1e-6)
+    assert m["loss/ppo"] == pytest.approx(-1.0, abs=1e-6)
+    tr.learner.cfg.ppo_advantage = "positive"
+    tr.learner.cfg.ppo_vlm_grad = False
+    m = tr.train_step(batch)
+    assert m["loss/ppo"] <= 0.0 and m["ppo/ratio_mean"] == pytest.approx(1.0, abs=1e-6)

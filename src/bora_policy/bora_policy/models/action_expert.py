@@ -210,9 +210,21 @@ class ActionExpert(nn.Module, ABC):
         """Deterministic chunk (all sampling noise zero), differentiable w.r.t. parameters and z."""
         return self.sample(z, proprio, num_steps, noise_scale=0.0)
 
-    @abstractmethod
     def bc_loss(self, z, proprio, actions_norm, mask=None) -> torch.Tensor:
         """Behaviour-cloning (generative) loss on normalised demonstration chunks, masked mean."""
+        m = self._mask(mask, z.shape[0], z.device)
+        loss = self._masked_mean(self.bc_loss_per_step(z, proprio, actions_norm), m)
+        self._after_bc_loss()
+        return loss
+
+    @abstractmethod
+    def bc_loss_per_step(self, z, proprio, actions_norm, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The generative loss of each step ``[B, k]`` (no mask), its noise drawn from ``generator`` (default:
+        the global generator). ``-bc_loss_per_step`` is the likelihood proxy of ``OfflineConfig.ppo_likelihood``
+        "consistency" (FPO's, McAllister et al. 2025: the same noise for the current and the reference expert)."""
+
+    def _after_bc_loss(self) -> None:
+        """Bookkeeping after one training loss (the consistency curriculum counts its steps)."""
 
 
 # ====================================================================================== consistency
@@ -281,24 +293,24 @@ class ConsistencyActionExpert(ActionExpert):
         lo, hi = c.sigma_min ** (1 / c.rho), c.sigma_max ** (1 / c.rho)
         return ((lo + i * (hi - lo)) ** c.rho).float()
 
-    def bc_loss(self, z, proprio, actions_norm, mask=None) -> torch.Tensor:
-        """iCT loss + ``dsm_weight`` x EDM denoising loss, per step, masked mean over valid steps."""
+    def bc_loss_per_step(self, z, proprio, actions_norm, generator: torch.Generator | None = None) -> torch.Tensor:
+        """iCT loss + ``dsm_weight`` x EDM denoising loss of each step ``[B, k]`` (``bc_loss``: masked mean)."""
         c = self.cfg
         cond = self._cond(z, proprio)
         B = cond.shape[0]
         self._check_actions(actions_norm, B)
         a = actions_norm.float().to(cond.device)
-        m = self._mask(mask, B, cond.device)
         dev = cond.device
+        g = generator
         # consistency training pair (sigma_n, sigma_{n+1}) on the Karras grid
         N = self.num_scales()
         sig = self.karras_sigmas(N, dev)
         lo, hi = sig[:-1].log(), sig[1:].log()
         erf = torch.special.erf
         p = erf((hi - c.p_mean) / (math.sqrt(2) * c.p_std)) - erf((lo - c.p_mean) / (math.sqrt(2) * c.p_std))
-        n = torch.multinomial(p.clamp(min=1e-12), B, replacement=True)
+        n = torch.multinomial(p.clamp(min=1e-12), B, replacement=True, generator=g)
         s_n, s_n1 = sig[n], sig[n + 1]
-        eps = torch.randn_like(a)
+        eps = torch.randn(a.shape, device=dev, generator=g)
         f_student = self.consistency_fn(a + s_n1.view(-1, 1, 1) * eps, s_n1, cond)
         with torch.no_grad():
             f_teacher = self.consistency_fn(a + s_n.view(-1, 1, 1) * eps, s_n, cond)
@@ -308,21 +320,24 @@ class ConsistencyActionExpert(ActionExpert):
         # stable scale relative to the denoising term as the curriculum refines the grid.
         w_all = 1.0 / (sig[1:] - sig[:-1])
         w = (w_all[n] / ((p / p.sum()) * w_all).sum()).view(-1, 1)
-        loss = c.ct_weight * self._masked_mean(w * d, m)
+        loss = c.ct_weight * (w * d)
         if c.dsm_weight > 0:
-            s = (torch.randn(B, device=dev) * c.p_std + c.p_mean).exp().clamp(c.sigma_min * 1.01, c.sigma_max)
+            s = (torch.randn(B, device=dev, generator=g) * c.p_std + c.p_mean).exp()
+            s = s.clamp(c.sigma_min * 1.01, c.sigma_max)
             # a fraction of the rows at the inference noise levels (sample_sigmas), which the log-normal
             # sampling rarely visits
             lv = torch.tensor(c.sample_sigmas, device=dev)[
-                torch.randint(len(c.sample_sigmas), (B,), device=dev)
+                torch.randint(len(c.sample_sigmas), (B,), device=dev, generator=g)
             ]
-            s = torch.where(torch.rand(B, device=dev) < c.dsm_level_frac, lv, s)
-            den = self.consistency_fn(a + s.view(-1, 1, 1) * torch.randn_like(a), s, cond)
+            s = torch.where(torch.rand(B, device=dev, generator=g) < c.dsm_level_frac, lv, s)
+            den = self.consistency_fn(a + s.view(-1, 1, 1) * torch.randn(a.shape, device=dev, generator=g), s, cond)
             lam = ((s**2 + c.sigma_data**2) / (s * c.sigma_data) ** 2).view(-1, 1)
-            loss = loss + c.dsm_weight * self._masked_mean(lam * (den - a).pow(2).mean(-1), m)
+            loss = loss + c.dsm_weight * (lam * (den - a).pow(2).mean(-1))
+        return loss
+
+    def _after_bc_loss(self) -> None:
         if self.training and torch.is_grad_enabled():
             self.ct_step += 1
-        return loss
 
     def sample(self, z, proprio=None, num_steps=None, generator=None, noise_scale: float = 1.0):
         c = self.cfg
@@ -380,20 +395,19 @@ class DiffusionActionExpert(ActionExpert):
         )
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, 0).float(), persistent=False)
 
-    def bc_loss(self, z, proprio, actions_norm, mask=None) -> torch.Tensor:
-        """DDPM epsilon-prediction MSE, per step (mean over A), masked mean over valid steps."""
+    def bc_loss_per_step(self, z, proprio, actions_norm, generator: torch.Generator | None = None) -> torch.Tensor:
+        """DDPM epsilon-prediction MSE of each step ``[B, k]`` (mean over A; ``bc_loss``: masked mean)."""
         cond = self._cond(z, proprio)
         B = cond.shape[0]
         self._check_actions(actions_norm, B)
         a = actions_norm.float().to(cond.device)
-        m = self._mask(mask, B, cond.device)
-        t = torch.randint(0, self.cfg.num_train_timesteps, (B,), device=cond.device)
+        t = torch.randint(0, self.cfg.num_train_timesteps, (B,), device=cond.device, generator=generator)
         ab = self.alphas_cumprod[t].view(-1, 1, 1)
-        eps = torch.randn_like(a)
+        eps = torch.randn(a.shape, device=a.device, generator=generator)
         x_t = ab.sqrt() * a + (1 - ab).sqrt() * eps
         pred = self.net(x_t, t.float() / self.cfg.num_train_timesteps, cond)
         target = eps if self.cfg.prediction_type == "epsilon" else a
-        return self._masked_mean((pred - target).pow(2).mean(-1), m)
+        return (pred - target).pow(2).mean(-1)
 
     def sample(self, z, proprio=None, num_steps=None, generator=None, noise_scale: float = 1.0):
         c = self.cfg

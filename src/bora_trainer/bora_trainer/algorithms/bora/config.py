@@ -59,7 +59,7 @@ class OfflineConfig:
     gate_scope: Literal["batch", "ppo_chunk", "off"] = "ppo_chunk"
     # ours (the paper trains the VLM "through the actor loss" and does not say whether PPO's part reaches it):
     # false = the PPO term's log-likelihood sees the cognition token detached, so PPO moves the action expert
-    # only and the VLM learns from BC alone (bench/results/offline_ppo_ablation.md)
+    # only and the VLM learns from BC alone (bench/results/offline_ppo_ablation_open_box.md)
     ppo_vlm_grad: bool = True
     # the advantages in the surrogate: "signed" = Eq. 2 as written (normalised action-level GAE); ours:
     # "positive" = clamped at 0 from below (CRR's binary filter, Wang et al. 2020: the PPO term raises the
@@ -67,6 +67,12 @@ class OfflineConfig:
     # valid step, a diagnostic without the critic (the term is then a Gaussian log-likelihood, i.e. an MSE
     # regression, of the deterministic chunk towards the demonstrations)
     ppo_advantage: Literal["signed", "positive", "one"] = "signed"
+    # the log-likelihood in Eq. 2's ratio: "gaussian" = the per-step Gaussian head around the deterministic chunk
+    # (models/action_expert.py); ours, after FPO (flow policy optimisation, McAllister et al. 2025):
+    # "consistency" = minus the expert's own per-step generative loss (iCT + denoising), the same noise for the
+    # current and the reference expert, so the PPO term reweights the objective BC trains instead of pulling
+    # the deterministic chunk by a Gaussian (bench/results/offline_ppo_ablation_open_box.md)
+    ppo_likelihood: Literal["gaussian", "consistency"] = "gaussian"
     # --- not in Table 3 (paper text / Table 3 Phase 2 / common practice)
     gamma: float = 0.99  # Table 3 Phase 2 discount, reused offline
     gae_lambda: float = 0.95  # GAE lambda (standard PPO value)

@@ -82,9 +82,7 @@ class PPOWithCritic(OfflineAlgorithm):
                 adv_n = adv_n.clamp_min(0.0)
             elif cfg.ppo_advantage == "one":  # diagnostic: no critic information in the term
                 adv_n = mask.to(adv_n.dtype)
-            logp = self.expert.log_prob(z if cfg.ppo_vlm_grad else z.detach(), prop, batch["actions_n"])
-            with torch.no_grad():
-                logp_old = self.expert_ref.log_prob(z.detach(), prop, batch["actions_n"])
+            logp, logp_old = self.log_likelihoods(z if cfg.ppo_vlm_grad else z.detach(), prop, batch["actions_n"])
             actor_loss, actor_open, ppo, gate_stats = L.gated_ppo_bc_loss(
                 logp,
                 logp_old,
@@ -105,6 +103,23 @@ class PPOWithCritic(OfflineAlgorithm):
             metrics.update(ppo_diagnostics(logp.detach(), logp_old, adv, adv_n, mask, cfg.ppo_eps))
         metrics["gate/open"] = float(actor_open)
         return StepOutput(actor_loss, critic_loss, actor_open, metrics)
+
+    def log_likelihoods(self, z, prop, actions) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log pi_theta, log pi_theta_old)`` of the demonstrated steps ``[B, k]`` (``cfg.ppo_likelihood``):
+        the Gaussian head's, or minus the per-step generative loss under one shared noise draw (FPO's proxy)."""
+        if self.cfg.ppo_likelihood == "gaussian":
+            logp = self.expert.log_prob(z, prop, actions)
+            with torch.no_grad():
+                logp_old = self.expert_ref.log_prob(z.detach(), prop, actions)
+            return logp, logp_old
+        if hasattr(self.expert, "ct_step"):  # one consistency-curriculum grid for both (BC just counted a step)
+            self.expert_ref.ct_step.copy_(self.expert.ct_step)
+        seed = int(torch.randint(0, 2**62, (1,)))  # from the global stream: runs stay reproducible
+        g = torch.Generator(device=z.device)
+        logp = -self.expert.bc_loss_per_step(z, prop, actions, generator=g.manual_seed(seed))
+        with torch.no_grad():
+            logp_old = -self.expert_ref.bc_loss_per_step(z.detach(), prop, actions, generator=g.manual_seed(seed))
+        return logp, logp_old
 
     def after_step(self, step: int) -> None:
         cfg = self.cfg
