@@ -71,7 +71,9 @@ class OfflineConfig:
     # (models/action_expert.py); ours, after FPO (flow policy optimisation, McAllister et al. 2025):
     # "consistency" = minus the expert's own per-step generative loss (iCT + denoising), the same noise for the
     # current and the reference expert, so the PPO term reweights the objective BC trains instead of pulling
-    # the deterministic chunk by a Gaussian (bench/results/offline_ppo_ablation_open_box.md)
+    # the deterministic chunk by a Gaussian. Measured over three training seeds (bench/results/
+    # offline_ppo_ablation_*.md): it removed the Gaussian term's harm on open_box and collapsed two of three
+    # seeds on pick_and_place, where the Gaussian term did not; hence the default stays "gaussian"
     ppo_likelihood: Literal["gaussian", "consistency"] = "gaussian"
     # --- not in Table 3 (paper text / Table 3 Phase 2 / common practice)
     gamma: float = 0.99  # Table 3 Phase 2 discount, reused offline
