@@ -22,6 +22,10 @@ token (detached), so the ratio measures how far the expert has moved since the s
 z_t; keeping a second copy of the multi-billion-parameter VLM only for the ratio is not worth the
 memory. ``ppo_ref_refresh = 1`` gives the on-policy single-step case (ratio = 1, clip inactive; the
 surrogate's gradient is then the advantage-weighted log-likelihood gradient).
+
+Ablation switches of the PPO term (``OfflineConfig``; defaults = Eq. 2 with the Gaussian head, measured in
+bench/results/offline_ppo_ablation_*.md): ``ppo_likelihood`` (the Gaussian head or FPO's generative-loss proxy,
+:meth:`PPOWithCritic.log_likelihoods`), ``ppo_advantage`` (signed / positive / one) and ``ppo_vlm_grad``.
 """
 
 from __future__ import annotations
