@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=LABEL",
                     help="an ablation of BORA-Offline: eval_NAME_sS_SET.json for every training seed (0 included)")
     ap.add_argument("--variant-evals", help="directory of the variants' eval files (default: --evals)")
+    ap.add_argument("--contrast", action="append", default=[], metavar="A:B",
+                    help="also report A - B over the training seeds, A and B variants or rows (cp-bc, bora)")
     a = ap.parse_args(argv)
     variants = {}
     for v in a.variant:
@@ -93,6 +95,15 @@ def main(argv=None) -> int:
            "variants": {name: {"label": label, **vs[name],
                                "successes": {f"s{s}/{o}": int(sum(x[(name, s, o)])) for s in train_seeds for o in SETS}}
                         for name, label in variants.items()}}
+    contrasts = {}
+    for c in a.contrast:
+        x_name, sep, y_name = c.partition(":")
+        if not sep or x_name not in {*ROWS, *variants} or y_name not in {*ROWS, *variants}:
+            raise SystemExit(f"offline_seed_spread: --contrast {c!r}: expected A:B, each a variant or one of "
+                             f"{list(ROWS)}")
+        contrasts[c] = [100 * v for v in hierarchical_bootstrap_diff(
+            {o: [(x[(x_name, s, o)], x[(y_name, s, o)]) for s in train_seeds] for o in SETS})]
+    doc["contrasts"] = contrasts
     Path(a.out).with_suffix(".json").write_text(json.dumps(doc, indent=1))
     m = doc["machine"]
     lines = [f"# Offline training seeds on {pairs['task']}: CP Base and BORA-Offline from one warm-up", "",
@@ -122,6 +133,11 @@ def main(argv=None) -> int:
             diffs = [f"{e:+.1f} [{lo:+.1f}, {hi:+.1f}]" for e, lo, hi in
                      (vs[name][f"minus_{r}"] for r in ROWS)] if name in vs else ["", ""]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {diffs[0]} | {diffs[1]} |")
+    labels = {"cp-bc": "CP Base", "bora": "BORA-Offline", **variants}
+    for c, (e, lo, hi) in contrasts.items():
+        x_name, _, y_name = c.partition(":")
+        lines += ["", f"{labels[x_name]} - {labels[y_name]} over the training seeds: "
+                  f"**{e:+.1f} [{lo:+.1f}, {hi:+.1f}]** points (two-level bootstrap 95%)."]
     Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -68,6 +68,15 @@ def test_a_variant_is_compared_with_both_rows_over_every_training_seed(tmp_path)
     # -> +50, over the two training seeds +37.5 points
     assert v["minus_bora"][0] == pytest.approx(100.0) and v["minus_cp-bc"][0] == pytest.approx(37.5)
     assert "| lambda_ppo 0 | 2 / 2 | 2 / 2 | +37.5 [" in out.with_suffix(".md").read_text()
+    # a contrast between two variants or rows: lp0 - BORA-Offline is +100 points on every seed and set
+    assert offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
+                                     "--out", str(out), "--variant", "lp0=lambda_ppo 0", "--variant-evals", str(vdir),
+                                     "--contrast", "lp0:bora"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["contrasts"]["lp0:bora"][0] == pytest.approx(100.0)
+    assert "lambda_ppo 0 - BORA-Offline over the training seeds: **+100.0 [" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="expected A:B"):
+        offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
+                                  "--out", str(out), "--contrast", "lp0-bora"])
     with pytest.raises(SystemExit, match="expected NAME=LABEL"):
         offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
                                   "--out", str(out), "--variant", "lp0"])
