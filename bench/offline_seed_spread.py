@@ -128,12 +128,12 @@ def main(argv=None) -> int:
                   "| variant | " + " | ".join(f"seed {s} (std / unseen)" for s in train_seeds)
                   + " | - CP Base (points) | - BORA-Offline (points) |",
                   "| --- | " + " | ".join("---" for _ in train_seeds) + " | --- | --- |"]
-        for name, label in [("cp-bc", "CP Base"), ("bora", "BORA-Offline"), *variants.items()]:
+        for name, label in [*ROWS.items(), *variants.items()]:
             cells = [" / ".join(str(sum(x[(name, s, o)])) for o in SETS) for s in train_seeds]
             diffs = [f"{e:+.1f} [{lo:+.1f}, {hi:+.1f}]" for e, lo, hi in
                      (vs[name][f"minus_{r}"] for r in ROWS)] if name in vs else ["", ""]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {diffs[0]} | {diffs[1]} |")
-    labels = {"cp-bc": "CP Base", "bora": "BORA-Offline", **variants}
+    labels = {**ROWS, **variants}
     for c, (e, lo, hi) in contrasts.items():
         x_name, _, y_name = c.partition(":")
         lines += ["", f"{labels[x_name]} - {labels[y_name]} over the training seeds: "

@@ -4,6 +4,7 @@ socket (loopback): fuzzed datagrams and malformed topic messages are survived, l
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import rclpy  # noqa: E402, F401  (installed by make setup; a missing rclpy is a
 from teleop_rig import ARM, HAND, HUMAN, READY, free_udp_port, make_rig, retarget, serve, start_node, stop_node  # noqa: E402
 from test_glove_fuzz import mutated_binary, random_bytes, structured_json  # noqa: E402
 
-from bora_teleop.glove import encode_packet  # noqa: E402
+from bora_teleop.glove import dds_port_range, encode_packet  # noqa: E402
 
 # rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
 # an xdist worker), see the Makefile
@@ -243,34 +244,30 @@ def test_episode_start_holds_the_measured_state_and_drops_old_episode_commands(r
     assert "policy command of episode 5 dropped: the current episode is 6" in rig.log.read_text()
 
 
-def test_unauthenticated_udp_off_loopback_refuses_to_start(tmp_path):
-    proc, log = start_node(tmp_path, udp_port=free_udp_port(), udp_host="0.0.0.0")
+def _refusal(tmp_path, **params) -> str:
+    """Start the node with ``params``, expect common/node.run_node's refusal (exit 2, no traceback) and return
+    its one line."""
+    proc, log = start_node(tmp_path, **params)
     try:
         assert proc.wait(timeout=60) == 2
     except subprocess.TimeoutExpired:
         stop_node(proc)
         raise
-    # the one line of common/node.run_node's refusal (exit 2, no traceback)
     text = log.read_text()
     lines = [ln for ln in text.splitlines() if "refused to start" in ln]
-    assert len(lines) == 1 and "udp_host='0.0.0.0'" in lines[0] and "loopback" in lines[0], lines
-    assert "Traceback" not in text
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+def test_unauthenticated_udp_off_loopback_refuses_to_start(tmp_path):
+    line = _refusal(tmp_path, udp_port=free_udp_port(), udp_host="0.0.0.0")
+    assert "udp_host='0.0.0.0'" in line and "loopback" in line, line
 
 
 def test_a_glove_port_inside_the_domains_dds_ports_refuses_to_start(tmp_path):
-    import os
-
-    from bora_teleop.glove import dds_port_range
-
     port = dds_port_range(int(os.environ["ROS_DOMAIN_ID"])).start + 200  # past any participant this run starts
-    proc, log = start_node(tmp_path, udp_port=port)
-    try:
-        assert proc.wait(timeout=60) == 2
-    except subprocess.TimeoutExpired:
-        stop_node(proc)
-        raise
-    lines = [ln for ln in log.read_text().splitlines() if "refused to start" in ln]
-    assert len(lines) == 1 and f"udp_port={port}: inside DDS's port range" in lines[0], lines
+    line = _refusal(tmp_path, udp_port=port)
+    assert f"udp_port={port}: inside DDS's port range" in line, line
 
 
 def test_signed_glove_stream_node_accepts_only_the_allowed_source_with_the_key(tmp_path, rig):

@@ -36,7 +36,6 @@ Run: ``teleop_node --ros-args --params-file config/sim.yaml`` (node name ``teleo
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -160,7 +159,7 @@ class TeleopNode(OperatorMixin, Node):
                 key=key,
                 allowed_sources=P["udp_allowed_sources"],
                 on_fault=self._on_udp_fault,
-                dds_domain_id=int(os.environ.get("ROS_DOMAIN_ID") or 0),
+                dds_domain_id=self.context.get_domain_id(),  # the domain rclpy joined
             ).start()
             self.arb.glove_sources.append(self.udp.latest)
             auth = "HMAC-SHA256 signed packets" if key is not None else "unauthenticated (loopback only)"
