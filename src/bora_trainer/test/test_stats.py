@@ -12,6 +12,7 @@ from bora_trainer.stats import (
     mcnemar_exact_p,
     newcombe_paired_diff,
     paired_bootstrap_diff,
+    t_interval,
 )
 
 
@@ -123,3 +124,15 @@ def test_hierarchical_bootstrap_wider_than_trials_only():
     pooled_y = np.concatenate([s[1] for s in seeds])
     _, lo_p, hi_p = paired_bootstrap_diff({"t": (pooled_x, pooled_y)}, n_boot=4000)
     assert hi_h - lo_h > hi_p - lo_p
+
+
+def test_t_interval_by_hand():
+    # values 1..5: mean 3, s = sqrt(2.5) = 1.5811, s / sqrt(5) = 0.70711, t_{4, 0.975} = 2.776445 -> +-1.96324
+    m, lo, hi = t_interval([1, 2, 3, 4, 5])
+    assert m == pytest.approx(3.0)
+    assert lo == pytest.approx(3.0 - 1.96324, abs=1e-4) and hi == pytest.approx(3.0 + 1.96324, abs=1e-4)
+    # (0, 2): s = sqrt(2), s / sqrt(2) = 1, t_{1, 0.975} = 12.7062
+    m, lo, hi = t_interval([0.0, 2.0])
+    assert (m, lo, hi) == pytest.approx((1.0, 1.0 - 12.7062, 1.0 + 12.7062), abs=1e-3)
+    with pytest.raises(ValueError, match="at least 2 finite"):
+        t_interval([1.0])
