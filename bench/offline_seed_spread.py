@@ -6,7 +6,9 @@ Training seed 0 is the demo build itself (its ``bench/demo_pairs.py`` JSON holds
 the build's own offline config, evaluated as demo_pairs does (``bora eval ... --trials 50 --seed0 800000
 --replan-steps 8 --num-envs 2``) into ``EVALS/eval_{cp-bc,bora}_s{S}_{standard,unseen}.json``. The paired
 difference BORA-Offline - CP Base is reported per training seed (both sets, bootstrap stratified by set) and
-over the training seeds (two-level bootstrap: training seeds, then evaluation seeds; object sets as strata)::
+over the training seeds, two ways: a two-level bootstrap (training seeds, each with both of its object sets, then
+its evaluation seeds) and Student's t interval over the per-seed differences (``stats.t_interval``: with a handful
+of training seeds the bootstrap over them is too narrow; read the t interval as the conservative one)::
 
     python bench/offline_seed_spread.py --pairs bench/results/demo_pairs_open_box.json --evals runs/obseed \\
         --seeds 1 2 --out bench/results/offline_seeds_open_box
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine_info import machine  # noqa: E402
 
-from bora_trainer.stats import hierarchical_bootstrap_diff, paired_bootstrap_diff  # noqa: E402
+from bora_trainer.stats import hierarchical_bootstrap_diff, paired_bootstrap_diff, t_interval  # noqa: E402
 
 ROWS = {"cp-bc": "CP Base", "bora": "BORA-Offline"}
 SETS = ("standard", "unseen")
@@ -42,6 +44,19 @@ def outcomes_of(path: Path, seeds: list[int]) -> list[bool]:
     if missing:
         raise ValueError(f"{path}: no episode for evaluation seed(s) {missing[:5]} (expected the pairs' seeds)")
     return [eps[s] for s in seeds]
+
+
+def _both(boot, t) -> str:
+    return f"{boot[0]:+.1f} [{boot[1]:+.1f}, {boot[2]:+.1f}]; t [{t[1]:+.1f}, {t[2]:+.1f}]"
+
+
+def over_seeds(x: dict, a: str, b: str, train_seeds: list[int]) -> tuple[list[float], list[float]]:
+    """``a - b`` in points over the training seeds: the two-level bootstrap (a training seed's two object sets are
+    one cluster: resampled together) and the t interval over the per-seed differences (mean over both sets)."""
+    joint = [(x[(a, s, SETS[0])] + x[(a, s, SETS[1])], x[(b, s, SETS[0])] + x[(b, s, SETS[1])]) for s in train_seeds]
+    boot = [100 * v for v in hierarchical_bootstrap_diff({"both sets": joint})]
+    per_seed = [100 * (sum(xa) - sum(xb)) / len(xa) for xa, xb in joint]
+    return boot, [float(v) for v in t_interval(per_seed)]
 
 
 def main(argv=None) -> int:
@@ -81,17 +96,18 @@ def main(argv=None) -> int:
     for s in train_seeds:
         d = paired_bootstrap_diff({o: (x[("bora", s, o)], x[("cp-bc", s, o)]) for o in SETS})
         per_seed[s] = [100 * v for v in d]
-    over = {o: [(x[("bora", s, o)], x[("cp-bc", s, o)]) for s in train_seeds] for o in SETS}
-    pooled = [100 * v for v in hierarchical_bootstrap_diff(over)]
+    pooled, pooled_t = over_seeds(x, "bora", "cp-bc", train_seeds)
     n = len(eval_seeds)
     vs = {}
     for name in variants:
-        vs[name] = {f"minus_{ref}": [100 * v for v in hierarchical_bootstrap_diff(
-            {o: [(x[(name, s, o)], x[(ref, s, o)]) for s in train_seeds] for o in SETS})] for ref in ROWS}
+        vs[name] = {}
+        for ref in ROWS:
+            vs[name][f"minus_{ref}"], vs[name][f"minus_{ref}_t"] = over_seeds(x, name, ref, train_seeds)
     doc = {"machine": machine(), "task": pairs["task"], "build": pairs["demo_out"], "built_at": pairs["built_at"],
            "eval_seeds": [eval_seeds[0], eval_seeds[-1]], "training_seeds": train_seeds,
            "successes": {f"{r}/s{s}/{o}": int(sum(x[(r, s, o)])) for r in ROWS for s in train_seeds for o in SETS},
            "bora_minus_cp_per_seed": per_seed, "bora_minus_cp_over_seeds": pooled,
+           "bora_minus_cp_over_seeds_t": pooled_t,
            "variants": {name: {"label": label, **vs[name],
                                "successes": {f"s{s}/{o}": int(sum(x[(name, s, o)])) for s in train_seeds for o in SETS}}
                         for name, label in variants.items()}}
@@ -101,8 +117,8 @@ def main(argv=None) -> int:
         if not sep or x_name not in {*ROWS, *variants} or y_name not in {*ROWS, *variants}:
             raise SystemExit(f"offline_seed_spread: --contrast {c!r}: expected A:B, each a variant or one of "
                              f"{list(ROWS)}")
-        contrasts[c] = [100 * v for v in hierarchical_bootstrap_diff(
-            {o: [(x[(x_name, s, o)], x[(y_name, s, o)]) for s in train_seeds] for o in SETS})]
+        boot, t = over_seeds(x, x_name, y_name, train_seeds)
+        contrasts[c] = {"bootstrap": boot, "t": t}
     doc["contrasts"] = contrasts
     Path(a.out).with_suffix(".json").write_text(json.dumps(doc, indent=1))
     m = doc["machine"]
@@ -119,25 +135,24 @@ def main(argv=None) -> int:
         b = " / ".join(f"{sum(x[('bora', s, o)])}" for o in SETS)
         e, lo, hi = per_seed[s]
         lines.append(f"| {s} | {c} of {n} | {b} of {n} | {e:+.1f} [{lo:+.1f}, {hi:+.1f}] |")
-    e, lo, hi = pooled
-    lines += ["", f"Over the {len(train_seeds)} training seeds (two-level bootstrap: training seeds, then evaluation "
-              f"seeds; object sets as strata): BORA-Offline - CP Base **{e:+.1f} [{lo:+.1f}, {hi:+.1f}]** points."]
+    lines += ["", f"Over the {len(train_seeds)} training seeds: BORA-Offline - CP Base **{_both(pooled, pooled_t)}** "
+              "points (95%: two-level bootstrap over training seeds, each with both object sets, then evaluation "
+              "seeds; t: Student's t over the per-seed differences, the conservative one with few seeds)."]
     if variants:
         lines += ["", "Ablations of BORA-Offline (one change each, every training seed from the same warm-up; "
-                  "differences over the training seeds, two-level bootstrap 95%):", "",
+                  "differences over the training seeds: two-level bootstrap 95%; t interval):", "",
                   "| variant | " + " | ".join(f"seed {s} (std / unseen)" for s in train_seeds)
                   + " | - CP Base (points) | - BORA-Offline (points) |",
                   "| --- | " + " | ".join("---" for _ in train_seeds) + " | --- | --- |"]
         for name, label in [*ROWS.items(), *variants.items()]:
             cells = [" / ".join(str(sum(x[(name, s, o)])) for o in SETS) for s in train_seeds]
-            diffs = [f"{e:+.1f} [{lo:+.1f}, {hi:+.1f}]" for e, lo, hi in
-                     (vs[name][f"minus_{r}"] for r in ROWS)] if name in vs else ["", ""]
+            diffs = [_both(vs[name][f"minus_{r}"], vs[name][f"minus_{r}_t"]) for r in ROWS] if name in vs else ["", ""]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {diffs[0]} | {diffs[1]} |")
     labels = {**ROWS, **variants}
-    for c, (e, lo, hi) in contrasts.items():
+    for c, ci in contrasts.items():
         x_name, _, y_name = c.partition(":")
         lines += ["", f"{labels[x_name]} - {labels[y_name]} over the training seeds: "
-                  f"**{e:+.1f} [{lo:+.1f}, {hi:+.1f}]** points (two-level bootstrap 95%)."]
+                  f"**{_both(ci['bootstrap'], ci['t'])}** points (two-level bootstrap 95%; t interval)."]
     Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -35,6 +35,8 @@ def test_counts_and_per_seed_differences(tmp_path):
     # seed 1: standard +2/4, unseen +1/4 -> +37.5 points; over the two seeds (-12.5 + 37.5) / 2 = +12.5
     assert doc["bora_minus_cp_per_seed"]["1"][0] == pytest.approx(37.5)
     assert doc["bora_minus_cp_over_seeds"][0] == pytest.approx(12.5)
+    # t interval over the per-seed differences (-12.5, +37.5): s = 35.355, s / sqrt(2) = 25, t_{1, 0.975} = 12.7062
+    assert doc["bora_minus_cp_over_seeds_t"] == pytest.approx([12.5, 12.5 - 317.655, 12.5 + 317.655], abs=0.01)
     assert "| 1 | 1 / 0 of 4 | 3 / 1 of 4 |" in out.with_suffix(".md").read_text()
 
 
@@ -72,7 +74,8 @@ def test_a_variant_is_compared_with_both_rows_over_every_training_seed(tmp_path)
     assert offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
                                      "--out", str(out), "--variant", "lp0=lambda_ppo 0", "--variant-evals", str(vdir),
                                      "--contrast", "lp0:bora"]) == 0
-    assert json.loads(out.with_suffix(".json").read_text())["contrasts"]["lp0:bora"][0] == pytest.approx(100.0)
+    contrast = json.loads(out.with_suffix(".json").read_text())["contrasts"]["lp0:bora"]
+    assert contrast["bootstrap"][0] == pytest.approx(100.0)
     assert "lambda_ppo 0 - BORA-Offline over the training seeds: **+100.0 [" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit, match="expected A:B"):
         offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
@@ -80,3 +83,24 @@ def test_a_variant_is_compared_with_both_rows_over_every_training_seed(tmp_path)
     with pytest.raises(SystemExit, match="expected NAME=LABEL"):
         offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
                                   "--out", str(out), "--variant", "lp0"])
+
+
+def test_a_training_seed_is_resampled_with_both_its_object_sets(tmp_path):
+    # BORA-Offline wins every trial of both sets on training seed 0 and none on seeds 1, 2 (CP Base: none anywhere).
+    # Both sets of a seed drawn together: the top replicate (seed 0 drawn three times, P = 1/27 > 2.5 %) is +100,
+    # so the upper bound is +100. Sets resampled apart (the old strata) would give +66.7: P(both sets' means
+    # >= 5/6) = 13/729 < 2.5 %.
+    seeds = [10, 11]
+    pairs = {"task": "open_box", "demo_out": "/b", "built_at": "x", "seeds": [10, 11],
+             "outcomes": {"cp-bc/standard": [0, 0], "cp-bc/unseen": [0, 0],
+                          "bora/standard": [1, 1], "bora/unseen": [1, 1]}}
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    for s in (1, 2):
+        for o in ("standard", "unseen"):
+            _eval(tmp_path / f"eval_cp-bc_s{s}_{o}.json", seeds, set())
+            _eval(tmp_path / f"eval_bora_s{s}_{o}.json", seeds, set())
+    out = tmp_path / "spread"
+    assert offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path),
+                                     "--seeds", "1", "2", "--out", str(out)]) == 0
+    est, lo, hi = json.loads(out.with_suffix(".json").read_text())["bora_minus_cp_over_seeds"]
+    assert est == pytest.approx(100 / 3) and lo == pytest.approx(0.0) and hi == pytest.approx(100.0)
