@@ -5,8 +5,9 @@ per-seed ``outcomes`` that demo_pairs.py stores). Pooled over tasks, every paire
 strata of the per-stratum mean difference, tasks weighing equally as in the paper's "Average" rows
 (:func:`bora_trainer.stats.paired_bootstrap_diff`): per object set the strata are the tasks; over both sets they
 are (task, object set). BORA-Full - BORA-Offline is also pooled over every online run of every task with the
-two-level bootstrap (online runs, then seeds, within each stratum:
-:func:`bora_trainer.stats.hierarchical_bootstrap_diff`). One offline build per task: the intervals cover the
+two-level bootstrap (online runs, then seeds, within each task:
+:func:`bora_trainer.stats.hierarchical_bootstrap_diff`); over both sets an online run's two object sets are
+resampled together (one run made both). One offline build per task: the intervals cover the
 evaluation seeds (and the online runs where named), not the offline training's randomness::
 
     python bench/demo_pairs_pooled.py bench/results/demo_pairs.json bench/results/demo_pairs_pick_plush_toy.json \\
@@ -60,9 +61,11 @@ def pool(results: list[dict]) -> dict:
     if all("online_runs" in res for res in results):
         online = {}
         for name, sets in [(o, [o]) for o in SETS] + [("both", list(SETS))]:
-            strata = {f"{res['task']}/{o}": [(run[o]["outcomes"], res["outcomes"][f"bora/{o}"])
-                                            for run in res["online_runs"]]
-                      for res in results for o in sets}
+            # an online run's object sets are one cluster: resampled together (their outcomes concatenated)
+            strata = {res["task"]: [(sum((list(run[o]["outcomes"]) for o in sets), []),
+                                     sum((list(res["outcomes"][f"bora/{o}"]) for o in sets), []))
+                                    for run in res["online_runs"]]
+                      for res in results}
             d, lo, hi = hierarchical_bootstrap_diff(strata)
             online[name] = {"diff": d, "lo": lo, "hi": hi}
         online["runs_per_task"] = {res["task"]: len(res["online_runs"]) for res in results}

@@ -59,6 +59,8 @@ def test_pooled_differences_by_hand():
     op = p["online_pooled"]
     assert op["standard"]["diff"] == pytest.approx(0.1875)
     assert op["unseen"]["diff"] == pytest.approx(1.0)
+    # both sets, each run's two sets as one cluster: a (0.75 + 0.625) / 2, b (0.375 + 0.625) / 2 -> 0.59375
+    assert op["both"]["diff"] == pytest.approx(0.59375)
     assert op["runs_per_task"] == {"a": 2, "b": 2}
 
 
