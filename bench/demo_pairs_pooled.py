@@ -82,8 +82,8 @@ def report(paths: list[Path], results: list[dict], pooled: dict) -> str:
     md = [f"# `make demo` builds on fresh paired seeds, pooled over {len(results)} tasks", "",
           "Inputs (one demo build per task, bench/demo_pairs.py): " + ", ".join(f"`{p.name}`" for p in paths) + ". "
           "Tasks weigh equally; every interval is a paired percentile bootstrap (95%) stratified by task (and object "
-          "set under 'both'). One offline build per task: the intervals cover evaluation seeds, and online runs "
-          "where named, not the offline training's randomness.", "",
+          "set under 'both'; an online run's two sets are resampled together). One offline build per task: the "
+          "intervals cover evaluation seeds, and online runs where named, not the offline training's randomness.", "",
           "| task | built at | seeds | " + " | ".join(f"{ROWS[r]} ({'/'.join(SETS)})" for r in ROWS) + " |",
           "| --- | --- | --- | " + " | ".join("---" for _ in ROWS) + " |"]
     for res in results:
