@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variant-evals", help="directory of the variants' eval files (default: --evals)")
     ap.add_argument("--contrast", action="append", default=[], metavar="A:B",
                     help="also report A - B over the training seeds, A and B variants or rows (cp-bc, bora)")
+    ap.add_argument("--title", default="", help="the report's heading (default: names the task)")
     a = ap.parse_args(argv)
     variants = {}
     for v in a.variant:
@@ -122,7 +123,8 @@ def main(argv=None) -> int:
     doc["contrasts"] = contrasts
     Path(a.out).with_suffix(".json").write_text(json.dumps(doc, indent=1))
     m = doc["machine"]
-    lines = [f"# Offline training seeds on {pairs['task']}: CP Base and BORA-Offline from one warm-up", "",
+    title = a.title or f"Offline training seeds on {pairs['task']}: CP Base and BORA-Offline from one warm-up"
+    lines = [f"# {title}", "",
              f"Measured at {m.get('commit')} on {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs); the build "
              f"`{pairs['demo_out']}` (built at {pairs['built_at']}); training seed 0 is the build's own rows, the "
              f"others retrained from its warm-up with `seed: S` in its offline config; evaluation seeds "

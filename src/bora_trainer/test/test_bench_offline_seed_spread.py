@@ -63,7 +63,8 @@ def test_a_variant_is_compared_with_both_rows_over_every_training_seed(tmp_path)
     out = tmp_path / "spread"
     assert offline_seed_spread.main(["--pairs", str(tmp_path / "pairs.json"), "--evals", str(tmp_path), "--seeds", "1",
                                      "--out", str(out), "--variant", "lp0=lambda_ppo 0",
-                                     "--variant-evals", str(vdir)]) == 0
+                                     "--variant-evals", str(vdir), "--title", "Ablations (issue 14)"]) == 0
+    assert out.with_suffix(".md").read_text().startswith("# Ablations (issue 14)\n")
     v = json.loads(out.with_suffix(".json").read_text())["variants"]["lp0"]
     assert v["label"] == "lambda_ppo 0" and v["successes"]["s0/unseen"] == 2
     # - BORA-Offline: +100 on every seed and set; - CP Base: seed 0 (std 0, unseen +1/2) -> +25, seed 1 (+1/2 both)
