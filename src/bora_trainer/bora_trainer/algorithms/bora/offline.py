@@ -86,7 +86,9 @@ class PPOWithCritic(OfflineAlgorithm):
                 adv_n = adv_n.clamp_min(0.0)
             elif cfg.ppo_advantage == "one":  # diagnostic: no critic information in the term
                 adv_n = mask.to(adv_n.dtype)
-            logp, logp_old = self.log_likelihoods(z if cfg.ppo_vlm_grad else z.detach(), prop, batch["actions_n"])
+            logp, logp_old = self.log_likelihoods(
+                z if cfg.ppo_vlm_grad else z.detach(), prop, batch["actions_n"], step
+            )
             actor_loss, actor_open, ppo, gate_stats = L.gated_ppo_bc_loss(
                 logp,
                 logp_old,
@@ -108,9 +110,15 @@ class PPOWithCritic(OfflineAlgorithm):
         metrics["gate/open"] = float(actor_open)
         return StepOutput(actor_loss, critic_loss, actor_open, metrics)
 
-    def log_likelihoods(self, z, prop, actions) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_likelihoods(self, z, prop, actions, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log pi_theta, log pi_theta_old)`` of the demonstrated steps ``[B, k]`` (``cfg.ppo_likelihood``):
-        the Gaussian head's, or minus the per-step generative loss under one shared noise draw (FPO's proxy)."""
+        the Gaussian head's, or minus the per-step generative loss under one shared noise draw (FPO's proxy).
+
+        The proxy's noise comes from its own generator seeded by ``(cfg.seed, step, rank)``, not from the global
+        stream: drawing from that stream would shift every later random number of BC and the data order, so
+        the variant would differ from CP Base by a different training run as well as by its term (measured:
+        bench/results/offline_ppo_ablation_pick_and_place.md, the lambda_ppo 0 control). With its own stream,
+        lambda_ppo 0 reproduces CP Base's actor exactly (test_gate_scope.py), and a resumed run draws the same."""
         if self.cfg.ppo_likelihood == "gaussian":
             logp = self.expert.log_prob(z, prop, actions)
             with torch.no_grad():
@@ -118,7 +126,8 @@ class PPOWithCritic(OfflineAlgorithm):
             return logp, logp_old
         if hasattr(self.expert, "ct_step"):  # one consistency-curriculum grid for both (BC just counted a step)
             self.expert_ref.ct_step.copy_(self.expert.ct_step)
-        seed = int(torch.randint(0, 2**62, (1,)))  # from the global stream: runs stay reproducible
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        seed = (int(self.cfg.seed) % 2**20 * 2**24 + int(step) % 2**24) * 2**10 + rank % 2**10  # < 2**54
         g = torch.Generator(device=z.device)
         logp = -self.expert.bc_loss_per_step(z, prop, actions, generator=g.manual_seed(seed))
         with torch.no_grad():
