@@ -15,6 +15,15 @@ def _eval(path: Path, seeds, wins):
     path.write_text(json.dumps({"episodes": [{"seed": s, "success": s in wins} for s in seeds]}))
 
 
+def _pairs(tmp_path: Path, cp_std, cp_unseen, bora_std, bora_unseen) -> Path:
+    """A demo_pairs JSON for evaluation seeds 10, 11 (training seed 0's outcomes)."""
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps({"task": "open_box", "demo_out": "/b", "built_at": "x", "seeds": [10, 11],
+                                "outcomes": {"cp-bc/standard": cp_std, "cp-bc/unseen": cp_unseen,
+                                             "bora/standard": bora_std, "bora/unseen": bora_unseen}}))
+    return path
+
+
 def test_counts_and_per_seed_differences(tmp_path):
     seeds = [10, 11, 12, 13]
     pairs = {"task": "open_box", "demo_out": "/b", "built_at": "x", "seeds": [10, 13],
@@ -48,10 +57,7 @@ def test_a_missing_evaluation_seed_is_named(tmp_path):
 
 def test_a_variant_is_compared_with_both_rows_over_every_training_seed(tmp_path):
     seeds = [10, 11]
-    pairs = {"task": "open_box", "demo_out": "/b", "built_at": "x", "seeds": [10, 11],
-             "outcomes": {"cp-bc/standard": [1, 1], "cp-bc/unseen": [1, 0],
-                          "bora/standard": [0, 0], "bora/unseen": [0, 0]}}
-    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    _pairs(tmp_path, [1, 1], [1, 0], [0, 0], [0, 0])
     for o in ("standard", "unseen"):
         _eval(tmp_path / f"eval_cp-bc_s1_{o}.json", seeds, {10})
         _eval(tmp_path / f"eval_bora_s1_{o}.json", seeds, set())
@@ -92,10 +98,7 @@ def test_a_training_seed_is_resampled_with_both_its_object_sets(tmp_path):
     # so the upper bound is +100. Sets resampled apart (the old strata) would give +66.7: P(both sets' means
     # >= 5/6) = 13/729 < 2.5 %.
     seeds = [10, 11]
-    pairs = {"task": "open_box", "demo_out": "/b", "built_at": "x", "seeds": [10, 11],
-             "outcomes": {"cp-bc/standard": [0, 0], "cp-bc/unseen": [0, 0],
-                          "bora/standard": [1, 1], "bora/unseen": [1, 1]}}
-    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    _pairs(tmp_path, [0, 0], [0, 0], [1, 1], [1, 1])
     for s in (1, 2):
         for o in ("standard", "unseen"):
             _eval(tmp_path / f"eval_cp-bc_s{s}_{o}.json", seeds, set())
