@@ -1,5 +1,5 @@
 """How an offline run's action expert covers the demonstrated chunks: the deterministic chunk against the
-sampled ones (issue 14: why BORA-Offline's Gaussian PPO term collapses some open_box seeds).
+sampled ones (issue 14: do BORA-Offline's weak open_box runs differ from the good ones on the demonstrations?).
 
 The Gaussian PPO likelihood (``ActionExpert.log_prob``) is centred on ``mean_chunk``, the expert's output at
 zero sampling noise; the policy acts on ``sample`` (noise drawn at ``sample_sigmas[0]``). With advantage 1 the
@@ -49,9 +49,8 @@ def chunk_stats(mean: torch.Tensor, samples: torch.Tensor, actions: torch.Tensor
     """The module docstring's four figures for the arm and the hand: ``mean`` [B, k, A] the deterministic
     chunk, ``samples`` [D, B, k, A] sampled chunks, ``actions`` [B, k, A] the demonstrated ones, ``mask`` [B, k]."""
     centre = samples.mean(0)
-    out = {}
+    out, d = {}, len(samples)
     for part, sl in (("arm", ARM), ("hand", slice(ARM.stop, None))):
-        d = len(samples)
         out[f"{part}/mean_err"] = _rms((mean - actions)[..., sl], mask)
         out[f"{part}/sample_err"] = sum(_rms((s - actions)[..., sl], mask) for s in samples) / d
         out[f"{part}/spread"] = sum(_rms((s - centre)[..., sl], mask) for s in samples) / d

@@ -110,7 +110,7 @@ class PPOWithCritic(OfflineAlgorithm):
         metrics["gate/open"] = float(actor_open)
         return StepOutput(actor_loss, critic_loss, actor_open, metrics)
 
-    def log_likelihoods(self, z, prop, actions, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_likelihoods(self, z, prop, actions, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log pi_theta, log pi_theta_old)`` of the demonstrated steps ``[B, k]`` (``cfg.ppo_likelihood``):
         the Gaussian head's, or minus the per-step generative loss under one shared noise draw (FPO's proxy).
 
@@ -118,7 +118,8 @@ class PPOWithCritic(OfflineAlgorithm):
         stream: drawing from that stream would shift every later random number of BC and the data order, so
         the variant would differ from CP Base by a different training run as well as by its term (measured:
         bench/results/offline_ppo_ablation_pick_and_place.md, the lambda_ppo 0 control). With its own stream,
-        lambda_ppo 0 reproduces CP Base's actor exactly (test_gate_scope.py), and a resumed run draws the same."""
+        lambda_ppo 0 follows CP Base's actor up to float rounding (test_gate_scope.py), and a resumed run draws
+        the same noise."""
         if self.cfg.ppo_likelihood == "gaussian":
             logp = self.expert.log_prob(z, prop, actions)
             with torch.no_grad():
