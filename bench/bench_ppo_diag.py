@@ -22,6 +22,7 @@ import argparse
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,21 @@ def quality_group(info: dict) -> str:
     return "clean"
 
 
+@contextmanager
+def loaded_run(run: Path, data: Path):
+    """``(trainer, loader)``: the run's latest checkpoint in an OfflineTrainer on the CPU, loaded from a temporary
+    copy (the run directory is not touched), and a loader over its dataset in a fixed order (seed 123)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "run"
+        shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tb", "policy", "critic"))
+        cfg = load_config(OfflineConfig, copy / "config.yaml")
+        cfg.device = "cpu"
+        tr = OfflineTrainer(cfg, data, copy, resume=True, progress=False)
+        loader = torch.utils.data.DataLoader(tr.dataset, batch_size=cfg.batch_size, shuffle=True,
+                                             generator=torch.Generator().manual_seed(123), drop_last=True)
+        yield tr, loader
+
+
 def _norm(grads) -> float:
     gs = [g for g in grads if g is not None]
     return float(torch.sqrt(sum((g.float() ** 2).sum() for g in gs))) if gs else 0.0
@@ -66,13 +82,8 @@ def main() -> int:
     for f in sorted((args.data / "episodes").glob("episode_*.json")):
         info = json.loads(f.read_text())
         groups[int(f.stem.split("_")[1])] = quality_group(info)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("tb", "policy", "critic"))
-        cfg = load_config(OfflineConfig, run / "config.yaml")
-        cfg.device = "cpu"
-        tr = OfflineTrainer(cfg, args.data, run, resume=True, progress=False)
-        lr = tr.learner
+    with loaded_run(args.run, args.data) as (tr, loader):
+        cfg, lr = tr.cfg, tr.learner
         lr.train()
         expert_p = [p for p in lr.expert.parameters() if p.requires_grad]
         vlm_p = [p for p in lr.vlm.parameters() if p.requires_grad]
@@ -81,8 +92,6 @@ def main() -> int:
         rows = []
         chunk_adv, chunk_adv_n, chunk_group = [], [], []
         torch.manual_seed(0)
-        loader = torch.utils.data.DataLoader(tr.dataset, batch_size=cfg.batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(123), drop_last=True)
         for i, batch in enumerate(loader):
             if i >= args.batches:
                 break

@@ -21,20 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_ppo_diag import loaded_run  # noqa: E402
 from machine_info import machine  # noqa: E402
-
-from bora_trainer.algorithms.bora.config import OfflineConfig  # noqa: E402
-from bora_trainer.config_io import load_config  # noqa: E402
-from bora_trainer.offline.trainer import OfflineTrainer  # noqa: E402
 
 ARM = slice(0, 7)  # bora_sim's action layout: 7 arm joints, then the hand's joints
 
@@ -59,16 +54,9 @@ def chunk_stats(mean: torch.Tensor, samples: torch.Tensor, actions: torch.Tensor
 
 
 def spread_of_run(run: Path, data: Path, batches: int, draws: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "run"
-        shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tb", "policy", "critic"))
-        cfg = load_config(OfflineConfig, copy / "config.yaml")
-        cfg.device = "cpu"
-        tr = OfflineTrainer(cfg, data, copy, resume=True, progress=False)
+    with loaded_run(run, data) as (tr, loader):
         lr = tr.learner
         lr.eval()
-        loader = torch.utils.data.DataLoader(tr.dataset, batch_size=cfg.batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(123), drop_last=True)
         sums: dict[str, list[float]] = {}
         g = torch.Generator().manual_seed(7)
         with torch.no_grad():
