@@ -90,8 +90,9 @@ def test_cli_records_init_from_and_resume_ignores_it(warm, tmp_path):
     assert tr.step == 3 and tr.initialized_from == []
 
 
-def test_clean_episode_selection_for_the_warm_up(tmp_path):
-    """``episodes: clean`` keeps successful expert demonstrations whose quality knobs are all 0."""
+def test_clean_and_successful_episode_selection(tmp_path):
+    """``episodes: clean`` keeps successful expert demonstrations whose quality knobs are all 0;
+    ``episodes: successful`` keeps every successful episode, whatever its quality."""
     import json
 
     ds = write_synthetic_dataset(tmp_path / "ds", n_episodes=6, T=10, image_size=(16, 16))
@@ -105,10 +106,12 @@ def test_clean_episode_selection_for_the_warm_up(tmp_path):
     assert tr.dataset.episode_ids == ok[1:]
     assert len(tr.dataset) == 10 * len(ok[1:])
     assert OfflineTrainer(_cfg("cp-bc"), ds, tmp_path / "all", progress=False).dataset.episode_ids == list(range(6))
+    succ = OfflineTrainer(_cfg("cp-bc", episodes="successful", batch_size=2), ds, tmp_path / "s", progress=False)
+    assert succ.dataset.episode_ids == ok  # the noisy success stays, the failures go
     for e in ok[1:]:  # no clean episode left: a clear error
         infos[e]["quality"] = {"noise": 1.0}
         (ds / "episodes" / f"episode_{e:06d}.json").write_text(json.dumps(infos[e]))
-    with pytest.raises(ValueError, match="no clean expert episodes"):
+    with pytest.raises(ValueError, match="'clean'.*has no such episodes"):
         OfflineTrainer(_cfg("cp-bc", episodes="clean"), ds, tmp_path / "none", progress=False)
     with pytest.raises(ValueError, match="episodes"):
         _cfg("cp-bc", episodes="good")

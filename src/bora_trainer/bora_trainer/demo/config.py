@@ -16,6 +16,7 @@ from bora_policy.common.graph_params import graph_default
 from bora_trainer import protocol
 from bora_trainer.algorithms import registry
 from bora_trainer.config_io import ConfigError, from_dict, read_yaml
+from bora_trainer.offline.data import EPISODE_FILTERS
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_CONFIG = "config/demo.yaml"
@@ -196,8 +197,10 @@ class DemoConfig:
         w = self.offline.warmup
         if w.algo not in offline:
             raise ConfigError(f"DemoConfig.offline.warmup.algo: unknown algorithm {w.algo!r}; choose from {offline}")
-        if w.episodes not in ("all", "clean"):
-            raise ConfigError(f"DemoConfig.offline.warmup.episodes must be 'all' or 'clean', got {w.episodes!r}")
+        if w.episodes not in EPISODE_FILTERS:
+            raise ConfigError(
+                f"DemoConfig.offline.warmup.episodes must be one of {list(EPISODE_FILTERS)}, got {w.episodes!r}"
+            )
         if w.updates < 0 or w.threads < 1:
             raise ConfigError("DemoConfig.offline.warmup.updates must be >= 0 and warmup.threads >= 1")
         r = self.offline.rollouts

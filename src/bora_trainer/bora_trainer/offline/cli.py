@@ -23,6 +23,7 @@ import torch
 from bora_trainer.algorithms import registry
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.config_io import load_config
+from bora_trainer.offline.data import EPISODE_FILTERS
 from bora_trainer.offline.distributed import setup_distributed, teardown_distributed
 from bora_trainer.offline.trainer import OfflineTrainer
 
@@ -68,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--episodes",
-        choices=("all", "clean"),
+        choices=tuple(EPISODE_FILTERS),
         default=None,
-        help="train on all episodes, or only the clean expert demonstrations (OfflineConfig.episodes)",
+        help="train on all episodes, only the clean expert demonstrations, or every successful episode "
+        "(OfflineConfig.episodes)",
     )
     p.add_argument(
         "--rollouts",

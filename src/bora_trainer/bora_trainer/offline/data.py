@@ -34,14 +34,27 @@ def is_clean_episode(info: dict) -> bool:
     )
 
 
+def is_successful_episode(info: dict) -> bool:
+    """An episode that ended in success, whatever its source and quality (filtered BC on the outcome)."""
+    return bool(info.get("success", False))
+
+
+# OfflineConfig.episodes -> which episodes a run reads (None: all)
+EPISODE_FILTERS = {"all": None, "clean": is_clean_episode, "successful": is_successful_episode}
+
+
 def select_episodes(data_dir: str | Path, which: str) -> list[int] | None:
-    """Episode ids for ``OfflineConfig.episodes``: None (all) or the clean ones (an error when there are none)."""
-    if which == "all":
+    """Episode ids for ``OfflineConfig.episodes`` (``EPISODE_FILTERS``): None (all), or the ids the filter keeps
+    (an error when it keeps none)."""
+    if which not in EPISODE_FILTERS:
+        raise ValueError(f"OfflineConfig.episodes must be one of {list(EPISODE_FILTERS)}, got {which!r}")
+    keep = EPISODE_FILTERS[which]
+    if keep is None:
         return None
     from bora_policy.common.episodes import episode_ids, read_info
 
     root = Path(data_dir)
-    ids = [e for e in episode_ids(root) if is_clean_episode(read_info(root, e))]
+    ids = [e for e in episode_ids(root) if keep(read_info(root, e))]
     if not ids:
-        raise ValueError(f"OfflineConfig.episodes = 'clean': {root} has no clean expert episodes")
+        raise ValueError(f"OfflineConfig.episodes = {which!r}: {root} has no such episodes")
     return ids

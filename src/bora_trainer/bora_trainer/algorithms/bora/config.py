@@ -14,6 +14,7 @@ from typing import Any, Literal
 from bora_policy.models.residual import ResidualConfig
 from bora_trainer.algorithms import losses as L
 from bora_trainer.data.chunks import ChunkDatasetConfig
+from bora_trainer.offline.data import EPISODE_FILTERS
 
 
 @dataclass
@@ -105,10 +106,13 @@ class OfflineConfig:
     # the others keep their fresh initialisation. The source run's normaliser is reused. Optimisers and
     # the step counter start fresh. Ignored when resuming (the run's own checkpoint wins).
     init_from: str | None = None
-    # which episodes of the dataset to train on: "all", or "clean" = successful scripted-expert
-    # demonstrations with every quality knob at 0 (episode info ``source``/``success``/``quality``), e.g. for
-    # a shared warm-up that the rows then fine-tune on all (mixed-quality) episodes
-    episodes: Literal["all", "clean"] = "all"
+    # which episodes of the dataset to train on (offline/data.py EPISODE_FILTERS): "all"; "clean" = successful
+    # scripted-expert demonstrations with every quality knob at 0 (episode info ``source``/``success``/
+    # ``quality``), e.g. for a shared warm-up that the rows then fine-tune on all (mixed-quality) episodes;
+    # "successful" = every episode that succeeded (filtered BC on the outcome: what a critic of the sparse
+    # success reward could at best remove). Measured as oracle filters for CP Base on open_box
+    # (bench/results/offline_filter_open_box.md)
+    episodes: Literal["all", "clean", "successful"] = "all"
     # --- not in the paper (ours): recorded autonomous rollouts as extra critic data. Episode directories
     # written by ``bora eval --record DIR`` (the policy's own episodes, successes AND failures) read together
     # with ``--data``: the critic (Eq. 1, 3, 4) and the PPO term see every step of them; BC sees the
@@ -152,8 +156,8 @@ class OfflineConfig:
                 raise ValueError(f"OfflineConfig: k={self.k} but data.k={self.data.k}; set one of them")
         if self.gate_scope not in L.GATE_SCOPES:
             raise ValueError(f"OfflineConfig.gate_scope must be one of {list(L.GATE_SCOPES)}, got {self.gate_scope!r}")
-        if self.episodes not in ("all", "clean"):
-            raise ValueError(f"OfflineConfig.episodes must be 'all' or 'clean', got {self.episodes!r}")
+        if self.episodes not in EPISODE_FILTERS:
+            raise ValueError(f"OfflineConfig.episodes must be one of {list(EPISODE_FILTERS)}, got {self.episodes!r}")
         if isinstance(self.rollout_data, str):
             raise ValueError(
                 "OfflineConfig.rollout_data must be a list of episode directories, got the string "
