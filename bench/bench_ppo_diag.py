@@ -212,8 +212,12 @@ def main() -> int:
         lines.append(_row(results[-1]))
         print(lines[-1], flush=True)
     if args.out:
-        args.out.with_suffix(".json").write_text(json.dumps({"machine": machine(), "runs": results}, indent=1))
-        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        m = machine()
+        args.out.with_suffix(".json").write_text(json.dumps({"machine": m, "runs": results}, indent=1))
+        head = [f"Run `{args.run}` on `{args.data}`, every checkpoint, {args.batches} fixed batches each "
+                f"(`bench/bench_ppo_diag.py --all-checkpoints`); commit {m['commit']}, {m['cpu']}, "
+                f"{m['logical_cpus']} logical CPUs.", ""]
+        args.out.with_suffix(".md").write_text("\n".join(head + lines) + "\n")
     return 0
 
 

@@ -13,8 +13,8 @@ of training seeds the bootstrap over them is too narrow; read the t interval as 
     python bench/offline_seed_spread.py --pairs bench/results/demo_pairs_open_box.json --evals runs/obseed \\
         --seeds 1 2 --out bench/results/offline_seeds_open_box
 
-Ablations of BORA-Offline (``--variant NAME=LABEL``, repeatable) are runs trained like BORA-Offline with one
-change, for EVERY training seed (0 included: the build's warm-up, ``seed: S``), evaluated on the same seeds into
+Variants (``--variant NAME=LABEL``, repeatable) are runs trained like one of the rows (an ablation of
+BORA-Offline, or CP Base on a filtered dataset) with one change, for EVERY training seed (0 included: the build's warm-up, ``seed: S``), evaluated on the same seeds into
 ``VARIANT_EVALS/eval_NAME_sS_{standard,unseen}.json``; each is reported against CP Base and against BORA-Offline
 over the training seeds (same two-level bootstrap)::
 
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
               "points (95%: two-level bootstrap over training seeds, each with both object sets, then evaluation "
               "seeds; t: Student's t over the per-seed differences, the conservative one with few seeds)."]
     if variants:
-        lines += ["", "Ablations of BORA-Offline (one change each, every training seed from the same warm-up; "
+        lines += ["", "Variants of the rows (one change each, every training seed from the same warm-up; "
                   "differences over the training seeds: two-level bootstrap 95%; t interval):", "",
                   "| variant | " + " | ".join(f"seed {s} (std / unseen)" for s in train_seeds)
                   + " | - CP Base (points) | - BORA-Offline (points) |",
