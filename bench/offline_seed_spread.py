@@ -14,9 +14,9 @@ of training seeds the bootstrap over them is too narrow; read the t interval as 
         --seeds 1 2 --out bench/results/offline_seeds_open_box
 
 Variants (``--variant NAME=LABEL``, repeatable) are runs trained like one of the rows (an ablation of
-BORA-Offline, or CP Base on a filtered dataset) with one change, for EVERY training seed (0 included: the build's warm-up, ``seed: S``), evaluated on the same seeds into
-``VARIANT_EVALS/eval_NAME_sS_{standard,unseen}.json``; each is reported against CP Base and against BORA-Offline
-over the training seeds (same two-level bootstrap)::
+BORA-Offline, or CP Base on a filtered dataset) with one change, for EVERY training seed (0 included: the
+build's warm-up, ``seed: S``), evaluated on the same seeds into ``VARIANT_EVALS/eval_NAME_sS_{standard,unseen}.json``;
+each is reported against CP Base and against BORA-Offline over the training seeds (same two-level bootstrap)::
 
     python bench/offline_seed_spread.py ... --variant lp0="lambda_ppo 0" --variant-evals runs/ppodiag
 """
