@@ -39,6 +39,7 @@ import torch
 from bora_trainer.algorithms import losses as L
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.config_io import load_config
+from bora_trainer.eval_critic import mc_returns
 from bora_trainer.offline.trainer import OfflineTrainer
 from bora_trainer.stats import auroc
 
@@ -78,15 +79,6 @@ def loaded_run(run: Path, data: Path, checkpoint: str | None = None):
         yield tr, loader
 
 
-def returns_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """``G_t = sum_i gamma^i r_{t+i}`` to the episode's end, for every step t."""
-    g, out = 0.0, np.zeros(len(rewards), dtype=np.float64)
-    for t in range(len(rewards) - 1, -1, -1):
-        g = float(rewards[t]) + gamma * g
-        out[t] = g
-    return out
-
-
 def _norm(grads) -> float:
     gs = [g for g in grads if g is not None]
     return float(torch.sqrt(sum((g.float() ** 2).sum() for g in gs))) if gs else 0.0
@@ -113,7 +105,7 @@ def diagnose(run: Path, data: Path, batches: int, checkpoint: str | None = None)
         ne = len(expert_p)
         rows = []
         chunk_adv, chunk_adv_n, chunk_group, v0, g_mc = [], [], [], [], []
-        rtg = {e: returns_to_go(r, cfg.gamma) for e, r in rewards.items()}
+        rtg = {e: mc_returns(r, cfg.gamma) for e, r in rewards.items()}
         torch.manual_seed(0)
         for i, batch in enumerate(loader):
             if i >= batches:
