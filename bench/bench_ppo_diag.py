@@ -88,14 +88,21 @@ def _flat(grads, params) -> torch.Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params)])
 
 
-def diagnose(run: Path, data: Path, batches: int, checkpoint: str | None = None) -> dict:
-    """Every figure of the module docstring for one checkpoint of ``run`` (default: its latest)."""
+def episode_labels(data: Path) -> tuple[dict[int, str], dict[int, np.ndarray]]:
+    """``(quality group, rewards)`` of every episode of the dataset, by episode id."""
     groups, rewards = {}, {}
     for f in sorted((data / "episodes").glob("episode_*.json")):
-        info = json.loads(f.read_text())
-        groups[int(f.stem.split("_")[1])] = quality_group(info)
+        e = int(f.stem.split("_")[1])
+        groups[e] = quality_group(json.loads(f.read_text()))
         with np.load(f.with_suffix(".npz")) as arrays:
-            rewards[int(f.stem.split("_")[1])] = arrays["reward"]
+            rewards[e] = arrays["reward"]
+    return groups, rewards
+
+
+def diagnose(run: Path, data: Path, batches: int, checkpoint: str | None = None, labels=None) -> dict:
+    """Every figure of the module docstring for one checkpoint of ``run`` (default: its latest); ``labels`` is
+    ``episode_labels(data)`` when the caller already has it."""
+    groups, rewards = labels or episode_labels(data)
     with loaded_run(run, data, checkpoint) as (tr, loader):
         cfg, lr = tr.cfg, tr.learner
         lr.train()
@@ -199,8 +206,9 @@ def main() -> int:
     results = []
     lines = ["| checkpoint | AUROC A_bar clean vs rest | clean vs hesitant + suboptimal | corr(V, G_MC) | "
              "mean V - G_MC | PPO / BC grad (expert) |", "| --- | --- | --- | --- | --- | --- |"]
+    labels = episode_labels(args.data)
     for name in names:
-        results.append(diagnose(args.run, args.data, args.batches, name))
+        results.append(diagnose(args.run, args.data, args.batches, name, labels))
         lines.append(_row(results[-1]))
         print(lines[-1], flush=True)
     if args.out:

@@ -46,7 +46,7 @@ def outcomes_of(path: Path, seeds: list[int]) -> list[bool]:
     return [eps[s] for s in seeds]
 
 
-def _both(boot, t) -> str:
+def fmt_ci(boot, t) -> str:
     return f"{boot[0]:+.1f} [{boot[1]:+.1f}, {boot[2]:+.1f}]; t [{t[1]:+.1f}, {t[2]:+.1f}]"
 
 
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         b = " / ".join(f"{sum(x[('bora', s, o)])}" for o in SETS)
         e, lo, hi = per_seed[s]
         lines.append(f"| {s} | {c} of {n} | {b} of {n} | {e:+.1f} [{lo:+.1f}, {hi:+.1f}] |")
-    lines += ["", f"Over the {len(train_seeds)} training seeds: BORA-Offline - CP Base **{_both(pooled, pooled_t)}** "
+    lines += ["", f"Over the {len(train_seeds)} training seeds: BORA-Offline - CP Base **{fmt_ci(pooled, pooled_t)}** "
               "points (95%: two-level bootstrap over training seeds, each with both object sets, then evaluation "
               "seeds; t: Student's t over the per-seed differences, the conservative one with few seeds)."]
     if variants:
@@ -148,13 +148,13 @@ def main(argv=None) -> int:
                   "| --- | " + " | ".join("---" for _ in train_seeds) + " | --- | --- |"]
         for name, label in [*ROWS.items(), *variants.items()]:
             cells = [" / ".join(str(sum(x[(name, s, o)])) for o in SETS) for s in train_seeds]
-            diffs = [_both(vs[name][f"minus_{r}"], vs[name][f"minus_{r}_t"]) for r in ROWS] if name in vs else ["", ""]
+            diffs = [fmt_ci(vs[name][f"minus_{r}"], vs[name][f"minus_{r}_t"]) for r in ROWS] if name in vs else ["", ""]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {diffs[0]} | {diffs[1]} |")
     labels = {**ROWS, **variants}
     for c, ci in contrasts.items():
         x_name, _, y_name = c.partition(":")
         lines += ["", f"{labels[x_name]} - {labels[y_name]} over the training seeds: "
-                  f"**{_both(ci['bootstrap'], ci['t'])}** points (two-level bootstrap 95%; t interval)."]
+                  f"**{fmt_ci(ci['bootstrap'], ci['t'])}** points (two-level bootstrap 95%; t interval)."]
     Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

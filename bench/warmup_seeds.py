@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine_info import machine  # noqa: E402
-from offline_seed_spread import SETS, _both, outcomes_of, over_seeds  # noqa: E402
+from offline_seed_spread import SETS, fmt_ci, outcomes_of, over_seeds  # noqa: E402
 
 
 def _spec(text: str) -> tuple[str, str, str]:
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     m = machine(calibrate=False)
     lines = [f"Evaluation seeds {eval_seeds[0]}..{eval_seeds[-1]} per object set; summarised at {m['commit']} on "
              f"{m['cpu']} ({m['logical_cpus']} logical CPUs) by `bench/warmup_seeds.py`.", "", *lines, "",
-             f"{args.a[1]} - {args.b[1]} over the {len(args.seeds)} training seeds, both sets: **{_both(boot, t)}** "
+             f"{args.a[1]} - {args.b[1]} over the {len(args.seeds)} training seeds, both sets: **{fmt_ci(boot, t)}** "
              "points (two-level bootstrap 95%; t interval over the per-seed differences)."]
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({
