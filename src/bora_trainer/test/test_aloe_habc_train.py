@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bora_policy.common.episodes import read_episode, read_meta, write_episode
+from bora_trainer.algorithms.aloe.config import AloeConfig
 from bora_trainer.algorithms.aloe.losses import per_sample_weighted_bc, phase_for_step
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.algorithms.habc.labels import KIND_DEMO, KIND_INTERVENTION, KIND_POLICY, LABEL_NONE
@@ -144,6 +145,40 @@ def test_offline_aloe_end_to_end(mixed_ds, tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(ex0, lrn.expert.parameters()))
 
 
+def test_aloe_stage_lengths_from_the_run():
+    from bora_trainer.algorithms.aloe.losses import stage_lengths
+
+    # the demo's offline row: 500 updates, ppo_start 286 -> 214 after it, 5 loops -> 214 // 10 = 21 per stage
+    assert stage_lengths(214, 5) == (21, 21)
+    assert stage_lengths(15000, 5) == (1500, 1500)  # Table 3's online cap per round
+    assert stage_lengths(400, 5) == (40, 40)  # the demo's online cap per round
+    assert stage_lengths(3, 5) == (1, 1)  # never 0
+    assert stage_lengths(100, 5, critic_steps=7) == (7, 10)  # an explicit stage is kept
+
+
+def test_offline_aloe_default_stages_reach_the_actor(mixed_ds, tmp_path):
+    """With the default (0) stage lengths a run shorter than 2000 updates after ppo_start alternates critic and
+    actor stages (the earlier fixed 2000 never reached an actor step); a fixed count that leaves no actor stage
+    in the run is refused with the numbers."""
+    from bora_trainer.offline.trainer import OfflineTrainer
+
+    torch.manual_seed(0)
+    small = {"width": 32, "num_layers": 1, "num_attn_heads": 2, "n_value_samples": 2, "iterations": 2}
+    cfg = _cfg(algo="aloe", total_updates=10)  # ppo_start 2 -> budget 8, 2 loops -> stages of 8 // 4 = 2
+    cfg.algo_options = small
+    tr = OfflineTrainer(cfg, mixed_ds, tmp_path / "run", progress=False)
+    assert tr.learner.stages == (2, 2)
+    assert [tr.learner.phase(s) for s in range(10)] == ["warmup"] * 2 + ["critic"] * 2 + ["actor"] * 2 + [
+        "critic"
+    ] * 2 + ["actor"] * 2
+    cfg = _cfg(algo="aloe", total_updates=10)
+    cfg.algo_options = {**small, "critic_steps": 8}
+    with pytest.raises(ValueError, match=r"critic_steps=8: the run's 8 updates after ppo_start \(2 of 10\)"):
+        OfflineTrainer(cfg, mixed_ds, tmp_path / "run2", progress=False)
+    with pytest.raises(ValueError, match="critic_steps and actor_steps must be >= 0"):
+        load_config(AloeConfig, {"actor_steps": -1})
+
+
 def _online_batch(B, k, A, S, Z, seed=0):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
@@ -182,13 +217,14 @@ def test_online_objectives_update_the_residual(algo):
     torch.manual_seed(0)
     k, A, S, Z, B = 4, 3, 3, 8, 8
     opts = (
-        {"width": 16, "num_layers": 1, "num_attn_heads": 2, "critic_steps": 2, "actor_steps": 2}
+        {"width": 16, "num_layers": 1, "num_attn_heads": 2, "iterations": 2}  # stages 8 // 4 = 2 (max_updates 8)
         if algo == "aloe"
         else {"hidden": 16, "n_warmup": 1}
     )
     cfg = OnlineConfig(
         algo=algo,
         batch_size=B,
+        max_updates=8,
         objective_options=opts,
         residual=ResidualConfig(hidden_dims=[16], init_scale=0.1),
     )
@@ -221,6 +257,7 @@ def test_online_objectives_update_the_residual(algo):
     assert actor_steps and all(i["actor/res_abs"] == pytest.approx(r, rel=1e-5) for i, r in actor_steps)
     if algo == "aloe":  # Q(composite) - Q(base) under ALOE's critic, as the evidence report reads it
         assert all("actor/q_gain" in i for i, _ in actor_steps)
+        assert lrn.objective.stages == (2, 2) and [i["aloe/phase"] for i in infos] == [1.0, 1.0, 2.0, 2.0]
     assert not all(torch.equal(x, y) for x, y in zip(a0, lrn.actor.parameters()))
     mods = lrn.modules()
     assert ("aloe_q" in mods) if algo == "aloe" else ("habc_heads" in mods)

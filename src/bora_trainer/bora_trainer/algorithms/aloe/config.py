@@ -26,7 +26,12 @@ class AloeConfig:
     head_bootstrap_p: each head trains on a Bernoulli(p) subset of the batch [I: Sec. 8.2; 1 = off].
     width / num_layers / num_attn_heads: critic trunk [S: 256 / 6 / 8]. dropout: 0.
     critic_lr / actor_lr / weight_decay / batch_size: [S: AdamW 3e-5, batch 256].
-    critic_steps / actor_steps: gradient steps per stage of one loop iteration [unknown; I].
+    critic_steps / actor_steps: gradient steps per stage of one loop iteration [unknown; I]. 0 (the default)
+        = derived from the run (``losses.stage_lengths``): offline, the updates after ``ppo_start`` split into
+        ``iterations`` loops of a critic and an actor stage of equal length; online, ``online.max_updates`` (one
+        round's cap) split the same way. A fixed count (the earlier default was 2000 each) must fit the run:
+        at the demo's 500 offline updates (214 after ppo_start) and <= 400 online updates per round, 2000 meant
+        the actor stage never came (the offline row was BC until ppo_start, the online residual untrained).
     iterations: collect/critic/actor rounds [P: 5 phone, 3-4 sorting].
     target_samples: fresh actor samples a' averaged in the bootstrap [I: 1 = the spec's single a'].
     """
@@ -51,8 +56,8 @@ class AloeConfig:
     actor_lr: float = 3e-5
     weight_decay: float = 1e-4
     batch_size: int = 256
-    critic_steps: int = 2000
-    actor_steps: int = 2000
+    critic_steps: int = 0
+    actor_steps: int = 0
     iterations: int = 5
     target_samples: int = 1
 
@@ -78,6 +83,13 @@ class AloeConfig:
             )
         if not 0.0 < self.head_bootstrap_p <= 1.0:
             raise ValueError(f"AloeConfig.head_bootstrap_p must be in (0, 1], got {self.head_bootstrap_p}")
+        if self.critic_steps < 0 or self.actor_steps < 0:
+            raise ValueError(
+                f"AloeConfig.critic_steps and actor_steps must be >= 0 (0 = derived from the run), got "
+                f"{self.critic_steps} and {self.actor_steps}"
+            )
+        if self.iterations < 1:
+            raise ValueError(f"AloeConfig.iterations must be >= 1, got {self.iterations}")
         if self.width % self.num_attn_heads:
             raise ValueError(
                 f"AloeConfig.width ({self.width}) must be divisible by num_attn_heads ({self.num_attn_heads})"

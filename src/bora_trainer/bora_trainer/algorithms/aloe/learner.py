@@ -283,6 +283,11 @@ def run_aloe_loop(
        (``sample_fn`` must run the actor without gradients).
     3. Policy improvement, critic frozen: ``cfg.actor_steps`` of ``actor_step(batch, weights)``.
     """
+    if cfg.critic_steps < 1 or cfg.actor_steps < 1:
+        raise ValueError(
+            "run_aloe_loop: AloeConfig.critic_steps and actor_steps must be set (>= 1); 0 derives them from a "
+            "training run's update budget, which this loop does not have"
+        )
     out = []
     for i in range(iterations if iterations is not None else cfg.iterations):
         n = collect(i)

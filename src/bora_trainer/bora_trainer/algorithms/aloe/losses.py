@@ -107,6 +107,18 @@ def per_sample_weighted_bc(
 
 
 
+def stage_lengths(budget: int, iterations: int, critic_steps: int = 0, actor_steps: int = 0) -> tuple[int, int]:
+    """``(critic_steps, actor_steps)`` of ALOE's loop for ``budget`` updates of critic and actor stages.
+
+    A stage given as 0 is derived from the run (ours; the paper gives no count): ``budget`` split into
+    ``iterations`` loops of a critic and an actor stage of equal length, ``max(1, budget // (2 iterations))``.
+    E.g. the demo's offline row: 500 updates, ppo_start 286 -> budget 214, 5 iterations -> 21 and 21; Table 3's
+    online cap of 15k updates per round -> 1500 and 1500. A stage given explicitly is kept.
+    """
+    auto = max(1, int(budget) // (2 * int(iterations)))
+    return (int(critic_steps) or auto, int(actor_steps) or auto)
+
+
 def phase_for_step(step: int, warmup: int, critic_steps: int, actor_steps: int) -> str:
     """ "warmup" (BC actor + critic) before ``warmup``; then cycles of "critic" then "actor" updates."""
     if step < warmup:

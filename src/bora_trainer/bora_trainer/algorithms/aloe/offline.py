@@ -9,7 +9,9 @@ Schedule per update ``step``:
   plain BC for the actor while the critic is trained;
 * afterwards cycles of ``critic_steps`` critic-only updates (actor frozen: gate closed) followed by
   ``actor_steps`` actor-only updates with ``w = exp(clip(A/beta, -eps, eps))`` (critic frozen). With a
-  fixed dataset the "collect" stage is the dataset itself.
+  fixed dataset the "collect" stage is the dataset itself. By default (0) the stages are derived from the
+  run (``losses.stage_lengths``): the updates after ``ppo_start`` make ``iterations`` loops; a stage count
+  given explicitly that leaves no actor stage in the run is refused.
 
 Not supported: ALOE offline with the diffusion expert (it has no cheap fresh sample for V^pi with K
 chunks; use ``cp-bc`` for that baseline). Hyper-parameters: ``OfflineConfig.algo_options``
@@ -32,6 +34,7 @@ from bora_trainer.algorithms.aloe.losses import (
     critic_mse,
     per_sample_weighted_bc,
     phase_for_step,
+    stage_lengths,
 )
 from bora_trainer.algorithms.offline_learner import OfflineAlgorithm, StepOutput
 from bora_trainer.config_io import load_config
@@ -65,12 +68,20 @@ class AloeOffline(OfflineAlgorithm):
             a.dropout,
         )
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        budget = cfg.total_updates - cfg.ppo_start
+        self.stages = stage_lengths(budget, a.iterations, a.critic_steps, a.actor_steps)
+        if a.critic_steps and 0 < budget <= a.critic_steps:  # a fixed count too long for this run
+            raise ValueError(
+                f"AloeConfig.critic_steps={self.stages[0]}: the run's {budget} updates after ppo_start "
+                f"({cfg.ppo_start} of {cfg.total_updates}) end inside the first critic stage, so the actor would "
+                "never take an ALOE step; set critic_steps and actor_steps to 0 (derived from the run) or lower"
+            )
 
     def critic_param_groups(self):
         return [{"params": list(self.critic.parameters()), "lr": self.acfg.critic_lr, "name": "aloe_critic"}]
 
     def phase(self, step: int) -> str:
-        return phase_for_step(step, self.cfg.ppo_start, self.acfg.critic_steps, self.acfg.actor_steps)
+        return phase_for_step(step, self.cfg.ppo_start, *self.stages)
 
     def _sample(self, z, prop):
         n = self.cfg.model.expert_sample_steps or None

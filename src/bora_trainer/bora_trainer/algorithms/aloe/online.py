@@ -6,7 +6,9 @@ Applied to the **residual actor** (the VLA is frozen online): the current policy
 ``V^pi(s) = Q_pess(s, A_base + alpha_t pi_res)`` (K samples would be identical). The actor step is
 advantage-weighted regression of the composite onto the executed chunk (human steps included). The same
 critic/actor alternation as offline runs on the learner's update counter; each round's collection (with
-takeovers) is the online loop's rollouts.
+takeovers) is the online loop's rollouts. Stages given as 0 (the default) are derived from one round's
+update cap ``online.max_updates`` (``losses.stage_lengths``: ``iterations`` loops per round's cap; Table 3's
+15k -> 1500 + 1500, the demo's 400 -> 40 + 40).
 
 Not supported: ALOE on the action expert during the online phase (the VLA is frozen there by design).
 Hyper-parameters: ``OnlineConfig.objective_options`` (:class:`AloeConfig` fields; defaults otherwise).
@@ -15,6 +17,7 @@ Hyper-parameters: ``OnlineConfig.objective_options`` (:class:`AloeConfig` fields
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 
@@ -27,10 +30,13 @@ from bora_trainer.algorithms.aloe.losses import (
     online_td_target,
     per_sample_mean,
     phase_for_step,
+    stage_lengths,
 )
 from bora_trainer.algorithms.losses import soft_update
 from bora_trainer.algorithms.online_learner import OnlineObjective, frozen
 from bora_trainer.config_io import load_config
+
+log = logging.getLogger(__name__)
 
 
 class AloeResidualObjective(OnlineObjective):
@@ -59,6 +65,12 @@ class AloeResidualObjective(OnlineObjective):
         ).to(learner.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.opt = torch.optim.AdamW(self.q.parameters(), lr=a.critic_lr, weight_decay=a.weight_decay)
+        self.stages = stage_lengths(learner.cfg.max_updates, a.iterations, a.critic_steps, a.actor_steps)
+        if self.stages[0] >= learner.cfg.max_updates:
+            log.warning(
+                "AloeConfig.critic_steps=%d >= online.max_updates=%d: the first round's updates are all critic "
+                "updates (the residual actor is not trained in it)", self.stages[0], learner.cfg.max_updates,
+            )
 
     def policy(self, z, proprio, base):
         """The current composite chunk ``A_base + alpha_t pi_res(s, A_base, z)`` and the raw residual."""
@@ -115,8 +127,7 @@ class AloeResidualObjective(OnlineObjective):
         }
 
     def update(self, batch):
-        a = self.acfg
-        ph = phase_for_step(self.learner.step, 0, a.critic_steps, a.actor_steps)
+        ph = phase_for_step(self.learner.step, 0, *self.stages)
         info = self.critic_update(batch) if ph == "critic" else self.actor_update(batch)
         info["aloe/phase"] = 1.0 if ph == "critic" else 2.0
         return info
