@@ -104,6 +104,43 @@ def test_offline_habc_end_to_end(mixed_ds, tmp_path):
     assert (tmp_path / "run" / "latest").exists()
 
 
+def test_offline_habc_skips_the_unused_next_observation_pass(mixed_ds, tmp_path):
+    """The efficiency head bootstraps from z_{t+k} on D_succ rows only (Eq. 3): a batch without one (the
+    demonstrations, demos_in_critic off) runs the VLM once, with the same losses as with the second pass."""
+    from bora_trainer.algorithms.habc.learner import HabcBatch
+    from bora_trainer.offline.trainer import OfflineTrainer
+
+    torch.manual_seed(0)
+    cfg = _cfg(algo="habc", batch_size=64)
+    cfg.algo_options = {"n_warmup": 3, "hidden": 32}
+    tr = OfflineTrainer(cfg, mixed_ds, tmp_path / "run", progress=False)
+    lrn = tr.learner
+    if lrn.labels is None:
+        lrn.attach_dataset(tr.dataset)
+    full = tr.prepare(next(iter(tr.loader)))
+    calls = []
+    encode = lrn.encode
+    lrn.encode = lambda *a: calls.append(1) or encode(*a)  # counts the real VLM passes
+    for eids, passes in (([0, 1], 1), ([2], 2)):  # demonstrations / a successful autonomous rollout (D_succ)
+        keep = torch.isin(full["episode_id"], torch.tensor(eids))
+        assert keep.any()
+        b = {k: (v[keep] if isinstance(v, torch.Tensor) and len(v) == len(keep) else v) for k, v in full.items()}
+        if isinstance(b["instruction"], list):
+            b["instruction"] = [x for x, m in zip(full["instruction"], keep.tolist()) if m]
+        calls.clear()
+        out = lrn.losses(b, step=10)
+        assert len(calls) == passes
+        lab = lrn.labels.lookup(b["episode_id"], b["t"])
+        with torch.no_grad():  # the reference: the critic loss with the real z_{t+k}
+            z = encode(b["images"], b["instruction"], b["state_n"]).float()
+            zn = encode(b["next_images"], b["instruction"], b["next_state_n"]).float()
+            ref, _ = lrn.habc.critic_loss(HabcBatch(z=z, next_z=zn, proprio=b["state_n"],
+                                                    next_proprio=b["next_state_n"], **lab))
+        assert float(out.critic_loss.detach()) == pytest.approx(float(ref), rel=1e-5, abs=1e-7)
+        if passes == 1:
+            assert float(out.critic_loss.detach()) == 0.0
+
+
 def test_offline_aloe_end_to_end(mixed_ds, tmp_path):
     from bora_trainer.offline.trainer import OfflineTrainer
 

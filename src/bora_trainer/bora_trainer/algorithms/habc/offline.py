@@ -124,8 +124,11 @@ class HabcOffline(OfflineAlgorithm):
             eids = _global_id(batch["source_index"], eids)
         lab = self.labels.lookup(eids, batch["t"])
         z = self.encode(batch["images"], batch["instruction"], batch["state_n"])
-        with torch.no_grad():
-            z_next = self.encode(batch["next_images"], batch["instruction"], batch["next_state_n"])
+        if bool((lab["in_succ"] & lab["has_target"]).any()):
+            with torch.no_grad():
+                z_next = self.encode(batch["next_images"], batch["instruction"], batch["next_state_n"])
+        else:  # no row bootstraps the efficiency head (Eq. 3) from o_{t+k}: its VLM pass would go unused
+            z_next = z.detach()  # (demonstrations only: D_succ holds no demos unless demos_in_critic)
         prop = self.expert_proprio(batch["state_n"])
         hb = HabcBatch(
             z=z.detach().float(),
