@@ -104,6 +104,35 @@ def test_offline_habc_end_to_end(mixed_ds, tmp_path):
     assert (tmp_path / "run" / "latest").exists()
 
 
+def test_habc_warns_when_the_run_never_reaches_its_gate(mixed_ds, tmp_path, caplog):
+    """n_warmup (500 updates, the HABC paper) >= the run's updates: the gate is never used; said once, in the log."""
+    import logging
+
+    from bora_policy.models.critic import ChunkCritic
+    from bora_trainer.algorithms.bora.config import OnlineConfig
+    from bora_trainer.algorithms.online_learner import OnlineLearner
+    from bora_trainer.offline.trainer import OfflineTrainer
+
+    for opts, warned in (({"hidden": 32}, True), ({"hidden": 32, "n_warmup": 3}, False)):
+        caplog.clear()
+        cfg = _cfg(algo="habc")  # 8 updates
+        cfg.algo_options = opts
+        with caplog.at_level(logging.WARNING):
+            OfflineTrainer(cfg, mixed_ds, tmp_path / f"run{warned}", progress=False)
+        hit = [r.getMessage() for r in caplog.records if "HabcConfig.n_warmup" in r.getMessage()]
+        assert bool(hit) == warned
+        if warned:
+            assert hit[0].startswith("HabcConfig.n_warmup=500 >= total_updates=8: the gate")
+        caplog.clear()
+        ocfg = OnlineConfig(algo="habc", batch_size=8, max_updates=8, objective_options={"hidden": 16, **opts})
+        with caplog.at_level(logging.WARNING):
+            OnlineLearner(ChunkCritic(8, 3, 4, hidden_dim=16), 3, 3, 4, 8, ocfg, device="cpu")
+        hit = [r.getMessage() for r in caplog.records if "HabcConfig.n_warmup" in r.getMessage()]
+        assert bool(hit) == warned
+        if warned:
+            assert hit[0].startswith("HabcConfig.n_warmup=500 >= online.max_updates=8")
+
+
 def test_offline_habc_skips_the_unused_next_observation_pass(mixed_ds, tmp_path):
     """The efficiency head bootstraps from z_{t+k} on D_succ rows only (Eq. 3): a batch without one (the
     demonstrations, demos_in_critic off) runs the VLM once, with the same losses as with the second pass."""

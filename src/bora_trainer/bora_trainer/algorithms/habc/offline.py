@@ -12,6 +12,8 @@ it reduces to BC (all weights 1). Hyper-parameters: ``OfflineConfig.algo_options
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -24,6 +26,7 @@ from bora_trainer.algorithms.offline_learner import OfflineAlgorithm, StepOutput
 from bora_trainer.config_io import load_config
 
 _IDS_PER_SOURCE = 10**8
+log = logging.getLogger(__name__)
 
 
 def _global_id(source_index, eid):
@@ -90,6 +93,12 @@ class HabcOffline(OfflineAlgorithm):
         if h.chunk_len != cfg.k:
             raise ValueError(f"HabcConfig.chunk_len={h.chunk_len} must equal the chunk size k={cfg.k}")
         self.habc = HabcLearner(h, vlm.z_dim, expert.cfg.state_dim)
+        if h.n_warmup >= cfg.total_updates:
+            log.warning(
+                "HabcConfig.n_warmup=%d >= total_updates=%d: the gate (Algorithm 1 steps 4-5) is never used in this "
+                "run; every update is the g_t = 1 warm-up (set algo_options n_warmup to use it)",
+                h.n_warmup, cfg.total_updates,
+            )
         self.critic = self.habc.heads
         if self.habc.target is not None:
             self.habc_target = self.habc.target

@@ -13,6 +13,8 @@ Hyper-parameters: ``OnlineConfig.objective_options`` (:class:`HabcConfig`).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -30,6 +32,8 @@ from bora_trainer.algorithms.losses import weighted_actor_loss
 from bora_trainer.algorithms.online_learner import OnlineObjective
 from bora_trainer.config_io import load_config
 
+log = logging.getLogger(__name__)
+
 
 class HabcResidualObjective(OnlineObjective):
     """HABC on the residual chunk actor (module docstring). Options: :class:`HabcConfig` fields."""
@@ -39,6 +43,13 @@ class HabcResidualObjective(OnlineObjective):
         d = learner.dims
         self.hcfg = h = load_config(HabcConfig, {"chunk_len": d["chunk_size"], **self.options})
         self.habc = HabcLearner(h, d["z_dim"], d["state_dim"], learner.device)
+        if h.n_warmup >= learner.cfg.max_updates:
+            log.warning(
+                "HabcConfig.n_warmup=%d >= online.max_updates=%d: the gate (Algorithm 1 steps 4-5) is not used in "
+                "the first round (set objective_options n_warmup to use it sooner)",
+                h.n_warmup,
+                learner.cfg.max_updates,
+            )
         # episode id -> (success, first step of the post-intervention suffix, number of steps)
         self.episodes: dict[int, tuple[bool | None, int, int]] = {}
 
