@@ -18,6 +18,7 @@ Modes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -133,8 +134,9 @@ def run_episode(
     return EpisodeResult(arrays, ep_info)
 
 
-def dataset_meta(env: BoraSimEnv, task: str):
-    """The ``DatasetMeta`` of episodes recorded on ``env`` (collection, and ``bora eval --record``)."""
+def dataset_meta(env: BoraSimEnv, task: str, reward: RewardConfig = SIM_REWARD):
+    """The ``DatasetMeta`` of episodes recorded on ``env`` (collection, and ``bora eval --record``), whose
+    ``reward`` arrays hold ``step_task_reward(reward, ...)``."""
     from bora_policy.common.episodes import DatasetMeta
 
     return DatasetMeta(
@@ -144,6 +146,7 @@ def dataset_meta(env: BoraSimEnv, task: str):
         arm_joint_names=list(env.arm_joint_names),
         hand_joint_names=list(env.hand_joint_names),
         tasks=[task],
+        reward=dataclasses.asdict(reward),  # what the episodes' ``reward`` arrays hold (run_episode's default)
     )
 
 

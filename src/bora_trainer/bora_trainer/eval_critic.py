@@ -14,7 +14,10 @@ Input: the JSON files of ``bora eval`` (rollouts that no training used; each epi
   ``bora_policy.common.rewards.compute_rewards`` (success: terminal reward on the last step; a failed
   evaluation episode ends at the time limit, a truncation, so its ``G_t`` has no bootstrap: the return of
   an episode that would never succeed). Reported: bias ``mean(V - G)``, RMSE, Pearson correlation and a
-  calibration curve (deciles of V: mean V against mean G per bin).
+  calibration curve (deciles of V: mean V against mean G per bin). The rewards are the simulator's
+  (``SIM_REWARD``, time penalty 0.01: what ``bora collect`` stores and the critics learn; ``--time-penalty``
+  for another definition). Before, they used ``RewardConfig()`` (0.002), which understated a failure's
+  return (an 80-step failure: -0.11 instead of -0.55) and made bias and RMSE wrong.
 * **TD error** of the value sequence: ``delta_t = r_t + gamma (1 - d_t) v_{t+1} - v_t`` over the steps that
   have a successor value or end in a terminal (the truncated last step of a failure is left out).
 
@@ -25,6 +28,7 @@ per step for successes and failures, the AUROC per step, the calibration curve) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import defaultdict
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bora_policy.common.rewards import RewardConfig, compute_dones, compute_rewards
+from bora_policy.common.rewards import SIM_REWARD, RewardConfig, compute_dones, compute_rewards
 from bora_trainer.stats import auroc, auroc_se
 
 
@@ -204,7 +208,7 @@ def plot_group(name: str, episodes: list[dict], rows: list[dict], calib: dict, p
 
 def evaluate(groups: dict[tuple[str, ...], list[dict]], every: int, gamma: float,
              reward_cfg: RewardConfig | None = None) -> list[dict]:
-    reward_cfg = reward_cfg or RewardConfig()
+    reward_cfg = reward_cfg or SIM_REWARD
     out = []
     for key, eps in sorted(groups.items()):
         rows = auroc_by_step(eps, every)
@@ -259,14 +263,17 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--every", type=int, default=5, help="control steps between AUROC points (default 5)")
     ap.add_argument("--gamma", type=float, default=0.99, help="discount of the MC returns (default 0.99)")
     ap.add_argument("--by-object-set", action="store_true", help="one group per object set too")
+    ap.add_argument("--time-penalty", type=float, default=SIM_REWARD.time_penalty,
+                    help="per-step time penalty of the MC returns, the critic's reward definition (default "
+                         f"{SIM_REWARD.time_penalty:g}: the simulator's, SIM_REWARD)")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
     missing = [str(p) for p in args.results if not p.exists()]
     if missing:
         print(f"bora eval critic: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    if args.every < 1 or not 0.0 <= args.gamma <= 1.0:
-        print("bora eval critic: --every must be >= 1 and --gamma in [0, 1]", file=sys.stderr)
+    if args.every < 1 or not 0.0 <= args.gamma <= 1.0 or args.time_penalty < 0:
+        print("bora eval critic: --every must be >= 1, --gamma in [0, 1] and --time-penalty >= 0", file=sys.stderr)
         return 2
     try:
         groups = load_groups(args.results, args.by_object_set)
@@ -277,7 +284,8 @@ def main(argv: list[str]) -> int:
         print("bora eval critic: no episodes with critic values (run `bora eval` without --no-values on a run "
               "with a critic)", file=sys.stderr)
         return 2
-    results = evaluate(groups, args.every, args.gamma)
+    results = evaluate(groups, args.every, args.gamma,
+                       dataclasses.replace(SIM_REWARD, time_penalty=args.time_penalty))
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_plots:
         for r in results:

@@ -59,6 +59,10 @@ class DatasetMeta:
     hand_joint_names: list[str]
     tasks: list[str] = field(default_factory=list)
     format: str = FORMAT
+    # the RewardConfig fields (bora_policy.common.rewards) the episodes' ``reward`` arrays were computed with:
+    # the offline critic learns in these units, so the online phase that inherits it must use the same
+    # definition (``bora train online`` reads it from here). None: not recorded (datasets written before)
+    reward: dict[str, float] | None = None
 
     @property
     def action_dim(self) -> int:
@@ -112,7 +116,13 @@ def write_meta(root: str | Path, meta: DatasetMeta) -> None:
                 raise EpisodeFormatError(
                     f"{path}: {key} is {getattr(old, key)!r} but the new episodes have {getattr(meta, key)!r}"
                 )
+        if old.reward is not None and meta.reward is not None and old.reward != meta.reward:
+            raise EpisodeFormatError(
+                f"{path}: reward is {old.reward!r} but the new episodes' rewards were computed with {meta.reward!r} "
+                "(one dataset, one reward definition: write them to another directory)"
+            )
         meta.tasks = sorted(set(old.tasks) | set(meta.tasks))
+        meta.reward = old.reward  # None stays None: the earlier episodes' definition is unknown
     data = json.dumps(meta.to_dict(), indent=2).encode()
     _atomic_write_bytes(path, lambda f: f.write(data))
 

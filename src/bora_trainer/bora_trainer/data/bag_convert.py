@@ -385,6 +385,7 @@ def _stage_episode(od: OutputDir, res: EpisodeResult, ep: dict, cfg: ConvertConf
             DatasetMeta(
                 fps=float(cfg.fps or ep["fps"] or 30.0),
                 tasks=[ep["info"]["task"]] if ep["info"]["task"] else [],
+                reward=dataclasses.asdict(cfg.rewards),
                 **ep["obs_meta"],
             )
         )

@@ -148,6 +148,8 @@ class OutputDir:
                     f"{getattr(meta, key)!r}; expected the same (convert into another --out)"
                 )
         self.meta.tasks = sorted(set(self.meta.tasks) | set(meta.tasks))
+        if self.meta.reward != meta.reward:  # a changed reward config: episodes of both definitions may remain,
+            self.meta.reward = None  # so the dataset no longer records one (``bora train online`` then warns)
         return self.meta
 
     def check_tmeta(self, tmeta: dict) -> None:

@@ -238,6 +238,12 @@ class MultiChunkDataset(ConcatDataset):
                         f"{name}: {part.root} has {b}, expected {a} (as {first.root}); rollouts must be "
                         "recorded with the demonstrations' cameras, image size and robot"
                     )
+            a, b = first.meta.reward, part.meta.reward
+            if a is not None and b is not None and a != b:
+                raise EpisodeFormatError(
+                    f"reward: {part.root} has {b}, expected {a} (as {first.root}); the critic would learn two "
+                    "reward definitions at once"
+                )
         super().__init__(parts)
         self.parts = parts
         self.meta = first.meta

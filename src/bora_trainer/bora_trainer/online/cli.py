@@ -15,8 +15,8 @@ import argparse
 import json
 import sys
 
-from bora_trainer.config_io import load_config
-from bora_trainer.online.config import OnlineRunConfig
+from bora_trainer.config_io import load_config, read_yaml
+from bora_trainer.online.config import OnlineRunConfig, resolve_reward
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(OnlineRunConfig, args.config)
+    explicit = bool(args.config) and "reward" in (read_yaml(args.config) or {})
+    note = resolve_reward(cfg, args.offline_data, explicit)  # one reward definition offline and online
+    if note:
+        print(f"bora train online: {note}", file=sys.stderr)
     for name in ("task", "rounds", "episodes_per_round", "seed", "device"):
         v = getattr(args, name)
         if v is not None:

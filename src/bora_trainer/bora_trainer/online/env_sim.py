@@ -330,6 +330,7 @@ def train_sim(
         arm_joint_names=list(env.arm_joint_names),
         hand_joint_names=list(env.hand_joint_names),
         tasks=[cfg.task],
+        reward=dataclasses.asdict(cfg.reward),  # the online episodes' rewards (compute_rewards below)
     )
 
     def learner_factory(spec: ReplaySpec, round_: int) -> OnlineLearner:
