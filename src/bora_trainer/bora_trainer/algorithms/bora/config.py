@@ -86,6 +86,11 @@ class OfflineConfig:
     ppo_dual_clip: float = 0.0  # ours: > 1 bounds the surrogate at c * A for A < 0 (0 = off, Eq. 2 exactly)
     critic_lr: float = 1e-4  # Table 3 Phase 2 critic learning rate, reused offline
     target_tau: float = 0.005  # Polyak rate of the target value net (Table 3 Phase 2 tau_target)
+    # which value net Eq. 1's bootstrap reads: "online" = v_psi itself, detached (Eq. 1 as written, and IQL's Q
+    # target, Kostrikov et al. 2021); "target" = its Polyak copy at target_tau (ours before; Table 3 gives
+    # tau_target for the online phase only). With a copy at tau 0.005 the value moves back about one control
+    # step per 1/tau = 200 updates, so in a 500-update offline run V stays near its initialisation
+    critic_bootstrap: Literal["online", "target"] = "target"
     gate_source: Literal["raw", "normalized"] = "raw"  # Appendix B.1 allows either
     ppo_ref_refresh: int = 100  # updates between snapshots of pi_theta_old (see module docstring)
     max_grad_norm: float = 1.0  # per optimiser; 0 disables
@@ -154,6 +159,10 @@ class OfflineConfig:
                 self.data.k = self.k
             else:
                 raise ValueError(f"OfflineConfig: k={self.k} but data.k={self.data.k}; set one of them")
+        if self.critic_bootstrap not in ("online", "target"):
+            raise ValueError(
+                f"OfflineConfig.critic_bootstrap must be 'online' or 'target', got {self.critic_bootstrap!r}"
+            )
         if self.gate_scope not in L.GATE_SCOPES:
             raise ValueError(f"OfflineConfig.gate_scope must be one of {list(L.GATE_SCOPES)}, got {self.gate_scope!r}")
         if self.episodes not in EPISODE_FILTERS:

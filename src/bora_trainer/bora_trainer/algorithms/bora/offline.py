@@ -159,8 +159,10 @@ class Bora(PPOWithCritic):
         zd = z.detach()
         with torch.no_grad():
             z_next = self.encode(batch["next_images"], batch["instruction"], batch["next_state_n"])
-            v_tgt = critic.v_target(zd)  # v(z_t, i) of the target value net
-            v_next0 = critic.v_target(z_next)[:, 0]  # v(z_{t+1}, 0)
+            # Eq. 1 reads v_psi (critic_bootstrap "online", detached) or its Polyak copy ("target")
+            v_net = critic.v if cfg.critic_bootstrap == "online" else critic.v_target
+            v_tgt = v_net(zd)  # v(z_t, i)
+            v_next0 = v_net(z_next)[:, 0]  # v(z_{t+1}, 0)
             y = L.shifted_bootstrap_targets(batch["rewards"], batch["dones"], v_tgt, v_next0, cfg.gamma)
         q_all = critic.q_all(zd, batch["actions_n"])  # [num_q, B, k]
         v = critic.v(zd)
