@@ -68,6 +68,7 @@ def analyse(
     ex = sorted(execs)
     ex_t = np.asarray([e[0] for e in ex])
     lat_cmd, lat_exec, ratios, ratios_all, to_ready, ready_wait = [], [], [], [], [], []
+    per_chunk: list[dict] = []  # one record per matched chunk, for diagnosing the tail
     n = len(cmds[0][3]) if cmds else 0
     lim = per_joint_limit(vmax[0], vmax[1], n) / control_hz
     for (ep, s), k in sorted(first.items()):
@@ -80,6 +81,9 @@ def analyse(
             i += 1
         if i < len(ex):
             lat_exec.append(ex[i][0] - s)
+        per_chunk.append({"episode": ep, "obs_stamp": s, "obs_to_ready_ms": (recv[(ep, s)] - s) * 1e3,
+                          "obs_to_command_ms": (t - s) * 1e3,
+                          "obs_to_executed_ms": (ex[i][0] - s) * 1e3 if i < len(ex) else None})
         for kk in range(k, min(k + blend_steps + 1, len(cmds))):
             if kk > 0 and cmds[kk - 1][1] == cmds[kk][1] == ep:
                 step = np.abs(np.asarray(cmds[kk][3]) - np.asarray(cmds[kk - 1][3]))
@@ -106,4 +110,5 @@ def analyse(
         "boundary_step_over_limit": stats(ratios, 1.0),
         "any_step_over_limit": stats(ratios_all, 1.0),
         "limit_rad_per_tick": lim.tolist(),
+        "chunks": per_chunk,
     }
