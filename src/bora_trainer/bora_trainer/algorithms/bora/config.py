@@ -241,6 +241,10 @@ class OnlineConfig:
     AVX512-BF16 or AMX: ``bora_policy.runtime.cpu_probe.decide_precision``; else fp32), ``"bf16"`` (bf16
     autocast on any device: about 1.8x faster updates on a CPU with AVX512-BF16, at bf16 matmul precision;
     emulated and ~40x slower per matmul on an AVX2-only CPU) or ``"fp32"``.
+    hinge_precision: ``"auto"`` (the hinge's two Q evaluations at ``precision``, as before) or ``"fp32"`` (ours:
+    those two in fp32 whatever ``precision`` is). In bf16 a Q near 0.35 is resolved to 0.002 and the measured
+    Q(composite) - Q(base) is 0.001-0.006, about one bf16 step: the hinge then sees rounding (a random critic:
+    the hinge's activity disagrees with fp32 on 14-34 % of steps for composite deviations of 0.05-0.01).
     cuda_graph: on a CUDA device, capture the whole update (critic step, targets, actor step) once as a CUDA
     graph and replay it (ours; ``torch.cuda.graphs``): the update is hundreds of small kernels, so launching
     them from Python, not the GPU, sets its speed (bench/results/updates_cuda.md). Objectives that declare
@@ -276,6 +280,7 @@ class OnlineConfig:
     actor_input_noise: float = 0.0
     grad_clip: float = 10.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    hinge_precision: Literal["auto", "fp32"] = "auto"
     cuda_graph: bool = True
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     objective_options: dict[str, Any] = field(default_factory=dict)
@@ -306,6 +311,8 @@ class OnlineConfig:
             raise ValueError(
                 f"OnlineConfig.critic_conservative must be in [0, 1000], got {self.critic_conservative}"
             )
+        if self.hinge_precision not in ("auto", "fp32"):
+            raise ValueError(f"OnlineConfig.hinge_precision must be 'auto' or 'fp32', got {self.hinge_precision!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"OnlineConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if not isinstance(self.cuda_graph, bool):

@@ -38,6 +38,8 @@ position 0. ``OnlineConfig.precision="bf16"`` runs the update under bf16 autocas
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from bora_trainer.algorithms.bora.losses import critic_anchor_loss, improvement_hinge
@@ -177,10 +179,12 @@ class BoraResidualObjective(OnlineObjective):
     def hinge(self, b: dict[str, torch.Tensor], base: torch.Tensor, a_hat: torch.Tensor):
         """Eq. (6) on the online critic with its parameters frozen: ``(L_improve, q_base, q_hat)``."""
         L, c = self.learner, self.learner.cfg
-        with frozen(L.critic), L.autocast():
-            q_hat = L.critic.q(b["z"], a_hat).float()
+        fp32 = c.hinge_precision == "fp32"
+        z = b["z"].float() if fp32 else b["z"]
+        with frozen(L.critic), (contextlib.nullcontext() if fp32 else L.autocast()):
+            q_hat = L.critic.q(z, a_hat).float()
             with torch.no_grad():
-                q_base = L.critic.q(b["z"], base).float()
+                q_base = L.critic.q(z, base).float()
         return improvement_hinge(q_base, q_hat, b["mask"].float(), c.improve_delta), q_base, q_hat
 
     def actor_loss(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
