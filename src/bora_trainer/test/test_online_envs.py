@@ -164,3 +164,18 @@ def test_rounds_below_n_start_end_without_updates(tmp_path):
     assert loop.finished and loop.update_step == 0 and len(loop.online) == 16
     assert [loop.round_log[r]["updates"] for r in ("1", "2")] == [0, 0]
     assert [e["round"] for e in loop.ledger.values()] == [1, 1, 2, 2]
+
+
+def test_recorded_rows_are_clipped_like_the_simulated_ones():
+    """The trainer node's rows (recordings) clip the normalised executed action at +-action_clip, as the simulated
+    loop and D_offline do; 0 keeps it. Identity normaliser: normalised = physical."""
+    from bora_trainer.online.config import OnlineRunConfig, TrainerConfig, trainer_config_for
+
+    a = np.zeros((3, 9), np.float32)
+    a[0, 0], a[1, 4], a[2, 8] = 40.0, -7.5, 2.0
+    rows = replay_rows({"action_physical": a}, NORM, action_clip=5.0)
+    np.testing.assert_allclose(rows["action"][:, [0, 4, 8]], [[5.0, 0, 0], [0, -5.0, 0], [0, 0, 2.0]], atol=1e-5)
+    np.testing.assert_allclose(replay_rows({"action_physical": a}, NORM)["action"], a, atol=1e-4)  # off
+    assert TrainerConfig().action_clip == OnlineRunConfig().action_clip == 5.0
+    cfg = OnlineRunConfig(action_clip=3.0)
+    assert trainer_config_for(cfg, "off", "out")["action_clip"] == 3.0

@@ -112,6 +112,9 @@ class TrainerConfig:
     outcome can reach the file before the last steps' messages (seen in CI: ingested with 7 of 16 steps, the
     complete version then refused). Past it, the episode is ingested as recorded, its gaps flagged, as a
     closed bag's would be. 0 = no wait.
+    action_clip: the online rows' executed actions are clipped to +-action_clip in normalised units (0 = off;
+    ``OnlineRunConfig.action_clip``, which ``trainer_config_for`` passes on: before, the recordings' rows were not
+    clipped while the simulated loop's and D_offline's were).
     """
 
     recordings: str = "recordings"
@@ -126,6 +129,7 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     poll_interval_s: float = 2.0
     late_message_wait_s: float = 5.0
+    action_clip: float = 5.0
     critic_hidden_dim: int = 256
     critic_pos_dim: int = 32
     device: str = ""
@@ -200,6 +204,7 @@ def trainer_config_for(cfg: OnlineRunConfig, offline_run: str | Path, out: str |
         "rounds": int(cfg.rounds),
         "poll_interval_s": 1.0,
         "device": "" if cfg.device == "auto" else cfg.device,
+        "action_clip": float(cfg.action_clip),
         "rewards": to_dict(cfg.reward),
         "online": to_dict(cfg.online),
     }

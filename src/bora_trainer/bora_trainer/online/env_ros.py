@@ -70,10 +70,11 @@ def find_bags(root: Path) -> list[Path]:
     return sorted(out)
 
 
-def replay_rows(arrays: dict[str, np.ndarray], normalizer) -> dict[str, np.ndarray]:
-    """Replay rows of one converted episode: its transition fields and the executed action normalised."""
+def replay_rows(arrays: dict[str, np.ndarray], normalizer, action_clip: float = 0.0) -> dict[str, np.ndarray]:
+    """Replay rows of one converted episode: its transition fields and the executed action normalised, clipped to
+    +-``action_clip`` (0 = off) as the simulated loop and D_offline clip theirs (``OnlineRunConfig.action_clip``)."""
     rows = {k: arrays[k] for k in REPLAY_FIELDS if k in arrays}  # n_steps: derived when absent
-    rows["action"] = ActionProcessor(normalizer).normalize(arrays["action_physical"])  # runtime/processor.py
+    rows["action"] = ActionProcessor(normalizer).normalize(arrays["action_physical"], action_clip)  # processor.py
     return rows
 
 
@@ -84,6 +85,7 @@ class RosEpisodes:
         self.recordings = Path(cfg.recordings)
         self.converted = Path(cfg.state_dir) / "converted"
         self.rewards = cfg.rewards
+        self.action_clip = cfg.action_clip
         self.late_message_wait_s = cfg.late_message_wait_s
         self._clock = clock
         self._bag_sizes: dict[str, int] = {}
@@ -150,7 +152,7 @@ class RosEpisodes:
                 "recording stopped mid-episode): not ingested until a continuation of the recording completes it",
             )
             return None
-        return Episode(replay_rows(arrays, loop.normalizer), info)
+        return Episode(replay_rows(arrays, loop.normalizer, self.action_clip), info)
 
     def _settled(self, loop: OnlineLoop, info: dict) -> bool:
         """Whether a live bag's version of an episode may be ingested: it has every step recorded, has no
