@@ -69,22 +69,25 @@ def _data(tmp_path, reward):
 def test_online_takes_the_data_definition(tmp_path):
     cfg = OnlineRunConfig()
     assert cfg.reward.time_penalty == 0.002  # RewardConfig() default
-    assert resolve_reward(cfg, _data(tmp_path, dataclasses.asdict(SIM_REWARD)), explicit=False) == ""
+    assert resolve_reward(cfg, _data(tmp_path, dataclasses.asdict(SIM_REWARD)), explicit=None) == ""
     assert cfg.reward == SIM_REWARD and cfg.reward.time_penalty == 0.01
 
 
-def test_online_explicit_reward_that_differs_is_named(tmp_path):
-    cfg = OnlineRunConfig(reward=RewardConfig(time_penalty=0.002))
-    note = resolve_reward(cfg, _data(tmp_path, dataclasses.asdict(SIM_REWARD)), explicit=True)
-    assert "time_penalty 0.002 (data 0.01)" in note and "intervention" not in note
-    assert cfg.reward.time_penalty == 0.002  # the config wins, with the warning
-    cfg2 = OnlineRunConfig(reward=dataclasses.replace(SIM_REWARD))
-    assert resolve_reward(cfg2, tmp_path / "data", explicit=True) == ""
+def test_online_explicit_fields_override_the_data_field_by_field(tmp_path):
+    data = _data(tmp_path, dataclasses.asdict(SIM_REWARD))
+    cfg = OnlineRunConfig(reward=RewardConfig(intervention_penalty=-1.0))  # as load_config builds it
+    note = resolve_reward(cfg, data, explicit={"intervention_penalty": -1.0})
+    # the set field wins, the others are the data's (time_penalty 0.01, not RewardConfig()'s 0.002)
+    assert cfg.reward == dataclasses.replace(SIM_REWARD, intervention_penalty=-1.0)
+    assert "intervention_penalty -1 (data -0.3)" in note and "time_penalty" not in note
+    cfg2 = OnlineRunConfig(reward=RewardConfig(time_penalty=0.01))
+    assert resolve_reward(cfg2, data, explicit={"time_penalty": 0.01}) == ""  # the same as the data's: silent
+    assert cfg2.reward == SIM_REWARD
 
 
 def test_online_data_without_a_definition_warns(tmp_path):
     cfg = OnlineRunConfig()
-    note = resolve_reward(cfg, _data(tmp_path, None), explicit=False)
+    note = resolve_reward(cfg, _data(tmp_path, None), explicit=None)
     assert "does not record" in note and "time_penalty: 0.01" in note
     assert cfg.reward == RewardConfig()
 

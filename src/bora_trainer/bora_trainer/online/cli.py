@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(OnlineRunConfig, args.config)
-    explicit = bool(args.config) and "reward" in (read_yaml(args.config) or {})
+    explicit = (read_yaml(args.config) or {}).get("reward") if args.config else None
     note = resolve_reward(cfg, args.offline_data, explicit)  # one reward definition offline and online
     if note:
         print(f"bora train online: {note}", file=sys.stderr)

@@ -153,15 +153,16 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig.keep_checkpoints must be >= 0 (0 = all), got {self.keep_checkpoints}")
 
 
-def resolve_reward(cfg: OnlineRunConfig, offline_data: str | Path, explicit: bool) -> str:
+def resolve_reward(cfg: OnlineRunConfig, offline_data: str | Path, explicit: dict[str, Any] | None) -> str:
     """One reward definition for the offline critic and the online phase that inherits it.
 
     The offline critic learned the rewards stored in ``offline_data`` (its ``meta.json`` ``reward``: for the
-    simulator's datasets ``SIM_REWARD``, time penalty 0.01). Without a ``reward`` section in the online config
-    (``explicit`` false) the online rewards, of new episodes and of D_offline, take that definition; with one that
-    differs, or with data that do not record theirs, the config's stays and the returned line (printed by the CLI)
-    says so. Returns "" when there is nothing to say. Before this, online runs used ``RewardConfig()`` (time penalty
-    0.002) against a critic trained with 0.01 and anchored to it (``critic_reg_lambda``): two value scales."""
+    simulator's datasets ``SIM_REWARD``, time penalty 0.01). ``cfg.reward`` becomes that definition with the fields
+    the online config sets explicitly (``explicit``: its ``reward`` section, None = none) on top; the returned line
+    (printed by the CLI; "" = nothing to say) names the fields that then differ from the data's, or says that the
+    data do not record theirs (``cfg.reward`` is then left as loaded). Before this, online runs used
+    ``RewardConfig()`` (time penalty 0.002) against a critic trained with 0.01 and anchored to it
+    (``critic_reg_lambda``): two value scales in one loss."""
     import dataclasses
 
     from bora_policy.common.episodes import read_meta
@@ -174,18 +175,16 @@ def resolve_reward(cfg: OnlineRunConfig, offline_data: str | Path, explicit: boo
             f"(time_penalty {cfg.reward.time_penalty:g}). Datasets from `bora collect` hold time_penalty 0.01: set "
             "`reward: {time_penalty: 0.01}` so the online critic keeps the offline critic's scale"
         )
-    data_reward = RewardConfig(**recorded)
-    if not explicit:
-        cfg.reward = data_reward
+    over = dict(explicit or {})
+    cfg.reward = RewardConfig(**{**recorded, **over})
+    data = dataclasses.asdict(RewardConfig(**recorded))
+    diff = [f"{k} {v:g} (data {data[k]:g})" for k, v in dataclasses.asdict(cfg.reward).items() if v != data[k]]
+    if not diff:
         return ""
-    if cfg.reward != data_reward:
-        a, b = dataclasses.asdict(cfg.reward), dataclasses.asdict(data_reward)
-        diff = ", ".join(f"{k} {a[k]:g} (data {b[k]:g})" for k in a if a[k] != b[k])
-        return (
-            f"reward: the config's {diff} differ from the definition {offline_data} was recorded with, in which "
-            "the inherited critic learned its values"
-        )
-    return ""
+    return (
+        f"reward: the config sets {', '.join(diff)}, unlike the definition {offline_data} was recorded with, in "
+        "which the inherited critic learned its values"
+    )
 
 
 def trainer_config_for(cfg: OnlineRunConfig, offline_run: str | Path, out: str | Path) -> dict[str, Any]:
