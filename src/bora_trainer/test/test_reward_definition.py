@@ -114,3 +114,13 @@ def test_rollouts_with_another_definition_are_refused(tmp_path):
         (root / "meta.json").write_text(json.dumps(m))
     with pytest.raises(EpisodeFormatError, match="reward"):
         MultiChunkDataset([a, b])
+
+
+def test_a_bad_recorded_definition_is_one_line(tmp_path, capsys):
+    from bora_trainer.online.cli import main
+
+    data = _data(tmp_path, {"bogus": 1.0})
+    with pytest.raises(ValueError, match="meta.json reward: expected RewardConfig fields"):
+        resolve_reward(OnlineRunConfig(), data, explicit=None)
+    assert main(["--offline-run", str(tmp_path / "r"), "--offline-data", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert "meta.json reward" in capsys.readouterr().err

@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(OnlineRunConfig, args.config)
     explicit = (read_yaml(args.config) or {}).get("reward") if args.config else None
-    note = resolve_reward(cfg, args.offline_data, explicit)  # one reward definition offline and online
+    try:
+        note = resolve_reward(cfg, args.offline_data, explicit)  # one reward definition offline and online
+    except (ValueError, OSError) as e:
+        print(f"bora train online: {e}", file=sys.stderr)
+        return 2
     if note:
         print(f"bora train online: {note}", file=sys.stderr)
     for name in ("task", "rounds", "episodes_per_round", "seed", "device"):

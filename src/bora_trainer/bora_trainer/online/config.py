@@ -175,9 +175,11 @@ def resolve_reward(cfg: OnlineRunConfig, offline_data: str | Path, explicit: dic
             f"(time_penalty {cfg.reward.time_penalty:g}). Datasets from `bora collect` hold time_penalty 0.01: set "
             "`reward: {time_penalty: 0.01}` so the online critic keeps the offline critic's scale"
         )
-    over = dict(explicit or {})
-    cfg.reward = RewardConfig(**{**recorded, **over})
-    data = dataclasses.asdict(RewardConfig(**recorded))
+    try:
+        data = dataclasses.asdict(RewardConfig(**recorded))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{offline_data}/meta.json reward: expected RewardConfig fields ({e})") from None
+    cfg.reward = RewardConfig(**{**data, **dict(explicit or {})})
     diff = [f"{k} {v:g} (data {data[k]:g})" for k, v in dataclasses.asdict(cfg.reward).items() if v != data[k]]
     if not diff:
         return ""
