@@ -406,6 +406,7 @@ def _stage_episode(od: OutputDir, res: EpisodeResult, ep: dict, cfg: ConvertConf
             "episode_id": eid,
             "content_hash": ep["content_hash"],
             "reward_config_hash": rhash,
+            "reward_config": dataclasses.asdict(cfg.rewards),
             "mode": mode,
             "num_chunks": res.num_chunks,
             "num_steps": ep["info"]["num_steps"],

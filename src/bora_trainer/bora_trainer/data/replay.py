@@ -32,8 +32,10 @@ get one (a gap in the replanning steps inside an episode; the chunk's last step 
 
 Persistence: a buffer with a ``root`` directory appends ``shard_XXXXXX.npz`` files atomically
 (temporary file, fsync, rename) on :meth:`flush`; ``meta.json`` fixes the shapes and the
-normaliser version. :meth:`ChunkReplayBuffer.open` reloads everything flushed, so a trainer crash
-loses at most the unflushed rows (the rollout loop flushes at the end of each episode).
+normaliser version, and ``reward`` the :class:`~bora_policy.common.rewards.RewardConfig` fields the rows'
+rewards were computed with (``None``: not recorded, buffers of older versions). :meth:`ChunkReplayBuffer.open`
+reloads everything flushed, so a trainer crash loses at most the unflushed rows (the rollout loop flushes at the
+end of each episode).
 """
 
 from __future__ import annotations
@@ -55,13 +57,15 @@ FORMAT = "bora-replay/1"
 
 @dataclass(frozen=True)
 class ReplaySpec:
-    """Shapes of a chunk replay buffer and the normaliser the actions are expressed in."""
+    """Shapes of a chunk replay buffer, the normaliser the actions are expressed in and the reward
+    definition (``RewardConfig`` fields as a dict; ``None`` = not recorded) the rows' rewards come from."""
 
     z_dim: int
     state_dim: int
     action_dim: int
     chunk_size: int
     normalizer_version: str = ""
+    reward: dict | None = None
 
     def field_shapes(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         k, A, S, Z = self.chunk_size, self.action_dim, self.state_dim, self.z_dim
@@ -266,6 +270,11 @@ class MixedSampler:
             raise ReplayError(
                 "offline and online buffers use different normalisers: "
                 f"{offline.spec.normalizer_version!r} vs {online.spec.normalizer_version!r}"
+            )
+        if None not in (offline.spec.reward, online.spec.reward) and offline.spec.reward != online.spec.reward:
+            raise ReplayError(
+                "offline and online buffers hold rewards of different definitions: "
+                f"{offline.spec.reward} vs {online.spec.reward}"
             )
         self.offline, self.online, self.batch_size = offline, online, batch_size
         self.rng = np.random.default_rng(seed)

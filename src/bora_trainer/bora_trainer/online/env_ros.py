@@ -182,19 +182,28 @@ def ros_loop(cfg: TrainerConfig, announce=None, **kw) -> OnlineLoop:
 def build_offline_buffer(
     converted_dir: str | Path, out: str | Path, normalizer, episodes: list[int] | None = None
 ) -> ChunkReplayBuffer:
-    """D_offline from converted episodes (``bora bag convert`` output): a persisted ChunkReplayBuffer."""
+    """D_offline from converted episodes (``bora bag convert`` output): a persisted ChunkReplayBuffer whose spec
+    records the episodes' reward definition (``None`` when a conversion predates recording it); episodes
+    converted with different definitions are refused (one reward scale per buffer)."""
     tmeta = json.loads((Path(converted_dir) / "transitions" / "meta.json").read_text())
-    spec = ReplaySpec(
-        tmeta["z_dim"], tmeta["state_dim"], tmeta["action_dim"], tmeta["chunk_size"], normalizer.version
-    )
-    buf = ChunkReplayBuffer(spec, out)
     ids = (
         episodes
         if episodes is not None
         else sorted(int(p.stem.split("_")[1]) for p in (Path(converted_dir) / "transitions").glob("episode_*.json"))
     )
-    for eid in ids:
-        arrays, info = read_transitions(converted_dir, eid)
+    loaded = [read_transitions(converted_dir, eid) for eid in ids]
+    defs = {json.dumps(info.get("reward_config"), sort_keys=True) for arrays, info in loaded if arrays}
+    if len(defs) > 1:
+        raise ValueError(
+            f"{converted_dir}: its episodes were converted with {len(defs)} reward definitions ({sorted(defs)}): "
+            "expected one (re-convert them with one --rewards config)"
+        )
+    reward = json.loads(defs.pop()) if defs else None
+    spec = ReplaySpec(
+        tmeta["z_dim"], tmeta["state_dim"], tmeta["action_dim"], tmeta["chunk_size"], normalizer.version, reward
+    )
+    buf = ChunkReplayBuffer(spec, out)
+    for arrays, _info in loaded:
         if arrays:
             buf.add(replay_rows(arrays, normalizer))
     buf.flush()

@@ -8,6 +8,7 @@ output directory an online run directory that ``bora eval --run`` reads.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,8 @@ def offline_buffer(
     path: str | Path | None = None,
 ) -> ChunkReplayBuffer:
     """Chunk transitions of the offline dataset with z_t and A_VLA from the frozen VLA (computed once);
-    persisted as a ChunkReplayBuffer directory when ``path`` is given (the trainer node's D_offline)."""
+    persisted as a ChunkReplayBuffer directory when ``path`` is given (the trainer node's D_offline). The rewards
+    are computed with ``reward``, which the buffer's spec records (the online loop checks it)."""
     from bora_policy.common.episodes import episode_ids, read_episode
 
     ids = episode_ids(data)
@@ -98,7 +100,7 @@ def offline_buffer(
         raise FileNotFoundError(f"--offline-data {data}: no episodes")
     if max_episodes:
         ids = ids[:max_episodes]
-    buf = ChunkReplayBuffer(spec, path)
+    buf = ChunkReplayBuffer(dataclasses.replace(spec, reward=dataclasses.asdict(reward)), path)  # recorded
     n = vla.normalizer
     it = ids
     if progress:
