@@ -30,6 +30,10 @@ import numpy as np
 
 OUTCOMES = ("success", "failure", "timeout", "abort")
 TERMINAL_OUTCOMES = ("success", "failure")
+# EpisodeEvent has no TIMEOUT kind: a recording says "timeout" (a truncation: no terminal, bootstrapped) with an
+# ABORT whose note starts with this prefix (bora_trainer.data.bag_records.outcome_of); the sim bridge's time limit
+TIMEOUT_NOTE_PREFIX = "timeout"
+TIMEOUT_NOTE = f"{TIMEOUT_NOTE_PREFIX}: time limit"
 
 
 @dataclass

@@ -13,7 +13,8 @@ It consumes what the arbiter writes to the drivers: ``/arm_controller/commands``
 ``trajectory``) and ``/hand/command`` (sensor_msgs/JointState). ``direct_command_topic`` (empty by
 default) additionally accepts bora_msgs/JointCommand straight from the policy, for graphs run
 without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when the task's success
-predicate holds, FAILURE at the time limit; ``auto_reset`` starts the next one; the
+predicate holds, ABORT with the note ``timeout: time limit`` at the time limit (a truncation, converted
+to outcome ``timeout``); ``auto_reset`` starts the next one; the
 ``/bora/sim/reset`` service (std_srvs/Trigger) resets on demand. When ``bora_sim.operator`` is
 present and ``operator_enabled``, the scripted operator (``ScriptedOperator``) watches each step's
 info: its takeover trigger (/bora/operator/takeover) is published every tick, its glove angles
@@ -47,6 +48,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from bora_policy.common.graph_params import ParamSpec
 from bora_policy.common.image_conv import numpy_to_image
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
+from bora_policy.common.rewards import TIMEOUT_NOTE
 from bora_policy.common.state import ARM_KEY, HAND_KEY
 from bora_sim.scene import ARM_MESHES
 
@@ -442,7 +444,10 @@ class BridgeNode(Node):
         if terminated:
             self._event(self._EpisodeEvent.SUCCESS, "success predicate")
         elif truncated:
-            self._event(self._EpisodeEvent.FAILURE, "time limit")
+            # a truncation, not a failure: ABORT with a note starting "timeout" is how a recording says so
+            # (bag_records.outcome_of -> outcome "timeout", no terminal, bootstrapped), as the simulator's
+            # datasets, `bora eval --record` and the in-process online loop label the time limit
+            self._event(self._EpisodeEvent.ABORT, TIMEOUT_NOTE)
         if (terminated or truncated) and self.auto_reset:
             self._reset_pending = True
 

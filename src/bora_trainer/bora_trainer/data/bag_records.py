@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bora_policy.common.rewards import TIMEOUT_NOTE_PREFIX
+
 EPISODE_KINDS = {0: "start", 1: "success", 2: "failure", 3: "abort"}
 INT_START, INT_END, INT_RECOVERED = 0, 1, 2
 
@@ -76,7 +78,7 @@ def outcome_of(events: list[Msg], warnings: list[str]) -> tuple[str | None, int 
             "; the first received decides"
         )
     kind = EPISODE_KINDS[int(first.kind)]
-    if kind == "abort" and str(first.note).lower().startswith("timeout"):
+    if kind == "abort" and str(first.note).lower().startswith(TIMEOUT_NOTE_PREFIX):
         kind = "timeout"
     meta["note"] = str(first.note)
     return kind, int(first.step), meta

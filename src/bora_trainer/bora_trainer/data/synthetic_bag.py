@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bora_policy.common.rewards import TIMEOUT_NOTE
 from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_io import open_writer
 
@@ -256,7 +257,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
         )
     tend = t0_ns + (ep.num_steps + 1) * lay.dt_ns
     if ep.outcome is not None:
-        ev(KIND[ep.outcome], ep.num_steps, tend, note="timeout" if ep.outcome == "timeout" else "")
+        ev(KIND[ep.outcome], ep.num_steps, tend, note=TIMEOUT_NOTE if ep.outcome == "timeout" else "")
     return [x for x in out if not (x[0] == S.T_OBSERVATION and x[2].step in ep.drop_obs)]
 
 
