@@ -65,11 +65,22 @@ def test_time_limit_is_truncation_not_termination():
     np.testing.assert_array_equal(tr["next_proprio"][2], fin["proprio"])
     np.testing.assert_array_equal(tr["next_base"][2], fin["vla"])  # base defaults to the VLA chunk
     np.testing.assert_array_equal(tr["next_z"][1], z[2])  # rows with a replanning step keep it
-    # T = 8, timeout: the chunk at 4 ends exactly at the limit: its last step stays valid
+    # T = 8, timeout: the chunk at 4 ends exactly at the limit. With the final observation its last step
+    # bootstraps from it; without, the stand-in would be its own start z[1] (v(z_4, 0) for the state at step 8),
+    # so its last step is dropped as a gap's is
     acts, rew, done, starts, z, prop, vla, _, _ = _episode(T=8, terminal=False)
-    tr = chunk_transitions(acts, rew, done, starts, z, prop, vla, 4)
+    tr = chunk_transitions(acts, rew, done, starts, z, prop, vla, 4, final=fin)
     assert tr["mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1]]
     assert tr["next_valid"].tolist() == [True, True] and tr["n_steps"].tolist() == [4, 4]
+    np.testing.assert_array_equal(tr["next_z"][1], fin["z"])
+    tr = chunk_transitions(acts, rew, done, starts, z, prop, vla, 4)
+    assert tr["mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert tr["next_valid"].tolist() == [True, False] and tr["n_steps"].tolist() == [4, 4]
+    # T = 7: the chunk at 4 is partial (3 real steps); its last real step bootstraps from v(z_4, 3) inside the
+    # chunk (Eq. 1), not from next_z: nothing is dropped
+    acts, rew, done, starts, z, prop, vla, _, _ = _episode(T=7, terminal=False)
+    tr = chunk_transitions(acts, rew, done, starts, z, prop, vla, 4)
+    assert tr["mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]] and tr["n_steps"].tolist() == [4, 3]
 
 
 def test_gap_in_replanning_drops_last_step():

@@ -23,7 +23,10 @@ Termination vs truncation (the offline chunk dataset's semantics, :mod:`bora_tra
 terminal (a time limit, or a recording that stopped) was truncated, not terminated: it bootstraps from
 the value of the state after its last executed step. That state is the episode's ``final`` observation
 when the rollout loop provides it, otherwise the last replanning observation of the episode stands in
-(as offline, where the last recorded observation stands in for ``o_T``); ``next_valid`` is then True.
+(as offline, where the last recorded observation stands in for ``o_T``); ``next_valid`` is then True. The
+one chunk that would stand in for itself (it starts at that observation and ends exactly at the episode end:
+a recording through the ROS graph, whose z exist only at chunk starts) has no next observation: ``next_valid``
+False and its last step masked out, as for a gap.
 ``next_valid`` is False only for rows that need no bootstrap (a terminal inside the chunk) or cannot
 get one (a gap in the replanning steps inside an episode; the chunk's last step is then masked out).
 
@@ -360,6 +363,14 @@ def chunk_transitions(
     if final is None:
         last = int(np.argmax(starts)) if n else 0
         fin = {"z": z[last], "proprio": proprio[last], "vla": vla[last], "base": base[last]}
+        # the chunk that starts at that observation and ends exactly at the episode end would bootstrap its
+        # last step from its own start (v(z_t, 0) for the state k steps later): no observation after it, so its
+        # last step is dropped as a gap's is (a partial last chunk needs none: its last real step bootstraps
+        # from v(z_t, i + 1) of Eq. 1)
+        own = truncated & (starts == starts[last]) & (starts + k == T) if n else np.zeros(0, bool)
+        next_valid &= ~own
+        truncated &= ~own
+        mask[own, k - 1] = False
     else:
         missing = sorted({"z", "proprio", "vla"} - set(final))
         if missing:
