@@ -10,9 +10,9 @@ demonstrations loses as much) and a learning-rate ramp. This bench separates the
   warm-up's own checkpoint at update 1000 (``warm-up@1000``) and the warm-up continued with ITS OWN optimiser
   state on its own data to update 2000 (``warm-up@2000``): no fresh optimiser, no new data;
 - **the cure**: ``OfflineConfig.policy_ema`` (an exponential moving average of the actor's weights, exported as
-  the policy): the same warm-up recipe with the average (``warm-up EMA``), and the CP Base and BORA-Offline rows
-  fine-tuned from it with the average (``CP Base EMA``, ``BORA-Offline EMA``), against the evidence run's
-  rows without it;
+  the policy): the same warm-up recipe with the average (``warm-up EMA``), and the CP Base row fine-tuned from
+  it with the average (``CP Base EMA``), against the evidence run's rows without it (the BORA-Offline EMA row
+  of finetune_drift.md is no longer run: the trainer refuses the average for an algorithm with a critic);
 - **smaller steps**: the CP Base and BORA-Offline rows fine-tuned from the (raw) warm-up with the actor's
   learning rates divided by 10 (``CP Base lr/10``, ``BORA-Offline lr/10``: expert 1e-4, VLM 3e-5; the
   critic's unchanged).
@@ -49,10 +49,12 @@ TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_b
 # policy name in the tables -> work-directory name of its run and eval file
 POLICIES = {"warm-up@1000": "w1000", "warm-up": "warmup", "warm-up@2000": "w2000", "CP Base": "cp-bc",
             "BORA-Offline": "bora", "warm-up EMA": "warm_ema", "CP Base EMA": "cp-bc_ema",
-            "BORA-Offline EMA": "bora_ema", "CP Base lr/10": "cp-bc_lr10", "BORA-Offline lr/10": "bora_lr10"}
+            "CP Base lr/10": "cp-bc_lr10", "BORA-Offline lr/10": "bora_lr10"}
+# (no BORA-Offline EMA: the trainer now refuses policy_ema for an algorithm with a critic, whose z_t the averaged
+# VLM would change; finetune_drift.md's BORA-Offline EMA column was measured before)
 PAIRS = (("warm-up@1000", "warm-up"), ("warm-up@2000", "warm-up"), ("CP Base", "warm-up"),
          ("BORA-Offline", "CP Base"), ("warm-up EMA", "warm-up"), ("CP Base EMA", "warm-up EMA"),
-         ("BORA-Offline EMA", "CP Base EMA"), ("CP Base EMA", "CP Base"), ("BORA-Offline EMA", "BORA-Offline"),
+         ("CP Base EMA", "CP Base"),
          ("CP Base lr/10", "warm-up"), ("BORA-Offline lr/10", "CP Base lr/10"))
 
 
@@ -102,7 +104,7 @@ def run_task(task: str, a: argparse.Namespace) -> dict[str, list[bool]]:
         bora(["train", "offline", "--algo", "cp-bc", "--data", str(ev / "data" / task), "--config", str(cfg),
               "--out", str(w / "warm_ema"), "--updates", warm_argv[warm_argv.index("--updates") + 1],
               "--episodes", "clean", "--no-progress"], w / "warm_ema.log", a.threads)
-    for algo, variant, config, start in (("cp-bc", "ema", cfg, w / "warm_ema"), ("bora", "ema", cfg, w / "warm_ema"),
+    for algo, variant, config, start in (("cp-bc", "ema", cfg, w / "warm_ema"),
                                          ("cp-bc", "lr10", a.work / "offline_lr10.yaml", warm),
                                          ("bora", "lr10", a.work / "offline_lr10.yaml", warm)):
         run = runs[f"{algo}_{variant}"] = w / f"{algo}_{variant}"

@@ -111,3 +111,21 @@ def test_off_exports_the_raw_weights(ds, tmp_path):
 def test_bad_settings_are_one_line_errors(over, msg):
     with pytest.raises(ValueError, match=msg):
         _cfg(**over)
+
+
+@pytest.mark.parametrize("algo", ["bora", "cp-decoupled-critic"])
+def test_an_algorithm_with_a_critic_is_refused(ds, tmp_path, algo):
+    # its critic learns on the raw VLM's z_t; the exported average would feed it another z_t
+    with pytest.raises(ValueError, match=f"OfflineConfig.policy_ema: {algo} trains a critic"):
+        OfflineTrainer(_cfg(algo=algo), ds, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "policy").exists()
+
+
+def test_the_cli_says_it_in_one_line(ds, tmp_path):
+    from bora_trainer.offline.cli import main
+
+    (tmp_path / "ema.yaml").write_text("policy_ema: 0.9\nk: 4\nbatch_size: 4\n")
+    with pytest.raises(SystemExit, match=r"^bora train offline: OfflineConfig.policy_ema: bora trains a critic"):
+        main(["--algo", "bora", "--data", str(ds), "--config", str(tmp_path / "ema.yaml"), "--out",
+              str(tmp_path / "run"), "--updates", "1", "--no-progress"])
+    assert not (tmp_path / "run").exists()

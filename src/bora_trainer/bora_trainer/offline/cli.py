@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             trainer = OfflineTrainer(
                 cfg, data, args.out, resume=args.resume, dist_info=di, progress=not args.no_progress
             )
-        except FileExistsError as e:
+        except (FileExistsError, ValueError) as e:  # a used run directory; a config the data or algorithm refuses
             raise SystemExit(f"bora train offline: {e}") from None
         last = trainer.train()
         if di.is_main:

@@ -105,6 +105,13 @@ class OfflineTrainer:
         self.learner = build_learner(
             cfg, meta.state_dim, meta.action_dim, di.device, n_cameras=len(meta.camera_names)
         )
+        if cfg.policy_ema > 0 and self.learner.critic_param_groups():
+            raise ValueError(
+                f"OfflineConfig.policy_ema: {cfg.algo} trains a critic on the z_t of the raw VLM, and RUN/policy "
+                "would export the averaged VLM, whose z_t that critic never saw (the online stage inherits both, "
+                "recorded values read both): expected 0 for an algorithm with a critic (cp-bc and diffusion-bc "
+                "have none)"
+            )
         if hasattr(self.learner, "attach_dataset"):  # plugin objectives that label the episodes (HABC)
             self.learner.attach_dataset(self.dataset)
         if di.world > 1:
