@@ -97,10 +97,12 @@ def test_online_cli_resolves_before_training(tmp_path, capsys):
     from bora_trainer.online.cli import main
 
     data = _data(tmp_path, None)
-    with pytest.raises((SystemExit, FileNotFoundError, ValueError, RuntimeError, OSError)):
-        main(["--offline-run", str(tmp_path / "nowhere"), "--offline-data", str(data), "--out", str(tmp_path / "o"),
-              "--no-progress"])
-    assert "does not record the reward definition" in capsys.readouterr().err
+    rc = main(["--offline-run", str(tmp_path / "nowhere"), "--offline-data", str(data), "--out", str(tmp_path / "o"),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not record the reward definition" in err
+    assert f"--offline-run {tmp_path / 'nowhere'}: no config.yaml (expected an offline run directory" in err
+    assert not (tmp_path / "o").exists()  # stopped before anything was written
 
 
 def test_rollouts_with_another_definition_are_refused(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from bora_trainer.config_io import load_config, read_yaml
 from bora_trainer.online.config import OnlineRunConfig, resolve_reward
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg.online.max_updates = args.max_updates
     if cfg.rounds < 1 or cfg.episodes_per_round < 1:
         print("bora train online: --rounds and --episodes-per-round must be >= 1", file=sys.stderr)
+        return 2
+    if not (Path(args.offline_run) / "config.yaml").is_file():  # checked again where it is loaded (online/vla.py)
+        print(f"bora train online: --offline-run {args.offline_run}: no config.yaml (expected an offline run "
+              "directory: bora train offline --out)", file=sys.stderr)
         return 2
     if args.env == "ros":
         from bora_trainer.online.run_ros import train_ros
