@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     source = args.config
     if source is None and args.resume and (Path(args.out) / "config.yaml").exists():
         source = Path(args.out) / "config.yaml"  # resume with the run's own resolved config
-    cfg = load_config(OfflineConfig, source, overrides=overrides)
+    try:
+        cfg = load_config(OfflineConfig, source, overrides=overrides)
+    except (ValueError, OSError) as e:  # a bad field or value: one line naming it
+        raise SystemExit(f"bora train offline: {e}") from None
     data = args.data or cfg.data_dir
     if not data:
         raise SystemExit("bora train offline: --data is required (the config names no data_dir)")

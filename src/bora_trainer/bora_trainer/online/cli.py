@@ -58,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_config(OnlineRunConfig, args.config)
-    explicit = (read_yaml(args.config) or {}).get("reward") if args.config else None
     try:
+        cfg = load_config(OnlineRunConfig, args.config)
+        explicit = (read_yaml(args.config) or {}).get("reward") if args.config else None
         note = resolve_reward(cfg, args.offline_data, explicit)  # one reward definition offline and online
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # a bad config field or value, a dataset without meta.json: one line
         print(f"bora train online: {e}", file=sys.stderr)
         return 2
     if note:
