@@ -311,7 +311,7 @@ def test_residual_hot_reload_without_missed_tick_and_rejections(graph):
 
 def test_episode_boundaries_are_clean(graph):
     """Between an episode's outcome and the next START the arbiter sends nothing, and after the outcome
-    nothing of the finished episode (the dirty episode starts of the README's issue 14 section: the previous
+    nothing of the finished episode (the dirty episode starts of docs/findings.md's issue 14 section: the previous
     episode's last commands reached the freshly reset arm). From the bridge's EpisodeEvents and the arbiter's
     ExecutedCommand records (one per command written to the drivers), by their stamps (one machine clock)."""
     assert graph["teleop"], "config/sim.yaml starts no teleop arbiter: no ExecutedCommand to check"
