@@ -97,3 +97,21 @@ def test_mixed_conversions_and_mixed_buffers_are_refused(tmp_path):
     with pytest.raises(ReplayError, match="different definitions"):
         MixedSampler(off, on, 8)
     MixedSampler(off, ChunkReplayBuffer(ReplaySpec(8, 9, 9, 4, NORM.version)), 8)  # unrecorded: not checked
+
+
+def test_an_online_buffer_of_an_older_version_is_resumed(tmp_path, caplog):
+    build_offline_buffer(_converted(tmp_path, "conv", SIM), tmp_path / "offline_buffer", NORM)
+    cfg = _trainer(tmp_path, {"time_penalty": 0.01})
+    ros_loop(cfg)  # creates state/online_buffer with the definition recorded
+    meta_path = tmp_path / "state" / "online_buffer" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("reward")  # as written before the definition was recorded
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="bora_trainer.online"):
+        loop = ros_loop(cfg)
+    assert "records no reward definition (an older version)" in caplog.text
+    assert loop.online.spec.reward["time_penalty"] == 0.01
+    meta["z_dim"] += 1  # another shape is still refused
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ReplayError, match="differs from the expected"):
+        ros_loop(cfg)

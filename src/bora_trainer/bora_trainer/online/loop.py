@@ -52,7 +52,7 @@ import numpy as np
 
 from bora_policy.models.residual import FrozenResidual
 from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
-from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
+from bora_trainer.data.replay import ChunkReplayBuffer, ReplayError, ReplaySpec
 from bora_trainer.online.checkpoints import CheckpointsMixin, announcement
 from bora_trainer.online.config import Announcement, TrainerConfig
 from bora_trainer.online.rounds import episode_gate, intervened_steps, round_table, takeovers
@@ -152,7 +152,13 @@ class OnlineLoop(CheckpointsMixin):
                 if shard.name not in self.ledger:
                     log.warning("removing %s: written but not in the ledger (crash before the ledger update)", shard)
                     shard.unlink()
-            self.online = ChunkReplayBuffer.open(buf_dir, expect=spec)
+            self.online = ChunkReplayBuffer.open(buf_dir)
+            if self.online.spec.reward is None and self.online.spec == dataclasses.replace(spec, reward=None):
+                log.warning("%s records no reward definition (an older version): its rows are taken to use "
+                            "TrainerConfig.rewards", buf_dir)
+                self.online.spec = spec
+            elif self.online.spec != spec:
+                raise ReplayError(f"{buf_dir}: stored spec {self.online.spec} differs from the expected {spec}")
         else:
             self.online = ChunkReplayBuffer(spec, buf_dir)
         self.ingested_hashes = {v["content_hash"] for v in self.ledger.values()}
