@@ -104,6 +104,18 @@ def features(runner, eps, t: int, instruction: str) -> dict[str, np.ndarray]:
     return {"z": z, "state": states.astype(np.float64), "z+state": np.concatenate([z, states], 1), "v": v}
 
 
+def table(result: dict) -> str:
+    """Markdown: per step, the outcome counts and the AUROC of the critic and of each probe on the test set."""
+    f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = ["| step | train successes / failures | test successes / failures | critic v(z_t, 0) | probe on z_t | "
+             "probe on the state | probe on both |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["per_step"]:
+        lines.append(f"| {r['step']} | {r['train'][0]} / {r['train'][1]} | {r['test'][0]} / {r['test'][1]} | "
+                     f"{f(r['auroc_critic_test'])} | {f(r.get('auroc_probe_z'))} | {f(r.get('auroc_probe_state'))} | "
+                     f"{f(r.get('auroc_probe_z+state'))} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, type=Path, help="offline run with policy/ and critic/")
@@ -112,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, nargs="*", default=None,
                    help="control steps (default: 5, 10, ... up to the shorter set's shortest episode)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=None, help="write OUT.json")
+    p.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md (the table)")
     a = p.parse_args(argv)
 
     import torch
@@ -167,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        a.out.with_suffix(".md").write_text(table(result))
     return 0
 
 

@@ -70,3 +70,9 @@ def test_features_are_the_runners_values():
     assert f["z"].shape == (3, policy.vlm.z_dim) and f["z+state"].shape == (3, policy.vlm.z_dim + S)
     for i, (arr, _) in enumerate(eps):
         assert f["v"][i] == pytest.approx(float(runner.value(arr["color"][5], arr["state"][5], "pick")[0]), abs=1e-5)
+
+
+def test_table_rows():
+    res = {"per_step": [{"step": 5, "train": [3, 4], "test": [2, 5], "auroc_critic_test": 0.5, "auroc_probe_z": 0.75,
+                         "auroc_probe_state": None, "auroc_probe_z+state": 0.6}]}
+    assert cp.table(res).splitlines()[2] == "| 5 | 3 / 4 | 2 / 5 | 0.50 | 0.75 | - | 0.60 |"
