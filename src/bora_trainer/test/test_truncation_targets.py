@@ -8,8 +8,9 @@ recorded bags, D_offline). Hand-computed targets with gamma = 0.5 and a next-sta
 * timeout, chunk at t = 8 (steps 8, 9 real, 10, 11 padding):
   ``y = -0.01 + 0.5 * -0.01 + 0.5^2 * 4 = 0.985`` (the defect gave the terminal value -0.015);
 * success, chunk at t = 8 (step 9 terminal): ``y = -0.01 + 0.5 * 0.99 = 0.485`` (no bootstrap);
-* timeout, chunk at t = 6 ending exactly at the limit (steps 6..9):
-  ``y = -0.01 (1 + 0.5 + 0.25 + 0.125) + 0.5^4 * 4 = 0.23125``.
+* timeout, chunk at t = 6 ending exactly at the limit (steps 6..9), bootstrapped from the final observation the
+  rollout loop passes: ``y = -0.01 (1 + 0.5 + 0.25 + 0.125) + 0.5^4 * 4 = 0.23125`` (a recording, which has no
+  final observation, drops that chunk's last step instead of bootstrapping from the chunk's own start).
 """
 
 import numpy as np
@@ -41,6 +42,13 @@ def _offline_target(ds, eid, t):
     )
 
 
+def _final(ds, eid):
+    """The observation after the last step, as the in-process rollout loop passes it (a recording has none)."""
+    arrays, _ = read_episode(ds, eid, load_images=False)
+    S, A = arrays["state"].shape[1], arrays["action"].shape[1]
+    return {"z": np.full(3, 0.7, np.float32), "proprio": np.zeros(S, np.float32), "vla": np.zeros((K, A), np.float32)}
+
+
 def _online_rows(ds, eid, starts=(0, 4, 8), final=None):
     arrays, _ = read_episode(ds, eid, load_images=False)
     n = len(starts)
@@ -67,7 +75,8 @@ def test_offline_phase_target(ds, eid, t):
 @pytest.mark.parametrize("eid,t", sorted(WANT))
 def test_online_phase_target_equals_offline(ds, eid, t):
     starts = (0, 4, 8) if t == 8 else (2, 6)
-    rows = _online_rows(ds, eid, starts)
+    # the chunk at 6 ends at the limit after the last chunk start: it bootstraps from the final observation
+    rows = _online_rows(ds, eid, starts, final=_final(ds, eid) if t == 6 else None)
     j = starts.index(t)
     b = to_torch({k: v[j : j + 1] for k, v in rows.items()})
     y, w = online_td_target(b, torch.tensor([V_NEXT]), GAMMA)
@@ -78,6 +87,17 @@ def test_online_phase_target_equals_offline(ds, eid, t):
     buf.add(rows)
     b2 = to_torch({k: v[j : j + 1] for k, v in buf.arrays().items()})
     assert online_td_target(b2, torch.tensor([V_NEXT]), GAMMA)[0].item() == pytest.approx(WANT[(eid, t)], abs=1e-6)
+
+
+def test_a_recording_without_the_final_observation_does_not_bootstrap_from_the_chunk_start(ds):
+    # a recording's z exist at chunk starts only: the chunk at 6 (ending at the limit, T = 10) would bootstrap
+    # its last step from its own start z_6; it drops that step instead, as a gap's chunk does
+    rows = _online_rows(ds, 2, (2, 6))
+    assert rows["next_valid"].tolist() == [True, False]
+    assert rows["mask"][1].tolist() == [True, True, True, False]
+    assert rows["mask"][0].tolist() == [True, True, True, True]  # the chunk at 2 bootstraps from z_6 as before
+    _, w = online_td_target(to_torch({k: v[1:2] for k, v in rows.items()}), torch.tensor([V_NEXT]), GAMMA)
+    assert w.item() == 0.0  # ALOE's whole-chunk target: the row has no next state
 
 
 def test_gap_row_is_left_out_not_terminal(ds):
@@ -133,7 +153,7 @@ def test_bora_per_step_targets_match_offline(ds):
     v_cur = torch.tensor([[10.0, 20.0, 30.0, 40.0]])  # v(z_t, i)
     for t, starts in ((8, (0, 4, 8)), (6, (2, 6))):
         s = data[20 + t]
-        rows = _online_rows(ds, 2, starts)
+        rows = _online_rows(ds, 2, starts, final=_final(ds, 2) if t == 6 else None)
         j = starts.index(t)
         vn = torch.tensor([V_NEXT])
         y_off = shifted_bootstrap_targets(s["rewards"][None], s["dones"][None].float(), v_cur, vn, GAMMA)
