@@ -12,7 +12,8 @@ demonstrations loses as much) and a learning-rate ramp. This bench separates the
 - **the cure**: ``OfflineConfig.policy_ema`` (an exponential moving average of the actor's weights, exported as
   the policy): the same warm-up recipe with the average (``warm-up EMA``), and the CP Base row fine-tuned from
   it with the average (``CP Base EMA``), against the evidence run's rows without it (the BORA-Offline EMA row
-  of finetune_drift.md is no longer run: the trainer refuses the average for an algorithm with a critic);
+  of finetune_drift.md, which averaged the VLM too, is no longer run: with a critic the trainer averages the
+  expert only);
 - **smaller steps**: the CP Base and BORA-Offline rows fine-tuned from the (raw) warm-up with the actor's
   learning rates divided by 10 (``CP Base lr/10``, ``BORA-Offline lr/10``: expert 1e-4, VLM 3e-5; the
   critic's unchanged).
@@ -50,8 +51,8 @@ TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_b
 POLICIES = {"warm-up@1000": "w1000", "warm-up": "warmup", "warm-up@2000": "w2000", "CP Base": "cp-bc",
             "BORA-Offline": "bora", "warm-up EMA": "warm_ema", "CP Base EMA": "cp-bc_ema",
             "CP Base lr/10": "cp-bc_lr10", "BORA-Offline lr/10": "bora_lr10"}
-# (no BORA-Offline EMA: the trainer now refuses policy_ema for an algorithm with a critic, whose z_t the averaged
-# VLM would change; finetune_drift.md's BORA-Offline EMA column was measured before)
+# (no BORA-Offline EMA: with a critic the trainer now averages the expert only, since an averaged VLM would change
+# the z_t its critic learned on; finetune_drift.md's BORA-Offline EMA column averaged both and is not re-run)
 PAIRS = (("warm-up@1000", "warm-up"), ("warm-up@2000", "warm-up"), ("CP Base", "warm-up"),
          ("BORA-Offline", "CP Base"), ("warm-up EMA", "warm-up"), ("CP Base EMA", "warm-up EMA"),
          ("CP Base EMA", "CP Base"),

@@ -113,19 +113,22 @@ def test_bad_settings_are_one_line_errors(over, msg):
         _cfg(**over)
 
 
-@pytest.mark.parametrize("algo", ["bora", "cp-decoupled-critic"])
-def test_an_algorithm_with_a_critic_is_refused(ds, tmp_path, algo):
-    # its critic learns on the raw VLM's z_t; the exported average would feed it another z_t
-    with pytest.raises(ValueError, match=f"OfflineConfig.policy_ema: {algo} trains a critic"):
-        OfflineTrainer(_cfg(algo=algo), ds, tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "policy").exists()
-
-
-def test_the_cli_says_it_in_one_line(ds, tmp_path):
-    from bora_trainer.offline.cli import main
-
-    (tmp_path / "ema.yaml").write_text("policy_ema: 0.9\nk: 4\nbatch_size: 4\n")
-    with pytest.raises(SystemExit, match=r"^bora train offline: OfflineConfig.policy_ema: bora trains a critic"):
-        main(["--algo", "bora", "--data", str(ds), "--config", str(tmp_path / "ema.yaml"), "--out",
-              str(tmp_path / "run"), "--updates", "1", "--no-progress"])
-    assert not (tmp_path / "run").exists()
+def test_with_a_critic_only_the_expert_is_averaged(ds, tmp_path):
+    # the critic learns on the raw VLM's z_t: RUN/policy exports that VLM, and the expert's average
+    tr = OfflineTrainer(_cfg(algo="bora"), ds, tmp_path / "run", progress=False)
+    expected = None
+    for _ in range(3):
+        tr.train(updates=1)
+        w = _raw(tr)["expert"]
+        expected = w if expected is None else {k: D * expected[k] + (1 - D) * w[k] for k in w}
+    assert set(tr.ema_states()) == {"expert"}
+    raw_vlm = _raw(tr)["vlm"]
+    policy = VLAPolicy.load(tmp_path / "run" / "policy")
+    own = policy.vlm.state_dict()
+    assert all(torch.equal(own[k], raw_vlm[k]) for k in _float_keys(raw_vlm))  # the raw VLM
+    own = policy.expert.state_dict()
+    keys = _float_keys(w)
+    assert all(torch.allclose(own[k], expected[k], atol=1e-6) for k in keys)
+    assert any(not torch.allclose(own[k], w[k]) for k in keys)  # the average, not the raw expert
+    ck = load_checkpoint(tmp_path / "run")
+    assert "expert_ema" in ck["modules"] and "vlm_ema" not in ck["modules"]

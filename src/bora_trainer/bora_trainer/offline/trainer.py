@@ -6,7 +6,8 @@ Data parallel under torchrun: each process reads ``batch_size`` samples per upda
 Pooled batch statistics (advantage normalisation, the gate) are all-reduced so every rank takes the same
 decision. Two AdamW optimisers (actor: VLM + expert; critic) step the learner's losses
 (``algorithms/offline_learner.py``); at the end the run exports ``RUN/policy`` (+ ``RUN/critic``): the
-actor's weights, or their moving average with ``policy_ema`` > 0 (``OfflineConfig.policy_ema``).
+actor's weights, or their moving average with ``policy_ema`` > 0 (``OfflineConfig.policy_ema``; the action expert's
+only when a critic reads the VLM's z_t).
 """
 
 from __future__ import annotations
@@ -105,13 +106,9 @@ class OfflineTrainer:
         self.learner = build_learner(
             cfg, meta.state_dim, meta.action_dim, di.device, n_cameras=len(meta.camera_names)
         )
-        if cfg.policy_ema > 0 and self.learner.critic_param_groups():
-            raise ValueError(
-                f"OfflineConfig.policy_ema: {cfg.algo} trains a critic on the z_t of the raw VLM, and RUN/policy "
-                "would export the averaged VLM, whose z_t that critic never saw (the online stage inherits both, "
-                "recorded values read both): expected 0 for an algorithm with a critic (cp-bc and diffusion-bc "
-                "have none)"
-            )
+        # the averaged modules: the actor's VLM and expert; with a critic on z_t (bora, cp-decoupled-critic, aloe,
+        # habc) the expert only, so RUN/policy's VLM gives the z_t that critic learned on (ours)
+        self.ema_modules = ("expert",) if self.learner.critic_param_groups() else EMA_MODULES
         if hasattr(self.learner, "attach_dataset"):  # plugin objectives that label the episodes (HABC)
             self.learner.attach_dataset(self.dataset)
         if di.world > 1:
@@ -131,7 +128,7 @@ class OfflineTrainer:
         if cfg.policy_ema > 0:
             mods = self.learner.modules_to_save()
             avg = get_ema_multi_avg_fn(cfg.policy_ema)
-            self.ema = {n: AveragedModel(mods[n], multi_avg_fn=avg) for n in EMA_MODULES}
+            self.ema = {n: AveragedModel(mods[n], multi_avg_fn=avg) for n in self.ema_modules}
             if self.ckpt is not None:
                 self._load_ema(self.ckpt)
         self.actor_opt = torch.optim.AdamW(self.learner.actor_param_groups(), weight_decay=cfg.weight_decay)
@@ -209,14 +206,15 @@ class OfflineTrainer:
     def _load_ema(self, ckpt: dict) -> None:
         """Resume the weight average from a checkpoint; one written without it starts the average anew."""
         updates = int((ckpt["trainer_state"] or {}).get("ema_updates", 0))
-        if updates == 0 or not all(f"{n}_ema" in ckpt["modules"] for n in EMA_MODULES):
+        if updates == 0 or not all(f"{n}_ema" in ckpt["modules"] for n in self.ema_modules):
             return
         for n, avg in self.ema.items():
             avg.module.load_state_dict(ckpt["modules"][f"{n}_ema"])
             avg.n_averaged.fill_(updates)
 
     def ema_states(self) -> dict[str, dict]:
-        """``{"vlm": ..., "expert": ...}``: the averaged actor (empty without ``policy_ema``)."""
+        """``{"vlm": ..., "expert": ...}`` (``{"expert": ...}`` with a critic): the averaged actor (empty without
+        ``policy_ema``)."""
         return {n: avg.module.state_dict() for n, avg in self.ema.items()}
 
     def _module_states(self) -> dict[str, dict]:

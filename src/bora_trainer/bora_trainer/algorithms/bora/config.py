@@ -133,8 +133,9 @@ class OfflineConfig:
     # run starts from it. Under DDP every rank averages its own replica (test_ddp.py); not with ``fsdp``.
     # Off by default: measured at the evidence recipe (bench/results/finetune_drift.md, 3 tasks x 30 tuning
     # seeds) the average (0.995) LOST against the raw weights: warm-up 34/90 vs 51/90, CP Base 28/90 vs
-    # 34/90, BORA-Offline 26/90 vs 29/90. Refused for an algorithm with a critic (bora, cp-decoupled-critic,
-    # aloe, habc): its critic learns on the raw VLM's z_t, which the exported average would not reproduce.
+    # 34/90, BORA-Offline 26/90 vs 29/90 (then with the VLM averaged too). With a critic (bora,
+    # cp-decoupled-critic, aloe, habc) only the action expert is averaged: the critic learns on the raw VLM's
+    # z_t, which an averaged VLM would not reproduce.
     policy_ema: float = 0.0
     # --- run mechanics
     seed: int = 0
