@@ -80,6 +80,23 @@ def decompose(m: np.ndarray, success: np.ndarray) -> dict:
     }
 
 
+def load_runner(p: argparse.ArgumentParser, run: Path, threads: int):
+    """The run's deployed policy with its critic on z_t (``p.error`` when it has none, or one that reads images)."""
+    import torch
+
+    from bora_policy.models.export import find_critic_dir
+    from bora_policy.runtime.policy_runner import PolicyRunner
+
+    torch.set_num_threads(threads)
+    critic_dir = find_critic_dir(run)
+    if critic_dir is None:
+        p.error(f"--run {run}: no critic/ directory (a run of an algorithm with a critic on z_t)")
+    runner = PolicyRunner.from_paths(str(run / "policy"), critic_path=str(critic_dir))
+    if getattr(runner.critic, "input_kind", "z") != "z":
+        p.error(f"--run {run}: its critic reads images, not z_t; this bench is for critics on z_t")
+    return runner
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, type=Path, help="offline run with policy/ and critic/")
@@ -91,19 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     a = p.parse_args(argv)
 
-    import torch
-
     from bora_policy.common.episodes import episode_ids, read_episode
-    from bora_policy.models.export import find_critic_dir
-    from bora_policy.runtime.policy_runner import PolicyRunner
 
-    torch.set_num_threads(a.threads)
-    critic_dir = find_critic_dir(a.run)
-    if critic_dir is None:
-        p.error(f"--run {a.run}: no critic/ directory (a run of an algorithm with a critic on z_t)")
-    runner = PolicyRunner.from_paths(str(a.run / "policy"), critic_path=str(critic_dir))
-    if getattr(runner.critic, "input_kind", "z") != "z":
-        p.error(f"--run {a.run}: its critic reads images, not z_t; this bench is for critics on z_t")
+    runner = load_runner(p, a.run, a.threads)
     ids = episode_ids(a.episodes)[: a.max_episodes]
     if len(ids) < 4:
         p.error(f"--episodes {a.episodes}: {len(ids)} episodes, need at least 4")

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 for _p in ("bora_policy", "bora_trainer", "bora_sim"):
     sys.path.insert(0, str(ROOT / "src" / _p))
 
-from machine_info import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from bench_critic_inputs import load_runner  # noqa: E402  (bench/ is on sys.path when run as a script)
+from machine_info import machine  # noqa: E402
 
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -127,19 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md (the table)")
     a = p.parse_args(argv)
 
-    import torch
-
     from bora_policy.common.episodes import episode_ids, read_episode
-    from bora_policy.models.export import find_critic_dir
-    from bora_policy.runtime.policy_runner import PolicyRunner
 
-    torch.set_num_threads(a.threads)
-    critic_dir = find_critic_dir(a.run)
-    if critic_dir is None:
-        p.error(f"--run {a.run}: no critic/ directory (a run of an algorithm with a critic on z_t)")
-    runner = PolicyRunner.from_paths(str(a.run / "policy"), critic_path=str(critic_dir))
-    if getattr(runner.critic, "input_kind", "z") != "z":
-        p.error(f"--run {a.run}: its critic reads images, not z_t; this bench is for critics on z_t")
+    runner = load_runner(p, a.run, a.threads)
     sets = {}
     for name, d in (("train", a.train), ("test", a.test)):
         ids = episode_ids(d)

@@ -8,31 +8,28 @@ control step (``bora_sim.env.make_env``) and publishes, all with one stamp:
   ``<prefix>/<cam>/color/camera_info``;
 * ``/franka/joint_states`` (7 arm joints, named ``arm_joint_names``) and ``/hand/joint_states``.
 
-It consumes what the arbiter writes to the drivers: ``/arm_controller/commands``
-(std_msgs/Float64MultiArray, ``arm_command_type: forward``, or trajectory_msgs/JointTrajectory,
-``trajectory``) and ``/hand/command`` (sensor_msgs/JointState). ``direct_command_topic`` (empty by
-default) additionally accepts bora_msgs/JointCommand straight from the policy, for graphs run
-without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when the task's success
-predicate holds, ABORT with the note ``timeout: time limit`` at the time limit (a truncation, converted
-to outcome ``timeout``); ``auto_reset`` starts the next one; the
-``/bora/sim/reset`` service (std_srvs/Trigger) resets on demand. When ``bora_sim.operator`` is
-present and ``operator_enabled``, the scripted operator (``ScriptedOperator``) watches each step's
-info: its takeover trigger (/bora/operator/takeover) is published every tick, its glove angles
-(/bora/operator/glove) and arm target (/bora/operator/arm_target) while it is in control, and a
-recovered flag (/bora/operator/recovered) when it hands back. These are its own topics, not a person's
-(/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop arbitrates the two sources and a
-person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator`` (std_srvs/SetBool) switches
-the scripted operator off (it releases its takeover) or on again at run time. ``operator_mode: requested``
-(issue 19): it takes over only on the policy's help requests (/bora/help_request), ``operator_reaction_s``
-after one, never from privileged state (bora_sim/operator.py).
-Each START is also published on ``episode_current_topic`` (/bora/episode/current, transient local,
-depth 1; empty: off), so a node that connects after it (episode 1 starts in this constructor, before the
-graph has matched) or restarts mid-episode still learns the episode (bora_policy/common/episode_latch.py).
-``episode_gate_topic`` (empty by default; std_msgs/UInt32, transient local): the highest episode id
-that may start. The online trainer publishes it so the robot waits at a round boundary until the
-round's update is done and the new residual is in use (bora_trainer/online/rounds.py); with a gate topic even
-episode 1 waits for the first value. A reset requested under a closed gate waits too, and the running
-episode gets no outcome: do not call ``/bora/sim/reset`` while a trainer gates the episodes.
+It consumes what the arbiter writes to the drivers: ``/arm_controller/commands`` (std_msgs/Float64MultiArray,
+``arm_command_type: forward``, or trajectory_msgs/JointTrajectory, ``trajectory``) and ``/hand/command``
+(sensor_msgs/JointState). ``direct_command_topic`` (empty by default) additionally accepts bora_msgs/JointCommand
+straight from the policy, for graphs run without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when
+the task's success predicate holds, ABORT noted ``timeout: time limit`` at the time limit (a truncation, outcome
+``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one; the
+``/bora/sim/reset`` service (std_srvs/Trigger) resets on demand. When ``bora_sim.operator`` is present and
+``operator_enabled``, the scripted operator (``ScriptedOperator``) watches each step's info: its takeover trigger
+(/bora/operator/takeover) is published every tick, its glove angles (/bora/operator/glove) and arm target
+(/bora/operator/arm_target) while it is in control, and a recovered flag (/bora/operator/recovered) when it hands
+back. These are its own topics, not a person's (/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop
+arbitrates the two sources and a person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator``
+(std_srvs/SetBool) switches the scripted operator off (it releases its takeover) or on again at run time.
+``operator_mode: requested`` (issue 19): it takes over only on the policy's help requests (/bora/help_request),
+``operator_reaction_s`` after one, never from privileged state (bora_sim/operator.py). Each START is also published
+on ``episode_current_topic`` (/bora/episode/current, transient local, depth 1; empty: off), so a node that connects
+after it (episode 1 starts in this constructor, before the graph has matched) or restarts mid-episode still learns
+the episode (bora_policy/common/episode_latch.py). ``episode_gate_topic`` (empty by default; std_msgs/UInt32,
+transient local): the highest episode id that may start. The online trainer publishes it so the robot waits at a
+round boundary until the round's update is done and the new residual is in use (bora_trainer/online/rounds.py); with
+a gate topic even episode 1 waits for the first value. A reset requested under a closed gate waits too, and the
+running episode gets no outcome: do not call ``/bora/sim/reset`` while a trainer gates the episodes.
 """
 
 from __future__ import annotations
@@ -444,9 +441,6 @@ class BridgeNode(Node):
         if terminated:
             self._event(self._EpisodeEvent.SUCCESS, "success predicate")
         elif truncated:
-            # a truncation, not a failure: ABORT with a note starting "timeout" is how a recording says so
-            # (bag_records.outcome_of -> outcome "timeout", no terminal, bootstrapped), as the simulator's
-            # datasets, `bora eval --record` and the in-process online loop label the time limit
             self._event(self._EpisodeEvent.ABORT, TIMEOUT_NOTE)
         if (terminated or truncated) and self.auto_reset:
             self._reset_pending = True

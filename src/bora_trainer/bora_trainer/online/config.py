@@ -8,6 +8,8 @@ first, so both environments run the loop with the same round budget, update rati
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from bora_policy.common.graph_params import graph_default
 from bora_policy.common.rewards import RewardConfig
 from bora_trainer.algorithms.bora.config import OnlineConfig
 from bora_trainer.config_io import to_dict
+
+log = logging.getLogger("bora_trainer.online")  # the online loop's logger: its warnings read as the loop's
 
 
 @dataclass
@@ -163,8 +167,6 @@ def resolve_reward(cfg: OnlineRunConfig, offline_data: str | Path, explicit: dic
     data do not record theirs (``cfg.reward`` is then left as loaded). Before this, online runs used
     ``RewardConfig()`` (time penalty 0.002) against a critic trained with 0.01 and anchored to it
     (``critic_reg_lambda``): two value scales in one loss."""
-    import dataclasses
-
     from bora_policy.common.episodes import read_meta
 
     recorded = read_meta(offline_data).reward
@@ -187,6 +189,28 @@ def resolve_reward(cfg: OnlineRunConfig, offline_data: str | Path, explicit: dic
         f"reward: the config sets {', '.join(diff)}, unlike the definition {offline_data} was recorded with, in "
         "which the inherited critic learned its values"
     )
+
+
+def check_offline_reward(recorded: dict | None, cfg: TrainerConfig) -> dict:
+    """The reward definition of the loop's rows, ``cfg.rewards``, checked against the one D_offline's rows were
+    computed with: the critic must learn one scale from both halves of every RLPD batch. A different recorded
+    definition is an error; a buffer that records none (older versions) gets a warning."""
+    want = dataclasses.asdict(cfg.rewards)
+    where = cfg.offline_buffer or "D_offline"
+    if recorded is None:
+        log.warning(
+            "%s does not record the reward definition of its rows: they are taken to use TrainerConfig.rewards "
+            "(%s); rebuild it (bora train online) to have it checked",
+            where,
+            ", ".join(f"{k} {v:g}" for k, v in want.items()),
+        )
+    elif recorded != want:
+        diff = ", ".join(f"{k} {v:g} (D_offline {recorded.get(k)})" for k, v in want.items() if recorded.get(k) != v)
+        raise ValueError(
+            f"TrainerConfig.rewards: {diff or recorded}: expected the definition {where} was built with, so that "
+            "offline and online rows share one reward scale (set the rewards section to it, or rebuild D_offline)"
+        )
+    return want
 
 
 def trainer_config_for(cfg: OnlineRunConfig, offline_run: str | Path, out: str | Path) -> dict[str, Any]:

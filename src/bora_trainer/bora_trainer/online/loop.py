@@ -54,33 +54,11 @@ from bora_policy.models.residual import FrozenResidual
 from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplayError, ReplaySpec
 from bora_trainer.online.checkpoints import CheckpointsMixin, announcement
-from bora_trainer.online.config import Announcement, TrainerConfig
+from bora_trainer.online.config import Announcement, TrainerConfig, check_offline_reward
 from bora_trainer.online.rounds import episode_gate, intervened_steps, round_table, takeovers
 from bora_trainer.online.source import Episode, EpisodeSource
 
 log = logging.getLogger("bora_trainer.online")
-
-
-def _check_offline_reward(recorded: dict | None, cfg: TrainerConfig) -> dict:
-    """The reward definition of the loop's rows, ``cfg.rewards``, checked against the one D_offline's rows were
-    computed with: the critic must learn one scale from both halves of every RLPD batch. A different recorded
-    definition is an error; a buffer that records none (older versions) gets a warning."""
-    want = dataclasses.asdict(cfg.rewards)
-    where = cfg.offline_buffer or "D_offline"
-    if recorded is None:
-        log.warning(
-            "%s does not record the reward definition of its rows: they are taken to use TrainerConfig.rewards "
-            "(%s); rebuild it (bora train online) to have it checked",
-            where,
-            ", ".join(f"{k} {v:g}" for k, v in want.items()),
-        )
-    elif recorded != want:
-        diff = ", ".join(f"{k} {v:g} (D_offline {recorded.get(k)})" for k, v in want.items() if recorded.get(k) != v)
-        raise ValueError(
-            f"TrainerConfig.rewards: {diff or recorded}: expected the definition {where} was built with, so that "
-            "offline and online rows share one reward scale (set the rewards section to it, or rebuild D_offline)"
-        )
-    return want
 
 
 def _load_json(path: Path, default: Any) -> Any:
@@ -142,7 +120,7 @@ class OnlineLoop(CheckpointsMixin):
                 f"offline buffer {cfg.offline_buffer} uses normaliser {spec.normalizer_version!r}, "
                 f"the run's is {self.normalizer.version!r}"
             )
-        spec = dataclasses.replace(spec, reward=_check_offline_reward(spec.reward, cfg))
+        spec = dataclasses.replace(spec, reward=check_offline_reward(spec.reward, cfg))
         self.spec = spec
         # --- the online buffer and its ledger (crash consistency: module docstring)
         self.ledger: dict[str, dict] = _load_json(self.ledger_path, {})
