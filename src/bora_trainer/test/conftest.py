@@ -49,3 +49,26 @@ def frozen_vla(tmp_path_factory):
     save_checkpoint(run, 1, mods, extra={"algo": "bora", "normalizer_version": norm.version})
     yield FrozenVLA(run, torch.device("cpu"))
     torch.set_num_threads(n_threads)
+
+
+@pytest.fixture
+def tiny_runner():
+    """``(runner, rng, dims)``: a random-init VLAPolicy (2 cameras) with a ChunkCritic on its z_t behind a
+    PolicyRunner, and the rng that made its normaliser (the benches that read a critic on recorded episodes)."""
+    import numpy as np
+    import torch
+
+    from bora_policy.models.critic import ChunkCritic
+    from bora_policy.models.normalizer import Normalizer
+    from bora_policy.models.vla import VLAConfig, VLAPolicy
+    from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
+
+    S, A, K, NCAM = 6, 5, 4, 2
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    norm = Normalizer(rng.normal(size=S), rng.uniform(0.5, 1.5, S), rng.normal(size=A), rng.uniform(0.1, 0.3, A))
+    cfg = VLAConfig(action_dim=A, state_dim=S, chunk_size=K, n_cameras=NCAM, expert_hidden_dim=32,
+                    expert_num_blocks=1, expert_cond_dim=16)
+    policy = VLAPolicy(cfg, norm)
+    critic = ChunkCritic(z_dim=policy.vlm.z_dim, action_dim=A, chunk_size=K, hidden_dim=16, pos_dim=4, num_q=2)
+    return PolicyRunner(policy, PolicyRunnerConfig(device="cpu"), critic=critic), rng, {"S": S, "NCAM": NCAM}

@@ -8,28 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 import bench_critic_inputs as bci  # noqa: E402
 
-from bora_policy.models.critic import ChunkCritic  # noqa: E402
-from bora_policy.models.normalizer import Normalizer  # noqa: E402
-from bora_policy.models.vla import VLAConfig, VLAPolicy  # noqa: E402
-from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig  # noqa: E402
 
-S, A, K, NCAM = 6, 5, 4, 2
-
-
-def test_value_matrix_rows_are_images_and_columns_are_states():
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    norm = Normalizer(rng.normal(size=S), rng.uniform(0.5, 1.5, S), rng.normal(size=A), rng.uniform(0.1, 0.3, A))
-    cfg = VLAConfig(action_dim=A, state_dim=S, chunk_size=K, n_cameras=NCAM, expert_hidden_dim=32,
-                    expert_num_blocks=1, expert_cond_dim=16)
-    policy = VLAPolicy(cfg, norm)
-    critic = ChunkCritic(z_dim=policy.vlm.z_dim, action_dim=A, chunk_size=K, hidden_dim=16, pos_dim=4, num_q=2)
-    runner = PolicyRunner(policy, PolicyRunnerConfig(device="cpu"), critic=critic)
+def test_value_matrix_rows_are_images_and_columns_are_states(tiny_runner):
+    runner, rng, dims = tiny_runner
+    S, NCAM = dims["S"], dims["NCAM"]
     colors = rng.integers(0, 255, (3, NCAM, 32, 32, 3), dtype=np.uint8)
     states = rng.normal(size=(3, S)).astype(np.float32)
     m = bci.value_matrix(runner, colors, states, "pick")

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 import critic_probe as cp  # noqa: E402
-
-from bora_policy.models.critic import ChunkCritic  # noqa: E402
-from bora_policy.models.normalizer import Normalizer  # noqa: E402
-from bora_policy.models.vla import VLAConfig, VLAPolicy  # noqa: E402
-from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig  # noqa: E402
 
 
 def test_a_linear_signal_is_found_and_noise_is_not():
@@ -54,20 +48,13 @@ def test_auroc_needs_both_outcomes():
     assert cp.auroc(np.array([0.1, 0.9]), np.array([False, True])) == 1.0
 
 
-def test_features_are_the_runners_values():
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    S, A, K, NCAM = 6, 5, 4, 2
-    norm = Normalizer(rng.normal(size=S), rng.uniform(0.5, 1.5, S), rng.normal(size=A), rng.uniform(0.1, 0.3, A))
-    cfg = VLAConfig(action_dim=A, state_dim=S, chunk_size=K, n_cameras=NCAM, expert_hidden_dim=32,
-                    expert_num_blocks=1, expert_cond_dim=16)
-    policy = VLAPolicy(cfg, norm)
-    critic = ChunkCritic(z_dim=policy.vlm.z_dim, action_dim=A, chunk_size=K, hidden_dim=16, pos_dim=4, num_q=2)
-    runner = PolicyRunner(policy, PolicyRunnerConfig(device="cpu"), critic=critic)
+def test_features_are_the_runners_values(tiny_runner):
+    runner, rng, dims = tiny_runner
+    S, NCAM = dims["S"], dims["NCAM"]
     eps = [({"color": rng.integers(0, 255, (8, NCAM, 32, 32, 3), dtype=np.uint8),
              "state": rng.normal(size=(8, S)).astype(np.float32)}, {}) for _ in range(3)]
     f = cp.features(runner, eps, 5, "pick")
-    assert f["z"].shape == (3, policy.vlm.z_dim) and f["z+state"].shape == (3, policy.vlm.z_dim + S)
+    assert f["z"].shape == (3, runner.policy.vlm.z_dim) and f["z+state"].shape == (3, runner.policy.vlm.z_dim + S)
     for i, (arr, _) in enumerate(eps):
         assert f["v"][i] == pytest.approx(float(runner.value(arr["color"][5], arr["state"][5], "pick")[0]), abs=1e-5)
 
