@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bora_policy.common.rewards import SIM_REWARD, RewardConfig, compute_dones, compute_rewards
+from bora_policy.common.rewards import SIM_REWARD, RewardConfig, compute_dones, compute_rewards, returns_to_go
 from bora_trainer.stats import auroc, auroc_se
 
 
@@ -74,12 +74,7 @@ def second_half_min(rows: list[dict]) -> float | None:
 
 def mc_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     """``G_t = r_t + gamma G_{t+1}``, ``G_T = 0`` (no bootstrap after the last step)."""
-    g = np.zeros(len(rewards))
-    acc = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        acc = float(rewards[t]) + gamma * acc
-        g[t] = acc
-    return g
+    return returns_to_go(rewards, np.zeros(len(rewards), dtype=bool), gamma)
 
 
 def episode_targets(ep: dict, gamma: float, reward_cfg: RewardConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

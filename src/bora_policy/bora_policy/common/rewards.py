@@ -203,3 +203,16 @@ def blend_takeover(a_final: np.ndarray, a_human: np.ndarray, beta: float | np.nd
     return ((1.0 - beta) * np.asarray(a_final, np.float32) + beta * np.asarray(a_human, np.float32)).astype(
         np.float32
     )
+
+
+def returns_to_go(rewards: np.ndarray, dones: np.ndarray, gamma: float) -> np.ndarray:
+    """Discounted return-to-go of every step, ``G_j = r_j + gamma (1 - d_j) G_{j+1}``, ``G_T = 0``: the sum stops
+    at a terminal and at the recorded end (a time limit is summed to, not bootstrapped past). float64 [T]."""
+    r = np.asarray(rewards, dtype=np.float64)
+    d = np.asarray(dones, dtype=bool)
+    out = np.zeros(len(r), dtype=np.float64)
+    acc = 0.0
+    for j in range(len(r) - 1, -1, -1):
+        acc = r[j] + (0.0 if d[j] else gamma * acc)
+        out[j] = acc
+    return out

@@ -69,6 +69,19 @@ def shifted_bootstrap_targets(
     return (rewards + gamma * not_done * boot.to(rewards.dtype)).detach()
 
 
+def mc_mixed_targets(y_td: torch.Tensor, returns: torch.Tensor | None, weight: float) -> torch.Tensor:
+    """``(1 - w) y_td + w G`` (``OfflineConfig.critic_mc_weight``, ours): Eq. 1's target blended with the
+    steps' Monte-Carlo returns-to-go ``G`` [B, k]. ``w = 0`` returns ``y_td`` itself (Eq. 1 exactly)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"critic_mc_weight must be in [0, 1], got {weight}")
+    if weight == 0.0:
+        return y_td
+    if returns is None:
+        raise ValueError("critic_mc_weight > 0 needs the batch's 'returns' (ChunkDataset samples carry them)")
+    _check_bk("returns", returns, y_td)
+    return ((1.0 - weight) * y_td + weight * returns.to(y_td.dtype)).detach()
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``E_t[ 1/|M_t| sum_i m_{t,i} x_{t,i} ]``: per-sample normalised masked mean, then batch mean."""
     _check_bk("x", x)

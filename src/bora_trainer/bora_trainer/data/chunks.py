@@ -5,6 +5,10 @@ For a start step ``t`` of an episode of length ``T`` a sample holds
 - ``actions`` [k, A]: the EXECUTED chunk ``a[t:t+k]`` (physical units); past the episode end the last
   action is repeated and ``pad_mask`` is 0 there;
 - ``rewards`` [k] (0 in padding), ``dones`` [k] (False in padding);
+- ``returns`` [k]: the Monte-Carlo return-to-go of each step, ``G_j = sum_{l >= j} gamma^(l - j) r_l`` to the
+  episode's recorded end (``ChunkDatasetConfig.gamma``; 0 in padding). An episode cut by its time limit is
+  summed to that limit without a bootstrap: the return of the time-limited task, whose outcome it
+  carries (``OfflineConfig.critic_mc_weight``);
 - ``next_images`` / ``next_state`` of observation ``t+k`` (the input of ``v(z_{t+1}, 0)`` in Eq. 1). When
   ``t+k >= T`` the last observation ``T-1`` stands in and ``next_valid`` is False: the bootstrap there is
   either cut by a terminal inside the chunk or lands on a padded (masked) step, except when the chunk
@@ -36,6 +40,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from bora_policy.common.episodes import EpisodeFormatError, episode_ids, read_episode, read_meta, step_validity
+from bora_policy.common.rewards import returns_to_go
 
 
 @dataclass
@@ -44,6 +49,7 @@ class ChunkDatasetConfig:
 
     k: int = 32
     stride: int = 1  # distance between consecutive start steps t within an episode
+    gamma: float = 0.99  # discount of the samples' Monte-Carlo ``returns`` (OfflineConfig sets it from its gamma)
     cache: Literal["auto", "all", "none"] = "auto"
     max_cache_gb: float = 4.0  # "auto" caches all images when the estimate fits
     lru_episodes: int = 8  # episodes kept per process when not caching everything
@@ -71,6 +77,8 @@ class ChunkDataset(Dataset):
             raise ValueError(f"ChunkDatasetConfig.k must be >= 1, got {cfg.k}")
         if cfg.stride < 1:
             raise ValueError(f"ChunkDatasetConfig.stride must be >= 1, got {cfg.stride}")
+        if not 0.0 <= cfg.gamma <= 1.0:
+            raise ValueError(f"ChunkDatasetConfig.gamma must be in [0, 1], got {cfg.gamma}")
         self.meta = meta = read_meta(self.root)
         self._check_meta()
         ids = episode_ids(self.root) if episodes is None else list(episodes)
@@ -86,6 +94,7 @@ class ChunkDataset(Dataset):
             self._check_episode(eid, arrays)
             self._low[eid] = {key: arrays[key] for key in ("state", "action", "reward", "done")}
             self._low[eid]["valid"], self._low[eid]["obs_valid"] = step_validity(arrays)
+            self._low[eid]["return"] = returns_to_go(arrays["reward"], arrays["done"], cfg.gamma)
             self._info[eid] = info
             self._bc_weight[eid] = 0.0 if is_failed_rollout(info) else 1.0
         self.index: list[tuple[int, int]] = [
@@ -181,6 +190,7 @@ class ChunkDataset(Dataset):
         clamped = np.minimum(steps, T - 1)
         actions = low["action"][clamped]
         rewards = np.where(pad, low["reward"][clamped], 0.0).astype(np.float32)
+        returns = np.where(pad, low["return"][clamped], 0.0).astype(np.float32)
         dones = np.where(pad, low["done"][clamped], False)
         t_next = min(t + k, T - 1)
         color = self._color(eid)
@@ -197,6 +207,7 @@ class ChunkDataset(Dataset):
             "instruction": self.instruction(eid),
             "actions": torch.from_numpy(actions.astype(np.float32)),
             "rewards": torch.from_numpy(rewards),
+            "returns": torch.from_numpy(returns),
             "dones": dones_t,
             "pad_mask": pad_t,
             "mask": mask,

@@ -53,6 +53,7 @@ class DecoupledCriticPPO(PPOWithCritic):
             v_tgt = critic.v_target(batch["images"], prop)
             v_next0 = critic.v_target(batch["next_images"], next_prop)[:, 0]
             y = L.shifted_bootstrap_targets(batch["rewards"], batch["dones"], v_tgt, v_next0, cfg.gamma)
+            y = L.mc_mixed_targets(y, batch.get("returns"), cfg.critic_mc_weight)
         q_all = critic.q_all(batch["images"], batch["actions_n"], prop)
         v = critic.v(batch["images"], prop)
         lq, lv, q = critic_objectives(q_all, v, y, mask, cfg.expectile_tau)

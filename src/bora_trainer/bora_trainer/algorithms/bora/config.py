@@ -91,6 +91,15 @@ class OfflineConfig:
     # tau_target for the online phase only). With a copy at tau 0.005 the value moves back about one control
     # step per 1/tau = 200 updates, so in a 500-update offline run V stays near its initialisation
     critic_bootstrap: Literal["online", "target"] = "target"
+    # ours (not in the paper, whose Eq. 1 is a pure TD target): the critic's target is
+    # (1 - w) * Eq. 1 + w * G, with G the step's Monte-Carlo return-to-go to the episode's recorded end
+    # (``ChunkDataset`` ``returns``; a time limit is summed to, not bootstrapped past: the time-limited task's
+    # return, which carries the outcome). 0 = Eq. 1 exactly. Why: at our scale the TD critic does not rank
+    # held-out rollouts by outcome while a linear probe on the same z_t does (bench/results/critic_probe.md);
+    # with the sparse terminal reward and a target net at tau 0.005 Eq. 1 moves the outcome back about one
+    # chunk per 1/tau updates. Mixing MC returns into the target is the classic remedy (Sutton & Barto's
+    # lambda-returns; Cal-QL's MC lower bound, Nakamoto et al. 2023). Measured: bench/results/critic_mc.md
+    critic_mc_weight: float = 0.0
     gate_source: Literal["raw", "normalized"] = "raw"  # Appendix B.1 allows either
     ppo_ref_refresh: int = 100  # updates between snapshots of pi_theta_old (see module docstring)
     max_grad_norm: float = 1.0  # per optimiser; 0 disables
@@ -161,6 +170,15 @@ class OfflineConfig:
                 self.data.k = self.k
             else:
                 raise ValueError(f"OfflineConfig: k={self.k} but data.k={self.data.k}; set one of them")
+        if self.data.gamma != self.gamma:
+            if self.data.gamma == ChunkDatasetConfig.gamma:
+                self.data.gamma = self.gamma
+            else:
+                raise ValueError(
+                    f"OfflineConfig: gamma={self.gamma} but data.gamma={self.data.gamma}; set one of them"
+                )
+        if not 0.0 <= self.critic_mc_weight <= 1.0:
+            raise ValueError(f"OfflineConfig.critic_mc_weight must be in [0, 1], got {self.critic_mc_weight}")
         if self.critic_bootstrap not in ("online", "target"):
             raise ValueError(
                 f"OfflineConfig.critic_bootstrap must be 'online' or 'target', got {self.critic_bootstrap!r}"

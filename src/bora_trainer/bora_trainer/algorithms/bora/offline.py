@@ -164,6 +164,7 @@ class Bora(PPOWithCritic):
             v_tgt = v_net(zd)  # v(z_t, i)
             v_next0 = v_net(z_next)[:, 0]  # v(z_{t+1}, 0)
             y = L.shifted_bootstrap_targets(batch["rewards"], batch["dones"], v_tgt, v_next0, cfg.gamma)
+            y = L.mc_mixed_targets(y, batch.get("returns"), cfg.critic_mc_weight)
         q_all = critic.q_all(zd, batch["actions_n"])  # [num_q, B, k]
         v = critic.v(zd)
         lq, lv, q = critic_objectives(q_all, v, y, mask, cfg.expectile_tau)
