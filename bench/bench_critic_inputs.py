@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine(calibrate=False)}
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        a.out.with_name(a.out.name + ".json").write_text(json.dumps(result, indent=1))
     return 0
 
 

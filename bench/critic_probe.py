@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
               "wall_s": round(time.time() - t0, 1), "machine": machine(calibrate=False)}
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-        a.out.with_suffix(".md").write_text(table(result))
+        a.out.with_name(a.out.name + ".json").write_text(json.dumps(result, indent=1))
+        a.out.with_name(a.out.name + ".md").write_text(table(result))
     return 0
 
 
