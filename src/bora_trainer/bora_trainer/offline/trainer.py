@@ -13,6 +13,7 @@ only when a critic reads the VLM's z_t).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -109,6 +110,12 @@ class OfflineTrainer:
         # the averaged modules: the actor's VLM and expert; with a critic on z_t (bora, cp-decoupled-critic, aloe,
         # habc) the expert only, so RUN/policy's VLM gives the z_t that critic learned on (ours)
         self.ema_modules = ("expert",) if self.learner.critic_param_groups() else EMA_MODULES
+        if cfg.critic_refit_updates:
+            from bora_trainer.offline.critic_refit import supports_refit
+
+            if not supports_refit(self.learner):
+                raise ValueError(f"OfflineConfig.critic_refit_updates: algo {cfg.algo!r} has no chunk critic on z_t "
+                                 "(the refit is for bora's critic); set it to 0")
         if hasattr(self.learner, "attach_dataset"):  # plugin objectives that label the episodes (HABC)
             self.learner.attach_dataset(self.dataset)
         if di.world > 1:
@@ -426,6 +433,10 @@ class OfflineTrainer:
             norm = norm.full_tensor()
         return float(norm)
 
+    def _say(self, msg: str) -> None:
+        if self.di.is_main:
+            print(msg, file=sys.stderr, flush=True)
+
     # -- loop
     def train(self, updates: int | None = None) -> dict[str, float]:
         """Run until ``cfg.total_updates`` (or ``updates`` more). Returns the last logged means."""
@@ -473,6 +484,11 @@ class OfflineTrainer:
                 self.save()
         if bar is not None:
             bar.close()
+        if cfg.critic_refit_updates and self.step >= cfg.total_updates:  # OfflineConfig.critic_refit_updates
+            from bora_trainer.offline.critic_refit import refit_critic
+
+            last.update(refit_critic(cfg, self.learner, self.dataset, self.normalizer, self.di.device, self.logger,
+                                     self.step, log=self._say, enabled=self.di.is_main))
         self.export()
         self.logger.close()
         return last

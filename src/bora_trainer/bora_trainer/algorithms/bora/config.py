@@ -100,6 +100,12 @@ class OfflineConfig:
     # chunk per 1/tau updates. Mixing MC returns into the target is the classic remedy (Sutton & Barto's
     # lambda-returns; Cal-QL's MC lower bound, Nakamoto et al. 2023). Measured: bench/results/critic_mc.md
     critic_mc_weight: float = 0.0
+    # ours: after the last update, the critic alone takes this many steps of the same objective on the final
+    # VLM's tokens of every chunk sample, encoded once (offline/critic_refit.py); 0 = off. Why: trained one small
+    # batch per actor update on a moving VLM, the value head does not fit its own data at our scale (it ranks
+    # held-out rollouts at chance; a linear probe on the same z_t at 0.8-0.95). bench/results/critic_refit.md
+    critic_refit_updates: int = 0
+    critic_refit_batch: int = 256
     gate_source: Literal["raw", "normalized"] = "raw"  # Appendix B.1 allows either
     ppo_ref_refresh: int = 100  # updates between snapshots of pi_theta_old (see module docstring)
     max_grad_norm: float = 1.0  # per optimiser; 0 disables
@@ -177,6 +183,13 @@ class OfflineConfig:
                 raise ValueError(
                     f"OfflineConfig: gamma={self.gamma} but data.gamma={self.data.gamma}; set one of them"
                 )
+        if self.critic_refit_updates < 0 or self.critic_refit_batch < 1:
+            raise ValueError(
+                "OfflineConfig.critic_refit_updates must be >= 0 and critic_refit_batch >= 1, got "
+                f"{self.critic_refit_updates} and {self.critic_refit_batch}"
+            )
+        if self.critic_refit_updates and self.fsdp:
+            raise ValueError("OfflineConfig.critic_refit_updates: the critic refit is not supported with fsdp: true")
         if not 0.0 <= self.critic_mc_weight <= 1.0:
             raise ValueError(f"OfflineConfig.critic_mc_weight must be in [0, 1], got {self.critic_mc_weight}")
         if self.critic_bootstrap not in ("online", "target"):

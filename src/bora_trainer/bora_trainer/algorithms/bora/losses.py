@@ -1,6 +1,7 @@
 """BORA's own loss pieces (the shared equations 1-5 are in ``algorithms/losses.py``).
 
 * :func:`critic_objectives`: Eq. (3) for every twin Q head + Eq. (4) against the pessimistic Q (offline).
+* :func:`chunk_critic_losses`: the offline critic step on given tokens (Eq. 1 target, then Eq. 3-4).
 * :func:`ppo_diagnostics`: spread of the PPO ratio and of the advantages (issue 14 diagnostics).
 * :func:`improvement_hinge`: Eq. (6), the online residual's improvement hinge.
 * :func:`critic_anchor_loss`: the online critic regulariser (ours; ``OnlineConfig.critic_reg``).
@@ -53,6 +54,38 @@ def critic_objectives(q_all, v, y, mask, tau):
     lv = L.expectile_value_loss(q, v, mask, tau)
     return lq, lv, q
 
+
+
+def chunk_critic_losses(cfg, critic, zd: torch.Tensor, z_next: torch.Tensor, batch: dict):
+    """BORA's offline critic step on given tokens (``Bora.critic_losses``, and the refit on the final VLM's
+    cached tokens, ``offline/critic_refit.py``): Eq. 1's target (from v_psi or its Polyak copy,
+    ``cfg.critic_bootstrap``; blended with the Monte-Carlo returns when ``cfg.critic_mc_weight`` > 0), then Eq. 3
+    for every Q head and Eq. 4. ``zd`` / ``z_next`` are z_t and z_{t+1} (no gradient); ``batch`` holds
+    ``actions_n``, ``rewards``, ``dones``, ``mask`` and ``returns`` [B, k]. Returns
+    ``(critic_loss, q [B,k] detached, v [B,k] detached, metrics)``."""
+    mask = batch["mask"]
+    with torch.no_grad():
+        v_net = critic.v if cfg.critic_bootstrap == "online" else critic.v_target
+        v_tgt = v_net(zd)  # v(z_t, i)
+        v_next0 = v_net(z_next)[:, 0]  # v(z_{t+1}, 0)
+        y = L.shifted_bootstrap_targets(batch["rewards"], batch["dones"], v_tgt, v_next0, cfg.gamma)
+        y = L.mc_mixed_targets(y, batch.get("returns"), cfg.critic_mc_weight)
+    q_all = critic.q_all(zd, batch["actions_n"])  # [num_q, B, k]
+    v = critic.v(zd)
+    lq, lv, q = critic_objectives(q_all, v, y, mask, cfg.expectile_tau)
+    m = mask.to(q.dtype)
+    n = m.sum().clamp_min(1)
+    metrics = {
+        "loss/q": float(lq.detach()),
+        "loss/v": float(lv.detach()),
+        "critic/q_mean": float((q.detach() * m).sum() / n),
+        "critic/v_mean": float((v.detach() * m).sum() / n),
+        "critic/y_mean": float((y * m).sum() / n),
+        # TD error of the pessimistic Q against its Eq. 1 target (issue 14 diagnostics)
+        "critic/td_abs": float(((q.detach() - y).abs() * m).sum() / n),
+        "critic/td_std": masked_stats(q.detach() - y, m)[1],
+    }
+    return lq + lv, q, v.detach(), metrics
 
 
 def improvement_hinge(

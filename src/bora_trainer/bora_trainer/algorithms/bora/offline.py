@@ -35,7 +35,7 @@ import copy
 import torch
 
 from bora_trainer.algorithms import losses as L
-from bora_trainer.algorithms.bora.losses import critic_objectives, masked_stats, ppo_diagnostics
+from bora_trainer.algorithms.bora.losses import chunk_critic_losses, ppo_diagnostics
 from bora_trainer.algorithms.offline_learner import OfflineAlgorithm, StepOutput
 
 
@@ -154,33 +154,9 @@ class Bora(PPOWithCritic):
     """Action-conditioned chunk critic on z_t (Eq. 1, 3, 4) + PPO/BC actor with GAE and the gate."""
 
     def critic_losses(self, batch, z):
-        cfg, critic = self.cfg, self.critic
-        mask = batch["mask"]
-        zd = z.detach()
         with torch.no_grad():
             z_next = self.encode(batch["next_images"], batch["instruction"], batch["next_state_n"])
-            # Eq. 1 reads v_psi (critic_bootstrap "online", detached) or its Polyak copy ("target")
-            v_net = critic.v if cfg.critic_bootstrap == "online" else critic.v_target
-            v_tgt = v_net(zd)  # v(z_t, i)
-            v_next0 = v_net(z_next)[:, 0]  # v(z_{t+1}, 0)
-            y = L.shifted_bootstrap_targets(batch["rewards"], batch["dones"], v_tgt, v_next0, cfg.gamma)
-            y = L.mc_mixed_targets(y, batch.get("returns"), cfg.critic_mc_weight)
-        q_all = critic.q_all(zd, batch["actions_n"])  # [num_q, B, k]
-        v = critic.v(zd)
-        lq, lv, q = critic_objectives(q_all, v, y, mask, cfg.expectile_tau)
-        m = mask.to(q.dtype)
-        n = m.sum().clamp_min(1)
-        metrics = {
-            "loss/q": float(lq.detach()),
-            "loss/v": float(lv.detach()),
-            "critic/q_mean": float((q.detach() * m).sum() / n),
-            "critic/v_mean": float((v.detach() * m).sum() / n),
-            "critic/y_mean": float((y * m).sum() / n),
-            # TD error of the pessimistic Q against its Eq. 1 target (issue 14 diagnostics)
-            "critic/td_abs": float(((q.detach() - y).abs() * m).sum() / n),
-            "critic/td_std": masked_stats(q.detach() - y, m)[1],
-        }
-        return lq + lv, q, v.detach(), metrics
+        return chunk_critic_losses(self.cfg, self.critic, z.detach(), z_next, batch)
 
     def update_targets(self) -> None:
         self.critic.soft_update_targets(self.cfg.target_tau)
