@@ -94,11 +94,12 @@ class OfflineConfig:
     # ours (not in the paper, whose Eq. 1 is a pure TD target): the critic's target is
     # (1 - w) * Eq. 1 + w * G, with G the step's Monte-Carlo return-to-go to the episode's recorded end
     # (``ChunkDataset`` ``returns``; a time limit is summed to, not bootstrapped past: the time-limited task's
-    # return, which carries the outcome). 0 = Eq. 1 exactly. Why: at our scale the TD critic does not rank
-    # held-out rollouts by outcome while a linear probe on the same z_t does (bench/results/critic_probe.md);
-    # with the sparse terminal reward and a target net at tau 0.005 Eq. 1 moves the outcome back about one
-    # chunk per 1/tau updates. Mixing MC returns into the target is the classic remedy (Sutton & Barto's
-    # lambda-returns; Cal-QL's MC lower bound, Nakamoto et al. 2023). Measured: bench/results/critic_mc.md
+    # return, which carries the outcome). 0 = Eq. 1 exactly. Why: time limits are truncations, so Eq. 1's V
+    # estimates the continuing task's value (a failing rollout bootstraps from states that could still succeed),
+    # not the outcome within the limit that Fig. 11 asks about. Measured (bench/results/critic_refit.md): with
+    # failed rollouts as critic data and the refit below, weight 1 ranks held-out rollouts by outcome at 0.66-0.95
+    # from step 45 on, TD at 0.17-0.57; without the refit neither does. Mixing MC returns into value targets is the
+    # classic remedy (Sutton & Barto's lambda-returns; Cal-QL's MC lower bound, Nakamoto et al. 2023)
     critic_mc_weight: float = 0.0
     # ours: after the last update, the critic alone takes this many steps of the same objective on the final
     # VLM's tokens of every chunk sample, encoded once (offline/critic_refit.py); 0 = off. Why: trained one small
