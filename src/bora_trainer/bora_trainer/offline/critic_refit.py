@@ -35,9 +35,10 @@ FIELDS = ("actions_n", "rewards", "dones", "mask", "returns")
 
 
 def supports_refit(learner) -> bool:
-    """A critic on z_t with the chunk critic's interface (``bora``)."""
-    critic = getattr(learner, "critic", None)
-    return critic is not None and getattr(critic, "input_kind", None) == "z" and hasattr(critic, "q_all")
+    """BORA's action-conditioned chunk critic on z_t (``bora``; ALOE's and HABC's critics are other kinds)."""
+    from bora_policy.models.critic import ChunkCritic
+
+    return isinstance(getattr(learner, "critic", None), ChunkCritic)
 
 
 @torch.no_grad()
