@@ -41,7 +41,7 @@ def _value_error(tr, critic) -> float:
     """Mean |v(z_t, i) - G_{t+i}| over the valid steps of every chunk sample, with the run's final VLM."""
     from bora_trainer.offline.critic_refit import encode_samples
 
-    data = encode_samples(tr.learner, tr.dataset, tr.normalizer, "cpu")
+    data = encode_samples(tr.learner, tr.dataset, lambda b: tr.prepare(b, augment=False))
     with torch.no_grad():
         v = critic.v(data["z"])
     m = data["mask"] > 0

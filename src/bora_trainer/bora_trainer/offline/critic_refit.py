@@ -28,7 +28,6 @@ import time
 import numpy as np
 import torch
 
-from bora_policy.runtime.processor import ActionProcessor, ObservationProcessor
 from bora_trainer.algorithms.bora.losses import chunk_critic_losses
 
 FIELDS = ("actions_n", "rewards", "dones", "mask", "returns")
@@ -42,30 +41,28 @@ def supports_refit(learner) -> bool:
 
 
 @torch.no_grad()
-def encode_samples(learner, dataset, normalizer, device, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """z_t, z_{t+1} and the low-dimensional fields of every chunk sample of ``dataset`` (the final VLM, eval mode)."""
+def encode_samples(learner, dataset, prepare, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """z_t, z_{t+1} and the low-dimensional fields of every chunk sample of ``dataset`` (the final VLM, eval
+    mode); ``prepare`` is the trainer's batch preparation without augmentation (device, normalisation)."""
     from torch.utils.data import DataLoader
 
-    obs_p, act_p = ObservationProcessor(normalizer), ActionProcessor(normalizer)
     was_training = learner.vlm.training
     learner.vlm.eval()
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("z", "z_next", *FIELDS)}
     try:
-        for b in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
-            s = obs_p.normalize_state(b["state"].float().to(device))
-            sn = obs_p.normalize_state(b["next_state"].float().to(device))
-            out["z"].append(learner.encode(b["images"].to(device), b["instruction"], s).float())
-            out["z_next"].append(learner.encode(b["next_images"].to(device), b["instruction"], sn).float())
-            out["actions_n"].append(act_p.normalize(b["actions"].float().to(device)))
-            for k in ("rewards", "dones", "mask", "returns"):
-                out[k].append(b[k].float().to(device))
+        for raw in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
+            b = prepare(raw)
+            out["z"].append(learner.encode(b["images"], b["instruction"], b["state_n"]).float())
+            out["z_next"].append(learner.encode(b["next_images"], b["instruction"], b["next_state_n"]).float())
+            for k in FIELDS:
+                out[k].append(b[k].float())
     finally:
         learner.vlm.train(was_training)
     return {k: torch.cat(v) for k, v in out.items()}
 
 
 def refit_critic(
-    cfg, learner, dataset, normalizer, device, logger=None, step0: int = 0, log=print, enabled: bool = True
+    cfg, learner, dataset, prepare, logger=None, step0: int = 0, log=print, enabled: bool = True
 ) -> dict:
     """Encode the dataset once, then ``cfg.critic_refit_updates`` critic-only updates (module docstring).
     Returns the means of the last logging window (``refit/...``)."""
@@ -73,7 +70,8 @@ def refit_critic(
 
     critic = learner.critic
     t0 = time.perf_counter()
-    data = encode_samples(learner, dataset, normalizer, device)
+    data = encode_samples(learner, dataset, prepare)
+    device = data["z"].device
     n = len(data["z"])
     log(f"critic refit: {n} chunk samples encoded in {time.perf_counter() - t0:.1f} s; "
         f"{cfg.critic_refit_updates} updates of batch {cfg.critic_refit_batch}")

@@ -353,7 +353,9 @@ class OfflineTrainer:
             yield from self.loader
             self.epoch += 1
 
-    def prepare(self, batch: dict) -> dict:
+    def prepare(self, batch: dict, augment: bool = True) -> dict:
+        """The batch on the device with normalised state/actions (Algorithm 1 line 6), augmented when
+        ``augment_shift`` > 0 and ``augment`` (the critic refit encodes without augmentation)."""
         dev = self.di.device
         obs_p, act_p = ObservationProcessor(self.normalizer), ActionProcessor(self.normalizer)
         out = {
@@ -365,7 +367,7 @@ class OfflineTrainer:
         out["mask"] = out["mask"].float()
         out["bc_mask"] = out["bc_mask"].float() if "bc_mask" in out else out["mask"]
         out["dones"] = out["dones"].float()
-        if self.cfg.augment_shift > 0:
+        if augment and self.cfg.augment_shift > 0:
             for key in ("images", "next_images"):
                 if key in out:
                     out[key] = random_shift(out[key], self.cfg.augment_shift)
@@ -487,8 +489,9 @@ class OfflineTrainer:
         if cfg.critic_refit_updates and self.step >= cfg.total_updates:  # OfflineConfig.critic_refit_updates
             from bora_trainer.offline.critic_refit import refit_critic
 
-            last.update(refit_critic(cfg, self.learner, self.dataset, self.normalizer, self.di.device, self.logger,
-                                     self.step, log=self._say, enabled=self.di.is_main))
+            prep = lambda b: self.prepare(b, augment=False)  # noqa: E731
+            last.update(refit_critic(cfg, self.learner, self.dataset, prep, self.logger, self.step, log=self._say,
+                                     enabled=self.di.is_main))
         self.export()
         self.logger.close()
         return last

@@ -98,7 +98,7 @@ class OfflineConfig:
     # estimates the continuing task's value (a failing rollout bootstraps from states that could still succeed),
     # not the outcome within the limit that Fig. 11 asks about. Measured (bench/results/critic_refit.md): with
     # failed rollouts as critic data and the refit below, weight 1 ranks held-out rollouts by outcome at 0.66-0.95
-    # from step 45 on, TD at 0.17-0.57; without the refit neither does. Mixing MC returns into value targets is the
+    # from step 45 on, TD at 0.17-0.67; without the refit neither does. Mixing MC returns into value targets is the
     # classic remedy (Sutton & Barto's lambda-returns; Cal-QL's MC lower bound, Nakamoto et al. 2023)
     critic_mc_weight: float = 0.0
     # ours: after the last update, the critic alone takes this many steps of the same objective on the final
