@@ -30,6 +30,10 @@ def test_offline_config_errors_are_one_line(ds, tmp_path, yaml_text, expected):
     with pytest.raises(SystemExit, match=r"^bora train offline: OfflineConfig.total_updates must be >= 1, got -3$"):
         main(["--data", str(ds), "--updates", "-3", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+    bad_threads = r"^bora train offline: --threads must be >= 0 \(0 = torch's default\), got -1$"
+    with pytest.raises(SystemExit, match=bad_threads):
+        main(["--data", str(ds), "--threads", "-1", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
 
 
 def test_online_config_errors_are_one_line(ds, tmp_path, capsys):

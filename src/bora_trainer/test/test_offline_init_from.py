@@ -85,7 +85,12 @@ def test_cli_records_init_from_and_resume_ignores_it(warm, tmp_path):
     after2 = load_checkpoint(run)["modules"]
     assert not all(torch.equal(after2["vlm"][k], src["vlm"][k]) for k in src["vlm"])  # trained on from the warm-up
     # --resume continues the run's own checkpoint (step 2), not the warm-up
-    assert main(["--data", str(ds), "--out", str(run), "--updates", "3", "--resume", "--no-progress"]) == 0
+    try:  # --threads sets torch's CPU threads for the run
+        assert main(["--data", str(ds), "--out", str(run), "--updates", "3", "--resume", "--no-progress",
+                     "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
     tr = OfflineTrainer(_cfg("cp-bc", init_from=str(wrun), total_updates=3), ds, run, resume=True, progress=False)
     assert tr.step == 3 and tr.initialized_from == []
 

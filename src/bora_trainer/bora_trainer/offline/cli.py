@@ -95,11 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fsdp", action="store_true", help="FSDP2 sharding instead of DDP (multi-process)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default; $BORA_NUM_THREADS caps it). Give 1 per job when jobs share "
+        "the cores: a row beside another job with the default threads ran ~10x slower on 2 cores",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads < 0:
+        raise SystemExit(f"bora train offline: --threads must be >= 0 (0 = torch's default), got {args.threads}")
     overrides = {}
     if args.algo:
         overrides["algo"] = args.algo
@@ -128,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or cfg.data_dir
     if not data:
         raise SystemExit("bora train offline: --data is required (the config names no data_dir)")
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("BORA_NUM_THREADS", "64")))))
+    # --threads (default: torch's), capped by $BORA_NUM_THREADS, which always wins (README, "Speed")
+    threads = min(args.threads or torch.get_num_threads(), int(os.environ.get("BORA_NUM_THREADS", "64")))
+    torch.set_num_threads(max(1, threads))
     di = setup_distributed(cfg.device)
     ok = False
     try:
