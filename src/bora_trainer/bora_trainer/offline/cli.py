@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or cfg.data_dir
     if not data:
         raise SystemExit("bora train offline: --data is required (the config names no data_dir)")
-    # --threads (default: torch's), capped by $BORA_NUM_THREADS, which always wins (README, "Speed")
+    # --threads (default: torch's), capped by $BORA_NUM_THREADS, which always wins (README, "Benchmarks")
     threads = min(args.threads or torch.get_num_threads(), int(os.environ.get("BORA_NUM_THREADS", "64")))
     torch.set_num_threads(max(1, threads))
     di = setup_distributed(cfg.device)
