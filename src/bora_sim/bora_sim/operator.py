@@ -11,7 +11,8 @@ Failure-prone states (``_failure_prone``): a task-specific failure signal (the o
 the hand, the lid falling back, the finger on the housing, the tissue slipping), no progress for
 ``patience_s`` (neither task progress nor the hand's approach to its target improved: a policy that is
 still approaching is not stuck; before the hand first approaches, moving away from the target restarts
-the clock), or time running out (the task is not under way and the time left is
+the clock; on the pick tasks a held object moving ``carry_gain`` is progress too, and a drop over the basket
+is a placement, not a slip), or time running out (the task is not under way and the time left is
 just what the operator needs to do it: ``deadline_margin_s`` plus its plan's duration).
 
 Rescue (ours; the paper's human corrects and hands back): once in control the operator keeps it until
@@ -70,6 +71,13 @@ class OperatorConfig:
     """Take over when neither task progress nor the hand's approach to its target improved for this long."""
     approach_gain: float = 0.01
     """A decrease of the hand-to-target distance (m) that counts as progress (0 = task progress only)."""
+    carry_gain: float = 0.01
+    """Pick tasks: a held object (touched by the hand, ``HELD_HEIGHT`` off the table) that moved this far (m) since
+    the stall clock last restarted counts as progress, and so does the grasp that first lifts it (0 = off). Ours:
+    the tasks' progress signals do not see a lift (pick_and_place's is the package's xy distance to the basket),
+    so a policy carrying the package up or lowering it into the basket looked stalled; with 0 the demo operator
+    took over, too early, in every success of five trained pick_and_place policies
+    (bench/results/operator_shadow.md)."""
     deadline_margin_s: float = 1.5
     """Take over when the task is not under way and less than the operator's plan duration plus this
     margin is left (negative = no deadline takeover)."""
@@ -180,6 +188,7 @@ class ScriptedOperator:
         self.retreating = False  # before that, it moved away from it by 3 x approach_gain
         self.prev: dict[str, Any] = {}
         self.peak: dict[str, float] = {}
+        self.carry_anchor: np.ndarray | None = None  # the held pick object's position when the clock last restarted
         self._plan_s: list[tuple[str, float]] | None = None
         self.help_request: tuple[int, str] | None = None  # (step, reason) of a request not acted on yet
         self.help_requests = 0
@@ -248,6 +257,25 @@ class ScriptedOperator:
             return "pull"
         return None
 
+    def _over_goal(self) -> bool:
+        """pick_and_place: the package's centre is over the basket's inner floor -- a drop there is the
+        placement (the policy let go over the basket), not an object slipping out of the hand."""
+        over = getattr(self.env.task, "over_basket", None)
+        return bool(over(self.env.data)) if over is not None else False
+
+    def _carry_progress(self, info: dict[str, Any], step: int) -> None:
+        """Pick tasks: the held object's motion restarts the stall clock (``carry_gain``)."""
+        if self.env.task_name not in ("pick_plush_toy", "pick_and_place"):
+            return
+        held = info.get("hand_contacts", 0) > 0 and info.get("object_height", 0.0) > HELD_HEIGHT
+        if not held:
+            self.carry_anchor = None
+            return
+        pos = np.asarray(self.env.task.object_pos(self.env.data), np.float64)
+        if self.carry_anchor is None or np.linalg.norm(pos - self.carry_anchor) >= self.cfg.carry_gain:
+            self.carry_anchor = pos
+            self.best_step = max(self.best_step, step)
+
     # --- detection -----------------------------------------------------------------------------
     def _failure_prone(self, info: dict[str, Any]) -> str:
         task, step, hz = self.env.task_name, int(info["step"]), self.env.control_hz
@@ -258,6 +286,7 @@ class ScriptedOperator:
                 self.peak.get("height", 0.0) > 0.03
                 and h < self.peak["height"] - 0.02
                 and info.get("hand_contacts", 0) == 0
+                and not self._over_goal()
             ):
                 reason = "object slipping"
             self.peak["height"] = max(self.peak.get("height", 0.0), h)
@@ -308,6 +337,8 @@ class ScriptedOperator:
                 # held arm drifts 1.8 cm from its target, and the clock runs)
                 self.retreating = True
                 self.best_dist, self.best_step = dist, max(self.best_step, step)
+        if self.cfg.carry_gain > 0 and self.active is None and self.cfg.mode == "privileged":
+            self._carry_progress(info, step)
         if self.active is not None:
             seg = self.active
             gained = prog >= seg.progress0 + self.cfg.recovered_gain

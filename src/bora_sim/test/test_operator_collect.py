@@ -3,6 +3,7 @@ test_collect.py)."""
 
 import json
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -227,3 +228,89 @@ def test_plan_seconds_adds_the_tasks_rescue_slack():
     assert op.plan_seconds("lift") == pytest.approx(1.5 / 1.3 + 0.8 + 1.0)
     env.close()
     assert make_env("pull_tissue", render=False).task.rescue_slack_s == 0.0
+
+
+def _shadow_first_takeover(env, seed, cfg, make_act):
+    """Run ``make_act()`` (called after the reset) = ``act(step) -> action`` alone while an operator only
+    watches: (its first takeover (step, reason, object_height) or None, whether the episode succeeded)."""
+    obs, info = env.reset(seed=seed)
+    act = make_act()
+    op = ScriptedOperator(env, cfg, seed=0)
+    first, term, trunc = None, False, False
+    while not (term or trunc):
+        if first is None:
+            dec = op.observe(info)
+            if dec.takeover:
+                first = (int(info["step"]), dec.reason, float(info["object_height"]))
+        obs, _, term, trunc, info = env.step(act(int(info["step"])))
+    return first, bool(info["success"])
+
+
+def test_a_held_package_that_moves_is_progress_and_a_still_one_is_not():
+    """pick_and_place's progress is the package's xy distance to the basket, so a lift does not change it. A
+    slow but successful policy (the expert at 0.7x its pace) was taken over for "no progress" during its lift
+    with carry_gain = 0, at grace + patience = 1 + 1.5 s after its approach ended (step 56 here); the held package
+    rising 1 cm at a time restarts the clock (carry_gain = 1 cm). The same policy frozen once it has lifted the
+    package is still taken over for "no progress", patience_s after the freeze."""
+    from bora_sim.experts import ExpertKnobs, ScriptedExpert
+
+    env = make_env("pick_and_place", render=False)
+    demo_op = dict(budget=2, grace_s=1.0, patience_s=1.5)
+
+    def slow_expert():
+        ex = ScriptedExpert(env, knobs=ExpertKnobs(), seed=0, speed=0.7)
+        return lambda step: ex.act()
+
+    first, success = _shadow_first_takeover(env, 0, OperatorConfig(**demo_op, carry_gain=0.0), slow_expert)
+    assert success and first is not None and first[1] == "no progress" and first[2] > 0.03  # lifted, not stuck
+    first, success = _shadow_first_takeover(env, 0, OperatorConfig(**demo_op), slow_expert)
+    assert success and first is None
+
+    frozen: dict[str, np.ndarray] = {}
+
+    def lift_then_freeze():
+        ex = ScriptedExpert(env, knobs=ExpertKnobs(), seed=0, speed=0.7)
+
+        def act(step):
+            if "a" in frozen:
+                return frozen["a"]
+            a = ex.act()
+            if env.task.object_pos(env.data)[2] - env.task.half[2] > 0.06:  # 6 cm up: freeze the targets here
+                frozen["a"], frozen["step"] = a, step
+            return a
+
+        return act
+
+    first, success = _shadow_first_takeover(env, 0, OperatorConfig(**demo_op), lift_then_freeze)
+    assert not success and first is not None and first[1] == "no progress"
+    # not before patience_s = 15 steps after the freeze; the arm still decelerates and the held package swings
+    # for a moment (20 steps here): within 1 s more
+    assert frozen["step"] + 15 <= first[0] <= frozen["step"] + 25
+    env.close()
+
+
+def test_a_drop_over_the_basket_is_a_placement_not_a_slip():
+    """pick_and_place: the package released 10 cm over the basket's centre falls with no hand contact -- the
+    placement, so no "object slipping" takeover; the same fall beside the basket is one."""
+    from bora_sim.tasks.base import free_joint_set
+
+    env = make_env("pick_and_place", render=False)
+    for over, expected in ((True, None), (False, "object slipping")):
+        obs, info = env.reset(seed=0)
+        task, d = env.task, env.data
+        bpos, _ = task.basket_pose(d)
+        xy = bpos[:2] if over else bpos[:2] + np.array([0.0, 0.2])  # 20 cm to the side: outside the 8.5 cm half width
+        free_joint_set(d, env.model, "package_free", [xy[0], xy[1], task.half[2] + 0.10], [1, 0, 0, 0])
+        mujoco.mj_forward(env.model, d)
+        assert task.over_basket(d) is over
+        op = ScriptedOperator(env, OperatorConfig(grace_s=0.0, patience_s=10.0, deadline_margin_s=-1), seed=0)
+        hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])
+        reasons = []
+        for _ in range(15):
+            obs, _, _, _, info = env.step(hold)
+            dec = op.observe(info)
+            if dec.takeover:
+                reasons.append(dec.reason)
+                break
+        assert (reasons[0] if reasons else None) == expected
+    env.close()

@@ -93,6 +93,14 @@ class PickAndPlace(Task):
         Rb = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
         return (world - bpos) @ Rb
 
+    def over_basket(self, data) -> bool:
+        """The package's centre lies over the basket's inner floor (xy, any height): a release here is a placement."""
+        bpos, byaw = self.basket_pose(data)
+        c, s = np.cos(byaw), np.sin(byaw)
+        d = data.xpos[self.body_id][:2] - bpos[:2]
+        local = np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1]])
+        return bool(np.all(np.abs(local) <= BASKET_HALF))
+
     def inside(self, data) -> bool:
         loc = self.corners_in_basket(data)
         return bool(
