@@ -12,6 +12,11 @@ executed open loop as ``bora eval --replan-steps k`` does). Episodes are drawn u
 takeover episodes, how many of them ended in success (rescued), and the share of control steps under
 the operator's control, over all episodes and over the takeover episodes.
 
+``--shadow``: the operator only watches (:func:`shadow_episode`), ``--max-episodes`` autonomous episodes per task;
+per task the autonomous successes, the would-be takeovers, how many of them fell in episodes the policy failed
+alone (precision) and in successes (false takeovers), and the failures it never took over
+(bench/results/operator_shadow.md).
+
 Writes ``bench/results/NAME.json`` and ``bench/results/NAME_table.md`` (``--name``, default ``operator``;
 ``operator.md`` is the written reading of them).
 
@@ -20,6 +25,8 @@ Writes ``bench/results/NAME.json`` and ``bench/results/NAME_table.md`` (``--name
     .venv/bin/python bench/bench_operator.py --policies trained --tasks pick_and_place --takeovers 30 \
         --max-episodes 30 --runs pick_and_place=runs/demo/runs/pick_and_place/bora --name operator_trained \
         --op budget=2 grace_s=1.0 patience_s=1.5      # the online configs' operator (config/online_tiny.yaml)
+    .venv/bin/python bench/bench_operator.py --shadow --policies trained --tasks pick_and_place --max-episodes 30 \
+        --seed 1000 --runs pick_and_place=RUN --op budget=2 grace_s=1.0 patience_s=1.5 --name operator_shadow
 """
 
 from __future__ import annotations
@@ -75,9 +82,87 @@ class TrainedPolicy:
         return np.asarray(self.chunk[t % self.vla.k], np.float32)
 
 
+SHADOW_FIELDS = ("object_height", "hand_contacts", "lid_angle", "extraction", "pinched", "depression")
+"""Task signals recorded at a shadow takeover (those the task's info has)."""
+
+
+def shadow_episode(env, seed: int, op_cfg, trained=None, knobs: ExpertKnobs | None = None) -> dict:
+    """One autonomous episode watched by a *shadow* operator: it observes every step, as in an online episode, but
+    its takeovers are never executed. Until its first takeover decision the watched trajectory is the one the
+    operator would see online (the policy is deterministic given the seed), so the decision's step and reason say
+    where the operator would have taken over; the episode then runs on alone and says whether that takeover
+    was needed (autonomous failure) or interrupted an episode the policy would have finished (a false
+    takeover). ``trained`` is a :class:`TrainedPolicy`; otherwise a scripted expert with ``knobs``."""
+    from bora_sim.experts import ScriptedExpert
+    from bora_sim.operator import ScriptedOperator
+
+    obs, info = env.reset(seed=seed)
+    op = ScriptedOperator(env, op_cfg, seed=seed + 104729)
+    actor = None if trained is not None else ScriptedExpert(env, knobs=knobs or ExpertKnobs(), seed=seed + 7919)
+    term = trunc = False
+    T, first = 0, None
+    first_progress = None
+    while not (term or trunc):
+        if first is None:
+            dec = op.observe(info)
+            if dec.takeover:
+                first = (int(info["step"]), dec.reason, float(info.get("task_progress", 0.0)))
+                at = {k: info[k] for k in SHADOW_FIELDS if k in info} | {"target_distance": op.target_distance()}
+        a = trained(obs, T) if trained is not None else actor.act()
+        obs, _, term, trunc, info = env.step(np.asarray(a, np.float32))
+        if first_progress is None and float(info.get("task_progress", 0.0)) > 0:
+            first_progress = int(info["step"])
+        T += 1
+    return {
+        "seed": seed,
+        "success": bool(info["success"]),
+        "steps": T,
+        "first_progress_step": first_progress,
+        "shadow_takeover_step": None if first is None else first[0],
+        "shadow_reason": None if first is None else first[1],
+        "shadow_progress": None if first is None else first[2],
+        "shadow_state": None if first is None else {k: float(v) for k, v in at.items()},
+    }
+
+
+def shadow_summary(task: str, policy: str, eps: list[dict], seconds: float) -> dict:
+    """Takeover precision of the shadow episodes: ``needed`` = shadow takeovers in autonomous failures / all
+    shadow takeovers; ``false_takeover_rate`` = autonomous successes the operator would have interrupted /
+    autonomous successes; ``missed`` = autonomous failures it never took over."""
+    succ = [e for e in eps if e["success"]]
+    fail = [e for e in eps if not e["success"]]
+    tk = [e for e in eps if e["shadow_takeover_step"] is not None]
+    false_tk = [e for e in succ if e["shadow_takeover_step"] is not None]
+    needed = [e for e in fail if e["shadow_takeover_step"] is not None]
+    reasons: dict[str, list[int]] = {}
+    for e in tk:
+        r = reasons.setdefault(e["shadow_reason"], [0, 0])
+        r[0 if e["success"] else 1] += 1
+    return {
+        "task": task,
+        "policy": policy,
+        "shadow": True,
+        "episodes": len(eps),
+        "autonomous_successes": len(succ),
+        "success_ci95": wilson(len(succ), len(eps)),
+        "shadow_takeovers": len(tk),
+        "needed": len(needed),
+        "precision": len(needed) / len(tk) if tk else float("nan"),
+        "false_takeovers": len(false_tk),
+        "false_takeover_rate": len(false_tk) / len(succ) if succ else float("nan"),
+        "false_takeover_ci95": wilson(len(false_tk), len(succ)),
+        "missed_failures": len(fail) - len(needed),
+        "success_steps": sorted(e["steps"] for e in succ),
+        "false_takeover_steps": sorted(e["shadow_takeover_step"] for e in false_tk),
+        "reasons_success_failure": reasons,
+        "seconds": seconds,
+        "episodes_detail": eps,
+    }
+
+
 def run_task(
     task: str, policy: str, takeovers: int, max_episodes: int, seed0: int, op_over: dict | None = None,
-    run: str | None = None,
+    run: str | None = None, shadow: bool = False,
 ) -> dict:
     from bora_policy.common.state import state_of
     from bora_sim.env import make_env
@@ -99,6 +184,9 @@ def run_task(
     t0 = time.time()
     for i in range(max_episodes):
         seed = seed0 + i
+        if shadow:
+            eps.append(shadow_episode(env, seed, op_cfg, trained, POLICY_KNOBS.get(policy)))
+            continue
         if policy in POLICY_KNOBS:
             res = run_episode(
                 env, seed, mode="operator", knobs=ExpertKnobs(), operator_cfg=op_cfg, policy_knobs=POLICY_KNOBS[policy]
@@ -136,6 +224,8 @@ def run_task(
         if sum(e["takeovers"] > 0 for e in eps) >= takeovers:
             break
     env.close()
+    if shadow:
+        return shadow_summary(task, policy, eps, time.time() - t0)
     tk = [e for e in eps if e["takeovers"] > 0]
     rescued = sum(e["success"] for e in tk)
     reasons: dict[str, int] = {}
@@ -161,6 +251,24 @@ def run_task(
     }
 
 
+def shadow_table(rows: list[dict]) -> list[str]:
+    """Markdown table of shadow rows (:func:`shadow_summary`)."""
+    lines = [
+        "| policy | task | episodes | autonomous success | shadow takeovers | needed (precision) "
+        "| false takeovers / successes (95% CI) | missed failures | success steps (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lo, hi = r["false_takeover_ci95"]
+        med = int(np.median(r["success_steps"])) if r["success_steps"] else "-"
+        lines.append(
+            f"| {r['policy']} | {r['task']} | {r['episodes']} | {r['autonomous_successes']} | "
+            f"{r['shadow_takeovers']} | {r['needed']} ({100 * r['precision']:.0f}%) | {r['false_takeovers']} / "
+            f"{r['autonomous_successes']} ({100 * lo:.0f}-{100 * hi:.0f}%) | {r['missed_failures']} | {med} |"
+        )
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -173,7 +281,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--op", nargs="*", default=[], help="OperatorConfig overrides, name=value")
+    p.add_argument(
+        "--shadow",
+        action="store_true",
+        help="the operator only watches (its takeovers are not executed): --max-episodes autonomous episodes per "
+        "task, reporting where it would have taken over and whether the policy would have failed there",
+    )
     args = p.parse_args(argv)
+    if args.shadow and "stall" in args.policies:
+        p.error("--shadow: the stall policy never succeeds, so it has no false takeovers; expected trained/medium/weak")
     sys.path.insert(0, str(Path(__file__).parent))
     from machine_info import machine
 
@@ -187,10 +303,22 @@ def main(argv=None) -> int:
     for policy in args.policies:
         for task in args.tasks:
             over = {k: float(v) for k, v in (x.split("=", 1) for x in args.op)}
-            r = run_task(task, policy, args.takeovers, args.max_episodes, args.seed, over, runs.get(task))
+            r = run_task(
+                task, policy, args.takeovers, args.max_episodes, args.seed, over, runs.get(task), args.shadow
+            )
             if policy == "trained":
                 r["run"] = runs[task]
             rows.append(r)
+            if args.shadow:
+                print(
+                    f"{policy:5s} {task:15s} autonomous {r['autonomous_successes']}/{r['episodes']} shadow takeovers "
+                    f"{r['shadow_takeovers']} (needed {r['needed']}, false {r['false_takeovers']}, "
+                    f"missed failures {r['missed_failures']}) success steps {r['success_steps']} false-takeover "
+                    f"steps {r['false_takeover_steps']} reasons [succ, fail] {r['reasons_success_failure']} "
+                    f"[{r['seconds']:.0f} s]",
+                    flush=True,
+                )
+                continue
             print(
                 f"{policy:5s} {task:15s} takeover eps {r['takeover_episodes']:3d}/{r['episodes']:3d} "
                 f"rescued {r['rescued']:3d} ({100 * r['rescue_rate']:5.1f}%) operator share "
@@ -208,6 +336,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     doc = {"commit": commit, "machine": machine(), "argv": sys.argv[1:], "rows": rows}
     (out / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
+    if args.shadow:
+        lines = shadow_table(rows)
+        (out / f"{args.name}_table.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
     lines = [
         "| policy | task | episodes | takeover episodes | rescued | rate (95% CI) "
         "| operator share (all / takeover eps) |",
