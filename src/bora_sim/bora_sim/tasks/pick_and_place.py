@@ -88,6 +88,10 @@ class PickAndPlace(Task):
         R = data.xmat[self.body_id].reshape(3, 3)
         signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
         world = data.xpos[self.body_id] + (signs * self.half) @ R.T
+        return self.to_basket_frame(data, world)
+
+    def to_basket_frame(self, data, world: np.ndarray) -> np.ndarray:
+        """World points [..., 3] in the basket's frame (origin at its floor centre, yawed with it)."""
         bpos, byaw = self.basket_pose(data)
         c, s = np.cos(byaw), np.sin(byaw)
         Rb = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
@@ -95,11 +99,8 @@ class PickAndPlace(Task):
 
     def over_basket(self, data) -> bool:
         """The package's centre lies over the basket's inner floor (xy, any height): a release here is a placement."""
-        bpos, byaw = self.basket_pose(data)
-        c, s = np.cos(byaw), np.sin(byaw)
-        d = data.xpos[self.body_id][:2] - bpos[:2]
-        local = np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1]])
-        return bool(np.all(np.abs(local) <= BASKET_HALF))
+        local = self.to_basket_frame(data, data.xpos[self.body_id])
+        return bool(np.all(np.abs(local[:2]) <= BASKET_HALF))
 
     def inside(self, data) -> bool:
         loc = self.corners_in_basket(data)
