@@ -30,6 +30,13 @@ False and its last step masked out, as for a gap.
 ``next_valid`` is False only for rows that need no bootstrap (a terminal inside the chunk) or cannot
 get one (a gap in the replanning steps inside an episode; the chunk's last step is then masked out).
 
+Monte-Carlo returns (``ChunkReplayBuffer.returns``, not stored): ``G_j = sum_{l >= j} gamma^(l - j) r_l`` of
+each row's steps to its episode's recorded end (stopping at a terminal; a time limit is summed to, not
+bootstrapped past), the offline chunk dataset's ``returns``. Rebuilt per episode (``episode``) from the rows'
+per-step ``reward``/``done`` (``step``, ``n_steps``), so buffers of any version have them; a row with
+``episode = -1`` is its own episode. :class:`MixedSampler` adds them to batches for
+``OnlineConfig.critic_mc_weight``.
+
 ``base``/``next_base`` are derived data: a new round recomputes them from ``vla`` with
 :meth:`ChunkReplayBuffer.rebase` (Algorithm 1 lines 8-12), so the VLA is never re-run.
 
@@ -195,6 +202,14 @@ class ChunkReplayBuffer:
             raise IndexError(f"replay index out of range [0, {self._n})")
         return {k: v[: self._n][sel] for k, v in self._data.items()}
 
+    def returns(self, gamma: float) -> np.ndarray:
+        """Monte-Carlo return-to-go of every stored row's steps [N, k] (module docstring; 0 past ``n_steps``),
+        recomputed when rows were added since the last call with this ``gamma``."""
+        cached = getattr(self, "_returns_cache", None)
+        if cached is None or cached[0] != (float(gamma), self._n):
+            self._returns_cache = ((float(gamma), self._n), episode_returns(self.arrays(), gamma))
+        return self._returns_cache[1]
+
     def sample_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self._n == 0:
             raise ReplayError("cannot sample from an empty replay buffer")
@@ -254,7 +269,8 @@ def to_torch(arrays: dict[str, np.ndarray], device: str | torch.device = "cpu") 
 class MixedSampler:
     """RLPD batches: exactly ``batch_size/2`` offline rows and ``batch_size/2`` online rows.
 
-    The returned batch carries ``is_online`` [B] bool (first half false, second half true).
+    The returned batch carries ``is_online`` [B] bool (first half false, second half true), and with
+    ``returns_gamma`` each row's Monte-Carlo ``returns`` [B, k] (:meth:`ChunkReplayBuffer.returns`).
     """
 
     def __init__(
@@ -264,6 +280,7 @@ class MixedSampler:
         batch_size: int,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        returns_gamma: float | None = None,
     ):
         if batch_size < 2 or batch_size % 2:
             raise ValueError(
@@ -282,11 +299,17 @@ class MixedSampler:
         self.offline, self.online, self.batch_size = offline, online, batch_size
         self.rng = np.random.default_rng(seed)
         self.device = device
+        if returns_gamma is not None and not 0.0 < returns_gamma <= 1.0:
+            raise ValueError(f"MixedSampler.returns_gamma must be in (0, 1], got {returns_gamma}")
+        self.returns_gamma = returns_gamma
 
     def sample_arrays(self) -> dict[str, np.ndarray]:
         h = self.batch_size // 2
-        a = self.offline.arrays(self.offline.sample_indices(h, self.rng))
-        b = self.online.arrays(self.online.sample_indices(h, self.rng))
+        ia, ib = self.offline.sample_indices(h, self.rng), self.online.sample_indices(h, self.rng)
+        a, b = self.offline.arrays(ia), self.online.arrays(ib)
+        if self.returns_gamma is not None:
+            a["returns"] = self.offline.returns(self.returns_gamma)[ia]
+            b["returns"] = self.online.returns(self.returns_gamma)[ib]
         out = {k: np.concatenate([a[k], b[k]]) for k in a}
         out["is_online"] = np.concatenate([np.zeros(h, bool), np.ones(h, bool)])
         return out
@@ -406,6 +429,37 @@ def chunk_transitions(
         "episode": np.full(n, episode, np.int64),
         "step": starts,
     }
+
+
+def episode_returns(rows: dict[str, np.ndarray], gamma: float) -> np.ndarray:
+    """Monte-Carlo return-to-go of each row's steps [n, k] from chunk rows (``episode``, ``step``,
+    ``n_steps``, ``reward``, ``done`` [n, k]): per episode the per-step rewards and terminals are laid out
+    on the episode's steps (rows that overlap carry the same step's values), then
+    ``bora_policy.common.rewards.returns_to_go`` (the offline ``ChunkDataset``'s ``returns``); steps past a
+    row's ``n_steps`` get 0. A row with ``episode < 0`` (no provenance) is its own episode."""
+    from bora_policy.common.rewards import returns_to_go
+
+    rew, don = np.asarray(rows["reward"]), np.asarray(rows["done"], bool)
+    n, k = rew.shape
+    steps = np.asarray(rows["step"], np.int64)
+    ns = np.asarray(rows.get("n_steps", np.full(n, k)), np.int64)
+    eps = np.asarray(rows.get("episode", np.full(n, -1)), np.int64)
+    out = np.zeros((n, k), np.float32)
+    groups: dict[int, list[int]] = {}
+    for i, e in enumerate(eps):
+        groups.setdefault(int(e) if e >= 0 else -1 - i, []).append(i)  # a row without provenance: alone
+    for idx in groups.values():
+        s0 = min(int(steps[i]) for i in idx)
+        T = max(int(steps[i] + ns[i]) for i in idx) - s0
+        r, d = np.zeros(T), np.zeros(T, bool)
+        for i in idx:
+            s, m = int(steps[i]) - s0, int(ns[i])
+            r[s : s + m], d[s : s + m] = rew[i, :m], don[i, :m]
+        g = returns_to_go(r, d, gamma)
+        for i in idx:
+            s, m = int(steps[i]) - s0, int(ns[i])
+            out[i, :m] = g[s : s + m]
+    return out
 
 
 def episode_takeovers(rows: dict[str, np.ndarray], num_steps: int) -> np.ndarray:

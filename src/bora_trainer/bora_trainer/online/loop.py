@@ -359,6 +359,7 @@ class OnlineLoop(CheckpointsMixin):
                 self.cfg.online.batch_size,
                 seed=self.cfg.online.seed + self.update_step,
                 device=self.learner.device,
+                returns_gamma=self.cfg.online.gamma if self.cfg.online.critic_mc_weight > 0 else None,
             )
         return self._sampler
 

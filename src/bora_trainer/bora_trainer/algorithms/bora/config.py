@@ -237,6 +237,11 @@ class OnlineConfig:
     expectile: tau of Eq. (4), as offline (ours: 0.7).
     grad_clip: global-norm clip of each optimiser step (ours; 0 disables).
     lambda_q: weight of Eq. (8)'s ``-q(z, a_hat)`` term (ours; 0 = the brief's loss without it).
+    critic_mc_weight: the online critic's target ``(1 - w) * Eq. 1 + w * G`` with ``G`` each step's Monte-Carlo
+    return-to-go in its episode (ours, as ``OfflineConfig.critic_mc_weight``; 0 = Eq. 1, the paper). Offline and
+    online rows alike (:meth:`~bora_trainer.data.replay.ChunkReplayBuffer.returns`); ``bora-residual`` only.
+    An offline critic trained on MC targets and refitted ranks outcomes (bench/results/critic_refit.md); with 0
+    the online phase retrains it on Eq. 1's target alone.
     critic_conservative: weight of a conservative critic term (ours, after CQL; 0 = off): every Q head's
     masked mean at the current composite chunk minus at the batch's chunk, so the critic does not
     over-estimate the residual's own proposals (bench/results/online_critic.md found it did).
@@ -307,6 +312,7 @@ class OnlineConfig:
     residual_l2: float = 2e-4
     lambda_q: float = 0.0
     critic_conservative: float = 0.0
+    critic_mc_weight: float = 0.0
     intervention_bc_weight: float = 1.0
     demo_bc_weight: float = 1.0
     bc_filter: Literal["none", "q"] = "none"
@@ -344,6 +350,12 @@ class OnlineConfig:
         if not 0.0 <= self.critic_conservative <= 1e3:
             raise ValueError(
                 f"OnlineConfig.critic_conservative must be in [0, 1000], got {self.critic_conservative}"
+            )
+        if not 0.0 <= self.critic_mc_weight <= 1.0:
+            raise ValueError(f"OnlineConfig.critic_mc_weight must be in [0, 1], got {self.critic_mc_weight}")
+        if self.critic_mc_weight > 0 and self.algo != "bora-residual":
+            raise ValueError(
+                f"OnlineConfig.critic_mc_weight applies to algo 'bora-residual' only, got algo {self.algo!r}"
             )
         if self.hinge_precision not in ("auto", "fp32"):
             raise ValueError(f"OnlineConfig.hinge_precision must be 'auto' or 'fp32', got {self.hinge_precision!r}")

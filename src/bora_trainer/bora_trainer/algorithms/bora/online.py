@@ -3,7 +3,8 @@
 Runs inside the shared :class:`~bora_trainer.algorithms.online_learner.OnlineLearner` (residual actor,
 inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
 
-* critic: Eq. (3) masked Bellman (every twin Q head) on Eq. (1) shifted-bootstrap targets (target V)
+* critic: Eq. (3) masked Bellman (every twin Q head) on Eq. (1) shifted-bootstrap targets (target V;
+  blended with the steps' Monte-Carlo returns when ``critic_mc_weight`` > 0, ours)
   + Eq. (4) expectile V + ``lambda_Q * L_reg`` with the critic regulariser (the paper names
   lambda_Q = 0.25 but not its form; ours, ``critic_reg="anchor_offline"``):
   ``L_reg = masked mean over OFFLINE rows of (q_phi(z, a) - q_phi_offline(z, a))^2`` where
@@ -47,6 +48,7 @@ from bora_trainer.algorithms.losses import (
     expectile_value_loss,
     masked_bellman_loss,
     masked_mean,
+    mc_mixed_targets,
     shifted_bootstrap_targets,
 )
 from bora_trainer.algorithms.online_learner import OnlineObjective, frozen
@@ -64,6 +66,7 @@ class BoraResidualObjective(OnlineObjective):
             v_cur_t = L.v_target(b["z"]).float()
             v_next_t = L.v_target(b["next_z"], steps=[0]).float()[:, 0] * b["next_valid"].float()
         y = shifted_bootstrap_targets(b["reward"].float(), b["done"].float(), v_cur_t, v_next_t, c.gamma)
+        y = mc_mixed_targets(y, b.get("returns"), c.critic_mc_weight)
         with L.autocast():
             # every Q head regresses to y (twin heads: q_all); V's expectile uses the minimum
             q_all = self.q_heads(b["z"], b["action"])
