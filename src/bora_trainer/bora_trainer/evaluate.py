@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -249,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="alpha when a residual stores none (default: config/graph.yaml's residual_scale)",
     )
     p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="alpha of the current residual whatever its checkpoint stores (an online run stores its own; 0 = "
+        "its earlier rounds only). Default: the stored alpha",
+    )
+    p.add_argument(
         "--num-inference-steps", type=int, default=None, help="expert steps (default: the policy's)"
     )
     p.add_argument(
@@ -302,6 +310,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise EvalError(f"--replan-steps must be >= 1, got {args.replan_steps}")
     if args.max_steps is not None and args.max_steps < 1:
         raise EvalError(f"--max-steps must be >= 1, got {args.max_steps}")
+    alpha = getattr(args, "alpha", None)
+    if alpha is not None and not (math.isfinite(alpha) and alpha >= 0):
+        raise EvalError(f"--alpha must be a finite number >= 0, got {alpha}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     num_envs = int(getattr(args, "num_envs", 1))
@@ -325,8 +336,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.time()
     residuals = list(args.residual) if args.residual else ([info.residual] if info.residual else [])
     critic_dir = args.critic if args.critic is not None else (str(info.critic_dir) if info.critic_dir else "")
+    if alpha is not None and not residuals:
+        raise EvalError(f"--alpha {alpha}: {info.path} has no residual to scale (an online run or --residual)")
     run_cfg = PolicyRunnerConfig(
         residual_scale=args.residual_scale,
+        alpha_override=alpha,
         num_inference_steps=args.num_inference_steps,
         deterministic=not args.stochastic,
         device=args.device,
@@ -448,6 +462,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "max_steps": args.max_steps,
             "deterministic": not args.stochastic,
             "residual_scale": args.residual_scale,
+            "alpha_override": alpha,
             "hand": args.hand,
             "num_envs": n_vec,
             "env_processes": bool(getattr(args, "env_processes", False)) and n_vec > 1,

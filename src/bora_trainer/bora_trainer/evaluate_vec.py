@@ -52,7 +52,7 @@ def infer_batch(runner, colors, states, instructions) -> tuple[np.ndarray, np.nd
     current, _ = runner.residual_slot.snapshot()
     rp, alpha_ck = current if current is not None else (runner.base_policy, None)
     has_res = rp.current is not None
-    alpha = (float(alpha_ck) if alpha_ck is not None else runner.cfg.residual_scale) if has_res else 0.0
+    alpha = runner.deployed_alpha(alpha_ck) if has_res else 0.0
     out = rp.compose(z, prop, a_vla, alpha)
     v0 = None
     if runner.critic is not None:

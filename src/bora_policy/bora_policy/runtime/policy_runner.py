@@ -140,10 +140,13 @@ class ChunkResult:
 class PolicyRunnerConfig:
     """Inference options. residual_scale: alpha of Algorithm 1 line 15 used at deployment
     (the trainer's schedule value at checkpoint time when its metadata carries ``alpha``).
+    alpha_override: alpha of the current residual whatever its checkpoint stores (None: the stored alpha, else
+    ``residual_scale``; ours, for evaluation: ``bora eval --alpha``). Folded earlier rounds keep their lambdas.
     num_inference_steps: expert sampling steps (consistency: 1-3; None: the policy's config).
     deterministic: use the expert's mean chunk (zero injected noise) instead of a sample."""
 
     residual_scale: float = field(default_factory=lambda: graph_default("residual_scale"))  # config/graph.yaml
+    alpha_override: float | None = None
     num_inference_steps: int | None = None
     deterministic: bool = True
     device: str = "auto"
@@ -384,6 +387,13 @@ class PolicyRunner:
             return (images,), kw
         return (z.float(),), {}
 
+    def deployed_alpha(self, stored: float | None) -> float:
+        """Alpha of the current residual (Algorithm 1 line 15): ``alpha_override`` when set, else the checkpoint's
+        stored alpha, else ``residual_scale``."""
+        if self.cfg.alpha_override is not None:
+            return float(self.cfg.alpha_override)
+        return float(stored) if stored is not None else float(self.cfg.residual_scale)
+
     @torch.no_grad()
     def infer(
         self, color: np.ndarray, state: np.ndarray, instruction: str, generator: torch.Generator | None = None
@@ -401,7 +411,7 @@ class PolicyRunner:
         current, version = self.residual_slot.snapshot()
         rp, alpha_ck = current if current is not None else (self.base_policy, None)
         has_res = rp.current is not None
-        alpha = (float(alpha_ck) if alpha_ck is not None else self.cfg.residual_scale) if has_res else 0.0
+        alpha = self.deployed_alpha(alpha_ck) if has_res else 0.0
         out = rp.compose(z, prop, a_vla, alpha)
         res_phys = out.residual * rp.action_std
         q = v = adv = None
