@@ -129,6 +129,7 @@ class ChunkReplayBuffer:
         self._data: dict[str, np.ndarray] = {}
         self._flushed = 0
         self._next_shard = 0
+        self._returns_cache: tuple[tuple[float, int], np.ndarray] | None = None  # (gamma, rows) -> returns
         self._grow(256)
         if self.root is not None and not _load:
             meta = self.root / "meta.json"
@@ -205,7 +206,7 @@ class ChunkReplayBuffer:
     def returns(self, gamma: float) -> np.ndarray:
         """Monte-Carlo return-to-go of every stored row's steps [N, k] (module docstring; 0 past ``n_steps``),
         recomputed when rows were added since the last call with this ``gamma``."""
-        cached = getattr(self, "_returns_cache", None)
+        cached = self._returns_cache
         if cached is None or cached[0] != (float(gamma), self._n):
             self._returns_cache = ((float(gamma), self._n), episode_returns(self.arrays(), gamma))
         return self._returns_cache[1]
