@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -249,13 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=graph_default("residual_scale"),
         help="alpha when a residual stores none (default: config/graph.yaml's residual_scale)",
     )
-    p.add_argument(
-        "--alpha",
-        type=float,
-        default=None,
-        help="alpha of the current residual whatever its checkpoint stores (an online run stores its own; 0 = "
-        "its earlier rounds only). Default: the stored alpha",
-    )
+    p.add_argument("--alpha", type=float, default=None, help="alpha of the current residual whatever its checkpoint "
+                   "stores (an online run stores its own; 0 = its earlier rounds only). Default: the stored alpha")
     p.add_argument(
         "--num-inference-steps", type=int, default=None, help="expert steps (default: the policy's)"
     )
@@ -310,8 +304,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise EvalError(f"--replan-steps must be >= 1, got {args.replan_steps}")
     if args.max_steps is not None and args.max_steps < 1:
         raise EvalError(f"--max-steps must be >= 1, got {args.max_steps}")
-    alpha = getattr(args, "alpha", None)
-    if alpha is not None and not (math.isfinite(alpha) and alpha >= 0):
+    if (alpha := getattr(args, "alpha", None)) is not None and not 0 <= alpha < float("inf"):  # NaN fails too
         raise EvalError(f"--alpha must be a finite number >= 0, got {alpha}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)

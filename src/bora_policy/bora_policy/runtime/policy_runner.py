@@ -140,8 +140,7 @@ class ChunkResult:
 class PolicyRunnerConfig:
     """Inference options. residual_scale: alpha of Algorithm 1 line 15 used at deployment
     (the trainer's schedule value at checkpoint time when its metadata carries ``alpha``).
-    alpha_override: alpha of the current residual whatever its checkpoint stores (None: the stored alpha, else
-    ``residual_scale``; ours, for evaluation: ``bora eval --alpha``). Folded earlier rounds keep their lambdas.
+    alpha_override: the current residual's alpha whatever its checkpoint stores (ours: ``bora eval --alpha``).
     num_inference_steps: expert sampling steps (consistency: 1-3; None: the policy's config).
     deterministic: use the expert's mean chunk (zero injected noise) instead of a sample."""
 
@@ -388,11 +387,10 @@ class PolicyRunner:
         return (z.float(),), {}
 
     def deployed_alpha(self, stored: float | None) -> float:
-        """Alpha of the current residual (Algorithm 1 line 15): ``alpha_override`` when set, else the checkpoint's
-        stored alpha, else ``residual_scale``."""
-        if self.cfg.alpha_override is not None:
-            return float(self.cfg.alpha_override)
-        return float(stored) if stored is not None else float(self.cfg.residual_scale)
+        """Alpha of the current residual (Algorithm 1 line 15): ``alpha_override``, else the stored one, else
+        ``residual_scale``."""
+        a = next(x for x in (self.cfg.alpha_override, stored, self.cfg.residual_scale) if x is not None)
+        return float(a)
 
     @torch.no_grad()
     def infer(
