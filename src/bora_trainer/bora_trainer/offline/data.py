@@ -43,11 +43,11 @@ def is_successful_episode(info: dict) -> bool:
 EPISODE_FILTERS = {"all": None, "clean": is_clean_episode, "successful": is_successful_episode}
 
 
-def select_episodes(data_dir: str | Path, which: str) -> list[int] | None:
-    """Episode ids for ``OfflineConfig.episodes`` (``EPISODE_FILTERS``): None (all), or the ids the filter keeps
-    (an error when it keeps none)."""
+def select_episodes(data_dir: str | Path, which: str, field: str = "OfflineConfig.episodes") -> list[int] | None:
+    """Episode ids for ``OfflineConfig.episodes`` (``EPISODE_FILTERS``; ``field`` names the setting in errors, e.g.
+    ``OnlineRunConfig.offline_episodes``): None (all), or the ids the filter keeps (an error when it keeps none)."""
     if which not in EPISODE_FILTERS:
-        raise ValueError(f"OfflineConfig.episodes must be one of {list(EPISODE_FILTERS)}, got {which!r}")
+        raise ValueError(f"{field} must be one of {list(EPISODE_FILTERS)}, got {which!r}")
     keep = EPISODE_FILTERS[which]
     if keep is None:
         return None
@@ -56,5 +56,5 @@ def select_episodes(data_dir: str | Path, which: str) -> list[int] | None:
     root = Path(data_dir)
     ids = [e for e in episode_ids(root) if keep(read_info(root, e))]
     if not ids:
-        raise ValueError(f"OfflineConfig.episodes = {which!r}: {root} has no such episodes")
+        raise ValueError(f"{field} = {which!r}: {root} has no such episodes")
     return ids

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bora_policy.common.graph_params import graph_default
 from bora_policy.common.rewards import RewardConfig
@@ -29,6 +29,14 @@ class OnlineRunConfig:
     exec_horizon: control steps executed from each chunk before replanning (0 = the whole chunk, k);
         must divide k so the next observation of a chunk transition is a replanning step.
     offline_stride: chunk starts in the offline dataset (0 = exec_horizon).
+    offline_episodes: which episodes of the offline dataset form D_offline (RLPD's offline half: the BC rows and
+        the critic's offline rows; offline/data.py ``EPISODE_FILTERS``): "all"; "clean" = the successful
+        scripted-expert demonstrations with every quality knob at 0 (a recording without quality knobs counts
+        as clean when it succeeded); "successful" = every successful episode. Ours: with "all" the BC term of
+        pick_and_place's mixed-quality build is 15 times larger, nearly all of it the noisy demonstrations'
+        hand jitter, yet "clean" changed neither the residual nor success (bench/results/
+        online_clean_pick_and_place.md), so the default stays "all".
+    max_offline_episodes: at most this many of those episodes (0 = all).
     updates_per_env_step: learner updates per executed control step once n_start is reached (the
         loop's ``utd_ratio``).
     deterministic_base: the VLA's mean chunk (True) or a sample.
@@ -55,6 +63,7 @@ class OnlineRunConfig:
     control_hz: float = field(default_factory=lambda: graph_default("control_hz"))  # config/graph.yaml
     exec_horizon: int = 0
     offline_stride: int = 0
+    offline_episodes: Literal["all", "clean", "successful"] = "all"
     max_offline_episodes: int = 0
     updates_per_env_step: float = 1.0
     deterministic_base: bool = True

@@ -89,15 +89,20 @@ def offline_buffer(
     progress: bool = True,
     action_clip: float = 0.0,
     path: str | Path | None = None,
+    episodes: str = "all",
 ) -> ChunkReplayBuffer:
     """Chunk transitions of the offline dataset with z_t and A_VLA from the frozen VLA (computed once);
     persisted as a ChunkReplayBuffer directory when ``path`` is given (the trainer node's D_offline). The rewards
-    are computed with ``reward``, which the buffer's spec records (the online loop checks it)."""
+    are computed with ``reward``, which the buffer's spec records (the online loop checks it). ``episodes``: which
+    of the dataset's episodes enter (``OnlineRunConfig.offline_episodes``: offline/data.py ``EPISODE_FILTERS``),
+    then at most ``max_episodes`` of them (0 = all)."""
     from bora_policy.common.episodes import episode_ids, read_episode
+    from bora_trainer.offline.data import select_episodes
 
     ids = episode_ids(data)
     if not ids:
         raise FileNotFoundError(f"--offline-data {data}: no episodes")
+    ids = select_episodes(data, episodes, "OnlineRunConfig.offline_episodes") or ids
     if max_episodes:
         ids = ids[:max_episodes]
     buf = ChunkReplayBuffer(dataclasses.replace(spec, reward=dataclasses.asdict(reward)), path)  # recorded
@@ -166,6 +171,7 @@ def offline_buffer_for(
         progress=progress,
         action_clip=cfg.action_clip,
         path=path,
+        episodes=cfg.offline_episodes,
     )
 
 
