@@ -119,10 +119,22 @@ def test_online_critic_regresses_on_the_returns_at_weight_one(ds):
     )
 
 
-def test_bad_weights_and_other_algorithms_are_refused():
+def test_bad_weights_are_refused_and_other_algorithms_ignore_the_weight():
     from bora_trainer.algorithms.bora.config import OnlineConfig
 
     with pytest.raises(ValueError, match=r"critic_mc_weight must be in \[0, 1\]"):
         OnlineConfig(critic_mc_weight=1.5)
-    with pytest.raises(ValueError, match="applies to algo 'bora-residual' only"):
-        OnlineConfig(algo="aloe", critic_mc_weight=0.5)
+
+
+def test_other_algorithms_ignore_the_weight(ds):
+    """One online config serves every online row of the demo: ALOE's critic update on a batch with returns is the
+    same at weight 0.5 as at 0 (its own target), where bora-residual's changes."""
+    buf = _buffer(ds)
+    rows = buf.arrays()
+    b = to_torch({**rows, "returns": buf.returns(GAMMA)})
+    b["is_online"] = torch.ones(len(buf), dtype=torch.bool)
+    S, A = rows["proprio"].shape[1], rows["action"].shape[2]
+    half, zero = (_learner(S, A, w, algo="aloe").objective.critic_update(b) for w in (0.5, 0.0))
+    assert half["critic/loss"] == zero["critic/loss"] and half["critic/target_mean"] == zero["critic/target_mean"]
+    bora = [_learner(S, A, w).objective.critic_loss(b)[1]["critic/loss_q"] for w in (0.5, 0.0)]
+    assert bora[0] != pytest.approx(bora[1])

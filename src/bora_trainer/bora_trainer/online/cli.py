@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             setattr(cfg, name, v)
     if args.algo is not None:
         cfg.online.algo = args.algo
+    if cfg.online.critic_mc_weight > 0 and cfg.online.algo != "bora-residual":
+        print(f"bora train online: online.critic_mc_weight {cfg.online.critic_mc_weight:g} is read by algo "
+              f"bora-residual only; algo {cfg.online.algo} trains its critic on its own target", file=sys.stderr)
     if args.max_updates is not None:
         cfg.online.max_updates = args.max_updates
     if cfg.rounds < 1 or cfg.episodes_per_round < 1:

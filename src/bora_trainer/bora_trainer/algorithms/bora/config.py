@@ -239,7 +239,9 @@ class OnlineConfig:
     lambda_q: weight of Eq. (8)'s ``-q(z, a_hat)`` term (ours; 0 = the brief's loss without it).
     critic_mc_weight: the online critic's target ``(1 - w) * Eq. 1 + w * G`` with ``G`` each step's Monte-Carlo
     return-to-go in its episode (ours, as ``OfflineConfig.critic_mc_weight``; 0 = Eq. 1, the paper). Offline and
-    online rows alike (:meth:`~bora_trainer.data.replay.ChunkReplayBuffer.returns`); ``bora-residual`` only.
+    online rows alike (:meth:`~bora_trainer.data.replay.ChunkReplayBuffer.returns`). Read by ``bora-residual``
+    only; the other objectives ignore it, as they ignore the hinge's settings, so one config serves every online
+    row (``bora train online`` prints a note when it is set for another algo).
     An offline critic trained on MC targets and refitted ranks outcomes (bench/results/critic_refit.md); with 0
     the online phase retrains it on Eq. 1's target alone.
     critic_conservative: weight of a conservative critic term (ours, after CQL; 0 = off): every Q head's
@@ -353,10 +355,6 @@ class OnlineConfig:
             )
         if not 0.0 <= self.critic_mc_weight <= 1.0:
             raise ValueError(f"OnlineConfig.critic_mc_weight must be in [0, 1], got {self.critic_mc_weight}")
-        if self.critic_mc_weight > 0 and self.algo != "bora-residual":
-            raise ValueError(
-                f"OnlineConfig.critic_mc_weight applies to algo 'bora-residual' only, got algo {self.algo!r}"
-            )
         if self.hinge_precision not in ("auto", "fp32"):
             raise ValueError(f"OnlineConfig.hinge_precision must be 'auto' or 'fp32', got {self.hinge_precision!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
