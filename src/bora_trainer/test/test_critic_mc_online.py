@@ -119,7 +119,7 @@ def test_online_critic_regresses_on_the_returns_at_weight_one(ds):
     )
 
 
-def test_bad_weights_are_refused_and_other_algorithms_ignore_the_weight():
+def test_bad_weights_are_refused():
     from bora_trainer.algorithms.bora.config import OnlineConfig
 
     with pytest.raises(ValueError, match=r"critic_mc_weight must be in \[0, 1\]"):
