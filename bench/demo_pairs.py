@@ -8,8 +8,10 @@ McNemar p) and over both sets a paired bootstrap stratified by object set::
     python bench/demo_pairs.py --demo-out demo_out --out bench/results/demo_pairs
 
 Each evaluation is `bora eval --run RUN --task T --objects O --trials N --seed0 S --replan-steps K --threads 1
---num-envs 2` (the same episodes as one at a time, bora_trainer/evaluate_vec.py); a result JSON already in
-``--work`` is read, not recomputed. The seeds (default 800000..) are outside the demo's evaluation (100000..) and
+--num-envs 2 --no-values` (the same episodes as one at a time, bora_trainer/evaluate_vec.py; outcomes only: the
+critic's per-step values make every step render, about 4x the time on open_box, for the same outcomes,
+test_evaluate_vec.py); a result JSON already in ``--work`` is read, not recomputed.
+The seeds (default 800000..) are outside the demo's evaluation (100000..) and
 tuning ranges. One build = one training run per row on this machine's float kernels: the intervals cover the
 evaluation seeds, not the training randomness (README, issue 14).
 
@@ -57,7 +59,7 @@ def evaluate(run: Path, task: str, obj: str, trials: int, seed0: int, replan: in
     if not out.is_file():
         cmd = ["bora", "eval", "--run", str(run), "--task", task, "--objects", obj, "--trials", str(trials),
                "--seed0", str(seed0), "--replan-steps", str(replan), "--threads", "1", "--num-envs", "2",
-               "--no-progress", "--out", str(out)]
+               "--no-values", "--no-progress", "--out", str(out)]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     res = json.loads(out.read_text())
