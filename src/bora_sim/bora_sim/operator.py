@@ -54,6 +54,12 @@ CARRY_PHASES = ("lift", "transport", "lower")
 """Plan segments of the pick tasks in which the hand carries the object (a retry when it is back on the table)."""
 GRASP_REACH = 0.03
 """m: a grasp site this close to a pick object the hand touches is at the grasp; a takeover closes the hand."""
+LID_LIFTED = 0.35
+"""rad: open_box's lid this far open with the hand on it is being lifted (above the initial angles, 0-0.3 rad,
+which fall shut within 4 s); a takeover carries on lifting from there (``open``)."""
+LID_UP = 1.1
+"""rad: open_box's lid this far open with the hand on it is near the plan's lift target (1.25 rad); a takeover
+lets go, moves behind it and pushes it over (``release``)."""
 
 
 OPERATOR_MODES = ("privileged", "requested")
@@ -245,8 +251,9 @@ class ScriptedOperator:
     def _resume_label(self, info: dict[str, Any]) -> str | None:
         """The plan segment a takeover starts from, given how far the policy got (privileged state):
         pick tasks -- the object off the table in the hand: ``lift``; the hand at the object (within
-        ``GRASP_REACH``) and touching it: ``close``; pull_tissue -- the tab pinched: ``pull``; else the
-        whole plan (None)."""
+        ``GRASP_REACH``) and touching it: ``close``; pull_tissue -- the tab pinched: ``pull``; open_box -- the hand
+        on the lid and the lid ``LID_UP`` open: ``release``, ``LID_LIFTED`` open: ``open`` (its arc is planned
+        from the current angle); else the whole plan (None)."""
         task = self.env.task_name
         if task in ("pick_plush_toy", "pick_and_place") and info.get("hand_contacts", 0) > 0:
             if info.get("object_height", 0.0) > HELD_HEIGHT:
@@ -255,6 +262,12 @@ class ScriptedOperator:
                 return "close"
         if task == "pull_tissue" and info.get("pinched", False):
             return "pull"
+        if task == "open_box" and info.get("hand_contacts", 0) > 0:
+            lid = float(info.get("lid_angle", 0.0))
+            if lid >= LID_UP:
+                return "release"
+            if lid >= LID_LIFTED:
+                return "open"
         return None
 
     def _over_goal(self) -> bool:

@@ -314,3 +314,40 @@ def test_a_drop_over_the_basket_is_a_placement_not_a_slip():
                 break
         assert (reasons[0] if reasons else None) == expected
     env.close()
+
+
+@pytest.mark.parametrize("seed, freeze, resume", [(0, 0.45, "open"), (2, 1.12, "release")])
+def test_open_box_takeover_carries_on_from_a_lifted_lid(seed, freeze, resume):
+    """open_box: a policy (the clean expert at the demonstrations' pace) that stops while lifting the lid by its
+    handle, once the lid is ``freeze`` rad open. The operator (deadline off) takes over for "no progress" with the
+    hand on the lid, so it carries on from how far the lid is up. At 0.45 (taken over at about 0.56 rad, step 62):
+    ``open``, the arc from the current angle, release, reposition, push = (4 x 0.8 + 0.5 + 0.8 + 1.2) / 1.3 + 0.1 =
+    4.48 s. At 1.12 (about 1.24 rad, step 102): ``release``, (0.5 + 0.8 + 1.2) / 1.3 + 0.1 = 2.02 s. Its whole plan
+    (6.79 s, 68 steps) no longer fits in the 12 s episode after step 52; from there it succeeds."""
+    from bora_sim.experts import ExpertKnobs, ScriptedExpert
+
+    env = make_env("open_box", render=False)
+    obs, info = env.reset(seed=seed)
+    cfg = OperatorConfig(budget=2, grace_s=1.0, patience_s=1.5, deadline_margin_s=-1)
+    op = ScriptedOperator(env, cfg, seed=0)
+    assert op.plan_seconds() == pytest.approx(8.7 / 1.3 + 0.1)
+    assert op.plan_seconds("open") == pytest.approx(5.7 / 1.3 + 0.1)
+    assert op.plan_seconds("release") == pytest.approx(2.5 / 1.3 + 0.1)
+    ex = ScriptedExpert(env, knobs=ExpertKnobs(), seed=0)
+    frozen, first, term, trunc = None, None, False, False
+    while not (term or trunc):
+        dec = op.observe(info)
+        if dec.takeover and first is None:
+            first = (int(info["step"]), dec.reason, float(info["lid_angle"]), op.expert.phase)
+        if frozen is None:
+            a = ex.act()
+            if info["lid_angle"] >= freeze and info["hand_contacts"] > 0:
+                frozen = a
+        policy = frozen if frozen is not None else a
+        a_exec = (1 - dec.beta) * policy + dec.beta * op.human_action() if dec.takeover else policy
+        obs, _, term, trunc, info = env.step(np.asarray(a_exec, np.float32))
+    op.close_open_segment(info["success"])
+    env.close()
+    assert first is not None and first[1] == "no progress" and first[3] == resume
+    assert first[2] >= freeze and 120 - first[0] < 68  # lifted; the whole plan would not fit any more
+    assert info["success"] and op.interventions()[0]["recovered"]
