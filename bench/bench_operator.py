@@ -269,6 +269,14 @@ def shadow_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _op_value(v: str):
+    """An ``--op`` value: a number, or JSON (``task_deadline_margin_s={"pick_plush_toy": 0}``)."""
+    try:
+        return float(v)
+    except ValueError:
+        return json.loads(v)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -280,7 +288,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--no-write", action="store_true")
-    p.add_argument("--op", nargs="*", default=[], help="OperatorConfig overrides, name=value")
+    p.add_argument(
+        "--op", nargs="*", default=[], help="OperatorConfig overrides, name=value (a number, or JSON for a mapping)"
+    )
     p.add_argument(
         "--shadow",
         action="store_true",
@@ -302,7 +312,7 @@ def main(argv=None) -> int:
     rows = []
     for policy in args.policies:
         for task in args.tasks:
-            over = {k: float(v) for k, v in (x.split("=", 1) for x in args.op)}
+            over = {k: _op_value(v) for k, v in (x.split("=", 1) for x in args.op)}
             r = run_task(
                 task, policy, args.takeovers, args.max_episodes, args.seed, over, runs.get(task), args.shadow
             )

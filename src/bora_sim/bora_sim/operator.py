@@ -87,6 +87,9 @@ class OperatorConfig:
     deadline_margin_s: float = 1.5
     """Take over when the task is not under way and less than the operator's plan duration plus this
     margin is left (negative = no deadline takeover)."""
+    task_deadline_margin_s: dict[str, float] = field(default_factory=dict)
+    """Per-task ``deadline_margin_s`` (task name -> s; negative = no deadline takeover on that task), overriding it
+    for the tasks named (:meth:`deadline_margin`)."""
     recovery_s: float = 0.0
     """0: a takeover lasts until success (or the episode's end). > 0: hand back after this long if the
     segment recovered (progress gain >= ``recovered_gain``); it also ends on success."""
@@ -119,6 +122,23 @@ class OperatorConfig:
             raise ValueError(f"operator max_replans must be >= 0, got {self.max_replans}")
         if not self.replan_wait_s >= 0:
             raise ValueError(f"operator replan_wait_s must be >= 0 s, got {self.replan_wait_s}")
+        if not isinstance(self.task_deadline_margin_s, dict):
+            raise ValueError(
+                f"operator task_deadline_margin_s must be a mapping task -> s, got {self.task_deadline_margin_s!r}"
+            )
+        for task, margin in self.task_deadline_margin_s.items():
+            if task not in PLANNERS:
+                raise ValueError(
+                    f"operator task_deadline_margin_s: unknown task {task!r}; expected one of {sorted(PLANNERS)}"
+                )
+            if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin != margin:
+                raise ValueError(
+                    f"operator task_deadline_margin_s[{task!r}] must be a number of seconds, got {margin!r}"
+                )
+
+    def deadline_margin(self, task: str) -> float:
+        """The deadline margin (s) on ``task``: its ``task_deadline_margin_s`` entry, else ``deadline_margin_s``."""
+        return float(self.task_deadline_margin_s.get(task, self.deadline_margin_s))
 
 
 def operator_config(overrides: dict[str, Any] | None = None, **fields: Any) -> OperatorConfig:
@@ -323,9 +343,10 @@ class ScriptedOperator:
                 reason = "tissue slipping"
         if not reason and (step - self.best_step) / hz >= self.cfg.patience_s:
             reason = "no progress"
-        if not reason and self.cfg.deadline_margin_s >= 0 and float(info.get("task_progress", 0.0)) < 0.5:
+        margin = self.cfg.deadline_margin(task)
+        if not reason and margin >= 0 and float(info.get("task_progress", 0.0)) < 0.5:
             left = (self.env.max_steps - step) / hz
-            if left <= self.plan_seconds(self._resume_label(info)) + self.cfg.deadline_margin_s:
+            if left <= self.plan_seconds(self._resume_label(info)) + margin:
                 reason = "time running out"
         self.prev = dict(info)
         return reason

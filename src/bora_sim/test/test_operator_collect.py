@@ -230,6 +230,44 @@ def test_plan_seconds_adds_the_tasks_rescue_slack():
     assert make_env("pull_tissue", render=False).task.rescue_slack_s == 0.0
 
 
+@pytest.mark.parametrize(
+    "task, per_task, expected",
+    [
+        ("pick_plush_toy", {}, 33),  # 100 steps at 10 Hz; 10 * (5.26 + 1.5) = 67.6 steps left -> step 33
+        ("pick_plush_toy", {"pick_plush_toy": 0.0}, 48),  # 10 * 5.26 = 52.6 -> step 48
+        ("pick_plush_toy", {"pick_plush_toy": -1.0}, None),  # no deadline takeover on this task
+        ("press_button", {"pick_plush_toy": 0.0}, "global"),  # another task keeps the global 1.5 s
+    ],
+)
+def test_the_deadline_margin_can_be_set_per_task(task, per_task, expected):
+    """A policy that holds still is taken over by the deadline rule alone (no progress rule: patience 100 s) at
+    the first step whose time left is at most the plan's duration (5.26 s on pick_plush_toy: the test above)
+    plus the margin: the global ``deadline_margin_s`` 1.5 s unless ``task_deadline_margin_s`` names the task."""
+    env = make_env(task, render=False)
+    obs, info = env.reset(seed=0)
+    hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])
+    op = ScriptedOperator(env, OperatorConfig(grace_s=0.0, patience_s=100.0, task_deadline_margin_s=per_task), seed=0)
+    if expected == "global":
+        expected = int(np.ceil(env.max_steps - env.control_hz * (op.plan_seconds() + 1.5)))
+    first, term, trunc = None, False, False
+    while first is None and not (term or trunc):
+        dec = op.observe(info)
+        if dec.takeover:
+            first = (int(info["step"]), dec.reason)
+        obs, _, term, trunc, info = env.step(hold)
+    env.close()
+    assert first == ((expected, "time running out") if expected is not None else None)
+
+
+def test_the_per_task_deadline_margin_is_checked():
+    with pytest.raises(ValueError, match="unknown task 'pick_plush'"):
+        OperatorConfig(task_deadline_margin_s={"pick_plush": 0.0})
+    with pytest.raises(ValueError, match=r"task_deadline_margin_s\['open_box'\] must be a number"):
+        OperatorConfig(task_deadline_margin_s={"open_box": "soon"})
+    with pytest.raises(ValueError, match="must be a mapping"):
+        OperatorConfig(task_deadline_margin_s=[("open_box", 0.0)])
+
+
 def _shadow_first_takeover(env, seed, cfg, make_act):
     """Run ``make_act()`` (called after the reset) = ``act(step) -> action`` alone while an operator only
     watches: (its first takeover (step, reason, object_height) or None, whether the episode succeeded)."""
