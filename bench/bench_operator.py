@@ -270,7 +270,7 @@ def shadow_table(rows: list[dict]) -> list[str]:
 
 
 def _op_value(v: str):
-    """An ``--op`` value: a number, or JSON (``task_deadline_margin_s={"pick_plush_toy": 0}``)."""
+    """An ``--op`` value: a number, or JSON (``task_overrides={"pull_tissue": {"patience_s": 2.5}}``)."""
     try:
         return float(v)
     except ValueError:

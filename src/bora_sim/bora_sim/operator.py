@@ -40,7 +40,7 @@ load and reuse it (both in ``bora_sim.glove``, re-exported here).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -87,11 +87,6 @@ class OperatorConfig:
     deadline_margin_s: float = 1.5
     """Take over when the task is not under way and less than the operator's plan duration plus this
     margin is left (negative = no deadline takeover)."""
-    task_deadline_margin_s: dict[str, float] = field(default_factory=dict)
-    """Per-task ``deadline_margin_s`` (task name -> s; negative = no deadline takeover on that task), overriding it
-    for the tasks named (:meth:`deadline_margin`; ours). None by default: on pick_plush_toy 0.5 s and 0 s took over
-    3 and 1 of 14 autonomous successes in shadow instead of 12, but through the ROS graph rescued 16 of 26 and 16 of 28
-    online takeovers instead of 36 of 38 (bench/results/operator_deadline_margin.md)."""
     recovery_s: float = 0.0
     """0: a takeover lasts until success (or the episode's end). > 0: hand back after this long if the
     segment recovered (progress gain >= ``recovered_gain``); it also ends on success."""
@@ -114,6 +109,13 @@ class OperatorConfig:
     """``privileged``: takeovers from privileged sim state; ``requested``: only on help requests (module docstring)."""
     reaction_s: float = 0.3
     """``requested`` mode: delay from a help request to the takeover (s; ours, a person's reaction time)."""
+    task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-task field overrides, task name -> {field: value} (ours), e.g. ``{"pull_tissue": {"patience_s": 2.5}}``:
+    the operator on that task runs with :meth:`for_task`'s config. None by default. Measured candidates
+    (bench/results/operator_deadline_margin.md): on pick_plush_toy ``deadline_margin_s`` 0.5 s and 0 s took over 3
+    and 1 of 14 autonomous successes in shadow instead of 12, but through the ROS graph rescued 16 of 26 and 16 of 28
+    online takeovers instead of 36 of 38; on pull_tissue ``patience_s`` 2.5 with ``deadline_margin_s`` 0 took over
+    5 of 29 successes instead of 18 (not yet measured online)."""
 
     def __post_init__(self) -> None:
         if self.mode not in OPERATOR_MODES:
@@ -124,23 +126,37 @@ class OperatorConfig:
             raise ValueError(f"operator max_replans must be >= 0, got {self.max_replans}")
         if not self.replan_wait_s >= 0:
             raise ValueError(f"operator replan_wait_s must be >= 0 s, got {self.replan_wait_s}")
-        if not isinstance(self.task_deadline_margin_s, dict):
-            raise ValueError(
-                f"operator task_deadline_margin_s must be a mapping task -> s, got {self.task_deadline_margin_s!r}"
-            )
-        for task, margin in self.task_deadline_margin_s.items():
-            if task not in PLANNERS:
-                raise ValueError(
-                    f"operator task_deadline_margin_s: unknown task {task!r}; expected one of {sorted(PLANNERS)}"
-                )
-            if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin != margin:
-                raise ValueError(
-                    f"operator task_deadline_margin_s[{task!r}] must be a number of seconds, got {margin!r}"
-                )
+        self._check_task_overrides()
 
-    def deadline_margin(self, task: str) -> float:
-        """The deadline margin (s) on ``task``: its ``task_deadline_margin_s`` entry, else ``deadline_margin_s``."""
-        return float(self.task_deadline_margin_s.get(task, self.deadline_margin_s))
+    def _check_task_overrides(self) -> None:
+        if not isinstance(self.task_overrides, dict):
+            raise ValueError(
+                f"operator task_overrides must be a mapping task -> {{field: value}}, got {self.task_overrides!r}"
+            )
+        fields = {n: f for n, f in self.__dataclass_fields__.items() if n != "task_overrides"}
+        for task, over in self.task_overrides.items():
+            if task not in PLANNERS:
+                raise ValueError(f"operator task_overrides: unknown task {task!r}; expected one of {sorted(PLANNERS)}")
+            if not isinstance(over, dict):
+                raise ValueError(f"operator task_overrides[{task!r}] must be a mapping field -> value, got {over!r}")
+            bad = sorted(set(over) - set(fields))
+            if bad:
+                raise ValueError(
+                    f"operator task_overrides[{task!r}]: unknown field(s) {bad}; expected some of {sorted(fields)}"
+                )
+            for name, value in over.items():
+                default = fields[name].default
+                numeric = isinstance(default, (int, float))
+                if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise ValueError(f"operator task_overrides[{task!r}][{name!r}] must be a number, got {value!r}")
+                if isinstance(default, str) and not isinstance(value, str):
+                    raise ValueError(f"operator task_overrides[{task!r}][{name!r}] must be a string, got {value!r}")
+
+    def for_task(self, task: str) -> OperatorConfig:
+        """This config with ``task_overrides[task]`` applied (itself when the task has none); the overridden
+        values are checked as the fields themselves are."""
+        over = self.task_overrides.get(task)
+        return replace(self, **over) if over else self
 
 
 def operator_config(overrides: dict[str, Any] | None = None, **fields: Any) -> OperatorConfig:
@@ -200,7 +216,7 @@ class ScriptedOperator:
         seed: int | None = None,
     ):
         self.env = env.unwrapped
-        self.cfg = cfg or OperatorConfig()
+        self.cfg = (cfg or OperatorConfig()).for_task(self.env.task_name)  # task_overrides applied
         self.rng = np.random.default_rng(seed)
         self.expert = ScriptedExpert(self.env, knobs=knobs or ExpertKnobs(), seed=seed, speed=self.cfg.speed)
         self.retarget_map = shadow_retarget_map(self.env.hand_joint_names)
@@ -345,10 +361,9 @@ class ScriptedOperator:
                 reason = "tissue slipping"
         if not reason and (step - self.best_step) / hz >= self.cfg.patience_s:
             reason = "no progress"
-        margin = self.cfg.deadline_margin(task)
-        if not reason and margin >= 0 and float(info.get("task_progress", 0.0)) < 0.5:
+        if not reason and self.cfg.deadline_margin_s >= 0 and float(info.get("task_progress", 0.0)) < 0.5:
             left = (self.env.max_steps - step) / hz
-            if left <= self.plan_seconds(self._resume_label(info)) + margin:
+            if left <= self.plan_seconds(self._resume_label(info)) + self.cfg.deadline_margin_s:
                 reason = "time running out"
         self.prev = dict(info)
         return reason

@@ -234,19 +234,22 @@ def test_plan_seconds_adds_the_tasks_rescue_slack():
     "task, per_task, expected",
     [
         ("pick_plush_toy", {}, 33),  # 100 steps at 10 Hz; 10 * (5.26 + 1.5) = 67.6 steps left -> step 33
-        ("pick_plush_toy", {"pick_plush_toy": 0.0}, 48),  # 10 * 5.26 = 52.6 -> step 48
-        ("pick_plush_toy", {"pick_plush_toy": -1.0}, None),  # no deadline takeover on this task
-        ("press_button", {"pick_plush_toy": 0.0}, "global"),  # another task keeps the global 1.5 s
+        ("pick_plush_toy", {"pick_plush_toy": {"deadline_margin_s": 0.0}}, 48),  # 10 * 5.26 = 52.6 -> step 48
+        ("pick_plush_toy", {"pick_plush_toy": {"deadline_margin_s": -1.0}}, None),  # no deadline takeover
+        ("press_button", {"pick_plush_toy": {"deadline_margin_s": 0.0}}, "global"),  # another task keeps 1.5 s
+        ("pick_plush_toy", {"pick_plush_toy": {"patience_s": 1.0}}, 10),  # "no progress" after 1 s of a still hand
     ],
 )
-def test_the_deadline_margin_can_be_set_per_task(task, per_task, expected):
+def test_operator_settings_can_be_set_per_task(task, per_task, expected):
     """A policy that holds still is taken over by the deadline rule alone (no progress rule: patience 100 s) at
     the first step whose time left is at most the plan's duration (5.26 s on pick_plush_toy: the test above)
-    plus the margin: the global ``deadline_margin_s`` 1.5 s unless ``task_deadline_margin_s`` names the task."""
+    plus the margin: the global ``deadline_margin_s`` 1.5 s unless ``task_overrides`` sets it for the task. A
+    per-task ``patience_s`` of 1 s takes over at step 10 instead ("no progress": nothing moved since step 0)."""
     env = make_env(task, render=False)
     obs, info = env.reset(seed=0)
     hold = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])
-    op = ScriptedOperator(env, OperatorConfig(grace_s=0.0, patience_s=100.0, task_deadline_margin_s=per_task), seed=0)
+    op = ScriptedOperator(env, OperatorConfig(grace_s=0.0, patience_s=100.0, task_overrides=per_task), seed=0)
+    reason = "no progress" if "patience_s" in per_task.get(task, {}) else "time running out"
     if expected == "global":
         expected = int(np.ceil(env.max_steps - env.control_hz * (op.plan_seconds() + 1.5)))
     first, term, trunc = None, False, False
@@ -256,16 +259,24 @@ def test_the_deadline_margin_can_be_set_per_task(task, per_task, expected):
             first = (int(info["step"]), dec.reason)
         obs, _, term, trunc, info = env.step(hold)
     env.close()
-    assert first == ((expected, "time running out") if expected is not None else None)
+    assert first == ((expected, reason) if expected is not None else None)
 
 
-def test_the_per_task_deadline_margin_is_checked():
-    with pytest.raises(ValueError, match="unknown task 'pick_plush'"):
-        OperatorConfig(task_deadline_margin_s={"pick_plush": 0.0})
-    with pytest.raises(ValueError, match=r"task_deadline_margin_s\['open_box'\] must be a number"):
-        OperatorConfig(task_deadline_margin_s={"open_box": "soon"})
-    with pytest.raises(ValueError, match="must be a mapping"):
-        OperatorConfig(task_deadline_margin_s=[("open_box", 0.0)])
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        ({"pick_plush": {"patience_s": 1.0}}, "unknown task 'pick_plush'"),
+        ({"open_box": {"patiense_s": 1.0}}, r"task_overrides\['open_box'\]: unknown field\(s\) \['patiense_s'\]"),
+        ({"open_box": {"deadline_margin_s": "soon"}}, r"\['open_box'\]\['deadline_margin_s'\] must be a number"),
+        ({"open_box": {"mode": 1}}, r"\['mode'\] must be a string"),
+        ({"open_box": 0.5}, r"task_overrides\['open_box'\] must be a mapping"),
+        ([("open_box", {})], "task_overrides must be a mapping"),
+        ({"open_box": {"max_replans": -1}}, "max_replans must be >= 0"),  # checked as the field itself is
+    ],
+)
+def test_operator_task_overrides_are_checked(over, match):
+    with pytest.raises(ValueError, match=match):
+        OperatorConfig(task_overrides=over).for_task("open_box")
 
 
 def _shadow_first_takeover(env, seed, cfg, make_act):

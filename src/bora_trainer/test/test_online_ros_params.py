@@ -35,12 +35,14 @@ def test_bridge_operator_is_the_online_configs(tmp_path):
     assert got.mode == "privileged" and got.reaction_s == 0.3
 
 
-def test_a_per_task_deadline_margin_reaches_the_bridge(tmp_path):
-    op = {"budget": 2, "task_deadline_margin_s": {"pick_plush_toy": 0.5}}
-    p = _graph_params(tmp_path, {"task": "pick_plush_toy", "operator": op})["sim_bridge"]["ros__parameters"]
+def test_per_task_operator_settings_reach_the_bridge(tmp_path):
+    op = {"budget": 2, "task_overrides": {"pull_tissue": {"patience_s": 2.5, "deadline_margin_s": 0.0}}}
+    p = _graph_params(tmp_path, {"task": "pull_tissue", "operator": op})["sim_bridge"]["ros__parameters"]
     got = operator_from_params(p["operator_overrides"], p["operator_mode"], p["operator_reaction_s"])
-    assert got.task_deadline_margin_s == {"pick_plush_toy": 0.5}
-    assert (got.deadline_margin("pick_plush_toy"), got.deadline_margin("open_box")) == (0.5, 1.5)
+    assert got.task_overrides == {"pull_tissue": {"patience_s": 2.5, "deadline_margin_s": 0.0}}
+    pt, ob = got.for_task("pull_tissue"), got.for_task("open_box")
+    assert (pt.patience_s, pt.deadline_margin_s, pt.budget) == (2.5, 0.0, 2)
+    assert (ob.patience_s, ob.deadline_margin_s) == (OperatorConfig().patience_s, 1.5)
 
 
 def test_requested_mode_reaches_the_bridge_and_the_policy(tmp_path):
