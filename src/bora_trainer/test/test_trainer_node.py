@@ -214,6 +214,35 @@ def test_live_episode_with_steps_that_never_arrive_is_ingested_after_the_wait(tm
         TrainerConfig(late_message_wait_s=-1.0)
 
 
+def test_live_episode_whose_late_messages_add_no_step_is_ingested_after_the_wait(tmp_path):
+    """A round's last episode: late messages arrive that add no recorded step (its Observations, not its
+    commands), then the bag stops growing (the bridge waits at the round's gate). The converter keeps the
+    converted version (as complete) under a report hash it never wrote; the bag must still be looked at again,
+    so the episode is ingested once the wait has passed. Before the fix it never was (online run: gate 10 hung)."""
+
+    def obs_and_cmds_late(topic, m):
+        return _late_steps(topic, m) and not (topic == S.T_OBSERVATION and int(m.step) >= 7)
+
+    setup_dirs(tmp_path)
+    ep = ScriptedEpisode(1, T_EP, "failure", [(3, 11, None)])
+    _live_bag(tmp_path, ep, obs_and_cmds_late)
+    now = [100.0]
+    loop = make_loop(tmp_path, late_message_wait_s=5.0)
+    loop.source._clock = lambda: now[0]
+    assert loop.collect() == 0  # 7 of 16 steps: waits
+    _live_bag(tmp_path, ep, _late_steps)  # the Observations of steps 7.. arrive, the commands do not
+    now[0] += 1.0
+    assert loop.collect() == 0
+    rep = convert([tmp_path / "recordings" / "live"], tmp_path / "state" / "converted",
+                  ConvertConfig(transitions_only=True, only_complete=True))
+    assert [e.status for e in rep.episodes] == ["kept-previous"]  # the case: a new report hash, the old file
+    now[0] += 4.0  # the wait has passed; the bag has not changed since
+    assert loop.collect() == 1 and loop.source._gappy_since == {}
+    (entry,) = loop.ledger.values()
+    assert (entry["num_steps"], entry["outcome"]) == (T_EP, "failure") and loop.online.arrays()["mask"].sum() == 7
+    assert loop.collect() == 0  # once
+
+
 def test_episode_whose_start_was_not_recorded_is_not_ingested(tmp_path):
     # the live recording began mid-episode (trainer started during it): the converter flags it, the
     # trainer leaves it out of the buffer and the round's count; complete episodes are ingested

@@ -115,6 +115,7 @@ class RosEpisodes:
                 self._bag_sizes[key] = size
                 continue
             self._bag_sizes[key] = size
+            waiting = len(self._gappy_seen)
             for ep in rep.episodes:
                 if ep.status == "incomplete-skipped" or ep.episode_id is None:
                     continue
@@ -122,8 +123,11 @@ class RosEpisodes:
                     got = self._episode(loop, ep.episode_id, live=not closed)
                     if got is not None:
                         out.append(got)
-                    elif not closed and ep.content_hash in self._gappy_since:
-                        self._bag_sizes.pop(key, None)  # waits for late messages: look again next poll
+            if len(self._gappy_seen) > waiting:
+                # an episode of this bag waits for late messages: look again next poll, even if the bag no longer
+                # grows. Keyed by the converted version's hash, not the report's: a later read that adds messages
+                # but no recorded step is "kept-previous" (the report's hash is new, the converted file's is not)
+                self._bag_sizes.pop(key, None)
         # a version still waiting is looked at in every poll (its bag is re-read), so an entry not looked at in
         # this one belongs to a version that was ingested or replaced by a more complete one
         self._gappy_since = {h: t for h, t in self._gappy_since.items() if h in self._gappy_seen}
