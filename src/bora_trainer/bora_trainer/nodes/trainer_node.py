@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 import threading
 import time
@@ -67,6 +68,29 @@ def param_specs(args) -> list:
         ParamSpec("gate_timeout_s", float(args.gate_timeout_s), "open a round after this long without the policy (s)",
                   range=(0.0, 86400.0)),
     ]
+
+
+class RosLogHandler(logging.Handler):
+    """A ``logging`` handler that writes each record to a ROS logger at its level (INFO, WARNING, ERROR)."""
+
+    def __init__(self, ros_logger):
+        super().__init__(logging.INFO)
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lg, level = self.ros_logger, record.levelno
+        fn = lg.error if level >= logging.ERROR else lg.warning if level >= logging.WARNING else lg.info
+        fn(f"[{record.name}] {record.getMessage()}")
+
+
+def route_library_logs(ros_logger, name: str = "bora_trainer") -> None:
+    """Send the library's ``logging`` records (the online loop's ingest, deferral and round messages, INFO and
+    up) to the node's ROS logger, so they reach the console and the graph's log like the node's own; without
+    it Python shows WARNING and up only, unformatted."""
+    lib = logging.getLogger(name)
+    lib.handlers = [h for h in lib.handlers if not isinstance(h, RosLogHandler)] + [RosLogHandler(ros_logger)]
+    lib.setLevel(logging.INFO)
+    lib.propagate = False
 
 
 def _round_gate(node, args, loop, qos):
@@ -144,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_trainer_config(args.config_file, args.recordings, args.state_dir)
     log = node.get_logger()
+    route_library_logs(log)
 
     from bora_msgs.msg import CheckpointInfo
 
