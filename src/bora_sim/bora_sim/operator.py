@@ -144,13 +144,11 @@ class OperatorConfig:
                 raise ValueError(
                     f"operator task_overrides[{task!r}]: unknown field(s) {bad}; expected some of {sorted(fields)}"
                 )
-            for name, value in over.items():
-                default = fields[name].default
-                numeric = isinstance(default, (int, float))
-                if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                    raise ValueError(f"operator task_overrides[{task!r}][{name!r}] must be a number, got {value!r}")
-                if isinstance(default, str) and not isinstance(value, str):
-                    raise ValueError(f"operator task_overrides[{task!r}][{name!r}] must be a string, got {value!r}")
+            for name, value in over.items():  # the field's kind: an int field takes an integer, a float one any number
+                kinds = {int: ("an integer", int), float: ("a number", (int, float)), str: ("a string", str)}
+                want = kinds.get(type(fields[name].default))
+                if want and (isinstance(value, bool) or not isinstance(value, want[1])):
+                    raise ValueError(f"operator task_overrides[{task!r}][{name!r}] must be {want[0]}, got {value!r}")
 
     def for_task(self, task: str) -> OperatorConfig:
         """This config with ``task_overrides[task]`` applied (itself when the task has none); the overridden

@@ -269,6 +269,8 @@ def test_operator_settings_can_be_set_per_task(task, per_task, expected):
         ({"open_box": {"patiense_s": 1.0}}, r"task_overrides\['open_box'\]: unknown field\(s\) \['patiense_s'\]"),
         ({"open_box": {"deadline_margin_s": "soon"}}, r"\['open_box'\]\['deadline_margin_s'\] must be a number"),
         ({"open_box": {"mode": 1}}, r"\['mode'\] must be a string"),
+        ({"open_box": {"budget": 2.5}}, r"\['budget'\] must be an integer, got 2.5"),  # an int field
+        ({"open_box": {"ramp_steps": True}}, r"\['ramp_steps'\] must be an integer"),
         ({"open_box": 0.5}, r"task_overrides\['open_box'\] must be a mapping"),
         ([("open_box", {})], "task_overrides must be a mapping"),
         ({"open_box": {"max_replans": -1}}, "max_replans must be >= 0"),  # checked as the field itself is
