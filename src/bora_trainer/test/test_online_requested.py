@@ -63,8 +63,18 @@ def test_requested_mode_config_errors():
         load_config(OnlineRunConfig, {"operator": {"mode": "requested"}})
     with pytest.raises(ValueError, match=r"help_monitor: .*unknown field\(s\) \['treshold'\]"):
         load_config(OnlineRunConfig, {"operator": {"mode": "requested"}, "help_monitor": {"treshold": 0.1}})
-    with pytest.raises(ValueError, match="operator.mode is not 'requested'"):
+    with pytest.raises(ValueError, match="operator's mode on pick_plush_toy is not 'requested'"):
         load_config(OnlineRunConfig, {"help_monitor": {"threshold": 0.1}})
     cfg = load_config(OnlineRunConfig, {"control_hz": 30.0, "operator": {"mode": "requested"},
                                         "help_monitor": {"threshold": 0.1}})
     assert cfg.monitor_config().control_hz == 30.0 and cfg.monitor_config().threshold == 0.1
+    # the mode on the run's task decides (OperatorConfig.for_task): a per-task 'requested' needs the monitor,
+    # another task's does not, and a per-task 'privileged' turns a global 'requested' off on that task
+    per_task = {"task_overrides": {"open_box": {"mode": "requested"}}}
+    with pytest.raises(ValueError, match=r"help_monitor.threshold"):
+        load_config(OnlineRunConfig, {"task": "open_box", "operator": per_task})
+    assert load_config(OnlineRunConfig, {"task": "press_button", "operator": per_task}).monitor_config() is None
+    cfg = load_config(OnlineRunConfig, {"task": "open_box", "operator": per_task, "help_monitor": {"threshold": 0.1}})
+    assert cfg.operator_mode() == "requested" and cfg.monitor_config().threshold == 0.1
+    off = {"mode": "requested", "task_overrides": {"open_box": {"mode": "privileged"}}}
+    assert load_config(OnlineRunConfig, {"task": "open_box", "operator": off}).monitor_config() is None

@@ -84,14 +84,24 @@ class OnlineRunConfig:
             )
         self.monitor_config()  # a bad help_monitor fails at load time, not after the first round
 
+    def operator_mode(self) -> str:
+        """The operator's mode on this run's task: ``operator.task_overrides[task].mode`` if set, else
+        ``operator.mode`` (``OperatorConfig.for_task``), so a per-task 'requested' gets its help monitor."""
+        over = self.operator.get("task_overrides") or {}
+        per_task = over.get(self.task) if isinstance(over, dict) else None
+        mode = (per_task or {}).get("mode") if isinstance(per_task, dict) else None
+        return str(mode if mode is not None else self.operator.get("mode", "privileged"))
+
     def monitor_config(self):
         """The help monitor of ``operator.mode: requested`` (a ``HelpMonitorConfig`` at ``control_hz``), else
         None; a ValueError names a missing threshold or a bad field."""
         from bora_policy.runtime.help_monitor import HelpMonitorConfig
 
-        if self.operator.get("mode", "privileged") != "requested":
+        if self.operator_mode() != "requested":
             if self.help_monitor:
-                raise ValueError("OnlineRunConfig.help_monitor is set but operator.mode is not 'requested'")
+                raise ValueError(
+                    f"OnlineRunConfig.help_monitor is set but the operator's mode on {self.task} is not 'requested'"
+                )
             return None
         try:
             cfg = HelpMonitorConfig.from_dict({**self.help_monitor, "control_hz": self.control_hz})
