@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -324,6 +325,31 @@ def test_kill_trainer_node_mid_update_and_resume(tmp_path):
     hashes = [v["content_hash"] for v in ledger.values()]
     assert len(hashes) == len(set(hashes)) == 6
     assert load_checkpoint(latest_checkpoint(run))["step"] == stopped["update_step"]
+
+
+def test_library_log_records_of_every_level_reach_the_ros_logger(capfd):
+    """The loop's records at INFO, WARNING and ERROR, in any order, go to a real rclpy logger at their level. rclpy
+    keys a logging context by the calling line and raises ValueError when one line logs at two severities: a
+    handler with one call site crashed the trainer node at its first warning after an info."""
+    import logging
+
+    from rclpy.logging import get_logger
+
+    from bora_trainer.nodes.trainer_node import route_library_logs
+
+    name = "bora_trainer.test_route"
+    route_library_logs(get_logger("route_probe"), name)
+    lib = logging.getLogger(name)
+    for level, text in ((logging.INFO, "one"), (logging.WARNING, "two"), (logging.ERROR, "three"),
+                        (logging.INFO, "four"), (logging.DEBUG, "hidden")):
+        lib.log(level, text)
+    err = capfd.readouterr().err
+    for sev, text in (("INFO", "one"), ("WARN", "two"), ("ERROR", "three"), ("INFO", "four")):
+        assert re.search(rf"\[{sev}\] \[[0-9.]+\] \[route_probe\]: \[{name}\] {text}$", err, re.M), err
+    assert "hidden" not in err
+    route_library_logs(get_logger("route_probe"), name)  # again: still one handler, each line once
+    lib.warning("five")
+    assert capfd.readouterr().err.count("five") == 1
 
 
 def test_sigint_while_recording_live_exits_cleanly_with_every_message(tmp_path):

@@ -78,9 +78,18 @@ class RosLogHandler(logging.Handler):
         self.ros_logger = ros_logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        lg, level = self.ros_logger, record.levelno
-        fn = lg.error if level >= logging.ERROR else lg.warning if level >= logging.WARNING else lg.info
-        fn(f"[{record.name}] {record.getMessage()}")
+        # one call site per severity: rclpy keys its logging context by the calling line and raises ValueError
+        # when one line logs at two severities (it crashed the trainer at its first warning after an info)
+        try:
+            msg = f"[{record.name}] {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(msg)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(msg)
+            else:
+                self.ros_logger.info(msg)
+        except Exception:  # noqa: BLE001 - a log line must never stop the trainer (logging's own convention)
+            self.handleError(record)
 
 
 def route_library_logs(ros_logger, name: str = "bora_trainer") -> None:
