@@ -166,12 +166,12 @@ def _late_steps(topic, m):  # the executed commands of steps 7.. have not reache
     return not (topic == S.T_EXECUTED and int(m.command.step) >= 7)
 
 
-def _loop_on_a_live_episode_with_late_steps(tmp_path):
-    """A live bag holding an episode (a takeover, a failure) without the commands of steps 7..15, and a loop
-    (late_message_wait_s 5) whose clock is ``now[0]``: ``(episode, loop, now)``."""
+def _loop_on_a_live_episode_with_late_steps(tmp_path, keep=_late_steps):
+    """A live bag holding an episode (a takeover, a failure) without the commands of steps 7..15 (or what ``keep``
+    leaves out), and a loop (late_message_wait_s 5) whose clock is ``now[0]``: ``(episode, loop, now)``."""
     setup_dirs(tmp_path)
     ep = ScriptedEpisode(1, T_EP, "failure", [(3, 11, None)])
-    _live_bag(tmp_path, ep, _late_steps)
+    _live_bag(tmp_path, ep, keep)
     now = [100.0]
     loop = make_loop(tmp_path, late_message_wait_s=5.0)
     loop.source._clock = lambda: now[0]
@@ -224,12 +224,7 @@ def test_live_episode_whose_late_messages_add_no_step_is_ingested_after_the_wait
     def obs_and_cmds_late(topic, m):
         return _late_steps(topic, m) and not (topic == S.T_OBSERVATION and int(m.step) >= 7)
 
-    setup_dirs(tmp_path)
-    ep = ScriptedEpisode(1, T_EP, "failure", [(3, 11, None)])
-    _live_bag(tmp_path, ep, obs_and_cmds_late)
-    now = [100.0]
-    loop = make_loop(tmp_path, late_message_wait_s=5.0)
-    loop.source._clock = lambda: now[0]
+    ep, loop, now = _loop_on_a_live_episode_with_late_steps(tmp_path, obs_and_cmds_late)
     assert loop.collect() == 0  # 7 of 16 steps: waits
     _live_bag(tmp_path, ep, _late_steps)  # the Observations of steps 7.. arrive, the commands do not
     now[0] += 1.0
