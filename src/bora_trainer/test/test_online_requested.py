@@ -76,5 +76,7 @@ def test_requested_mode_config_errors():
     assert load_config(OnlineRunConfig, {"task": "press_button", "operator": per_task}).monitor_config() is None
     cfg = load_config(OnlineRunConfig, {"task": "open_box", "operator": per_task, "help_monitor": {"threshold": 0.1}})
     assert cfg.operator_mode() == "requested" and cfg.monitor_config().threshold == 0.1
+    with pytest.raises(ValueError, match=r"operator: unknown field\(s\) \['patiense_s'\]"):  # checked at load
+        load_config(OnlineRunConfig, {"operator": {"patiense_s": 2.0}})
     off = {"mode": "requested", "task_overrides": {"open_box": {"mode": "privileged"}}}
     assert load_config(OnlineRunConfig, {"task": "open_box", "operator": off}).monitor_config() is None

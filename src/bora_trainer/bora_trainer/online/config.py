@@ -85,12 +85,12 @@ class OnlineRunConfig:
         self.monitor_config()  # a bad help_monitor fails at load time, not after the first round
 
     def operator_mode(self) -> str:
-        """The operator's mode on this run's task: ``operator.task_overrides[task].mode`` if set, else
-        ``operator.mode`` (``OperatorConfig.for_task``), so a per-task 'requested' gets its help monitor."""
-        over = self.operator.get("task_overrides") or {}
-        per_task = over.get(self.task) if isinstance(over, dict) else None
-        mode = (per_task or {}).get("mode") if isinstance(per_task, dict) else None
-        return str(mode if mode is not None else self.operator.get("mode", "privileged"))
+        """The operator's mode on this run's task (``OperatorConfig.for_task``: a per-task ``mode`` in
+        ``operator.task_overrides`` wins), so a per-task 'requested' gets its help monitor. Building the operator's
+        config also checks ``operator`` at load time (a bad field is a one-line ValueError)."""
+        from bora_sim.operator import operator_config
+
+        return operator_config(self.operator).for_task(self.task).mode
 
     def monitor_config(self):
         """The help monitor of ``operator.mode: requested`` (a ``HelpMonitorConfig`` at ``control_hz``), else
