@@ -20,7 +20,7 @@ from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_sc
 from bora_trainer.online.config import TrainerConfig
 from bora_trainer.online.env_ros import build_offline_buffer, ros_loop
 from bora_trainer.online.loop import OnlineLoop
-from bora_trainer.online.rounds import RoundGate, episode_gate, intervened_steps, round_table, takeovers
+from bora_trainer.online.rounds import RoundGate, StallWatch, episode_gate, intervened_steps, round_table, takeovers
 
 
 def test_intervened_steps_counts_each_control_step_once():
@@ -202,3 +202,23 @@ def test_loop_caps_each_round_and_carries_extra_episodes_over(tmp_path):
     assert (t[1]["episodes"], t[1]["steps"], t[1]["intervened_steps"], t[1]["successes"]) == (2, 32, 4, 1)
     assert (t[2]["episodes"], t[2]["steps"], t[2]["intervened_steps"], t[2]["successes"]) == (2, 32, 3, 1)
     assert sorted(e["source_episode_id"] for e in loop.ledger.values()) == [1, 2, 3, 4]
+
+
+def test_stall_watch_warns_every_warn_s_of_one_wait_and_restarts_on_progress():
+    now = [0.0]
+    w = StallWatch(30.0, clock=lambda: now[0])
+
+    def at(t, progressed=False, waiting=True):
+        now[0] = t
+        return w.check(progressed, waiting)
+
+    assert at(0.0) is None  # the wait starts here
+    assert at(29.0) is None and at(30.0) == 30.0 and at(59.0) is None and at(60.0) == 60.0
+    assert at(61.0, progressed=True) is None  # an episode came in: the wait is over
+    assert at(62.0) is None and at(91.0) is None and at(92.0) == 30.0  # a new wait from 62
+    assert at(100.0, waiting=False) is None  # the round is full: nothing to wait for
+    assert at(101.0) is None and at(131.0) == 30.0
+    off = StallWatch(0.0, clock=lambda: now[0])
+    assert [off.check(False, True) for _ in range(3)] == [None] * 3
+    with pytest.raises(ValueError, match="warn_s"):
+        StallWatch(-1.0)

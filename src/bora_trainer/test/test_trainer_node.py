@@ -152,6 +152,49 @@ def test_episode_without_outcome_is_not_ingested_even_when_its_bag_is_closed(tmp
     assert sorted(str(i["outcome"]) for i in infos) == ["None", "success"]  # converted (kept), not ingested
 
 
+def test_a_round_waiting_for_a_lost_outcome_is_said_with_the_episode(tmp_path, caplog):
+    """The stall case: a live bag holds a finished episode and the round's last one, whose outcome event never
+    reached the recording. The round cannot fill (the robot waits at its gate). After ``stall_warn_s`` without a
+    new episode the loop says so, every ``stall_warn_s``, naming the round, the gate and the episode without an
+    outcome; nothing is skipped, and once the outcome is recorded after all the episode is ingested."""
+    import logging
+    import shutil
+
+    setup_dirs(tmp_path)
+    bag = tmp_path / "recordings" / "live"
+    eps = [ScriptedEpisode(1, T_EP, "success"), ScriptedEpisode(2, T_EP, None)]
+    write_scripted_bag(bag, eps, LAY)
+    (bag / "metadata.yaml").unlink()
+    now = [0.0]
+    loop = make_loop(tmp_path, episodes_per_round=2, stall_warn_s=60.0)
+    loop.stall._clock = lambda: now[0]
+
+    def warnings_at(t):
+        now[0] = t
+        caplog.clear()
+        loop.step()
+        return [r.getMessage() for r in caplog.records if "no new one" in r.getMessage()]
+
+    with caplog.at_level(logging.INFO, logger="bora_trainer.online"):
+        assert warnings_at(0.0) == [] and loop.num_episodes == 1  # episode 1 in; the wait starts at the next step
+        assert warnings_at(10.0) == [] and warnings_at(69.9) == []
+        (msg,) = warnings_at(70.0)
+        assert "round 1 has 1 of 2 episodes and no new one for 60 s" in msg
+        assert "episodes up to id 2 start" in msg  # the gate: last taken in 1, one episode still wanted
+        unfinished = r"Unfinished episodes in the recordings: id 2 of session \S+ \(16 steps recorded, no outcome"
+        assert re.search(unfinished, msg)
+        assert warnings_at(129.9) == []
+        (msg,) = warnings_at(130.0)
+        assert "no new one for 120 s" in msg and loop.num_episodes == 1
+        eps[1] = ScriptedEpisode(2, T_EP, "failure")  # the outcome reaches the recording after all
+        shutil.rmtree(bag)
+        write_scripted_bag(bag, eps, LAY)
+        (bag / "metadata.yaml").unlink()
+        assert warnings_at(200.0) == [] and loop.num_episodes == 2 and loop.source.unfinished(loop) == []
+    with pytest.raises(ValueError, match="stall_warn_s"):
+        TrainerConfig(stall_warn_s=-1.0)
+
+
 def _live_bag(tmp_path, ep, keep=None):
     """``recordings/live`` holding ``ep``'s messages (those ``keep`` passes), as if still being recorded."""
     import shutil

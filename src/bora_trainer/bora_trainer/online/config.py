@@ -135,6 +135,10 @@ class TrainerConfig:
     outcome can reach the file before the last steps' messages (seen in CI: ingested with 7 of 16 steps, the
     complete version then refused). Past it, the episode is ingested as recorded, its gaps flagged, as a
     closed bag's would be. 0 = no wait.
+    stall_warn_s: a round that still takes episodes and has ingested none for this long is said in the log, every
+    stall_warn_s, with the unfinished episodes the recordings hold (``rounds.StallWatch``, ours; 0 = off): an
+    episode whose outcome event was never recorded would otherwise hold the round, and the robot at its gate,
+    without a word.
     action_clip: the online rows' executed actions are clipped to +-action_clip in normalised units (0 = off;
     ``OnlineRunConfig.action_clip``, which ``trainer_config_for`` passes on: before, the recordings' rows were not
     clipped while the simulated loop's and D_offline's were).
@@ -152,6 +156,7 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     poll_interval_s: float = 2.0
     late_message_wait_s: float = 5.0
+    stall_warn_s: float = 120.0
     action_clip: float = 5.0
     critic_hidden_dim: int = 256
     critic_pos_dim: int = 32
@@ -172,6 +177,8 @@ class TrainerConfig:
             raise ValueError(
                 f"TrainerConfig.late_message_wait_s must be in [0, 600] seconds, got {self.late_message_wait_s}"
             )
+        if self.stall_warn_s < 0:
+            raise ValueError(f"TrainerConfig.stall_warn_s must be >= 0 seconds (0 = off), got {self.stall_warn_s}")
         if self.keep_checkpoints < 0:
             raise ValueError(f"TrainerConfig.keep_checkpoints must be >= 0 (0 = all), got {self.keep_checkpoints}")
 

@@ -92,6 +92,7 @@ class RosEpisodes:
         self._gappy_since: dict[str, float] = {}  # content hash -> when a live bag's version with gaps was seen
         self._gappy_seen: set[str] = set()  # the hashes of those looked at in this poll (the rest are dropped)
         self._round = 0
+        self._no_outcome: dict[str, list[tuple[str, int, int]]] = {}  # bag -> (session, id, steps) without outcome
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
         if loop.round != self._round:  # rescan: episodes that waited for this round are ingested now
@@ -115,6 +116,9 @@ class RosEpisodes:
                 self._bag_sizes[key] = size
                 continue
             self._bag_sizes[key] = size
+            self._no_outcome[str(bag)] = [
+                (e.session_id, e.source_episode_id, e.num_steps) for e in rep.episodes if e.outcome is None
+            ]
             waiting = len(self._gappy_seen)
             for ep in rep.episodes:
                 if ep.status == "incomplete-skipped" or ep.episode_id is None:
@@ -132,6 +136,15 @@ class RosEpisodes:
         # this one belongs to a version that was ingested or replaced by a more complete one
         self._gappy_since = {h: t for h, t in self._gappy_since.items() if h in self._gappy_seen}
         return out
+
+    def unfinished(self, loop: OnlineLoop) -> list[str]:
+        """The recordings' episodes without an outcome event that the loop has not ingested, one line each
+        (running ones, and any whose outcome was lost): what a stalled round waits for (``rounds.StallWatch``)."""
+        out = {}
+        for sess, src, steps in (e for eps in self._no_outcome.values() for e in eps):
+            if (str(sess), int(src)) not in loop.ingested_keys and (sess, src) not in out:
+                out[(sess, src)] = f"id {src} of session {str(sess)[:12]} ({steps} steps recorded, no outcome event)"
+        return [out[k] for k in sorted(out, key=lambda k: (str(k[0]), int(k[1])))]
 
     def _episode(self, loop: OnlineLoop, converted_id: int, live: bool = False) -> Episode | None:
         """The converted episode if it is complete; else None (skipped for good, or waiting)."""

@@ -55,7 +55,7 @@ from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_c
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplayError, ReplaySpec
 from bora_trainer.online.checkpoints import CheckpointsMixin, announcement
 from bora_trainer.online.config import Announcement, TrainerConfig, check_offline_reward
-from bora_trainer.online.rounds import episode_gate, intervened_steps, round_table, takeovers
+from bora_trainer.online.rounds import StallWatch, episode_gate, intervened_steps, round_table, takeovers
 from bora_trainer.online.source import Episode, EpisodeSource
 
 log = logging.getLogger("bora_trainer.online")
@@ -143,6 +143,7 @@ class OnlineLoop(CheckpointsMixin):
         self.ingested_keys = {_episode_key(v) for v in self.ledger.values()} - {None}
         self._skipped_logged: set[str] = set()  # episodes never to be ingested: reported once
         self._deferred_logged: set[str] = set()
+        self.stall = StallWatch(cfg.stall_warn_s)  # a round that waits long for an episode is said (rounds.py)
         self.max_skipped_id = 0  # highest source episode id of an episode that will never be ingested
         self.round_log: dict[str, dict] = _load_json(self.state / "round_log.json", {})
         # --- round state and learner, resumed from the latest checkpoint
@@ -479,6 +480,7 @@ class OnlineLoop(CheckpointsMixin):
     def step(self, should_stop: Callable[[], bool] | None = None, max_updates: int | None = None) -> dict:
         """One collect -> train iteration (the trainer node calls this in its loop)."""
         n = self.collect()
+        self.stall.observe(self, n)
         u = self.train(max_updates=max_updates, should_stop=should_stop)
         self.write_status()
         return {"ingested": n, "updates": u, **self.status()}

@@ -21,10 +21,14 @@ bridge's ``source_episode_id``).
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("bora_trainer.online")
 
 
 def intervened_steps(rows: dict[str, np.ndarray]) -> int:
@@ -156,3 +160,55 @@ class RoundGate:
             self.confirmed_round = round_
             return True
         return False
+
+
+class StallWatch:
+    """Says when a round has waited ``warn_s`` for its next episode and none came in (ours; 0 = off).
+
+    Through the graph the robot waits at the round gate while the trainer waits for the round's last
+    episodes, so an episode whose outcome event never reaches the recording (a recorder or bridge that died
+    at the wrong moment) would hold both without a line in the log. :meth:`check` returns the seconds waited
+    when a warning is due (every ``warn_s`` of one wait), else None; the loop then logs
+    :func:`stall_message`. A human between episodes on a real robot is a wait too: the warning is a
+    diagnosis, nothing is skipped."""
+
+    def __init__(self, warn_s: float, clock=time.monotonic):
+        if warn_s < 0:
+            raise ValueError(f"StallWatch.warn_s must be >= 0 seconds (0 = off), got {warn_s}")
+        self.warn_s, self._clock = float(warn_s), clock
+        self._since: float | None = None
+        self._next = 0.0
+
+    def check(self, progressed: bool, waiting: bool) -> float | None:
+        """``progressed``: an episode was ingested in this step; ``waiting``: the round still takes episodes."""
+        now = self._clock()
+        if progressed or not waiting or not self.warn_s:
+            self._since = None
+            return None
+        if self._since is None:
+            self._since, self._next = now, now + self.warn_s
+            return None
+        if now < self._next:
+            return None
+        self._next = now + self.warn_s
+        return now - self._since
+
+    def observe(self, loop, ingested: int) -> None:
+        """After a loop's collect: warn (the ``bora_trainer.online`` logger) when a warning is due."""
+        waited = self.check(ingested > 0, loop.wanted > 0)
+        if waited is not None:
+            seen = getattr(loop.source, "unfinished", lambda _loop: [])(loop)  # env ros has it (env_ros.py)
+            gate = loop.episode_gate()
+            log.warning(stall_message(loop.round, loop.in_round, loop.cfg.episodes_per_round, gate, waited, seen))
+
+
+def stall_message(round_: int, in_round: int, per_round: int, gate: int, waited_s: float, seen: list[str]) -> str:
+    """The warning of :class:`StallWatch`: the round, the gate and what the episode source has seen of the
+    episodes it waits for (``seen``: one line each, e.g. from ``RosEpisodes.unfinished``)."""
+    what = "; ".join(seen) if seen else "none recorded yet"
+    return (
+        f"round {round_} has {in_round} of {per_round} episodes and no new one for {waited_s:.0f} s (the gate lets "
+        f"episodes up to id {gate} start). Unfinished episodes in the recordings: {what}. If an episode has ended "
+        "and is listed here without an outcome, its outcome event was not recorded and the round cannot fill: "
+        "check the recorder and the robot's episode events"
+    )
