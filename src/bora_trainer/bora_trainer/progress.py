@@ -17,6 +17,7 @@ it next to its progress bar. ``BORA_PROGRESS_INTERVAL_S`` overrides the default 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -137,3 +138,32 @@ def relay(log: str | Path, last: str = "", stream=None) -> str:
         print(f"{PREFIX} {line}", file=stream or sys.stdout, flush=True)
         return line
     return last
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever ``sys.stderr`` is when a record is emitted (a test's capture swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def log_to_stderr(prog: str, level: str = "info", name: str = "bora_trainer") -> logging.Handler:
+    """Show the ``name`` loggers' records at ``level`` and above on stderr as ``PROG: LEVEL message`` lines; returns
+    the handler (one per logger: a second call replaces the first). Without it a CLI shows only WARNING and above
+    (logging's last-resort handler), so the online loop's "ingested", "round done" and "waits" lines of an
+    in-process run were lost. Only ``bora_trainer``'s loggers by default: libraries' INFO lines stay quiet."""
+    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"log level must be one of debug, info, warning, error; got {level!r}")
+    lib = logging.getLogger(name)
+    for h in [h for h in lib.handlers if isinstance(h, _StderrHandler)]:
+        lib.removeHandler(h)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s %(message)s"))
+    lib.addHandler(handler)
+    lib.setLevel(level.upper())
+    return handler

@@ -8,7 +8,7 @@ from bora_trainer.cli import main as bora
 
 
 @pytest.mark.slow
-def test_train_online_sim_two_rounds(tmp_path):
+def test_train_online_sim_two_rounds(tmp_path, capsys):
     ds, off, on = tmp_path / "ds", tmp_path / "off", tmp_path / "on"
     assert (
         bora(
@@ -79,6 +79,8 @@ def test_train_online_sim_two_rounds(tmp_path):
         )
         == 0
     )
+    err = capsys.readouterr().err  # the loop's log lines on stderr (--log-level info, the default)
+    assert "bora train online: INFO round 1 done: 1 episodes" in err and "INFO ingested episode" in err
     summary = json.loads((on / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [1, 2] and summary["total_updates"] > 0
     for r in summary["rounds"]:  # what each round really used: exactly episodes_per_round episodes

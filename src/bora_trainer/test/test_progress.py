@@ -117,3 +117,33 @@ def test_relay_prints_only_new_lines(tmp_path):
     assert last == "online trainer round 1: 5/40 updates | ETA 1m10s"
     assert relay(log, last, out) == last  # unchanged: not printed again
     assert out.getvalue() == "[progress] online trainer round 1: 5/40 updates | ETA 1m10s\n"
+
+
+def test_log_to_stderr_shows_the_loops_info_lines_once_and_follows_stderr(capsys):
+    import logging
+
+    import pytest
+
+    from bora_trainer.progress import log_to_stderr
+
+    lib = logging.getLogger("bora_trainer")
+    level = lib.level
+    try:
+        log_to_stderr("bora train online", "info")
+        log_to_stderr("bora train online", "info")  # a second call replaces the first handler
+        logging.getLogger("bora_trainer.online").info("round %d done", 1)
+        logging.getLogger("bora_trainer.online").debug("not shown at info")
+        logging.getLogger("torch").info("a library's line stays quiet")
+        err = capsys.readouterr().err
+        assert err == "bora train online: INFO round 1 done\n"
+        log_to_stderr("bora train online", "warning")
+        logging.getLogger("bora_trainer.online").info("quiet at warning")
+        logging.getLogger("bora_trainer.online").warning("waits")
+        assert capsys.readouterr().err == "bora train online: WARNING waits\n"
+        with pytest.raises(ValueError, match="log level"):
+            log_to_stderr("x", "verbose")
+    finally:
+        for h in list(lib.handlers):
+            if type(h).__name__ == "_StderrHandler":
+                lib.removeHandler(h)
+        lib.setLevel(level)

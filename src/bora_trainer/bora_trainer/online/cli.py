@@ -53,11 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto | cpu | cuda")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the online loop's log lines on stderr (info: ingested episodes, waits, round ends)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from bora_trainer.progress import log_to_stderr
+
+    log_to_stderr("bora train online", args.log_level)
     try:
         cfg = load_config(OnlineRunConfig, args.config)
         explicit = (read_yaml(args.config) or {}).get("reward") if args.config else None
