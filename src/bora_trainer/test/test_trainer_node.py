@@ -258,6 +258,22 @@ def test_live_episode_with_steps_that_never_arrive_is_ingested_after_the_wait(tm
         TrainerConfig(late_message_wait_s=-1.0)
 
 
+def test_live_episode_with_gaps_before_its_last_command_is_ingested_at_once(tmp_path):
+    """Through the graph every episode's step 0 has no command (the policy's first chunk is on its way) and a
+    step in the middle can be lost. Those gaps are final: the commands come from one arbiter, in order, and the
+    last step's is recorded. So the episode is ingested at the first read, without ``late_message_wait_s``
+    (before, each one waited 5 s), its two missing steps masked. A gap at the end still waits (tests above)."""
+
+    def lost_0_and_8(topic, m):
+        return not (topic == S.T_EXECUTED and int(m.command.step) in (0, 8))
+
+    ep, loop, now = _loop_on_a_live_episode_with_late_steps(tmp_path, lost_0_and_8)
+    assert loop.collect() == 1 and loop.source._gappy_since == {}  # the clock has not moved
+    (entry,) = loop.ledger.values()
+    assert (entry["num_steps"], entry["outcome"]) == (T_EP, "failure") and loop.online.arrays()["mask"].sum() == 14
+    assert loop.collect() == 0
+
+
 def test_live_episode_whose_late_messages_add_no_step_is_ingested_after_the_wait(tmp_path):
     """A round's last episode: late messages arrive that add no recorded step (its Observations, not its
     commands), then the bag stops growing (the bridge waits at the round's gate). The converter keeps the

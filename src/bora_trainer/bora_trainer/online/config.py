@@ -130,11 +130,11 @@ class TrainerConfig:
     per round) are done. poll_interval_s: watch period. rounds: the run's number of rounds (0 = no
     limit): once they are done the loop is ``finished`` and the round gate (rounds.py) lets no further
     episode start. keep_checkpoints: checkpoints kept in the run directory (0 = all).
-    late_message_wait_s: how long an episode of a bag still being recorded that has its outcome but not all
-    its steps waits for the rest (ours): the recorder writes each topic's messages as they arrive, so the
-    outcome can reach the file before the last steps' messages (seen in CI: ingested with 7 of 16 steps, the
-    complete version then refused). Past it, the episode is ingested as recorded, its gaps flagged, as a
-    closed bag's would be. 0 = no wait.
+    late_message_wait_s: how long an episode of a bag still being recorded that has its outcome but not its last
+    steps' commands waits for them (ours; gaps before a recorded command are final and do not wait): the recorder
+    writes each topic's messages as they arrive, so the outcome can reach the file before the last steps'
+    messages (seen in CI: ingested with 7 of 16 steps, the complete version then refused). Past it, the episode
+    is ingested as recorded, its gaps flagged, as a closed bag's would be. 0 = no wait.
     stall_warn_s: a round that still takes episodes and has ingested none for this long is said in the log, every
     stall_warn_s, with the unfinished episodes the recordings hold (``rounds.StallWatch``, ours; 0 = off): an
     episode whose outcome event was never recorded would otherwise hold the round, and the robot at its gate,

@@ -10,8 +10,9 @@ episode id); the converter reads every bag that holds a part of it (a recorder k
 mid-episode: ``OUT/pending.json``) and replaces a converted version by a more complete one.
 
 **Rule (ours): an episode is ingested once, when it is complete** (an outcome and a recorded START; from
-a bag still being recorded, also every step recorded, or ``late_message_wait_s`` passed without a change:
-the outcome's message can reach the file before the last steps' messages of other topics). An
+a bag still being recorded, also its last step's command recorded, or ``late_message_wait_s`` passed without
+a change: the outcome's message can reach the file before the last steps' messages of other topics; a gap
+before a recorded command is final, :meth:`RosEpisodes._settled`). An
 unfinished one (no outcome: the recording stopped mid-episode) waits in ``STATE/converted`` until the
 recording's continuation completes it, so its rows never enter the buffer twice (a partial version, then
 the merged one). One whose START was not recorded (the live recording began mid-episode: the trainer was
@@ -172,11 +173,16 @@ class RosEpisodes:
         return Episode(replay_rows(arrays, loop.normalizer, self.action_clip), info)
 
     def _settled(self, loop: OnlineLoop, info: dict) -> bool:
-        """Whether a live bag's version of an episode may be ingested: it has every step recorded, has no
-        outcome yet (the rules below defer it), or has kept its gaps unchanged for ``late_message_wait_s``."""
+        """Whether a live bag's version of an episode may be ingested: its last step's command is recorded (a gap
+        before it is final: one arbiter publishes the commands and DDS delivers one writer's messages in order, so
+        a missing earlier one was lost, not late; in the graph every episode's step 0 has none, the policy's first
+        chunk being still on its way), it has no outcome yet (the rules below defer it), or its gaps at the end
+        have stayed for ``late_message_wait_s``."""
         h = info["content_hash"]
         valid, total = int(info.get("num_valid_steps", info["num_steps"])), int(info["num_steps"])
-        if valid >= total or info.get("outcome_missing") or info.get("outcome") is None:
+        missing = info.get("missing_steps")
+        tail_recorded = missing is not None and (total - 1) not in set(missing)
+        if valid >= total or tail_recorded or info.get("outcome_missing") or info.get("outcome") is None:
             return True
         since = self._gappy_since.setdefault(h, self._clock())
         if self._clock() - since >= self.late_message_wait_s:
