@@ -2,6 +2,7 @@
 
     python bench/project_schedule.py --out demo_out
     python bench/project_schedule.py --out /work/runs/evidence --cpus 2 --report evidence_schedule
+    python bench/project_schedule.py --out /work/runs/evidence --measured   # a run in parts: its wall time so far
 
 Rebuilds the run's plan from ``OUT/configs/demo.yaml``, takes each job's duration from its done marker
 (``OUT/stages/<job>.done``: the seconds it took when it ran) and replays the runner's own choice
@@ -11,7 +12,13 @@ stage-by-stage order (every stage a barrier, its jobs with the same choice insid
 ``bora demo`` had before the job graph. Assumption: a job takes what it took when measured, however its
 cores are shared; the job times of a run measured under a different order (other neighbours on the cores)
 carry that run's contention. A projection, not a measurement: the measured figure of the job-graph
-runner is the demo's own ``summary.json``.
+runner is the demo's own ``summary.json`` (of its last part only, for a run made in parts with ``--resume``).
+
+The measured figure of a run made in parts (:func:`measured`): the union of the done jobs' [start, end] spans
+from their markers (time when at least one finished job ran; pauses between parts do not count), the parts (a
+pause of more than ``--part-gap`` seconds with nothing running ends one), and the attempts started but never
+done (stopped part-way: their time is lost work; a started marker written before it recorded ``start``
+has none).
 """
 
 from __future__ import annotations
@@ -60,6 +67,40 @@ def durations(out: Path, names: list[str]) -> tuple[dict[str, float], list[str]]
     return got, missing
 
 
+def _union(spans: list[tuple[float, float]], gap_s: float) -> list[list[float]]:
+    """Merge [start, end] spans; spans separated by at most ``gap_s`` seconds go into one part: [start, end, busy]."""
+    parts: list[list[float]] = []
+    for a, b in sorted(spans):
+        if parts and a <= parts[-1][1] + gap_s:
+            last = parts[-1]
+            last[2] += max(0.0, b - max(a, last[1]))  # the busy time this span adds beyond the part so far
+            last[1] = max(last[1], b)
+        else:
+            parts.append([a, b, b - a])
+    return parts
+
+
+def measured(out: Path, gap_s: float = 300.0) -> dict:
+    """Wall time of the run so far from its markers (module docstring): ``busy_s`` (the union of the done jobs'
+    spans), ``parts`` ([start, end, busy] each, epoch seconds), ``job_seconds_sum``, ``jobs_done`` and
+    ``unfinished`` ({job: start or None}: started, never done)."""
+    spans, done, secs = [], set(), 0.0
+    for f in sorted((out / "stages").glob("*.done")):
+        m = json.loads(f.read_text())
+        if "start" in m and "end" in m:  # a stage's own done marker has seconds only
+            spans.append((float(m["start"]), float(m["end"])))
+            done.add(f.stem)
+            secs += float(m.get("seconds", float(m["end"]) - float(m["start"])))
+    unfinished = {}
+    for f in sorted((out / "stages").glob("*.started")):
+        if f.stem not in done:
+            unfinished[f.stem] = json.loads(f.read_text()).get("start")
+    parts = _union(spans, 0.0)  # busy time: only overlapping or touching spans merge
+    busy = sum(p[2] for p in parts)
+    return {"busy_s": round(busy, 1), "parts": [[round(x, 1) for x in p] for p in _union(spans, gap_s)],
+            "job_seconds_sum": round(secs, 1), "jobs_done": len(done), "unfinished": unfinished}
+
+
 def simulate(jobs, deps, secs: dict[str, float], cpus: int, caps: dict[str, int], barriers: bool = False) -> dict:
     """Event simulation of the runner's choices; returns the wall time and per-stage spans (start, end)."""
     todo = priority(list(jobs), deps)
@@ -95,8 +136,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="DemoConfig field to change before planning (dotted, YAML value), e.g. online.threads=1: "
                         "project the run as the current config would plan it; job times stay as measured")
     p.add_argument("--report", default=None, help="also write bench/results/<REPORT>.{json,md}")
+    p.add_argument("--measured", action="store_true",
+                   help="print the run's measured wall time so far instead (its parts, from the done markers)")
+    p.add_argument("--part-gap", type=float, default=300.0,
+                   help="--measured: seconds with nothing running that end a part (default 300)")
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
+    if args.measured:
+        if not (out / "stages").is_dir():
+            print(f"project_schedule: {out / 'stages'} not found: is {out} a bora demo output?", file=sys.stderr)
+            return 2
+        print(json.dumps(measured(out, args.part_gap), indent=1))
+        return 0
     cfg_path = out / "configs" / "demo.yaml"
     if not cfg_path.exists():
         print(f"project_schedule: {cfg_path} not found: is {out} a bora demo output?", file=sys.stderr)

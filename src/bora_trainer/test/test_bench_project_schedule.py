@@ -79,3 +79,25 @@ def test_project_a_demo_output_directory(tmp_path, capsys):
     assert one["set"] == ["collect.parallel=1"] and one["graph_stages"]["collect"] == [0.0, 40.0]
     assert project_schedule.main(["--out", str(out), "--set", "collect.parallel"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_measured_wall_time_of_a_run_in_parts_by_hand(tmp_path, capsys):
+    """Part 1: a 0-100 and b 50-150 (busy 150 s), c 160-200 (10 s idle between: same part, busy 190 s); part 2
+    after a 1 h pause: d 3800-3900. A job started at 3850 and never done is listed; a stage's own done marker
+    (seconds only) is not a job."""
+    st = tmp_path / "stages"
+    st.mkdir()
+    for name, a, b in (("a", 0, 100), ("b", 50, 150), ("c", 160, 200), ("d", 3800, 3900)):
+        (st / f"{name}.done").write_text(json.dumps({"seconds": b - a, "start": 1000.0 + a, "end": 1000.0 + b}))
+        (st / f"{name}.started").write_text(json.dumps({"argv": [], "start": 1000.0 + a}))
+    (st / "offline.done").write_text(json.dumps({"seconds": 150.0}))
+    (st / "e.started").write_text(json.dumps({"argv": [], "start": 4850.0}))
+    (st / "f.started").write_text(json.dumps({"argv": []}))  # written before markers recorded the start
+    m = project_schedule.measured(tmp_path)
+    assert m["busy_s"] == 150 + 40 + 100 and m["jobs_done"] == 4 and m["job_seconds_sum"] == 100 + 100 + 40 + 100
+    assert m["parts"] == [[1000.0, 1200.0, 190.0], [4800.0, 4900.0, 100.0]]
+    assert m["unfinished"] == {"e": 4850.0, "f": None}
+    assert project_schedule.main(["--out", str(tmp_path), "--measured", "--part-gap", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["parts"] == [[1000.0, 1150.0, 150.0], [1160.0, 1200.0, 40.0],
+                                                            [4800.0, 4900.0, 100.0]]
+    assert project_schedule.main(["--out", str(tmp_path / "nothing"), "--measured"]) == 2

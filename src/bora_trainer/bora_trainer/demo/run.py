@@ -113,7 +113,7 @@ def _mark_started(out: Path, job: Job) -> None:
     first = _flag(job.argv, "--first-episode")
     if eps is not None:
         first = int(first) if first is not None else next_episode_id(eps)
-    tmp.write_text(json.dumps({"argv": job.argv, "first_episode": first}))
+    tmp.write_text(json.dumps({"argv": job.argv, "first_episode": first, "start": time.time()}))
     os.replace(tmp, path)
 
 
