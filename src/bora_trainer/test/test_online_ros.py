@@ -43,6 +43,14 @@ def test_train_online_through_ros_two_rounds(tmp_path):
     assert [r["episodes"] for r in summary["per_round"]] == [1, 1]
     assert all(0 <= r["intervened_steps"] <= r["steps"] for r in summary["per_round"])
     assert all(e["rows"] > 0 and e["outcome"] in ("success", "failure", "timeout") for e in ledger.values())
+    # the trainer's live recording: one closed bag per round (rolled at round 2's start), each episode in its round's
+    bags = sorted((on / "recordings").iterdir())
+    assert [b.name.endswith("_r02") for b in bags] == [False, True], bags
+    assert all((b / "metadata.yaml").exists() for b in bags)
+    conv_dir = on / "trainer" / "converted" / "transitions"
+    conv = [json.loads(f.read_text()) for f in sorted(conv_dir.glob("episode_*.json"))]
+    by_round = {int(e["source_episode_id"]): e["bags"] for e in conv if e.get("outcome")}
+    assert by_round == {1: [str(bags[0])], 2: [str(bags[1])]}, by_round
     log = (on / "graph.log").read_text()
     assert "now in use" in log, "the policy node never hot-reloaded a trainer checkpoint"
     assert "waits for the trainer" in log, "the bridge never waited at a round boundary"

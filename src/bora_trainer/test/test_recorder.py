@@ -100,3 +100,43 @@ def test_recorded_bag_converts_like_a_directly_written_one(node, tmp_path, stop)
     got = convert([tmp_path / "rec"], tmp_path / "got")
     assert [e.content_hash for e in got.episodes] == [e.content_hash for e in want.episodes]
     assert [e.outcome for e in got.episodes] == ["success", "failure"]
+
+
+def test_a_rolled_recording_splits_at_the_roll_and_converts_like_one_bag(tmp_path):
+    """BagRecorder.roll (the trainer node's live recording at each round start): the first bag is closed (its
+    metadata.yaml written) and holds what came before the roll, the second what came after, every message once;
+    converted together they give the same episodes (content hashes) as one bag written directly."""
+    from bora_trainer.data.bag_convert import ConvertConfig
+    from bora_trainer.nodes.recorder_node import BagRecorder
+
+    raws = write_scripted_bag(tmp_path / "direct", EPS, LAY)
+    specs = [s for s in S.load_preset(groups=["bora"]) if s.topic in S.TOPIC_TYPES]
+    rec = BagRecorder(tmp_path / "rec" / "live", specs)
+    split = next(i for i, (topic, t, raw) in enumerate(raws) if i > 0 and t >= _episode_start(raws, 2))
+    for topic, t, raw in raws[:split]:
+        rec.write(topic, raw, t)
+    assert not (tmp_path / "rec" / "live" / "metadata.yaml").exists()
+    rec.roll(tmp_path / "rec" / "live_r02")
+    assert (tmp_path / "rec" / "live" / "metadata.yaml").exists() and rec.path.name == "live_r02"
+    for topic, t, raw in raws[split:]:
+        rec.write(topic, raw, t)
+    rec.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        rec.roll(tmp_path / "rec" / "live_r03")
+    counts = [sum(1 for _ in read_bag(tmp_path / "rec" / name).messages) for name in ("live", "live_r02")]
+    assert counts == [split, len(raws) - split]
+    cfg = ConvertConfig(transitions_only=True)
+    want = {e.source_episode_id: e.content_hash for e in convert([tmp_path / "direct"], tmp_path / "w", cfg).episodes}
+    got = convert([tmp_path / "rec" / "live", tmp_path / "rec" / "live_r02"], tmp_path / "g", cfg).episodes
+    assert {e.source_episode_id: e.content_hash for e in got} == want and len(want) == 2
+
+
+def _episode_start(raws, episode_id):
+    """Log time of the START event of ``episode_id`` among written ``(topic, t, raw)``."""
+    ts = S.build_typestore()
+    for topic, t, raw in raws:
+        if topic == S.T_EPISODE:
+            m = ts.deserialize_cdr(raw, S.TOPIC_TYPES[topic])
+            if int(m.episode_id) == episode_id:
+                return t
+    raise AssertionError(f"no event of episode {episode_id}")

@@ -29,23 +29,41 @@ class BagRecorder:
     """Writes raw (serialized) messages of known topics into a crash-safe rosbag2 (no rclpy)."""
 
     def __init__(self, path: str | Path, specs: list[S.TopicSpec], storage: str = "mcap"):
+        self.specs, self.storage = list(specs), storage
+        self.ts = S.build_typestore()
+        self._open(Path(path))
+        self.count = 0
+        self._last_t = 0
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _open(self, path: Path) -> None:
         from bora_trainer.data.bag_io import open_writer
 
-        self.path = Path(path)
-        self.ts = S.build_typestore()
-        self.writer = open_writer(self.path, storage)
+        self.path = path
+        self.writer = open_writer(self.path, self.storage)
         self.conns = {}
-        for sp in specs:
+        for sp in self.specs:
             try:
                 self.conns[sp.topic] = self.writer.add_connection(sp.topic, sp.msgtype, typestore=self.ts)
             except Exception as e:  # noqa: BLE001 - a type the typestore lacks: say which
                 raise S.BagSchemaError(
                     f"cannot record {sp.topic}: unknown message type {sp.msgtype} ({e})"
                 ) from e
-        self.count = 0
-        self._last_t = 0
-        self._lock = threading.Lock()
-        self.closed = False
+
+    def roll(self, path: str | Path) -> None:
+        """Close this bag (its metadata written, so readers see it closed) and go on in a new one at ``path`` with
+        the same topics. A message that arrives meanwhile waits for the lock and goes into the new bag: none is
+        lost. The trainer node rolls its live recording at each round start (nodes/trainer_node.py)."""
+        with self._lock:
+            if self.closed:
+                raise RuntimeError(f"BagRecorder.roll: {self.path} is closed")
+            self.writer.close()
+            try:
+                self._open(Path(path))
+            except Exception:
+                self.closed = True  # no writer: nothing more can be recorded, and the caller must say so
+                raise
 
     def write(self, topic: str, raw: bytes, t_ns: int | None = None) -> None:
         with self._lock:

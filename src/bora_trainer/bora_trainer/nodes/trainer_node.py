@@ -8,7 +8,8 @@ in round 1 and the multi-round checkpoint directory from round 2 on, with the sh
 ``residual_R.safetensors``), which the policy node hot-reloads after checking the sha256. Rounds
 (Algorithm 1: freeze, fold, fresh residual) are managed by :class:`bora_trainer.online.loop.OnlineLoop`.
 With ``live:=true`` it also subscribes to the BORA topics itself and records them (crash-safe MCAP) into
-``<recordings>/live_<date-time>``, the directory it watches, so live data and bags take one path.
+``<recordings>/live_<date-time>``, the directory it watches, so live data and bags take one path; from round 2
+on, each round into its own ``live_<date-time>_rNN`` (the earlier bags are closed and read no more).
 
 Parameters (ROS ``-p name:=value`` or the same-named CLI options): ``config_file`` (YAML with a
 ``trainer`` section = :class:`bora_trainer.online.config.TrainerConfig`, e.g. config/trainer.yaml),
@@ -235,9 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     spin.start()
 
     t_end = time.monotonic() + float(args.max_seconds) if float(args.max_seconds) > 0 else None
+    rolled = loop.round
     try:
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
             info = loop.step(should_stop=stop.is_set, max_updates=200)
+            if recorder is not None and loop.round > rolled:
+                # a new round: every episode of the last one is ingested and the gate is closed until the policy
+                # confirms the new residual, so no episode is running. Its bag is closed and is read no more; the
+                # live bag holds this round only (before, every poll re-read the whole session's recording)
+                rolled = loop.round
+                recorder.roll(out.parent / f"{out.name}_r{loop.round:02d}")
+                log.info(f"trainer: round {loop.round}: recording live topics into {recorder.path}")
             publish_gate()
             if info["updates"] == 0:
                 if (
