@@ -195,6 +195,43 @@ def test_a_round_waiting_for_a_lost_outcome_is_said_with_the_episode(tmp_path, c
         TrainerConfig(stall_warn_s=-1.0)
 
 
+def test_a_recording_that_cannot_be_converted_is_named_while_the_round_waits(tmp_path, caplog):
+    """A live recording whose file cannot be read (here: not an MCAP file) holds none of the round's episodes for the
+    loop: the conversion error is logged once per change of the bag, and while the round waits the stall warning
+    names the recording and the error (ours), so the wait has a cause in the log. Once the recording is readable
+    (it changes), its episodes are ingested and the line goes away."""
+    import logging
+
+    setup_dirs(tmp_path)
+    good, bad = tmp_path / "recordings" / "a_live", tmp_path / "recordings" / "b_live"
+    write_scripted_bag(good, [ScriptedEpisode(1, T_EP, "success")], LAY)
+    (good / "metadata.yaml").unlink()
+    bad.mkdir()
+    (bad / "b_live_0.mcap").write_bytes(b"not an mcap file")
+    now = [0.0]
+    loop = make_loop(tmp_path, episodes_per_round=2, stall_warn_s=60.0)
+    loop.stall._clock = lambda: now[0]
+    with caplog.at_level(logging.INFO, logger="bora_trainer.online"):
+        loop.step()
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert loop.num_episodes == 1 and len(errors) == 1 and str(bad) in errors[0]
+        now[0] = 1.0
+        loop.step()  # the wait for the round's next episode starts here
+        caplog.clear()
+        now[0] = 61.0
+        loop.step()
+        (msg,) = [r.getMessage() for r in caplog.records if "no new one" in r.getMessage()]
+        assert f"recording {bad} cannot be converted (" in msg
+        assert not [r for r in caplog.records if r.levelno == logging.ERROR]  # the unchanged bag is not re-read
+        (bad / "b_live_0.mcap").unlink()
+        write_scripted_bag(tmp_path / "fixed", [ScriptedEpisode(2, T_EP, "failure")], LAY)
+        for f in (tmp_path / "fixed").iterdir():
+            f.rename(bad / f.name.replace("fixed", "b_live"))
+        (bad / "metadata.yaml").unlink()
+        loop.step()
+    assert loop.num_episodes == 2 and loop.source.unfinished(loop) == []
+
+
 def _live_bag(tmp_path, ep, keep=None):
     """``recordings/live`` holding ``ep``'s messages (those ``keep`` passes), as if still being recorded."""
     import shutil

@@ -94,6 +94,7 @@ class RosEpisodes:
         self._gappy_seen: set[str] = set()  # the hashes of those looked at in this poll (the rest are dropped)
         self._round = 0
         self._no_outcome: dict[str, list[tuple[str, int, int]]] = {}  # bag -> (session, id, steps) without outcome
+        self._failed: dict[str, str] = {}  # bag -> why its last conversion failed (retried when it changes)
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
         if loop.round != self._round:  # rescan: episodes that waited for this round are ingested now
@@ -115,8 +116,10 @@ class RosEpisodes:
             except Exception as e:  # noqa: BLE001 - a bad recording must not stop the trainer
                 log.error("cannot convert %s: %s", bag, e)
                 self._bag_sizes[key] = size
+                self._failed[str(bag)] = f"{type(e).__name__}: {e}".splitlines()[0]
                 continue
             self._bag_sizes[key] = size
+            self._failed.pop(str(bag), None)
             self._no_outcome[str(bag)] = [
                 (e.session_id, e.source_episode_id, e.num_steps) for e in rep.episodes if e.outcome is None
             ]
@@ -140,12 +143,14 @@ class RosEpisodes:
 
     def unfinished(self, loop: OnlineLoop) -> list[str]:
         """The recordings' episodes without an outcome event that the loop has not ingested, one line each
-        (running ones, and any whose outcome was lost): what a stalled round waits for (``rounds.StallWatch``)."""
+        (running ones, and any whose outcome was lost), then each recording whose last conversion failed (none of
+        its episodes can be read until it changes): what a stalled round waits for (``rounds.StallWatch``)."""
         out = {}
         for sess, src, steps in (e for eps in self._no_outcome.values() for e in eps):
             if (str(sess), int(src)) not in loop.ingested_keys and (sess, src) not in out:
                 out[(sess, src)] = f"id {src} of session {str(sess)[:12]} ({steps} steps recorded, no outcome event)"
-        return [out[k] for k in sorted(out, key=lambda k: (str(k[0]), int(k[1])))]
+        lines = [out[k] for k in sorted(out, key=lambda k: (str(k[0]), int(k[1])))]
+        return lines + [f"recording {b} cannot be converted ({why})" for b, why in sorted(self._failed.items())]
 
     def _episode(self, loop: OnlineLoop, converted_id: int, live: bool = False) -> Episode | None:
         """The converted episode if it is complete; else None (skipped for good, or waiting)."""

@@ -210,5 +210,6 @@ def stall_message(round_: int, in_round: int, per_round: int, gate: int, waited_
         f"round {round_} has {in_round} of {per_round} episodes and no new one for {waited_s:.0f} s (the gate lets "
         f"episodes up to id {gate} start). Unfinished episodes in the recordings: {what}. If an episode has ended "
         "and is listed here without an outcome, its outcome event was not recorded and the round cannot fill: "
-        "check the recorder and the robot's episode events"
+        "check the recorder and the robot's episode events; a recording listed as not convertible holds episodes "
+        "the round cannot read until the file is repaired or moved out of the recordings"
     )
