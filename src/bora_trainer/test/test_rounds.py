@@ -222,3 +222,31 @@ def test_stall_watch_warns_every_warn_s_of_one_wait_and_restarts_on_progress():
     assert [off.check(False, True) for _ in range(3)] == [None] * 3
     with pytest.raises(ValueError, match="warn_s"):
         StallWatch(-1.0)
+
+
+def test_a_new_round_reads_again_only_the_bags_whose_episodes_it_takes(tmp_path, monkeypatch):
+    """At a round's start the source reads again the bags of the episodes the full round left over (so they go into
+    the new round), not the closed bags whose episodes are all in: with one bag per round (the trainer node's live
+    recording) every bag was converted again at every round start."""
+    from bora_trainer.online import env_ros
+
+    read = []
+    real = env_ros.convert
+    monkeypatch.setattr(env_ros, "convert", lambda b, *a, **k: read.append(Path(b[0]).name) or real(b, *a, **k))
+    write_scripted_bag(tmp_path / "offline_bag", [ScriptedEpisode(100, 16), ScriptedEpisode(101, 16)], LAY)
+    convert([tmp_path / "offline_bag"], tmp_path / "offline_conv", ConvertConfig(transitions_only=True))
+    build_offline_buffer(tmp_path / "offline_conv", tmp_path / "offline_buffer", NORM)
+    NORM.save(tmp_path / "normalizer.json")
+    (tmp_path / "recordings").mkdir()
+    loop = _loop(tmp_path, per_round=2, rounds=3)
+    write_scripted_bag(tmp_path / "recordings" / "r1", [ScriptedEpisode(1, 16), ScriptedEpisode(2, 16)], LAY)
+    write_scripted_bag(tmp_path / "recordings" / "r2", [ScriptedEpisode(i, 16) for i in (3, 4, 5)], LAY)
+    assert loop.collect() == 2 and read == ["r1", "r2"]  # episodes 3-5 wait: round 1 is full
+    assert loop.train() == 4 and loop.round == 2
+    read.clear()
+    assert loop.collect() == 2 and read == ["r2"]  # 3 and 4 go into round 2; r1 (all in) is not read again
+    assert loop.collect() == 0 and read == ["r2"]  # unchanged bags: nothing read
+    assert loop.train() == 4 and loop.round == 3
+    read.clear()
+    assert loop.collect() == 1 and read == ["r2"] and loop.in_round == 1  # 5 goes into round 3
+    assert sorted(e["source_episode_id"] for e in loop.ledger.values()) == [1, 2, 3, 4, 5]

@@ -7,7 +7,8 @@ directory in it (a bag being recorded included) is converted with
 still open (no ``metadata.yaml``) only episodes with an outcome are converted, a closed bag gives its
 unfinished episodes too (flagged, no terminal reward). An episode is named by (``session_id``, bridge
 episode id); the converter reads every bag that holds a part of it (a recorder killed and restarted
-mid-episode: ``OUT/pending.json``) and replaces a converted version by a more complete one.
+mid-episode: ``OUT/pending.json``) and replaces a converted version by a more complete one. A bag is read again
+when its size changes, and at a round's start when it holds an episode the full round left for the next one.
 
 **Rule (ours): an episode is ingested once, when it is complete** (an outcome and a recorded START; from
 a bag still being recorded, also its last step's command recorded, or ``late_message_wait_s`` passed without
@@ -95,10 +96,15 @@ class RosEpisodes:
         self._round = 0
         self._no_outcome: dict[str, list[tuple[str, int, int]]] = {}  # bag -> (session, id, steps) without outcome
         self._failed: dict[str, str] = {}  # bag -> why its last conversion failed (retried when it changes)
+        self._returned: dict[str, str] = {}  # content hash -> the bag key of an episode poll returned this round
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
-        if loop.round != self._round:  # rescan: episodes that waited for this round are ingested now
-            self._round, self._bag_sizes = loop.round, {}
+        if loop.round != self._round:
+            # rescan the bags of episodes returned but not ingested (the round was full: they go into this one);
+            # a bag whose episodes all went in, or were skipped or deferred for good, is not read again
+            again = {key for h, key in self._returned.items() if h not in loop.ingested_hashes}
+            self._bag_sizes = {k: v for k, v in self._bag_sizes.items() if k not in again}
+            self._round, self._returned = loop.round, {}
         out: list[Episode] = []
         self._gappy_seen = set()
         for bag in find_bags(self.recordings):
@@ -131,6 +137,7 @@ class RosEpisodes:
                     got = self._episode(loop, ep.episode_id, live=not closed)
                     if got is not None:
                         out.append(got)
+                        self._returned[got.info["content_hash"]] = key
             if len(self._gappy_seen) > waiting:
                 # an episode of this bag waits for late messages: look again next poll, even if the bag no longer
                 # grows. Keyed by the converted version's hash, not the report's: a later read that adds messages
