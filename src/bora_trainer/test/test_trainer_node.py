@@ -258,6 +258,45 @@ def _loop_on_a_live_episode_with_late_steps(tmp_path, keep=_late_steps):
     return ep, loop, now
 
 
+def _steps_before(n):
+    """``keep`` of a live recording that has the messages of steps < n and no outcome event yet."""
+
+    def keep(topic, m):
+        if topic == S.T_EPISODE:
+            return int(m.kind) == 0  # START
+        if topic == S.T_EXECUTED:
+            return int(m.command.step) < n
+        step = getattr(m, "step", getattr(m, "start_step", 0))
+        return int(step) < n
+
+    return keep
+
+
+def test_a_live_bag_is_converted_again_only_when_its_episode_events_change(tmp_path, monkeypatch):
+    """A bag being recorded grows at every poll while an episode runs; until an episode event is recorded (here: the
+    outcome) none of its episodes can become complete, so it is not converted again (each conversion decodes every
+    message of the bag: 0.3-1.1 s per poll of a round's recording through the graph). The outcome's poll converts
+    it and ingests the episode, the same version as the bag written at once."""
+    from bora_trainer.online import env_ros
+
+    read = []
+    real = env_ros.convert
+    monkeypatch.setattr(env_ros, "convert", lambda b, *a, **k: read.append(Path(b[0]).name) or real(b, *a, **k))
+    setup_dirs(tmp_path)
+    ep = ScriptedEpisode(1, T_EP, "success", [(3, 6, 5)])
+    loop = make_loop(tmp_path)
+    _live_bag(tmp_path, ep, _steps_before(4))
+    assert loop.collect() == 0 and read == ["live"]  # the first read converts (START recorded)
+    for n in (8, 12, 16):  # the episode runs on: the bag grows, no new event
+        _live_bag(tmp_path, ep, _steps_before(n))
+        assert loop.collect() == 0 and read == ["live"]
+    _live_bag(tmp_path, ep)  # its outcome is recorded
+    assert loop.collect() == 1 and read == ["live", "live"]
+    write_scripted_bag(tmp_path / "direct", [ep], LAY)
+    want = convert([tmp_path / "direct"], tmp_path / "want", ConvertConfig(transitions_only=True)).episodes[0]
+    assert [e["content_hash"] for e in loop.ledger.values()] == [want.content_hash]
+
+
 def test_live_episode_whose_last_steps_are_late_waits_for_them(tmp_path):
     """The recorder writes each topic as its messages arrive: an episode's outcome can be in a live bag
     before its last steps' commands (CI: ingested with 7 of 16 steps, the whole version then refused). It

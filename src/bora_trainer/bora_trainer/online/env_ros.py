@@ -8,7 +8,9 @@ still open (no ``metadata.yaml``) only episodes with an outcome are converted, a
 unfinished episodes too (flagged, no terminal reward). An episode is named by (``session_id``, bridge
 episode id); the converter reads every bag that holds a part of it (a recorder killed and restarted
 mid-episode: ``OUT/pending.json``) and replaces a converted version by a more complete one. A bag is read again
-when its size changes, and at a round's start when it holds an episode the full round left for the next one.
+when its size changes, and at a round's start when it holds an episode the full round left for the next one; a
+bag being recorded is converted again only when its episode events changed (:func:`event_digest`, ours: between
+two events no episode of it can have become complete, and the conversion decodes every message of the bag).
 
 **Rule (ours): an episode is ingested once, when it is complete** (an outcome and a recorded START; from
 a bag still being recorded, also its last step's command recorded, or ``late_message_wait_s`` passed without
@@ -25,6 +27,7 @@ of the round in which it was recorded; the rebase rule in checkpoints.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -33,7 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from bora_policy.runtime.processor import ActionProcessor
+from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
+from bora_trainer.data.bag_io import read_bag
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
 from bora_trainer.online.config import TrainerConfig
 from bora_trainer.online.loop import OnlineLoop
@@ -72,6 +77,18 @@ def find_bags(root: Path) -> list[Path]:
     return sorted(out)
 
 
+def event_digest(bag: Path) -> str:
+    """A digest of the episode events (``/bora/episode``) recorded in ``bag``, read without decoding any message
+    (the bag's storage is walked, its raw bytes hashed): a live bag's episode can only become complete, and so
+    ingestible, when an event of it is recorded (its outcome, or a START that a restarted recording continues)."""
+    d = read_bag(bag)
+    h = hashlib.sha256()
+    for cid, t_ns, raw in d.messages:
+        if d.connections[cid].topic == S.T_EPISODE:
+            h.update(int(t_ns).to_bytes(8, "little", signed=True) + hashlib.sha256(raw).digest())
+    return h.hexdigest()
+
+
 def replay_rows(arrays: dict[str, np.ndarray], normalizer, action_clip: float = 0.0) -> dict[str, np.ndarray]:
     """Replay rows of one converted episode: its transition fields and the executed action normalised, clipped to
     +-``action_clip`` (0 = off) as the simulated loop and D_offline clip theirs (``OnlineRunConfig.action_clip``)."""
@@ -97,6 +114,7 @@ class RosEpisodes:
         self._no_outcome: dict[str, list[tuple[str, int, int]]] = {}  # bag -> (session, id, steps) without outcome
         self._failed: dict[str, str] = {}  # bag -> why its last conversion failed (retried when it changes)
         self._returned: dict[str, str] = {}  # content hash -> the bag key of an episode poll returned this round
+        self._events: dict[str, str] = {}  # bag key -> event_digest of a live bag when it was last converted
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
         if loop.round != self._round:
@@ -104,6 +122,7 @@ class RosEpisodes:
             # a bag whose episodes all went in, or were skipped or deferred for good, is not read again
             again = {key for h, key in self._returned.items() if h not in loop.ingested_hashes}
             self._bag_sizes = {k: v for k, v in self._bag_sizes.items() if k not in again}
+            self._events = {k: v for k, v in self._events.items() if k not in again}
             self._round, self._returned = loop.round, {}
         out: list[Episode] = []
         self._gappy_seen = set()
@@ -114,6 +133,10 @@ class RosEpisodes:
             if self._bag_sizes.get(key) == size:
                 continue
             try:
+                events = None if closed else event_digest(bag)
+                if events is not None and self._events.get(key) == events:
+                    self._bag_sizes[key] = size  # it grew, but no episode of it can have become complete
+                    continue
                 rep = convert(
                     [bag],
                     self.converted,
@@ -125,6 +148,8 @@ class RosEpisodes:
                 self._failed[str(bag)] = f"{type(e).__name__}: {e}".splitlines()[0]
                 continue
             self._bag_sizes[key] = size
+            if events is not None:
+                self._events[key] = events
             self._failed.pop(str(bag), None)
             self._no_outcome[str(bag)] = [
                 (e.session_id, e.source_episode_id, e.num_steps) for e in rep.episodes if e.outcome is None
@@ -143,6 +168,7 @@ class RosEpisodes:
                 # grows. Keyed by the converted version's hash, not the report's: a later read that adds messages
                 # but no recorded step is "kept-previous" (the report's hash is new, the converted file's is not)
                 self._bag_sizes.pop(key, None)
+                self._events.pop(key, None)
         # a version still waiting is looked at in every poll (its bag is re-read), so an entry not looked at in
         # this one belongs to a version that was ingested or replaced by a more complete one
         self._gappy_since = {h: t for h, t in self._gappy_since.items() if h in self._gappy_seen}
@@ -151,7 +177,9 @@ class RosEpisodes:
     def unfinished(self, loop: OnlineLoop) -> list[str]:
         """The recordings' episodes without an outcome event that the loop has not ingested, one line each
         (running ones, and any whose outcome was lost), then each recording whose last conversion failed (none of
-        its episodes can be read until it changes): what a stalled round waits for (``rounds.StallWatch``)."""
+        its episodes can be read until it changes): what a stalled round waits for (``rounds.StallWatch``). The steps
+        are those of the bag's last conversion; the next poll converts the bags again, so a later call is current."""
+        self._events = {}
         out = {}
         for sess, src, steps in (e for eps in self._no_outcome.values() for e in eps):
             if (str(sess), int(src)) not in loop.ingested_keys and (sess, src) not in out:
