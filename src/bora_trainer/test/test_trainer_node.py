@@ -232,6 +232,32 @@ def test_a_recording_that_cannot_be_converted_is_named_while_the_round_waits(tmp
     assert loop.num_episodes == 2 and loop.source.unfinished(loop) == []
 
 
+@pytest.mark.parametrize("closed", [False, True])
+def test_an_episode_that_ended_before_its_first_command_is_skipped_so_the_round_can_fill(tmp_path, closed):
+    """An episode aborted at once has events but no ExecutedCommand (through the graph step 0 has none): nothing to
+    convert. It is skipped (a live bag's after late_message_wait_s, its commands could be late), so the gate lets a
+    replacement start; before, it was neither ingested nor skipped, and as a round's last episode it held the round
+    and the robot at the gate for good."""
+    setup_dirs(tmp_path)
+    bag = tmp_path / "recordings" / "live"
+    eps = [ScriptedEpisode(1, T_EP, "success"), ScriptedEpisode(2, T_EP, "abort", drop_steps=tuple(range(T_EP)))]
+    write_scripted_bag(bag, eps, LAY)
+    if not closed:
+        (bag / "metadata.yaml").unlink()
+    now = [0.0]
+    loop = make_loop(tmp_path, episodes_per_round=2, late_message_wait_s=5.0)
+    loop.source._clock = lambda: now[0]
+    assert loop.collect() == 1 and loop.in_round == 1
+    if not closed:
+        assert loop.episode_gate() == 2  # episode 2 may still get its commands: no replacement yet
+        now[0] = 4.9
+        assert loop.collect() == 0 and loop.episode_gate() == 2
+        now[0] = 5.0
+        assert loop.collect() == 0
+    assert loop.max_skipped_id == 2 and loop.episode_gate() == 3  # episode 3 replaces it
+    assert loop.num_episodes == 1 and loop.source.unfinished(loop) == []
+
+
 def _live_bag(tmp_path, ep, keep=None):
     """``recordings/live`` holding ``ep``'s messages (those ``keep`` passes), as if still being recorded."""
     import shutil

@@ -74,7 +74,7 @@ from bora_trainer.data.bag_episode import CONVERTER_VERSION, ConvertConfig, buil
 from bora_trainer.data.bag_help import TYPES as HELP_TYPES
 from bora_trainer.data.bag_io import BagData, BagReadError, read_bag
 from bora_trainer.data.bag_output import OutputDir, OutputError, completeness, write_json
-from bora_trainer.data.bag_records import EPISODE_KINDS, ConversionError, Msg
+from bora_trainer.data.bag_records import EPISODE_KINDS, ConversionError, Msg, outcome_of
 
 __all__ = [
     "BagReadError",
@@ -113,6 +113,7 @@ class EpisodeResult:
     source_episode_id: int
     content_hash: str
     # "written" | "rewritten" | "replaced" | "skipped" | "kept-previous" | "incomplete-skipped" | "failed"
+    # | "no-commands" (episode events but no ExecutedCommand: nothing to convert)
     status: str
     episode_id: int | None = None
     num_steps: int = 0
@@ -291,13 +292,20 @@ def convert(
         for sess, src in it:
             per_topic = per_ep[(sess, src)]
             if not per_topic.get(S.T_EXECUTED):
-                report.warnings.append(f"episode {src} of session {sess}: events but no ExecutedCommand; skipped")
+                msg = f"episode {src} of session {sess}: events but no ExecutedCommand; skipped"
+                outcome = outcome_of(per_topic.get(S.T_EPISODE, []), [])[0]
+                report.episodes.append(
+                    EpisodeResult(src, "", "no-commands", outcome=outcome, warnings=[msg], session_id=sess)
+                )
                 continue
             try:
                 ep = build_episode(src, per_topic, cfg, session=sess, warnings=ep_warn.get((sess, src)))
             except ConversionError as e:  # this episode only (e.g. every Observation of it damaged)
                 failed.append(e)
-                report.episodes.append(EpisodeResult(src, "", "failed", warnings=[str(e)], session_id=sess))
+                outcome = outcome_of(per_topic.get(S.T_EPISODE, []), [])[0]
+                report.episodes.append(
+                    EpisodeResult(src, "", "failed", outcome=outcome, warnings=[str(e)], session_id=sess)
+                )
                 continue
             res = EpisodeResult(
                 src,
@@ -345,7 +353,7 @@ def convert(
             else:
                 res.episode_id = od.new_id()
             _stage_episode(od, res, ep, cfg, bags, rhash, mode, per_topic, replaced)
-        if failed and len(failed) == len(report.episodes):  # nothing convertible: an input error
+        if failed and len(failed) == sum(e.status != "no-commands" for e in report.episodes):  # nothing convertible
             raise failed[0]
     except BaseException:
         od.abort()

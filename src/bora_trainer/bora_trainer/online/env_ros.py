@@ -156,6 +156,9 @@ class RosEpisodes:
             ]
             waiting = len(self._gappy_seen)
             for ep in rep.episodes:
+                if ep.status in ("failed", "no-commands"):
+                    self._unusable(loop, ep, live=not closed)
+                    continue
                 if ep.status == "incomplete-skipped" or ep.episode_id is None:
                     continue
                 if ep.content_hash not in loop.ingested_hashes:
@@ -211,6 +214,25 @@ class RosEpisodes:
             )
             return None
         return Episode(replay_rows(arrays, loop.normalizer, self.action_clip), info)
+
+    def _unusable(self, loop: OnlineLoop, ep, live: bool) -> None:
+        """An episode the converter could not make into one (no ExecutedCommand recorded: it ended before its first
+        command, as an abort at step 0 through the graph does; or a conversion error, e.g. an outcome at step 0).
+        Once it has ended (an outcome) it is skipped, so the round gate lets another episode replace it; otherwise
+        the round's last episode would hold the round and the robot at the gate for good. From a live bag only
+        after ``late_message_wait_s`` (its commands could still be on their way)."""
+        if ep.outcome is None or (str(ep.session_id), int(ep.source_episode_id)) in loop.ingested_keys:
+            return
+        h = f"unusable:{ep.session_id}:{ep.source_episode_id}"
+        if live:
+            since = self._gappy_since.setdefault(h, self._clock())
+            if self._clock() - since < self.late_message_wait_s:
+                self._gappy_seen.add(h)  # its bag is read again at the next poll
+                return
+        why = "no ExecutedCommand recorded" if ep.status == "no-commands" else "; ".join(ep.warnings)
+        info = {"content_hash": h, "source_episode_id": ep.source_episode_id}
+        loop.skip(info, f"(session {str(ep.session_id)[:12]}, id {ep.source_episode_id}) ended ({ep.outcome}) "
+                  f"but cannot be converted: {why}")
 
     def _settled(self, loop: OnlineLoop, info: dict) -> bool:
         """Whether a live bag's version of an episode may be ingested: its last step's command is recorded (a gap
