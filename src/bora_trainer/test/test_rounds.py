@@ -151,6 +151,15 @@ def _threads():
     torch.set_num_threads(n)
 
 
+def _offline(tmp: Path) -> None:
+    """D_offline (two scripted episodes), the normaliser and an empty recordings directory under ``tmp``."""
+    write_scripted_bag(tmp / "offline_bag", [ScriptedEpisode(100, 16), ScriptedEpisode(101, 16)], LAY)
+    convert([tmp / "offline_bag"], tmp / "offline_conv", ConvertConfig(transitions_only=True))
+    build_offline_buffer(tmp / "offline_conv", tmp / "offline_buffer", NORM)
+    NORM.save(tmp / "normalizer.json")
+    (tmp / "recordings").mkdir()
+
+
 def _loop(tmp: Path, per_round: int, rounds: int) -> OnlineLoop:
     cfg = load_config(
         TrainerConfig,
@@ -173,11 +182,7 @@ def _loop(tmp: Path, per_round: int, rounds: int) -> OnlineLoop:
 
 
 def test_loop_caps_each_round_and_carries_extra_episodes_over(tmp_path):
-    write_scripted_bag(tmp_path / "offline_bag", [ScriptedEpisode(100, 16), ScriptedEpisode(101, 16)], LAY)
-    convert([tmp_path / "offline_bag"], tmp_path / "offline_conv", ConvertConfig(transitions_only=True))
-    build_offline_buffer(tmp_path / "offline_conv", tmp_path / "offline_buffer", NORM)
-    NORM.save(tmp_path / "normalizer.json")
-    (tmp_path / "recordings").mkdir()
+    _offline(tmp_path)
     loop = _loop(tmp_path, per_round=2, rounds=2)
     assert loop.episode_gate() == 2  # ids 1, 2 may start
     # the robot ran 5 episodes before the trainer looked (no gate): takeovers of 4 and 3 steps in two
@@ -233,11 +238,7 @@ def test_a_new_round_reads_again_only_the_bags_whose_episodes_it_takes(tmp_path,
     read = []
     real = env_ros.convert
     monkeypatch.setattr(env_ros, "convert", lambda b, *a, **k: read.append(Path(b[0]).name) or real(b, *a, **k))
-    write_scripted_bag(tmp_path / "offline_bag", [ScriptedEpisode(100, 16), ScriptedEpisode(101, 16)], LAY)
-    convert([tmp_path / "offline_bag"], tmp_path / "offline_conv", ConvertConfig(transitions_only=True))
-    build_offline_buffer(tmp_path / "offline_conv", tmp_path / "offline_buffer", NORM)
-    NORM.save(tmp_path / "normalizer.json")
-    (tmp_path / "recordings").mkdir()
+    _offline(tmp_path)
     loop = _loop(tmp_path, per_round=2, rounds=3)
     write_scripted_bag(tmp_path / "recordings" / "r1", [ScriptedEpisode(1, 16), ScriptedEpisode(2, 16)], LAY)
     write_scripted_bag(tmp_path / "recordings" / "r2", [ScriptedEpisode(i, 16) for i in (3, 4, 5)], LAY)
