@@ -224,15 +224,21 @@ class RosEpisodes:
         if ep.outcome is None or (str(ep.session_id), int(ep.source_episode_id)) in loop.ingested_keys:
             return
         h = f"unusable:{ep.session_id}:{ep.source_episode_id}"
-        if live:
-            since = self._gappy_since.setdefault(h, self._clock())
-            if self._clock() - since < self.late_message_wait_s:
-                self._gappy_seen.add(h)  # its bag is read again at the next poll
-                return
+        if live and not self._waited_for_late_messages(h):
+            return
         why = "no ExecutedCommand recorded" if ep.status == "no-commands" else "; ".join(ep.warnings)
         info = {"content_hash": h, "source_episode_id": ep.source_episode_id}
         loop.skip(info, f"(session {str(ep.session_id)[:12]}, id {ep.source_episode_id}) ended ({ep.outcome}) "
                   f"but cannot be converted: {why}")
+
+    def _waited_for_late_messages(self, key: str) -> bool:
+        """Whether ``late_message_wait_s`` has passed since the version ``key`` of a live bag's episode was first seen
+        incomplete; while not, its bag is read again at the next poll (``_gappy_seen``)."""
+        since = self._gappy_since.setdefault(key, self._clock())
+        if self._clock() - since >= self.late_message_wait_s:
+            return True
+        self._gappy_seen.add(key)
+        return False
 
     def _settled(self, loop: OnlineLoop, info: dict) -> bool:
         """Whether a live bag's version of an episode may be ingested: its last step's command is recorded (a gap
@@ -246,10 +252,8 @@ class RosEpisodes:
         tail_recorded = missing is not None and (total - 1) not in set(missing)
         if valid >= total or tail_recorded or info.get("outcome_missing") or info.get("outcome") is None:
             return True
-        since = self._gappy_since.setdefault(h, self._clock())
-        if self._clock() - since >= self.late_message_wait_s:
+        if self._waited_for_late_messages(h):
             return True
-        self._gappy_seen.add(h)
         loop.defer(
             info,
             f"{valid} of {total} steps recorded so far (session {info.get('session_id')}, id "
