@@ -2,8 +2,9 @@
 
 Reads the ``bora eval`` results of a ``bora demo`` output directory: ``OUT/eval`` (the main table: one
 training run per row, the same evaluation seeds for every row), ``OUT/eval_seeds`` (extra training seeds,
-files ``<task>__<row>@s<seed>__<set>.json``) and ``OUT/eval_curve`` (the online rounds, method
-``BORA-Full@r<round>``). Writes ``evidence.md`` and ``evidence.json`` (and ``learning_curve.png``):
+files ``<task>__<row>@s<seed>__<set>.json``), ``OUT/eval_online`` (BORA-Full's extra online runs,
+``<task>__<row>@o<run>__<set>.json``; both read by ``evidence_runs``) and ``OUT/eval_curve`` (the online rounds,
+method ``BORA-Full@r<round>``). Writes ``evidence.md`` and ``evidence.json`` (and ``learning_curve.png``):
 
 * every cell with its Wilson 95% interval (``report.markdown_tables``);
 * the paper's paired differences BORA-Full - BORA-Offline, BORA-Offline - CP Base, CP Base - CP +
@@ -12,7 +13,7 @@ files ``<task>__<row>@s<seed>__<set>.json``) and ``OUT/eval_curve`` (the online 
   paired interval and the exact McNemar p per task, the paired bootstrap per task and stratified by task when
   pooled (``stats``);
 * training seeds: each seed's success rate per row, the spread, and the two-stage bootstrap over training
-  seeds and trials of the differences;
+  seeds and trials of the differences; the same over BORA-Full's online runs (online runs, then trials);
 * the learning curve: success against online episodes (round r = r x episodes per round);
 * the critic's outcome AUROC per task (``eval_critic``; values recorded by ``bora eval`` on the first
   object set) and the issue's targets, each marked met / NOT met.
@@ -26,12 +27,18 @@ import os
 import platform
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-from bora_trainer.report import TASK_ORDER, Cell, load_results, markdown_tables, wilson_interval
+from bora_trainer.evidence_runs import (
+    online_run_budget,
+    online_run_results,
+    online_runs_md,
+    paired_outcomes,
+    seed_results,
+    seed_section,
+)
+from bora_trainer.report import TASK_ORDER, load_results, markdown_tables, wilson_interval
 from bora_trainer.stats import (
-    hierarchical_bootstrap_diff,
     mcnemar_exact_p,
     newcombe_paired_diff,
     paired_bootstrap_diff,
@@ -40,15 +47,6 @@ from bora_trainer.stats import (
 WARMUP_METHOD = "Warm-up"  # the shared warm-up's row (demo EvalSpec.warmup_row; ours, not a paper row)
 CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"), ("CP Base", "CP + Decoupled Critic"),
           ("CP Base", WARMUP_METHOD))  # the last: what the offline fine-tuning did
-SEED_CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"))
-
-
-def paired_outcomes(a: Cell, b: Cell) -> tuple[list[int], list[int], list[int]]:
-    """``(seeds, x, y)``: the two cells' outcomes on the evaluation seeds both have (in seed order)."""
-    sa = {int(e["seed"]): int(bool(e["success"])) for e in a.episodes}
-    sb = {int(e["seed"]): int(bool(e["success"])) for e in b.episodes}
-    seeds = sorted(set(sa) & set(sb))
-    return seeds, [sa[s] for s in seeds], [sb[s] for s in seeds]
 
 
 def _tasks(cells, object_set: str) -> list[str]:
@@ -83,70 +81,6 @@ def paired_differences(cells: dict, n_boot: int = 10_000) -> list[dict]:
             out.append({"claim": f"{a} - {b}", "a": a, "b": b, "object_set": oset, "tasks": rows,
                         "pooled": {"diff": est, "bootstrap95": [blo, bhi], "newcombe95_all_pairs": [nlo, nhi],
                                    "n": len(xs), "tasks": len(rows)}})
-    return out
-
-
-def _seed_file_key(path: Path) -> tuple[str, str, int, str] | None:
-    """``<task>__<row>@s<seed>__<set>.json`` -> (task, row, seed, set)."""
-    parts = path.stem.split("__")
-    if len(parts) != 3 or "@s" not in parts[1]:
-        return None
-    row, seed = parts[1].rsplit("@s", 1)
-    return (parts[0], row, int(seed), parts[2]) if seed.isdigit() else None
-
-
-def seed_results(out: Path, first_seed: int, cells: dict) -> dict:
-    """task -> object_set -> method -> {seed: Cell}: the main table's run is training seed ``first_seed``."""
-    res: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    for f in sorted((out / "eval_seeds").glob("*.json")) if (out / "eval_seeds").is_dir() else []:
-        key = _seed_file_key(f)
-        if key is None:
-            continue
-        r = json.loads(f.read_text())
-        c = Cell()
-        c.add(r)
-        res[r["task"]][r["object_set"]][r["method"]][key[2]] = c
-    for task in list(res):
-        for oset in list(res[task]):
-            for method in list(res[task][oset]):
-                main = cells.get((oset, task, method))
-                if main is not None:
-                    res[task][oset][method][first_seed] = main
-    return res
-
-
-def seed_section(seeds: dict, n_boot: int = 4000) -> dict:
-    """Per task and object set: each seed's rate per method, the spread, two-stage bootstrap differences."""
-    out: dict = {"cells": [], "claims": []}
-    for task, by_set in seeds.items():
-        for oset, by_method in by_set.items():
-            for method, by_seed in by_method.items():
-                rates = {s: c.successes / c.trials for s, c in sorted(by_seed.items()) if c.trials}
-                if rates:
-                    out["cells"].append({"task": task, "object_set": oset, "method": method,
-                                         "rates": rates, "spread": max(rates.values()) - min(rates.values())})
-    for a, b in SEED_CLAIMS:
-        osets = sorted({o for by_set in seeds.values() for o in by_set})
-        for oset in osets:
-            strata = {}
-            for task, by_set in seeds.items():
-                ma, mb = by_set.get(oset, {}).get(a, {}), by_set.get(oset, {}).get(b, {})
-                common = sorted(set(ma) & set(mb))
-                pairs = []
-                for s in common:
-                    _, x, y = paired_outcomes(ma[s], mb[s])
-                    if x:
-                        pairs.append((x, y))
-                if len(pairs) >= 2:
-                    strata[task] = pairs
-            if not strata:
-                continue
-            per_task = {t: hierarchical_bootstrap_diff({t: p}, n_boot=n_boot) for t, p in strata.items()}
-            pooled = hierarchical_bootstrap_diff(strata, n_boot=n_boot)
-            out["claims"].append({"claim": f"{a} - {b}", "object_set": oset,
-                                  "per_task": {t: {"diff": v[0], "ci95": [v[1], v[2]],
-                                                   "seeds": len(strata[t])} for t, v in per_task.items()},
-                                  "pooled": {"diff": pooled[0], "ci95": [pooled[1], pooled[2]]}})
     return out
 
 
@@ -271,9 +205,18 @@ def _budget_md(rows: list[dict]) -> list[str]:
     return lines
 
 
-def targets(diffs: list[dict], cells: dict, auroc: list[dict]) -> list[dict]:
-    """The issue's targets, each with the measured value and met / not met."""
+def targets(diffs: list[dict], cells: dict, auroc: list[dict], online: dict | None = None) -> list[dict]:
+    """The issue's targets, each with the measured value and met / not met (the pooled BORA-Full - BORA-Offline
+    also over the online runs where the protocol trained several: ``online_runs``)."""
     res = []
+    for c in (online or {}).get("claims", []):
+        if c["claim"] != "BORA-Full - BORA-Offline":
+            continue
+        p, n = c["pooled"], max((v["seeds"] for v in c["per_task"].values()), default=0)
+        res.append({"target": f"pooled BORA-Full - BORA-Offline >= +15 points, lower bound > 0 ({c['object_set']}; "
+                              f"over {n} online runs per task, {len(c['per_task'])} tasks)",
+                    "measured": f"{100 * p['diff']:+.1f} [{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}]",
+                    "met": p["diff"] >= 0.15 and p["ci95"][0] > 0})
     for d in diffs:
         p = d["pooled"]
         if d["claim"] == "BORA-Full - BORA-Offline":
@@ -348,6 +291,7 @@ def markdown(ev: dict, table_md: str) -> str:
             lines.append(f"- {c['claim']} ({c['object_set']}): pooled {_pct(c['pooled']['diff'])} "
                          f"[{_pct(c['pooled']['ci95'][0])}, {_pct(c['pooled']['ci95'][1])}]; {per}")
         lines.append("")
+    lines += online_runs_md(ev.get("online_runs") or {}, ev.get("online_run_budget") or [])
     if ev["curve"]:
         lines += ["## Learning curve (success against online episodes)", "", "| task | set | episodes | success |",
                   "| --- | --- | --- | --- |"]
@@ -379,11 +323,12 @@ def build(out: Path, first_seed: int = 0, episodes_per_round: int = 10, n_boot: 
         raise ValueError(f"no `bora eval` results in {out / 'eval'}")
     diffs = paired_differences(cells, n_boot)
     auroc = critic_auroc(out)
+    online = seed_section(online_run_results(out, cells), min(n_boot, 4000))
     return {"cells": {"|".join(k): {"successes": c.successes, "trials": c.trials} for k, c in cells.items()},
             "paired": diffs, "seeds": seed_section(seed_results(out, first_seed, cells), min(n_boot, 4000)),
             "curve": learning_curve(out, cells, episodes_per_round), "critic": auroc,
-            "online_budget": online_budget(out),
-            "targets": targets(diffs, cells, auroc), "_cells": cells}
+            "online_budget": online_budget(out), "online_runs": online, "online_run_budget": online_run_budget(out),
+            "targets": targets(diffs, cells, auroc, online), "_cells": cells}
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,13 @@ What it adds to the demo's plan (``extend_plan``; the demo's own jobs are unchan
   main table is evaluated after round ``online.rounds`` (the paper's budget, e.g. 2 x 10 episodes), and
   every round ``1 .. curve_rounds`` on ``curve_trials`` evaluation seeds of the first object set into
   ``OUT/eval_curve/`` (method ``BORA-Full@rR``).
+* **Online runs** (``online_runs``): BORA-Full's online stage trained that many times from the SAME
+  BORA-Offline run of every task (run 1 = the main table's; run ``r`` >= 2 with the online ``--seed`` of the
+  config + ``ONLINE_RUN_SEED_STEP * (r - 1)``: its own residual init and its own online episodes), each
+  ``online.rounds`` rounds, in ``OUT/runs/<task>/<row>-online-o<r>/``, evaluated on every object set on the SAME
+  evaluation seeds into ``OUT/eval_online/`` (``<task>__<row>-online@o<r>__<set>.json``). One online run per
+  task is one draw of the online stage (through the graph no two runs are alike): the report gives BORA-Full -
+  BORA-Offline over the runs with a two-level bootstrap (online runs, then seeds).
 * **Tuning seeds**: evaluation episodes use ``eval.seed0 ..`` (fixed in the config); ``bora demo --tuning``
   evaluates on ``tuning_seed0 ..`` instead (into ``OUT`` of its own): tuning never sees the evaluation
   seeds. Both ranges are written into the report.
@@ -30,6 +37,9 @@ from typing import Any
 import yaml
 
 SEED_ALGOS = ("cp-bc", "bora")
+ONLINE_RUN_SEED_STEP = 1000
+"""Online ``--seed`` step between online runs (ours): an online run draws episode seeds ``seed + 10_000 + i``
+(``online/run_ros.py``) for at most a few hundred episodes, so runs 1000 apart never share an initial state."""
 
 
 @dataclass
@@ -44,6 +54,7 @@ class ProtocolSpec:
     seed_object_sets: list[str] = field(default_factory=lambda: ["standard"])
     curve_rounds: int = 0  # 0: no learning curve; else the online run trains max(online.rounds, this)
     curve_trials: int = 20
+    online_runs: int = 1  # BORA-Full's online stage per task from the same BORA-Offline (1 = the main run only)
     tuning_seed0: int = 200_000  # tuning evaluations (bora demo --tuning) start here
     tuning: bool = False  # set by `bora demo --tuning`
 
@@ -64,6 +75,10 @@ def validate(cfg, tasks: tuple[str, ...]) -> list[str]:
             errs.append(f"DemoConfig.protocol.seed_algos: {a!r} is not an offline row {cfg.offline.algos}")
     if cfg.online.enabled and cfg.online.from_algo not in p.seed_algos and p.seed_tasks and len(p.seeds) > 1:
         errs.append(f"DemoConfig.protocol.seed_algos must include online.from_algo {cfg.online.from_algo!r}")
+    if isinstance(p.online_runs, bool) or not isinstance(p.online_runs, int) or p.online_runs < 1:
+        errs.append(f"DemoConfig.protocol.online_runs must be an integer >= 1, got {p.online_runs!r}")
+    elif p.online_runs > 1 and not cfg.online.enabled:
+        errs.append(f"DemoConfig.protocol.online_runs {p.online_runs} needs the online stage (online.enabled)")
     if p.seed_trials < 1 or p.curve_trials < 1 or p.curve_rounds < 0:
         errs.append("DemoConfig.protocol.seed_trials and curve_trials must be >= 1, curve_rounds >= 0")
     for s in p.seed_object_sets:
@@ -137,6 +152,33 @@ def _eval_argv(base: list[str], run: Path, oset: str, trials: int, out_json: Pat
     return argv
 
 
+def online_seed(cfg) -> int:
+    """The online config's ``seed`` (``online.config`` with ``online.overrides``): the main online run's."""
+    from bora_trainer.config_io import read_yaml
+    from bora_trainer.demo.config import merge, resolve_path
+
+    return int(merge(read_yaml(resolve_path(cfg.online.config)), cfg.online.overrides).get("seed", 0) or 0)
+
+
+def _add_online_runs(cfg, out: Path, task: str, stages: dict[str, list], job_cls: Any, template: list[str]) -> None:
+    """Online runs 2 .. ``online_runs`` of the main online row of ``task`` and their evaluations (docstring)."""
+    on, p = cfg.online, cfg.protocol
+    src = next((j for j in stages["online"] if j.name == f"online-{task}-{on.algo}"), None)
+    if src is None or p.online_runs < 2:
+        return
+    base = online_seed(cfg)
+    for r in range(2, p.online_runs + 1):
+        run = out / "runs" / task / f"{on.algo}-online-o{r}"
+        argv = _with(_with(_with(src.argv, "--out", str(run)), "--rounds", str(on.rounds)),
+                     "--seed", str(base + ONLINE_RUN_SEED_STEP * (r - 1)))
+        stages["online"].append(job_cls(f"online-{task}-{on.algo}-o{r}", argv, on.threads))
+        for oset in cfg.eval.object_sets:
+            dst = out / "eval_online" / f"{task}__{on.algo}-online@o{r}__{oset}.json"
+            argv = _with(_eval_argv(template, run, oset, cfg.eval.trials, dst, None, round_archive(cfg, run, on.rounds),
+                                    False), "--task", task)
+            stages["eval"].append(job_cls(f"eval-{task}-{on.algo}-online-o{r}-{oset}", argv, cfg.eval.threads))
+
+
 def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
     """Add the protocol's jobs to ``stages`` (in place; module docstring). ``job_cls`` = demo.Job."""
     p: ProtocolSpec = cfg.protocol
@@ -168,6 +210,8 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                 argv = _with(_eval_argv(template, run, oset, p.curve_trials, dst, f"BORA-Full@r{r}",
                                         round_archive(cfg, run, r), False), "--task", task)
                 stages["eval"].append(job_cls(f"curve-{task}-r{r}", argv, cfg.eval.threads))
+        if cfg.online.enabled:
+            _add_online_runs(cfg, out, task, stages, job_cls, template)
         if task not in p.seed_tasks:
             continue
         data = out / "data" / task

@@ -33,7 +33,8 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     assert cfg.offline.algos == ["diffusion-bc", "cp-bc", "cp-decoupled-critic", "bora", "aloe", "habc"]
     pl = plan(cfg, tmp_path)
     ev = _jobs(pl, "eval")
-    main_evals = [a for n, a in ev.items() if n.startswith("eval-") and "-s1-" not in n and "-s2-" not in n]
+    main_evals = [a for n, a in ev.items() if n.startswith("eval-") and not any(f"-{t}-" in n for t in
+                                                                                ("s1", "s2", "o2", "o3"))]
     # tasks x rows (6 offline + BORA-Full, ALOE (online), HABC (online) + the warm-up) x object sets
     assert len(main_evals) == 5 * 10 * 2
     # the shared warm-up as a reference row under its own name (it is trained as cp-bc, i.e. CP Base's algo)
@@ -55,7 +56,8 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
         assert _arg(a, "--offline-run").endswith("open_box/bora")
         out = _arg(ev[f"eval-open_box-{algo}-online-unseen"], "--out")
         assert out.endswith(f"/eval/open_box__{algo}-online__unseen.json")
-    assert len(on) == 5 * 3 + 2 * 2  # 3 online rows per task + BORA-Full for seeds 1, 2 on two tasks
+    # 3 online rows per task + BORA-Full for seeds 1, 2 on two tasks + BORA-Full's online runs 2, 3 per task
+    assert len(on) == 5 * 3 + 2 * 2 + 5 * 2
     # learning curve: rounds 1..4 of every task into eval_curve/
     curve = [n for n in ev if n.startswith("curve-")]
     assert len(curve) == 5 * 4

@@ -1,0 +1,190 @@
+"""Repeated runs in the evidence report (``bora report evidence``, issue 14): training seeds and online runs.
+
+* **Training seeds** (protocol ``seeds``): ``OUT/eval_seeds/<task>__<row>@s<seed>__<set>.json``; the main
+  table's run is the first seed. Each seed's rate per row, the spread, and the two-stage bootstrap (training
+  seeds, then trials; paired) of BORA-Full - BORA-Offline and BORA-Offline - CP Base.
+* **Online runs** (protocol ``online_runs``): ``OUT/eval_online/<task>__<row>@o<run>__<set>.json``; run 1 is
+  the main table's BORA-Full, every run paired with the one BORA-Offline it was trained from. The same
+  two-stage bootstrap (online runs, then trials) of BORA-Full - BORA-Offline, and what each run used online.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from bora_trainer.report import Cell
+from bora_trainer.stats import hierarchical_bootstrap_diff
+
+SEED_CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"))
+
+
+def paired_outcomes(a: Cell, b: Cell) -> tuple[list[int], list[int], list[int]]:
+    """``(seeds, x, y)``: the two cells' outcomes on the evaluation seeds both have (in seed order)."""
+    sa = {int(e["seed"]): int(bool(e["success"])) for e in a.episodes}
+    sb = {int(e["seed"]): int(bool(e["success"])) for e in b.episodes}
+    seeds = sorted(set(sa) & set(sb))
+    return seeds, [sa[s] for s in seeds], [sb[s] for s in seeds]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _seed_file_key(path: Path, tag: str = "s") -> tuple[str, str, int, str] | None:
+    """``<task>__<row>@<tag><n>__<set>.json`` -> (task, row, n, set) (``s``: training seed, ``o``: online run)."""
+    parts = path.stem.split("__")
+    if len(parts) != 3 or f"@{tag}" not in parts[1]:
+        return None
+    row, seed = parts[1].rsplit(f"@{tag}", 1)
+    return (parts[0], row, int(seed), parts[2]) if seed.isdigit() else None
+
+
+def seed_results(out: Path, first_seed: int, cells: dict) -> dict:
+    """task -> object_set -> method -> {seed: Cell}: the main table's run is training seed ``first_seed``."""
+    res: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for f in sorted((out / "eval_seeds").glob("*.json")) if (out / "eval_seeds").is_dir() else []:
+        key = _seed_file_key(f)
+        if key is None:
+            continue
+        r = json.loads(f.read_text())
+        c = Cell()
+        c.add(r)
+        res[r["task"]][r["object_set"]][r["method"]][key[2]] = c
+    for task in list(res):
+        for oset in list(res[task]):
+            for method in list(res[task][oset]):
+                main = cells.get((oset, task, method))
+                if main is not None:
+                    res[task][oset][method][first_seed] = main
+    return res
+
+
+def online_run_results(out: Path, cells: dict) -> dict:
+    """task -> object_set -> {"BORA-Full": {run: Cell}, "BORA-Offline": {run: Cell}} for the tasks with extra
+    online runs (``OUT/eval_online``, ``<task>__<row>@o<run>__<set>.json``; protocol ``online_runs``). Run 1 is
+    the main table's BORA-Full; every run is paired with the one BORA-Offline cell it was trained from."""
+    res: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    d = out / "eval_online"
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        key = _seed_file_key(f, "o")
+        if key is None:
+            continue
+        r = json.loads(f.read_text())
+        c = Cell()
+        c.add(r)
+        res[r["task"]][r["object_set"]][r["method"]][key[2]] = c
+    for task, by_set in res.items():
+        for oset, by_method in by_set.items():
+            for method in list(by_method):
+                if (oset, task, method) in cells:
+                    by_method[method][1] = cells[oset, task, method]
+            offline = cells.get((oset, task, "BORA-Offline"))
+            if offline is not None:
+                runs = sorted({n for m in by_method.values() for n in m})
+                by_method["BORA-Offline"] = {n: offline for n in runs}
+    return res
+
+
+def online_run_budget(out: Path) -> list[dict]:
+    """Per online run of the main row (``runs/<task>/<row>-online`` = run 1, ``...-online-o<r>``): the rounds
+    every run has (the main run may train on for the learning curve), with episodes, successes, steps under
+    the operator, takeovers and how many taken-over episodes ended in success (the trainer's ``summary.json``)."""
+    found: dict = defaultdict(dict)
+    for f in sorted(out.glob("runs/*/*-online*/summary.json")):
+        name = f.parent.name
+        head, _, tail = name.rpartition("-online-o")
+        if head and tail.isdigit():
+            run = int(tail)
+        elif name.endswith("-online"):
+            run = 1
+        else:
+            continue
+        try:
+            per_round = json.loads(f.read_text()).get("per_round")
+        except (OSError, ValueError):
+            continue
+        if isinstance(per_round, list):
+            found[f.parent.parent.name][run] = per_round
+    rows = []
+    for task, runs in found.items():
+        if len(runs) < 2:
+            continue
+        n_rounds = min(len(r) for r in runs.values())
+        for run, per_round in sorted(runs.items()):
+            rr = per_round[:n_rounds]
+            rows.append({"task": task, "run": run, "rounds": n_rounds,
+                         **{k: sum(int(x.get(k) or 0) for x in rr) for k in
+                            ("episodes", "successes", "steps", "intervened_steps", "takeovers", "taken_over",
+                             "rescued")}})
+    return rows
+
+
+def seed_section(seeds: dict, n_boot: int = 4000) -> dict:
+    """Per task and object set: each seed's rate per method, the spread, two-stage bootstrap differences."""
+    out: dict = {"cells": [], "claims": []}
+    for task, by_set in seeds.items():
+        for oset, by_method in by_set.items():
+            for method, by_seed in by_method.items():
+                rates = {s: c.successes / c.trials for s, c in sorted(by_seed.items()) if c.trials}
+                if rates:
+                    out["cells"].append({"task": task, "object_set": oset, "method": method,
+                                         "rates": rates, "spread": max(rates.values()) - min(rates.values())})
+    for a, b in SEED_CLAIMS:
+        osets = sorted({o for by_set in seeds.values() for o in by_set})
+        for oset in osets:
+            strata = {}
+            for task, by_set in seeds.items():
+                ma, mb = by_set.get(oset, {}).get(a, {}), by_set.get(oset, {}).get(b, {})
+                common = sorted(set(ma) & set(mb))
+                pairs = []
+                for s in common:
+                    _, x, y = paired_outcomes(ma[s], mb[s])
+                    if x:
+                        pairs.append((x, y))
+                if len(pairs) >= 2:
+                    strata[task] = pairs
+            if not strata:
+                continue
+            per_task = {t: hierarchical_bootstrap_diff({t: p}, n_boot=n_boot) for t, p in strata.items()}
+            pooled = hierarchical_bootstrap_diff(strata, n_boot=n_boot)
+            out["claims"].append({"claim": f"{a} - {b}", "object_set": oset,
+                                  "per_task": {t: {"diff": v[0], "ci95": [v[1], v[2]],
+                                                   "seeds": len(strata[t])} for t, v in per_task.items()},
+                                  "pooled": {"diff": pooled[0], "ci95": [pooled[1], pooled[2]]}})
+    return out
+
+
+def online_runs_md(online: dict, budget: list[dict]) -> list[str]:
+    claims = [c for c in online.get("claims", []) if c["claim"] == "BORA-Full - BORA-Offline"]
+    if not claims:
+        return []
+    lines = ["## BORA-Full over several online runs per task (the online stage's randomness)", "",
+             "The online stage trained again from the same BORA-Offline run of each task (protocol `online_runs`; "
+             "run 1 = the main table's, every later run with its own online seed), every run evaluated on the same "
+             "evaluation seeds. Two-level bootstrap, paired with BORA-Offline: online runs, then seeds.", "",
+             "| task | set | BORA-Full per online run | BORA-Offline |", "| --- | --- | --- | --- |"]
+    for c in online.get("cells", []):
+        if c["method"] == "BORA-Full":
+            off = next((o for o in online["cells"] if o["method"] == "BORA-Offline" and o["task"] == c["task"]
+                        and o["object_set"] == c["object_set"]), None)
+            rates = ", ".join(f"o{k}: {100 * v:.0f}%" for k, v in c["rates"].items())
+            off_rate = "-" if off is None else f"{100 * next(iter(off['rates'].values())):.0f}%"
+            lines.append(f"| {c['task']} | {c['object_set']} | {rates} | {off_rate} |")
+    lines.append("")
+    for c in claims:
+        per = "; ".join(f"{t} {_pct(v['diff'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}] ({v['seeds']} runs)"
+                        for t, v in c["per_task"].items())
+        lines.append(f"- {c['claim']} ({c['object_set']}): pooled **{_pct(c['pooled']['diff'])} "
+                     f"[{_pct(c['pooled']['ci95'][0])}, {_pct(c['pooled']['ci95'][1])}]**; {per}")
+    if budget:
+        lines += ["", "What each online run used (the rounds every run of the task has):", "",
+                  "| task | run | rounds | episodes | successes | under the operator | takeovers | rescued |",
+                  "| --- |" + " --- |" * 7]
+        for b in budget:
+            share = b["intervened_steps"] / b["steps"] if b["steps"] else 0.0
+            lines.append(f"| {b['task']} | o{b['run']} | {b['rounds']} | {b['episodes']} | {b['successes']} | "
+                         f"{b['intervened_steps']} of {b['steps']} ({100 * share:.1f}%) | {b['takeovers']} | "
+                         f"{b['rescued']} of {b['taken_over']} |")
+    return lines + [""]
