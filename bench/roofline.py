@@ -19,7 +19,9 @@ On a machine shared with other work a call longer than a scheduler slice is rare
 wall-clock figures carry the load. Each call is also timed in process CPU time (``time.process_time``:
 all threads of this process, not the time spent waiting for a core): ``gflop_per_cpu_s_at_shapes`` and the
 update's FLOPs per CPU-second give a CPU-time roofline that the load does not move (with one thread it is
-the roofline of one core; with more it also charges the threads' spin-waiting).
+the roofline of one core; with more it also charges the threads' spin-waiting). The peak's CPU time is the mean
+over all calls of a shape (the process clock sees another thread's time only at its scheduler events, so a
+single short call's reading misses it), the wall time the best call.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def count_update(fn, *args) -> tuple[int, dict[tuple[int, int, int, int], dict]]
 
 
 def _best_call(m: int, k: int, n: int, batch: int, dtype, seconds: float, device: str = "cpu") -> tuple[float, float]:
-    """``(best wall seconds, best process-CPU seconds)`` of one ``[m,k] @ [k,n]`` (x batch) call.
+    """``(best wall seconds, mean process-CPU seconds)`` of one ``[m,k] @ [k,n]`` (x batch) call.
 
     On CUDA a call is timed as the mean of a group of back-to-back calls between two CUDA events (the
     device's throughput at that shape, launch latency hidden behind the queue), best group kept; process
@@ -73,7 +75,7 @@ def _best_call(m: int, k: int, n: int, batch: int, dtype, seconds: float, device
     b = torch.randn(shape_b, generator=g).to(device=device, dtype=dtype)
     op = torch.bmm if batch > 1 else torch.mm
     op(a, b)  # kernel selection
-    best, best_cpu, t_end = float("inf"), float("inf"), time.perf_counter() + seconds
+    best, t_end = float("inf"), time.perf_counter() + seconds
     if device.startswith("cuda"):
         group = 50
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -87,13 +89,17 @@ def _best_call(m: int, k: int, n: int, batch: int, dtype, seconds: float, device
             best = min(best, start.elapsed_time(stop) / 1e3 / group)
             if time.perf_counter() >= t_end:
                 return best, float("nan")
+    # process CPU time over ALL calls / calls, not the best call's: Linux adds another thread's CPU time to the
+    # process clock only at that thread's scheduler events, so one short call read 1 thread's time with 2 threads
+    # (2-thread peaks per CPU-second came out twice the truth: bench/results/updates_avx512bf16.md before 2026-12-07)
+    calls, c_start = 0, time.process_time()
     while True:
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         op(a, b)
-        best_cpu = min(best_cpu, time.process_time() - c0)
         best = min(best, time.perf_counter() - t0)
+        calls += 1
         if time.perf_counter() >= t_end:
-            return best, max(best_cpu, 1e-9)
+            return best, max((time.process_time() - c_start) / calls, 1e-9)
 
 
 def peak_at_shapes(

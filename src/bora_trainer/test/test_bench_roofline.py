@@ -51,6 +51,33 @@ def test_peak_at_shapes_real_rates_and_coverage():
         roofline.peak_at_shapes({}, "fp32")
 
 
+def test_peak_cpu_time_is_the_mean_over_calls_not_the_best_call(monkeypatch):
+    """The process clock sees a second thread's CPU time only at that thread's scheduler events, in lumps: with
+    2 threads a short call's own reading was one thread's time, and the best of those halved the CPU cost. Fake
+    clocks: each call takes 1 ms of wall time and (over calls) 2 ms of CPU, booked as 10 ms every 5th call."""
+    clock = {"wall": 0.0, "cpu": 0.0, "calls": 0}
+
+    def perf_counter():
+        return clock["wall"]
+
+    def process_time():
+        return clock["cpu"]
+
+    def fake_mm(a, b):
+        clock["wall"] += 1e-3
+        clock["calls"] += 1
+        if clock["calls"] % 5 == 0:
+            clock["cpu"] += 10e-3
+
+    monkeypatch.setattr(roofline.time, "perf_counter", perf_counter)
+    monkeypatch.setattr(roofline.time, "process_time", process_time)
+    monkeypatch.setattr(roofline.torch, "mm", fake_mm)
+    wall, cpu = roofline._best_call(4, 4, 4, 1, torch.float32, seconds=0.05)
+    calls = clock["calls"] - 1  # the first is the untimed kernel selection
+    assert calls == 50 and wall == pytest.approx(1e-3)
+    assert cpu == pytest.approx(2e-3)  # 10 lumps of 10 ms over the 50 timed calls (the best call's reading: 0)
+
+
 def test_cuda_roofline_table_by_hand():
     """updates.md's CUDA table: achieved / peak and the GPU's busy share from a results row (no GPU needed)."""
     import bench_updates
