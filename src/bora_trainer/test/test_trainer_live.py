@@ -1,7 +1,8 @@
 """The online trainer reading recordings that are still being written (env_ros.RosEpisodes, no ROS).
 
 * a round that waits says why (an episode without an outcome, a recording that cannot be converted);
-* an ended episode that cannot be converted is skipped, so the round gate can replace it;
+* an ended episode that cannot be converted is skipped, so the round gate can replace it (also when it is the
+  only episode of its recording);
 * a live bag is converted again only when its episode events change;
 * an episode whose last steps are late waits for them (``late_message_wait_s``), one whose gaps come before its
   last recorded command does not; one whose START was not recorded is never ingested.
@@ -127,6 +128,37 @@ def test_an_episode_that_ended_before_its_first_command_is_skipped_so_the_round_
         assert loop.collect() == 0
     assert loop.max_skipped_id == 2 and loop.episode_gate() == 3  # episode 3 replaces it
     assert loop.num_episodes == 1 and loop.source.unfinished(loop) == []
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_a_round_whose_only_episode_cannot_be_converted_skips_it(tmp_path, closed):
+    """With one episode per round (or a recording that holds one episode) whose every ExecutedCommand is unusable
+    (non-finite joint values): ``bora bag convert`` calls that bag an input error, and so did the trainer's
+    conversion, so the episode was neither ingested nor skipped and the round waited for good, naming the
+    recording. The trainer now gets the episode as "failed" and skips it once ended."""
+    from test_bag_errors import _write_msgs
+
+    from bora_trainer.data.synthetic_bag import scripted_messages
+
+    setup_dirs(tmp_path)
+    bag = tmp_path / "recordings" / "one"
+    msgs = scripted_messages([ScriptedEpisode(1, T_EP, "failure")], LAY)
+    for topic, _, m in msgs:
+        if topic == S.T_EXECUTED:
+            m.command.position[:] = float("nan")
+    _write_msgs(bag, msgs)
+    if not closed:
+        (bag / "metadata.yaml").unlink()
+    now = [0.0]
+    loop = make_loop(tmp_path, episodes_per_round=1, late_message_wait_s=5.0)
+    loop.source._clock = lambda: now[0]
+    assert loop.collect() == 0 and loop.num_episodes == 0
+    if not closed:
+        assert loop.episode_gate() == 1  # its messages could still be late
+        now[0] = 5.0
+        assert loop.collect() == 0
+    assert loop.max_skipped_id == 1 and loop.episode_gate() == 2  # episode 2 replaces it
+    assert loop.source.unfinished(loop) == []  # no recording named as unconvertible: nothing waits
 
 
 def _live_bag(tmp_path, ep, keep=None):

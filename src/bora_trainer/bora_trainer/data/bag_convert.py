@@ -253,7 +253,9 @@ def convert(
     """Convert ``bags`` into ``out`` (see module docstring); returns what happened per episode.
 
     Raises :class:`OutputError` (output side) or BagReadError / MissingTopicsError /
-    ConversionError (input side); either way ``out`` is left as it was.
+    ConversionError (input side; an episode that cannot be converted is reported ``failed``, the error is raised
+    only when no episode of the bags converts and ``cfg.raise_if_none_converted``); either way ``out`` is left as it
+    was.
     """
     cfg = cfg or ConvertConfig()
     od = OutputDir(out)  # checks the output before any bag is read
@@ -353,7 +355,8 @@ def convert(
             else:
                 res.episode_id = od.new_id()
             _stage_episode(od, res, ep, cfg, bags, rhash, mode, per_topic, replaced)
-        if failed and len(failed) == sum(e.status != "no-commands" for e in report.episodes):  # nothing convertible
+        nothing = failed and len(failed) == sum(e.status != "no-commands" for e in report.episodes)
+        if nothing and cfg.raise_if_none_converted:
             raise failed[0]
     except BaseException:
         od.abort()

@@ -44,6 +44,9 @@ class ConvertConfig:
     transitions_only: bool = False
     fps: float | None = None
     only_complete: bool = False  # skip episodes without an outcome (the trainer, while a bag is live)
+    # True: a bag none of whose episodes converts is an input error (``bora bag convert``: exit 2). False: its
+    # episodes are reported "failed" like any other (the trainer: the round skips them and a replacement runs)
+    raise_if_none_converted: bool = True
 
 
 # ------------------------------------------------------------------------------------ one episode

@@ -140,7 +140,8 @@ class RosEpisodes:
                 rep = convert(
                     [bag],
                     self.converted,
-                    ConvertConfig(rewards=self.rewards, transitions_only=True, only_complete=not closed),
+                    ConvertConfig(rewards=self.rewards, transitions_only=True, only_complete=not closed,
+                                  raise_if_none_converted=False),
                 )
             except Exception as e:  # noqa: BLE001 - a bad recording must not stop the trainer
                 log.error("cannot convert %s: %s", bag, e)
