@@ -88,17 +88,18 @@ def online_run_results(out: Path, cells: dict) -> dict:
 
 
 def online_run_budget(out: Path) -> list[dict]:
-    """Per online run of the main row (``runs/<task>/<row>-online`` = run 1, ``...-online-o<r>``): the rounds
-    every run has (the main run may train on for the learning curve), with episodes, successes, steps under
-    the operator, takeovers and how many taken-over episodes ended in success (the trainer's ``summary.json``)."""
+    """Per online run of a row trained more than once (``runs/<task>/<row>-online`` = run 1,
+    ``...-online-o<r>``; the other online rows, run once, are left out): the rounds every run of it has (the main
+    run may train on for the learning curve), with episodes, successes, steps under the operator, takeovers and
+    how many taken-over episodes ended in success (the trainer's ``summary.json``)."""
     found: dict = defaultdict(dict)
     for f in sorted(out.glob("runs/*/*-online*/summary.json")):
         name = f.parent.name
         head, _, tail = name.rpartition("-online-o")
         if head and tail.isdigit():
-            run = int(tail)
+            row, run = head, int(tail)
         elif name.endswith("-online"):
-            run = 1
+            row, run = name[: -len("-online")], 1
         else:
             continue
         try:
@@ -106,15 +107,15 @@ def online_run_budget(out: Path) -> list[dict]:
         except (OSError, ValueError):
             continue
         if isinstance(per_round, list):
-            found[f.parent.parent.name][run] = per_round
+            found[(f.parent.parent.name, row)][run] = per_round
     rows = []
-    for task, runs in found.items():
+    for (task, row), runs in sorted(found.items()):
         if len(runs) < 2:
             continue
         n_rounds = min(len(r) for r in runs.values())
         for run, per_round in sorted(runs.items()):
             rr = per_round[:n_rounds]
-            rows.append({"task": task, "run": run, "rounds": n_rounds,
+            rows.append({"task": task, "row": row, "run": run, "rounds": n_rounds,
                          **{k: sum(int(x.get(k) or 0) for x in rr) for k in
                             ("episodes", "successes", "steps", "intervened_steps", "takeovers", "taken_over",
                              "rescued")}})

@@ -90,6 +90,8 @@ def test_report_over_online_runs_hand_computed(tmp_path):
              [(10, 10, 300, 60, 3, 3, 3), (10, 9, 320, 90, 4, 4, 3), (10, 10, 1, 1, 1, 1, 1), (10, 10, 1, 1, 1, 1, 1)])
     _summary(out / "runs" / "press_button" / "bora-residual-online-o2", [(10, 8, 310, 31, 2, 2, 1),
                                                                          (10, 10, 290, 29, 1, 1, 1)])
+    # another online row, trained once (HABC online; read after BORA-Full's runs): not one of BORA-Full's runs
+    _summary(out / "runs" / "press_button" / "habc-online", [(10, 1, 300, 300, 10, 10, 1)] * 2)
     res = build(out, n_boot=2000)
     on = res["online_runs"]
     rates = {(c["task"], c["method"]): c["rates"] for c in on["cells"]}
@@ -104,6 +106,7 @@ def test_report_over_online_runs_hand_computed(tmp_path):
     assert lo < c["pooled"]["diff"] < hi
     # BORA-Offline - CP Base has no repeated runs: no claim
     assert [c["claim"] for c in on["claims"]] == ["BORA-Full - BORA-Offline"]
+    assert {b["row"] for b in res["online_run_budget"]} == {"bora-residual"}
     budget = {b["run"]: b for b in res["online_run_budget"]}
     assert (budget[1]["rounds"], budget[1]["steps"], budget[1]["intervened_steps"]) == (2, 620, 150)
     assert (budget[2]["successes"], budget[2]["taken_over"], budget[2]["rescued"]) == (18, 3, 2)
