@@ -97,7 +97,8 @@ class OperatorConfig:
     speed: float = 1.3
     """Pace of the operator's motions relative to the demonstrations' expert (segment durations / speed;
     ours: at 1.3 the operator controlled 39-71% of the steps of a 55%-success policy's episodes instead of
-    48-82% at 1.0, rescuing 90-100% at both; bench/results/operator.md)."""
+    48-82% at 1.0, rescuing 90-100% at both; bench/results/operator.md). config/online_tiny.yaml: 2.0, open_box
+    1.3 (through the graph 33.4% of the online steps instead of 42.1%, 89-100% rescued; operator_speed.md)."""
     recovered_gain: float = 0.2
     """Progress gain over the segment that counts as recovered (or success)."""
     max_replans: int = 2

@@ -45,6 +45,19 @@ def test_per_task_operator_settings_reach_the_bridge(tmp_path):
     assert (ob.patience_s, ob.deadline_margin_s) == (OperatorConfig().patience_s, 1.5)
 
 
+@pytest.mark.parametrize("task, speed", [("open_box", 1.3), ("press_button", 2.0), ("pick_plush_toy", 2.0)])
+def test_the_demo_configs_operator_pace_reaches_the_bridge(tmp_path, task, speed):
+    """config/online_tiny.yaml (the demo's and the evidence protocol's online stage): speed 2.0, open_box 1.3
+    (operator_speed.md); the bridge's operator is built with ``for_task`` of what the parameter file holds."""
+    from bora_trainer.config_io import read_yaml
+    from bora_trainer.demo.config import REPO_ROOT
+
+    op = read_yaml(REPO_ROOT / "config" / "online_tiny.yaml")["operator"]
+    p = _graph_params(tmp_path, {"task": task, "operator": op})["sim_bridge"]["ros__parameters"]
+    got = operator_from_params(p["operator_overrides"], p["operator_mode"], p["operator_reaction_s"]).for_task(task)
+    assert (got.speed, got.budget, got.grace_s, got.patience_s, got.recovery_s) == (speed, 2, 1.0, 1.5, 0.0)
+
+
 def test_requested_mode_reaches_the_bridge_and_the_policy(tmp_path):
     from bora_policy.nodes.policy_help import monitor_config
 
