@@ -41,17 +41,23 @@ def _seed_file_key(path: Path, tag: str = "s") -> tuple[str, str, int, str] | No
     return (parts[0], row, int(seed), parts[2]) if seed.isdigit() else None
 
 
-def seed_results(out: Path, first_seed: int, cells: dict) -> dict:
-    """task -> object_set -> method -> {seed: Cell}: the main table's run is training seed ``first_seed``."""
+def _tagged_results(d: Path, tag: str) -> dict:
+    """task -> object_set -> method -> {n: Cell} of the ``<task>__<row>@<tag><n>__<set>.json`` results in ``d``."""
     res: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    for f in sorted((out / "eval_seeds").glob("*.json")) if (out / "eval_seeds").is_dir() else []:
-        key = _seed_file_key(f)
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        key = _seed_file_key(f, tag)
         if key is None:
             continue
         r = json.loads(f.read_text())
         c = Cell()
         c.add(r)
         res[r["task"]][r["object_set"]][r["method"]][key[2]] = c
+    return res
+
+
+def seed_results(out: Path, first_seed: int, cells: dict) -> dict:
+    """task -> object_set -> method -> {seed: Cell}: the main table's run is training seed ``first_seed``."""
+    res = _tagged_results(out / "eval_seeds", "s")
     for task in list(res):
         for oset in list(res[task]):
             for method in list(res[task][oset]):
@@ -65,16 +71,7 @@ def online_run_results(out: Path, cells: dict) -> dict:
     """task -> object_set -> {"BORA-Full": {run: Cell}, "BORA-Offline": {run: Cell}} for the tasks with extra
     online runs (``OUT/eval_online``, ``<task>__<row>@o<run>__<set>.json``; protocol ``online_runs``). Run 1 is
     the main table's BORA-Full; every run is paired with the one BORA-Offline cell it was trained from."""
-    res: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    d = out / "eval_online"
-    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
-        key = _seed_file_key(f, "o")
-        if key is None:
-            continue
-        r = json.loads(f.read_text())
-        c = Cell()
-        c.add(r)
-        res[r["task"]][r["object_set"]][r["method"]][key[2]] = c
+    res = _tagged_results(out / "eval_online", "o")
     for task, by_set in res.items():
         for oset, by_method in by_set.items():
             for method in list(by_method):
