@@ -39,7 +39,8 @@ import yaml
 SEED_ALGOS = ("cp-bc", "bora")
 ONLINE_RUN_SEED_STEP = 1000
 """Online ``--seed`` step between online runs (ours): an online run draws episode seeds ``seed + 10_000 + i``
-(``online/run_ros.py``) for at most a few hundred episodes, so runs 1000 apart never share an initial state."""
+(``online/run_ros.py``); ``validate`` keeps twice its episodes below the step, so the runs never share an
+initial state."""
 
 
 @dataclass
@@ -79,6 +80,12 @@ def validate(cfg, tasks: tuple[str, ...]) -> list[str]:
         errs.append(f"DemoConfig.protocol.online_runs must be an integer >= 1, got {p.online_runs!r}")
     elif p.online_runs > 1 and not cfg.online.enabled:
         errs.append(f"DemoConfig.protocol.online_runs {p.online_runs} needs the online stage (online.enabled)")
+    elif p.online_runs > 1 and 2 * online_rounds(cfg) * cfg.online.episodes_per_round > ONLINE_RUN_SEED_STEP:
+        # (the main run's rounds, the learning curve's included; 2x: skipped episodes are replaced at the round gate
+        # and draw the next seeds)
+        errs.append(f"DemoConfig.protocol.online_runs: {online_rounds(cfg)} rounds x {cfg.online.episodes_per_round} "
+                    f"episodes (x2 for replaced ones) exceed the online seed step {ONLINE_RUN_SEED_STEP} between "
+                    "runs: the runs would share initial states")
     if p.seed_trials < 1 or p.curve_trials < 1 or p.curve_rounds < 0:
         errs.append("DemoConfig.protocol.seed_trials and curve_trials must be >= 1, curve_rounds >= 0")
     for s in p.seed_object_sets:

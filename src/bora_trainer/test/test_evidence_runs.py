@@ -56,7 +56,9 @@ def test_online_runs_is_checked(monkeypatch, tmp_path):
     base = yaml.safe_load((REPO_ROOT / "config" / "evidence.yaml").read_text())
     for change, msg in (({"protocol": {**base["protocol"], "online_runs": 0}}, "online_runs must be an integer"),
                         ({"protocol": {**base["protocol"], "online_runs": 2},
-                          "online": {**base["online"], "enabled": False}}, "online_runs 2 needs the online stage")):
+                          "online": {**base["online"], "enabled": False}}, "online_runs 2 needs the online stage"),
+                        ({"protocol": {**base["protocol"], "online_runs": 2},
+                          "online": {**base["online"], "episodes_per_round": 300}}, "would share initial states")):
         f = tmp_path / "c.yaml"
         f.write_text(yaml.safe_dump({**base, **change}))
         with pytest.raises(ConfigError, match=msg):
