@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from bora_trainer.evidence_runs import (
+    _pct,
     online_run_budget,
     online_run_results,
     online_runs_md,
@@ -251,10 +252,6 @@ def machine() -> dict:
     commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(), "commit": commit}
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:+.1f}"
 
 
 def markdown(ev: dict, table_md: str) -> str:

@@ -104,6 +104,17 @@ def test_a_recording_that_cannot_be_converted_is_named_while_the_round_waits(tmp
     assert loop.num_episodes == 2 and loop.source.unfinished(loop) == []
 
 
+def _clocked_loop(tmp_path, bag, closed, per_round):
+    """A loop (late_message_wait_s 5) on ``bag``, left as if still being recorded unless ``closed``, whose clock is
+    ``now[0]``: ``(loop, now)``."""
+    if not closed:
+        (bag / "metadata.yaml").unlink()
+    now = [0.0]
+    loop = make_loop(tmp_path, episodes_per_round=per_round, late_message_wait_s=5.0)
+    loop.source._clock = lambda: now[0]
+    return loop, now
+
+
 @pytest.mark.parametrize("closed", [False, True])
 def test_an_episode_that_ended_before_its_first_command_is_skipped_so_the_round_can_fill(tmp_path, closed):
     """An episode aborted at once has events but no ExecutedCommand (through the graph step 0 has none): nothing to
@@ -114,11 +125,7 @@ def test_an_episode_that_ended_before_its_first_command_is_skipped_so_the_round_
     bag = tmp_path / "recordings" / "live"
     eps = [ScriptedEpisode(1, T_EP, "success"), ScriptedEpisode(2, T_EP, "abort", drop_steps=tuple(range(T_EP)))]
     write_scripted_bag(bag, eps, LAY)
-    if not closed:
-        (bag / "metadata.yaml").unlink()
-    now = [0.0]
-    loop = make_loop(tmp_path, episodes_per_round=2, late_message_wait_s=5.0)
-    loop.source._clock = lambda: now[0]
+    loop, now = _clocked_loop(tmp_path, bag, closed, per_round=2)
     assert loop.collect() == 1 and loop.in_round == 1
     if not closed:
         assert loop.episode_gate() == 2  # episode 2 may still get its commands: no replacement yet
@@ -147,11 +154,7 @@ def test_a_round_whose_only_episode_cannot_be_converted_skips_it(tmp_path, close
         if topic == S.T_EXECUTED:
             m.command.position[:] = float("nan")
     _write_msgs(bag, msgs)
-    if not closed:
-        (bag / "metadata.yaml").unlink()
-    now = [0.0]
-    loop = make_loop(tmp_path, episodes_per_round=1, late_message_wait_s=5.0)
-    loop.source._clock = lambda: now[0]
+    loop, now = _clocked_loop(tmp_path, bag, closed, per_round=1)
     assert loop.collect() == 0 and loop.num_episodes == 0
     if not closed:
         assert loop.episode_gate() == 1  # its messages could still be late
