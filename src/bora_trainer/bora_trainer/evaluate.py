@@ -74,6 +74,7 @@ def describe_run(run: str | Path) -> RunInfo:
     import yaml
 
     from bora_policy.models.export import find_critic_dir, is_policy_dir, resolve_policy_dir
+    from bora_trainer.online.checkpoints import online_critic_of
 
     p = Path(run)
     if not p.exists():
@@ -100,10 +101,7 @@ def describe_run(run: str | Path) -> RunInfo:
         info.task = online.get("task")
         info.object_set = online.get("object_set")
         if (p / "latest").is_file():
-            info.residual = str(p)
-            ck = p / "checkpoints" / (p / "latest").read_text().strip()
-            if (ck / "critic.safetensors").is_file():
-                info.online_critic = ck / "critic.safetensors"
+            info.residual, info.online_critic = str(p), online_critic_of(p)
     elif is_policy_dir(p) and not cfg:
         info.phase = "policy"
     else:
@@ -297,6 +295,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from bora_sim.env import make_env
     from bora_sim.objects import ObjectSetError
     from bora_sim.tasks import TASKS
+    from bora_trainer.online.checkpoints import online_critic_of
 
     if args.trials < 1:
         raise EvalError(f"--trials must be >= 1, got {args.trials}")
@@ -348,8 +347,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         )
     except (FileNotFoundError, ValueError) as e:
         raise EvalError(f"cannot load the policy of {info.path}: {e}") from e
-    if info.online_critic is not None and args.critic is None and not args.no_values:
-        _load_online_critic(runner, info.critic_dir, info.online_critic)
+    online_critic = online_critic_of(Path(residuals[-1])) if args.residual else info.online_critic
+    if online_critic is not None and args.critic is None and not args.no_values:
+        _load_online_critic(runner, info.critic_dir, online_critic)
     pc = runner.policy.cfg
     image_size = args.image_size or pc.image_size
     try:

@@ -241,6 +241,50 @@ def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path
     assert abs(v_online - v_offline) > 1e-4
 
 
+def test_residual_of_an_earlier_round_is_valued_by_that_rounds_critic(tiny_run, tmp_path):
+    """``--residual trainer/rounds/round_01`` of a run that trained on: the values come from round 1's critic
+    (saved with that residual), not from the run's latest one (the evidence protocol evaluates round 2 of a run
+    that goes on to round 4)."""
+    from bora_policy.models.residual import FrozenResidual, ResidualChunkActor, ResidualConfig
+    from bora_policy.runtime.checkpoint_loader import sha256_file
+
+    run, policy, critic = tiny_run
+    D, k, Z = policy.cfg.action_dim, policy.cfg.chunk_size, policy.z_dim
+    torch.manual_seed(6)
+    acts = [ResidualChunkActor(D, D, k, Z, ResidualConfig(hidden_dims=[16], init_scale=0.3)) for _ in range(2)]
+    critics = [type(critic)(**critic.init_kwargs) for _ in range(2)]
+    on = tmp_path / "online"
+    _online_run(on, run, policy, {"residual_1": acts[0].state_dict(), "residual_2": acts[1].state_dict(),
+                                  "critic": critics[1].state_dict()},
+                [FrozenResidual(acts[0], 0.4), FrozenResidual(acts[1], 0.5)], round_=2)
+    r1 = _online_run(on / "trainer" / "rounds" / "round_01", run, policy,
+                     {"residual_1": acts[0].state_dict(), "critic": critics[0].state_dict()},
+                     [FrozenResidual(acts[0], 0.4)], round_=1)
+    out = tmp_path / "r1.json"
+    argv = ["--run", str(on), "--out", str(out), "--no-progress", *COMMON[:2], "--max-steps", "2",
+            "--image-size", "48", "--threads", "1", "--residual", str(on / "trainer" / "rounds" / "round_01")]
+    assert evaluate.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["residual_version"] == sha256_file(r1 / "residual_1.safetensors")[:16]
+    assert res["critic_version"] == sha256_file(r1 / "critic.safetensors")[:16]
+    from bora_sim.env import make_env
+
+    env = make_env(TASK, "standard", image_size=48)
+    obs, _ = env.reset(seed=0)
+    env.close()
+    state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])[None]
+    with torch.no_grad():
+        z = policy.encode({"color": obs["color"][None], "instruction": obs["instruction"], "state": state})
+        v = [float(c.v(z)[0, 0]) for c in critics]
+    assert res["episodes"][0]["values"][0] == pytest.approx(v[0], abs=1e-5)
+    assert abs(v[0] - v[1]) > 1e-4
+    # the lookup itself: a checkpoint directory, a run / round archive through its `latest`, none without one
+    from bora_trainer.online.checkpoints import online_critic_of
+
+    assert online_critic_of(r1) == online_critic_of(r1.parent.parent) == r1 / "critic.safetensors"
+    assert online_critic_of(tmp_path) is None
+
+
 def test_record_writes_the_rollouts_as_an_episode_dataset(tiny_run, tmp_path, capsys):
     """``--record DIR``: every evaluated episode in the dataset format, read back by ``ChunkDataset``."""
     from bora_policy.common.episodes import episode_ids, read_episode

@@ -52,6 +52,16 @@ def rebase_fn(policy: ResidualPolicy, device):
     return fn
 
 
+def online_critic_of(path: Path) -> Path | None:
+    """The online critic saved beside a residual checkpoint: ``critic.safetensors`` of ``path`` (a checkpoint
+    directory) or of ``path/checkpoints/<latest>`` (an online run, or one round's archive
+    ``trainer/rounds/round_NN``); None where it has none. A round's residual is valued by that round's critic."""
+    if (path / "latest").is_file():
+        path = path / "checkpoints" / (path / "latest").read_text().strip()
+    f = path / "critic.safetensors"
+    return f if f.is_file() else None
+
+
 def announcement(path: Path, meta: dict, n_residuals: int, rnd: int, step: int) -> Announcement:
     """Round 1: ``residual.safetensors`` (single-file form); later: the checkpoint directory."""
     if n_residuals <= 1:
