@@ -47,6 +47,11 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     # the main table's BORA-Full is the paper's budget (round 2), the online run trains 4 rounds
     full = ev["eval-press_button-bora-residual-online-standard"]
     assert _arg(full, "--residual").endswith("bora-residual-online/trainer/rounds/round_02")
+    # Fig. 11: values of BORA-Offline's and of BORA-Full's critic (round 2's, saved with that residual) on the
+    # standard set only; no other row pays for them
+    assert "--no-values" not in full and "--no-values" not in ev["eval-press_button-bora-standard"]
+    assert "--no-values" in ev["eval-press_button-bora-residual-online-unseen"]
+    assert "--no-values" in ev["eval-press_button-cp-bc-standard"]
     on = _jobs(pl, "online")
     assert _arg(on["online-press_button-bora-residual"], "--rounds") == "4"
     # online ALOE / HABC: the same base run and the paper's budget (2 x 10), evaluated into their own files
@@ -188,6 +193,9 @@ def test_evidence_report_hand_computed(tmp_path):
                 "press_button", "standard", [1] * 9 + [0])
     # the warm-up reference row on task a: 7/10, CP Base 4/10 -> CP Base - Warm-up = -0.3 on the same seeds
     _write_eval(ev / "a_warm.json", "Warm-up", "press_button", "standard", [1] * 7 + [0] * 3)
+    # BORA-Full's online critic on task a: V ranks the 6 failures above the 4 successes at every step
+    _write_eval(ev / "a_full.json", "BORA-Full", "press_button", "standard", [1] * 4 + [0] * 6,
+                values=lambda i, ok: [1.0 - ok] * 12)
     res = build(out, n_boot=2000)
     (w,) = [x for x in res["paired"] if x["claim"] == "CP Base - Warm-up"]
     assert [(r["task"], r["a"], r["b"]) for r in w["tasks"]] == [("press_button", 4, 7)]
@@ -211,6 +219,11 @@ def test_evidence_report_hand_computed(tmp_path):
     assert curve[("press_button", 0)]["successes"] == 8  # round 0 = BORA-Offline
     (crit,) = [a for a in res["critic"] if a["group"] == ["BORA-Offline", "press_button"]]
     assert [r["auroc"] for r in crit["auroc"]] == [1.0, 1.0]  # V = 1 on successes, 0 on failures
+    (full,) = [a for a in res["critic"] if a["group"][0] == "BORA-Full"]
+    assert [r["auroc"] for r in full["auroc"]] == [0.0, 0.0] and not full["target_met"]
+    crit_targets = [t for t in res["targets"] if t["target"].startswith("critic AUROC")]
+    assert [(t["measured"], t["met"]) for t in crit_targets] == [
+        ("1 of 2 tasks (BORA-Offline critic)", False), ("0 of 1 tasks (BORA-Full's online critic)", False)]
     # every paired difference is >= 0 and task a has 4 of 10: P(a resample has none) = 0.6^10 < 2.5%,
     # so the pooled lower bound is >= 0.1 / 2 > 0
     tg = {t["target"]: t for t in res["targets"]}
