@@ -72,6 +72,18 @@ def _online_run(path, offline_run, policy, weights: dict, stack: list, round_: i
     return save_checkpoint(path, step, weights, extra=extra)
 
 
+def _first_z(policy):
+    """z_0 of seed 0's first observation (standard objects, 48 px), computed here without the evaluator."""
+    from bora_sim.env import make_env
+
+    env = make_env(TASK, "standard", image_size=48)
+    obs, _ = env.reset(seed=0)
+    env.close()
+    state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])[None]
+    with torch.no_grad():
+        return policy.encode({"color": obs["color"][None], "instruction": obs["instruction"], "state": state})
+
+
 def test_eval_json_report_and_determinism(tiny_run, tmp_path, capsys):
     run, policy, critic = tiny_run
     a, b = tmp_path / "a.json", tmp_path / "b.json"
@@ -90,14 +102,8 @@ def test_eval_json_report_and_determinism(tiny_run, tmp_path, capsys):
     # same seeds -> the same episodes (success, steps, values)
     assert ra["episodes"] == rb["episodes"]
     # values[0] is v(z_0, 0) of the first observation, computed here without the evaluator
-    from bora_sim.env import make_env
-
-    env = make_env(TASK, "standard", image_size=48)
-    obs, _ = env.reset(seed=0)
-    env.close()
-    state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])[None]
+    z = _first_z(policy)
     with torch.no_grad():
-        z = policy.encode({"color": obs["color"][None], "instruction": obs["instruction"], "state": state})
         v0 = float(critic.v(z)[0, 0])
     assert ra["episodes"][0]["values"][0] == pytest.approx(v0, abs=1e-5)
     # bora report turns it into a table
@@ -228,14 +234,8 @@ def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path
     assert res["residual_version"] == sha256_file(ck / "residual_2.safetensors")[:16]
     assert res["critic_version"] == sha256_file(ck / "critic.safetensors")[:16]
     assert res["folded_residuals"] == 1
-    from bora_sim.env import make_env
-
-    env = make_env(TASK, "standard", image_size=48)
-    obs, _ = env.reset(seed=0)
-    env.close()
-    state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])[None]
+    z = _first_z(policy)
     with torch.no_grad():
-        z = policy.encode({"color": obs["color"][None], "instruction": obs["instruction"], "state": state})
         v_online, v_offline = float(online_critic.v(z)[0, 0]), float(critic.v(z)[0, 0])
     assert res["episodes"][0]["values"][0] == pytest.approx(v_online, abs=1e-5)
     assert abs(v_online - v_offline) > 1e-4
@@ -267,14 +267,8 @@ def test_residual_of_an_earlier_round_is_valued_by_that_rounds_critic(tiny_run, 
     res = json.loads(out.read_text())
     assert res["residual_version"] == sha256_file(r1 / "residual_1.safetensors")[:16]
     assert res["critic_version"] == sha256_file(r1 / "critic.safetensors")[:16]
-    from bora_sim.env import make_env
-
-    env = make_env(TASK, "standard", image_size=48)
-    obs, _ = env.reset(seed=0)
-    env.close()
-    state = np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])[None]
+    z = _first_z(policy)
     with torch.no_grad():
-        z = policy.encode({"color": obs["color"][None], "instruction": obs["instruction"], "state": state})
         v = [float(c.v(z)[0, 0]) for c in critics]
     assert res["episodes"][0]["values"][0] == pytest.approx(v[0], abs=1e-5)
     assert abs(v[0] - v[1]) > 1e-4
