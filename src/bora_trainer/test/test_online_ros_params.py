@@ -45,10 +45,12 @@ def test_per_task_operator_settings_reach_the_bridge(tmp_path):
     assert (ob.patience_s, ob.deadline_margin_s) == (OperatorConfig().patience_s, 1.5)
 
 
-@pytest.mark.parametrize("task, speed", [("open_box", 1.3), ("press_button", 2.0), ("pick_plush_toy", 2.0)])
+@pytest.mark.parametrize("task, speed", [("open_box", 1.3), ("press_button", 2.0), ("pick_plush_toy", 1.3),
+                                         ("pick_and_place", 2.0)])
 def test_the_demo_configs_operator_pace_reaches_the_bridge(tmp_path, task, speed):
-    """config/online_tiny.yaml (the demo's and the evidence protocol's online stage): speed 2.0, open_box 1.3
-    (operator_speed.md); the bridge's operator is built with ``for_task`` of what the parameter file holds."""
+    """config/online_tiny.yaml (the demo's and the evidence protocol's online stage): speed 2.0, open_box and
+    pick_plush_toy 1.3 (operator_speed.md); the bridge's operator is built with ``for_task`` of what the
+    parameter file holds."""
     from bora_trainer.config_io import read_yaml
     from bora_trainer.demo.config import REPO_ROOT
 
