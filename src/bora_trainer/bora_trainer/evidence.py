@@ -27,6 +27,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 from bora_trainer.evidence_runs import (
@@ -206,9 +207,31 @@ def _budget_md(rows: list[dict]) -> list[str]:
     return lines
 
 
-def targets(diffs: list[dict], cells: dict, auroc: list[dict], online: dict | None = None) -> list[dict]:
+def operator_targets(run_budget: list[dict]) -> list[dict]:
+    """The scripted operator's targets over BORA-Full's online runs (``online_run_budget``: the rounds every run of a
+    task has): its takeovers end in success in >= 80% of cases on every task, and it holds about the paper's 20% of
+    the online steps (read as <= 25%: our threshold for "near")."""
+    rows = [b for b in run_budget if b["row"] == "bora-residual"]
+    if not rows:
+        return []
+    per: dict = defaultdict(lambda: [0, 0])
+    for b in rows:
+        per[b["task"]][0] += int(b["rescued"])
+        per[b["task"]][1] += int(b["taken_over"])
+    rescue = ", ".join(f"{t} {r} of {n}" for t, (r, n) in sorted(per.items()))
+    steps, held = sum(int(b["steps"]) for b in rows), sum(int(b["intervened_steps"]) for b in rows)
+    share = held / steps if steps else 0.0
+    return [{"target": "the scripted operator rescues >= 80% of its takeovers on every task (BORA-Full, all runs)",
+             "measured": rescue, "met": all(n and r / n >= 0.8 for r, n in per.values())},
+            {"target": "the operator holds about the paper's 20% of BORA-Full's online steps (<= 25%)",
+             "measured": f"{held} of {steps} ({100 * share:.1f}%)", "met": share <= 0.25}]
+
+
+def targets(diffs: list[dict], cells: dict, auroc: list[dict], online: dict | None = None,
+            run_budget: list[dict] | None = None) -> list[dict]:
     """The issue's targets, each with the measured value and met / not met (the pooled BORA-Full - BORA-Offline
-    also over the online runs where the protocol trained several: ``online_runs``)."""
+    also over the online runs where the protocol trained several: ``online_runs``; the operator's over the runs'
+    budget: :func:`operator_targets`)."""
     res = []
     for c in (online or {}).get("claims", []):
         if c["claim"] != "BORA-Full - BORA-Offline":
@@ -240,7 +263,7 @@ def targets(diffs: list[dict], cells: dict, auroc: list[dict], online: dict | No
             n_ok = sum(bool(a["target_met"]) for a in rows)
             res.append({"target": "critic AUROC >= 0.8 (second half of the window) on >= 4 of 5 tasks",
                         "measured": f"{n_ok} of {len(rows)} tasks ({what})", "met": n_ok >= 4})
-    return res
+    return res + operator_targets(run_budget or [])
 
 
 def machine() -> dict:
@@ -321,12 +344,12 @@ def build(out: Path, first_seed: int = 0, episodes_per_round: int = 10, n_boot: 
         raise ValueError(f"no `bora eval` results in {out / 'eval'}")
     diffs = paired_differences(cells, n_boot)
     auroc = critic_auroc(out)
-    online = seed_section(online_run_results(out, cells), min(n_boot, 4000))
+    online, run_budget = seed_section(online_run_results(out, cells), min(n_boot, 4000)), online_run_budget(out)
     return {"cells": {"|".join(k): {"successes": c.successes, "trials": c.trials} for k, c in cells.items()},
             "paired": diffs, "seeds": seed_section(seed_results(out, first_seed, cells), min(n_boot, 4000)),
             "curve": learning_curve(out, cells, episodes_per_round), "critic": auroc,
-            "online_budget": online_budget(out), "online_runs": online, "online_run_budget": online_run_budget(out),
-            "targets": targets(diffs, cells, auroc, online), "_cells": cells}
+            "online_budget": online_budget(out), "online_runs": online, "online_run_budget": run_budget,
+            "targets": targets(diffs, cells, auroc, online, run_budget), "_cells": cells}
 
 
 def main(argv: list[str]) -> int:

@@ -114,6 +114,15 @@ def test_report_over_online_runs_hand_computed(tmp_path):
     assert (budget[2]["successes"], budget[2]["taken_over"], budget[2]["rescued"]) == (18, 3, 2)
     (t,) = [t for t in res["targets"] if "online runs" in t["target"]]
     assert "over 3 online runs per task, 2 tasks" in t["target"] and not t["met"]
+    # the operator over BORA-Full's runs (rounds 1-2; HABC's run is not one of them): rescued 6 of 7 + 2 of 3 =
+    # 8 of 10 (80%: met); 150 + 60 of 620 + 600 steps = 17.2% (<= 25%: met)
+    rescue, share = [t for t in res["targets"] if "operator" in t["target"]]
+    assert (rescue["measured"], rescue["met"]) == ("press_button 8 of 10", True)
+    assert (share["measured"], share["met"]) == ("210 of 1220 (17.2%)", True)
+    from bora_trainer.evidence import operator_targets
+
+    one_less = [{**b, "rescued": b["rescued"] - (b["run"] == 2)} for b in res["online_run_budget"]]
+    assert [t["met"] for t in operator_targets(one_less)] == [False, True]  # 7 of 10
     ev_md = {**res, "machine": {"commit": "x", "cpu": "c", "cores": 2, "platform": "p"}, "eval_seeds": "0..9",
              "tuning_seeds": "10..", "first_seed": 0}
     md = markdown(ev_md, markdown_tables(res["_cells"]))
@@ -128,4 +137,4 @@ def test_no_online_runs_no_section(tmp_path):
     _write_eval(out / "eval" / "b.json", "BORA-Full", "press_button", "standard", [1, 1])
     res = build(out, n_boot=200)
     assert res["online_runs"] == {"cells": [], "claims": []} and res["online_run_budget"] == []
-    assert not any("online runs" in t["target"] for t in res["targets"])
+    assert not any("online runs" in t["target"] or "operator" in t["target"] for t in res["targets"])
