@@ -222,7 +222,7 @@ def operator_targets(run_budget: list[dict]) -> list[dict]:
     steps, held = sum(int(b["steps"]) for b in rows), sum(int(b["intervened_steps"]) for b in rows)
     share = held / steps if steps else 0.0
     return [{"target": "the scripted operator rescues >= 80% of its takeovers on every task (BORA-Full, all runs)",
-             "measured": rescue, "met": all(n and r / n >= 0.8 for r, n in per.values())},
+             "measured": rescue, "met": all(r >= 0.8 * n for r, n in per.values())},
             {"target": "the operator holds about the paper's 20% of BORA-Full's online steps (<= 25%)",
              "measured": f"{held} of {steps} ({100 * share:.1f}%)", "met": share <= 0.25}]
 

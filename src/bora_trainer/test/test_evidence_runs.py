@@ -123,6 +123,8 @@ def test_report_over_online_runs_hand_computed(tmp_path):
 
     one_less = [{**b, "rescued": b["rescued"] - (b["run"] == 2)} for b in res["online_run_budget"]]
     assert [t["met"] for t in operator_targets(one_less)] == [False, True]  # 7 of 10
+    none = [{**b, "rescued": 0, "taken_over": 0, "intervened_steps": 0} for b in res["online_run_budget"]]
+    assert [t["met"] for t in operator_targets(none)] == [True, True]  # no takeover: nothing missed, 0% held
     ev_md = {**res, "machine": {"commit": "x", "cpu": "c", "cores": 2, "platform": "p"}, "eval_seeds": "0..9",
              "tuning_seeds": "10..", "first_seed": 0}
     md = markdown(ev_md, markdown_tables(res["_cells"]))
