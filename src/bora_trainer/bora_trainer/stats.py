@@ -9,7 +9,11 @@ numpy, and scipy for Student's t quantile. Every interval is two-sided 95% unles
 * :func:`newcombe_paired_diff`: difference of two paired proportions (the same seeds, two rows) with
   Newcombe's (1998) hybrid-score interval, method 10, as written in Fagerland, Lydersen & Laake (2013):
   ``theta = (b - c) / n``; with the Wilson limits ``(l1, u1)``, ``(l2, u2)`` of ``p1 = (a + b) / n`` and
-  ``p2 = (a + c) / n`` and ``phi = (a d - b c) / sqrt((a+b)(c+d)(a+c)(b+d))`` (0 when a margin is 0):
+  ``p2 = (a + c) / n`` and Newcombe's continuity-corrected correlation: with ``A = a d - b c`` and
+  ``D = sqrt((a+b)(c+d)(a+c)(b+d))``, ``phi = (A - n/2) / D`` when ``A > n/2``, ``0`` when ``0 <= A <= n/2``,
+  ``A / D`` when ``A < 0`` (0 when a margin is 0; without the correction, as before 2026-12-07, the interval is
+  too narrow when the rows are positively correlated, e.g. Bentur et al.'s table a, b, c, d = 1, 1, 7, 12 gave
+  [-50.2, -3.6] instead of the book's [-50.7, -2.6] points):
   ``L = theta - sqrt((p1-l1)^2 - 2 phi (p1-l1)(u2-p2) + (u2-p2)^2)``,
   ``U = theta + sqrt((u1-p1)^2 - 2 phi (u1-p1)(p2-l2) + (p2-l2)^2)``.
   Here a = both rows succeed, b = only row 1, c = only row 2, d = neither. :func:`mcnemar_exact_p`:
@@ -18,10 +22,16 @@ numpy, and scipy for Student's t quantile. Every interval is two-sided 95% unles
   evaluation seeds, stratified by task when several tasks are pooled (every task keeps its own number of
   seeds in each resample); the pooled estimate is the mean over tasks of each task's mean difference
   (tasks weigh equally, as in the paper's "Average" rows).
-* :func:`hierarchical_bootstrap_diff`: a two-stage bootstrap covering training seeds and trials: within
-  each task, resample the training seeds (paired across the two rows: seed s of both rows), then within
-  each drawn training seed resample the evaluation seeds (paired). Our choice for "intervals that cover
-  both seeds and trials" (issue 14); the two-stage resampling follows Davison & Hinkley (1997) Sec. 3.8.
+* :func:`hierarchical_bootstrap_diff`: a bootstrap covering training seeds (or online runs) and trials, our
+  choice for "intervals that cover both seeds and trials" (issue 14). ``design="crossed"`` (the default; every
+  run evaluated on the same evaluation seeds, as the protocol's paired design does): within each task one
+  replicate draws the runs and, independently, the evaluation seeds, each with replacement, and averages the
+  paired differences over the drawn runs x drawn seeds (the pigeonhole bootstrap, Owen 2007, Ann. Appl. Stat.
+  1(2); mildly conservative). Until 2026-12-07 every drawn run drew its own evaluation seeds (the nested
+  two-stage bootstrap, Davison & Hinkley 1997 Sec. 3.8): with shared seeds, and one BORA-Offline cell paired
+  with every online run, that averages the seeds' noise over the runs and gave intervals too narrow (over three
+  online runs per task +4.1 [+0.7, +7.9] instead of [-1.5, +9.6]). ``design="nested"`` keeps it for runs
+  evaluated on seeds of their own.
 * :func:`t_interval`: mean +- t_{n-1} s / sqrt(n) over per-training-seed differences (the cluster-summary
   analysis of clustered data). With 3-8 training seeds a percentile bootstrap over seeds is too narrow (it draws
   from n values only and uses no small-sample correction); the t interval is the conservative companion.
@@ -104,7 +114,9 @@ def newcombe_paired_diff(x: Sequence[bool], y: Sequence[bool], z: float = Z95) -
     l1, u1 = wilson_interval(a + b, n, z)
     l2, u2 = wilson_interval(a + c, n, z)
     den = (a + b) * (c + d) * (a + c) * (b + d)
-    phi = (a * d - b * c) / math.sqrt(den) if den > 0 else 0.0
+    cross = a * d - b * c  # Newcombe's continuity correction of phi (module docstring)
+    cross = cross - n / 2 if cross > n / 2 else (cross if cross < 0 else 0.0)
+    phi = cross / math.sqrt(den) if den > 0 else 0.0
     theta = (b - c) / n
     lo = theta - math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
     hi = theta + math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
@@ -159,13 +171,18 @@ def hierarchical_bootstrap_diff(
     n_boot: int = 4000,
     level: float = 0.95,
     seed: int = 0,
+    design: str = "crossed",
 ) -> tuple[float, float, float]:
-    """``(estimate, lower, upper)`` of the mean paired difference covering training seeds and trials.
+    """``(estimate, lower, upper)`` of the mean paired difference covering training seeds (runs) and trials.
 
-    ``strata[task]`` is a list over training seeds of ``(x, y)``: the two rows' outcomes on the same
-    evaluation seeds, trained with the same training seed. The estimate is the mean over tasks of the mean
-    over that task's training seeds of ``mean(x - y)``; each bootstrap replicate resamples training seeds
-    within a task, then evaluation seeds within each drawn training seed (module docstring)."""
+    ``strata[task]`` is a list over runs of ``(x, y)``: the two rows' outcomes on the same evaluation seeds,
+    trained with the same training seed (or: run r of a row and the row it is paired with). The estimate is the
+    mean over tasks of the mean over that task's runs of ``mean(x - y)``. ``design="crossed"``: every run's
+    arrays are on the SAME evaluation seeds in the same order; a replicate draws runs and seeds independently
+    and averages the differences over the drawn runs x seeds. ``design="nested"``: each run has seeds of its
+    own; a replicate draws runs, then seeds within each drawn run (module docstring)."""
+    if design not in ("crossed", "nested"):
+        raise ValueError(f"hierarchical_bootstrap_diff: design must be 'crossed' or 'nested', got {design!r}")
     rng = np.random.default_rng(seed)
     est_tasks, boot_tasks = [], []
     for name, seeds in strata.items():
@@ -179,12 +196,22 @@ def hierarchical_bootstrap_diff(
         if not diffs:
             raise ValueError(f"hierarchical_bootstrap_diff: stratum {name!r} has no training seeds")
         est_tasks.append(float(np.mean([d.mean() for d in diffs])))
-        # per training seed, n_boot resampled trial means; then resample which training seeds are drawn
-        seed_means = np.stack([d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) for d in diffs])
-        pick = rng.integers(0, len(diffs), size=(n_boot, len(diffs)))
-        # a training seed drawn twice gets two independent trial resamples: shift the column per draw
-        cols = (np.arange(n_boot)[:, None] + 7919 * np.arange(len(diffs))[None, :]) % n_boot
-        boot_tasks.append(seed_means[pick, cols].mean(axis=1))
+        n_runs = len(diffs)
+        pick = rng.integers(0, n_runs, size=(n_boot, n_runs))  # which runs each replicate draws
+        if design == "crossed":
+            if len({d.size for d in diffs}) != 1:
+                raise ValueError(f"hierarchical_bootstrap_diff: stratum {name!r}: design 'crossed' needs every "
+                                 f"run on the same evaluation seeds, got {[d.size for d in diffs]} seeds per run")
+            mat = np.stack(diffs)  # [runs, seeds]
+            cols = rng.integers(0, mat.shape[1], size=(n_boot, mat.shape[1]))  # the seeds, shared by the runs
+            # mean over drawn runs x drawn seeds = mean over drawn runs of each run's mean over the drawn seeds
+            run_means = np.stack([mat[r][cols].mean(axis=1) for r in range(n_runs)], axis=1)  # [n_boot, runs]
+            boot_tasks.append(np.take_along_axis(run_means, pick, axis=1).mean(axis=1))
+        else:
+            # per run, n_boot resampled trial means; a run drawn twice gets two independent trial resamples
+            seed_means = np.stack([d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) for d in diffs])
+            shift = (np.arange(n_boot)[:, None] + 7919 * np.arange(n_runs)[None, :]) % n_boot
+            boot_tasks.append(seed_means[pick, shift].mean(axis=1))
     if not est_tasks:
         raise ValueError("hierarchical_bootstrap_diff: no strata")
     boot = np.mean(boot_tasks, axis=0)

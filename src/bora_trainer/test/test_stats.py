@@ -13,6 +13,7 @@ from bora_trainer.stats import (
     newcombe_paired_diff,
     paired_bootstrap_diff,
     t_interval,
+    wilson_interval,
 )
 
 
@@ -47,22 +48,44 @@ def test_auroc_se_hanley_mcneil():
     assert auroc_se(0.8, 10, 5) == pytest.approx(math.sqrt(0.684444 / 50), rel=1e-4)
 
 
+def _table(a, b, c, d):
+    """Paired outcomes with a = both succeed, b = only x, c = only y, d = neither."""
+    return [1] * a + [1] * b + [0] * c + [0] * d, [1] * a + [0] * b + [1] * c + [0] * d
+
+
 def test_newcombe_hand_computed():
-    # a = both 1, b = only x 1, c = only y 7, d = neither 12 (n = 21)
-    x = [1] + [1] + [0] * 7 + [0] * 12
-    y = [1] + [0] + [1] * 7 + [0] * 12
+    # Bentur et al. (2009), Fagerland, Lydersen & Laake's paired example: a, b, c, d = 1, 1, 7, 12 (n = 21)
+    x, y = _table(1, 1, 7, 12)
     theta, lo, hi = newcombe_paired_diff(x, y)
     assert theta == pytest.approx((1 - 7) / 21)
     # Wilson limits (z = 1.96) of 2/21 and 8/21, computed by hand from the closed form
     l1, u1 = 0.0265188, 0.2891414
     l2, u2 = 0.2075101, 0.5912135
     p1, p2 = 2 / 21, 8 / 21
-    phi = (1 * 12 - 1 * 7) / math.sqrt(2 * 19 * 8 * 13)
-    exp_lo = theta - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
-    exp_hi = theta + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    # A = ad - bc = 12 - 7 = 5 <= n / 2 = 10.5: Newcombe's corrected phi is 0
+    exp_lo = theta - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    exp_hi = theta + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
     assert lo == pytest.approx(exp_lo, abs=1e-6)
     assert hi == pytest.approx(exp_hi, abs=1e-6)
-    assert lo == pytest.approx(-0.50166, abs=1e-4) and hi == pytest.approx(-0.03605, abs=1e-4)
+    # the book's interval, -0.2857 (-0.5069 to -0.0256); the uncorrected phi = 5 / sqrt(2 19 8 13) gave
+    # (-0.5017 to -0.0361), too narrow
+    assert lo == pytest.approx(-0.50692, abs=1e-4) and hi == pytest.approx(-0.02556, abs=1e-4)
+
+
+def test_newcombe_phi_correction_branches():
+    # Cavo et al. (2012), the book's second example: 59, 6, 16, 80 (n = 161): A = 4720 - 96 = 4624 > 80.5,
+    # phi = (4624 - 80.5) / sqrt(65 96 75 86); the book: -0.0621 (-0.1186 to -0.0046)
+    theta, lo, hi = newcombe_paired_diff(*_table(59, 6, 16, 80))
+    assert theta == pytest.approx(-10 / 161)
+    assert lo == pytest.approx(-0.11862, abs=1e-4) and hi == pytest.approx(-0.00463, abs=1e-4)
+    # A < 0 (negatively correlated rows): phi = A / D, no correction. a, b, c, d = 0, 5, 4, 1 (n = 10)
+    theta, lo, hi = newcombe_paired_diff(*_table(0, 5, 4, 1))
+    p1, p2 = 0.5, 0.4
+    (l1, u1), (l2, u2) = wilson_interval(5, 10), wilson_interval(4, 10)
+    phi = (0 * 1 - 5 * 4) / math.sqrt(5 * 5 * 4 * 6)
+    exp_lo = 0.1 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    exp_hi = 0.1 + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    assert (theta, lo, hi) == pytest.approx((0.1, exp_lo, exp_hi), abs=1e-9)
 
 
 def test_newcombe_identical_rows_contain_zero():
@@ -73,9 +96,7 @@ def test_newcombe_identical_rows_contain_zero():
 
 def test_mcnemar_exact():
     # b = 1, c = 7: 2 * (C(8,0) + C(8,1)) / 2^8 = 2 * 9 / 256
-    x = [1] + [1] + [0] * 7 + [0] * 12
-    y = [1] + [0] + [1] * 7 + [0] * 12
-    assert mcnemar_exact_p(x, y) == pytest.approx(18 / 256)
+    assert mcnemar_exact_p(*_table(1, 1, 7, 12)) == pytest.approx(18 / 256)
     assert mcnemar_exact_p([1, 0], [1, 0]) == 1.0
 
 
@@ -109,6 +130,23 @@ def test_hierarchical_bootstrap_resamples_training_seeds():
     seeds = [([1] * 5, [0] * 5), ([1] * 5, [1] * 5)]
     est, lo, hi = hierarchical_bootstrap_diff({"t": seeds}, n_boot=4000, seed=1)
     assert est == 0.5 and lo == 0.0 and hi == 1.0
+
+
+def test_hierarchical_bootstrap_crossed_runs_share_the_seeds():
+    # three runs evaluated on the same 40 seeds with the same outcomes (one BORA-Offline cell paired with three
+    # identical BORA-Full runs): the runs add no information, so the interval is the one run's, width about
+    # 2 * 1.96 * sqrt(p (1 - p) / 40) with p = 0.25 (10 wins of 40). The nested design (each run its own seed
+    # draws) averages the seeds' noise over the three runs: about sqrt(3) narrower, the defect of 2026-12-07
+    x, y = [1] * 10 + [0] * 30, [0] * 40
+    closed = 2 * 1.96 * math.sqrt(0.25 * 0.75 / 40)
+    est, lo, hi = hierarchical_bootstrap_diff({"t": [(x, y)] * 3}, n_boot=20000, seed=2)
+    assert est == 0.25 and (hi - lo) == pytest.approx(closed, rel=0.1)
+    _, lo_n, hi_n = hierarchical_bootstrap_diff({"t": [(x, y)] * 3}, n_boot=20000, seed=2, design="nested")
+    assert (hi_n - lo_n) == pytest.approx(closed / math.sqrt(3), rel=0.15)
+    with pytest.raises(ValueError, match="same evaluation seeds"):
+        hierarchical_bootstrap_diff({"t": [(x, y), (x[:20], y[:20])]})
+    with pytest.raises(ValueError, match="design must be"):
+        hierarchical_bootstrap_diff({"t": [(x, y)]}, design="paired")
 
 
 def test_hierarchical_bootstrap_wider_than_trials_only():
