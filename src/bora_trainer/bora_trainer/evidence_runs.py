@@ -15,9 +15,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from bora_trainer.report import Cell
-from bora_trainer.stats import hierarchical_bootstrap_diff
+from bora_trainer.stats import hierarchical_bootstrap_diff, t_interval
 
 SEED_CLAIMS = (("BORA-Full", "BORA-Offline"), ("BORA-Offline", "CP Base"))
+BOOT_NOTE = ("runs and evaluation seeds drawn independently, every drawn run on the drawn seeds (the pigeonhole "
+             "bootstrap of a crossed design, `stats.hierarchical_bootstrap_diff`); t: Student's t over the runs' "
+             "paired differences (n - 1 degrees of freedom; it sees the run-to-run spread, not the evaluation seeds' "
+             "noise that all runs share).")
 
 
 def paired_outcomes(a: Cell, b: Cell) -> tuple[list[int], list[int], list[int]]:
@@ -29,7 +33,7 @@ def paired_outcomes(a: Cell, b: Cell) -> tuple[list[int], list[int], list[int]]:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:+.1f}"
+    return f"{round(100 * x, 1) + 0.0:+.1f}"  # + 0.0: a rounded -0.0 prints as +0.0
 
 
 def _seed_file_key(path: Path, tag: str = "s") -> tuple[str, str, int, str] | None:
@@ -132,26 +136,56 @@ def seed_section(seeds: dict, n_boot: int = 4000) -> dict:
     for a, b in SEED_CLAIMS:
         osets = sorted({o for by_set in seeds.values() for o in by_set})
         for oset in osets:
-            strata = {}
+            strata, runs_of, n_eval = {}, {}, {}
             for task, by_set in seeds.items():
                 ma, mb = by_set.get(oset, {}).get(a, {}), by_set.get(oset, {}).get(b, {})
-                common = sorted(set(ma) & set(mb))
-                pairs = []
-                for s in common:
-                    _, x, y = paired_outcomes(ma[s], mb[s])
-                    if x:
-                        pairs.append((x, y))
-                if len(pairs) >= 2:
-                    strata[task] = pairs
+                runs = sorted(set(ma) & set(mb))
+                paired = {s: paired_outcomes(ma[s], mb[s]) for s in runs}
+                # crossed design: every run on the evaluation seeds all of them have (each run's pairs already
+                # need both rows); how many is reported
+                shared = sorted(set.intersection(*(set(p[0]) for p in paired.values()))) if paired else []
+                if len(runs) >= 2 and shared:
+                    strata[task] = [_on_seeds(paired[s], shared) for s in runs]
+                    runs_of[task], n_eval[task] = runs, len(shared)
             if not strata:
                 continue
             per_task = {t: hierarchical_bootstrap_diff({t: p}, n_boot=n_boot) for t, p in strata.items()}
             pooled = hierarchical_bootstrap_diff(strata, n_boot=n_boot)
+            per_run = {t: [sum(x) / len(x) - sum(y) / len(y) for x, y in p] for t, p in strata.items()}
+            common_runs = sorted(set.intersection(*(set(r) for r in runs_of.values())))
+            pooled_runs = [sum(per_run[t][runs_of[t].index(r)] for t in strata) / len(strata) for r in common_runs]
             out["claims"].append({"claim": f"{a} - {b}", "object_set": oset,
-                                  "per_task": {t: {"diff": v[0], "ci95": [v[1], v[2]],
-                                                   "seeds": len(strata[t])} for t, v in per_task.items()},
-                                  "pooled": {"diff": pooled[0], "ci95": [pooled[1], pooled[2]]}})
+                                  "per_task": {t: {"diff": v[0], "ci95": [v[1], v[2]], "seeds": len(strata[t]),
+                                                   "eval_seeds": n_eval[t], "per_run": per_run[t],
+                                                   "t95": _t95(per_run[t])} for t, v in per_task.items()},
+                                  "pooled": {"diff": pooled[0], "ci95": [pooled[1], pooled[2]],
+                                             "per_run": pooled_runs, "t95": _t95(pooled_runs)}})
     return out
+
+
+def _on_seeds(paired: tuple[list[int], list[int], list[int]], shared: list[int]) -> tuple[list[int], list[int]]:
+    """One run's ``(x, y)`` restricted to the evaluation seeds ``shared``, in that order."""
+    seeds, x, y = paired
+    at = {s: i for i, s in enumerate(seeds)}
+    return [x[at[s]] for s in shared], [y[at[s]] for s in shared]
+
+
+def _t95(values: list[float]) -> list[float] | None:
+    """Student's t interval over the per-run differences (``stats.t_interval``; None below 2 runs)."""
+    return list(t_interval(values)[1:]) if len(values) >= 2 else None
+
+
+def _claim_line(c: dict, unit: str) -> str:
+    """One claim of the seed / online-run sections: the bootstrap interval and, beside it, Student's t over the
+    runs' differences (with 2-3 runs the percentile bootstrap over runs is too narrow: read both)."""
+    def t95(v):
+        return "" if v.get("t95") is None else f", t [{_pct(v['t95'][0])}, {_pct(v['t95'][1])}]"
+
+    per = "; ".join(f"{t} {_pct(v['diff'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}]{t95(v)} ({v['seeds']} "
+                    f"{unit}, {v.get('eval_seeds', '?')} evaluation seeds)" for t, v in c["per_task"].items())
+    p = c["pooled"]
+    return (f"- {c['claim']} ({c['object_set']}): pooled **{_pct(p['diff'])} [{_pct(p['ci95'][0])}, "
+            f"{_pct(p['ci95'][1])}]**{t95(p)}; {per}")
 
 
 def online_runs_md(online: dict, budget: list[dict]) -> list[str]:
@@ -161,7 +195,7 @@ def online_runs_md(online: dict, budget: list[dict]) -> list[str]:
     lines = ["## BORA-Full over several online runs per task (the online stage's randomness)", "",
              "The online stage trained again from the same BORA-Offline run of each task (protocol `online_runs`; "
              "run 1 = the main table's, every later run with its own online seed), every run evaluated on the same "
-             "evaluation seeds. Two-level bootstrap, paired with BORA-Offline: online runs, then seeds.", "",
+             "evaluation seeds, paired with BORA-Offline.", "",
              "| task | set | BORA-Full per online run | BORA-Offline |", "| --- | --- | --- | --- |"]
     for c in online.get("cells", []):
         if c["method"] == "BORA-Full":
@@ -171,11 +205,9 @@ def online_runs_md(online: dict, budget: list[dict]) -> list[str]:
             off_rate = "-" if off is None else f"{100 * next(iter(off['rates'].values())):.0f}%"
             lines.append(f"| {c['task']} | {c['object_set']} | {rates} | {off_rate} |")
     lines.append("")
+    lines += [f"Bootstrap: {BOOT_NOTE}", ""]
     for c in claims:
-        per = "; ".join(f"{t} {_pct(v['diff'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}] ({v['seeds']} runs)"
-                        for t, v in c["per_task"].items())
-        lines.append(f"- {c['claim']} ({c['object_set']}): pooled **{_pct(c['pooled']['diff'])} "
-                     f"[{_pct(c['pooled']['ci95'][0])}, {_pct(c['pooled']['ci95'][1])}]**; {per}")
+        lines.append(_claim_line(c, "runs"))
     if budget:
         lines += ["", "What each online run used (the rounds every run of the task has):", "",
                   "| task | run | rounds | episodes | successes | under the operator | takeovers | rescued |",

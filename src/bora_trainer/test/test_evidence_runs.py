@@ -11,6 +11,7 @@ from bora_trainer.demo.config import REPO_ROOT, load_demo_config
 from bora_trainer.demo.plan import all_jobs, plan
 from bora_trainer.demo.run import link
 from bora_trainer.evidence import build, markdown
+from bora_trainer.evidence_runs import _pct
 from bora_trainer.report import markdown_tables
 
 
@@ -106,6 +107,14 @@ def test_report_over_online_runs_hand_computed(tmp_path):
     assert c["pooled"]["diff"] == pytest.approx(((0.1 + 0.3 - 0.1) / 3 + (0.0 + 0.2) / 2) / 2)
     lo, hi = c["pooled"]["ci95"]
     assert lo < c["pooled"]["diff"] < hi
+    # Student's t over the runs: press_button +0.1, +0.3, -0.1 (mean 0.1, s 0.2, t_{2, .975} 4.302653);
+    # pooled over the runs both tasks have (1, 2): 0.05, 0.25 (mean 0.15, s 0.141421, t_{1, .975} 12.7062)
+    pb = c["per_task"]["press_button"]
+    assert pb["per_run"] == pytest.approx([0.1, 0.3, -0.1]) and pb["eval_seeds"] == 10
+    assert pb["t95"] == pytest.approx([0.1 - 4.302653 * 0.2 / 3 ** 0.5, 0.1 + 4.302653 * 0.2 / 3 ** 0.5], abs=1e-5)
+    assert c["pooled"]["per_run"] == pytest.approx([0.05, 0.25])
+    assert c["pooled"]["t95"] == pytest.approx([0.15 - 12.7062 * 0.141421 / 2 ** 0.5,
+                                               0.15 + 12.7062 * 0.141421 / 2 ** 0.5], abs=1e-4)
     # BORA-Offline - CP Base has no repeated runs: no claim
     assert [c["claim"] for c in on["claims"]] == ["BORA-Full - BORA-Offline"]
     assert {b["row"] for b in res["online_run_budget"]} == {"bora-residual"}
@@ -131,6 +140,23 @@ def test_report_over_online_runs_hand_computed(tmp_path):
     assert "## BORA-Full over several online runs per task" in md
     assert "| press_button | standard | o1: 60%, o2: 80%, o3: 40% | 50% |" in md
     assert "| press_button | o1 | 2 | 20 | 19 | 150 of 620 (24.2%) | 7 | 6 of 7 |" in md
+    assert "press_button +10.0 [" in md and "t [-39.7, +59.7] (3 runs, 10 evaluation seeds)" in md
+    assert "pooled **+10.0 [" in md and "t [-112.1, +142.1]; press_button" in md  # t: runs 1, 2 only
+
+
+def test_runs_read_on_the_evaluation_seeds_all_of_them_have(tmp_path):
+    """The crossed bootstrap needs every run on the same seeds: a run missing one is read on the shared ones."""
+    out = tmp_path / "demo"
+    ev, eo = out / "eval", out / "eval_online"
+    _write_eval(ev / "p_off.json", "BORA-Offline", "press_button", "standard", [1] * 5 + [0] * 5)
+    _write_eval(ev / "p_full.json", "BORA-Full", "press_button", "standard", [1] * 6 + [0] * 4)
+    _write_eval(eo / "press_button__bora-residual-online@o2__standard.json", "BORA-Full", "press_button",
+                "standard", [1] * 8 + [0] * 1)  # seeds 0..8: seed 9 missing
+    (c,) = build(out, n_boot=500)["online_runs"]["claims"]
+    pb = c["per_task"]["press_button"]
+    # on seeds 0..8: main run 6/9 - 5/9, o2 8/9 - 5/9
+    assert pb["eval_seeds"] == 9 and pb["per_run"] == pytest.approx([1 / 9, 3 / 9])
+    assert _pct(-1e-17) == "+0.0" and _pct(0.123) == "+12.3"
 
 
 def test_no_online_runs_no_section(tmp_path):
