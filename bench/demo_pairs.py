@@ -17,10 +17,10 @@ evaluation seeds, not the training randomness (README, issue 14).
 
 ``--extra-online RUN...``: more online stages retrained from the same BORA-Offline run (e.g. `bora train online
 --env ros` with the demo's command line and another ``--out``: through the graph every run differs); BORA-Full -
-BORA-Offline is then also given per online run and over all of them with a two-level bootstrap (online runs, then
-seeds; stratified by object set: :func:`bora_trainer.stats.hierarchical_bootstrap_diff`), which covers the online
-stage's randomness but not the offline stage's. Per online run the report also gives the ingested online episodes'
-successes and how many of those the operator took over ended in success (``trainer/ingested.json``).
+BORA-Offline is then also given per online run and over all of them with a bootstrap of runs and seeds (crossed:
+the runs share the seeds; stratified by object set: :func:`bora_trainer.stats.hierarchical_bootstrap_diff`), which
+covers the online stage's randomness but not the offline stage's. Per online run the report also gives the ingested
+online episodes' successes and how many of those the operator took over ended in success (``trainer/ingested.json``).
 
 The JSON keeps every row's per-seed outcomes: ``bench/demo_pairs_pooled.py`` pools several tasks' results.
 """
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="evaluation JSONs (default: DEMO_OUT/pairs)")
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
     ap.add_argument("--extra-online", type=Path, nargs="*", default=[],
-                    help="more online runs of the same build (BORA-Full retrained): a row each + a two-level bootstrap")
+                    help="more online runs of the same build (BORA-Full retrained): a row each + a runs x seeds "
+                         "bootstrap")
     ap.add_argument("--built-at", default="", help="the commit the demo was built at (named in the report)")
     a = ap.parse_args(argv)
     runs = a.demo_out / "runs" / a.task

@@ -5,7 +5,7 @@ per-seed ``outcomes`` that demo_pairs.py stores). Pooled over tasks, every paire
 strata of the per-stratum mean difference, tasks weighing equally as in the paper's "Average" rows
 (:func:`bora_trainer.stats.paired_bootstrap_diff`): per object set the strata are the tasks; over both sets they
 are (task, object set). BORA-Full - BORA-Offline is also pooled over every online run of every task with the
-two-level bootstrap (online runs, then seeds, within each task:
+bootstrap of runs and seeds (crossed: the runs share the evaluation seeds; within each task:
 :func:`bora_trainer.stats.hierarchical_bootstrap_diff`); over both sets an online run's two object sets are
 resampled together (one run made both). One offline build per task: the intervals cover the
 evaluation seeds (and the online runs where named), not the offline training's randomness::
@@ -98,7 +98,7 @@ def report(paths: list[Path], results: list[dict], pooled: dict) -> str:
     if "online_pooled" in pooled:
         op = pooled["online_pooled"]
         runs = ", ".join(f"{t} {k}" for t, k in op["runs_per_task"].items())
-        md.append(f"| BORA-Full - BORA-Offline over every online run (two-level bootstrap; runs: {runs}) | "
+        md.append(f"| BORA-Full - BORA-Offline over every online run (runs x seeds bootstrap; runs: {runs}) | "
                   + " | ".join(fmt(op[k]) for k in (*SETS, "both")) + " |")
     return "\n".join(md) + "\n"
 
