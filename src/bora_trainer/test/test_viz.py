@@ -219,5 +219,13 @@ def test_demo_names_the_viewer_file_and_tensorboard(tmp_path):
     (tmp_path / "runs" / "press_button" / "bora-residual-online" / "tb").mkdir(parents=True)
     assert viewer_lines(tmp_path) == [f"online episode in the viewer: {rrd}  (open: rerun {rrd})",
                                       f"training curves: tensorboard --logdir {tmp_path / 'runs'}"]
+    # an online run through the ROS graph: its rosbag2 recordings (a folder without metadata.yaml is not one)
+    recs = tmp_path / "runs" / "press_button" / "bora-residual-online" / "recordings"
+    for name in ("live_20261207_151353", "live_20261207_151353_r02", "partial"):
+        (recs / name).mkdir(parents=True)
+    for name in ("live_20261207_151353", "live_20261207_151353_r02"):
+        (recs / name / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    assert viewer_lines(tmp_path)[1] == (f"online recording in the viewer: bora viz --bag "
+                                         f"{recs / 'live_20261207_151353_r02'} --serve")
     (job,) = plan(load_demo_config(None, quick=True), tmp_path).stages["report"]
     assert job.argv[-2:] == ["--runs", str(tmp_path / "runs")]

@@ -45,10 +45,15 @@ def check_claims(table: dict) -> list[dict]:
 
 
 def viewer_lines(out: Path) -> list[str]:
-    """Where to look after the run: the online episodes' viewer files (written by `bora report --runs`)
-    and the TensorBoard log directory."""
+    """Where to look after the run: the online episodes' viewer files (written by `bora report --runs` for runs
+    with an episode dataset, ``rollouts/``: ``--env sim``), the last recording of every online run through the ROS
+    graph (``recordings/``, rosbag2: ``bora viz --bag``), and the TensorBoard log directory."""
     lines = [f"online episode in the viewer: {p}  (open: rerun {p})"
              for p in sorted((out / "report" / "viz").glob("*-last-episode.rrd"))]
+    for rec in sorted((out / "runs").glob("**/recordings")):
+        bags = sorted(d for d in rec.iterdir() if (d / "metadata.yaml").is_file())
+        if bags:  # the names sort in recording order (live_<date>_<time>, then its _rNN continuations)
+            lines.append(f"online recording in the viewer: bora viz --bag {bags[-1]} --serve")
     if any(p.is_dir() for p in (out / "runs").glob("**/tb")):
         lines.append(f"training curves: tensorboard --logdir {out / 'runs'}")
     return lines
