@@ -5,7 +5,8 @@ joints, 3 cameras at 64 px; random init: the inference cost of the demo's policy
 task, so every episode runs to the task's time limit, the slowest case) and runs ``bora eval`` on
 press_button with the SAME seeds (``seed0`` = the demo's 100000) once per ``--num-envs`` value. Reports
 episodes per minute of wall time and per CPU-minute (process CPU time: not moved by other work on a
-shared machine), and checks that every setting gave the same episodes (seed, success, steps, plans).
+shared machine), and checks that every setting gave the same episodes (seed, success, steps, plans and the
+final task state: object poses, progress, contacts).
 Writes ``bench/results/eval.json`` and ``eval.md``.
 
     .venv/bin/python bench/bench_eval.py [--trials 8] [--num-envs 1 4 2p] [--threads 1]
@@ -113,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bench_eval: bora eval --num-envs {n} failed (exit {rc})", file=sys.stderr)
                 return 1
             r = json.loads(res_path.read_text())
-            eps = [(e["seed"], e["success"], e["steps"], e["plans"]) for e in r["episodes"]]
+            # the final task state too (object poses, progress, contacts): a random-init policy fails every episode
+            # at the time limit whatever it does, so seed, success, steps and plans alone would not see a wrong action
+            eps = [(e["seed"], e["success"], e["steps"], e["plans"], json.dumps(e.get("final"), sort_keys=True))
+                   for e in r["episodes"]]
             out["runs"].append({
                 "num_envs": n,
                 "env_processes": procs,
