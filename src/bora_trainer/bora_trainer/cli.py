@@ -7,6 +7,10 @@ A command that *is* a ROS node (:data:`NODE_COMMANDS`, e.g. ``bora record``) is 
 process is replaced by ``python -m <node module> <args>`` (:func:`exec_node`), as ``ros2 run`` would
 start it. Library code (this CLI included) so never imports a node, rclpy or ``bora_msgs``
 (test_architecture.py), and the node keeps this process's PID, so SIGINT/SIGTERM reach it directly.
+
+Every other command unwinds on SIGTERM as on Ctrl-C (:func:`unwind_on_sigterm`): Python's default for SIGTERM
+ends the process without running ``finally`` blocks, so a killed ``bora train online --env ros`` left its
+``bora up`` graph running (found in review, 2026-12-07). A stopped command prints one line and exits 130.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -53,6 +58,18 @@ def exec_node(module: str, argv: list[str]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, "-m", module, *argv])
 
 
+def _interrupt(signum, _frame) -> None:
+    # one is enough: a second SIGTERM (a group kill, then the runner stopping its jobs) would abort the cleanup the
+    # first started; SIGKILL still ends a command that hangs in it
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt in the main thread (as SIGINT does), once, so cleanup code runs."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bora",
@@ -90,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 3
         raise
-    return int(module.main(rest) or 0)
+    unwind_on_sigterm()
+    try:
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt as e:
+        print(f"bora {name}: stopped ({e.args[0] if e.args else 'SIGINT'})", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

@@ -26,10 +26,16 @@ process started in the background by a non-interactive shell (``nohup bora up ..
 inherits SIGINT as IGNORED, and so would every node: the first, clean step (rclpy's shutdown on SIGINT,
 bags closed) would be lost and every stop would end in SIGTERM. The supervisor therefore restores SIGINT
 (:func:`restore_sigint`) before it starts a node.
+
+A ``bora up`` started by another program for the length of a job (``bora train online --env ros``) runs in its own
+session, so a kill of that program's process group does not reach it: :func:`die_with_parent_from_env` (env
+``BORA_DIE_WITH_PARENT=<pid>``) has the kernel send it SIGTERM when that parent dies, even by SIGKILL
+(``prctl(PR_SET_PDEATHSIG)``, Linux), and it then stops its nodes as on any SIGTERM.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -252,3 +258,26 @@ class Supervisor:
                 last = [e for e in self.events if e[1] == n and e[2].startswith("exited")]
                 codes[n] = int(last[-1][2].split()[1]) if last else 0
         return codes
+
+
+PARENT_ENV = "BORA_DIE_WITH_PARENT"
+"""Environment variable: the PID of the process whose death must stop this one (:func:`die_with_parent_from_env`)."""
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent_from_env() -> bool:
+    """If ``$BORA_DIE_WITH_PARENT`` names a PID, ask the kernel for SIGTERM when the parent dies (Linux; elsewhere
+    nothing), and SIGTERM ourselves if that parent is already gone. The variable is removed from the environment
+    so the nodes started by this process do not inherit it. True when it was set."""
+    pid = os.environ.pop(PARENT_ENV, "")
+    if not pid:
+        return False
+    if not pid.isdigit():
+        raise ValueError(f"{PARENT_ENV} must be a process id, got {pid!r}")
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl(PR_SET_PDEATHSIG) failed for {PARENT_ENV}={pid}")
+    if os.getppid() != int(pid):  # the parent died before the prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

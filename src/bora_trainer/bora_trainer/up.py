@@ -30,7 +30,12 @@ import threading
 import time
 from pathlib import Path
 
-from bora_trainer.supervisor import STOP_STEPS, RestartPolicy, Supervisor  # noqa: F401  (re-exported)
+from bora_trainer.supervisor import (  # noqa: F401  (STOP_STEPS re-exported)
+    STOP_STEPS,
+    RestartPolicy,
+    Supervisor,
+    die_with_parent_from_env,
+)
 
 
 def repo_root() -> Path | None:
@@ -252,6 +257,7 @@ def resolve_graph(args, mode: str, run_dir: Path):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    die_with_parent_from_env()  # started for a job (bora train online --env ros): stop when that job dies
     run_dir = Path(tempfile.mkdtemp(prefix="bora_up_"))  # the resolved graph file of this run
     try:
         return _run(args, run_dir)

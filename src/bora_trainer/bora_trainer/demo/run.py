@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -228,12 +229,42 @@ def priority(jobs: list[Job], deps: dict[str, list[str]]) -> list[Job]:
     return sorted(jobs, key=lambda j: (-rank.get(j.name, 0), order[j.name]))
 
 
+def _stop_running(running: dict, grace_s: float = 90.0) -> None:
+    """SIGTERM to every running job (each unwinds: an online run stops its graph), up to ``grace_s`` for all of
+    them to exit, then SIGKILL. No done marker is written: ``--resume`` sets their output aside."""
+    for proc, *_ in running.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    t_end = time.monotonic() + grace_s
+    for name, (proc, _j, _t0, fh) in running.items():
+        try:
+            proc.wait(timeout=max(0.1, t_end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        fh.write(f"\nbora demo: stopped (exit code {proc.returncode}); --resume sets this attempt's output aside\n")
+        fh.close()
+        print(f"bora demo: stopped {name} (exit code {proc.returncode})", file=sys.stderr, flush=True)
+
+
 def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume_done: set[str] = frozenset(),
              progress: bool = True, deps: dict[str, list[str]] | None = None) -> dict:
     """Run ``jobs`` as a graph (module docstring); skip those with a done marker. ``caps``: stage -> jobs of
     that stage at a time; ``assume_done``: jobs outside this run (stages not selected) taken as done;
     ``deps``: :func:`link` of the whole plan (default: of ``jobs``). Returns ``jobs``, ``skipped``,
-    ``job_seconds``, ``spans`` (name -> [start, end] in seconds since the epoch) and ``failed``."""
+    ``job_seconds``, ``spans`` (name -> [start, end] in seconds since the epoch) and ``failed``.
+    On KeyboardInterrupt (Ctrl-C, or SIGTERM: the ``bora`` CLI unwinds on it) the running jobs are stopped
+    first (:func:`_stop_running`), so none outlives the runner, then it propagates."""
+    running: dict[str, tuple[subprocess.Popen, Job, float, Any]] = {}
+    try:
+        return _run_jobs(jobs, out, cpus, caps, assume_done, progress, deps, running)
+    except KeyboardInterrupt:
+        _stop_running(running)
+        raise
+
+
+def _run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume_done: set[str],
+              progress: bool, deps: dict[str, list[str]] | None, running: dict) -> dict:
     deps = deps if deps is not None else link(jobs, out)
     names = {j.name for j in jobs}
     done_names = set(assume_done) | {j.name for j in jobs if marker(out, j.name).exists()}
@@ -254,7 +285,6 @@ def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume
         # job's own progress line (updates/s, ETA) is in the postfix
         bar = tqdm(total=len(jobs), initial=skipped, desc="bora demo", unit="job", dynamic_ncols=True,
                    file=sys.stderr, bar_format="{desc}: {n_fmt}/{total_fmt} jobs done [{elapsed}] {postfix}")
-    running: dict[str, tuple[subprocess.Popen, Job, float, Any]] = {}
     times: dict[str, float] = {}
     spans: dict[str, list[float]] = {}
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -270,7 +300,7 @@ def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume
                 failed.append({"job": j.name, "rc": -1, "log": str(log)})
                 break
             _mark_started(out, j)
-            fh = log.open("w")
+            fh = log.open("a")  # a stopped attempt's log stays above this one (nothing recorded is deleted)
             fh.write("$ bora " + " ".join(j.argv) + "\n")
             if moved is not None:
                 fh.write(f"bora demo: an earlier attempt of this job stopped part-way; its output moved to {moved}\n")

@@ -162,6 +162,7 @@ def train_ros(
 
     from bora_policy.common.episodes import DatasetMeta
     from bora_trainer.data.replay import ReplaySpec
+    from bora_trainer.supervisor import PARENT_ENV
     from bora_trainer.up import default_params, ros_env
 
     offline_run, offline_data, out = Path(offline_run).resolve(), Path(offline_data).resolve(), Path(out).resolve()
@@ -202,7 +203,9 @@ def train_ros(
         "--param",
         f"trainer:episode_gate_topic:={GATE_TOPIC}",
     ]
-    env = {**os.environ, **ros_env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # the graph runs in its own session (its nodes are signalled as a group): it must still end with this process,
+    # even one killed by SIGKILL (supervisor.die_with_parent_from_env)
+    env = {**os.environ, **ros_env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
     log_path = out / "graph.log"
     state = out / "trainer"
     final = state / "rounds" / f"round_{cfg.rounds:02d}"
