@@ -4,6 +4,7 @@ pipeline end to end with ``--quick``."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -515,3 +516,28 @@ def test_previous_outputs_never_deleted_without_fresh(tmp_path, capsys):
     assert cli.previous_outputs_error(out, resume=False, fresh=True, stages=list(dc.STAGES)) is None
     assert cli.previous_outputs_error(out, resume=True, fresh=False, stages=["eval"]) is None
     assert cli.previous_outputs_error(tmp_path / "empty", resume=False, fresh=False, stages=list(dc.STAGES)) is None
+
+
+def test_resume_refuses_jobs_done_with_another_plan(tmp_path):
+    """A done marker keeps the command line and the digests of the stage configs it read; --resume refuses when
+    either differs from this call's plan (e.g. a stop with --tuning, a resume without it; an edited config)."""
+    from bora_trainer.demo.run import changed_since_done, config_digests, marker
+
+    out = tmp_path / "out"
+    (out / "stages").mkdir(parents=True)
+    (out / "configs").mkdir()
+    cfg = out / "configs" / "offline.yaml"
+    cfg.write_text("k: 8\n")
+    argv = ["eval", "--run", str(out / "runs" / "r"), "--seed0", "300000", "--config", str(cfg)]
+    j = dp.Job("eval-a", argv, stage="eval")
+    marker(out, j.name).write_text(json.dumps({"argv": argv, "configs": config_digests(out, j)}))
+    assert config_digests(out, j) == {"offline.yaml": hashlib.sha256(b"k: 8\n").hexdigest()}
+    assert changed_since_done([j], out) == []
+    tuning = dp.Job("eval-a", [*argv[:4], "200000", *argv[5:]], stage="eval")
+    (line,) = changed_since_done([tuning], out)
+    assert line.startswith("eval-a: ran as `bora eval") and "('300000' -> '200000')" in line
+    cfg.write_text("k: 16\n")
+    assert changed_since_done([j], out) == ["eval-a: its stage config changed since it ran (offline.yaml)"]
+    # markers without them (--skip-collect's "reused", older runs) are not compared; a job never done neither
+    marker(out, j.name).write_text(json.dumps({"seconds": 0.0, "reused": True}))
+    assert changed_since_done([j, dp.Job("never", argv)], out) == []

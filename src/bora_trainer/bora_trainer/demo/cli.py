@@ -51,7 +51,7 @@ from pathlib import Path
 from bora_trainer.config_io import ConfigError
 from bora_trainer.demo.config import DEFAULT_CONFIG, OWNED_DIRS, REPO_ROOT, STAGES, TASKS, load_demo_config
 from bora_trainer.demo.plan import all_jobs, plan, stage_parallel, write_stage_configs
-from bora_trainer.demo.run import direct_needs, link, marker, run_jobs, started_marker, tail
+from bora_trainer.demo.run import changed_since_done, direct_needs, link, marker, run_jobs, started_marker, tail
 from bora_trainer.demo.summary import stage_info, write_summary
 
 
@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     order = all_jobs(pl)
     deps = link(order, out)
     selected = [j for j in order if j.stage in args.stages]
+    changed = changed_since_done([j for j in order if j.stage != "report"], out) if resume else []
+    if changed:
+        print(f"bora demo: --resume: {len(changed)} finished job(s) ran with another plan than this call's; their "
+              "results would be mixed with the new ones. Restore the config and flags they ran with, or start "
+              "over with --fresh:\n  " + "\n  ".join(changed[:20]) + ("\n  ..." if len(changed) > 20 else ""),
+              file=sys.stderr)
+        return 2
     for j in selected:
         if j.stage == "report":  # always rebuilt from whatever evaluations exist
             marker(out, j.name).unlink(missing_ok=True)

@@ -105,6 +105,45 @@ def set_aside(out: Path, job: Job) -> Path | None:
     return dest
 
 
+def config_digests(out: Path, job: Job) -> dict[str, str]:
+    """sha256 of every file under ``OUT/configs`` that ``job`` names (its stage configs: `bora demo` writes them
+    afresh at every call, so a resumed job reads the current ones)."""
+    import hashlib
+
+    cfg_dir = (out / "configs").resolve()
+    res = {}
+    for a in job.argv:
+        p = Path(a)
+        if p.is_absolute() and p.is_file() and p.resolve().parent == cfg_dir:
+            res[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return res
+
+
+def changed_since_done(jobs: list[Job], out: Path) -> list[str]:
+    """Jobs with a done marker whose command line, or whose stage config's content, differs from what this plan
+    would run, one line each (``--resume`` would mix their results with the new plan's). Markers written without
+    them (``--skip-collect``'s, older runs') are not compared."""
+    lines = []
+    for j in jobs:
+        m = marker(out, j.name)
+        if not m.exists():
+            continue
+        try:
+            done = json.loads(m.read_text() or "{}")
+        except ValueError:
+            lines.append(f"{j.name}: its done marker {m} is not JSON")
+            continue
+        if "argv" in done and done["argv"] != j.argv:
+            diff = next((f"{a!r} -> {b!r}" for a, b in zip(done["argv"], j.argv) if a != b),
+                        f"{len(done['argv'])} -> {len(j.argv)} arguments")
+            lines.append(f"{j.name}: ran as `bora {' '.join(done['argv'])}`, the plan now differs ({diff})")
+        elif "configs" in done and done["configs"] != config_digests(out, j):
+            names = sorted(k for k in set(done["configs"]) | set(config_digests(out, j))
+                           if done["configs"].get(k) != config_digests(out, j).get(k))
+            lines.append(f"{j.name}: its stage config changed since it ran ({', '.join(names)})")
+    return lines
+
+
 def _mark_started(out: Path, job: Job) -> None:
     from bora_policy.common.episodes import next_episode_id
 
@@ -340,7 +379,8 @@ def _run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assum
             if rc != 0:
                 failed.append({"job": name, "rc": rc, "log": str(log)})
                 continue
-            marker(out, name).write_text(json.dumps({"seconds": times[name], "argv": j.argv, "start": t0, "end": t1}))
+            marker(out, name).write_text(json.dumps({"seconds": times[name], "argv": j.argv, "start": t0, "end": t1,
+                                                 "configs": config_digests(out, j)}))
             done_names.add(name)
             if bar is not None:
                 bar.update(1)
