@@ -22,8 +22,18 @@ A *hold* sends the last command that passed every check; before any command was 
 the measured joint positions (captured once, so a hold does not follow gravity sag). With
 neither, nothing is sent (``command is None``); likewise no command at all is sent before the
 first measured joint state (the first step could not be rate limited), reason ``"no_state"``.
-The hold target is itself within the position limits (it is clamped), so nothing outside the
-limits is ever sent.
+
+A hold never moves the robot (fixed 2026-12-07 after a review): when the measured position is more than
+``RESYNC_STEPS`` ticks of travel from the hold target on any joint (the robot was moved while nothing was sent:
+the simulator's or a person's reset between an episode's outcome and the next START, hand-guiding under a
+hardware stop), the hold re-anchors at the measured position and the next command is rate limited from there
+(count ``resync``); before, a hold after a reset commanded the previous episode's final pose in one tick.
+``reset_estop`` and an episode's outcome (``episode_over``) forget the last command for the same reason. A joint
+measured outside its position limits is held where it stands and brought back at most one tick's travel per
+tick (the limits are widened to the reference of each step), never clamped to the limit in one jump; otherwise
+nothing outside the limits is sent. Every limit must be finite (NaN passed the ``lower > upper`` check).
+The latched e-stop has two inputs: the topic's value (:meth:`set_estop`) and momentary latches that do not
+touch it (:meth:`latch_estop`, the keyboard's ``e``), so a key press never clears an asserted e-stop input.
 
 The safe defaults (:class:`SafetyConfig`) are deliberately slow: arm 0.5 rad/s, hand 1.0 rad/s.
 """
@@ -56,6 +66,10 @@ HOLD_REASONS = (
     "episode_start",
     "episode_over",
 )
+RESYNC_STEPS = 2.0
+"""Ticks of travel (max_step per joint) between the measured position and a hold target beyond which the robot is
+taken to have been moved while nothing was sent: the hold re-anchors at the measured position (module docstring).
+Ours: above a position controller's usual tracking lag while holding, far below an episode reset's travel."""
 
 
 @dataclass
@@ -126,6 +140,9 @@ class SafetyLayer:
         self.upper = np.concatenate(
             [_vec("arm_upper", cfg.arm_upper, 7), _vec("hand_upper", cfg.hand_upper, n_hand)]
         )
+        for name, arr in (("arm_lower/hand_lower", self.lower), ("arm_upper/hand_upper", self.upper)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"SafetyConfig.{name}: every joint limit must be finite, got {arr.tolist()}")
         if np.any(self.lower > self.upper):
             bad = np.flatnonzero(self.lower > self.upper).tolist()
             raise ValueError(f"SafetyConfig: lower > upper for joint indices {bad}")
@@ -137,12 +154,14 @@ class SafetyLayer:
                 _vec("hand_max_velocity", cfg.hand_max_velocity, n_hand),
             ]
         )
-        if np.any(vmax <= 0):
+        if not np.all(np.isfinite(vmax)) or np.any(vmax <= 0):
             raise ValueError("SafetyConfig.*_max_velocity must be > 0")
         self.max_step = vmax / cfg.control_hz
         self.ws_min = _vec("workspace_min", cfg.workspace_min, 3)
         self.ws_max = _vec("workspace_max", cfg.workspace_max, 3)
-        if np.any(self.ws_min >= self.ws_max):
+        if not (np.all(np.isfinite(self.ws_min)) and np.all(np.isfinite(self.ws_max))) or np.any(
+            self.ws_min >= self.ws_max
+        ):
             raise ValueError(
                 f"SafetyConfig.workspace_min {self.ws_min} must be < workspace_max {self.ws_max}"
             )
@@ -152,7 +171,7 @@ class SafetyLayer:
         self.estop_input = False
         self.last_sent: np.ndarray | None = None
         self._hold_anchor: np.ndarray | None = None
-        self.counts = {r: 0 for r in HOLD_REASONS} | {"clamped": 0, "rate_limited": 0, "sent": 0}
+        self.counts = {r: 0 for r in HOLD_REASONS} | {"clamped": 0, "rate_limited": 0, "sent": 0, "resync": 0}
 
     def begin_episode(self) -> None:
         """A new episode: forget the last sent command and the hold anchor, so the next hold captures
@@ -167,12 +186,19 @@ class SafetyLayer:
         if active:
             self.estop_latched = True
 
+    def latch_estop(self) -> None:
+        """A momentary e-stop (a key press): latches, leaves the topic's input as it is."""
+        self.estop_latched = True
+
     def reset_estop(self) -> tuple[bool, str]:
         """Clear the latch; refused while the e-stop input is still true."""
         if self.estop_input:
             return False, "e-stop input is still active: release the e-stop first"
         was = self.estop_latched
         self.estop_latched = False
+        if was:  # the robot may have been moved while stopped: the next command starts from the measured state
+            self.last_sent = None
+            self._hold_anchor = None
         return True, "e-stop reset" if was else "e-stop was not latched"
 
     # ------------------------------------------------------------------ checks
@@ -185,13 +211,18 @@ class SafetyLayer:
 
     def _hold(self, reason: str, measured: np.ndarray | None, error: str = "") -> SafetyOutput:
         self.counts[reason] = self.counts.get(reason, 0) + 1
-        if reason == "episode_over":  # between an outcome and the next START: the driver keeps its last command
+        if reason == "episode_over":  # between an outcome and the next START: the driver keeps its last command,
+            # and the robot may be reset meanwhile: whatever is sent next starts from the measured state
+            self.last_sent = None
+            self._hold_anchor = None
             return SafetyOutput(None, True, reason, error)
-        if self.last_sent is not None:
-            target = self.last_sent
-        else:
-            if self._hold_anchor is None and measured is not None and np.all(np.isfinite(measured)):
-                self._hold_anchor = np.clip(np.asarray(measured, np.float64), self.lower, self.upper)
+        ok = measured is not None and np.all(np.isfinite(measured))
+        target = self.last_sent if self.last_sent is not None else self._hold_anchor
+        if target is not None and ok and np.any(np.abs(measured - target) > RESYNC_STEPS * self.max_step):
+            self.counts["resync"] += 1  # moved while nothing was sent: hold where it is (module docstring)
+            self.last_sent, target = None, None
+        if target is None and ok:
+            self._hold_anchor = np.asarray(measured, np.float64).copy()  # where it stands, even outside the limits
             target = self._hold_anchor
         if target is None:
             return SafetyOutput(None, True, reason, error)
@@ -231,7 +262,8 @@ class SafetyLayer:
         delta = out - ref
         lim = np.clip(delta, -self.max_step, self.max_step)
         rate_limited = bool(np.any(lim != delta))
-        out = np.clip(ref + lim, self.lower, self.upper)
+        # a reference outside the limits (a joint measured there) comes back one step a tick, never in one jump
+        out = np.clip(ref + lim, np.minimum(self.lower, ref), np.maximum(self.upper, ref))
         if self.cfg.workspace_check and not self.in_workspace(out[:7]):
             p = self.tool_position(out[:7])
             return self._hold(

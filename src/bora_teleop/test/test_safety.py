@@ -136,3 +136,72 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="workspace_min"):
         _layer(workspace_min=[1, 1, 1], workspace_max=[0, 0, 0])
     assert len(FR3_UPPER) == 7
+
+
+def test_a_hold_after_the_robot_was_moved_holds_it_where_it_stands():
+    """Found in review: after an episode's outcome nothing is sent, the simulator (or a person) resets the arm,
+    then an e-stop or any hold came: it commanded the previous episode's final pose in one tick (0.4 rad at
+    0.05 rad per tick). Now a hold re-anchors at the measured position when the two are more than RESYNC_STEPS
+    ticks of travel apart, and the episode's end forgets the last command."""
+    from bora_teleop.safety import RESYNC_STEPS
+
+    s = _layer(workspace_check=False)  # arm 0.5 rad/s at 10 Hz: 0.05 rad per tick
+    meas = _measured()
+    for i in range(8):  # the policy drives joint 0 to +0.4
+        out = s.apply(meas + np.r_[0.05 * (i + 1), np.zeros(8)], meas + np.r_[0.05 * i, np.zeros(8)])
+    assert out.command[0] == pytest.approx(READY[0] + 0.4)
+    assert s.apply(None, meas + np.r_[0.4, np.zeros(8)], hold_reason="episode_over").command is None
+    reset = meas.copy()  # the arm is back at READY (0.4 rad away) before the next START
+    s.set_estop(True)
+    out = s.apply(None, reset)
+    assert out.reason == "estop" and np.allclose(out.command, reset)  # not READY + 0.4
+    # while latched the arm is hand-guided 0.2 rad away (4 ticks of travel > RESYNC_STEPS): held where it is
+    guided = reset + np.r_[0.0, 0.2, np.zeros(7)]
+    assert 0.2 > RESYNC_STEPS * 0.05
+    out = s.apply(None, guided)
+    assert np.allclose(out.command, guided) and s.counts["resync"] == 1
+    # within the tolerance (a tracking lag) the hold keeps its target
+    assert np.allclose(s.apply(None, guided + np.r_[0.0, 0.05, np.zeros(7)]).command, guided)
+    s.set_estop(False)
+    assert s.reset_estop()[0]
+    out = s.apply(meas + np.r_[0.4, np.zeros(8)], guided)  # after the reset: one tick's travel from where it is
+    assert np.abs(out.command - guided).max() == pytest.approx(0.05)
+
+
+def test_the_e_key_latches_without_clearing_an_asserted_e_stop_input():
+    """The keyboard's e used to call set_estop(True) then set_estop(False): the second call cleared the topic's
+    still-asserted input, and reset_estop then succeeded while the external e-stop was pressed."""
+    s = _layer(workspace_check=False)
+    s.set_estop(True)  # the topic: pressed
+    s.latch_estop()  # the key
+    ok, msg = s.reset_estop()
+    assert not ok and "still active" in msg
+    s2 = _layer(workspace_check=False)
+    s2.latch_estop()
+    assert s2.estop_latched and not s2.estop_input and s2.reset_estop()[0]
+
+
+def test_a_joint_measured_outside_its_limits_comes_back_one_step_a_tick():
+    """The hold anchor was clip(measured): a hand closed to 1.5 rad with a 1.2 limit jumped 0.3 rad (3 ticks of
+    travel) in one tick. Now the hold keeps it where it stands and commands bring it in at the rate limit."""
+    s = SafetyLayer(SafetyConfig(hand_lower=[0.0, -0.5], hand_upper=[1.2, 0.5], control_hz=10.0,
+                                 workspace_check=False), n_hand=2)  # hand 1.0 rad/s: 0.1 rad per tick
+    meas = np.concatenate([READY, [1.5, 0.0]])
+    out = s.apply(None, meas, hold_reason="episode_start")
+    assert out.command[7] == pytest.approx(1.5)
+    steps = []
+    for _ in range(5):
+        out = s.apply(meas, meas)  # the policy asks to stay at 1.5: clamped to 1.2, reached one step a tick
+        steps.append(out.command[7])
+    np.testing.assert_allclose(steps, [1.4, 1.3, 1.2, 1.2, 1.2], atol=1e-12)
+
+
+def test_non_finite_limits_are_refused():
+    with pytest.raises(ValueError, match="must be finite"):
+        _layer(arm_lower=[np.nan] + list(FR3_LOWER[1:]))
+    with pytest.raises(ValueError, match="must be finite"):
+        _layer(arm_upper=[np.inf] * 7)
+    with pytest.raises(ValueError, match="_max_velocity"):
+        _layer(arm_max_velocity=np.nan)
+    with pytest.raises(ValueError, match="workspace_min"):
+        _layer(workspace_max=[np.nan, 0.5, 0.8])

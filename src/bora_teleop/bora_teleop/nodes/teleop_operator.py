@@ -196,8 +196,7 @@ class OperatorMixin:
             kind = {"success": EP_SUCCESS, "failure": EP_FAILURE, "abort": EP_ABORT, "new_episode": EP_START}[action]
             self._publish_episode(kind, "key")
         elif action == "estop":
-            self.arb.safety.set_estop(True)
-            self.arb.safety.set_estop(False)  # the key latches; the input itself is momentary
+            self.arb.safety.latch_estop()  # momentary: an e-stop input asserted on the topic stays asserted
             self.get_logger().error("E-STOP latched (key): holding position until /bora/teleop/reset_estop")
         elif action == "help":
             self.get_logger().info(KEY_HELP)
