@@ -24,8 +24,9 @@ inherited critic, targets, optimisers). Per update (Algorithm 1 lines 26-27):
     (:meth:`BoraResidualObjective.bc_offset`); ``actor_input_noise`` (ours) adds batch-scaled Gaussian noise
     to the residual's proprio and z inputs in this step (:meth:`BoraResidualObjective.noisy`);
   - ``L_improve``: Eq. (6) hinge ``max(0, q(z, a_base) + delta - q(z, a_hat))`` (delta 0, lambda 0.35);
-  - ``L_anchor`` (ours, the paper gives only the weight 0.03): masked mean of
-    ``||A_hat - A_base||^2`` (normalised units), the deployed deviation from the base chunk;
+  - ``L_anchor`` (ours, the paper gives only the weight 0.03): masked mean over the chunk's steps of
+    ``||a_hat - a_base||^2 / A`` (the mean over the A action dimensions, normalised units; so per dimension the
+    weight is 0.03 / A of a squared-norm reading), the deployed deviation from the base chunk;
   - ``L_l2``: mean of ``A_res^2`` (the raw residual before alpha), weight 2e-4.
   ``lambda_q`` (default 0) optionally adds Eq. (8)'s objective term ``-E[q(z, a_hat)]``.
 * ``critic_conservative`` (ours, default 0): adds to the critic loss, after CQL, the gap between each Q head
