@@ -327,7 +327,7 @@ class Arbiter:
         if self.help_hold and beta == 0.0 and not hold:
             hold, error = "help_wait", "the policy asked for help: holding until the operator takes over"
         candidate = None if hold else blend(a_final, a_human, beta)
-        out = self.safety.apply(candidate, measured, hold_reason=hold)
+        out = self.safety.apply(candidate, measured, hold_reason=hold, now=now)
         # Episode / step bookkeeping: follow a new policy command, else advance by one tick.
         if pol is not None and pol.position is not None and pol.seq != self._policy_used_seq:
             self.episode.observe_command(pol.episode_id, pol.step)

@@ -13,7 +13,10 @@ control tick (:meth:`SafetyLayer.apply`):
 4. **Joint position limits**: the candidate is *clamped* into ``[lower, upper]`` (not a hold: a
    policy that saturates at a limit keeps working); clamps are counted.
 5. **Velocity limit**: the per-tick change from the previous command actually sent is clamped to
-   ``max_velocity * dt`` per joint (rate limiting, not a hold).
+   ``max_velocity * dt`` per joint (rate limiting, not a hold), with ``dt`` the time since that command when
+   the caller gives the tick's time (``now``; the arbiter does), at most one period: a late tick followed by an
+   early one no longer sends two full steps a fraction of a period apart (found in review, 2026-12-07), and a
+   tick whose clock stepped backwards moves nothing.
 6. **Workspace box**: the arm's tool point (Franka FK, :mod:`bora_teleop.kinematics`) of the
    rate-limited command must lie inside ``[workspace_min, workspace_max]``; otherwise hold,
    reason ``"workspace"``.
@@ -170,6 +173,7 @@ class SafetyLayer:
         self.estop_latched = False
         self.estop_input = False
         self.last_sent: np.ndarray | None = None
+        self._t_sent: float | None = None  # the tick time of last_sent (when the caller gives one)
         self._hold_anchor: np.ndarray | None = None
         self.counts = {r: 0 for r in HOLD_REASONS} | {"clamped": 0, "rate_limited": 0, "sent": 0, "resync": 0}
 
@@ -229,9 +233,14 @@ class SafetyLayer:
         return SafetyOutput(target.copy(), True, reason, error)
 
     def apply(
-        self, candidate: np.ndarray | None, measured: np.ndarray | None = None, hold_reason: str = ""
+        self,
+        candidate: np.ndarray | None,
+        measured: np.ndarray | None = None,
+        hold_reason: str = "",
+        now: float | None = None,
     ) -> SafetyOutput:
-        """Gate one tick's command; returns what to send. See the module docstring for the order."""
+        """Gate one tick's command; returns what to send. See the module docstring for the order. ``now``: the
+        tick's time in seconds (the velocity limit then scales with the time since the last command sent)."""
         n = self.n_arm + self.n_hand
         if measured is not None:
             measured = np.asarray(measured, dtype=np.float64).reshape(-1)
@@ -260,7 +269,10 @@ class SafetyLayer:
             # Without the measured position nothing can be rate limited: send nothing.
             return self._hold("no_state", measured)
         delta = out - ref
-        lim = np.clip(delta, -self.max_step, self.max_step)
+        step = self.max_step
+        if now is not None and self._t_sent is not None and ref is self.last_sent:
+            step = step * min(1.0, max(0.0, (now - self._t_sent) * self.cfg.control_hz))
+        lim = np.clip(delta, -step, step)
         rate_limited = bool(np.any(lim != delta))
         # a reference outside the limits (a joint measured there) comes back one step a tick, never in one jump
         out = np.clip(ref + lim, np.minimum(self.lower, ref), np.maximum(self.upper, ref))
@@ -273,4 +285,5 @@ class SafetyLayer:
         self.counts["rate_limited"] += int(rate_limited)
         self.counts["sent"] += 1
         self.last_sent = out.copy()
+        self._t_sent = now
         return SafetyOutput(out, False, "", "", clamped, rate_limited)

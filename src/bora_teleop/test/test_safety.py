@@ -205,3 +205,22 @@ def test_non_finite_limits_are_refused():
         _layer(arm_max_velocity=np.nan)
     with pytest.raises(ValueError, match="workspace_min"):
         _layer(workspace_max=[np.nan, 0.5, 0.8])
+
+
+def test_velocity_limit_scales_with_the_time_since_the_last_command():
+    """Found in review: the limit was one step per tick whatever the time between ticks, so a late tick followed by
+    an early one (the control loop returning to its schedule) sent two full steps 0.01 s apart (10x the speed).
+    With the tick's time the step is max_velocity * dt, dt at most one period; a clock stepping back sends none."""
+    s = _layer(workspace_check=False)  # arm 0.5 rad/s: 0.05 rad per 0.1 s tick
+    meas = _measured()
+    far = meas + np.r_[1.0, np.zeros(8)]
+    out = s.apply(far, meas, now=10.0)  # the first command: rate limited from the measured state, one full step
+    assert out.command[0] - meas[0] == pytest.approx(0.05)
+    out = s.apply(far, meas, now=10.19)  # 0.09 s late: still one step (at most one period)
+    assert out.command[0] - meas[0] == pytest.approx(0.10)
+    out = s.apply(far, meas, now=10.20)  # 0.01 s later: 0.005 rad, not another 0.05
+    assert out.command[0] - meas[0] == pytest.approx(0.105)
+    out = s.apply(far, meas, now=9.0)  # the clock stepped back: no motion
+    assert out.command[0] - meas[0] == pytest.approx(0.105)
+    out = s.apply(far, meas)  # without a time: one step per call, as before
+    assert out.command[0] - meas[0] == pytest.approx(0.155)
