@@ -516,6 +516,11 @@ def test_previous_outputs_never_deleted_without_fresh(tmp_path, capsys):
     assert cli.previous_outputs_error(out, resume=False, fresh=True, stages=list(dc.STAGES)) is None
     assert cli.previous_outputs_error(out, resume=True, fresh=False, stages=["eval"]) is None
     assert cli.previous_outputs_error(tmp_path / "empty", resume=False, fresh=False, stages=list(dc.STAGES)) is None
+    # the protocol's evaluation folders are a previous run's outputs too (the evidence report reads every file)
+    only = tmp_path / "protocol"
+    (only / "eval_online").mkdir(parents=True)
+    (only / "eval_online" / "t__bora-residual-online@o2__standard.json").write_text("{}")
+    assert "eval_online/" in cli.previous_outputs_error(only, resume=False, fresh=False, stages=list(dc.STAGES))
 
 
 def test_resume_refuses_jobs_done_with_another_plan(tmp_path):

@@ -24,7 +24,11 @@ STAGES = ("collect", "warmup", "offline", "online", "eval", "report")
 TASKS = ("pick_plush_toy", "pick_and_place", "open_box", "pull_tissue", "press_button")
 # Paper Table 4: offline trajectories per task (online: 10 per task and round).
 TABLE4_OFFLINE = {"pick_plush_toy": 60, "pick_and_place": 100, "open_box": 100, "pull_tissue": 60, "press_button": 60}
-OWNED_DIRS = ("data", "runs", "eval", "report", "stages", "logs", "configs", "stopped")
+OWNED_DIRS = ("data", "runs", "eval", "report", "stages", "logs", "configs", "stopped", "eval_seeds", "eval_online",
+              "eval_curve", "rollouts")
+"""What `bora demo` writes under OUT (`--fresh` deletes them; a plain rerun refuses them). The protocol's
+evaluation folders were missing until 2026-12-07 (found in review): after --fresh the evidence report could read a
+previous run's eval_seeds/eval_online/eval_curve results beside the new run's."""
 
 
 @dataclass
