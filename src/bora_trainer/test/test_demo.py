@@ -546,3 +546,23 @@ def test_resume_refuses_jobs_done_with_another_plan(tmp_path):
     # markers without them (--skip-collect's "reused", older runs) are not compared; a job never done neither
     marker(out, j.name).write_text(json.dumps({"seconds": 0.0, "reused": True}))
     assert changed_since_done([j, dp.Job("never", argv)], out) == []
+
+
+def test_a_running_call_marks_the_previous_summary(tmp_path):
+    """A call stopped part-way must not leave the previous call's "complete" summary behind: at its start the
+    summary says it is running (stage times kept for --resume); an unreadable one becomes a bare running mark."""
+    from bora_trainer.demo.summary import mark_running
+
+    (tmp_path / "summary.json").write_text(json.dumps({"ok": True, "stages": {"collect": {"seconds": 40.0}}}))
+    (tmp_path / "summary.md").write_text("# bora demo summary (complete)\n")
+    mark_running(tmp_path)
+    js = json.loads((tmp_path / "summary.json").read_text())
+    assert js == {"ok": False, "status": "running", "stages": {"collect": {"seconds": 40.0}}}
+    md = (tmp_path / "summary.md").read_text()
+    assert md.startswith("RUNNING: a later `bora demo` call has not finished") and md.endswith("(complete)\n")
+    mark_running(tmp_path)  # twice: one mark
+    assert (tmp_path / "summary.md").read_text() == md
+    (tmp_path / "summary.json").write_text("{trunc")
+    mark_running(tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"ok": False, "status": "running"}
+    assert not list(tmp_path.glob("*.tmp"))

@@ -52,7 +52,7 @@ from bora_trainer.config_io import ConfigError
 from bora_trainer.demo.config import DEFAULT_CONFIG, OWNED_DIRS, REPO_ROOT, STAGES, TASKS, load_demo_config
 from bora_trainer.demo.plan import all_jobs, plan, stage_parallel, write_stage_configs
 from bora_trainer.demo.run import changed_since_done, direct_needs, link, marker, run_jobs, started_marker, tail
-from bora_trainer.demo.summary import stage_info, write_summary
+from bora_trainer.demo.summary import mark_running, stage_info, write_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     if resume and prev.exists():
         try:
             info = json.loads(prev.read_text()).get("stages", {})
-        except ValueError:
-            info = {}
+        except ValueError as e:
+            print(f"bora demo: {prev} is not JSON ({e}): move it away to resume (its stage times are then lost)",
+                  file=sys.stderr)
+            return 2
+    mark_running(out)
     order = all_jobs(pl)
     deps = link(order, out)
     selected = [j for j in order if j.stage in args.stages]

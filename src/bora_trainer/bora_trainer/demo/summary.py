@@ -4,6 +4,7 @@ and ``OUT/summary.{json,md}``."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -105,13 +106,37 @@ def stage_info(pl, stages: list[str], res: dict, out: Path, t_all: float, before
     return info
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def mark_running(out: Path) -> None:
+    """At the start of a call: the previous call's summary says this one is running (``ok`` false, ``status``
+    "running"; its stage times kept for a resume), so a run stopped part-way never leaves a summary that reads
+    "complete" (found in review, 2026-12-07)."""
+    js, md = out / "summary.json", out / "summary.md"
+    if js.exists():
+        try:
+            prev = json.loads(js.read_text())
+        except ValueError:  # (a resume has refused it already; a fresh run does not need it)
+            prev = {}
+        _write_atomic(js, json.dumps({**prev, "ok": False, "status": "running"}, indent=1))
+    if md.exists():
+        text = md.read_text()
+        if not text.startswith("RUNNING"):
+            _write_atomic(md, "RUNNING: a later `bora demo` call has not finished; what follows is the previous "
+                              "call's summary.\n\n" + text)
+
+
 def write_summary(out: Path, cfg: DemoConfig, stage_info: dict, total_s: float, ok: bool) -> dict:
     table = success_table(out / "eval")
     claims = check_claims(table)
     m = machine()
     summary = {"ok": ok, "tasks": cfg.tasks, "total_seconds": round(total_s, 1), "stages": stage_info,
                "success": table, "claims": claims, "report": str(out / "report" / "report.md"), "machine": m}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _write_atomic(out / "summary.json", json.dumps({**summary, "status": "complete" if ok else "incomplete"}, indent=1))
     lines = [f"# bora demo summary ({'complete' if ok else 'INCOMPLETE'})", "",
              f"tasks: {', '.join(cfg.tasks)}; total wall time {total_s / 60:.1f} min", "",
              f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, AVX-512 {'yes' if m['avx512f'] else 'no'}, "
@@ -143,6 +168,6 @@ def write_summary(out: Path, cfg: DemoConfig, stage_info: dict, total_s: float, 
             lines.append(f"- {c['claim']} ({c['object_set']}): {100 * c['a']:.0f}% vs {100 * c['b']:.0f}% -> "
                          f"{'HELD' if c['held'] else 'NOT HELD'}")
     lines += ["", f"report: {out / 'report' / 'report.md'}"] + viewer_lines(out)
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    _write_atomic(out / "summary.md", "\n".join(lines) + "\n")
     summary["text"] = "\n".join(lines)
     return summary
