@@ -414,7 +414,9 @@ def write_md(res: dict) -> None:
         "",
         "Policy node's own diagnostics: " + ", ".join(f"{k}={v}" for k, v in g["policy_diagnostics"].items()),
         "",
-        "obs_to_command: from an observation's stamp to the first command of the chunk computed from it.",
+        "obs_to_command: from an observation's stamp to the first command of the chunk computed from it. The node's "
+        "own obs_to_command_ms_* above count every chunk, each episode's first included (it waits for the new "
+        "episode's observation); the table below, from the probe's recording, leaves those out.",
         "",
         *runtime_report.planned_section(res["graphs"], m, OUT / "runtime_before.json"),
         *runtime_report.node_section(OUT / "runtime_node.json"),

@@ -248,6 +248,11 @@ def write(res: dict) -> None:
         "| latency median | p99 | decode median |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    notes = ["Latency: from the frame set's stamp, taken before its 6 images are encoded (compressed mode) and "
+             "published, to the subscriber's receipt, before decoding; in compressed mode it includes the "
+             "publisher's sequential encodes and any queueing behind decodes in the subscriber's executor. A "
+             "publisher that falls behind 30 Hz is not counted as dropping frames (dropped = expected - unique "
+             "frame ids received)."]
     for r in res["runs"]:
         rec = r["received_per_stream"]
         lines.append(
@@ -257,6 +262,8 @@ def write(res: dict) -> None:
             + (f"{r['decode_ms_median']:.2f} ms |" if r.get("decode_ms_median") is not None else "- |")
         )
     lines += [
+        "",
+        *notes,
         "",
         f"Over the {c['frames']} rendered frame sets x 3 cameras: compressed / raw payload at the policy's resolution "
         f"{q['ratio']:.1f}x smaller (colour {q['color_ratio']:.1f}x, depth {q['depth_ratio']:.1f}x); decoded colour "
