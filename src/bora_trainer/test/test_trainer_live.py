@@ -133,7 +133,7 @@ def test_an_episode_that_ended_before_its_first_command_is_skipped_so_the_round_
         assert loop.collect() == 0 and loop.episode_gate() == 2
         now[0] = 5.0
         assert loop.collect() == 0
-    assert loop.max_skipped_id == 2 and loop.episode_gate() == 3  # episode 3 replaces it
+    assert max(loop.skipped_ids.values()) == 2 and loop.episode_gate() == 3  # episode 3 replaces it
     assert loop.num_episodes == 1 and loop.source.unfinished(loop) == []
 
 
@@ -160,7 +160,7 @@ def test_a_round_whose_only_episode_cannot_be_converted_skips_it(tmp_path, close
         assert loop.episode_gate() == 1  # its messages could still be late
         now[0] = 5.0
         assert loop.collect() == 0
-    assert loop.max_skipped_id == 1 and loop.episode_gate() == 2  # episode 2 replaces it
+    assert max(loop.skipped_ids.values()) == 1 and loop.episode_gate() == 2  # episode 2 replaces it
     assert loop.source.unfinished(loop) == []  # no recording named as unconvertible: nothing waits
 
 
@@ -320,3 +320,22 @@ def test_episode_whose_start_was_not_recorded_is_not_ingested(tmp_path):
 
     infos = [read_transitions(tmp_path / "state" / "converted", i)[1] for i in (0, 1)]
     assert sorted(i["start_recorded"] for i in infos) == [False, True]
+
+
+def test_the_round_gate_counts_the_running_bridge_sessions_ids(tmp_path):
+    """Bridge episode ids restart at 1 with each bridge session (a restarted graph). The gate took the highest id
+    over every session: after a restart the old session's id 2 set it, so the new session could run past the round
+    boundary. It now counts the ids of the session of the newest recorded episode."""
+    from bora_trainer.online.rounds import last_seen_in_session
+
+    setup_dirs(tmp_path)
+    a, b = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+    eps = [ScriptedEpisode(1, T_EP, "success", session_id=a), ScriptedEpisode(2, T_EP, "failure", session_id=a),
+           ScriptedEpisode(1, T_EP, "success", session_id=b)]
+    write_scripted_bag(tmp_path / "recordings" / "live", eps, LAY)
+    loop = make_loop(tmp_path, episodes_per_round=4)
+    assert loop.collect() == 3 and loop.in_round == 3
+    assert loop.current_session == b
+    assert loop.episode_gate() == 2  # session b's episode 2 is the round's 4th; counted over both sessions: 3
+    assert last_seen_in_session(loop.ledger, loop.skipped_ids, None) == 2
+    assert last_seen_in_session(loop.ledger, {b: 4}, b) == 4  # a skipped id of the running session counts

@@ -115,6 +115,7 @@ class RosEpisodes:
         self._failed: dict[str, str] = {}  # bag -> why its last conversion failed (retried when it changes)
         self._returned: dict[str, str] = {}  # content hash -> the bag key of an episode poll returned this round
         self._events: dict[str, str] = {}  # bag key -> event_digest of a live bag when it was last converted
+        self._last_session: dict[str, str] = {}  # bag -> the bridge session of its last recorded episode
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
         if loop.round != self._round:
@@ -126,7 +127,8 @@ class RosEpisodes:
             self._round, self._returned = loop.round, {}
         out: list[Episode] = []
         self._gappy_seen = set()
-        for bag in find_bags(self.recordings):
+        bags = find_bags(self.recordings)
+        for bag in bags:
             closed = (bag / "metadata.yaml").exists()
             size = sum(f.stat().st_size for f in bag.iterdir() if f.is_file())
             key = f"{bag}|{closed}"
@@ -155,6 +157,8 @@ class RosEpisodes:
             self._no_outcome[str(bag)] = [
                 (e.session_id, e.source_episode_id, e.num_steps) for e in rep.episodes if e.outcome is None
             ]
+            if rep.episodes and rep.episodes[-1].session_id:
+                self._last_session[str(bag)] = str(rep.episodes[-1].session_id)
             waiting = len(self._gappy_seen)
             for ep in rep.episodes:
                 if ep.status in ("failed", "no-commands"):
@@ -176,6 +180,10 @@ class RosEpisodes:
         # a version still waiting is looked at in every poll (its bag is re-read), so an entry not looked at in
         # this one belongs to a version that was ingested or replaced by a more complete one
         self._gappy_since = {h: t for h, t in self._gappy_since.items() if h in self._gappy_seen}
+        # the bridge session running now: that of the newest recorded episode (the round gate counts its ids only)
+        newest = [self._last_session[str(b)] for b in bags if str(b) in self._last_session]
+        if newest:
+            loop.current_session = newest[-1]
         return out
 
     def unfinished(self, loop: OnlineLoop) -> list[str]:
@@ -228,7 +236,7 @@ class RosEpisodes:
         if live and not self._waited_for_late_messages(h):
             return
         why = "no ExecutedCommand recorded" if ep.status == "no-commands" else "; ".join(ep.warnings)
-        info = {"content_hash": h, "source_episode_id": ep.source_episode_id}
+        info = {"content_hash": h, "source_episode_id": ep.source_episode_id, "session_id": str(ep.session_id or "")}
         loop.skip(info, f"(session {str(ep.session_id)[:12]}, id {ep.source_episode_id}) ended ({ep.outcome}) "
                   f"but cannot be converted: {why}")
 

@@ -12,8 +12,8 @@ robot (:mod:`bora_trainer.online.env_sim`) or recordings of the ROS graph
    atomically. A shard the ledger does not name (a crash between the two writes) is deleted at
    start-up, so its episode is ingested again exactly once. An episode whose (session, id) or content
    is in the ledger is not ingested again; one recorded with another normaliser is refused.
-2. **Exact rounds**: at most ``episodes_per_round`` episodes enter a round (``rounds.py``); a later
-   one waits and is counted in the next round.
+2. **Exact rounds**: at most ``episodes_per_round`` episodes enter a round (``rounds.py``; the gate counts the
+   running bridge session's ids); a later one waits and is counted in the next round.
 3. **Update** (Algorithm 1 lines 24-27): once the online buffer holds ``n_start`` rows, RLPD updates
    (the learner of the configured method, 1:1 offline/online batches from :class:`MixedSampler`) run
    until ``update_step`` reaches ``utd_ratio`` x the round's control steps (one update per environment
@@ -53,9 +53,9 @@ import numpy as np
 from bora_policy.models.residual import FrozenResidual
 from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplayError, ReplaySpec
+from bora_trainer.online import rounds as R
 from bora_trainer.online.checkpoints import CheckpointsMixin, announcement
 from bora_trainer.online.config import Announcement, TrainerConfig, check_offline_reward
-from bora_trainer.online.rounds import StallWatch, episode_gate, intervened_steps, round_table, takeovers
 from bora_trainer.online.source import Episode, EpisodeSource
 
 log = logging.getLogger("bora_trainer.online")
@@ -143,8 +143,9 @@ class OnlineLoop(CheckpointsMixin):
         self.ingested_keys = {_episode_key(v) for v in self.ledger.values()} - {None}
         self._skipped_logged: set[str] = set()  # episodes never to be ingested: reported once
         self._deferred_logged: set[str] = set()
-        self.stall = StallWatch(cfg.stall_warn_s)  # a round that waits long for an episode is said (rounds.py)
-        self.max_skipped_id = 0  # highest source episode id of an episode that will never be ingested
+        self.stall = R.StallWatch(cfg.stall_warn_s)  # a round that waits long for an episode is said (rounds.py)
+        self.skipped_ids: dict[str, int] = {}  # session -> highest source id of an episode never to be ingested
+        self.current_session: str | None = None  # the bridge session of the newest recorded episode (the source's)
         self.round_log: dict[str, dict] = _load_json(self.state / "round_log.json", {})
         # --- round state and learner, resumed from the latest checkpoint
         self.round = 1
@@ -240,14 +241,14 @@ class OnlineLoop(CheckpointsMixin):
 
     @property
     def last_seen_id(self) -> int:
-        """Highest source episode id taken in: ingested, or finished but never to be ingested."""
-        ids = [int(v.get("source_episode_id", 0)) for v in self.ledger.values()]
-        return max([self.max_skipped_id, *ids])
+        """Highest source episode id of the current bridge session taken in (rounds.last_seen_in_session)."""
+        return R.last_seen_in_session(self.ledger, self.skipped_ids, self.current_session)
 
     def episode_gate(self, open_: bool = True) -> int:
         """Highest source episode id that may start now (:func:`bora_trainer.online.rounds.episode_gate`);
         closed once the configured ``rounds`` are done."""
-        return episode_gate(self.last_seen_id, self.in_round, self.cfg.episodes_per_round, open_ and not self.finished)
+        per_round, open_ = self.cfg.episodes_per_round, open_ and not self.finished
+        return R.episode_gate(self.last_seen_id, self.in_round, per_round, open_)
 
     def update_budget(self) -> int:
         """update_step to reach: this round's ``utd_ratio`` x its ingested control steps, at most
@@ -264,7 +265,7 @@ class OnlineLoop(CheckpointsMixin):
             "round": self.round,
             "in_round": self.in_round,
             "finished": self.finished,
-            "rounds": round_table(self.ledger),
+            "rounds": R.round_table(self.ledger),
             "frozen_lambdas": [float(f.lam) for f in self.frozen],
             "round_start_updates": self.round_start_updates,
             "budget": self.update_budget(),
@@ -280,7 +281,7 @@ class OnlineLoop(CheckpointsMixin):
         each episode's ledger entry) and its log (updates, their means, seconds, archive, evaluation)."""
         entries = [self.ledger[name] for name in sorted(self.ledger)]
         out = []
-        for row in round_table(self.ledger):
+        for row in R.round_table(self.ledger):
             r = row["round"]
             eps = [{**e, "steps": e["num_steps"]} for e in entries if int(e.get("round", 1)) == r]
             out.append({**row, "num_episodes": row["episodes"], "episodes": eps, **self.round_log.get(str(r), {})})
@@ -289,7 +290,8 @@ class OnlineLoop(CheckpointsMixin):
     # ------------------------------------------------------------------------ 1-2: collect and ingest
     def skip(self, info: dict, reason: str) -> None:
         """An episode that will never be ingested (said once): the round gate may replace it."""
-        self.max_skipped_id = max(self.max_skipped_id, int(info.get("source_episode_id") or 0))
+        sess = str(info.get("session_id") or "")
+        self.skipped_ids[sess] = max(self.skipped_ids.get(sess, 0), int(info.get("source_episode_id") or 0))
         h = info["content_hash"]
         if h not in self._skipped_logged:  # a live bag is converted again as it grows: say it once
             self._skipped_logged.add(h)
@@ -333,8 +335,8 @@ class OnlineLoop(CheckpointsMixin):
             "outcome": info.get("outcome"),
             "round": self.round,
             "base_round": int(ep.base_round or self.round),
-            "intervened_steps": intervened_steps(rows),
-            "takeovers": takeovers(rows),
+            "intervened_steps": R.intervened_steps(rows),
+            "takeovers": R.takeovers(rows),
             "source_episode_id": int(info.get("source_episode_id") or 0),
             "session_id": str(info.get("session_id") or ""),
             "time": time.time(),
@@ -421,7 +423,7 @@ class OnlineLoop(CheckpointsMixin):
         entry["checkpoint"] = final.path
         self.round_log[str(self.round)] = entry
         atomic_write_text(self.state / "round_log.json", json.dumps(self.round_log, indent=1))
-        rt = [r for r in round_table(self.ledger) if r["round"] == self.round]
+        rt = [r for r in R.round_table(self.ledger) if r["round"] == self.round]
         log.info(
             "round %d done: %d episodes, %d control steps (%d intervened), %d updates, alpha %.4f, checkpoint %s",
             self.round,

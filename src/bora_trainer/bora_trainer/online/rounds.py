@@ -108,6 +108,16 @@ def round_table(ledger: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def last_seen_in_session(ledger: dict, skipped: dict[str, int], session: str | None) -> int:
+    """The highest bridge episode id taken in (ingested: ``ledger`` entries; or never to be ingested: ``skipped``,
+    session -> id) of the bridge session ``session``, the one running now (None: of every session). Ids restart at
+    1 with each bridge session: counted over every session, a restarted bridge saw an old session's higher id as
+    its gate and ran past the round boundary (found in review, 2026-12-07)."""
+    ids = [int(v.get("source_episode_id", 0)) for v in ledger.values()
+           if session is None or str(v.get("session_id") or "") == session]
+    return max([*(v for k, v in skipped.items() if session is None or k == session), *ids], default=0)
+
+
 def episode_gate(last_seen_id: int, in_round: int, per_round: int, open_: bool = True) -> int:
     """Highest bridge episode id that may start.
 
