@@ -62,7 +62,9 @@ def test_exported_policy_and_critic_match_the_learner(ds, tmp_path, algo):
         "normalizer.json",
     ]
     policy = VLAPolicy.load(run / "policy")
-    assert policy.cfg.num_inference_steps == tr.cfg.model.expert_sample_steps == 1
+    # expert_sample_steps 0 (the default): the expert's own step count, diffusion's 10 DDIM steps, consistency's 1
+    assert tr.cfg.model.expert_sample_steps == 0
+    assert policy.cfg.num_inference_steps == (10 if algo == "diffusion-bc" else 1)
     assert policy.cfg.expert == ("diffusion" if algo == "diffusion-bc" else "consistency")
     assert policy.cfg.expert_hidden_dim == 128 and policy.cfg.chunk_size == 4 and policy.cfg.n_cameras == 1
     assert policy.normalizer.version == tr.normalizer.version

@@ -30,7 +30,10 @@ class ModelConfig:
     critic: dict[str, Any] = field(
         default_factory=dict
     )  # extra kwargs of the chunk / decoupled critic config
-    expert_sample_steps: int = 1  # consistency: 1-3 steps at inference; diffusion: its own default if 0
+    # denoising steps at inference (and in export); 0 = the expert's own default: consistency 1 (1-3 allowed),
+    # diffusion 10. Until 2026-12-07 the default was 1 for every expert, so the diffusion-bc row ("VITRA
+    # (Diffusion)") was exported and evaluated with ONE DDIM step (found in review); consistency rows are unchanged.
+    expert_sample_steps: int = 0
 
 
 @dataclass
