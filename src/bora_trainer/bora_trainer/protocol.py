@@ -40,7 +40,17 @@ SEED_ALGOS = ("cp-bc", "bora")
 ONLINE_RUN_SEED_STEP = 1000
 """Online ``--seed`` step between online runs (ours): an online run draws episode seeds ``seed + 10_000 + i``
 (``online/run_ros.py``); ``validate`` keeps twice its episodes below the step, so the runs never share an
-initial state."""
+initial state. In process (``online.env: sim``, seeds ``seed + 1000 r + e`` per round r) the step is
+``1000 x (rounds + 1)`` (:func:`online_run_seed`)."""
+
+
+def online_run_seed(cfg, index: int) -> int:
+    """``--seed`` of the online run ``index`` (0: the main run; 1, 2, ...: online runs 2, 3, ...; then the training
+    seeds' BORA-Full, after the online runs) so that no two runs share an online episode's initial state. Until
+    2026-12-07 a training seed s's online run took ``--seed s`` (found in review): through the graph it drew seeds
+    10_000 + s + i, 39 of its 40 shared with the main run's; in process run r's round k was run 1's round k + 1."""
+    step = ONLINE_RUN_SEED_STEP if cfg.online.env != "sim" else 1000 * (online_rounds(cfg) + 1)
+    return online_seed(cfg) + step * index
 
 
 @dataclass
@@ -173,11 +183,10 @@ def _add_online_runs(cfg, out: Path, task: str, stages: dict[str, list], job_cls
     src = next((j for j in stages["online"] if j.name == f"online-{task}-{on.algo}"), None)
     if src is None or p.online_runs < 2:
         return
-    base = online_seed(cfg)
     for r in range(2, p.online_runs + 1):
         run = out / "runs" / task / f"{on.algo}-online-o{r}"
         argv = _with(_with(_with(src.argv, "--out", str(run)), "--rounds", str(on.rounds)),
-                     "--seed", str(base + ONLINE_RUN_SEED_STEP * (r - 1)))
+                     "--seed", str(online_run_seed(cfg, r - 1)))
         stages["online"].append(job_cls(f"online-{task}-{on.algo}-o{r}", argv, on.threads))
         for oset in cfg.eval.object_sets:
             dst = out / "eval_online" / f"{task}__{on.algo}-online@o{r}__{oset}.json"
@@ -260,7 +269,7 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                 run_s = sdir / f"{on.algo}-online"
                 src = next(j for j in stages["online"] if j.name == f"online-{task}-{on.algo}")
                 argv = _with(_with(_with(src.argv, "--offline-run", str(sdir / on.from_algo)), "--out", str(run_s)),
-                             "--seed", str(s))
+                             "--seed", str(online_run_seed(cfg, max(p.online_runs, 1) - 1 + s)))
                 stages["online"].append(job_cls(f"online-{task}-{on.algo}-s{s}", argv, on.threads))
                 runs.append((f"{on.algo}-online", run_s, round_archive(cfg, run_s, on.rounds)))
             # (each job waits for the runs it reads: demo/run.py's link)

@@ -76,7 +76,10 @@ def test_evidence_config_plans_the_protocol(evidence_cfg, tmp_path):
     a = off["offline-pull_tissue-bora-s2"]
     assert _arg(a, "--config").endswith("offline_s2.yaml") and _arg(a, "--init-from").endswith("seed2/warmup")
     o2 = on["online-pull_tissue-bora-residual-s2"]
-    assert _arg(o2, "--seed") == "2" and _arg(o2, "--offline-run").endswith("pull_tissue/seed2/bora")
+    # its own online episodes: after the online runs 2, 3 (seeds 1000, 2000), 1000 apart (bridge seeds 10_000 + seed
+    # + i); --seed 2 shared 39 of 40 initial states with the main run's
+    assert _arg(o2, "--seed") == "4000" and _arg(o2, "--offline-run").endswith("pull_tissue/seed2/bora")
+    assert _arg(on["online-press_button-bora-residual-s1"], "--seed") == "3000"
     e = ev["eval-press_button-bora-residual-online-s1-standard"]
     assert "/eval_seeds/" in _arg(e, "--out") and _arg(e, "--residual").endswith("seed1/bora-residual-online/"
                                                                                  "trainer/rounds/round_02")

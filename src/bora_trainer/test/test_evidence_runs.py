@@ -39,6 +39,11 @@ def test_every_task_trains_its_online_stage_again_from_the_same_offline_run(cfg3
         assert (_arg(a, "--rounds"), _arg(a, "--episodes-per-round"), _arg(a, "--seed")) == ("2", "10", seed)
         assert _arg(a, "--algo") == "bora-residual" and _arg(a, "--config") == _arg(main, "--config")
     assert sum(n.endswith(("-o2", "-o3")) for n in on) == 5 * 2
+    # in process the episode seeds are seed + 1000 r + e per round r: runs 4 rounds x 1000 + 1000 apart
+    from bora_trainer.protocol import online_run_seed
+
+    cfg3.online.env = "sim"
+    assert [online_run_seed(cfg3, i) for i in range(3)] == [0, 5000, 10000]
     ev = {j.name: j.argv for j in pl.stages["eval"]}
     for oset in ("standard", "unseen"):
         e = ev[f"eval-pull_tissue-bora-residual-online-o3-{oset}"]
