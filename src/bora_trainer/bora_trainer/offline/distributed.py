@@ -68,3 +68,14 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+def fsdp_mixed_precision():
+    """FSDP2's policy for the offline learner: parameters, gradients and the batch stay fp32 (no cast at the module
+    boundary); the VLM computes in bf16 under its own autocast on CUDA (``ModelConfig.bf16``, vlm.py), as with DDP.
+    Until 2026-12-07 it was ``param_dtype=bfloat16`` on CUDA (found in review): FSDP then cast every float of the
+    batch (rewards, masks, normalised actions) to bf16 at the root and held the action expert's and the critic's
+    weights in bf16, whose fp32 inputs (``.float()``) then failed on the first update (``mat1 and mat2 must have
+    the same dtype``), the paper-scale config/offline_8xh100.yaml included."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy()

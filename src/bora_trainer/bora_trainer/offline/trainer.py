@@ -183,13 +183,11 @@ class OfflineTrainer:
         if di.world == 1:
             return learner
         if cfg.fsdp:
-            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+            from torch.distributed.fsdp import fully_shard
 
-            mp = (
-                MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-                if (di.device.type == "cuda" and cfg.model.bf16)
-                else MixedPrecisionPolicy()
-            )
+            from bora_trainer.offline.distributed import fsdp_mixed_precision
+
+            mp = fsdp_mixed_precision()
             for mod in learner.vlm.modules():  # shard every transformer block, then the rest at the root
                 if type(mod).__name__.endswith(("DecoderLayer", "EncoderLayer")):
                     fully_shard(mod, mp_policy=mp)
@@ -495,3 +493,4 @@ class OfflineTrainer:
         self.export()
         self.logger.close()
         return last
+
