@@ -1,7 +1,7 @@
 """Simulation bridge: the simulated robot behind the topics of realsense2_camera, franka_ros2 and the hand.
 
-A timer at ``control_hz`` (real time) applies the latest commands, advances the MuJoCo env one
-control step (``bora_sim.env.make_env``) and publishes, all with one stamp:
+A timer at ``control_hz`` (real time) applies the latest commands, advances the MuJoCo env one control step
+(``bora_sim.env.make_env``) and publishes, all with one stamp:
 
 * per camera ``<prefix>/<cam>/color/image_raw`` (rgb8), ``<prefix>/<cam>/aligned_depth_to_color/image_raw``
   (32FC1 metres, or 16UC1 millimetres like the RealSense driver: ``depth_encoding``) and
@@ -13,14 +13,14 @@ It consumes what the arbiter writes to the drivers: ``/arm_controller/commands``
 (sensor_msgs/JointState). ``direct_command_topic`` (empty by default) additionally accepts bora_msgs/JointCommand
 straight from the policy, for graphs run without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when
 the task's success predicate holds, ABORT noted ``timeout: time limit`` at the time limit (a truncation, outcome
-``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one; the
-``/bora/sim/reset`` service (std_srvs/Trigger) resets on demand. When ``bora_sim.operator`` is present and
-``operator_enabled``, the scripted operator (``ScriptedOperator``) watches each step's info: its takeover trigger
+``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one, else physics stops
+until ``/bora/sim/reset`` (std_srvs/Trigger; before 2026-12-07 it stepped on, an outcome every tick). When
+``bora_sim.operator`` is present and ``operator_enabled``, the scripted operator watches each step's info: its trigger
 (/bora/operator/takeover) is published every tick, its glove angles (/bora/operator/glove) and arm target
 (/bora/operator/arm_target) while it is in control, and a recovered flag (/bora/operator/recovered) when it hands
 back. These are its own topics, not a person's (/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop
 arbitrates the two sources and a person's request wins (bora_teleop/sources.py). ``/bora/sim/set_operator``
-(std_srvs/SetBool) switches the scripted operator off (it releases its takeover) or on again at run time.
+(std_srvs/SetBool) switches the scripted operator off (releasing its takeover) or on again.
 ``operator_mode: requested`` (issue 19): it takes over only on the policy's help requests (/bora/help_request),
 ``operator_reaction_s`` after one, never from privileged state (bora_sim/operator.py). Each START is also published
 on ``episode_current_topic`` (/bora/episode/current, transient local, depth 1; empty: off), so a node that connects
@@ -236,7 +236,7 @@ class BridgeNode(Node):
         self.session_id = str(uuid.uuid4())
         self.commands_received = 0
         self.ticks = 0
-        self._reset_pending = False
+        self._reset_pending = self._ended = False
         if self.episode_gate is None:
             self._reset_episode()
         else:  # episode 1 waits for the trainer's first gate value too (the trainer is recording then)
@@ -421,7 +421,10 @@ class BridgeNode(Node):
                     f"sim_bridge: episode {self.episode_id + 1} waits for the trainer (gate {self.episode_gate})"
                 )
             return
+        if self._ended and not self._reset_pending:  # auto_reset off: nothing moves after the outcome
+            return
         if self._reset_pending:
+            self._ended = False
             if self._gate_waiting:
                 self._gate_waiting = False
                 self.get_logger().info(f"sim_bridge: gate {self.episode_gate}; episode {self.episode_id + 1} starts")
@@ -442,8 +445,8 @@ class BridgeNode(Node):
             self._event(self._EpisodeEvent.SUCCESS, "success predicate")
         elif truncated:
             self._event(self._EpisodeEvent.ABORT, TIMEOUT_NOTE)
-        if (terminated or truncated) and self.auto_reset:
-            self._reset_pending = True
+        if terminated or truncated:
+            self._reset_pending, self._ended = self.auto_reset, True
 
     def destroy_node(self):
         self.env.close()
