@@ -4,8 +4,7 @@ A timer at ``control_hz`` (real time) applies the latest commands, advances the 
 (``bora_sim.env.make_env``) and publishes, all with one stamp:
 
 * per camera ``<prefix>/<cam>/color/image_raw`` (rgb8), ``<prefix>/<cam>/aligned_depth_to_color/image_raw``
-  (32FC1 metres, or 16UC1 millimetres like the RealSense driver: ``depth_encoding``) and
-  ``<prefix>/<cam>/color/camera_info``;
+  (32FC1 metres, or 16UC1 mm like the RealSense driver: ``depth_encoding``), ``<prefix>/<cam>/color/camera_info``;
 * ``/franka/joint_states`` (7 arm joints, named ``arm_joint_names``) and ``/hand/joint_states``.
 
 It consumes what the arbiter writes to the drivers: ``/arm_controller/commands`` (std_msgs/Float64MultiArray,
