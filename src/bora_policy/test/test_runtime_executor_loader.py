@@ -81,6 +81,22 @@ def test_max_delta_and_bad_input():
         ChunkExecutorConfig(blend_steps=-1)
 
 
+def test_a_non_finite_position_is_never_held():
+    """Found in review: one NaN in the measured state held at an episode's start made every later command NaN (the
+    speed clip keeps a NaN last command NaN). hold refuses it; the node checks first (require_finite) and waits."""
+    from bora_policy.runtime.chunk_executor import require_finite
+
+    ex = ChunkExecutor(ChunkExecutorConfig(blend_steps=0, max_delta=0.1))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ex.hold([0.0, np.nan])
+    assert ex.step(0.0) is None  # nothing was taken
+    ex.hold([0.0, 0.5])
+    np.testing.assert_allclose(ex.step(0.0).position, [0.0, 0.5])
+    assert require_finite([1.0, 2.0], "x") and not require_finite([np.inf], "x", raise_=False)
+    with pytest.raises(ValueError, match="the model's chunk has NaN or inf"):
+        require_finite(np.full((2, 2), np.nan), "the model's chunk")
+
+
 @pytest.fixture
 def actor_files(tmp_path):
     torch.manual_seed(0)

@@ -46,7 +46,7 @@ from bora_policy.runtime.checkpoint_loader import (
     check_checkpoint_path,
     default_checkpoint_roots,
 )
-from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
+from bora_policy.runtime.chunk_executor import ChunkExecutorConfig, require_finite
 from bora_policy.runtime.chunk_scheduler import ChunkScheduler
 from bora_policy.runtime.episode_gate import EpisodeGate
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
@@ -333,8 +333,10 @@ class PolicyNode(Node):
     # ------------------------------------------------------------------ planning (inference thread)
     def _infer(self, obs):
         arr = observation_arrays(obs)
+        require_finite(arr.state, "the observation's joint state")  # raised: a failed plan (health ERROR)
         res = self.runner.infer(arr.color, arr.state, arr.instruction)
         self.stats.inference.append(res.timing_ms["total"])
+        require_finite(res.final, "the model's chunk")  # never published nor adopted (planning went on)
         return arr, res
 
     def _on_planned(self, obs, out) -> None:
@@ -404,8 +406,10 @@ class PolicyNode(Node):
                 self.help.reset()
                 self._awaiting_first_obs = True
             if self._awaiting_first_obs and obs is not None and self.gate.belongs(int(obs.episode_id)):
-                self.sched.hold(observation_arrays(obs).state, t)
-                self._awaiting_first_obs = False
+                state = observation_arrays(obs).state
+                if require_finite(state, "", raise_=False):  # a NaN reading held would poison every later command
+                    self.sched.hold(state, t)
+                    self._awaiting_first_obs = False
             pending, self._pending_result = self._pending_result, None
             if pending is not None and not self.gate.belongs(int(pending[1].episode_id)):
                 pending = None  # planned from the previous episode's last observation: discard

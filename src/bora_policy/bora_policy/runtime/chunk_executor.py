@@ -32,6 +32,17 @@ import numpy as np
 from bora_policy.common.graph_params import graph_default
 
 
+def require_finite(x, what: str, raise_: bool = True) -> bool:
+    """True when every value of ``x`` is finite; otherwise a ValueError naming ``what`` (or False with ``raise_``
+    off). The policy node checks a measured state before holding it and a chunk before using it: one NaN held or
+    adopted made every later command NaN, or stopped planning, for the rest of the episode (found in review)."""
+    if np.all(np.isfinite(np.asarray(x, dtype=np.float64))):
+        return True
+    if raise_:
+        raise ValueError(f"{what} has NaN or inf")
+    return False
+
+
 @dataclass
 class ChunkExecutorConfig:
     """Command timing of the policy node.
@@ -157,6 +168,7 @@ class ChunkExecutor:
     def hold(self, position, t: float | None = None) -> None:
         """Hold ``position`` (e.g. the measured joint state before the first chunk), blended in."""
         q = self._check(np.asarray(position, dtype=np.float64).reshape(-1), "hold position")
+        require_finite(q, "ChunkExecutor.hold: the position")
         self._switch(_Constant(q), t, chunk_id=-1)
 
     def set_chunk(self, chunk, t_obs: float, t_now: float | None = None) -> int:
