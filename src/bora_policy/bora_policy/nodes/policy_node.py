@@ -320,12 +320,13 @@ class PolicyNode(Node):
 
     def _srv_set_mode(self, req, res):
         if req.mode not in MODE_NAMES:
-            res.success, res.message = (
-                False,
-                f"unknown mode {req.mode}; use 0 (AUTONOMOUS), 1 (PAUSED), 2 (HOLD)",
-            )
+            res.success, res.message = False, f"unknown mode {req.mode}; use 0 (AUTONOMOUS), 1 (PAUSED), 2 (HOLD)"
             return res
-        self.mode = int(req.mode)
+        resumed, self.mode = self.mode != AUTONOMOUS and req.mode == AUTONOMOUS, int(req.mode)
+        if resumed:  # the chunk it left is stale (found in review): hold the newest state, plan from it at once
+            with self._lock:
+                self.sched.begin_episode(None, self._now())
+                self._pending_result, self._awaiting_first_obs = None, True
         res.success, res.message = True, f"mode={MODE_NAMES[self.mode]}"
         self.get_logger().info(f"policy: {res.message}")
         return res
