@@ -73,3 +73,20 @@ def test_refit_needs_a_critic_on_z(ds, tmp_path):
         OfflineConfig(critic_refit_updates=-1)
     with pytest.raises(ValueError, match="not supported with fsdp"):
         OfflineConfig(critic_refit_updates=10, fsdp=True)
+
+
+def test_the_online_stage_inherits_the_refitted_critic(ds, tmp_path):
+    """Found in review: the online stage read the critic from the deployed checkpoint, which keeps the critic as
+    training left it, so a refit never reached it. It now inherits RUN/critic (the refitted one); without a refit
+    RUN/critic is the checkpoint's critic, so nothing changes there."""
+    from bora_trainer.online.checkpoints import inherited_critic
+    from bora_trainer.select import load_deployed
+
+    _train(ds, tmp_path / "plain", 0)
+    _train(ds, tmp_path / "refit", 300)
+    for name, refit in (("plain", False), ("refit", True)):
+        state, _ = inherited_critic(tmp_path / name)
+        exported = ChunkCritic.load(tmp_path / name / "critic").state_dict()
+        assert all(torch.equal(state[k], v) for k, v in exported.items())
+        ckpt = load_deployed(tmp_path / name)["modules"]["critic"]
+        assert all(torch.equal(state[k], ckpt[k]) for k in state) is (not refit)

@@ -62,6 +62,23 @@ def online_critic_of(path: Path) -> Path | None:
     return f if f.is_file() else None
 
 
+def inherited_critic(offline_run: str | Path) -> tuple[dict, dict]:
+    """``(critic state dict, the deployed checkpoint's meta)`` that the online stage inherits from an offline run:
+    ``RUN/critic`` when the run exported one (the refitted critic after ``critic_refit_updates``, which checkpoints
+    do not hold; the chosen checkpoint's after ``bora select``), else the deployed checkpoint's ``critic`` module.
+    Until 2026-12-07 it always read the checkpoint, so a refit never reached the online stage (found in review)."""
+    from bora_policy.models.critic import CRITIC_WEIGHTS, ChunkCritic
+    from bora_trainer.select import load_deployed
+
+    off = load_deployed(offline_run)
+    exported = Path(offline_run) / "critic"
+    if (exported / CRITIC_WEIGHTS).is_file():
+        return ChunkCritic.load(exported).state_dict(), off["meta"]
+    if "critic" not in off["modules"]:
+        raise ValueError(f"{offline_run}: the deployed checkpoint has no 'critic' module (and no RUN/critic)")
+    return off["modules"]["critic"], off["meta"]
+
+
 def announcement(path: Path, meta: dict, n_residuals: int, rnd: int, step: int) -> Announcement:
     """Round 1: ``residual.safetensors`` (single-file form); later: the checkpoint directory."""
     if n_residuals <= 1:

@@ -188,15 +188,12 @@ class OnlineLoop(CheckpointsMixin):
             spec.z_dim, spec.action_dim, spec.chunk_size, self.cfg.critic_hidden_dim, self.cfg.critic_pos_dim
         )
         critic_version = None
-        if self.cfg.offline_run:
-            from bora_trainer.select import load_deployed
+        if self.cfg.offline_run:  # critic inheritance: RUN/critic, else the deployed checkpoint's (checkpoints.py)
+            from bora_trainer.online.checkpoints import inherited_critic
 
-            # critic inheritance from the checkpoint RUN/policy was exported from (the latest, or bora select's)
-            off = load_deployed(self.cfg.offline_run)
-            if "critic" not in off["modules"]:
-                raise ValueError(f"{self.cfg.offline_run}: the deployed checkpoint has no 'critic' module")
-            critic.load_state_dict(off["modules"]["critic"])
-            critic_version = off["meta"].get("extra", {}).get("normalizer_version", spec.normalizer_version)
+            state, meta = inherited_critic(self.cfg.offline_run)
+            critic.load_state_dict(state)
+            critic_version = meta.get("extra", {}).get("normalizer_version", spec.normalizer_version)
         return OnlineLearner(
             critic,
             spec.state_dim,
