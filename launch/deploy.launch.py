@@ -2,7 +2,9 @@
 the hand driver (if configured), then sync, policy, teleop (the only writer to the drivers), optionally the
 trainer and RViz.
 
-`ros2 launch bora_policy deploy.launch.py vla_path:=DIR [robot_ip:=172.16.0.2] [trainer:=true] [rviz:=true]`.
+`ros2 launch bora_policy deploy.launch.py vla_path:=DIR [robot_ip:=172.16.0.2] [use_fake_hardware:=true]
+[trainer:=true] [rviz:=false]` (RViz starts by default). DDS stays on this machine (LOCALHOST) unless
+ROS_AUTOMATIC_DISCOVERY_RANGE is exported (SUBNET for a multi-PC deployment).
 Everything comes from parameter files in config/ (installed to share/bora_policy/config):
   params_file             deploy.yaml: our nodes (bora_policy.graph.NODES, the table `bora up` reads too)
   cameras_file            cameras.yaml: realsense2_camera parameters per camera + extrinsics (static TF)
@@ -19,7 +21,13 @@ import tempfile
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    IncludeLaunchDescription,
+    LogInfo,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -98,7 +106,8 @@ def _drivers(context):
     with tmp:
         yaml.safe_dump(franka_controllers(franka, base), tmp, sort_keys=False)
     args = franka_launch_arguments(
-        franka, robot_ip=LaunchConfiguration("robot_ip").perform(context), controllers_yaml=tmp.name
+        franka, robot_ip=LaunchConfiguration("robot_ip").perform(context), controllers_yaml=tmp.name,
+        use_fake_hardware=LaunchConfiguration("use_fake_hardware").perform(context),
     )
     franka_pkg, franka_launch = DRIVERS["franka"]
     actions.append(
@@ -148,6 +157,15 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument(
             "robot_ip", default_value="", description="Franka FCI address (default: franka_file bringup.arguments)"
+        ),
+        DeclareLaunchArgument(
+            "use_fake_hardware",
+            default_value="",
+            description="'true': ros2_control mock hardware, no robot (the dry run); '': franka_file's value",
+        ),
+        # DDS on this machine unless the user exported a range (a multi-PC deployment: SUBNET)
+        SetEnvironmentVariable(
+            "ROS_AUTOMATIC_DISCOVERY_RANGE", os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or "LOCALHOST"
         ),
         DeclareLaunchArgument(
             "graph_file", default_value="", description="graph-wide parameters ('': config/graph.yaml, deploy profile)"

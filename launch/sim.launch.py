@@ -38,7 +38,7 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument("trainer", default_value="false", description="also start the online trainer"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/bora.rviz"),
-        # DDS on loopback unless the user set otherwise (multi-PC deployments export SUBNET).
+        # DDS on loopback, always: the simulated graph never needs another machine
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
     ]
     actions.append(OpaqueFunction(function=our_nodes, kwargs={"profile": "sim"}))

@@ -270,8 +270,13 @@ def franka_controllers(franka: dict, base: dict) -> dict:
     return out
 
 
-def franka_launch_arguments(franka: dict, robot_ip: str = "", controllers_yaml: str = "") -> dict[str, str]:
-    """The franka.launch.py arguments of config/franka.yaml (strings), with the launch-time overrides."""
+def franka_launch_arguments(
+    franka: dict, robot_ip: str = "", controllers_yaml: str = "", use_fake_hardware: str = ""
+) -> dict[str, str]:
+    """The franka.launch.py arguments of config/franka.yaml (strings), with the launch-time overrides
+    (``use_fake_hardware``: "true" / "false", '' = the file's; deploy.launch.py's argument of that name: until
+    2026-12-07 it was not declared, so ``use_fake_hardware:=true``, the dry run franka.yaml recommends, was ignored
+    and the real robot started)."""
     b = franka.get("bringup") if isinstance(franka, dict) else None
     if not isinstance(b, dict) or not isinstance(b.get("arguments"), dict):
         raise ValueError("config/franka.yaml: missing section bringup.arguments")
@@ -282,6 +287,10 @@ def franka_launch_arguments(franka: dict, robot_ip: str = "", controllers_yaml: 
         args["robot_ip"] = robot_ip
     if controllers_yaml:
         args["controllers_yaml"] = controllers_yaml
+    if use_fake_hardware:
+        if use_fake_hardware.lower() not in ("true", "false"):
+            raise ValueError(f"use_fake_hardware must be 'true' or 'false', got {use_fake_hardware!r}")
+        args["use_fake_hardware"] = use_fake_hardware.lower()
     if args.get("robot_type") not in ("fr3", "fer", "fp3"):
         raise ValueError(
             f"config/franka.yaml: bringup.arguments.robot_type must be fr3, fer or fp3, got {args.get('robot_type')!r}"

@@ -58,3 +58,8 @@ def test_compose_files_parse_and_reference_real_files():
             assert "ROS_DOMAIN_ID" in env and "ROS_AUTOMATIC_DISCOVERY_RANGE" in env
             for ref in re.findall(r"share/bora_policy/config/([\w.]+)", str(svc.get("command", ""))):
                 assert ref in installed, f"{name}:{svc_name} uses config/{ref}, which the workspace does not have"
+            # a --params-file must be a ROS parameter file (node: ros__parameters); trainer.yaml is a TrainerConfig
+            # file, given as the config_file parameter (found in review: rcl refused it, the service never started)
+            for ref in re.findall(r"--params-file \S*/config/([\w.]+)", str(svc.get("command", ""))):
+                doc = yaml.safe_load((ROOT / "config" / ref).read_text())
+                assert any(isinstance(v, dict) and "ros__parameters" in v for v in doc.values()), (name, ref)

@@ -181,6 +181,15 @@ def test_launch_files_use_the_graph_table_and_installed_files(name):
         assert set(DEPLOY_FILES) <= strings, f"{name} does not read {sorted(set(DEPLOY_FILES) - strings)}"
         needed = {"DRIVERS", "camera_drivers", "arm_controller", "franka_controllers", "franka_launch_arguments"}
         assert needed | {"hand_driver"} <= imported, f"{name} must use {sorted(needed - imported)}"
+        # the dry run franka.yaml recommends is a launch argument that reaches franka.launch.py (found in review:
+        # it was not declared, so use_fake_hardware:=true was ignored and the real robot started)
+        declared = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+                    and getattr(n.func, "id", "") == "DeclareLaunchArgument" and n.args
+                    and isinstance(n.args[0], ast.Constant)}
+        assert {"use_fake_hardware", "robot_ip", "vla_path"} <= declared
+        assert 'LaunchConfiguration("use_fake_hardware")' in path.read_text()
+    # DDS stays on this machine: sim always, deploy unless the user exported a range
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" in strings and "LOCALHOST" in strings, name
     assert "glob('config/*.yaml')" in setup_py, "config/*.yaml must be installed to share/bora_policy/config"
     assert "glob('launch/*.launch.py')" in setup_py and "glob('config/*.rviz')" in setup_py
     if importlib.util.find_spec("launch_ros") is not None:  # real ROS 2 install: generate it
@@ -286,6 +295,10 @@ def test_franka_file_matches_the_teleop_and_the_bringup():
     assert set(args) <= FRANKA_LAUNCH_ARGUMENTS, sorted(set(args) - FRANKA_LAUNCH_ARGUMENTS)
     assert all(isinstance(v, str) for v in args.values())
     assert args["robot_ip"] == "10.0.0.7" and args["controllers_yaml"] == "/tmp/c.yaml"
+    assert args["use_fake_hardware"] == franka["bringup"]["arguments"]["use_fake_hardware"] == "false"
+    assert graph.franka_launch_arguments(franka, use_fake_hardware="True")["use_fake_hardware"] == "true"
+    with pytest.raises(ValueError, match="use_fake_hardware must be 'true' or 'false'"):
+        graph.franka_launch_arguments(franka, use_fake_hardware="yes")
     assert graph.franka_launch_arguments(franka)["robot_ip"] == franka["bringup"]["arguments"]["robot_ip"]
     with pytest.raises(ValueError, match="robot_type must be fr3, fer or fp3"):
         graph.franka_launch_arguments({"bringup": {"arguments": {"robot_type": "panda", "robot_ip": "1.2.3.4"}}})
