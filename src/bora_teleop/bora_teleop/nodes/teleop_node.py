@@ -174,6 +174,10 @@ class TeleopNode(OperatorMixin, Node):
             if KeyReader.available():
                 self.keys = KeyReader().start()
                 self.get_logger().info(KEY_HELP)
+            else:  # e.g. under `ros2 launch` (found in review: the keys, the e-stop key included, were silently off)
+                self.get_logger().info("keyboard: stdin is not a terminal, the operator keys (t, s, f, e, ...) are "
+                                       "OFF; use the /bora/estop topic and the teleop services, or run this node "
+                                       "in a terminal (ros2 run bora_teleop teleop_node)")
         self.create_timer(1.0, L(self._diagnostics))
         # tick just after the policy's commands arrive (delay-only: common/control_loop.py, issue 17)
         # (a step of up to 15 % of a period: converges within a few ticks; intervals stay in [1, 1.15] periods)
