@@ -26,11 +26,13 @@ the measured joint positions (captured once, so a hold does not follow gravity s
 neither, nothing is sent (``command is None``); likewise no command at all is sent before the
 first measured joint state (the first step could not be rate limited), reason ``"no_state"``.
 
-A hold never moves the robot (fixed 2026-12-07 after a review): when the measured position is more than
-``RESYNC_STEPS`` ticks of travel from the hold target on any joint (the robot was moved while nothing was sent:
-the simulator's or a person's reset between an episode's outcome and the next START, hand-guiding under a
-hardware stop), the hold re-anchors at the measured position and the next command is rate limited from there
-(count ``resync``); before, a hold after a reset commanded the previous episode's final pose in one tick.
+A hold never moves the robot (fixed 2026-12-07 after a review): when the robot has moved more than
+``RESYNC_STEPS`` ticks of travel on any joint since the last command sent (measured then against measured now; the
+hold anchor's own capture when nothing was sent: the simulator's or a person's reset between an episode's outcome
+and the next START, hand-guiding under a hardware stop), the hold re-anchors at the measured position and the next
+command is rate limited from there (count ``resync``); before, a hold after a reset commanded the previous episode's
+final pose in one tick. The distance between the measured position and the command itself is no criterion: in a
+grasp the fingers rest short of their command (a first version re-anchored on it and would have opened the grip).
 ``reset_estop`` and an episode's outcome (``episode_over``) forget the last command for the same reason. A joint
 measured outside its position limits is held where it stands and brought back at most one tick's travel per
 tick (the limits are widened to the reference of each step), never clamped to the limit in one jump; otherwise
@@ -69,10 +71,11 @@ HOLD_REASONS = (
     "episode_start",
     "episode_over",
 )
-RESYNC_STEPS = 2.0
-"""Ticks of travel (max_step per joint) between the measured position and a hold target beyond which the robot is
-taken to have been moved while nothing was sent: the hold re-anchors at the measured position (module docstring).
-Ours: above a position controller's usual tracking lag while holding, far below an episode reset's travel."""
+RESYNC_STEPS = 3.0
+"""Ticks of travel (max_step per joint) the robot may move after the last command sent before a hold takes it to
+have been moved by something else and re-anchors at the measured position (module docstring). Ours: above what a
+position controller catching up with its last command covers (a lag of 0.4-1.7 ticks on the simulated arm, from a
+review), far below an episode reset's travel."""
 
 
 @dataclass
@@ -174,6 +177,7 @@ class SafetyLayer:
         self.estop_input = False
         self.last_sent: np.ndarray | None = None
         self._t_sent: float | None = None  # the tick time of last_sent (when the caller gives one)
+        self._measured_at_send: np.ndarray | None = None  # the measured position when last_sent was sent
         self._hold_anchor: np.ndarray | None = None
         self.counts = {r: 0 for r in HOLD_REASONS} | {"clamped": 0, "rate_limited": 0, "sent": 0, "resync": 0}
 
@@ -222,9 +226,11 @@ class SafetyLayer:
             return SafetyOutput(None, True, reason, error)
         ok = measured is not None and np.all(np.isfinite(measured))
         target = self.last_sent if self.last_sent is not None else self._hold_anchor
-        if target is not None and ok and np.any(np.abs(measured - target) > RESYNC_STEPS * self.max_step):
-            self.counts["resync"] += 1  # moved while nothing was sent: hold where it is (module docstring)
-            self.last_sent, target = None, None
+        ref = self._measured_at_send if self.last_sent is not None else self._hold_anchor  # where the robot was
+        moved = ok and ref is not None and np.any(np.abs(measured - ref) > RESYNC_STEPS * self.max_step)
+        if target is not None and moved:
+            self.counts["resync"] += 1  # moved by something else: hold where it is (module docstring)
+            self.last_sent, self._measured_at_send, target = None, None, None
         if target is None and ok:
             self._hold_anchor = np.asarray(measured, np.float64).copy()  # where it stands, even outside the limits
             target = self._hold_anchor
@@ -286,4 +292,5 @@ class SafetyLayer:
         self.counts["sent"] += 1
         self.last_sent = out.copy()
         self._t_sent = now
+        self._measured_at_send = measured.copy() if measured is not None and np.all(np.isfinite(measured)) else None
         return SafetyOutput(out, False, "", "", clamped, rate_limited)

@@ -224,3 +224,25 @@ def test_velocity_limit_scales_with_the_time_since_the_last_command():
     assert out.command[0] - meas[0] == pytest.approx(0.105)
     out = s.apply(far, meas)  # without a time: one step per call, as before
     assert out.command[0] - meas[0] == pytest.approx(0.155)
+
+
+def test_a_hold_in_a_grasp_keeps_squeezing():
+    """A first version of the resync compared the measured position with the command: in a grasp the fingers rest
+    short of it (here 0.5 rad, 5 ticks of hand travel), so a one-tick stale hold would have commanded the measured
+    fingers and opened the grip (found by the review of that change). The criterion is the robot's own motion since
+    the last command sent."""
+    s = _layer(workspace_check=False)  # hand 1.0 rad/s: 0.1 rad per tick
+    meas = _measured()
+    closing = meas.copy()
+    closing[7] = 1.2
+    blocked = meas.copy()
+    blocked[7] = 0.7  # the finger stopped on the object
+    for _ in range(12):
+        out = s.apply(closing, blocked)
+    assert out.command[7] == pytest.approx(1.2)
+    held = s.apply(None, blocked, hold_reason="stale")
+    assert held.command[7] == pytest.approx(1.2) and s.counts["resync"] == 0
+    # the same hold after the finger was pulled open by hand (0.7 -> 0.2: 5 ticks of travel since the last send)
+    moved = blocked.copy()
+    moved[7] = 0.2
+    assert s.apply(None, moved, hold_reason="stale").command[7] == pytest.approx(0.2) and s.counts["resync"] == 1
