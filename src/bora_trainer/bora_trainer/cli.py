@@ -59,15 +59,18 @@ def exec_node(module: str, argv: list[str]) -> NoReturn:
 
 
 def _interrupt(signum, _frame) -> None:
-    # one is enough: a second SIGTERM (a group kill, then the runner stopping its jobs) would abort the cleanup the
-    # first started; SIGKILL still ends a command that hangs in it
+    # one is enough: a SIGTERM after the first interrupt (a group kill, then the runner stopping its jobs; a Ctrl-C,
+    # then the runner's SIGTERM) would abort the cleanup the first started; SIGKILL still ends a command that hangs
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    raise KeyboardInterrupt(signal.Signals(signum).name) if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def unwind_on_sigterm() -> None:
-    """SIGTERM raises KeyboardInterrupt in the main thread (as SIGINT does), once, so cleanup code runs."""
+    """SIGTERM raises KeyboardInterrupt("SIGTERM") in the main thread, SIGINT a plain one (as Python's default, unless
+    SIGINT is ignored: a background job); after either, SIGTERM is ignored, so the cleanup code runs once."""
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
 
 
 def build_parser() -> argparse.ArgumentParser:

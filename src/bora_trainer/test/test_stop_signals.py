@@ -57,6 +57,31 @@ def test_sigterm_unwinds_once_and_runs_cleanup():
     assert out.strip() == "cleanup done" and p.returncode == 0
 
 
+def test_after_a_ctrl_c_a_sigterm_does_not_abort_the_cleanup():
+    """A Ctrl-C reaches every job of `bora demo` (the terminal's process group); the runner then SIGTERMs the ones
+    still running. That SIGTERM must not raise inside the cleanup the SIGINT started (found in review)."""
+    code = textwrap.dedent("""
+        import signal, time
+        from bora_trainer import cli
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # (a background test run inherits it ignored)
+        cli.unwind_on_sigterm()
+        try:
+            print("ready", flush=True)
+            time.sleep(30)
+        except KeyboardInterrupt as e:
+            print("interrupted", e.args, flush=True)
+            time.sleep(1.0)
+            print("cleanup done", flush=True)
+    """)
+    p = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGINT)
+    assert p.stdout.readline().strip() == "interrupted ()"  # a Ctrl-C: no signal name (the runner waits, then TERMs)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    assert out.strip() == "cleanup done" and p.returncode == 0
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_process_started_for_a_job_dies_with_it_even_on_sigkill(tmp_path):
     """`bora up` under `bora train online --env ros` runs in its own session: a kill of the job's process group

@@ -268,9 +268,15 @@ def priority(jobs: list[Job], deps: dict[str, list[str]]) -> list[Job]:
     return sorted(jobs, key=lambda j: (-rank.get(j.name, 0), order[j.name]))
 
 
-def _stop_running(running: dict, grace_s: float = 90.0) -> None:
+def _stop_running(running: dict, grace_s: float = 90.0, forward: bool = True) -> None:
     """SIGTERM to every running job (each unwinds: an online run stops its graph), up to ``grace_s`` for all of
-    them to exit, then SIGKILL. No done marker is written: ``--resume`` sets their output aside."""
+    them to exit, then SIGKILL. No done marker is written: ``--resume`` sets their output aside. ``forward`` False
+    (a Ctrl-C: the terminal sent SIGINT to the jobs too) waits 5 s first; a job that began its cleanup on SIGINT
+    ignores the SIGTERM (the CLI: one interrupt unwinds, later SIGTERMs are ignored)."""
+    if not forward:  # they got the terminal's SIGINT: a few seconds to exit on their own, then SIGTERM all the same
+        t_own = time.monotonic() + 5.0
+        while time.monotonic() < t_own and any(p.poll() is None for p, *_ in running.values()):
+            time.sleep(0.1)
     for proc, *_ in running.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -297,8 +303,8 @@ def run_jobs(jobs: list[Job], out: Path, cpus: int, caps: dict[str, int], assume
     running: dict[str, tuple[subprocess.Popen, Job, float, Any]] = {}
     try:
         return _run_jobs(jobs, out, cpus, caps, assume_done, progress, deps, running)
-    except KeyboardInterrupt:
-        _stop_running(running)
+    except KeyboardInterrupt as e:  # args: the signal's name from the CLI's SIGTERM handler; none for a Ctrl-C
+        _stop_running(running, forward=bool(e.args))
         raise
 
 
