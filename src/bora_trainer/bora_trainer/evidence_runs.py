@@ -139,8 +139,9 @@ def seed_section(seeds: dict, n_boot: int = 4000) -> dict:
             strata, runs_of, n_eval = {}, {}, {}
             for task, by_set in seeds.items():
                 ma, mb = by_set.get(oset, {}).get(a, {}), by_set.get(oset, {}).get(b, {})
-                runs = sorted(set(ma) & set(mb))
-                paired = {s: paired_outcomes(ma[s], mb[s]) for s in runs}
+                paired = {s: paired_outcomes(ma[s], mb[s]) for s in sorted(set(ma) & set(mb))}
+                paired = {s: p for s, p in paired.items() if p[0]}  # a run without a shared seed is left out alone
+                runs = sorted(paired)
                 # crossed design: every run on the evaluation seeds all of them have (each run's pairs already
                 # need both rows); how many is reported
                 shared = sorted(set.intersection(*(set(p[0]) for p in paired.values()))) if paired else []

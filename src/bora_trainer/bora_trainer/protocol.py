@@ -231,7 +231,7 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
         if task not in p.seed_tasks:
             continue
         data = out / "data" / task
-        for s in p.seeds[1:]:
+        for n_seed, s in enumerate(p.seeds[1:], 1):
             sdir = out / "runs" / task / f"seed{s}"
             warm = sdir / "warmup"
             if cfg.offline.warmup.updates > 0:
@@ -269,7 +269,7 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                 run_s = sdir / f"{on.algo}-online"
                 src = next(j for j in stages["online"] if j.name == f"online-{task}-{on.algo}")
                 argv = _with(_with(_with(src.argv, "--offline-run", str(sdir / on.from_algo)), "--out", str(run_s)),
-                             "--seed", str(online_run_seed(cfg, max(p.online_runs, 1) - 1 + s)))
+                             "--seed", str(online_run_seed(cfg, max(p.online_runs, 1) - 1 + n_seed)))
                 stages["online"].append(job_cls(f"online-{task}-{on.algo}-s{s}", argv, on.threads))
                 runs.append((f"{on.algo}-online", run_s, round_archive(cfg, run_s, on.rounds)))
             # (each job waits for the runs it reads: demo/run.py's link)

@@ -156,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bora demo: {prev} is not JSON ({e}): move it away to resume (its stage times are then lost)",
                   file=sys.stderr)
             return 2
-    mark_running(out)
     order = all_jobs(pl)
     deps = link(order, out)
     selected = [j for j in order if j.stage in args.stages]
@@ -167,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
               "over with --fresh:\n  " + "\n  ".join(changed[:20]) + ("\n  ..." if len(changed) > 20 else ""),
               file=sys.stderr)
         return 2
+    mark_running(out)  # after every refusal: a refused call ran nothing
     for j in selected:
         if j.stage == "report":  # always rebuilt from whatever evaluations exist
             marker(out, j.name).unlink(missing_ok=True)
