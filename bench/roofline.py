@@ -98,8 +98,9 @@ def _best_call(
     a = _operand(m, k, batch, layout[0] == "T", g).to(device=device, dtype=dtype)
     b = _operand(k, n, batch, layout[1] == "T", g).to(device=device, dtype=dtype)  # .to keeps a view's strides
     op = torch.bmm if batch > 1 else torch.mm
+    op(a, b)  # kernel selection
     t0 = time.perf_counter()
-    op(a, b)  # kernel selection; its time sizes the batches
+    op(a, b)  # a warm call sizes the batches
     first = max(time.perf_counter() - t0, 1e-7)
     best, t_end = float("inf"), time.perf_counter() + seconds
     if device.startswith("cuda"):
