@@ -371,8 +371,9 @@ def markdown(res: dict, a: argparse.Namespace) -> str:
     if seeds:
         lines += ["", "Online training seeds (the same offline run and BORA-Offline; only the online stage "
                   "retrained): pooled difference to BORA-Offline per seed, and the mean with a 95% interval that "
-                  "covers seeds and trials (`hierarchical_bootstrap_diff`: seeds resampled within each task, "
-                  "then trials):", "", "| variant | seeds | pooled difference per seed | mean [95%] |",
+                  "covers seeds and trials (`hierarchical_bootstrap_diff`: seeds and trials resampled "
+                  "independently within each task, crossed):", "",
+                  "| variant | seeds | pooled difference per seed | mean [95%] |",
                   "|---|---|---|---|"]
         for base, x in seeds.items():
             lines.append(f"| {base} | {', '.join(map(str, x['seeds']))} | "

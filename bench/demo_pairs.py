@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             argv = json.loads(done.read_text())["argv"]
             md += ["", "The demo's online stage (every other online run: the same command with its own `--out`): `bora "
                    + " ".join(argv) + "`"]
-        md += ["", f"Over the {len(runs_on)} online runs and both object sets (two-level bootstrap, 95%): "
+        md += ["", f"Over the {len(runs_on)} online runs and both object sets (runs x seeds bootstrap, 95%): "
                f"BORA-Full - BORA-Offline {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points."]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps(res, indent=1))

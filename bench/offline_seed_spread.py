@@ -6,7 +6,7 @@ Training seed 0 is the demo build itself (its ``bench/demo_pairs.py`` JSON holds
 the build's own offline config, evaluated as demo_pairs does (``bora eval ... --trials 50 --seed0 800000
 --replan-steps 8 --num-envs 2``) into ``EVALS/eval_{cp-bc,bora}_s{S}_{standard,unseen}.json``. The paired
 difference BORA-Offline - CP Base is reported per training seed (both sets, bootstrap stratified by set) and
-over the training seeds, two ways: a two-level bootstrap (training seeds, each with both of its object sets, then
+over the training seeds, two ways: a crossed bootstrap (training seeds, each with both of its object sets, and
 its evaluation seeds) and Student's t interval over the per-seed differences (``stats.t_interval``: with a handful
 of training seeds the bootstrap over them is too narrow; read the t interval as the conservative one)::
 
@@ -16,7 +16,7 @@ of training seeds the bootstrap over them is too narrow; read the t interval as 
 Variants (``--variant NAME=LABEL``, repeatable) are runs trained like one of the rows (an ablation of
 BORA-Offline, or CP Base on a filtered dataset) with one change, for EVERY training seed (0 included: the
 build's warm-up, ``seed: S``), evaluated on the same seeds into ``VARIANT_EVALS/eval_NAME_sS_{standard,unseen}.json``;
-each is reported against CP Base and against BORA-Offline over the training seeds (same two-level bootstrap)::
+each is reported against CP Base and against BORA-Offline over the training seeds (same crossed bootstrap)::
 
     python bench/offline_seed_spread.py ... --variant lp0="lambda_ppo 0" --variant-evals runs/ppodiag
 """
@@ -51,7 +51,7 @@ def fmt_ci(boot, t) -> str:
 
 
 def over_seeds(x: dict, a: str, b: str, train_seeds: list[int]) -> tuple[list[float], list[float]]:
-    """``a - b`` in points over the training seeds: the two-level bootstrap (a training seed's two object sets are
+    """``a - b`` in points over the training seeds: the crossed bootstrap (a training seed's two object sets are
     one cluster: resampled together) and the t interval over the per-seed differences (mean over both sets)."""
     joint = [(x[(a, s, SETS[0])] + x[(a, s, SETS[1])], x[(b, s, SETS[0])] + x[(b, s, SETS[1])]) for s in train_seeds]
     boot = [100 * v for v in hierarchical_bootstrap_diff({"both sets": joint})]
@@ -138,11 +138,11 @@ def main(argv=None) -> int:
         e, lo, hi = per_seed[s]
         lines.append(f"| {s} | {c} of {n} | {b} of {n} | {e:+.1f} [{lo:+.1f}, {hi:+.1f}] |")
     lines += ["", f"Over the {len(train_seeds)} training seeds: BORA-Offline - CP Base **{fmt_ci(pooled, pooled_t)}** "
-              "points (95%: two-level bootstrap over training seeds, each with both object sets, then evaluation "
+              "points (95%: crossed bootstrap over training seeds, each with both object sets, and evaluation "
               "seeds; t: Student's t over the per-seed differences, the conservative one with few seeds)."]
     if variants:
         lines += ["", "Variants of the rows (one change each, every training seed from the same warm-up; "
-                  "differences over the training seeds: two-level bootstrap 95%; t interval):", "",
+                  "differences over the training seeds: crossed bootstrap 95%; t interval):", "",
                   "| variant | " + " | ".join(f"seed {s} (std / unseen)" for s in train_seeds)
                   + " | - CP Base (points) | - BORA-Offline (points) |",
                   "| --- | " + " | ".join("---" for _ in train_seeds) + " | --- | --- |"]
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     for c, ci in contrasts.items():
         x_name, _, y_name = c.partition(":")
         lines += ["", f"{labels[x_name]} - {labels[y_name]} over the training seeds: "
-                  f"**{fmt_ci(ci['bootstrap'], ci['t'])}** points (two-level bootstrap 95%; t interval)."]
+                  f"**{fmt_ci(ci['bootstrap'], ci['t'])}** points (crossed bootstrap 95%; t interval)."]
     Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -12,7 +12,7 @@ method ``BORA-Full@r<round>``). Writes ``evidence.md`` and ``evidence.json`` (an
   (``EvalSpec.warmup_row``: what the offline fine-tuning did): episodes paired by evaluation seed; Newcombe's
   paired interval and the exact McNemar p per task, the paired bootstrap per task and stratified by task when
   pooled (``stats``);
-* training seeds: each seed's success rate per row, the spread, and the two-stage bootstrap over training
+* training seeds: each seed's success rate per row, the spread, and the crossed bootstrap over training
   seeds and trials of the differences; the same over BORA-Full's online runs (online runs, then trials);
 * the learning curve: success against online episodes (round r = r x episodes per round);
 * the critic's outcome AUROC per task (``eval_critic``; values recorded by ``bora eval`` on the first

@@ -1,11 +1,11 @@
 """Repeated runs in the evidence report (``bora report evidence``, issue 14): training seeds and online runs.
 
 * **Training seeds** (protocol ``seeds``): ``OUT/eval_seeds/<task>__<row>@s<seed>__<set>.json``; the main
-  table's run is the first seed. Each seed's rate per row, the spread, and the two-stage bootstrap (training
-  seeds, then trials; paired) of BORA-Full - BORA-Offline and BORA-Offline - CP Base.
+  table's run is the first seed. Each seed's rate per row, the spread, and the crossed bootstrap (training
+  seeds and trials; paired) of BORA-Full - BORA-Offline and BORA-Offline - CP Base.
 * **Online runs** (protocol ``online_runs``): ``OUT/eval_online/<task>__<row>@o<run>__<set>.json``; run 1 is
-  the main table's BORA-Full, every run paired with the one BORA-Offline it was trained from. The same
-  two-stage bootstrap (online runs, then trials) of BORA-Full - BORA-Offline, and what each run used online.
+  the main table's BORA-Full, every run paired with the one BORA-Offline it was trained from. The same crossed
+  bootstrap (online runs and trials) and Student's t over the runs, of BORA-Full - BORA-Offline; what each run used.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def online_run_budget(out: Path) -> list[dict]:
 
 
 def seed_section(seeds: dict, n_boot: int = 4000) -> dict:
-    """Per task and object set: each seed's rate per method, the spread, two-stage bootstrap differences."""
+    """Per task and object set: each seed's rate per method, the spread; differences by the crossed bootstrap and t."""
     out: dict = {"cells": [], "claims": []}
     for task, by_set in seeds.items():
         for oset, by_method in by_set.items():
