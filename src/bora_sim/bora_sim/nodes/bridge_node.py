@@ -12,8 +12,8 @@ It consumes what the arbiter writes to the drivers: ``/arm_controller/commands``
 (sensor_msgs/JointState). ``direct_command_topic`` (empty by default) additionally accepts bora_msgs/JointCommand
 straight from the policy, for graphs run without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when
 the task's success predicate holds, ABORT noted ``timeout: time limit`` at the time limit (a truncation, outcome
-``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one, else physics stops
-until ``/bora/sim/reset`` (std_srvs/Trigger; before 2026-12-07 it stepped on, an outcome every tick). When
+``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one, else physics and
+the topics stop until ``/bora/sim/reset`` (std_srvs/Trigger; before 2026-12-07: an outcome every tick). When
 ``bora_sim.operator`` is present and ``operator_enabled``, the scripted operator watches each step's info: its trigger
 (/bora/operator/takeover) is published every tick, its glove angles (/bora/operator/glove) and arm target
 (/bora/operator/arm_target) while it is in control, and a recovered flag (/bora/operator/recovered) when it hands
