@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from pathlib import Path
 
 import rclpy  # noqa: E402  (installed by make setup; a missing rclpy is a failure, not a skip)
-
-ROOT = Path(__file__).resolve().parents[3]
-EXE = ROOT / "install" / "bora_sim" / "lib" / "bora_sim" / "sim_bridge"
-
-
-def _spin(node, pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
-        if pred():
-            return True
-    return False
+from test_bridge import EXE, ROOT
+from test_bridge import spin as _spin
 
 
 def test_without_auto_reset_an_ended_episode_stays_ended_until_reset():
