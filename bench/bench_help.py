@@ -111,13 +111,14 @@ def task_figures(label, run, args) -> dict:
     from bora_policy.runtime.help_monitor import HelpMonitor, HelpMonitorConfig
     from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
     from bora_sim.env import make_env
-    from bora_trainer.evaluate import describe_run
+    from bora_trainer.eval_run import describe_run, residual_stack
 
     task = label.split(":")[0]  # TASK or TASK:NAME (several runs of one task)
     torch.set_num_threads(args.threads)
     info = describe_run(run)
     runner = PolicyRunner.from_paths(str(info.policy_dir), critic_path=str(info.critic_dir),
-                                     residual_path=info.residual or "", cfg=PolicyRunnerConfig(device="cpu"))
+                                     residual_path=(residual_stack(info, None) or [""])[-1],
+                                     cfg=PolicyRunnerConfig(device="cpu"))
     env = make_env(task, object_set="standard", image_size=runner.policy.cfg.image_size, control_hz=args.control_hz)
     exec_cfg = ChunkExecutorConfig(control_hz=args.control_hz, chunk_hz=args.control_hz, blend_steps=2)
     hz = args.control_hz

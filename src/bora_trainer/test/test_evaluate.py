@@ -241,6 +241,44 @@ def test_online_run_uses_latest_residual_stack_and_its_critic(tiny_run, tmp_path
     assert abs(v_online - v_offline) > 1e-4
 
 
+def test_online_run_without_a_residual_is_refused_unless_one_is_named(tiny_run, tmp_path, capsys):
+    """An online run directory without ``latest`` (no residual checkpoint) was evaluated as BORA-Full without any
+    residual, i.e. the offline policy under the online row's name; now a one-line error naming the directory and
+    what was expected, unless ``--residual`` names the residual."""
+    from bora_policy.models.residual import FrozenResidual, ResidualChunkActor, ResidualConfig
+    from bora_policy.runtime.checkpoint_loader import sha256_file
+    from bora_trainer.checkpoint import write_run_files
+    from bora_trainer.eval_run import EvalError, RunInfo, residual_stack
+
+    run, policy, _ = tiny_run
+    on = tmp_path / "online"
+    write_run_files(on, config={"online_run": {"task": TASK, "object_set": "standard",
+                                               "online": {"algo": "bora-residual"}}, "offline_run": str(run)})
+    out = tmp_path / "o.json"
+    argv = ["--run", str(on), "--out", str(out), "--no-progress", "--no-values", *COMMON[:2], "--max-steps", "2",
+            "--image-size", "48", "--threads", "1"]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bora eval: --run {on}: an online run without {on / 'latest'}") and "--residual" in err
+    assert "\n" not in err and not out.exists()
+    # the rule itself: --residual as given, else the run's latest, else none for an offline run or a policy
+    assert residual_stack(RunInfo(on, run, phase="online"), ["a", "b"]) == ["a", "b"]
+    assert residual_stack(RunInfo(on, run, phase="online", residual=str(on)), None) == [str(on)]
+    assert residual_stack(RunInfo(run, run, phase="offline"), None) == []
+    assert residual_stack(RunInfo(run, run, phase="policy"), None) == []
+    with pytest.raises(EvalError, match="latest"):
+        residual_stack(RunInfo(on, run, phase="online"), None)
+    # a residual named with --residual: evaluated with it
+    D, k, Z = policy.cfg.action_dim, policy.cfg.chunk_size, policy.z_dim
+    torch.manual_seed(7)
+    act = ResidualChunkActor(D, D, k, Z, ResidualConfig(hidden_dims=[16], init_scale=0.3))
+    ck = _online_run(tmp_path / "elsewhere", run, policy, {"residual_1": act.state_dict()},
+                     [FrozenResidual(act, 0.5)], round_=1)
+    assert evaluate.main([*argv, "--residual", str(tmp_path / "elsewhere")]) == 0
+    res = json.loads(out.read_text())
+    assert res["method"] == "BORA-Full" and res["residual_version"] == sha256_file(ck / "residual_1.safetensors")[:16]
+
+
 def test_residual_of_an_earlier_round_is_valued_by_that_rounds_critic(tiny_run, tmp_path):
     """``--residual trainer/rounds/round_01`` of a run that trained on: the values come from round 1's critic
     (saved with that residual), not from the run's latest one (the evidence protocol evaluates round 2 of a run

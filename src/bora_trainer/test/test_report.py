@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bora_trainer.evaluate import RunInfo
+from bora_trainer.eval_run import RunInfo
 from bora_trainer.report import load_results, main, markdown_tables, wilson_interval
 
 
@@ -50,7 +50,7 @@ def test_table_in_paper_form(tmp_path):
 
 
 def test_online_and_offline_rows_of_one_method_are_two_cells(tmp_path):
-    # the labels `bora eval` writes for an offline and an online ALOE run (evaluate.RunInfo.method)
+    # the labels `bora eval` writes for an offline and an online ALOE run (eval_run.RunInfo.method)
     off = RunInfo(tmp_path, tmp_path, algo="aloe", phase="offline").method
     on = RunInfo(tmp_path, tmp_path, algo="aloe", phase="online").method
     assert (off, on) == ("ALOE", "ALOE (online)")
