@@ -19,6 +19,15 @@ row, is the usual remedy (the paper is silent on which checkpoint it deploys):
    candidate's successes and the chosen step. :func:`deployed_checkpoint` is that checkpoint, which the
    online stage inherits its VLA and critic from (``online/vla.py``, ``online/loop.py``).
 
+The critic of a run trained with ``critic_refit_updates`` (offline/critic_refit.py) is refitted after the last
+update on the FINAL VLM's tokens and exported as ``RUN/critic``; checkpoints keep the critic as training left it.
+Our choice, to lose no data and deploy no critic fitted to another VLM: before anything overwrites ``RUN/critic``,
+the training's refitted critic is copied to ``RUN/select/<last checkpoint>/refit_critic`` (:func:`keep_refit_critic`);
+when the last checkpoint wins it is deployed again as ``RUN/critic``; when an earlier one wins, ``RUN/critic`` is
+that checkpoint's critic (not refitted: the refit fits the last checkpoint's VLM) and ``selection.json`` says so
+(``critic``: "refit" or "checkpoint", ``refit_critic``: where the refitted one is kept). Until 2026-12-07 the
+chosen checkpoint's critic always replaced ``RUN/critic``, so a selected run lost its refit (found in review).
+
 The training's own export stays available as ``RUN/select/<last step>/policy``. Candidate results are kept
 (``RUN/select/<step>.json``) and reused when the settings match, so a stopped selection resumes.
 """
@@ -26,7 +35,10 @@ The training's own export stays available as ``RUN/select/<last step>/policy``. 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +47,7 @@ from bora_trainer.checkpoint import atomic_write_text, latest_checkpoint, list_c
 
 SELECTION = "selection.json"
 SELECT_DIR = "select"
+REFIT_CRITIC = "refit_critic"  # RUN/select/<last checkpoint>/refit_critic: the training's refitted critic
 
 
 class SelectError(Exception):
@@ -80,9 +93,10 @@ def load_deployed(path: str | Path) -> dict[str, Any]:
     return ck
 
 
-def export_checkpoint(run: Path, ckpt: Path, dest: Path) -> Path:
+def export_checkpoint(run: Path, ckpt: Path, dest: Path, critic_dir: Path | None = None) -> Path:
     """Export checkpoint ``ckpt`` of offline run ``run`` to ``dest/policy`` (+ ``dest/critic`` when the run
-    exported a chunk critic), with the config and normaliser of ``run/policy``."""
+    exported a chunk critic: the checkpoint's, or the critic in ``critic_dir`` when given), with the config and
+    normaliser of ``run/policy``."""
     from bora_policy.models.critic import load_critic
     from bora_policy.models.export import export_policy, is_policy_dir, policy_from_modules
     from bora_policy.models.vla import VLAPolicy
@@ -95,10 +109,51 @@ def export_checkpoint(run: Path, ckpt: Path, dest: Path) -> Path:
         raise SelectError(f"{ckpt}: no 'vlm' / 'expert' modules (has {sorted(mods)})")
     policy = policy_from_modules(base.cfg, base.normalizer, mods["vlm"], mods["expert"], device="cpu")
     critic = None
-    if (run / "critic").is_dir() and "critic" in mods:
+    if critic_dir is not None:
+        critic = load_critic(critic_dir, device="cpu")
+    elif (run / "critic").is_dir() and "critic" in mods:
         critic = load_critic(run / "critic", device="cpu")
         critic.load_state_dict(mods["critic"])
     return export_policy(dest, policy, critic)
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def refit_updates(run: Path) -> int:
+    """``critic_refit_updates`` of ``RUN/config.yaml`` (0 where absent or unreadable: no refit)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return 0
+    return int(cfg.get("critic_refit_updates") or 0) if isinstance(cfg, dict) else 0
+
+
+def keep_refit_critic(run: Path, last: Path) -> Path | None:
+    """Copy the training's refitted ``RUN/critic`` to ``RUN/select/<last.name>/refit_critic`` before a selection
+    overwrites it (module docstring), while ``RUN/critic`` is still the training's export: no ``selection.json``,
+    or one that deployed other weights (the run was exported again since). Returns the kept directory; None for
+    a run without a refit, or one selected before this copy existed (its refit was overwritten then)."""
+    from bora_policy.models.critic import CRITIC_WEIGHTS
+
+    if refit_updates(run) <= 0:
+        return None
+    kept = run / SELECT_DIR / last.name / REFIT_CRITIC
+    cur = _sha256(run / "critic" / CRITIC_WEIGHTS)
+    sel = run / SELECTION
+    prev = json.loads(sel.read_text()) if sel.is_file() else {}
+    exported_by_training = not sel.is_file() or ("critic_sha256" in prev and prev["critic_sha256"] != cur)
+    if cur is not None and exported_by_training and cur != _sha256(kept / CRITIC_WEIGHTS):
+        tmp = kept.with_name(f".{REFIT_CRITIC}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(run / "critic", tmp)
+        if kept.exists():  # an earlier refit of the same checkpoint, superseded by the training's newer export
+            shutil.rmtree(kept)
+        os.replace(tmp, kept)
+    return kept if (kept / CRITIC_WEIGHTS).is_file() else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate every checkpoint of ``args.run`` on the tuning seeds and deploy the best (module docstring)."""
+    from bora_policy.models.critic import CRITIC_WEIGHTS
     from bora_trainer.evaluate import build_parser as eval_parser
     from bora_trainer.evaluate import evaluate
 
@@ -131,6 +187,7 @@ def select(args: argparse.Namespace) -> dict[str, Any]:
     ckpts = list_checkpoints(run)
     if not ckpts:
         raise SelectError(f"--run {run}: no complete checkpoints under {run / 'checkpoints'}")
+    kept = keep_refit_critic(run, ckpts[-1])  # before RUN/critic is overwritten (module docstring)
     settings = {"task": args.task, "objects": args.objects, "trials": args.trials, "seed0": args.seed0,
                 "replan_steps": args.replan_steps, "control_hz": args.control_hz, "max_steps": args.max_steps,
                 "image_size": args.image_size}
@@ -160,8 +217,17 @@ def select(args: argparse.Namespace) -> dict[str, Any]:
               f"{args.seed0}..", flush=True)
     best = choose(cands)
     chosen = run / "checkpoints" / best["checkpoint"]
-    export_checkpoint(run, chosen, run)  # RUN/policy + RUN/critic from the winner
-    out = {"chosen_step": best["step"], "last_step": cands[-1]["step"], "candidates": cands, **settings}
+    refit = run / SELECT_DIR / best["checkpoint"] / REFIT_CRITIC  # the winner's refitted critic, if it has one
+    refit = refit if refit_updates(run) > 0 and (refit / CRITIC_WEIGHTS).is_file() else None
+    export_checkpoint(run, chosen, run, critic_dir=refit)  # RUN/policy + RUN/critic from the winner
+    critic_sha = _sha256(run / "critic" / CRITIC_WEIGHTS)
+    out = {"chosen_step": best["step"], "last_step": cands[-1]["step"], "candidates": cands, **settings,
+           "critic": None if critic_sha is None else "refit" if refit is not None else "checkpoint",
+           "critic_sha256": critic_sha}
+    if kept is not None and refit is None:
+        out["refit_critic"] = str(kept.relative_to(run))
+        print(f"bora select: {run}/critic is step {best['step']}'s critic as its checkpoint holds it, not refitted "
+              f"(the refit fits step {cands[-1]['step']}'s VLM; kept in {kept})", flush=True)
     atomic_write_text(run / SELECTION, json.dumps(out, indent=1))
     return out
 

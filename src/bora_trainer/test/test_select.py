@@ -108,6 +108,55 @@ def test_every_candidate_is_its_checkpoint_and_the_chosen_one_is_deployed(run, t
     assert {p.name: p.stat().st_mtime_ns for p in (r / select.SELECT_DIR).glob("*.json")} == before
 
 
+SETTINGS = {"task": TASK, "objects": "standard", "trials": 2, "seed0": 200000, "replan_steps": 3, "control_hz": 10.0,
+            "max_steps": 6, "image_size": 32}  # what SEL selects with, as `bora select` records it
+
+
+def _tuning_results(r, successes: dict[int, int]) -> None:
+    """Candidate results as a finished selection with SEL's settings left them (reused: no rollout), so the winner
+    is the one given here."""
+    for step, s in successes.items():
+        ck = r / "checkpoints" / f"step_{step:07d}"
+        (r / select.SELECT_DIR).mkdir(exist_ok=True)
+        (r / select.SELECT_DIR / f"{ck.name}.json").write_text(json.dumps(
+            {"successes": s, "trials": 2, "select_settings": SETTINGS, "checkpoint": str(ck)}))
+
+
+def test_a_refitted_critic_is_kept_and_deployed_only_with_the_checkpoint_it_was_fitted_to(run):
+    """critic_refit_updates: RUN/critic (the training's refit, fitted to the LAST checkpoint's VLM) is not lost to the
+    selection: kept in select/<last>/refit_critic, deployed when the last checkpoint wins; when an earlier one wins
+    RUN/critic is that checkpoint's critic and selection.json says so."""
+    from bora_policy.models.critic import load_critic
+    from bora_policy.models.vla import VLAPolicy
+
+    r, saved = run
+    write_run_files(r, config={"algo": "bora", "k": 4, "critic_refit_updates": 50})
+    refit = load_critic(r / "critic").state_dict()  # the fixture's export: neither checkpoint's critic
+    assert not _same(refit, saved[200]["critic"])
+    _tuning_results(r, {100: 2, 200: 1})  # the earlier checkpoint wins
+    assert select.main(["--run", str(r), *SEL]) == 0
+    kept = r / select.SELECT_DIR / "step_0000200" / select.REFIT_CRITIC
+    assert _same(load_critic(kept).state_dict(), refit)
+    assert _same(load_critic(r / "critic").state_dict(), saved[100]["critic"])
+    assert _same(VLAPolicy.load(r / "policy").vlm.state_dict(), saved[100]["vlm"])
+    out = json.loads((r / select.SELECTION).read_text())
+    assert (out["chosen_step"], out["critic"]) == (100, "checkpoint")
+    assert out["refit_critic"] == "select/step_0000200/refit_critic"
+    # selected again, the last checkpoint wins: its refitted critic is deployed (RUN/critic now holds step 100's
+    # critic, which the selection deployed: not taken for the training's export)
+    _tuning_results(r, {100: 1, 200: 2})
+    assert select.main(["--run", str(r), *SEL]) == 0
+    assert _same(load_critic(r / "critic").state_dict(), refit) and _same(load_critic(kept).state_dict(), refit)
+    assert _same(VLAPolicy.load(r / "policy").vlm.state_dict(), saved[200]["vlm"])
+    out = json.loads((r / select.SELECTION).read_text())
+    assert (out["chosen_step"], out["critic"]) == (200, "refit") and "refit_critic" not in out
+    # a run without the refit: the winner's checkpoint critic, as before
+    write_run_files(r, config={"algo": "bora", "k": 4})
+    assert select.main(["--run", str(r), *SEL]) == 0
+    assert _same(load_critic(r / "critic").state_dict(), saved[200]["critic"])
+    assert json.loads((r / select.SELECTION).read_text())["critic"] == "checkpoint"
+
+
 def test_deployed_checkpoint_without_selection_is_the_latest_and_a_bad_choice_is_an_error(run):
     r, _ = run
     assert select.deployed_checkpoint(r) == r / "checkpoints" / "step_0000200"

@@ -65,7 +65,8 @@ def online_critic_of(path: Path) -> Path | None:
 def inherited_critic(offline_run: str | Path) -> tuple[dict, dict]:
     """``(critic state dict, the deployed checkpoint's meta)`` that the online stage inherits from an offline run:
     ``RUN/critic`` when the run exported one (the refitted critic after ``critic_refit_updates``, which checkpoints
-    do not hold; the chosen checkpoint's after ``bora select``), else the deployed checkpoint's ``critic`` module.
+    do not hold; after ``bora select`` the deployed one: that refit when the last checkpoint was chosen, else the chosen
+    checkpoint's, ``selection.json``'s ``critic``), else the deployed checkpoint's ``critic`` module.
     Until 2026-12-07 it always read the checkpoint, so a refit never reached the online stage (found in review)."""
     from bora_policy.models.critic import CRITIC_WEIGHTS, ChunkCritic
     from bora_trainer.select import load_deployed
