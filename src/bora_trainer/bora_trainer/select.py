@@ -29,7 +29,12 @@ that checkpoint's critic (not refitted: the refit fits the last checkpoint's VLM
 chosen checkpoint's critic always replaced ``RUN/critic``, so a selected run lost its refit (found in review).
 
 The training's own export stays available as ``RUN/select/<last step>/policy``. Candidate results are kept
-(``RUN/select/<step>.json``) and reused when the settings match, so a stopped selection resumes.
+(``RUN/select/<step>.json``) and reused when the settings and the checkpoint (``checkpoint_id``: the sha256 of its
+``meta.json``, which lists its files' sha256) match, so a stopped selection resumes. A ``selection.json`` that no
+longer describes the run (:func:`selection_mismatch`: other checkpoints, a changed one, other settings) is an error
+where it is read: :func:`deployed_checkpoint` and ``bora demo --resume`` (``demo.run.stale_selections``). Until
+2026-12-07 a candidate result was reused for a retrained checkpoint of the same path, and a stale selection kept
+deploying its step (found in review).
 """
 
 from __future__ import annotations
@@ -67,12 +72,54 @@ def deployed_checkpoint(run: str | Path) -> Path | None:
     run = Path(run)
     sel = run / SELECTION
     if sel.is_file():
+        why = selection_mismatch(run)
+        if why:
+            raise SelectError(why)
         step = int(json.loads(sel.read_text())["chosen_step"])
         path = run / "checkpoints" / f"step_{step:07d}"
         if not (path / "meta.json").is_file():
             raise SelectError(f"{sel} chose step {step}, but {path} is not a complete checkpoint")
         return path
     return latest_checkpoint(run)
+
+
+def checkpoint_id(ckpt: Path) -> str:
+    """The sha256 of a checkpoint's ``meta.json`` (which holds the sha256 of every file of it): its content."""
+    return hashlib.sha256((Path(ckpt) / "meta.json").read_bytes()).hexdigest()
+
+
+def selection_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of ``bora select`` that decide its rollouts (recorded in ``selection.json``)."""
+    return {"task": args.task, "objects": args.objects, "trials": args.trials, "seed0": args.seed0,
+            "replan_steps": args.replan_steps, "control_hz": args.control_hz, "max_steps": args.max_steps,
+            "image_size": args.image_size}
+
+
+def selection_mismatch(run: str | Path, settings: dict[str, Any] | None = None) -> str | None:
+    """Why ``RUN/selection.json`` no longer describes ``run`` (None when it does, or when there is none): the run's
+    complete checkpoints are not the candidates it chose among (trained on since), or one of them changed
+    (``checkpoint_id``; not recorded before 2026-12-07), or, with ``settings`` (:func:`selection_settings`), one of
+    them differs from what it was selected with. One line, naming the file."""
+    run = Path(run)
+    sel = run / SELECTION
+    if not sel.is_file():
+        return None
+    data = json.loads(sel.read_text())
+    for k, v in (settings or {}).items():
+        if data.get(k) != v:
+            return f"{sel}: selected with {k} {data.get(k)!r}, expected {v!r}; run `bora select` again"
+    cands = data.get("candidates")
+    if cands is None:  # a hand-written choice: nothing to compare
+        return None
+    now = {int(json.loads((ck / "meta.json").read_text())["step"]): ck for ck in list_checkpoints(run)}
+    steps = [int(c["step"]) for c in cands]
+    if steps != sorted(now):
+        return (f"{sel}: chose among the checkpoints of steps {steps}, the run now has {sorted(now)}; "
+                "run `bora select` again")
+    changed = [c["step"] for c in cands if c.get("checkpoint_id") not in (None, checkpoint_id(now[int(c["step"])]))]
+    if changed:
+        return f"{sel}: the checkpoint of step {changed[0]} changed since the selection; run `bora select` again"
+    return None
 
 
 def deployed_modules(modules: dict[str, Any]) -> dict[str, Any]:
@@ -188,16 +235,16 @@ def select(args: argparse.Namespace) -> dict[str, Any]:
     if not ckpts:
         raise SelectError(f"--run {run}: no complete checkpoints under {run / 'checkpoints'}")
     kept = keep_refit_critic(run, ckpts[-1])  # before RUN/critic is overwritten (module docstring)
-    settings = {"task": args.task, "objects": args.objects, "trials": args.trials, "seed0": args.seed0,
-                "replan_steps": args.replan_steps, "control_hz": args.control_hz, "max_steps": args.max_steps,
-                "image_size": args.image_size}
+    settings = selection_settings(args)
     cands = []
     for ck in ckpts:
         step = int(json.loads((ck / "meta.json").read_text())["step"])
         dest = run / SELECT_DIR / ck.name
         res_path = run / SELECT_DIR / f"{ck.name}.json"
         res = json.loads(res_path.read_text()) if res_path.is_file() else None
-        if res is None or res.get("select_settings") != settings or res.get("checkpoint") != str(ck):
+        ck_id = checkpoint_id(ck)
+        if (res is None or res.get("select_settings") != settings or res.get("checkpoint") != str(ck)
+                or res.get("checkpoint_id") != ck_id):
             export_checkpoint(run, ck, dest)
             argv = ["--run", str(dest / "policy"), "--task", args.task, "--objects", args.objects,
                     "--trials", str(args.trials), "--seed0", str(args.seed0), "--replan-steps",
@@ -209,10 +256,10 @@ def select(args: argparse.Namespace) -> dict[str, Any]:
             if args.no_progress:
                 argv.append("--no-progress")
             res = evaluate(eval_parser().parse_args(argv))
-            res.update(select_settings=settings, checkpoint=str(ck))
+            res.update(select_settings=settings, checkpoint=str(ck), checkpoint_id=ck_id)
             atomic_write_text(res_path, json.dumps(res, indent=1))
-        cands.append({"step": step, "checkpoint": ck.name, "successes": int(res["successes"]),
-                      "trials": int(res["trials"])})
+        cands.append({"step": step, "checkpoint": ck.name, "checkpoint_id": ck_id,
+                      "successes": int(res["successes"]), "trials": int(res["trials"])})
         print(f"bora select: {run.name} step {step}: {res['successes']}/{res['trials']} on the tuning seeds "
               f"{args.seed0}..", flush=True)
     best = choose(cands)

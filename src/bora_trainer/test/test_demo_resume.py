@@ -188,3 +188,70 @@ def test_a_running_call_marks_the_previous_summary(tmp_path):
     mark_running(tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text()) == {"ok": False, "status": "running"}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_refuses_a_stale_checkpoint_selection(tmp_path):
+    """RUN/selection.json (bora select) is what an offline row's later jobs read through RUN/policy: --resume refuses
+    a finished select job whose selection no longer matches its command line or the run's checkpoints, a selection
+    where the plan now selects none, and a select job not run yet whose readers have finished."""
+    from bora_trainer import select
+    from bora_trainer.demo.run import link, marker, stale_selections
+
+    out = tmp_path / "out"
+    (out / "stages").mkdir(parents=True)
+    run = out / "runs" / "press_button" / "bora"
+    for step in (100, 200):
+        (run / "checkpoints" / f"step_{step:07d}").mkdir(parents=True)
+        (run / "checkpoints" / f"step_{step:07d}" / "meta.json").write_text(json.dumps({"step": step, "files": {}}))
+
+    def ck_id(step):
+        return hashlib.sha256((run / "checkpoints" / f"step_{step:07d}" / "meta.json").read_bytes()).hexdigest()
+
+    settings = {"task": "press_button", "objects": "standard", "trials": 30, "seed0": 500000, "replan_steps": 8,
+                "control_hz": 10.0, "max_steps": None, "image_size": None}
+    chosen = {"chosen_step": 100, "last_step": 200, **settings,
+              "candidates": [{"step": s, "checkpoint": f"step_{s:07d}", "checkpoint_id": ck_id(s), "successes": 3,
+                              "trials": 30} for s in (100, 200)]}
+    (run / select.SELECTION).write_text(json.dumps(chosen))
+    offline = dp.Job("offline-press_button-bora", ["train", "offline", "--out", str(run)], after=("export", run, None))
+    sel = dp.Job("select-press_button-bora", ["select", "--run", str(run), "--task", "press_button", "--trials", "30",
+                                              "--seed0", "500000", "--objects", "standard", "--replan-steps", "8",
+                                              "--control-hz", "10", "--threads", "1", "--num-envs", "4",
+                                              "--no-progress"], needs=[offline.name])
+    ev = dp.Job("eval-press_button-bora-standard", ["eval", "--run", str(run), "--out", str(out / "eval" / "b.json")])
+    jobs = [offline, sel, ev]
+    deps = link(jobs, out)
+    assert sel.name in deps[ev.name] and sel.name not in deps[offline.name]
+    for j in jobs:
+        marker(out, j.name).write_text("{}")
+    assert stale_selections(jobs, out, deps) == []  # the selection this plan made, on these checkpoints
+    assert select.deployed_checkpoint(run) == run / "checkpoints" / "step_0000100"
+    # rerun by hand with other settings
+    (run / select.SELECTION).write_text(json.dumps({**chosen, "trials": 20}))
+    (line,) = stale_selections(jobs, out, deps)
+    assert line == (f"{sel.name}: {run / select.SELECTION}: selected with trials 20, expected 30; "
+                    "run `bora select` again")
+    # the run trained on after the selection: another checkpoint, and RUN/policy is no longer the chosen one
+    (run / select.SELECTION).write_text(json.dumps(chosen))
+    (run / "checkpoints" / "step_0000300").mkdir()
+    (run / "checkpoints" / "step_0000300" / "meta.json").write_text(json.dumps({"step": 300, "files": {}}))
+    (line,) = stale_selections(jobs, out, deps)
+    assert "chose among the checkpoints of steps [100, 200], the run now has [100, 200, 300]" in line
+    with pytest.raises(select.SelectError, match=r"steps \[100, 200\], the run now has \[100, 200, 300\]"):
+        select.deployed_checkpoint(run)  # what the online stage and init_from read: an error, not the old step
+    # a candidate rewritten in place (same step, other weights)
+    (run / "checkpoints" / "step_0000300" / "meta.json").unlink()
+    (run / "checkpoints" / "step_0000300").rmdir()
+    (run / "checkpoints" / "step_0000200" / "meta.json").write_text(json.dumps({"step": 200, "files": {"x": "1"}}))
+    (line,) = stale_selections(jobs, out, deps)
+    assert "the checkpoint of step 200 changed since the selection" in line
+    # this plan selects no checkpoint (offline.select.every 0), but the run has a selection
+    (line,) = stale_selections([offline, ev], out, link([offline, ev], out))
+    assert line.startswith(f"{offline.name}: {run / select.SELECTION} deploys a checkpoint chosen by an earlier")
+    # selection turned on after the row's evaluation finished: the selection would change what it read
+    (run / select.SELECTION).unlink()
+    marker(out, sel.name).unlink()
+    assert stale_selections(jobs, out, deps) == [f"{sel.name}: not run yet, but {ev.name} finished reading {run} "
+                                                 "without this selection"]
+    marker(out, ev.name).unlink()  # nothing read it yet: the selection simply runs
+    assert stale_selections(jobs, out, deps) == []

@@ -7,6 +7,7 @@ against the chosen checkpoint's weights."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -106,6 +107,13 @@ def test_every_candidate_is_its_checkpoint_and_the_chosen_one_is_deployed(run, t
     before = {p.name: p.stat().st_mtime_ns for p in (r / select.SELECT_DIR).glob("*.json")}
     assert select.main(["--run", str(r), *SEL]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (r / select.SELECT_DIR).glob("*.json")} == before
+    # ... but not for a checkpoint whose content is not the one it was rolled out (a retrained run, same path)
+    res_100 = r / select.SELECT_DIR / "step_0000100.json"
+    res_100.write_text(json.dumps({**json.loads(res_100.read_text()), "checkpoint_id": "0" * 64}))
+    assert select.main(["--run", str(r), *SEL]) == 0
+    meta = r / "checkpoints" / "step_0000100" / "meta.json"
+    assert json.loads(res_100.read_text())["checkpoint_id"] == hashlib.sha256(meta.read_bytes()).hexdigest()
+    assert (r / select.SELECT_DIR / "step_0000200.json").stat().st_mtime_ns == before["step_0000200.json"]
 
 
 SETTINGS = {"task": TASK, "objects": "standard", "trials": 2, "seed0": 200000, "replan_steps": 3, "control_hz": 10.0,
@@ -118,8 +126,9 @@ def _tuning_results(r, successes: dict[int, int]) -> None:
     for step, s in successes.items():
         ck = r / "checkpoints" / f"step_{step:07d}"
         (r / select.SELECT_DIR).mkdir(exist_ok=True)
+        ck_id = hashlib.sha256((ck / "meta.json").read_bytes()).hexdigest()
         (r / select.SELECT_DIR / f"{ck.name}.json").write_text(json.dumps(
-            {"successes": s, "trials": 2, "select_settings": SETTINGS, "checkpoint": str(ck)}))
+            {"successes": s, "trials": 2, "select_settings": SETTINGS, "checkpoint": str(ck), "checkpoint_id": ck_id}))
 
 
 def test_a_refitted_critic_is_kept_and_deployed_only_with_the_checkpoint_it_was_fitted_to(run):

@@ -51,7 +51,16 @@ from pathlib import Path
 from bora_trainer.config_io import ConfigError
 from bora_trainer.demo.config import DEFAULT_CONFIG, OWNED_DIRS, REPO_ROOT, STAGES, TASKS, load_demo_config
 from bora_trainer.demo.plan import all_jobs, plan, stage_parallel, write_stage_configs
-from bora_trainer.demo.run import changed_since_done, direct_needs, link, marker, run_jobs, started_marker, tail
+from bora_trainer.demo.run import (
+    changed_since_done,
+    direct_needs,
+    link,
+    marker,
+    run_jobs,
+    stale_selections,
+    started_marker,
+    tail,
+)
 from bora_trainer.demo.summary import mark_running, stage_info, write_summary
 
 
@@ -160,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     deps = link(order, out)
     selected = [j for j in order if j.stage in args.stages]
     changed = changed_since_done([j for j in order if j.stage != "report"], out) if resume else []
+    changed += stale_selections(order, out, deps) if resume else []  # RUN/policy from another selection
     if changed:
         print(f"bora demo: --resume: {len(changed)} finished job(s) ran with another plan than this call's; their "
               "results would be mixed with the new ones. Restore the config and flags they ran with, or start "

@@ -144,6 +144,45 @@ def changed_since_done(jobs: list[Job], out: Path) -> list[str]:
     return lines
 
 
+def stale_selections(jobs: list[Job], out: Path, deps: dict[str, list[str]]) -> list[str]:
+    """``--resume``: one line per offline row whose deployed checkpoint is not this plan's, where finished jobs
+    would mix it with the plan's results (``RUN/policy`` is what every later job of the row reads):
+
+    * a finished ``bora select`` job whose ``RUN/selection.json`` does not match its command line or the run's
+      checkpoints any more (:func:`bora_trainer.select.selection_mismatch`: rerun by hand with other settings,
+      or the run trained on);
+    * a finished offline row with a ``selection.json`` where this plan selects none (``offline.select.every``
+      0 now);
+    * a ``bora select`` job not run yet while jobs that read its run have finished (selection turned on after
+      they ran).
+
+    ``deps``: :func:`link` of the plan. Until 2026-12-07 --resume kept such results (found in review)."""
+    from bora_trainer import select as sel
+
+    lines = []
+    selects = {_flag(j.argv, "--run"): j for j in jobs if j.argv[:1] == ["select"]}
+    for j in jobs:
+        if not (isinstance(j.after, tuple) and j.after[0] == "export") or not marker(out, j.name).exists():
+            continue
+        run = Path(j.after[1])
+        sj = selects.get(str(run))
+        if sj is None:
+            if (run / sel.SELECTION).is_file():
+                lines.append(f"{j.name}: {run / sel.SELECTION} deploys a checkpoint chosen by an earlier "
+                             "`bora select`, but this plan selects none (offline.select.every 0)")
+        elif marker(out, sj.name).exists():
+            why = sel.selection_mismatch(run, sel.selection_settings(sel.build_parser().parse_args(sj.argv[1:])))
+            if why:
+                lines.append(f"{sj.name}: {why}")
+        else:
+            read = [n for n, ds in deps.items() if sj.name in ds and marker(out, n).exists()]
+            if read:
+                more = f" and {len(read) - 1} more" if len(read) > 1 else ""
+                lines.append(f"{sj.name}: not run yet, but {read[0]}{more} finished reading {run} without this "
+                             "selection")
+    return lines
+
+
 def _mark_started(out: Path, job: Job) -> None:
     from bora_policy.common.episodes import next_episode_id
 
