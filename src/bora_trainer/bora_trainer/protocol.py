@@ -8,7 +8,7 @@ What it adds to the demo's plan (``extend_plan``; the demo's own jobs are unchan
   ``OfflineConfig.seed`` / the online ``--seed`` = ``s`` (``OUT/configs/offline_s<s>.yaml``,
   ``warmup_s<s>.yaml``), in ``OUT/runs/<task>/seed<s>/``, evaluated on the SAME evaluation seeds into
   ``OUT/eval_seeds/`` (not ``OUT/eval``: the main table stays one training run per cell). With
-  ``offline.select`` each seed's row deploys its own best checkpoint on the same tuning seeds.
+  ``offline.select`` each seed's row deploys its own best checkpoint on the same selection seeds.
 * **Learning curve** (``curve_rounds``): the online run trains that many rounds; the BORA-Full row of the
   main table is evaluated after round ``online.rounds`` (the paper's budget, e.g. 2 x 10 episodes), and
   every round ``1 .. curve_rounds`` on ``curve_trials`` evaluation seeds of the first object set into
@@ -22,7 +22,8 @@ What it adds to the demo's plan (``extend_plan``; the demo's own jobs are unchan
   BORA-Offline over the runs with a two-level bootstrap (online runs, then seeds).
 * **Tuning seeds**: evaluation episodes use ``eval.seed0 ..`` (fixed in the config); ``bora demo --tuning``
   evaluates on ``tuning_seed0 ..`` instead (into ``OUT`` of its own): tuning never sees the evaluation
-  seeds. Both ranges are written into the report.
+  seeds. Both ranges are written into the report. ``offline.select`` chooses checkpoints on seeds of its own
+  (``validate`` refuses an overlap with either range).
 * **Evidence report**: ``bora report evidence`` (``bora_trainer.evidence``) after ``bora report``.
 
 Every job has a done marker, so ``bora demo --resume`` continues a stopped protocol.
@@ -105,6 +106,12 @@ def validate(cfg, tasks: tuple[str, ...]) -> list[str]:
     if lo <= p.tuning_seed0 < hi or p.tuning_seed0 <= lo < p.tuning_seed0 + cfg.eval.trials:
         errs.append(f"DemoConfig.protocol.tuning_seed0 {p.tuning_seed0}: the tuning seeds overlap the "
                     f"evaluation seeds {lo}..{hi - 1}")
+    sel, t_hi = cfg.offline.select, p.tuning_seed0 + max(cfg.eval.trials, p.seed_trials, p.curve_trials)
+    if sel.every > 0 and sel.seed0 < t_hi and p.tuning_seed0 < sel.seed0 + sel.trials:
+        errs.append(f"DemoConfig.offline.select.seed0 {sel.seed0}: the selection's seeds {sel.seed0}.."
+                    f"{sel.seed0 + sel.trials - 1} overlap the tuning seeds {p.tuning_seed0}..{t_hi - 1} (`bora demo "
+                    "--tuning` would score each row on the seeds its checkpoint was chosen on); expected a range of "
+                    "their own (default 600000)")
     r = cfg.offline.rollouts
     if r.episodes > 0 and (r.seed0 <= p.tuning_seed0 < r.seed0 + r.episodes
                            or p.tuning_seed0 <= r.seed0 < p.tuning_seed0 + cfg.eval.trials):
@@ -257,7 +264,7 @@ def extend_plan(cfg, out: Path, stages: dict[str, list], job_cls: Any) -> None:
                     argv += ["--rollouts", str(rollouts)]
                 stages["offline"].append(job_cls(f"offline-{task}-{algo}-s{s}", argv, cfg.offline.threads,
                                                  after=("export", run_s, data)))
-                # offline.select: this seed's row deploys its best checkpoint on the same tuning seeds as the
+                # offline.select: this seed's row deploys its best checkpoint on the same selection seeds as the
                 # main row (the offline_s<s>.yaml above keeps every candidate: it is offline.yaml with the seed)
                 main_sel = next((j for j in stages["offline"] if j.name == f"select-{task}-{algo}"), None)
                 if main_sel is not None:

@@ -1,6 +1,6 @@
-"""``bora select``: an offline run's checkpoint chosen by rollouts on tuning seeds (issue 14; our addition).
+"""``bora select``: an offline run's checkpoint chosen by rollouts on held-out selection seeds (issue 14; our addition).
 
-    bora select --run runs/bora --task press_button --trials 20 --seed0 200000
+    bora select --run runs/bora --task press_button --trials 20 --seed0 600000
 
 Why: along ONE training run, the success of a checkpoint moves by 15-20 points pooled between checkpoints
 500 updates apart while the BC loss is flat (bench/results/finetune_drift.md), more than the differences
@@ -11,10 +11,12 @@ row, is the usual remedy (the paper is silent on which checkpoint it deploys):
 1. every complete checkpoint of RUN (written ``ckpt_every`` updates apart; keep them all with
    ``keep_last: 0``) is exported to ``RUN/select/<step>/policy`` (+ ``critic/``) with the run's own
    ``RUN/policy`` config and normaliser; a run trained with ``policy_ema`` gives its weight average;
-2. each is rolled out with ``bora eval`` on ``--trials`` TUNING seeds ``--seed0 ..`` (never the evaluation
-   seeds: the plan refuses overlapping ranges);
+2. each is rolled out with ``bora eval`` on ``--trials`` selection seeds ``--seed0 ..``, held out like tuning
+   seeds (never the evaluation seeds) and a range of their own (600000.. by default; ours): not the protocol's
+   tuning seeds either, on which ``bora demo --tuning`` would otherwise score a row on the seeds it was selected
+   on (the plan refuses overlapping ranges);
 3. the candidate with the most successes wins; a tie goes to the LATER checkpoint (the configured training
-   length keeps its place unless another checkpoint is strictly better on the tuning seeds);
+   length keeps its place unless another checkpoint is strictly better on the selection seeds);
 4. the winner becomes ``RUN/policy`` and ``RUN/critic``, and ``RUN/selection.json`` records every
    candidate's successes and the chosen step. :func:`deployed_checkpoint` is that checkpoint, which the
    online stage inherits its VLA and critic from (``online/vla.py``, ``online/loop.py``).
@@ -209,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, type=Path, help="offline run directory (RUN/checkpoints, RUN/policy)")
     p.add_argument("--task", required=True, help="bora_sim task the candidates are rolled out on")
     p.add_argument("--trials", type=int, default=30, help="tuning episodes per candidate (default 30)")
-    p.add_argument("--seed0", type=int, default=200_000,
-                   help="first TUNING seed (default 200000; never the evaluation seeds)")
+    p.add_argument("--seed0", type=int, default=600_000,
+                   help="first selection seed (default 600000: a range of its own, neither the evaluation seeds "
+                   "nor the tuning seeds 200000.. of `bora demo --tuning`)")
     p.add_argument("--objects", default="standard", help="object set of the tuning rollouts (default standard)")
     p.add_argument("--replan-steps", type=int, default=8, help="control steps between replans (default 8)")
     p.add_argument("--control-hz", type=float, default=10.0, help="control rate (default 10)")
@@ -223,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select(args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate every checkpoint of ``args.run`` on the tuning seeds and deploy the best (module docstring)."""
+    """Evaluate every checkpoint of ``args.run`` on the selection seeds and deploy the best (module docstring)."""
     from bora_policy.models.critic import CRITIC_WEIGHTS
     from bora_trainer.evaluate import build_parser as eval_parser
     from bora_trainer.evaluate import evaluate
@@ -260,7 +263,7 @@ def select(args: argparse.Namespace) -> dict[str, Any]:
             atomic_write_text(res_path, json.dumps(res, indent=1))
         cands.append({"step": step, "checkpoint": ck.name, "checkpoint_id": ck_id,
                       "successes": int(res["successes"]), "trials": int(res["trials"])})
-        print(f"bora select: {run.name} step {step}: {res['successes']}/{res['trials']} on the tuning seeds "
+        print(f"bora select: {run.name} step {step}: {res['successes']}/{res['trials']} on the selection seeds "
               f"{args.seed0}..", flush=True)
     best = choose(cands)
     chosen = run / "checkpoints" / best["checkpoint"]
@@ -289,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bora select: {e}", file=sys.stderr)
         return 2
     print(f"bora select: {args.run}: step {out['chosen_step']} of {[c['step'] for c in out['candidates']]} "
-          f"({max(c['successes'] for c in out['candidates'])}/{args.trials} on the tuning seeds) -> "
+          f"({max(c['successes'] for c in out['candidates'])}/{args.trials} on the selection seeds) -> "
           f"{args.run}/policy", flush=True)
     return 0
 

@@ -94,7 +94,7 @@ def test_checkpoint_selection_for_every_training_seed(evidence_cfg, tmp_path):
     from bora_trainer.demo.run import link
 
     cfg = evidence_cfg
-    cfg.offline.select = SelectSpec(every=100, trials=20, seed0=200_000, num_envs=4)
+    cfg.offline.select = SelectSpec(every=100, trials=20, seed0=600_000, num_envs=4)
     cfg.validate()
     pl = plan(cfg, tmp_path)
     sel = {j.name: j for j in pl.stages["offline"] if j.name.startswith("select-")}
@@ -104,7 +104,7 @@ def test_checkpoint_selection_for_every_training_seed(evidence_cfg, tmp_path):
     assert j.needs == ["offline-pull_tissue-bora-s2"]
     assert {k: _arg(j.argv, k) for k in ("--seed0", "--trials", "--num-envs", "--task")} == \
         {k: _arg(main.argv, k) for k in ("--seed0", "--trials", "--num-envs", "--task")} == \
-        {"--seed0": "200000", "--trials": "20", "--num-envs": "4", "--task": "pull_tissue"}
+        {"--seed0": "600000", "--trials": "20", "--num-envs": "4", "--task": "pull_tissue"}
     from bora_trainer.demo.plan import all_jobs
 
     deps = link(all_jobs(pl), tmp_path)
@@ -114,6 +114,29 @@ def test_checkpoint_selection_for_every_training_seed(evidence_cfg, tmp_path):
     write_stage_configs(cfg, tmp_path)
     s2 = yaml.safe_load((tmp_path / "configs" / "offline_s2.yaml").read_text())
     assert (s2["seed"], s2["ckpt_every"], s2["keep_last"]) == (2, 100, 0)  # every candidate kept
+
+
+def test_selection_seeds_are_a_range_of_their_own(evidence_cfg, tmp_path):
+    """offline.select chooses checkpoints on seeds of its own by default; seeds overlapping the tuning seeds (where
+    `bora demo --tuning` evaluates: a row would be scored on the seeds it was selected on) are refused by name."""
+    from bora_trainer.demo.config import SelectSpec
+
+    cfg = evidence_cfg
+    cfg.offline.select = SelectSpec(every=100)
+    cfg.validate()
+    cfg.protocol.tuning = True
+    pl = plan(cfg, tmp_path)
+    sel = {_arg(j.argv, "--seed0") for j in pl.stages["offline"] if j.name.startswith("select-")}
+    assert sel == {"600000"} and {_arg(a, "--seed0") for a in _jobs(pl, "eval").values()} == {"200000"}
+    # tuning seeds 200000..200049 (tuning_seed0 200000; eval.trials and seed_trials 50, curve_trials 20)
+    for seed0 in (200_049, 199_971):  # 200049..200078 and 199971..200000: one seed in common each
+        cfg.offline.select = SelectSpec(every=100, trials=30, seed0=seed0)
+        with pytest.raises(ConfigError, match=rf"DemoConfig.offline.select.seed0 {seed0}: the selection's seeds "
+                                              rf"{seed0}..{seed0 + 29} overlap the tuning seeds 200000..200049"):
+            cfg.validate()
+    for seed0 in (200_050, 199_970):  # just past either end
+        cfg.offline.select = SelectSpec(every=100, trials=30, seed0=seed0)
+        cfg.validate()
 
 
 def test_tuning_uses_the_tuning_seeds(evidence_cfg, tmp_path):

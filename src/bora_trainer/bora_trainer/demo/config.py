@@ -87,13 +87,18 @@ class RolloutSpec:
 @dataclass
 class SelectSpec:
     """Stage 3b (ours; off with ``every`` 0): every offline row keeps a checkpoint each ``every`` updates and
-    ``bora select`` deploys the one with the most successes in ``trials`` rollouts on the TUNING seeds
+    ``bora select`` deploys the one with the most successes in ``trials`` rollouts on the selection seeds
     ``seed0 ..`` (object set ``objects``; ties: the later checkpoint), the same budget for every row. Why:
-    one run's success moves 15-20 points between checkpoints (bench/results/finetune_drift.md)."""
+    one run's success moves 15-20 points between checkpoints (bench/results/finetune_drift.md).
+
+    The selection seeds are a range of their own (ours: 600000..), apart from the evaluation seeds and from
+    the protocol's tuning seeds (``protocol.tuning_seed0``, 200000..), on which ``bora demo --tuning`` evaluates:
+    there a row would be scored on the seeds its checkpoint was chosen on (``validate`` refuses the overlap).
+    Until 2026-12-07 the default was the tuning seeds' 200000 (found in review)."""
 
     every: int = 0
     trials: int = 30
-    seed0: int = 200_000
+    seed0: int = 600_000
     objects: str = "standard"
     num_envs: int = 4
 
