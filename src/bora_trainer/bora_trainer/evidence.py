@@ -6,7 +6,9 @@ files ``<task>__<row>@s<seed>__<set>.json``), ``OUT/eval_online`` (BORA-Full's e
 ``<task>__<row>@o<run>__<set>.json``; both read by ``evidence_runs``) and ``OUT/eval_curve`` (the online rounds,
 method ``BORA-Full@r<round>``). Writes ``evidence.md`` and ``evidence.json`` (and ``learning_curve.png``):
 
-* every cell with its Wilson 95% interval (``report.markdown_tables``);
+* every cell with its Wilson 95% interval (``report.markdown_tables``); a cell whose files hold an evaluation
+  seed twice, or a pair of cells compared episode by episode that were not evaluated alike (trials, seeds, object
+  set, max steps and the other ``evidence_runs.PAIRED_SETTINGS``), is refused with one line naming both files;
 * the paper's paired differences BORA-Full - BORA-Offline, BORA-Offline - CP Base, CP Base - CP +
   Decoupled Critic per task and pooled over tasks, and CP Base - Warm-up where the warm-up was evaluated
   (``EvalSpec.warmup_row``: what the offline fine-tuning did): episodes paired by evaluation seed; Newcombe's
@@ -34,6 +36,8 @@ from bora_trainer.evidence_runs import (
     BOOT_NOTE,
     _claim_line,
     _pct,
+    check_cell,
+    check_pair,
     online_run_budget,
     online_run_results,
     online_runs_md,
@@ -68,6 +72,7 @@ def paired_differences(cells: dict, n_boot: int = 10_000) -> list[dict]:
                 ca, cb = cells.get((oset, task, a)), cells.get((oset, task, b))
                 if ca is None or cb is None:
                     continue
+                check_pair(ca, cb)  # the same trials, seeds and settings, no duplicate result (one-line error)
                 seeds, x, y = paired_outcomes(ca, cb)
                 if not seeds:
                     continue
@@ -342,6 +347,8 @@ def build(out: Path, first_seed: int = 0, episodes_per_round: int = 10, n_boot: 
     cells = load_results([out / "eval"])
     if not cells:
         raise ValueError(f"no `bora eval` results in {out / 'eval'}")
+    for c in cells.values():  # a cell of two files with a seed in common would count that episode twice
+        check_cell(c)
     diffs = paired_differences(cells, n_boot)
     auroc = critic_auroc(out)
     online, run_budget = seed_section(online_run_results(out, cells), min(n_boot, 4000)), online_run_budget(out)

@@ -24,6 +24,65 @@ BOOT_NOTE = ("runs and evaluation seeds drawn independently, every drawn run on 
              "noise that all runs share).")
 
 
+PAIRED_SETTINGS = ("object_set", "max_steps", "replan_steps", "blend_steps", "control_hz", "chunk_hz", "image_size",
+                   "deterministic", "hand")
+"""What two paired cells' ``bora eval`` results must share besides their seeds (the result's ``object_set`` and
+``settings``): each changes the episodes. Not ``num_envs`` / ``env_processes`` (the same episodes, test) nor the
+residual's alpha settings (the row's own policy). A field one of the results lacks (an older result) is not compared."""
+
+
+_MISSING = object()
+
+
+def _setting(src: dict, k: str):
+    return src["object_set"] if k == "object_set" else src["settings"].get(k, _MISSING)
+
+
+def _span(seeds) -> str:
+    s = sorted(seeds)
+    return f"{len(s)} seeds {s[0]}..{s[-1]}" if s else "no seeds"
+
+
+def check_cell(c: Cell) -> None:
+    """A cell's result files hold no evaluation seed twice (a duplicate result) and share ``PAIRED_SETTINGS``;
+    else ValueError, one line naming both files."""
+    seen: dict = {}
+    for src in c.sources:
+        for s in src["seeds"]:
+            if s in seen:
+                raise ValueError(f"duplicate results: evaluation seed {s} in both {seen[s]} and {src['file']}")
+            seen[s] = src["file"]
+    for src in c.sources[1:]:
+        _same_settings(c.sources[0], src, "results of one cell")
+
+
+def _same_settings(a: dict, b: dict, what: str) -> None:
+    for k in PAIRED_SETTINGS:
+        va, vb = _setting(a, k), _setting(b, k)
+        if va is not _MISSING and vb is not _MISSING and va != vb:
+            raise ValueError(f"{what} differ in {k}: {a['file']} ({va!r}) vs {b['file']} ({vb!r})")
+
+
+def check_pair(a: Cell, b: Cell, same_seeds: bool = True) -> None:
+    """Refuse two cells compared episode by episode that were not evaluated alike: a duplicate result in either
+    (:func:`check_cell`), other ``PAIRED_SETTINGS`` and, with ``same_seeds``, other trials or evaluation seeds.
+    ValueError, one line naming both files and the field. ``same_seeds`` False: the repeated runs' sections, read on
+    the seeds every run has by design (:func:`seed_section`). Until 2026-12-07 nothing was compared: a pair
+    evaluated on other seeds was read on the seeds they happened to share (found in review)."""
+    check_cell(a)
+    check_cell(b)
+    if not (a.sources and b.sources):
+        return
+    fa, fb = a.sources[0]["file"], b.sources[0]["file"]
+    if same_seeds and a.trials != b.trials:
+        raise ValueError(f"paired cells differ in trials: {fa} ({a.trials}) vs {fb} ({b.trials})")
+    sa = {s for src in a.sources for s in src["seeds"]}
+    sb = {s for src in b.sources for s in src["seeds"]}
+    if same_seeds and sa != sb:
+        raise ValueError(f"paired cells differ in seeds: {fa} ({_span(sa)}) vs {fb} ({_span(sb)})")
+    _same_settings(a.sources[0], b.sources[0], "paired cells")
+
+
 def paired_outcomes(a: Cell, b: Cell) -> tuple[list[int], list[int], list[int]]:
     """``(seeds, x, y)``: the two cells' outcomes on the evaluation seeds both have (in seed order)."""
     sa = {int(e["seed"]): int(bool(e["success"])) for e in a.episodes}
@@ -54,8 +113,12 @@ def _tagged_results(d: Path, tag: str) -> dict:
             continue
         r = json.loads(f.read_text())
         c = Cell()
-        c.add(r)
-        res[r["task"]][r["object_set"]][r["method"]][key[2]] = c
+        c.add(r, f)
+        by_n = res[r["task"]][r["object_set"]][r["method"]]
+        if key[2] in by_n:  # two files for one run's cell: one would silently replace the other
+            raise ValueError(f"duplicate results: {by_n[key[2]].sources[0]['file']} and {f} are both {r['method']} "
+                             f"{tag}{key[2]} on {r['task']}/{r['object_set']}")
+        by_n[key[2]] = c
     return res
 
 
@@ -139,6 +202,8 @@ def seed_section(seeds: dict, n_boot: int = 4000) -> dict:
             strata, runs_of, n_eval = {}, {}, {}
             for task, by_set in seeds.items():
                 ma, mb = by_set.get(oset, {}).get(a, {}), by_set.get(oset, {}).get(b, {})
+                for s in sorted(set(ma) & set(mb)):  # each run's pair evaluated alike (seeds: read on shared ones)
+                    check_pair(ma[s], mb[s], same_seeds=False)
                 paired = {s: paired_outcomes(ma[s], mb[s]) for s in sorted(set(ma) & set(mb))}
                 paired = {s: p for s, p in paired.items() if p[0]}  # a run without a shared seed is left out alone
                 runs = sorted(paired)

@@ -59,11 +59,16 @@ class Cell:
     successes: int = 0
     trials: int = 0
     episodes: list[dict] = field(default_factory=list)
+    # per result file added: {"file", "object_set", "seeds", "settings"} (what the evidence report compares)
+    sources: list[dict] = field(default_factory=list)
 
-    def add(self, res: dict) -> None:
+    def add(self, res: dict, source: str | Path = "") -> None:
         self.successes += int(res["successes"])
         self.trials += int(res["trials"])
         self.episodes.extend(res.get("episodes", []))
+        self.sources.append({"file": str(source), "object_set": res.get("object_set"),
+                             "seeds": [e["seed"] for e in res.get("episodes", []) if "seed" in e],
+                             "settings": res.get("settings") or {}})
 
 
 def load_results(paths: list[Path]) -> dict[tuple[str, str, str], Cell]:
@@ -79,7 +84,7 @@ def load_results(paths: list[Path]) -> dict[tuple[str, str, str], Cell]:
             if found_in_dir:  # other JSON files may live beside eval results
                 continue
             raise ValueError(f"{f}: not a `bora eval` result, missing {missing}")
-        cells[(res["object_set"], res["task"], res["method"])].add(res)
+        cells[(res["object_set"], res["task"], res["method"])].add(res, f)
     return cells
 
 

@@ -186,7 +186,7 @@ def test_plain_demo_plan_is_unchanged(monkeypatch, tmp_path):
     assert isinstance(pl.stages["eval"][0], Job)
 
 
-def _write_eval(path, method, task, oset, outcomes, seed0=100, values=None):
+def _write_eval(path, method, task, oset, outcomes, seed0=100, values=None, settings=None):
     eps = []
     for i, ok in enumerate(outcomes):
         ep = {"seed": seed0 + i, "success": bool(ok), "steps": 12}
@@ -194,8 +194,9 @@ def _write_eval(path, method, task, oset, outcomes, seed0=100, values=None):
             ep["values"] = values(i, ok)
         eps.append(ep)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"method": method, "task": task, "object_set": oset, "trials": len(outcomes),
-                                "successes": int(sum(outcomes)), "episodes": eps}))
+    res = {"method": method, "task": task, "object_set": oset, "trials": len(outcomes),
+           "successes": int(sum(outcomes)), "episodes": eps}
+    path.write_text(json.dumps(res if settings is None else {**res, "settings": settings}))
 
 
 def test_evidence_report_hand_computed(tmp_path):
@@ -255,6 +256,56 @@ def test_evidence_report_hand_computed(tmp_path):
     tg = {t["target"]: t for t in res["targets"]}
     assert d["pooled"]["bootstrap95"][0] >= 0.05
     assert tg["pooled BORA-Offline - CP Base lower bound > 0 (standard)"]["met"]
+
+
+def test_paired_cells_must_be_evaluated_alike(tmp_path, capsys):
+    """Cells compared episode by episode on other seeds, with other trials or max_steps, or a cell with a duplicate
+    result, are refused with one line naming both files and the field (they were read on whatever seeds they
+    shared, or counted twice)."""
+    import re
+
+    out = tmp_path / "demo"
+    ev = out / "eval"
+    st = {"max_steps": None, "replan_steps": 8, "control_hz": 10.0, "num_envs": 1}
+    off, cp = ev / "off.json", ev / "cp.json"
+    _write_eval(off, "BORA-Offline", "press_button", "standard", [1, 0, 1, 1], settings=st)
+    for outcomes, seed0, settings, msg in (
+        ([0, 0, 1, 1], 104, st, f"paired cells differ in seeds: {off} (4 seeds 100..103) vs {cp} (4 seeds 104..107)"),
+        ([0, 1, 1], 100, st, f"paired cells differ in trials: {off} (4) vs {cp} (3)"),
+        ([0, 0, 1, 1], 100, {**st, "max_steps": 50}, f"paired cells differ in max_steps: {off} (None) vs {cp} (50)"),
+    ):
+        _write_eval(cp, "CP Base", "press_button", "standard", outcomes, seed0=seed0, settings=settings)
+        with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+            build(out, n_boot=200)
+    assert bora_main(["report", "evidence", str(out), "--n-boot", "200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"bora report evidence: paired cells differ in max_steps: {off} (None) vs {cp} (50)"
+    # evaluated alike (num_envs is not compared: the same episodes): read
+    _write_eval(cp, "CP Base", "press_button", "standard", [0, 0, 1, 1], settings={**st, "num_envs": 4})
+    (d,) = [x for x in build(out, n_boot=200)["paired"] if x["claim"] == "BORA-Offline - CP Base"]
+    assert d["tasks"][0]["n"] == 4 and d["tasks"][0]["diff"] == pytest.approx(0.25)
+    # the same result twice in one cell: its episodes would count twice
+    cp2 = ev / "cp2.json"
+    _write_eval(cp2, "CP Base", "press_button", "standard", [0, 0, 1, 1], settings=st)
+    msg = f"duplicate results: evaluation seed 100 in both {cp} and {cp2}"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        build(out, n_boot=200)
+    cp2.unlink()
+    # a training seed's pair: its rows evaluated with other max_steps (their seeds may differ: read on shared ones)
+    es = out / "eval_seeds"
+    s_off, s_cp = es / "press_button__bora@s1__standard.json", es / "press_button__cp-bc@s1__standard.json"
+    _write_eval(s_off, "BORA-Offline", "press_button", "standard", [1, 1, 0, 0], settings=st)
+    _write_eval(s_cp, "CP Base", "press_button", "standard", [1, 0, 0, 0], settings={**st, "max_steps": 50})
+    with pytest.raises(ValueError, match=re.escape(f"paired cells differ in max_steps: {s_off} (None) vs {s_cp} (50)")):
+        build(out, n_boot=200)
+    _write_eval(s_cp, "CP Base", "press_button", "standard", [1, 0, 0, 0], settings=st)
+    assert build(out, n_boot=200)["seeds"]["claims"]
+    # two files for one run's cell (the file name's row differs, the method is the same)
+    dup = es / "press_button__cp-bc-copy@s1__standard.json"
+    _write_eval(dup, "CP Base", "press_button", "standard", [1, 0, 0, 0], settings=st)
+    with pytest.raises(ValueError, match=re.escape(f"duplicate results: {dup} and {s_cp} are both CP Base s1 on "
+                                                   "press_button/standard")):  # (file order: "-copy@" < "@")
+        build(out, n_boot=200)
 
 
 def test_evidence_cli(tmp_path, capsys):
