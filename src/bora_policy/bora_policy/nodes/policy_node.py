@@ -19,12 +19,12 @@ Publishes /bora/action_chunk (with z_t), /bora/policy_command, /bora/value, /bor
 statistics on /diagnostics. Services: <ns>/set_mode (SetMode), <ns>/load_checkpoint (LoadCheckpoint).
 
 Faults (issue 20): the commanded episode comes from ``EpisodeGate`` (a START, on /bora/episode or the
-latched copy of the current one on ``episode_current_topic``, else an observation of a
-newer episode, e.g. after a restart mid-episode; no command after the episode's outcome or once a newer
-START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or inferences or rejected checkpoints
-happened in the last ``health_window_s`` (``HealthWindow``, with the last error's text); a checkpoint path
-received over ROS must lie in ``checkpoint_roots`` (``check_checkpoint_path``), else it is refused with the
-reason and the residual in use is kept.
+latched copy of the current one on ``episode_current_topic``, else an observation of a newer episode,
+e.g. after a restart mid-episode; each START resets once, ``EpisodeStarts``; no command after the
+episode's outcome or once a newer START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or
+inferences or rejected checkpoints happened in the last ``health_window_s`` (``HealthWindow``, with the
+last error's text); a checkpoint path received over ROS must lie in ``checkpoint_roots``
+(``check_checkpoint_path``), else it is refused with the reason and the residual in use is kept.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bora_policy.common.control_loop import ControlLoop
-from bora_policy.common.episode_latch import StartLatch
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.nodes.policy_outputs import chunk_messages, diagnostics_message, marker_message
 from bora_policy.nodes.policy_params import SERVICES, SPECS, TOPICS
@@ -49,6 +48,7 @@ from bora_policy.runtime.checkpoint_loader import (
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig, require_finite
 from bora_policy.runtime.chunk_scheduler import ChunkScheduler
 from bora_policy.runtime.episode_gate import EpisodeGate
+from bora_policy.runtime.episode_starts import EpisodeStarts
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
 from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
 from bora_policy.runtime.plan_worker import PlanWorker
@@ -174,8 +174,8 @@ class PolicyNode(Node):
         self._pending_result = None
         self._step = 0  # commands sent before any episode is known (their step field)
         self.gate = EpisodeGate(self.control_hz)  # the commanded episode (runtime/episode_gate.py)
-        # recording session of each recent episode (its START event's session_id), passed through
-        self._episode_sessions: dict[int, str] = {}
+        # STARTs from both topics, each applied once, and each recent episode's session (runtime/episode_starts.py)
+        self.episodes = EpisodeStarts(self.gate)
         self._awaiting_first_obs = False
         self.suppressed = 0  # commands not sent: their episode had ended or a newer one had begun
         self._last_value = None
@@ -202,7 +202,6 @@ class PolicyNode(Node):
         self.create_subscription(
             EpisodeEvent, topics["episode"], self._on_episode, 10
         )
-        self.latch = StartLatch()  # the START applied last (common/episode_latch.py)
         if topics["episode_current"]:  # the current episode's START, latched: this node may connect after it
             latched = QoSProfile(
                 depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -263,27 +262,16 @@ class PolicyNode(Node):
         self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
 
     def _on_current_episode(self, ev) -> None:
-        """The latched copy of the current episode's START: a START not seen yet, else ignored."""
-        stamp = stamp_seconds(ev.header.stamp)
-        if ev.kind != ev.START or not self.latch.is_new(ev.session_id, ev.episode_id, stamp):
-            return
-        if self.gate.known and self.gate.episode_id == int(ev.episode_id):  # adopted from an observation
-            self.latch.applied(ev.session_id, ev.episode_id, stamp)  # no second reset of the same episode
-            return
-        self._on_episode(ev)
+        """The latched copy of the current episode's START: applied when new (runtime/episode_starts.py)."""
+        if ev.kind == ev.START:
+            self.episodes.start(ev.session_id, ev.episode_id, stamp_seconds(ev.header.stamp), latched=True)
 
     def _on_episode(self, ev) -> None:
         if ev.kind == ev.START:
-            if self.latch.is_duplicate(ev.session_id, ev.episode_id):
-                return  # heard on the latched topic first: already applied
-            self.latch.applied(ev.session_id, ev.episode_id, stamp_seconds(ev.header.stamp))
             # applied by the control loop at its next tick (the tick never sees the new episode id
             # without the reset, so no command of the old chunk carries the new id); until then no
-            # command is sent (EpisodeGate.may_command)
-            self.gate.start(int(ev.episode_id), stamp_seconds(ev.header.stamp))
-            self._episode_sessions[int(ev.episode_id)] = str(ev.session_id)
-            while len(self._episode_sessions) > 8:
-                self._episode_sessions.pop(next(iter(self._episode_sessions)))
+            # command is sent (EpisodeGate.may_command); once per episode (runtime/episode_starts.py)
+            self.episodes.start(ev.session_id, ev.episode_id, stamp_seconds(ev.header.stamp))
         elif ev.kind in (ev.SUCCESS, ev.FAILURE, ev.ABORT):
             self.gate.outcome(int(ev.episode_id))  # the episode is over: none of its commands after this
 
@@ -389,9 +377,7 @@ class PolicyNode(Node):
         with self._lock:
             obs = self._latest_obs
         if obs is not None:  # an observation of a newer episode than any known: its START was missed
-            self.gate.observe(int(obs.episode_id), int(obs.step), stamp_seconds(obs.header.stamp))
-            if obs.session_id and int(obs.episode_id) not in self._episode_sessions:
-                self._episode_sessions[int(obs.episode_id)] = str(obs.session_id)  # (no START seen)
+            self.episodes.observe(obs.episode_id, obs.step, stamp_seconds(obs.header.stamp), obs.session_id)
         start = self.gate.take_pending()
         with self._lock:
             obs = self._latest_obs
@@ -448,7 +434,7 @@ class PolicyNode(Node):
                 g = self.gate
                 if cmd.chunk_index >= 0:  # a chunk of this episode executes (not the hold at its START)
                     self.help.tick(
-                        self._last_value, cmd.chunk_index, g.episode_id, self._episode_sessions.get(g.episode_id, ""),
+                        self._last_value, cmd.chunk_index, g.episode_id, self.episodes.session(g.episode_id),
                         self._step if g.t_start is None else episode_step(t, g.t_start, self.control_hz), t,
                     )
         self.stats.durations.append(time.perf_counter() - t_start)
@@ -465,7 +451,7 @@ class PolicyNode(Node):
         g = self.gate
         step = self._step if g.t_start is None else episode_step(self._now(), g.t_start, self.control_hz)
         m.episode_id, m.step, m.chunk_index = g.episode_id, step, int(chunk_index)
-        m.session_id = self._episode_sessions.get(g.episode_id, "")
+        m.session_id = self.episodes.session(g.episode_id)
         m.joint_names = list(names)
         m.position = [float(x) for x in position]
         self.pub_cmd.publish(m)

@@ -18,7 +18,7 @@ def chunk_messages(node, obs, arr, res):
     if c.episode_id == 0 and g.t_start is not None:
         # an observation without an episode (its sync node saw no START) planned in the current episode:
         # the chunk carries that episode and the step of the observation's stamp on its time base
-        c.episode_id, c.session_id = g.episode_id, node._episode_sessions.get(g.episode_id, "")
+        c.episode_id, c.session_id = g.episode_id, node.episodes.session(g.episode_id)
         c.step = episode_step(stamp_seconds(obs.header.stamp), g.t_start, node.control_hz)
     c.chunk_size, c.action_dim = int(res.final.shape[0]), int(res.final.shape[1])
     c.joint_names = list(arr.joint_names)

@@ -22,7 +22,9 @@ is taken as one of the current episode once an episode is known: it is the same 
 refusing it would leave the policy repeating its last chunk's final row without a word.
 
 Ids only move forward (an observation of an older episode than the current one, e.g. the previous
-episode's last frame in flight, is ignored); a START event is authoritative and may set any id.
+episode's last frame in flight, is ignored); a START event is authoritative and may set any id. The
+START of the episode already adopted from its observations resets nothing (``start``): one reset per
+episode.
 Thread-safe: the executor thread reports events, the control tick and the inference thread read.
 Library code: no rclpy.
 """
@@ -46,10 +48,29 @@ class EpisodeGate:
         self._pending: tuple[int, float, str] | None = None
 
     # ------------------------------------------------------------------ events (executor thread)
-    def start(self, episode_id: int, stamp: float) -> None:
-        """A START event: the episode begins at ``stamp`` (applied by the next ``take_pending``)."""
+    def start(self, episode_id: int, stamp: float, reset_adopted: bool = False) -> bool:
+        """A START event: the episode begins at ``stamp`` (applied by the next ``take_pending``). True when
+        it starts a new episode (a reset at the next tick).
+
+        False for the START of the episode already adopted from its observations (the current one, or the
+        one waiting for the tick, with source "observation": the sync node heard the START first and its
+        observation reached this node before the event did): the same episode, so no reset of its own. Its
+        START stamp becomes the time base and "start" the source. Found in review: that late START reset
+        the executor a second time, dropping the episode's first chunk. ``reset_adopted``: treat it as a
+        new episode anyway (the caller knows the observations named another recording session).
+        """
+        ep, t = int(episode_id), float(stamp)
         with self._lock:
-            self._pending = (int(episode_id), float(stamp), "start")
+            p = self._pending
+            if not reset_adopted and p is not None and p[0] == ep and p[2] == "observation":
+                self._pending = (ep, t, "start")  # the one reset stays, on the START's time base
+                return False
+            adopted = self.known and self.episode_id == ep and self.source == "observation"
+            if not reset_adopted and p is None and adopted:
+                self.t_start, self.source = t, "start"
+                return False
+            self._pending = (ep, t, "start")
+            return True
 
     def outcome(self, episode_id: int) -> None:
         """SUCCESS / FAILURE / ABORT of ``episode_id``: no further command of it."""
