@@ -25,12 +25,12 @@ from bora_policy.runtime.health import ERROR, OK, WARN, HealthWindow
 
 def test_policy_started_mid_episode_adopts_the_observed_episode_and_its_time_base():
     g = EpisodeGate(control_hz=10.0)
-    assert not g.known and g.may_command() and g.accepts(0)  # nothing known: episode 0, as the observations
+    assert not g.known and g.may_command() and g.accepts(0, 999.0)  # nothing known: episode 0, as the observations
     g.observe(3, 57, 1000.0)  # an observation of episode 3 at step 57 (its START was before we started)
     assert not g.may_command()  # a newer episode waits for the tick
     assert g.take_pending() == (3, pytest.approx(1000.0 - 5.7), "observation")
     assert g.episode_id == 3 and g.t_start == pytest.approx(994.3) and g.may_command()
-    assert g.accepts(3) and not g.accepts(2) and not g.accepts(4)
+    assert g.accepts(3, 1000.0) and not g.accepts(2, 1000.0) and not g.accepts(4, 1000.0)
     g.observe(2, 10, 1001.0)  # an older episode's frame in flight: ignored
     g.observe(3, 58, 1000.1)
     assert g.take_pending() is None and g.episode_id == 3
@@ -44,11 +44,11 @@ def test_outcome_stops_commands_until_the_next_episode():
     g.outcome(3)  # an older episode's outcome changes nothing
     assert g.may_command()
     g.outcome(4)
-    assert not g.may_command() and not g.accepts(4) and g.ended
+    assert not g.may_command() and not g.accepts(4, 51.0) and g.ended
     g.observe(4, 12, 51.2)  # its observations keep arriving: still ended
     assert g.take_pending() is None and not g.may_command()
     g.start(5, 53.0)
-    assert g.take_pending() == (5, 53.0, "start") and g.may_command() and g.accepts(5)
+    assert g.take_pending() == (5, 53.0, "start") and g.may_command() and g.accepts(5, 53.1)
 
 
 def test_an_episode_whose_start_and_outcome_were_both_missed_is_not_commanded_and_the_next_is():
@@ -66,7 +66,7 @@ def test_an_episode_whose_start_and_outcome_were_both_missed_is_not_commanded_an
 def test_unknown_episode_outcome_ends_the_unnamed_episode():
     g = EpisodeGate(10.0)  # nobody saw START 1: observations and commands carry 0
     g.outcome(1)
-    assert not g.may_command() and not g.accepts(0)
+    assert not g.may_command() and not g.accepts(0, 1.0)
     g.start(2, 5.0)
     g.take_pending()
     assert g.may_command() and g.episode_id == 2
@@ -212,13 +212,24 @@ def test_tick_stats_returns_a_late_interval():
     assert s.tick(10.40) == pytest.approx(0.151) and s.late == 1 and s.ticks == 4
 
 
-def test_observation_without_episode_is_one_of_the_current_episode():
+def test_observation_without_episode_is_one_of_the_current_episode_from_its_start_on():
     g = EpisodeGate(10.0)
-    assert g.accepts(0) and g.belongs(5)  # nothing known yet: anything
+    assert g.accepts(0, 0.5) and g.belongs(5, 0.5)  # nothing known yet: anything
     g.start(5, 1.0)
     g.take_pending()
-    assert g.accepts(0) and g.accepts(5) and not g.accepts(4) and not g.accepts(6)  # a restarted sync: 0
+    assert g.accepts(0, 1.0) and g.accepts(0, 1.3) and g.accepts(5, 1.3)  # a restarted sync: 0, from the START on
+    assert not g.accepts(4, 1.3) and not g.accepts(6, 1.3)
+    # the newest observation when START 5 came: id 0, taken 0.1 s before it (the robot before its reset)
+    assert not g.belongs(0, 0.9) and not g.accepts(0, 0.9)
     g.observe(0, 3, 2.0)  # an observation without an episode never starts one
     assert g.take_pending() is None and g.episode_id == 5
     g.outcome(5)
-    assert not g.accepts(0)
+    assert not g.accepts(0, 2.0)
+
+
+def test_observation_without_episode_counts_from_the_time_base_of_an_adopted_episode():
+    g = EpisodeGate(10.0)
+    g.observe(3, 57, 1000.0)  # adopted: t_start = 1000.0 - 5.7 = 994.3
+    g.take_pending()
+    assert g.belongs(0, 994.35) and g.accepts(0, 999.0)
+    assert not g.belongs(0, 994.2) and not g.accepts(0, 990.0)

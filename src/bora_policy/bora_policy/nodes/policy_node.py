@@ -332,7 +332,7 @@ class PolicyNode(Node):
         arr, res = out
         with self._lock:
             self.sched.ready(self._now())
-            if not self.gate.accepts(arr.episode_id):
+            if not self.gate.accepts(arr.episode_id, arr.stamp):
                 self.sched.failed()  # its episode ended (or a newer one began) during the inference: unused
                 return
             self._pending_result = (obs, arr, res)
@@ -348,8 +348,8 @@ class PolicyNode(Node):
         """Plan from ``obs`` (the newest observation; called with ``_lock`` held)."""
         if self._now() - stamp_seconds(obs.header.stamp) > self.stale_s:
             return  # no fresh observation (e.g. the sync node restarts): no plan, and no command is sent
-        if not self.gate.accepts(int(obs.episode_id)):
-            return  # an observation of another episode, or the episode is over: plan nothing
+        if not self.gate.accepts(int(obs.episode_id), stamp_seconds(obs.header.stamp)):
+            return  # an observation of another episode (or of none, before its START), or it is over
         if int(obs.episode_id) == 0 and self.gate.known:
             self.health.report(
                 "observation_without_episode",
@@ -381,6 +381,7 @@ class PolicyNode(Node):
         start = self.gate.take_pending()
         with self._lock:
             obs = self._latest_obs
+            newest = None if obs is None else stamp_seconds(obs.header.stamp)
             if start is not None:
                 # a new episode: drop the previous episode's chunk (no blending across the reset) and send
                 # nothing until its first observation arrives; then hold that state and plan from it
@@ -392,13 +393,13 @@ class PolicyNode(Node):
                 self.sched.begin_episode(None, t)
                 self.help.reset()
                 self._awaiting_first_obs = True
-            if self._awaiting_first_obs and obs is not None and self.gate.belongs(int(obs.episode_id)):
+            if self._awaiting_first_obs and obs is not None and self.gate.belongs(obs.episode_id, newest):
                 state = observation_arrays(obs).state
                 if require_finite(state, "", raise_=False):  # a NaN reading held would poison every later command
                     self.sched.hold(state, t)
                     self._awaiting_first_obs = False
             pending, self._pending_result = self._pending_result, None
-            if pending is not None and not self.gate.belongs(int(pending[1].episode_id)):
+            if pending is not None and not self.gate.belongs(pending[1].episode_id, pending[1].stamp):
                 pending = None  # planned from the previous episode's last observation: discard
                 self.sched.failed()
             if pending is not None:  # the chunk planned ahead is ready: switch to it at this tick
@@ -410,7 +411,6 @@ class PolicyNode(Node):
                 self._joint_names, self._chunk_obs_stamp, self._latency_pending = arr.joint_names, arr.stamp, True
                 self._last_value = res
                 self.marker_state.observe(getattr(res, "q", None), getattr(res, "v", None))
-            newest = None if obs is None else stamp_seconds(obs.header.stamp)
             if self.mode != PAUSED and self.sched.on_tick(newest):
                 self._request_plan(obs)
             # phase lock: the tick falls just after a chunk planned from the newest observation is ready

@@ -18,8 +18,12 @@ is sent (``may_command`` is False) until the next episode begins. ``may_command`
 newer START waits for the next tick, so a START that arrives during a tick stops that tick's command.
 
 An observation without an episode (id 0: its sync node saw no START, e.g. it was restarted mid-episode)
-is taken as one of the current episode once an episode is known: it is the same robot's fresh state, and
-refusing it would leave the policy repeating its last chunk's final row without a word.
+is taken as one of the current episode once an episode is known, if it was taken at or after the
+episode's start (its stamp >= ``t_start``, the sync node's own rule, runtime/episode_labels.py): it is the
+same robot's fresh state, and refusing it would leave the policy repeating its last chunk's final row
+without a word. One stamped before the start is the previous episode's (the robot before its reset):
+found in review, the newest observation when a START came, id 0, was held and planned from as the new
+episode's first state.
 
 Ids only move forward (an observation of an older episode than the current one, e.g. the previous
 episode's last frame in flight, is ignored); a START event is authoritative and may set any id. The
@@ -115,16 +119,19 @@ class EpisodeGate:
         with self._lock:
             return not self.ended and self._pending is None
 
-    def belongs(self, episode_id: int) -> bool:
-        """An observation of ``episode_id`` is one of the current episode: no episode is known yet, the
-        ids are equal, or the observation carries none (0)."""
+    def belongs(self, episode_id: int, stamp: float) -> bool:
+        """An observation of ``episode_id`` stamped ``stamp`` is one of the current episode: no episode is
+        known yet, the ids are equal, or the observation carries none (0) and was taken at or after the
+        episode's start."""
         ep = int(episode_id)
-        return self.t_start is None or ep == self.episode_id or ep == 0
+        if self.t_start is None or ep == self.episode_id:
+            return True
+        return ep == 0 and float(stamp) >= self.t_start
 
-    def accepts(self, episode_id: int) -> bool:
-        """Whether a chunk planned from an observation of ``episode_id`` belongs to the episode that
-        is being commanded (False for an ended episode or an older/other one)."""
+    def accepts(self, episode_id: int, stamp: float) -> bool:
+        """Whether a chunk planned from an observation of ``episode_id`` stamped ``stamp`` belongs to the
+        episode that is being commanded (False for an ended episode or an older/other one)."""
         with self._lock:
             if self._pending is not None or self.ended:
                 return False
-            return self.belongs(episode_id)
+            return self.belongs(episode_id, stamp)
