@@ -8,7 +8,7 @@ import pytest
 
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
-from bora_policy.runtime.chunk_scheduler import ChunkScheduler, late_phase, phase_correction
+from bora_policy.runtime.chunk_scheduler import ChunkScheduler, check_replan_steps, late_phase, phase_correction
 
 DT = 0.1
 
@@ -239,3 +239,16 @@ def test_plan_worker_runs_one_plan_at_a_time_and_reports_errors():
     finally:
         w.stop()
     assert not w.submit(5)  # stopped
+
+
+def test_replan_steps_must_lie_within_the_ticks_a_chunk_lasts():
+    assert check_replan_steps(16, 16, 10.0, 10.0) == 16 and check_replan_steps(1, 16, 10.0, 10.0) == 1
+    # 16 rows at 10 Hz reach 1.5 s after the observation: the ticks 0 .. 30 at 20 Hz, 31 of them
+    assert check_replan_steps(31, 16, 20.0, 10.0) == 31
+    # at 3 Hz the ticks at 0, 1/3, 2/3, 1 and 4/3 s fall within the 1.5 s: 5
+    assert check_replan_steps(5, 16, 3.0, 10.0) == 5
+    for n, hz, want in ((17, 10.0, "[1, 16]"), (0, 10.0, "[1, 16]"), (32, 20.0, "[1, 31]"), (6, 3.0, "[1, 5]")):
+        with pytest.raises(ValueError) as e:
+            check_replan_steps(n, 16, hz, 10.0)
+        msg = str(e.value)
+        assert msg.startswith(f"replan_steps = {n} is out of range: expected in {want}") and "\n" not in msg

@@ -101,6 +101,9 @@ def _refused(module: str, *params: str) -> str:
          "sync: parameter slop = -0.5 is out of range: expected in [0, 1]"),
         ("bora_policy.nodes.policy_node", "replan_steps:=0",
          "policy: parameter replan_steps = 0 is out of range: expected in [1, 1024]"),
+        ("bora_policy.nodes.policy_node", "replan_steps:=17",  # config/graph.yaml: chunk_size 16, control_hz 10
+         "policy: parameter replan_steps = 17 is out of range: expected in [1, 16] (a chunk of 16 rows at "
+         "chunk_hz 10 lasts 16 control ticks at control_hz 10)"),
         ("bora_policy.nodes.policy_node", "initial_mode:=fast",
          "policy: parameter initial_mode = 'fast': expected one of ['autonomous', 'paused', 'hold']"),
         ("bora_teleop.nodes.teleop_node", "watchdog_timeout_s:=0.0",

@@ -46,7 +46,7 @@ from bora_policy.runtime.checkpoint_loader import (
     default_checkpoint_roots,
 )
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig, require_finite
-from bora_policy.runtime.chunk_scheduler import ChunkScheduler
+from bora_policy.runtime.chunk_scheduler import ChunkScheduler, check_replan_steps
 from bora_policy.runtime.episode_gate import EpisodeGate
 from bora_policy.runtime.episode_starts import EpisodeStarts
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
@@ -79,6 +79,10 @@ class PolicyNode(Node):
             max_delta=float(P["max_delta"]),
             max_velocity=tuple(float(v) for v in P["max_joint_velocity"]) if any(P["max_joint_velocity"]) else (),
         )
+        try:  # replan_steps in 1 .. the ticks a chunk lasts (runtime/chunk_scheduler.py)
+            check_replan_steps(self.replan_steps, graph.chunk_size, self.control_hz, exec_cfg.chunk_hz)
+        except ValueError as e:
+            raise StartupError(f"policy: parameter {e}") from e
         steps = int(P["num_inference_steps"])
         run_cfg = PolicyRunnerConfig(
             residual_scale=graph.residual_scale,

@@ -59,6 +59,28 @@ def phase_correction(
     return float(np.clip(-gain * e, -lim, lim))
 
 
+def check_replan_steps(replan_steps: int, chunk_size: int, control_hz: float, chunk_hz: float) -> int:
+    """``replan_steps`` when a chunk lasts that many control ticks, else a one-line ValueError naming it.
+
+    A chunk of ``k = chunk_size`` rows at ``chunk_hz`` has targets for the ticks ``i`` (at ``control_hz``)
+    with ``i / control_hz <= (k - 1) / chunk_hz``: ``H = floor((k - 1) * control_hz / chunk_hz) + 1`` ticks,
+    ``k`` when the two rates are equal. A switch after more than ``H`` ticks would hold the chunk's last row
+    for the rest (``ChunkExecutor`` clamps past the end), so ``replan_steps`` must lie in ``1 .. H``
+    (found in review: only ``>= 1`` was checked)."""
+    n, k = int(replan_steps), int(chunk_size)
+    if k < 1 or not (control_hz > 0 and chunk_hz > 0):
+        raise ValueError(
+            f"check_replan_steps: expected chunk_size >= 1 and rates > 0, got {k}, {control_hz}, {chunk_hz}"
+        )
+    horizon = math.floor((k - 1) * float(control_hz) / float(chunk_hz) + 1e-9) + 1
+    if not 1 <= n <= horizon:
+        raise ValueError(
+            f"replan_steps = {n} is out of range: expected in [1, {horizon}] (a chunk of {k} rows at chunk_hz "
+            f"{chunk_hz:g} lasts {horizon} control ticks at control_hz {control_hz:g})"
+        )
+    return n
+
+
 class ChunkScheduler:
     """Replan state machine over a :class:`ChunkExecutor` (module docstring).
 
