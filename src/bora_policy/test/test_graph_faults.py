@@ -109,8 +109,9 @@ def graph(tmp_path_factory):
     torch.manual_seed(1)
     act = ResidualChunkActor(25, 25, 16, 96, ResidualConfig(hidden_dims=[32, 32], init_scale=0.1))
     sd = {k: v.contiguous() for k, v in act.state_dict().items()}
-    save_file(sd, str(roots / "good.safetensors"))
-    save_file(sd, str(tmp / "outside.safetensors"))  # a valid checkpoint, but outside the roots
+    meta = {"normalizer_version": json.loads((vla_dir / "normalizer.json").read_text())["version"]}
+    save_file(sd, str(roots / "good.safetensors"), metadata=meta)
+    save_file(sd, str(tmp / "outside.safetensors"), metadata=meta)  # a valid checkpoint, but outside the roots
     (roots / "escape.safetensors").symlink_to(tmp / "outside.safetensors")
     cmd = [
         sys.executable, "-m", "bora_trainer.cli", "up", "--sim", "--vla", str(vla_dir), "--duration", "600",

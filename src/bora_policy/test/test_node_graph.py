@@ -39,12 +39,13 @@ def _sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-def _residual_files(tmp: Path, z_dim: int) -> dict[str, Path]:
+def _residual_files(tmp: Path, z_dim: int, norm_version: str) -> dict[str, Path]:
     import torch
     from safetensors.torch import save_file
 
     from bora_policy.models.residual import ResidualChunkActor, ResidualConfig
 
+    meta = {"normalizer_version": norm_version}  # the demo VLA's: a checkpoint without one is refused
     out = {}
     for name, seed in (("a", 1), ("b", 2)):
         torch.manual_seed(seed)
@@ -52,7 +53,8 @@ def _residual_files(tmp: Path, z_dim: int) -> dict[str, Path]:
             STATE_DIM, ACTION_DIM, CHUNK, z_dim, ResidualConfig(hidden_dims=[32, 32], init_scale=0.1)
         )
         save_file(
-            {k: v.contiguous() for k, v in act.state_dict().items()}, str(tmp / f"res_{name}.safetensors")
+            {k: v.contiguous() for k, v in act.state_dict().items()}, str(tmp / f"res_{name}.safetensors"),
+            metadata=meta,
         )
         out[name] = tmp / f"res_{name}.safetensors"
     bad = bytearray(out["b"].read_bytes())
@@ -63,10 +65,11 @@ def _residual_files(tmp: Path, z_dim: int) -> dict[str, Path]:
     act = ResidualChunkActor(STATE_DIM, ACTION_DIM, CHUNK, z_dim, ResidualConfig(hidden_dims=[32, 32]))
     sd = {k: v.clone().contiguous() for k, v in act.state_dict().items()}
     sd["head.bias"][0] = float("nan")
-    save_file(sd, str(tmp / "res_nan.safetensors"))
+    save_file(sd, str(tmp / "res_nan.safetensors"), metadata=meta)
     out["nan"] = tmp / "res_nan.safetensors"
     act = ResidualChunkActor(STATE_DIM, ACTION_DIM, CHUNK, z_dim, ResidualConfig(hidden_dims=[16, 16]))
-    save_file({k: v.contiguous() for k, v in act.state_dict().items()}, str(tmp / "res_shape.safetensors"))
+    save_file({k: v.contiguous() for k, v in act.state_dict().items()}, str(tmp / "res_shape.safetensors"),
+              metadata=meta)
     out["shape"] = tmp / "res_shape.safetensors"
     return out
 
@@ -106,7 +109,7 @@ def graph(tmp_path_factory):
 
     z_dim = 96  # paligemma-tiny hidden size
     assert json.loads((vla_dir / "config.json").read_text())["chunk_size"] == CHUNK
-    files = _residual_files(tmp, z_dim)
+    files = _residual_files(tmp, z_dim, json.loads((vla_dir / "normalizer.json").read_text())["version"])
     with_teleop = "teleop" in (yaml.safe_load((ROOT / "config" / "sim.yaml").read_text()) or {})
     cmd = [
         sys.executable,

@@ -198,7 +198,7 @@ def test_policy_runner_composes_residual_and_keeps_old_on_bad_file(tmp_path):
         r0.proprio_norm, (state - norm.state_mean) / (norm.state_std + norm.eps), atol=1e-5
     )
     act = ResidualChunkActor(S, A, k, vla.z_dim, ResidualConfig(hidden_dims=[16], init_scale=0.5))
-    save_file(act.state_dict(), str(tmp_path / "r.safetensors"))
+    save_file(act.state_dict(), str(tmp_path / "r.safetensors"), metadata={"normalizer_version": norm.version})
     ok, msg = runner.load_residual(str(tmp_path / "r.safetensors"))
     assert ok, msg
     assert runner.infer(color, state, "pick").residual_scale == 0.0  # staged, not yet committed

@@ -183,10 +183,13 @@ def test_multi_round_folding_matches_algorithm_1(tmp_path):
     a_vla = plain.infer(color, state, "pick").base_norm  # no residual: the VLA chunk itself
     r1, r2, r3 = _actor(1, Z), _actor(2, Z, (8, 8)), _actor(3, Z)
     f1 = tmp_path / "round1.safetensors"
-    save_file({k: v.contiguous() for k, v in r1.state_dict().items()}, str(f1), metadata={"lambda": "0.5"})
+    nv = norm.version  # every residual stores the normaliser it was trained with
+    save_file({k: v.contiguous() for k, v in r1.state_dict().items()}, str(f1),
+              metadata={"lambda": "0.5", "normalizer_version": nv})
     _write_stack(tmp_path / "online_ck", [(r1, 0.5), (r2, 0.6)], norm.version)
     f3 = tmp_path / "current.safetensors"
-    save_file({k: v.contiguous() for k, v in r3.state_dict().items()}, str(f3), metadata={"alpha": "0.3"})
+    save_file({k: v.contiguous() for k, v in r3.state_dict().items()}, str(f3),
+              metadata={"alpha": "0.3", "normalizer_version": nv})
 
     def t(x):
         return torch.as_tensor(np.asarray(x), dtype=torch.float32)[None]
@@ -230,7 +233,7 @@ def test_multi_round_folding_matches_algorithm_1(tmp_path):
     np.testing.assert_allclose(res.final, fin, atol=1e-4)
     # errors: a single file without a lambda; a stack trained with another normaliser (hot reload keeps old)
     f0 = tmp_path / "nolam.safetensors"
-    save_file({k: v.contiguous() for k, v in r1.state_dict().items()}, str(f0))
+    save_file({k: v.contiguous() for k, v in r1.state_dict().items()}, str(f0), metadata={"normalizer_version": nv})
     with pytest.raises(CheckpointRejected, match="@LAMBDA"):
         PolicyRunner.from_paths(str(tmp_path / "vla"), frozen_residual_paths=[str(f0)])
     _write_stack(tmp_path / "other_norm", [(r2, 0.6)], "0" * 16)
@@ -259,6 +262,46 @@ def test_multi_round_folding_matches_algorithm_1(tmp_path):
     ok, msg = run.load_residual(str(ck_dir / "residual.safetensors"))
     assert ok, msg
 
+
+
+def test_residual_blend_weights_are_range_checked_and_the_normaliser_version_is_required(tmp_path):
+    pol = _policy()
+    pol.save(tmp_path / "vla")
+    nv = pol.normalizer.version
+    run = PolicyRunner.from_paths(str(tmp_path / "vla"))
+    r1, r2 = _actor(1, pol.z_dim), _actor(2, pol.z_dim)
+    sd = {k: v.contiguous() for k, v in r1.state_dict().items()}
+
+    def single(name, **meta):
+        f = tmp_path / f"{name}.safetensors"
+        save_file(sd, str(f), metadata=meta)
+        return str(f)
+
+    def refused(result, text):
+        ok, msg = result
+        assert not ok and text in msg and "\n" not in msg, msg
+        assert not run.residual_slot.pending and run.residual_slot.snapshot()[0] is None
+
+    refused(run.load_residual(single("nover", alpha="0.3")), f"no normalizer_version stored: expected {nv}")
+    refused(run.load_residual(single("big", alpha="1.5", normalizer_version=nv)),
+            "alpha = '1.5' is out of range: expected a number in [0, 1]")
+    refused(run.load_residual(single("nan", alpha="nan", normalizer_version=nv)), "alpha = 'nan' is out of range")
+    refused(run.load_residual(single("word", alpha="high", normalizer_version=nv)), "alpha = 'high' is out of range")
+    _write_stack(tmp_path / "stack_nover", [(r1, 0.5)], "")
+    refused(run.load_residual(str(tmp_path / "stack_nover")), "no normalizer_version stored")
+    _write_stack(tmp_path / "stack_big", [(r1, 0.5), (r2, 2.0)], nv)
+    refused(run.load_residual(str(tmp_path / "stack_big")), "residuals[1].lambda = 2.0 is out of range")
+    ok, msg = run.load_residual(single("edge", alpha="1", normalizer_version=nv))  # the bound itself is in range
+    assert ok, msg
+    run.residual_slot.commit()
+    assert run.infer(*_obs(), "pick").residual_scale == 1.0
+    vla = str(tmp_path / "vla")
+    with pytest.raises(CheckpointRejected, match=r"@LAMBDA = 1\.5 is out of range"):
+        PolicyRunner.from_paths(vla, frozen_residual_paths=[single("fr", normalizer_version=nv) + "@1.5"])
+    with pytest.raises(CheckpointRejected, match="lambda = '-0.2' is out of range"):
+        PolicyRunner.from_paths(vla, frozen_residual_paths=[single("neg", normalizer_version=nv, **{"lambda": "-0.2"})])
+    with pytest.raises(CheckpointRejected, match="no normalizer_version stored"):
+        PolicyRunner.from_paths(vla, frozen_residual_paths=[single("fr_nover", **{"lambda": "0.5"})])
 
 def test_demo_vla_is_a_vla_policy_and_is_reused(tmp_path):
     home = np.linspace(-0.5, 0.5, A)

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from bora_policy.models.normalizer import Normalizer
 from bora_policy.models.residual import ResidualChunkActor, ResidualConfig, load_residual_checkpoint
-from bora_policy.runtime.policy_runner import _stack_checkpoint_dir
+from bora_policy.runtime.residual_meta import stack_checkpoint_dir
 from bora_trainer.config_io import load_config
 from bora_trainer.data.bag_convert import ConvertConfig, convert
 from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_scripted_bag
@@ -131,7 +131,7 @@ def test_two_rounds_freeze_fold_announce_and_resume(tmp_path):
     assert len(pol1.frozen) == 0 and al1 == pytest.approx(0.4)
     # round 2 starts: announced as the directory of a 2-residual stack (fresh residual 2)
     a2s, meta2s, files2s = announced[-1]
-    assert a2s.round == 2 and Path(a2s.path).is_dir() and _stack_checkpoint_dir(Path(a2s.path)) is not None
+    assert a2s.round == 2 and Path(a2s.path).is_dir() and stack_checkpoint_dir(Path(a2s.path)) is not None
     assert [e["lambda"] for e in meta2s["extra"]["residuals"]] == pytest.approx([0.4, A0])
     assert a2s.sha256 == meta2s["files"]["residual_2.safetensors"]
     assert not torch.equal(files2s["residual_2.safetensors"]["head.weight"], w1["head.weight"])

@@ -32,6 +32,9 @@ reload never changes the residual in the middle of an inference.
 Frozen residual paths: ``PATH`` or ``PATH@LAMBDA``; a multi-round checkpoint folds ALL its residuals
 (the last with ``LAMBDA`` when given), a single file needs ``@LAMBDA`` or a ``lambda``/``alpha`` metadata
 entry.
+
+Every checkpoint must store the normaliser version it was trained with (the policy's), and every alpha and
+lambda must lie in [0, 1]; otherwise it is refused in one line naming the field (runtime/residual_meta.py).
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ from bora_policy.runtime.checkpoint_loader import (
     verify_checkpoint,
 )
 from bora_policy.runtime.processor import ObservationProcessor
+from bora_policy.runtime.residual_meta import (
+    blend_weight,
+    check_normalizer_version,
+    single_file_normalizer_version,
+    split_lambda,
+    stack_checkpoint_dir,
+)
 
 
 def pick_device(prefer: str = "auto") -> torch.device:
@@ -89,33 +99,6 @@ def load_critic(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
     d = resolve_critic_dir(path)
     crit = _load(d, device=device).eval().requires_grad_(False)
     return crit, sha256_file(d / CRITIC_WEIGHTS)[:16]
-
-
-def _split_lambda(spec: str) -> tuple[str, float | None]:
-    """``PATH@LAMBDA`` -> (PATH, LAMBDA); ``PATH`` -> (PATH, None)."""
-    path, sep, lam = str(spec).rpartition("@")
-    if not sep or not path:
-        return str(spec), None
-    try:
-        return path, float(lam)
-    except ValueError:
-        return str(spec), None
-
-
-def _stack_checkpoint_dir(path: Path) -> Path | None:
-    """The checkpoint directory of a multi-round residual checkpoint (or online run), else None."""
-    if path.is_dir() and (path / "latest").is_file():
-        path = path / "checkpoints" / (path / "latest").read_text().strip()
-    meta = path / "meta.json"
-    if not (path.is_dir() and meta.is_file()):
-        return None
-    try:
-        extra = json.loads(meta.read_text()).get("extra", {})
-    except (OSError, ValueError) as e:
-        raise CheckpointRejected(f"{meta}: unreadable meta.json ({e})") from e
-    if extra.get("kind") == "residual" and extra.get("residuals"):
-        return path
-    return None
 
 
 @dataclass
@@ -274,31 +257,15 @@ class PolicyRunner:
         rc = ResidualConfig(hidden_dims=dims["hidden_dims"], layer_norm=dims["layer_norm"])
         return ResidualChunkActor(S, A, k, Z, rc)
 
-    def _check_normalizer(self, version: str | None, where: str) -> None:
-        """A residual maps NORMALISED proprio and base chunks: it must have been trained with this VLA's
-        normaliser (a version stored with it; none stored: not checkable, accepted)."""
-        if version not in (None, "", self.normalizer.version):
-            raise CheckpointRejected(
-                f"{where}: residual trained with normaliser {version}, the policy's is {self.normalizer.version}"
-            )
-
     def _check_single_file_normalizer(self, path: Path, metadata: dict) -> None:
-        """The version in the file's safetensors metadata, else in the meta.json of the checkpoint
-        directory the file sits in (the trainer's round-1 announcement is such a file)."""
-        version = metadata.get("normalizer_version")
-        side = path.parent / "meta.json"
-        if not version and side.is_file():
-            try:
-                version = json.loads(side.read_text()).get("extra", {}).get("normalizer_version")
-            except (OSError, ValueError, AttributeError) as e:
-                raise CheckpointRejected(f"{side}: unreadable checkpoint description ({e})") from e
-        self._check_normalizer(version, str(path))
+        """The file's normaliser version (runtime/residual_meta.py) must be this VLA's; none is refused."""
+        check_normalizer_version(single_file_normalizer_version(path, metadata), self.normalizer.version, str(path))
 
     def _load_stack(self, ck_dir: Path, sha256: str = "") -> tuple[list[FrozenResidual], str]:
         """All residuals of a multi-round checkpoint, verified; version = sha256[:16] of the last file."""
         meta = json.loads((ck_dir / "meta.json").read_text())
         extra = meta["extra"]
-        self._check_normalizer(extra.get("normalizer_version"), str(ck_dir))
+        check_normalizer_version(extra.get("normalizer_version"), self.normalizer.version, f"{ck_dir}/meta.json")
         try:
             rc_fields = dict(extra["residual_config"])
             dims = dict(extra["dims"])
@@ -316,7 +283,8 @@ class PolicyRunner:
                 **{**rc_fields, "hidden_dims": arch["hidden_dims"], "layer_norm": arch["layer_norm"]}
             )
             module, ck = load_module_checked(ResidualChunkActor(cfg=rc, **dims), f, want)
-            out.append(FrozenResidual(module.to(self.device), float(r["lambda"])))
+            lam = blend_weight(r.get("lambda"), f"residuals[{i}].lambda", f"{ck_dir}/meta.json")
+            out.append(FrozenResidual(module.to(self.device), lam))
             version = ck.version
         return out, version
 
@@ -327,7 +295,7 @@ class PolicyRunner:
         """
         try:
             p = Path(path)
-            stack_dir = _stack_checkpoint_dir(p)
+            stack_dir = stack_checkpoint_dir(p)
             if stack_dir is not None:
                 stack, version = self._load_stack(stack_dir, sha256)
                 current = stack[-1]
@@ -338,22 +306,24 @@ class PolicyRunner:
                 self.residual_template(verify_checkpoint(p, sha256).state)
             module, ck = load_module_checked(self.residual_template(), p, sha256)
             self._check_single_file_normalizer(p, ck.metadata)
+            alpha = ck.metadata.get("alpha")  # none stored: residual_scale (deployed_alpha)
+            alpha = blend_weight(alpha, "alpha", f"{ck.path} (safetensors metadata)") if alpha else None
         except (CheckpointRejected, FileNotFoundError, RuntimeError, OSError, ValueError) as e:
             return False, str(e)
-        alpha = ck.metadata.get("alpha")
         rp = self._compose_policy(module.to(self.device))
-        self.residual_slot.stage((rp, float(alpha) if alpha else None), ck.version)
+        self.residual_slot.stage((rp, alpha), ck.version)
         return True, f"verified {ck.path.name} sha256 {ck.version}"
 
     def load_frozen_residuals(self, specs: Sequence[str]) -> list[FrozenResidual]:
         """Earlier rounds' residuals from ``PATH`` / ``PATH@LAMBDA`` specs, in round order (raises)."""
         out: list[FrozenResidual] = []
         for spec in specs:
-            path, lam = _split_lambda(spec)
+            path, lam = split_lambda(spec)
+            lam = None if lam is None else blend_weight(lam, "@LAMBDA", f"frozen residual {spec}")
             p = Path(path)
             if not p.exists():
                 raise FileNotFoundError(f"frozen residual {p} does not exist")
-            stack_dir = _stack_checkpoint_dir(p)
+            stack_dir = stack_checkpoint_dir(p)
             if stack_dir is not None:
                 stack, _ = self._load_stack(stack_dir)
                 if lam is not None:
@@ -364,13 +334,13 @@ class PolicyRunner:
             self._check_single_file_normalizer(p, ck.metadata)
             module, ck = load_module_checked(self._actor_from_state(ck.state), p)
             if lam is None:
-                stored = ck.metadata.get("lambda") or ck.metadata.get("alpha")
-                if not stored:
+                key = "lambda" if ck.metadata.get("lambda") else "alpha"
+                if not ck.metadata.get(key):
                     raise CheckpointRejected(
                         f"frozen residual {p}: no blend weight (give it as {p}@LAMBDA, "
                         "or store 'lambda' in the safetensors metadata)"
                     )
-                lam = float(stored)
+                lam = blend_weight(ck.metadata[key], key, f"frozen residual {p} (safetensors metadata)")
             out.append(FrozenResidual(module.to(self.device), float(lam)))
         return out
 
