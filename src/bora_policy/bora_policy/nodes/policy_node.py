@@ -23,8 +23,10 @@ latched copy of the current one on ``episode_current_topic``, else an observatio
 e.g. after a restart mid-episode; each START resets once, ``EpisodeStarts``; no command after the
 episode's outcome or once a newer START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or
 inferences or rejected checkpoints happened in the last ``health_window_s`` (``HealthWindow``, with the
-last error's text); a checkpoint path received over ROS must lie in ``checkpoint_roots``
-(``check_checkpoint_path``), else it is refused with the reason and the residual in use is kept.
+last error's text), and while the newest observation is older than ``stale_observation_s`` (no plan, no
+command; ``StaleWatch`` logs its onset and recovery); a checkpoint path received over ROS must lie in
+``checkpoint_roots`` (``check_checkpoint_path``), else it is refused with the reason and the residual in
+use is kept.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from bora_policy.runtime.health import ERROR, WARN, HealthWindow
 from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
 from bora_policy.runtime.plan_worker import PlanWorker
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
+from bora_policy.runtime.stale_watch import StaleWatch
 from bora_policy.runtime.tick_stats import TickStats
 
 AUTONOMOUS, PAUSED, HOLD = 0, 1, 2
@@ -167,6 +170,7 @@ class PolicyNode(Node):
         self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]
         self.stats = TickStats(1.0 / self.control_hz)
         self.health = HealthWindow(health_window)
+        self.obs_watch = StaleWatch(self.stale_s, self.health)  # a stale observation stream: WARN, logged
         self.rejected = 0
         self.last_reject = ""
         roots = roots or [str(r) for r in default_checkpoint_roots(self.vla_path, residual_path, critic_path)]
@@ -350,8 +354,8 @@ class PolicyNode(Node):
 
     def _request_plan(self, obs) -> None:
         """Plan from ``obs`` (the newest observation; called with ``_lock`` held)."""
-        if self._now() - stamp_seconds(obs.header.stamp) > self.stale_s:
-            return  # no fresh observation (e.g. the sync node restarts): no plan, and no command is sent
+        if self.obs_watch.too_old(self._now(), stamp_seconds(obs.header.stamp)):
+            return  # no fresh observation (e.g. the sync node restarts): no plan, no command (the tick reports it)
         if not self.gate.accepts(int(obs.episode_id), stamp_seconds(obs.header.stamp)):
             return  # an observation of another episode (or of none, before its START), or it is over
         if int(obs.episode_id) == 0 and self.gate.known:
@@ -420,13 +424,14 @@ class PolicyNode(Node):
             # phase lock: the tick falls just after a chunk planned from the newest observation is ready
             self.control_loop.shift(self.sched.phase_shift(t, newest))
             cmd = self.sched.step(t) if self.mode == AUTONOMOUS else None
+        if (note := self.obs_watch.update(t, newest)) is not None:  # once per onset and recovery
+            (self.get_logger().warning if self.obs_watch.stale else self.get_logger().info)(f"policy: {note}")
         if self.mode == HOLD:
             if obs is not None:
                 arr = observation_arrays(obs)
                 self._publish_command(arr.state, arr.joint_names, 0)
         elif self.mode == AUTONOMOUS:
-            stale = obs is None or (t - stamp_seconds(obs.header.stamp)) > self.stale_s
-            if cmd is not None and not stale:
+            if cmd is not None and not self.obs_watch.too_old(t, newest):
                 self._publish_command(
                     cmd.position, getattr(self, "_joint_names", []), max(cmd.chunk_index, 0)
                 )

@@ -93,6 +93,7 @@ def diagnostics_message(node, mode_name: str):
         episode_source=g.source or "none",
         episode_ended=str(g.ended).lower(),
         commands_suppressed=str(node.suppressed),
+        observations_stale=str(node.obs_watch.stale).lower(),  # runtime/stale_watch.py
         health_window_s=f"{node.health.window_s:g}",
         last_error=node.health.last.text if node.health.last else "",
         faults_total=str(sum(node.health.totals.values())),

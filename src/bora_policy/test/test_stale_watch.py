@@ -1,0 +1,94 @@
+"""A stale observation stream is reported, not silent: StaleWatch (runtime/stale_watch.py) and the lasting
+conditions of HealthWindow (runtime/health.py), on hand-written timelines. Ticks and stamps are seconds of
+the node's clock; the health window's clock is set to the same time before each tick."""
+
+from __future__ import annotations
+
+import pytest
+
+from bora_policy.runtime.health import OK, WARN, HealthWindow
+from bora_policy.runtime.stale_watch import StaleWatch
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _watch():
+    c = Clock()
+    h = HealthWindow(5.0, clock=c)
+    return c, h, StaleWatch(1.0, h, confirm_s=0.5)
+
+
+def _tick(c, w, t, stamp):
+    c.t = t
+    return w.update(t, stamp)
+
+
+ONSET = (
+    "no fresh observation: the newest is 2.0 s old (stale_observation_s 1); no plan and no autonomous command "
+    "until one arrives"
+)
+
+
+def test_a_stopped_stream_is_reported_once_at_its_onset_and_once_at_its_recovery():
+    c, h, w = _watch()
+    assert _tick(c, w, 10.5, 10.0) is None  # 0.5 s old: fresh
+    assert _tick(c, w, 11.5, 10.0) is None and w.too_old(11.5, 10.0)  # stale (no command), not yet confirmed
+    assert _tick(c, w, 11.8, 10.0) is None and h.status() == (OK, "")
+    assert _tick(c, w, 12.0, 10.0) == ONSET and w.stale  # stale on every tick for 0.5 s: the onset
+    lvl, text = h.status()
+    assert lvl == WARN and f"1 stale_observation; last: {ONSET}" in text
+    assert text.endswith("; ongoing for 0 s: stale_observation")
+    assert _tick(c, w, 12.1, 10.0) is None and _tick(c, w, 15.0, 10.0) is None  # reported once
+    assert h.totals == {"stale_observation": 1}
+    # the onset has left the 5 s window; the condition still holds, so does the WARN
+    assert _tick(c, w, 20.0, 10.0) is None
+    assert h.status() == (WARN, f"ongoing for 8 s: {ONSET}")
+    line = _tick(c, w, 20.1, 20.05)  # a fresh observation: the recovery, 8.6 s after the first stale tick
+    assert line == "observations fresh again after 8.6 s without one; planning and commands resume"
+    assert not w.stale and h.status() == (OK, "")
+    assert _tick(c, w, 22.0, 20.05) is None and _tick(c, w, 22.5, 20.05) is not None  # a second onset
+    assert h.totals == {"stale_observation": 2}
+
+
+def test_a_gap_shorter_than_the_confirmation_is_not_reported():
+    c, h, w = _watch()
+    assert _tick(c, w, 10.0, 9.95) is None
+    assert _tick(c, w, 11.6, 10.0) is None and w.too_old(11.6, 10.0)  # e.g. right after the policy's own stall
+    assert _tick(c, w, 11.7, 11.65) is None  # its queued observations taken on the next tick
+    assert _tick(c, w, 12.3, 10.0) is None  # a new run of stale ticks counts from its own start
+    assert not w.stale and h.status() == (OK, "") and h.totals == {}
+
+
+def test_nothing_is_reported_before_the_first_observation_and_none_is_too_old():
+    c, h, w = _watch()
+    for t in (0.0, 5.0, 60.0):
+        assert _tick(c, w, t, None) is None and w.too_old(t, None)
+    assert h.status() == (OK, "") and not w.stale
+    assert not w.too_old(11.0, 10.0) and w.too_old(11.01, 10.0)  # older than stale_s, strictly
+    with pytest.raises(ValueError, match="stale_s > 0"):
+        StaleWatch(0.0, HealthWindow())
+
+
+def test_health_condition_holds_its_level_until_it_ends():
+    c = Clock()
+    h = HealthWindow(2.0, clock=c)
+    assert h.begin("stale_observation", "no fresh observation", WARN)
+    assert not h.begin("stale_observation", "again", WARN)  # ongoing: not reported twice
+    assert h.totals == {"stale_observation": 1}
+    c.t = 1.0
+    h.report("late_tick", "control tick 160 ms after the previous one", WARN)
+    assert h.status() == (
+        WARN,
+        "in the last 2 s: 1 stale_observation, 1 late_tick; last: control tick 160 ms after the previous one; "
+        "ongoing for 1 s: no fresh observation",
+    )
+    c.t = 10.0  # both faults left the window; the condition did not end
+    assert h.status() == (WARN, "ongoing for 10 s: no fresh observation")
+    assert h.end("stale_observation").text == "no fresh observation" and h.end("stale_observation") is None
+    assert h.status() == (OK, "")
