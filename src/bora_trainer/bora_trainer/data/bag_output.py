@@ -7,6 +7,13 @@ directory renamed; into an existing OUT each file is moved with ``os.replace`` (
 data files before the JSON side files whose presence marks an episode complete. An error before
 the commit removes the staging directory, so OUT is left exactly as it was (0 stray files).
 
+A commit into an existing OUT replaces files one by one, so it is journalled (ours): ``OUT/commit.json`` names
+its staging directory, the files in their order and its ledger lines, and is written before the first change;
+then the JSON side files of the episodes it rewrites are removed, the files moved, the lines appended and the
+journal removed. An interrupted commit (a crash, a write error) is completed by the next :class:`OutputDir` of
+OUT from the files still staged, before anything is read. At every moment an episode is its old version, absent
+(no JSON side file: not listed) or its new version: never a new data file beside an old side file.
+
 A converted episode is named by (recording session, source episode id). When a different version
 of an already converted episode comes (e.g. the finished recording after a live, incomplete
 conversion), the more complete one is kept under the same id: the replaced files are moved to
@@ -28,6 +35,7 @@ from bora_policy.common.episodes import FORMAT, DatasetMeta, EpisodeFormatError
 
 LEDGER = "ledger.jsonl"
 PENDING = "pending.json"  # episodes skipped while incomplete (a live recording): the bags of their parts
+JOURNAL = "commit.json"  # a commit under way (module docstring)
 
 
 class OutputError(RuntimeError):
@@ -70,6 +78,7 @@ class OutputDir:
         self.ids: set[int] = set()
         self.pending: dict[tuple[str, int], list[str]] = {}
         if self.out.is_dir():
+            self._finish_interrupted_commit()
             self._scan()
         self._pending0 = dict(self.pending)
         self.stage: Path | None = None
@@ -196,6 +205,7 @@ class OutputDir:
         if self.stage is None:
             return
         stage, self.stage = self.stage, None
+        journalled = False
         try:
             if not self.out.exists():
                 os.replace(stage, self.out)
@@ -206,10 +216,6 @@ class OutputDir:
             replaced = {eid: old for eid, _, old in self.staged if old is not None}
             for eid, old in replaced.items():
                 self._keep_replaced(eid, old)
-            for p in sorted(files, key=order):
-                dst = self.out / p.relative_to(stage)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(p, dst)
             lines = []
             for eid, tinfo, old in self.staged:
                 if old is not None and old.get("content_hash") != tinfo["content_hash"]:
@@ -228,17 +234,62 @@ class OutputDir:
                             }
                         )
                     )
-            if lines:
-                with open(self.out / LEDGER, "a") as f:
-                    f.write("\n".join(lines) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+            rels = [p.relative_to(stage).as_posix() for p in sorted(files, key=order)]
+            write_json(self.out / JOURNAL, {"stage": os.path.relpath(stage, self.out), "files": rels, "ledger": lines})
+            journalled = True  # from here on the staged files are the commit's only copy: kept until it is done
+            self._apply(stage, rels, lines)
+            journalled = False
         except OSError as e:
             raise OutputError(
                 f"{e.filename or self.out}: cannot write ({e.strerror}); expected a writable directory"
             ) from None
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            if not journalled:
+                shutil.rmtree(stage, ignore_errors=True)
+
+    def _apply(self, stage: Path, rels: list[str], lines: list[str]) -> None:
+        """The journalled part of a commit (also its completion after an interruption): the files ``rels`` still in
+        ``stage`` (one moved before the interruption is no longer there) replace those of OUT, after the episode JSON
+        side files they rewrite are removed; then the ``lines`` not yet in the ledger are appended and the journal
+        is removed. Every step can be done again."""
+        for rel in rels:  # old completeness markers first: a rewritten episode is then absent until its new one
+            if Path(rel).name.startswith("episode_") and rel.endswith(".json") and (stage / rel).exists():
+                (self.out / rel).unlink(missing_ok=True)
+        for rel in rels:
+            if (stage / rel).exists():
+                dst = self.out / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(stage / rel, dst)
+        ledger = self.out / LEDGER
+        done = set(ledger.read_text().splitlines()) if ledger.exists() else set()
+        new = [line for line in lines if line not in done]
+        if new:
+            with open(ledger, "a") as f:
+                f.write("\n".join(new) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        (self.out / JOURNAL).unlink()
+
+    def _finish_interrupted_commit(self) -> None:
+        """Complete a commit that was interrupted between its first and last change (``OUT/commit.json`` present,
+        module docstring), from the files still in its staging directory, then remove that directory."""
+        j = _read_json(self.out / JOURNAL, "the journal of an interrupted commit (stage, files, ledger)")
+        if j is None:
+            return
+        stage = self.out / str(j.get("stage") or "")
+        if not j.get("stage") or not stage.is_dir() or not isinstance(j.get("files"), list):
+            raise OutputError(
+                f"{self.out / JOURNAL}: an interrupted commit whose staging directory {stage} is missing; expected it "
+                "(the commit is completed from it; else convert the episodes it lists again into another --out)"
+            )
+        try:
+            self._apply(stage, [str(r) for r in j["files"]], [str(x) for x in j.get("ledger") or []])
+        except OSError as e:
+            raise OutputError(
+                f"{e.filename or self.out}: cannot complete an interrupted commit ({e.strerror}); expected a "
+                "writable directory"
+            ) from None
+        shutil.rmtree(stage, ignore_errors=True)
 
     def _keep_replaced(self, eid: int, old: dict) -> None:
         dst = self.out / "replaced" / str(old.get("content_hash", "unknown"))[:12]
