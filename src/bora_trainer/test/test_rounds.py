@@ -7,6 +7,7 @@ used (episodes, control steps, steps under the operator) is reported. Expectatio
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,15 @@ from bora_trainer.data.synthetic_bag import BagLayout, ScriptedEpisode, write_sc
 from bora_trainer.online.config import TrainerConfig
 from bora_trainer.online.env_ros import build_offline_buffer, ros_loop
 from bora_trainer.online.loop import OnlineLoop
-from bora_trainer.online.rounds import RoundGate, StallWatch, episode_gate, intervened_steps, round_table, takeovers
+from bora_trainer.online.rounds import (
+    RoundGate,
+    StallWatch,
+    episode_gate,
+    intervened_steps,
+    ran_round,
+    round_table,
+    takeovers,
+)
 
 
 def test_intervened_steps_counts_each_control_step_once():
@@ -138,6 +147,21 @@ def test_round_gate_waits_for_the_policy_or_times_out():
     assert RoundGate(timeout_s=5.0).is_open(1, "", None, now=0.0) is False
 
 
+def test_ran_round_tells_the_residual_an_episode_ran():
+    rounds = {"aaaa": 1, "bbbb": 2}  # announced residuals (sha256 prefixes) and their rounds
+    assert ran_round(None, rounds, 2) == (None, "") and ran_round([], rounds, 2) == (None, "")  # not recorded
+    assert ran_round([""], rounds, 3) == (1, "")  # no residual loaded: the pure VLA base, round 1's
+    assert ran_round(["", "aaaa"], rounds, 2) == (1, "")  # round 1's first checkpoint loaded mid-episode: one base
+    assert ran_round(["aaaa"], rounds, 2) == (1, "") and ran_round(["bbbb"], rounds, 2) == (2, "")
+    assert ran_round(["cccc"], rounds, 2) == (None, "")  # never announced in this run: the ingest round, as before
+    r, why = ran_round(["aaaa", "bbbb"], rounds, 2)
+    assert r is None and "rounds [1, 2]" in why  # two bases in one episode: never ingested
+    r, why = ran_round(["bbbb"], rounds, 1)
+    assert r == 2 and "waits for round 2" in why
+    t = round_table({"a": {"round": 2, "ran_round": 1}, "b": {"round": 2, "ran_round": 2}, "c": {"round": 2}})
+    assert [(r["round"], r["episodes"], r["earlier_residual"]) for r in t] == [(2, 3, 1)]
+
+
 # ---------------------------------------------------------------------------------------------- trainer loop
 NORM = Normalizer.identity(9, 9)
 LAY = BagLayout(normalizer_version=NORM.version)
@@ -251,3 +275,46 @@ def test_a_new_round_reads_again_only_the_bags_whose_episodes_it_takes(tmp_path,
     read.clear()
     assert loop.collect() == 1 and read == ["r2"] and loop.in_round == 1  # 5 goes into round 3
     assert sorted(e["source_episode_id"] for e in loop.ledger.values()) == [1, 2, 3, 4, 5]
+
+
+def test_episodes_are_labelled_by_the_residual_they_ran(tmp_path):
+    """The round gate opened on its timeout: round 2's first episodes ran with whatever the policy had. Each is
+    labelled by the ``residual_version`` of its ActionChunks: one that ran round 1's residual fills round 2 with
+    ``ran_round`` and ``base_round`` 1, so round 1's frozen residual is folded onto its recorded chunks (before, it
+    was taken as a round-2 row and kept round 1's base); one whose policy loaded round 2's checkpoint mid-episode
+    holds two bases and is not ingested (the gate lets another replace it). The scripted chunks (z, proprio, base)
+    depend on the step only, so every episode's rows rebased to round 2 are equal."""
+    _offline(tmp_path)
+    loop = _loop(tmp_path, per_round=2, rounds=3)
+    rec = tmp_path / "recordings"
+    write_scripted_bag(rec / "r1", [ScriptedEpisode(i, 16, residual_version="") for i in (1, 2)], LAY)  # the base
+    assert loop.collect() == 2 and loop.train() == 4 and loop.round == 2
+    v1 = hashlib.sha256(Path(loop.round_log["1"]["checkpoint"]).read_bytes()).hexdigest()[:16]  # round 1's final
+    v2 = hashlib.sha256((Path(loop.last_checkpoint.path) / "residual_2.safetensors").read_bytes()).hexdigest()[:16]
+    eps = [
+        ScriptedEpisode(3, 16, residual_version=v1),  # the policy had not loaded round 2's checkpoint
+        ScriptedEpisode(4, 16, residual_version=v1, residual_from=(8, v2)),  # it loaded it at step 8
+        ScriptedEpisode(5, 16, residual_version=v2),
+    ]
+    write_scripted_bag(rec / "r2", eps, LAY)
+    assert loop.collect() == 2 and loop.in_round == 2
+    by_id = {e["source_episode_id"]: e for e in loop.ledger.values()}
+    assert sorted(by_id) == [1, 2, 3, 5]
+    assert [(by_id[i]["round"], by_id[i]["ran_round"], by_id[i]["base_round"]) for i in (1, 2, 3, 5)] == [
+        (1, 1, 1), (1, 1, 1), (2, 1, 1), (2, 2, 2)
+    ]
+    assert by_id[3]["residual_versions"] == [v1] and by_id[5]["residual_versions"] == [v2]
+    assert loop.skipped_ids[eps[1].session_id] == 4 and loop.episode_gate() == 5  # round full after 5
+    assert [(r["round"], r["earlier_residual"]) for r in loop.status()["rounds"]] == [(1, 0), (2, 1)]
+
+    def bases(lp):
+        a = lp.online.arrays()
+        return {e: (a["base"][a["episode"] == e], a["vla"][a["episode"] == e]) for e in range(4)}
+
+    b = bases(loop)  # buffer episodes 0-3 = bridge ids 1, 2, 3, 5
+    assert np.abs(b[0][0] - b[0][1]).max() > 1e-6  # round 1's rows: round 1's residual folded in (round start)
+    np.testing.assert_allclose(b[2][0], b[0][0], rtol=0, atol=1e-6)  # id 3: the same fold, at its ingest
+    np.testing.assert_array_equal(b[3][0], b[3][1])  # id 5 ran round 2's residual: its recorded base is round 2's
+    resumed = bases(_loop(tmp_path, per_round=2, rounds=3))  # the ledger's base_round drives the rebase on resume
+    for e in range(4):
+        np.testing.assert_allclose(resumed[e][0], b[e][0], rtol=0, atol=1e-6)

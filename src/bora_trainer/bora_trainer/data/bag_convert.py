@@ -432,6 +432,8 @@ def _stage_episode(od: OutputDir, res: EpisodeResult, ep: dict, cfg: ConvertConf
             "normalizer_versions": sorted(
                 {str(m.msg.normalizer_version) for m in per_topic.get(S.T_ACTION_CHUNK, [])}
             ),
+            # the residual(s) the policy ran (the online trainer labels the episode's round by them: rounds.py)
+            "residual_versions": sorted({str(m.msg.residual_version) for m in per_topic.get(S.T_ACTION_CHUNK, [])}),
             "task": ep["info"]["task"],
             "missing_steps": ep["info"]["missing_steps"],
             "warnings": ep["warnings"],

@@ -45,6 +45,8 @@ class ScriptedEpisode:
     drop_steps: tuple[int, ...] = ()  # steps whose ExecutedCommand is not recorded (a gap)
     extra_flags: tuple[int, ...] = ()  # steps with is_intervention true but no takeover event
     drop_obs: tuple[int, ...] = ()  # steps whose Observation is not recorded
+    residual_version: str = "res0"  # the ActionChunks' residual_version (the residual the policy ran)
+    residual_from: tuple[int, str] | None = None  # (step, version): chunks from that step on carry this version
 
 
 @dataclass
@@ -189,6 +191,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
             )
         )
         if t % k == 0:
+            switch = ep.residual_from
             i = np.arange(k)[:, None]
             j = np.arange(A)[None]
             base_norm = (0.001 * (t + i) - 0.01 * j).astype(np.float32)
@@ -215,7 +218,7 @@ def episode_messages(ep: ScriptedEpisode, lay: BagLayout, ts: Any, t0_ns: int) -
                         proprio_norm=(-t - np.arange(A)).astype(np.float32),
                         base_norm=base_norm.ravel(),
                         policy_version="vla0",
-                        residual_version="res0",
+                        residual_version=switch[1] if switch and t >= switch[0] else ep.residual_version,
                         normalizer_version=lay.normalizer_version,
                     ),
                 )

@@ -11,12 +11,16 @@ current one's alpha_t) plus the loop's state. Announced path: round 1 (no frozen
 Rebase rule (which base chunks may be recomputed): a row's stored ``vla`` chunk holds the base of the
 round its ledger entry names as ``base_round``: through the ROS graph an ActionChunk carries
 ``base_norm``, the base the policy actually used, so a row recorded while round r' was deployed stores
-``B_{r'}`` (``base_round`` = the round it was ingested in); the in-process robot stores the pure A_VLA
+``B_{r'}`` (``base_round`` = r', told by the ActionChunks' ``residual_version``; the round it was ingested in
+where the version is not known); the in-process robot stores the pure A_VLA
 (``base_round`` 1). In round r its base is recomputed as ``B_r = fold(frozen residuals r' .. r-1,
 starting from the stored chunk)``, never re-folding the residuals it already contains. D_offline rows
 count as r' = 1 (their chunk is the pure A_VLA). The buffers on disk keep the recorded chunks; the
-recomputation is redone in memory at every round start and on resume. Known limit (env ros): an episode
-recorded before the policy loaded round r's checkpoint but ingested in round r is treated as a round-r row.
+recomputation is redone in memory at every round start and on resume, and when an episode ingested in round r
+ran an earlier round's residual (env ros: the round gate opened on its timeout, before the policy loaded round r's
+checkpoint; :func:`bora_trainer.online.rounds.ran_round`): its rows are rebased as they are ingested
+(:meth:`CheckpointsMixin.rebase_rows`). For that every announced residual's round is kept in
+``STATE/residual_versions.json`` (sha256 prefix -> round).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from bora_policy.models.residual import (
     ResidualPolicy,
     residual_checkpoint_extra,
 )
-from bora_trainer.checkpoint import save_checkpoint
+from bora_trainer.checkpoint import atomic_write_text, save_checkpoint
 from bora_trainer.online.config import Announcement
 
 log = logging.getLogger("bora_trainer.online")
@@ -89,8 +93,34 @@ def announcement(path: Path, meta: dict, n_residuals: int, rnd: int, step: int) 
     return Announcement(str(path.resolve()), meta["files"][last], rnd, step)
 
 
+VERSIONS = "residual_versions.json"  # STATE/: the round of every announced residual (module docstring)
+
+
 class CheckpointsMixin:
     """Checkpoints, round archives, frozen residuals from a checkpoint, and the buffers' rebase."""
+
+    @property
+    def version_rounds(self) -> dict[str, int]:
+        """The round of every residual announced in this state directory, by the first 16 hex digits of its sha256
+        (the policy's ``residual_version``): ``STATE/residual_versions.json``, and the resumed checkpoint's."""
+        if getattr(self, "_version_rounds", None) is None:
+            try:
+                stored = json.loads((self.state / VERSIONS).read_text())
+                self._version_rounds = {str(k): int(v) for k, v in stored.items()}
+            except (OSError, ValueError, AttributeError):
+                self._version_rounds = {}
+            ck = self.last_checkpoint
+            if ck is not None and ck.sha256:
+                self._version_rounds.setdefault(ck.sha256[:16], int(ck.round))
+        return self._version_rounds
+
+    def _announce(self, ann: Announcement) -> None:
+        """Keep the announced residual's round (:attr:`version_rounds`, written before the policy can run it), then
+        announce it."""
+        if ann.sha256 and self.version_rounds.get(ann.sha256[:16]) != int(ann.round):
+            self.version_rounds[ann.sha256[:16]] = int(ann.round)
+            atomic_write_text(self.state / VERSIONS, json.dumps(self.version_rounds, indent=1, sort_keys=True))
+        self.announce(ann)
 
     # ------------------------------------------------------------------------ the residual stack
     def stack(self) -> list[FrozenResidual]:
@@ -142,7 +172,7 @@ class CheckpointsMixin:
         )
         m = json.loads((path / "meta.json").read_text())
         ann = announcement(path, m, len(self.frozen) + 1, self.round, self.update_step)
-        self.announce(ann)
+        self._announce(ann)
         return ann
 
     def checkpoint(self) -> Announcement:
@@ -167,7 +197,7 @@ class CheckpointsMixin:
         m = json.loads((path / "meta.json").read_text())
         ann = announcement(path, m, len(self.frozen) + 1, self.round, self.update_step)
         self.last_checkpoint = ann
-        self.announce(ann)
+        self._announce(ann)
         self.write_status()
         return ann
 
@@ -208,6 +238,17 @@ class CheckpointsMixin:
                 "cannot tell which rows' base chunks may be recomputed"
             )
         return out
+
+    def rebase_rows(self, rows: slice, base_round: int) -> None:
+        """Online-buffer rows ``rows`` (an episode just ingested) whose stored chunks hold round ``base_round``'s base
+        (< the current round: it ran that round's residual, module docstring): their ``base`` and ``next_base``
+        become the current round's, residuals ``base_round`` .. current-1 folded onto the stored ``vla`` chunks, in
+        memory as at a round start (its shard keeps the recorded chunks)."""
+        dev = self.learner.device
+        fn = rebase_fn(ResidualPolicy.from_normalizer(self.normalizer, self.frozen[base_round - 1 :]).to(dev), dev)
+        d = self.online.arrays(rows)
+        d["base"][:] = fn(d["proprio"], d["vla"], d["z"])
+        d["next_base"][:] = fn(d["next_proprio"], d["next_vla"], d["next_z"])
 
     def rebase_buffers(self, batch: int = 4096) -> int:
         """Recompute base chunks for the current round (the rebase rule in the module docstring).

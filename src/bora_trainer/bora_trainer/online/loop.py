@@ -8,10 +8,11 @@ robot (:mod:`bora_trainer.online.env_sim`) or recordings of the ROS graph
 1. **Collect**: the source's ready episodes (chunk transitions, executed actions normalised) are
    ingested **once each, when complete**: rows appended to the on-disk :class:`ChunkReplayBuffer`
    (``STATE/online_buffer``) and flushed as ONE shard; then the ledger ``STATE/ingested.json`` (shard ->
-   content hash, session and source episode id, round, steps, intervened steps, outcome) is replaced
-   atomically. A shard the ledger does not name (a crash between the two writes) is deleted at
-   start-up, so its episode is ingested again exactly once. An episode whose (session, id) or content
-   is in the ledger is not ingested again; one recorded with another normaliser is refused.
+   content hash, session and source episode id, round, steps, intervened steps, outcome, the round whose
+   residual it ran) is replaced atomically. A shard the ledger does not name (a crash between the two
+   writes) is deleted at start-up, so its episode is ingested again exactly once. An episode whose
+   (session, id) or content is in the ledger is not ingested again; one recorded with another normaliser,
+   or whose chunks ran the residuals of several rounds (``rounds.ran_round``), is refused.
 2. **Exact rounds**: at most ``episodes_per_round`` episodes enter a round (``rounds.py``; the gate counts the
    running bridge session's ids); a later one waits and is counted in the next round.
 3. **Update** (Algorithm 1 lines 24-27): once the online buffer holds ``n_start`` rows, RLPD updates
@@ -59,19 +60,7 @@ from bora_trainer.online.config import Announcement, TrainerConfig, check_offlin
 from bora_trainer.online.source import Episode, EpisodeSource
 
 log = logging.getLogger("bora_trainer.online")
-
-
-def _load_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return default
-
-
-def _episode_key(info: dict) -> tuple[str, int] | None:
-    """(session_id, source episode id) of an episode or ledger entry; None without a session."""
-    sess = info.get("session_id")
-    return (str(sess), int(info.get("source_episode_id") or 0)) if sess else None
+_load_json, _episode_key = R.load_json, R.episode_key
 
 
 class OnlineLoop(CheckpointsMixin):
@@ -318,20 +307,29 @@ class OnlineLoop(CheckpointsMixin):
         if vers and vers != [self.normalizer.version]:
             self.skip(info, f"was recorded with normaliser(s) {vers}, the run's is {self.normalizer.version}")
             return 0
+        ran, why = R.ran_round(info.get("residual_versions"), self.version_rounds, self.round)
+        if why:  # it ran the residuals of several rounds (never ingested) or of a later round (waits for it)
+            (self.skip if ran is None else self.defer)(info, why)
+            return 0
         if self.wanted <= 0:  # the round is full (rounds.py): this episode is counted in the next round
             self.defer(info, f"round {self.round} is full; it goes into round {self.round + 1}")
             return 0
-        rows = dict(ep.rows)
+        rows, n0 = dict(ep.rows), len(self.online)
         rows["episode"] = np.full(len(rows["z"]), self.num_episodes, np.int64)
         self.online.add(rows)
         shard = self.online.flush()
+        if ran is not None and ran < self.round:  # the gate opened on its timeout: its base is recomputed
+            log.warning("episode %s ran round %d's residual; counted in round %d", h[:12], ran, self.round)
+            self.rebase_rows(slice(n0, len(self.online)), ran)
         entry = {
             "content_hash": h,
             "num_steps": int(info["num_steps"]),
             "rows": int(len(rows["z"])),
             "outcome": info.get("outcome"),
             "round": self.round,
-            "base_round": int(ep.base_round or self.round),
+            "base_round": int(ran or ep.base_round or self.round),
+            "ran_round": ran,  # the round whose residual it ran (rounds.ran_round; None: not known)
+            "residual_versions": info.get("residual_versions"),
             "intervened_steps": R.intervened_steps(rows),
             "takeovers": R.takeovers(rows),
             "source_episode_id": int(info.get("source_episode_id") or 0),

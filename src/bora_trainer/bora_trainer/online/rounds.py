@@ -13,9 +13,14 @@ episodes on its own (``auto_reset``) while the trainer updates, so two mechanism
   stays at the last id seen, and it opens for the next round only when that round's first checkpoint is
   in use by the policy (:class:`RoundGate`), so every episode of round r runs round r's residual.
 
+A round opened by the gate's timeout (the policy never confirmed the new residual) runs its first episodes with
+whatever residual the policy has; each episode is therefore labelled by the residual it ran (:func:`ran_round`, from
+its ActionChunks' ``residual_version``): ledger ``ran_round`` and ``base_round``, so the rebase folds the right
+residuals onto its chunks, and :func:`round_table` counts such episodes of each round (``earlier_residual``).
+
 Everything here is plain Python over the trainer's ledger (``STATE/ingested.json``: one entry per
-ingested episode with its ``round``, ``num_steps``, ``intervened_steps``, ``takeovers``, ``outcome`` and the
-bridge's ``source_episode_id``).
+ingested episode with its ``round``, ``num_steps``, ``intervened_steps``, ``takeovers``, ``outcome``, the
+bridge's ``source_episode_id`` and, from recordings, ``ran_round`` and ``residual_versions``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,20 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("bora_trainer.online")
+
+
+def load_json(path: Path, default: Any) -> Any:
+    """The JSON in ``path``, else ``default`` (absent or unreadable: a state file not yet written)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def episode_key(info: dict) -> tuple[str, int] | None:
+    """(session_id, source episode id) of an episode or ledger entry; None without a session."""
+    sess = info.get("session_id")
+    return (str(sess), int(info.get("source_episode_id") or 0)) if sess else None
 
 
 def intervened_steps(rows: dict[str, np.ndarray]) -> int:
@@ -85,16 +104,43 @@ def ledger_takeovers(trainer_dir: str | Path) -> dict[int, int | None]:
     return out
 
 
+def ran_round(versions: list[str] | None, version_rounds: dict[str, int], current: int) -> tuple[int | None, str]:
+    """The round whose residual an episode ran, for the round ``current`` it would be ingested in.
+
+    ``versions``: the ``residual_version`` of its ActionChunks (the converted ``residual_versions``);
+    ``version_rounds``: the round of every residual the trainer announced (its sha256's first 16 hex digits, what
+    the policy reports);
+    an empty version is the policy without a residual, whose base is the pure VLA chunk (round 1). Returns
+    ``(round, "")``: it ran that round's residual; ``(None, "")``: unknown (converted before the versions were kept,
+    or a version this run never announced), taken as run in ``current`` as before; ``(None, why)``: its chunks ran
+    residuals of different rounds (the policy loaded the new round's checkpoint mid-episode), so its rows hold
+    different base chunks and none can be rebased as a whole: never to be ingested; ``(round, why)`` with a round
+    after ``current``: it waits for that round.
+    """
+    if not versions:
+        return None, ""
+    rounds = {1 if not v else version_rounds.get(str(v)) for v in versions}
+    if None in rounds:
+        return None, ""
+    if len(rounds) > 1:
+        return None, f"ran the residuals of rounds {sorted(rounds)} (the policy loaded a checkpoint mid-episode)"
+    r = int(rounds.pop())
+    return r, (f"ran round {r}'s residual: it waits for round {r}" if r > current else "")
+
+
 def round_table(ledger: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per round: episodes, control steps, intervened steps (and their share), successes, takeovers, the
     episodes the operator took over (``taken_over``) and how many of those ended in success (``rescued``:
-    issue 14's rescue rate). The three takeover counts are None when an entry predates them in the ledger."""
+    issue 14's rescue rate). The three takeover counts are None when an entry predates them in the ledger.
+    ``earlier_residual``: the round's episodes that ran an earlier round's residual (:func:`ran_round`; the round
+    gate opened on its timeout), whose outcomes are not the round's policy's."""
     out: dict[int, dict[str, Any]] = {}
     for e in ledger.values():
         r = int(e.get("round", 1))
         row = out.setdefault(r, {"round": r, "episodes": 0, "steps": 0, "intervened_steps": 0, "successes": 0,
-                                 "takeovers": 0, "taken_over": 0, "rescued": 0})
+                                 "takeovers": 0, "taken_over": 0, "rescued": 0, "earlier_residual": 0})
         row["episodes"] += 1
+        row["earlier_residual"] += int(e.get("ran_round") is not None and int(e["ran_round"]) < r)
         row["steps"] += int(e.get("num_steps", 0))
         row["intervened_steps"] += int(e.get("intervened_steps", 0))
         success = e.get("outcome") == "success"
