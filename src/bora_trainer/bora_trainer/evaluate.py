@@ -198,6 +198,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
+    from bora_policy.runtime.chunk_scheduler import check_replan_steps
     from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
     from bora_sim.env import make_env
     from bora_sim.objects import ObjectSetError
@@ -280,6 +281,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             chunk_hz=args.chunk_hz or args.control_hz,
             blend_steps=args.blend_steps,
         )
+        try:  # within the ticks a chunk lasts, the policy node's own check (runtime/chunk_scheduler.py)
+            check_replan_steps(args.replan_steps, pc.chunk_size, exec_cfg.control_hz, exec_cfg.chunk_hz)
+        except ValueError as e:
+            raise EvalError(f"--replan-steps: {e}") from None
         gen = torch.Generator(device=runner.device) if args.stochastic else None
         try:  # --record DIR: the episodes also go to an episode directory (bora_trainer.eval_record)
             recorder = make_recorder(getattr(args, "record", None), num_envs, env, task, info.path, runner)

@@ -157,6 +157,10 @@ def test_errors_and_method_names(tiny_run, tmp_path, capsys):
         evaluate.main(["--run", str(tmp_path / "r2"), "--out", str(tmp_path / "o.json"), "--task", TASK]) == 2
     )
     assert "no exported policy/" in capsys.readouterr().err
+    # a replan after more ticks than a chunk of 8 rows lasts at equal rates (it would hold the last row)
+    args = ["--run", str(run), "--out", str(tmp_path / "o.json"), "--task", TASK, *COMMON, "--replan-steps", "9"]
+    assert evaluate.main(args) == 2
+    assert "replan_steps = 9 is out of range: expected in [1, 8]" in capsys.readouterr().err
     # method names from the run's algorithm (offline) and the online objective
     for algo, name in [
         ("diffusion-bc", "VITRA (Diffusion)"),
