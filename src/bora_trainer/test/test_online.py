@@ -402,6 +402,15 @@ def test_residual_checkpoint_round_trip(tmp_path):
     other = Normalizer.fit(rng.normal(size=(40, S)), rng.normal(size=(40, A)))
     with pytest.raises(ValueError, match="normaliser"):
         load_residual_checkpoint(tmp_path, other)
+    # a blend weight outside [0, 1] in meta.json is refused, naming the field (the policy node's range)
+    import json
+
+    meta_file = next(tmp_path.rglob("meta.json"))
+    meta = json.loads(meta_file.read_text())
+    meta["extra"]["residuals"][0]["lambda"] = 40.0
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"residuals\[0\]\.lambda = 40\.0 is out of range: expected a number in \[0"):
+        load_residual_checkpoint(tmp_path, norm)
 
 
 # ------------------------------------------------------------------------------------------- conservative critic

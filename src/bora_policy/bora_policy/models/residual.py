@@ -271,7 +271,13 @@ def load_residual_checkpoint(
         )
     cfg = ResidualConfig(**extra["residual_config"])
     actors = []
-    for r in extra["residuals"]:
+    for i, r in enumerate(extra["residuals"]):
+        lam = float(r["lambda"]) if isinstance(r.get("lambda"), (int, float)) else float("nan")
+        if not 0.0 <= lam <= 1.0:  # the policy node's range (runtime/residual_meta.py); NaN fails too
+            raise ValueError(
+                f"{path / 'meta.json'}: residuals[{i}].lambda = {r.get('lambda')!r} is out of range: "
+                "expected a number in [0, 1]"
+            )
         f = path / f"{r['name']}.safetensors"
         if verify:
             digest = hashlib.sha256(f.read_bytes()).hexdigest()
@@ -279,7 +285,7 @@ def load_residual_checkpoint(
                 raise ValueError(f"{f}: sha256 mismatch (file corrupted or modified)")
         actor = ResidualChunkActor(cfg=cfg, **extra["dims"])
         actor.load_state_dict(load_file(str(f)))
-        actors.append(FrozenResidual(actor.to(device), float(r["lambda"])))
+        actors.append(FrozenResidual(actor.to(device), lam))
     pol = ResidualPolicy.from_normalizer(normalizer, actors[:-1], actors[-1].actor).to(device)
     pol.current.eval()
     return pol, actors[-1].lam
