@@ -5,17 +5,10 @@ the node's clock; the health window's clock is set to the same time before each 
 from __future__ import annotations
 
 import pytest
+from test_runtime_faults import Clock  # the settable clock of the health-window tests
 
 from bora_policy.runtime.health import OK, WARN, HealthWindow
 from bora_policy.runtime.stale_watch import StaleWatch
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
 
 
 def _watch():
