@@ -24,7 +24,6 @@ from bora_trainer.online.loop import OnlineLoop
 from bora_trainer.online.rounds import (
     RoundGate,
     StallWatch,
-    UnrecordedEpisodes,
     episode_gate,
     intervened_steps,
     ran_round,
@@ -161,35 +160,6 @@ def test_ran_round_tells_the_residual_an_episode_ran():
     assert r == 2 and "waits for round 2" in why
     t = round_table({"a": {"round": 2, "ran_round": 1}, "b": {"round": 2, "ran_round": 2}, "c": {"round": 2}})
     assert [(r["round"], r["episodes"], r["earlier_residual"]) for r in t] == [(2, 3, 1)]
-
-
-def test_unrecorded_episodes_are_the_ended_ones_without_a_recorded_outcome():
-    """A live trainer restarted after a crash: the bridge's latched START and the executed commands tell which ids
-    ended while nothing recorded them (ended: a later START, or no command for wait_s)."""
-    now = [0.0]
-    w = UnrecordedEpisodes(5.0, clock=lambda: now[0])
-    s = "session-a"
-    assert w.ended_unrecorded(0, set()) == []  # no START seen yet
-    w.started(s, 4)
-    assert w.ended_unrecorded(1, set()) == []  # within wait_s of it
-    now[0] = 5.0
-    assert w.ended_unrecorded(1, {(s, 2)}) == [3, 4]  # 2's outcome is recorded; 4 sends no command: ended
-    w.commanded(s, 4)
-    assert w.ended_unrecorded(1, {(s, 2)}) == [3]  # 4 runs
-    now[0] = 10.0
-    assert w.ended_unrecorded(1, {(s, 2)}) == [3, 4]  # no command of 4 for wait_s
-    w.started(s, 4)  # the same START again: no new wait
-    assert w.ended_unrecorded(1, set()) == [2, 3, 4] and w.ended_unrecorded(4, set()) == []
-    w.started(s, 5)
-    assert w.ended_unrecorded(4, set()) == []  # a new START: wait again
-    w.commanded("session-b", 5)
-    now[0] = 15.0
-    assert w.ended_unrecorded(4, set()) == [5]  # another session's episode 5 is not this one
-    w.started("", 9)
-    now[0] = 30.0
-    assert w.current == ("", 9) and w.ended_unrecorded(0, set()) == []  # no session: ids cannot be matched
-    with pytest.raises(ValueError, match="wait_s"):
-        UnrecordedEpisodes(-1.0)
 
 
 # ---------------------------------------------------------------------------------------------- trainer loop

@@ -23,11 +23,6 @@ started during it) or without ActionChunks (not a policy rollout) is never inges
 replace it. The loop refuses a later differing version of an ingested (session, episode): updates may
 already have used its rows. Rows keep the recorded base chunk (an ActionChunk's ``base_norm``: the base
 of the round in which it was recorded; the rebase rule in checkpoints.py).
-
-With ``unrecorded`` set (the live trainer node, which is the recorder:
-:class:`bora_trainer.online.rounds.UnrecordedEpisodes`), the episodes of the running bridge session that ended
-while nothing recorded their outcome (the trainer was down) are skipped after each poll, so the round gate does not
-wait for them; and the gate counts that session's ids (the bridge's own word) rather than the newest recorded one's.
 """
 
 from __future__ import annotations
@@ -45,7 +40,6 @@ from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
 from bora_trainer.data.bag_io import read_bag
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
-from bora_trainer.online import rounds as R
 from bora_trainer.online.config import TrainerConfig
 from bora_trainer.online.loop import OnlineLoop
 from bora_trainer.online.source import Episode
@@ -122,8 +116,6 @@ class RosEpisodes:
         self._returned: dict[str, str] = {}  # content hash -> the bag key of an episode poll returned this round
         self._events: dict[str, str] = {}  # bag key -> event_digest of a live bag when it was last converted
         self._last_session: dict[str, str] = {}  # bag -> the bridge session of its last recorded episode
-        self._ends: set[tuple[str, int]] = set()  # (session, id) of every episode whose outcome a recording holds
-        self.unrecorded: R.UnrecordedEpisodes | None = None  # set by the live trainer node (module docstring)
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
         if loop.round != self._round:
@@ -167,7 +159,6 @@ class RosEpisodes:
             ]
             if rep.episodes and rep.episodes[-1].session_id:
                 self._last_session[str(bag)] = str(rep.episodes[-1].session_id)
-            self._ends |= {(str(e.session_id), int(e.source_episode_id)) for e in rep.episodes if e.outcome}
             waiting = len(self._gappy_seen)
             for ep in rep.episodes:
                 if ep.status in ("failed", "no-commands"):
@@ -193,20 +184,7 @@ class RosEpisodes:
         newest = [self._last_session[str(b)] for b in bags if str(b) in self._last_session]
         if newest:
             loop.current_session = newest[-1]
-        self._skip_unrecorded(loop)
         return out
-
-    def _skip_unrecorded(self, loop: OnlineLoop) -> None:
-        """Skip the running session's episodes that ended while nothing recorded their outcome (module docstring);
-        none while a recording cannot be converted (its episodes are not known)."""
-        w = self.unrecorded
-        if w is None or w.current is None or not w.current[0] or self._failed:
-            return
-        sess = loop.current_session = w.current[0]
-        for i in w.ended_unrecorded(R.last_seen_in_session(loop.ledger, loop.skipped_ids, sess), self._ends):
-            info = {"content_hash": f"unrecorded:{sess}:{i}", "source_episode_id": i, "session_id": sess}
-            loop.skip(info, f"(session {sess[:12]}, id {i}) ended while nothing recorded its outcome (the trainer "
-                      "was down); its recorded part, if any, stays in the recordings")
 
     def unfinished(self, loop: OnlineLoop) -> list[str]:
         """The recordings' episodes without an outcome event that the loop has not ingested, one line each

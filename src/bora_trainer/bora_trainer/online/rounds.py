@@ -218,56 +218,6 @@ class RoundGate:
         return False
 
 
-class UnrecordedEpisodes:
-    """Which episodes of the running bridge session ended while nothing recorded their end (ours).
-
-    A live trainer (``live:=true``: it is the recorder) that crashes is restarted by the supervisor, and the robot
-    runs episodes up to the published gate meanwhile. No recording holds their outcome, and the gate, which counts
-    every id above the last one taken in as still to come, would wait for them for good (the robot with it).
-    :meth:`started` gets the bridge's latched START (``/bora/episode/current``), :meth:`commanded` each executed
-    command (the arbiter sends one every control step of a running episode, none after its outcome or while the
-    robot waits at the gate). After ``wait_s`` (messages in flight reach the recording) an id of that session has
-    ended if a later one has started, or, the current one, if no command of it came for ``wait_s``.
-    :meth:`ended_unrecorded` lists those above the last id taken in whose outcome no recording holds: they can
-    never become complete, and the loop skips them (env_ros), so the gate lets others replace them. Their recorded
-    parts stay in the recordings. An episode wrongly taken as ended (no command for ``wait_s`` while it runs) is
-    still ingested if it completes; the gate may then have let one more start, which waits for the next round."""
-
-    def __init__(self, wait_s: float, clock=time.monotonic):
-        if wait_s < 0:
-            raise ValueError(f"UnrecordedEpisodes.wait_s must be >= 0 seconds, got {wait_s}")
-        self.wait_s, self._clock = float(wait_s), clock
-        # ((session, id), time first seen) of the bridge's latest START and of the last executed command: one tuple
-        # each, set by the subscriptions' thread and read whole by the loop's
-        self._start: tuple[tuple[str, int], float] | None = None
-        self._command: tuple[tuple[str, int], float] | None = None
-
-    @property
-    def current(self) -> tuple[str, int] | None:
-        """(session, id) of the bridge's latest START; None before one came."""
-        start = self._start
-        return None if start is None else start[0]
-
-    def started(self, session: str, episode_id: int) -> None:
-        """The bridge's latest START (its latched copy, also the one before this process began)."""
-        key = (str(session), int(episode_id))
-        if self.current != key:
-            self._start = (key, self._clock())
-
-    def commanded(self, session: str, episode_id: int) -> None:
-        """An executed command of this episode was received now: it is running."""
-        self._command = ((str(session), int(episode_id)), self._clock())
-
-    def ended_unrecorded(self, seen: int, recorded_ends: set[tuple[str, int]]) -> list[int]:
-        """Ids of the running session above ``seen`` (the highest taken in) that have ended and whose outcome is not
-        in ``recorded_ends`` ((session, id) of every recorded outcome), in order; none before ``wait_s``."""
-        now, start, cmd = self._clock(), self._start, self._command
-        if start is None or not start[0][0] or now - start[1] < self.wait_s:
-            return []
-        (sess, cur), running = start[0], cmd is not None and cmd[0] == start[0] and now - cmd[1] < self.wait_s
-        return [i for i in range(seen + 1, cur if running else cur + 1) if (sess, i) not in recorded_ends]
-
-
 class StallWatch:
     """Says when a round has waited ``warn_s`` for its next episode and none came in (ours; 0 = off).
 
