@@ -56,7 +56,9 @@ def realistic_observation():
 @pytest.fixture(scope="module")
 def peer():
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, str(HERE / "echo_peer.py"), "--seconds", "90"],
+    # the peer lives until the fixture ends it; its --seconds is only a safety net (90 s was too short for the
+    # module under CI load: a later type found the peer gone)
+    proc = subprocess.Popen([sys.executable, str(HERE / "echo_peer.py"), "--seconds", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     line = proc.stdout.readline()
     assert "ready" in line, f"echo peer failed to start: {line}{proc.stdout.read() if proc.poll() else ''}"

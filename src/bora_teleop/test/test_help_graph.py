@@ -102,7 +102,10 @@ def test_help_request_leads_to_a_recorded_takeover(graph):
     req.header.stamp = g.node.get_clock().now().to_msg()
     t0 = time.monotonic()
     g.pub_help.publish(req)
-    assert _spin(g, 10.0, until=lambda: any(e.kind == 0 for e in g.interventions)), g.bridge_log.read_text()[-2000:]
+    # the intervention event and the operator's takeover flag travel on two topics: wait for both (either may come
+    # first)
+    assert _spin(g, 10.0, until=lambda: any(e.kind == 0 for e in g.interventions)
+                 and any(on for _, on in g.op_takeover)), g.bridge_log.read_text()[-2000:]
     t_take = next(t for t, on in g.op_takeover if on)
     # reaction: the operator acts 0.3 s (3 control steps at 10 Hz) after the request arrived; DDS delivery and
     # the 10 Hz tick add at most a few ticks under load
