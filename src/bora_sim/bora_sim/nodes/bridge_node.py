@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 
 import numpy as np
 from rclpy.node import Node
@@ -46,6 +45,7 @@ from bora_policy.common.image_conv import numpy_to_image
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.common.rewards import TIMEOUT_NOTE
 from bora_policy.common.state import ARM_KEY, HAND_KEY
+from bora_sim.bridge_episodes import IDLE, START, WAIT, BridgeEpisodes
 from bora_sim.scene import ARM_MESHES
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
@@ -217,10 +217,9 @@ class BridgeNode(Node):
         if t["direct_command"]:
             self.create_subscription(JointCommand, t["direct_command"], self._on_direct, cmd_qos)
         self.create_service(Trigger, reset_service, self._srv_reset)
-        self.episode_gate: int | None = None  # highest episode id that may start (None: no gate)
-        self._gate_waiting = False
+        # episode ids, the trainer's gate, resets (bora_sim/bridge_episodes.py); a new recording session per run
+        self.episodes = BridgeEpisodes(self.seed, self.auto_reset, gated=bool(gate_topic))
         if gate_topic:
-            self.episode_gate = 0  # closed until the trainer's first value
             from std_msgs.msg import UInt32
 
             self.create_subscription(UInt32, gate_topic, self._on_gate, latched)
@@ -230,18 +229,13 @@ class BridgeNode(Node):
         self.create_subscription(HelpRequest, t["help_request"], self._on_help_request, rel)
 
         self.operator = self._make_operator() if self.operator_enabled else None
-        self.episode_id = 0
-        # recording session (bora_msgs EpisodeEvent.session_id): episode ids restart at 1 in every run
-        self.session_id = str(uuid.uuid4())
         self.commands_received = 0
         self.ticks = 0
-        self._reset_pending = self._ended = False
-        if self.episode_gate is None:
+        if self.episodes.gate is None:
             self._reset_episode()
         else:  # episode 1 waits for the trainer's first gate value too (the trainer is recording then)
             self.obs, _ = self.env.reset(seed=self.seed)
             self.target = self.env.last_action.astype(np.float64).copy()
-            self._reset_pending = True
         self.timer = self.create_timer(1.0 / self.control_hz, self._on_tick)
         self.get_logger().info(
             f"sim_bridge: task {self.task} ({self.object_set}), {len(self.env.camera_names)} cameras at "
@@ -281,7 +275,8 @@ class BridgeNode(Node):
         op = self.operator
         if op is None or op.cfg.mode != "requested":
             return
-        if int(msg.episode_id) != self.episode_id or (msg.session_id and msg.session_id != self.session_id):
+        ep = self.episodes
+        if int(msg.episode_id) != ep.episode_id or (msg.session_id and msg.session_id != ep.session_id):
             self.get_logger().info(f"sim_bridge: help request of episode {msg.episode_id} ignored (not the current)")
             return
         taken = op.request_help(int(self.env.steps), str(msg.reason))
@@ -301,7 +296,7 @@ class BridgeNode(Node):
         if len(op.segments) > n_before:  # a takeover starts: why, and when (the operator share's diagnosis)
             seg = op.segments[-1]
             self.get_logger().info(
-                f"sim_bridge: the scripted operator takes over episode {self.episode_id} at step {seg.start} "
+                f"sim_bridge: the scripted operator takes over episode {self.episodes.episode_id} at step {seg.start} "
                 f"({seg.reason}; progress {seg.progress0:.2f})"
             )
         if decision.reason == "handback" and op.segments and op.segments[-1].recovered:
@@ -387,49 +382,40 @@ class BridgeNode(Node):
             # the control step of this instant, not the physics step count (which falls behind wall
             # time when this node's timer drops a tick under load)
             step = max(0, int(round((t - getattr(self, "_t_start", t)) * self.control_hz)))
-        ev.episode_id, ev.kind, ev.step = self.episode_id, kind, step
-        ev.session_id = self.session_id
+        ev.episode_id, ev.kind, ev.step = self.episodes.episode_id, kind, step
+        ev.session_id = self.episodes.session_id
         ev.task, ev.object_set, ev.note = self.task, self.object_set, note
         self.pub_episode.publish(ev)
         if kind == self._EpisodeEvent.START and self.pub_episode_current is not None:
             self.pub_episode_current.publish(ev)  # latched: the sync/policy/teleop may connect later
 
     def _reset_episode(self) -> None:
-        self.episode_id += 1
-        obs, info = self.env.reset(seed=self.seed + self.episode_id - 1)
+        seed = self.episodes.env_seed(self.episodes.start())
+        obs, info = self.env.reset(seed=seed)
         self.obs = obs
         self.target = self.env.last_action.astype(np.float64).copy()
         if self.operator is not None:
             self.operator.reset()
-        self._event(self._EpisodeEvent.START, f"seed {self.seed + self.episode_id - 1}")
+        self._event(self._EpisodeEvent.START, f"seed {seed}")
 
     def _srv_reset(self, req, res):
-        self._reset_pending = True
-        res.success, res.message = True, f"episode {self.episode_id + 1} starts at the next tick"
+        self.episodes.request_reset()
+        res.success, res.message = True, f"episode {self.episodes.episode_id + 1} starts at the next tick"
         return res
 
     # ------------------------------------------------------------------ control tick
     def _on_gate(self, msg) -> None:
-        self.episode_gate = int(msg.data)
+        self.episodes.set_gate(int(msg.data))
 
     def _on_tick(self) -> None:
-        if self._reset_pending and self.episode_gate is not None and self.episode_id + 1 > self.episode_gate:
-            if not self._gate_waiting:  # the robot waits at a round boundary: no step, no new episode
-                self._gate_waiting = True
-                self.get_logger().info(
-                    f"sim_bridge: episode {self.episode_id + 1} waits for the trainer (gate {self.episode_gate})"
-                )
+        tick = self.episodes.tick()
+        if tick.log:
+            self.get_logger().info(f"sim_bridge: {tick.log}")
+        if tick.action in (WAIT, IDLE):
             return
-        if self._ended and not self._reset_pending:  # auto_reset off: nothing moves after the outcome
-            return
-        if self._reset_pending:
-            self._ended = False
-            if self._gate_waiting:
-                self._gate_waiting = False
-                self.get_logger().info(f"sim_bridge: gate {self.episode_gate}; episode {self.episode_id + 1} starts")
+        if tick.action == START:
             # START is control step 0 (the reset state, not published); physics advances from the next
             # tick, so the observation after s physics steps is stamped at control step s
-            self._reset_pending = False
             self._reset_episode()
             return
         obs, _, terminated, truncated, info = self.env.step(self.target)
@@ -445,7 +431,7 @@ class BridgeNode(Node):
         elif truncated:
             self._event(self._EpisodeEvent.ABORT, TIMEOUT_NOTE)
         if terminated or truncated:
-            self._reset_pending, self._ended = self.auto_reset, True
+            self.episodes.end()
 
     def destroy_node(self):
         self.env.close()
