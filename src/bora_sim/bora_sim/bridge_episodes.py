@@ -38,6 +38,7 @@ class BridgeEpisodes:
         self.reset_pending = bool(gated)  # without a gate the node starts episode 1 at once (start())
         self.ended = False  # the current episode has its outcome
         self.gate_waiting = False
+        self.dropped_commands = 0  # direct commands refused (refuse_command)
 
     def env_seed(self, episode_id: int | None = None) -> int:
         """The env seed of ``episode_id`` (default: the current episode): ``seed + episode_id - 1``."""
@@ -47,6 +48,21 @@ class BridgeEpisodes:
     def running(self) -> bool:
         """An episode has started and has no outcome yet."""
         return self.episode_id > 0 and not self.ended
+
+    def refuse_command(self, episode_id: int, session_id: str = "") -> str:
+        """Why a direct command stamped (``session_id``, ``episode_id``) may not drive the robot, '' when it may;
+        each refusal is counted in ``dropped_commands``. Refused: a command of another recording session (an empty
+        session id is unknown and passes) or of another episode than the current one -- before this check a
+        command the policy planned for the previous episode, still in flight at a START, moved the freshly reset
+        robot (found in review). A command of the current episode after its outcome passes: nothing steps until
+        the next START, whose reset replaces the target."""
+        why = ""
+        if session_id and session_id != self.session_id:
+            why = f"direct command of session {session_id} dropped: this run's session is {self.session_id}"
+        elif int(episode_id) != self.episode_id:
+            why = f"direct command of episode {int(episode_id)} dropped: the current episode is {self.episode_id}"
+        self.dropped_commands += bool(why)
+        return why
 
     def set_gate(self, value: int) -> None:
         """The trainer's gate: the highest episode id that may start."""

@@ -51,3 +51,19 @@ def test_each_run_is_a_new_recording_session():
     a, b = BridgeEpisodes(0, True, False), BridgeEpisodes(0, True, False)
     assert a.session_id != b.session_id and str(uuid.UUID(a.session_id)) == a.session_id
     assert BridgeEpisodes(0, True, False, session_id="s1").session_id == "s1"
+
+
+def test_direct_commands_of_another_episode_or_session_are_refused_and_counted():
+    ep = BridgeEpisodes(seed=0, auto_reset=True, gated=False, session_id="run-a")
+    ep.start()
+    ep.end()
+    ep.start()  # episode 2 runs
+    assert ep.refuse_command(2, "run-a") == "" and ep.refuse_command(2, "") == ""  # '' session: unknown, passes
+    assert ep.dropped_commands == 0
+    # the previous episode's command, still in flight at the START, must not move the reset robot
+    assert ep.refuse_command(1, "run-a") == "direct command of episode 1 dropped: the current episode is 2"
+    assert ep.refuse_command(3, "") == "direct command of episode 3 dropped: the current episode is 2"
+    assert ep.refuse_command(2, "run-b") == "direct command of session run-b dropped: this run's session is run-a"
+    assert ep.dropped_commands == 3
+    ep.end()  # after the outcome the current episode's commands still pass (nothing steps until the reset)
+    assert ep.refuse_command(2, "run-a") == "" and ep.dropped_commands == 3

@@ -10,7 +10,8 @@ A timer at ``control_hz`` (real time) applies the latest commands, advances the 
 It consumes what the arbiter writes to the drivers: ``/arm_controller/commands`` (std_msgs/Float64MultiArray,
 ``arm_command_type: forward``, or trajectory_msgs/JointTrajectory, ``trajectory``) and ``/hand/command``
 (sensor_msgs/JointState). ``direct_command_topic`` (empty by default) additionally accepts bora_msgs/JointCommand
-straight from the policy, for graphs run without the arbiter. Episodes: EpisodeEvent START on reset, SUCCESS when
+straight from the policy, for graphs run without the arbiter; one of another episode or session is dropped, counted
+and logged. Episodes: EpisodeEvent START on reset, SUCCESS when
 the task's success predicate holds, ABORT noted ``timeout: time limit`` at the time limit (a truncation, outcome
 ``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one, else physics and
 the topics stop until ``/bora/sim/reset`` (std_srvs/Trigger; before 2026-12-07: an outcome every tick). When
@@ -354,6 +355,11 @@ class BridgeNode(Node):
         self._set(target)
 
     def _on_direct(self, msg) -> None:
+        why = self.episodes.refuse_command(int(msg.episode_id), str(msg.session_id))
+        if why:  # a command of another episode or session (bora_sim/bridge_episodes.py)
+            n = self.episodes.dropped_commands
+            self.get_logger().warning(f"sim_bridge: {why} ({n} dropped so far)", throttle_duration_sec=5.0)
+            return
         pos = np.asarray(msg.position, dtype=np.float64)
         if pos.shape[0] != self.env.action_dim:
             return
