@@ -247,20 +247,20 @@ class BridgeNode(Node):
     # ------------------------------------------------------------------ operator (bora_sim.operator)
     def _make_operator(self):
         try:
-            from bora_sim.operator import GLOVE_JOINT_NAMES, ScriptedOperator, operator_from_params
+            from bora_sim.bridge_operator import BridgeOperator
+            from bora_sim.operator import operator_from_params
         except ImportError:
             self.get_logger().info("sim_bridge: bora_sim.operator not available; no glove/takeover stream")
             return None
-        self.glove_names = list(GLOVE_JOINT_NAMES)
         cfg = operator_from_params(self.operator_overrides, self.operator_mode, self.operator_reaction_s)
-        return ScriptedOperator(self.env, cfg, seed=self.seed)
+        return BridgeOperator(self.env, cfg, seed=self.seed)
 
     def _srv_set_operator(self, req, res):
         """Switch the scripted operator on (from a fresh state) or off (releasing its takeover) at run time."""
         if req.data and self.operator is None:
             self.operator = self._make_operator()
             if self.operator is not None:
-                self.operator.reset()
+                self.operator.start_episode()
         elif not req.data and self.operator is not None:
             self.operator = None
             self.pub_takeover.publish(self._Bool(data=False))
@@ -273,45 +273,31 @@ class BridgeNode(Node):
     def _on_help_request(self, msg) -> None:
         """A help request of the policy (issue 19): the scripted operator in ``requested`` mode takes over on
         it after its reaction delay; one of another episode or session is ignored."""
-        op = self.operator
+        op, ep = self.operator, self.episodes
         if op is None or op.cfg.mode != "requested":
             return
-        ep = self.episodes
         if int(msg.episode_id) != ep.episode_id or (msg.session_id and msg.session_id != ep.session_id):
             self.get_logger().info(f"sim_bridge: help request of episode {msg.episode_id} ignored (not the current)")
             return
-        taken = op.request_help(int(self.env.steps), str(msg.reason))
-        self.get_logger().info(
-            f"sim_bridge: help request at step {msg.step} ({msg.reason}): "
-            + (f"the scripted operator takes over in {op.cfg.reaction_s:g} s" if taken else "ignored (in control, "
-               "over budget or one pending)")
-        )
+        self.get_logger().info(f"sim_bridge: {op.help_request(int(self.env.steps), str(msg.reason), msg.step)}")
 
     def _operator_step(self, info, stamp) -> None:
-        """Publish the operator's takeover trigger every tick, and its glove + arm target while in control."""
-        op = self.operator
-        if op is None:
+        """Publish the operator's takeover trigger every tick, its glove + arm target while in control and its
+        recovered flag at a handback (bora_sim/bridge_operator.py decides)."""
+        if self.operator is None:
             return
-        n_before = len(op.segments)
-        decision = op.observe(info)
-        if len(op.segments) > n_before:  # a takeover starts: why, and when (the operator share's diagnosis)
-            seg = op.segments[-1]
-            self.get_logger().info(
-                f"sim_bridge: the scripted operator takes over episode {self.episodes.episode_id} at step {seg.start} "
-                f"({seg.reason}; progress {seg.progress0:.2f})"
-            )
-        if decision.reason == "handback" and op.segments and op.segments[-1].recovered:
-            self.pub_recovered.publish(self._Bool(data=True))
-        elif decision.reason == "handback":
-            self.pub_recovered.publish(self._Bool(data=False))
-        if decision.takeover:
-            arm, glove = op.command()
-            g = self._JointState(name=list(self.glove_names), position=[float(x) for x in glove])
-            a = self._JointState(name=list(self.arm_names), position=[float(x) for x in arm])
+        out = self.operator.tick(info, self.episodes.episode_id)
+        if out.log:
+            self.get_logger().info(f"sim_bridge: {out.log}")
+        if out.recovered is not None:
+            self.pub_recovered.publish(self._Bool(data=out.recovered))
+        if out.arm is not None:
+            g = self._JointState(name=list(self.operator.glove_names), position=[float(x) for x in out.glove])
+            a = self._JointState(name=list(self.arm_names), position=[float(x) for x in out.arm])
             g.header.stamp = a.header.stamp = stamp
             self.pub_glove.publish(g)
             self.pub_arm_target.publish(a)
-        self.pub_takeover.publish(self._Bool(data=bool(decision.takeover)))
+        self.pub_takeover.publish(self._Bool(data=out.takeover))
 
     # ------------------------------------------------------------------ commands
     def _on_arm_forward(self, msg) -> None:
@@ -401,7 +387,7 @@ class BridgeNode(Node):
         self.obs = obs
         self.target = self.env.last_action.astype(np.float64).copy()
         if self.operator is not None:
-            self.operator.reset()
+            self.operator.start_episode()
         self._event(self._EpisodeEvent.START, f"seed {seed}")
 
     def _srv_reset(self, req, res):
@@ -431,7 +417,7 @@ class BridgeNode(Node):
         self._publish_observation(obs, stamp)
         self._operator_step(info, stamp)
         if (terminated or truncated) and self.operator is not None:
-            self.operator.close_open_segment(bool(terminated))
+            self.operator.end_episode(bool(terminated))
         if terminated:
             self._event(self._EpisodeEvent.SUCCESS, "success predicate")
         elif truncated:

@@ -1,0 +1,82 @@
+"""The sim bridge's scripted operator (:mod:`bora_sim.operator`), free of ROS: it is told the episodes, the
+policy's help requests and each control step's info, and says what the bridge publishes (``OperatorOutput``;
+``bora_sim/nodes/bridge_node.py`` publishes it): the takeover trigger every tick, the glove angles and arm
+target while in control, a recovered flag when it hands back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, ScriptedOperator
+
+
+@dataclass
+class OperatorOutput:
+    """What the bridge publishes for one control step."""
+
+    takeover: bool
+    """The takeover trigger (a level, published every tick)."""
+    recovered: bool | None = None
+    """The recovered flag of a handback (None: no handback this step)."""
+    arm: np.ndarray | None = None
+    """Arm joint targets [7] while in control (None: not in control)."""
+    glove: np.ndarray | None = None
+    """Glove angles (``GLOVE_JOINT_NAMES``) while in control (None: not in control)."""
+    log: str = ""
+    """A line for the log ('' none): why and when a takeover starts (the operator share's diagnosis)."""
+
+
+class BridgeOperator:
+    """One scripted operator of the bridge (``cfg`` from its parameters: ``operator_from_params``)."""
+
+    glove_names = tuple(GLOVE_JOINT_NAMES)
+
+    def __init__(self, env, cfg: OperatorConfig, seed: int) -> None:
+        self.op = ScriptedOperator(env, cfg, seed=seed)
+        self.cfg = self.op.cfg  # its task_overrides applied
+
+    def start_episode(self) -> None:
+        """A new episode started (the env was just reset): no takeovers, budget or help request carried over."""
+        self.op.reset()
+
+    def help_request(self, step: int, reason: str, asked_at: int) -> str:
+        """A help request of the policy (``requested`` mode, issue 19; the caller checks the mode and the episode)
+        that reached the bridge at the env's ``step`` (the reaction delay counts from it), sent at the policy's
+        step ``asked_at``; returns a line for the log."""
+        taken = self.op.request_help(int(step), str(reason))
+        return f"help request at step {asked_at} ({reason}): " + (
+            f"the scripted operator takes over in {self.cfg.reaction_s:g} s"
+            if taken
+            else "ignored (in control, over budget or one pending)"
+        )
+
+    def tick(self, info: dict[str, Any], episode_id: int) -> OperatorOutput:
+        """The operator observes the step's ``info``: a takeover may start or end; in control it commands."""
+        op = self.op
+        n_before = len(op.segments)
+        decision = op.observe(info)
+        log = ""
+        if len(op.segments) > n_before:
+            seg = op.segments[-1]
+            log = (
+                f"the scripted operator takes over episode {episode_id} at step {seg.start} "
+                f"({seg.reason}; progress {seg.progress0:.2f})"
+            )
+        recovered = None
+        if decision.reason == "handback":
+            recovered = bool(op.segments and op.segments[-1].recovered)
+        arm = glove = None
+        if decision.takeover:
+            arm, glove = op.command()
+        return OperatorOutput(bool(decision.takeover), recovered, arm, glove, log)
+
+    def end_episode(self, success: bool) -> None:
+        """The episode has its outcome: a takeover still open ends with it (recovered = ``success``)."""
+        self.op.close_open_segment(bool(success))
+
+
+__all__ = ["BridgeOperator", "OperatorOutput"]

@@ -1,0 +1,49 @@
+"""bora_sim.bridge_operator: what the sim bridge publishes for its scripted operator, step by step, without ROS.
+The bridge consults it AFTER each physics step (the in-process loops before it), so these tests feed it the
+infos of env steps; a policy that does nothing stalls, and the operator takes over (test_operator_collect.py)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from bora_sim.bridge_operator import BridgeOperator
+from bora_sim.env import make_env
+from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, ScriptedOperator
+
+CFG = OperatorConfig(grace_s=1.0, patience_s=1.5)
+
+
+def _still_env(seed: int = 2):
+    """press_button reset with ``seed``, and the action that holds the robot where it is."""
+    env = make_env("press_button", render=False)
+    obs, _ = env.reset(seed=seed)
+    return env, np.concatenate([obs["arm_qpos"], obs["hand_qpos"]])
+
+
+def test_outputs_follow_the_operators_decisions_and_commands():
+    env, still = _still_env()
+    bridge, twin = BridgeOperator(env, CFG, seed=0), ScriptedOperator(env, CFG, seed=0)  # same seed, same draws
+    logs = []
+    for _ in range(40):  # the operator's commands are not applied: both watch the same stalled episode
+        _, _, term, trunc, info = env.step(still)
+        assert not (term or trunc)
+        out = bridge.tick(info, episode_id=4)
+        dec = twin.observe(info)
+        assert out.takeover == dec.takeover and out.recovered is None  # no handback without success
+        if dec.takeover:
+            arm, glove = twin.command()
+            assert out.arm.shape == (7,) and out.glove.shape == (len(GLOVE_JOINT_NAMES),)
+            assert np.array_equal(out.arm, arm) and np.array_equal(out.glove, glove)
+        else:
+            assert out.arm is None and out.glove is None
+        if out.log:
+            logs.append((int(info["step"]), out.log))
+    assert len(twin.segments) == 1, "the stalled policy was not taken over (the scenario did not happen)"
+    start = twin.segments[0].start
+    assert [s for s, _ in logs] == [start]  # one line, when the takeover starts: the episode, step and why
+    assert re.fullmatch(rf"the scripted operator takes over episode 4 at step {start} \(no progress; progress "
+                        r"-?\d+\.\d\d\)", logs[0][1])
+    bridge.end_episode(False)  # the outcome closes the open takeover
+    assert bridge.op.interventions() == [{"start": start, "end": 40, "recovered": False, "reason": "no progress"}]
