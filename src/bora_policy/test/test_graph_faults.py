@@ -255,7 +255,7 @@ def test_no_command_of_an_ended_episode_and_never_a_zero_id(graph):
     time.sleep(2.0)
     old = [m for t, m in probe.rx["cmd"] if t > t_reset and m.episode_id != new]
     assert not old, f"commands of episodes {sorted({m.episode_id for m in old})} after START {new}"
-    # a START without an outcome (the reset service): nothing of the old episode stamped after it either
+    # the reset service's START (after its own ABORT of the episode): nothing of the old episode stamped after it
     late = [m for _, m in probe.rx["cmd"] if m.episode_id < new and _stamp(m) > start_stamp + 0.05]
     assert not late
     # every command since the first reset carries its chunk's (observation's) episode, never 0

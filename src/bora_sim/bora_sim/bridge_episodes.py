@@ -9,6 +9,9 @@ EpisodeEvent.session_id); episode ``e`` runs the env seed ``seed + e - 1``. Each
 * ``idle``: the episode has its outcome and ``auto_reset`` is off: nothing moves until a reset is requested;
 * ``start``: the next episode starts (the caller resets the env and calls :meth:`BridgeEpisodes.start`);
 * ``step``: the running episode advances one control step.
+
+A reset requested while an episode runs (``/bora/sim/reset``) ends it at once: the node sends its outcome, an
+ABORT noted ``RESET_NOTE`` (outcome ``abort``, a truncation, in bora_trainer.data.bag_records.outcome_of).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 
 WAIT, IDLE, START, STEP = "wait", "idle", "start", "step"
+RESET_NOTE = "reset: the bridge's reset service"
+"""Note of the ABORT that ends an episode reset while it ran (not ``timeout...``: its outcome is ``abort``)."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,14 @@ class BridgeEpisodes:
         (gate permitting), else nothing moves until :meth:`request_reset`."""
         self.ended, self.reset_pending = True, self.auto_reset
 
-    def request_reset(self) -> None:
-        """``/bora/sim/reset``: the next episode starts at the next tick, or when the gate lets it."""
-        self.reset_pending = True
+    def request_reset(self) -> bool:
+        """``/bora/sim/reset``: the next episode starts at the next tick, or when the gate lets it. Returns whether
+        an episode was running: it has ended now, and the caller sends its outcome (ABORT, ``RESET_NOTE``).
+        Before, the next START followed without an outcome, so recorders and the trainer never saw the episode
+        end (found in review; an episode without an outcome holds the trainer's round)."""
+        was_running = self.running
+        self.ended = self.reset_pending = True
+        return was_running
 
     def tick(self) -> Tick:
         """What this control tick does (module docstring); logs once when the next episode starts waiting for
@@ -99,4 +109,4 @@ class BridgeEpisodes:
         return Tick(STEP)
 
 
-__all__ = ["IDLE", "START", "STEP", "WAIT", "BridgeEpisodes", "Tick"]
+__all__ = ["IDLE", "RESET_NOTE", "START", "STEP", "WAIT", "BridgeEpisodes", "Tick"]

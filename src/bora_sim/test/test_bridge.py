@@ -135,6 +135,7 @@ def test_time_limit_timeout_and_reset_service(bridge):
     from std_srvs.srv import Trigger
 
     from bora_msgs.msg import EpisodeEvent
+    from bora_sim.bridge_episodes import RESET_NOTE
 
     node, rx, _ = bridge
     # the time limit is a truncation: ABORT with the "timeout" note (converted to outcome "timeout", not a
@@ -153,12 +154,26 @@ def test_time_limit_timeout_and_reset_service(bridge):
         ),
         10,
     )
-    n_start = sum(m.kind == EpisodeEvent.START for _, m in rx["ep"])
     cli = node.create_client(Trigger, "/bora/sim/reset")
     assert cli.wait_for_service(timeout_sec=10)
+
+    def n_start():
+        return sum(m.kind == EpisodeEvent.START for _, m in rx["ep"])
+
+    n = n_start()
+    assert spin(node, lambda: n_start() > n, 10)  # a fresh episode: 3 s to its time limit, the reset comes first
+    running, n = max(m.episode_id for _, m in rx["ep"] if m.kind == EpisodeEvent.START), n_start()
     fut = cli.call_async(Trigger.Request())
     assert spin(node, fut.done, 10) and fut.result().success
-    assert spin(node, lambda: sum(m.kind == EpisodeEvent.START for _, m in rx["ep"]) > n_start, 10)
+    assert fut.result().message.startswith(f"episode {running} aborted; episode {running + 1} starts")
+    assert spin(node, lambda: n_start() > n, 10)
+    # the reset ended the running episode with an outcome (before: the next START came without one), sent
+    # before the next START on the same topic
+    evs = [m for _, m in rx["ep"] if m.episode_id in (running, running + 1)]
+    assert [(m.episode_id, m.kind) for m in evs] == [
+        (running, EpisodeEvent.START), (running, EpisodeEvent.ABORT), (running + 1, EpisodeEvent.START)
+    ]
+    assert evs[1].note == RESET_NOTE
 
 
 def test_arm_mesh_parameter_offers_exactly_the_scenes_choices():

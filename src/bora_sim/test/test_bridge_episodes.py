@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from bora_sim.bridge_episodes import IDLE, START, STEP, WAIT, BridgeEpisodes
+from bora_sim.bridge_episodes import IDLE, RESET_NOTE, START, STEP, WAIT, BridgeEpisodes
 
 
 def test_ids_and_seeds_count_from_one_and_auto_reset_starts_the_next():
@@ -67,3 +67,23 @@ def test_direct_commands_of_another_episode_or_session_are_refused_and_counted()
     assert ep.dropped_commands == 3
     ep.end()  # after the outcome the current episode's commands still pass (nothing steps until the reset)
     assert ep.refuse_command(2, "run-a") == "" and ep.dropped_commands == 3
+
+
+def test_a_reset_ends_a_running_episode_once_and_only_a_running_one():
+    from bora_policy.common.rewards import TIMEOUT_NOTE_PREFIX
+
+    ep = BridgeEpisodes(seed=0, auto_reset=True, gated=False)
+    ep.start()
+    assert ep.request_reset() is True  # episode 1 ran: the caller sends its ABORT now
+    assert not ep.running and ep.request_reset() is False  # a second request ends nothing more
+    assert ep.tick().action == START and ep.start() == 2
+    ep.end()  # an outcome was sent already: a reset ends nothing
+    assert ep.request_reset() is False and ep.tick().action == START
+    # with a gate: before episode 1 nothing runs; a reset of a running episode ends it at once, its START waits
+    gated = BridgeEpisodes(seed=0, auto_reset=True, gated=True)
+    assert gated.request_reset() is False and gated.tick().action == WAIT
+    gated.set_gate(1)
+    assert gated.tick().action == START and gated.start() == 1
+    assert gated.request_reset() is True and gated.tick().action == WAIT and gated.episode_id == 1
+    # the ABORT's note is not a timeout's: its outcome is "abort" (bora_trainer.data.bag_records.outcome_of)
+    assert RESET_NOTE.startswith("reset") and not RESET_NOTE.lower().startswith(TIMEOUT_NOTE_PREFIX)

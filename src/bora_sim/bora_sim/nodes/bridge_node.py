@@ -14,7 +14,8 @@ straight from the policy, for graphs run without the arbiter; one of another epi
 and logged. Episodes: EpisodeEvent START on reset, SUCCESS when
 the task's success predicate holds, ABORT noted ``timeout: time limit`` at the time limit (a truncation, outcome
 ``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one, else physics and
-the topics stop until ``/bora/sim/reset`` (std_srvs/Trigger; before 2026-12-07: an outcome every tick). When
+the topics stop until ``/bora/sim/reset`` (std_srvs/Trigger; before 2026-12-07: an outcome every tick), which
+ends a running episode at once with ABORT noted ``reset: ...`` (outcome ``abort``; before: none). When
 ``bora_sim.operator`` is present and ``operator_enabled``, the scripted operator watches each step's info: its trigger
 (/bora/operator/takeover) is published every tick, its glove angles (/bora/operator/glove) and arm target
 (/bora/operator/arm_target) while it is in control, and a recovered flag (/bora/operator/recovered) when it hands
@@ -28,8 +29,8 @@ after it (episode 1 starts in this constructor, before the graph has matched) or
 the episode (bora_policy/common/episode_latch.py). ``episode_gate_topic`` (empty by default; std_msgs/UInt32,
 transient local): the highest episode id that may start. The online trainer publishes it so the robot waits at a
 round boundary until the round's update is done and the new residual is in use (bora_trainer/online/rounds.py); with
-a gate topic even episode 1 waits for the first value. A reset requested under a closed gate waits too, and the
-running episode gets no outcome: do not call ``/bora/sim/reset`` while a trainer gates the episodes.
+a gate topic even episode 1 waits for the first value. Under a closed gate the START after a reset waits too
+(the reset episode's ABORT is sent at once).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from bora_policy.common.image_conv import numpy_to_image
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.common.rewards import TIMEOUT_NOTE
 from bora_policy.common.state import ARM_KEY, HAND_KEY
-from bora_sim.bridge_episodes import IDLE, START, WAIT, BridgeEpisodes
+from bora_sim.bridge_episodes import IDLE, RESET_NOTE, START, WAIT, BridgeEpisodes
 from bora_sim.scene import ARM_MESHES
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
@@ -391,8 +392,19 @@ class BridgeNode(Node):
         self._event(self._EpisodeEvent.START, f"seed {seed}")
 
     def _srv_reset(self, req, res):
-        self.episodes.request_reset()
-        res.success, res.message = True, f"episode {self.episodes.episode_id + 1} starts at the next tick"
+        """End the running episode now with an outcome (ABORT, RESET_NOTE) and start the next at the next tick
+        (or when the trainer's gate lets it)."""
+        ep = self.episodes
+        aborted = ""
+        if ep.request_reset():  # recorders and the trainer see the episode end
+            if self.operator is not None:
+                self.operator.end_episode(False)
+            self._event(self._EpisodeEvent.ABORT, RESET_NOTE)
+            aborted = f"episode {ep.episode_id} aborted; "
+        gated = ep.gate is not None and ep.episode_id + 1 > ep.gate
+        when = "when the trainer's gate lets it" if gated else "at the next tick"
+        res.success, res.message = True, f"{aborted}episode {ep.episode_id + 1} starts {when}"
+        self.get_logger().info(f"sim_bridge: reset service: {res.message}")
         return res
 
     # ------------------------------------------------------------------ control tick
