@@ -54,9 +54,20 @@ class BridgeOperator:
             else "ignored (in control, over budget or one pending)"
         )
 
-    def tick(self, info: dict[str, Any], episode_id: int) -> OperatorOutput:
-        """The operator observes the step's ``info``: a takeover may start or end; in control it commands."""
+    def tick(self, info: dict[str, Any], episode_id: int, final: bool = False, success: bool = False) -> OperatorOutput:
+        """The operator observes the step's ``info``: a takeover may start or end; in control it commands.
+
+        Not on the episode's final step (``final``: the step that brought its outcome, ``success`` or not):
+        nothing follows it, so no takeover may start there and no command is sent; the in-process loops consult
+        the operator before each step, never after the last (bora_trainer/online/env_sim.py). Before, the bridge
+        consulted it there too (found in review). A takeover still open ends with the episode (:meth:`end_episode`):
+        on success it is reported as its handback on success is (recovered flag True, trigger released), on a
+        timeout the trigger stays up to the end (the teleop ends the takeover at the outcome)."""
         op = self.op
+        if final:
+            in_control = op.active is not None
+            self.end_episode(success)
+            return OperatorOutput(False, recovered=True) if in_control and success else OperatorOutput(in_control)
         n_before = len(op.segments)
         decision = op.observe(info)
         log = ""

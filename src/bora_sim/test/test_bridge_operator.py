@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
-from bora_sim.bridge_operator import BridgeOperator
+from bora_sim.bridge_operator import BridgeOperator, OperatorOutput
 from bora_sim.env import make_env
 from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, ScriptedOperator
 
@@ -47,3 +48,41 @@ def test_outputs_follow_the_operators_decisions_and_commands():
                         r"-?\d+\.\d\d\)", logs[0][1])
     bridge.end_episode(False)  # the outcome closes the open takeover
     assert bridge.op.interventions() == [{"start": start, "end": 40, "recovered": False, "reason": "no progress"}]
+
+
+def test_the_final_step_starts_no_takeover():
+    env, still = _still_env()
+    bridge, twin = BridgeOperator(env, CFG, seed=0), ScriptedOperator(env, CFG, seed=0)
+    for _ in range(40):
+        _, _, _, _, info = env.step(still)
+        if twin.observe(info).takeover:
+            break
+        assert not bridge.tick(info, 1).takeover  # both saw the same steps so far
+    assert twin.segments, "the stalled policy was not taken over (the scenario did not happen)"
+    # the twin takes over at this step; were it the episode's last (a timeout), nothing could follow the takeover
+    rng = bridge.op.rng.bit_generator.state
+    assert bridge.tick(info, 1, final=True, success=False) == OperatorOutput(False)
+    assert bridge.op.interventions() == [] and bridge.op.rng.bit_generator.state == rng  # no command drawn
+
+
+@pytest.mark.parametrize("success", [True, False])
+def test_a_takeover_open_at_the_final_step_ends_with_the_episode(success):
+    env, still = _still_env()
+    bridge = BridgeOperator(env, CFG, seed=0)
+    for _ in range(40):
+        _, _, _, _, info = env.step(still)
+        if bridge.tick(info, 1).takeover:
+            break
+    assert bridge.op.segments, "the stalled policy was not taken over (the scenario did not happen)"
+    for _ in range(3):
+        assert bridge.tick(env.step(still)[4], 1).takeover  # in control until success (recovery_s = 0)
+    _, _, _, _, info = env.step(still)
+    rng = bridge.op.rng.bit_generator.state
+    out = bridge.tick(info, 1, final=True, success=success)
+    # on success as its handback on success (recovered flag, trigger released); on a timeout the trigger stays up
+    assert out == (OperatorOutput(False, recovered=True) if success else OperatorOutput(True))
+    assert bridge.op.rng.bit_generator.state == rng  # no command after the last step
+    start = bridge.op.segments[0].start
+    assert bridge.op.interventions() == [
+        {"start": start, "end": int(info["step"]), "recovered": success, "reason": "no progress"}
+    ]

@@ -16,7 +16,8 @@ the task's success predicate holds, ABORT noted ``timeout: time limit`` at the t
 ``timeout`` as in the sim datasets, not a terminal failure); ``auto_reset`` starts the next one, else physics and
 the topics stop until ``/bora/sim/reset`` (std_srvs/Trigger; before 2026-12-07: an outcome every tick), which
 ends a running episode at once with ABORT noted ``reset: ...`` (outcome ``abort``; before: none). When
-``bora_sim.operator`` is present and ``operator_enabled``, the scripted operator watches each step's info: its trigger
+``bora_sim.operator`` is present and ``operator_enabled``, the scripted operator watches each step's info (but the
+final step's: nothing follows it, so no takeover starts there; bora_sim/bridge_operator.py): its trigger
 (/bora/operator/takeover) is published every tick, its glove angles (/bora/operator/glove) and arm target
 (/bora/operator/arm_target) while it is in control, and a recovered flag (/bora/operator/recovered) when it hands
 back. These are its own topics, not a person's (/bora/takeover, /glove/joint_states, /teleop/arm_target): the teleop
@@ -282,12 +283,12 @@ class BridgeNode(Node):
             return
         self.get_logger().info(f"sim_bridge: {op.help_request(int(self.env.steps), str(msg.reason), msg.step)}")
 
-    def _operator_step(self, info, stamp) -> None:
+    def _operator_step(self, info, stamp, final: bool, success: bool) -> None:
         """Publish the operator's takeover trigger every tick, its glove + arm target while in control and its
-        recovered flag at a handback (bora_sim/bridge_operator.py decides)."""
+        recovered flag at a handback (bora_sim/bridge_operator.py decides; not consulted on the final step)."""
         if self.operator is None:
             return
-        out = self.operator.tick(info, self.episodes.episode_id)
+        out = self.operator.tick(info, self.episodes.episode_id, final=bool(final), success=bool(success))
         if out.log:
             self.get_logger().info(f"sim_bridge: {out.log}")
         if out.recovered is not None:
@@ -427,9 +428,7 @@ class BridgeNode(Node):
         self.ticks += 1
         stamp = self.get_clock().now().to_msg()
         self._publish_observation(obs, stamp)
-        self._operator_step(info, stamp)
-        if (terminated or truncated) and self.operator is not None:
-            self.operator.end_episode(bool(terminated))
+        self._operator_step(info, stamp, final=terminated or truncated, success=terminated)
         if terminated:
             self._event(self._EpisodeEvent.SUCCESS, "success predicate")
         elif truncated:
