@@ -13,6 +13,10 @@ import numpy as np
 
 from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, ScriptedOperator
 
+OPERATOR_SEED_OFFSET = 104729
+"""An episode's operator is seeded with its env seed + this, as the in-process loops seed theirs
+(bora_trainer/online/env_sim.py, bora_trainer/collect.py): through the graph it draws what it draws in process."""
+
 
 @dataclass
 class OperatorOutput:
@@ -31,17 +35,22 @@ class OperatorOutput:
 
 
 class BridgeOperator:
-    """One scripted operator of the bridge (``cfg`` from its parameters: ``operator_from_params``)."""
+    """The scripted operator of the bridge (``cfg`` from its parameters: ``operator_from_params``), seeded for the
+    episode with env seed ``env_seed``."""
 
     glove_names = tuple(GLOVE_JOINT_NAMES)
 
-    def __init__(self, env, cfg: OperatorConfig, seed: int) -> None:
-        self.op = ScriptedOperator(env, cfg, seed=seed)
-        self.cfg = self.op.cfg  # its task_overrides applied
+    def __init__(self, env, cfg: OperatorConfig, env_seed: int) -> None:
+        self.env, self._cfg = env, cfg
+        self.start_episode(env_seed)
 
-    def start_episode(self) -> None:
-        """A new episode started (the env was just reset): no takeovers, budget or help request carried over."""
-        self.op.reset()
+    def start_episode(self, env_seed: int) -> None:
+        """A new episode with env seed ``env_seed`` started (the env was just reset): a fresh operator seeded with
+        ``env_seed + OPERATOR_SEED_OFFSET``, so its glove noise and plans depend on the episode alone, not on what
+        ran before in the session (before: one generator per session, found in review); no takeover, budget or
+        help request carries over."""
+        self.op = ScriptedOperator(self.env, self._cfg, seed=int(env_seed) + OPERATOR_SEED_OFFSET)
+        self.cfg = self.op.cfg  # its task_overrides applied
 
     def help_request(self, step: int, reason: str, asked_at: int) -> str:
         """A help request of the policy (``requested`` mode, issue 19; the caller checks the mode and the episode)
@@ -90,4 +99,4 @@ class BridgeOperator:
         self.op.close_open_segment(bool(success))
 
 
-__all__ = ["BridgeOperator", "OperatorOutput"]
+__all__ = ["OPERATOR_SEED_OFFSET", "BridgeOperator", "OperatorOutput"]

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from bora_sim.bridge_operator import BridgeOperator, OperatorOutput
+from bora_sim.bridge_operator import OPERATOR_SEED_OFFSET, BridgeOperator, OperatorOutput
 from bora_sim.env import make_env
 from bora_sim.operator import GLOVE_JOINT_NAMES, OperatorConfig, ScriptedOperator
 
@@ -25,7 +25,8 @@ def _still_env(seed: int = 2):
 
 def test_outputs_follow_the_operators_decisions_and_commands():
     env, still = _still_env()
-    bridge, twin = BridgeOperator(env, CFG, seed=0), ScriptedOperator(env, CFG, seed=0)  # same seed, same draws
+    bridge = BridgeOperator(env, CFG, env_seed=2)
+    twin = ScriptedOperator(env, CFG, seed=2 + OPERATOR_SEED_OFFSET)  # the same seed: the same draws
     logs = []
     for _ in range(40):  # the operator's commands are not applied: both watch the same stalled episode
         _, _, term, trunc, info = env.step(still)
@@ -52,7 +53,7 @@ def test_outputs_follow_the_operators_decisions_and_commands():
 
 def test_the_final_step_starts_no_takeover():
     env, still = _still_env()
-    bridge, twin = BridgeOperator(env, CFG, seed=0), ScriptedOperator(env, CFG, seed=0)
+    bridge, twin = BridgeOperator(env, CFG, env_seed=2), ScriptedOperator(env, CFG, seed=2 + OPERATOR_SEED_OFFSET)
     for _ in range(40):
         _, _, _, _, info = env.step(still)
         if twin.observe(info).takeover:
@@ -68,7 +69,7 @@ def test_the_final_step_starts_no_takeover():
 @pytest.mark.parametrize("success", [True, False])
 def test_a_takeover_open_at_the_final_step_ends_with_the_episode(success):
     env, still = _still_env()
-    bridge = BridgeOperator(env, CFG, seed=0)
+    bridge = BridgeOperator(env, CFG, env_seed=2)
     for _ in range(40):
         _, _, _, _, info = env.step(still)
         if bridge.tick(info, 1).takeover:
@@ -86,3 +87,21 @@ def test_a_takeover_open_at_the_final_step_ends_with_the_episode(success):
     assert bridge.op.interventions() == [
         {"start": start, "end": int(info["step"]), "recovered": success, "reason": "no progress"}
     ]
+
+
+def test_each_episode_draws_from_its_own_seed_whatever_ran_before():
+    env, _ = _still_env(seed=2)
+    bridge = BridgeOperator(env, CFG, env_seed=2)
+    for _ in range(5):
+        bridge.op.command()  # episode 2: a takeover's glove noise drawn
+    env.reset(seed=3)
+    bridge.start_episode(3)
+    glove = bridge.op.command()[1]
+    env.reset(seed=3)
+    fresh = BridgeOperator(env, CFG, env_seed=3)  # a session that starts at this episode: nothing ran before
+    assert np.array_equal(fresh.op.command()[1], glove)
+    env.reset(seed=3)  # the in-process loops' operator of the episode (env seed + 104729, online/env_sim.py)
+    assert np.array_equal(ScriptedOperator(env, CFG, seed=3 + 104729).command()[1], glove)
+    env.reset(seed=3)
+    other = BridgeOperator(env, CFG, env_seed=4)  # another episode's seed draws other noise (std 0.02 rad)
+    assert not np.allclose(other.op.command()[1], glove)

@@ -71,7 +71,8 @@ TOPICS = (
 SPECS = (
     ParamSpec("task", "pick_plush_toy", "task of the simulated scene (bora_sim.tasks)"),
     ParamSpec("object_set", "standard", "object set of the task"),
-    ParamSpec("seed", 0, "seed of the first episode (then seed + episode)", range=(0, 2**31 - 1)),
+    ParamSpec("seed", 0, "seed of the first episode (then seed + episode - 1; the scripted operator's: the "
+              "episode's + 104729, as in process)", range=(0, 2**31 - 1)),
     ParamSpec("image_size", 96, "rendered image height = width (px)", range=(16, 1024)),
     ParamSpec("hand", "shadow", "simulated hand model"),
     ParamSpec("render", True, "render the cameras (false: black images, faster)"),
@@ -255,14 +256,12 @@ class BridgeNode(Node):
             self.get_logger().info("sim_bridge: bora_sim.operator not available; no glove/takeover stream")
             return None
         cfg = operator_from_params(self.operator_overrides, self.operator_mode, self.operator_reaction_s)
-        return BridgeOperator(self.env, cfg, seed=self.seed)
+        return BridgeOperator(self.env, cfg, env_seed=self.episodes.env_seed())  # seeded per episode
 
     def _srv_set_operator(self, req, res):
         """Switch the scripted operator on (from a fresh state) or off (releasing its takeover) at run time."""
         if req.data and self.operator is None:
             self.operator = self._make_operator()
-            if self.operator is not None:
-                self.operator.start_episode()
         elif not req.data and self.operator is not None:
             self.operator = None
             self.pub_takeover.publish(self._Bool(data=False))
@@ -389,7 +388,7 @@ class BridgeNode(Node):
         self.obs = obs
         self.target = self.env.last_action.astype(np.float64).copy()
         if self.operator is not None:
-            self.operator.start_episode()
+            self.operator.start_episode(seed)
         self._event(self._EpisodeEvent.START, f"seed {seed}")
 
     def _srv_reset(self, req, res):
