@@ -2,8 +2,9 @@
 the hand driver (if configured), then sync, policy, teleop (the only writer to the drivers), optionally the
 trainer and RViz.
 
-`ros2 launch bora_policy deploy.launch.py vla_path:=DIR [robot_ip:=172.16.0.2] [use_fake_hardware:=true]
-[trainer:=true] [rviz:=false]` (RViz starts by default). DDS stays on this machine (LOCALHOST) unless
+`ros2 launch bora_policy deploy.launch.py [vla_path:=DIR] [robot_ip:=172.16.0.2] [use_fake_hardware:=true]
+[trainer:=true] [rviz:=false]` (RViz starts by default; vla_path, residual_path, critic_path left out keep
+deploy.yaml's policy values). DDS stays on this machine (LOCALHOST) unless
 ROS_AUTOMATIC_DISCOVERY_RANGE is exported (SUBNET for a multi-PC deployment).
 Everything comes from parameter files in config/ (installed to share/bora_policy/config):
   params_file             deploy.yaml: our nodes (bora_policy.graph.NODES, the table `bora up` reads too)
@@ -148,12 +149,20 @@ def generate_launch_description():
         for arg, (name, desc) in CONFIG_FILES.items()
     ]
     actions += [
-        DeclareLaunchArgument("vla_path", description="VLA directory (save_vla format)"),
-        DeclareLaunchArgument("residual_path", default_value="", description="residual actor checkpoint to start with"),
+        # the policy's paths: '' keeps params_file's policy section (launch_nodes.policy_path_overrides)
+        DeclareLaunchArgument(
+            "vla_path", default_value="", description="VLA directory (save_vla format; '': params_file's vla_path)"
+        ),
+        DeclareLaunchArgument(
+            "residual_path",
+            default_value="",
+            description="residual actor checkpoint to start with ('': params_file's residual_path)",
+        ),
         DeclareLaunchArgument(
             "critic_path",
             default_value="",
-            description="chunk critic for /bora/value ('': the critic of vla_path's run if it has one; 'none': none)",
+            description="chunk critic for /bora/value ('': params_file's critic_path, whose '' is the critic of "
+            "vla_path's run if it has one; 'none': none)",
         ),
         DeclareLaunchArgument(
             "robot_ip", default_value="", description="Franka FCI address (default: franka_file bringup.arguments)"

@@ -21,14 +21,20 @@ def generate_launch_description():
             default_value=PathJoinSubstitution([FindPackageShare("bora_policy"), "config", "sim.yaml"]),
             description="parameter file (one section per node)",
         ),
-        DeclareLaunchArgument("vla_path", default_value="", description="VLA directory (save_vla format)"),
+        # the policy's paths: '' keeps params_file's policy section (launch_nodes.policy_path_overrides)
         DeclareLaunchArgument(
-            "residual_path", default_value="", description="residual actor checkpoint to start with"
+            "vla_path", default_value="", description="VLA directory (save_vla format; '': params_file's vla_path)"
+        ),
+        DeclareLaunchArgument(
+            "residual_path",
+            default_value="",
+            description="residual actor checkpoint to start with ('': params_file's residual_path)",
         ),
         DeclareLaunchArgument(
             "critic_path",
             default_value="",
-            description="chunk critic for /bora/value ('': the critic of vla_path's run if it has one; 'none': none)",
+            description="chunk critic for /bora/value ('': params_file's critic_path, whose '' is the critic of "
+            "vla_path's run if it has one; 'none': none)",
         ),
         DeclareLaunchArgument(
             "graph_file", default_value="", description="graph-wide parameters ('': config/graph.yaml)"

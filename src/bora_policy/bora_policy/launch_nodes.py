@@ -11,6 +11,16 @@ from __future__ import annotations
 
 from bora_policy.graph import NODES, RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES, resolved_graph_file
 
+# the policy's path parameters that are also launch arguments (default '': the params file's value)
+PATH_ARGS = ("vla_path", "residual_path", "critic_path")
+
+
+def policy_path_overrides(values: dict[str, str]) -> dict[str, str]:
+    """The policy's path launch arguments that override the params file: only the non-empty ones, so an argument
+    left at its default ('') keeps the params file's value (config/deploy.yaml ``policy.vla_path`` ...) instead of
+    replacing it with ''. Found in review: every default used to override the file's paths."""
+    return {k: str(values[k]) for k in PATH_ARGS if str(values.get(k) or "").strip()}
+
 
 def supervision(spec) -> dict:
     """A crashed respawn node (policy, sync, trainer) is restarted while the arbiter holds the robot; the exit
@@ -42,13 +52,7 @@ def our_nodes(context, profile: str) -> list:
             continue
         overrides = [params, {"graph_file": graph_file}]
         if spec.name == "policy":
-            overrides.append(
-                {
-                    "vla_path": LaunchConfiguration("vla_path"),
-                    "residual_path": LaunchConfiguration("residual_path"),
-                    "critic_path": LaunchConfiguration("critic_path"),
-                }
-            )
+            overrides.append(policy_path_overrides({k: LaunchConfiguration(k).perform(context) for k in PATH_ARGS}))
         actions.append(
             Node(
                 package=spec.package,
