@@ -4,8 +4,11 @@ trainer and RViz.
 
 `ros2 launch bora_policy deploy.launch.py [vla_path:=DIR] [robot_ip:=172.16.0.2] [use_fake_hardware:=true]
 [trainer:=true] [rviz:=false]` (RViz starts by default; vla_path, residual_path, critic_path left out keep
-deploy.yaml's policy values). DDS stays on this machine (LOCALHOST) unless
-ROS_AUTOMATIC_DISCOVERY_RANGE is exported (SUBNET for a multi-PC deployment).
+deploy.yaml's policy values). trainer:=true starts the online trainer with config/trainer.yaml
+(trainer_config:=FILE for another) and adds its state_dir to the policy's checkpoint_roots, so the policy
+accepts the checkpoints it announces (launch_nodes.node_parameters, as `bora up --with trainer`).
+DDS stays on this machine (LOCALHOST) unless ROS_AUTOMATIC_DISCOVERY_RANGE is exported (SUBNET for a
+multi-PC deployment).
 Everything comes from parameter files in config/ (installed to share/bora_policy/config):
   params_file             deploy.yaml: our nodes (bora_policy.graph.NODES, the table `bora up` reads too)
   cameras_file            cameras.yaml: realsense2_camera parameters per camera + extrinsics (static TF)
@@ -142,6 +145,14 @@ def _drivers(context):
     return actions
 
 
+def _trainer_wiring(*args, **kwargs):
+    """bora_trainer.online.config.trainer_wiring (the trainer's config and state_dir, the policy's checkpoint roots),
+    imported only with trainer:=true: bora_policy's own modules never import bora_trainer."""
+    from bora_trainer.online.config import trainer_wiring
+
+    return trainer_wiring(*args, **kwargs)
+
+
 def generate_launch_description():
     share = FindPackageShare("bora_policy")
     actions = [
@@ -183,11 +194,19 @@ def generate_launch_description():
             "control_hz", default_value="0", description="override the graph's control_hz (0: the graph file's)"
         ),
         DeclareLaunchArgument("trainer", default_value="false", description="also start the online trainer"),
+        DeclareLaunchArgument(
+            "trainer_config",
+            default_value="",
+            description="the trainer's config ('': params_file's trainer.config_file, else config/trainer.yaml); "
+            "its state_dir is added to the policy's checkpoint_roots",
+        ),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/bora.rviz"),
         DeclareLaunchArgument("drivers", default_value="true", description="start the camera, arm and hand drivers"),
         OpaqueFunction(function=_drivers, condition=IfCondition(LaunchConfiguration("drivers"))),
     ]
-    actions.append(OpaqueFunction(function=our_nodes, kwargs={"profile": "deploy"}))
+    actions.append(
+        OpaqueFunction(function=our_nodes, kwargs={"profile": "deploy", "trainer_wiring": _trainer_wiring})
+    )
     actions.append(
         Node(
             package="rviz2",

@@ -45,8 +45,8 @@ def repo_root() -> Path | None:
     return None
 
 
-def default_params(mode: str) -> Path:
-    name = "sim.yaml" if mode == "sim" else "deploy.yaml"
+def find_config(name: str) -> Path | None:
+    """``config/<name>`` of the repository, else of an installed share/bora_policy/config (None if neither)."""
     root = repo_root()
     if root is not None and (root / "config" / name).is_file():
         return root / "config" / name
@@ -54,7 +54,15 @@ def default_params(mode: str) -> Path:
         cand = Path(prefix) / "share" / "bora_policy" / "config" / name
         if prefix and cand.is_file():
             return cand
-    raise FileNotFoundError(f"bora up: cannot find config/{name} (pass --params)")
+    return None
+
+
+def default_params(mode: str) -> Path:
+    name = "sim.yaml" if mode == "sim" else "deploy.yaml"
+    found = find_config(name)
+    if found is None:
+        raise FileNotFoundError(f"bora up: cannot find config/{name} (pass --params)")
+    return found
 
 
 def find_executable(package: str, executable: str) -> Path | None:
@@ -208,28 +216,6 @@ def _cli_param(extra: list[str], key: str):
     return vals[-1] if vals else None
 
 
-def policy_roots_with_trainer(
-    params: Path, vla: str, residual: str, critic: str, trainer_extra: list[str]
-) -> list[str]:
-    """The policy's checkpoint roots when the trainer runs too: the configured roots (else the defaults
-    of bora_policy.runtime.checkpoint_loader.default_checkpoint_roots) plus the trainer's state_dir,
-    where it writes the checkpoints it announces on /bora/checkpoint."""
-    from bora_policy.runtime.checkpoint_loader import default_checkpoint_roots
-    from bora_trainer.online.config import load_trainer_config
-
-    roots = [str(r) for r in (_yaml_param(params, "policy", "checkpoint_roots") or []) if str(r).strip()]
-    if not roots:
-        residual = residual or _yaml_param(params, "policy", "residual_path") or ""
-        critic = critic or _yaml_param(params, "policy", "critic_path") or ""
-        roots = [str(r) for r in default_checkpoint_roots(vla, residual, critic)]
-    trainer = {
-        k: _cli_param(trainer_extra, k) or _yaml_param(params, "trainer", k) or ""
-        for k in ("config_file", "recordings", "state_dir")
-    }
-    roots.append(str(Path(load_trainer_config(**trainer).state_dir).expanduser().resolve()))
-    return roots
-
-
 def demo_vla(path: Path, graph=None) -> Path:
     """A tiny random-init VLA around the simulated robot's home pose (bora_sim.scene.ARM_HOME + open hand), with
     the graph's chunk_size and cameras (``graph``: GraphParams, default config/graph.yaml)."""
@@ -319,7 +305,19 @@ def _run(args, run_dir: Path) -> int:
         if args.critic:
             extra["policy"] += ["-p", f"critic_path:={args.critic}"]
         if "trainer" in names:
-            roots = policy_roots_with_trainer(params, vla, args.residual, args.critic, extra["trainer"])
+            # the trainer's config and state_dir and the policy's roots, worked out once (as the launch files do)
+            from bora_trainer.config_io import ConfigError
+            from bora_trainer.online.config import TRAINER_PATH_PARAMS, trainer_wiring
+
+            given = {k: _cli_param(extra["trainer"], k) or "" for k in TRAINER_PATH_PARAMS}
+            try:
+                wired, roots = trainer_wiring(
+                    params, vla, args.residual, args.critic, given, find_config("trainer.yaml") or ""
+                )
+            except ConfigError as e:
+                print(f"bora up: the trainer's config: {e}", file=sys.stderr)
+                return 2
+            extra["trainer"] += [a for k, v in wired.items() if v for a in ("-p", f"{k}:={v}")]
             # first, so that a user's --param policy:checkpoint_roots:=... (later on the line) wins
             extra["policy"][:0] = ["-p", f"checkpoint_roots:={json.dumps(roots)}"]
     if mode == "sim" and "sim_bridge" in names and "teleop" not in names:

@@ -57,10 +57,10 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_trainer_config_file_section_shared_rewards_and_overrides(tmp_path):
-    """load_trainer_config (the trainer node and `bora up` read it): the `trainer` section, the top-level
-    `rewards` section, then the non-empty overrides; and `bora up` adds that state_dir to the policy's roots."""
-    from bora_trainer.online.config import load_trainer_config
-    from bora_trainer.up import policy_roots_with_trainer
+    """load_trainer_config (the trainer node reads it): the `trainer` section, the top-level `rewards` section,
+    then the non-empty overrides; and trainer_wiring (`bora up --with trainer`, the launch files' trainer:=true)
+    adds that state_dir to the policy's roots and hands the same absolute state_dir to the trainer."""
+    from bora_trainer.online.config import load_trainer_config, trainer_wiring
 
     cfg_file = tmp_path / "trainer.yaml"
     cfg_file.write_text("trainer:\n  state_dir: runs/x\n  utd_ratio: 2.0\nrewards:\n  recovery_bonus: 0.5\n")
@@ -73,6 +73,18 @@ def test_trainer_config_file_section_shared_rewards_and_overrides(tmp_path):
         f"policy:\n  ros__parameters:\n    checkpoint_roots: ['{tmp_path / 'ckpt'}']\n"
         f"trainer:\n  ros__parameters:\n    config_file: '{cfg_file}'\n"
     )
-    roots = policy_roots_with_trainer(params, "", "", "", ["state_dir:=" + str(tmp_path / "cli")])
-    assert roots == [str(tmp_path / "ckpt"), str((tmp_path / "cli").resolve())]
-    assert policy_roots_with_trainer(params, "", "", "", [])[-1] == str(Path("runs/x").resolve())  # relative: cwd
+    wired, roots = trainer_wiring(params, trainer={"state_dir": str(tmp_path / "cli")})
+    cli = str((tmp_path / "cli").resolve())
+    assert roots == [str(tmp_path / "ckpt"), cli]
+    assert wired == {"config_file": str(cfg_file.resolve()), "state_dir": cli}
+    wired, roots = trainer_wiring(params)  # the params file's trainer.config_file, its relative state_dir: cwd
+    assert roots[-1] == wired["state_dir"] == str(Path("runs/x").resolve())
+    # no config anywhere but the default one
+    other = tmp_path / "other.yaml"
+    other.write_text("trainer:\n  state_dir: runs/y\n")
+    (tmp_path / "bare.yaml").write_text("policy:\n  ros__parameters:\n    vla_path: ''\n")
+    wired, roots = trainer_wiring(tmp_path / "bare.yaml", default_config=other)
+    assert wired == {"config_file": str(other.resolve()), "state_dir": str(Path("runs/y").resolve())}
+    assert roots == [wired["state_dir"]]  # no vla / residual / critic: the trainer's directory only
+    with pytest.raises(ConfigError, match="missing.yaml not found"):
+        trainer_wiring(tmp_path / "bare.yaml", trainer={"config_file": str(tmp_path / "missing.yaml")})

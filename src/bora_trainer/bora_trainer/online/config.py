@@ -289,3 +289,51 @@ def load_trainer_config(config_file: str = "", recordings: str = "", state_dir: 
             section["rewards"] = data["rewards"]
         data = section
     return load_config(TrainerConfig, data, overrides=over)
+
+
+TRAINER_PATH_PARAMS = ("config_file", "recordings", "state_dir")
+
+
+def trainer_wiring(
+    params_file: str | Path,
+    vla: str = "",
+    residual: str = "",
+    critic: str = "",
+    trainer: dict[str, str] | None = None,
+    default_config: str | Path = "",
+) -> tuple[dict[str, str], list[str]]:
+    """The trainer's ``config_file`` and ``state_dir`` and the policy's ``checkpoint_roots`` of a graph that runs
+    the trainer, worked out once from the same inputs by ``bora up --with trainer`` and by the launch files'
+    ``trainer:=true`` (bora_policy/launch_nodes.py), so the directory the trainer writes its checkpoints to
+    (``state_dir/run``, ``state_dir/rounds``) is always one the policy accepts /bora/checkpoint paths from.
+
+    ``trainer``: the config_file / recordings / state_dir given for this run (a launch argument, ``--param
+    trainer:...``); an empty one falls back to the params file's ``trainer`` section, and config_file then to
+    ``default_config`` (config/trainer.yaml). state_dir is that config's, made absolute against the working
+    directory (the launch's, which every node inherits), and is passed to the trainer as such. The roots: the params
+    file's ``policy.checkpoint_roots``, else ``default_checkpoint_roots`` of ``vla`` / ``residual`` / ``critic``
+    (each, when empty, the params file's policy value), then state_dir. Returns
+    ``({"config_file": ..., "state_dir": ...}, roots)``; a missing config file raises ConfigError naming it."""
+    from bora_policy.runtime.checkpoint_loader import default_checkpoint_roots
+    from bora_trainer.config_io import read_yaml
+
+    data = read_yaml(params_file)
+
+    def section(node: str) -> dict:
+        return dict(((data.get(node) or {}).get("ros__parameters")) or {})
+
+    given = {k: str(v) for k, v in (trainer or {}).items() if v and str(v).strip()}
+    mine = {k: given.get(k) or str(section("trainer").get(k) or "") for k in TRAINER_PATH_PARAMS}
+    mine["config_file"] = mine["config_file"] or str(default_config or "")
+    if mine["config_file"]:
+        mine["config_file"] = str(Path(mine["config_file"]).expanduser().resolve())
+    state = str(Path(load_trainer_config(**mine).state_dir).expanduser().resolve())
+    policy = section("policy")
+    roots = [str(r) for r in (policy.get("checkpoint_roots") or []) if str(r).strip()]
+    if not roots:
+        vla = vla or str(policy.get("vla_path") or "")
+        residual = residual or str(policy.get("residual_path") or "")
+        critic = critic or str(policy.get("critic_path") or "")
+        critic = "" if critic == "none" else critic  # 'none': no critic, so no critic directory
+        roots = [str(r) for r in default_checkpoint_roots(vla, residual, critic)]
+    return {"config_file": mine["config_file"], "state_dir": state}, [*roots, state]
