@@ -359,6 +359,9 @@ def test_ctrl_c_stops_every_node(graph):
     log = graph["log"].read_text()
     assert rc == 0, log[-3000:]
     assert "bora up: stopped; exit codes" in log
+    # the run's domain, printed as the line other terminals use to join it, is the one the probe found the graph in
+    join = f"export ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST"
+    assert f"bora up: other terminals join this graph with: {join}" in log, log[:2000]
     codes = log.split("exit codes", 1)[1].splitlines()[0]
     stuck = [name for name, c in ast.literal_eval(codes.strip()).items() if c == -signal.SIGKILL]
     # the supervisor asks a stuck node for its Python stacks before SIGKILL (they are in its lines of the log)

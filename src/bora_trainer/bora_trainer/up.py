@@ -216,6 +216,14 @@ def _cli_param(extra: list[str], key: str):
     return vals[-1] if vals else None
 
 
+def join_command(env: dict) -> str:
+    """The shell line that puts another terminal on this run's DDS graph (its domain is drawn per run)."""
+    return (
+        f"export ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
+        f"ROS_AUTOMATIC_DISCOVERY_RANGE={env['ROS_AUTOMATIC_DISCOVERY_RANGE']}"
+    )
+
+
 def demo_vla(path: Path, graph=None) -> Path:
     """A tiny random-init VLA around the simulated robot's home pose (bora_sim.scene.ARM_HOME + open hand), with
     the graph's chunk_size and cameras (``graph``: GraphParams, default config/graph.yaml)."""
@@ -351,6 +359,8 @@ def _run(args, run_dir: Path) -> int:
             f"ROS_AUTOMATIC_DISCOVERY_RANGE={env['ROS_AUTOMATIC_DISCOVERY_RANGE']}",
             flush=True,
         )
+        # the domain is per run (loopback rule): other terminals (ros2 bag record, rviz2, ros2 topic) must join it
+        print(f"bora up: other terminals join this graph with: {join_command(env)}", flush=True)
         print(
             f"bora up: graph control_hz={graph.control_hz:g} chunk_size={graph.chunk_size} "
             f"cameras={list(graph.cameras)} residual_scale={graph.residual_scale:g} ({graph.source}) -> {graph_file}",
