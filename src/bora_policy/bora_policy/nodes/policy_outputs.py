@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bora_policy.runtime.observation import episode_step, stamp_seconds
+from bora_policy.runtime.observation import planned_step
 
 
 def chunk_messages(node, obs, arr, res):
@@ -19,7 +19,7 @@ def chunk_messages(node, obs, arr, res):
         # an observation without an episode (its sync node saw no START) planned in the current episode:
         # the chunk carries that episode and the step of the observation's stamp on its time base
         c.episode_id, c.session_id = g.episode_id, node.episodes.session(g.episode_id)
-        c.step = episode_step(stamp_seconds(obs.header.stamp), g.t_start, node.control_hz)
+        c.step = planned_step(obs, g.t_start, node.control_hz)
     c.chunk_size, c.action_dim = int(res.final.shape[0]), int(res.final.shape[1])
     c.joint_names = list(arr.joint_names)
     c.base = res.base.astype(np.float32).ravel().tolist()

@@ -70,3 +70,13 @@ def episode_step(t: float, t_start: float, control_hz: float) -> int:
     whatever the camera rate (30 Hz on the robot) or a node's dropped callbacks.
     """
     return max(0, int(round((t - t_start) * control_hz)))
+
+
+def planned_step(obs, t_start: float | None, control_hz: float) -> int:
+    """The step a chunk planned from ``obs`` is recorded under (its ActionChunk's ``step``, and the step the
+    policy's ``ChunkScheduler`` spaces plans by): the observation's ``step``; for an observation without an
+    episode (``episode_id`` 0, its sync node saw no START) once the current episode's START stamp ``t_start``
+    is known, the step of its stamp on that episode's time base."""
+    if int(obs.episode_id) == 0 and t_start is not None:
+        return episode_step(stamp_seconds(obs.header.stamp), t_start, control_hz)
+    return int(obs.step)
