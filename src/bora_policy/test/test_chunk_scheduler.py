@@ -100,6 +100,93 @@ def test_unplanned_replan_when_no_fresh_observation_came_and_failure_replans():
     assert not sched(ahead=False).on_observation(1.0)  # synchronous schedulers never plan on arrival
 
 
+def grid_timeline(delays, n, drop=(), rows=16, replan=8, steps=True):
+    """Observation k stamped k * 0.1, arriving 5 ms later unless k is in ``drop``, at control step k (None with
+    ``steps`` off); tick k at k * 0.1 + 0.05. The i-th plan is ready ``delays[i]`` s (the last one repeated)
+    after its request and adopted at the first tick after that; chunks have ``rows`` rows at 10 Hz.
+    Returns the scheduler, the planned-from steps, the notes of ``requested`` and the adoption ticks."""
+    s = sched(replan=replan)
+    s.begin_episode([0.0], 0.0)
+    plans, notes, switches, pending, newest = [], [], [], None, None
+
+    def request(k, t):
+        notes.append(s.requested(k * DT, t, k if steps else None))
+        plans.append(k)
+        return k, t + delays[min(len(plans), len(delays)) - 1]
+
+    for k in range(n):
+        if k not in drop:
+            newest = k
+            if s.on_observation(k * DT, k * DT + 0.005, k if steps else None):
+                pending = request(k, k * DT + 0.005)
+        t = k * DT + 0.05
+        if pending is not None and pending[1] <= t + 1e-9:
+            s.ready(pending[1])
+            s.adopt(np.zeros((rows, 1)), pending[0] * DT, t)
+            switches.append(k)
+            pending = None
+        if s.on_tick(None if newest is None else newest * DT):
+            pending = request(newest, t)
+        s.step(t)
+    return s, plans, notes, switches
+
+
+def test_planned_ahead_chunks_start_exactly_replan_steps_apart_whatever_the_inference_time():
+    """Inference 80, 280, 180, 180 ms (about 1, 3, 2, 2 ticks), replan 8, 16-row chunks. Plan 0 at tick 0 on
+    observation 0, ready 0.13, adopted at tick 1; the grid step 8 arrives at 0.805 and is planned at once: ready
+    1.085, adopted at tick 11; step 16 at 1.605: ready 1.785, tick 18; step 24: ready 2.585, tick 26; ..."""
+    s, plans, notes, switches = grid_timeline([0.08, 0.28, 0.18], 40)
+    assert plans == [0, 8, 16, 24, 32] and switches == [1, 11, 18, 26, 34]
+    assert s.off_grid == 0 and notes == [None] * 5 and s.anchor == 32 and s.grid_target() == 40
+    # the same timeline armed from the adoption tick (no steps given: the rule before the grid): obs 8 arms at
+    # tick 8 (since 7 = 8 - lead 1) -> observation 9; adopted at tick 12, lead 3 -> armed at tick 17 -> 18; ...
+    _, old, _, _ = grid_timeline([0.08, 0.28, 0.18], 40, steps=False)
+    assert old == [0, 9, 18, 26, 34]
+
+
+def test_a_dropped_grid_observation_gives_one_counted_off_grid_start_then_the_grid_resumes_from_it():
+    """Observation 16 is dropped: 17 (the next, newer than the grid step) is planned on arrival, counted; the
+    grid then goes on from 17 (our choice: the rule 'replan_steps after the executing chunk's step')."""
+    s, plans, notes, switches = grid_timeline([0.08, 0.28, 0.18], 40, drop={16})
+    assert plans == [0, 8, 17, 25, 33] and switches == [1, 11, 19, 27, 35]
+    assert s.off_grid == 1 and notes[:2] == [None, None] and notes[3:] == [None, None]
+    assert notes[2].startswith("chunk planned from step 17, 9 steps after the executing chunk's 8 instead of")
+    assert "no plan from step 16" in notes[2] and "\n" not in notes[2] and s.last_off_grid == notes[2]
+
+
+def test_no_observation_at_the_grid_step_plans_on_the_newest_before_the_chunk_runs_out():
+    """Observations stop after 7. Chunk 0 (from 0) adopted at tick 1, 1.5 ticks after its stamp; lead 1 (85 ms);
+    its last row is 15 ticks after the stamp. Tick k is 1.5 + (k - 1) ticks after it: the first one at least 9
+    (a period past the grid step) where a plan one tick later would not be ready by row 15 (k + 0.5 + 1 + 1 >
+    15) is tick 13: planned there on observation 7, adopted at tick 14 (14.5 <= 15: never ran out)."""
+    s, plans, notes, switches = grid_timeline([0.08], 20, drop=set(range(8, 20)))
+    assert plans == [0, 7] and switches == [1, 14] and s.off_grid == 1
+    assert "no observation at or after step 8 came in time" in notes[1]
+
+
+def test_inference_too_slow_for_the_grid_falls_back_to_arming_from_the_adoption_tick():
+    """12-row chunks (last row 11 ticks after the stamp), inference 380 ms + transport 5 ms: lead 4, and
+    8 + 4 > 11: a chunk from the grid step could not be ready in time. As before the grid: adopted at tick 4,
+    armed at tick 8 (since 4 = 8 - 4) after observation 8, planned on 9 (off the grid, counted); adopted at
+    tick 13, armed at 17, planned on 18; ..."""
+    s, plans, notes, switches = grid_timeline([0.38], 40, rows=12)
+    assert s.lead_ticks() == 4 and s.grid_target() is None
+    assert plans == [0, 9, 18, 27, 36] and switches == [4, 13, 22, 31] and s.off_grid == 4
+    assert notes[0] is None and all("plan latency 385 ms (4 ticks)" in n for n in notes[1:])
+
+
+def test_planned_step_is_the_recorded_chunk_step():
+    from types import SimpleNamespace
+
+    from bora_policy.runtime.observation import planned_step
+
+    stamp = SimpleNamespace(sec=12, nanosec=340_000_000)
+    obs = SimpleNamespace(episode_id=3, step=41, header=SimpleNamespace(stamp=stamp))
+    assert planned_step(obs, 10.0, 10.0) == 41  # the sync node's step
+    obs.episode_id = 0  # no episode: the stamp's step on the current episode's time base, round(2.34 * 10)
+    assert planned_step(obs, 10.0, 10.0) == 23 and planned_step(obs, None, 10.0) == 41
+
+
 def test_boundary_blend_then_velocity_limit_bounds_every_step():
     """Chunk A at 0 then chunk B at 1.0 rad: the blend lasts 2 * gap / v and each step <= v * dt."""
     v = (0.5, 2.0)  # joint 0 at 0.5 rad/s (0.05 rad per tick), joint 1 at 2.0 rad/s

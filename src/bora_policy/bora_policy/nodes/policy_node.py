@@ -4,8 +4,8 @@ Threads: the control loop (``ControlLoop``: its own thread, absolute deadlines, 
 cannot delay or drop a control slot) adopts the newest ready chunk and steps the ``ChunkScheduler``
 (runtime/chunk_scheduler.py, the replan state machine shared with ``bora eval``); the VLA + residual +
 critic run on a dedicated inference thread (``PlanWorker``), planned ahead: the next chunk is started
-``ceil(plan latency / period)`` ticks before the switch, on the first observation that arrives after that
-tick, so it is ready at the switch, and the control grid is phase-locked to the observations;
+on the arrival of the observation ``replan_steps`` steps after the executing chunk's (chunk starts exactly
+``replan_steps`` apart; off-grid starts are counted and logged), and the control grid is phase-locked to them;
 subscriptions, services and checkpoint loading run on ONE executor thread (``SingleThreadedExecutor``:
 rclpy's ``MultiThreadedExecutor`` re-polls tasks queued to its pool in a busy loop that holds the GIL,
 ros2/rclpy#1452; measured here: its spin thread at ~50 % of a core, and the control thread kept off the
@@ -52,7 +52,7 @@ from bora_policy.runtime.chunk_scheduler import ChunkScheduler, check_replan_ste
 from bora_policy.runtime.episode_gate import EpisodeGate
 from bora_policy.runtime.episode_starts import EpisodeStarts
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
-from bora_policy.runtime.observation import episode_step, observation_arrays, stamp_seconds
+from bora_policy.runtime.observation import episode_step, observation_arrays, planned_step, stamp_seconds
 from bora_policy.runtime.plan_worker import PlanWorker
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
 from bora_policy.runtime.stale_watch import StaleWatch
@@ -263,8 +263,9 @@ class PolicyNode(Node):
     def _on_observation(self, msg) -> None:
         with self._lock:
             self._latest_obs = msg
-            if self.mode != PAUSED and self.sched.on_observation(stamp_seconds(msg.header.stamp), self._now()):
-                self._request_plan(msg)  # the plan armed ahead of the switch starts on this observation
+            step = planned_step(msg, self.gate.t_start, self.control_hz)  # the grid's step (chunk_scheduler.py)
+            if self.mode != PAUSED and self.sched.on_observation(stamp_seconds(msg.header.stamp), self._now(), step):
+                self._request_plan(msg)  # the grid observation (or a newer one, when it was missed): plan now
 
     def _on_executed(self, msg) -> None:
         self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
@@ -366,7 +367,9 @@ class PolicyNode(Node):
                 WARN,
             )
         if self.worker.submit(obs):
-            self.sched.requested(stamp_seconds(obs.header.stamp), self._now())
+            step = planned_step(obs, self.gate.t_start, self.control_hz)
+            if note := self.sched.requested(stamp_seconds(obs.header.stamp), self._now(), step):  # off the grid
+                self.get_logger().warning(f"policy: {note}", throttle_duration_sec=5.0)
 
     # ------------------------------------------------------------------ control tick
     def _now(self) -> float:

@@ -100,6 +100,8 @@ def diagnostics_message(node, mode_name: str):
         # planned ahead (runtime/chunk_scheduler.py): observation stamp -> chunk ready, and the lead in ticks
         plan_latency_ms=f"{node.sched.plan_latency() * 1e3:.1f}",
         plan_lead_ticks=str(node.sched.lead_ticks()),
+        # chunks not planned from the observation replan_steps steps after the previous chunk's (all episodes)
+        plan_off_grid=str(node.sched.off_grid),
     )
     st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
     arr = DiagnosticArray()

@@ -2,8 +2,10 @@
 
 The one replan state machine of the policy node (``bora_policy/nodes/policy_node.py``) and of evaluation
 (``bora_trainer/evaluate.py``, ``evaluate_vec.py``). It owns a :class:`ChunkExecutor` and counts control
-ticks since the executing chunk was adopted (``since``); a new chunk is adopted every ``replan_steps``
-ticks (Algorithm 1's chunked execution: the first ``replan_steps`` rows of each chunk are executed).
+ticks since the executing chunk was adopted (``since``). Synchronously a new chunk is adopted every
+``replan_steps`` ticks (Algorithm 1's chunked execution: the first ``replan_steps`` rows of each chunk are
+executed); planned ahead, each chunk is planned from the observation ``replan_steps`` steps after the
+previous one's (below).
 
 Synchronous use (evaluation: inference takes no simulated time)::
 
@@ -12,19 +14,43 @@ Synchronous use (evaluation: inference takes no simulated time)::
     cmd = sched.step(t)                             # the command of this tick
 
 Planned ahead (the node; issue 17, "real-time chunking" after Black et al. 2025, arXiv:2506.07339): the
-chunk must be READY when the executing one has run ``replan_steps`` ticks, and be computed from the
-NEWEST observation. ``plan_latency`` (seconds from an observation's stamp to its chunk being ready when
-planned on its arrival: the median transport, stamp -> arrival, plus the 90th percentile of the inference
-time, request -> ready, of the last 20) sets the lead ``d = ceil(latency / dt)`` ticks:
+next chunk is computed on the inference thread while the executing one runs. ``plan_latency`` (seconds from an
+observation's stamp to its chunk being ready when planned on its arrival: the median transport, stamp ->
+arrival, plus the 90th percentile of the inference time, request -> ready, of the last 20) gives the lead
+``d = ceil(latency / dt)`` ticks.
 
-* ``since >= replan_steps - d`` arms the plan; it starts on the first observation newer than the newest
-  one at the arming tick (:meth:`on_observation`, called as each observation arrives), so the chunk is
-  computed from the newest observation that can still be ready at the switch;
-* ``since >= replan_steps`` with nothing requested (no fresh observation came), or no command at all:
-  plan now on the newest observation (:meth:`on_tick`), as an unplanned replan;
-* a ready chunk is adopted at the next tick (:meth:`adopt`); the executor indexes it by time from the
-  observation's stamp, so the rows whose time passed during inference are skipped, and cross-fades from
-  the executing chunk over the overlap (``ChunkExecutor``: the output-space form of RTC's soft mask).
+On the grid (ours; the node passes each observation's step, ``runtime/observation.py`` ``planned_step``):
+each chunk is planned from the observation whose step is exactly ``replan_steps`` after the step of the
+observation the executing chunk was planned from (its ``anchor``; :meth:`grid_target`), as soon as that
+observation arrives (:meth:`on_observation`), and adopted at the first tick after it is ready (:meth:`adopt`).
+A recording's chunk start is the step of the observation a chunk was planned from (``nodes/policy_outputs.py``,
+``chunk_messages``), so on the grid starts are exactly ``replan_steps`` apart whatever the inference time;
+the time a chunk executes varies instead (from its adoption to the next one's): the executor indexes a chunk
+by time from its observation's stamp, so the rows whose time passed during inference are skipped, and
+cross-fades from the executing chunk (``ChunkExecutor``: the output-space form of RTC's soft mask).
+(Before, the next plan was armed ``replan_steps - d`` ticks after the tick a chunk was ADOPTED, so each
+inference's jitter moved every later start: through the ROS graph starts came 7-10 steps apart at
+``replan_steps`` 8, and 10-27 % of the online replay rows had no chunk start ``k`` steps on, losing their last
+step's bootstrap target.) The grid holds while ``d <= replan_steps`` (one plan runs at a time) and
+``replan_steps + d`` ticks after the anchor's stamp fall on or before the executing chunk's last row (``d``
+unclamped); else the chunk could not be ready in time.
+
+Off the grid (counted in ``off_grid``; :meth:`requested` returns a one-line note the node logs; the only
+source of irregular starts):
+
+* an observation newer than the grid's arrives and none at the grid step was planned from (dropped, its step
+  skipped by a camera slower than the control rate, planning still busy, or its plan refused or failed):
+  plan on it at once; the grid goes on from its step;
+* no observation at or after the grid step has come by the tick at least one period after the grid step
+  from which a later plan could no longer be ready by the executing chunk's last row: plan at that tick on
+  the newest observation (:meth:`on_tick`);
+* the lead is too long for the grid, or no steps are given: planning as before the grid, from the
+  adoption tick: ``since >= replan_steps - d`` arms the plan, which starts on the first observation newer
+  than the newest one at the arming tick; ``since >= replan_steps`` with nothing requested: plan now on the
+  newest observation.
+
+Nothing is counted for the first plan of an episode (or after a resume), planned at once at a tick on the
+newest observation: it sets the grid. Synchronous use (``plan_due``, ``adopt``, ``step``) is unchanged.
 
 Phase lock (ours): the command is computed from an observation at the first tick after the chunk is
 ready. When observations come once per control period (the simulated graph; a camera at the control rate),
@@ -102,6 +128,8 @@ class ChunkScheduler:
         self._t_requested = 0.0
         self._last_obs_stamp: float | None = None
         self.plans = 0
+        self.off_grid = 0  # planned-ahead chunks not planned from the grid observation (all episodes)
+        self.last_off_grid = ""  # the note of the latest one
         self.begin_episode(None, 0.0)
 
     # ------------------------------------------------------------------ episode and synchronous use
@@ -115,6 +143,11 @@ class ChunkScheduler:
         self.planned_from: float | None = None  # stamp of the observation of the requested plan
         self._armed_after: float | None = None  # newest stamp at the arming tick (None: not armed)
         self.plans = 0
+        self.anchor: int | None = None  # step of the observation the executing chunk was planned from
+        self._req_step: int | None = None  # that of the requested plan
+        self._why = ""  # why the start just signalled may be off the grid
+        self._elapsed0 = 0.0  # ticks from the executing chunk's observation stamp to its adoption
+        self._last_row = 0.0  # ticks from that stamp to its last row
 
     def hold(self, state, t: float) -> None:
         self.executor.hold(state, t)
@@ -131,6 +164,9 @@ class ChunkScheduler:
         """Switch to ``chunk`` (computed from the observation stamped ``t_obs``) at the tick at ``t``."""
         cid = self.executor.set_chunk(chunk, t_obs, t)
         self.since, self.in_flight, self._armed_after = 0, False, None
+        self.anchor, self._req_step = self._req_step, None  # None unless requested with a step (the node)
+        self._elapsed0 = (float(t) - float(t_obs)) / self.dt
+        self._last_row = (len(chunk) - 1) * self.cfg.control_hz / self.cfg.chunk_hz
         self.plans += 1
         return cid
 
@@ -151,40 +187,86 @@ class ChunkScheduler:
 
     def lead_ticks(self) -> int:
         """Ticks before the switch at which planning starts: ``ceil(latency / dt)``, in [1, replan_steps]."""
-        d = math.ceil(self.plan_latency() / self.dt - 1e-9) if self.latencies else 1
-        return int(min(max(d, 1), self.replan_steps))
+        return int(min(max(self._lead(), 1), self.replan_steps))
+
+    def _lead(self) -> int:
+        return math.ceil(self.plan_latency() / self.dt - 1e-9) if self.latencies else 1
+
+    def grid_target(self) -> int | None:
+        """The step of the observation the next chunk is planned from (module docstring): the anchor +
+        ``replan_steps``; None off the grid (synchronous, no step given, no chunk planned yet this episode, or
+        a lead too long: over ``replan_steps``, as one plan runs at a time, or to switch by the executing
+        chunk's last row)."""
+        d = self._lead()
+        if not self.ahead or self.anchor is None or not (d <= self.replan_steps and self._in_time(self.replan_steps)):
+            return None
+        return self.anchor + self.replan_steps
+
+    def _in_time(self, ticks: float) -> bool:
+        """A plan started ``ticks`` after the executing chunk's observation stamp is ready by its last row."""
+        return ticks + self._lead() <= self._last_row + 1e-9
+
+    def _too_slow(self) -> str:
+        if not self.ahead or self.anchor is None:
+            return ""
+        return (
+            f"plan latency {self.plan_latency() * 1e3:.0f} ms ({self._lead()} ticks): a chunk from step "
+            f"{self.anchor + self.replan_steps} would not be ready in time"
+        )
 
     def on_tick(self, newest_stamp: float | None) -> bool:
         """At a control tick, before :meth:`step`: True when a plan must start now on the newest
         observation (stamp ``newest_stamp``; None: none yet)."""
         if self.in_flight or newest_stamp is None:
             return False
+        target = self.grid_target()
+        if target is not None:  # wait for the grid observation (on_observation) while it can still be in time
+            elapsed = self._elapsed0 + self.since  # ticks since the executing chunk's observation stamp
+            if elapsed >= self.replan_steps + 1 - 1e-9 and not self._in_time(elapsed + 1):
+                self._why = f"no observation at or after step {target} came in time"
+                return True
+            return False
         if self.plan_due():
+            self._why = self._too_slow()
             return True
         if self.since >= self.replan_steps - self.lead_ticks() and self._armed_after is None:
             self._armed_after = newest_stamp  # wait for the next observation (on_observation)
         return False
 
-    def on_observation(self, stamp: float, t_arrival: float | None = None) -> bool:
-        """An observation stamped ``stamp`` arrived at ``t_arrival``: True when the armed plan should start
-        on it now."""
+    def on_observation(self, stamp: float, t_arrival: float | None = None, step: int | None = None) -> bool:
+        """An observation stamped ``stamp`` (at control step ``step``; None: unknown) arrived at ``t_arrival``:
+        True when the next plan should start on it now."""
         if t_arrival is not None:
             self.transport.append(max(0.0, t_arrival - stamp))
         if self._last_obs_stamp is not None and stamp > self._last_obs_stamp:
             self.obs_intervals.append(stamp - self._last_obs_stamp)
             self.obs_stamps.append(stamp)
         self._last_obs_stamp = stamp if self._last_obs_stamp is None else max(stamp, self._last_obs_stamp)
-        return (
-            self.ahead
-            and not self.in_flight
-            and self._armed_after is not None
-            and stamp > self._armed_after
-        )
+        if not self.ahead or self.in_flight:
+            return False
+        target = self.grid_target()
+        if target is not None and step is not None:
+            self._why = f"no plan from step {target} (its observation dropped, or planning busy, refused or failed)"
+            return int(step) >= target
+        self._why = self._too_slow()
+        return self._armed_after is not None and stamp > self._armed_after
 
-    def requested(self, stamp: float, t: float | None = None) -> None:
-        """A plan on the observation stamped ``stamp`` was handed to the inference at ``t``."""
+    def requested(self, stamp: float, t: float | None = None, step: int | None = None) -> str | None:
+        """A plan on the observation stamped ``stamp`` (at step ``step``) was handed to the inference at ``t``.
+        Returns a one-line note when the planned-ahead start is off the grid (counted in ``off_grid``)."""
         self.in_flight, self.planned_from = True, float(stamp)
         self._t_requested = float(stamp if t is None else t)
+        self._req_step = None if step is None else int(step)
+        why, self._why = self._why, ""
+        if not self.ahead or step is None or self.anchor is None or int(step) == self.anchor + self.replan_steps:
+            return None
+        self.off_grid += 1
+        self.last_off_grid = (
+            f"chunk planned from step {int(step)}, {int(step) - self.anchor} steps after the executing chunk's "
+            f"{self.anchor} instead of replan_steps {self.replan_steps}: {why or 'off the grid'} "
+            f"({self.off_grid} off-grid starts so far)"
+        )
+        return self.last_off_grid
 
     def ready(self, t_ready: float) -> None:
         """The requested chunk is ready at ``t_ready`` (measures the inference time)."""
@@ -192,7 +274,7 @@ class ChunkScheduler:
 
     def failed(self) -> None:
         """The requested plan produced nothing (an error, or its episode ended): plan again when due."""
-        self.in_flight = False
+        self.in_flight, self._req_step = False, None
 
     def phase_shift(self, t_tick: float, newest_stamp: float | None, margin: float | None = None) -> float:
         """The control-grid correction of this tick (module docstring; 0 unless planning ahead, with plan
