@@ -157,7 +157,7 @@ def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, para
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
     rclpy.init()
     node = rclpy.create_node("bench_graph_probe")
-    cmds, diags, chunks, execs = [], [], [], []
+    cmds, diags, chunks, execs, starts = [], [], [], [], []
     rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(
         JointCommand, "/bora/policy_command", lambda m: cmds.append((time.monotonic(), m)), rel
@@ -165,7 +165,8 @@ def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, para
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), rel)
     node.create_subscription(
         ActionChunk, "/bora/action_chunk",
-        lambda m: chunks.append((_sec(m.header.stamp), m.episode_id, time.time())), rel,
+        lambda m: (chunks.append((_sec(m.header.stamp), m.episode_id, time.time())),
+                   starts.append((_sec(m.header.stamp), m.episode_id, m.step))), rel,
     )
     node.create_subscription(
         ExecutedCommand, "/bora/executed_command",
@@ -222,12 +223,21 @@ def graph(seconds: float, with_viz: bool = False, control_hz: float = 10.0, para
         )
 
     boundary = boundaries(t0_ros)
+    import yaml
+
+    pol_params = ((yaml.safe_load(Path(sim_yaml).read_text()) or {}).get("policy") or {}).get("ros__parameters") or {}
+    replan = int(pol_params.get("replan_steps", 8))
+    for p in params:  # a --param policy:replan_steps:=N of this run
+        if p.startswith("policy:replan_steps:="):
+            replan = int(p.split(":=", 1)[1])
     return {
         "with_viz": viz_info,
         "load_avg_1m_start": load_start,
         "load_avg_1m_end": load_end,
         "boundaries": boundary,
         "settle_s": settle,
+        # chunk starts (the step each chunk was planned from) of the measured window, per episode
+        "start_spacing": runtime_latency.start_spacing([(ep, st) for t, ep, st in starts if t >= t0_ros], replan),
         "boundaries_from_start": boundaries(t_first_ros) if settle > 0 else None,
         "control_hz": control_hz,
         "seconds": seconds,

@@ -112,3 +112,20 @@ def analyse(
         "limit_rad_per_tick": lim.tolist(),
         "chunks": per_chunk,
     }
+
+
+def start_spacing(starts: list[tuple[int, int]], replan_steps: int) -> dict:
+    """How far apart successive chunks of an episode start, in control steps: ``starts`` are (episode,
+    ActionChunk.step) in arrival order (a chunk's step is that of the observation it was planned from). Returns
+    the number of spacings, how many equal ``replan_steps`` (the grid; every other one leaves a gap or an
+    overlap in the recorded replay rows) and a histogram {spacing: count}."""
+    by_ep: dict[int, list[int]] = {}
+    for ep, step in starts:
+        by_ep.setdefault(int(ep), []).append(int(step))
+    gaps = [b - a for steps in by_ep.values() for a, b in zip(steps, steps[1:])]
+    hist: dict[int, int] = {}
+    for g in gaps:
+        hist[g] = hist.get(g, 0) + 1
+    exact = sum(g == replan_steps for g in gaps)
+    return {"n": len(gaps), "exact": exact, "exact_fraction": exact / len(gaps) if gaps else float("nan"),
+            "replan_steps": int(replan_steps), "hist": dict(sorted(hist.items()))}

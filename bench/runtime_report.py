@@ -33,7 +33,7 @@ def planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[s
             f"{f(c, 'mean')} / {f(c, 'p99')} / {f(c, 'max')} ms | "
             f"{f(e, 'mean')} / {f(e, 'p99')} / {f(e, 'max')} ms | "
             f"{st.get('max', float('nan')):.2f} | {b['any_step_over_limit'].get('max', float('nan')):.2f} | "
-            f"{g['missed_ticks_probe']} of {g['commands']} |"
+            f"{g['missed_ticks_probe']} of {g['commands']} | {_spacing(g.get('start_spacing'))} |"
         )
     return [
         "## Chunks planned ahead (issue 17): observation -> command latency and chunk-boundary steps",
@@ -55,8 +55,8 @@ def planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[s
         " obs -> ready mean / p99 |"
         " ready -> command mean / p99 | obs -> command mean / p99 / max | obs -> executed mean / p99 / max |"
         " boundary step / limit (max) |"
-        " any step / limit (max) | empty slots |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        " any step / limit (max) | empty slots | chunk starts replan_steps apart (spacings) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         "Reading the table: obs -> command = obs -> ready (the bridge's publishing, the sync node, transport "
@@ -69,9 +69,19 @@ def planned_section(graphs: dict, m: dict, before: Path | None = None) -> list[s
         "sync node and the arbiter ran at 10 Hz in its 30 Hz row. obs -> executed adds the wait for the "
         "arbiter's own loop (up to one period; its phase is free). The boundary and any-step ratios stay "
         "below 1 with and without the change (the tiny VLA's chunks move slowly); the limit itself is shown "
-        "by test_chunk_scheduler.py.",
+        "by test_chunk_scheduler.py. Chunk starts: the step each ActionChunk was planned from (what a recording's "
+        "replay rows start at), spacings between successive chunks of an episode; on the grid every spacing is "
+        "replan_steps (runtime_latency.start_spacing; n/a for runs recorded before it was measured).",
         "",
     ]
+
+
+def _spacing(sp: dict | None) -> str:
+    """'exact of n (histogram)' of a start_spacing result; n/a without one."""
+    if not sp or not sp.get("n"):
+        return "n/a"
+    hist = ", ".join(f"{k}: {v}" for k, v in sp["hist"].items())
+    return f"{sp['exact']} of {sp['n']} ({hist})"
 
 
 def node_section(path: Path) -> list[str]:

@@ -70,3 +70,13 @@ def test_graph_configs_give_the_policy_the_arbiters_limits(name):
     pol = cfg["policy"]["ros__parameters"]["max_joint_velocity"]
     arm, hand = runtime_latency.arbiter_limits(str(Path(__file__).resolve().parents[3] / "config" / name))
     assert pol == arm + [hand]
+
+
+def test_start_spacing_counts_per_episode_spacings_against_replan_steps():
+    # episode 3: starts 0, 8, 16, 25 (8, 8, 9); episode 4: 0, 7 (7); the step back to 0 between episodes is
+    # not a spacing
+    starts = [(3, 0), (3, 8), (3, 16), (3, 25), (4, 0), (4, 7)]
+    r = runtime_latency.start_spacing(starts, 8)
+    assert r["n"] == 4 and r["exact"] == 2 and r["exact_fraction"] == 0.5
+    assert r["hist"] == {7: 1, 8: 2, 9: 1}
+    assert runtime_latency.start_spacing([(1, 0)], 8)["n"] == 0
