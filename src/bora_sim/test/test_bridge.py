@@ -1,5 +1,6 @@
 """The simulation bridge over real DDS: driver topics (Image, CameraInfo, JointState), the arbiter's
-command topics move the simulated arm, episodes end at the time limit and reset by service."""
+command topics move the simulated arm, episodes end at the time limit and reset by service, outcomes are latched
+for subscribers that connect later."""
 
 from __future__ import annotations
 
@@ -174,6 +175,25 @@ def test_time_limit_timeout_and_reset_service(bridge):
         (running, EpisodeEvent.START), (running, EpisodeEvent.ABORT), (running + 1, EpisodeEvent.START)
     ]
     assert evs[1].note == RESET_NOTE
+
+
+def test_outcomes_are_latched_for_a_subscriber_that_connects_later(bridge):
+    """Each outcome is published again on /bora/episode/ended (transient local, the last 100): a subscriber that
+    connects after it, as a restarted live trainer does, receives it (the same session, id, kind and step as on
+    /bora/episode), and no START."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from bora_msgs.msg import EpisodeEvent
+
+    node, rx, _ = bridge
+    assert spin(node, lambda: any(m.kind != EpisodeEvent.START for _, m in rx["ep"]), 30)
+    ended = [(m.session_id, m.episode_id, m.kind, m.step) for _, m in rx["ep"] if m.kind != EpisodeEvent.START]
+    late = []
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(EpisodeEvent, "/bora/episode/ended", late.append, qos)
+    assert spin(node, lambda: len(late) >= len(ended), 10), (ended, late)
+    assert [(m.session_id, m.episode_id, m.kind, m.step) for m in late][: len(ended)] == ended
+    assert all(m.kind != EpisodeEvent.START for m in late)
 
 
 def test_arm_mesh_parameter_offers_exactly_the_scenes_choices():

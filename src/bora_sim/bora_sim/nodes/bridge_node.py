@@ -27,7 +27,9 @@ arbitrates the two sources and a person's request wins (bora_teleop/sources.py).
 ``operator_reaction_s`` after one, never from privileged state (bora_sim/operator.py). Each START is also published
 on ``episode_current_topic`` (/bora/episode/current, transient local, depth 1; empty: off), so a node that connects
 after it (episode 1 starts in this constructor, before the graph has matched) or restarts mid-episode still learns
-the episode (bora_policy/common/episode_latch.py). ``episode_gate_topic`` (empty by default; std_msgs/UInt32,
+the episode (bora_policy/common/episode_latch.py); each outcome on ``episode_ended_topic`` (/bora/episode/ended,
+the last 100), so a restarted live trainer learns what ended while it was down (bora_sim/nodes/episode_events.py).
+``episode_gate_topic`` (empty by default; std_msgs/UInt32,
 transient local): the highest episode id that may start. The online trainer publishes it so the robot waits at a
 round boundary until the round's update is done and the new residual is in use (bora_trainer/online/rounds.py); with
 a gate topic even episode 1 waits for the first value. Under a closed gate the START after a reset waits too
@@ -49,6 +51,7 @@ from bora_policy.common.node import StartupError, declare_graph_params, declare_
 from bora_policy.common.rewards import TIMEOUT_NOTE
 from bora_policy.common.state import ARM_KEY, HAND_KEY
 from bora_sim.bridge_episodes import IDLE, RESET_NOTE, START, WAIT, BridgeEpisodes
+from bora_sim.nodes.episode_events import EpisodeEvents
 from bora_sim.scene import ARM_MESHES
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
@@ -62,6 +65,7 @@ TOPICS = (
     ("direct_command", "", "bora_msgs/JointCommand straight from the policy, for graphs without the arbiter ('': off)"),
     ("episode", "/bora/episode", "episode events out (bora_msgs/EpisodeEvent)"),
     ("episode_current", "/bora/episode/current", "each START again, latched: nodes that connect later learn it"),
+    ("episode_ended", "/bora/episode/ended", "each outcome again, latched (the last 100): for a restarted trainer"),
     ("glove", "/bora/operator/glove", "the scripted operator's glove angles (the teleop's operator_glove_topic)"),
     ("arm_target", "/bora/operator/arm_target", "the scripted operator's arm target"),
     ("takeover", "/bora/operator/takeover", "the scripted operator's takeover trigger (a level, every tick)"),
@@ -193,16 +197,11 @@ class BridgeNode(Node):
             )
         self.pub_arm = self.create_publisher(JointState, t["arm_state"], rel)
         self.pub_hand = self.create_publisher(JointState, t["hand_state"], rel)
-        self.pub_episode = self.create_publisher(
-            EpisodeEvent, t["episode"], QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        )
+        self.events = EpisodeEvents(self, EpisodeEvent, t["episode"], t["episode_current"], t["episode_ended"])
         from rclpy.qos import DurabilityPolicy
 
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-        )
-        self.pub_episode_current = (
-            self.create_publisher(EpisodeEvent, t["episode_current"], latched) if t["episode_current"] else None
         )
         self.pub_glove = self.create_publisher(JointState, t["glove"], rel)
         self.pub_arm_target = self.create_publisher(JointState, t["arm_target"], rel)
@@ -378,9 +377,7 @@ class BridgeNode(Node):
         ev.episode_id, ev.kind, ev.step = self.episodes.episode_id, kind, step
         ev.session_id = self.episodes.session_id
         ev.task, ev.object_set, ev.note = self.task, self.object_set, note
-        self.pub_episode.publish(ev)
-        if kind == self._EpisodeEvent.START and self.pub_episode_current is not None:
-            self.pub_episode_current.publish(ev)  # latched: the sync/policy/teleop may connect later
+        self.events.publish(ev)  # also latched: START on episode_current, an outcome on episode_ended
 
     def _reset_episode(self) -> None:
         seed = self.episodes.env_seed(self.episodes.start())
