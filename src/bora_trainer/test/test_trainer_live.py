@@ -5,7 +5,9 @@
   only episode of its recording);
 * a live bag is converted again only when its episode events change;
 * an episode whose last steps are late waits for them (``late_message_wait_s``), one whose gaps come before its
-  last recorded command does not; one whose START was not recorded is never ingested.
+  last recorded command does not; one whose START was not recorded is never ingested;
+* a restarted live trainer skips the episodes whose outcome came (the bridge's latched ``/bora/episode/ended``)
+  while nothing recorded it, so the gate moves on; a running one is not skipped.
 
 Helpers and the one-thread fixture come from test_trainer_node.py.
 """
@@ -339,3 +341,47 @@ def test_the_round_gate_counts_the_running_bridge_sessions_ids(tmp_path):
     assert loop.episode_gate() == 2  # session b's episode 2 is the round's 4th; counted over both sessions: 3
     assert last_seen_in_session(loop.ledger, loop.skipped_ids, None) == 2
     assert last_seen_in_session(loop.ledger, {b: 4}, b) == 4  # a skipped id of the running session counts
+
+
+def test_a_restarted_live_trainer_skips_the_episodes_that_ended_unrecorded_so_the_gate_moves_on(tmp_path):
+    """The live trainer (the recorder) was killed during episode 3; while it was restarted the robot ran the rest
+    of 3 and all of 4 (up to the gate, 4) and waits. No recording holds their outcomes, so the gate counted them as
+    still to come and waited for good, the robot with it. The restarted trainer receives the bridge's latched
+    outcomes (1-4): ``late_message_wait_s`` after they arrived, 3 and 4 are skipped and the gate lets two
+    replacements start; 3's recorded part stays in the recordings. Replacement 5 runs (START, no outcome) for
+    longer than any wait and is not skipped; 5 and 6, recorded by the restarted trainer, are ingested."""
+    import json
+
+    from bora_trainer.online.episode_ends import EpisodeEnds
+
+    setup_dirs(tmp_path)
+    rec = tmp_path / "recordings"
+    eps = [ScriptedEpisode(1, T_EP, "success"), ScriptedEpisode(2, T_EP, "failure"), ScriptedEpisode(3, 6, None)]
+    write_scripted_bag(rec / "live_1", eps, LAY)
+    (rec / "live_1" / "metadata.yaml").unlink()  # killed with the trainer
+    sess = eps[0].session_id
+    now = [0.0]
+    loop = make_loop(tmp_path, episodes_per_round=4)
+    loop.source.episode_ends = ends = EpisodeEnds(5.0, clock=lambda: now[0])
+    assert loop.collect() == 2 and loop.episode_gate() == 4  # 3 and 4 counted as still to come
+    for i, kind in ((1, 1), (2, 2), (3, 1), (4, 3)):  # the latched history: SUCCESS, FAILURE, SUCCESS, ABORT
+        ends.event(sess, i, kind)
+    now[0] = 4.9
+    assert loop.collect() == 0 and loop.episode_gate() == 4  # within the wait: nothing decided
+    now[0] = 5.0
+    assert loop.collect() == 0 and loop.num_episodes == 2
+    assert loop.skipped_ids[sess] == 4 and loop.episode_gate() == 6  # two replacements may start
+    assert any(line.startswith("id 3 of session") for line in loop.source.unfinished(loop))
+    pending = json.loads((tmp_path / "state" / "converted" / "pending.json").read_text())
+    assert f"{sess}|3" in pending  # its recorded part is kept for a continuation
+    ends.event(sess, 5, 0)  # replacement 5 starts and runs
+    now[0] = 500.0
+    assert loop.collect() == 0 and loop.skipped_ids[sess] == 4 and loop.episode_gate() == 6
+    write_scripted_bag(rec / "live_2", [ScriptedEpisode(5, T_EP, "success"), ScriptedEpisode(6, T_EP, "failure")], LAY)
+    (rec / "live_2" / "metadata.yaml").unlink()  # the restarted trainer's recording, still being written
+    ends.event(sess, 5, 1)
+    ends.event(sess, 6, 2)
+    now[0] = 600.0
+    assert loop.collect() == 2 and loop.in_round == 4 and loop.episode_gate() == 6
+    assert sorted(e["source_episode_id"] for e in loop.ledger.values()) == [1, 2, 5, 6]
+    assert loop.skipped_ids[sess] == 4  # 5 and 6 were ingested, not skipped

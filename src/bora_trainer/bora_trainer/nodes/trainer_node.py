@@ -9,7 +9,11 @@ in round 1 and the multi-round checkpoint directory from round 2 on, with the sh
 (Algorithm 1: freeze, fold, fresh residual) are managed by :class:`bora_trainer.online.loop.OnlineLoop`.
 With ``live:=true`` it also subscribes to the BORA topics itself and records them (crash-safe MCAP) into
 ``<recordings>/live_<date-time>``, the directory it watches, so live data and bags take one path; from round 2
-on, each round into its own ``live_<date-time>_rNN`` (the earlier bags are closed and read no more).
+on, each round into its own ``live_<date-time>_rNN`` (the earlier bags are closed and read no more). The
+recording starts before the online loop is built (loading the buffers takes a while), so a restarted trainer
+records the episodes the robot runs during its start-up and ingests them with the earlier recordings. An episode
+that ended while no process recorded (the crash, the respawn delay) is known from the bridge's latched outcomes
+(``episode_ended_topic``) and skipped, so the round gate does not wait for it (bora_trainer/online/episode_ends.py).
 
 Parameters (ROS ``-p name:=value`` or the same-named CLI options): ``config_file`` (YAML with a
 ``trainer`` section = :class:`bora_trainer.online.config.TrainerConfig`, e.g. config/trainer.yaml),
@@ -19,7 +23,8 @@ budget is reached and nothing new arrived for one poll), ``episode_gate_topic`` 
 std_msgs/UInt32, transient local: the highest episode id the simulated robot may start, so each round
 holds exactly ``episodes_per_round`` episodes and the robot waits at a round boundary until the next
 round's first checkpoint is in use by the policy, read from ``policy_diagnostics_topic``, or
-``gate_timeout_s`` passed: bora_trainer/online/rounds.py).
+``gate_timeout_s`` passed: bora_trainer/online/rounds.py), ``episode_ended_topic`` (/bora/episode/ended, live
+only; empty: off).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode-gate-topic", default="", help="publish the round gate here (empty: none)")
     p.add_argument("--policy-diagnostics-topic", default="/diagnostics")
     p.add_argument("--gate-timeout-s", type=float, default=60.0)
+    p.add_argument("--episode-ended-topic", default="/bora/episode/ended")
     return p
 
 
@@ -68,6 +74,8 @@ def param_specs(args) -> list:
         ParamSpec("policy_diagnostics_topic", args.policy_diagnostics_topic, "topic: the policy's /diagnostics"),
         ParamSpec("gate_timeout_s", float(args.gate_timeout_s), "open a round after this long without the policy (s)",
                   range=(0.0, 86400.0)),
+        ParamSpec("episode_ended_topic", args.episode_ended_topic,
+                  "topic: the bridge's latched outcomes (live: episodes that ended while nothing recorded; '': off)"),
     ]
 
 
@@ -103,9 +111,26 @@ def route_library_logs(ros_logger, name: str = "bora_trainer") -> None:
     lib.propagate = False
 
 
-def _round_gate(node, args, loop, qos):
+def _watch_ends(node, args, wait_s: float):
+    """Live mode: the bridge's latched outcomes (transient local, the last ``ENDED_DEPTH``: also those published
+    before this process began), for the episodes that ended while nothing recorded them
+    (:class:`bora_trainer.online.episode_ends.EpisodeEnds`, given to the loop's source)."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from bora_msgs.msg import EpisodeEvent
+    from bora_trainer.online.episode_ends import ENDED_DEPTH, EpisodeEnds
+
+    ends = EpisodeEnds(wait_s)
+    qos = QoSProfile(depth=ENDED_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(EpisodeEvent, args.episode_ended_topic,
+                             lambda m: ends.event(m.session_id, m.episode_id, m.kind), qos)
+    return ends
+
+
+def _round_gate(node, args, qos):
     """Publisher of the round gate (``loop.episode_gate``, closed until the policy confirms a new
-    round's checkpoint): returns ``publish()``, called after every loop step."""
+    round's checkpoint): returns ``publish(loop)``, called after every loop step."""
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import UInt32
 
@@ -124,7 +149,7 @@ def _round_gate(node, args, loop, qos):
 
     node.create_subscription(DiagnosticArray, args.policy_diagnostics_topic, on_diag, 10)
 
-    def publish() -> None:
+    def publish(loop) -> None:
         ck = loop.last_checkpoint
         expected = ck.sha256[:16] if ck is not None and ck.round == loop.round else ""
         n_timed_out = len(gate.timed_out)
@@ -195,17 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         pub.publish(msg)
         log.info(f"checkpoint {a.path} (round {a.round}, update {a.update_step}, sha256 {a.sha256[:12]})")
 
-    from bora_trainer.online.env_ros import ros_loop
-
-    loop = ros_loop(cfg, announce=announce)
-    log.info(
-        f"trainer: {loop.num_episodes} episodes, buffer {len(loop.online)}, resumed at update "
-        f"{loop.update_step}, round {loop.round}"
-    )
-    print(json.dumps({"event": "started", **loop.status()}), flush=True)
-    if loop.last_checkpoint is not None:
-        announce(loop.last_checkpoint)  # a policy node that missed it while we were down
-
+    # the recording and the subscriptions first, and the executor spinning, before the loop is built (it loads the
+    # buffers and rebases them: seconds to minutes): a restarted trainer records what the robot runs meanwhile
     recorder = None
     if args.live:
         from bora_trainer.data import bag_schema as S
@@ -217,8 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         make_subscriptions(node, recorder, specs)
         log.info(f"trainer: recording live topics into {out}")
 
-    publish_gate = _round_gate(node, args, loop, qos) if args.episode_gate_topic else (lambda: None)
-    publish_gate()
+    # the floor: the outcome on /bora/episode must reach the recording before the latched copy may count (ours)
+    ends = None
+    if args.live and args.episode_ended_topic:
+        ends = _watch_ends(node, args, max(cfg.late_message_wait_s, 1.0))
+    publish_gate = _round_gate(node, args, qos) if args.episode_gate_topic else (lambda _loop: None)
 
     # one executor thread (recording callbacks): rclpy's MultiThreadedExecutor busy-loops holding the GIL
     # (ros2/rclpy#1452), which would slow the updates running on the main thread
@@ -235,9 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     spin = threading.Thread(target=spin_until_stopped, daemon=True)
     spin.start()
 
-    t_end = time.monotonic() + float(args.max_seconds) if float(args.max_seconds) > 0 else None
-    rolled = loop.round
+    loop = None
     try:
+        from bora_trainer.online.env_ros import ros_loop
+
+        loop = ros_loop(cfg, announce=announce)
+        loop.source.episode_ends = ends
+        log.info(
+            f"trainer: {loop.num_episodes} episodes, buffer {len(loop.online)}, resumed at update "
+            f"{loop.update_step}, round {loop.round}"
+        )
+        print(json.dumps({"event": "started", **loop.status()}), flush=True)
+        if loop.last_checkpoint is not None:
+            announce(loop.last_checkpoint)  # a policy node that missed it while we were down
+        publish_gate(loop)
+        t_end = time.monotonic() + float(args.max_seconds) if float(args.max_seconds) > 0 else None
+        rolled = loop.round
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
             info = loop.step(should_stop=stop.is_set, max_updates=200)
             if recorder is not None and loop.round > rolled:
@@ -247,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 rolled = loop.round
                 recorder.roll(out.parent / f"{out.name}_r{loop.round:02d}")
                 log.info(f"trainer: round {loop.round}: recording live topics into {recorder.path}")
-            publish_gate()
+            publish_gate(loop)
             if info["updates"] == 0:
                 if (
                     args.exit_when_idle
@@ -266,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         executor.shutdown(timeout_sec=10.0)
         if recorder is not None:
             recorder.close()
-        print(json.dumps({"event": "stopped", **loop.status()}), flush=True)
+        if loop is not None:
+            print(json.dumps({"event": "stopped", **loop.status()}), flush=True)
         lifecycle.close()
     return 0
 

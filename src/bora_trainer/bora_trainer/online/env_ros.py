@@ -23,6 +23,12 @@ started during it) or without ActionChunks (not a policy rollout) is never inges
 replace it. The loop refuses a later differing version of an ingested (session, episode): updates may
 already have used its rows. Rows keep the recorded base chunk (an ActionChunk's ``base_norm``: the base
 of the round in which it was recorded; the rebase rule in checkpoints.py).
+
+With ``episode_ends`` set (the live trainer node, which is the recorder, fills it from the bridge's latched
+``/bora/episode/ended``: :mod:`bora_trainer.online.episode_ends`), an episode that ended (an explicit outcome) while
+nothing recorded its outcome (the trainer was down) is skipped after each poll, one line each, so the round gate lets
+another replace it instead of waiting for it for good; its recorded part, if any, stays in the recordings. An episode
+whose outcome has not come (running) is never skipped this way.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
 from bora_trainer.data.bag_io import read_bag
 from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
+from bora_trainer.online import rounds as R
 from bora_trainer.online.config import TrainerConfig
+from bora_trainer.online.episode_ends import EpisodeEnds
 from bora_trainer.online.loop import OnlineLoop
 from bora_trainer.online.source import Episode
 
@@ -116,6 +124,8 @@ class RosEpisodes:
         self._returned: dict[str, str] = {}  # content hash -> the bag key of an episode poll returned this round
         self._events: dict[str, str] = {}  # bag key -> event_digest of a live bag when it was last converted
         self._last_session: dict[str, str] = {}  # bag -> the bridge session of its last recorded episode
+        self._ends: set[tuple[str, int]] = set()  # (session, id) of every episode whose outcome a recording holds
+        self.episode_ends: EpisodeEnds | None = None  # set by the live trainer node (module docstring)
 
     def poll(self, loop: OnlineLoop, wanted: int) -> list[Episode]:
         if loop.round != self._round:
@@ -159,6 +169,7 @@ class RosEpisodes:
             ]
             if rep.episodes and rep.episodes[-1].session_id:
                 self._last_session[str(bag)] = str(rep.episodes[-1].session_id)
+            self._ends |= {(str(e.session_id), int(e.source_episode_id)) for e in rep.episodes if e.outcome}
             waiting = len(self._gappy_seen)
             for ep in rep.episodes:
                 if ep.status in ("failed", "no-commands"):
@@ -184,7 +195,20 @@ class RosEpisodes:
         newest = [self._last_session[str(b)] for b in bags if str(b) in self._last_session]
         if newest:
             loop.current_session = newest[-1]
+        self._skip_unrecorded(loop)
         return out
+
+    def _skip_unrecorded(self, loop: OnlineLoop) -> None:
+        """Skip the episodes that ended while nothing recorded their outcome (module docstring); none while a
+        recording cannot be converted (it may hold their outcomes)."""
+        if self.episode_ends is None or self._failed:
+            return
+        seen = lambda sess: R.last_seen_in_session(loop.ledger, loop.skipped_ids, sess)  # noqa: E731
+        for sess, i in self.episode_ends.unrecorded(seen, self._ends | loop.ingested_keys):
+            info = {"content_hash": f"unrecorded:{sess}:{i}", "source_episode_id": i, "session_id": sess}
+            loop.skip(info, f"(session {sess[:12]}, id {i}) ended but no recording holds its outcome (it ended while "
+                      "the trainer was down, or its outcome was not recorded); its recorded part, if any, stays in "
+                      "the recordings")
 
     def unfinished(self, loop: OnlineLoop) -> list[str]:
         """The recordings' episodes without an outcome event that the loop has not ingested, one line each
