@@ -429,6 +429,7 @@ def write_md(res: dict) -> None:
         "episode's observation); the table below, from the probe's recording, leaves those out.",
         "",
         *runtime_report.planned_section(res["graphs"], m, OUT / "runtime_before.json"),
+        *runtime_report.grid_section(OUT / "runtime_grid.json"),
         *runtime_report.node_section(OUT / "runtime_node.json"),
         "## Transport: three 640x480 RGB-D streams at 30 Hz between two processes (rgb8 + 32FC1)",
         "",

@@ -123,3 +123,39 @@ def node_section(path: Path) -> list[str]:
         " a git worktree at 5d12869 (the policy node before planning ahead) running this same probe script.",
         "",
     ]
+
+
+def grid_section(path: Path) -> list[str]:
+    """Chunk starts before and after the grid scheduler (runtime_grid.json: {"before": ..., "after": ...}, each a
+    ``bench_runtime.py --graph-only`` result), with the latencies beside them; [] without the file."""
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())
+    rows = []
+    for label in ("before", "after"):
+        r = runs[label]
+        for hz, g in r["graphs"].items():
+            c, pd = g["boundaries"]["obs_to_command_ms"], g["policy_diagnostics"]
+            rows.append(
+                f"| {hz} Hz | {label} ({r['machine'].get('commit', '?')}) | {g['load_avg_1m_start']:.1f} / "
+                f"{g['load_avg_1m_end']:.1f} | {_spacing(g.get('start_spacing'))} | {pd.get('plan_off_grid', 'n/a')} | "
+                f"{c['mean']:.0f} / {c['p99']:.0f} / {c['max']:.0f} ms |"
+            )
+    m = runs["after"]["machine"]
+    return [
+        "## Chunk starts on the grid: replan_steps apart through the graph",
+        "",
+        "`python bench/bench_runtime.py --graph-only FILE --rates 10 30 --graph-seconds 40`, once from a worktree of "
+        "the code before the grid scheduler (with these bench scripts) and once after it, one after the other on "
+        f"{m['cpu']} ({m['logical_cpus']} cores, nothing else running). A chunk's start is the step of the observation "
+        "it was planned from, what a recording's replay rows start at; before, the next plan was armed from the tick "
+        "a chunk was adopted, so inference jitter moved every later start (runtime/chunk_scheduler.py). Off-grid: "
+        "the policy's own count of chunks it could not plan from the grid observation (plan_off_grid in "
+        "/diagnostics).",
+        "",
+        "| rate | code | load | chunk starts replan_steps apart (spacings) | off-grid (policy) |"
+        " obs -> command mean / p99 / max |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
