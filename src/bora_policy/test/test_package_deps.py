@@ -204,3 +204,15 @@ def test_pip_only_modules_are_pinned_in_the_lock():
     }
     missing = sorted({dist for dist in PIP_ONLY.values() if dist.lower() not in lock})
     assert not missing, f"PIP_ONLY modules not pinned in requirements.lock: {missing}"
+
+
+def test_pip_only_modules_are_pinned_in_the_docker_requirements():
+    """The image installs what rosdep cannot (docker/requirements-docker.txt, pins checked against the lock by
+    test_docker_files.py): every pip-only module the code imports is there, or the image fails at that import."""
+    docker = {
+        m.group(1).lower()
+        for line in (ROOT / "docker" / "requirements-docker.txt").read_text().splitlines()
+        if (m := re.match(r"^([A-Za-z0-9_.-]+)==", line))
+    }
+    missing = sorted({dist for dist in PIP_ONLY.values() if dist.lower() not in docker})
+    assert not missing, f"pip-only modules not in docker/requirements-docker.txt: {missing}"
