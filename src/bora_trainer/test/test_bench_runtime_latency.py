@@ -80,3 +80,26 @@ def test_start_spacing_counts_per_episode_spacings_against_replan_steps():
     assert r["n"] == 4 and r["exact"] == 2 and r["exact_fraction"] == 0.5
     assert r["hist"] == {7: 1, 8: 2, 9: 1}
     assert runtime_latency.start_spacing([(1, 0)], 8)["n"] == 0
+
+
+def test_chunk_starts_reads_converted_episodes(tmp_path, capsys):
+    import json
+
+    import chunk_starts
+
+    tdir = tmp_path / "run" / "converted" / "transitions"
+    tdir.mkdir(parents=True)
+    a = np.zeros(30, bool)
+    a[[0, 8, 16, 25]] = True  # spacings 8, 8, 9
+    b = np.zeros(12, bool)
+    b[[0, 8]] = True  # 8
+    np.savez(tdir / "episode_000001.npz", chunk_start=a)
+    np.savez(tdir / "episode_000002.npz", chunk_start=b)
+    assert chunk_starts.main([str(tmp_path / "run"), "--out", str(tmp_path / "cs")]) == 0
+    assert "2 episodes, 3 of 4 spacings = 8 (8: 3, 9: 1)" in capsys.readouterr().out
+    r = json.loads((tmp_path / "cs.json").read_text())["results"][str(tmp_path / "run")]
+    assert r["exact"] == 3 and r["n"] == 4 and r["episodes"] == 2
+    assert "| 2 | 3 of 4 | 8: 3, 9: 1 |" in (tmp_path / "cs.md").read_text()
+    np.savez(tdir / "episode_000003.npz", reward=np.zeros(3))
+    with pytest.raises(ValueError, match="no chunk_start array"):
+        chunk_starts.main([str(tmp_path / "run")])
