@@ -291,6 +291,14 @@ def test_residual_blend_weights_are_range_checked_and_the_normaliser_version_is_
     refused(run.load_residual(str(tmp_path / "stack_nover")), "no normalizer_version stored")
     _write_stack(tmp_path / "stack_big", [(r1, 0.5), (r2, 2.0)], nv)
     refused(run.load_residual(str(tmp_path / "stack_big")), "residuals[1].lambda = 2.0 is out of range")
+    for bad, text in (({"lambda": 0.5}, "residuals[0].name = None"), ("x", "residuals[0].name = None"),
+                      ({"name": "../x", "lambda": 0.5}, "residuals[0].name = '../x'")):
+        _write_stack(tmp_path / f"stack_{len(text)}_{type(bad).__name__}", [(r1, 0.5)], nv)
+        mp = tmp_path / f"stack_{len(text)}_{type(bad).__name__}" / "meta.json"
+        meta = json.loads(mp.read_text())
+        meta["extra"]["residuals"] = [bad]
+        mp.write_text(json.dumps(meta))
+        refused(run.load_residual(str(mp.parent)), text)
     ok, msg = run.load_residual(single("edge", alpha="1", normalizer_version=nv))  # the bound itself is in range
     assert ok, msg
     run.residual_slot.commit()

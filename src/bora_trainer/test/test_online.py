@@ -411,6 +411,11 @@ def test_residual_checkpoint_round_trip(tmp_path):
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"residuals\[0\]\.lambda = 40\.0 is out of range: expected a number in \[0"):
         load_residual_checkpoint(tmp_path, norm)
+    # a round without a name: one line naming the field (before: a bare KeyError 'name')
+    meta["extra"]["residuals"][0] = {"lambda": 0.5}
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"residuals\[0\]\.name = None: expected the file stem"):
+        load_residual_checkpoint(tmp_path, norm)
 
 
 # ------------------------------------------------------------------------------------------- conservative critic

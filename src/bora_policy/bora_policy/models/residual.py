@@ -271,14 +271,10 @@ def load_residual_checkpoint(
         )
     cfg = ResidualConfig(**extra["residual_config"])
     actors = []
-    for i, r in enumerate(extra["residuals"]):
-        lam = float(r["lambda"]) if isinstance(r.get("lambda"), (int, float)) else float("nan")
-        if not 0.0 <= lam <= 1.0:  # the policy node's range (runtime/residual_meta.py); NaN fails too
-            raise ValueError(
-                f"{path / 'meta.json'}: residuals[{i}].lambda = {r.get('lambda')!r} is out of range: "
-                "expected a number in [0, 1]"
-            )
-        f = path / f"{r['name']}.safetensors"
+    from bora_policy.runtime.residual_meta import stack_entries  # names and lambdas as the policy node checks them
+
+    for name, lam in stack_entries(extra, str(path / "meta.json")):
+        f = path / f"{name}.safetensors"
         if verify:
             digest = hashlib.sha256(f.read_bytes()).hexdigest()
             if digest != meta["files"].get(f.name):

@@ -74,6 +74,7 @@ from bora_policy.runtime.residual_meta import (
     single_file_normalizer_version,
     split_lambda,
     stack_checkpoint_dir,
+    stack_entries,
 )
 
 
@@ -264,7 +265,9 @@ class PolicyRunner:
     def _load_stack(self, ck_dir: Path, sha256: str = "") -> tuple[list[FrozenResidual], str]:
         """All residuals of a multi-round checkpoint, verified; version = sha256[:16] of the last file."""
         meta = json.loads((ck_dir / "meta.json").read_text())
-        extra = meta["extra"]
+        extra = meta.get("extra") if isinstance(meta, dict) else None
+        if not isinstance(extra, dict):
+            raise CheckpointRejected(f"{ck_dir}/meta.json: no 'extra' object (expected bora train online's)")
         check_normalizer_version(extra.get("normalizer_version"), self.normalizer.version, f"{ck_dir}/meta.json")
         try:
             rc_fields = dict(extra["residual_config"])
@@ -273,9 +276,9 @@ class PolicyRunner:
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointRejected(f"{ck_dir}/meta.json: bad residual description ({e})") from e
         out, version = [], ""
-        entries = extra["residuals"]
-        for i, r in enumerate(entries):
-            f = ck_dir / f"{r['name']}.safetensors"
+        entries = stack_entries(extra, f"{ck_dir}/meta.json")
+        for i, (name, lam) in enumerate(entries):
+            f = ck_dir / f"{name}.safetensors"
             want = sha256 if (sha256 and i == len(entries) - 1) else ""
             # each round's widths come from its own tensors (rounds may differ); max_residual etc. from meta
             arch = infer_residual_dims(verify_checkpoint(f, want).state)
@@ -283,7 +286,6 @@ class PolicyRunner:
                 **{**rc_fields, "hidden_dims": arch["hidden_dims"], "layer_norm": arch["layer_norm"]}
             )
             module, ck = load_module_checked(ResidualChunkActor(cfg=rc, **dims), f, want)
-            lam = blend_weight(r.get("lambda"), f"residuals[{i}].lambda", f"{ck_dir}/meta.json")
             out.append(FrozenResidual(module.to(self.device), lam))
             version = ck.version
         return out, version

@@ -71,6 +71,25 @@ def split_lambda(spec: str) -> tuple[str, float | None]:
         return str(spec), None
 
 
+def stack_entries(extra, where: str) -> list[tuple[str, float]]:
+    """``(name, lambda)`` of each round of a multi-round checkpoint's ``meta.json`` ``extra`` (``residuals``: a
+    non-empty list of ``{name, lambda}``, ``name`` the stem of that round's ``.safetensors`` beside it, ``lambda``
+    in ``BLEND_RANGE``), else CheckpointRejected naming the field (before, a missing name raised a bare KeyError
+    out of the hot reload and the resume)."""
+    entries = extra.get("residuals") if isinstance(extra, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise CheckpointRejected(f"{where}: extra.residuals = {entries!r}: expected a non-empty list of "
+                                 "{name, lambda}, one per round")
+    out = []
+    for i, r in enumerate(entries):
+        name = r.get("name") if isinstance(r, dict) else None
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise CheckpointRejected(f"{where}: residuals[{i}].name = {name!r}: expected the file stem of that "
+                                     "round's .safetensors in this directory")
+        out.append((name, blend_weight(r.get("lambda"), f"residuals[{i}].lambda", where)))
+    return out
+
+
 def stack_checkpoint_dir(path: Path) -> Path | None:
     """The checkpoint directory of a multi-round residual checkpoint (or online run), else None."""
     if path.is_dir() and (path / "latest").is_file():

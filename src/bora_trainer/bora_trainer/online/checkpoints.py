@@ -204,18 +204,21 @@ class CheckpointsMixin:
     # ------------------------------------------------------------------------ resume
     def _frozen_from_checkpoint(self, data: dict) -> list[FrozenResidual]:
         """Residuals 1 .. R-1 of a checkpoint with their lambdas (empty for round 1 / old checkpoints)."""
-        entries = data["meta"].get("extra", {}).get("residuals") or []
+        from bora_policy.runtime.residual_meta import stack_entries
+
+        extra = data["meta"].get("extra", {})
+        entries = stack_entries(extra, f"{data['path']}/meta.json") if extra.get("residuals") else []
         out = []
-        for e in entries[:-1]:
-            if e["name"] not in data["modules"]:
-                raise ValueError(f"{data['path']}: frozen residual {e['name']} in meta.json has no file")
+        for name, lam in entries[:-1]:
+            if name not in data["modules"]:
+                raise ValueError(f"{data['path']}: frozen residual {name} in meta.json has no file")
             sp = self.spec
             actor = ResidualChunkActor(
                 sp.state_dim, sp.action_dim, sp.chunk_size, sp.z_dim, copy.deepcopy(self.learner.actor.cfg)
             )
-            actor.load_state_dict(data["modules"][e["name"]])
+            actor.load_state_dict(data["modules"][name])
             actor = actor.to(self.learner.device).eval().requires_grad_(False)
-            out.append(FrozenResidual(actor, float(e["lambda"])))
+            out.append(FrozenResidual(actor, lam))
         if len(out) != self.round - 1:
             raise ValueError(
                 f"{data['path']}: round {self.round} needs {self.round - 1} frozen residual(s), "
