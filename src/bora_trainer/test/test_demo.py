@@ -169,6 +169,11 @@ def test_checkpoint_selection_plan_configs_and_seed_checks(tmp_path):
         assert a[:3] == ["select", "--run", str(tmp_path / "runs" / "press_button" / algo)]
         assert (a[a.index("--seed0") + 1], a[a.index("--trials") + 1], a[a.index("--num-envs") + 1]) == \
             ("200000", "20", "4")
+        assert "--max-steps" not in a  # demo.yaml: the task's own limit
+    cfg.eval.max_steps = 40  # a step cap on evaluation caps the selection's rollouts too
+    assert all(j.argv[j.argv.index("--max-steps") + 1] == "40"
+               for j in dp.plan(cfg, tmp_path).stages["offline"] if j.name.startswith("select-"))
+    cfg.eval.max_steps = 0
     dp.write_stage_configs(cfg, tmp_path)
     rows, warm = read_yaml(tmp_path / "configs" / "offline.yaml"), read_yaml(tmp_path / "configs" / "warmup.yaml")
     assert (rows["ckpt_every"], rows["keep_last"]) == (100, 0)

@@ -88,6 +88,8 @@ def plan(cfg: DemoConfig, out: Path) -> Plan:
                     "--seed0", str(sel.seed0), "--objects", sel.objects, "--replan-steps",
                     str(cfg.eval.replan_steps), "--control-hz", f"{cfg.control_hz:g}", "--threads",
                     str(cfg.offline.threads), "--num-envs", str(sel.num_envs), "--no-progress"]
+            if cfg.eval.max_steps > 0:  # chosen under the step cap it is evaluated with
+                argv += ["--max-steps", str(cfg.eval.max_steps)]
             stages["offline"].append(Job(f"select-{task}-{algo}", argv, cfg.offline.threads,
                                          needs=[f"offline-{task}-{algo}"]))
         runs = [(algo, out / "runs" / task / algo) for algo in cfg.offline.algos]
