@@ -121,6 +121,28 @@ def test_arm_command_moves_the_arm(bridge):
     assert abs(q[0] - q0[0]) > 0.25
 
 
+def test_a_malformed_driver_command_is_refused_with_a_log_line(bridge):
+    from rcl_interfaces.msg import Log
+    from std_msgs.msg import Float64MultiArray
+
+    node, rx, _ = bridge
+    logs = []
+    node.create_subscription(Log, "/rosout", lambda m: logs.append(m), 100)
+    pub = node.create_publisher(Float64MultiArray, "/arm_controller/commands", 10)
+    assert spin(node, lambda: pub.get_subscription_count() > 0, 20)
+    time.sleep(0.5)  # /rosout discovery
+
+    def refused():
+        return [m.msg for m in logs if m.name == "sim_bridge" and "malformed commands so far" in m.msg]
+
+    end = time.monotonic() + 10.0
+    while not refused() and time.monotonic() < end:
+        pub.publish(Float64MultiArray(data=[0.5] * 5))  # 5 values for a 7-joint arm
+        spin(node, lambda: False, 0.3)
+    assert refused(), [m.msg for m in logs][-5:]
+    assert "arm command with 5 values ignored (expected 7)" in refused()[0]
+
+
 def test_episode_events_carry_the_run_session(bridge):
     # every episode event of this run carries the run's recording session (a UUID made at start-up;
     # episode ids restart at 1 in every run, issue 16)

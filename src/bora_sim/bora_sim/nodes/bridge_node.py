@@ -221,6 +221,7 @@ class BridgeNode(Node):
             self.create_subscription(JointCommand, t["direct_command"], self._on_direct, cmd_qos)
         self.create_service(Trigger, reset_service, self._srv_reset)
         # episode ids, the trainer's gate, resets (bora_sim/bridge_episodes.py); a new recording session per run
+        self.malformed_commands = 0  # driver commands of the wrong shape or joints, refused (_drop)
         self.episodes = BridgeEpisodes(self.seed, self.auto_reset, gated=bool(gate_topic))
         if gate_topic:
             from std_msgs.msg import UInt32
@@ -300,44 +301,46 @@ class BridgeNode(Node):
         self.pub_takeover.publish(self._Bool(data=out.takeover))
 
     # ------------------------------------------------------------------ commands
+    def _drop(self, why: str) -> None:
+        """A malformed driver command is refused: counted (``malformed_commands``) and logged, never silently."""
+        self.malformed_commands += 1
+        self.get_logger().warning(
+            f"sim_bridge: {why} ({self.malformed_commands} malformed commands so far)", throttle_duration_sec=5.0
+        )
+
     def _on_arm_forward(self, msg) -> None:
         if len(msg.data) != 7:
-            self.get_logger().warning(
-                f"sim_bridge: arm command with {len(msg.data)} values ignored (expected 7)",
-                throttle_duration_sec=5.0,
-            )
-            return
+            return self._drop(f"arm command with {len(msg.data)} values ignored (expected 7)")
         self._set_arm(np.asarray(msg.data, dtype=np.float64))
 
     def _on_arm_trajectory(self, msg) -> None:
         if not msg.points:
-            return
+            return self._drop("arm trajectory without points ignored (expected one point of 7 positions)")
         q = np.asarray(msg.points[0].positions, dtype=np.float64)
         if msg.joint_names and list(msg.joint_names) != self.arm_names:
             order = {n: i for i, n in enumerate(msg.joint_names)}
             if not all(n in order for n in self.arm_names):
-                self.get_logger().warning(
-                    "sim_bridge: trajectory joint names do not match arm_joint_names",
-                    throttle_duration_sec=5.0,
-                )
-                return
+                return self._drop("arm trajectory ignored: its joint names do not include every arm_joint_names")
             q = q[[order[n] for n in self.arm_names]]
         if q.shape != (7,):
-            return
+            return self._drop(f"arm trajectory point with {q.size} positions ignored (expected 7)")
         self._set_arm(q)
 
     def _on_hand_command(self, msg) -> None:
         pos = np.asarray(msg.position, dtype=np.float64)
         target = self.target.copy()
         if msg.name:
+            unknown = [n for n in msg.name if n not in self._hand_index]
+            if unknown or len(msg.name) != pos.shape[0]:
+                return self._drop(f"hand command ignored: {len(msg.name)} names for {pos.shape[0]} positions, "
+                                  f"unknown joints {unknown[:3]} (expected names from hand_joint_names)")
             for n, v in zip(msg.name, pos):
-                i = self._hand_index.get(n)
-                if i is not None:
-                    target[7 + i] = v
+                target[7 + self._hand_index[n]] = v
         elif pos.shape[0] == len(self.hand_names):
             target[7:] = pos
         else:
-            return
+            return self._drop(f"hand command with {pos.shape[0]} unnamed positions ignored "
+                              f"(expected {len(self.hand_names)})")
         self._set(target)
 
     def _on_direct(self, msg) -> None:
@@ -348,7 +351,7 @@ class BridgeNode(Node):
             return
         pos = np.asarray(msg.position, dtype=np.float64)
         if pos.shape[0] != self.env.action_dim:
-            return
+            return self._drop(f"direct command with {pos.shape[0]} positions ignored (expected {self.env.action_dim})")
         self._set(pos)
 
     def _set_arm(self, q: np.ndarray) -> None:
