@@ -164,15 +164,27 @@ def test_no_observation_at_the_grid_step_plans_on_the_newest_before_the_chunk_ru
     assert "no observation at or after step 8 came in time" in notes[1]
 
 
-def test_inference_too_slow_for_the_grid_falls_back_to_arming_from_the_adoption_tick():
-    """12-row chunks (last row 11 ticks after the stamp), inference 380 ms + transport 5 ms: lead 4, and
-    8 + 4 > 11: a chunk from the grid step could not be ready in time. As before the grid: adopted at tick 4,
-    armed at tick 8 (since 4 = 8 - 4) after observation 8, planned on 9 (off the grid, counted); adopted at
-    tick 13, armed at 17, planned on 18; ..."""
-    s, plans, notes, switches = grid_timeline([0.38], 40, rows=12)
-    assert s.lead_ticks() == 4 and s.grid_target() is None
-    assert plans == [0, 9, 18, 27, 36] and switches == [4, 13, 22, 31] and s.off_grid == 4
-    assert notes[0] is None and all("plan latency 385 ms (4 ticks)" in n for n in notes[1:])
+def test_chunks_without_rows_to_spare_stay_on_the_grid_and_hold_their_last_row_until_the_switch():
+    """8-row chunks with replan 8 (config/demo.yaml's k = replan_steps: the last row is 7 ticks after the stamp),
+    inference 80 ms: a chunk from the grid step 8 is ready at 0.885 and adopted at tick 9, so the executing chunk
+    holds its last row at ticks 8 (the rule before the grid held it too, at random). Starts stay 8 apart, none
+    counted off the grid."""
+    s, plans, notes, switches = grid_timeline([0.08], 40, rows=8)
+    assert plans == [0, 8, 16, 24, 32] and switches == [1, 9, 17, 25, 33] and s.off_grid == 0
+    assert notes == [None] * 5
+    _, old, _, _ = grid_timeline([0.08], 40, rows=8, steps=False)  # before the grid: armed from the adoption
+    assert old != plans
+
+
+def test_a_lead_over_replan_steps_falls_back_to_arming_from_the_adoption_tick():
+    """Inference 880 ms + transport 5 ms: lead 9 > replan 8 (one plan runs at a time), 16-row chunks. As before
+    the grid: planned on the newest observation at tick 8 (since 8 - 1 tick of adoption = 7 >= 8 - lead), off
+    the grid and counted, with the latency in the note."""
+    s, plans, notes, switches = grid_timeline([0.88], 40, rows=16)
+    assert s.lead_ticks() == 8 and s.grid_target() is None
+    assert len(plans) >= 3 and s.off_grid == len(plans) - 1 and notes[0] is None
+    assert all("plan latency 885 ms (9 ticks)" in n for n in notes[1:])
+    assert any(b - a != 8 for a, b in zip(plans, plans[1:]))
 
 
 def test_planned_step_is_the_recorded_chunk_step():
