@@ -4,8 +4,8 @@ ahead used to start 7-10 steps apart instead of ``replan_steps``, so a replay ro
 
 Reads every ``transitions/episode_*.npz`` under the given directories (a live trainer's ``STATE/converted``, a
 ``bora bag convert`` output, a demo's online stage) and counts, per episode, the spacings between successive
-``chunk_start`` steps (runtime_latency.start_spacing); the last chunk of an episode has no successor and is not
-counted.
+chunk starts (the rows' ``step``, or the steps of a ``chunk_start`` array; runtime_latency.start_spacing); the
+last chunk of an episode has no successor and is not counted.
 
     .venv/bin/python bench/chunk_starts.py DIR [DIR ...] [--replan-steps 8] [--out OUT]
 
@@ -32,9 +32,13 @@ def episode_starts(root: Path) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for i, f in enumerate(files):
         with np.load(f) as z:
-            if "chunk_start" not in z.files:
-                raise ValueError(f"{f}: no chunk_start array (expected a converted episode's transitions)")
-            out += [(i, int(s)) for s in np.flatnonzero(z["chunk_start"])]
+            if "step" in z.files:  # chunk transitions (one row per recorded chunk, its start step)
+                steps = z["step"]
+            elif "chunk_start" in z.files:  # per-step episode arrays
+                steps = np.flatnonzero(z["chunk_start"])
+            else:
+                raise ValueError(f"{f}: neither a step nor a chunk_start array (expected converted transitions)")
+            out += [(i, int(s)) for s in sorted(steps)]
     return out
 
 
