@@ -25,6 +25,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import runtime_latency  # noqa: E402
 
 
+def lost_targets(root: Path) -> tuple[int, int]:
+    """(rows, rows whose last step has no bootstrap target): transition rows with ``next_valid`` 0 and no
+    terminal step (no chunk was planned from the observation k steps on); (0, 0) without transition rows."""
+    rows = lost = 0
+    for f in sorted(root.rglob("transitions/episode_*.npz")):
+        with np.load(f) as z:
+            if "next_valid" in z.files and "done" in z.files:
+                nv, dn = z["next_valid"].astype(bool), z["done"].reshape(len(z["next_valid"]), -1).any(1)
+                rows, lost = rows + len(nv), lost + int((~nv & ~dn).sum())
+    return rows, lost
+
+
 def episode_starts(root: Path) -> list[tuple[int, int]]:
     """(episode number, start step) of every chunk start in the converted episodes under ``root``; each file is
     its own episode (numbered in path order), so episodes of different sessions never mix."""
@@ -57,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"dirs: no transitions/episode_*.npz with a chunk start under {d}")
         r = runtime_latency.start_spacing(starts, args.replan_steps)
         r["episodes"] = len({e for e, _ in starts})
+        r["rows"], r["rows_without_target"] = lost_targets(d)
         res[str(d)] = r
         hist = ", ".join(f"{k}: {v}" for k, v in r["hist"].items())
-        print(f"{d}: {r['episodes']} episodes, {r['exact']} of {r['n']} spacings = {args.replan_steps} ({hist})")
+        print(f"{d}: {r['episodes']} episodes, {r['exact']} of {r['n']} spacings = {args.replan_steps} ({hist}); "
+              f"{r['rows_without_target']} of {r['rows']} rows without a last-step target")
     if args.out is not None:
         from machine_info import machine
 
@@ -71,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Commit {m.get('commit', '?')}. Machine: {m['cpu']}, {m['logical_cpus']} cores. "
             f"`python bench/chunk_starts.py {' '.join(str(d) for d in args.dirs)} --replan-steps {args.replan_steps}`.",
             "",
-            "| recordings | episodes | spacings = replan_steps | histogram |",
-            "| --- | --- | --- | --- |",
+            "| recordings | episodes | spacings = replan_steps | histogram | rows without a last-step target |",
+            "| --- | --- | --- | --- | --- |",
             *[f"| {d} | {r['episodes']} | {r['exact']} of {r['n']} | "
-              f"{', '.join(f'{k}: {v}' for k, v in r['hist'].items())} |" for d, r in res.items()],
+              f"{', '.join(f'{k}: {v}' for k, v in r['hist'].items())} | {r['rows_without_target']} of {r['rows']} |"
+              for d, r in res.items()],
             "",
         ]
         args.out.with_suffix(".md").write_text("\n".join(md))

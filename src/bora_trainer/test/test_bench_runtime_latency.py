@@ -92,12 +92,16 @@ def test_chunk_starts_reads_converted_episodes(tmp_path, capsys):
     a = np.zeros(30, bool)
     a[[0, 8, 16, 25]] = True  # spacings 8, 8, 9
     np.savez(tdir / "episode_000001.npz", chunk_start=a)
-    np.savez(tdir / "episode_000002.npz", step=np.array([8, 0]))  # transition rows: their start steps
+    # transition rows: their start steps; the row at 0 has its next chunk (8), the row at 8 ends the episode
+    # without a terminal and without a next chunk: its last step has no target
+    np.savez(tdir / "episode_000002.npz", step=np.array([8, 0]), next_valid=np.array([False, True]),
+             done=np.zeros((2, 8), bool))
     assert chunk_starts.main([str(tmp_path / "run"), "--out", str(tmp_path / "cs")]) == 0
-    assert "2 episodes, 3 of 4 spacings = 8 (8: 3, 9: 1)" in capsys.readouterr().out
+    assert "2 episodes, 3 of 4 spacings = 8 (8: 3, 9: 1); 1 of 2 rows without a last-step target" in \
+        capsys.readouterr().out
     r = json.loads((tmp_path / "cs.json").read_text())["results"][str(tmp_path / "run")]
     assert r["exact"] == 3 and r["n"] == 4 and r["episodes"] == 2
-    assert "| 2 | 3 of 4 | 8: 3, 9: 1 |" in (tmp_path / "cs.md").read_text()
+    assert "| 2 | 3 of 4 | 8: 3, 9: 1 | 1 of 2 |" in (tmp_path / "cs.md").read_text()
     np.savez(tdir / "episode_000003.npz", reward=np.zeros(3))
     with pytest.raises(ValueError, match="neither a step nor a chunk_start array"):
         chunk_starts.main([str(tmp_path / "run")])
