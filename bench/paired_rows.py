@@ -1,0 +1,106 @@
+"""Paired differences between rows of two evaluation directories on the same seeds (issue 14: a row re-run with
+new code against a row of the evidence run; each is a ``bora eval`` result ``TASK__ROW__OBJECTS.json``).
+
+For every comparison ``A_DIR:A_ROW - B_DIR:B_ROW`` and object set, per task: successes, the paired difference with
+Newcombe's interval (stats.newcombe_paired_diff) and McNemar's exact p; pooled: the mean over tasks of the paired
+differences with a paired bootstrap stratified by task (stats.paired_bootstrap_diff), as ``bora report evidence``
+computes them. Cells are checked alike first (evidence_runs.PAIRED_SETTINGS, trials, seeds): a mismatch is a one-line
+error.
+
+    .venv/bin/python bench/paired_rows.py --compare NEW_EVAL:bora-residual-online=OLD_EVAL:bora \\
+        [--compare ...] [--tasks press_button ...] [--out OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bora_trainer.evidence_runs import PAIRED_SETTINGS
+from bora_trainer.report import TASK_ORDER
+from bora_trainer.stats import mcnemar_exact_p, newcombe_paired_diff, paired_bootstrap_diff
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TASKS = tuple(TASK_ORDER)  # the evidence report's order: the stratified bootstrap draws per task in this order
+
+
+def load(d: Path, task: str, row: str, oset: str) -> dict | None:
+    f = d / f"{task}__{row}__{oset}.json"
+    return json.loads(f.read_text()) | {"file": str(f)} if f.is_file() else None
+
+
+def outcomes(a: dict, b: dict) -> tuple[list[int], list[int]]:
+    """The two results' outcomes on their common seeds, after checking they were evaluated alike."""
+    sa, sb = a.get("settings", {}), b.get("settings", {})
+    for k in PAIRED_SETTINGS:
+        va = a.get(k) if k == "object_set" else sa.get(k)
+        vb = b.get(k) if k == "object_set" else sb.get(k)
+        if k in sa and k in sb and va != vb or k == "object_set" and va != vb:
+            raise ValueError(f"{a['file']} and {b['file']} differ in {k}: {va!r} vs {vb!r}")
+    ea = {int(e["seed"]): int(bool(e["success"])) for e in a["episodes"]}
+    eb = {int(e["seed"]): int(bool(e["success"])) for e in b["episodes"]}
+    if set(ea) != set(eb):
+        raise ValueError(f"{a['file']} and {b['file']} were evaluated on other seeds")
+    seeds = sorted(ea)
+    return [ea[s] for s in seeds], [eb[s] for s in seeds]
+
+
+def compare(spec: str, tasks: list[str], n_boot: int) -> list[dict]:
+    try:
+        left, right = spec.split("=")
+        (ad, ar), (bd, br) = (s.rsplit(":", 1) for s in (left, right))
+    except ValueError:
+        raise SystemExit(f"--compare {spec!r}: expected A_DIR:A_ROW=B_DIR:B_ROW") from None
+    out = []
+    for oset in ("standard", "unseen"):
+        rows, strata = [], {}
+        for t in tasks:
+            a, b = load(Path(ad), t, ar, oset), load(Path(bd), t, br, oset)
+            if a is None or b is None:
+                continue
+            x, y = outcomes(a, b)
+            d, lo, hi = newcombe_paired_diff(x, y)
+            rows.append({"task": t, "n": len(x), "a": sum(x), "b": sum(y), "diff": d, "newcombe95": [lo, hi],
+                         "mcnemar_p": mcnemar_exact_p(x, y)})
+            strata[t] = (x, y)
+        if rows:
+            est, lo, hi = paired_bootstrap_diff(strata, n_boot=n_boot)
+            out.append({"compare": spec, "object_set": oset, "tasks": rows,
+                        "pooled": {"diff": est, "bootstrap95": [lo, hi], "tasks": len(rows)}})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--compare", action="append", required=True, metavar="A_DIR:A_ROW=B_DIR:B_ROW")
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
+    ap.add_argument("--n-boot", type=int, default=10_000)
+    ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
+    args = ap.parse_args(argv)
+    res = [r for spec in args.compare for r in compare(spec, args.tasks, args.n_boot)]
+    md = []
+    for r in res:
+        p = r["pooled"]
+        md += [f"### {r['compare']} ({r['object_set']})", "",
+               "| task | n | A | B | A - B (points) | Newcombe 95% | McNemar p |",
+               "| --- | --- | --- | --- | --- | --- | --- |"]
+        md += [f"| {t['task']} | {t['n']} | {t['a']} | {t['b']} | {100 * t['diff']:+.1f} | "
+               f"[{100 * t['newcombe95'][0]:+.1f}, {100 * t['newcombe95'][1]:+.1f}] | {t['mcnemar_p']:.3f} |"
+               for t in r["tasks"]]
+        md += [f"| pooled ({p['tasks']} tasks) | | | | **{100 * p['diff']:+.1f}** | bootstrap "
+               f"[{100 * p['bootstrap95'][0]:+.1f}, {100 * p['bootstrap95'][1]:+.1f}] | |", ""]
+    print("\n".join(md))
+    if args.out is not None:
+        from machine_info import machine
+
+        args.out.with_suffix(".json").write_text(json.dumps({"machine": machine(calibrate=False), "results": res},
+                                                            indent=1))
+        args.out.with_suffix(".md").write_text("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
