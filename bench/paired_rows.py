@@ -73,15 +73,45 @@ def compare(spec: str, tasks: list[str], n_boot: int) -> list[dict]:
     return out
 
 
+def budget(out: Path, row: str = "bora-residual-online", rounds: int = 2) -> list[dict]:
+    """Per task, the first ``rounds`` rounds of ``OUT/runs/<task>/<row>/summary.json`` (a run through the ROS graph):
+    episodes, successes, takeovers, rescued / taken-over episodes and the share of control steps under the
+    operator (issue 14's operator targets: rescues >= 80%, share about 20%)."""
+    res = []
+    for t in TASK_ORDER:
+        f = out / "runs" / t / row / "summary.json"
+        if not f.is_file():
+            continue
+        rs = [r for r in json.loads(f.read_text()).get("per_round", []) if int(r["round"]) <= rounds]
+        tot = {k: sum(int(r.get(k, 0)) for r in rs) for k in
+               ("episodes", "successes", "steps", "intervened_steps", "takeovers", "taken_over", "rescued")}
+        res.append({"task": t, "rounds": len(rs), **tot,
+                    "share": tot["intervened_steps"] / tot["steps"] if tot["steps"] else 0.0})
+    return res
+
+
+def budget_md(label: str, rows: list[dict]) -> list[str]:
+    md = [f"### Operator in {label}", "", "| task | rounds | episodes | successes | takeovers | rescued / taken over |"
+          " steps under the operator |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    md += [f"| {r['task']} | {r['rounds']} | {r['episodes']} | {r['successes']} | {r['takeovers']} | "
+           f"{r['rescued']} / {r['taken_over']} | {r['intervened_steps']} of {r['steps']} ({100 * r['share']:.1f}%) |"
+           for r in rows]
+    steps, held = sum(r["steps"] for r in rows), sum(r["intervened_steps"] for r in rows)
+    return md + [f"| all | | | | | | {held} of {steps} ({100 * held / max(steps, 1):.1f}%) |", ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare", action="append", required=True, metavar="A_DIR:A_ROW=B_DIR:B_ROW")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS))
     ap.add_argument("--n-boot", type=int, default=10_000)
+    ap.add_argument("--budget", action="append", default=[], metavar="OUT",
+                    help="also tabulate the operator in OUT/runs/<task>/bora-residual-online (rounds 1-2)")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     args = ap.parse_args(argv)
     res = [r for spec in args.compare for r in compare(spec, args.tasks, args.n_boot)]
-    md = []
+    budgets = {b: budget(Path(b)) for b in args.budget}
+    md = [line for b, rows in budgets.items() for line in budget_md(b, rows)]
     for r in res:
         p = r["pooled"]
         md += [f"### {r['compare']} ({r['object_set']})", "",
@@ -96,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         from machine_info import machine
 
-        args.out.with_suffix(".json").write_text(json.dumps({"machine": machine(calibrate=False), "results": res},
-                                                            indent=1))
+        args.out.with_suffix(".json").write_text(json.dumps({"machine": machine(calibrate=False), "results": res,
+                                                             "budgets": budgets}, indent=1))
         args.out.with_suffix(".md").write_text("\n".join(md))
     return 0
 

@@ -37,3 +37,15 @@ def test_paired_rows_per_task_and_pooled(tmp_path, capsys):
     _result(b, "press_button", "off", [1, 0, 0, 0], replan_steps=4)
     with pytest.raises(ValueError, match="differ in replan_steps: 8 vs 4"):
         paired_rows.compare(f"{a}:full={b}:off", ["press_button"], n_boot=10)
+
+
+def test_budget_sums_the_first_two_rounds(tmp_path):
+    run = tmp_path / "runs" / "open_box" / "bora-residual-online"
+    run.mkdir(parents=True)
+    rounds = [{"round": r, "episodes": 10, "successes": 9, "steps": 100, "intervened_steps": 10 * r, "takeovers": r,
+               "taken_over": r, "rescued": r - 1} for r in (1, 2, 3)]
+    (run / "summary.json").write_text(json.dumps({"per_round": rounds}))
+    (b,) = paired_rows.budget(tmp_path)
+    assert (b["task"], b["rounds"], b["episodes"], b["steps"], b["intervened_steps"]) == ("open_box", 2, 20, 200, 30)
+    assert (b["takeovers"], b["rescued"], b["taken_over"]) == (3, 1, 3) and b["share"] == pytest.approx(0.15)
+    assert "| all | | | | | | 30 of 200 (15.0%) |" in paired_rows.budget_md("x", [b])
