@@ -4,8 +4,8 @@ new code against a row of the evidence run; each is a ``bora eval`` result ``TAS
 For every comparison ``A_DIR:A_ROW - B_DIR:B_ROW`` and object set, per task: successes, the paired difference with
 Newcombe's interval (stats.newcombe_paired_diff) and McNemar's exact p; pooled: the mean over tasks of the paired
 differences with a paired bootstrap stratified by task (stats.paired_bootstrap_diff), as ``bora report evidence``
-computes them. Cells are checked alike first (evidence_runs.PAIRED_SETTINGS, trials, seeds): a mismatch is a one-line
-error.
+computes them. Cells are checked alike first (evidence_runs.check_pair: settings, trials, seeds): a mismatch is a
+one-line error.
 
     .venv/bin/python bench/paired_rows.py --compare NEW_EVAL:bora-residual-online=OLD_EVAL:bora \\
         [--compare ...] [--tasks press_button ...] [--out OUT]
@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from bora_trainer.evidence_runs import PAIRED_SETTINGS
-from bora_trainer.report import TASK_ORDER
+from bora_trainer.evidence_runs import check_pair, paired_outcomes
+from bora_trainer.report import TASK_ORDER, Cell
 from bora_trainer.stats import mcnemar_exact_p, newcombe_paired_diff, paired_bootstrap_diff
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,25 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 TASKS = tuple(TASK_ORDER)  # the evidence report's order: the stratified bootstrap draws per task in this order
 
 
-def load(d: Path, task: str, row: str, oset: str) -> dict | None:
+def load(d: Path, task: str, row: str, oset: str) -> Cell | None:
+    """The ``bora eval`` result ``d/TASK__ROW__OSET.json`` as the evidence report's cell, None if absent."""
     f = d / f"{task}__{row}__{oset}.json"
-    return json.loads(f.read_text()) | {"file": str(f)} if f.is_file() else None
+    if not f.is_file():
+        return None
+    c = Cell()
+    c.add(json.loads(f.read_text()), f)
+    return c
 
 
-def outcomes(a: dict, b: dict) -> tuple[list[int], list[int]]:
-    """The two results' outcomes on their common seeds, after checking they were evaluated alike."""
-    sa, sb = a.get("settings", {}), b.get("settings", {})
-    for k in PAIRED_SETTINGS:
-        va = a.get(k) if k == "object_set" else sa.get(k)
-        vb = b.get(k) if k == "object_set" else sb.get(k)
-        if k in sa and k in sb and va != vb or k == "object_set" and va != vb:
-            raise ValueError(f"{a['file']} and {b['file']} differ in {k}: {va!r} vs {vb!r}")
-    ea = {int(e["seed"]): int(bool(e["success"])) for e in a["episodes"]}
-    eb = {int(e["seed"]): int(bool(e["success"])) for e in b["episodes"]}
-    if set(ea) != set(eb):
-        raise ValueError(f"{a['file']} and {b['file']} were evaluated on other seeds")
-    seeds = sorted(ea)
-    return [ea[s] for s in seeds], [eb[s] for s in seeds]
+def outcomes(a: Cell, b: Cell) -> tuple[list[int], list[int]]:
+    """The two cells' outcomes seed by seed, after the evidence report's check that they were evaluated alike
+    (evidence_runs.check_pair: settings, trials, seeds; a one-line ValueError)."""
+    check_pair(a, b)
+    _, x, y = paired_outcomes(a, b)
+    return x, y
 
 
 def compare(spec: str, tasks: list[str], n_boot: int) -> list[dict]:

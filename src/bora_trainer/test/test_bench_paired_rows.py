@@ -18,7 +18,8 @@ def _result(d: Path, task: str, row: str, wins: list[int], **settings):
     eps = [{"seed": 300000 + i, "success": bool(w)} for i, w in enumerate(wins)]
     s = {"replan_steps": 8, "max_steps": None, "image_size": 64, **settings}
     (d / f"{task}__{row}__standard.json").write_text(
-        json.dumps({"object_set": "standard", "trials": len(wins), "episodes": eps, "settings": s}))
+        json.dumps({"object_set": "standard", "trials": len(wins), "successes": sum(wins), "episodes": eps,
+                    "settings": s}))
 
 
 def test_paired_rows_per_task_and_pooled(tmp_path, capsys):
@@ -35,7 +36,7 @@ def test_paired_rows_per_task_and_pooled(tmp_path, capsys):
     assert paired_rows.main(["--compare", f"{a}:full={b}:off", "--tasks", "press_button", "--n-boot", "100"]) == 0
     assert "| press_button | 4 | 3 | 1 | +50.0 |" in capsys.readouterr().out
     _result(b, "press_button", "off", [1, 0, 0, 0], replan_steps=4)
-    with pytest.raises(ValueError, match="differ in replan_steps: 8 vs 4"):
+    with pytest.raises(ValueError, match=r"paired cells differ in replan_steps: .*full__standard.json \(8\) vs .*"):
         paired_rows.compare(f"{a}:full={b}:off", ["press_button"], n_boot=10)
 
 
