@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from bora_policy.common.episode_latch import ENDED_DEPTH
+
 RELIABLE = ReliabilityPolicy.RELIABLE
-ENDED_DEPTH = 100  # = bora_trainer.online.episode_ends.ENDED_DEPTH (the trainer subscribes with it)
 
 
 class EpisodeEvents:

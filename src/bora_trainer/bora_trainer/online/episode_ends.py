@@ -20,11 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from bora_policy.common.episode_latch import ENDED_DEPTH  # noqa: F401  (the one value; re-exported)
+
 # bora_msgs/EpisodeEvent kinds that end an episode: SUCCESS, FAILURE, ABORT (START = 0)
 OUTCOME_KINDS = (1, 2, 3)
-# outcomes the bridge keeps for late subscribers (the trainer subscribes with the same depth): the robot runs at
-# most a round's episodes past the last one taken in while the trainer is down, far fewer than this
-ENDED_DEPTH = 100
 
 
 class EpisodeEnds:
