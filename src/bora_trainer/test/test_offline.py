@@ -188,3 +188,48 @@ def test_other_table1_algorithms_run(ds, repo_root, tmp_path, algo):
     if algo == "cp-decoupled-critic":
         assert "loss/critic" in last and "loss/ppo" in last
         assert not any(n.startswith("critic.") and "vlm" in n for n, _ in tr.learner.named_parameters())
+
+
+def test_resume_of_a_selected_run_keeps_the_selected_policy(ds, repo_root, tmp_path, capsys):
+    """``bora select`` deployed step 2 of a finished run: a no-op ``--resume`` leaves RUN/policy as selected (it
+    used to re-export the last checkpoint silently); a resume that trains on exports and says the selection is
+    outdated, which ``deployed_checkpoint`` then refuses."""
+    import yaml
+
+    from bora_trainer import select
+    from bora_trainer.checkpoint import list_checkpoints
+
+    run = tmp_path / "run"
+    cfg_path = tmp_path / "offline.yaml"
+    cfg_path.write_text(yaml.safe_dump({**yaml.safe_load((repo_root / DEMO).read_text()), "ckpt_every": 2,
+                                        "keep_last": 0}))
+
+    def cli(updates, *extra):
+        return main(["--algo", "cp-bc", "--data", str(ds), "--config", str(cfg_path), "--out", str(run),
+                     "--updates", str(updates), *extra, "--no-progress"])
+
+    def policy_bytes():
+        return {p.name: p.read_bytes() for p in sorted((run / "policy").iterdir()) if p.is_file()}
+
+    assert cli(4) == 0
+    steps = {int(json.loads((c / "meta.json").read_text())["step"]): c for c in list_checkpoints(run)}
+    assert sorted(steps) == [2, 4]
+    last_export = policy_bytes()
+    # what `bora select` leaves when it chooses step 2: step 2's export as RUN/policy + selection.json
+    select.export_checkpoint(run, steps[2], run)
+    (run / select.SELECTION).write_text(json.dumps(
+        {"chosen_step": 2, "candidates": [{"step": 2, "successes": 1}, {"step": 4, "successes": 0}]}))
+    selected = policy_bytes()
+    assert selected != last_export
+    capsys.readouterr()
+    assert cli(4, "--resume") == 0
+    assert policy_bytes() == selected
+    assert "RUN/policy stays the checkpoint `bora select` chose" in capsys.readouterr().err
+    assert select.deployed_checkpoint(run) == steps[2]
+    # training on: the export is the new last checkpoint's, the selection is reported outdated and refused
+    assert cli(6, "--resume") == 0
+    assert policy_bytes() not in (selected, last_export)
+    assert "is outdated; run `bora select` again" in capsys.readouterr().err
+    with pytest.raises(select.SelectError, match=r"chose among the checkpoints of steps \[2, 4\], the run now has "
+                                                 r"\[2, 4, 6\]"):
+        select.deployed_checkpoint(run)

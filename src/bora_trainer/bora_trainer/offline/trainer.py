@@ -29,7 +29,6 @@ from bora_trainer.algorithms import registry
 from bora_trainer.algorithms.bora.config import OfflineConfig
 from bora_trainer.algorithms.offline_learner import OfflineAlgorithm
 from bora_trainer.checkpoint import (
-    LATEST,
     RunLogger,
     load_checkpoint,
     save_checkpoint,
@@ -40,19 +39,9 @@ from bora_trainer.data.chunks import ChunkDataset, MultiChunkDataset
 from bora_trainer.offline.build import build_learner, init_modules_from, policy_config, run_root
 from bora_trainer.offline.data import random_shift, select_episodes
 from bora_trainer.offline.distributed import DistInfo, all_reduce_sum, seed_all, setup_distributed
+from bora_trainer.offline.run_dir import keep_selection, refuse_finished_run
 
 EMA_MODULES = ("vlm", "expert")  # the actor: what ``RUN/policy`` exports (OfflineConfig.policy_ema)
-
-
-def refuse_finished_run(run_dir: Path) -> None:
-    """A fresh run never writes into another run's directory: its checkpoints and export would sit beside the
-    new ones (``latest`` would point to whichever was written last). Raises FileExistsError (one line)."""
-    pointer = run_dir / LATEST
-    found = (f"a checkpoint ({pointer.read_text().strip()})" if pointer.is_file()
-             else "an exported policy" if (run_dir / "policy").exists() else None)
-    if found:
-        raise FileExistsError(f"--out {run_dir}: already holds {found} of another run; continue it with "
-                              f"--resume, or choose another --out (or move that run away)")
 
 
 class OfflineTrainer:
@@ -442,6 +431,7 @@ class OfflineTrainer:
         """Run until ``cfg.total_updates`` (or ``updates`` more). Returns the last logged means."""
         cfg = self.cfg
         end = cfg.total_updates if updates is None else min(cfg.total_updates, self.step + updates)
+        start = self.step
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -484,6 +474,9 @@ class OfflineTrainer:
                 self.save()
         if bar is not None:
             bar.close()
+        if keep_selection(self.run_dir, cfg.algo, start, self.step, self._say):
+            self.logger.close()
+            return last
         if cfg.critic_refit_updates and self.step >= cfg.total_updates:  # OfflineConfig.critic_refit_updates
             from bora_trainer.offline.critic_refit import refit_critic
 
