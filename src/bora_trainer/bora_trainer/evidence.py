@@ -94,12 +94,16 @@ def paired_differences(cells: dict, n_boot: int = 10_000) -> list[dict]:
 
 
 def learning_curve(out: Path, cells: dict, episodes_per_round: int) -> list[dict]:
-    """Per task: round 0 = BORA-Offline (main table), round r = ``BORA-Full@r<r>`` of ``OUT/eval_curve``."""
+    """Per task: round r = ``BORA-Full@r<r>`` of ``OUT/eval_curve`` (``curve_trials`` evaluation seeds), round 0 =
+    BORA-Offline's main-table episodes on the SAME seeds as the rounds (until 2026-12-08 its whole cell: 50 seeds
+    beside the rounds' 20, so the first step of the curve mixed two seed sets). A result without per-episode
+    seeds falls back to the whole cell, marked ``"seeds": "all"``."""
     curve_dir = out / "eval_curve"
     if not curve_dir.is_dir():
         return []
     curve = load_results([curve_dir])
     rows = []
+    seeds: dict[tuple[str, str], set] = {}
     for (oset, task, method), c in sorted(curve.items()):
         if "@r" not in method or not c.trials:
             continue
@@ -107,12 +111,18 @@ def learning_curve(out: Path, cells: dict, episodes_per_round: int) -> list[dict
         lo, hi = wilson_interval(c.successes, c.trials)
         rows.append({"task": task, "object_set": oset, "round": r, "episodes": r * episodes_per_round,
                      "successes": c.successes, "trials": c.trials, "wilson95": [lo, hi]})
+        seeds.setdefault((task, oset), set()).update(e["seed"] for e in c.episodes if "seed" in e)
     for task, oset in sorted({(r["task"], r["object_set"]) for r in rows}):
         base = cells.get((oset, task, "BORA-Offline"))
-        if base is not None and base.trials:
-            lo, hi = wilson_interval(base.successes, base.trials)
-            rows.append({"task": task, "object_set": oset, "round": 0, "episodes": 0, "successes": base.successes,
-                         "trials": base.trials, "wilson95": [lo, hi]})
+        if base is None or not base.trials:
+            continue
+        want = seeds.get((task, oset), set())
+        eps = [e for e in base.episodes if e.get("seed") in want]
+        same = bool(want) and {e["seed"] for e in eps} == want and len(eps) == len(want)
+        n, k = (len(eps), sum(bool(e["success"]) for e in eps)) if same else (base.trials, base.successes)
+        lo, hi = wilson_interval(k, n)
+        rows.append({"task": task, "object_set": oset, "round": 0, "episodes": 0, "successes": k, "trials": n,
+                     "wilson95": [lo, hi], "seeds": "rounds" if same else "all"})
     return sorted(rows, key=lambda r: (r["task"], r["round"]))
 
 
@@ -319,10 +329,13 @@ def markdown(ev: dict, table_md: str) -> str:
         lines.append("")
     lines += online_runs_md(ev.get("online_runs") or {}, ev.get("online_run_budget") or [])
     if ev["curve"]:
-        lines += ["## Learning curve (success against online episodes)", "", "| task | set | episodes | success |",
-                  "| --- | --- | --- | --- |"]
+        lines += ["## Learning curve (success against online episodes)", "",
+                  "Every point of a task on the same evaluation seeds: 0 episodes = BORA-Offline on the rounds' seeds "
+                  "(its whole cell, marked *, where its results lack them).", "",
+                  "| task | set | episodes | success |", "| --- | --- | --- | --- |"]
         for r in ev["curve"]:
-            lines.append(f"| {r['task']} | {r['object_set']} | {r['episodes']} | {r['successes']}/{r['trials']} "
+            star = "*" if r.get("seeds") == "all" else ""
+            lines.append(f"| {r['task']} | {r['object_set']} | {r['episodes']}{star} | {r['successes']}/{r['trials']} "
                          f"[{100 * r['wilson95'][0]:.0f}-{100 * r['wilson95'][1]:.0f}%] |")
         lines += ["", "![learning curve](learning_curve.png)", ""]
     if ev["critic"]:

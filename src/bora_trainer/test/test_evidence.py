@@ -217,7 +217,7 @@ def test_evidence_report_hand_computed(tmp_path):
         _write_eval(out / "eval_seeds" / f"press_button__cp-bc@s{s}__standard.json", "CP Base", "press_button",
                     "standard", y)
     _write_eval(out / "eval_curve" / "press_button__bora-residual-online@r1__standard.json", "BORA-Full@r1",
-                "press_button", "standard", [1] * 9 + [0])
+                "press_button", "standard", [1] * 4 + [0])  # the curve's 5 seeds: 100..104
     # the warm-up reference row on task a: 7/10, CP Base 4/10 -> CP Base - Warm-up = -0.3 on the same seeds
     _write_eval(ev / "a_warm.json", "Warm-up", "press_button", "standard", [1] * 7 + [0] * 3)
     # BORA-Full's online critic on task a: V ranks the 6 failures above the 4 successes at every step
@@ -242,8 +242,10 @@ def test_evidence_report_hand_computed(tmp_path):
     assert sc["pooled"]["diff"] == pytest.approx((0.4 + 0.0 + 1.0) / 3)
     assert sc["pooled"]["ci95"][0] <= 0.0 + 1e-9 and sc["pooled"]["ci95"][1] >= 0.99
     curve = {(r["task"], r["round"]): r for r in res["curve"]}
-    assert curve[("press_button", 1)]["successes"] == 9 and curve[("press_button", 1)]["episodes"] == 10
-    assert curve[("press_button", 0)]["successes"] == 8  # round 0 = BORA-Offline
+    assert curve[("press_button", 1)]["successes"] == 4 and curve[("press_button", 1)]["episodes"] == 10
+    # round 0 = BORA-Offline on the rounds' seeds 100..104 (it succeeds on 100..107): 5/5, not its cell's 8/10
+    assert (curve[("press_button", 0)]["successes"], curve[("press_button", 0)]["trials"]) == (5, 5)
+    assert curve[("press_button", 0)]["seeds"] == "rounds"
     (crit,) = [a for a in res["critic"] if a["group"] == ["BORA-Offline", "press_button"]]
     assert [r["auroc"] for r in crit["auroc"]] == [1.0, 1.0]  # V = 1 on successes, 0 on failures
     (full,) = [a for a in res["critic"] if a["group"][0] == "BORA-Full"]
