@@ -41,6 +41,7 @@ from bora_sim.scene import (
     CAMERA_NAMES,
     CAMERAS,
     GRASP_SITE,
+    TIMESTEP,
     actuator_ids_for_joints,
     base_spec,
     camera_intrinsics,
@@ -52,11 +53,13 @@ from bora_sim.tasks import Task, get_task_class
 _MODEL_CACHE: dict[tuple, mujoco.MjModel] = {}
 
 
-def build_model(task_name: str, obj: ObjectSpec, hand: HandConfig, arm_mesh: str = "detailed") -> mujoco.MjModel:
-    """Compiled model of ``task_name`` with ``obj``; cached per (task, hand, object, arm_mesh)."""
-    key = (task_name, hand.name, repr(obj), arm_mesh)
+def build_model(task_name: str, obj: ObjectSpec, hand: HandConfig, arm_mesh: str = "detailed",
+                timestep: float = TIMESTEP) -> mujoco.MjModel:
+    """Compiled model of ``task_name`` with ``obj``; cached per (task, hand, object, arm_mesh, timestep)."""
+    key = (task_name, hand.name, repr(obj), arm_mesh, float(timestep))
     if key not in _MODEL_CACHE:
         spec = base_spec(hand, arm_mesh)
+        spec.option.timestep = float(timestep)
         get_task_class(task_name)(obj).build(spec)
         with warnings.catch_warnings():  # harmless "Attach conflict ... nuser_*" notes of MjSpec.attach
             warnings.filterwarnings("ignore", message="Attach conflict")
@@ -92,7 +95,11 @@ class BoraSimEnv(gym.Env):
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.image_size = (int(h), int(w))
         self.control_hz = float(control_hz)
-        self.n_substeps = max(1, int(round(1.0 / (self.control_hz * 0.002))))
+        # physics substeps of one control step: TIMESTEP (2 ms) where it divides the control period (10, 20 Hz: the
+        # same model as always), else the nearest count with the timestep shortened to fit exactly (30 Hz: 17 x
+        # 1.96 ms; until 2026-12-08 17 x 2 ms, so simulated time ran 2% ahead of the control clock)
+        self.n_substeps = max(1, int(round(1.0 / (self.control_hz * TIMESTEP))))
+        self.timestep = 1.0 / (self.control_hz * self.n_substeps)
         self.render_images = bool(render)
         self._skip_images = False  # one-shot: skip_next_images()
         self.reward_cfg = reward
@@ -129,7 +136,7 @@ class BoraSimEnv(gym.Env):
 
     # --- model management ----------------------------------------------------------------------
     def _load(self, obj: ObjectSpec) -> None:
-        model = build_model(self.task_name, obj, self.hand, self.arm_mesh)
+        model = build_model(self.task_name, obj, self.hand, self.arm_mesh, self.timestep)
         if model is not self.model:
             self.model = model
             self.data = mujoco.MjData(model)

@@ -179,3 +179,18 @@ def test_reset_always_renders_even_after_a_skip_request():
     obs, *_ = e.step(e.last_action)  # the request was cleared by the reset
     assert "color" in obs
     e.close()
+
+
+@pytest.mark.parametrize("hz, substeps, dt", [(10.0, 50, 0.002), (20.0, 25, 0.002), (30.0, 17, 1 / 510)])
+def test_one_control_step_is_one_control_period_of_simulated_time(hz, substeps, dt):
+    """Simulated time per step = 1 / control_hz exactly: 2 ms physics steps where they divide the period (10, 20
+    Hz: the same model as before), else the nearest count, shortened to fit (30 Hz: 17 x 1/510 s; it was 17 x 2 ms,
+    2% ahead of the control clock). The model cache keeps the rates apart."""
+    e = make_env("press_button", render=False, seed=0, control_hz=hz)
+    e.reset(seed=0)
+    assert (e.n_substeps, e.model.opt.timestep) == (substeps, dt)
+    t0 = e.data.time
+    for _ in range(3):
+        e.step(e.state_vector())
+    assert e.data.time - t0 == pytest.approx(3 / hz, abs=1e-12)
+    assert make_env("press_button", render=False, seed=0, control_hz=10.0).model.opt.timestep == 0.002
