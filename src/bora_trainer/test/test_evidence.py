@@ -246,6 +246,11 @@ def test_evidence_report_hand_computed(tmp_path):
     # round 0 = BORA-Offline on the rounds' seeds 100..104 (it succeeds on 100..107): 5/5, not its cell's 8/10
     assert (curve[("press_button", 0)]["successes"], curve[("press_button", 0)]["trials"]) == (5, 5)
     assert curve[("press_button", 0)]["seeds"] == "rounds"
+    # round 1 - BORA-Offline paired on seeds 100..104: (1,1,1,1,0) - (1,1,1,1,1) = -0.2; resampled 5 pairs hold the
+    # failure 3+ times with p 5.8% and 4+ times with p 0.7%, none with p 33%: 95% interval [-0.6, 0]
+    (cd,) = res["curve_diff"]
+    assert (cd["round"], cd["n"], cd["tasks"], cd["per_task"]) == (1, 5, 1, {"press_button": pytest.approx(-0.2)})
+    assert cd["diff"] == pytest.approx(-0.2) and cd["bootstrap95"] == pytest.approx([-0.6, 0.0])
     (crit,) = [a for a in res["critic"] if a["group"] == ["BORA-Offline", "press_button"]]
     assert [r["auroc"] for r in crit["auroc"]] == [1.0, 1.0]  # V = 1 on successes, 0 on failures
     (full,) = [a for a in res["critic"] if a["group"][0] == "BORA-Full"]
