@@ -43,6 +43,7 @@ DOCS: dict[str, tuple[str, dict]] = {
     "intervention_topic": (_T + "InterventionEvent (r_int, r_rec)", {}),
     "episode_topic": (_T + "EpisodeEvent in and out", {}),
     "episode_current_topic": (_T + "the current episode's START, latched ('': off)", {}),
+    "episode_ended_topic": (_T + "each outcome it publishes again, latched, the last 100 ('': off)", {}),
     "episode_wait_s": ("ExecutedCommand records without an episode are held back this long (s)",
                        {"range": (0.0, 60.0)}),
     "diagnostics_topic": (_T + "diagnostics", {}),

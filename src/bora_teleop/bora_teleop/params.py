@@ -55,6 +55,8 @@ PARAMS = {
     "intervention_topic": "/bora/intervention",
     "episode_topic": "/bora/episode",
     "episode_current_topic": "/bora/episode/current",  # the current START, latched ("" : off)
+    # each outcome it publishes, latched (the last ENDED_DEPTH): a restarted live trainer learns what ended ("": off)
+    "episode_ended_topic": "/bora/episode/ended",
     # ExecutedCommand records (not the driver commands) are held back this long while no episode is known:
     # the latched START arrives a moment after the first joint states (another DDS endpoint to match)
     "episode_wait_s": 2.0,

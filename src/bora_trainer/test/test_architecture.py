@@ -9,8 +9,9 @@ count. A name computed from a variable cannot be resolved statically; such calls
 Rules (dependency direction: bora_msgs <- bora_policy.common <- {bora_sim, bora_teleop, bora_policy}
 <- bora_trainer; see README "Architecture"):
 
-* ``library-ros``: library code (everything outside ``*/nodes/`` and the node lifecycle helper
-  ``bora_policy/common/node.py``) imports neither rclpy nor a message package (``bora_msgs``,
+* ``library-ros``: library code (everything outside ``*/nodes/`` and the two node helpers of ``common``:
+  ``bora_policy/common/node.py``, the lifecycle, and ``bora_policy/common/episode_events.py``, the episode-event
+  publishers the sim bridge and the teleop share) imports neither rclpy nor a message package (``bora_msgs``,
   ``*_msgs``, ``*_srvs``, ``*_interfaces``, a ``*.msg`` / ``*.srv`` module).
 * ``library-nodes``: library code imports no ``<pkg>.nodes`` module (a CLI runs a node as its own
   process: ``bora_trainer.cli.exec_node``).
@@ -20,7 +21,7 @@ Rules (dependency direction: bora_msgs <- bora_policy.common <- {bora_sim, bora_
   ``bora_policy`` only ``bora_policy.common`` (it runs on the robot next to the safety arbiter).
 * ``policy``: ``bora_policy`` imports neither ``bora_trainer``, ``bora_sim`` nor ``bora_teleop``.
 * ``common``: ``bora_policy.common`` (and ``bora_policy/__init__.py``) imports only the standard
-  library, numpy, yaml and ``bora_policy.common`` itself (``common/node.py`` may add rclpy and messages).
+  library, numpy, yaml and ``bora_policy.common`` itself (the two node helpers may add rclpy and messages).
 
 Tests (``src/<pkg>/test``) are integration rigs that may span packages and are not checked.
 The ``package.xml`` ``<exec_depend>`` lists must declare every first-party package a package
@@ -39,7 +40,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2]
 PACKAGES = ("bora_msgs", "bora_policy", "bora_sim", "bora_teleop", "bora_trainer")
-NODE_HELPER = "bora_policy/common/node.py"  # the one library module that may use rclpy (node lifecycle)
+# the library modules that may use rclpy: node helpers that nodes of several packages share, and bora_sim /
+# bora_teleop may import nothing of bora_policy but common (the node lifecycle; the episode-event publishers)
+NODE_HELPERS = ("bora_policy/common/node.py", "bora_policy/common/episode_events.py")
 COMMON_ALLOWED = {"numpy", "yaml", "bora_policy"}  # + the standard library; bora_policy only as .common
 FORBIDDEN_PACKAGES = {  # package -> first-party/third-party top-level names it must not import
     "bora_sim": {"bora_trainer", "bora_teleop"},
@@ -124,9 +127,9 @@ def _is_ros(mod: str) -> bool:
 
 
 def is_library(rel_path: str) -> bool:
-    """Package code outside ``*/nodes/`` and the node lifecycle helper."""
+    """Package code outside ``*/nodes/`` and the node helpers of ``common``."""
     p = Path(rel_path)
-    return "nodes" not in p.parts[2:-1] and rel_path.split("/", 1)[1] != NODE_HELPER
+    return "nodes" not in p.parts[2:-1] and rel_path.split("/", 1)[1] not in NODE_HELPERS
 
 
 def check_source(source: str, rel_path: str) -> list[Violation]:
@@ -147,7 +150,7 @@ def check_source(source: str, rel_path: str) -> list[Violation]:
         mod, top = imp.module, _top(imp.module)
         if library and _is_ros(mod):
             flag(imp, "library-ros", f"library code imports {mod!r} ({imp.how}); only */nodes/ and "
-                                     f"{NODE_HELPER} may use rclpy or message packages")
+                                     f"{', '.join(NODE_HELPERS)} may use rclpy or message packages")
         if library and top in PACKAGES and mod.split(".")[1:2] == ["nodes"]:
             flag(imp, "library-nodes", f"library code imports the node module {mod!r} ({imp.how}); "
                                        "run a node as its own process instead")
@@ -155,7 +158,7 @@ def check_source(source: str, rel_path: str) -> list[Violation]:
             flag(imp, pkg.removeprefix("bora_"), f"{pkg} must not import {top} ({mod!r}, {imp.how})")
         if pkg in POLICY_ONLY_COMMON and top == "bora_policy" and mod.split(".")[1:2] not in (["common"], []):
             flag(imp, pkg.removeprefix("bora_"), f"{pkg} may import only bora_policy.common, not {mod!r}")
-        if in_common and sub != NODE_HELPER:
+        if in_common and sub not in NODE_HELPERS:
             ok = top in sys.stdlib_module_names or top == "__future__" or (
                 top in COMMON_ALLOWED and (top != "bora_policy" or mod.split(".")[1:2] in (["common"], []))
             )
@@ -235,6 +238,8 @@ def test_library_ros_import_is_flagged(source):
     assert "library-ros" in _rules(source, LIB)
     assert _rules(source, "bora_trainer/bora_trainer/nodes/x.py") == []  # nodes may
     assert "library-ros" not in _rules(source, "bora_policy/bora_policy/common/node.py")  # the lifecycle helper may
+    assert _rules(source, "bora_policy/bora_policy/common/episode_events.py") == []  # and the episode publishers
+    assert "library-ros" in _rules(source, "bora_policy/bora_policy/common/episode_latch.py")  # no other
 
 
 def test_library_node_import_is_flagged_with_file_line_and_rule():

@@ -1,6 +1,6 @@
 """A live trainer node restarted after a crash, against the bridge's latched outcomes (real processes, loopback
 DDS): the outcomes published while it was down reach it through the transient-local history
-(bora_sim/nodes/episode_events.py, the bridge's own publishers), the episodes whose outcome no recording holds are
+(bora_policy/common/episode_events.py, the bridge's own publishers), the episodes whose outcome no recording holds are
 skipped (one log line each) and the round gate moves on; an episode that has started and not ended is not skipped.
 A volatile subscriber of the latched topic still matches (existing subscribers are unaffected).
 """
@@ -19,7 +19,7 @@ from std_msgs.msg import UInt32
 from test_trainer_node import LAY, T_EP, _start_node, _status, setup_dirs, trainer_cfg
 
 from bora_msgs.msg import EpisodeEvent
-from bora_sim.nodes.episode_events import EpisodeEvents
+from bora_policy.common.episode_events import EpisodeEvents
 from bora_trainer.data.synthetic_bag import ScriptedEpisode, write_scripted_bag
 
 SESSION = "77777777-7777-4777-8777-777777777777"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 # the outcomes the sim bridge keeps on its latched /bora/episode/ended for late subscribers, and the depth the
-# restarted live trainer subscribes with (one value for both: bora_sim/nodes/episode_events.py,
+# restarted live trainer subscribes with (one value for both: bora_policy/common/episode_events.py,
 # bora_trainer/online/episode_ends.py): the robot runs at most a round's episodes past the last one taken in while
 # the trainer is down, far fewer than this
 ENDED_DEPTH = 100

@@ -28,7 +28,7 @@ arbitrates the two sources and a person's request wins (bora_teleop/sources.py).
 on ``episode_current_topic`` (/bora/episode/current, transient local, depth 1; empty: off), so a node that connects
 after it (episode 1 starts in this constructor, before the graph has matched) or restarts mid-episode still learns
 the episode (bora_policy/common/episode_latch.py); each outcome on ``episode_ended_topic`` (/bora/episode/ended,
-the last 100), so a restarted live trainer learns what ended while it was down (bora_sim/nodes/episode_events.py).
+the last 100), so a restarted live trainer learns what ended while it was down (bora_policy/common/episode_events.py).
 ``episode_gate_topic`` (empty by default; std_msgs/UInt32,
 transient local): the highest episode id that may start. The online trainer publishes it so the robot waits at a
 round boundary until the round's update is done and the new residual is in use (bora_trainer/online/rounds.py); with
@@ -45,13 +45,13 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from bora_policy.common.episode_events import EpisodeEvents
 from bora_policy.common.graph_params import ParamSpec
 from bora_policy.common.image_conv import numpy_to_image
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
 from bora_policy.common.rewards import TIMEOUT_NOTE
 from bora_policy.common.state import ARM_KEY, HAND_KEY
 from bora_sim.bridge_episodes import IDLE, RESET_NOTE, START, WAIT, BridgeEpisodes
-from bora_sim.nodes.episode_events import EpisodeEvents
 from bora_sim.scene import ARM_MESHES
 
 FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]

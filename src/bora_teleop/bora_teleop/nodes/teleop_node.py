@@ -7,7 +7,8 @@ the tick share one lock) runs :class:`bora_teleop.arbiter.Arbiter` on the latest
 publishes the arm command (``arm_command_type``: ``forward`` = std_msgs/Float64MultiArray for a
 ros2_control forward position controller, ``trajectory`` = trajectory_msgs/JointTrajectory with one
 point at time_from_start = 1 / control_hz), the hand command (sensor_msgs/JointState), ExecutedCommand,
-InterventionEvent (r_int at START, r_rec at RECOVERED) and EpisodeEvent.
+InterventionEvent (r_int at START, r_rec at RECOVERED) and EpisodeEvent (each START again latched on
+``episode_current_topic``, each outcome on ``episode_ended_topic``: bora_policy/common/episode_events.py).
 
 Inputs: /bora/policy_command (JointCommand), /glove/joint_states (human angles, JointState) and
 optionally UDP (``udp_port`` > 0; packet format in bora_teleop/glove.py; ``udp_key_file``: HMAC-SHA256
@@ -55,6 +56,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from bora_msgs.msg import EpisodeEvent, ExecutedCommand, HelpRequest, InterventionEvent, JointCommand
 from bora_msgs.srv import MarkEpisode
 from bora_policy.common.control_loop import ArrivalPhaseLock, ControlLoop
+from bora_policy.common.episode_events import EpisodeEvents
 from bora_policy.common.episode_latch import StartLatch
 from bora_policy.common.node import declare_graph_params, declare_params, run_node
 from bora_teleop.events import KEY_HELP
@@ -113,10 +115,9 @@ class TeleopNode(OperatorMixin, Node):
         self.pub_hand = self.create_publisher(hand_type, P["hand_command_topic"], rel)
         self.pub_exec = self.create_publisher(ExecutedCommand, P["executed_topic"], rel)
         self.pub_int = self.create_publisher(InterventionEvent, P["intervention_topic"], events_qos)
-        self.pub_ep = self.create_publisher(EpisodeEvent, P["episode_topic"], events_qos)
-        # the current episode's START again, latched (a node that connects later learns it); read too
+        # the episode events it publishes, again latched: START on cur (read too), outcomes on episode_ended_topic
         cur = P["episode_current_topic"]
-        self.pub_ep_current = self.create_publisher(EpisodeEvent, cur, latched) if cur else None
+        self.events = EpisodeEvents(self, EpisodeEvent, P["episode_topic"], cur, P["episode_ended_topic"])
         self.latch = StartLatch()  # the START applied last (bora_policy/common/episode_latch.py)
         self.pub_diag = self.create_publisher(DiagnosticArray, P["diagnostics_topic"], rel)
         # subscriptions (BEST_EFFORT readers match RELIABLE and BEST_EFFORT writers)

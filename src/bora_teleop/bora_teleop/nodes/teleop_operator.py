@@ -151,11 +151,11 @@ class OperatorMixin:
             note=note,
         )
         m.header.stamp = self.get_clock().now().to_msg()
-        self.pub_ep.publish(m)
+        # also latched (bora_policy/common/episode_events.py): a START for nodes that connect later, an outcome
+        # for a restarted live trainer
+        self.events.publish(m)
         if kind == EP_START:
             self.latch.applied(m.session_id, ep, m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
-            if self.pub_ep_current is not None:  # latched: nodes that connect later learn the episode
-                self.pub_ep_current.publish(m)
         self.get_logger().info(f"episode {ep}: {EPISODE_KINDS[kind]} at step {step} {note}")
         return ep
 

@@ -12,8 +12,9 @@ With ``live:=true`` it also subscribes to the BORA topics itself and records the
 on, each round into its own ``live_<date-time>_rNN`` (the earlier bags are closed and read no more). The
 recording starts before the online loop is built (loading the buffers takes a while), so a restarted trainer
 records the episodes the robot runs during its start-up and ingests them with the earlier recordings. An episode
-that ended while no process recorded (the crash, the respawn delay) is known from the bridge's latched outcomes
-(``episode_ended_topic``) and skipped, so the round gate does not wait for it (bora_trainer/online/episode_ends.py).
+that ended while no process recorded (the crash, the respawn delay) is known from the latched outcomes of the
+bridge or the teleop (``episode_ended_topic``) and skipped, so the round gate does not wait for it
+(bora_trainer/online/episode_ends.py).
 
 Parameters (ROS ``-p name:=value`` or the same-named CLI options): ``config_file`` (YAML with a
 ``trainer`` section = :class:`bora_trainer.online.config.TrainerConfig`, e.g. config/trainer.yaml),

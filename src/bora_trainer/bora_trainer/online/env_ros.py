@@ -24,7 +24,7 @@ replace it. The loop refuses a later differing version of an ingested (session, 
 already have used its rows. Rows keep the recorded base chunk (an ActionChunk's ``base_norm``: the base
 of the round in which it was recorded; the rebase rule in checkpoints.py).
 
-With ``episode_ends`` set (the live trainer node, which is the recorder, fills it from the bridge's latched
+With ``episode_ends`` set (the live trainer node, which is the recorder, fills it from the latched
 ``/bora/episode/ended``: :mod:`bora_trainer.online.episode_ends`), an episode that ended (an explicit outcome) while
 nothing recorded its outcome (the trainer was down) is skipped after each poll, one line each, so the round gate lets
 another replace it instead of waiting for it for good; its recorded part, if any, stays in the recordings. An episode

@@ -5,7 +5,8 @@ robot runs episodes up to the published round gate meanwhile. No recording holds
 ended in that window, and the gate, which counts every id above the last one taken in as still to come, would wait
 for it for good (the robot with it).
 
-The bridge says every outcome twice: on ``/bora/episode`` (recorded) and again on ``/bora/episode/ended``
+The sim bridge, and the teleop for the outcomes it marks (on the real robot the only source), say every outcome
+twice (bora_policy/common/episode_events.py): on ``/bora/episode`` (recorded) and again on ``/bora/episode/ended``
 (bora_msgs/EpisodeEvent, transient local, the last :data:`ENDED_DEPTH` outcomes; not recorded), so a trainer that
 connects later receives the outcomes it missed. :class:`EpisodeEnds` collects them (:meth:`EpisodeEnds.event`);
 :meth:`EpisodeEnds.unrecorded` lists those whose outcome no recording holds. Only an explicit outcome counts: an

@@ -1,5 +1,6 @@
-"""The sim bridge's episode events: each one on ``/bora/episode``, and again on two latched topics for nodes that
-connect later (both bora_msgs/EpisodeEvent, reliable, transient local, not recorded; an empty topic: off).
+"""The episode events of the node that numbers episodes (the sim bridge; the teleop for MarkEpisode / keys): each
+one on ``/bora/episode``, and again on two latched topics for nodes that connect later (both bora_msgs/EpisodeEvent,
+reliable, transient local, not recorded; an empty topic: off).
 
 * ``/bora/episode/current`` (depth 1): each START, so a node that connects after it (episode 1 starts in the
   bridge's constructor, before the graph has matched) or restarts mid-episode still learns the running episode
@@ -11,6 +12,10 @@ connect later (both bora_msgs/EpisodeEvent, reliable, transient local, not recor
 A transient-local publisher serves volatile subscribers too (DDS QoS matching), so existing subscribers are
 unaffected. ``/bora/episode`` itself stays volatile: ``ros2 bag record`` subscribes transient local when every
 publisher offers it and would then record earlier events again at the start of each bag.
+
+Shared by the sim bridge (bora_sim/nodes/bridge_node.py) and the teleop (bora_teleop/nodes/teleop_node.py), which
+may import nothing of ours but ``bora_policy.common``: hence here, one of the two ``common`` modules that use rclpy
+(with common/node.py; docs/architecture.md).
 """
 
 from __future__ import annotations
