@@ -211,14 +211,16 @@ class RosEpisodes:
                       "the recordings")
 
     def unfinished(self, loop: OnlineLoop) -> list[str]:
-        """The recordings' episodes without an outcome event that the loop has not ingested, one line each
-        (running ones, and any whose outcome was lost), then each recording whose last conversion failed (none of
-        its episodes can be read until it changes): what a stalled round waits for (``rounds.StallWatch``). The steps
-        are those of the bag's last conversion; the next poll converts the bags again, so a later call is current."""
+        """The recordings' episodes without an outcome event that the loop has neither ingested nor skipped, one
+        line each (running ones, and any whose outcome was lost), then each recording whose last conversion failed
+        (none of its episodes can be read until it changes): what a stalled round waits for (``rounds.StallWatch``).
+        A skipped one (e.g. ended while nothing recorded its outcome: :meth:`_skip_unrecorded`) is left out: the
+        round no longer waits for it. The steps are those of the bag's last conversion; the next poll converts the
+        bags again, so a later call is current."""
         self._events = {}
-        out = {}
+        out, taken = {}, loop.ingested_keys | loop.skipped_keys
         for sess, src, steps in (e for eps in self._no_outcome.values() for e in eps):
-            if (str(sess), int(src)) not in loop.ingested_keys and (sess, src) not in out:
+            if (str(sess), int(src)) not in taken and (sess, src) not in out:
                 out[(sess, src)] = f"id {src} of session {str(sess)[:12]} ({steps} steps recorded, no outcome event)"
         lines = [out[k] for k in sorted(out, key=lambda k: (str(k[0]), int(k[1])))]
         return lines + [f"recording {b} cannot be converted ({why})" for b, why in sorted(self._failed.items())]

@@ -134,6 +134,7 @@ class OnlineLoop(CheckpointsMixin):
         self._deferred_logged: set[str] = set()
         self.stall = R.StallWatch(cfg.stall_warn_s)  # a round that waits long for an episode is said (rounds.py)
         self.skipped_ids: dict[str, int] = {}  # session -> highest source id of an episode never to be ingested
+        self.skipped_keys: set[tuple[str, int]] = set()  # (session, source id) of each of those episodes
         self.current_session: str | None = None  # the bridge session of the newest recorded episode (the source's)
         self.round_log: dict[str, dict] = _load_json(self.state / "round_log.json", {})
         # --- round state and learner, resumed from the latest checkpoint
@@ -278,6 +279,7 @@ class OnlineLoop(CheckpointsMixin):
         """An episode that will never be ingested (said once): the round gate may replace it."""
         sess = str(info.get("session_id") or "")
         self.skipped_ids[sess] = max(self.skipped_ids.get(sess, 0), int(info.get("source_episode_id") or 0))
+        self.skipped_keys.add((sess, int(info.get("source_episode_id") or 0)))
         h = info["content_hash"]
         if h not in self._skipped_logged:  # a live bag is converted again as it grows: say it once
             self._skipped_logged.add(h)
