@@ -22,7 +22,9 @@ the merged one). One whose START was not recorded (the live recording began mid-
 started during it) or without ActionChunks (not a policy rollout) is never ingested; the round gate may
 replace it. The loop refuses a later differing version of an ingested (session, episode): updates may
 already have used its rows. Rows keep the recorded base chunk (an ActionChunk's ``base_norm``: the base
-of the round in which it was recorded; the rebase rule in checkpoints.py).
+of the round in which it was recorded; the rebase rule in checkpoints.py). Each poll gives the loop the (session, id)
+of every episode whose outcome a recording holds (``loop.ended_keys``): the round gate counts those not yet taken in
+as still to come (``rounds.waiting_below``).
 
 With ``episode_ends`` set (the live trainer node, which is the recorder, fills it from the bridge's latched
 ``/bora/episode/ended``: :mod:`bora_trainer.online.episode_ends`), an episode that ended (an explicit outcome) while
@@ -195,6 +197,7 @@ class RosEpisodes:
         newest = [self._last_session[str(b)] for b in bags if str(b) in self._last_session]
         if newest:
             loop.current_session = newest[-1]
+        loop.ended_keys = set(self._ends)  # the gate counts those not yet taken in as still to come
         self._skip_unrecorded(loop)
         return out
 
