@@ -29,6 +29,7 @@ from bora_trainer.online.rounds import (
     ran_round,
     round_table,
     takeovers,
+    waiting_below,
 )
 
 
@@ -100,6 +101,24 @@ def test_episode_gate_values_and_errors():
     assert episode_gate(12, 3, 10, open_=False) == 12
     with pytest.raises(ValueError, match="per_round"):
         episode_gate(0, 0, 0)
+    # round of 5: ids 1-3 ingested, 4 ended (not yet ingested), 5 skipped -> 4 and one replacement (6) still needed
+    assert episode_gate(5, 3, 5, waiting=1) == 6
+    assert episode_gate(5, 3, 5) == 7  # 4 taken as done: 6 and 7 would start, one too many
+    assert episode_gate(5, 3, 5, waiting=3) == 5  # more waiting than needed: nothing new starts
+    assert episode_gate(5, 3, 5, open_=False, waiting=1) == 5
+    with pytest.raises(ValueError, match="waiting -1"):
+        episode_gate(5, 3, 5, waiting=-1)
+
+
+def test_waiting_below_counts_ended_episodes_of_the_session_not_taken_in():
+    a, b = "sess-a", "sess-b"
+    ended = {(a, 1), (a, 3), (a, 4), (a, 5), (a, 7), (b, 2)}
+    taken = {(a, 1), (a, 3), (a, 5), (b, 1)}
+    assert waiting_below(ended, taken, a, 5) == 1  # 4; 7 is above the last id taken in, 2 has no recorded outcome
+    assert waiting_below(ended, taken, a, 7) == 2  # 4 and 7
+    assert waiting_below(ended, taken, b, 1) == 0  # b's 2 is above its last id taken in
+    assert waiting_below(ended, taken, None, 5) == 0  # recordings without sessions: as before
+    assert waiting_below(ended, ended, a, 7) == 0
 
 
 def test_gate_simulation_rounds_hold_exactly_m_episodes():
@@ -129,6 +148,45 @@ def test_gate_simulation_rounds_hold_exactly_m_episodes():
             if update_left == 0:
                 rnd, update_left = rnd + 1, None
     assert rnd == rounds + 1 and not pending
+    assert [ingested[r] for r in range(1, rounds + 2)] == [M] * rounds + [0]
+    assert started == M * rounds + 1
+
+
+def test_gate_simulation_an_episode_ingested_after_a_later_one_was_skipped():
+    """As above, but the trainer learns of each episode's end (its outcome recorded) 1 tick after its start and
+    ingests it only 5 ticks after (its last messages awaited); the lost one is skipped as soon as its end is known,
+    so it is taken in while the episodes before it are still to come. Counted as done (the gate without
+    ``waiting``), they let one episode too many start and round 1 overflowed; counted as waiting, every round gets
+    exactly M and the robot starts one replacement only."""
+    M, rounds, lost = 4, 3, 3
+    started, events, ended, taken = 0, [], set(), set()  # events: (tick, "end" | "ingest", bridge id)
+    ingested = {r: 0 for r in range(1, rounds + 2)}
+    rnd, update_left = 1, None
+    for tick in range(300):
+        last = max(taken, default=0)
+        waiting = sum(1 for i in ended if i <= last and i not in taken)
+        gate = episode_gate(last, ingested[rnd], M, open_=rnd <= rounds and update_left is None, waiting=waiting)
+        if started + 1 <= gate:
+            started += 1
+            events += [(tick + 1, "end", started), (tick + 5, "ingest", started)]
+        for ev in sorted(e for e in events if e[0] <= tick):
+            events.remove(ev)
+            _, kind, eid = ev
+            if kind == "end":
+                ended.add(eid)
+                if eid == lost:
+                    taken.add(eid)  # skipped
+            elif eid != lost:
+                assert ingested[rnd] < M, f"the gate let round {rnd} overflow"
+                ingested[rnd] += 1
+                taken.add(eid)
+        if ingested[rnd] == M and update_left is None:
+            update_left = 3
+        elif update_left is not None:
+            update_left -= 1
+            if update_left == 0:
+                rnd, update_left = rnd + 1, None
+    assert rnd == rounds + 1 and not events
     assert [ingested[r] for r in range(1, rounds + 2)] == [M] * rounds + [0]
     assert started == M * rounds + 1
 

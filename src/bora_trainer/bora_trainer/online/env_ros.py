@@ -22,7 +22,9 @@ the merged one). One whose START was not recorded (the live recording began mid-
 started during it) or without ActionChunks (not a policy rollout) is never ingested; the round gate may
 replace it. The loop refuses a later differing version of an ingested (session, episode): updates may
 already have used its rows. Rows keep the recorded base chunk (an ActionChunk's ``base_norm``: the base
-of the round in which it was recorded; the rebase rule in checkpoints.py).
+of the round in which it was recorded; the rebase rule in checkpoints.py). Each poll gives the loop the (session, id)
+of every episode whose outcome a recording holds (``loop.ended_keys``): the round gate counts those not yet taken in
+as still to come (``rounds.waiting_below``).
 
 With ``episode_ends`` set (the live trainer node, which is the recorder, fills it from the latched
 ``/bora/episode/ended``: :mod:`bora_trainer.online.episode_ends`), an episode that ended (an explicit outcome) while
@@ -195,6 +197,7 @@ class RosEpisodes:
         newest = [self._last_session[str(b)] for b in bags if str(b) in self._last_session]
         if newest:
             loop.current_session = newest[-1]
+        loop.ended_keys = set(self._ends)  # the gate counts those not yet taken in as still to come
         self._skip_unrecorded(loop)
         return out
 
@@ -211,14 +214,16 @@ class RosEpisodes:
                       "the recordings")
 
     def unfinished(self, loop: OnlineLoop) -> list[str]:
-        """The recordings' episodes without an outcome event that the loop has not ingested, one line each
-        (running ones, and any whose outcome was lost), then each recording whose last conversion failed (none of
-        its episodes can be read until it changes): what a stalled round waits for (``rounds.StallWatch``). The steps
-        are those of the bag's last conversion; the next poll converts the bags again, so a later call is current."""
+        """The recordings' episodes without an outcome event that the loop has neither ingested nor skipped, one
+        line each (running ones, and any whose outcome was lost), then each recording whose last conversion failed
+        (none of its episodes can be read until it changes): what a stalled round waits for (``rounds.StallWatch``).
+        A skipped one (e.g. ended while nothing recorded its outcome: :meth:`_skip_unrecorded`) is left out: the
+        round no longer waits for it. The steps are those of the bag's last conversion; the next poll converts the
+        bags again, so a later call is current."""
         self._events = {}
-        out = {}
+        out, taken = {}, loop.ingested_keys | loop.skipped_keys
         for sess, src, steps in (e for eps in self._no_outcome.values() for e in eps):
-            if (str(sess), int(src)) not in loop.ingested_keys and (sess, src) not in out:
+            if (str(sess), int(src)) not in taken and (sess, src) not in out:
                 out[(sess, src)] = f"id {src} of session {str(sess)[:12]} ({steps} steps recorded, no outcome event)"
         lines = [out[k] for k in sorted(out, key=lambda k: (str(k[0]), int(k[1])))]
         return lines + [f"recording {b} cannot be converted ({why})" for b, why in sorted(self._failed.items())]

@@ -134,7 +134,9 @@ class OnlineLoop(CheckpointsMixin):
         self._deferred_logged: set[str] = set()
         self.stall = R.StallWatch(cfg.stall_warn_s)  # a round that waits long for an episode is said (rounds.py)
         self.skipped_ids: dict[str, int] = {}  # session -> highest source id of an episode never to be ingested
+        self.skipped_keys: set[tuple[str, int]] = set()  # (session, source id) of each of those episodes
         self.current_session: str | None = None  # the bridge session of the newest recorded episode (the source's)
+        self.ended_keys: set[tuple[str, int]] = set()  # (session, id) of the ended episodes the source has seen
         self.round_log: dict[str, dict] = _load_json(self.state / "round_log.json", {})
         # --- round state and learner, resumed from the latest checkpoint
         self.round = 1
@@ -231,10 +233,12 @@ class OnlineLoop(CheckpointsMixin):
         return R.last_seen_in_session(self.ledger, self.skipped_ids, self.current_session)
 
     def episode_gate(self, open_: bool = True) -> int:
-        """Highest source episode id that may start now (:func:`bora_trainer.online.rounds.episode_gate`);
-        closed once the configured ``rounds`` are done."""
-        per_round, open_ = self.cfg.episodes_per_round, open_ and not self.finished
-        return R.episode_gate(self.last_seen_id, self.in_round, per_round, open_)
+        """Highest source episode id that may start now (:func:`bora_trainer.online.rounds.episode_gate`, with the
+        ended episodes below the last id taken in still to come: ``rounds.waiting_below``); closed once the
+        configured ``rounds`` are done."""
+        per_round, open_, last = self.cfg.episodes_per_round, open_ and not self.finished, self.last_seen_id
+        waiting = R.waiting_below(self.ended_keys, self.ingested_keys | self.skipped_keys, self.current_session, last)
+        return R.episode_gate(last, self.in_round, per_round, open_, waiting)
 
     def update_budget(self) -> int:
         """update_step to reach: this round's ``utd_ratio`` x its ingested control steps, at most
@@ -278,6 +282,7 @@ class OnlineLoop(CheckpointsMixin):
         """An episode that will never be ingested (said once): the round gate may replace it."""
         sess = str(info.get("session_id") or "")
         self.skipped_ids[sess] = max(self.skipped_ids.get(sess, 0), int(info.get("source_episode_id") or 0))
+        self.skipped_keys.add((sess, int(info.get("source_episode_id") or 0)))
         h = info["content_hash"]
         if h not in self._skipped_logged:  # a live bag is converted again as it grows: say it once
             self._skipped_logged.add(h)

@@ -9,7 +9,8 @@ episodes on its own (``auto_reset``) while the trainer updates, so two mechanism
   full waits (it is not ingested) and is counted in the next round once that starts
   (:class:`bora_trainer.online.loop.OnlineLoop`);
 * the robot waits at a round boundary: the trainer publishes the highest bridge episode id that may
-  start (:func:`episode_gate`); the bridge does not start a later one. Once a round is full the gate
+  start (:func:`episode_gate`: the ids above the last one taken in, and the ended episodes below it not yet
+  taken in, count as still to come); the bridge does not start a later one. Once a round is full the gate
   stays at the last id seen, and it opens for the next round only when that round's first checkpoint is
   in use by the policy (:class:`RoundGate`), so every episode of round r runs round r's residual.
 
@@ -164,23 +165,39 @@ def last_seen_in_session(ledger: dict, skipped: dict[str, int], session: str | N
     return max([*(v for k, v in skipped.items() if session is None or k == session), *ids], default=0)
 
 
-def episode_gate(last_seen_id: int, in_round: int, per_round: int, open_: bool = True) -> int:
+def waiting_below(ended: set[tuple[str, int]], taken: set[tuple[str, int]], session: str | None,
+                  last_seen_id: int) -> int:
+    """Episodes of the bridge session ``session`` with an id up to ``last_seen_id`` that have ended (``ended``:
+    (session, id) of every episode whose outcome the source has seen; env ros: a recording holds it) and are not
+    taken in (``taken``: (session, id) ingested or skipped). Each will still be ingested (or skipped): e.g. one
+    whose last steps' messages are awaited (``late_message_wait_s``) while the next one was skipped. 0 without a
+    session (recordings made before sessions). An id up to ``last_seen_id`` whose outcome no recording holds is
+    not counted: the robot went on past it, so its outcome was lost (ours, as before this count)."""
+    if session is None:
+        return 0
+    return sum(1 for s, i in ended if s == session and int(i) <= last_seen_id and (s, int(i)) not in taken)
+
+
+def episode_gate(last_seen_id: int, in_round: int, per_round: int, open_: bool = True, waiting: int = 0) -> int:
     """Highest bridge episode id that may start.
 
     ``last_seen_id``: the highest bridge episode id the trainer has taken in (ingested, or finished but
-    not usable: a replacement is then allowed); ``in_round``: episodes ingested into the current round.
-    Episodes still running or not yet converted have ids above ``last_seen_id`` and count against the
-    ``per_round - in_round`` still needed, so the gate never lets a round overflow and never waits for
-    an episode that will not come. Closed (``open_`` False, or the round full): ``last_seen_id``.
+    not usable: a replacement is then allowed); ``in_round``: episodes ingested into the current round;
+    ``waiting``: ended episodes with ids up to ``last_seen_id`` not yet taken in (:func:`waiting_below`).
+    Episodes still running or not yet converted have ids above ``last_seen_id``; they and the ``waiting`` ones
+    count against the ``per_round - in_round`` still needed, so the gate never lets a round overflow and never
+    waits for an episode that will not come. Without ``waiting`` a skipped id above an episode whose ingest was
+    still to come set the gate one too high (found in review, 2026-12-08). Closed (``open_`` False, or the round
+    full): ``last_seen_id``.
     """
-    if last_seen_id < 0 or in_round < 0 or per_round < 1:
+    if last_seen_id < 0 or in_round < 0 or per_round < 1 or waiting < 0:
         raise ValueError(
-            f"episode_gate: last_seen_id {last_seen_id} and in_round {in_round} must be >= 0, "
+            f"episode_gate: last_seen_id {last_seen_id}, in_round {in_round} and waiting {waiting} must be >= 0, "
             f"per_round {per_round} >= 1"
         )
     if not open_:
         return int(last_seen_id)
-    return int(last_seen_id + max(0, per_round - in_round))
+    return int(last_seen_id + max(0, per_round - in_round - waiting))
 
 
 class RoundGate:
