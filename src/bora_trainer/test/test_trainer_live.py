@@ -342,9 +342,12 @@ def test_an_ended_episode_still_to_come_below_a_skipped_one_counts_against_the_g
     sess = eps[0].session_id
     assert loop.collect() == 3 and loop.skipped_keys == {(sess, 5)} and loop.last_seen_id == 5
     assert loop.episode_gate() == 6
-    assert loop.source.unfinished(loop) == []  # 4 has its outcome, 5 was skipped: none is without one
+    # 5 was skipped: not named; 4 (ended, waiting for its last command) is what the gate counts as still to come
+    (line,) = loop.source.unfinished(loop)
+    assert line.startswith("id 4 of session ") and "ended, not yet taken in" in line
     now[0] = 5.0
     assert loop.collect() == 1 and loop.in_round == 4 and loop.episode_gate() == 6  # 4 in; the replacement: 6
+    assert loop.source.unfinished(loop) == []
     write_scripted_bag(rec / "live_2", [ScriptedEpisode(6, T_EP, "success")], LAY)
     assert loop.collect() == 1 and loop.in_round == 5 and loop.episode_gate() == 6  # full: the gate stays
     assert sorted(e["source_episode_id"] for e in loop.ledger.values()) == [1, 2, 3, 4, 6]

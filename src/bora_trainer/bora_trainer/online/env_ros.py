@@ -225,6 +225,13 @@ class RosEpisodes:
         for sess, src, steps in (e for eps in self._no_outcome.values() for e in eps):
             if (str(sess), int(src)) not in taken and (sess, src) not in out:
                 out[(sess, src)] = f"id {src} of session {str(sess)[:12]} ({steps} steps recorded, no outcome event)"
+        # ended but not taken in below the last id taken in: the round gate counts them as still to come
+        # (rounds.waiting_below), so one that never went in would hold the round: said here, not silent
+        last = loop.last_seen_id
+        for sess, src in loop.ended_keys - taken:
+            if sess == loop.current_session and int(src) <= last and (sess, src) not in out:
+                out[(sess, src)] = (f"id {src} of session {str(sess)[:12]} (ended, not yet taken in: the round gate "
+                                    "counts it as still to come)")
         lines = [out[k] for k in sorted(out, key=lambda k: (str(k[0]), int(k[1])))]
         return lines + [f"recording {b} cannot be converted ({why})" for b, why in sorted(self._failed.items())]
 
