@@ -25,8 +25,8 @@ episode's outcome or once a newer START is in); /diagnostics is WARN/ERROR while
 inferences or rejected checkpoints happened in the last ``health_window_s`` (``HealthWindow``, with the
 last error's text), and while the newest observation is older than ``stale_observation_s`` (no plan, no
 command; ``StaleWatch`` logs its onset and recovery); a checkpoint path received over ROS must lie in
-``checkpoint_roots`` (``check_checkpoint_path``), else it is refused with the reason and the residual in
-use is kept.
+``checkpoint_roots`` (``check_checkpoint_path``, nodes/policy_checkpoints.py), else it is refused with the
+reason and the residual in use is kept.
 """
 
 from __future__ import annotations
@@ -40,13 +40,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
+from bora_policy.nodes.policy_checkpoints import CheckpointIntake
 from bora_policy.nodes.policy_outputs import chunk_messages, diagnostics_message, marker_message
 from bora_policy.nodes.policy_params import SERVICES, SPECS, TOPICS
-from bora_policy.runtime.checkpoint_loader import (
-    CheckpointRejected,
-    check_checkpoint_path,
-    default_checkpoint_roots,
-)
+from bora_policy.runtime.checkpoint_loader import default_checkpoint_roots
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig, require_finite
 from bora_policy.runtime.chunk_scheduler import ChunkScheduler, check_replan_steps
 from bora_policy.runtime.episode_gate import EpisodeGate
@@ -171,11 +168,9 @@ class PolicyNode(Node):
         self.stats = TickStats(1.0 / self.control_hz)
         self.health = HealthWindow(health_window)
         self.obs_watch = StaleWatch(self.stale_s, self.health)  # a stale observation stream: WARN, logged
-        self.rejected = 0
-        self.last_reject = ""
         roots = roots or [str(r) for r in default_checkpoint_roots(self.vla_path, residual_path, critic_path)]
-        self.checkpoint_roots = roots
-        self.get_logger().info(f"policy: checkpoints are loaded only from {self.checkpoint_roots}")
+        self.ckpt = CheckpointIntake(self, roots)  # checkpoints over ROS: checked, staged or refused with the reason
+        self.get_logger().info(f"policy: checkpoints are loaded only from {roots}")
 
         self._lock = threading.Lock()  # the newest observation, the scheduler, the ready chunk
         self._latest_obs = None
@@ -218,13 +213,13 @@ class PolicyNode(Node):
         self.create_subscription(
             CheckpointInfo,
             topics["checkpoint"],
-            self._on_checkpoint,
+            self.ckpt.on_checkpoint,
             # latched like the trainer's announcement: a policy (re)started later still gets the newest
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         )
         self.create_service(SetMode, services["set_mode"], self._srv_set_mode)
         self.create_service(
-            LoadCheckpoint, services["load_checkpoint"], self._srv_load
+            LoadCheckpoint, services["load_checkpoint"], self.ckpt.srv_load
         )
         self.create_timer(diag_period, self._publish_diagnostics)
         self.worker = PlanWorker(self._infer, self._on_planned, self._on_plan_error)  # runtime/plan_worker.py
@@ -283,37 +278,6 @@ class PolicyNode(Node):
             self.episodes.start(ev.session_id, ev.episode_id, stamp_seconds(ev.header.stamp))
         elif ev.kind in (ev.SUCCESS, ev.FAILURE, ev.ABORT):
             self.gate.outcome(int(ev.episode_id))  # the episode is over: none of its commands after this
-
-    def _on_checkpoint(self, info) -> None:
-        if info.kind not in ("residual", ""):
-            self.get_logger().info(
-                f"policy: ignoring {info.kind} checkpoint {info.path} (only residuals hot-reload)"
-            )
-            return
-        self._load(info.path, info.sha256)
-
-    def _load(self, path: str, sha: str) -> tuple[bool, str]:
-        try:
-            real = check_checkpoint_path(path, self.checkpoint_roots)
-        except CheckpointRejected as e:
-            ok, msg = False, str(e)
-        else:
-            ok, msg = self.runner.load_residual(str(real), sha)
-        if ok:
-            self.get_logger().info(f"policy: residual staged ({msg}); swapping at the next tick")
-        else:
-            self.rejected += 1
-            self.last_reject = msg
-            self.health.report("checkpoint_rejected", f"checkpoint rejected: {msg}", WARN)
-            self.get_logger().warning(
-                f"policy: residual checkpoint rejected, keeping "
-                f"{self.runner.residual_slot.snapshot()[1] or 'none'}: {msg}"
-            )
-        return ok, msg
-
-    def _srv_load(self, req, res):
-        res.success, res.message = self._load(req.path, req.sha256)
-        return res
 
     def _srv_set_mode(self, req, res):
         if req.mode not in MODE_NAMES:
