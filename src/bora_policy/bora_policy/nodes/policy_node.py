@@ -24,9 +24,9 @@ e.g. after a restart mid-episode; each START resets once, ``EpisodeStarts``; no 
 episode's outcome or once a newer START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or
 inferences or rejected checkpoints happened in the last ``health_window_s`` (``HealthWindow``, with the
 last error's text), and while the newest observation is older than ``stale_observation_s`` (no plan, no
-command; ``StaleWatch`` logs its onset and recovery); a checkpoint path received over ROS must lie in
-``checkpoint_roots`` (``check_checkpoint_path``, nodes/policy_checkpoints.py), else it is refused with the
-reason and the residual in use is kept.
+command; ``StaleWatch`` logs its onset and recovery, and warns every 5 s while no observation came at all); a
+checkpoint path received over ROS must lie in ``checkpoint_roots`` (``check_checkpoint_path``,
+nodes/policy_checkpoints.py), else it is refused with the reason and the residual in use is kept.
 """
 
 from __future__ import annotations
@@ -192,12 +192,12 @@ class PolicyNode(Node):
 
         self.help = HelpOutput(self, rel)  # help requests on /bora/help_request (runtime/help_monitor.py)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics["diagnostics"], 10)
-        self.create_subscription(
+        self.obs_watch.topic = self.create_subscription(  # its resolved name (remaps, namespace): named in warnings
             Observation,
             topics["observation"],
             self._on_observation,
             QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        )
+        ).topic_name
         self._takeover = None
         self.create_subscription(
             ExecutedCommand, topics["executed"], self._on_executed, 10
@@ -392,7 +392,8 @@ class PolicyNode(Node):
             self.control_loop.shift(self.sched.phase_shift(t, newest))
             cmd = self.sched.step(t) if self.mode == AUTONOMOUS else None
         if (note := self.obs_watch.update(t, newest)) is not None:  # once per onset and recovery
-            (self.get_logger().warning if self.obs_watch.stale else self.get_logger().info)(f"policy: {note}")
+            w = self.obs_watch  # also the wait for a first observation: a warning every 5 s
+            (self.get_logger().warning if w.stale or w.waiting else self.get_logger().info)(f"policy: {note}")
         if self.mode == HOLD:
             if obs is not None:
                 arr = observation_arrays(obs)

@@ -94,6 +94,8 @@ def diagnostics_message(node, mode_name: str):
         episode_ended=str(g.ended).lower(),
         commands_suppressed=str(node.suppressed),
         observations_stale=str(node.obs_watch.stale).lower(),  # runtime/stale_watch.py
+        observation_waiting=str(node.obs_watch.waiting).lower(),  # none yet on observation_topic, for report_s
+        observation_topic=node.obs_watch.topic,
         health_window_s=f"{node.health.window_s:g}",
         last_error=node.health.last.text if node.health.last else "",
         faults_total=str(sum(node.health.totals.values())),
