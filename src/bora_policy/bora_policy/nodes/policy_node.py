@@ -392,8 +392,10 @@ class PolicyNode(Node):
             self.control_loop.shift(self.sched.phase_shift(t, newest))
             cmd = self.sched.step(t) if self.mode == AUTONOMOUS else None
         if (note := self.obs_watch.update(t, newest)) is not None:  # once per onset and recovery
-            w = self.obs_watch  # also the wait for a first observation: a warning every 5 s
-            (self.get_logger().warning if w.stale or w.waiting else self.get_logger().info)(f"policy: {note}")
+            if self.obs_watch.stale or self.obs_watch.waiting:  # (also the wait for a first one: every 5 s)
+                self.get_logger().warning(f"policy: {note}")
+            else:  # another call site: rclpy refuses a second severity at one ("severity cannot be changed")
+                self.get_logger().info(f"policy: {note}")
         if self.mode == HOLD:
             if obs is not None:
                 arr = observation_arrays(obs)
