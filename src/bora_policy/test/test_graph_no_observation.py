@@ -6,6 +6,13 @@ this process (the private ROS_DOMAIN_ID and loopback discovery of conftest.py) r
 and /bora/policy_command. Expectation (runtime/stale_watch.py): 5 s after its first control tick a WARN log
 line naming the resolved topic, again about 5 s later with the longer wait, and /diagnostics WARN with the
 same text while it lasts; no command meanwhile.
+
+The node starts in HOLD (``initial_mode``, ``stale_observation_s`` 0.5), so the probe then checks where HOLD
+holds (runtime/hold_target.py): it publishes observations of a state A (values exact in float32), then of A
+sagged by 0.0625 rad on every joint, then none. Expectation: every HOLD command is A (captured once, not the
+sagging measurement; before: each tick re-sent the newest measured state), and none comes once the newest
+observation is older than 0.5 s (before: the last observed state was sent on and on). The observations carry
+no images, so each plan fails (logged); HOLD does not plan.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from graph_probe import GraphProbe
@@ -48,7 +56,7 @@ def lonely_policy(tmp_path_factory):
         sys.executable, "-m", "bora_policy.nodes.policy_node", "--ros-args",
         "-r", f"/bora/observation:={TOPIC}",
         "-p", f"vla_path:={vla_dir}", "-p", "device:=cpu", "-p", "control_thread_priority:=0",
-        "-p", "diagnostics_period_s:=0.5",
+        "-p", "diagnostics_period_s:=0.5", "-p", "initial_mode:=hold", "-p", "stale_observation_s:=0.5",
     ]  # fmt: skip
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -96,4 +104,50 @@ def test_no_observation_is_warned_every_5_s_and_on_diagnostics(lonely_policy):
     assert level == 1 and text in message, message  # WARN, in the status message while it lasts
     assert values["observation_waiting"] == "true" and values["observation_topic"] == TOPIC, values
     assert probe.rx["cmd"] == []  # nothing to act on: no command
+    assert proc.poll() is None
+
+
+ARM = [0.5, -0.25, 0.125, -2.0, 0.0, 1.5, 0.75]
+HAND = [0.25, 0.5]
+NAMES = [f"arm_joint{i}" for i in range(1, 8)] + ["hand_j1", "hand_j2"]
+
+
+def _publish_for(probe, pub, arm, hand, seconds):
+    from bora_msgs.msg import Observation
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        m = Observation()
+        m.header.stamp = probe.node.get_clock().now().to_msg()
+        m.arm.name, m.arm.position = NAMES[:7], arm
+        m.hand.name, m.hand.position = NAMES[7:], hand
+        pub.publish(m)
+        time.sleep(0.1)
+
+
+def test_hold_keeps_the_state_captured_once_and_sends_nothing_once_observations_are_stale(lonely_policy):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from bora_msgs.msg import Observation
+
+    probe, proc, log_path = lonely_policy
+    pub = probe.node.create_publisher(Observation, TOPIC, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    t_a = time.monotonic()
+    _publish_for(probe, pub, ARM, HAND, 2.0)
+    first = probe.wait_timed("cmd", after=t_a, timeout=1.0)
+    assert first is not None, "no HOLD command; log:\n" + log_path.read_text()[-3000:]
+    assert list(first[1].position) == ARM + HAND and list(first[1].joint_names) == NAMES
+    recovered = [m.msg for t, m in probe.rx["log"] if t >= t_a and m.msg.startswith("policy: first observation on")]
+    assert recovered and recovered[0].startswith(f"policy: first observation on {TOPIC} after "), recovered
+    t_b = time.monotonic()
+    _publish_for(probe, pub, [q - 0.0625 for q in ARM], [q - 0.0625 for q in HAND], 1.5)  # the arm sags
+    t_c = time.monotonic()
+    time.sleep(2.5)  # no observation from t_c: too old from t_c + 0.5 s
+    sagged = [m for t, m in probe.rx["cmd"] if t_b + 0.3 < t <= t_c]
+    assert len(sagged) >= 5, len(sagged)
+    stalls = [m.msg for t, m in probe.rx["log"] if t >= t_a and "control slot(s) skipped" in m.msg]
+    if not stalls:  # (a stall of over 2 periods breaks the command stream: HOLD then captures anew, by design)
+        assert all(list(m.position) == ARM + HAND for m in sagged), [list(m.position) for m in sagged]
+    late = [t - t_c for t, m in probe.rx["cmd"] if t > t_c + 1.0]
+    assert late == [], f"HOLD commands {late} s after the last observation"
     assert proc.poll() is None

@@ -49,7 +49,14 @@ from bora_policy.runtime.chunk_scheduler import ChunkScheduler, check_replan_ste
 from bora_policy.runtime.episode_gate import EpisodeGate
 from bora_policy.runtime.episode_starts import EpisodeStarts
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
-from bora_policy.runtime.observation import episode_step, observation_arrays, planned_step, stamp_seconds
+from bora_policy.runtime.hold_target import HoldTarget
+from bora_policy.runtime.observation import (
+    episode_step,
+    measured_state,
+    observation_arrays,
+    planned_step,
+    stamp_seconds,
+)
 from bora_policy.runtime.plan_worker import PlanWorker
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
 from bora_policy.runtime.stale_watch import StaleWatch
@@ -166,6 +173,7 @@ class PolicyNode(Node):
         self.sched = ChunkScheduler(exec_cfg, self.replan_steps, ahead=True)
         self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]
         self.stats = TickStats(1.0 / self.control_hz)
+        self.hold = HoldTarget(2.0 / self.control_hz)  # where HOLD holds (runtime/hold_target.py)
         self.health = HealthWindow(health_window)
         self.obs_watch = StaleWatch(self.stale_s, self.health)  # a stale observation stream: WARN, logged
         roots = roots or [str(r) for r in default_checkpoint_roots(self.vla_path, residual_path, critic_path)]
@@ -264,6 +272,8 @@ class PolicyNode(Node):
 
     def _on_executed(self, msg) -> None:
         self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
+        if msg.beta > 0.0:  # a takeover moves the robot: a HOLD after it holds where it was left
+            self.hold.forget()
 
     def _on_current_episode(self, ev) -> None:
         """The latched copy of the current episode's START: applied when new (runtime/episode_starts.py)."""
@@ -367,6 +377,7 @@ class PolicyNode(Node):
                 self._step = 0
                 self.sched.begin_episode(None, t)
                 self.help.reset()
+                self.hold.forget()  # the previous episode's pose: HOLD captures the new episode's measured state
                 self._awaiting_first_obs = True
             if self._awaiting_first_obs and obs is not None and self.gate.belongs(obs.episode_id, newest):
                 state = observation_arrays(obs).state
@@ -396,10 +407,10 @@ class PolicyNode(Node):
                 self.get_logger().warning(f"policy: {note}")
             else:  # another call site: rclpy refuses a second severity at one ("severity cannot be changed")
                 self.get_logger().info(f"policy: {note}")
-        if self.mode == HOLD:
-            if obs is not None:
-                arr = observation_arrays(obs)
-                self._publish_command(arr.state, arr.joint_names, 0)
+        if self.mode == HOLD and not self.obs_watch.too_old(t, newest):  # stale: nothing, the arbiter holds
+            measured = measured_state(obs) if self.gate.belongs(obs.episode_id, newest) else None
+            if (target := self.hold.target(t, measured)) is not None:  # the last command, else measured
+                self._publish_command(target[0], target[1], 0)
         elif self.mode == AUTONOMOUS:
             if cmd is not None and not self.obs_watch.too_old(t, newest):
                 self._publish_command(
@@ -434,6 +445,7 @@ class PolicyNode(Node):
         m.joint_names = list(names)
         m.position = [float(x) for x in position]
         self.pub_cmd.publish(m)
+        self.hold.sent(self._now(), m.position, m.joint_names)
         self._step += 1
 
     # ------------------------------------------------------------------ outputs
