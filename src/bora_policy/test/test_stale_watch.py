@@ -58,14 +58,44 @@ def test_a_gap_shorter_than_the_confirmation_is_not_reported():
     assert not w.stale and h.status() == (OK, "") and h.totals == {}
 
 
-def test_nothing_is_reported_before_the_first_observation_and_none_is_too_old():
-    c, h, w = _watch()
-    for t in (0.0, 5.0, 60.0):
-        assert _tick(c, w, t, None) is None and w.too_old(t, None)
-    assert h.status() == (OK, "") and not w.stale
+NONE = "no observation on /robot1/bora/observation for {} s (is the sync node running? topic remapped?); " \
+    "no plan and no command until one arrives"
+
+
+def test_no_observation_at_all_is_warned_every_report_s_and_on_diagnostics_until_the_first():
+    c = Clock()
+    h = HealthWindow(10.0, clock=c)
+    w = StaleWatch(1.0, h, confirm_s=0.5, topic="/robot1/bora/observation", report_s=5.0)
+    assert _tick(c, w, 100.0, None) is None and w.too_old(100.0, None)  # the first tick: the wait starts
+    assert _tick(c, w, 104.9, None) is None and h.status() == (OK, "") and not w.waiting  # the graph starting
+    assert _tick(c, w, 105.0, None) == NONE.format("5.0") and w.waiting
+    assert h.status() == (WARN, f"in the last 10 s: 1 no_observation; last: {NONE.format('5.0')}; ongoing for 0 s: "
+                                "no_observation")
+    assert _tick(c, w, 105.1, None) is None and _tick(c, w, 109.9, None) is None  # throttled: every 5 s
+    assert _tick(c, w, 110.0, None) == NONE.format("10.0")
+    assert _tick(c, w, 117.3, None) == NONE.format("17.3")  # after a stall of the caller: one line, not two
+    assert _tick(c, w, 119.9, None) is None and _tick(c, w, 120.0, None) == NONE.format("20.0")
+    assert h.totals == {"no_observation": 1}  # one condition, its warning repeated
+    c.t = 125.0  # its onset (105) has left the 10 s window; it still holds, so does the WARN
+    assert h.status() == (WARN, f"ongoing for 20 s: {NONE.format('5.0')}")
+    line = _tick(c, w, 126.0, 126.0)
+    assert line == "first observation on /robot1/bora/observation after 26.0 s without one"
+    assert not w.waiting and h.status() == (OK, "")
+    # then the stale watch as before: too old from 127.5, confirmed 0.5 s later
+    assert _tick(c, w, 127.5, 126.0) is None and _tick(c, w, 128.0, 126.0) == ONSET
+    assert h.totals == {"no_observation": 1, "stale_observation": 1}
+
+
+def test_a_first_observation_within_report_s_is_not_reported_and_none_is_too_old():
+    c, h, w = _watch()  # report_s 5 (the default)
+    assert _tick(c, w, 0.0, None) is None and _tick(c, w, 4.9, None) is None
+    assert _tick(c, w, 5.0, 4.95) is None and not w.waiting
+    assert h.status() == (OK, "") and h.totals == {}
     assert not w.too_old(11.0, 10.0) and w.too_old(11.01, 10.0)  # older than stale_s, strictly
-    with pytest.raises(ValueError, match="stale_s > 0"):
+    with pytest.raises(ValueError, match="stale_s > 0, confirm_s >= 0 and report_s > 0, got 0.0, 0.5, 5.0"):
         StaleWatch(0.0, HealthWindow())
+    with pytest.raises(ValueError, match="got 1.0, 0.5, 0.0"):
+        StaleWatch(1.0, HealthWindow(), report_s=0.0)
 
 
 def test_health_condition_holds_its_level_until_it_ends():

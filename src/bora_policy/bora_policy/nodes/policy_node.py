@@ -24,9 +24,9 @@ e.g. after a restart mid-episode; each START resets once, ``EpisodeStarts``; no 
 episode's outcome or once a newer START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or
 inferences or rejected checkpoints happened in the last ``health_window_s`` (``HealthWindow``, with the
 last error's text), and while the newest observation is older than ``stale_observation_s`` (no plan, no
-command; ``StaleWatch`` logs its onset and recovery); a checkpoint path received over ROS must lie in
-``checkpoint_roots`` (``check_checkpoint_path``), else it is refused with the reason and the residual in
-use is kept.
+command; ``StaleWatch`` logs its onset and recovery, and warns every 5 s while no observation came at all); a
+checkpoint path received over ROS must lie in ``checkpoint_roots`` (``check_checkpoint_path``,
+nodes/policy_checkpoints.py), else it is refused with the reason and the residual in use is kept.
 """
 
 from __future__ import annotations
@@ -40,19 +40,23 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.common.node import StartupError, declare_graph_params, declare_params, run_node
+from bora_policy.nodes.policy_checkpoints import CheckpointIntake
 from bora_policy.nodes.policy_outputs import chunk_messages, diagnostics_message, marker_message
 from bora_policy.nodes.policy_params import SERVICES, SPECS, TOPICS
-from bora_policy.runtime.checkpoint_loader import (
-    CheckpointRejected,
-    check_checkpoint_path,
-    default_checkpoint_roots,
-)
+from bora_policy.runtime.checkpoint_loader import default_checkpoint_roots
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig, require_finite
 from bora_policy.runtime.chunk_scheduler import ChunkScheduler, check_replan_steps
 from bora_policy.runtime.episode_gate import EpisodeGate
 from bora_policy.runtime.episode_starts import EpisodeStarts
 from bora_policy.runtime.health import ERROR, WARN, HealthWindow
-from bora_policy.runtime.observation import episode_step, observation_arrays, planned_step, stamp_seconds
+from bora_policy.runtime.hold_target import HoldTarget
+from bora_policy.runtime.observation import (
+    episode_step,
+    measured_state,
+    observation_arrays,
+    planned_step,
+    stamp_seconds,
+)
 from bora_policy.runtime.plan_worker import PlanWorker
 from bora_policy.runtime.policy_runner import PolicyRunner, PolicyRunnerConfig
 from bora_policy.runtime.stale_watch import StaleWatch
@@ -169,13 +173,12 @@ class PolicyNode(Node):
         self.sched = ChunkScheduler(exec_cfg, self.replan_steps, ahead=True)
         self.mode = {v: k for k, v in MODE_NAMES.items()}[initial_mode]
         self.stats = TickStats(1.0 / self.control_hz)
+        self.hold = HoldTarget(2.0 / self.control_hz)  # where HOLD holds (runtime/hold_target.py)
         self.health = HealthWindow(health_window)
         self.obs_watch = StaleWatch(self.stale_s, self.health)  # a stale observation stream: WARN, logged
-        self.rejected = 0
-        self.last_reject = ""
         roots = roots or [str(r) for r in default_checkpoint_roots(self.vla_path, residual_path, critic_path)]
-        self.checkpoint_roots = roots
-        self.get_logger().info(f"policy: checkpoints are loaded only from {self.checkpoint_roots}")
+        self.ckpt = CheckpointIntake(self, roots)  # checkpoints over ROS: checked, staged or refused with the reason
+        self.get_logger().info(f"policy: checkpoints are loaded only from {roots}")
 
         self._lock = threading.Lock()  # the newest observation, the scheduler, the ready chunk
         self._latest_obs = None
@@ -197,12 +200,12 @@ class PolicyNode(Node):
 
         self.help = HelpOutput(self, rel)  # help requests on /bora/help_request (runtime/help_monitor.py)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics["diagnostics"], 10)
-        self.create_subscription(
+        self.obs_watch.topic = self.create_subscription(  # its resolved name (remaps, namespace): named in warnings
             Observation,
             topics["observation"],
             self._on_observation,
             QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        )
+        ).topic_name
         self._takeover = None
         self.create_subscription(
             ExecutedCommand, topics["executed"], self._on_executed, 10
@@ -218,13 +221,13 @@ class PolicyNode(Node):
         self.create_subscription(
             CheckpointInfo,
             topics["checkpoint"],
-            self._on_checkpoint,
+            self.ckpt.on_checkpoint,
             # latched like the trainer's announcement: a policy (re)started later still gets the newest
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         )
         self.create_service(SetMode, services["set_mode"], self._srv_set_mode)
         self.create_service(
-            LoadCheckpoint, services["load_checkpoint"], self._srv_load
+            LoadCheckpoint, services["load_checkpoint"], self.ckpt.srv_load
         )
         self.create_timer(diag_period, self._publish_diagnostics)
         self.worker = PlanWorker(self._infer, self._on_planned, self._on_plan_error)  # runtime/plan_worker.py
@@ -269,6 +272,8 @@ class PolicyNode(Node):
 
     def _on_executed(self, msg) -> None:
         self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
+        if msg.beta > 0.0:  # a takeover moves the robot: a HOLD after it holds where it was left
+            self.hold.forget()
 
     def _on_current_episode(self, ev) -> None:
         """The latched copy of the current episode's START: applied when new (runtime/episode_starts.py)."""
@@ -283,37 +288,6 @@ class PolicyNode(Node):
             self.episodes.start(ev.session_id, ev.episode_id, stamp_seconds(ev.header.stamp))
         elif ev.kind in (ev.SUCCESS, ev.FAILURE, ev.ABORT):
             self.gate.outcome(int(ev.episode_id))  # the episode is over: none of its commands after this
-
-    def _on_checkpoint(self, info) -> None:
-        if info.kind not in ("residual", ""):
-            self.get_logger().info(
-                f"policy: ignoring {info.kind} checkpoint {info.path} (only residuals hot-reload)"
-            )
-            return
-        self._load(info.path, info.sha256)
-
-    def _load(self, path: str, sha: str) -> tuple[bool, str]:
-        try:
-            real = check_checkpoint_path(path, self.checkpoint_roots)
-        except CheckpointRejected as e:
-            ok, msg = False, str(e)
-        else:
-            ok, msg = self.runner.load_residual(str(real), sha)
-        if ok:
-            self.get_logger().info(f"policy: residual staged ({msg}); swapping at the next tick")
-        else:
-            self.rejected += 1
-            self.last_reject = msg
-            self.health.report("checkpoint_rejected", f"checkpoint rejected: {msg}", WARN)
-            self.get_logger().warning(
-                f"policy: residual checkpoint rejected, keeping "
-                f"{self.runner.residual_slot.snapshot()[1] or 'none'}: {msg}"
-            )
-        return ok, msg
-
-    def _srv_load(self, req, res):
-        res.success, res.message = self._load(req.path, req.sha256)
-        return res
 
     def _srv_set_mode(self, req, res):
         if req.mode not in MODE_NAMES:
@@ -403,6 +377,7 @@ class PolicyNode(Node):
                 self._step = 0
                 self.sched.begin_episode(None, t)
                 self.help.reset()
+                self.hold.forget()  # the previous episode's pose: HOLD captures the new episode's measured state
                 self._awaiting_first_obs = True
             if self._awaiting_first_obs and obs is not None and self.gate.belongs(obs.episode_id, newest):
                 state = observation_arrays(obs).state
@@ -428,11 +403,14 @@ class PolicyNode(Node):
             self.control_loop.shift(self.sched.phase_shift(t, newest))
             cmd = self.sched.step(t) if self.mode == AUTONOMOUS else None
         if (note := self.obs_watch.update(t, newest)) is not None:  # once per onset and recovery
-            (self.get_logger().warning if self.obs_watch.stale else self.get_logger().info)(f"policy: {note}")
-        if self.mode == HOLD:
-            if obs is not None:
-                arr = observation_arrays(obs)
-                self._publish_command(arr.state, arr.joint_names, 0)
+            if self.obs_watch.stale or self.obs_watch.waiting:  # (also the wait for a first one: every 5 s)
+                self.get_logger().warning(f"policy: {note}")
+            else:  # another call site: rclpy refuses a second severity at one ("severity cannot be changed")
+                self.get_logger().info(f"policy: {note}")
+        if self.mode == HOLD and not self.obs_watch.too_old(t, newest):  # stale: nothing, the arbiter holds
+            measured = measured_state(obs) if self.gate.belongs(obs.episode_id, newest) else None
+            if (target := self.hold.target(t, measured)) is not None:  # the last command, else measured
+                self._publish_command(target[0], target[1], 0)
         elif self.mode == AUTONOMOUS:
             if cmd is not None and not self.obs_watch.too_old(t, newest):
                 self._publish_command(
@@ -467,6 +445,7 @@ class PolicyNode(Node):
         m.joint_names = list(names)
         m.position = [float(x) for x in position]
         self.pub_cmd.publish(m)
+        self.hold.sent(self._now(), m.position, m.joint_names)
         self._step += 1
 
     # ------------------------------------------------------------------ outputs

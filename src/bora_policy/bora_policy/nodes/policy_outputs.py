@@ -83,8 +83,8 @@ def diagnostics_message(node, mode_name: str):
         mode=mode_name,
         residual_version=node.runner.residual_slot.snapshot()[1],
         residual_swaps=str(node.runner.residual_slot.swaps),
-        checkpoints_rejected=str(node.rejected),
-        last_reject=node.last_reject[:200],
+        checkpoints_rejected=str(node.ckpt.rejected),
+        last_reject=node.ckpt.last_reject[:200],
         control_hz=f"{node.control_hz:g}",
         late_max_ms=f"{node.control_loop.late_max_s * 1e3:.1f}",
         realtime="SCHED_FIFO" if node.control_loop.realtime else "normal",
@@ -94,6 +94,8 @@ def diagnostics_message(node, mode_name: str):
         episode_ended=str(g.ended).lower(),
         commands_suppressed=str(node.suppressed),
         observations_stale=str(node.obs_watch.stale).lower(),  # runtime/stale_watch.py
+        observation_waiting=str(node.obs_watch.waiting).lower(),  # none yet on observation_topic, for report_s
+        observation_topic=node.obs_watch.topic,
         health_window_s=f"{node.health.window_s:g}",
         last_error=node.health.last.text if node.health.last else "",
         faults_total=str(sum(node.health.totals.values())),

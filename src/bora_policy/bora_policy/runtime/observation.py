@@ -60,6 +60,12 @@ def observation_arrays(obs, with_depth: bool = False) -> ObservationArrays:
     )
 
 
+def measured_state(obs) -> tuple[np.ndarray, list[str]]:
+    """The observation's joint state and joint names (``observation_arrays``' ``state`` and ``joint_names``)
+    without converting its images: the policy's HOLD target (``runtime/hold_target.py``)."""
+    return state_vector(obs.arm.position, obs.hand.position), state_names(obs.arm.name, obs.hand.name)
+
+
 def episode_step(t: float, t_start: float, control_hz: float) -> int:
     """The control-step index of time ``t`` in the episode that started at ``t_start`` (its START event's
     stamp): ``round((t - t_start) * control_hz)``, at least 0.

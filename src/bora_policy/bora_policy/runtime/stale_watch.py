@@ -12,8 +12,15 @@ control tick, reports it once per onset and once at the recovery:
   fault of kind ``stale_observation`` naming the age, and WARN on /diagnostics while it lasts;
 * recovery: a fresh observation -> ``HealthWindow.end``; the returned line says how long it lasted.
 
-Before the first observation nothing is reported: the graph is starting, and no observation is not a stale
-one. Library code: no rclpy; times are the caller's clock (the node's ROS time, the observation stamps').
+No observation at all (a misnamed or unremapped topic, the sync node not running) was silent too (found in
+review): no observation is not a stale one, and the first seconds are the graph starting. Once ``report_s``
+(default 5 s, ours: longer than the sync node's start after the policy's in ``bora up``) have passed since the
+first tick without any observation, ``update`` reports it as the lasting condition ``no_observation`` (WARN on
+/diagnostics while it lasts) and returns the warning naming the topic again every ``report_s`` (a throttled
+warning, as a ROS 2 user expects from a node that waits for its input); the first observation ends it with one
+line. A stale stream is then watched as above (its confirmation counts from the next tick).
+
+Library code: no rclpy; times are the caller's clock (the node's ROS time, the observation stamps').
 """
 
 from __future__ import annotations
@@ -23,24 +30,45 @@ from bora_policy.runtime.health import WARN, HealthWindow
 
 class StaleWatch:
     KIND = "stale_observation"
+    KIND_NONE = "no_observation"
 
-    def __init__(self, stale_s: float, health: HealthWindow, confirm_s: float = 0.5):
-        if not stale_s > 0 or not confirm_s >= 0:
-            raise ValueError(f"StaleWatch: expected stale_s > 0 and confirm_s >= 0, got {stale_s!r}, {confirm_s!r}")
-        self.stale_s, self.confirm_s = float(stale_s), float(confirm_s)
+    def __init__(
+        self,
+        stale_s: float,
+        health: HealthWindow,
+        confirm_s: float = 0.5,
+        topic: str = "the observation topic",
+        report_s: float = 5.0,
+    ):
+        if not stale_s > 0 or not confirm_s >= 0 or not report_s > 0:
+            raise ValueError(
+                "StaleWatch: expected stale_s > 0, confirm_s >= 0 and report_s > 0, got "
+                f"{stale_s!r}, {confirm_s!r}, {report_s!r}"
+            )
+        self.stale_s, self.confirm_s, self.report_s = float(stale_s), float(confirm_s), float(report_s)
         self.health = health
+        self.topic = str(topic)  # the node's resolved observation topic (remaps and namespace applied)
         self.stale = False  # an onset was reported, no recovery since
+        self.waiting = False  # no observation yet, reported (no_observation), none since
         self._since: float | None = None  # the first tick of the current run of stale ticks
+        self._t0: float | None = None  # the first tick (the start of the wait for a first observation)
+        self._reports = 0  # no-observation warnings returned so far
 
     def too_old(self, t: float, stamp: float | None) -> bool:
         """No observation yet (``stamp`` None), or the newest is older than ``stale_s`` at time ``t``."""
         return stamp is None or t - float(stamp) > self.stale_s
 
     def update(self, t: float, stamp: float | None) -> str | None:
-        """The tick at ``t`` with the newest observation stamped ``stamp``: the log line of an onset or a
-        recovery (reported to the health window), else None."""
+        """The tick at ``t`` with the newest observation stamped ``stamp`` (None: none yet): the log line of an
+        onset or a recovery (reported to the health window) or of the wait for a first observation, else None."""
+        if self._t0 is None:
+            self._t0 = float(t)
         if stamp is None:
-            return None
+            return self._no_observation(t)
+        if self.waiting:
+            self.waiting = False
+            self.health.end(self.KIND_NONE)
+            return f"first observation on {self.topic} after {t - self._t0:.1f} s without one"
         if not self.too_old(t, stamp):
             since, self._since = self._since, None
             if not self.stale:
@@ -58,4 +86,20 @@ class StaleWatch:
             "no plan and no autonomous command until one arrives"
         )
         self.health.begin(self.KIND, text, WARN)
+        return text
+
+    def _no_observation(self, t: float) -> str | None:
+        """No observation yet at the tick at ``t``: the warning at ``report_s``, ``2 report_s``, ... after the
+        first tick (its first one also begins the condition ``no_observation``), else None."""
+        waited = t - self._t0
+        if waited < self.report_s * (self._reports + 1):
+            return None
+        self._reports = int(waited // self.report_s)  # one line per period, also after a stall of the caller
+        text = (
+            f"no observation on {self.topic} for {waited:.1f} s (is the sync node running? topic remapped?); "
+            "no plan and no command until one arrives"
+        )
+        if not self.waiting:
+            self.waiting = True
+            self.health.begin(self.KIND_NONE, text, WARN)
         return text
