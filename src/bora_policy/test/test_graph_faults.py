@@ -8,7 +8,8 @@ In order:
 2. a stall (SIGSTOP of the policy process for 1.5 s): /diagnostics is WARN with the stall's text while
    it is within health_window_s, then OK again;
 3. episode boundaries: after an outcome (ABORT) of the current episode the policy sends no command of
-   it; after the next START none of the old one; every command carries the episode of its chunk, never 0;
+   it; after the next START none of the old one; every command carries the episode of its chunk (or of the
+   hold before the episode's first chunk), never 0;
 4. kill -9 of the policy: the arbiter holds within its watchdog time, a takeover (glove + arm target from
    the probe) and an e-stop still work meanwhile, the supervisor restarts the policy, whose commands
    carry the running episode's id (its START came before the restart: the new policy reads it from the
@@ -208,10 +209,19 @@ def test_stall_makes_diagnostics_warn_for_the_window_then_ok(graph):
     time.sleep(1.5)
     t_cont = time.monotonic()
     os.kill(pid, signal.SIGCONT)
-    got = probe.wait_for("diag", lambda m: policy_status(m)[0] >= 1, after=t_cont, timeout=3)
-    assert got is not None, "no WARN after a 1.5 s stall"
+    # Which of the policy's diagnostics shows the stall is told by its content, not by arriving first after the
+    # SIGCONT: /diagnostics also carries the teleop's status (no policy status: skipped), and the policy's first
+    # one after the SIGCONT may have been built before its control thread counted the stall (the executor and
+    # control threads resume in either order). The status level and the text come from one HealthWindow.status()
+    # call, so a diagnostics message that counts the stall's slots and names a stall must be WARN or worse.
+    def shows_stall(m) -> bool:
+        st = policy_status(m)
+        return st is not None and int(float(st[2]["missed_ticks"])) - base_missed >= 12 and "stall" in st[1]
+
+    got = probe.wait_for("diag", shows_stall, after=t_cont, timeout=3)
+    assert got is not None, "no diagnostics counting and naming the 1.5 s stall"
     lvl, msg, kv = policy_status(got[1])
-    assert int(float(kv["missed_ticks"])) - base_missed >= 12 and "stall" in msg, msg
+    assert lvl >= 1, f"the stall counted but the level is {lvl}: {msg}"
     assert probe.wait_for("diag", _big_stall, after=t_cont, timeout=3) is not None, "the stall's text was not shown"
     # after the window the stall no longer counts: OK, or another (newer) fault's text is the one shown
     time.sleep(WINDOW_S + 1.5)
@@ -220,7 +230,9 @@ def test_stall_makes_diagnostics_warn_for_the_window_then_ok(graph):
     lvl2, msg2, kv2 = policy_status(later[1])
     assert lvl2 == 0 or not _big_stall(later[1]), f"the stall still counts {t_after - t_cont:.1f} s later: {msg2}"
     assert int(float(kv2["faults_total"])) >= 12
-    back = probe.wait_for("diag", level_is(0), after=t_cont, timeout=WINDOW_S + 5)
+    # OK again: the first OK among the policy's diagnostics after the WARN above (one writer on one topic: DDS
+    # delivers them in the order sent, so an OK built before the stall was counted cannot come after it)
+    back = probe.wait_for("diag", level_is(0), after=got[0], timeout=WINDOW_S + 5)
     FIGURES["stall_warn_s"] = round(got[0] - t_cont, 2)
     if back is not None:
         assert back[0] - t_cont >= WINDOW_S - 1.0, f"OK again after {back[0] - t_cont:.1f} s, inside the window"
@@ -258,12 +270,26 @@ def test_no_command_of_an_ended_episode_and_never_a_zero_id(graph):
     # the reset service's START (after its own ABORT of the episode): nothing of the old episode stamped after it
     late = [m for _, m in probe.rx["cmd"] if m.episode_id < new and _stamp(m) > start_stamp + 0.05]
     assert not late
-    # every command since the first reset carries its chunk's (observation's) episode, never 0
+    # every command since the first reset carries an episode, never 0,
     first = min(t for t, m in probe.rx["episode"] if m.kind == m.START)
     cmds = [m for t, m in probe.rx["cmd"] if t > first + 0.5]
-    chunk_eps = {m.episode_id for t, m in probe.rx["chunk"] if t > first}
     assert cmds and all(m.episode_id != 0 for m in cmds)
-    assert {m.episode_id for m in cmds} <= chunk_eps
+    # and the episode of what it executes: a row of a chunk planned from an observation of that episode, or the
+    # hold of the episode's first observation, sent from its START until its first chunk is ready (one pose,
+    # chunk_index 0: ChunkExecutor.hold after the reset). An episode that ends before its first chunk is ready
+    # has such holds and no chunk: the fixture resets episode 1 at the policy's first command, often that hold,
+    # and the chunk then being planned is dropped (EpisodeGate.accepts); this failed the check whenever the probe
+    # had received episode 1's START (sent while the nodes start: in some runs only). Chunks are looked up over
+    # the whole run, not after an arrival time: DDS keeps the order of one writer's messages on one topic only,
+    # so a chunk may reach the probe after the commands that execute it or after another node's START.
+    chunk_eps = {m.episode_id for _, m in probe.rx["chunk"]}
+    for e in sorted({m.episode_id for m in cmds} - chunk_eps):
+        held = [m for m in cmds if m.episode_id == e]
+        poses, index = {tuple(m.position) for m in held}, {m.chunk_index for m in held}
+        assert len(poses) == 1 and index == {0}, (
+            f"episode {e}: {len(held)} command(s) and no chunk of it, yet not one hold pose "
+            f"({len(poses)} poses, chunk indices {sorted(index)})"
+        )
 
 
 def _sec(stamp) -> float:
