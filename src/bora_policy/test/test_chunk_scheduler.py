@@ -9,6 +9,7 @@ import pytest
 from bora_policy.common.control_loop import ControlLoop
 from bora_policy.runtime.chunk_executor import ChunkExecutorConfig
 from bora_policy.runtime.chunk_scheduler import ChunkScheduler, check_replan_steps, late_phase, phase_correction
+from bora_policy.runtime.hold_target import HoldTarget
 
 DT = 0.1
 
@@ -217,6 +218,34 @@ def test_boundary_blend_then_velocity_limit_bounds_every_step():
     assert np.asarray(cmds)[-1] == pytest.approx([1.0, 1.0])
     with pytest.raises(ValueError, match="max_velocity"):
         ChunkExecutorConfig(max_velocity=(0.5, 0.0))
+
+
+def test_resume_holds_the_last_command_and_the_first_chunk_cross_fades_from_it_as_at_a_boundary():
+    """HOLD -> AUTONOMOUS at 2.05 s (the node's SetMode): its last command, the hold target H = (0.5, -0.3), went
+    out at 2.0; the arm rests at its measured state M = (0.48, -0.31), below it. Blend 2 ticks: w = 1/3, 2/3, 1."""
+    H, M = [0.5, -0.3], [0.48, -0.31]
+    hold = HoldTarget(2 * DT)  # as in the node: the last command while the stream is unbroken
+    hold.sent(2.0, H, ["a", "b"])
+    s = sched(replan=4)
+    s.begin_episode(M, 0.0)
+    s.adopt(np.full((5, 2), 2.0), 0.0, 0.0)  # the chunk executing when HOLD began, left at the switch
+    s.step(0.0)
+    assert s.resume(hold.target(2.05)[0], 2.05) and s.plan_due()  # the old chunk forgotten, plan at once
+    assert s.step(2.1).position.tolist() == H and s.step(2.2).position.tolist() == H  # H: not M, not 2.0
+    chunk = np.array([[0.6, -0.3], [0.7, -0.2], [0.8, -0.1], [0.9, 0.0], [1.0, 0.1]])
+    s.adopt(chunk, 2.1, 2.3)  # planned from the observation at 2.1, adopted at the tick at 2.3
+    got = [s.step(t).position for t in (2.3, 2.4, 2.5)]
+    # from the tick before the switch (2.2): 2.3 -> 2/3 H + 1/3 row 2, 2.4 -> 1/3 H + 2/3 row 3, 2.5 -> row 4
+    np.testing.assert_allclose(got, [[0.6, -0.7 / 3], [2.3 / 3, -0.1], [1.0, 0.1]], atol=1e-9)
+    # the same as a chunk boundary after a chunk that was commanding H
+    b = sched(replan=4)
+    b.begin_episode(None, 2.0)
+    b.adopt(np.tile(H, (5, 1)), 2.0, 2.0)
+    np.testing.assert_allclose([b.step(2.1).position, b.step(2.2).position], [H, H], atol=1e-12)
+    b.adopt(chunk, 2.1, 2.3)
+    np.testing.assert_allclose([b.step(t).position for t in (2.3, 2.4, 2.5)], got, atol=1e-12)
+    # no recent command (e.g. after PAUSED): nothing held; the node holds the next fresh measured state
+    assert hold.target(2.3) is None and not s.resume(None, 2.3) and not s.has_command and s.step(2.4) is None
 
 
 def test_velocity_limit_last_value_repeats_and_clips_the_chunks_own_motion():

@@ -23,8 +23,8 @@ def _tick(c, w, t, stamp):
 
 
 ONSET = (
-    "no fresh observation: the newest is 2.0 s old (stale_observation_s 1); no plan and no autonomous command "
-    "until one arrives"
+    "no fresh observation on the observation topic for 0.5 s (the newest is 2.0 s old, stale_observation_s 1); "
+    "no plan and no command until one arrives"
 )
 
 
@@ -37,8 +37,9 @@ def test_a_stopped_stream_is_reported_once_at_its_onset_and_once_at_its_recovery
     lvl, text = h.status()
     assert lvl == WARN and f"1 stale_observation; last: {ONSET}" in text
     assert text.endswith("; ongoing for 0 s: stale_observation")
-    assert _tick(c, w, 12.1, 10.0) is None and _tick(c, w, 15.0, 10.0) is None  # reported once
-    assert h.totals == {"stale_observation": 1}
+    assert _tick(c, w, 12.1, 10.0) is None and _tick(c, w, 16.9, 10.0) is None  # warned again 5 s on
+    assert _tick(c, w, 17.0, 10.0) == ONSET.replace("0.5 s", "5.5 s").replace("2.0 s old", "7.0 s old")
+    assert h.totals == {"stale_observation": 1}  # one condition, its warning repeated
     # the onset has left the 5 s window; the condition still holds, so does the WARN
     assert _tick(c, w, 20.0, 10.0) is None
     assert h.status() == (WARN, f"ongoing for 8 s: {ONSET}")
@@ -46,6 +47,36 @@ def test_a_stopped_stream_is_reported_once_at_its_onset_and_once_at_its_recovery
     assert line == "observations fresh again after 8.6 s without one; planning and commands resume"
     assert not w.stale and h.status() == (OK, "")
     assert _tick(c, w, 22.0, 20.05) is None and _tick(c, w, 22.5, 20.05) is not None  # a second onset
+    assert h.totals == {"stale_observation": 2}
+
+
+STALE = (
+    "no fresh observation on /robot1/bora/observation for {} s (the newest is {} s old, stale_observation_s 1); "
+    "no plan and no command until one arrives"
+)
+
+
+def test_a_stale_stream_is_warned_every_report_s_while_it_lasts_and_its_recovery_once():
+    c = Clock()
+    h = HealthWindow(10.0, clock=c)
+    w = StaleWatch(1.0, h, confirm_s=0.5, topic="/robot1/bora/observation", report_s=5.0)
+    assert _tick(c, w, 50.0, 49.9) is None  # fresh
+    assert _tick(c, w, 51.5, 50.0) is None  # the newest 1.5 s old: the first stale tick
+    assert _tick(c, w, 52.0, 50.0) == STALE.format("0.5", "2.0") and w.stale  # the onset, 0.5 s later
+    assert _tick(c, w, 52.1, 50.0) is None and _tick(c, w, 56.9, 50.0) is None  # throttled
+    assert _tick(c, w, 57.0, 50.0) == STALE.format("5.5", "7.0")  # 5 s after the onset
+    assert _tick(c, w, 61.9, 50.0) is None
+    assert _tick(c, w, 68.3, 50.0) == STALE.format("16.8", "18.3")  # after a stall of the caller: one line
+    assert _tick(c, w, 71.9, 50.0) is None and _tick(c, w, 72.0, 50.0) == STALE.format("20.5", "22.0")  # onset + 20
+    assert h.totals == {"stale_observation": 1} and w.stale
+    assert h.status() == (WARN, f"ongoing for 20 s: {STALE.format('0.5', '2.0')}")  # the onset left the window
+    line = _tick(c, w, 72.1, 72.05)
+    assert line == "observations fresh again after 20.6 s without one; planning and commands resume"
+    assert not w.stale and h.status() == (OK, "")
+    assert _tick(c, w, 72.2, 72.15) is None and _tick(c, w, 77.2, 77.15) is None  # the recovery once
+    # a second stale run counts its repetitions from its own onset
+    assert _tick(c, w, 79.0, 77.9) is None and _tick(c, w, 79.5, 77.9) == STALE.format("0.5", "1.6")
+    assert _tick(c, w, 84.4, 77.9) is None and _tick(c, w, 84.5, 77.9) == STALE.format("5.5", "6.6")
     assert h.totals == {"stale_observation": 2}
 
 
@@ -82,7 +113,7 @@ def test_no_observation_at_all_is_warned_every_report_s_and_on_diagnostics_until
     assert line == "first observation on /robot1/bora/observation after 26.0 s without one"
     assert not w.waiting and h.status() == (OK, "")
     # then the stale watch as before: too old from 127.5, confirmed 0.5 s later
-    assert _tick(c, w, 127.5, 126.0) is None and _tick(c, w, 128.0, 126.0) == ONSET
+    assert _tick(c, w, 127.5, 126.0) is None and _tick(c, w, 128.0, 126.0) == STALE.format("0.5", "2.0")
     assert h.totals == {"no_observation": 1, "stale_observation": 1}
 
 

@@ -24,9 +24,10 @@ e.g. after a restart mid-episode; each START resets once, ``EpisodeStarts``; no 
 episode's outcome or once a newer START is in); /diagnostics is WARN/ERROR while stalls, failed ticks or
 inferences or rejected checkpoints happened in the last ``health_window_s`` (``HealthWindow``, with the
 last error's text), and while the newest observation is older than ``stale_observation_s`` (no plan, no
-command; ``StaleWatch`` logs its onset and recovery, and warns every 5 s while no observation came at all); a
-checkpoint path received over ROS must lie in ``checkpoint_roots`` (``check_checkpoint_path``,
-nodes/policy_checkpoints.py), else it is refused with the reason and the residual in use is kept.
+command; ``StaleWatch`` warns at its onset and every 5 s while it lasts and logs the recovery once, and warns
+every 5 s while no observation came at all); a checkpoint path received over ROS must lie in
+``checkpoint_roots`` (``check_checkpoint_path``, nodes/policy_checkpoints.py), else it is refused with the
+reason and the residual in use is kept.
 """
 
 from __future__ import annotations
@@ -293,11 +294,15 @@ class PolicyNode(Node):
         if req.mode not in MODE_NAMES:
             res.success, res.message = False, f"unknown mode {req.mode}; use 0 (AUTONOMOUS), 1 (PAUSED), 2 (HOLD)"
             return res
-        resumed, self.mode = self.mode != AUTONOMOUS and req.mode == AUTONOMOUS, int(req.mode)
-        if resumed:  # the chunk it left is stale (found in review): hold the newest state, plan from it at once
-            with self._lock:
-                self.sched.begin_episode(None, self._now())
-                self._pending_result, self._awaiting_first_obs = None, True
+        with self._lock:  # mode and reset together: a tick between them stepped the chunk left at the switch
+            resumed, self.mode = self.mode != AUTONOMOUS and req.mode == AUTONOMOUS, int(req.mode)
+            if resumed:  # the chunk it left is stale: plan at once (runtime/chunk_scheduler.py, resume)
+                t = self._now()
+                last = self.hold.target(t)  # the last command while its stream is unbroken (in HOLD: the target)
+                self._pending_result = None
+                self._awaiting_first_obs = not self.sched.resume(None if last is None else last[0], t)
+                if last is not None:  # held, the first chunk cross-fades from it; else the next measured state
+                    self._joint_names = last[1]
         res.success, res.message = True, f"mode={MODE_NAMES[self.mode]}"
         self.get_logger().info(f"policy: {res.message}")
         return res
@@ -402,8 +407,8 @@ class PolicyNode(Node):
             # phase lock: the tick falls just after a chunk planned from the newest observation is ready
             self.control_loop.shift(self.sched.phase_shift(t, newest))
             cmd = self.sched.step(t) if self.mode == AUTONOMOUS else None
-        if (note := self.obs_watch.update(t, newest)) is not None:  # once per onset and recovery
-            if self.obs_watch.stale or self.obs_watch.waiting:  # (also the wait for a first one: every 5 s)
+        if (note := self.obs_watch.update(t, newest)) is not None:  # stale or none yet: every 5 s; recovery once
+            if self.obs_watch.stale or self.obs_watch.waiting:
                 self.get_logger().warning(f"policy: {note}")
             else:  # another call site: rclpy refuses a second severity at one ("severity cannot be changed")
                 self.get_logger().info(f"policy: {note}")

@@ -153,6 +153,19 @@ class ChunkScheduler:
         self._elapsed0 = 0.0  # ticks from the executing chunk's observation stamp to its adoption
         self._last_row = 0.0  # ticks from that stamp to its last row
 
+    def resume(self, last_command, t: float) -> bool:
+        """Back to AUTONOMOUS at ``t`` after HOLD or PAUSED: the chunk left at the switch is stale, so it is
+        forgotten and a plan starts at once, as at an episode's start. ``last_command``: the position the node
+        last published while its command stream is still unbroken (``runtime/hold_target.py``; in HOLD the
+        hold target), else None. It is held until the first chunk, which then cross-fades from it as at a
+        chunk boundary (``ChunkExecutor``). Before (found in review), the resumed node held the measured state
+        of its next observation, with nothing to blend from: the command stepped from the hold target to the
+        measured state (a gravity sag, a grasp's short fingers), then blended into the chunk from there.
+        Returns True when it holds ``last_command``; False: nothing is held (the caller holds the measured
+        state of the next fresh observation, as at an episode's start)."""
+        self.begin_episode(last_command, t)
+        return last_command is not None
+
     def hold(self, state, t: float) -> None:
         self.executor.hold(state, t)
 

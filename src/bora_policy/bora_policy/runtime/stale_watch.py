@@ -1,15 +1,19 @@
 """Whether the policy's newest observation is fresh enough to act on, and the health report when it is not.
 
-The policy node plans nothing and sends no autonomous command while its newest observation is older than
+The policy node plans nothing and sends no command (AUTONOMOUS or HOLD) while its newest observation is older than
 ``stale_observation_s`` (``too_old``): a command computed from an old state is worse than the arbiter's
 hold. That stop was silent (found in review): /diagnostics stayed OK and nothing was logged while no
 command went out, e.g. with the sync node or a camera down. ``StaleWatch.update``, called once per
-control tick, reports it once per onset and once at the recovery:
+control tick, reports it at its onset, again every ``report_s`` while it lasts, and once at the recovery:
 
 * onset: the newest observation has been too old on every tick for ``confirm_s`` (default 0.5 s, ours:
   right after a stall of the policy itself, already reported as a stall, its queued observations are
   taken within a tick or two, which is not a stream that stopped) -> ``HealthWindow.begin``: one WARN
-  fault of kind ``stale_observation`` naming the age, and WARN on /diagnostics while it lasts;
+  fault of kind ``stale_observation``, and WARN on /diagnostics while it lasts; the returned warning names
+  the topic, how long no observation has been fresh (from the first stale tick) and the newest one's age;
+* while it lasts: the same warning, with the longer times, ``report_s``, ``2 report_s``, ... after the onset
+  (as for no observation at all, below; before, it was logged once at the onset, found in review: a log read
+  minutes later did not show that the node was still stopped);
 * recovery: a fresh observation -> ``HealthWindow.end``; the returned line says how long it lasted.
 
 No observation at all (a misnamed or unremapped topic, the sync node not running) was silent too (found in
@@ -51,6 +55,8 @@ class StaleWatch:
         self.stale = False  # an onset was reported, no recovery since
         self.waiting = False  # no observation yet, reported (no_observation), none since
         self._since: float | None = None  # the first tick of the current run of stale ticks
+        self._onset = 0.0  # the tick of the reported onset (while ``stale``)
+        self._stale_reports = 0  # stale warnings repeated since that onset
         self._t0: float | None = None  # the first tick (the start of the wait for a first observation)
         self._reports = 0  # no-observation warnings returned so far
 
@@ -60,7 +66,8 @@ class StaleWatch:
 
     def update(self, t: float, stamp: float | None) -> str | None:
         """The tick at ``t`` with the newest observation stamped ``stamp`` (None: none yet): the log line of an
-        onset or a recovery (reported to the health window) or of the wait for a first observation, else None."""
+        onset (reported to the health window), of a stale stream still stale ``report_s`` later, of a recovery, or
+        of the wait for a first observation, else None. ``stale`` or ``waiting`` is True after a warning."""
         if self._t0 is None:
             self._t0 = float(t)
         if stamp is None:
@@ -78,15 +85,23 @@ class StaleWatch:
             return f"observations fresh again after {t - since:.1f} s without one; planning and commands resume"
         if self._since is None:
             self._since = t
-        if self.stale or t - self._since < self.confirm_s:
+        if self.stale:  # repeated every report_s after the onset (one line per period, also after a stall)
+            if t - self._onset < self.report_s * (self._stale_reports + 1):
+                return None
+            self._stale_reports = max(self._stale_reports + 1, int((t - self._onset) // self.report_s))
+            return self._stale_text(t, stamp)
+        if t - self._since < self.confirm_s:
             return None
-        self.stale = True
-        text = (
-            f"no fresh observation: the newest is {t - stamp:.1f} s old (stale_observation_s {self.stale_s:g}); "
-            "no plan and no autonomous command until one arrives"
-        )
+        self.stale, self._onset, self._stale_reports = True, float(t), 0
+        text = self._stale_text(t, stamp)
         self.health.begin(self.KIND, text, WARN)
         return text
+
+    def _stale_text(self, t: float, stamp: float) -> str:
+        return (
+            f"no fresh observation on {self.topic} for {t - self._since:.1f} s (the newest is {t - stamp:.1f} s "
+            f"old, stale_observation_s {self.stale_s:g}); no plan and no command until one arrives"
+        )
 
     def _no_observation(self, t: float) -> str | None:
         """No observation yet at the tick at ``t``: the warning at ``report_s``, ``2 report_s``, ... after the
