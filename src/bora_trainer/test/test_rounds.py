@@ -121,6 +121,18 @@ def test_waiting_below_counts_ended_episodes_of_the_session_not_taken_in():
     assert waiting_below(ended, ended, a, 7) == 0
 
 
+def _round_step(rnd: int, update_left: int | None, full: bool) -> tuple[int, int | None]:
+    """One tick of the simulated trainer's round: a full round updates for 3 ticks (the gate closed), then the
+    next round begins."""
+    if full and update_left is None:
+        return rnd, 3
+    if update_left is not None:
+        update_left -= 1
+        if update_left == 0:
+            return rnd + 1, None
+    return rnd, update_left
+
+
 def test_gate_simulation_rounds_hold_exactly_m_episodes():
     """A bridge that starts an episode (one tick long) whenever the gate allows; a trainer that learns of
     each finished episode 3 ticks later and never gets one of them (its START was not recorded); a round
@@ -141,12 +153,7 @@ def test_gate_simulation_rounds_hold_exactly_m_episodes():
             if eid != lost:
                 assert ingested[rnd] < M, f"the gate let round {rnd} overflow"
                 ingested[rnd] += 1
-        if ingested[rnd] == M and update_left is None:
-            update_left = 3
-        elif update_left is not None:
-            update_left -= 1
-            if update_left == 0:
-                rnd, update_left = rnd + 1, None
+        rnd, update_left = _round_step(rnd, update_left, ingested[rnd] == M)
     assert rnd == rounds + 1 and not pending
     assert [ingested[r] for r in range(1, rounds + 2)] == [M] * rounds + [0]
     assert started == M * rounds + 1
@@ -180,12 +187,7 @@ def test_gate_simulation_an_episode_ingested_after_a_later_one_was_skipped():
                 assert ingested[rnd] < M, f"the gate let round {rnd} overflow"
                 ingested[rnd] += 1
                 taken.add(eid)
-        if ingested[rnd] == M and update_left is None:
-            update_left = 3
-        elif update_left is not None:
-            update_left -= 1
-            if update_left == 0:
-                rnd, update_left = rnd + 1, None
+        rnd, update_left = _round_step(rnd, update_left, ingested[rnd] == M)
     assert rnd == rounds + 1 and not events
     assert [ingested[r] for r in range(1, rounds + 2)] == [M] * rounds + [0]
     assert started == M * rounds + 1
