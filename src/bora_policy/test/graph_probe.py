@@ -58,3 +58,17 @@ class GraphProbe:
         self.th.join(timeout=2)
         self.node.destroy_node()
         rclpy.try_shutdown()
+
+
+def stop_process(proc) -> None:
+    """Stop a node or ``bora up`` process as Ctrl-C does (SIGINT: its clean shutdown), killed after 30 s."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -16,7 +16,6 @@ session, never 0 or "".
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import rclpy  # noqa: F401  (installed by make setup; a missing rclpy is a failure, not a skip)
+from graph_probe import stop_process
 
 # rates, step offsets and start-up windows on the wall clock: make test runs this module alone (not beside
 # an xdist worker), see the Makefile
@@ -96,16 +96,6 @@ def _up(args: list[str], log: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 def test_nodes_started_after_the_bridge_stamp_its_first_episode(tmp_path):
     from bora_trainer.up import demo_vla
 
@@ -162,7 +152,7 @@ def test_nodes_started_after_the_bridge_stamp_its_first_episode(tmp_path):
         )
     finally:
         if rest is not None:
-            _stop(rest)
-        _stop(bridge)
+            stop_process(rest)
+        stop_process(bridge)
         if probe is not None:
             probe.close()

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from graph_probe import GraphProbe
+from graph_probe import GraphProbe, stop_process
 
 # a start-up window and a 5 s repetition on the wall clock: make test runs this module alone (see the Makefile)
 pytestmark = pytest.mark.timing
@@ -79,12 +78,7 @@ def lonely_policy(tmp_path_factory):
         yield probe, proc, log_path
     finally:
         probe.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
         log.close()
 
 
