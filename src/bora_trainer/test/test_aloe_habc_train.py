@@ -211,6 +211,34 @@ def test_offline_aloe_end_to_end(mixed_ds, tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(ex0, lrn.expert.parameters()))
 
 
+def test_offline_aloe_leaves_a_chunk_without_its_next_observation_out_of_the_critic(mixed_ds, tmp_path):
+    """A row flagged ``next_missing`` (observation t+k not recorded, data/chunks.py) must not bootstrap from the
+    filler observation: its next images can be anything without changing the critic loss. Unflagged, they do."""
+    from bora_trainer.offline.trainer import OfflineTrainer
+
+    cfg = _cfg(algo="aloe", batch_size=6)
+    cfg.algo_options = {"width": 32, "num_layers": 1, "num_attn_heads": 2, "critic_steps": 2, "actor_steps": 2}
+    tr = OfflineTrainer(cfg, mixed_ds, tmp_path / "run", progress=False)
+    batch = tr.prepare(next(iter(tr.loader)), augment=False)
+    assert not batch["next_missing"].any()  # the synthetic episodes have no gaps
+
+    def critic_loss(flag_row0: bool, filler: bool) -> float:
+        b = dict(batch)
+        b["next_missing"] = batch["next_missing"].clone()
+        b["next_missing"][0] = flag_row0
+        if filler:  # row 0's next observation replaced by something else entirely
+            b["next_images"] = batch["next_images"].clone()
+            b["next_images"][0] = 255 - b["next_images"][0]
+            b["next_state_n"] = batch["next_state_n"].clone()
+            b["next_state_n"][0] += 3.0
+        torch.manual_seed(3)  # the same expert samples for the target in every call
+        return float(tr.learner.losses(b, step=0).critic_loss.detach())
+
+    assert critic_loss(True, False) == critic_loss(True, True)
+    assert critic_loss(False, False) != critic_loss(False, True)
+    assert critic_loss(True, False) < critic_loss(False, False)  # one row fewer in the same batch-size mean
+
+
 def test_aloe_stage_lengths_from_the_run():
     from bora_trainer.algorithms.aloe.losses import stage_lengths
 

@@ -247,5 +247,9 @@ def test_missing_observations_are_flagged_and_leading_ones_filled_from_the_first
     assert starts == [2, 3, 4, 5, 6, 8, 9, 10, 11]
     s = ds[starts.index(2)]  # steps 2..5, observation 6 recorded: a normal sample
     assert bool(s["next_valid"]) and s["mask"].tolist() == [1.0] * 4
+    assert not bool(s["next_missing"])
     s = ds[starts.index(3)]  # steps 3..6: observation 7 was not recorded, no bootstrap from a filler
     assert not bool(s["next_valid"]) and s["mask"].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert bool(s["next_missing"])  # what a chunk-level target (ALOE) needs to tell it from the episode's end
+    s = ds[starts.index(8)]  # steps 8..11 end the episode: no observation 12 either, but nothing is missing
+    assert not bool(s["next_valid"]) and not bool(s["next_missing"]) and s["mask"].tolist() == [1.0] * 4

@@ -22,7 +22,10 @@ For a start step ``t`` of an episode of length ``T`` a sample holds
 Gaps (episode arrays ``valid`` / ``obs_valid``, :mod:`bora_policy.common.episodes`): no sample starts at a
 step whose executed action or observation was not recorded; a step without a recorded action has
 ``mask`` 0; when observation ``t+k`` was not recorded, ``next_valid`` is False and the chunk's last step
-is masked out (no bootstrap from a filler observation), as in :func:`bora_trainer.data.replay.chunk_transitions`.
+is masked out (no bootstrap from a filler observation), as in :func:`bora_trainer.data.replay.chunk_transitions`;
+``next_missing`` flags that case (observation ``t+k`` inside the episode, not recorded, no terminal in the chunk),
+which ``next_valid`` alone does not tell from a chunk ending at the episode's end: a chunk-level TD target (ALOE)
+leaves such a row out.
 
 Images are kept as uint8 in memory (``cache="all"``) when the dataset fits in ``max_cache_gb``, otherwise
 episodes are read on demand with a small per-process LRU.
@@ -199,7 +202,8 @@ class ChunkDataset(Dataset):
         before = torch.cumsum(dones_t.float(), 0) - dones_t.float()
         mask = (before == 0).float() * pad_t * torch.from_numpy(low["valid"][clamped].astype(np.float32))
         next_valid = t + k < T and bool(low["obs_valid"][t + k])
-        if t + k < T and not next_valid and not dones.any():
+        next_missing = t + k < T and not next_valid and not dones.any()
+        if next_missing:
             mask[k - 1] = 0.0  # its bootstrap would need the unrecorded observation t + k
         return {
             "images": torch.from_numpy(np.ascontiguousarray(color[t].transpose(0, 3, 1, 2))),
@@ -215,6 +219,7 @@ class ChunkDataset(Dataset):
             "next_images": torch.from_numpy(np.ascontiguousarray(color[t_next].transpose(0, 3, 1, 2))),
             "next_state": torch.from_numpy(low["state"][t_next].astype(np.float32)),
             "next_valid": torch.tensor(next_valid),
+            "next_missing": torch.tensor(next_missing),
             "episode_id": torch.tensor(eid),
             "t": torch.tensor(t),
         }

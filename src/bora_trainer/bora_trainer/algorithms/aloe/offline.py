@@ -118,7 +118,10 @@ class AloeOffline(OfflineAlgorithm):
                     a.done_mask,
                 )
             q = self.critic(zd, batch["actions_n"], prop)
-            critic_loss = critic_mse(q, y)
+            # a chunk whose next observation was not recorded (a gap inside the episode, data/chunks.py) has no
+            # state to bootstrap from: left out of the critic's mean, not bootstrapped from a filler observation
+            missing = batch.get("next_missing")
+            critic_loss = critic_mse(q, y, None if missing is None else 1.0 - missing.float())
             metrics.update(
                 {
                     "aloe/critic_loss": float(critic_loss.detach()) / q.shape[0],
