@@ -248,6 +248,44 @@ def test_resume_holds_the_last_command_and_the_first_chunk_cross_fades_from_it_a
     assert hold.target(2.3) is None and not s.resume(None, 2.3) and not s.has_command and s.step(2.4) is None
 
 
+def test_a_plan_requested_before_a_suspend_resume_or_episode_start_is_stale_and_changes_nothing():
+    """Found in review: a plan in flight when the node left AUTONOMOUS came back during HOLD and was adopted at
+    the resume; its chunk is indexed from its observation's stamp, so after a 2 s HOLD the executor started
+    at its row (2.15 - 0.0) / 0.1 = 21.5, clamped to the last row 7. Now each begin_episode / suspend / resume
+    starts a generation; a plan of an older one is stale: ready() False (no latency measured, nothing adopted),
+    failed() changes nothing. 10 Hz, replan 4, no blend; a chunk's row i has the value i."""
+    chunk = np.arange(8, dtype=np.float64).reshape(8, 1)
+    s = sched(replan=4, blend=0)
+    s.begin_episode([0.0], 0.0)
+    assert s.on_tick(0.0)  # tick 0.05: plan at once on observation 0.0
+    g1 = s.generation
+    s.requested(0.0, 0.05, step=0)
+    s.suspend()  # HOLD at 0.1, the plan still running
+    assert s.stale(g1) and not s.in_flight and not s.stale(s.generation) and not s.stale(None)
+    assert not s.ready(0.3, g1) and list(s.latencies) == []  # ready during HOLD: discarded, not measured
+    s.failed(g1)  # (as after an error of it: nothing to undo)
+    assert s.resume([0.5], 2.05) and s.stale(g1)  # AUTONOMOUS at 2.05, holding the last command 0.5
+    assert s.on_tick(2.0)  # plan at once on the newest observation (2.0)
+    g2 = s.generation
+    s.requested(2.0, 2.1, step=20)
+    # the race on the inference thread: a stale plan's error or result reported after the new request
+    s.failed(g1)
+    assert s.in_flight and not s.on_tick(2.1) and not s.ready(2.15, g1) and list(s.latencies) == []
+    assert s.ready(2.2, g2) and s.latencies[-1] == pytest.approx(0.1)  # requested 2.1, ready 2.2
+    s.adopt(chunk, 2.0, 2.25)
+    cmd = s.step(2.25)  # row (2.25 - 2.0) / 0.1 = 2.5: between rows 2 and 3 (not the clamped row 7)
+    assert cmd.position.tolist() == pytest.approx([2.5]) and cmd.chunk_index == 2
+    # an episode start makes the plan in flight stale too; resume() alone as well
+    assert s.on_tick(2.35) is False  # (replan 4: not due yet)
+    g3 = s.generation
+    s.requested(2.3, 2.35, step=23)
+    s.begin_episode(None, 2.4)
+    assert s.stale(g3) and not s.in_flight and not s.ready(2.5, g3)
+    g4 = s.generation
+    s.requested(2.4, 2.45, step=0)
+    assert s.resume(None, 2.5) is False and s.stale(g4) and not s.in_flight
+
+
 def test_velocity_limit_last_value_repeats_and_clips_the_chunks_own_motion():
     s = sched(replan=100, blend=0, max_velocity=(0.5, 1.0))
     s.begin_episode(None, 0.0)

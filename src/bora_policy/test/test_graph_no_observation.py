@@ -12,12 +12,17 @@ holds (runtime/hold_target.py): it publishes observations of a state A (values e
 sagged by 0.0625 rad on every joint, then none. Expectation: every HOLD command is A (captured once, not the
 sagging measurement; before: each tick re-sent the newest measured state), and none comes once the newest
 observation is older than 0.5 s (before: the last observed state was sent on and on). The observations carry
-no images, so each plan fails (logged) and no chunk is ever adopted.
+no images and 9 joints (the demo VLA has 25), so each plan fails (logged) and no chunk is ever adopted; HOLD
+plans nothing (before: a plan at every tick, each failure an ERROR line in the log).
 
 Then HOLD -> AUTONOMOUS (runtime/chunk_scheduler.py ``resume``): observations of B (A sagged) again, so HOLD
 captures B anew, then of C (sagged further) while SetMode AUTONOMOUS is called. Expectation: every command, in
 HOLD and then in AUTONOMOUS, is B with the joint names (the last command is held until the first chunk, which
 would cross-fade from it; before, AUTONOMOUS held the next measured state C, a step from B, with no names).
+
+Last, an episode starts (a START on /bora/episode, observations of episode 1) with joint names other than those
+sent so far. Expectation: the commands of episode 1 hold its first observation's state D with ITS joint names
+(before: the names last used, those of the previous chunk or resume; none in a first episode).
 """
 
 from __future__ import annotations
@@ -111,15 +116,18 @@ HAND = [0.25, 0.5]
 NAMES = [f"arm_joint{i}" for i in range(1, 8)] + ["hand_j1", "hand_j2"]
 
 
-def _publish_for(probe, pub, arm, hand, seconds):
+def _publish_for(probe, pub, arm, hand, seconds, names=NAMES, episode=0, t_start=0.0):
     from bora_msgs.msg import Observation
 
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         m = Observation()
         m.header.stamp = probe.node.get_clock().now().to_msg()
-        m.arm.name, m.arm.position = NAMES[:7], arm
-        m.hand.name, m.hand.position = NAMES[7:], hand
+        m.arm.name, m.arm.position = names[:7], arm
+        m.hand.name, m.hand.position = names[7:], hand
+        if episode:  # its step on the episode's time base (the sync node's)
+            t = m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
+            m.episode_id, m.session_id, m.step = episode, "s1", max(0, round((t - t_start) * 10.0))
         pub.publish(m)
         time.sleep(0.1)
 
@@ -149,6 +157,8 @@ def test_hold_keeps_the_state_captured_once_and_sends_nothing_once_observations_
         assert all(list(m.position) == ARM + HAND for m in sagged), [list(m.position) for m in sagged]
     late = [t - t_c for t, m in probe.rx["cmd"] if t > t_c + 1.0]
     assert late == [], f"HOLD commands {late} s after the last observation"
+    failed = [m.msg for t, m in probe.rx["log"] if t >= t_a and m.msg.startswith("policy: inference failed")]
+    assert failed == [], f"{len(failed)} plans in HOLD, e.g. {failed[:1]}"  # HOLD plans nothing
     assert proc.poll() is None
 
 
@@ -182,4 +192,32 @@ def test_autonomous_after_hold_keeps_the_hold_target_until_a_chunk_not_the_newer
     if not stalls:  # (a stall of over 2 periods breaks the command stream: HOLD then captures anew, by design)
         got = {(tuple(m.position), tuple(m.joint_names)) for m in cmds}
         assert got == {(tuple(b_arm + b_hand), tuple(NAMES))}, got
+    assert proc.poll() is None
+
+
+def test_an_episode_start_holds_its_first_observation_with_its_joint_names(lonely_policy):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from bora_msgs.msg import EpisodeEvent, Observation
+
+    probe, proc, log_path = lonely_policy  # AUTONOMOUS since the test before, no chunk ever adopted
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub = probe.node.create_publisher(Observation, TOPIC, rel)
+    ev_pub = probe.node.create_publisher(EpisodeEvent, "/bora/episode", rel)
+    end = time.monotonic() + 10.0
+    while ev_pub.get_subscription_count() < 1 and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the observations of the test before are stale: no command
+    names = [f"fr3_joint{i}" for i in range(1, 8)] + ["rh_j1", "rh_j2"]  # not the names sent so far
+    d_arm, d_hand = [q + 0.25 for q in ARM], [0.0, 0.125]
+    ev = EpisodeEvent(kind=EpisodeEvent.START, episode_id=1, session_id="s1")
+    ev.header.stamp = probe.node.get_clock().now().to_msg()
+    t_start = ev.header.stamp.sec + 1e-9 * ev.header.stamp.nanosec
+    t0 = time.monotonic()
+    ev_pub.publish(ev)  # (if it were lost, episode 1's observations start it: the same reset)
+    _publish_for(probe, pub, d_arm, d_hand, 2.0, names=names, episode=1, t_start=t_start)
+    cmds = [m for t, m in probe.rx["cmd"] if t >= t0 and m.episode_id == 1]
+    assert len(cmds) >= 10, f"{len(cmds)} commands of episode 1; log:\n" + log_path.read_text()[-3000:]
+    got = {(tuple(m.position), tuple(m.joint_names)) for m in cmds}
+    assert got == {(tuple(d_arm + d_hand), tuple(names))}, got
     assert proc.poll() is None

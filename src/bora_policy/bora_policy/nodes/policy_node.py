@@ -183,7 +183,8 @@ class PolicyNode(Node):
 
         self._lock = threading.Lock()  # the newest observation, the scheduler, the ready chunk
         self._latest_obs = None
-        self._pending_result = None
+        self._pending_result = None  # (obs, arrays, result, plan generation) of the chunk ready for adoption
+        self._joint_names: list[str] = []  # the names of the commands sent in AUTONOMOUS
         self._step = 0  # commands sent before any episode is known (their step field)
         self.gate = EpisodeGate(self.control_hz)  # the commanded episode (runtime/episode_gate.py)
         # STARTs from both topics, each applied once, and each recent episode's session (runtime/episode_starts.py)
@@ -268,8 +269,9 @@ class PolicyNode(Node):
         with self._lock:
             self._latest_obs = msg
             step = planned_step(msg, self.gate.t_start, self.control_hz)  # the grid's step (chunk_scheduler.py)
-            if self.mode != PAUSED and self.sched.on_observation(stamp_seconds(msg.header.stamp), self._now(), step):
-                self._request_plan(msg)  # the grid observation (or a newer one, when it was missed): plan now
+            due = self.mode != PAUSED and self.sched.on_observation(stamp_seconds(msg.header.stamp), self._now(), step)
+            if due and self.mode == AUTONOMOUS:  # the grid observation (or a newer one, when it was missed)
+                self._request_plan(msg)  # plan now (only in AUTONOMOUS: _request_plan)
 
     def _on_executed(self, msg) -> None:
         self._takeover = (bool(msg.is_intervention), float(msg.beta), bool(msg.held))
@@ -296,7 +298,10 @@ class PolicyNode(Node):
             return res
         with self._lock:  # mode and reset together: a tick between them stepped the chunk left at the switch
             resumed, self.mode = self.mode != AUTONOMOUS and req.mode == AUTONOMOUS, int(req.mode)
-            if resumed:  # the chunk it left is stale: plan at once (runtime/chunk_scheduler.py, resume)
+            if self.mode != AUTONOMOUS:  # no plan outside AUTONOMOUS (_on_tick); the one in flight is discarded
+                self.sched.suspend()
+                self._pending_result = None
+            elif resumed:  # the chunk it left is stale: plan at once (runtime/chunk_scheduler.py, resume)
                 t = self._now()
                 last = self.hold.target(t)  # the last command while its stream is unbroken (in HOLD: the target)
                 self._pending_result = None
@@ -308,32 +313,40 @@ class PolicyNode(Node):
         return res
 
     # ------------------------------------------------------------------ planning (inference thread)
-    def _infer(self, obs):
-        arr = observation_arrays(obs)
+    def _infer(self, item):
+        arr = observation_arrays(item[0])  # item: (observation, plan generation), from _request_plan
         require_finite(arr.state, "the observation's joint state")  # raised: a failed plan (health ERROR)
         res = self.runner.infer(arr.color, arr.state, arr.instruction)
         self.stats.inference.append(res.timing_ms["total"])
         require_finite(res.final, "the model's chunk")  # never published nor adopted (planning went on)
         return arr, res
 
-    def _on_planned(self, obs, out) -> None:
-        arr, res = out
+    def _on_planned(self, item, out) -> None:
+        (obs, gen), (arr, res) = item, out
         with self._lock:
-            self.sched.ready(self._now())
-            if not self.gate.accepts(arr.episode_id, arr.stamp):
-                self.sched.failed()  # its episode ended (or a newer one began) during the inference: unused
+            stale = not self.sched.ready(self._now(), gen)
+            if not stale and not self.gate.accepts(arr.episode_id, arr.stamp):
+                self.sched.failed(gen)  # its episode ended (or a newer one began) during the inference: unused
                 return
-            self._pending_result = (obs, arr, res)
+            if not stale:
+                self._pending_result = (obs, arr, res, gen)
+        if stale:  # requested before a mode switch or an episode start (chunk_scheduler.py, plan generations)
+            self.get_logger().info(f"policy: chunk planned from step {arr.step} discarded: requested before "
+                                   f"the latest mode switch or episode start (mode now {MODE_NAMES[self.mode]})")
+            return
         self._publish_chunk(obs, arr, res)
 
-    def _on_plan_error(self, obs, e: BaseException) -> None:
+    def _on_plan_error(self, item, e: BaseException) -> None:
         with self._lock:
-            self.sched.failed()
+            self.sched.failed(item[1])
         self.health.report("inference_error", f"inference failed: {type(e).__name__}: {e}", ERROR)
         self.get_logger().error(f"policy: inference failed: {type(e).__name__}: {e}")
 
     def _request_plan(self, obs) -> None:
-        """Plan from ``obs`` (the newest observation; called with ``_lock`` held)."""
+        """Plan from ``obs`` (the newest observation; called with ``_lock`` held). Only in AUTONOMOUS (ours; found
+        in review): HOLD planned at every tick, an ERROR a tick when planning failed and CPU spent on chunks
+        nothing executes (the markers, the help monitor and the commands use AUTONOMOUS chunks only; a recorded
+        chunk of HOLD would be a chunk start that never ran), and a resume plans at once anyway."""
         if self.obs_watch.too_old(self._now(), stamp_seconds(obs.header.stamp)):
             return  # no fresh observation (e.g. the sync node restarts): no plan, no command (the tick reports it)
         if not self.gate.accepts(int(obs.episode_id), stamp_seconds(obs.header.stamp)):
@@ -345,7 +358,7 @@ class PolicyNode(Node):
                 f"{self.gate.episode_id}",
                 WARN,
             )
-        if self.worker.submit(obs):
+        if self.worker.submit((obs, self.sched.generation)):  # a plan of a later generation is stale
             step = planned_step(obs, self.gate.t_start, self.control_hz)
             if note := self.sched.requested(stamp_seconds(obs.header.stamp), self._now(), step):  # off the grid
                 self.get_logger().warning(f"policy: {note}", throttle_duration_sec=5.0)
@@ -385,16 +398,19 @@ class PolicyNode(Node):
                 self.hold.forget()  # the previous episode's pose: HOLD captures the new episode's measured state
                 self._awaiting_first_obs = True
             if self._awaiting_first_obs and obs is not None and self.gate.belongs(obs.episode_id, newest):
-                state = observation_arrays(obs).state
+                state, names = measured_state(obs)
                 if require_finite(state, "", raise_=False):  # a NaN reading held would poison every later command
-                    self.sched.hold(state, t)
+                    self.sched.hold(state, t)  # sent with the observation's joint names (before: those of the
+                    self._joint_names = names  # previous episode's last chunk, none in the first episode)
                     self._awaiting_first_obs = False
             pending, self._pending_result = self._pending_result, None
-            if pending is not None and not self.gate.belongs(pending[1].episode_id, pending[1].stamp):
-                pending = None  # planned from the previous episode's last observation: discard
-                self.sched.failed()
+            if pending is not None and (
+                self.sched.stale(pending[3]) or not self.gate.belongs(pending[1].episode_id, pending[1].stamp)
+            ):  # requested before this tick's episode start, or planned from the previous episode: discard
+                self.sched.failed(pending[3])
+                pending = None
             if pending is not None:  # the chunk planned ahead is ready: switch to it at this tick
-                _, arr, res = pending
+                _, arr, res, _ = pending
                 if not self.sched.has_command:
                     self.sched.hold(arr.state, t)
                 self.sched.adopt(res.final, arr.stamp, t)
@@ -402,7 +418,7 @@ class PolicyNode(Node):
                 self._joint_names, self._chunk_obs_stamp, self._latency_pending = arr.joint_names, arr.stamp, True
                 self._last_value = res
                 self.marker_state.observe(getattr(res, "q", None), getattr(res, "v", None))
-            if self.mode != PAUSED and self.sched.on_tick(newest):
+            if self.mode == AUTONOMOUS and self.sched.on_tick(newest):  # no plan in HOLD (_request_plan)
                 self._request_plan(obs)
             # phase lock: the tick falls just after a chunk planned from the newest observation is ready
             self.control_loop.shift(self.sched.phase_shift(t, newest))
@@ -419,7 +435,7 @@ class PolicyNode(Node):
         elif self.mode == AUTONOMOUS:
             if cmd is not None and not self.obs_watch.too_old(t, newest):
                 self._publish_command(
-                    cmd.position, getattr(self, "_joint_names", []), max(cmd.chunk_index, 0)
+                    cmd.position, self._joint_names, max(cmd.chunk_index, 0)
                 )
                 if getattr(self, "_latency_pending", False):
                     self.stats.latencies.append(self._now() - self._chunk_obs_stamp)

@@ -56,6 +56,15 @@ source of irregular starts):
 Nothing is counted for the first plan of an episode (or after a resume), planned at once at a tick on the
 newest observation: it sets the grid. Synchronous use (``plan_due``, ``adopt``, ``step``) is unchanged.
 
+Plan generations (ours; found in review): a plan still running on the inference thread when an episode
+begins, the node leaves AUTONOMOUS (:meth:`suspend`) or returns to it (:meth:`resume`) belongs to what came
+before: its chunk is indexed from its observation's stamp, so one planned before a long HOLD made the executor
+jump deep into it at the resume. Each of these starts a new ``generation``; the caller captures the generation
+when it hands a plan to the inference and passes it to :meth:`ready` / :meth:`failed`. A plan of an older
+generation is stale: ``ready`` returns False (its chunk is neither published nor adopted) and ``failed`` changes
+nothing (a plan of the current generation may be in flight by then), so the first plan after the switch is
+always requested after it.
+
 Phase lock (ours): the command is computed from an observation at the first tick after the chunk is
 ready. When observations come once per control period (the simulated graph; a camera at the control rate),
 :func:`phase_correction` moves the control grid so that the tick falls ``latency + margin`` (margin 10 % of
@@ -134,11 +143,14 @@ class ChunkScheduler:
         self.plans = 0
         self.off_grid = 0  # planned-ahead chunks not planned from the grid observation (all episodes)
         self.last_off_grid = ""  # the note of the latest one
+        self.generation = 0  # plans requested before the latest episode start, suspend or resume are stale
         self.begin_episode(None, 0.0)
 
     # ------------------------------------------------------------------ episode and synchronous use
     def begin_episode(self, state, t: float) -> None:
-        """A new episode: forget the previous one's chunks, hold ``state`` (if given), plan at once."""
+        """A new episode: forget the previous one's chunks, hold ``state`` (if given), plan at once (a plan
+        still in flight is stale: module docstring, plan generations)."""
+        self.generation += 1
         self.executor.reset()
         if state is not None:
             self.executor.hold(state, t)
@@ -165,6 +177,18 @@ class ChunkScheduler:
         state of the next fresh observation, as at an episode's start)."""
         self.begin_episode(last_command, t)
         return last_command is not None
+
+    def suspend(self) -> None:
+        """AUTONOMOUS -> HOLD or PAUSED: nothing is planned until :meth:`resume` (the node plans only in
+        AUTONOMOUS), and the plan in flight is stale (module docstring): a chunk nothing executes is neither
+        published nor adopted."""
+        self.generation += 1
+        self.in_flight, self._req_step = False, None
+
+    def stale(self, generation: int | None) -> bool:
+        """A plan requested at ``generation`` (None: the current one) came before the latest episode start,
+        suspend or resume: never adopted."""
+        return generation is not None and int(generation) != self.generation
 
     def hold(self, state, t: float) -> None:
         self.executor.hold(state, t)
@@ -283,13 +307,21 @@ class ChunkScheduler:
         )
         return self.last_off_grid
 
-    def ready(self, t_ready: float) -> None:
-        """The requested chunk is ready at ``t_ready`` (measures the inference time)."""
+    def ready(self, t_ready: float, generation: int | None = None) -> bool:
+        """The chunk requested at ``generation`` (the value of ``generation`` when it was handed to the
+        inference; None: the current one) is ready at ``t_ready``: True, and its inference time is measured;
+        False for a stale plan (:meth:`stale`), which the caller discards (nothing changes here)."""
+        if self.stale(generation):
+            return False
         self.latencies.append(max(0.0, t_ready - self._t_requested))
+        return True
 
-    def failed(self) -> None:
-        """The requested plan produced nothing (an error, or its episode ended): plan again when due."""
-        self.in_flight, self._req_step = False, None
+    def failed(self, generation: int | None = None) -> None:
+        """The plan requested at ``generation`` (None: the current one) produced nothing (an error, or its
+        episode ended): plan again when due. Nothing changes for a stale plan (the current generation's
+        request may be in flight)."""
+        if not self.stale(generation):
+            self.in_flight, self._req_step = False, None
 
     def phase_shift(self, t_tick: float, newest_stamp: float | None, margin: float | None = None) -> float:
         """The control-grid correction of this tick (module docstring; 0 unless planning ahead, with plan
