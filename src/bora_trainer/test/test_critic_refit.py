@@ -78,8 +78,11 @@ def test_refit_needs_a_critic_on_z(ds, tmp_path):
 def test_the_online_stage_inherits_the_refitted_critic(ds, tmp_path):
     """Found in review: the online stage read the critic from the deployed checkpoint, which keeps the critic as
     training left it, so a refit never reached it. It now inherits RUN/critic (the refitted one); without a refit
-    RUN/critic is the checkpoint's critic, so nothing changes there."""
+    RUN/critic is the checkpoint's critic, so nothing changes there. Both environments: env ros's learner reads
+    ``inherited_critic``, env sim's learner ``FrozenVLA.critic`` (found in a later review: it still read the
+    checkpoint's critic, so env sim's online stage started from the un-refitted critic)."""
     from bora_trainer.online.checkpoints import inherited_critic
+    from bora_trainer.online.vla import FrozenVLA
     from bora_trainer.select import load_deployed
 
     _train(ds, tmp_path / "plain", 0)
@@ -90,3 +93,5 @@ def test_the_online_stage_inherits_the_refitted_critic(ds, tmp_path):
         assert all(torch.equal(state[k], v) for k, v in exported.items())
         ckpt = load_deployed(tmp_path / name)["modules"]["critic"]
         assert all(torch.equal(state[k], ckpt[k]) for k in state) is (not refit)
+        sim = FrozenVLA(tmp_path / name, torch.device("cpu")).critic.state_dict()  # env sim's learner's critic
+        assert set(sim) == set(state) and all(torch.equal(sim[k], state[k]) for k in state), name

@@ -66,16 +66,19 @@ def online_critic_of(path: Path) -> Path | None:
     return f if f.is_file() else None
 
 
-def inherited_critic(offline_run: str | Path) -> tuple[dict, dict]:
+def inherited_critic(offline_run: str | Path, deployed: dict | None = None) -> tuple[dict, dict]:
     """``(critic state dict, the deployed checkpoint's meta)`` that the online stage inherits from an offline run:
     ``RUN/critic`` when the run exported one (the refitted critic after ``critic_refit_updates``, which checkpoints
     do not hold; after ``bora select`` the deployed one: that refit when the last checkpoint was chosen, else the chosen
     checkpoint's, ``selection.json``'s ``critic``), else the deployed checkpoint's ``critic`` module.
-    Until 2026-12-07 it always read the checkpoint, so a refit never reached the online stage (found in review)."""
+    ``deployed``: that checkpoint when the caller has loaded it (``select.load_deployed``), else it is loaded here.
+    Both environments read it: env ros's learner (``OnlineLoop._default_learner``) and env sim's, through
+    ``FrozenVLA.critic``. Until 2026-12-07 it always read the checkpoint, so a refit never reached the online stage;
+    env sim's ``FrozenVLA`` kept doing so until 2026-12-08 (both found in review)."""
     from bora_policy.models.critic import CRITIC_WEIGHTS, ChunkCritic
     from bora_trainer.select import load_deployed
 
-    off = load_deployed(offline_run)
+    off = load_deployed(offline_run) if deployed is None else deployed
     exported = Path(offline_run) / "critic"
     if (exported / CRITIC_WEIGHTS).is_file():
         return ChunkCritic.load(exported).state_dict(), off["meta"]

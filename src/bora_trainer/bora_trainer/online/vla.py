@@ -23,9 +23,14 @@ from bora_trainer.online.config import OnlineRunConfig
 
 
 class FrozenVLA:
-    """The offline run's VLM + action expert, frozen: observation -> (z_t, A_VLA normalised, s_norm)."""
+    """The offline run's VLM + action expert, frozen: observation -> (z_t, A_VLA normalised, s_norm).
+
+    ``critic`` is the critic the online stage inherits (:func:`bora_trainer.online.checkpoints.inherited_critic`:
+    ``RUN/critic``, the refitted one after ``critic_refit_updates``, else the deployed checkpoint's), the one env
+    sim's learner starts from and anchors its regulariser to, as env ros's does."""
 
     def __init__(self, run_dir: str | Path, device: torch.device, deterministic: bool = True):
+        from bora_policy.models.critic import ChunkCritic
         from bora_policy.models.normalizer import Normalizer
         from bora_trainer.algorithms.bora.config import OfflineConfig
         from bora_trainer.offline.build import build_learner
@@ -50,6 +55,10 @@ class FrozenVLA:
                 f"offline run {run_dir} (algo {self.cfg.algo!r}) has no critic to inherit: "
                 "train it with --algo bora"
             )
+        if isinstance(self.learner.critic, ChunkCritic):  # the critic the online stage inherits, as env ros's
+            from bora_trainer.online.checkpoints import inherited_critic
+
+            self.learner.critic.load_state_dict(inherited_critic(run_dir, ck)[0])  # RUN/critic (a refit), else ck's
         self.learner.eval().requires_grad_(False)
         self.device, self.deterministic = device, deterministic
         self.k = self.cfg.k
