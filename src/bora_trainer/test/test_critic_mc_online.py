@@ -1,8 +1,10 @@
 """Monte-Carlo returns in the ONLINE critic's target (``OnlineConfig.critic_mc_weight``, ours).
 
-Replay rows carry no returns; ``ChunkReplayBuffer.returns`` rebuilds them per episode from the rows' per-step
-rewards. Hand-computed with gamma = 0.5 on ``write_synthetic_dataset`` (reward -0.01 per step, +1 on the success
-step; episode 0 succeeds at step 9, episode 2 times out after 10 steps), as in test_critic_mc.py:
+The rows here are made without ``gamma`` (as rows of older buffers), so they carry no stored returns and
+``ChunkReplayBuffer.returns`` rebuilds them per episode from the rows' per-step rewards (rows that tile their episode:
+exact; stored returns and rows that do not tile: test_replay_returns.py). Hand-computed with gamma = 0.5 on
+``write_synthetic_dataset`` (reward -0.01 per step, +1 on the success step; episode 0 succeeds at step 9, episode 2
+times out after 10 steps), as in test_critic_mc.py:
 
 * success, steps 8, 9: ``G_9 = 0.99``, ``G_8 = 0.485``;
 * timeout, steps 6..9 (summed to the limit, no bootstrap): ``-0.01875, -0.0175, -0.015, -0.01``.

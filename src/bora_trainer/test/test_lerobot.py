@@ -135,6 +135,7 @@ def test_replay_buffer_round_trip_and_cli(tmp_path):
         )
         for k, (shape, dt) in buf.shapes.items()
     }
+    rows["returns_gamma"] = rng.choice([0.0, 0.5, 0.99], n)  # the discount of stored returns (0: none) is checked
     buf.add(rows)
     buf.flush()
     assert main(["export", str(tmp_path / "buf"), "--out", str(tmp_path / "lr")]) == 0

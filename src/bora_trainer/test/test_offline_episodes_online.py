@@ -74,6 +74,25 @@ def test_the_run_config_reaches_the_buffer_and_max_episodes_counts_after_the_fil
     assert sorted(set(buf.arrays()["episode"].tolist())) == [3, 4]
 
 
+def test_rows_with_an_offline_stride_above_k_carry_their_episodes_returns(frozen_vla, dataset):
+    """``offline_stride`` 10 > k = 8: rows at steps 0 and 10, steps 8 and 9 in none. The rows store the Monte-Carlo
+    returns of the whole episode (``online.gamma`` 0.5; found in review 2026-12-08), by hand for episode 3 with the
+    default RewardConfig (time penalty 0.002, success +1 on step 11): G_11 = 0.998, G_j = -0.002 + 0.5 G_{j+1}; the
+    rows alone (steps 8, 9 as reward 0) gave G_7 = 0.060125 instead of 0.058625."""
+    cfg = load_config(OnlineRunConfig, {"task": "press_button", "offline_stride": 10, "online": {"gamma": 0.5}})
+    n = frozen_vla.normalizer
+    spec = ReplaySpec(frozen_vla.z_dim, n.state_dim, n.action_dim, frozen_vla.k, n.version)
+    buf = offline_buffer_for(cfg, frozen_vla, dataset, spec, progress=False)
+    rows = buf.arrays()
+    sel = np.flatnonzero(rows["episode"] == 3)
+    assert rows["step"][sel].tolist() == [0, 10]
+    g = [0.998]
+    for _ in range(11):
+        g.insert(0, -0.002 + 0.5 * g[0])
+    np.testing.assert_allclose(buf.returns(0.5)[sel], [g[0:8], g[10:12] + [0.0] * 6], atol=1e-7)
+    assert buf.returns(0.5)[sel[0], 7] == pytest.approx(0.058625, abs=1e-7)
+
+
 def test_bad_filter_and_empty_selection_are_one_line_errors(frozen_vla, dataset, tmp_path):
     with pytest.raises(ConfigError, match=r"OnlineRunConfig.offline_episodes: 'good' is not one of"):
         load_config(OnlineRunConfig, {"task": "press_button", "offline_episodes": "good"})

@@ -52,7 +52,9 @@ Transition fields (n chunks): ``z`` [n,Z], ``proprio`` [n,S] (normalised), ``vla
 (``base_norm``), ``base_physical``/``residual``/``final`` [n,k,A], ``residual_scale`` [n],
 ``action_physical`` [n,k,A] (executed), ``reward``/``done``/``mask``/``is_intervention``/``beta``
 [n,k], ``next_z``/``next_proprio``/``next_vla``/``next_base``, ``next_valid`` [n], ``episode``,
-``step`` [n]. The trainer normalises ``action_physical`` with its run's normaliser on ingest.
+``step`` [n]; ``episode_reward``/``episode_done`` [T]: the whole episode's (new 2026-12-08: the trainer's
+Monte-Carlo returns count the steps no chunk covers; older files lack them). The trainer normalises
+``action_physical`` with its run's normaliser on ingest.
 """
 
 from __future__ import annotations

@@ -176,6 +176,10 @@ def build_episode(
             residual=residual,
             final=final,
             residual_scale=np.array([c.residual_scale for c in chunks], np.float32),
+            # the whole episode's [T] rewards and terminals: the trainer's Monte-Carlo returns count the steps
+            # no chunk covers (data/replay.py; found in review 2026-12-08)
+            episode_reward=np.asarray(reward, np.float32),
+            episode_done=np.asarray(done, bool),
         )
         arrays["policy_action"] = policy_action
         arrays["base_action"] = base_action

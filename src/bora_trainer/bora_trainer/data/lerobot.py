@@ -169,7 +169,8 @@ def import_dataset(root: str | Path, out: str | Path) -> Path:
         rows: dict[str, np.ndarray] = {}
         for k in buf.shapes:
             name = {"proprio": "observation.state", "action": "action"}.get(k, f"bora.{k}")
-            rows[k] = fr[name]
+            if name in fr or k not in ("returns", "returns_gamma"):  # an older export has no stored returns
+                rows[k] = fr[name]
         order = np.concatenate([np.asarray(json.loads(e["bora/info"])["rows"]) for e in d["episodes"]])
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))

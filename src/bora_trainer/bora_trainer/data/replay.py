@@ -15,6 +15,7 @@ stored normaliser; ``k`` = chunk length, ``A`` = action dim, ``S`` = state dim, 
 | ``next_z`` / ``next_proprio`` / ``next_vla`` / ``next_base`` | | the same at t + k |
 | ``next_valid`` | [] | a next observation exists (see "Termination vs truncation" below) |
 | ``n_steps`` | [] | control steps of the chunk inside the episode (``k``, fewer for the last chunks) |
+| ``returns`` / ``returns_gamma`` | [k] / [] | Monte-Carlo returns of the steps and their discount (0: none stored) |
 | ``episode`` / ``step`` | [] | provenance |
 
 Termination vs truncation (the offline chunk dataset's semantics, :mod:`bora_trainer.data.chunks`):
@@ -30,12 +31,16 @@ False and its last step masked out, as for a gap.
 ``next_valid`` is False only for rows that need no bootstrap (a terminal inside the chunk) or cannot
 get one (a gap in the replanning steps inside an episode; the chunk's last step is then masked out).
 
-Monte-Carlo returns (``ChunkReplayBuffer.returns``, not stored): ``G_j = sum_{l >= j} gamma^(l - j) r_l`` of
-each row's steps to its episode's recorded end (stopping at a terminal; a time limit is summed to, not
-bootstrapped past), the offline chunk dataset's ``returns``. Rebuilt per episode (``episode``) from the rows'
-per-step ``reward``/``done`` (``step``, ``n_steps``), so buffers of any version have them; a row with
-``episode = -1`` is its own episode. :class:`MixedSampler` adds them to batches for
-``OnlineConfig.critic_mc_weight``.
+Monte-Carlo returns (``ChunkReplayBuffer.returns``, :mod:`bora_trainer.data.replay_returns`):
+``G_j = sum_{l >= j} gamma^(l - j) r_l`` of each row's steps to its episode's recorded end (stopping at a terminal;
+a time limit is summed to, not bootstrapped past), the offline chunk dataset's ``returns``. Rows made from an
+episode (:func:`chunk_transitions` with ``gamma``: D_offline, the simulated rollouts, converted ROS recordings) store
+them, computed from the episode's full reward/done arrays, with their ``returns_gamma``. Found in review 2026-12-08:
+they used to be rebuilt from the rows' own per-step rewards only, so a step no row covers (``offline_stride`` > k,
+a recording's dropped ActionChunk) counted as reward 0. Rows without stored returns (buffers of older versions,
+hand-made rows; ``returns_gamma`` 0) or stored with another gamma still get that rebuild per episode (``episode``,
+``step``, ``n_steps``; exact where the rows tile their episode; a row with ``episode = -1`` is its own episode), so
+buffers of any version work. :class:`MixedSampler` adds them to batches for ``OnlineConfig.critic_mc_weight``.
 
 ``base``/``next_base`` are derived data: a new round recomputes them from ``vla`` with
 :meth:`ChunkReplayBuffer.rebase` (Algorithm 1 lines 8-12), so the VLA is never re-run.
@@ -52,6 +57,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,8 +67,10 @@ import numpy as np
 import torch
 
 from bora_policy.common.episodes import _atomic_write_bytes
+from bora_trainer.data.replay_returns import chunk_returns, episode_returns, stored_returns
 
-FORMAT = "bora-replay/1"
+log = logging.getLogger("bora_trainer.replay")
+FORMAT = "bora-replay/1"  # shards without ``returns``/``returns_gamma`` (older versions) load with them absent
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,8 @@ class ReplaySpec:
             "next_base": ((k, A), f32),
             "next_valid": ((), b),
             "n_steps": ((), np.int64),
+            "returns": ((k,), f32),
+            "returns_gamma": ((), np.float64),
             "episode": ((), np.int64),
             "step": ((), np.int64),
         }
@@ -108,6 +118,8 @@ _OPTIONAL = {
     "next_base": "next_vla",
     "beta": 0.0,
     "is_intervention": False,
+    "returns": 0.0,  # with returns_gamma 0: none stored, rebuilt from the rows (module docstring)
+    "returns_gamma": 0.0,
     "episode": -1,
     "step": -1,
 }
@@ -130,6 +142,7 @@ class ChunkReplayBuffer:
         self._flushed = 0
         self._next_shard = 0
         self._returns_cache: tuple[tuple[float, int], np.ndarray] | None = None  # (gamma, rows) -> returns
+        self._warned_gamma = False
         self._grow(256)
         if self.root is not None and not _load:
             meta = self.root / "meta.json"
@@ -165,6 +178,8 @@ class ChunkReplayBuffer:
             m = np.asarray(rows["mask"], bool)
             k = m.shape[-1]
             rows["n_steps"] = np.where(m.any(-1), k - np.argmax(m[..., ::-1], axis=-1), 0).astype(np.int64)
+        if ("returns" in rows) != ("returns_gamma" in rows):
+            raise ReplayError("fields 'returns' and 'returns_gamma' come together (the discount of the returns)")
         for name, default in _OPTIONAL.items():
             if name not in rows:
                 rows[name] = rows[default] if isinstance(default, str) and default in rows else default
@@ -190,6 +205,9 @@ class ChunkReplayBuffer:
             if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
                 raise ReplayError(f"field {name!r} contains NaN or inf")
             conv[name] = arr
+        g = conv["returns_gamma"]
+        if np.any((g != 0) & ~((g > 0) & (g <= 1))):
+            raise ReplayError("field 'returns_gamma' must be in (0, 1] (or 0: no returns stored)")
         if self._n + n > self._cap:
             self._grow(max(2 * self._cap, self._n + n))
         for name, arr in conv.items():
@@ -204,11 +222,19 @@ class ChunkReplayBuffer:
         return {k: v[: self._n][sel] for k, v in self._data.items()}
 
     def returns(self, gamma: float) -> np.ndarray:
-        """Monte-Carlo return-to-go of every stored row's steps [N, k] (module docstring; 0 past ``n_steps``),
-        recomputed when rows were added since the last call with this ``gamma``."""
+        """Monte-Carlo return-to-go of every stored row's steps [N, k] (module docstring; 0 past ``n_steps``): the
+        rows' stored ``returns`` where they were computed with this ``gamma``, else rebuilt from the rows (a warning
+        once when rows store another gamma's); recomputed when rows were added since the last call with ``gamma``."""
         cached = self._returns_cache
         if cached is None or cached[0] != (float(gamma), self._n):
-            self._returns_cache = ((float(gamma), self._n), episode_returns(self.arrays(), gamma))
+            rows = self.arrays()
+            other = (rows["returns_gamma"] > 0) & ~stored_returns(rows, gamma)
+            if other.any() and not self._warned_gamma:
+                self._warned_gamma = True
+                log.warning("%d replay row(s) store Monte-Carlo returns of gamma %s, not %g: rebuilt from the rows "
+                            "(exact only where rows tile their episode)", int(other.sum()),
+                            sorted(set(rows["returns_gamma"][other].tolist())), gamma)
+            self._returns_cache = ((float(gamma), self._n), episode_returns(rows, gamma))
         return self._returns_cache[1]
 
     def sample_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -308,6 +334,8 @@ class MixedSampler:
         h = self.batch_size // 2
         ia, ib = self.offline.sample_indices(h, self.rng), self.online.sample_indices(h, self.rng)
         a, b = self.offline.arrays(ia), self.online.arrays(ib)
+        for d in (a, b):  # the stored fields: only through ChunkReplayBuffer.returns (stored or rebuilt)
+            del d["returns"], d["returns_gamma"]
         if self.returns_gamma is not None:
             a["returns"] = self.offline.returns(self.returns_gamma)[ia]
             b["returns"] = self.online.returns(self.returns_gamma)[ib]
@@ -334,6 +362,7 @@ def chunk_transitions(
     episode: int = -1,
     final: dict[str, np.ndarray] | None = None,
     valid: np.ndarray | None = None,
+    gamma: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Chunk transitions of one episode from its per-step arrays (Eq. 1 data layout).
 
@@ -350,6 +379,8 @@ def chunk_transitions(
     replanning step has no next observation: ``next_valid`` False and its last step is masked out.
     ``valid`` [T] (episode files, :func:`bora_policy.common.episodes.step_validity`): steps whose executed
     action was not recorded (a gap) are masked out too.
+    ``gamma``: the rows also carry ``returns`` [n, k] (:func:`chunk_returns` of the FULL ``rewards``/``dones``, so
+    steps no row covers count; 0 past the episode end) and ``returns_gamma`` (module docstring).
     """
     from bora_trainer.algorithms.losses import validity_mask
 
@@ -410,7 +441,7 @@ def chunk_transitions(
         out[truncated] = f
         return out
 
-    return {
+    rows = {
         "z": z.astype(np.float32),
         "proprio": proprio.astype(np.float32),
         "vla": vla.astype(np.float32),
@@ -430,37 +461,10 @@ def chunk_transitions(
         "episode": np.full(n, episode, np.int64),
         "step": starts,
     }
-
-
-def episode_returns(rows: dict[str, np.ndarray], gamma: float) -> np.ndarray:
-    """Monte-Carlo return-to-go of each row's steps [n, k] from chunk rows (``episode``, ``step``,
-    ``n_steps``, ``reward``, ``done`` [n, k]): per episode the per-step rewards and terminals are laid out
-    on the episode's steps (rows that overlap carry the same step's values), then
-    ``bora_policy.common.rewards.returns_to_go`` (the offline ``ChunkDataset``'s ``returns``); steps past a
-    row's ``n_steps`` get 0. A row with ``episode < 0`` (no provenance) is its own episode."""
-    from bora_policy.common.rewards import returns_to_go
-
-    rew, don = np.asarray(rows["reward"]), np.asarray(rows["done"], bool)
-    n, k = rew.shape
-    steps = np.asarray(rows["step"], np.int64)
-    ns = np.asarray(rows.get("n_steps", np.full(n, k)), np.int64)
-    eps = np.asarray(rows.get("episode", np.full(n, -1)), np.int64)
-    out = np.zeros((n, k), np.float32)
-    groups: dict[int, list[int]] = {}
-    for i, e in enumerate(eps):
-        groups.setdefault(int(e) if e >= 0 else -1 - i, []).append(i)  # a row without provenance: alone
-    for idx in groups.values():
-        s0 = min(int(steps[i]) for i in idx)
-        T = max(int(steps[i] + ns[i]) for i in idx) - s0
-        r, d = np.zeros(T), np.zeros(T, bool)
-        for i in idx:
-            s, m = int(steps[i]) - s0, int(ns[i])
-            r[s : s + m], d[s : s + m] = rew[i, :m], don[i, :m]
-        g = returns_to_go(r, d, gamma)
-        for i in idx:
-            s, m = int(steps[i]) - s0, int(ns[i])
-            out[i, :m] = g[s : s + m]
-    return out
+    if gamma is not None:
+        rows["returns"] = chunk_returns(rewards, dones, starts, k, gamma)
+        rows["returns_gamma"] = np.full(n, gamma, np.float64)
+    return rows
 
 
 def episode_takeovers(rows: dict[str, np.ndarray], num_steps: int) -> np.ndarray:

@@ -47,7 +47,7 @@ from bora_policy.runtime.processor import ActionProcessor
 from bora_trainer.data import bag_schema as S
 from bora_trainer.data.bag_convert import ConvertConfig, convert, read_transitions
 from bora_trainer.data.bag_io import read_bag
-from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec
+from bora_trainer.data.replay import ChunkReplayBuffer, ReplaySpec, chunk_returns
 from bora_trainer.online import rounds as R
 from bora_trainer.online.config import TrainerConfig
 from bora_trainer.online.episode_ends import EpisodeEnds
@@ -99,11 +99,19 @@ def event_digest(bag: Path) -> str:
     return h.hexdigest()
 
 
-def replay_rows(arrays: dict[str, np.ndarray], normalizer, action_clip: float = 0.0) -> dict[str, np.ndarray]:
+def replay_rows(
+    arrays: dict[str, np.ndarray], normalizer, action_clip: float = 0.0, gamma: float | None = None
+) -> dict[str, np.ndarray]:
     """Replay rows of one converted episode: its transition fields and the executed action normalised, clipped to
-    +-``action_clip`` (0 = off) as the simulated loop and D_offline clip theirs (``OnlineRunConfig.action_clip``)."""
+    +-``action_clip`` (0 = off) as the simulated loop and D_offline clip theirs (``OnlineRunConfig.action_clip``).
+    ``gamma``: with the Monte-Carlo ``returns`` of the episode's full ``episode_reward``/``episode_done`` (steps no
+    ActionChunk covers included: data/replay.py); a conversion older than those arrays gives rows without them."""
     rows = {k: arrays[k] for k in REPLAY_FIELDS if k in arrays}  # n_steps: derived when absent
     rows["action"] = ActionProcessor(normalizer).normalize(arrays["action_physical"], action_clip)  # processor.py
+    if gamma is not None and "episode_reward" in arrays and "episode_done" in arrays:
+        k = np.asarray(arrays["reward"]).shape[1]
+        rows["returns"] = chunk_returns(arrays["episode_reward"], arrays["episode_done"], arrays["step"], k, gamma)
+        rows["returns_gamma"] = np.full(len(rows["returns"]), gamma, np.float64)
     return rows
 
 
@@ -115,6 +123,7 @@ class RosEpisodes:
         self.converted = Path(cfg.state_dir) / "converted"
         self.rewards = cfg.rewards
         self.action_clip = cfg.action_clip
+        self.gamma = cfg.online.gamma  # of the rows' stored Monte-Carlo returns
         self.late_message_wait_s = cfg.late_message_wait_s
         self._clock = clock
         self._bag_sizes: dict[str, int] = {}
@@ -258,7 +267,7 @@ class RosEpisodes:
                 "recording stopped mid-episode): not ingested until a continuation of the recording completes it",
             )
             return None
-        return Episode(replay_rows(arrays, loop.normalizer, self.action_clip), info)
+        return Episode(replay_rows(arrays, loop.normalizer, self.action_clip, self.gamma), info)
 
     def _unusable(self, loop: OnlineLoop, ep, live: bool) -> None:
         """An episode the converter could not make into one (no ExecutedCommand recorded: it ended before its first
@@ -314,11 +323,12 @@ def ros_loop(cfg: TrainerConfig, announce=None, **kw) -> OnlineLoop:
 
 
 def build_offline_buffer(
-    converted_dir: str | Path, out: str | Path, normalizer, episodes: list[int] | None = None
+    converted_dir: str | Path, out: str | Path, normalizer, episodes: list[int] | None = None,
+    gamma: float | None = None,
 ) -> ChunkReplayBuffer:
     """D_offline from converted episodes (``bora bag convert`` output): a persisted ChunkReplayBuffer whose spec
     records the episodes' reward definition (``None`` when a conversion predates recording it); episodes
-    converted with different definitions are refused (one reward scale per buffer)."""
+    converted with different definitions are refused (one reward scale per buffer). ``gamma``: :func:`replay_rows`."""
     tmeta = json.loads((Path(converted_dir) / "transitions" / "meta.json").read_text())
     ids = (
         episodes
@@ -339,6 +349,6 @@ def build_offline_buffer(
     buf = ChunkReplayBuffer(spec, out)
     for arrays, _info in loaded:
         if arrays:
-            buf.add(replay_rows(arrays, normalizer))
+            buf.add(replay_rows(arrays, normalizer, gamma=gamma))
     buf.flush()
     return buf

@@ -193,8 +193,9 @@ def rollout(
 
 
 def rollout_rows(
-    ep: dict, normalizer, k: int, episode: int, action_clip: float = 0.0
+    ep: dict, normalizer, k: int, episode: int, action_clip: float = 0.0, gamma: float | None = None
 ) -> dict[str, np.ndarray]:
+    """Replay rows of one rollout; ``gamma``: with the Monte-Carlo returns of the full episode (data/replay.py)."""
     a, c = ep["arrays"], ep["chunks"]
     return chunk_transitions(
         ActionProcessor(normalizer).normalize(a["action"], action_clip),
@@ -210,6 +211,7 @@ def rollout_rows(
         beta=a["beta"],
         episode=episode,
         final=c.get("final"),
+        gamma=gamma,
     )
 
 
@@ -251,7 +253,7 @@ class RobotRollouts:
         loop.learner.actor.train()
         write_episode(self.rollouts, eid, ep["arrays"], ep["info"], self.meta)
         a, info = ep["arrays"], ep["info"]
-        rows = rollout_rows(ep, self.vla.normalizer, self.vla.k, eid, self.cfg.action_clip)
+        rows = rollout_rows(ep, self.vla.normalizer, self.vla.k, eid, self.cfg.action_clip, self.cfg.online.gamma)
         digest = hashlib.sha256(np.ascontiguousarray(a["action"]).tobytes() + f"{seed}|{r}".encode()).hexdigest()
         ret = float(a["reward"].sum())
         if self.progress:

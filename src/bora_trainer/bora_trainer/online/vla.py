@@ -99,12 +99,14 @@ def offline_buffer(
     action_clip: float = 0.0,
     path: str | Path | None = None,
     episodes: str = "all",
+    gamma: float | None = None,
 ) -> ChunkReplayBuffer:
     """Chunk transitions of the offline dataset with z_t and A_VLA from the frozen VLA (computed once);
     persisted as a ChunkReplayBuffer directory when ``path`` is given (the trainer node's D_offline). The rewards
     are computed with ``reward``, which the buffer's spec records (the online loop checks it). ``episodes``: which
     of the dataset's episodes enter (``OnlineRunConfig.offline_episodes``: offline/data.py ``EPISODE_FILTERS``),
-    then at most ``max_episodes`` of them (0 = all)."""
+    then at most ``max_episodes`` of them (0 = all). ``gamma``: the rows store the Monte-Carlo returns of their full
+    episode (data/replay.py; an ``offline_stride`` > k leaves steps no row covers)."""
     from bora_policy.common.episodes import episode_ids, read_episode
     from bora_trainer.offline.data import select_episodes
 
@@ -154,6 +156,7 @@ def offline_buffer(
                 episode=eid,
                 final=final,
                 valid=arrays.get("valid"),  # gaps of converted recordings are masked out
+                gamma=gamma,
             )
         )
     if path is not None:
@@ -181,6 +184,7 @@ def offline_buffer_for(
         action_clip=cfg.action_clip,
         path=path,
         episodes=cfg.offline_episodes,
+        gamma=cfg.online.gamma,
     )
 
 
