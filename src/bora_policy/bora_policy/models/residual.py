@@ -52,7 +52,10 @@ class ResidualConfig:
 
 
 def alpha_schedule(step: int | float, start: float = 0.2, end: float = 0.75, warmup: int = 4000) -> float:
-    """Algorithm 1 line 14: ``alpha_t = alpha_s + (alpha_e - alpha_s) * min(t / T_alpha, 1)``."""
+    """Algorithm 1 line 14: ``alpha_t = alpha_s + (alpha_e - alpha_s) * min(t / T_alpha, 1)``. ``step`` is the
+    learner's update count (ours): Algorithm 1 indexes alpha by t, which line 4 resets each episode; we read Table 3's
+    "warm-up over 4,000 steps" as a ramp over the run's updates, so the blend grows with training, not within each
+    episode (noted in review, 2026-12-08)."""
     if step < 0:
         raise ValueError(f"alpha_schedule: step must be >= 0, got {step}")
     frac = 1.0 if warmup <= 0 else min(float(step) / float(warmup), 1.0)
